@@ -1,0 +1,14 @@
+/*
+ * mongoq/mongoq.h - the umbrella header: include this one.
+ *
+ * mongoq turns a MongoDB collection into a durable message queue. The caller owns libmongoc's
+ * global state: call mongoc_init() before using mongoq and mongoc_cleanup() after.
+ */
+#ifndef MONGOQ_H
+#define MONGOQ_H
+
+#include "export.h"
+#include "version.h"
+#include "error.h"
+
+#endif /* MONGOQ_H */

@@ -1,0 +1,98 @@
+/*
+ * Helpers shared by the Criterion programs that talk to a server (MONGOQ_TEST_URI).
+ * Each test uses its own database (mtest_db_new) and drops it (mtest_db_drop).
+ */
+#ifndef MONGOQ_TESTUTIL_H
+#define MONGOQ_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+#include <sys/types.h>
+
+/* The server under test: $MONGOQ_TEST_URI. Aborts the test with a clear message when unset. */
+const char *
+mtest_uri(void);
+
+/* A new client pool on mtest_uri() with the given appname (may be NULL). Caller destroys it. */
+mongoc_client_pool_t *
+mtest_pool_new(const char *appname);
+
+/* A new single client on mtest_uri(). Caller destroys it. */
+mongoc_client_t *
+mtest_client_new(const char *appname);
+
+/* A database name unique to this process and call: "<prefix>_<pid>_<n>". Caller frees (bson_free). */
+char *
+mtest_db_name(const char *prefix);
+
+/* Drops a database; asserts success. */
+void
+mtest_db_drop(mongoc_client_t *client, const char *db);
+
+/* Milliseconds on a monotonic clock. */
+int64_t
+mtest_now_ms(void);
+
+/*
+ * Polls cond(ctx) every few milliseconds until it returns true or timeout_ms passes.
+ * Returns the last value of cond. For conditions that have no event to wait on.
+ */
+bool
+mtest_wait_until(bool (*cond)(void *ctx), void *ctx, int64_t timeout_ms);
+
+/*
+ * Sets the failCommand fail point: mode is a JSON value ("\"alwaysOn\"", "{\"times\": 1}",
+ * "\"off\""), data a JSON document or NULL. Asserts success.
+ */
+void
+mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *data_json);
+
+/* Runs a command on db and returns true on ok:1; reply (if not NULL) is always initialised. */
+bool
+mtest_command(mongoc_client_t *client, const char *db, const char *cmd_json, bson_t *reply,
+              bson_error_t *error);
+
+/*
+ * Counts commands sent through a client or pool (libmongoc command monitoring), by name.
+ * Attach with mtest_counter_attach_pool / _client before any client is popped.
+ */
+typedef struct mtest_counter_t mtest_counter_t;
+mtest_counter_t *
+mtest_counter_new(void);
+void
+mtest_counter_attach_pool(mtest_counter_t *counter, mongoc_client_pool_t *pool);
+void
+mtest_counter_attach_client(mtest_counter_t *counter, mongoc_client_t *client);
+/* Total commands started (name == NULL) or those with that command name. Thread-safe. */
+int64_t
+mtest_counter_get(mtest_counter_t *counter, const char *name);
+void
+mtest_counter_reset(mtest_counter_t *counter);
+void
+mtest_counter_destroy(mtest_counter_t *counter);
+
+
+/*
+ * A private test-server process for tests about restarts, standalone mode or history limits.
+ * Started from MONGOQ_TEST_SERVER_BIN with "--port 0" plus extra_args (NULL-terminated, may be
+ * NULL); waits until it answers hello. Such tests exercise the test server's own flags and are
+ * skipped when $MONGOQ_TEST_NO_SPAWN is set (e.g. against a real replica set without the binary).
+ */
+typedef struct {
+    pid_t pid;
+    char uri[256];
+    int port;
+} mtest_server_t;
+
+bool
+mtest_server_start(mtest_server_t *server, const char *const *extra_args, int port);
+/* SIGKILL (hard = true) or SIGTERM, then waits for the process. */
+void
+mtest_server_stop(mtest_server_t *server, bool hard);
+/* Whether tests may spawn private servers. */
+bool
+mtest_can_spawn(void);
+
+#endif

@@ -1,0 +1,52 @@
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+const char *
+ms_code_name(int code)
+{
+    switch (code) {
+#define MS_NAME_CASE_(num, name)                                                                   \
+    case num:                                                                                      \
+        return #name;
+        MS_CODES(MS_NAME_CASE_)
+#undef MS_NAME_CASE_
+    default:
+        return "UnknownError";
+    }
+}
+
+bool
+ms_set_error(bson_error_t *error, int code, const char *fmt, ...)
+{
+    if (error) {
+        va_list ap;
+        va_start(ap, fmt);
+        error->domain = MS_ERROR_DOMAIN;
+        error->code = (uint32_t)code;
+        vsnprintf(error->message, sizeof error->message, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+int64_t
+ms_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+ms_log(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[mongoq-test-server %lld] %s\n", (long long)ms_now_ms(), buf);
+}
