@@ -10,5 +10,10 @@
 #include "export.h"
 #include "version.h"
 #include "error.h"
+#include "queue.h"
+#include "message.h"
+#include "producer.h"
+#include "consumer.h"
+#include "worker.h"
 
 #endif /* MONGOQ_H */

@@ -1,0 +1,76 @@
+/*
+ * mongoq/consumer.h - claiming messages.
+ *
+ * A claim is one findAndModify that moves the best ready message (priority descending, then
+ * run_at, then _id) whose run_at has come to "processing", adds one to attempts, writes a fresh
+ * lease_token and sets lease_expires_at on the server's clock. Until the lease expires only the
+ * claimer can ack, retry, fail or extend it.
+ *
+ * Thread safety: a consumer is NOT thread-safe: use one per thread. Many consumers in many
+ * threads and processes may share a queue; no message is handed to two of them while a lease
+ * holds.
+ */
+#ifndef MONGOQ_CONSUMER_H
+#define MONGOQ_CONSUMER_H
+
+#include "message.h"
+#include "queue.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mongoq_consumer_t mongoq_consumer_t;
+
+#define MONGOQ_CONSUMER_OPTS_VERSION 1
+
+typedef struct {
+    uint32_t version; /* MONGOQ_CONSUMER_OPTS_VERSION */
+    const char *name; /* written to claimed_by; default "<host>:<pid>:<n>". Copied. */
+    int64_t lease_ms; /* lease of each claim; default: the queue's; negative: error */
+} mongoq_consumer_opts_t;
+
+#define MONGOQ_CONSUMER_OPTS_INIT {.version = MONGOQ_CONSUMER_OPTS_VERSION}
+
+/* A consumer on queue (borrowed; must outlive it). opts may be NULL. NULL + error on failure. */
+MONGOQ_EXPORT mongoq_consumer_t *
+mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts,
+                    bson_error_t *error);
+
+/* Frees the consumer. Messages it claimed stay valid and keep their leases. NULL is a no-op. */
+MONGOQ_EXPORT void
+mongoq_consumer_destroy(mongoq_consumer_t *consumer);
+
+/*
+ * Claims one message, waiting up to wait_ms (0: don't wait) for one to become ready. Idle
+ * consumers are woken by the queue's change stream, by a timer at the next run_at, or by
+ * polling when change streams are unavailable.
+ *
+ * Returns true with *msg_out set to a new message (owned by the caller: mongoq_message_destroy)
+ * or to NULL when nothing became ready in time. Returns false and fills error on a driver or
+ * server error (*msg_out is NULL). A message document someone else damaged (missing fields,
+ * wrong types) is moved to "dead" with a reason and never handed out.
+ */
+MONGOQ_EXPORT bool
+mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_message_t **msg_out,
+                      bson_error_t *error);
+
+/*
+ * Claims up to max messages (1..1000) in a bounded number of round trips (three at most,
+ * whatever max is), waiting up to wait_ms for at least one. msgs_out has room for max pointers;
+ * *n_out receives how many were claimed (0 when none in time). Each message is owned by the
+ * caller. All messages of one call share a lease_token (still fenced per message by _id).
+ */
+MONGOQ_EXPORT bool
+mongoq_consumer_claim_many(mongoq_consumer_t *consumer, size_t max, int64_t wait_ms,
+                           mongoq_message_t **msgs_out, size_t *n_out, bson_error_t *error);
+
+/* The consumer's name, borrowed. */
+MONGOQ_EXPORT const char *
+mongoq_consumer_name(const mongoq_consumer_t *consumer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MONGOQ_CONSUMER_H */

@@ -1,0 +1,191 @@
+/*
+ * mongoq/queue.h - a queue: one MongoDB collection holding messages.
+ *
+ * A mongoq_queue_t is a handle on one collection ("db.name"). It borrows a
+ * mongoc_client_pool_t, which must outlive it, and pops clients from the pool per operation.
+ *
+ * Thread safety: a queue is thread-safe. Producers may enqueue on one queue from many threads;
+ * consumers (mongoq_consumer_t, one per thread) and workers share it. Destroy it only after
+ * every consumer and worker made from it is destroyed.
+ *
+ * Message document (one file, src/fields.h, owns the names): _id (ObjectId), payload (the user's
+ * document), status ("ready" | "processing" | "done" | "dead"), priority (int32, higher first),
+ * run_at (date), attempts, max_attempts, lease_expires_at, lease_token (fencing token written by
+ * every claim), claimed_by, enqueued_at, updated_at, last_error, errors (the last few failures
+ * with their times), dedup_key (optional).
+ *
+ * Time: every time that decides delivery (lease expiry, run_at) is taken from the server's
+ * clock ($$NOW, or hello.localTime), never the client's.
+ */
+#ifndef MONGOQ_QUEUE_H
+#define MONGOQ_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mongoq_queue_t mongoq_queue_t;
+
+/* What acknowledging a message does with it. */
+typedef enum {
+    MONGOQ_ACK_DELETE = 0, /* delete the document (the default) */
+    MONGOQ_ACK_KEEP = 1    /* keep it as "done" for retention_s seconds (TTL index) */
+} mongoq_ack_mode_t;
+
+typedef enum {
+    MONGOQ_LOG_ERROR = 0,
+    MONGOQ_LOG_WARNING = 1,
+    MONGOQ_LOG_INFO = 2,
+    MONGOQ_LOG_DEBUG = 3
+} mongoq_log_level_t;
+
+/*
+ * Log callback. Called from mongoq's threads (the waker, the reaper, workers) and from callers'
+ * threads; it must be thread-safe. `message` is borrowed for the call. Never called while a
+ * mongoq lock is held, so it may call back into mongoq.
+ */
+typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, void *user_data);
+
+#define MONGOQ_QUEUE_OPTS_VERSION 1
+
+/* Queue options. Zero means "the default" for every field. */
+typedef struct {
+    uint32_t version; /* MONGOQ_QUEUE_OPTS_VERSION */
+
+    /* Write concern for every write. NULL: {w: "majority", j: true}. Copied by _new. */
+    const mongoc_write_concern_t *write_concern;
+
+    int64_t lease_ms;        /* default lease of a claim: 30000 ms; negative is an error */
+    int32_t max_attempts;    /* default attempts before a message is dead: 5; negative: error */
+    int64_t backoff_base_ms; /* retry backoff: base * 2^(attempts-1) ... default 1000 */
+    int64_t backoff_cap_ms;  /* ... capped at this: default 300000 */
+    double backoff_jitter;   /* fraction of the delay drawn at random: default 0.2, range
+                                (0, 1]; negative: no jitter */
+
+    mongoq_ack_mode_t ack_mode; /* default MONGOQ_ACK_DELETE */
+    int64_t retention_s;        /* MONGOQ_ACK_KEEP: seconds done messages are kept; default 86400 */
+
+    bool skip_ensure_indexes; /* true: _new does not create indexes (call ensure_indexes) */
+
+    /* Waking idle consumers (see mongoq_consumer_claim). */
+    bool no_change_stream;    /* true: never open a change stream; poll only */
+    int64_t poll_interval_ms; /* longest pause between polls: default 1000 ms */
+
+    /* Background reaper (a thread the queue owns). */
+    bool no_reaper;           /* true: no background reaper; call mongoq_queue_reap yourself */
+    int64_t reap_interval_ms; /* default lease_ms / 2 */
+
+    mongoq_log_fn log_fn;  /* NULL: no logging */
+    void *log_user_data;   /* passed to log_fn */
+} mongoq_queue_opts_t;
+
+#define MONGOQ_QUEUE_OPTS_INIT {.version = MONGOQ_QUEUE_OPTS_VERSION}
+
+/*
+ * Opens the queue stored in collection `name` of database `db`. The pool is borrowed and must
+ * outlive the queue; db and name are copied; opts may be NULL (defaults) and is copied.
+ * Unless opts->skip_ensure_indexes, creates the queue's indexes (mongoq_queue_ensure_indexes).
+ * Starts the background reaper and the change-stream waker lazily (on first claim) unless they
+ * are turned off.
+ *
+ * Returns NULL and fills error on failure: MONGOQ_ERROR_INVALID_ARG for an invalid collection
+ * or database name (empty, '$' or NUL in it, "system." prefix, namespace over 255 bytes) or an
+ * invalid option; driver and server errors as libmongoc reports them.
+ */
+MONGOQ_EXPORT mongoq_queue_t *
+mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
+                 const mongoq_queue_opts_t *opts, bson_error_t *error);
+
+/* Stops the queue's threads and frees it. NULL is a no-op. Not concurrent with other calls. */
+MONGOQ_EXPORT void
+mongoq_queue_destroy(mongoq_queue_t *queue);
+
+/*
+ * Creates the queue's indexes; idempotent. The claim index {status, priority desc, run_at, _id}
+ * (equality, sort, range order), the lease index {status, lease_expires_at} for the reaper, a
+ * unique index on dedup_key among unfinished messages (partial: status ready or processing),
+ * and, with MONGOQ_ACK_KEEP, a TTL index that removes done messages after retention_s.
+ * Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error);
+
+/* The collection's name and database, borrowed from the queue. */
+MONGOQ_EXPORT const char *
+mongoq_queue_name(const mongoq_queue_t *queue);
+MONGOQ_EXPORT const char *
+mongoq_queue_db(const mongoq_queue_t *queue);
+
+/*
+ * One reaping pass: every "processing" message whose lease has expired on the server's clock
+ * goes back to "ready" (or to "dead" with last_error "lease expired" when its attempts are used
+ * up), in a bounded number of round trips. Safe to run from many threads and processes at once.
+ * *reclaimed_out (may be NULL) receives how many messages were returned or buried.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *error);
+
+/* A snapshot of the queue read from the server (mongoq_queue_stats). */
+typedef struct {
+    int64_t ready;           /* status "ready", due or not */
+    int64_t delayed;         /* of those, with run_at still in the future */
+    int64_t processing;
+    int64_t done;            /* only with MONGOQ_ACK_KEEP */
+    int64_t dead;
+    int64_t oldest_ready_age_ms; /* age of the oldest due ready message (from enqueued_at), -1 */
+    int64_t next_run_at_ms;      /* earliest run_at among ready messages (epoch ms), -1 if none */
+} mongoq_stats_t;
+
+/* Reads counts per status and the ages above. Thread-safe. */
+MONGOQ_EXPORT bool
+mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *error);
+
+/* Counters kept in this process since the queue was opened (no round trip). */
+typedef struct {
+    int64_t enqueued;
+    int64_t claimed;
+    int64_t acked;
+    int64_t retried;
+    int64_t failed;     /* moved to dead by mongoq_message_fail or exhausted retries */
+    int64_t lease_lost; /* ack/retry/fail/extend that found the lease gone */
+    int64_t reaped;     /* messages returned or buried by reaping */
+    int64_t wakeups_change_stream; /* consumers woken by a change event */
+    int64_t wakeups_timer;         /* ... by the timer for the next run_at */
+    int64_t wakeups_poll;          /* ... by a poll that found work */
+    bool change_stream_active;     /* the waker's change stream is open now */
+    bool polling_fallback;         /* the server cannot open change streams: polling only */
+} mongoq_counters_t;
+
+/* Copies the counters. Thread-safe. */
+MONGOQ_EXPORT void
+mongoq_queue_counters(mongoq_queue_t *queue, mongoq_counters_t *counters);
+
+/*
+ * Moves dead messages back to ready with attempts reset: all of them (id == NULL) or the one
+ * with _id *id (MONGOQ_ERROR_NOT_FOUND when it is not dead). *moved_out (may be NULL) receives
+ * how many moved.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved_out,
+                     bson_error_t *error);
+
+/*
+ * Deletes messages by status: "ready", "processing", "done", "dead", or NULL for all.
+ * MONGOQ_ERROR_INVALID_ARG for any other status. *deleted_out (may be NULL) gets the count.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_out,
+                   bson_error_t *error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MONGOQ_QUEUE_H */
