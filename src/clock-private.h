@@ -1,0 +1,34 @@
+/*
+ * The server clock as seen from this process. Leases and run_at are decided by the server's
+ * clock ($$NOW); where mongoq must compute a server time itself (a delayed message's run_at, the
+ * claim filter's index bound, the waker's timer) it uses this estimate: the offset between
+ * hello.localTime and the local clock, measured at the middle of the round trip and refreshed
+ * periodically. Its error is bounded by half a round trip, and the claim also checks run_at
+ * against $$NOW on the server so an early estimate can never release a message early.
+ */
+#ifndef MONGOQ_CLOCK_PRIVATE_H
+#define MONGOQ_CLOCK_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+typedef struct mongoq__clock_t mongoq__clock_t;
+
+/* pool borrowed. Measures once now; NULL + error when the server cannot be reached. */
+mongoq__clock_t *
+mongoq__clock_new(mongoc_client_pool_t *pool, bson_error_t *error);
+
+void
+mongoq__clock_destroy(mongoq__clock_t *clock);
+
+/* Estimated server time in ms since the epoch; re-measures when the estimate is stale. */
+int64_t
+mongoq__clock_server_now_ms(mongoq__clock_t *clock);
+
+/* Converts a server time to the local monotonic clock (for timed waits). */
+int64_t
+mongoq__clock_server_to_mono_ms(mongoq__clock_t *clock, int64_t server_ms);
+
+#endif

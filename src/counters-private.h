@@ -1,0 +1,36 @@
+/* Process-local counters of a queue: atomics, so any thread may bump or read them. */
+#ifndef MONGOQ_COUNTERS_PRIVATE_H
+#define MONGOQ_COUNTERS_PRIVATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mongoq/queue.h"
+
+typedef struct {
+    atomic_int_least64_t enqueued;
+    atomic_int_least64_t claimed;
+    atomic_int_least64_t acked;
+    atomic_int_least64_t retried;
+    atomic_int_least64_t failed;
+    atomic_int_least64_t lease_lost;
+    atomic_int_least64_t reaped;
+    atomic_int_least64_t wakeups_change_stream;
+    atomic_int_least64_t wakeups_timer;
+    atomic_int_least64_t wakeups_poll;
+    atomic_bool change_stream_active;
+    atomic_bool polling_fallback;
+} mongoq__counters_t;
+
+static inline void
+mongoq__counter_add(atomic_int_least64_t *counter, int64_t n)
+{
+    atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+/* Copies a consistent-enough snapshot (each field read atomically). */
+void
+mongoq__counters_read(const mongoq__counters_t *c, mongoq_counters_t *out);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * The waker: one per queue, shared by all its consumers. It tells idle consumers when a claim
+ * may succeed. Events are a signal only: a consumer always claims with the ordinary query, so
+ * correctness never depends on what the waker saw.
+ *
+ * Use from a claim loop:
+ *
+ *     uint64_t seen = mongoq__waker_generation(w);
+ *     for (;;) {
+ *         if (try_claim()) return got;
+ *         if (mongoq__now_mono_ms() >= deadline) return none;
+ *         mongoq__waker_wait(w, &seen, deadline);
+ *     }
+ *
+ * Reading the generation BEFORE the claim attempt means a wake-up that happens between the
+ * attempt and the wait is never lost.
+ */
+#ifndef MONGOQ_WAKER_PRIVATE_H
+#define MONGOQ_WAKER_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "clock-private.h"
+#include "counters-private.h"
+#include "mongoq/queue.h"
+
+typedef struct mongoq__waker_t mongoq__waker_t;
+
+typedef struct {
+    mongoc_client_pool_t *pool; /* borrowed */
+    const char *db;             /* copied */
+    const char *coll;           /* copied */
+    bool no_change_stream;
+    int64_t poll_interval_ms;   /* > 0 */
+    mongoq_log_fn log_fn;
+    void *log_user_data;
+    mongoq__counters_t *counters; /* borrowed, outlives the waker */
+    mongoq__clock_t *clock;       /* borrowed, outlives the waker */
+} mongoq__waker_config_t;
+
+typedef enum {
+    MONGOQ__WAKE_TIMEOUT = 0, /* the deadline passed */
+    MONGOQ__WAKE_CHANGE_STREAM,
+    MONGOQ__WAKE_TIMER,       /* the earliest known run_at came */
+    MONGOQ__WAKE_POLL,        /* polling interval elapsed (no change stream) */
+    MONGOQ__WAKE_LOCAL,       /* notified in-process (enqueue, hand-back, rescan) */
+    MONGOQ__WAKE_STOP         /* the waker is shutting down */
+} mongoq__wake_t;
+
+/* Creates the waker; its thread (if any) starts on the first wait. Never fails. */
+mongoq__waker_t *
+mongoq__waker_new(const mongoq__waker_config_t *config);
+
+/* Stops its thread, wakes all waiters with MONGOQ__WAKE_STOP, frees. NULL is a no-op. */
+void
+mongoq__waker_destroy(mongoq__waker_t *w);
+
+/* The current wake-up generation. */
+uint64_t
+mongoq__waker_generation(mongoq__waker_t *w);
+
+/*
+ * Blocks until the generation differs from *seen or deadline_ms (monotonic clock, see
+ * mongoq__now_mono_ms) passes; updates *seen. In polling mode it returns after a bounded,
+ * growing pause (MONGOQ__WAKE_POLL). Thread-safe.
+ */
+mongoq__wake_t
+mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms);
+
+/* Wakes every waiter now (reason MONGOQ__WAKE_LOCAL). Thread-safe. */
+void
+mongoq__waker_notify(mongoq__waker_t *w);
+
+/*
+ * Tells the waker a ready message becomes due at run_at_ms (server clock, ms since the epoch);
+ * it wakes waiters then (MONGOQ__WAKE_TIMER). Thread-safe.
+ */
+void
+mongoq__waker_schedule(mongoq__waker_t *w, int64_t run_at_ms);
+
+/* Monotonic milliseconds. */
+int64_t
+mongoq__now_mono_ms(void);
+
+#endif
