@@ -13,6 +13,10 @@
  *    journaled operation, in order, before the server accepts connections.
  *  - Change streams never take the storage lock while they wait; updateLookup calls
  *    ms_store_lookup(), which takes it briefly.
+ *  - dropDatabase is handed as mongod's oplog has it: one MS_OP_DROP per collection, then one
+ *    MS_OP_DROP_DATABASE (collection streams see their drop + invalidate; database streams see
+ *    the drops, then dropDatabase + invalidate).
+ *  - Ops of a transaction carry lsid and txn_number, which the events report as mongod does.
  */
 #ifndef MS_OPLOG_H
 #define MS_OPLOG_H
@@ -39,6 +43,8 @@ typedef struct {
     const bson_t *full_document;      /* see above */
     const bson_t *update_description; /* {updatedFields, removedFields, truncatedArrays} */
     const bson_t *spec;               /* index spec / collection options, else NULL */
+    const bson_t *lsid;               /* inside a transaction: its session id, else NULL */
+    int64_t txn_number;               /* inside a transaction: its txnNumber */
 } ms_op_t;
 
 /* A cluster time: a BSON timestamp (seconds, increment). */
@@ -79,7 +85,8 @@ typedef struct ms_changestream_t ms_changestream_t;
  * aggregate: 1). cmd is the whole aggregate command (pipeline, cursor.batchSize, ...).
  * standalone: the server runs with --standalone, so fail with 40573 as mongod does.
  * On success *out is the stream and reply holds {cursor: {id: cursor_id, ns, firstBatch,
- * postBatchResumeToken}, ok: 1}.
+ * postBatchResumeToken}, ok: 1}. When the first batch already ends the stream (an invalidate),
+ * the reply's id is 0 and *out is NULL: there is no cursor to register.
  */
 bool
 ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_t cursor_id,
