@@ -1,0 +1,1141 @@
+/*
+ * mongoq-test-server: query filters. A filter is compiled once into a tree of logical nodes and
+ * leaves (path + operator); matching walks the document's raw BSON with MongoDB's array rules:
+ * a path reaching an array matches when the whole array or any element matches, dotted paths
+ * descend into arrays of documents, and negations ($ne, $nin, $not, $nor) negate that whole
+ * "any" so {a: {$ne: 5}} rejects {a: [5, 6]}.
+ */
+#include "lang-private.h"
+
+#include <math.h>
+#include <regex.h>
+#include <string.h>
+
+typedef enum { N_AND, N_OR, N_NOR, N_NOT, N_EXPR, N_TRUE, N_FALSE, N_LEAF } kind_t;
+
+typedef enum {
+    OP_EQ,
+    OP_LT,
+    OP_LTE,
+    OP_GT,
+    OP_GTE,
+    OP_IN,
+    OP_EXISTS,
+    OP_TYPE,
+    OP_SIZE,
+    OP_REGEX,
+    OP_MOD,
+    OP_ELEM_DOC, /* $elemMatch with a query on element documents */
+    OP_ELEM_VAL  /* $elemMatch with operators on element values */
+} op_t;
+
+typedef struct node_t node_t;
+
+typedef struct {
+    bson_value_t value; /* owned */
+    regex_t *re;        /* compiled when value is a regex */
+} item_t;
+
+struct node_t {
+    kind_t kind;
+    node_t **kids;
+    size_t nkids;
+    /* leaves */
+    ms_path_t path;
+    op_t op;
+    item_t arg;     /* EQ, comparisons, REGEX */
+    item_t *list;   /* IN */
+    size_t nlist;
+    int *types;     /* TYPE */
+    size_t ntypes;
+    int64_t size;   /* SIZE */
+    int64_t mod_div, mod_rem;
+    node_t *sub;    /* ELEM_DOC / ELEM_VAL */
+    bson_value_t expr; /* N_EXPR, owned */
+};
+
+struct ms_matcher_t {
+    node_t *root;
+    bool value_mode; /* leaves apply to a value rather than to fields of a document */
+};
+
+static bool
+match_node(const node_t *n, const bson_value_t *root, const ms_ctx_t *ctx);
+
+/* ---- construction ---------------------------------------------------------------------- */
+
+static node_t *
+node_new(kind_t kind)
+{
+    node_t *n = bson_malloc0(sizeof *n);
+    n->kind = kind;
+    return n;
+}
+
+static void
+item_destroy(item_t *it)
+{
+    bson_value_destroy(&it->value);
+    if (it->re) {
+        regfree(it->re);
+        bson_free(it->re);
+    }
+}
+
+static void
+node_destroy(node_t *n)
+{
+    if (!n) {
+        return;
+    }
+    for (size_t i = 0; i < n->nkids; i++) {
+        node_destroy(n->kids[i]);
+    }
+    bson_free(n->kids);
+    ms__path_destroy(&n->path);
+    item_destroy(&n->arg);
+    for (size_t i = 0; i < n->nlist; i++) {
+        item_destroy(&n->list[i]);
+    }
+    bson_free(n->list);
+    bson_free(n->types);
+    node_destroy(n->sub);
+    bson_value_destroy(&n->expr);
+    bson_free(n);
+}
+
+static void
+node_add(node_t *parent, node_t *kid)
+{
+    parent->kids = bson_realloc(parent->kids, (parent->nkids + 1) * sizeof *parent->kids);
+    parent->kids[parent->nkids++] = kid;
+}
+
+static node_t *
+node_not(node_t *kid)
+{
+    node_t *n = node_new(N_NOT);
+    node_add(n, kid);
+    return n;
+}
+
+/* Translates the common PCRE escapes to POSIX classes, then compiles. */
+static regex_t *
+regex_compile(const char *pattern, const char *options, bson_error_t *error)
+{
+    char *posix = bson_malloc(strlen(pattern) * 12 + 1);
+    char *o = posix;
+    for (const char *p = pattern; *p; p++) {
+        const char *rep = NULL;
+        if (p[0] == '\\' && p[1]) {
+            switch (p[1]) {
+            case 'd': rep = "[0-9]"; break;
+            case 'D': rep = "[^0-9]"; break;
+            case 'w': rep = "[A-Za-z0-9_]"; break;
+            case 'W': rep = "[^A-Za-z0-9_]"; break;
+            case 's': rep = "[[:space:]]"; break;
+            case 'S': rep = "[^[:space:]]"; break;
+            default: break;
+            }
+        }
+        if (rep) {
+            strcpy(o, rep);
+            o += strlen(rep);
+            p++;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    int flags = REG_EXTENDED | REG_NOSUB;
+    if (strchr(options, 'i')) {
+        flags |= REG_ICASE;
+    }
+    if (strchr(options, 'm')) {
+        flags |= REG_NEWLINE;
+    }
+    regex_t *re = bson_malloc(sizeof *re);
+    int rc = regcomp(re, posix, flags);
+    bson_free(posix);
+    if (rc != 0) {
+        bson_free(re);
+        ms_set_error(error, 51091, "Regular expression is invalid: %s", pattern);
+        return NULL;
+    }
+    return re;
+}
+
+static bool
+item_init(item_t *it, const bson_value_t *v, bson_error_t *error)
+{
+    bson_value_copy(v, &it->value);
+    if (v->value_type == BSON_TYPE_REGEX) {
+        it->re = regex_compile(v->value.v_regex.regex, v->value.v_regex.options, error);
+        return it->re != NULL;
+    }
+    return true;
+}
+
+static node_t *
+leaf_new(const char *path, op_t op, bson_error_t *error)
+{
+    node_t *n = node_new(N_LEAF);
+    n->op = op;
+    if (path && !ms__path_init(&n->path, path)) {
+        node_destroy(n);
+        ms_set_error(error, 2, "FieldPath must not contain empty field names: '%s'", path);
+        return NULL;
+    }
+    return n;
+}
+
+static node_t *
+parse_filter(const bson_t *filter, bool top, bson_error_t *error);
+static node_t *
+parse_value_ops(const char *path, const bson_value_t *ops, bson_error_t *error);
+
+static bool
+parse_in_list(node_t *n, const char *opname, const bson_value_t *arg, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (arg->value_type != BSON_TYPE_ARRAY) {
+        return ms_set_error(error, 2, "%s needs an array", opname);
+    }
+    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *v = bson_iter_value(&it);
+        if (v->value_type == BSON_TYPE_DOCUMENT) {
+            bson_iter_t sub;
+            bson_iter_init_from_data(&sub, v->value.v_doc.data, v->value.v_doc.data_len);
+            if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$') {
+                return ms_set_error(error, 2, "cannot nest $ under %s", opname);
+            }
+        }
+        n->list = bson_realloc(n->list, (n->nlist + 1) * sizeof *n->list);
+        memset(&n->list[n->nlist], 0, sizeof n->list[0]);
+        if (!item_init(&n->list[n->nlist++], v, error)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+parse_type(node_t *n, const bson_value_t *arg, bson_error_t *error)
+{
+    bson_iter_t it;
+    int t;
+    if (arg->value_type != BSON_TYPE_ARRAY) {
+        n->types = bson_malloc(sizeof *n->types);
+        n->ntypes = 1;
+        return ms__type_parse(arg, &n->types[0], error);
+    }
+    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        if (!ms__type_parse(bson_iter_value(&it), &t, error)) {
+            return false;
+        }
+        n->types = bson_realloc(n->types, (n->ntypes + 1) * sizeof *n->types);
+        n->types[n->ntypes++] = t;
+    }
+    return true;
+}
+
+static bool
+as_int64(const bson_value_t *v, int64_t *out)
+{
+    if (!ms__is_number(v->value_type)) {
+        return false;
+    }
+    double d = ms__num_as_double(v);
+    if (isnan(d) || isinf(d)) {
+        return false;
+    }
+    *out = v->value_type == BSON_TYPE_INT64 ? v->value.v_int64 : (int64_t)d;
+    return true;
+}
+
+static bool
+parse_mod(node_t *n, const bson_value_t *arg, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_value_t parts[2];
+    int count = 0;
+    if (arg->value_type != BSON_TYPE_ARRAY) {
+        return ms_set_error(error, 2, "malformed mod, needs to be an array");
+    }
+    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        if (count == 2) {
+            return ms_set_error(error, 2, "malformed mod, too many elements");
+        }
+        parts[count++] = *bson_iter_value(&it);
+    }
+    if (count < 2) {
+        return ms_set_error(error, 2, "malformed mod, not enough elements");
+    }
+    if (!as_int64(&parts[0], &n->mod_div)) {
+        return ms_set_error(error, 2, "malformed mod, divisor not a number");
+    }
+    if (!as_int64(&parts[1], &n->mod_rem)) {
+        return ms_set_error(error, 2, "malformed mod, remainder not a number");
+    }
+    if (n->mod_div == 0) {
+        return ms_set_error(error, 2, "divisor cannot be 0");
+    }
+    return true;
+}
+
+static bool
+starts_with_operator(const bson_value_t *v)
+{
+    bson_iter_t it;
+    if (v->value_type != BSON_TYPE_DOCUMENT ||
+        !bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len) ||
+        !bson_iter_next(&it)) {
+        return false;
+    }
+    return bson_iter_key(&it)[0] == '$';
+}
+
+static node_t *
+parse_elem_match(const char *path, const bson_value_t *arg, bson_error_t *error)
+{
+    node_t *n;
+    if (arg->value_type != BSON_TYPE_DOCUMENT) {
+        ms_set_error(error, 2, "$elemMatch needs an Object");
+        return NULL;
+    }
+    bool value_ops = starts_with_operator(arg);
+    /* {$elemMatch: {$and: [...]}} is a query on documents, not value operators */
+    if (value_ops) {
+        bson_iter_t it;
+        bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+        bson_iter_next(&it);
+        const char *k = bson_iter_key(&it);
+        value_ops = strcmp(k, "$and") != 0 && strcmp(k, "$or") != 0 && strcmp(k, "$nor") != 0 &&
+                    strcmp(k, "$expr") != 0;
+    }
+    n = leaf_new(path, value_ops ? OP_ELEM_VAL : OP_ELEM_DOC, error);
+    if (!n) {
+        return NULL;
+    }
+    if (value_ops) {
+        n->sub = parse_value_ops(NULL, arg, error);
+    } else {
+        bson_t sub;
+        bson_init_static(&sub, arg->value.v_doc.data, arg->value.v_doc.data_len);
+        n->sub = parse_filter(&sub, false, error);
+    }
+    if (!n->sub) {
+        node_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+static node_t *
+parse_not(const char *path, const bson_value_t *arg, bson_error_t *error)
+{
+    node_t *inner = NULL;
+    if (arg->value_type == BSON_TYPE_REGEX) {
+        inner = leaf_new(path, OP_REGEX, error);
+        if (inner && !item_init(&inner->arg, arg, error)) {
+            node_destroy(inner);
+            inner = NULL;
+        }
+    } else if (arg->value_type == BSON_TYPE_DOCUMENT) {
+        if (arg->value.v_doc.data_len <= 5) {
+            ms_set_error(error, 2, "$not cannot be empty");
+            return NULL;
+        }
+        if (!starts_with_operator(arg)) {
+            ms_set_error(error, 2, "$not needs a regex or a document");
+            return NULL;
+        }
+        inner = parse_value_ops(path, arg, error);
+    } else {
+        ms_set_error(error, 2, "$not needs a regex or a document");
+        return NULL;
+    }
+    return inner ? node_not(inner) : NULL;
+}
+
+/* $regex with its $options sibling. */
+static node_t *
+parse_regex_op(const char *path, const bson_value_t *ops, bson_error_t *error)
+{
+    bson_iter_t it;
+    const char *pattern = NULL;
+    const char *options = "";
+    bson_iter_init_from_data(&it, ops->value.v_doc.data, ops->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *v = bson_iter_value(&it);
+        if (strcmp(bson_iter_key(&it), "$regex") == 0) {
+            if (v->value_type == BSON_TYPE_REGEX) {
+                pattern = v->value.v_regex.regex;
+                if (*v->value.v_regex.options) {
+                    options = v->value.v_regex.options;
+                }
+            } else if (v->value_type == BSON_TYPE_UTF8) {
+                pattern = v->value.v_utf8.str;
+            } else {
+                ms_set_error(error, 2, "$regex has to be a string");
+                return NULL;
+            }
+        } else if (strcmp(bson_iter_key(&it), "$options") == 0) {
+            if (v->value_type != BSON_TYPE_UTF8) {
+                ms_set_error(error, 2, "$options has to be a string");
+                return NULL;
+            }
+            options = v->value.v_utf8.str;
+        }
+    }
+    node_t *n = leaf_new(path, OP_REGEX, error);
+    if (!n) {
+        return NULL;
+    }
+    bson_value_t rv = {.value_type = BSON_TYPE_REGEX};
+    rv.value.v_regex.regex = (char *)pattern;
+    rv.value.v_regex.options = (char *)options;
+    if (!item_init(&n->arg, &rv, error)) {
+        node_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+static const struct {
+    const char *name;
+    op_t op;
+} cmp_ops[] = {{"$eq", OP_EQ}, {"$lt", OP_LT}, {"$lte", OP_LTE}, {"$gt", OP_GT}, {"$gte", OP_GTE}};
+
+/* One operator of a field's operator document; NULL with error on failure. */
+static node_t *
+parse_one_op(const char *path, const char *op, const bson_value_t *arg, const bson_value_t *ops,
+             bool *regex_done, bson_error_t *error)
+{
+    node_t *n = NULL;
+    for (size_t i = 0; i < sizeof cmp_ops / sizeof cmp_ops[0]; i++) {
+        if (strcmp(op, cmp_ops[i].name) == 0) {
+            n = leaf_new(path, cmp_ops[i].op, error);
+            if (n && !item_init(&n->arg, arg, error)) {
+                node_destroy(n);
+                return NULL;
+            }
+            return n;
+        }
+    }
+    if (strcmp(op, "$ne") == 0) {
+        n = parse_one_op(path, "$eq", arg, ops, regex_done, error);
+        return n ? node_not(n) : NULL;
+    }
+    if (strcmp(op, "$in") == 0 || strcmp(op, "$nin") == 0) {
+        n = leaf_new(path, OP_IN, error);
+        if (n && !parse_in_list(n, op, arg, error)) {
+            node_destroy(n);
+            return NULL;
+        }
+        return n && op[1] == 'n' ? node_not(n) : n;
+    }
+    if (strcmp(op, "$exists") == 0) {
+        n = leaf_new(path, OP_EXISTS, error);
+        return n && !ms__value_truthy(arg) ? node_not(n) : n;
+    }
+    if (strcmp(op, "$type") == 0) {
+        n = leaf_new(path, OP_TYPE, error);
+        if (n && !parse_type(n, arg, error)) {
+            node_destroy(n);
+            return NULL;
+        }
+        return n;
+    }
+    if (strcmp(op, "$size") == 0) {
+        int64_t size;
+        if (!as_int64(arg, &size) || (double)size != ms__num_as_double(arg)) {
+            ms_set_error(error, 2, "$size needs a number");
+            return NULL;
+        }
+        if (size < 0) {
+            ms_set_error(error, 2, "$size may not be negative");
+            return NULL;
+        }
+        n = leaf_new(path, OP_SIZE, error);
+        if (n) {
+            n->size = size;
+        }
+        return n;
+    }
+    if (strcmp(op, "$mod") == 0) {
+        n = leaf_new(path, OP_MOD, error);
+        if (n && !parse_mod(n, arg, error)) {
+            node_destroy(n);
+            return NULL;
+        }
+        return n;
+    }
+    if (strcmp(op, "$regex") == 0 || strcmp(op, "$options") == 0) {
+        if (*regex_done) {
+            return node_new(N_TRUE);
+        }
+        *regex_done = true;
+        bson_value_t dummy;
+        if (strcmp(op, "$options") == 0 &&
+            !ms__find_field(ops->value.v_doc.data, ops->value.v_doc.data_len, "$regex", 6,
+                            &dummy)) {
+            ms_set_error(error, 2, "$options needs a $regex");
+            return NULL;
+        }
+        return parse_regex_op(path, ops, error);
+    }
+    if (strcmp(op, "$not") == 0) {
+        return parse_not(path, arg, error);
+    }
+    if (strcmp(op, "$elemMatch") == 0) {
+        return parse_elem_match(path, arg, error);
+    }
+    if (strcmp(op, "$all") == 0) {
+        if (arg->value_type != BSON_TYPE_ARRAY) {
+            ms_set_error(error, 2, "$all needs an array");
+            return NULL;
+        }
+        /* {$all: [a, b]} is {$and: [{$eq: a}, {$eq: b}]}; an empty $all matches nothing */
+        node_t *and = node_new(arg->value.v_doc.data_len <= 5 ? N_FALSE : N_AND);
+        bson_iter_t it;
+        bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+        while (bson_iter_next(&it)) {
+            const bson_value_t *v = bson_iter_value(&it);
+            node_t *kid = starts_with_operator(v) ? NULL
+                                                  : parse_one_op(path, "$eq", v, ops, regex_done,
+                                                                 error);
+            if (starts_with_operator(v)) {
+                bson_value_t em;
+                if (ms__find_field(v->value.v_doc.data, v->value.v_doc.data_len, "$elemMatch",
+                                   10, &em)) {
+                    kid = parse_elem_match(path, &em, error);
+                } else {
+                    ms_set_error(error, 2, "no $ expressions in $all");
+                }
+            }
+            if (!kid) {
+                node_destroy(and);
+                return NULL;
+            }
+            node_add(and, kid);
+        }
+        return and;
+    }
+    ms_set_error(error, 2, "unknown operator: %s", op);
+    return NULL;
+}
+
+/* {$gt: 1, $lt: 5} applied to path (NULL path: to the value itself). */
+static node_t *
+parse_value_ops(const char *path, const bson_value_t *ops, bson_error_t *error)
+{
+    bson_iter_t it;
+    bool regex_done = false;
+    node_t *and = node_new(N_AND);
+    bson_iter_init_from_data(&it, ops->value.v_doc.data, ops->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        node_t *kid = parse_one_op(path, bson_iter_key(&it), bson_iter_value(&it), ops,
+                                   &regex_done, error);
+        if (!kid) {
+            node_destroy(and);
+            return NULL;
+        }
+        node_add(and, kid);
+    }
+    return and;
+}
+
+static node_t *
+parse_field(const char *path, const bson_value_t *v, bson_error_t *error)
+{
+    if (starts_with_operator(v)) {
+        return parse_value_ops(path, v, error);
+    }
+    node_t *n = leaf_new(path, v->value_type == BSON_TYPE_REGEX ? OP_REGEX : OP_EQ, error);
+    if (n && !item_init(&n->arg, v, error)) {
+        node_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+static node_t *
+parse_logical(const char *op, const bson_value_t *arg, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (arg->value_type != BSON_TYPE_ARRAY) {
+        ms_set_error(error, 2, "%s must be an array", op);
+        return NULL;
+    }
+    if (arg->value.v_doc.data_len <= 5) {
+        ms_set_error(error, 2, "$and/$or/$nor must be a nonempty array");
+        return NULL;
+    }
+    node_t *n = node_new(op[1] == 'a' ? N_AND : op[1] == 'o' ? N_OR : N_NOR);
+    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *v = bson_iter_value(&it);
+        bson_t sub;
+        node_t *kid;
+        if (v->value_type != BSON_TYPE_DOCUMENT) {
+            ms_set_error(error, 2, "$or/$and/$nor entries need to be full objects");
+            node_destroy(n);
+            return NULL;
+        }
+        bson_init_static(&sub, v->value.v_doc.data, v->value.v_doc.data_len);
+        kid = parse_filter(&sub, false, error);
+        if (!kid) {
+            node_destroy(n);
+            return NULL;
+        }
+        node_add(n, kid);
+    }
+    return n;
+}
+
+static node_t *
+parse_top_operator(const char *op, const bson_value_t *arg, bson_error_t *error)
+{
+    if (strcmp(op, "$and") == 0 || strcmp(op, "$or") == 0 || strcmp(op, "$nor") == 0) {
+        return parse_logical(op, arg, error);
+    }
+    if (strcmp(op, "$expr") == 0) {
+        if (!ms__expr_validate(arg, error)) {
+            return NULL;
+        }
+        node_t *n = node_new(N_EXPR);
+        bson_value_copy(arg, &n->expr);
+        return n;
+    }
+    if (strcmp(op, "$comment") == 0) {
+        return node_new(N_TRUE);
+    }
+    if (strcmp(op, "$alwaysTrue") == 0 || strcmp(op, "$alwaysFalse") == 0) {
+        return node_new(op[7] == 'T' ? N_TRUE : N_FALSE);
+    }
+    if (strcmp(op, "$where") == 0 || strcmp(op, "$text") == 0 || strcmp(op, "$jsonSchema") == 0) {
+        ms_set_error(error, 2, "%s is not supported by the test server", op);
+        return NULL;
+    }
+    ms_set_error(error, 2,
+                 "unknown top level operator: %s. If you have a field name that starts with a "
+                 "'$' symbol, consider using $getField or $setField.",
+                 op);
+    return NULL;
+}
+
+static node_t *
+parse_filter(const bson_t *filter, bool top, bson_error_t *error)
+{
+    bson_iter_t it;
+    node_t *and = node_new(N_AND);
+    (void)top;
+    if (!bson_iter_init(&it, filter)) {
+        ms_set_error(error, 2, "invalid BSON in filter");
+        node_destroy(and);
+        return NULL;
+    }
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        node_t *kid = key[0] == '$' ? parse_top_operator(key, bson_iter_value(&it), error)
+                                    : parse_field(key, bson_iter_value(&it), error);
+        if (!kid) {
+            node_destroy(and);
+            return NULL;
+        }
+        node_add(and, kid);
+    }
+    return and;
+}
+
+ms_matcher_t *
+ms_matcher_new(const bson_t *filter, bson_error_t *error)
+{
+    node_t *root = parse_filter(filter, true, error);
+    if (!root) {
+        return NULL;
+    }
+    ms_matcher_t *m = bson_malloc0(sizeof *m);
+    m->root = root;
+    return m;
+}
+
+/* Internal: a condition on a value ({$gte: 6}) or, for a plain value, equality with it. */
+ms_matcher_t *
+ms__matcher_new_value(const bson_value_t *cond, bson_error_t *error);
+ms_matcher_t *
+ms__matcher_new_value(const bson_value_t *cond, bson_error_t *error)
+{
+    node_t *root = starts_with_operator(cond) ? parse_value_ops(NULL, cond, error)
+                                              : parse_field(NULL, cond, error);
+    if (!root) {
+        return NULL;
+    }
+    ms_matcher_t *m = bson_malloc0(sizeof *m);
+    m->root = root;
+    m->value_mode = true;
+    return m;
+}
+
+void
+ms_matcher_destroy(ms_matcher_t *m)
+{
+    if (m) {
+        node_destroy(m->root);
+        bson_free(m);
+    }
+}
+
+/* ---- matching -------------------------------------------------------------------------- */
+
+static bool
+regex_matches(const item_t *it, const bson_value_t *v)
+{
+    if (v->value_type == BSON_TYPE_UTF8 || v->value_type == BSON_TYPE_SYMBOL) {
+        /* strings with NUL bytes are matched up to the first one */
+        return regexec(it->re, v->value.v_utf8.str, 0, NULL, 0) == 0;
+    }
+    return v->value_type == BSON_TYPE_REGEX && ms_value_cmp(&it->value, v) == 0;
+}
+
+static bool
+is_nan(const bson_value_t *v)
+{
+    return ms__is_number(v->value_type) && isnan(ms__num_as_double(v));
+}
+
+static bool
+eq_matches(const bson_value_t *arg, const bson_value_t *v)
+{
+    if (!v) {
+        return arg->value_type == BSON_TYPE_NULL;
+    }
+    return ms_type_rank(v->value_type) == ms_type_rank(arg->value_type) &&
+           ms_value_cmp(arg, v) == 0;
+}
+
+/* $lt/$lte/$gt/$gte: only values of the same canonical type compare (type bracketing). */
+static bool
+cmp_matches(op_t op, const bson_value_t *arg, const bson_value_t *v)
+{
+    static const bson_value_t null_value = {.value_type = BSON_TYPE_NULL};
+    bool cross = arg->value_type == BSON_TYPE_MINKEY || arg->value_type == BSON_TYPE_MAXKEY;
+    if (!v) {
+        v = &null_value;
+    }
+    if (!cross && ms_type_rank(v->value_type) != ms_type_rank(arg->value_type)) {
+        return false;
+    }
+    if (is_nan(arg) || is_nan(v)) {
+        return is_nan(arg) && is_nan(v) && (op == OP_LTE || op == OP_GTE);
+    }
+    int c = ms_value_cmp(v, arg);
+    switch (op) {
+    case OP_LT:
+        return c < 0;
+    case OP_LTE:
+        return c <= 0;
+    case OP_GT:
+        return c > 0;
+    default:
+        return c >= 0;
+    }
+}
+
+static int64_t
+array_len(const bson_value_t *v)
+{
+    bson_iter_t it;
+    int64_t n = 0;
+    bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        n++;
+    }
+    return n;
+}
+
+static bool
+type_matches(const node_t *n, const bson_value_t *v)
+{
+    for (size_t i = 0; i < n->ntypes; i++) {
+        if (ms__type_matches(n->types[i], v->value_type)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+mod_matches(const node_t *n, const bson_value_t *v)
+{
+    int64_t x;
+    if (!as_int64(v, &x)) {
+        return false;
+    }
+    if (n->mod_div == -1) {
+        return n->mod_rem == 0;
+    }
+    return x % n->mod_div == n->mod_rem;
+}
+
+static bool
+elem_matches(const node_t *n, const bson_value_t *v)
+{
+    bson_iter_t it;
+    if (v->value_type != BSON_TYPE_ARRAY) {
+        return false;
+    }
+    bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *e = bson_iter_value(&it);
+        if (n->op == OP_ELEM_DOC && e->value_type != BSON_TYPE_DOCUMENT &&
+            e->value_type != BSON_TYPE_ARRAY) {
+            continue;
+        }
+        if (match_node(n->sub, e, NULL)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The operator on one candidate value; v NULL means the path is missing. */
+static bool
+pred(const node_t *n, const bson_value_t *v)
+{
+    switch (n->op) {
+    case OP_EQ:
+        return eq_matches(&n->arg.value, v);
+    case OP_LT:
+    case OP_LTE:
+    case OP_GT:
+    case OP_GTE:
+        return cmp_matches(n->op, &n->arg.value, v);
+    case OP_IN:
+        for (size_t i = 0; i < n->nlist; i++) {
+            if (n->list[i].re ? v && regex_matches(&n->list[i], v)
+                              : eq_matches(&n->list[i].value, v)) {
+                return true;
+            }
+        }
+        return false;
+    case OP_EXISTS:
+        return v != NULL;
+    case OP_TYPE:
+        return v && type_matches(n, v);
+    case OP_SIZE:
+        return v && v->value_type == BSON_TYPE_ARRAY && array_len(v) == n->size;
+    case OP_REGEX:
+        return v && regex_matches(&n->arg, v);
+    case OP_MOD:
+        return v && mod_matches(n, v);
+    case OP_ELEM_DOC:
+    case OP_ELEM_VAL:
+        return v && elem_matches(n, v);
+    }
+    return false;
+}
+
+/* Operators that see an array's elements as well as the array itself. */
+static bool
+expands_arrays(op_t op)
+{
+    return op != OP_EXISTS && op != OP_SIZE && op != OP_ELEM_DOC && op != OP_ELEM_VAL;
+}
+
+static bool walk_value(const node_t *n, const bson_value_t *v, size_t depth);
+
+static bool
+walk_doc(const node_t *n, const bson_value_t *doc, size_t depth)
+{
+    bson_value_t v;
+    const char *key = n->path.parts[depth];
+    if (!ms__find_field(doc->value.v_doc.data, doc->value.v_doc.data_len, key, strlen(key), &v)) {
+        return pred(n, NULL);
+    }
+    return walk_value(n, &v, depth + 1);
+}
+
+static bool
+walk_array_path(const node_t *n, const bson_value_t *arr, size_t depth)
+{
+    bson_iter_t it;
+    uint32_t idx;
+    const char *key = n->path.parts[depth];
+    if (ms__is_index(key, strlen(key), &idx)) {
+        bson_value_t e;
+        if (ms__find_field(arr->value.v_doc.data, arr->value.v_doc.data_len, key, strlen(key),
+                           &e) &&
+            walk_value(n, &e, depth + 1)) {
+            return true;
+        }
+    }
+    bson_iter_init_from_data(&it, arr->value.v_doc.data, arr->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *e = bson_iter_value(&it);
+        if (e->value_type == BSON_TYPE_DOCUMENT && walk_doc(n, e, depth)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* v is the value found at path.parts[depth - 1] (or the root value when depth is 0). */
+static bool
+walk_value(const node_t *n, const bson_value_t *v, size_t depth)
+{
+    if (depth == n->path.n) {
+        if (v->value_type == BSON_TYPE_ARRAY && expands_arrays(n->op)) {
+            bson_iter_t it;
+            if (pred(n, v)) {
+                return true;
+            }
+            bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
+            while (bson_iter_next(&it)) {
+                if (pred(n, bson_iter_value(&it))) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        return pred(n, v);
+    }
+    if (v->value_type == BSON_TYPE_DOCUMENT) {
+        return walk_doc(n, v, depth);
+    }
+    if (v->value_type == BSON_TYPE_ARRAY) {
+        return walk_array_path(n, v, depth);
+    }
+    return pred(n, NULL);
+}
+
+static bool
+match_expr(const node_t *n, const bson_value_t *root, const ms_ctx_t *ctx)
+{
+    static const ms_ctx_t zero_ctx = {0};
+    bson_t doc;
+    bson_value_t out;
+    bool result;
+    if (root->value_type != BSON_TYPE_DOCUMENT ||
+        !bson_init_static(&doc, root->value.v_doc.data, root->value.v_doc.data_len)) {
+        return false;
+    }
+    /* a runtime error in $expr (e.g. $divide by zero) makes the document not match */
+    if (!ms__expr_eval(&n->expr, &doc, &doc, ctx ? ctx : &zero_ctx, &out, NULL)) {
+        return false;
+    }
+    result = ms__value_truthy(&out);
+    bson_value_destroy(&out);
+    return result;
+}
+
+static bool
+match_node(const node_t *n, const bson_value_t *root, const ms_ctx_t *ctx)
+{
+    switch (n->kind) {
+    case N_AND:
+        for (size_t i = 0; i < n->nkids; i++) {
+            if (!match_node(n->kids[i], root, ctx)) {
+                return false;
+            }
+        }
+        return true;
+    case N_OR:
+    case N_NOR:
+        for (size_t i = 0; i < n->nkids; i++) {
+            if (match_node(n->kids[i], root, ctx)) {
+                return n->kind == N_OR;
+            }
+        }
+        return n->kind == N_NOR;
+    case N_NOT:
+        return !match_node(n->kids[0], root, ctx);
+    case N_EXPR:
+        return match_expr(n, root, ctx);
+    case N_TRUE:
+        return true;
+    case N_FALSE:
+        return false;
+    case N_LEAF:
+        if (n->path.n == 0) {
+            return walk_value(n, root, 0);
+        }
+        if (root->value_type != BSON_TYPE_DOCUMENT) {
+            return pred(n, NULL);
+        }
+        return walk_doc(n, root, 0);
+    }
+    return false;
+}
+
+bool
+ms_matcher_matches(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx)
+{
+    bson_value_t root = {.value_type = BSON_TYPE_DOCUMENT};
+    root.value.v_doc.data = (uint8_t *)bson_get_data(doc);
+    root.value.v_doc.data_len = doc->len;
+    return match_node(m->root, &root, ctx);
+}
+
+bool
+ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx);
+bool
+ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx)
+{
+    return match_node(m->root, v, ctx);
+}
+
+/* ---- index selection ------------------------------------------------------------------- */
+
+/* Calls fn on each (path, value) pair constraining the top level, descending into $and. */
+typedef void (*constraint_fn)(const char *key, const bson_value_t *v, void *ctx);
+
+static void
+each_top_constraint(const bson_t *filter, constraint_fn fn, void *ctx, int depth)
+{
+    bson_iter_t it;
+    if (depth > 20 || !bson_iter_init(&it, filter)) {
+        return;
+    }
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        const bson_value_t *v = bson_iter_value(&it);
+        if (strcmp(key, "$and") == 0 && v->value_type == BSON_TYPE_ARRAY) {
+            bson_iter_t ai;
+            bson_iter_init_from_data(&ai, v->value.v_doc.data, v->value.v_doc.data_len);
+            while (bson_iter_next(&ai)) {
+                const bson_value_t *e = bson_iter_value(&ai);
+                bson_t sub;
+                if (e->value_type == BSON_TYPE_DOCUMENT &&
+                    bson_init_static(&sub, e->value.v_doc.data, e->value.v_doc.data_len)) {
+                    each_top_constraint(&sub, fn, ctx, depth + 1);
+                }
+            }
+        } else if (key[0] != '$') {
+            fn(key, v, ctx);
+        }
+    }
+}
+
+typedef struct {
+    const char *path;
+    bool found;
+    bson_value_t eq;
+} eq_search_t;
+
+/*
+ * Values that pin an index key exactly: not null (it also matches missing), not an array (it
+ * also matches arrays holding it), not a regex (a pattern, not a value).
+ */
+static bool
+exact_key_value(const bson_value_t *v)
+{
+    return v->value_type != BSON_TYPE_NULL && v->value_type != BSON_TYPE_UNDEFINED &&
+           v->value_type != BSON_TYPE_ARRAY && v->value_type != BSON_TYPE_REGEX &&
+           v->value_type != BSON_TYPE_EOD;
+}
+
+static void
+eq_visit(const char *key, const bson_value_t *v, void *ctx)
+{
+    eq_search_t *s = ctx;
+    bson_value_t inner;
+    if (s->found || strcmp(key, s->path) != 0) {
+        return;
+    }
+    if (!starts_with_operator(v)) {
+        if (exact_key_value(v)) {
+            s->eq = *v;
+            s->found = true;
+        }
+        return;
+    }
+    if (ms__find_field(v->value.v_doc.data, v->value.v_doc.data_len, "$eq", 3, &inner) &&
+        exact_key_value(&inner)) {
+        s->eq = inner;
+        s->found = true;
+    }
+}
+
+bool
+ms_filter_equality(const bson_t *filter, const char *path, bson_value_t *eq)
+{
+    eq_search_t s = {.path = path};
+    each_top_constraint(filter, eq_visit, &s, 0);
+    if (s.found) {
+        *eq = s.eq;
+    }
+    return s.found;
+}
+
+typedef struct {
+    const char *path;
+    bson_value_t lo, hi;
+    bool has_lo, has_hi, lo_inc, hi_inc;
+} range_search_t;
+
+/* Keeps the tighter of two bounds of the same type; across types either one is implied. */
+static void
+tighten(bson_value_t *cur, bool *has, bool *inc, const bson_value_t *v, bool v_inc, bool lower)
+{
+    if (is_nan(v) || v->value_type == BSON_TYPE_NULL || v->value_type == BSON_TYPE_MINKEY ||
+        v->value_type == BSON_TYPE_MAXKEY) {
+        return; /* bounds the matcher handles specially; not worth an index range */
+    }
+    if (*has) {
+        if (ms_type_rank(cur->value_type) != ms_type_rank(v->value_type)) {
+            return;
+        }
+        int c = ms_value_cmp(v, cur);
+        bool better = lower ? (c > 0 || (c == 0 && !v_inc)) : (c < 0 || (c == 0 && !v_inc));
+        if (!better) {
+            return;
+        }
+    }
+    *cur = *v;
+    *has = true;
+    *inc = v_inc;
+}
+
+static void
+range_visit(const char *key, const bson_value_t *v, void *ctx)
+{
+    range_search_t *s = ctx;
+    bson_iter_t it;
+    if (strcmp(key, s->path) != 0 || !starts_with_operator(v)) {
+        return;
+    }
+    bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const char *op = bson_iter_key(&it);
+        const bson_value_t *b = bson_iter_value(&it);
+        if (strcmp(op, "$gt") == 0 || strcmp(op, "$gte") == 0) {
+            tighten(&s->lo, &s->has_lo, &s->lo_inc, b, op[3] == 'e', true);
+        } else if (strcmp(op, "$lt") == 0 || strcmp(op, "$lte") == 0) {
+            tighten(&s->hi, &s->has_hi, &s->hi_inc, b, op[3] == 'e', false);
+        }
+    }
+}
+
+bool
+ms_filter_range(const bson_t *filter, const char *path, bson_value_t *lo, bool *lo_inclusive,
+                bool *has_lo, bson_value_t *hi, bool *hi_inclusive, bool *has_hi)
+{
+    range_search_t s = {.path = path};
+    each_top_constraint(filter, range_visit, &s, 0);
+    *has_lo = s.has_lo;
+    *has_hi = s.has_hi;
+    *lo_inclusive = s.lo_inc;
+    *hi_inclusive = s.hi_inc;
+    if (s.has_lo) {
+        *lo = s.lo;
+    }
+    if (s.has_hi) {
+        *hi = s.hi;
+    }
+    return s.has_lo || s.has_hi;
+}
