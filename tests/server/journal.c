@@ -1,0 +1,175 @@
+/*
+ * The journal (--dbpath DIR): DIR/journal.bson, every committed op appended as one BSON record
+ * (BSON documents carry their own int32 length prefix). An op is acknowledged only after its
+ * write() returned, so kill -9 cannot lose it: the bytes are in the kernel's page cache. A
+ * crash in the middle of a write leaves a partial last record, which start-up cuts off.
+ *
+ * A second server on the same directory would interleave records; flock() refuses it, and the
+ * kernel drops the lock when the owner dies, so a restart after kill -9 just works.
+ */
+#include "oplog-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JOURNAL_NAME "journal.bson"
+#define JOURNAL_MAX_RECORD (64 * 1024 * 1024)
+
+static int journal_fd = -1;
+static off_t journal_size;
+
+static bool
+io_error(bson_error_t *error, const char *what, const char *path)
+{
+    return ms_set_error(error, 1, "journal %s %s: %s", what, path ? path : "", strerror(errno));
+}
+
+static bool
+read_all(int fd, uint8_t **data, size_t *len, bson_error_t *error)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        return io_error(error, "stat", NULL);
+    }
+    *len = (size_t)st.st_size;
+    *data = bson_malloc(*len ? *len : 1);
+    size_t done = 0;
+    while (done < *len) {
+        ssize_t n = pread(fd, *data + done, *len - done, (off_t)done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            bson_free(*data);
+            *data = NULL;
+            return io_error(error, "read", NULL);
+        }
+        done += (size_t)n;
+    }
+    return true;
+}
+
+/* Length of the complete, valid record at data (len bytes left), or 0 when there is none. */
+static size_t
+record_len(const uint8_t *data, size_t len)
+{
+    if (len < 5) {
+        return 0;
+    }
+    int32_t n;
+    memcpy(&n, data, 4);
+    n = BSON_UINT32_FROM_LE(n);
+    if (n < 5 || n > JOURNAL_MAX_RECORD || (size_t)n > len || data[n - 1] != 0) {
+        return 0;
+    }
+    bson_t rec;
+    if (!bson_init_static(&rec, data, (size_t)n) || !bson_validate(&rec, BSON_VALIDATE_NONE, NULL)) {
+        return 0;
+    }
+    return (size_t)n;
+}
+
+static bool
+replay(int fd, ms__journal_record_cb cb, void *ctx, bson_error_t *error)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    size_t off = 0;
+    bool ok = false;
+    if (!read_all(fd, &data, &len, error)) {
+        goto done;
+    }
+    for (size_t n; off < len && (n = record_len(data + off, len - off)) > 0; off += n) {
+        bson_t rec;
+        bson_init_static(&rec, data + off, n);
+        if (!cb(&rec, ctx, error)) {
+            goto done;
+        }
+    }
+    if (off < len) {
+        ms_log("journal: cutting off %zu bytes of a partial record at offset %zu", len - off, off);
+        if (ftruncate(fd, (off_t)off) != 0) {
+            io_error(error, "truncate", NULL);
+            goto done;
+        }
+    }
+    journal_size = (off_t)off;
+    ok = true;
+done:
+    bson_free(data);
+    return ok;
+}
+
+bool
+ms__journal_open(const char *dbpath, ms__journal_record_cb cb, void *ctx, bson_error_t *error)
+{
+    char *path = bson_strdup_printf("%s/%s", dbpath, JOURNAL_NAME);
+    bool ok = false;
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        io_error(error, "open", path);
+        goto done;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ms_set_error(error, 1, "journal %s is in use by another server", path);
+        goto done;
+    }
+    if (!replay(fd, cb, ctx, error)) {
+        goto done;
+    }
+    journal_fd = fd;
+    fd = -1;
+    ok = true;
+done:
+    if (fd >= 0) {
+        close(fd);
+    }
+    bson_free(path);
+    return ok;
+}
+
+bool
+ms__journal_append(const uint8_t *data, size_t len, bson_error_t *error)
+{
+    size_t done = 0;
+    if (journal_fd < 0) {
+        return ms_set_error(error, 91, "The server is in quiesce mode and will shut down");
+    }
+    while (done < len) {
+        ssize_t n = write(journal_fd, data + done, len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            io_error(error, "write", NULL);
+            /* Never leave half a record behind a failed, unacknowledged write. */
+            if (ftruncate(journal_fd, journal_size) != 0) {
+                ms_log("journal: cannot cut back a failed write: %s", strerror(errno));
+            }
+            return false;
+        }
+        done += (size_t)n;
+    }
+    journal_size += (off_t)len;
+    return true;
+}
+
+bool
+ms__journal_is_open(void)
+{
+    return journal_fd >= 0;
+}
+
+void
+ms__journal_close(void)
+{
+    if (journal_fd >= 0) {
+        fsync(journal_fd);
+        close(journal_fd);
+        journal_fd = -1;
+    }
+}

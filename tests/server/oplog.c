@@ -1,0 +1,368 @@
+/*
+ * The oplog: every committed op gets a cluster time and is kept, as a BSON record, in a ring of
+ * the last N ops (--history N). Change streams read the ring and wait on one condition
+ * variable; commits broadcast it. The storage layer calls ms_oplog_commit under its own lock,
+ * and nothing here ever takes the storage lock, so the lock order is always storage -> oplog.
+ *
+ * Cluster times: seconds = the wall clock, increment counting up within a second; strictly
+ * increasing even when the clock steps back or the server restarts on a journal.
+ */
+#include "oplog-private.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_HISTORY 10000
+
+static pthread_mutex_t oplog_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t oplog_cv;
+static ms__entry_t *ring;   /* ring[(head + k) % cap] is the k-th oldest entry */
+static size_t ring_cap;
+static size_t ring_head;
+static size_t ring_len;
+static ms__oplog_state_t state;
+static bool journaled; /* --dbpath given: every commit must reach the journal */
+
+int64_t
+ms__mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static ms__entry_t *
+ring_at(size_t k)
+{
+    return &ring[(ring_head + k) % ring_cap];
+}
+
+/* Appends an entry (taking rec), dropping the oldest when full. Caller holds oplog_mu. */
+static void
+ring_push(ms_pos_t pos, bson_t *rec)
+{
+    if (ring_len == ring_cap) {
+        ms__entry_t *oldest = ring_at(0);
+        /* Anything at or before the dropped entry can no longer be resumed from. */
+        state.floor = oldest->pos + 1;
+        bson_destroy(oldest->rec);
+        ring_head = (ring_head + 1) % ring_cap;
+        ring_len--;
+    }
+    ms__entry_t *e = ring_at(ring_len);
+    e->pos = pos;
+    e->rec = rec;
+    ring_len++;
+    state.latest = pos;
+}
+
+/* Index of the first entry with pos >= from (ring_len when none). Caller holds oplog_mu. */
+static size_t
+ring_lower_bound(ms_pos_t from)
+{
+    size_t lo = 0;
+    size_t hi = ring_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ring_at(mid)->pos < from) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static bool
+sub_doc(bson_iter_t *it, bson_t *out)
+{
+    uint32_t len;
+    const uint8_t *data;
+    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
+        return false;
+    }
+    bson_iter_document(it, &len, &data);
+    return bson_init_static(out, data, len);
+}
+
+static bool
+opview_field(ms__opview_t *v, bson_iter_t *it)
+{
+    const char *key = bson_iter_key(it);
+    if (strcmp(key, "ts") == 0 && BSON_ITER_HOLDS_TIMESTAMP(it)) {
+        bson_iter_timestamp(it, &v->ts.t, &v->ts.i);
+    } else if (strcmp(key, "wall") == 0 && BSON_ITER_HOLDS_DATE_TIME(it)) {
+        v->wall_ms = bson_iter_date_time(it);
+    } else if (strcmp(key, "op") == 0 && BSON_ITER_HOLDS_INT32(it)) {
+        v->op.type = (ms_op_type_t)bson_iter_int32(it);
+    } else if (strcmp(key, "db") == 0 && BSON_ITER_HOLDS_UTF8(it)) {
+        v->op.db = bson_iter_utf8(it, NULL);
+    } else if (strcmp(key, "coll") == 0 && BSON_ITER_HOLDS_UTF8(it)) {
+        v->op.coll = bson_iter_utf8(it, NULL);
+    } else if (strcmp(key, "key") == 0 && sub_doc(it, &v->key)) {
+        v->op.document_key = &v->key;
+    } else if (strcmp(key, "doc") == 0 && sub_doc(it, &v->doc)) {
+        v->op.full_document = &v->doc;
+    } else if (strcmp(key, "upd") == 0 && sub_doc(it, &v->upd)) {
+        v->op.update_description = &v->upd;
+    } else if (strcmp(key, "spec") == 0 && sub_doc(it, &v->spec)) {
+        v->op.spec = &v->spec;
+    } else if (strcmp(key, "lsid") == 0 && sub_doc(it, &v->lsid)) {
+        v->op.lsid = &v->lsid;
+    } else if (strcmp(key, "txn") == 0 && BSON_ITER_HOLDS_INT64(it)) {
+        v->op.txn_number = bson_iter_int64(it);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+bool
+ms__opview_init(ms__opview_t *v, const bson_t *rec, bson_error_t *error)
+{
+    bson_iter_t it;
+    memset(v, 0, sizeof *v);
+    v->op.type = (ms_op_type_t)-1;
+    if (!bson_iter_init(&it, rec)) {
+        return ms_set_error(error, 1, "malformed oplog record");
+    }
+    while (bson_iter_next(&it)) {
+        if (!opview_field(v, &it)) {
+            return ms_set_error(error, 1, "malformed oplog record field '%s'", bson_iter_key(&it));
+        }
+    }
+    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_DROP_INDEX) {
+        return ms_set_error(error, 1, "malformed oplog record");
+    }
+    return true;
+}
+
+static void
+record_build(const ms_op_t *op, ms_optime_t ts, int64_t wall_ms, bson_t *rec)
+{
+    bson_init(rec);
+    BSON_APPEND_TIMESTAMP(rec, "ts", ts.t, ts.i);
+    BSON_APPEND_DATE_TIME(rec, "wall", wall_ms);
+    BSON_APPEND_INT32(rec, "op", (int32_t)op->type);
+    BSON_APPEND_UTF8(rec, "db", op->db);
+    if (op->coll) {
+        BSON_APPEND_UTF8(rec, "coll", op->coll);
+    }
+    if (op->document_key) {
+        BSON_APPEND_DOCUMENT(rec, "key", op->document_key);
+    }
+    if (op->full_document) {
+        BSON_APPEND_DOCUMENT(rec, "doc", op->full_document);
+    }
+    if (op->update_description) {
+        BSON_APPEND_DOCUMENT(rec, "upd", op->update_description);
+    }
+    if (op->spec) {
+        BSON_APPEND_DOCUMENT(rec, "spec", op->spec);
+    }
+    if (op->lsid) {
+        BSON_APPEND_DOCUMENT(rec, "lsid", op->lsid);
+        BSON_APPEND_INT64(rec, "txn", op->txn_number);
+    }
+}
+
+/* The next cluster time after state.latest. Caller holds oplog_mu. */
+static ms_optime_t
+next_optime(ms_pos_t after)
+{
+    ms_optime_t last = ms__optime(after);
+    ms_optime_t ts;
+    uint32_t now = (uint32_t)(ms_now_ms() / 1000);
+    if (now > last.t) {
+        ts.t = now;
+        ts.i = 1;
+    } else if (last.i == UINT32_MAX) {
+        ts.t = last.t + 1;
+        ts.i = 1;
+    } else {
+        ts.t = last.t;
+        ts.i = last.i + 1;
+    }
+    return ts;
+}
+
+static bool
+replay_record(const bson_t *rec, void *ctx, bson_error_t *error)
+{
+    ms__opview_t v;
+    (void)ctx;
+    if (!ms__opview_init(&v, rec, error)) {
+        return false;
+    }
+    if (!ms_store_replay(&v.op, error)) {
+        return false;
+    }
+    ms_pos_t pos = ms__pos(v.ts);
+    if (pos <= state.latest) {
+        return ms_set_error(error, 1, "journal records out of order at %u.%u", v.ts.t, v.ts.i);
+    }
+    ring_push(pos, bson_copy(rec));
+    return true;
+}
+
+static void
+cond_init(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&oplog_cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+bool
+ms_oplog_init(const char *dbpath, size_t history, bson_error_t *error)
+{
+    bool ok = false;
+    cond_init();
+    pthread_mutex_lock(&oplog_mu);
+    ring_cap = history ? history : DEFAULT_HISTORY;
+    ring = bson_malloc0(ring_cap * sizeof *ring);
+    if (dbpath) {
+        /* The journal holds every op since it was created: its history has no floor. */
+        state.floor = 0;
+        if (!ms__journal_open(dbpath, replay_record, NULL, error)) {
+            goto done;
+        }
+        journaled = true;
+    } else {
+        /* Nothing from before this start can be resumed from. */
+        ms_optime_t start = {(uint32_t)(ms_now_ms() / 1000), 0};
+        state.floor = ms__pos(start);
+    }
+    ok = true;
+done:
+    pthread_mutex_unlock(&oplog_mu);
+    return ok;
+}
+
+void
+ms_oplog_shutdown(void)
+{
+    pthread_mutex_lock(&oplog_mu);
+    ms__journal_close();
+    state.wake_gen++;
+    pthread_cond_broadcast(&oplog_cv);
+    pthread_mutex_unlock(&oplog_mu);
+}
+
+/* Builds the records and their journal bytes (*bytes: bson_malloc). Caller holds oplog_mu. */
+static void
+commit_prepare(const ms_op_t *ops, size_t n, bson_t *recs, ms_pos_t *positions, uint8_t **bytes,
+               size_t *len)
+{
+    int64_t wall_ms = ms_now_ms();
+    ms_pos_t last = state.latest;
+    *len = 0;
+    for (size_t k = 0; k < n; k++) {
+        ms_optime_t ts = next_optime(last);
+        last = ms__pos(ts);
+        positions[k] = last;
+        record_build(&ops[k], ts, wall_ms, &recs[k]);
+        *len += recs[k].len;
+    }
+    *bytes = bson_malloc(*len ? *len : 1);
+    for (size_t k = 0, off = 0; k < n; off += recs[k].len, k++) {
+        memcpy(*bytes + off, bson_get_data(&recs[k]), recs[k].len);
+    }
+}
+
+bool
+ms_oplog_commit(const ms_op_t *ops, size_t n, ms_optime_t *optime, bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(ops);
+    BSON_ASSERT(n >= 1);
+    bool ok = false;
+    bson_t *recs = bson_malloc(n * sizeof *recs);
+    ms_pos_t *positions = bson_malloc(n * sizeof *positions);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&oplog_mu);
+    commit_prepare(ops, n, recs, positions, &bytes, &len);
+    if (journaled && !ms__journal_append(bytes, len, error)) {
+        for (size_t k = 0; k < n; k++) {
+            bson_destroy(&recs[k]);
+        }
+        goto done;
+    }
+    for (size_t k = 0; k < n; k++) {
+        ring_push(positions[k], bson_copy(&recs[k]));
+        bson_destroy(&recs[k]);
+    }
+    if (optime) {
+        *optime = ms__optime(positions[n - 1]);
+    }
+    state.commit_gen++;
+    pthread_cond_broadcast(&oplog_cv);
+    ok = true;
+done:
+    pthread_mutex_unlock(&oplog_mu);
+    bson_free(bytes);
+    bson_free(positions);
+    bson_free(recs);
+    return ok;
+}
+
+ms_optime_t
+ms_oplog_last_optime(void)
+{
+    pthread_mutex_lock(&oplog_mu);
+    ms_optime_t ts = ms__optime(state.latest);
+    pthread_mutex_unlock(&oplog_mu);
+    return ts;
+}
+
+size_t
+ms__oplog_read(ms_pos_t from, ms__entry_t *out, size_t max, ms__oplog_state_t *st)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&oplog_mu);
+    for (size_t k = ring_lower_bound(from); k < ring_len && n < max; k++, n++) {
+        out[n].pos = ring_at(k)->pos;
+        out[n].rec = bson_copy(ring_at(k)->rec);
+    }
+    *st = state;
+    pthread_mutex_unlock(&oplog_mu);
+    return n;
+}
+
+bool
+ms__oplog_has(ms_pos_t pos)
+{
+    pthread_mutex_lock(&oplog_mu);
+    size_t k = ring_lower_bound(pos);
+    bool found = k < ring_len && ring_at(k)->pos == pos;
+    pthread_mutex_unlock(&oplog_mu);
+    return found;
+}
+
+void
+ms__oplog_wait(ms__oplog_state_t *seen, int64_t deadline_ms)
+{
+    struct timespec until = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
+    pthread_mutex_lock(&oplog_mu);
+    /* Bounded: each pass either sees a change or reaches the deadline (spurious wake-ups loop). */
+    while (state.commit_gen == seen->commit_gen && state.wake_gen == seen->wake_gen &&
+           ms__mono_ms() < deadline_ms) {
+        if (pthread_cond_timedwait(&oplog_cv, &oplog_mu, &until) != 0) {
+            break;
+        }
+    }
+    *seen = state;
+    pthread_mutex_unlock(&oplog_mu);
+}
+
+void
+ms_changestream_wake_all(void)
+{
+    pthread_mutex_lock(&oplog_mu);
+    state.wake_gen++;
+    pthread_cond_broadcast(&oplog_cv);
+    pthread_mutex_unlock(&oplog_mu);
+}
