@@ -44,7 +44,8 @@ struct ms_changestream_t {
     full_mode_t full;
     before_mode_t before;
     bool expanded;
-    bson_t stages; /* the stages after $changeStream, as an array */
+    bson_t *stages; /* the stages after $changeStream, as an array (a pointer: heap bson_t
+                       are under-aligned for embedding) */
     bool has_stages;
     ms_pos_t next;          /* the first position not yet fully processed */
     bool next_partly_done;  /* the entry at `next` gave its event; only its invalidate is left */
@@ -347,17 +348,17 @@ parse_stages(bson_iter_t *pipeline, ms_changestream_t *cs, bson_error_t *error)
                                 "$changeStream is only valid as the first stage in a pipeline");
         }
         bson_uint32_to_string(n++, &key, buf, sizeof buf);
-        bson_append_iter(&cs->stages, key, -1, pipeline);
+        bson_append_iter(cs->stages, key, -1, pipeline);
     }
     cs->has_stages = n > 0;
     if (!cs->has_stages) {
         return true;
     }
-    if (!ms_pipeline_validate(&cs->stages, error)) {
+    if (!ms_pipeline_validate(cs->stages, error)) {
         return false;
     }
     bson_iter_t it;
-    bson_iter_init(&it, &cs->stages);
+    bson_iter_init(&it, cs->stages);
     while (bson_iter_next(&it)) {
         if (bson_iter_recurse(&it, &stage) && bson_iter_next(&stage) &&
             !stage_allowed(bson_iter_key(&stage))) {
@@ -646,7 +647,7 @@ apply_stages(const ms_changestream_t *cs, bson_t *ev, bool *keep, bson_error_t *
     ms_docvec_init(&in);
     ms_docvec_init(&out);
     ms_docvec_push_copy(&in, ev);
-    if (!ms_pipeline_run(&cs->stages, &in, &ctx, &out, error)) {
+    if (!ms_pipeline_run(cs->stages, &in, &ctx, &out, error)) {
         goto done;
     }
     *keep = out.len > 0;
@@ -857,7 +858,7 @@ stream_new(const char *db, const char *coll, int64_t cursor_id)
     cs->db = bson_strdup(db);
     cs->coll = coll ? bson_strdup(coll) : NULL;
     cs->cursor_id = cursor_id;
-    bson_init(&cs->stages);
+    cs->stages = bson_new();
     return cs;
 }
 
@@ -989,6 +990,6 @@ ms_changestream_destroy(ms_changestream_t *cs)
     bson_free(cs->db);
     bson_free(cs->coll);
     bson_free(cs->ns);
-    bson_destroy(&cs->stages);
+    bson_destroy(cs->stages);
     bson_free(cs);
 }

@@ -138,10 +138,10 @@ ms__opview_init(ms__opview_t *v, const bson_t *rec, bson_error_t *error)
     return true;
 }
 
-static void
-record_build(const ms_op_t *op, ms_optime_t ts, int64_t wall_ms, bson_t *rec)
+static bson_t *
+record_build(const ms_op_t *op, ms_optime_t ts, int64_t wall_ms)
 {
-    bson_init(rec);
+    bson_t *rec = bson_new();
     BSON_APPEND_TIMESTAMP(rec, "ts", ts.t, ts.i);
     BSON_APPEND_DATE_TIME(rec, "wall", wall_ms);
     BSON_APPEND_INT32(rec, "op", (int32_t)op->type);
@@ -165,6 +165,7 @@ record_build(const ms_op_t *op, ms_optime_t ts, int64_t wall_ms, bson_t *rec)
         BSON_APPEND_DOCUMENT(rec, "lsid", op->lsid);
         BSON_APPEND_INT64(rec, "txn", op->txn_number);
     }
+    return rec;
 }
 
 /* The next cluster time after state.latest. Caller holds oplog_mu. */
@@ -224,6 +225,7 @@ ms_oplog_init(const char *dbpath, size_t history, bson_error_t *error)
     pthread_mutex_lock(&oplog_mu);
     ring_cap = history ? history : DEFAULT_HISTORY;
     ring = bson_malloc0(ring_cap * sizeof *ring);
+    ms_optime_t start = {(uint32_t)(ms_now_ms() / 1000), 0};
     if (dbpath) {
         /* The journal holds every op since it was created: its history has no floor. */
         state.floor = 0;
@@ -233,8 +235,11 @@ ms_oplog_init(const char *dbpath, size_t history, bson_error_t *error)
         journaled = true;
     } else {
         /* Nothing from before this start can be resumed from. */
-        ms_optime_t start = {(uint32_t)(ms_now_ms() / 1000), 0};
         state.floor = ms__pos(start);
+    }
+    if (state.latest == 0) {
+        /* Before the first write, operationTime and high-water marks are "now", never 0. */
+        state.latest = ms__pos(start);
     }
     ok = true;
 done:
@@ -252,9 +257,18 @@ ms_oplog_shutdown(void)
     pthread_mutex_unlock(&oplog_mu);
 }
 
+/* A document's length from its bytes: heap bson_t are under-aligned for direct field access. */
+static uint32_t
+doc_len(const bson_t *doc)
+{
+    uint32_t n;
+    memcpy(&n, bson_get_data(doc), sizeof n);
+    return BSON_UINT32_FROM_LE(n);
+}
+
 /* Builds the records and their journal bytes (*bytes: bson_malloc). Caller holds oplog_mu. */
 static void
-commit_prepare(const ms_op_t *ops, size_t n, bson_t *recs, ms_pos_t *positions, uint8_t **bytes,
+commit_prepare(const ms_op_t *ops, size_t n, bson_t **recs, ms_pos_t *positions, uint8_t **bytes,
                size_t *len)
 {
     int64_t wall_ms = ms_now_ms();
@@ -264,12 +278,12 @@ commit_prepare(const ms_op_t *ops, size_t n, bson_t *recs, ms_pos_t *positions, 
         ms_optime_t ts = next_optime(last);
         last = ms__pos(ts);
         positions[k] = last;
-        record_build(&ops[k], ts, wall_ms, &recs[k]);
-        *len += recs[k].len;
+        recs[k] = record_build(&ops[k], ts, wall_ms);
+        *len += doc_len(recs[k]);
     }
     *bytes = bson_malloc(*len ? *len : 1);
-    for (size_t k = 0, off = 0; k < n; off += recs[k].len, k++) {
-        memcpy(*bytes + off, bson_get_data(&recs[k]), recs[k].len);
+    for (size_t k = 0, off = 0; k < n; off += doc_len(recs[k]), k++) {
+        memcpy(*bytes + off, bson_get_data(recs[k]), doc_len(recs[k]));
     }
 }
 
@@ -279,21 +293,18 @@ ms_oplog_commit(const ms_op_t *ops, size_t n, ms_optime_t *optime, bson_error_t 
     BSON_ASSERT_PARAM(ops);
     BSON_ASSERT(n >= 1);
     bool ok = false;
-    bson_t *recs = bson_malloc(n * sizeof *recs);
+    bson_t **recs = bson_malloc0(n * sizeof *recs);
     ms_pos_t *positions = bson_malloc(n * sizeof *positions);
     uint8_t *bytes = NULL;
     size_t len = 0;
     pthread_mutex_lock(&oplog_mu);
     commit_prepare(ops, n, recs, positions, &bytes, &len);
     if (journaled && !ms__journal_append(bytes, len, error)) {
-        for (size_t k = 0; k < n; k++) {
-            bson_destroy(&recs[k]);
-        }
         goto done;
     }
     for (size_t k = 0; k < n; k++) {
-        ring_push(positions[k], bson_copy(&recs[k]));
-        bson_destroy(&recs[k]);
+        ring_push(positions[k], recs[k]);
+        recs[k] = NULL;
     }
     if (optime) {
         *optime = ms__optime(positions[n - 1]);
@@ -303,6 +314,9 @@ ms_oplog_commit(const ms_op_t *ops, size_t n, ms_optime_t *optime, bson_error_t 
     ok = true;
 done:
     pthread_mutex_unlock(&oplog_mu);
+    for (size_t k = 0; k < n; k++) {
+        bson_destroy(recs[k]);
+    }
     bson_free(bytes);
     bson_free(positions);
     bson_free(recs);
