@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -38,11 +39,17 @@
 #define MAX_ERROR_PAUSE_MS 5000 /* after claim errors, pause up to this */
 #define KEEPER_IDLE_MS 200      /* the keeper looks at the held messages at least this often */
 
-/* What one handler thread holds: its current batch, for the keeper's heartbeat. */
+/*
+ * What one handler thread holds: msgs[first_held .. end) of its current batch, the running one
+ * (if any) first, then those not started, from msgs[next]. The keeper extends them all and, on
+ * stop, hands msgs[next .. end) back and sets end = next so the thread starts none of them.
+ */
 typedef struct {
     pthread_mutex_t mu; /* guards the fields below against the keeper */
     mongoq_message_t **msgs;
-    size_t n;
+    size_t first_held;
+    size_t next;
+    size_t end;
     int64_t next_beat_mono; /* when the keeper extends this batch next */
 } holding_t;
 
@@ -174,21 +181,41 @@ mongoq_worker_new(mongoq_queue_t *queue, const mongoq_worker_opts_t *opts, bson_
 static void
 hold(handler_thread_t *t, mongoq_message_t **msgs, size_t n)
 {
-    pthread_mutex_lock(&t->holding.mu);
-    t->holding.msgs = msgs;
-    t->holding.n = n;
-    t->holding.next_beat_mono = mongoq__now_mono_ms() + t->worker->heartbeat_ms;
-    pthread_mutex_unlock(&t->holding.mu);
+    holding_t *h = &t->holding;
+    pthread_mutex_lock(&h->mu);
+    h->msgs = msgs;
+    h->first_held = h->next = 0;
+    h->end = n;
+    h->next_beat_mono = mongoq__now_mono_ms() + t->worker->heartbeat_ms;
+    pthread_mutex_unlock(&h->mu);
 }
 
-/* Stops the heartbeat of msgs[0 .. from) (they are finished or handed back). */
-static void
-hold_from(handler_thread_t *t, mongoq_message_t **msgs, size_t from, size_t n)
+/* The index of the next message to run, or SIZE_MAX when none is left or stop was asked. */
+static size_t
+take_next(handler_thread_t *t)
 {
-    pthread_mutex_lock(&t->holding.mu);
-    t->holding.msgs = from < n ? msgs + from : NULL;
-    t->holding.n = from < n ? n - from : 0;
-    pthread_mutex_unlock(&t->holding.mu);
+    holding_t *h = &t->holding;
+    size_t i = SIZE_MAX;
+    pthread_mutex_lock(&h->mu);
+    h->first_held = h->next; /* the previous one is finished: no more heartbeats */
+    if (h->next < h->end && !stop_requested(t->worker)) {
+        i = h->next++;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return i;
+}
+
+/* Ends the batch; returns the range [*from, *to) still to hand back. */
+static void
+unhold(handler_thread_t *t, size_t *from, size_t *to)
+{
+    holding_t *h = &t->holding;
+    pthread_mutex_lock(&h->mu);
+    *from = h->next;
+    *to = h->end;
+    h->msgs = NULL;
+    h->first_held = h->next = h->end = 0;
+    pthread_mutex_unlock(&h->mu);
 }
 
 static void
@@ -251,15 +278,14 @@ static void
 run_batch(handler_thread_t *t, mongoq_message_t **msgs, size_t n)
 {
     mongoq_worker_t *w = t->worker;
-    size_t i = 0;
+    size_t i, from, to;
     hold(t, msgs, n);
-    for (; i < n && !stop_requested(w); i++) {
+    for (size_t k = 0; k < n && (i = take_next(t)) != SIZE_MAX; k++) {
         mongoq_result_t result = w->handler(msgs[i], w->user_data);
-        hold_from(t, msgs, i + 1, n);
         finish(w, msgs[i], result);
     }
-    hold_from(t, msgs, n, n);
-    hand_back(w, msgs, i, n);
+    unhold(t, &from, &to);
+    hand_back(w, msgs, from, to);
     for (size_t k = 0; k < n; k++) {
         mongoq_message_destroy(msgs[k]);
     }
@@ -422,9 +448,9 @@ static void
 beat(mongoq_worker_t *w, holding_t *h, int64_t now)
 {
     pthread_mutex_lock(&h->mu);
-    if (h->n > 0 && now >= h->next_beat_mono) {
+    if (h->first_held < h->end && now >= h->next_beat_mono) {
         /* Held under h->mu: the handler thread cannot finish and free these meanwhile. */
-        heartbeat(w, h->msgs, h->n);
+        heartbeat(w, h->msgs + h->first_held, h->end - h->first_held);
         h->next_beat_mono = now + w->heartbeat_ms;
     }
     pthread_mutex_unlock(&h->mu);
@@ -441,12 +467,27 @@ next_look(mongoq_worker_t *w, int64_t now)
     for (int i = 0; i < w->threads; i++) {
         holding_t *h = &w->handlers[i].holding;
         pthread_mutex_lock(&h->mu);
-        if (h->n > 0 && h->next_beat_mono < next) {
+        if (h->first_held < h->end && h->next_beat_mono < next) {
             next = h->next_beat_mono;
         }
         pthread_mutex_unlock(&h->mu);
     }
     return next;
+}
+
+/* On stop, what the handler threads hold but have not started goes back at once. */
+static void
+hand_back_unstarted(mongoq_worker_t *w)
+{
+    for (int i = 0; i < w->threads; i++) {
+        holding_t *h = &w->handlers[i].holding;
+        pthread_mutex_lock(&h->mu);
+        if (h->next < h->end) {
+            hand_back(w, h->msgs, h->next, h->end);
+            h->end = h->next;
+        }
+        pthread_mutex_unlock(&h->mu);
+    }
 }
 
 /* A stop was requested: wake the handler threads wherever they wait. */
@@ -475,6 +516,7 @@ keeper_main(void *arg)
         }
         if (stop_requested(w) && !stop_spread) {
             spread_stop(w);
+            hand_back_unstarted(w);
             stop_spread = true;
         }
         if (w->heartbeat_ms > 0) {
