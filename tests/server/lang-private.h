@@ -40,6 +40,21 @@ bool
 ms__find_field(const uint8_t *data, uint32_t len, const char *key, size_t keylen,
                bson_value_t *out);
 
+/* Stable merge sort of pointers. */
+typedef int (*ms_cmp_fn)(const void *a, const void *b, void *ctx);
+void
+ms__stable_sort(void **items, size_t n, ms_cmp_fn cmp, void *ctx);
+
+/* ---- matcher internals (match.c) ------------------------------------------------------- */
+
+/* A condition on a value ({$gte: 6}, as in $pull and $elemMatch) or equality with a value. */
+ms_matcher_t *
+ms__matcher_new_value(const bson_value_t *cond, bson_error_t *error);
+bool
+ms__matcher_is_value(const ms_matcher_t *m);
+bool
+ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx);
+
 /* ---- mutable documents (value.c) ------------------------------------------------------- */
 
 /* A document or array (children) or any other value (value), all owned. */

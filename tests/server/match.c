@@ -664,9 +664,6 @@ ms_matcher_new(const bson_t *filter, bson_error_t *error)
     return m;
 }
 
-/* Internal: a condition on a value ({$gte: 6}) or, for a plain value, equality with it. */
-ms_matcher_t *
-ms__matcher_new_value(const bson_value_t *cond, bson_error_t *error);
 ms_matcher_t *
 ms__matcher_new_value(const bson_value_t *cond, bson_error_t *error)
 {
@@ -982,8 +979,6 @@ ms_matcher_matches(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx
 }
 
 bool
-ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx);
-bool
 ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx)
 {
     return match_node(m->root, v, ctx);
@@ -1138,4 +1133,10 @@ ms_filter_range(const bson_t *filter, const char *path, bson_value_t *lo, bool *
         *hi = s.hi;
     }
     return s.has_lo || s.has_hi;
+}
+
+bool
+ms__matcher_is_value(const ms_matcher_t *m)
+{
+    return m->value_mode;
 }

@@ -703,3 +703,35 @@ ms__node_cmp(const ms_node_t *a, const ms_node_t *b)
     bson_value_destroy(&vb);
     return r;
 }
+
+/* ---- stable sort ----------------------------------------------------------------------- */
+
+static void
+merge_sort(void **items, void **tmp, size_t n, ms_cmp_fn cmp, void *ctx)
+{
+    if (n < 2) {
+        return;
+    }
+    size_t mid = n / 2;
+    merge_sort(items, tmp, mid, cmp, ctx);
+    merge_sort(items + mid, tmp, n - mid, cmp, ctx);
+    size_t i = 0, j = mid, k = 0;
+    while (i < mid && j < n) {
+        tmp[k++] = cmp(items[j], items[i], ctx) < 0 ? items[j++] : items[i++];
+    }
+    while (i < mid) {
+        tmp[k++] = items[i++];
+    }
+    while (j < n) {
+        tmp[k++] = items[j++];
+    }
+    memcpy(items, tmp, n * sizeof *items);
+}
+
+void
+ms__stable_sort(void **items, size_t n, ms_cmp_fn cmp, void *ctx)
+{
+    void **tmp = bson_malloc((n ? n : 1) * sizeof *tmp);
+    merge_sort(items, tmp, n, cmp, ctx);
+    bson_free(tmp);
+}
