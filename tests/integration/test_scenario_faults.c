@@ -1,0 +1,213 @@
+/*
+ * Scenario: faults injected with the failCommand fail point (the same on a real mongod started
+ * with enableTestCommands). Fail points are limited to this test's connections by appName.
+ *
+ * - A connection closed during a claim never strands a message: either the driver's retryable
+ *   write returns it, or it is claimable again (at once, or after its lease and a reap).
+ * - A failed ack leaves the message to be delivered again after its lease expires and a reap,
+ *   and it is then completed.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "test_scenario_util.h"
+
+#define FAULT_LEASE_MS 1000
+#define MAX_MSGS 16
+/* Commands a claim or an ack might send, whichever way the library builds them. */
+#define CLAIM_COMMANDS "[\"findAndModify\", \"update\", \"aggregate\", \"find\"]"
+#define ACK_COMMANDS "[\"delete\", \"findAndModify\", \"update\", \"bulkWrite\"]"
+
+static void
+setup(scen_t *s, const char *prefix)
+{
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.lease_ms = FAULT_LEASE_MS;
+    opts.no_reaper = true; /* reaped by hand; and no background command eats a fail point */
+    opts.no_change_stream = true;
+    opts.poll_interval_ms = 100;
+    scen_setup(s, prefix, &opts, false);
+}
+
+static void
+enqueue_n(scen_t *s, int n)
+{
+    bson_error_t error;
+    for (int i = 0; i < n; i++) {
+        bson_t payload;
+        scen_payload(&payload, i);
+        cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s",
+                  error.message);
+        bson_destroy(&payload);
+    }
+}
+
+/* What draining found: how often each seq was acked and with which attempts. */
+typedef struct {
+    int acks[MAX_MSGS];
+    int attempts[MAX_MSGS];
+} drained_t;
+
+/*
+ * Claims and acks until n messages were completed, reaping expired leases between empty
+ * claims. Bounded: a stranded message makes this fail after timeout_ms.
+ */
+static void
+drain(scen_t *s, mongoq_consumer_t *consumer, int n, drained_t *out, int64_t timeout_ms)
+{
+    bson_error_t error;
+    int done = 0;
+    int64_t deadline = mtest_now_ms() + timeout_ms;
+    while (done < n && mtest_now_ms() < deadline) {
+        mongoq_message_t *msg = NULL;
+        cr_assert(mongoq_consumer_claim(consumer, 200, &msg, &error), "claim: %s", error.message);
+        if (!msg) {
+            cr_assert(mongoq_queue_reap(s->queue, NULL, &error), "reap: %s", error.message);
+            continue;
+        }
+        int64_t seq = scen_payload_seq(mongoq_message_payload(msg));
+        cr_assert(seq >= 0 && seq < n, "unexpected seq %" PRId64, seq);
+        cr_assert(mongoq_message_ack(msg, &error), "ack: %s", error.message);
+        out->acks[seq]++;
+        out->attempts[seq] = mongoq_message_attempts(msg);
+        mongoq_message_destroy(msg);
+        done++;
+    }
+    cr_assert(done == n, "only %d of %d messages came back within %" PRId64 " ms", done, n,
+              timeout_ms);
+    for (int i = 0; i < n; i++) {
+        cr_expect(out->acks[i] == 1, "seq %d acked %d times", i, out->acks[i]);
+    }
+}
+
+static mongoq_consumer_t *
+new_consumer(scen_t *s)
+{
+    bson_error_t error;
+    mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, NULL, &error);
+    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    return consumer;
+}
+
+/* ---- claims --------------------------------------------------------------------------------- */
+
+static void
+claim_with_closed_connection(const char *prefix, int times, bool many)
+{
+    scen_t s;
+    setup(&s, prefix);
+    int n = many ? 10 : 1;
+    enqueue_n(&s, n);
+    mongoq_consumer_t *consumer = new_consumer(&s);
+
+    char mode[32];
+    snprintf(mode, sizeof mode, "{\"times\": %d}", times);
+    scen_fail_point(&s, mode, "\"failCommands\": " CLAIM_COMMANDS ", \"closeConnection\": true");
+    bson_error_t error;
+    mongoq_message_t *msgs[MAX_MSGS] = {0};
+    size_t got = 0;
+    bool ok = many ? mongoq_consumer_claim_many(consumer, (size_t)n, 0, msgs, &got, &error)
+                   : mongoq_consumer_claim(consumer, 0, &msgs[0], &error);
+    if (!many) {
+        got = ok && msgs[0] ? 1 : 0;
+    }
+    mtest_fail_point(s.client, "\"off\"", NULL);
+    cr_log_info("%s: claim under a closed connection (times %d): %s, %zu messages%s%s", prefix,
+                times, ok ? "succeeded" : "failed", got, ok ? "" : ": ", ok ? "" : error.message);
+
+    /* What the claim returned is acked now; the rest must come back by themselves. */
+    drained_t drained = {0};
+    for (size_t i = 0; i < got; i++) {
+        int64_t seq = scen_payload_seq(mongoq_message_payload(msgs[i]));
+        cr_assert(seq >= 0 && seq < n);
+        cr_assert(mongoq_message_ack(msgs[i], &error), "ack: %s", error.message);
+        drained.acks[seq]++;
+        mongoq_message_destroy(msgs[i]);
+    }
+    drained_t rest = {0};
+    drain(&s, consumer, n - (int)got, &rest, FAULT_LEASE_MS + 15000);
+    mongoq_consumer_destroy(consumer);
+    scen_assert_empty(&s);
+    scen_teardown(&s);
+}
+
+Test(scenario_faults, claim_connection_closed_once, .timeout = 60)
+{
+    claim_with_closed_connection("scen_fault_claim1", 1, false);
+}
+
+Test(scenario_faults, claim_connection_closed_twice, .timeout = 60)
+{
+    /* The retry fails too: the claim errors out, and the message must still not be lost. */
+    claim_with_closed_connection("scen_fault_claim2", 2, false);
+}
+
+Test(scenario_faults, claim_many_connection_closed_once, .timeout = 60)
+{
+    claim_with_closed_connection("scen_fault_many1", 1, true);
+}
+
+Test(scenario_faults, claim_many_connection_closed_twice, .timeout = 60)
+{
+    claim_with_closed_connection("scen_fault_many2", 2, true);
+}
+
+/* ---- acks ----------------------------------------------------------------------------------- */
+
+/*
+ * Claims n messages, makes the ack (or ack_many) fail with `fault` twice (the first attempt and
+ * the driver's retry), then checks every message is delivered again (attempts 2) and completed.
+ */
+static void
+ack_fails(const char *prefix, const char *fault, bool many)
+{
+    scen_t s;
+    setup(&s, prefix);
+    int n = many ? 5 : 1;
+    enqueue_n(&s, n);
+    mongoq_consumer_t *consumer = new_consumer(&s);
+    bson_error_t error;
+    mongoq_message_t *msgs[MAX_MSGS] = {0};
+    size_t got = 0;
+    cr_assert(mongoq_consumer_claim_many(consumer, (size_t)n, 5000, msgs, &got, &error),
+              "claim_many: %s", error.message);
+    cr_assert(got == (size_t)n, "claimed %zu of %d", got, n);
+
+    char *data = bson_strdup_printf("\"failCommands\": %s, %s", ACK_COMMANDS, fault);
+    scen_fail_point(&s, "{\"times\": 2}", data);
+    bson_free(data);
+    bool ok = many ? mongoq_message_ack_many(msgs, got, &error)
+                   : mongoq_message_ack(msgs[0], &error);
+    mtest_fail_point(s.client, "\"off\"", NULL);
+    cr_assert(!ok, "the ack succeeded through the fault");
+    cr_log_info("%s: ack failed as it should: %s (domain %u code %u)", prefix, error.message,
+                error.domain, error.code);
+    for (size_t i = 0; i < got; i++) {
+        mongoq_message_destroy(msgs[i]);
+    }
+
+    drained_t drained = {0};
+    drain(&s, consumer, n, &drained, FAULT_LEASE_MS + 15000);
+    for (int i = 0; i < n; i++) {
+        cr_expect(drained.attempts[i] == 2, "seq %d redelivered with attempts %d", i,
+                  drained.attempts[i]);
+    }
+    mongoq_consumer_destroy(consumer);
+    scen_assert_empty(&s);
+    scen_teardown(&s);
+}
+
+Test(scenario_faults, ack_error_91_redelivers, .timeout = 60)
+{
+    ack_fails("scen_fault_ack91", "\"errorCode\": 91", false);
+}
+
+Test(scenario_faults, ack_connection_closed_redelivers, .timeout = 60)
+{
+    ack_fails("scen_fault_ackcc", "\"closeConnection\": true", false);
+}
+
+Test(scenario_faults, ack_many_error_91_redelivers, .timeout = 60)
+{
+    ack_fails("scen_fault_ackm91", "\"errorCode\": 91", true);
+}
