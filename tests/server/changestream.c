@@ -967,9 +967,7 @@ ms_changestream_getmore(ms_changestream_t *cs, const bson_t *cmd, bson_t *reply,
         if (b.docs.len > 0 || b.closed || !b.exhausted || ms__mono_ms() >= deadline) {
             break;
         }
-        uint64_t wake_gen = b.seen.wake_gen;
-        ms__oplog_wait(&b.seen, deadline);
-        if (b.seen.wake_gen != wake_gen) {
+        if (ms__oplog_wait(&b.seen, deadline)) {
             break; /* killCursors or shutdown: answer now with what there is */
         }
     }

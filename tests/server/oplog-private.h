@@ -63,8 +63,9 @@ ms__oplog_has(ms_pos_t pos);
 /*
  * Waits until a commit or a wake_all changes the generations in *seen, or until deadline_ms
  * (ms__mono_ms clock) passes. Updates *seen. Never holds any lock but the oplog's own.
+ * Returns true when the waiter must answer now: a wake_all came, or the server shuts down.
  */
-void
+bool
 ms__oplog_wait(ms__oplog_state_t *seen, int64_t deadline_ms);
 
 /* Milliseconds on the monotonic clock. */

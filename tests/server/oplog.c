@@ -23,6 +23,7 @@ static size_t ring_head;
 static size_t ring_len;
 static ms__oplog_state_t state;
 static bool journaled; /* --dbpath given: every commit must reach the journal */
+static bool shut_down; /* no getMore waits any more */
 
 int64_t
 ms__mono_ms(void)
@@ -252,6 +253,7 @@ ms_oplog_shutdown(void)
 {
     pthread_mutex_lock(&oplog_mu);
     ms__journal_close();
+    shut_down = true;
     state.wake_gen++;
     pthread_cond_broadcast(&oplog_cv);
     pthread_mutex_unlock(&oplog_mu);
@@ -356,20 +358,22 @@ ms__oplog_has(ms_pos_t pos)
     return found;
 }
 
-void
+bool
 ms__oplog_wait(ms__oplog_state_t *seen, int64_t deadline_ms)
 {
     struct timespec until = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
     pthread_mutex_lock(&oplog_mu);
     /* Bounded: each pass either sees a change or reaches the deadline (spurious wake-ups loop). */
-    while (state.commit_gen == seen->commit_gen && state.wake_gen == seen->wake_gen &&
-           ms__mono_ms() < deadline_ms) {
+    while (!shut_down && state.commit_gen == seen->commit_gen &&
+           state.wake_gen == seen->wake_gen && ms__mono_ms() < deadline_ms) {
         if (pthread_cond_timedwait(&oplog_cv, &oplog_mu, &until) != 0) {
             break;
         }
     }
+    bool answer_now = shut_down || state.wake_gen != seen->wake_gen;
     *seen = state;
     pthread_mutex_unlock(&oplog_mu);
+    return answer_now;
 }
 
 void
