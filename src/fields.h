@@ -1,0 +1,57 @@
+/*
+ * The message document: the one file that spells its field names and status strings. Every
+ * other file (library, waker, worker) uses these macros, so a rename happens here or nowhere.
+ *
+ * Field lifecycle (why some fields come and go):
+ *   - lease_token, lease_expires_at: present only while a claim holds the message ("processing").
+ *     Every claim writes a fresh lease_token (an ObjectId): the fencing token that ack, retry,
+ *     fail and extend must match. A done message (ack mode KEEP) keeps the token of the claim
+ *     that acknowledged it, so ack_many can tell its own acks from lost leases.
+ *   - claimed_by: the name of the last claimer; kept afterwards as history.
+ *   - dedup_key: present only while the message is unfinished (ready or processing); it is
+ *     removed when the message becomes done or dead. The unique dedup index is partial on
+ *     {dedup_key: {$exists: true}} rather than {status: {$in: [...]}} because mongod accepts
+ *     $in/$or in a partialFilterExpression only from 6.0 with the matching feature
+ *     compatibility version, and other MongoDB-compatible servers not at all.
+ *   - done_at: set only on done messages (ack mode KEEP); the TTL index removes them.
+ *   - errors: the last MONGOQ__MAX_ERRORS failures, oldest first, each {at, error}.
+ */
+#ifndef MONGOQ_FIELDS_H
+#define MONGOQ_FIELDS_H
+
+#define MONGOQ__F_ID "_id"
+#define MONGOQ__F_PAYLOAD "payload"
+#define MONGOQ__F_STATUS "status"
+#define MONGOQ__F_PRIORITY "priority"
+#define MONGOQ__F_RUN_AT "run_at"
+#define MONGOQ__F_ATTEMPTS "attempts"
+#define MONGOQ__F_MAX_ATTEMPTS "max_attempts"
+#define MONGOQ__F_LEASE_EXPIRES_AT "lease_expires_at"
+#define MONGOQ__F_LEASE_TOKEN "lease_token"
+#define MONGOQ__F_CLAIMED_BY "claimed_by"
+#define MONGOQ__F_ENQUEUED_AT "enqueued_at"
+#define MONGOQ__F_UPDATED_AT "updated_at"
+#define MONGOQ__F_DONE_AT "done_at"
+#define MONGOQ__F_LAST_ERROR "last_error"
+#define MONGOQ__F_ERRORS "errors"
+#define MONGOQ__F_DEDUP_KEY "dedup_key"
+
+/* Fields of one entry of `errors`. */
+#define MONGOQ__F_ERROR_AT "at"
+#define MONGOQ__F_ERROR_TEXT "error"
+
+/* Field paths for aggregation expressions ("$attempts"). */
+#define MONGOQ__P(field) "$" field
+
+#define MONGOQ__S_READY "ready"
+#define MONGOQ__S_PROCESSING "processing"
+#define MONGOQ__S_DONE "done"
+#define MONGOQ__S_DEAD "dead"
+
+/* How many failures `errors` keeps. */
+#define MONGOQ__MAX_ERRORS 5
+
+/* last_error of a message whose lease expired with no attempts left. */
+#define MONGOQ__REASON_LEASE_EXPIRED "lease expired"
+
+#endif

@@ -1,0 +1,60 @@
+/* A claimed message's internals, shared by consumer.c, message.c and the worker. */
+#ifndef MONGOQ_MESSAGE_PRIVATE_H
+#define MONGOQ_MESSAGE_PRIVATE_H
+
+#include <stdatomic.h>
+
+#include "document-private.h"
+#include "mongoq/message.h"
+#include "queue-private.h"
+
+struct mongoq_message_t {
+    mongoq_queue_t *queue; /* borrowed; outlives the message */
+    bson_t *doc;           /* the claimed document, owned; `parsed` points into it */
+    mongoq__parsed_t parsed;
+    atomic_bool lease_lost;
+    /* Written by extend, which a worker's heartbeat runs while the handler may read it. */
+    atomic_int_least64_t lease_expires_at;
+    char *reason; /* set by mongoq_message_set_reason, for the worker */
+};
+
+/*
+ * Wraps a claimed document (ownership of doc passes to the message on success). Returns NULL
+ * and writes the reason when the document is damaged; doc stays the caller's then.
+ */
+mongoq_message_t *
+mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t reason_len);
+
+/*
+ * Moves a damaged claimed document to "dead" with reason, matching its _id and (when it has
+ * one) the lease_token the claim wrote. Counts it as failed.
+ */
+bool
+mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *reason,
+                     bson_error_t *error);
+
+/* Records that the lease is lost (thread-safe; counted once). */
+void
+mongoq__message_mark_lease_lost(mongoq_message_t *msg);
+
+/* The fencing token of the claim that produced msg. */
+const bson_oid_t *
+mongoq__message_lease_token(const mongoq_message_t *msg);
+
+/* The reason set with mongoq_message_set_reason, or NULL. Borrowed. */
+const char *
+mongoq__message_reason(const mongoq_message_t *msg);
+
+/*
+ * Hands a claimed message back untouched: "ready" again with the attempt this claim used
+ * given back, lease fields removed (a worker stopping before it ran the handler).
+ * LEASE_LOST when the lease is gone.
+ */
+bool
+mongoq__message_release(mongoq_message_t *msg, bson_error_t *error);
+
+/* The filter that matches msg only while its lease holds: {_id, lease_token, status}. */
+void
+mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter);
+
+#endif

@@ -1,0 +1,86 @@
+/* The queue's internals, shared by producer, consumer, message, reaper, stats and worker. */
+#ifndef MONGOQ_QUEUE_PRIVATE_H
+#define MONGOQ_QUEUE_PRIVATE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "clock-private.h"
+#include "counters-private.h"
+#include "mongoq/queue.h"
+#include "waker-private.h"
+
+#define MONGOQ__DEFAULT_LEASE_MS 30000
+#define MONGOQ__DEFAULT_MAX_ATTEMPTS 5
+#define MONGOQ__DEFAULT_BACKOFF_BASE_MS 1000
+#define MONGOQ__DEFAULT_BACKOFF_CAP_MS 300000
+#define MONGOQ__DEFAULT_BACKOFF_JITTER 0.2
+#define MONGOQ__DEFAULT_RETENTION_S 86400
+#define MONGOQ__DEFAULT_POLL_INTERVAL_MS 1000
+
+/* The biggest document the server stores (maxBsonObjectSize). */
+#define MONGOQ__MAX_DOCUMENT_BYTES (16 * 1024 * 1024)
+
+/* The longest "db.collection" namespace mongod accepts. */
+#define MONGOQ__MAX_NAMESPACE_BYTES 255
+#define MONGOQ__MAX_DB_NAME_BYTES 63
+
+/*
+ * How far past the estimated server time the index-friendly half of a time filter reaches. The
+ * exact test is a $expr against $$NOW on the server; this bound only has to be wide enough that
+ * a wrong clock estimate never hides a due message from the index scan.
+ */
+#define MONGOQ__CLOCK_SLACK_MS 2000
+
+struct mongoq_queue_t {
+    mongoc_client_pool_t *pool; /* borrowed */
+    char *db;
+    char *name;
+    mongoq_queue_opts_t opts; /* defaults resolved; write_concern points at wc */
+    mongoc_write_concern_t *wc;
+    mongoq__counters_t counters;
+    mongoq__clock_t *clock;
+    mongoq__waker_t *waker;
+
+    /* The background reaper: started on the first claim, stopped by _destroy. */
+    pthread_mutex_t reaper_mu;
+    pthread_cond_t reaper_cond;
+    pthread_t reaper_thread;
+    bool reaper_started;
+    bool reaper_stopping;
+};
+
+/* Checks queue options and fills `out` with defaults resolved. INVALID_ARG on a bad one. */
+bool
+mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t *out,
+                           bson_error_t *error);
+
+/* Checks a database and collection name as mongod would. INVALID_ARG with the reason. */
+bool
+mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *error);
+
+/* Pops a client from the pool and returns the queue's collection on it; release both after. */
+mongoc_collection_t *
+mongoq__queue_collection(mongoq_queue_t *queue, mongoc_client_t **client_out);
+
+void
+mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client, mongoc_collection_t *coll);
+
+/* Appends the queue's writeConcern to a write's options. */
+void
+mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts);
+
+/* Logs through the user's callback, if any. Never call with a mongoq lock held. */
+void
+mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, const char *format, ...)
+    BSON_GNUC_PRINTF(3, 4);
+
+/* Starts the background reaper unless it runs already or is turned off. Thread-safe. */
+void
+mongoq__queue_start_reaper(mongoq_queue_t *queue);
+
+/* A fresh process-unique number (consumer names). */
+uint64_t
+mongoq__queue_next_serial(void);
+
+#endif

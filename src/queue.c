@@ -1,0 +1,414 @@
+/* The queue handle: options, names, indexes, shared plumbing and the background reaper. */
+#include "queue-private.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "fields.h"
+#include "mongoq/error.h"
+
+#define INDEX_CLAIM "mongoq_claim"
+#define INDEX_LEASE "mongoq_lease"
+#define INDEX_DEDUP "mongoq_dedup"
+#define INDEX_DONE_TTL "mongoq_done_ttl"
+
+static bool
+invalid(bson_error_t *error, const char *what)
+{
+    bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG, "%s", what);
+    return false;
+}
+
+/* ---- options and names -------------------------------------------------------------------- */
+
+static bool
+check_ranges(const mongoq_queue_opts_t *o, bson_error_t *error)
+{
+    if (o->version != MONGOQ_QUEUE_OPTS_VERSION) {
+        return invalid(error, "queue opts: unknown version (use MONGOQ_QUEUE_OPTS_INIT)");
+    }
+    if (o->lease_ms < 0 || o->max_attempts < 0 || o->backoff_base_ms < 0 ||
+        o->backoff_cap_ms < 0 || o->retention_s < 0 || o->poll_interval_ms < 0 ||
+        o->reap_interval_ms < 0) {
+        return invalid(error, "queue opts: lease_ms, max_attempts, backoff_base_ms, "
+                              "backoff_cap_ms, retention_s, poll_interval_ms and "
+                              "reap_interval_ms cannot be negative");
+    }
+    if (isnan(o->backoff_jitter) || o->backoff_jitter > 1) {
+        return invalid(error, "queue opts: backoff_jitter must be in (0, 1], or negative");
+    }
+    if (o->ack_mode != MONGOQ_ACK_DELETE && o->ack_mode != MONGOQ_ACK_KEEP) {
+        return invalid(error, "queue opts: unknown ack_mode");
+    }
+    return true;
+}
+
+bool
+mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t *out,
+                           bson_error_t *error)
+{
+    mongoq_queue_opts_t defaults = MONGOQ_QUEUE_OPTS_INIT;
+    *out = opts ? *opts : defaults;
+    if (!check_ranges(out, error)) {
+        return false;
+    }
+#define DEFAULT_(field, value)                                                                     \
+    if (out->field == 0) {                                                                         \
+        out->field = (value);                                                                      \
+    }
+    DEFAULT_(lease_ms, MONGOQ__DEFAULT_LEASE_MS)
+    DEFAULT_(max_attempts, MONGOQ__DEFAULT_MAX_ATTEMPTS)
+    DEFAULT_(backoff_base_ms, MONGOQ__DEFAULT_BACKOFF_BASE_MS)
+    DEFAULT_(backoff_cap_ms, MONGOQ__DEFAULT_BACKOFF_CAP_MS)
+    DEFAULT_(backoff_jitter, MONGOQ__DEFAULT_BACKOFF_JITTER)
+    DEFAULT_(retention_s, MONGOQ__DEFAULT_RETENTION_S)
+    DEFAULT_(poll_interval_ms, MONGOQ__DEFAULT_POLL_INTERVAL_MS)
+    DEFAULT_(reap_interval_ms, out->lease_ms / 2 > 0 ? out->lease_ms / 2 : 1)
+#undef DEFAULT_
+    return true;
+}
+
+bool
+mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *error)
+{
+    if (!db || !*db || strlen(db) > MONGOQ__MAX_DB_NAME_BYTES || strpbrk(db, "/\\. \"$")) {
+        return invalid(error, "invalid database name: it must be 1 to 63 bytes without any of "
+                              "/\\. \"$");
+    }
+    if (!name || !*name || strchr(name, '$') || strncmp(name, "system.", 7) == 0) {
+        return invalid(error, "invalid collection name: it must be non-empty, contain no '$' "
+                              "and not start with \"system.\"");
+    }
+    if (strlen(db) + 1 + strlen(name) > MONGOQ__MAX_NAMESPACE_BYTES) {
+        return invalid(error, "invalid collection name: the namespace \"db.collection\" "
+                              "exceeds 255 bytes");
+    }
+    return true;
+}
+
+/* ---- plumbing ----------------------------------------------------------------------------- */
+
+mongoc_collection_t *
+mongoq__queue_collection(mongoq_queue_t *queue, mongoc_client_t **client_out)
+{
+    *client_out = mongoc_client_pool_pop(queue->pool);
+    return mongoc_client_get_collection(*client_out, queue->db, queue->name);
+}
+
+void
+mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client, mongoc_collection_t *coll)
+{
+    mongoc_collection_destroy(coll);
+    if (client) {
+        mongoc_client_pool_push(queue->pool, client);
+    }
+}
+
+void
+mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts)
+{
+    BSON_ASSERT(mongoc_write_concern_append(queue->wc, opts));
+}
+
+void
+mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, const char *format, ...)
+{
+    if (!queue->opts.log_fn) {
+        return;
+    }
+    va_list args;
+    va_start(args, format);
+    char *message = bson_strdupv_printf(format, args);
+    va_end(args);
+    queue->opts.log_fn(level, message, queue->opts.log_user_data);
+    bson_free(message);
+}
+
+uint64_t
+mongoq__queue_next_serial(void)
+{
+    static atomic_uint_fast64_t serial;
+    return atomic_fetch_add(&serial, 1) + 1;
+}
+
+/* ---- indexes ------------------------------------------------------------------------------ */
+
+static void
+add_index(bson_t *indexes, uint32_t i, const char *name, const char *keys_json,
+          const char *options_json)
+{
+    char key[16];
+    const char *k;
+    bson_t index;
+    bson_uint32_to_string(i, &k, key, sizeof key);
+    bson_t *keys = bson_new_from_json((const uint8_t *)keys_json, -1, NULL);
+    BSON_ASSERT(keys);
+    BSON_APPEND_DOCUMENT_BEGIN(indexes, k, &index);
+    BSON_APPEND_DOCUMENT(&index, "key", keys);
+    BSON_APPEND_UTF8(&index, "name", name);
+    if (options_json) {
+        bson_t *options = bson_new_from_json((const uint8_t *)options_json, -1, NULL);
+        BSON_ASSERT(options);
+        bson_concat(&index, options);
+        bson_destroy(options);
+    }
+    bson_append_document_end(indexes, &index);
+    bson_destroy(keys);
+}
+
+/* The createIndexes command; field names come from fields.h via string pasting. */
+static void
+build_create_indexes(const mongoq_queue_t *queue, bson_t *cmd)
+{
+    bson_t indexes;
+    char ttl[160];
+    BSON_APPEND_UTF8(cmd, "createIndexes", queue->name);
+    BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &indexes);
+    /* Equality (status), sort (priority desc, run_at, _id), range (run_at): ESR order. */
+    add_index(&indexes, 0, INDEX_CLAIM,
+              "{\"" MONGOQ__F_STATUS "\": 1, \"" MONGOQ__F_PRIORITY "\": -1, \"" MONGOQ__F_RUN_AT
+              "\": 1, \"" MONGOQ__F_ID "\": 1}",
+              NULL);
+    add_index(&indexes, 1, INDEX_LEASE,
+              "{\"" MONGOQ__F_STATUS "\": 1, \"" MONGOQ__F_LEASE_EXPIRES_AT "\": 1}", NULL);
+    /* Only unfinished messages carry dedup_key (see fields.h for why not a status filter). */
+    add_index(&indexes, 2, INDEX_DEDUP, "{\"" MONGOQ__F_DEDUP_KEY "\": 1}",
+              "{\"unique\": true, \"partialFilterExpression\": {\"" MONGOQ__F_DEDUP_KEY
+              "\": {\"$exists\": true}}}");
+    if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
+        bson_snprintf(ttl, sizeof ttl,
+                      "{\"expireAfterSeconds\": %" PRId64 ", \"partialFilterExpression\": {\""
+                      MONGOQ__F_STATUS "\": \"" MONGOQ__S_DONE "\"}}",
+                      queue->opts.retention_s);
+        add_index(&indexes, 3, INDEX_DONE_TTL, "{\"" MONGOQ__F_DONE_AT "\": 1}", ttl);
+    }
+    bson_append_array_end(cmd, &indexes);
+}
+
+/*
+ * A changed retention_s makes createIndexes fail with IndexOptionsConflict (85); collMod then
+ * changes expireAfterSeconds in place, which is what a user who changed the option means.
+ */
+static bool
+update_ttl(mongoq_queue_t *queue, mongoc_database_t *database, const bson_t *opts)
+{
+    bson_t cmd = BSON_INITIALIZER, index;
+    BSON_APPEND_UTF8(&cmd, "collMod", queue->name);
+    BSON_APPEND_DOCUMENT_BEGIN(&cmd, "index", &index);
+    BSON_APPEND_UTF8(&index, "name", INDEX_DONE_TTL);
+    BSON_APPEND_INT64(&index, "expireAfterSeconds", queue->opts.retention_s);
+    bson_append_document_end(&cmd, &index);
+    bool ok = mongoc_database_write_command_with_opts(database, &cmd, opts, NULL, NULL);
+    bson_destroy(&cmd);
+    return ok;
+}
+
+bool
+mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(queue);
+    bson_t cmd = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    mongoc_client_t *client = mongoc_client_pool_pop(queue->pool);
+    mongoc_database_t *database = mongoc_client_get_database(client, queue->db);
+    build_create_indexes(queue, &cmd);
+    mongoq__queue_append_write_concern(queue, &opts);
+    bson_error_t err;
+    bool ok = mongoc_database_write_command_with_opts(database, &cmd, &opts, NULL, &err);
+    if (!ok && err.code == 85 && queue->opts.ack_mode == MONGOQ_ACK_KEEP &&
+        update_ttl(queue, database, &opts)) {
+        ok = mongoc_database_write_command_with_opts(database, &cmd, &opts, NULL, &err);
+    }
+    if (!ok && error) {
+        *error = err;
+    }
+    bson_destroy(&opts);
+    bson_destroy(&cmd);
+    mongoc_database_destroy(database);
+    mongoc_client_pool_push(queue->pool, client);
+    return ok;
+}
+
+/* ---- the background reaper ---------------------------------------------------------------- */
+
+static void
+deadline_after(int64_t ms, struct timespec *ts)
+{
+    int64_t until = mongoq__now_mono_ms() + ms;
+    ts->tv_sec = until / 1000;
+    ts->tv_nsec = (until % 1000) * 1000000;
+}
+
+static void *
+reaper_main(void *arg)
+{
+    mongoq_queue_t *queue = arg;
+    struct timespec ts;
+    pthread_mutex_lock(&queue->reaper_mu);
+    while (!queue->reaper_stopping) {
+        deadline_after(queue->opts.reap_interval_ms, &ts);
+        while (!queue->reaper_stopping &&
+               pthread_cond_timedwait(&queue->reaper_cond, &queue->reaper_mu, &ts) == 0) {
+        }
+        if (queue->reaper_stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&queue->reaper_mu);
+        bson_error_t error;
+        if (!mongoq_queue_reap(queue, NULL, &error)) {
+            mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: reaping %s.%s failed: %s",
+                              queue->db, queue->name, error.message);
+        }
+        pthread_mutex_lock(&queue->reaper_mu);
+    }
+    pthread_mutex_unlock(&queue->reaper_mu);
+    return NULL;
+}
+
+void
+mongoq__queue_start_reaper(mongoq_queue_t *queue)
+{
+    if (queue->opts.no_reaper) {
+        return;
+    }
+    pthread_mutex_lock(&queue->reaper_mu);
+    if (!queue->reaper_started && !queue->reaper_stopping) {
+        int rc = pthread_create(&queue->reaper_thread, NULL, reaper_main, queue);
+        queue->reaper_started = rc == 0;
+        if (rc != 0) {
+            /* Leave it off; leases are still reaped by whoever calls mongoq_queue_reap. */
+            queue->opts.no_reaper = true;
+        }
+    }
+    pthread_mutex_unlock(&queue->reaper_mu);
+}
+
+static void
+stop_reaper(mongoq_queue_t *queue)
+{
+    pthread_mutex_lock(&queue->reaper_mu);
+    bool started = queue->reaper_started;
+    queue->reaper_stopping = true;
+    pthread_cond_broadcast(&queue->reaper_cond);
+    pthread_mutex_unlock(&queue->reaper_mu);
+    if (started) {
+        pthread_join(queue->reaper_thread, NULL);
+    }
+}
+
+/* ---- lifetime ----------------------------------------------------------------------------- */
+
+static void
+init_sync(mongoq_queue_t *queue)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&queue->reaper_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&queue->reaper_mu, NULL);
+}
+
+static mongoc_write_concern_t *
+write_concern_of(const mongoq_queue_opts_t *opts)
+{
+    if (opts->write_concern) {
+        return mongoc_write_concern_copy(opts->write_concern);
+    }
+    mongoc_write_concern_t *wc = mongoc_write_concern_new();
+    mongoc_write_concern_set_w(wc, MONGOC_WRITE_CONCERN_W_MAJORITY);
+    mongoc_write_concern_set_journal(wc, true);
+    return wc;
+}
+
+static void
+start_waker(mongoq_queue_t *queue)
+{
+    mongoq__waker_config_t config = {
+        .pool = queue->pool,
+        .db = queue->db,
+        .coll = queue->name,
+        .no_change_stream = queue->opts.no_change_stream,
+        .poll_interval_ms = queue->opts.poll_interval_ms,
+        .log_fn = queue->opts.log_fn,
+        .log_user_data = queue->opts.log_user_data,
+        .counters = &queue->counters,
+        .clock = queue->clock,
+    };
+    queue->waker = mongoq__waker_new(&config);
+}
+
+mongoq_queue_t *
+mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
+                 const mongoq_queue_opts_t *opts, bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(pool);
+    mongoq_queue_opts_t resolved;
+    if (!mongoq__queue_opts_resolve(opts, &resolved, error) ||
+        !mongoq__queue_validate_names(db, name, error)) {
+        return NULL;
+    }
+    if (resolved.write_concern && !mongoc_write_concern_is_valid(resolved.write_concern)) {
+        invalid(error, "queue opts: write_concern is invalid");
+        return NULL;
+    }
+    mongoq__clock_t *clock = mongoq__clock_new(pool, error);
+    if (!clock) {
+        return NULL;
+    }
+    mongoq_queue_t *queue = bson_malloc0(sizeof *queue);
+    queue->pool = pool;
+    queue->db = bson_strdup(db);
+    queue->name = bson_strdup(name);
+    queue->opts = resolved;
+    queue->wc = write_concern_of(&resolved);
+    queue->opts.write_concern = queue->wc;
+    queue->clock = clock;
+    init_sync(queue);
+    start_waker(queue);
+    if (!resolved.skip_ensure_indexes && !mongoq_queue_ensure_indexes(queue, error)) {
+        mongoq_queue_destroy(queue);
+        return NULL;
+    }
+    return queue;
+}
+
+void
+mongoq_queue_destroy(mongoq_queue_t *queue)
+{
+    if (!queue) {
+        return;
+    }
+    stop_reaper(queue);
+    mongoq__waker_destroy(queue->waker);
+    mongoq__clock_destroy(queue->clock);
+    mongoc_write_concern_destroy(queue->wc);
+    pthread_cond_destroy(&queue->reaper_cond);
+    pthread_mutex_destroy(&queue->reaper_mu);
+    bson_free(queue->db);
+    bson_free(queue->name);
+    bson_free(queue);
+}
+
+const char *
+mongoq_queue_name(const mongoq_queue_t *queue)
+{
+    BSON_ASSERT_PARAM(queue);
+    return queue->name;
+}
+
+const char *
+mongoq_queue_db(const mongoq_queue_t *queue)
+{
+    BSON_ASSERT_PARAM(queue);
+    return queue->db;
+}
+
+void
+mongoq_queue_counters(mongoq_queue_t *queue, mongoq_counters_t *counters)
+{
+    BSON_ASSERT_PARAM(queue);
+    BSON_ASSERT_PARAM(counters);
+    mongoq__counters_read(&queue->counters, counters);
+}
