@@ -308,10 +308,12 @@ eval_variable(const ev_t *ev, const char *ref, bson_value_t *out, bson_error_t *
 
 /* The arguments of an operator: the elements of an array, or the single value. */
 static size_t
-arg_list(const bson_value_t *arg, const bson_value_t **items, size_t max)
+arg_list(const bson_value_t *arg, bson_value_t *items, size_t max)
 {
     if (arg->value_type != BSON_TYPE_ARRAY) {
-        items[0] = arg;
+        if (max > 0) {
+            items[0] = *arg;
+        }
         return 1;
     }
     bson_iter_t it;
@@ -319,7 +321,7 @@ arg_list(const bson_value_t *arg, const bson_value_t **items, size_t max)
     bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         if (n < max) {
-            items[n] = bson_iter_value(&it);
+            items[n] = *bson_iter_value(&it);
         }
         n++;
     }
@@ -329,10 +331,7 @@ arg_list(const bson_value_t *arg, const bson_value_t **items, size_t max)
 static size_t
 arg_count(const bson_value_t *arg)
 {
-    const bson_value_t *dummy[1];
-    return arg_list(arg, dummy, 0) == 1 && arg->value_type != BSON_TYPE_ARRAY
-               ? 1
-               : arg_list(arg, dummy, 0);
+    return arg_list(arg, NULL, 0);
 }
 
 static bool
@@ -363,7 +362,7 @@ eval_operator(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
     const op_def_t *op = find_op(name);
     bool ok = false;
     size_t n = 0;
-    const bson_value_t **items = NULL;
+    bson_value_t *items = NULL;
     bson_value_t *args = NULL;
     if (!op) {
         return ms_set_error(error, 168, "Unrecognized expression '%s'", name);
@@ -379,7 +378,7 @@ eval_operator(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
     args = bson_malloc0((n + 1) * sizeof *args);
     arg_list(arg, items, n);
     for (size_t i = 0; i < n; i++) {
-        if (!eval(ev, items[i], &args[i], error)) {
+        if (!eval(ev, &items[i], &args[i], error)) {
             n = i;
             goto done;
         }
@@ -444,7 +443,7 @@ done:
 }
 
 static bool
-first_key(const bson_value_t *doc, const char **key, const bson_value_t **value, int *nkeys)
+first_key(const bson_value_t *doc, const char **key, bson_value_t *value, int *nkeys)
 {
     bson_iter_t it;
     *nkeys = 0;
@@ -453,7 +452,7 @@ first_key(const bson_value_t *doc, const char **key, const bson_value_t **value,
     while (bson_iter_next(&it)) {
         if (*nkeys == 0) {
             *key = bson_iter_key(&it);
-            *value = bson_iter_value(&it);
+            *value = *bson_iter_value(&it);
         }
         (*nkeys)++;
     }
@@ -464,7 +463,7 @@ static bool
 eval(const ev_t *ev, const bson_value_t *expr, bson_value_t *out, bson_error_t *error)
 {
     const char *key;
-    const bson_value_t *arg;
+    bson_value_t arg;
     int nkeys;
     set_missing(out);
     switch (expr->value_type) {
@@ -489,7 +488,7 @@ eval(const ev_t *ev, const bson_value_t *expr, bson_value_t *out, bson_error_t *
                                     "the name of the expression. Found %d fields",
                                     nkeys);
             }
-            return eval_operator(ev, key, arg, out, error);
+            return eval_operator(ev, key, &arg, out, error);
         }
         return eval_object(ev, expr, out, error);
     case BSON_TYPE_ARRAY:
@@ -529,7 +528,7 @@ static bool
 validate(const bson_value_t *expr, int depth, bson_error_t *error)
 {
     const char *key;
-    const bson_value_t *arg;
+    bson_value_t arg;
     int nkeys;
     bson_iter_t it;
     if (depth > 150) {
@@ -550,10 +549,10 @@ validate(const bson_value_t *expr, int depth, bson_error_t *error)
         if (strcmp(key, "$literal") == 0) {
             return true;
         }
-        if (!op->lazy && !check_arg_count(op, arg_count(arg), error)) {
+        if (!op->lazy && !check_arg_count(op, arg_count(&arg), error)) {
             return false;
         }
-        expr = arg;
+        expr = &arg;
         if (expr->value_type != BSON_TYPE_DOCUMENT && expr->value_type != BSON_TYPE_ARRAY) {
             return true;
         }
@@ -806,8 +805,7 @@ static bool
 op_and_or(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
           bson_error_t *error)
 {
-    const bson_value_t *items[1];
-    size_t n = arg_list(arg, items, 0);
+    size_t n = arg_list(arg, NULL, 0);
     bool is_and = strcmp(name, "$and") == 0;
     bson_iter_t it;
     if (arg->value_type != BSON_TYPE_ARRAY) {
@@ -838,13 +836,13 @@ op_and_or(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_
 }
 
 static bool
-spec_field(const bson_value_t *spec, const char *name, const bson_value_t **out)
+spec_field(const bson_value_t *spec, const char *name, bson_value_t *out)
 {
     bson_iter_t it;
     bson_iter_init_from_data(&it, spec->value.v_doc.data, spec->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         if (strcmp(bson_iter_key(&it), name) == 0) {
-            *out = bson_iter_value(&it);
+            *out = *bson_iter_value(&it);
             return true;
         }
     }
@@ -855,7 +853,7 @@ static bool
 op_cond(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
         bson_error_t *error)
 {
-    const bson_value_t *parts[3];
+    bson_value_t parts[3];
     bson_value_t test;
     (void)name;
     if (arg->value_type == BSON_TYPE_DOCUMENT) {
@@ -869,26 +867,26 @@ op_cond(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t 
         return ms_set_error(error, 16020, "Expression $cond takes exactly 3 arguments. %zu were passed in.",
                             arg->value_type == BSON_TYPE_ARRAY ? arg_list(arg, parts, 0) : 1);
     }
-    if (!eval(ev, parts[0], &test, error)) {
+    if (!eval(ev, &parts[0], &test, error)) {
         return false;
     }
     bool t = ms__value_truthy(&test);
     bson_value_destroy(&test);
-    return eval(ev, parts[t ? 1 : 2], out, error);
+    return eval(ev, &parts[t ? 1 : 2], out, error);
 }
 
 static bool
 op_if_null(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
            bson_error_t *error)
 {
-    const bson_value_t *items[64];
+    bson_value_t items[64];
     size_t n = arg->value_type == BSON_TYPE_ARRAY ? arg_list(arg, items, 64) : 0;
     (void)name;
     if (n < 2 || n > 64) {
         return ms_set_error(error, 1257300, "$ifNull needs at least two arguments, had: %zu", n);
     }
     for (size_t i = 0; i < n; i++) {
-        if (!eval(ev, items[i], out, error)) {
+        if (!eval(ev, &items[i], out, error)) {
             return false;
         }
         if (i == n - 1 || !nullish(out)) {
@@ -903,37 +901,39 @@ static bool
 op_switch(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
           bson_error_t *error)
 {
-    const bson_value_t *branches, *dflt = NULL;
+    bson_value_t branches, dflt;
+    bool has_default;
     bson_iter_t it;
     (void)name;
     if (arg->value_type != BSON_TYPE_DOCUMENT || !spec_field(arg, "branches", &branches) ||
-        branches->value_type != BSON_TYPE_ARRAY) {
+        branches.value_type != BSON_TYPE_ARRAY) {
         return ms_set_error(error, 40061, "$switch requires at least one branch.");
     }
-    spec_field(arg, "default", &dflt);
-    bson_iter_init_from_data(&it, branches->value.v_doc.data, branches->value.v_doc.data_len);
+    has_default = spec_field(arg, "default", &dflt);
+    bson_iter_init_from_data(&it, branches.value.v_doc.data, branches.value.v_doc.data_len);
     while (bson_iter_next(&it)) {
-        const bson_value_t *br = bson_iter_value(&it), *c, *then;
+        const bson_value_t *br = bson_iter_value(&it);
+        bson_value_t c, then;
         bson_value_t test;
         if (br->value_type != BSON_TYPE_DOCUMENT || !spec_field(br, "case", &c) ||
             !spec_field(br, "then", &then)) {
             return ms_set_error(error, 40064, "$switch requires each branch have a 'case' and 'then' expression.");
         }
-        if (!eval(ev, c, &test, error)) {
+        if (!eval(ev, &c, &test, error)) {
             return false;
         }
         bool t = ms__value_truthy(&test);
         bson_value_destroy(&test);
         if (t) {
-            return eval(ev, then, out, error);
+            return eval(ev, &then, out, error);
         }
     }
-    if (!dflt) {
+    if (!has_default) {
         return ms_set_error(error, 40066,
                             "$switch could not find a matching branch for an input, and no "
                             "default was specified.");
     }
-    return eval(ev, dflt, out, error);
+    return eval(ev, &dflt, out, error);
 }
 
 static bool
@@ -951,7 +951,7 @@ static bool
 op_let(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
        bson_error_t *error)
 {
-    const bson_value_t *vars, *in;
+    bson_value_t vars, in;
     bson_iter_t it;
     var_t *list = NULL;
     bson_value_t *values = NULL;
@@ -959,16 +959,16 @@ op_let(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *
     bool ok = false;
     (void)name;
     if (arg->value_type != BSON_TYPE_DOCUMENT || !spec_field(arg, "vars", &vars) ||
-        !spec_field(arg, "in", &in) || vars->value_type != BSON_TYPE_DOCUMENT) {
+        !spec_field(arg, "in", &in) || vars.value_type != BSON_TYPE_DOCUMENT) {
         return ms_set_error(error, 16866, "$let requires 'vars' (an object) and 'in'");
     }
-    bson_iter_init_from_data(&it, vars->value.v_doc.data, vars->value.v_doc.data_len);
+    bson_iter_init_from_data(&it, vars.value.v_doc.data, vars.value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         cap++;
     }
     list = bson_malloc0((cap + 1) * sizeof *list);
     values = bson_malloc0((cap + 1) * sizeof *values);
-    bson_iter_init_from_data(&it, vars->value.v_doc.data, vars->value.v_doc.data_len);
+    bson_iter_init_from_data(&it, vars.value.v_doc.data, vars.value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         if (!eval(ev, bson_iter_value(&it), &values[n], error)) {
             goto done;
@@ -980,7 +980,7 @@ op_let(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *
     }
     ev_t inner = *ev;
     inner.vars = n > 0 ? &list[n - 1] : ev->vars;
-    ok = eval(&inner, in, out, error);
+    ok = eval(&inner, &in, out, error);
 done:
     for (size_t i = 0; i < n; i++) {
         bson_value_destroy(&values[i]);
@@ -996,7 +996,8 @@ op_map_filter(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
               bson_error_t *error)
 {
     bool is_map = strcmp(name, "$map") == 0;
-    const bson_value_t *input_expr, *body, *as = NULL;
+    bson_value_t input_expr, body, as_value;
+    const bson_value_t *as = NULL;
     bson_value_t input;
     bson_t result = BSON_INITIALIZER;
     bson_iter_t it;
@@ -1008,8 +1009,10 @@ op_map_filter(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
         return ms_set_error(error, is_map ? 16882 : 28648, "Missing 'input' or '%s' parameter to %s",
                             is_map ? "in" : "cond", name);
     }
-    spec_field(arg, "as", &as);
-    if (!eval(ev, input_expr, &input, error)) {
+    if (spec_field(arg, "as", &as_value)) {
+        as = &as_value;
+    }
+    if (!eval(ev, &input_expr, &input, error)) {
         bson_destroy(&result);
         return false;
     }
@@ -1031,7 +1034,7 @@ op_map_filter(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
         ev_t inner = *ev;
         bson_value_t v;
         inner.vars = &var;
-        if (!eval(&inner, body, &v, error)) {
+        if (!eval(&inner, &body, &v, error)) {
             goto done;
         }
         char buf[16];
@@ -1062,8 +1065,7 @@ done:
 static size_t
 array_len(const bson_value_t *v)
 {
-    const bson_value_t *dummy[1];
-    return arg_list(v, dummy, 0);
+    return arg_list(v, NULL, 0);
 }
 
 static bool

@@ -499,7 +499,7 @@ static const struct {
 typedef struct {
     const char *field;
     acc_kind_t kind;
-    const bson_value_t *expr;
+    bson_value_t expr; /* borrowed from the stage */
 } acc_spec_t;
 
 typedef struct {
@@ -563,17 +563,17 @@ parse_group(const bson_value_t *arg, bson_value_t *id_expr, acc_spec_t **specs, 
         *specs = bson_realloc(*specs, (*n + 1) * sizeof **specs);
         (*specs)[*n].field = field;
         (*specs)[*n].kind = accumulators[k].kind;
-        (*specs)[*n].expr = bson_iter_value(&acc);
+        (*specs)[*n].expr = *bson_iter_value(&acc);
         (*n)++;
         if (bson_iter_next(&acc)) {
             return ms_set_error(error, 40238, "The field '%s' must specify one accumulator", field);
         }
         if (accumulators[k].kind == A_COUNT) {
-            const bson_value_t *e = (*specs)[*n - 1].expr;
+            const bson_value_t *e = &(*specs)[*n - 1].expr;
             if (e->value_type != BSON_TYPE_DOCUMENT || e->value.v_doc.data_len > 5) {
                 return ms_set_error(error, 40237, "$count takes no arguments, i.e. $count:{}");
             }
-        } else if (!ms__expr_validate((*specs)[*n - 1].expr, error)) {
+        } else if (!ms__expr_validate(&(*specs)[*n - 1].expr, error)) {
             return false;
         }
     }
@@ -759,7 +759,7 @@ group_one(const bson_value_t *id_expr, const acc_spec_t *specs, size_t n, const 
     for (size_t k = 0; k < n; k++) {
         bson_value_t v = {.value_type = BSON_TYPE_EOD};
         if (specs[k].kind != A_COUNT &&
-            !ms__expr_eval(specs[k].expr, doc, doc, ctx, &v, error)) {
+            !ms__expr_eval(&specs[k].expr, doc, doc, ctx, &v, error)) {
             return false;
         }
         acc_add(&grp->accs[k], specs[k].kind, &v);
@@ -803,7 +803,7 @@ done:
 /* ---- pipelines ------------------------------------------------------------------------- */
 
 static const stage_def_t *
-stage_of(const bson_value_t *stage, const bson_value_t **arg, bson_error_t *error)
+stage_of(const bson_value_t *stage, bson_value_t *arg, bson_error_t *error)
 {
     bson_iter_t it;
     if (stage->value_type != BSON_TYPE_DOCUMENT) {
@@ -816,7 +816,7 @@ stage_of(const bson_value_t *stage, const bson_value_t **arg, bson_error_t *erro
         return NULL;
     }
     const char *name = bson_iter_key(&it);
-    *arg = bson_iter_value(&it);
+    *arg = *bson_iter_value(&it);
     if (bson_iter_next(&it)) {
         ms_set_error(error, 40323, "A pipeline stage specification object must contain exactly one field.");
         return NULL;
@@ -838,7 +838,7 @@ validate_pipeline(const bson_t *pipeline, bool for_update, bson_error_t *error)
         return ms_set_error(error, 14, "'pipeline' option must be specified as an array");
     }
     while (bson_iter_next(&it)) {
-        const bson_value_t *arg;
+        bson_value_t arg;
         const stage_def_t *st = stage_of(bson_iter_value(&it), &arg, error);
         if (!st) {
             return false;
@@ -846,7 +846,7 @@ validate_pipeline(const bson_t *pipeline, bool for_update, bson_error_t *error)
         if (for_update && !st->in_update) {
             return ms_set_error(error, 72, "%s is not allowed to be used within an update", st->name);
         }
-        if (!st->validate(arg, error)) {
+        if (!st->validate(&arg, error)) {
             return false;
         }
     }
@@ -876,10 +876,10 @@ ms_pipeline_run(const bson_t *pipeline, const ms_docvec_t *input, const ms_ctx_t
     }
     bson_iter_init(&it, pipeline);
     while (bson_iter_next(&it)) {
-        const bson_value_t *arg;
+        bson_value_t arg;
         const stage_def_t *st = stage_of(bson_iter_value(&it), &arg, error);
         ms_docvec_init(&next);
-        if (!st->run(arg, &cur, ctx, &next, error)) {
+        if (!st->run(&arg, &cur, ctx, &next, error)) {
             ms_docvec_destroy(&next);
             goto done;
         }

@@ -13,8 +13,7 @@ typedef enum { P_TREE, P_INCLUDE, P_EXCLUDE, P_EXPR } pkind_t;
 typedef struct pnode_t pnode_t;
 struct pnode_t {
     pkind_t kind;
-    const bson_value_t *expr; /* P_EXPR, borrowed from the spec */
-    bson_value_t expr_copy;
+    bson_value_t expr; /* P_EXPR, borrowed from the spec */
     size_t n;
     char **names;
     pnode_t **kids;
@@ -40,7 +39,6 @@ pnode_destroy(pnode_t *p)
     }
     bson_free(p->names);
     bson_free(p->kids);
-    bson_value_destroy(&p->expr_copy);
     bson_free(p);
 }
 
@@ -49,7 +47,6 @@ pnode_new(pkind_t kind)
 {
     pnode_t *p = bson_malloc0(sizeof *p);
     p->kind = kind;
-    p->expr_copy.value_type = BSON_TYPE_EOD;
     return p;
 }
 
@@ -184,7 +181,7 @@ parse_field(proj_t *pj, pnode_t *into, const char *path, const bson_value_t *v,
         return false;
     }
     pnode_t *leaf = pnode_new(P_EXPR);
-    leaf->expr = v;
+    leaf->expr = *v;
     if (is_id) {
         pj->id_seen = true;
         pj->id_excluded = false;
@@ -301,7 +298,7 @@ add_computed(papply_t *pa, const pnode_t *spec, ms_node_t *out)
         const char *name = spec->names[i];
         if (kid->kind == P_EXPR) {
             bson_value_t v;
-            if (!ms__expr_eval(kid->expr, pa->root, pa->root, pa->ctx, &v, pa->error)) {
+            if (!ms__expr_eval(&kid->expr, pa->root, pa->root, pa->ctx, &v, pa->error)) {
                 pa->failed = true;
                 return;
             }

@@ -41,7 +41,8 @@ typedef struct {
     mod_kind_t kind;
     const char *op;
     const char *field;       /* the path as written */
-    const bson_value_t *arg; /* borrowed from the update */
+    const bson_value_t *arg; /* points at argv once parsing is done */
+    bson_value_t argv;       /* borrowed from the update */
     ms_path_t path;
     bool is_rename_target;   /* the second path of a $rename */
 } mod_t;
@@ -91,7 +92,8 @@ mod_add(mods_t *m, mod_kind_t kind, const char *op, const char *field, const bso
     mod->kind = kind;
     mod->op = op;
     mod->field = field;
-    mod->arg = arg;
+    mod->argv = *arg;
+    mod->arg = &mod->argv;
     mod->is_rename_target = rename_target;
     if (*field == '\0') {
         return ms_set_error(error, 56, "An empty update path is not valid.");
@@ -358,6 +360,9 @@ parse_operators(const bson_value_t *update, mods_t *m, bson_error_t *error)
                 return false;
             }
         }
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        m->mods[i].arg = &m->mods[i].argv; /* the array moved while it grew */
     }
     return true;
 }
