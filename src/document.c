@@ -1,7 +1,6 @@
 /* The message document on the client side (see document-private.h). */
 #include "document-private.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "fields.h"
@@ -121,7 +120,7 @@ get_int32(const bson_t *doc, const char *field, int32_t *out)
     default:
         return false;
     }
-    if (!(d >= INT32_MIN && d <= INT32_MAX) || floor(d) != d) {
+    if (!(d >= INT32_MIN && d <= INT32_MAX) || (double)(int32_t)d != d) {
         return false;
     }
     *out = (int32_t)d;
