@@ -574,7 +574,7 @@ ms_sort_validate(const bson_t *sort, bson_error_t *error)
 }
 
 typedef struct {
-    const bson_value_t *best;
+    bson_value_t best; /* a struct copy; its bytes stay in the document */
     bool have;
     int dir;
 } sort_key_t;
@@ -586,8 +586,8 @@ key_offer(sort_key_t *k, const bson_value_t *v)
     if (!v) {
         v = &null_value;
     }
-    if (!k->have || k->dir * ms_value_cmp(v, k->best) < 0) {
-        k->best = v;
+    if (!k->have || k->dir * ms_value_cmp(v, &k->best) < 0) {
+        k->best = *v;
         k->have = true;
     }
 }
@@ -667,7 +667,7 @@ ms_sort_cmp(const bson_t *sort, const bson_t *a, const bson_t *b)
             key_walk_doc(&kb, &db, &p, 0);
         }
         ms__path_destroy(&p);
-        int c = ms_value_cmp(ka.best, kb.best);
+        int c = ms_value_cmp(ka.have ? &ka.best : NULL, kb.have ? &kb.best : NULL);
         if (c != 0) {
             return dir * c;
         }
