@@ -35,7 +35,7 @@
 
 #define MAX_THREADS 256
 #define MAX_BATCH 1000
-#define CLAIM_WAIT_MS 1000      /* a claim's wait; the stop flag is checked between claims */
+#define IDLE_WAIT_MS 60000      /* an idle thread re-claims at least this often */
 #define MAX_ERROR_PAUSE_MS 5000 /* after claim errors, pause up to this */
 #define KEEPER_IDLE_MS 200      /* the keeper looks at the held messages at least this often */
 
@@ -327,6 +327,28 @@ new_consumer(handler_thread_t *t)
     return consumer;
 }
 
+/*
+ * Claims without waiting and, when nothing is ready, waits on the queue's waker itself rather
+ * than inside the claim, so a stop (which notifies the waker) ends the wait at once. The
+ * generation is read before the claim: a wake-up between claim and wait is never lost.
+ */
+static bool
+claim_or_wait(handler_thread_t *t, mongoq_consumer_t *consumer, mongoq_message_t **msgs,
+              size_t *n, bson_error_t *error)
+{
+    mongoq_worker_t *w = t->worker;
+    mongoq__waker_t *waker = w->queue->waker;
+    uint64_t seen = mongoq__waker_generation(waker);
+    *n = 0;
+    if (!mongoq_consumer_claim_many(consumer, (size_t)w->batch, 0, msgs, n, error)) {
+        return false;
+    }
+    if (*n == 0 && !stop_requested(w)) {
+        mongoq__waker_wait(waker, &seen, mongoq__now_mono_ms() + IDLE_WAIT_MS);
+    }
+    return true;
+}
+
 static void *
 handler_main(void *arg)
 {
@@ -338,8 +360,7 @@ handler_main(void *arg)
     while (consumer && !stop_requested(w)) {
         size_t n = 0;
         bson_error_t error;
-        if (!mongoq_consumer_claim_many(consumer, (size_t)w->batch, CLAIM_WAIT_MS, msgs, &n,
-                                        &error)) {
+        if (!claim_or_wait(t, consumer, msgs, &n, &error)) {
             pause = pause ? (pause * 2 < MAX_ERROR_PAUSE_MS ? pause * 2 : MAX_ERROR_PAUSE_MS) : 100;
             wlog(w, MONGOQ_LOG_WARNING, "mongoq worker: claim failed (next try in %" PRId64
                  " ms): %s", pause, error.message);
@@ -347,8 +368,10 @@ handler_main(void *arg)
             continue;
         }
         pause = 0;
-        mongoq__counter_add(&w->counters.claimed, (int64_t)n);
-        run_batch(t, msgs, n);
+        if (n > 0) {
+            mongoq__counter_add(&w->counters.claimed, (int64_t)n);
+            run_batch(t, msgs, n);
+        }
     }
     mongoq_consumer_destroy(consumer);
     bson_free(msgs);

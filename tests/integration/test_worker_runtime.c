@@ -1,0 +1,518 @@
+/*
+ * The worker runtime: handler results, heartbeat, lease loss seen by the handler, stop (hand
+ * back at once, running handlers finish, the rest return after their leases), request_stop
+ * from a signal handler, option checks; and the queue's background reaper that workers rely on.
+ */
+#include "test_waker_util.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+static void
+wr_suite_init(void)
+{
+    mongoc_init();
+}
+
+TestSuite(worker, .init = wr_suite_init, .timeout = 120);
+
+typedef struct {
+    char *db;
+    mongoc_client_pool_t *pool;
+    mongoc_client_t *client; /* for direct reads and writes */
+    mongoq_queue_t *queue;
+} wr_env_t;
+
+static void
+wr_open(wr_env_t *e, const mongoq_queue_opts_t *opts)
+{
+    bson_error_t error;
+    memset(e, 0, sizeof *e);
+    e->db = mtest_db_name("wkr");
+    e->pool = mtest_pool_new("wkr");
+    e->client = mtest_client_new("wkr-direct");
+    e->queue = mongoq_queue_new(e->pool, e->db, "q", opts, &error);
+    cr_assert(e->queue != NULL, "queue_new: %s", error.message);
+}
+
+static void
+wr_close(wr_env_t *e)
+{
+    mongoq_queue_destroy(e->queue);
+    mongoc_client_pool_destroy(e->pool);
+    mtest_db_drop(e->client, e->db);
+    mongoc_client_destroy(e->client);
+    bson_free(e->db);
+}
+
+static mongoq_worker_t *
+wr_worker(wr_env_t *e, mongoq_worker_opts_t *opts)
+{
+    bson_error_t error;
+    mongoq_worker_t *w = mongoq_worker_new(e->queue, opts, &error);
+    cr_assert(w != NULL, "worker_new: %s", error.message);
+    cr_assert(mongoq_worker_start(w, &error), "worker_start: %s", error.message);
+    return w;
+}
+
+typedef struct {
+    mongoq_worker_t *worker;
+    int64_t acked;
+} wr_acked_t;
+
+static bool
+wr_acked_reached(void *ctx)
+{
+    wr_acked_t *a = ctx;
+    mongoq_counters_t c;
+    mongoq_worker_counters(a->worker, &c);
+    return c.acked >= a->acked;
+}
+
+Test(worker, processes_every_message_with_threads_and_batches)
+{
+    wr_env_t e;
+    wr_open(&e, NULL);
+    wk_rec_t rec;
+    wk_rec_init(&rec);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wk_record;
+    opts.user_data = &rec;
+    opts.threads = 3;
+    opts.batch = 5;
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    for (int i = 0; i < 100; i++) {
+        wk_enqueue(e.queue, i, 0);
+    }
+    cr_assert_eq(wk_await_all(&rec, 100, 20000), 100);
+    wr_acked_t a = {w, 100};
+    cr_assert(mtest_wait_until(wr_acked_reached, &a, 10000), "100 acks");
+    mongoq_counters_t c;
+    mongoq_worker_counters(w, &c);
+    cr_assert_eq(c.claimed, 100);
+    cr_assert_eq(c.acked, 100);
+    cr_assert_eq(c.lease_lost, 0);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(rec.runs[i], 1, "message %d ran once", i);
+    }
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    cr_assert_eq(wk_count(e.client, e.db, "{}"), 0, "acked messages are deleted");
+    mongoq_worker_destroy(w);
+    wk_rec_destroy(&rec);
+    wr_close(&e);
+}
+
+static mongoq_result_t
+wr_fail_or_retry(mongoq_message_t *msg, void *user_data)
+{
+    (void)user_data;
+    if (wk_payload_i(msg) == 0) {
+        mongoq_message_set_reason(msg, "boom");
+        return MONGOQ_FAIL;
+    }
+    mongoq_message_set_reason(msg, "again");
+    return MONGOQ_RETRY;
+}
+
+static bool
+wr_two_dead(void *ctx)
+{
+    wr_env_t *e = ctx;
+    return wk_count(e->client, e->db, "{\"status\": \"dead\"}") == 2;
+}
+
+Test(worker, fail_and_retry_record_the_reason)
+{
+    wr_env_t e;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.max_attempts = 2;
+    qopts.backoff_base_ms = 50;
+    wr_open(&e, &qopts);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wr_fail_or_retry;
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    wk_enqueue(e.queue, 0, 0);
+    wk_enqueue(e.queue, 1, 0);
+    cr_assert(mtest_wait_until(wr_two_dead, &e, 10000), "both end dead");
+    cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"boom\", \"attempts\": 1}"), 1);
+    cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"again\", \"attempts\": 2}"), 1);
+    mongoq_counters_t c;
+    mongoq_worker_counters(w, &c);
+    cr_assert_eq(c.failed, 1);
+    cr_assert_eq(c.retried, 2);
+    mongoq_worker_destroy(w);
+    wr_close(&e);
+}
+
+/* A gate a handler waits at until the test opens it. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool open;
+    int entered;
+    bool lease_lost_seen;
+    mongoc_client_t *thief; /* lease thief for the lease-loss test, or NULL */
+    const char *db;
+} wr_gate_t;
+
+static void
+wr_gate_init(wr_gate_t *g)
+{
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cond, NULL);
+}
+
+static void
+wr_gate_destroy(wr_gate_t *g)
+{
+    pthread_cond_destroy(&g->cond);
+    pthread_mutex_destroy(&g->mu);
+}
+
+static void
+wr_gate_open(wr_gate_t *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = true;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* The first message waits at the gate (at most 30 s); later ones pass. */
+static mongoq_result_t
+wr_gated(mongoq_message_t *msg, void *user_data)
+{
+    wr_gate_t *g = user_data;
+    struct timespec ts;
+    (void)msg;
+    wk_deadline(30000, &ts);
+    pthread_mutex_lock(&g->mu);
+    bool first = g->entered++ == 0;
+    pthread_cond_broadcast(&g->cond);
+    while (first && !g->open && pthread_cond_timedwait(&g->cond, &g->mu, &ts) == 0) {
+    }
+    pthread_mutex_unlock(&g->mu);
+    return MONGOQ_ACK;
+}
+
+static bool
+wr_gate_entered(void *ctx)
+{
+    wr_gate_t *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    bool in = g->entered > 0;
+    pthread_mutex_unlock(&g->mu);
+    return in;
+}
+
+typedef struct {
+    wr_env_t *env;
+    const char *filter;
+    int64_t expected;
+} wr_count_t;
+
+static bool
+wr_count_is(void *ctx)
+{
+    wr_count_t *c = ctx;
+    return wk_count(c->env->client, c->env->db, c->filter) == c->expected;
+}
+
+Test(worker, stop_hands_unstarted_messages_back_at_once)
+{
+    wr_env_t e;
+    bson_error_t error;
+    wr_open(&e, NULL); /* 30 s leases: only a hand-back makes them ready soon */
+    for (int i = 0; i < 10; i++) {
+        wk_enqueue(e.queue, i, 0);
+    }
+    wr_gate_t gate;
+    wr_gate_init(&gate);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wr_gated;
+    opts.user_data = &gate;
+    opts.batch = 10;
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the first handler runs");
+
+    cr_assert_not(mongoq_worker_stop(w, 200, &error), "a handler is still running");
+    cr_assert_eq(error.code, MONGOQ_ERROR_STOPPED);
+    wr_count_t back = {&e, "{\"status\": \"ready\", \"attempts\": 0}", 9};
+    cr_assert(mtest_wait_until(wr_count_is, &back, 2000), "9 messages ready again at once");
+
+    /* Claimable right away by someone else, as first attempts. */
+    mongoq_consumer_t *other = mongoq_consumer_new(e.queue, NULL, &error);
+    cr_assert(other != NULL, "consumer: %s", error.message);
+    mongoq_message_t *msgs[10];
+    size_t n = 0;
+    cr_assert(mongoq_consumer_claim_many(other, 10, 0, msgs, &n, &error), "%s", error.message);
+    cr_assert_eq(n, 9);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(mongoq_message_attempts(msgs[i]), 1);
+    }
+    cr_assert(mongoq_message_ack_many(msgs, n, &error), "%s", error.message);
+    for (size_t i = 0; i < n; i++) {
+        mongoq_message_destroy(msgs[i]);
+    }
+    mongoq_consumer_destroy(other);
+
+    wr_gate_open(&gate);
+    cr_assert(mongoq_worker_stop(w, 10000, &error), "the running handler finishes: %s",
+              error.message);
+    cr_assert_eq(gate.entered, 1, "no new message started after stop");
+    mongoq_counters_t c;
+    mongoq_worker_counters(w, &c);
+    cr_assert_eq(c.acked, 1, "the running handler's message is acked");
+    cr_assert_eq(wk_count(e.client, e.db, "{}"), 0);
+    mongoq_worker_destroy(w);
+    wr_gate_destroy(&gate);
+    wr_close(&e);
+}
+
+Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
+{
+    wr_env_t e;
+    bson_error_t error;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.lease_ms = 800;
+    qopts.reap_interval_ms = 100;
+    wr_open(&e, &qopts);
+    wk_enqueue(e.queue, 0, 0);
+    wr_gate_t gate;
+    wr_gate_init(&gate);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wr_gated;
+    opts.user_data = &gate;
+    opts.heartbeat_ms = -1; /* as if the process hung: nothing extends the lease */
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler runs");
+    cr_assert_not(mongoq_worker_stop(w, 100, &error));
+
+    mongoq_consumer_t *other = mongoq_consumer_new(e.queue, NULL, &error);
+    mongoq_message_t *msg = NULL;
+    cr_assert(mongoq_consumer_claim(other, 10000, &msg, &error), "%s", error.message);
+    cr_assert(msg != NULL, "redelivered after the lease");
+    cr_assert_eq(mongoq_message_attempts(msg), 2);
+    cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
+    mongoq_message_destroy(msg);
+    mongoq_consumer_destroy(other);
+
+    wr_gate_open(&gate);
+    cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
+    mongoq_counters_t c;
+    mongoq_worker_counters(w, &c);
+    cr_assert_eq(c.acked, 0);
+    cr_assert_eq(c.lease_lost, 1, "the late ack finds the lease gone");
+    mongoq_worker_destroy(w);
+    wr_gate_destroy(&gate);
+    wr_close(&e);
+}
+
+/* Runs longer than the lease; records whether its lease was reported lost. */
+static mongoq_result_t
+wr_slow(mongoq_message_t *msg, void *user_data)
+{
+    wr_gate_t *g = user_data;
+    int64_t until = mtest_now_ms() + 2000;
+    while (mtest_now_ms() < until && !mongoq_message_lease_lost(msg)) {
+        usleep(20 * 1000); /* the handler's "work" */
+    }
+    pthread_mutex_lock(&g->mu);
+    g->entered++;
+    g->lease_lost_seen = mongoq_message_lease_lost(msg);
+    pthread_mutex_unlock(&g->mu);
+    return MONGOQ_ACK;
+}
+
+Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
+{
+    wr_env_t e;
+    bson_error_t error;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.lease_ms = 600;
+    qopts.reap_interval_ms = 100;
+    wr_open(&e, &qopts);
+    wr_gate_t gate;
+    wr_gate_init(&gate);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wr_slow;
+    opts.user_data = &gate;
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    wk_enqueue(e.queue, 0, 0);
+    wr_count_t running = {&e, "{\"status\": \"processing\"}", 1};
+    cr_assert(mtest_wait_until(wr_count_is, &running, 5000));
+
+    /* Another consumer finds nothing while the handler runs past three leases. */
+    mongoq_consumer_t *other = mongoq_consumer_new(e.queue, NULL, &error);
+    mongoq_message_t *msg = NULL;
+    cr_assert(mongoq_consumer_claim(other, 1500, &msg, &error), "%s", error.message);
+    cr_assert_null(msg, "the lease held");
+    mongoq_consumer_destroy(other);
+
+    wr_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(wr_acked_reached, &a, 5000), "acked after 2 s of work");
+    cr_assert_not(gate.lease_lost_seen);
+    mongoq_worker_destroy(w);
+    wr_gate_destroy(&gate);
+    wr_close(&e);
+}
+
+/* Steals its own message's lease (as a reclaim would), then waits to be told. */
+static mongoq_result_t
+wr_robbed(mongoq_message_t *msg, void *user_data)
+{
+    wr_gate_t *g = user_data;
+    bson_error_t error;
+    mongoc_collection_t *coll = mongoc_client_get_collection(g->thief, g->db, "q");
+    bson_t *filter = BCON_NEW("_id", BCON_OID(mongoq_message_id(msg)));
+    bson_oid_t other;
+    bson_oid_init(&other, NULL);
+    bson_t *update = BCON_NEW("$set", "{", "lease_token", BCON_OID(&other), "}");
+    bool ok = mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error);
+    bson_destroy(filter);
+    bson_destroy(update);
+    mongoc_collection_destroy(coll);
+    int64_t until = mtest_now_ms() + 3000;
+    while (ok && mtest_now_ms() < until && !mongoq_message_lease_lost(msg)) {
+        usleep(10 * 1000);
+    }
+    pthread_mutex_lock(&g->mu);
+    g->entered++;
+    g->lease_lost_seen = mongoq_message_lease_lost(msg);
+    pthread_mutex_unlock(&g->mu);
+    return MONGOQ_ACK;
+}
+
+Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
+{
+    wr_env_t e;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.lease_ms = 900;
+    wr_open(&e, &qopts);
+    wr_gate_t gate;
+    wr_gate_init(&gate);
+    gate.thief = mtest_client_new("wkr-thief");
+    gate.db = e.db;
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wr_robbed;
+    opts.user_data = &gate;
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    wk_enqueue(e.queue, 0, 0);
+    cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler finished");
+    cr_assert(gate.lease_lost_seen, "the heartbeat told the handler");
+    mongoq_counters_t c;
+    mongoq_worker_counters(w, &c);
+    cr_assert_geq(c.lease_lost, 1);
+    cr_assert_eq(c.acked, 0);
+    mongoq_worker_destroy(w);
+    mongoc_client_destroy(gate.thief);
+    wr_gate_destroy(&gate);
+    wr_close(&e);
+}
+
+static mongoq_worker_t *wr_signalled;
+
+static void
+wr_on_signal(int sig)
+{
+    (void)sig;
+    mongoq_worker_request_stop(wr_signalled);
+}
+
+Test(worker, request_stop_from_a_signal_handler)
+{
+    wr_env_t e;
+    bson_error_t error;
+    wr_open(&e, NULL);
+    wk_rec_t rec;
+    wk_rec_init(&rec);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wk_record;
+    opts.user_data = &rec;
+    opts.threads = 2;
+    wr_signalled = wr_worker(&e, &opts);
+    wk_enqueue(e.queue, 0, 0);
+    cr_assert(wk_await_started(&rec, 0, 5000));
+
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wr_on_signal;
+    sigemptyset(&sa.sa_mask);
+    cr_assert(sigaction(SIGUSR1, &sa, &old) == 0);
+    cr_assert(raise(SIGUSR1) == 0);
+    int64_t t0 = mtest_now_ms();
+    cr_assert(mongoq_worker_stop(wr_signalled, 5000, &error), "%s", error.message);
+    cr_assert_leq(mtest_now_ms() - t0, 1000, "idle threads stop promptly");
+    sigaction(SIGUSR1, &old, NULL);
+
+    wk_enqueue(e.queue, 1, 0);
+    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"ready\"}"), 1, "nothing claimed");
+    cr_assert_eq(rec.runs[1], 0);
+    mongoq_worker_destroy(wr_signalled);
+    wk_rec_destroy(&rec);
+    wr_close(&e);
+}
+
+Test(worker, invalid_options_are_refused)
+{
+    wr_env_t e;
+    bson_error_t error;
+    wr_open(&e, NULL);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error), "no handler");
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    opts.handler = wk_record;
+    opts.threads = 257;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    opts.threads = 1;
+    opts.batch = 1001;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    opts.batch = 1;
+    opts.lease_ms = -1;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    cr_assert_null(mongoq_worker_new(e.queue, NULL, &error));
+
+    wk_rec_t rec;
+    wk_rec_init(&rec);
+    opts.lease_ms = 0;
+    opts.user_data = &rec;
+    mongoq_worker_t *w = wr_worker(&e, &opts);
+    cr_assert_not(mongoq_worker_start(w, &error), "started twice");
+    mongoq_worker_destroy(w);
+    mongoq_worker_destroy(NULL);
+    /* A worker never started is destroyed cleanly too. */
+    w = mongoq_worker_new(e.queue, &opts, &error);
+    cr_assert(w != NULL);
+    cr_assert(mongoq_worker_stop(w, 0, &error));
+    mongoq_worker_destroy(w);
+    wk_rec_destroy(&rec);
+    wr_close(&e);
+}
+
+static bool
+wr_reaped(void *ctx)
+{
+    mongoq_counters_t c;
+    mongoq_queue_counters(ctx, &c);
+    return c.reaped >= 1;
+}
+
+Test(worker, background_reaper_returns_an_abandoned_message)
+{
+    wr_env_t e;
+    bson_error_t error;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.lease_ms = 300;
+    qopts.reap_interval_ms = 100;
+    wr_open(&e, &qopts);
+    wk_enqueue(e.queue, 0, 0);
+    mongoq_consumer_t *c1 = mongoq_consumer_new(e.queue, NULL, &error);
+    mongoq_message_t *msg = NULL;
+    cr_assert(mongoq_consumer_claim(c1, 1000, &msg, &error) && msg, "claim");
+    mongoq_message_destroy(msg); /* abandoned: no ack, no retry */
+    cr_assert(mtest_wait_until(wr_reaped, e.queue, 5000), "the background reaper ran");
+    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"ready\", \"attempts\": 1}"), 1);
+    mongoq_consumer_destroy(c1);
+    wr_close(&e);
+}
