@@ -21,10 +21,14 @@
     X(14, TypeMismatch)                                                                            \
     X(26, NamespaceNotFound)                                                                       \
     X(27, IndexNotFound)                                                                           \
+    X(28, PathNotViable)                                                                           \
+    X(40, ConflictingUpdateOperators)                                                              \
     X(43, CursorNotFound)                                                                          \
     X(48, NamespaceExists)                                                                         \
     X(50, MaxTimeMSExpired)                                                                        \
     X(52, DollarPrefixedFieldName)                                                                 \
+    X(54, NotSingleValueField)                                                                     \
+    X(56, EmptyFieldName)                                                                          \
     X(59, CommandNotFound)                                                                         \
     X(64, WriteConcernFailed)                                                                      \
     X(67, CannotCreateIndex)                                                                       \
@@ -37,9 +41,11 @@
     X(100, UnsatisfiableWriteConcern)                                                              \
     X(112, WriteConflict)                                                                          \
     X(115, CommandNotSupported)                                                                    \
+    X(168, InvalidPipelineOperator)                                                                \
     X(189, PrimarySteppedDown)                                                                     \
     X(225, TransactionTooOld)                                                                      \
     X(238, NotImplemented)                                                                         \
+    X(241, ConversionFailure)                                                                      \
     X(244, TransactionAborted)                                                                     \
     X(251, NoSuchTransaction)                                                                      \
     X(256, TransactionCommitted)                                                                   \
