@@ -656,32 +656,16 @@ ensure_thread_locked(mongoq__waker_t *w)
 
 /* ---- waiting --------------------------------------------------------------------------------- */
 
-static void
-count_wake(mongoq__waker_t *w, mongoq__wake_t why)
-{
-    mongoq__counters_t *c = w->config.counters;
-    if (!c) {
-        return;
-    }
-    if (why == MONGOQ__WAKE_CHANGE_STREAM) {
-        mongoq__counter_add(&c->wakeups_change_stream, 1);
-    } else if (why == MONGOQ__WAKE_TIMER) {
-        mongoq__counter_add(&c->wakeups_timer, 1);
-    } else if (why == MONGOQ__WAKE_POLL) {
-        mongoq__counter_add(&c->wakeups_poll, 1);
-    }
-}
-
 /*
  * One look at the state: true when the wait is over (*why set). Otherwise *until is when to
- * look again. tick is the safety-net return, which is not counted as a poll wake-up.
+ * look again. tick is the safety-net return (MONGOQ__WAKE_POLL without a poll). Wake-ups are
+ * counted by the claimer, and only when the claim that follows finds work.
  */
 static bool
 wait_over_locked(mongoq__waker_t *w, uint64_t seen, int64_t deadline, int64_t tick,
-                 mongoq__wake_t *why, bool *counted, int64_t *until)
+                 mongoq__wake_t *why, int64_t *until)
 {
     int64_t now = mongoq__now_mono_ms();
-    *counted = true;
     if (w->stopping) {
         *why = MONGOQ__WAKE_STOP;
         return true;
@@ -695,7 +679,6 @@ wait_over_locked(mongoq__waker_t *w, uint64_t seen, int64_t deadline, int64_t ti
         *why = MONGOQ__WAKE_TIMER;
         return true;
     }
-    *counted = false;
     if (now >= deadline) {
         *why = MONGOQ__WAKE_TIMEOUT;
         return true;
@@ -724,7 +707,6 @@ mongoq__wake_t
 mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms)
 {
     mongoq__wake_t why = MONGOQ__WAKE_TIMEOUT;
-    bool counted = false;
     int64_t tick = mongoq__now_mono_ms() + w->config.poll_interval_ms;
     int64_t until = deadline_ms;
     struct timespec ts;
@@ -734,16 +716,13 @@ mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms)
     if (++w->nwaiters == 1) {
         pthread_cond_signal(&w->thread_cond); /* a poller may start polling */
     }
-    while (!wait_over_locked(w, *seen, deadline_ms, tick, &why, &counted, &until)) {
+    while (!wait_over_locked(w, *seen, deadline_ms, tick, &why, &until)) {
         to_timespec(until, &ts);
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
     }
     w->nwaiters--;
     *seen = w->generation;
     pthread_mutex_unlock(&w->mu);
-    if (counted) {
-        count_wake(w, why);
-    }
     return why;
 }
 

@@ -332,9 +332,23 @@ new_consumer(handler_thread_t *t)
  * than inside the claim, so a stop (which notifies the waker) ends the wait at once. The
  * generation is read before the claim: a wake-up between claim and wait is never lost.
  */
+static void
+count_wakeup(mongoq_worker_t *w, mongoq__wake_t why)
+{
+    mongoq__counters_t *c = &w->queue->counters;
+    if (why == MONGOQ__WAKE_CHANGE_STREAM) {
+        mongoq__counter_add(&c->wakeups_change_stream, 1);
+    } else if (why == MONGOQ__WAKE_TIMER) {
+        mongoq__counter_add(&c->wakeups_timer, 1);
+    } else if (why == MONGOQ__WAKE_POLL) {
+        mongoq__counter_add(&c->wakeups_poll, 1);
+    }
+}
+
+/* *why: the cause of the last wake-up, counted when the claim after it finds work. */
 static bool
 claim_or_wait(handler_thread_t *t, mongoq_consumer_t *consumer, mongoq_message_t **msgs,
-              size_t *n, bson_error_t *error)
+              size_t *n, mongoq__wake_t *why, bson_error_t *error)
 {
     mongoq_worker_t *w = t->worker;
     mongoq__waker_t *waker = w->queue->waker;
@@ -343,8 +357,11 @@ claim_or_wait(handler_thread_t *t, mongoq_consumer_t *consumer, mongoq_message_t
     if (!mongoq_consumer_claim_many(consumer, (size_t)w->batch, 0, msgs, n, error)) {
         return false;
     }
-    if (*n == 0 && !stop_requested(w)) {
-        mongoq__waker_wait(waker, &seen, mongoq__now_mono_ms() + IDLE_WAIT_MS);
+    if (*n > 0) {
+        count_wakeup(w, *why);
+        *why = MONGOQ__WAKE_TIMEOUT;
+    } else if (!stop_requested(w)) {
+        *why = mongoq__waker_wait(waker, &seen, mongoq__now_mono_ms() + IDLE_WAIT_MS);
     }
     return true;
 }
@@ -357,10 +374,11 @@ handler_main(void *arg)
     mongoq_message_t **msgs = bson_malloc0(sizeof *msgs * (size_t)w->batch);
     mongoq_consumer_t *consumer = new_consumer(t);
     int64_t pause = 0;
+    mongoq__wake_t why = MONGOQ__WAKE_TIMEOUT;
     while (consumer && !stop_requested(w)) {
         size_t n = 0;
         bson_error_t error;
-        if (!claim_or_wait(t, consumer, msgs, &n, &error)) {
+        if (!claim_or_wait(t, consumer, msgs, &n, &why, &error)) {
             pause = pause ? (pause * 2 < MAX_ERROR_PAUSE_MS ? pause * 2 : MAX_ERROR_PAUSE_MS) : 100;
             wlog(w, MONGOQ_LOG_WARNING, "mongoq worker: claim failed (next try in %" PRId64
                  " ms): %s", pause, error.message);
