@@ -1416,7 +1416,8 @@ op_list_reduce(const char *name, bson_value_t *args, size_t n, bson_value_t *out
     bool is_max = strcmp(name, "$max") == 0;
     ms_sum_t sum = {0};
     size_t count = 0;
-    const bson_value_t *best = NULL;
+    bson_value_t best; /* struct copy; bytes borrowed from args */
+    bool have_best = false;
     (void)error;
     if (from_array) {
         bson_iter_init_from_data(&it, args[0].value.v_doc.data, args[0].value.v_doc.data_len);
@@ -1440,9 +1441,10 @@ op_list_reduce(const char *name, bson_value_t *args, size_t n, bson_value_t *out
                 count++;
             }
         } else if (!nullish(v)) {
-            int c = best ? ms_value_cmp(v, best) : 0;
-            if (!best || (is_max ? c > 0 : c < 0)) {
-                best = v;
+            int c = have_best ? ms_value_cmp(v, &best) : 0;
+            if (!have_best || (is_max ? c > 0 : c < 0)) {
+                best = *v;
+                have_best = true;
             }
         }
     }
@@ -1455,8 +1457,8 @@ op_list_reduce(const char *name, bson_value_t *args, size_t n, bson_value_t *out
             double total = sum.kind <= 1 ? (double)sum.i : sum.d;
             ms__double_value(total / (double)count, sum.kind == 3, out);
         }
-    } else if (best) {
-        bson_value_copy(best, out);
+    } else if (have_best) {
+        bson_value_copy(&best, out);
     } else {
         set_null(out);
     }
