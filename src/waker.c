@@ -393,8 +393,8 @@ typedef struct {
 static bool
 is_server_error(const bson_error_t *e)
 {
-    return e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_QUERY ||
-           e->domain == MONGOC_ERROR_COMMAND;
+    /* MONGOC_ERROR_SERVER with error API 2, MONGOC_ERROR_QUERY with the legacy API 1. */
+    return e->domain == MONGOC_ERROR_SERVER || e->domain == MONGOC_ERROR_QUERY;
 }
 
 static watch_result_t
@@ -510,11 +510,14 @@ read_stream(mongoq__waker_t *w, mongoc_collection_t *coll, mongoc_change_stream_
     const bson_t *event;
     bson_error_t error;
     for (;;) {
-        while (mongoc_change_stream_next(stream, &event)) {
+        for (unsigned n = 1; mongoc_change_stream_next(stream, &event); n++) {
             if (!handle_event(w, event)) {
                 return WATCH_GAP;
             }
             save_token(st, stream);
+            if (n % 64 == 0 && is_stopping(w)) {
+                return WATCH_STOPPED; /* a busy stream must not hold up destroy */
+            }
         }
         save_token(st, stream);
         if (mongoc_change_stream_error_document(stream, &error, NULL)) {

@@ -205,6 +205,16 @@ take_next(handler_thread_t *t)
     return i;
 }
 
+/* The running message is done: the keeper stops extending it before it is acked. */
+static void
+drop_running(handler_thread_t *t)
+{
+    holding_t *h = &t->holding;
+    pthread_mutex_lock(&h->mu);
+    h->first_held = h->next;
+    pthread_mutex_unlock(&h->mu);
+}
+
 /* Ends the batch; returns the range [*from, *to) still to hand back. */
 static void
 unhold(handler_thread_t *t, size_t *from, size_t *to)
@@ -282,6 +292,7 @@ run_batch(handler_thread_t *t, mongoq_message_t **msgs, size_t n)
     hold(t, msgs, n);
     for (size_t k = 0; k < n && (i = take_next(t)) != SIZE_MAX; k++) {
         mongoq_result_t result = w->handler(msgs[i], w->user_data);
+        drop_running(t);
         finish(w, msgs[i], result);
     }
     unhold(t, &from, &to);
