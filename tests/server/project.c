@@ -564,7 +564,14 @@ ms_sort_validate(const bson_t *sort, bson_error_t *error)
         if (v->value_type == BSON_TYPE_DOCUMENT) {
             return ms_set_error(error, 17312, "$meta sort is not supported by the test server");
         }
-        if (!ms__is_number(v->value_type) || (d != 1 && d != -1)) {
+        if (!ms__is_number(v->value_type)) {
+            char *json = ms__value_json(v);
+            ms_set_error(error, 15974, "Illegal key in $sort specification: %s: %s", key, json);
+            bson_free(json);
+            return false;
+        }
+        /* mongod truncates the number to an int first (numberInt), so 1.5 means 1 */
+        if (isnan(d) || ((int64_t)d != 1 && (int64_t)d != -1)) {
             return ms_set_error(error, 15975,
                                 "$sort key ordering must be 1 (for ascending) or -1 (for "
                                 "descending)");
@@ -592,29 +599,30 @@ key_offer(sort_key_t *k, const bson_value_t *v)
     }
 }
 
-static void key_walk(sort_key_t *k, const bson_value_t *v, const ms_path_t *p, size_t depth);
+static void key_walk(sort_key_t *k, const bson_value_t *v, const char *rest);
 
+/* Sort keys walk the dotted path in place: this runs per comparison, so no allocation. */
 static void
-key_walk_doc(sort_key_t *k, const bson_value_t *doc, const ms_path_t *p, size_t depth)
+key_walk_doc(sort_key_t *k, const bson_value_t *doc, const char *path)
 {
     bson_value_t v;
-    const char *key = p->parts[depth];
-    if (!ms__find_field(doc->value.v_doc.data, doc->value.v_doc.data_len, key, strlen(key), &v)) {
+    const char *dot = strchr(path, '.');
+    size_t n = dot ? (size_t)(dot - path) : strlen(path);
+    if (!ms__find_field(doc->value.v_doc.data, doc->value.v_doc.data_len, path, n, &v)) {
         key_offer(k, NULL);
         return;
     }
-    key_walk(k, &v, p, depth + 1);
+    key_walk(k, &v, dot ? dot + 1 : NULL);
 }
 
-/* Offers the candidate sort values below v (found at parts[depth - 1]) to k. */
+/* Offers the candidate sort values of v to k; rest is the path below v (NULL at the end). */
 static void
-key_walk(sort_key_t *k, const bson_value_t *v, const ms_path_t *p, size_t depth)
+key_walk(sort_key_t *k, const bson_value_t *v, const char *rest)
 {
     static const bson_value_t empty_array_key = {.value_type = BSON_TYPE_UNDEFINED};
     bson_iter_t it;
-    if (depth == p->n) {
+    if (!rest) {
         if (v->value_type != BSON_TYPE_ARRAY) {
-            /* v is borrowed from the document, which outlives the comparison */
             key_offer(k, v);
             return;
         }
@@ -629,16 +637,18 @@ key_walk(sort_key_t *k, const bson_value_t *v, const ms_path_t *p, size_t depth)
         return;
     }
     if (v->value_type == BSON_TYPE_DOCUMENT) {
-        key_walk_doc(k, v, p, depth);
+        key_walk_doc(k, v, rest);
     } else if (v->value_type == BSON_TYPE_ARRAY) {
+        bool any = false;
         bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
         while (bson_iter_next(&it)) {
             const bson_value_t *e = bson_iter_value(&it);
             if (e->value_type == BSON_TYPE_DOCUMENT) {
-                key_walk_doc(k, e, p, depth);
+                key_walk_doc(k, e, rest);
+                any = true;
             }
         }
-        if (!k->have) {
+        if (!any) {
             key_offer(k, NULL);
         }
     } else {
@@ -659,14 +669,10 @@ ms_sort_cmp(const bson_t *sort, const bson_t *a, const bson_t *b)
         return 0;
     }
     while (bson_iter_next(&it)) {
-        ms_path_t p;
-        int dir = ms__num_as_double(bson_iter_value(&it)) < 0 ? -1 : 1;
+        int dir = ms__num_as_double(bson_iter_value(&it)) < 0 ? -1 : 1; /* validated: +-1 */
         sort_key_t ka = {.dir = dir}, kb = {.dir = dir};
-        if (ms__path_init(&p, bson_iter_key(&it))) {
-            key_walk_doc(&ka, &da, &p, 0);
-            key_walk_doc(&kb, &db, &p, 0);
-        }
-        ms__path_destroy(&p);
+        key_walk_doc(&ka, &da, bson_iter_key(&it));
+        key_walk_doc(&kb, &db, bson_iter_key(&it));
         int c = ms_value_cmp(ka.have ? &ka.best : NULL, kb.have ? &kb.best : NULL);
         if (c != 0) {
             return dir * c;

@@ -106,9 +106,9 @@ mod_add(mods_t *m, mod_kind_t kind, const char *op, const char *field, const bso
     }
     for (size_t i = 0; i < mod->path.n; i++) {
         if (mod->path.parts[i][0] == '$' && kind != M_UNSET) {
-            return ms_set_error(error, 2,
-                                "The dollar ($) prefixed field '%s' in '%s' is not allowed in the "
-                                "context of an update's replacement document.",
+            return ms_set_error(error, 52,
+                                "The dollar ($) prefixed field '%s' in '%s' is not valid for "
+                                "storage.",
                                 mod->path.parts[i], field);
         }
     }
