@@ -5,8 +5,8 @@
  * Field lifecycle (why some fields come and go):
  *   - lease_token, lease_expires_at: present only while a claim holds the message ("processing").
  *     Every claim writes a fresh lease_token (an ObjectId): the fencing token that ack, retry,
- *     fail and extend must match. A done message (ack mode KEEP) keeps the token of the claim
- *     that acknowledged it, so ack_many can tell its own acks from lost leases.
+ *     fail and extend must match. A done message (ack mode KEEP) gets a token fresh for the
+ *     acknowledgement, so ack_many can tell its own acks from lost leases.
  *   - claimed_by: the name of the last claimer; kept afterwards as history.
  *   - dedup_key: present only while the message is unfinished (ready or processing); it is
  *     removed when the message becomes done or dead. The unique dedup index is partial on

@@ -443,18 +443,19 @@ mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *err
 /* ---- ack ----------------------------------------------------------------------------------- */
 
 /*
- * The update that acknowledges in MONGOQ_ACK_KEEP mode. The message keeps the lease_token of
- * the claim that acknowledged it (history, and how ack_many recognises its own acks); dedup_key
- * goes so that a new message may take the key.
+ * The update that acknowledges in MONGOQ_ACK_KEEP mode. lease_token becomes a token fresh for
+ * this acknowledgement, which is how ack_many tells its own acks from messages finished by
+ * someone else; dedup_key goes so that a new message may take the key.
  */
 static void
-build_done(bson_t *pipeline)
+build_done(const bson_oid_t *ack_token, bson_t *pipeline)
 {
     static const char *const unset[] = {MONGOQ__F_LEASE_EXPIRES_AT, MONGOQ__F_DEDUP_KEY};
     bson_t stage, set;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
     BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_DONE);
+    BSON_APPEND_OID(&set, MONGOQ__F_LEASE_TOKEN, ack_token);
     BSON_APPEND_UTF8(&set, MONGOQ__F_DONE_AT, "$$NOW");
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
@@ -464,7 +465,8 @@ build_done(bson_t *pipeline)
 
 /* delete_many or update_many (KEEP) on filter; *n_out = how many were acknowledged. */
 static bool
-ack_matching(mongoq_queue_t *queue, const bson_t *filter, int64_t *n_out, bson_error_t *error)
+ack_matching(mongoq_queue_t *queue, const bson_t *filter, const bson_oid_t *ack_token,
+             int64_t *n_out, bson_error_t *error)
 {
     mongoc_client_t *client;
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
@@ -472,7 +474,7 @@ ack_matching(mongoq_queue_t *queue, const bson_t *filter, int64_t *n_out, bson_e
     bool ok;
     mongoq__queue_append_write_concern(queue, &opts);
     if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
-        build_done(&pipeline);
+        build_done(ack_token, &pipeline);
         ok = mongoc_collection_update_many(coll, filter, &pipeline, &opts, &reply, error);
         *n_out = ok ? reply_count(&reply, "matchedCount") : 0;
     } else {
@@ -491,9 +493,11 @@ mongoq_message_ack(mongoq_message_t *msg, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(msg);
     bson_t filter = BSON_INITIALIZER;
+    bson_oid_t ack_token;
     int64_t n = 0;
+    bson_oid_init(&ack_token, NULL);
     mongoq__message_held_filter(msg, &filter);
-    bool ok = ack_matching(msg->queue, &filter, &n, error);
+    bool ok = ack_matching(msg->queue, &filter, &ack_token, &n, error);
     bson_destroy(&filter);
     if (ok && n == 0) {
         return lease_lost(msg, error);
@@ -521,16 +525,16 @@ build_or_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
     bson_append_array_end(filter, &list);
 }
 
-/* Whether doc (an _id, lease_token, status projection) shows msg acknowledged by this call. */
+/* Whether doc shows its message acknowledged by the call that used ack_token. */
 static bool
-acked_by_us(const mongoq_message_t *msg, const bson_t *doc, mongoq_ack_mode_t mode)
+acked_by_us(const bson_oid_t *ack_token, const bson_t *doc, mongoq_ack_mode_t mode)
 {
     bson_iter_t it;
     if (mode != MONGOQ_ACK_KEEP) {
         return false; /* deleted ones are gone: a document still there was not acknowledged */
     }
     if (!bson_iter_init_find(&it, doc, MONGOQ__F_LEASE_TOKEN) || !BSON_ITER_HOLDS_OID(&it) ||
-        !bson_oid_equal(bson_iter_oid(&it), &msg->parsed.lease_token)) {
+        !bson_oid_equal(bson_iter_oid(&it), ack_token)) {
         return false;
     }
     return bson_iter_init_find(&it, doc, MONGOQ__F_STATUS) && BSON_ITER_HOLDS_UTF8(&it) &&
@@ -571,12 +575,13 @@ build_id_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
 
 /*
  * After a shortfall: marks the messages whose documents show they were not acknowledged by
- * this call. In KEEP mode a message is ours when it is done with our token, so every other one
+ * this call. In KEEP mode a message is ours when it is done with our ack token, so every other one
  * is lost, present or not. In DELETE mode a document still present was not ours to delete; a
  * lost message that someone else deleted meanwhile cannot be told from one this call deleted.
  */
 static bool
-mark_lost(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
+mark_lost(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n,
+          const bson_oid_t *ack_token, bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER;
     const bson_t *doc;
@@ -592,7 +597,7 @@ mark_lost(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bson_e
     while (mongoc_cursor_next(cursor, &doc)) {
         size_t i = find_msg(msgs, n, doc);
         if (i < n) {
-            ours[i] = acked_by_us(msgs[i], doc, queue->opts.ack_mode);
+            ours[i] = acked_by_us(ack_token, doc, queue->opts.ack_mode);
         }
     }
     bool ok = !mongoc_cursor_error(cursor, error);
@@ -633,9 +638,11 @@ mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *e
     }
     mongoq_queue_t *queue = msgs[0]->queue;
     bson_t filter = BSON_INITIALIZER;
+    bson_oid_t ack_token;
     int64_t acked = 0;
+    bson_oid_init(&ack_token, NULL);
     build_or_filter(msgs, n, &filter);
-    bool ok = ack_matching(queue, &filter, &acked, error);
+    bool ok = ack_matching(queue, &filter, &ack_token, &acked, error);
     bson_destroy(&filter);
     if (!ok) {
         return false;
@@ -644,7 +651,7 @@ mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *e
     if ((size_t)acked == n) {
         return true;
     }
-    if (!mark_lost(queue, msgs, n, error)) {
+    if (!mark_lost(queue, msgs, n, &ack_token, error)) {
         return false;
     }
     bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_LEASE_LOST,

@@ -1,0 +1,216 @@
+/* mongoq_queue_*: opening, names, indexes, counters, destroy. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "api_util.h"
+
+/* name -> the index document from listIndexes, copied into *out. */
+static bool
+find_index(api_t *t, const char *name, bson_t *out)
+{
+    const bson_t *doc;
+    bool found = false;
+    mongoc_cursor_t *cursor = mongoc_collection_find_indexes_with_opts(t->coll, NULL);
+    while (mongoc_cursor_next(cursor, &doc)) {
+        const char *n = api_str(doc, "name");
+        if (n && strcmp(n, name) == 0 && !found) {
+            bson_copy_to(doc, out);
+            found = true;
+        }
+    }
+    bson_error_t error;
+    cr_assert_not(mongoc_cursor_error(cursor, &error), "listIndexes: %s", error.message);
+    mongoc_cursor_destroy(cursor);
+    if (!found) {
+        bson_init(out);
+    }
+    return found;
+}
+
+static char *
+key_json(const bson_t *index)
+{
+    bson_iter_t it, sub;
+    cr_assert(bson_iter_init_find(&it, index, "key") && BSON_ITER_HOLDS_DOCUMENT(&it));
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&it, &len, &data);
+    bson_t key;
+    bson_init_static(&key, data, len);
+    (void)sub;
+    return bson_as_relaxed_extended_json(&key, NULL);
+}
+
+Test(api_queue, new_creates_the_indexes)
+{
+    api_t t;
+    api_setup(&t, NULL, true);
+    bson_t index;
+    cr_assert(find_index(&t, "mongoq_claim", &index));
+    char *key = key_json(&index);
+    cr_assert_str_eq(key, "{ \"status\" : 1, \"priority\" : -1, \"run_at\" : 1, \"_id\" : 1 }");
+    bson_free(key);
+    bson_destroy(&index);
+    cr_assert(find_index(&t, "mongoq_lease", &index));
+    key = key_json(&index);
+    cr_assert_str_eq(key, "{ \"status\" : 1, \"lease_expires_at\" : 1 }");
+    bson_free(key);
+    bson_destroy(&index);
+    cr_assert(find_index(&t, "mongoq_dedup", &index));
+    bson_iter_t it;
+    cr_assert(bson_iter_init_find(&it, &index, "unique") && bson_iter_as_bool(&it));
+    cr_assert(bson_iter_init_find(&it, &index, "partialFilterExpression"));
+    bson_destroy(&index);
+    cr_assert_not(find_index(&t, "mongoq_done_ttl", &index), "no TTL index in DELETE mode");
+    bson_destroy(&index);
+    api_teardown(&t);
+}
+
+Test(api_queue, keep_mode_adds_a_ttl_index_and_follows_retention)
+{
+    api_t t;
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.ack_mode = MONGOQ_ACK_KEEP;
+    opts.retention_s = 60;
+    api_setup(&t, &opts, true);
+    bson_t index;
+    cr_assert(find_index(&t, "mongoq_done_ttl", &index));
+    cr_assert_eq(api_int(&index, "expireAfterSeconds"), 60);
+    bson_destroy(&index);
+
+    /* Reopening with another retention changes the TTL in place. */
+    bson_error_t error;
+    opts.retention_s = 120;
+    mongoq_queue_t *again = mongoq_queue_new(t.pool, t.db, "jobs", &opts, &error);
+    cr_assert(again, "%s", error.message);
+    cr_assert(find_index(&t, "mongoq_done_ttl", &index));
+    cr_assert_eq(api_int(&index, "expireAfterSeconds"), 120);
+    bson_destroy(&index);
+    mongoq_queue_destroy(again);
+    api_teardown(&t);
+}
+
+Test(api_queue, ensure_indexes_is_idempotent)
+{
+    api_t t;
+    api_setup(&t, NULL, true);
+    bson_error_t error;
+    cr_assert(mongoq_queue_ensure_indexes(t.queue, &error), "%s", error.message);
+    cr_assert(mongoq_queue_ensure_indexes(t.queue, &error), "%s", error.message);
+    api_teardown(&t);
+}
+
+Test(api_queue, skip_ensure_indexes_creates_none)
+{
+    api_t t;
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.skip_ensure_indexes = true;
+    api_setup(&t, &opts, true);
+    bson_t index;
+    cr_assert_not(find_index(&t, "mongoq_claim", &index));
+    bson_destroy(&index);
+    bson_error_t error;
+    cr_assert(mongoq_queue_ensure_indexes(t.queue, &error), "%s", error.message);
+    cr_assert(find_index(&t, "mongoq_claim", &index));
+    bson_destroy(&index);
+    api_teardown(&t);
+}
+
+Test(api_queue, names_and_counters)
+{
+    api_t t;
+    api_setup(&t, NULL, true);
+    cr_assert_str_eq(mongoq_queue_name(t.queue), "jobs");
+    cr_assert_str_eq(mongoq_queue_db(t.queue), t.db);
+    mongoq_counters_t c;
+    mongoq_queue_counters(t.queue, &c);
+    cr_assert_eq(c.enqueued + c.claimed + c.acked + c.retried + c.failed + c.lease_lost + c.reaped,
+                 0);
+    api_enqueue_n(&t, 2, NULL, NULL);
+    mongoq_queue_counters(t.queue, &c);
+    cr_assert_eq(c.enqueued, 2);
+    api_teardown(&t);
+}
+
+Test(api_queue, invalid_names_and_options_fail_before_any_command)
+{
+    api_t t;
+    api_setup(&t, NULL, false);
+    bson_error_t error;
+    cr_assert_null(mongoq_queue_new(t.pool, t.db, "system.jobs", NULL, &error));
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.lease_ms = -5;
+    cr_assert_null(mongoq_queue_new(t.pool, t.db, "jobs", &opts, &error));
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    cr_assert_eq(mtest_counter_get(t.counter, NULL), 0);
+    mongoq_queue_destroy(NULL);
+    api_teardown(&t);
+}
+
+Test(api_queue, a_write_concern_option_is_used)
+{
+    api_t t;
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    mongoc_write_concern_t *wc = mongoc_write_concern_new();
+    mongoc_write_concern_set_w(wc, 1);
+    opts.write_concern = wc;
+    api_setup(&t, &opts, true);
+    mongoc_write_concern_destroy(wc); /* copied by _new */
+    api_enqueue_n(&t, 1, NULL, NULL);
+    cr_assert_eq(api_count(&t, "{}"), 1);
+    api_teardown(&t);
+}
+
+static void
+log_to_counter(mongoq_log_level_t level, const char *message, void *user_data)
+{
+    (void)level;
+    (void)message;
+    (*(int *)user_data)++;
+}
+
+Test(api_queue, background_reaper_returns_expired_leases)
+{
+    api_t t;
+    int logs = 0;
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.lease_ms = 200;
+    opts.reap_interval_ms = 50;
+    opts.log_fn = log_to_counter;
+    opts.log_user_data = &logs;
+    api_setup(&t, &opts, true);
+    api_enqueue_n(&t, 1, NULL, NULL);
+    bson_error_t error;
+    mongoq_consumer_t *consumer = mongoq_consumer_new(t.queue, NULL, &error);
+    mongoq_message_t *msg = api_claim(consumer, 0);
+    cr_assert(msg);
+    mongoq_message_destroy(msg); /* abandoned: only the lease brings it back */
+    msg = api_claim(consumer, 5000);
+    cr_assert(msg, "the background reaper gave the message back");
+    cr_assert_eq(mongoq_message_attempts(msg), 2);
+    mongoq_counters_t c;
+    mongoq_queue_counters(t.queue, &c);
+    cr_assert_geq(c.reaped, 1);
+    cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
+    mongoq_message_destroy(msg);
+    mongoq_consumer_destroy(consumer);
+    api_teardown(&t);
+}
+
+Test(api_queue, destroy_stops_the_reaper_at_once)
+{
+    api_t t;
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.reap_interval_ms = 600000;
+    api_setup(&t, &opts, true);
+    bson_error_t error;
+    mongoq_consumer_t *consumer = mongoq_consumer_new(t.queue, NULL, &error);
+    cr_assert_null(api_claim(consumer, 0)); /* starts the reaper */
+    mongoq_consumer_destroy(consumer);
+    int64_t start = mtest_now_ms();
+    mongoq_queue_destroy(t.queue);
+    t.queue = NULL;
+    cr_assert_lt(mtest_now_ms() - start, 1000);
+    api_teardown(&t);
+}

@@ -1,0 +1,152 @@
+#include "api_util.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+#include <time.h>
+
+void
+api_setup(api_t *t, const mongoq_queue_opts_t *opts, bool open_queue)
+{
+    bson_error_t error;
+    mongoc_init();
+    memset(t, 0, sizeof *t);
+    t->db = mtest_db_name("api");
+    t->pool = mtest_pool_new(t->db);
+    t->counter = mtest_counter_new();
+    mtest_counter_attach_pool(t->counter, t->pool);
+    t->client = mtest_client_new(t->db);
+    t->coll = mongoc_client_get_collection(t->client, t->db, "jobs");
+    if (open_queue) {
+        t->queue = mongoq_queue_new(t->pool, t->db, "jobs", opts, &error);
+        cr_assert(t->queue, "mongoq_queue_new: %s", error.message);
+    }
+}
+
+void
+api_teardown(api_t *t)
+{
+    mongoq_queue_destroy(t->queue);
+    mongoc_collection_destroy(t->coll);
+    mtest_db_drop(t->client, t->db);
+    mongoc_client_destroy(t->client);
+    mongoc_client_pool_destroy(t->pool);
+    mtest_counter_destroy(t->counter);
+    bson_free(t->db);
+    mongoc_cleanup();
+}
+
+int64_t
+api_count(api_t *t, const char *filter_json)
+{
+    bson_error_t error;
+    bson_t *filter = bson_new_from_json((const uint8_t *)filter_json, -1, &error);
+    cr_assert(filter, "bad filter %s: %s", filter_json, error.message);
+    int64_t n = mongoc_collection_count_documents(t->coll, filter, NULL, NULL, NULL, &error);
+    cr_assert(n >= 0, "count: %s", error.message);
+    bson_destroy(filter);
+    return n;
+}
+
+bool
+api_get(api_t *t, const bson_oid_t *id, bson_t *doc)
+{
+    bson_t filter = BSON_INITIALIZER;
+    const bson_t *found;
+    bson_error_t error;
+    BSON_APPEND_OID(&filter, "_id", id);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(t->coll, &filter, NULL, NULL);
+    bool got = mongoc_cursor_next(cursor, &found);
+    if (got) {
+        bson_copy_to(found, doc);
+    } else {
+        bson_init(doc);
+    }
+    cr_assert_not(mongoc_cursor_error(cursor, &error), "find: %s", error.message);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&filter);
+    return got;
+}
+
+const char *
+api_str(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_UTF8(&it)
+               ? bson_iter_utf8(&it, NULL)
+               : NULL;
+}
+
+int64_t
+api_date(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it)
+               ? bson_iter_date_time(&it)
+               : INT64_MIN;
+}
+
+int64_t
+api_int(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_NUMBER(&it)
+               ? bson_iter_as_int64(&it)
+               : INT64_MIN;
+}
+
+void
+api_enqueue_n(api_t *t, int n, const mongoq_enqueue_opts_t *opts, bson_oid_t *ids)
+{
+    for (int i = 0; i < n; i++) {
+        bson_t payload = BSON_INITIALIZER;
+        bson_error_t error;
+        BSON_APPEND_INT64(&payload, "n", i);
+        bool ok = mongoq_enqueue(t->queue, &payload, opts, ids ? &ids[i] : NULL, &error);
+        cr_assert(ok, "enqueue: %s", error.message);
+        bson_destroy(&payload);
+    }
+}
+
+mongoq_message_t *
+api_claim(mongoq_consumer_t *consumer, int64_t wait_ms)
+{
+    mongoq_message_t *msg = NULL;
+    bson_error_t error;
+    cr_assert(mongoq_consumer_claim(consumer, wait_ms, &msg, &error), "claim: %s", error.message);
+    return msg;
+}
+
+int64_t
+api_server_now(api_t *t)
+{
+    bson_t reply;
+    bson_error_t error;
+    bool ok = mtest_command(t->client, "admin", "{\"hello\": 1}", &reply, &error);
+    cr_assert(ok, "hello: %s", error.message);
+    int64_t now = api_date(&reply, "localTime");
+    bson_destroy(&reply);
+    return now;
+}
+
+bool
+api_wait_server_past(api_t *t, int64_t server_ms, int64_t timeout_ms)
+{
+    int64_t deadline = mtest_now_ms() + timeout_ms;
+    while (api_server_now(t) <= server_ms) {
+        if (mtest_now_ms() >= deadline) {
+            return false;
+        }
+        /* The remaining time is known: sleep most of it, then check again. */
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return true;
+}
+
+int64_t
+api_payload_n(const mongoq_message_t *msg)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, mongoq_message_payload(msg), "n") ? bson_iter_as_int64(&it)
+                                                                      : -1;
+}
