@@ -18,7 +18,9 @@
 #define MS_CODES(X)                                                                                \
     X(2, BadValue)                                                                                 \
     X(9, FailedToParse)                                                                            \
+    X(13, Unauthorized)                                                                            \
     X(14, TypeMismatch)                                                                            \
+    X(20, IllegalOperation)                                                                        \
     X(26, NamespaceNotFound)                                                                       \
     X(27, IndexNotFound)                                                                           \
     X(28, PathNotViable)                                                                           \
@@ -27,10 +29,12 @@
     X(48, NamespaceExists)                                                                         \
     X(50, MaxTimeMSExpired)                                                                        \
     X(52, DollarPrefixedFieldName)                                                                 \
+    X(53, InvalidIdField)                                                                          \
     X(54, NotSingleValueField)                                                                     \
     X(56, EmptyFieldName)                                                                          \
     X(59, CommandNotFound)                                                                         \
     X(64, WriteConcernFailed)                                                                      \
+    X(66, ImmutableField)                                                                          \
     X(67, CannotCreateIndex)                                                                       \
     X(72, InvalidOptions)                                                                          \
     X(73, InvalidNamespace)                                                                        \
@@ -41,7 +45,10 @@
     X(100, UnsatisfiableWriteConcern)                                                              \
     X(112, WriteConflict)                                                                          \
     X(115, CommandNotSupported)                                                                    \
+    X(117, ConflictingOperationInProgress)                                                         \
     X(168, InvalidPipelineOperator)                                                                \
+    X(171, CannotIndexParallelArrays)                                                              \
+    X(197, InvalidIndexSpecificationOption)                                                        \
     X(189, PrimarySteppedDown)                                                                     \
     X(225, TransactionTooOld)                                                                      \
     X(238, NotImplemented)                                                                         \
@@ -53,6 +60,8 @@
     X(263, OperationNotSupportedInTransaction)                                                     \
     X(280, ChangeStreamFatalError)                                                                 \
     X(286, ChangeStreamHistoryLost)                                                                \
+    X(352, UnsupportedOpQueryCommand)                                                              \
+    X(10334, BSONObjectTooLarge)                                                                   \
     X(10107, NotWritablePrimary)                                                                   \
     X(11000, DuplicateKey)                                                                         \
     X(11600, InterruptedAtShutdown)                                                                \

@@ -1,8 +1,139 @@
-/* Placeholder until the server lands. */
-#include "common.h"
-int
-main(void)
+/*
+ * mongoq-test-server: a one-member MongoDB replica set for tests.
+ *
+ *   mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] [--standalone]
+ *                      [--dbpath DIR] [--history N]
+ *
+ * Once listening it prints its URI as the first line on stdout; logs go to stderr.
+ * SIGTERM/SIGINT shut it down cleanly.
+ */
+#include "server-private.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ms_config_t ms_config;
+
+const char *
+ms_host_and_port(void)
 {
-    ms_log("not implemented yet");
-    return 1;
+    return ms_config.host_port;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr, "usage: mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] "
+                    "[--standalone] [--dbpath DIR] [--history N]\n");
+}
+
+static bool
+parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool
+parse_args(int argc, char **argv)
+{
+    snprintf(ms_config.bind, sizeof ms_config.bind, "127.0.0.1");
+    snprintf(ms_config.set_name, sizeof ms_config.set_name, "rs0");
+    ms_config.ttl_sleep_secs = 60;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long long n = 0;
+        if (strcmp(a, "--standalone") == 0) {
+            ms_config.standalone = true;
+            continue;
+        }
+        if (!v) {
+            return false;
+        }
+        i++;
+        if (strcmp(a, "--port") == 0 && parse_int(v, 0, 65535, &n)) {
+            ms_config.port = (int)n;
+        } else if (strcmp(a, "--bind") == 0 && strlen(v) < sizeof ms_config.bind) {
+            snprintf(ms_config.bind, sizeof ms_config.bind, "%s", v);
+        } else if (strcmp(a, "--replica-set") == 0 && *v && strlen(v) < sizeof ms_config.set_name) {
+            snprintf(ms_config.set_name, sizeof ms_config.set_name, "%s", v);
+        } else if (strcmp(a, "--dbpath") == 0 && *v) {
+            ms_config.dbpath = v;
+        } else if (strcmp(a, "--history") == 0 && parse_int(v, 0, 100000000, &n)) {
+            ms_config.history = (size_t)n;
+        } else if (strcmp(a, "--ttl-monitor-sleep-secs") == 0 && parse_int(v, 1, 86400, &n)) {
+            ms_config.ttl_sleep_secs = (int)n;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    ms_net_stop();
+}
+
+static void
+install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int
+main(int argc, char **argv)
+{
+    bson_error_t error;
+    if (!parse_args(argc, argv)) {
+        usage();
+        return 2;
+    }
+    ms_config.start_ms = ms_now_ms();
+    bson_oid_init(&ms_config.election_id, NULL);
+    install_signals();
+    ms_store_init();
+    if (!ms_oplog_init(ms_config.dbpath, ms_config.history, &error)) {
+        ms_log("cannot open the journal: %s", error.message);
+        return 1;
+    }
+    if (!ms_net_listen(&error)) {
+        ms_log("%s", error.message);
+        return 1;
+    }
+    snprintf(ms_config.host_port, sizeof ms_config.host_port, "%s:%d", ms_config.bind,
+             ms_config.port);
+    if (ms_config.standalone) {
+        printf("mongodb://%s/\n", ms_host_and_port());
+    } else {
+        printf("mongodb://%s/?replicaSet=%s\n", ms_host_and_port(), ms_config.set_name);
+    }
+    fflush(stdout);
+    ms_log("listening on %s%s", ms_host_and_port(), ms_config.standalone ? " (standalone)" : "");
+    ms_ttl_start();
+    ms_net_serve();
+    ms_log("shutting down");
+    ms_ttl_stop();
+    ms_changestream_wake_all();
+    /* No write may be half-journaled: take the storage lock for good before closing. */
+    ms_store_lock();
+    ms_oplog_shutdown();
+    ms_log("bye");
+    return 0;
 }

@@ -1,0 +1,731 @@
+/*
+ * Administrative commands: handshake (hello), ping, buildInfo, serverStatus, sessions,
+ * databases and collections (list/create/drop) and indexes (create/list/drop).
+ */
+#include "store-private.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static void
+append_host_array(bson_t *reply, const char *key)
+{
+    bson_t arr;
+    BSON_APPEND_ARRAY_BEGIN(reply, key, &arr);
+    BSON_APPEND_UTF8(&arr, "0", ms_host_and_port());
+    bson_append_array_end(reply, &arr);
+}
+
+static void
+append_last_write(bson_t *reply)
+{
+    ms_optime_t t = ms_oplog_last_optime();
+    bson_t lw, op;
+    BSON_APPEND_DOCUMENT_BEGIN(reply, "lastWrite", &lw);
+    BSON_APPEND_DOCUMENT_BEGIN(&lw, "opTime", &op);
+    BSON_APPEND_TIMESTAMP(&op, "ts", t.t, t.i);
+    BSON_APPEND_INT64(&op, "t", 1);
+    bson_append_document_end(&lw, &op);
+    BSON_APPEND_DATE_TIME(&lw, "lastWriteDate", (int64_t)t.t * 1000);
+    BSON_APPEND_DOCUMENT_BEGIN(&lw, "majorityOpTime", &op);
+    BSON_APPEND_TIMESTAMP(&op, "ts", t.t, t.i);
+    BSON_APPEND_INT64(&op, "t", 1);
+    bson_append_document_end(&lw, &op);
+    BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", (int64_t)t.t * 1000);
+    bson_append_document_end(reply, &lw);
+}
+
+static bool
+read_client_metadata(ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it, app;
+    if (!bson_iter_init_find(&it, c->cmd, "client")) {
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return ms_set_error(error, 14, "The client metadata document must be a document");
+    }
+    if (c->conn->appname[0] || c->conn->id < 0) {
+        return true;
+    }
+    if (bson_iter_recurse(&it, &app) && bson_iter_find_descendant(&app, "application.name",
+                                                                  &app) &&
+        BSON_ITER_HOLDS_UTF8(&app)) {
+        snprintf(c->conn->appname, sizeof c->conn->appname, "%s", bson_iter_utf8(&app, NULL));
+    }
+    return true;
+}
+
+MS_HANDLER(hello)
+{
+    static const char *const allowed[] = {
+        "client", "compression", "loadBalanced", "saslSupportedMechs", "speculativeAuthenticate",
+        "topologyVersion", "maxAwaitTimeMS", "helloOk", "forShell", "hostInfo", "internalClient",
+        NULL};
+    bson_iter_t it;
+    if (!ms_check_fields(c, allowed, error) || !read_client_metadata(c, error)) {
+        return false;
+    }
+    if (bson_iter_init_find(&it, c->cmd, "loadBalanced") && bson_iter_as_bool(&it)) {
+        return ms_set_error(error, 2, "The server is not configured for load balancing");
+    }
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it);
+    bool legacy = strcmp(bson_iter_key(&it), "hello") != 0;
+    if (!ms_config.standalone) {
+        append_host_array(reply, "hosts");
+        BSON_APPEND_UTF8(reply, "setName", ms_config.set_name);
+        BSON_APPEND_INT32(reply, "setVersion", 1);
+    }
+    BSON_APPEND_BOOL(reply, legacy ? "ismaster" : "isWritablePrimary", true);
+    if (!ms_config.standalone) {
+        BSON_APPEND_BOOL(reply, "secondary", false);
+        BSON_APPEND_UTF8(reply, "primary", ms_host_and_port());
+        BSON_APPEND_UTF8(reply, "me", ms_host_and_port());
+        BSON_APPEND_OID(reply, "electionId", &ms_config.election_id);
+        append_last_write(reply);
+    }
+    BSON_APPEND_INT32(reply, "maxBsonObjectSize", MS_MAX_BSON_BYTES);
+    BSON_APPEND_INT32(reply, "maxMessageSizeBytes", MS_MAX_MESSAGE_BYTES);
+    BSON_APPEND_INT32(reply, "maxWriteBatchSize", 100000);
+    BSON_APPEND_DATE_TIME(reply, "localTime", ms_now_ms());
+    BSON_APPEND_INT32(reply, "logicalSessionTimeoutMinutes", 30);
+    BSON_APPEND_INT64(reply, "connectionId", c->conn->id);
+    BSON_APPEND_INT32(reply, "minWireVersion", 0);
+    BSON_APPEND_INT32(reply, "maxWireVersion", 17);
+    BSON_APPEND_BOOL(reply, "readOnly", false);
+    if (bson_iter_init_find(&it, c->cmd, "helloOk") && bson_iter_as_bool(&it)) {
+        BSON_APPEND_BOOL(reply, "helloOk", true);
+    }
+    return true;
+}
+
+MS_HANDLER(ping)
+{
+    (void)c;
+    (void)reply;
+    (void)error;
+    return true;
+}
+
+MS_HANDLER(whats_my_uri)
+{
+    (void)error;
+    BSON_APPEND_UTF8(reply, "you", c->conn->peer);
+    return true;
+}
+
+MS_HANDLER(build_info)
+{
+    bson_t arr, engines;
+    (void)c;
+    (void)error;
+    BSON_APPEND_UTF8(reply, "version", "6.0.0-mongoq-test");
+    BSON_APPEND_UTF8(reply, "gitVersion", "mongoq-test-server");
+    BSON_APPEND_ARRAY_BEGIN(reply, "versionArray", &arr);
+    BSON_APPEND_INT32(&arr, "0", 6);
+    BSON_APPEND_INT32(&arr, "1", 0);
+    BSON_APPEND_INT32(&arr, "2", 0);
+    BSON_APPEND_INT32(&arr, "3", 0);
+    bson_append_array_end(reply, &arr);
+    BSON_APPEND_INT32(reply, "bits", 64);
+    BSON_APPEND_BOOL(reply, "debug", false);
+    BSON_APPEND_INT32(reply, "maxBsonObjectSize", MS_MAX_BSON_BYTES);
+    BSON_APPEND_ARRAY_BEGIN(reply, "storageEngines", &engines);
+    BSON_APPEND_UTF8(&engines, "0", "mongoq-memory");
+    bson_append_array_end(reply, &engines);
+    return true;
+}
+
+MS_HANDLER(server_status)
+{
+    bson_t conns;
+    (void)c;
+    (void)error;
+    int64_t now = ms_now_ms();
+    BSON_APPEND_UTF8(reply, "host", ms_host_and_port());
+    BSON_APPEND_UTF8(reply, "version", "6.0.0-mongoq-test");
+    BSON_APPEND_UTF8(reply, "process", "mongod");
+    BSON_APPEND_INT64(reply, "pid", (int64_t)getpid());
+    BSON_APPEND_INT64(reply, "uptime", (now - ms_config.start_ms) / 1000);
+    BSON_APPEND_INT64(reply, "uptimeMillis", now - ms_config.start_ms);
+    BSON_APPEND_DATE_TIME(reply, "localTime", now);
+    BSON_APPEND_DOCUMENT_BEGIN(reply, "connections", &conns);
+    BSON_APPEND_INT64(&conns, "totalCreated", c->conn->id);
+    bson_append_document_end(reply, &conns);
+    return true;
+}
+
+MS_HANDLER(end_sessions)
+{
+    bson_iter_t it;
+    (void)reply;
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it);
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        return ms_set_error(error, 14, "BSON field 'endSessions' is the wrong type '%s', "
+                            "expected type 'array'", "other");
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_array(&it, &len, &data);
+    bson_t ids;
+    bson_init_static(&ids, data, len);
+    ms_session_end_sessions(&ids);
+    return true;
+}
+
+/* ---- databases and collections ---------------------------------------------------------- */
+
+static const char *
+coll_name_arg(const ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it);
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        ms_set_error(error, 73, "collection name has invalid type %s",
+                     BSON_ITER_HOLDS_NUMBER(&it) ? "int" : "other");
+        return NULL;
+    }
+    return bson_iter_utf8(&it, NULL);
+}
+
+static size_t
+db_size(const ms_db_t *d)
+{
+    size_t n = 0;
+    for (const ms_coll_t *c = d->colls; c; c = c->next) {
+        for (const ms_rec_t *r = c->head; r; r = r->next) {
+            n += r->doc->len;
+        }
+    }
+    return n;
+}
+
+static bool
+filter_matcher(const ms_cmd_t *c, ms_matcher_t **m, bson_error_t *error)
+{
+    bson_iter_t it;
+    *m = NULL;
+    if (!bson_iter_init_find(&it, c->cmd, "filter") || BSON_ITER_HOLDS_NULL(&it)) {
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return ms_set_error(error, 14, "BSON field '%s.filter' is the wrong type, expected type "
+                            "'object'", c->name);
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&it, &len, &data);
+    bson_t filter;
+    bson_init_static(&filter, data, len);
+    *m = ms_matcher_new(&filter, error);
+    return *m != NULL;
+}
+
+static bool
+flag(const bson_t *cmd, const char *name)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, cmd, name) && bson_iter_as_bool(&it);
+}
+
+MS_HANDLER(list_databases)
+{
+    static const char *const allowed[] = {"filter", "nameOnly", "authorizedDatabases", NULL};
+    ms_matcher_t *m;
+    bson_t arr;
+    size_t total = 0;
+    uint32_t i = 0;
+    if (!ms_check_fields(c, allowed, error) || !filter_matcher(c, &m, error)) {
+        return false;
+    }
+    bool name_only = flag(c->cmd, "nameOnly");
+    BSON_APPEND_ARRAY_BEGIN(reply, "databases", &arr);
+    for (ms_db_t *d = ms_store_dbs(); d; d = d->next) {
+        bson_t entry = BSON_INITIALIZER;
+        size_t size = db_size(d);
+        BSON_APPEND_UTF8(&entry, "name", d->name);
+        if (!name_only) {
+            BSON_APPEND_INT64(&entry, "sizeOnDisk", (int64_t)size);
+            BSON_APPEND_BOOL(&entry, "empty", size == 0);
+        }
+        if (!m || ms_matcher_matches(m, &entry, &c->lang)) {
+            char key[16];
+            const char *k;
+            bson_uint32_to_string(i++, &k, key, sizeof key);
+            BSON_APPEND_DOCUMENT(&arr, k, &entry);
+            total += size;
+        }
+        bson_destroy(&entry);
+    }
+    bson_append_array_end(reply, &arr);
+    if (!name_only) {
+        BSON_APPEND_INT64(reply, "totalSize", (int64_t)total);
+        BSON_APPEND_INT64(reply, "totalSizeMb", (int64_t)(total >> 20));
+    }
+    ms_matcher_destroy(m);
+    return true;
+}
+
+static bool
+cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t *error)
+{
+    bson_iter_t it, child;
+    *batch_size = 101;
+    if (!bson_iter_init_find(&it, c->cmd, "cursor")) {
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return ms_set_error(error, 14, "BSON field '%s.cursor' is the wrong type, expected type "
+                            "'object'", c->name);
+    }
+    bson_iter_recurse(&it, &child);
+    while (bson_iter_next(&child)) {
+        if (strcmp(bson_iter_key(&child), "batchSize") != 0) {
+            return ms_set_error(error, 40415, "BSON field 'cursor.%s' is an unknown field.",
+                                bson_iter_key(&child));
+        }
+        if (!BSON_ITER_HOLDS_NUMBER(&child) || bson_iter_as_int64(&child) < 0) {
+            return ms_set_error(error, 2, "BatchSize value must be non-negative");
+        }
+        *batch_size = bson_iter_as_int64(&child);
+    }
+    return true;
+}
+
+static void
+collection_info(const ms_coll_t *coll, bool name_only, bson_t *out)
+{
+    bson_t info, id_index, key;
+    BSON_APPEND_UTF8(out, "name", coll->name);
+    BSON_APPEND_UTF8(out, "type", "collection");
+    if (name_only) {
+        return;
+    }
+    BSON_APPEND_DOCUMENT(out, "options", coll->options);
+    BSON_APPEND_DOCUMENT_BEGIN(out, "info", &info);
+    BSON_APPEND_BOOL(&info, "readOnly", false);
+    BSON_APPEND_BINARY(&info, "uuid", BSON_SUBTYPE_UUID, coll->uuid, sizeof coll->uuid);
+    bson_append_document_end(out, &info);
+    BSON_APPEND_DOCUMENT_BEGIN(out, "idIndex", &id_index);
+    BSON_APPEND_INT32(&id_index, "v", 2);
+    BSON_APPEND_DOCUMENT_BEGIN(&id_index, "key", &key);
+    BSON_APPEND_INT32(&key, "_id", 1);
+    bson_append_document_end(&id_index, &key);
+    BSON_APPEND_UTF8(&id_index, "name", "_id_");
+    bson_append_document_end(out, &id_index);
+}
+
+MS_HANDLER(list_collections)
+{
+    static const char *const allowed[] = {"filter", "cursor", "nameOnly", "authorizedCollections",
+                                          "includePendingDrops", NULL};
+    ms_matcher_t *m;
+    int64_t batch_size;
+    ms_docvec_t results;
+    if (!ms_check_fields(c, allowed, error) || !cursor_batch_size(c, &batch_size, error) ||
+        !filter_matcher(c, &m, error)) {
+        return false;
+    }
+    bool name_only = flag(c->cmd, "nameOnly");
+    ms_docvec_init(&results);
+    for (ms_db_t *d = ms_store_dbs(); d; d = d->next) {
+        if (strcmp(d->name, c->db) != 0) {
+            continue;
+        }
+        for (ms_coll_t *coll = d->colls; coll; coll = coll->next) {
+            bson_t *info = bson_new();
+            collection_info(coll, name_only, info);
+            if (!m || ms_matcher_matches(m, info, &c->lang)) {
+                ms_docvec_push_owned(&results, info);
+            } else {
+                bson_destroy(info);
+            }
+        }
+    }
+    char *ns = bson_strdup_printf("%s.$cmd.listCollections", c->db);
+    ms_cursor_reply(c, reply, ns, &results, batch_size);
+    bson_free(ns);
+    ms_docvec_destroy(&results);
+    ms_matcher_destroy(m);
+    return true;
+}
+
+MS_HANDLER(create)
+{
+    static const char *const allowed[] = {"capped", "size", "max", "validator",
+                                          "validationLevel", "validationAction",
+                                          "changeStreamPreAndPostImages", "collation",
+                                          "viewOn", "pipeline", "timeseries", "clusteredIndex",
+                                          "expireAfterSeconds", "storageEngine",
+                                          "indexOptionDefaults", "idIndex", "encryptedFields",
+                                          NULL};
+    bson_iter_t it;
+    ms_wctx_t w;
+    bool ok = false;
+    const char *name = coll_name_arg(c, error);
+    if (!name || !ms_check_fields(c, allowed, error) || !ms_valid_coll_name(c->db, name, error)) {
+        return false;
+    }
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (ms_is_generic_field(k) || (strcmp(k, "capped") == 0 && !bson_iter_as_bool(&it))) {
+            continue;
+        }
+        return ms_set_error(error, 2, "create option '%s' is not supported by "
+                            "mongoq-test-server", k);
+    }
+    ms_wctx_init(&w, c);
+    ms_coll_t *exists = w.txn ? ms_txn_view(w.txn, c->db, name, false, NULL)
+                              : ms_store_coll(c->db, name);
+    if (exists) {
+        ms_set_error(error, 48, "Collection %s.%s already exists.", c->db, name);
+        goto done;
+    }
+    ok = ms_wctx_coll(&w, name, true, error) != NULL && ms_wctx_commit(&w, error);
+done:
+    ms_wctx_destroy(&w);
+    (void)reply;
+    return ok;
+}
+
+MS_HANDLER(drop)
+{
+    ms_wctx_t w;
+    const char *name = coll_name_arg(c, error);
+    if (!name || !ms_check_fields(c, NULL, error)) {
+        return false;
+    }
+    ms_coll_t *coll = ms_store_coll(c->db, name);
+    if (!coll) {
+        return ms_set_error(error, 26, "ns not found");
+    }
+    BSON_APPEND_INT32(reply, "nIndexesWas", (int32_t)coll->nindexes);
+    BSON_APPEND_UTF8(reply, "ns", coll->ns);
+    ms_wctx_init(&w, NULL);
+    w.db = c->db;
+    ms_txn_before_live_write(c->db, name, NULL);
+    ms_store_drop_coll(coll);
+    ms_wctx_log(&w, MS_OP_DROP, name, NULL);
+    bool ok = ms_wctx_commit(&w, error);
+    ms_wctx_destroy(&w);
+    return ok;
+}
+
+MS_HANDLER(drop_database)
+{
+    ms_wctx_t w;
+    ms_db_t *d;
+    if (!ms_check_fields(c, NULL, error)) {
+        return false;
+    }
+    ms_wctx_init(&w, NULL);
+    w.db = c->db;
+    for (d = ms_store_dbs(); d && strcmp(d->name, c->db) != 0; d = d->next) {
+    }
+    if (d) {
+        ms_txn_before_live_write(c->db, NULL, NULL);
+        for (ms_coll_t *coll = d->colls; coll; coll = coll->next) {
+            ms_wctx_log(&w, MS_OP_DROP, coll->name, NULL);
+        }
+        ms_store_drop_db(c->db);
+        ms_wctx_log(&w, MS_OP_DROP_DATABASE, NULL, NULL);
+    }
+    BSON_APPEND_UTF8(reply, "dropped", c->db);
+    bool ok = ms_wctx_commit(&w, error);
+    ms_wctx_destroy(&w);
+    return ok;
+}
+
+/* ---- indexes ------------------------------------------------------------------------------ */
+
+static char *
+spec_json(const bson_t *spec)
+{
+    return bson_as_relaxed_extended_json(spec, NULL);
+}
+
+/* 0: new index; 1: already exists (identical); false with 85/86 on conflicts. */
+static bool
+compare_existing(const ms_coll_t *coll, const ms_index_t *ix, bool *exists, bson_error_t *error)
+{
+    *exists = false;
+    for (size_t i = 0; i < coll->nindexes; i++) {
+        const ms_index_t *old = coll->indexes[i];
+        bool same_name = strcmp(old->name, ix->name) == 0;
+        bool same_key = bson_equal(old->key, ix->key);
+        bool same_opts = ms_index_same_options(old, ix) || (i == 0 && same_key && same_name);
+        if (!same_name && !same_key) {
+            continue;
+        }
+        char *a = spec_json(ix->spec), *b = spec_json(old->spec);
+        bool ok = true;
+        if (same_name && same_key && same_opts) {
+            *exists = true;
+        } else if (same_name && !same_key) {
+            ok = ms_set_error(error, 86, "An existing index has the same name as the requested "
+                              "index. When index names are not specified, they are auto "
+                              "generated and can cause conflicts. Please refer to our "
+                              "documentation. Requested index: %s, existing index: %s", a, b);
+        } else if (same_name) {
+            ok = ms_set_error(error, 85, "An equivalent index already exists with the same name "
+                              "but different options. Requested index: %s, existing index: %s",
+                              a, b);
+        } else if (!old->partial && !ix->partial) {
+            ok = ms_set_error(error, 85, "Index already exists with a different name: %s",
+                              old->name);
+        }
+        bson_free(a);
+        bson_free(b);
+        if (!ok || *exists) {
+            return ok;
+        }
+    }
+    return true;
+}
+
+static bool
+index_specs(const ms_cmd_t *c, bson_iter_t *specs, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->cmd, "indexes") || !BSON_ITER_HOLDS_ARRAY(&it)) {
+        return ms_set_error(error, 40414, "BSON field 'createIndexes.indexes' is missing but a "
+                            "required field");
+    }
+    bson_iter_recurse(&it, specs);
+    return true;
+}
+
+static ms_index_t *
+parse_spec(const bson_iter_t *it, bson_error_t *error)
+{
+    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
+        ms_set_error(error, 14, "The elements of the 'indexes' array must be objects");
+        return NULL;
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(it, &len, &data);
+    bson_t spec;
+    bson_init_static(&spec, data, len);
+    if (!bson_has_field(&spec, "name")) {
+        ms_set_error(error, 9, "Error in specification %s :: caused by :: The 'name' field is a "
+                     "required property of an index specification", "{...}");
+        return NULL;
+    }
+    return ms_index_new(&spec, error);
+}
+
+static bool
+create_one(ms_wctx_t *w, ms_coll_t *coll, const bson_iter_t *it, bool *created,
+           bson_error_t *error)
+{
+    bool exists;
+    *created = false;
+    ms_index_t *ix = parse_spec(it, error);
+    if (!ix) {
+        return false;
+    }
+    if (!compare_existing(coll, ix, &exists, error)) {
+        ms_index_destroy(ix);
+        return false;
+    }
+    if (exists) {
+        ms_index_destroy(ix);
+        return true;
+    }
+    ms_txn_before_live_write(coll->db, coll->name, NULL);
+    bson_t *spec = bson_copy(ix->spec);
+    if (!ms_coll_add_index(coll, ix, error)) {
+        ms_index_destroy(ix);
+        bson_destroy(spec);
+        return false;
+    }
+    ms_wctx_log(w, MS_OP_CREATE_INDEX, coll->name, spec);
+    bson_destroy(spec);
+    *created = true;
+    return true;
+}
+
+MS_HANDLER(create_indexes)
+{
+    static const char *const allowed[] = {"indexes", "commitQuorum", "ignoreUnknownIndexOptions",
+                                          "isTimeseriesNamespace", NULL};
+    bson_iter_t specs;
+    ms_wctx_t w;
+    bool ok = false;
+    int created_count = 0;
+    const char *name = coll_name_arg(c, error);
+    if (!name || !ms_check_fields(c, allowed, error) || !index_specs(c, &specs, error)) {
+        return false;
+    }
+    ms_wctx_init(&w, NULL);
+    w.db = c->db;
+    ms_coll_t *coll = ms_store_coll(c->db, name);
+    bool auto_created = coll == NULL;
+    if (!coll && !(coll = ms_wctx_coll(&w, name, true, error))) {
+        goto done;
+    }
+    size_t before = coll->nindexes;
+    while (bson_iter_next(&specs)) {
+        bool created;
+        if (!create_one(&w, coll, &specs, &created, error)) {
+            goto commit;
+        }
+        created_count += created;
+    }
+    BSON_APPEND_INT32(reply, "numIndexesBefore", (int32_t)before);
+    BSON_APPEND_INT32(reply, "numIndexesAfter", (int32_t)coll->nindexes);
+    BSON_APPEND_BOOL(reply, "createdCollectionAutomatically", auto_created);
+    if (created_count == 0) {
+        BSON_APPEND_UTF8(reply, "note", "all indexes already exist");
+    }
+    ok = true;
+commit:
+    /* Whatever was created before an error is committed, as on mongod. */
+    if (!ms_wctx_commit(&w, ok ? error : NULL)) {
+        ok = false;
+    }
+done:
+    ms_wctx_destroy(&w);
+    return ok;
+}
+
+MS_HANDLER(list_indexes)
+{
+    static const char *const allowed[] = {"cursor", "includeBuildUUIDs", "includeIndexBuildInfo",
+                                          NULL};
+    int64_t batch_size;
+    ms_docvec_t results;
+    const char *name = coll_name_arg(c, error);
+    if (!name || !ms_check_fields(c, allowed, error) || !cursor_batch_size(c, &batch_size, error)) {
+        return false;
+    }
+    ms_wctx_t w;
+    ms_wctx_init(&w, c);
+    ms_coll_t *coll = ms_wctx_coll(&w, name, false, NULL);
+    ms_wctx_destroy(&w);
+    if (!coll) {
+        return ms_set_error(error, 26, "ns does not exist: %s.%s", c->db, name);
+    }
+    ms_docvec_init(&results);
+    for (size_t i = 0; i < coll->nindexes; i++) {
+        ms_docvec_push_copy(&results, coll->indexes[i]->spec);
+    }
+    char *ns = bson_strdup_printf("%s.$cmd.listIndexes.%s", c->db, name);
+    ms_cursor_reply(c, reply, ns, &results, batch_size);
+    bson_free(ns);
+    ms_docvec_destroy(&results);
+    return true;
+}
+
+static ms_index_t *
+index_by_arg(const ms_coll_t *coll, const bson_iter_t *it, bson_error_t *error)
+{
+    ms_index_t *ix = NULL;
+    if (BSON_ITER_HOLDS_UTF8(it)) {
+        const char *n = bson_iter_utf8(it, NULL);
+        ix = ms_coll_index_by_name(coll, n);
+        if (!ix) {
+            ms_set_error(error, 27, "index not found with name [%s]", n);
+        }
+    } else if (BSON_ITER_HOLDS_DOCUMENT(it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(it, &len, &data);
+        bson_t key;
+        bson_init_static(&key, data, len);
+        for (size_t i = 0; i < coll->nindexes && !ix; i++) {
+            if (bson_equal(coll->indexes[i]->key, &key)) {
+                ix = coll->indexes[i];
+            }
+        }
+        if (!ix) {
+            char *j = bson_as_relaxed_extended_json(&key, NULL);
+            ms_set_error(error, 27, "can't find index with key: %s", j);
+            bson_free(j);
+        }
+    } else {
+        ms_set_error(error, 14, "BSON field 'dropIndexes.index' is the wrong type");
+    }
+    if (ix && ix == coll->indexes[0]) {
+        ms_set_error(error, 72, "cannot drop _id index");
+        ix = NULL;
+    }
+    return ix;
+}
+
+static void
+drop_one(ms_wctx_t *w, ms_coll_t *coll, ms_index_t *ix)
+{
+    bson_t spec = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&spec, "name", ix->name);
+    ms_txn_before_live_write(coll->db, coll->name, NULL);
+    ms_coll_drop_index(coll, ix);
+    ms_wctx_log(w, MS_OP_DROP_INDEX, coll->name, &spec);
+    bson_destroy(&spec);
+}
+
+static bool
+drop_indexes_arg(ms_wctx_t *w, ms_coll_t *coll, bson_iter_t *it, bson_error_t *error)
+{
+    if (BSON_ITER_HOLDS_UTF8(it) && strcmp(bson_iter_utf8(it, NULL), "*") == 0) {
+        while (coll->nindexes > 1) {
+            drop_one(w, coll, coll->indexes[coll->nindexes - 1]);
+        }
+        return true;
+    }
+    if (BSON_ITER_HOLDS_ARRAY(it)) {
+        bson_iter_t child;
+        bson_iter_recurse(it, &child);
+        /* Check every name first: all or nothing. */
+        while (bson_iter_next(&child)) {
+            if (!index_by_arg(coll, &child, error)) {
+                return false;
+            }
+        }
+        bson_iter_recurse(it, &child);
+        while (bson_iter_next(&child)) {
+            drop_one(w, coll, index_by_arg(coll, &child, NULL));
+        }
+        return true;
+    }
+    ms_index_t *ix = index_by_arg(coll, it, error);
+    if (!ix) {
+        return false;
+    }
+    drop_one(w, coll, ix);
+    return true;
+}
+
+MS_HANDLER(drop_indexes)
+{
+    static const char *const allowed[] = {"index", NULL};
+    bson_iter_t it;
+    ms_wctx_t w;
+    const char *name = coll_name_arg(c, error);
+    if (!name || !ms_check_fields(c, allowed, error)) {
+        return false;
+    }
+    if (!bson_iter_init_find(&it, c->cmd, "index")) {
+        return ms_set_error(error, 40414, "BSON field 'dropIndexes.index' is missing but a "
+                            "required field");
+    }
+    ms_coll_t *coll = ms_store_coll(c->db, name);
+    if (!coll) {
+        return ms_set_error(error, 26, "ns not found %s.%s", c->db, name);
+    }
+    BSON_APPEND_INT32(reply, "nIndexesWas", (int32_t)coll->nindexes);
+    ms_wctx_init(&w, NULL);
+    w.db = c->db;
+    bool ok = drop_indexes_arg(&w, coll, &it, error);
+    if (!ms_wctx_commit(&w, ok ? error : NULL)) {
+        ok = false;
+    }
+    ms_wctx_destroy(&w);
+    return ok;
+}

@@ -1,0 +1,547 @@
+/*
+ * update, delete and findAndModify, with upserts, pipeline updates and per-statement
+ * writeErrors as mongod reports them.
+ */
+#include "crud-private.h"
+
+#include <string.h>
+
+typedef struct {
+    bson_t q;
+    bson_value_t u;
+    bool upsert;
+    bool multi;
+    bool has_hint;
+    bson_value_t hint;
+    ms_update_kind_t kind;
+} update_stmt_t;
+
+/* Outcome of one update on one collection. */
+typedef struct {
+    int64_t matched;
+    int64_t modified;
+    bool upserted;
+    bson_value_t upserted_id; /* owned copy when upserted */
+} update_result_t;
+
+/* Builds the document an upsert inserts. */
+static bool
+upsert_doc(ms_cmd_t *c, const bson_t *q, const bson_value_t *u, ms_update_kind_t kind,
+           bson_t *out, bson_error_t *error)
+{
+    bson_t seed, applied;
+    bool changed, ok = false;
+    bson_init(out);
+    if (!ms_update_upsert_seed(q, &seed, error)) {
+        bson_destroy(&seed);
+        return false;
+    }
+    if (kind == MS_UPDATE_REPLACEMENT) {
+        /* The replacement keeps the query's _id when it has none of its own. */
+        bson_t repl, merged = BSON_INITIALIZER;
+        bson_iter_t it;
+        bson_init_static(&repl, u->value.v_doc.data, u->value.v_doc.data_len);
+        if (!bson_has_field(&repl, "_id") && bson_iter_init_find(&it, &seed, "_id")) {
+            bson_append_iter(&merged, "_id", 3, &it);
+        }
+        bson_concat(&merged, &repl);
+        bson_destroy(out);
+        ok = ms_crud_id_first(&merged, out, error);
+        bson_destroy(&merged);
+        bson_destroy(&seed);
+        return ok;
+    }
+    if (ms_update_apply(u, &seed, true, &c->lang, &applied, &changed, error)) {
+        bson_destroy(out);
+        ok = ms_crud_id_first(&applied, out, error);
+    }
+    bson_destroy(&applied);
+    bson_destroy(&seed);
+    return ok;
+}
+
+/* Applies u to rec; *modified when the document changed. */
+static bool
+update_rec(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, ms_rec_t *rec, const bson_value_t *u,
+           ms_update_kind_t kind, bool *modified, bson_error_t *error)
+{
+    bson_t view, out;
+    bool changed = false;
+    ms_doc_view(rec->doc, &view);
+    bool ok = ms_update_apply(u, &view, false, &c->lang, &out, &changed, error);
+    if (ok && changed && out.len > MS_MAX_BSON_BYTES) {
+        ok = ms_set_error(error, 10334, "BSONObj size: %u (0x%X) is invalid. Size must be "
+                          "between 0 and 16793600(16MB)", out.len, out.len);
+    }
+    if (ok && changed) {
+        ok = ms_wctx_replace(w, coll, rec, &out, kind == MS_UPDATE_REPLACEMENT, error);
+    }
+    *modified = ok && changed;
+    bson_destroy(&out);
+    return ok;
+}
+
+static bool
+run_update(ms_cmd_t *c, ms_wctx_t *w, const char *name, const update_stmt_t *s,
+           update_result_t *r, bson_error_t *error)
+{
+    ms_recvec_t recs;
+    ms_plan_t plan;
+    bool ok = false;
+    memset(r, 0, sizeof *r);
+    ms_coll_t *coll = ms_wctx_coll(w, name, s->upsert, s->upsert ? error : NULL);
+    if (!coll && s->upsert) {
+        return false;
+    }
+    ms_query_t q = {&s->q, NULL, s->has_hint ? &s->hint : NULL, 0, s->multi ? 0 : 1, &c->lang};
+    if (!ms_query_exec(coll, &q, &recs, &plan, error)) {
+        return false;
+    }
+    for (size_t i = 0; i < recs.len; i++) {
+        bool modified;
+        if (!update_rec(c, w, coll, recs.recs[i], &s->u, s->kind, &modified, error)) {
+            goto done;
+        }
+        r->matched++;
+        r->modified += modified;
+    }
+    if (recs.len == 0 && s->upsert) {
+        bson_t doc;
+        bson_iter_t it;
+        if (!upsert_doc(c, &s->q, &s->u, s->kind, &doc, error) ||
+            !ms_wctx_insert(w, coll, &doc, error)) {
+            bson_destroy(&doc);
+            goto done;
+        }
+        bson_iter_init_find(&it, &doc, "_id");
+        bson_value_copy(bson_iter_value(&it), &r->upserted_id);
+        r->upserted = true;
+        bson_destroy(&doc);
+    }
+    ok = true;
+done:
+    ms_recvec_destroy(&recs);
+    return ok;
+}
+
+static bool
+parse_update_stmt(const bson_iter_t *it, int32_t index, update_stmt_t *s, bson_error_t *error)
+{
+    static const char *const allowed[] = {"q", "u", "c", "upsert", "multi", "arrayFilters",
+                                          "hint", "collation", "upsertSupplied", "sampleId",
+                                          NULL};
+    bson_t stmt;
+    bson_iter_t f;
+    memset(s, 0, sizeof *s);
+    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
+        return ms_set_error(error, 14, "BSON field 'update.updates.%d' is the wrong type", index);
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(it, &len, &data);
+    bson_init_static(&stmt, data, len);
+    bson_iter_init(&f, &stmt);
+    while (bson_iter_next(&f)) {
+        bool known = false;
+        for (int i = 0; allowed[i] && !known; i++) {
+            known = strcmp(allowed[i], bson_iter_key(&f)) == 0;
+        }
+        if (!known) {
+            return ms_set_error(error, 40415, "BSON field 'update.updates.%s' is an unknown "
+                                "field.", bson_iter_key(&f));
+        }
+    }
+    if (!ms_crud_refuse_unsupported(&stmt, "update", error) ||
+        !ms_crud_get_doc(&stmt, "q", true, &s->q, "update.updates", error)) {
+        return false;
+    }
+    if (!bson_iter_init_find(&f, &stmt, "u") ||
+        (!BSON_ITER_HOLDS_DOCUMENT(&f) && !BSON_ITER_HOLDS_ARRAY(&f))) {
+        return ms_set_error(error, 40414, "BSON field 'update.updates.u' is missing but a "
+                            "required field");
+    }
+    s->u = *bson_iter_value(&f);
+    s->upsert = bson_iter_init_find(&f, &stmt, "upsert") && bson_iter_as_bool(&f);
+    s->multi = bson_iter_init_find(&f, &stmt, "multi") && bson_iter_as_bool(&f);
+    if (bson_iter_init_find(&f, &stmt, "hint")) {
+        s->hint = *bson_iter_value(&f);
+        s->has_hint = true;
+    }
+    if (!ms_update_classify(&s->u, &s->kind, error)) {
+        return false;
+    }
+    if (s->multi && s->kind == MS_UPDATE_REPLACEMENT) {
+        return ms_set_error(error, 9, "multi update is not supported for replacement-style "
+                            "update");
+    }
+    return true;
+}
+
+static void
+append_upserted(bson_t *arr, uint32_t *n, int32_t index, const bson_value_t *id)
+{
+    char key[16];
+    const char *k;
+    bson_t entry;
+    bson_uint32_to_string((*n)++, &k, key, sizeof key);
+    bson_append_document_begin(arr, k, -1, &entry);
+    BSON_APPEND_INT32(&entry, "index", index);
+    BSON_APPEND_VALUE(&entry, "_id", id);
+    bson_append_document_end(arr, &entry);
+}
+
+MS_HANDLER(update)
+{
+    static const char *const allowed[] = {"updates", "ordered", "bypassDocumentValidation",
+                                          "let", "stmtIds", NULL};
+    bson_iter_t stmts;
+    ms_wctx_t w;
+    bson_t errors = BSON_INITIALIZER, upserted = BSON_INITIALIZER;
+    uint32_t nerr = 0, nups = 0;
+    int64_t n = 0, modified = 0;
+    bool ok = false;
+    const char *name = ms_crud_coll_name(c, error);
+    if (!name || !ms_check_fields(c, allowed, error) ||
+        !ms_crud_refuse_unsupported(c->cmd, "update", error) ||
+        !ms_crud_statements(c, "updates", &stmts, error)) {
+        goto out;
+    }
+    bool ordered = ms_crud_ordered(c->cmd);
+    ms_wctx_init(&w, c);
+    for (int32_t i = 0; bson_iter_next(&stmts); i++) {
+        update_stmt_t s;
+        update_result_t r;
+        bson_error_t werr;
+        bool stmt_ok = parse_update_stmt(&stmts, i, &s, &werr);
+        if (stmt_ok && !ms_valid_coll_name(c->db, name, &werr)) {
+            stmt_ok = false;
+        }
+        if (stmt_ok) {
+            stmt_ok = run_update(c, &w, name, &s, &r, &werr);
+        }
+        if (!stmt_ok) {
+            ms_crud_write_error(&errors, &nerr, i, &werr);
+            if (ordered) {
+                break;
+            }
+            continue;
+        }
+        n += r.matched + (r.upserted ? 1 : 0);
+        modified += r.modified;
+        if (r.upserted) {
+            append_upserted(&upserted, &nups, i, &r.upserted_id);
+            bson_value_destroy(&r.upserted_id);
+        }
+    }
+    ok = ms_wctx_commit(&w, error);
+    ms_wctx_destroy(&w);
+    if (ok) {
+        BSON_APPEND_INT32(reply, "n", (int32_t)n);
+        BSON_APPEND_INT32(reply, "nModified", (int32_t)modified);
+        if (nups) {
+            BSON_APPEND_ARRAY(reply, "upserted", &upserted);
+        }
+        if (nerr) {
+            BSON_APPEND_ARRAY(reply, "writeErrors", &errors);
+        }
+    }
+out:
+    bson_destroy(&errors);
+    bson_destroy(&upserted);
+    return ok;
+}
+
+/* ---- delete -------------------------------------------------------------------------------- */
+
+static bool
+parse_delete_stmt(const bson_iter_t *it, bson_t *q, int64_t *limit, bson_value_t *hint,
+                  bool *has_hint, bson_error_t *error)
+{
+    static const char *const allowed[] = {"q", "limit", "hint", "collation", "sampleId", NULL};
+    bson_t stmt;
+    bson_iter_t f;
+    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
+        return ms_set_error(error, 14, "BSON field 'delete.deletes' element is the wrong type");
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(it, &len, &data);
+    bson_init_static(&stmt, data, len);
+    bson_iter_init(&f, &stmt);
+    while (bson_iter_next(&f)) {
+        bool known = false;
+        for (int i = 0; allowed[i] && !known; i++) {
+            known = strcmp(allowed[i], bson_iter_key(&f)) == 0;
+        }
+        if (!known) {
+            return ms_set_error(error, 40415, "BSON field 'delete.deletes.%s' is an unknown "
+                                "field.", bson_iter_key(&f));
+        }
+    }
+    if (!ms_crud_refuse_unsupported(&stmt, "delete", error) ||
+        !ms_crud_get_doc(&stmt, "q", true, q, "delete.deletes", error)) {
+        return false;
+    }
+    if (!bson_iter_init_find(&f, &stmt, "limit")) {
+        return ms_set_error(error, 40414, "BSON field 'delete.deletes.limit' is missing but a "
+                            "required field");
+    }
+    *limit = bson_iter_as_int64(&f);
+    if (!BSON_ITER_HOLDS_NUMBER(&f) || (*limit != 0 && *limit != 1)) {
+        return ms_set_error(error, 9, "The limit field in delete objects must be 0 or 1. Got %lld",
+                            (long long)*limit);
+    }
+    *has_hint = bson_iter_init_find(&f, &stmt, "hint");
+    if (*has_hint) {
+        *hint = *bson_iter_value(&f);
+    }
+    return true;
+}
+
+static bool
+run_delete(ms_cmd_t *c, ms_wctx_t *w, const char *name, const bson_t *q, int64_t limit,
+           const bson_value_t *hint, int64_t *deleted, bson_error_t *error)
+{
+    ms_recvec_t recs;
+    ms_plan_t plan;
+    *deleted = 0;
+    ms_coll_t *coll = ms_wctx_coll(w, name, false, NULL);
+    ms_query_t query = {q, NULL, hint, 0, limit, &c->lang};
+    if (!ms_query_exec(coll, &query, &recs, &plan, error)) {
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < recs.len && ok; i++) {
+        ok = ms_wctx_delete(w, coll, recs.recs[i], error);
+        *deleted += ok;
+    }
+    ms_recvec_destroy(&recs);
+    return ok;
+}
+
+MS_HANDLER(delete)
+{
+    static const char *const allowed[] = {"deletes", "ordered", "let", "stmtIds", NULL};
+    bson_iter_t stmts;
+    ms_wctx_t w;
+    bson_t errors = BSON_INITIALIZER;
+    uint32_t nerr = 0;
+    int64_t n = 0;
+    bool ok = false;
+    const char *name = ms_crud_coll_name(c, error);
+    if (!name || !ms_check_fields(c, allowed, error) ||
+        !ms_crud_refuse_unsupported(c->cmd, "delete", error) ||
+        !ms_crud_statements(c, "deletes", &stmts, error)) {
+        goto out;
+    }
+    bool ordered = ms_crud_ordered(c->cmd);
+    ms_wctx_init(&w, c);
+    for (int32_t i = 0; bson_iter_next(&stmts); i++) {
+        bson_t q;
+        int64_t limit = 0, deleted = 0;
+        bson_value_t hint;
+        bool has_hint = false;
+        bson_error_t werr;
+        if (!parse_delete_stmt(&stmts, &q, &limit, &hint, &has_hint, &werr) ||
+            !run_delete(c, &w, name, &q, limit, has_hint ? &hint : NULL, &deleted, &werr)) {
+            n += deleted;
+            ms_crud_write_error(&errors, &nerr, i, &werr);
+            if (ordered) {
+                break;
+            }
+            continue;
+        }
+        n += deleted;
+    }
+    ok = ms_wctx_commit(&w, error);
+    ms_wctx_destroy(&w);
+    if (ok) {
+        BSON_APPEND_INT32(reply, "n", (int32_t)n);
+        if (nerr) {
+            BSON_APPEND_ARRAY(reply, "writeErrors", &errors);
+        }
+    }
+out:
+    bson_destroy(&errors);
+    return ok;
+}
+
+/* ---- findAndModify ------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *coll;
+    bson_t query;
+    bson_t sort;
+    bson_t fields;
+    bool remove;
+    bool has_update;
+    bson_value_t update;
+    ms_update_kind_t kind;
+    bool return_new;
+    bool upsert;
+    bool has_hint;
+    bson_value_t hint;
+} fam_args_t;
+
+static bool
+fam_parse(ms_cmd_t *c, fam_args_t *a, bson_error_t *error)
+{
+    static const char *const allowed[] = {"query", "sort", "remove", "update", "new", "fields",
+                                          "upsert", "bypassDocumentValidation", "arrayFilters",
+                                          "hint", "collation", "let", NULL};
+    bson_iter_t it;
+    memset(a, 0, sizeof *a);
+    if (!(a->coll = ms_crud_coll_name(c, error)) || !ms_check_fields(c, allowed, error) ||
+        !ms_crud_refuse_unsupported(c->cmd, "findAndModify", error) ||
+        !ms_crud_get_doc(c->cmd, "query", false, &a->query, "findAndModify", error) ||
+        !ms_crud_get_doc(c->cmd, "sort", false, &a->sort, "findAndModify", error) ||
+        !ms_crud_get_doc(c->cmd, "fields", false, &a->fields, "findAndModify", error)) {
+        return false;
+    }
+    a->remove = bson_iter_init_find(&it, c->cmd, "remove") && bson_iter_as_bool(&it);
+    a->return_new = bson_iter_init_find(&it, c->cmd, "new") && bson_iter_as_bool(&it);
+    a->upsert = bson_iter_init_find(&it, c->cmd, "upsert") && bson_iter_as_bool(&it);
+    if (bson_iter_init_find(&it, c->cmd, "hint")) {
+        a->hint = *bson_iter_value(&it);
+        a->has_hint = true;
+    }
+    if (bson_iter_init_find(&it, c->cmd, "update") && !BSON_ITER_HOLDS_NULL(&it)) {
+        a->has_update = true;
+        a->update = *bson_iter_value(&it);
+    }
+    if (a->remove && a->has_update) {
+        return ms_set_error(error, 9, "Cannot specify both an update and remove=true");
+    }
+    if (!a->remove && !a->has_update) {
+        return ms_set_error(error, 9, "Either an update or remove=true must be specified");
+    }
+    if (a->remove && a->return_new) {
+        return ms_set_error(error, 9, "Cannot specify both new=true and remove=true; 'remove' "
+                            "always returns the deleted document");
+    }
+    if (a->remove && a->upsert) {
+        return ms_set_error(error, 9, "Cannot specify both upsert=true and remove=true ");
+    }
+    if (a->has_update && a->update.value_type != BSON_TYPE_DOCUMENT &&
+        a->update.value_type != BSON_TYPE_ARRAY) {
+        return ms_set_error(error, 14, "Update argument must be either an object or an array");
+    }
+    return !a->has_update || ms_update_classify(&a->update, &a->kind, error);
+}
+
+static bool
+fam_value(ms_cmd_t *c, const fam_args_t *a, const bson_t *doc, bson_t *reply,
+          bson_error_t *error)
+{
+    if (!doc) {
+        BSON_APPEND_NULL(reply, "value");
+        return true;
+    }
+    if (bson_empty(&a->fields)) {
+        BSON_APPEND_DOCUMENT(reply, "value", doc);
+        return true;
+    }
+    bson_t projected;
+    bool ok = ms_project(&a->fields, doc, &c->lang, &projected, error);
+    if (ok) {
+        BSON_APPEND_DOCUMENT(reply, "value", &projected);
+    }
+    bson_destroy(&projected);
+    return ok;
+}
+
+static bool
+fam_found(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, const fam_args_t *a, ms_rec_t *rec,
+          bson_t *reply, bson_error_t *error)
+{
+    bson_t lastop;
+    ms_doc_t *before = ms_doc_ref(rec->doc);
+    bson_t before_view;
+    bool modified = false;
+    bool ok;
+    ms_doc_view(before, &before_view);
+    if (a->remove) {
+        ok = ms_wctx_delete(w, coll, rec, error);
+    } else {
+        ok = update_rec(c, w, coll, rec, &a->update, a->kind, &modified, error);
+    }
+    if (ok) {
+        BSON_APPEND_DOCUMENT_BEGIN(reply, "lastErrorObject", &lastop);
+        BSON_APPEND_INT32(&lastop, "n", 1);
+        if (!a->remove) {
+            BSON_APPEND_BOOL(&lastop, "updatedExisting", true);
+        }
+        bson_append_document_end(reply, &lastop);
+        bson_t after;
+        if (a->return_new) {
+            ms_doc_view(rec->doc, &after);
+        }
+        ok = fam_value(c, a, a->return_new ? &after : &before_view, reply, error);
+    }
+    ms_doc_unref(before);
+    return ok;
+}
+
+static bool
+fam_not_found(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, const fam_args_t *a, bson_t *reply,
+              bson_error_t *error)
+{
+    bson_t lastop, doc;
+    bson_iter_t it;
+    if (!a->upsert) {
+        BSON_APPEND_DOCUMENT_BEGIN(reply, "lastErrorObject", &lastop);
+        BSON_APPEND_INT32(&lastop, "n", 0);
+        if (!a->remove) {
+            BSON_APPEND_BOOL(&lastop, "updatedExisting", false);
+        }
+        bson_append_document_end(reply, &lastop);
+        return fam_value(c, a, NULL, reply, error);
+    }
+    if (!upsert_doc(c, &a->query, &a->update, a->kind, &doc, error) ||
+        !ms_wctx_insert(w, coll, &doc, error)) {
+        bson_destroy(&doc);
+        return false;
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(reply, "lastErrorObject", &lastop);
+    BSON_APPEND_INT32(&lastop, "n", 1);
+    BSON_APPEND_BOOL(&lastop, "updatedExisting", false);
+    bson_iter_init_find(&it, &doc, "_id");
+    bson_append_iter(&lastop, "upserted", -1, &it);
+    bson_append_document_end(reply, &lastop);
+    bool ok = fam_value(c, a, a->return_new ? &doc : NULL, reply, error);
+    bson_destroy(&doc);
+    return ok;
+}
+
+MS_HANDLER(find_and_modify)
+{
+    fam_args_t a;
+    ms_wctx_t w;
+    ms_recvec_t recs = {0};
+    ms_plan_t plan;
+    bool ok = false;
+    if (!fam_parse(c, &a, error)) {
+        return false;
+    }
+    ms_wctx_init(&w, c);
+    if (a.upsert && !ms_valid_coll_name(c->db, a.coll, error)) {
+        goto done;
+    }
+    ms_coll_t *coll = ms_wctx_coll(&w, a.coll, a.upsert, a.upsert ? error : NULL);
+    if (!coll && a.upsert) {
+        goto done;
+    }
+    ms_query_t q = {&a.query, &a.sort, a.has_hint ? &a.hint : NULL, 0, 1, &c->lang};
+    if (!ms_query_exec(coll, &q, &recs, &plan, error)) {
+        goto done;
+    }
+    ok = recs.len ? fam_found(c, &w, coll, &a, recs.recs[0], reply, error)
+                  : fam_not_found(c, &w, coll, &a, reply, error);
+    if (!ms_wctx_commit(&w, ok ? error : NULL)) {
+        ok = false;
+    }
+done:
+    ms_recvec_destroy(&recs);
+    ms_wctx_destroy(&w);
+    return ok;
+}

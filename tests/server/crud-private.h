@@ -1,0 +1,54 @@
+/*
+ * Helpers shared by the document commands (cmd_crud.c, cmd_write.c, cmd_agg.c).
+ */
+#ifndef MS_CRUD_PRIVATE_H
+#define MS_CRUD_PRIVATE_H
+
+#include "store-private.h"
+
+typedef struct {
+    const char *coll;
+    bson_t filter;
+    bson_t projection;
+    bson_t sort;
+    int64_t skip;
+    int64_t limit;
+    int64_t batch_size;
+    bool single_batch;
+    bool has_hint;
+    bson_value_t hint;
+} ms_find_args_t;
+
+/* The collection named by the command's first field (a string), else InvalidNamespace. */
+const char *
+ms_crud_coll_name(const ms_cmd_t *c, bson_error_t *error);
+/* A document field of cmd as a static view (empty when absent and not required). */
+bool
+ms_crud_get_doc(const bson_t *cmd, const char *field, bool required, bson_t *out,
+                const char *cmd_name, bson_error_t *error);
+const char *
+ms_crud_type_name(bson_type_t t);
+/* Copies in with _id first (an ObjectId when missing); checks _id and the size limit. */
+bool
+ms_crud_id_first(const bson_t *in, bson_t *out, bson_error_t *error);
+/* Appends {index, code, errmsg[, keyPattern, keyValue]} to a writeErrors array. */
+void
+ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t *error);
+/* Refuses non-simple collations, arrayFilters and let. */
+bool
+ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *error);
+
+/* The statements array of a write command (1..100000 entries). */
+bool
+ms_crud_statements(const ms_cmd_t *c, const char *field, bson_iter_t *out, bson_error_t *error);
+/* The "ordered" flag of a write command (default true). */
+bool
+ms_crud_ordered(const bson_t *cmd);
+
+bool
+ms_crud_parse_find(ms_cmd_t *c, ms_find_args_t *a, bson_error_t *error);
+bool
+ms_crud_run_find(ms_cmd_t *c, const ms_find_args_t *a, ms_docvec_t *out, ms_plan_t *plan,
+                 bson_error_t *error);
+
+#endif

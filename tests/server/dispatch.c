@@ -1,0 +1,585 @@
+/*
+ * Command dispatch: finds the command, applies the failCommand fail point, checks generic and
+ * command-specific fields as mongod's IDL does, handles sessions, retryable writes and
+ * transactions under the storage lock, and shapes the reply ({ok, errmsg, code, codeName,
+ * errorLabels, writeConcernError, $clusterTime, operationTime}).
+ */
+#include "store-private.h"
+
+#include <string.h>
+#include <time.h>
+
+enum {
+    CMD_LOCK = 1,        /* run under the storage lock */
+    CMD_RETRYABLE = 2,   /* a retryable write (txnNumber without autocommit) */
+    CMD_IN_TXN = 4,      /* allowed inside a multi-document transaction */
+    CMD_WC = 8,          /* supports writeConcern */
+    CMD_ADMIN = 16,      /* only on the admin database */
+    CMD_TXN_END = 32,    /* commitTransaction / abortTransaction */
+    CMD_HANDSHAKE = 64,  /* allowed over OP_QUERY */
+    CMD_SESSION = 128    /* needs the session machinery (lsid/txnNumber) */
+};
+
+typedef struct {
+    const char *name;
+    const char *alias1;
+    const char *alias2;
+    ms_cmd_fn fn;
+    unsigned flags;
+} cmd_def_t;
+
+static const cmd_def_t commands[] = {
+    {"hello", "isMaster", "ismaster", ms_cmd_hello, CMD_HANDSHAKE},
+    {"ping", NULL, NULL, ms_cmd_ping, 0},
+    {"buildInfo", "buildinfo", NULL, ms_cmd_build_info, 0},
+    {"serverStatus", NULL, NULL, ms_cmd_server_status, CMD_LOCK},
+    {"endSessions", NULL, NULL, ms_cmd_end_sessions, CMD_LOCK},
+    {"listDatabases", NULL, NULL, ms_cmd_list_databases, CMD_LOCK | CMD_ADMIN},
+    {"listCollections", NULL, NULL, ms_cmd_list_collections, CMD_LOCK | CMD_SESSION},
+    {"create", NULL, NULL, ms_cmd_create, CMD_LOCK | CMD_WC | CMD_IN_TXN | CMD_SESSION},
+    {"drop", NULL, NULL, ms_cmd_drop, CMD_LOCK | CMD_WC | CMD_SESSION},
+    {"dropDatabase", NULL, NULL, ms_cmd_drop_database, CMD_LOCK | CMD_WC | CMD_SESSION},
+    {"createIndexes", NULL, NULL, ms_cmd_create_indexes, CMD_LOCK | CMD_WC | CMD_SESSION},
+    {"listIndexes", NULL, NULL, ms_cmd_list_indexes, CMD_LOCK | CMD_SESSION},
+    {"dropIndexes", "deleteIndexes", NULL, ms_cmd_drop_indexes, CMD_LOCK | CMD_WC | CMD_SESSION},
+    {"configureFailPoint", NULL, NULL, ms_cmd_configure_fail_point, CMD_ADMIN},
+    {"getMore", NULL, NULL, ms_cmd_get_more, CMD_IN_TXN},
+    {"killCursors", NULL, NULL, ms_cmd_kill_cursors, CMD_IN_TXN},
+    {"insert", NULL, NULL, ms_cmd_insert, CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
+    {"find", NULL, NULL, ms_cmd_find, CMD_LOCK | CMD_IN_TXN | CMD_SESSION},
+    {"update", NULL, NULL, ms_cmd_update, CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
+    {"delete", NULL, NULL, ms_cmd_delete, CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
+    {"findAndModify", "findandmodify", NULL, ms_cmd_find_and_modify,
+     CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
+    {"count", NULL, NULL, ms_cmd_count, CMD_LOCK | CMD_SESSION},
+    {"distinct", NULL, NULL, ms_cmd_distinct, CMD_LOCK | CMD_IN_TXN | CMD_SESSION},
+    /* aggregate with $changeStream runs without the lock (see needs_lock) */
+    {"aggregate", NULL, NULL, ms_cmd_aggregate, CMD_LOCK | CMD_IN_TXN | CMD_SESSION},
+    {"explain", NULL, NULL, ms_cmd_explain, CMD_LOCK | CMD_SESSION},
+    {"commitTransaction", NULL, NULL, ms_cmd_commit_transaction,
+     CMD_LOCK | CMD_IN_TXN | CMD_WC | CMD_ADMIN | CMD_TXN_END | CMD_SESSION},
+    {"abortTransaction", NULL, NULL, ms_cmd_abort_transaction,
+     CMD_LOCK | CMD_IN_TXN | CMD_WC | CMD_ADMIN | CMD_TXN_END | CMD_SESSION},
+    {"whatsmyuri", NULL, NULL, ms_cmd_whats_my_uri, 0},
+};
+
+static const char *const generic_fields[] = {
+    "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
+    "$readPreference", "readConcern", "writeConcern", "maxTimeMS", "comment", "apiVersion",
+    "apiStrict", "apiDeprecationErrors", "$audit", "$client", "$configServerState",
+    "allowImplicitCollectionCreation", "$oplogQueryData", "$queryOptions", "$replData",
+    "shardVersion", "databaseVersion", "clientOperationKey", "stmtId", "$configTime",
+    "$topologyTime", "help", "mayBypassWriteConcern", NULL};
+
+static const cmd_def_t *
+find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const cmd_def_t *d = &commands[i];
+        if (strcmp(d->name, name) == 0 || (d->alias1 && strcmp(d->alias1, name) == 0) ||
+            (d->alias2 && strcmp(d->alias2, name) == 0)) {
+            return d;
+        }
+    }
+    return NULL;
+}
+
+static bool
+in_list(const char *const *list, const char *s)
+{
+    for (int i = 0; list && list[i]; i++) {
+        if (strcmp(list[i], s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+ms_is_generic_field(const char *field)
+{
+    return in_list(generic_fields, field);
+}
+
+bool
+ms_check_fields(const ms_cmd_t *c, const char *const *allowed, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it); /* the command name */
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (!in_list(allowed, k) && !in_list(generic_fields, k)) {
+            return ms_set_error(error, 40415, "BSON field '%s.%s' is an unknown field.", c->name,
+                                k);
+        }
+    }
+    return true;
+}
+
+static const char *
+code_name(int code)
+{
+    static _Thread_local char buf[32];
+    const char *n = ms_code_name(code);
+    if (strcmp(n, "UnknownError") == 0 && code != 8) {
+        snprintf(buf, sizeof buf, "Location%d", code);
+        return buf;
+    }
+    return n;
+}
+
+void
+ms_append_error(bson_t *reply, const bson_error_t *error)
+{
+    int code = error->domain == MS_ERROR_DOMAIN ? (int)error->code : 8;
+    BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+    BSON_APPEND_UTF8(reply, "errmsg", error->message);
+    BSON_APPEND_INT32(reply, "code", code);
+    BSON_APPEND_UTF8(reply, "codeName", code_name(code));
+}
+
+bool
+ms_code_is_retryable(int code)
+{
+    static const int codes[] = {6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435,
+                                13436};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (codes[i] == code) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+is_transient_txn_error(int code, bool txn_end, bool has_wce)
+{
+    if (code == 112 || code == 24 || code == 239 || code == 246) {
+        return true;
+    }
+    return code == 251 && !(txn_end && has_wce);
+}
+
+/* ---- generic fields ----------------------------------------------------------------------- */
+
+static bool
+parse_session_fields(ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it, child;
+    if (bson_iter_init_find(&it, c->cmd, "lsid")) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &child) ||
+            !bson_iter_find(&child, "id") || !BSON_ITER_HOLDS_BINARY(&child)) {
+            return ms_set_error(error, 40414, "BSON field 'OperationSessionInfo.lsid.id' is "
+                                "missing but a required field");
+        }
+        c->has_lsid = true;
+        c->lsid_id = *bson_iter_value(&child);
+    }
+    if (bson_iter_init_find(&it, c->cmd, "txnNumber")) {
+        if (!BSON_ITER_HOLDS_INT64(&it) && !BSON_ITER_HOLDS_INT32(&it)) {
+            return ms_set_error(error, 14, "BSON field 'OperationSessionInfo.txnNumber' is the "
+                                "wrong type, expected type 'long'");
+        }
+        c->has_txn_number = true;
+        c->txn_number = bson_iter_as_int64(&it);
+    }
+    if (bson_iter_init_find(&it, c->cmd, "autocommit")) {
+        if (!BSON_ITER_HOLDS_BOOL(&it) || bson_iter_bool(&it)) {
+            return ms_set_error(error, 72, "autocommit must be false when present");
+        }
+        c->in_txn = true;
+    }
+    if (bson_iter_init_find(&it, c->cmd, "startTransaction")) {
+        if (!BSON_ITER_HOLDS_BOOL(&it) || !bson_iter_bool(&it)) {
+            return ms_set_error(error, 72, "startTransaction must be true when present");
+        }
+        c->start_txn = true;
+    }
+    if ((c->in_txn || c->start_txn) && !c->has_txn_number) {
+        return ms_set_error(error, 72, "'autocommit' and 'startTransaction' require a "
+                            "txnNumber");
+    }
+    if (c->start_txn && !c->in_txn) {
+        return ms_set_error(error, 72, "'startTransaction' requires 'autocommit: false'");
+    }
+    if (c->has_txn_number && !c->has_lsid) {
+        return ms_set_error(error, 50768, "Transaction number requires a session ID to also be "
+                            "specified");
+    }
+    return true;
+}
+
+static bool
+parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
+{
+    bson_iter_t it, wc;
+    if (!bson_iter_init_find(&it, c->cmd, "writeConcern")) {
+        return true;
+    }
+    if (!(flags & CMD_WC)) {
+        return ms_set_error(error, 72, "Command does not support writeConcern");
+    }
+    if (c->in_txn && !(flags & CMD_TXN_END)) {
+        return ms_set_error(error, 72, "Cannot set write concern after starting a transaction.");
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &wc)) {
+        return ms_set_error(error, 14, "BSON field 'writeConcern' is the wrong type");
+    }
+    while (bson_iter_next(&wc)) {
+        const char *k = bson_iter_key(&wc);
+        if (strcmp(k, "w") == 0) {
+            if (BSON_ITER_HOLDS_NUMBER(&wc)) {
+                int64_t w = bson_iter_as_int64(&wc);
+                if (w < 0 || w > 50) {
+                    return ms_set_error(error, 9, "w has to be a non-negative number and not "
+                                        "greater than 50; found: %lld", (long long)w);
+                }
+                c->wc_unacknowledged = w == 0;
+                if (w > 1) {
+                    c->wc_error_code = 100;
+                    snprintf(c->wc_error_msg, sizeof c->wc_error_msg,
+                             "Not enough data-bearing nodes");
+                }
+            } else if (BSON_ITER_HOLDS_UTF8(&wc)) {
+                const char *mode = bson_iter_utf8(&wc, NULL);
+                if (strcmp(mode, "majority") != 0) {
+                    c->wc_error_code = 79;
+                    snprintf(c->wc_error_msg, sizeof c->wc_error_msg,
+                             "No write concern mode named '%.60s' found in replica set "
+                             "configuration", mode);
+                }
+            } else {
+                return ms_set_error(error, 9, "w has to be a number or string");
+            }
+        } else if (strcmp(k, "j") && strcmp(k, "wtimeout") && strcmp(k, "fsync") &&
+                   strcmp(k, "wtimeoutMS") && strcmp(k, "provenance") && strcmp(k, "getLastError")) {
+            return ms_set_error(error, 9, "unrecognized write concern field: %s", k);
+        }
+    }
+    return true;
+}
+
+static bool
+parse_read_concern(ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it, rc;
+    if (!bson_iter_init_find(&it, c->cmd, "readConcern")) {
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &rc)) {
+        return ms_set_error(error, 14, "BSON field 'readConcern' is the wrong type");
+    }
+    if (c->in_txn && !c->start_txn) {
+        return ms_set_error(error, 72, "Only the first command in a transaction may specify a "
+                            "readConcern");
+    }
+    while (bson_iter_next(&rc)) {
+        const char *k = bson_iter_key(&rc);
+        if (strcmp(k, "level") == 0) {
+            const char *l = BSON_ITER_HOLDS_UTF8(&rc) ? bson_iter_utf8(&rc, NULL) : "";
+            if (strcmp(l, "local") && strcmp(l, "majority") && strcmp(l, "available") &&
+                strcmp(l, "linearizable") && strcmp(l, "snapshot")) {
+                return ms_set_error(error, 9, "BSON field 'readConcern.level' has an invalid "
+                                    "value '%s'", l);
+            }
+        } else if (strcmp(k, "afterClusterTime") && strcmp(k, "atClusterTime") &&
+                   strcmp(k, "provenance") && strcmp(k, "afterOpTime")) {
+            return ms_set_error(error, 40415, "BSON field 'readConcern.%s' is an unknown field.",
+                                k);
+        }
+    }
+    return true;
+}
+
+static bool
+parse_api_version(ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, c->cmd, "apiVersion") &&
+        (!BSON_ITER_HOLDS_UTF8(&it) || strcmp(bson_iter_utf8(&it, NULL), "1") != 0)) {
+        return ms_set_error(error, 322, "API version must be \"1\"");
+    }
+    return true;
+}
+
+/* ---- running ------------------------------------------------------------------------------ */
+
+static void
+append_cluster_time(bson_t *reply)
+{
+    if (ms_config.standalone) {
+        return;
+    }
+    ms_optime_t t = ms_oplog_last_optime();
+    bson_t ct, sig;
+    uint8_t zeros[20] = {0};
+    BSON_APPEND_DOCUMENT_BEGIN(reply, "$clusterTime", &ct);
+    BSON_APPEND_TIMESTAMP(&ct, "clusterTime", t.t, t.i);
+    BSON_APPEND_DOCUMENT_BEGIN(&ct, "signature", &sig);
+    BSON_APPEND_BINARY(&sig, "hash", BSON_SUBTYPE_BINARY, zeros, sizeof zeros);
+    BSON_APPEND_INT64(&sig, "keyId", 0);
+    bson_append_document_end(&ct, &sig);
+    bson_append_document_end(reply, &ct);
+    BSON_APPEND_TIMESTAMP(reply, "operationTime", t.t, t.i);
+}
+
+static void
+sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+typedef struct {
+    const cmd_def_t *def;
+    ms_failpoint_hit_t hit;
+    bool fp;
+    int error_code;
+    bool has_wce_code;
+    int wce_code;
+} run_state_t;
+
+static bool
+session_checks(ms_cmd_t *c, const cmd_def_t *def, bson_error_t *error)
+{
+    if (c->has_txn_number && ms_config.standalone) {
+        return ms_set_error(error, 20, "Transaction numbers are only allowed on a replica set "
+                            "member or mongos");
+    }
+    if (c->in_txn && !(def->flags & CMD_IN_TXN)) {
+        return ms_set_error(error, 263, "Cannot run '%s' in a multi-document transaction.",
+                            c->name);
+    }
+    if (c->has_txn_number && !c->in_txn && !(def->flags & CMD_RETRYABLE)) {
+        return ms_set_error(error, 50768, "txnNumber may only be provided for multi-document "
+                            "transactions and retryable write commands. autocommit:false was not "
+                            "provided, and %s is not a retryable write command.", c->name);
+    }
+    return true;
+}
+
+/* A change stream must not hold the storage lock: it takes it briefly itself. */
+static bool
+needs_lock(const ms_cmd_t *c, const cmd_def_t *def)
+{
+    bson_iter_t it, stages, stage;
+    if (!(def->flags & CMD_LOCK)) {
+        return false;
+    }
+    if (def->fn != ms_cmd_aggregate) {
+        return true;
+    }
+    if (bson_iter_init_find(&it, c->cmd, "pipeline") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &stages) && bson_iter_next(&stages) &&
+        BSON_ITER_HOLDS_DOCUMENT(&stages) && bson_iter_recurse(&stages, &stage) &&
+        bson_iter_next(&stage) && strcmp(bson_iter_key(&stage), "$changeStream") == 0) {
+        return false;
+    }
+    return true;
+}
+
+/* Runs the handler with locking and session bookkeeping; body receives the handler's fields. */
+static bool
+run_handler(ms_cmd_t *c, const cmd_def_t *def, bson_t *body, bson_error_t *error)
+{
+    bool ok = false;
+    bool locked = false;
+    bool replayed = false;
+    if (!session_checks(c, def, error)) {
+        return false;
+    }
+    if (needs_lock(c, def)) {
+        ms_store_lock();
+        locked = true;
+    }
+    if ((def->flags & CMD_SESSION) && locked) {
+        if (!ms_session_begin(c, &replayed, body, error)) {
+            goto done;
+        }
+    }
+    if (replayed) {
+        ok = true;
+        goto done;
+    }
+    ok = def->fn(c, body, error);
+    if ((def->flags & CMD_SESSION) && locked) {
+        ms_session_end(c, ok, body);
+    }
+done:
+    if (locked) {
+        ms_store_unlock();
+    }
+    return ok;
+}
+
+static void
+append_labels(bson_t *reply, const ms_cmd_t *c, const run_state_t *st, int code)
+{
+    bson_t labels;
+    int n = 0;
+    if (st->fp && st->hit.has_labels) {
+        BSON_APPEND_ARRAY(reply, "errorLabels", &st->hit.error_labels);
+        return;
+    }
+    bool txn_end = (st->def->flags & CMD_TXN_END) != 0;
+    bool transient = code && c->has_txn_number && c->in_txn &&
+                     is_transient_txn_error(code, txn_end, st->has_wce_code);
+    bool retryable_ctx = c->has_txn_number &&
+                         ((!c->in_txn && (st->def->flags & CMD_RETRYABLE)) || (c->in_txn && txn_end));
+    bool retryable = retryable_ctx && ((code && ms_code_is_retryable(code)) ||
+                                       (st->has_wce_code && ms_code_is_retryable(st->wce_code)));
+    if (!transient && !retryable) {
+        return;
+    }
+    BSON_APPEND_ARRAY_BEGIN(reply, "errorLabels", &labels);
+    if (transient) {
+        BSON_APPEND_UTF8(&labels, "0", "TransientTransactionError");
+        n++;
+    }
+    if (retryable) {
+        BSON_APPEND_UTF8(&labels, n ? "1" : "0", "RetryableWriteError");
+    }
+    bson_append_array_end(reply, &labels);
+}
+
+static void
+append_wce(bson_t *reply, const ms_cmd_t *c, run_state_t *st)
+{
+    if (st->fp && st->hit.has_wce) {
+        bson_iter_t it;
+        BSON_APPEND_DOCUMENT(reply, "writeConcernError", &st->hit.write_concern_error);
+        if (bson_iter_init_find(&it, &st->hit.write_concern_error, "code")) {
+            st->has_wce_code = true;
+            st->wce_code = (int)bson_iter_as_int64(&it);
+        }
+        return;
+    }
+    if (c->wc_error_code) {
+        bson_t wce;
+        BSON_APPEND_DOCUMENT_BEGIN(reply, "writeConcernError", &wce);
+        BSON_APPEND_INT32(&wce, "code", c->wc_error_code);
+        BSON_APPEND_UTF8(&wce, "codeName", code_name(c->wc_error_code));
+        BSON_APPEND_UTF8(&wce, "errmsg", c->wc_error_msg);
+        bson_append_document_end(reply, &wce);
+        st->has_wce_code = true;
+        st->wce_code = c->wc_error_code;
+    }
+}
+
+static bool
+prepare(ms_cmd_t *c, ms_request_t *req, const cmd_def_t **def_out, bson_error_t *error)
+{
+    bson_iter_t it;
+    const char *name = bson_iter_init(&it, &req->cmd) && bson_iter_next(&it) ? bson_iter_key(&it)
+                                                                            : "";
+    const cmd_def_t *def = find_command(name);
+    *def_out = def;
+    c->name = def ? def->name : name;
+    if (req->opcode == 2004) {
+        c->db = req->query_db;
+    } else if (bson_iter_init_find(&it, &req->cmd, "$db") && BSON_ITER_HOLDS_UTF8(&it)) {
+        c->db = bson_iter_utf8(&it, NULL);
+    } else {
+        return ms_set_error(error, 40571, "OP_MSG requests require a $db argument");
+    }
+    if (!def) {
+        return ms_set_error(error, 59, "no such command: '%s'", name);
+    }
+    if (req->opcode == 2004 && !(def->flags & CMD_HANDSHAKE)) {
+        return ms_set_error(error, 352, "Unsupported OP_QUERY command: %s. The client driver "
+                            "may require an upgrade.", name);
+    }
+    if ((def->flags & CMD_ADMIN) && strcmp(c->db, "admin") != 0) {
+        return ms_set_error(error, 13, "%s may only be run against the admin database.", name);
+    }
+    return parse_session_fields(c, error) && parse_write_concern(c, def->flags, error) &&
+           parse_read_concern(c, error) && parse_api_version(c, error);
+}
+
+/* failCommand: true when the command must not run (closed or failed). */
+static bool
+apply_fail_point(ms_cmd_t *c, const char *raw_name, run_state_t *st, bson_error_t *error,
+                 bool *close_conn)
+{
+    if (!st->def || strcmp(st->def->name, "configureFailPoint") == 0) {
+        return false;
+    }
+    st->fp = ms_failpoint_check(st->def->name, raw_name, c->conn, &st->hit);
+    if (!st->fp) {
+        return false;
+    }
+    if (st->hit.block_ms > 0) {
+        sleep_ms(st->hit.block_ms);
+    }
+    if (st->hit.close_connection) {
+        ms_log("conn%lld: failCommand closes the connection on '%s'", (long long)c->conn->id,
+               raw_name);
+        *close_conn = true;
+        return true;
+    }
+    if (st->hit.error_code) {
+        ms_set_error(error, st->hit.error_code, "Failing command via 'failCommand' failpoint");
+        return true;
+    }
+    return false;
+}
+
+void
+ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn)
+{
+    ms_cmd_t c;
+    run_state_t st;
+    bson_error_t error = {0};
+    bson_t body = BSON_INITIALIZER;
+    bool ok = false;
+    memset(&c, 0, sizeof c);
+    memset(&st, 0, sizeof st);
+    c.conn = conn;
+    c.cmd = &req->cmd;
+    c.lang.now_ms = ms_now_ms();
+    ms_optime_t t = ms_oplog_last_optime();
+    c.lang.cluster_time_t = t.t;
+    c.lang.cluster_time_i = t.i;
+    bson_init(reply);
+    bson_iter_t it;
+    const char *raw_name = bson_iter_init(&it, &req->cmd) && bson_iter_next(&it)
+                               ? bson_iter_key(&it)
+                               : "";
+    bool prepared = prepare(&c, req, &st.def, &error);
+    if (prepared && apply_fail_point(&c, raw_name, &st, &error, close_conn)) {
+        goto reply;
+    }
+    if (prepared) {
+        ok = run_handler(&c, st.def, &body, &error);
+    }
+    if (c.close_connection) {
+        *close_conn = true;
+    }
+reply:
+    if (ok) {
+        bson_concat(reply, &body);
+        BSON_APPEND_DOUBLE(reply, "ok", 1.0);
+        if (st.def->flags & CMD_WC) {
+            append_wce(reply, &c, &st);
+        }
+        if (st.has_wce_code || (st.fp && st.hit.has_labels)) {
+            append_labels(reply, &c, &st, 0);
+        }
+    } else {
+        int code = error.domain == MS_ERROR_DOMAIN ? (int)error.code : 8;
+        ms_append_error(reply, &error);
+        if (code == 11000) {
+            bson_concat(reply, ms_dup_key_info());
+        }
+        if (st.def) {
+            append_labels(reply, &c, &st, code);
+        }
+    }
+    append_cluster_time(reply);
+    if (st.fp) {
+        ms_failpoint_hit_destroy(&st.hit);
+    }
+    bson_destroy(&body);
+}

@@ -1,0 +1,230 @@
+/*
+ * mongoq-test-server: internals shared by the command layer (main.c, net.c, wire.c, dispatch.c,
+ * cmd_*.c, cursor.c, session.c, failpoint.c, ttl.c). Test infrastructure only.
+ */
+#ifndef MS_SERVER_PRIVATE_H
+#define MS_SERVER_PRIVATE_H
+
+#include "common.h"
+#include "lang.h"
+#include "oplog.h"
+
+#include <pthread.h>
+
+/* ---- configuration (main.c) -------------------------------------------------------------- */
+
+typedef struct {
+    char bind[64];
+    int port; /* the real port once listening */
+    char set_name[64];
+    bool standalone;
+    const char *dbpath;
+    size_t history;
+    int ttl_sleep_secs;
+    bson_oid_t election_id;
+    int64_t start_ms;
+    char host_port[96]; /* set once listening */
+} ms_config_t;
+
+extern ms_config_t ms_config;
+
+/* "127.0.0.1:PORT", the host name drivers see in hello.hosts. */
+const char *
+ms_host_and_port(void);
+
+/* ---- connections (net.c) ----------------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    int64_t id;
+    char appname[128]; /* client.application.name from the first hello, "" when none */
+    char peer[64];
+} ms_conn_t;
+
+/* Listens on ms_config.bind/port (0: a free port; sets ms_config.port). */
+bool
+ms_net_listen(bson_error_t *error);
+/* Accepts connections (a thread each) until ms_net_stop(). */
+void
+ms_net_serve(void);
+/* Async-signal-safe: makes ms_net_serve return. */
+void
+ms_net_stop(void);
+/* True once shutdown has begun. */
+bool
+ms_net_stopping(void);
+
+/* ---- wire protocol (wire.c) -------------------------------------------------------------- */
+
+#define MS_MAX_MESSAGE_BYTES 48000000
+#define MS_MAX_BSON_BYTES 16777216
+
+typedef struct {
+    int32_t request_id;
+    int32_t opcode;     /* 2013 OP_MSG or 2004 OP_QUERY */
+    bool more_to_come;  /* OP_MSG flag bit 1: no reply wanted */
+    bson_t cmd;         /* the command with document sequences merged in */
+    char query_db[128]; /* OP_QUERY: the database of "<db>.$cmd" */
+} ms_request_t;
+
+/*
+ * Reads and parses one message. Returns false when the connection must be closed (EOF, I/O
+ * error or a malformed message; *reason says which, for the log). req->cmd is initialised on
+ * success only.
+ */
+bool
+ms_wire_read(int fd, ms_request_t *req, const char **reason);
+/* Sends reply to req in the matching format (OP_MSG or OP_REPLY). */
+bool
+ms_wire_reply(int fd, const ms_request_t *req, const bson_t *reply);
+/* CRC-32C (Castagnoli) of len bytes. */
+uint32_t
+ms_crc32c(const uint8_t *data, size_t len);
+
+/* ---- command dispatch (dispatch.c) -------------------------------------------------------- */
+
+typedef struct ms_session_t ms_session_t;
+typedef struct ms_txn_t ms_txn_t;
+
+/* Everything a command handler may need. */
+typedef struct {
+    ms_conn_t *conn;
+    const bson_t *cmd;
+    const char *name; /* canonical command name */
+    const char *db;
+    ms_ctx_t lang; /* $$NOW and $$CLUSTER_TIME */
+    /* session fields */
+    bool has_lsid;
+    bson_value_t lsid_id;
+    bool has_txn_number;
+    int64_t txn_number;
+    bool in_txn;          /* autocommit: false */
+    bool start_txn;       /* startTransaction: true */
+    ms_session_t *session; /* when has_lsid (valid under the storage lock) */
+    ms_txn_t *txn;         /* the transaction this command runs in, or NULL */
+    /* write concern */
+    bool wc_unacknowledged; /* w: 0 */
+    int wc_error_code;      /* 100 or 79 to report as writeConcernError after a write */
+    char wc_error_msg[128];
+    /* labels decided by the handler */
+    bool close_connection;
+} ms_cmd_t;
+
+typedef bool (*ms_cmd_fn)(ms_cmd_t *c, bson_t *reply, bson_error_t *error);
+
+/* Runs one command, always filling reply (initialised by the callee). */
+void
+ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn);
+
+/* Refuses fields of cmd not in allowed (NULL-terminated) nor generic: 40415 as mongod's IDL. */
+bool
+ms_check_fields(const ms_cmd_t *c, const char *const *allowed, bson_error_t *error);
+
+/* Whether a field is one of the generic command arguments ($db, lsid, writeConcern, ...). */
+bool
+ms_is_generic_field(const char *field);
+
+/* Appends {ok: 0, errmsg, code, codeName} for error. */
+void
+ms_append_error(bson_t *reply, const bson_error_t *error);
+
+/* Retryable write error codes (mongod's RetriableError category and shutdown errors). */
+bool
+ms_code_is_retryable(int code);
+
+/* ---- the storage lock (store.c) ---------------------------------------------------------- */
+
+void
+ms_store_lock(void);
+void
+ms_store_unlock(void);
+void
+ms_store_init(void);
+
+/* ---- command handlers ---------------------------------------------------------------------- */
+
+#define MS_HANDLER(name) bool ms_cmd_##name(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
+MS_HANDLER(hello);
+MS_HANDLER(ping);
+MS_HANDLER(build_info);
+MS_HANDLER(server_status);
+MS_HANDLER(end_sessions);
+MS_HANDLER(list_databases);
+MS_HANDLER(list_collections);
+MS_HANDLER(create);
+MS_HANDLER(drop);
+MS_HANDLER(drop_database);
+MS_HANDLER(create_indexes);
+MS_HANDLER(list_indexes);
+MS_HANDLER(drop_indexes);
+MS_HANDLER(configure_fail_point);
+MS_HANDLER(get_more);
+MS_HANDLER(kill_cursors);
+MS_HANDLER(insert);
+MS_HANDLER(find);
+MS_HANDLER(update);
+MS_HANDLER(delete);
+MS_HANDLER(find_and_modify);
+MS_HANDLER(count);
+MS_HANDLER(distinct);
+MS_HANDLER(aggregate);
+MS_HANDLER(explain);
+MS_HANDLER(commit_transaction);
+MS_HANDLER(abort_transaction);
+MS_HANDLER(whats_my_uri);
+
+/* ---- cursors (cursor.c) -------------------------------------------------------------------- */
+
+/* Registers results (taken over) for a cursor; returns the new id. */
+int64_t
+ms_cursor_add(const char *ns, ms_docvec_t *results, size_t pos, const bson_value_t *lsid);
+/* A new cursor id for a change stream, then attach it. */
+int64_t
+ms_cursor_new_id(void);
+void
+ms_cursor_add_changestream(int64_t id, const char *ns, ms_changestream_t *cs);
+/* Where a batch from pos ends: at most batch_size documents (0: no count limit), 16 MiB. */
+size_t
+ms_cursor_batch_end(const ms_docvec_t *results, size_t pos, int64_t batch_size);
+/* Appends "cursor": {<field>: results[from, to), id, ns} to reply. */
+void
+ms_cursor_append_batch(bson_t *reply, int64_t id, const char *ns, const char *field,
+                       const ms_docvec_t *results, size_t from, size_t to);
+/* Replies with a first batch of results and a cursor holding the rest (taking the vector). */
+void
+ms_cursor_reply(const ms_cmd_t *c, bson_t *reply, const char *ns, ms_docvec_t *results,
+                int64_t batch_size);
+/* Drops cursors idle for more than 10 minutes. */
+void
+ms_cursor_reap(int64_t now_ms);
+/* Closes all cursors (shutdown). */
+void
+ms_cursor_shutdown(void);
+
+/* ---- fail points (failpoint.c) ---------------------------------------------------------- */
+
+typedef struct {
+    bool close_connection;
+    int64_t block_ms;
+    int error_code; /* 0: none */
+    bson_t error_labels; /* array, when has_labels */
+    bool has_labels;
+    bson_t write_concern_error; /* document, when has_wce */
+    bool has_wce;
+} ms_failpoint_hit_t;
+
+/* True (and hit filled, to be released with ms_failpoint_hit_destroy) if failCommand fires. */
+bool
+ms_failpoint_check(const char *cmd_name, const char *alias, const ms_conn_t *conn,
+                   ms_failpoint_hit_t *hit);
+void
+ms_failpoint_hit_destroy(ms_failpoint_hit_t *hit);
+
+/* ---- TTL monitor (ttl.c) ----------------------------------------------------------------- */
+
+void
+ms_ttl_start(void);
+void
+ms_ttl_stop(void);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * mongoq-test-server storage: databases -> collections -> records, each collection with its
+ * ordered indexes (skip lists keyed by the compound key, then the record id). Everything here
+ * runs under the storage lock (ms_store_lock). Documents are immutable and reference-counted so
+ * a transaction's snapshot can share them with the live collection.
+ */
+#ifndef MS_STORE_PRIVATE_H
+#define MS_STORE_PRIVATE_H
+
+#include "server-private.h"
+
+/* ---- documents --------------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t refs;
+    uint32_t len;
+    uint8_t data[];
+} ms_doc_t;
+
+ms_doc_t *
+ms_doc_new(const bson_t *b);
+ms_doc_t *
+ms_doc_ref(ms_doc_t *d);
+void
+ms_doc_unref(ms_doc_t *d);
+/* A read-only bson_t over the document's bytes (valid while d is referenced). */
+void
+ms_doc_view(const ms_doc_t *d, bson_t *out);
+
+/* ---- records and collections ------------------------------------------------------------ */
+
+typedef struct ms_rec_t {
+    ms_doc_t *doc;
+    int64_t recid;
+    uint64_t seq; /* global commit sequence of the last write (transaction conflicts) */
+    struct ms_rec_t *prev, *next;
+} ms_rec_t;
+
+typedef struct ms_ientry_t ms_ientry_t;
+
+typedef struct {
+    char *name;
+    bson_t *spec; /* as listIndexes shows it: {v: 2, key, name, unique, ...} */
+    bson_t *key;
+    size_t nfields;
+    char **paths;
+    int *dirs;
+    bool unique;
+    bool sparse;
+    ms_matcher_t *partial; /* partialFilterExpression, or NULL */
+    bool has_ttl;
+    int64_t expire_after_secs;
+    bool multikey; /* some document had an array on a key path: not used for planning */
+    /* skip list */
+    ms_ientry_t *head;
+    int level;
+    size_t len;
+    uint64_t rng;
+} ms_index_t;
+
+typedef struct ms_coll_t {
+    char *db;
+    char *name;
+    char *ns;
+    bson_t *options;
+    uint8_t uuid[16];
+    ms_rec_t *head, *tail;
+    size_t count;
+    ms_index_t **indexes; /* [0] is _id_ */
+    size_t nindexes;
+    int64_t next_recid;
+    struct ms_coll_t *next;
+} ms_coll_t;
+
+typedef struct ms_db_t {
+    char *name;
+    ms_coll_t *colls;
+    struct ms_db_t *next;
+} ms_db_t;
+
+/* The live databases (under the storage lock). */
+ms_db_t *
+ms_store_dbs(void);
+ms_coll_t *
+ms_store_coll(const char *db, const char *coll);
+/* Creates db.coll (must not exist) with options (may be NULL). */
+ms_coll_t *
+ms_store_create_coll(const char *db, const char *coll, const bson_t *options);
+void
+ms_store_drop_coll(ms_coll_t *c);
+/* Drops every collection of db (the database disappears with its last collection). */
+void
+ms_store_drop_db(const char *db);
+/* Global commit sequence: the next value. */
+uint64_t
+ms_store_next_seq(void);
+uint64_t
+ms_store_current_seq(void);
+
+/* Validates a collection name for creation: InvalidNamespace 73. */
+bool
+ms_valid_coll_name(const char *db, const char *coll, bson_error_t *error);
+bool
+ms_valid_db_name(const char *db, bson_error_t *error);
+
+ms_coll_t *
+ms_coll_new(const char *db, const char *name, const bson_t *options);
+void
+ms_coll_destroy(ms_coll_t *c);
+/* A private copy sharing the documents, with the same indexes (a transaction's snapshot). */
+ms_coll_t *
+ms_coll_clone(const ms_coll_t *c);
+/* Inserts doc (a reference is taken); unique violations fail with 11000 and leave c as it was. */
+bool
+ms_coll_insert(ms_coll_t *c, ms_doc_t *doc, ms_rec_t **out, bson_error_t *error);
+bool
+ms_coll_replace(ms_coll_t *c, ms_rec_t *rec, ms_doc_t *doc, bson_error_t *error);
+void
+ms_coll_remove(ms_coll_t *c, ms_rec_t *rec);
+ms_rec_t *
+ms_coll_find_id(const ms_coll_t *c, const bson_value_t *id);
+ms_index_t *
+ms_coll_index_by_name(const ms_coll_t *c, const char *name);
+/* Adds a built index (unique violations among existing documents fail with 11000). */
+bool
+ms_coll_add_index(ms_coll_t *c, ms_index_t *ix, bson_error_t *error);
+void
+ms_coll_drop_index(ms_coll_t *c, ms_index_t *ix);
+
+/* ---- indexes (index.c) ------------------------------------------------------------------- */
+
+/* Validates a createIndexes spec; builds an empty index. ns for messages. */
+ms_index_t *
+ms_index_new(const bson_t *spec, bson_error_t *error);
+void
+ms_index_destroy(ms_index_t *ix);
+/* Whether two specs describe the same index (key and options that matter). */
+bool
+ms_index_same_options(const ms_index_t *a, const ms_index_t *b);
+/* Fails with 11000 if doc would violate ix's uniqueness (ignoring self). */
+bool
+ms_index_check(ms_index_t *ix, const ms_coll_t *c, const ms_doc_t *doc, const ms_rec_t *self,
+               bson_error_t *error);
+/* Adds/removes rec's entries (rec->doc must be the document they were computed from). */
+bool
+ms_index_add(ms_index_t *ix, ms_rec_t *rec, bson_error_t *error);
+void
+ms_index_remove(ms_index_t *ix, ms_rec_t *rec);
+/* Key values of a document for a single-key index lookup (e.g. _id). */
+ms_rec_t *
+ms_index_find_exact(const ms_index_t *ix, const bson_value_t *keys);
+
+/* Index scans for the planner: first entry >= bound on n fields (> when after; n 0: first). */
+ms_ientry_t *
+ms_index_seek(const ms_index_t *ix, const bson_value_t *bound, size_t n, bool after);
+ms_ientry_t *
+ms_index_last(const ms_index_t *ix);
+ms_ientry_t *
+ms_ientry_next(const ms_ientry_t *e, bool backward);
+const bson_value_t *
+ms_ientry_keys(const ms_ientry_t *e);
+ms_rec_t *
+ms_ientry_rec(const ms_ientry_t *e);
+
+/* Key pattern as a string "a_1_b_-1" (default index names). Caller frees. */
+char *
+ms_index_default_name(const bson_t *key);
+
+/* The duplicate-key details of the last 11000 on this thread: {keyPattern, keyValue}. */
+const bson_t *
+ms_dup_key_info(void);
+
+/* ---- queries (query.c) ----------------------------------------------------------------- */
+
+typedef struct {
+    ms_rec_t **recs;
+    size_t len;
+    size_t cap;
+} ms_recvec_t;
+
+void
+ms_recvec_destroy(ms_recvec_t *v);
+
+typedef struct {
+    const bson_t *filter; /* may be NULL: everything */
+    const bson_t *sort;   /* may be NULL or empty */
+    const bson_value_t *hint; /* may be NULL */
+    int64_t skip;
+    int64_t limit; /* 0: none */
+    const ms_ctx_t *ctx;
+} ms_query_t;
+
+typedef struct {
+    const ms_index_t *index; /* NULL: collection scan */
+    bool backward;
+    bool in_memory_sort;
+    size_t eq_fields;
+    bool has_range;
+    int64_t keys_examined;
+    int64_t docs_examined;
+} ms_plan_t;
+
+/* Runs q over c: the matching records in order, after skip and limit. */
+bool
+ms_query_exec(const ms_coll_t *c, const ms_query_t *q, ms_recvec_t *out, ms_plan_t *plan,
+              bson_error_t *error);
+/* queryPlanner.winningPlan for a plan. */
+void
+ms_plan_describe(const ms_plan_t *plan, const ms_query_t *q, bson_t *out);
+
+/* ---- write context: live store or transaction (write.c) ---------------------------------- */
+
+typedef struct {
+    ms_txn_t *txn; /* NULL: writes go to the live store and the oplog */
+    const char *db;
+    ms_op_t *ops; /* live writes to hand to ms_oplog_commit */
+    bson_t **owned;
+    size_t nops;
+    size_t cap;
+    size_t nowned;
+    size_t owned_cap;
+} ms_wctx_t;
+
+void
+ms_wctx_init(ms_wctx_t *w, ms_cmd_t *c);
+/*
+ * The collection to read or write: the live one, or the transaction's snapshot of it.
+ * create: make it (implicitly, as insert and upsert do) when missing. NULL when missing.
+ */
+ms_coll_t *
+ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error);
+bool
+ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *error);
+bool
+ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc, bool is_replacement,
+                bson_error_t *error);
+bool
+ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error);
+/* Records a non-document op (create, drop, index) for the oplog. */
+void
+ms_wctx_log(ms_wctx_t *w, ms_op_type_t type, const char *coll, const bson_t *spec);
+/* Hands the live writes to the oplog. */
+bool
+ms_wctx_commit(ms_wctx_t *w, bson_error_t *error);
+void
+ms_wctx_destroy(ms_wctx_t *w);
+
+/* ---- sessions and transactions (session.c) ---------------------------------------------- */
+
+/*
+ * Called before any live change to db.coll (coll NULL: the whole database): every active
+ * transaction that has not seen it yet takes its snapshot now, and transactions that wrote a
+ * document this write touches (id non-NULL) are aborted with WriteConflict.
+ */
+void
+ms_txn_before_live_write(const char *db, const char *coll, const bson_value_t *id);
+/* A transaction's snapshot of db.coll (taken on first use); *exists false when missing. */
+ms_coll_t *
+ms_txn_view(ms_txn_t *txn, const char *db, const char *coll, bool create, bson_error_t *error);
+/* Conflict check and bookkeeping before a transaction writes the document with id. */
+bool
+ms_txn_before_write(ms_txn_t *txn, const char *ns, const bson_value_t *id, bson_error_t *error);
+/* Records a transaction's operation, applied to the live store at commit. */
+void
+ms_txn_record(ms_txn_t *txn, ms_op_type_t type, const char *db, const char *coll,
+              const bson_value_t *id, const bson_t *doc, const bson_t *spec);
+
+/* Session bookkeeping around a command (under the storage lock). */
+bool
+ms_session_begin(ms_cmd_t *c, bool *replayed, bson_t *reply, bson_error_t *error);
+void
+ms_session_end(ms_cmd_t *c, bool ok, const bson_t *reply);
+void
+ms_session_end_sessions(const bson_t *ids);
+
+#endif

@@ -1,0 +1,558 @@
+/*
+ * Databases, collections and records. One global mutex makes every command atomic; documents
+ * are immutable, reference-counted byte strings so snapshots can share them.
+ */
+#include "store-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t store_mu = PTHREAD_MUTEX_INITIALIZER;
+static ms_db_t *dbs;
+static uint64_t commit_seq;
+
+void
+ms_store_init(void)
+{
+}
+
+void
+ms_store_lock(void)
+{
+    pthread_mutex_lock(&store_mu);
+}
+
+void
+ms_store_unlock(void)
+{
+    pthread_mutex_unlock(&store_mu);
+}
+
+uint64_t
+ms_store_next_seq(void)
+{
+    return ++commit_seq;
+}
+
+uint64_t
+ms_store_current_seq(void)
+{
+    return commit_seq;
+}
+
+/* ---- documents --------------------------------------------------------------------------- */
+
+ms_doc_t *
+ms_doc_new(const bson_t *b)
+{
+    ms_doc_t *d = bson_malloc(sizeof *d + b->len);
+    d->refs = 1;
+    d->len = b->len;
+    memcpy(d->data, bson_get_data(b), b->len);
+    return d;
+}
+
+ms_doc_t *
+ms_doc_ref(ms_doc_t *d)
+{
+    d->refs++;
+    return d;
+}
+
+void
+ms_doc_unref(ms_doc_t *d)
+{
+    if (d && --d->refs == 0) {
+        bson_free(d);
+    }
+}
+
+void
+ms_doc_view(const ms_doc_t *d, bson_t *out)
+{
+    bson_init_static(out, d->data, d->len);
+}
+
+/* ---- names ------------------------------------------------------------------------------ */
+
+bool
+ms_valid_db_name(const char *db, bson_error_t *error)
+{
+    if (!*db || strlen(db) >= 64 || strpbrk(db, "/\\. \"$*<>:|?")) {
+        return ms_set_error(error, 73, "Invalid database name: '%s'", db);
+    }
+    return true;
+}
+
+bool
+ms_valid_coll_name(const char *db, const char *coll, bson_error_t *error)
+{
+    if (!ms_valid_db_name(db, error)) {
+        return false;
+    }
+    if (!*coll || strchr(coll, '$') || coll[0] == '.') {
+        return ms_set_error(error, 73, "Invalid collection name: %s", coll);
+    }
+    if (strncmp(coll, "system.", 7) == 0) {
+        return ms_set_error(error, 73, "Invalid system namespace: %s.%s", db, coll);
+    }
+    if (strlen(db) + 1 + strlen(coll) > 255) {
+        return ms_set_error(error, 73, "Fully qualified namespace is too long. Namespace: %s.%s "
+                                       "Max: 255", db, coll);
+    }
+    return true;
+}
+
+/* ---- collections ------------------------------------------------------------------------ */
+
+static ms_index_t *
+id_index(void)
+{
+    bson_t spec = BSON_INITIALIZER;
+    bson_t key;
+    BSON_APPEND_INT32(&spec, "v", 2);
+    BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
+    BSON_APPEND_INT32(&key, "_id", 1);
+    bson_append_document_end(&spec, &key);
+    BSON_APPEND_UTF8(&spec, "name", "_id_");
+    ms_index_t *ix = ms_index_new(&spec, NULL);
+    BSON_ASSERT(ix);
+    ix->unique = true;
+    bson_destroy(&spec);
+    return ix;
+}
+
+static ms_coll_t *
+coll_alloc(const char *db, const char *name, const bson_t *options)
+{
+    ms_coll_t *c = bson_malloc0(sizeof *c);
+    c->db = bson_strdup(db);
+    c->name = bson_strdup(name);
+    c->ns = bson_strdup_printf("%s.%s", db, name);
+    c->options = options ? bson_copy(options) : bson_new();
+    for (size_t i = 0; i < sizeof c->uuid; i++) {
+        c->uuid[i] = (uint8_t)(rand() & 0xFF);
+    }
+    c->uuid[6] = (uint8_t)((c->uuid[6] & 0x0F) | 0x40);
+    c->uuid[8] = (uint8_t)((c->uuid[8] & 0x3F) | 0x80);
+    return c;
+}
+
+ms_coll_t *
+ms_coll_new(const char *db, const char *name, const bson_t *options)
+{
+    ms_coll_t *c = coll_alloc(db, name, options);
+    c->indexes = bson_malloc(sizeof *c->indexes);
+    c->indexes[0] = id_index();
+    c->nindexes = 1;
+    return c;
+}
+
+void
+ms_coll_destroy(ms_coll_t *c)
+{
+    if (!c) {
+        return;
+    }
+    for (size_t i = 0; i < c->nindexes; i++) {
+        ms_index_destroy(c->indexes[i]);
+    }
+    bson_free(c->indexes);
+    for (ms_rec_t *r = c->head, *next; r; r = next) {
+        next = r->next;
+        ms_doc_unref(r->doc);
+        bson_free(r);
+    }
+    bson_destroy(c->options);
+    bson_free(c->db);
+    bson_free(c->name);
+    bson_free(c->ns);
+    bson_free(c);
+}
+
+static ms_rec_t *
+append_rec(ms_coll_t *c, ms_doc_t *doc, int64_t recid, uint64_t seq)
+{
+    ms_rec_t *r = bson_malloc0(sizeof *r);
+    r->doc = doc;
+    r->recid = recid;
+    r->seq = seq;
+    r->prev = c->tail;
+    if (c->tail) {
+        c->tail->next = r;
+    } else {
+        c->head = r;
+    }
+    c->tail = r;
+    c->count++;
+    return r;
+}
+
+ms_coll_t *
+ms_coll_clone(const ms_coll_t *src)
+{
+    ms_coll_t *c = coll_alloc(src->db, src->name, src->options);
+    memcpy(c->uuid, src->uuid, sizeof c->uuid);
+    c->next_recid = src->next_recid;
+    c->indexes = bson_malloc(sizeof *c->indexes * (src->nindexes ? src->nindexes : 1));
+    for (size_t i = 0; i < src->nindexes; i++) {
+        c->indexes[i] = ms_index_new(src->indexes[i]->spec, NULL);
+        BSON_ASSERT(c->indexes[i]);
+        c->indexes[i]->unique = src->indexes[i]->unique;
+    }
+    c->nindexes = src->nindexes;
+    for (ms_rec_t *r = src->head; r; r = r->next) {
+        ms_rec_t *copy = append_rec(c, ms_doc_ref(r->doc), r->recid, r->seq);
+        for (size_t i = 0; i < c->nindexes; i++) {
+            bool ok = ms_index_add(c->indexes[i], copy, NULL);
+            BSON_ASSERT(ok);
+        }
+    }
+    return c;
+}
+
+static void
+unlink_rec(ms_coll_t *c, ms_rec_t *r)
+{
+    if (r->prev) {
+        r->prev->next = r->next;
+    } else {
+        c->head = r->next;
+    }
+    if (r->next) {
+        r->next->prev = r->prev;
+    } else {
+        c->tail = r->prev;
+    }
+    c->count--;
+}
+
+bool
+ms_coll_insert(ms_coll_t *c, ms_doc_t *doc, ms_rec_t **out, bson_error_t *error)
+{
+    for (size_t i = 0; i < c->nindexes; i++) {
+        if (!ms_index_check(c->indexes[i], c, doc, NULL, error)) {
+            return false;
+        }
+    }
+    ms_rec_t *r = append_rec(c, ms_doc_ref(doc), ++c->next_recid, 0);
+    for (size_t i = 0; i < c->nindexes; i++) {
+        if (!ms_index_add(c->indexes[i], r, error)) {
+            /* Only parallel arrays can fail here: undo what was added. */
+            for (size_t j = 0; j < i; j++) {
+                ms_index_remove(c->indexes[j], r);
+            }
+            unlink_rec(c, r);
+            ms_doc_unref(r->doc);
+            bson_free(r);
+            return false;
+        }
+    }
+    if (out) {
+        *out = r;
+    }
+    return true;
+}
+
+bool
+ms_coll_replace(ms_coll_t *c, ms_rec_t *rec, ms_doc_t *doc, bson_error_t *error)
+{
+    for (size_t i = 0; i < c->nindexes; i++) {
+        if (!ms_index_check(c->indexes[i], c, doc, rec, error)) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < c->nindexes; i++) {
+        ms_index_remove(c->indexes[i], rec);
+    }
+    ms_doc_t *old = rec->doc;
+    rec->doc = ms_doc_ref(doc);
+    size_t added = 0;
+    bool ok = true;
+    for (; added < c->nindexes && ok; added++) {
+        ok = ms_index_add(c->indexes[added], rec, error);
+    }
+    if (!ok) {
+        /* Put the old document back exactly as it was. */
+        for (size_t j = 0; j + 1 < added; j++) {
+            ms_index_remove(c->indexes[j], rec);
+        }
+        ms_doc_unref(rec->doc);
+        rec->doc = old;
+        for (size_t j = 0; j < c->nindexes; j++) {
+            ms_index_add(c->indexes[j], rec, NULL);
+        }
+        return false;
+    }
+    ms_doc_unref(old);
+    return true;
+}
+
+void
+ms_coll_remove(ms_coll_t *c, ms_rec_t *rec)
+{
+    for (size_t i = 0; i < c->nindexes; i++) {
+        ms_index_remove(c->indexes[i], rec);
+    }
+    unlink_rec(c, rec);
+    ms_doc_unref(rec->doc);
+    bson_free(rec);
+}
+
+ms_rec_t *
+ms_coll_find_id(const ms_coll_t *c, const bson_value_t *id)
+{
+    return ms_index_find_exact(c->indexes[0], id);
+}
+
+ms_index_t *
+ms_coll_index_by_name(const ms_coll_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nindexes; i++) {
+        if (strcmp(c->indexes[i]->name, name) == 0) {
+            return c->indexes[i];
+        }
+    }
+    return NULL;
+}
+
+bool
+ms_coll_add_index(ms_coll_t *c, ms_index_t *ix, bson_error_t *error)
+{
+    for (ms_rec_t *r = c->head; r; r = r->next) {
+        if (!ms_index_check(ix, c, r->doc, r, error) || !ms_index_add(ix, r, error)) {
+            return false;
+        }
+    }
+    c->indexes = bson_realloc(c->indexes, sizeof *c->indexes * (c->nindexes + 1));
+    c->indexes[c->nindexes++] = ix;
+    return true;
+}
+
+void
+ms_coll_drop_index(ms_coll_t *c, ms_index_t *ix)
+{
+    for (size_t i = 0; i < c->nindexes; i++) {
+        if (c->indexes[i] == ix) {
+            memmove(&c->indexes[i], &c->indexes[i + 1],
+                    sizeof *c->indexes * (c->nindexes - i - 1));
+            c->nindexes--;
+            break;
+        }
+    }
+    ms_index_destroy(ix);
+}
+
+/* ---- databases --------------------------------------------------------------------------- */
+
+ms_db_t *
+ms_store_dbs(void)
+{
+    return dbs;
+}
+
+static ms_db_t *
+find_db(const char *name)
+{
+    for (ms_db_t *d = dbs; d; d = d->next) {
+        if (strcmp(d->name, name) == 0) {
+            return d;
+        }
+    }
+    return NULL;
+}
+
+ms_coll_t *
+ms_store_coll(const char *db, const char *coll)
+{
+    ms_db_t *d = find_db(db);
+    for (ms_coll_t *c = d ? d->colls : NULL; c; c = c->next) {
+        if (strcmp(c->name, coll) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+ms_coll_t *
+ms_store_create_coll(const char *db, const char *coll, const bson_t *options)
+{
+    ms_db_t *d = find_db(db);
+    if (!d) {
+        d = bson_malloc0(sizeof *d);
+        d->name = bson_strdup(db);
+        d->next = dbs;
+        dbs = d;
+    }
+    ms_coll_t *c = ms_coll_new(db, coll, options);
+    /* Append so listCollections shows creation order. */
+    ms_coll_t **tail = &d->colls;
+    while (*tail) {
+        tail = &(*tail)->next;
+    }
+    *tail = c;
+    return c;
+}
+
+static void
+remove_db_if_empty(const char *db)
+{
+    for (ms_db_t **p = &dbs; *p; p = &(*p)->next) {
+        if (strcmp((*p)->name, db) == 0) {
+            if (!(*p)->colls) {
+                ms_db_t *d = *p;
+                *p = d->next;
+                bson_free(d->name);
+                bson_free(d);
+            }
+            return;
+        }
+    }
+}
+
+void
+ms_store_drop_coll(ms_coll_t *c)
+{
+    ms_db_t *d = find_db(c->db);
+    if (!d) {
+        return;
+    }
+    for (ms_coll_t **p = &d->colls; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    char *db = bson_strdup(c->db);
+    ms_coll_destroy(c);
+    remove_db_if_empty(db);
+    bson_free(db);
+}
+
+void
+ms_store_drop_db(const char *db)
+{
+    ms_db_t *d = find_db(db);
+    while (d && d->colls) {
+        ms_coll_t *c = d->colls;
+        d->colls = c->next;
+        ms_coll_destroy(c);
+    }
+    remove_db_if_empty(db);
+}
+
+/* ---- the oplog's side: replay and lookups ------------------------------------------------ */
+
+static bool
+replay_doc_op(const ms_op_t *op, bson_error_t *error)
+{
+    ms_coll_t *c = ms_store_coll(op->db, op->coll);
+    if (!c) {
+        c = ms_store_create_coll(op->db, op->coll, NULL);
+    }
+    bson_iter_t it;
+    bson_value_t id = {0};
+    if (op->document_key && bson_iter_init_find(&it, op->document_key, "_id")) {
+        id = *bson_iter_value(&it);
+    }
+    ms_rec_t *rec = id.value_type ? ms_coll_find_id(c, &id) : NULL;
+    if (op->type == MS_OP_DELETE) {
+        if (rec) {
+            ms_coll_remove(c, rec);
+        }
+        return true;
+    }
+    if (!op->full_document) {
+        return ms_set_error(error, 2, "journal entry without a document");
+    }
+    ms_doc_t *doc = ms_doc_new(op->full_document);
+    bool ok = rec ? ms_coll_replace(c, rec, doc, error) : ms_coll_insert(c, doc, &rec, error);
+    if (ok) {
+        rec->seq = ms_store_next_seq();
+    }
+    ms_doc_unref(doc);
+    return ok;
+}
+
+static bool
+replay_index_op(const ms_op_t *op, bson_error_t *error)
+{
+    ms_coll_t *c = ms_store_coll(op->db, op->coll);
+    bson_iter_t it;
+    if (!op->spec || !bson_iter_init_find(&it, op->spec, "name") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        return ms_set_error(error, 2, "journal index entry without a name");
+    }
+    const char *name = bson_iter_utf8(&it, NULL);
+    if (op->type == MS_OP_DROP_INDEX) {
+        ms_index_t *ix = c ? ms_coll_index_by_name(c, name) : NULL;
+        if (ix && ix != c->indexes[0]) {
+            ms_coll_drop_index(c, ix);
+        }
+        return true;
+    }
+    if (!c) {
+        c = ms_store_create_coll(op->db, op->coll, NULL);
+    }
+    if (ms_coll_index_by_name(c, name)) {
+        return true;
+    }
+    ms_index_t *ix = ms_index_new(op->spec, error);
+    if (!ix) {
+        return false;
+    }
+    if (!ms_coll_add_index(c, ix, error)) {
+        ms_index_destroy(ix);
+        return false;
+    }
+    return true;
+}
+
+bool
+ms_store_replay(const ms_op_t *op, bson_error_t *error)
+{
+    ms_coll_t *c;
+    switch (op->type) {
+    case MS_OP_INSERT:
+    case MS_OP_UPDATE:
+    case MS_OP_REPLACE:
+    case MS_OP_DELETE:
+        return replay_doc_op(op, error);
+    case MS_OP_CREATE:
+        if (!ms_store_coll(op->db, op->coll)) {
+            ms_store_create_coll(op->db, op->coll, op->spec);
+        }
+        return true;
+    case MS_OP_DROP:
+        c = ms_store_coll(op->db, op->coll);
+        if (c) {
+            ms_store_drop_coll(c);
+        }
+        return true;
+    case MS_OP_DROP_DATABASE:
+        ms_store_drop_db(op->db);
+        return true;
+    case MS_OP_CREATE_INDEX:
+    case MS_OP_DROP_INDEX:
+        return replay_index_op(op, error);
+    }
+    return ms_set_error(error, 2, "unknown journal operation %d", (int)op->type);
+}
+
+bool
+ms_store_lookup(const char *db, const char *coll, const bson_value_t *id, bson_t *out)
+{
+    bool found = false;
+    ms_store_lock();
+    ms_coll_t *c = ms_store_coll(db, coll);
+    ms_rec_t *rec = c ? ms_coll_find_id(c, id) : NULL;
+    if (rec) {
+        bson_t view;
+        ms_doc_view(rec->doc, &view);
+        bson_copy_to(&view, out);
+        found = true;
+    } else {
+        bson_init(out);
+    }
+    ms_store_unlock();
+    return found;
+}

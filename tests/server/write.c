@@ -1,0 +1,232 @@
+/*
+ * The write context: one command's writes, either to the live store (recorded for the oplog and
+ * committed by ms_wctx_commit before the reply) or to a transaction's snapshot (recorded in the
+ * transaction and applied to the live store at commitTransaction).
+ */
+#include "store-private.h"
+
+#include <string.h>
+
+void
+ms_wctx_init(ms_wctx_t *w, ms_cmd_t *c)
+{
+    memset(w, 0, sizeof *w);
+    w->txn = c ? c->txn : NULL;
+    w->db = c ? c->db : NULL;
+}
+
+static bson_t *
+own(ms_wctx_t *w, const bson_t *b)
+{
+    if (!b) {
+        return NULL;
+    }
+    if (w->nowned == w->owned_cap) {
+        w->owned_cap = w->owned_cap ? w->owned_cap * 2 : 16;
+        w->owned = bson_realloc(w->owned, sizeof *w->owned * w->owned_cap);
+    }
+    bson_t *copy = bson_copy(b);
+    w->owned[w->nowned++] = copy;
+    return copy;
+}
+
+static char *
+own_str(ms_wctx_t *w, const char *s)
+{
+    if (!s) {
+        return NULL;
+    }
+    /* Strings ride in a tiny document so one owner list frees everything. */
+    bson_t tmp = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&tmp, "s", s);
+    bson_t *b = own(w, &tmp);
+    bson_destroy(&tmp);
+    bson_iter_t it;
+    bson_iter_init_find(&it, b, "s");
+    return (char *)bson_iter_utf8(&it, NULL);
+}
+
+static void
+log_op(ms_wctx_t *w, ms_op_type_t type, const char *db, const char *coll, const bson_t *key,
+       const bson_t *full, const bson_t *desc, const bson_t *spec)
+{
+    if (w->nops == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->ops = bson_realloc(w->ops, sizeof *w->ops * w->cap);
+    }
+    ms_op_t *op = &w->ops[w->nops++];
+    op->type = type;
+    op->db = own_str(w, db);
+    op->coll = own_str(w, coll);
+    op->document_key = own(w, key);
+    op->full_document = own(w, full);
+    op->update_description = own(w, desc);
+    op->spec = own(w, spec);
+}
+
+static void
+id_key(const bson_t *doc, bson_t *key, bson_value_t *id)
+{
+    bson_iter_t it;
+    bson_init(key);
+    memset(id, 0, sizeof *id);
+    if (bson_iter_init_find(&it, doc, "_id")) {
+        *id = *bson_iter_value(&it);
+        bson_append_value(key, "_id", 3, id);
+    }
+}
+
+void
+ms_wctx_log(ms_wctx_t *w, ms_op_type_t type, const char *coll, const bson_t *spec)
+{
+    log_op(w, type, w->db, coll, NULL, NULL, NULL, spec);
+}
+
+ms_coll_t *
+ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error)
+{
+    if (w->txn) {
+        return ms_txn_view(w->txn, w->db, coll, create, error);
+    }
+    ms_coll_t *c = ms_store_coll(w->db, coll);
+    if (c || !create) {
+        if (!c) {
+            ms_set_error(error, 26, "ns not found");
+        }
+        return c;
+    }
+    if (!ms_valid_coll_name(w->db, coll, error)) {
+        return NULL;
+    }
+    ms_txn_before_live_write(w->db, coll, NULL);
+    c = ms_store_create_coll(w->db, coll, NULL);
+    bson_t spec = BSON_INITIALIZER;
+    log_op(w, MS_OP_CREATE, w->db, coll, NULL, NULL, NULL, &spec);
+    bson_destroy(&spec);
+    return c;
+}
+
+bool
+ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *error)
+{
+    bson_t key;
+    bson_value_t id;
+    bool ok = false;
+    id_key(doc, &key, &id);
+    if (w->txn) {
+        if (!ms_txn_before_write(w->txn, c->ns, &id, error)) {
+            goto done;
+        }
+    } else {
+        ms_txn_before_live_write(c->db, c->name, &id);
+    }
+    ms_doc_t *d = ms_doc_new(doc);
+    ms_rec_t *rec = NULL;
+    ok = ms_coll_insert(c, d, &rec, error);
+    ms_doc_unref(d);
+    if (!ok) {
+        goto done;
+    }
+    if (w->txn) {
+        ms_txn_record(w->txn, MS_OP_INSERT, c->db, c->name, &id, doc, NULL);
+    } else {
+        rec->seq = ms_store_next_seq();
+        log_op(w, MS_OP_INSERT, c->db, c->name, &key, doc, NULL, NULL);
+    }
+done:
+    bson_destroy(&key);
+    return ok;
+}
+
+bool
+ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
+                bool is_replacement, bson_error_t *error)
+{
+    bson_t key, before, desc = BSON_INITIALIZER;
+    bson_value_t id;
+    bool ok = false;
+    ms_doc_t *old = ms_doc_ref(rec->doc);
+    ms_doc_view(old, &before);
+    id_key(&before, &key, &id);
+    if (w->txn ? !ms_txn_before_write(w->txn, c->ns, &id, error) : false) {
+        goto done;
+    }
+    if (!w->txn) {
+        ms_txn_before_live_write(c->db, c->name, &id);
+    }
+    ms_doc_t *d = ms_doc_new(doc);
+    ok = ms_coll_replace(c, rec, d, error);
+    ms_doc_unref(d);
+    if (!ok) {
+        goto done;
+    }
+    ms_op_type_t type = is_replacement ? MS_OP_REPLACE : MS_OP_UPDATE;
+    if (w->txn) {
+        ms_txn_record(w->txn, type, c->db, c->name, &id, doc, NULL);
+    } else {
+        rec->seq = ms_store_next_seq();
+        if (!is_replacement) {
+            bson_destroy(&desc);
+            ms_update_description(&before, doc, &desc);
+        }
+        log_op(w, type, c->db, c->name, &key, doc, is_replacement ? NULL : &desc, NULL);
+    }
+done:
+    ms_doc_unref(old);
+    bson_destroy(&desc);
+    bson_destroy(&key);
+    return ok;
+}
+
+bool
+ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error)
+{
+    bson_t key, before;
+    bson_value_t id;
+    bool ok = true;
+    ms_doc_t *old = ms_doc_ref(rec->doc);
+    ms_doc_view(old, &before);
+    id_key(&before, &key, &id);
+    if (w->txn) {
+        ok = ms_txn_before_write(w->txn, c->ns, &id, error);
+        if (ok) {
+            ms_txn_record(w->txn, MS_OP_DELETE, c->db, c->name, &id, NULL, NULL);
+        }
+    } else {
+        ms_txn_before_live_write(c->db, c->name, &id);
+        ms_store_next_seq();
+        log_op(w, MS_OP_DELETE, c->db, c->name, &key, NULL, NULL, NULL);
+    }
+    if (ok) {
+        ms_coll_remove(c, rec);
+    }
+    ms_doc_unref(old);
+    bson_destroy(&key);
+    return ok;
+}
+
+bool
+ms_wctx_commit(ms_wctx_t *w, bson_error_t *error)
+{
+    if (w->nops == 0) {
+        return true;
+    }
+    ms_optime_t t;
+    bool ok = ms_oplog_commit(w->ops, w->nops, &t, error);
+    if (!ok) {
+        ms_log("oplog commit failed: %s", error ? error->message : "?");
+    }
+    w->nops = 0;
+    return ok;
+}
+
+void
+ms_wctx_destroy(ms_wctx_t *w)
+{
+    for (size_t i = 0; i < w->nowned; i++) {
+        bson_destroy(w->owned[i]);
+    }
+    bson_free(w->owned);
+    bson_free(w->ops);
+    memset(w, 0, sizeof *w);
+}
