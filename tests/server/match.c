@@ -652,9 +652,34 @@ parse_filter(const bson_t *filter, bool top, bson_error_t *error)
     return and;
 }
 
+/* True when no document or array inside data nests deeper than limit (bounded recursion). */
+static bool
+depth_ok(const uint8_t *data, uint32_t len, int limit)
+{
+    bson_iter_t it;
+    if (limit <= 0) {
+        return false;
+    }
+    if (!bson_iter_init_from_data(&it, data, len)) {
+        return true;
+    }
+    while (bson_iter_next(&it)) {
+        const bson_value_t *v = bson_iter_value(&it);
+        if ((v->value_type == BSON_TYPE_DOCUMENT || v->value_type == BSON_TYPE_ARRAY) &&
+            !depth_ok(v->value.v_doc.data, v->value.v_doc.data_len, limit - 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 ms_matcher_t *
 ms_matcher_new(const bson_t *filter, bson_error_t *error)
 {
+    if (!depth_ok(bson_get_data(filter), filter->len, 100)) {
+        ms_set_error(error, 2, "exceeded maximum query tree depth of 100");
+        return NULL;
+    }
     node_t *root = parse_filter(filter, true, error);
     if (!root) {
         return NULL;
