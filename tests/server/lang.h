@@ -98,6 +98,13 @@ bool
 ms_project(const bson_t *projection, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
            bson_error_t *error);
 
+/*
+ * Validates a find/findAndModify projection without a document, so a bad projection fails
+ * even when nothing matches (as mongod does). Same errors as ms_project.
+ */
+bool
+ms_project_validate(const bson_t *projection, bson_error_t *error);
+
 /* ---- update ----------------------------------------------------------------------------- */
 
 typedef enum {

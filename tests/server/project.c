@@ -401,6 +401,12 @@ done:
 }
 
 bool
+ms_project_validate(const bson_t *projection, bson_error_t *error)
+{
+    return ms__project_validate(projection, MS_PROJ_FIND, error);
+}
+
+bool
 ms_project(const bson_t *projection, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
            bson_error_t *error)
 {

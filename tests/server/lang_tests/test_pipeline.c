@@ -167,6 +167,10 @@ Test(project, errors_as_mongod)
     cr_expect_eq(PR_err("{'a': 1, 'a.b': 1}", &err), 31249);
     cr_expect_eq(PR_err("{'a.b': 1, 'a': 1}", &err), 31250);
     cr_expect_eq(PR_err("{'a': {'$nosuch': 1}}", &err), 168);
+    cr_expect_not(ms_project_validate(J("{'a': 1, 'b': 0}"), &err));
+    cr_expect_eq(err.code, 31254);
+    cr_expect(ms_project_validate(J("{'a': 1, '_id': 0}"), &err));
+    cr_expect(ms_project_validate(J("{}"), &err));
 }
 
 /* ---- sort -------------------------------------------------------------------------------- */
