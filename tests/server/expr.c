@@ -1135,7 +1135,8 @@ op_array_elem_at(const char *name, bson_value_t *args, size_t n, bson_value_t *o
         return ms_set_error(error, 28691, "$arrayElemAt's second argument must be a numeric value representable as a 32-bit integral value");
     }
     int64_t len = (int64_t)array_len(&args[0]);
-    int64_t idx = (int64_t)d < 0 ? len + (int64_t)d : (int64_t)d;
+    int64_t at = ms__clamp_i64(d);
+    int64_t idx = at < 0 ? len + at : at;
     set_missing(out);
     if (idx >= 0 && idx < len) {
         char buf[16];
@@ -1370,15 +1371,20 @@ op_to_number(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
         return ms_set_error(error, 241, "Unsupported conversion from %s in $convert with no onError value",
                             ms__type_name(v->value_type));
     }
+    if (isnan(d) && strcmp(name, "$toDouble") != 0 && strcmp(name, "$toDecimal") != 0) {
+        return ms_set_error(error, 241,
+                            "Attempt to convert NaN value to integer type in $convert with no "
+                            "onError value");
+    }
     memset(out, 0, sizeof *out);
     if (strcmp(name, "$toDouble") == 0) {
         out->value_type = BSON_TYPE_DOUBLE;
         out->value.v_double = d;
     } else if (strcmp(name, "$toInt") == 0) {
         out->value_type = BSON_TYPE_INT32;
-        out->value.v_int32 = (int32_t)d;
+        out->value.v_int32 = (int32_t)(d > INT32_MAX ? INT32_MAX : d < INT32_MIN ? INT32_MIN : d);
     } else if (strcmp(name, "$toLong") == 0) {
-        set_int64(out, is_int(v) ? as_i64(v) : v->value_type == BSON_TYPE_DATE_TIME ? v->value.v_datetime : (int64_t)d);
+        set_int64(out, is_int(v) ? as_i64(v) : v->value_type == BSON_TYPE_DATE_TIME ? v->value.v_datetime : ms__clamp_i64(d));
     } else if (strcmp(name, "$toDecimal") == 0) {
         ms__double_value(d, true, out);
     } else { /* $toDate */
@@ -1386,7 +1392,7 @@ op_to_number(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
             return ms_set_error(error, 241, "Unsupported conversion from %s to date in $convert with no onError value",
                                 ms__type_name(v->value_type));
         }
-        set_date(out, is_int(v) ? as_i64(v) : v->value_type == BSON_TYPE_DATE_TIME ? v->value.v_datetime : (int64_t)d);
+        set_date(out, is_int(v) ? as_i64(v) : v->value_type == BSON_TYPE_DATE_TIME ? v->value.v_datetime : ms__clamp_i64(d));
     }
     return true;
 }

@@ -11,6 +11,9 @@
 
 bool
 ms__is_number(bson_type_t type);
+/* A double truncated to int64, saturating (NaN is 0): a plain cast of 1e300 is undefined. */
+int64_t
+ms__clamp_i64(double d);
 /* A number (any numeric type) as a double; 0 for other types. */
 double
 ms__num_as_double(const bson_value_t *v);

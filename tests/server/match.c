@@ -251,7 +251,7 @@ as_int64(const bson_value_t *v, int64_t *out)
     if (isnan(d) || isinf(d)) {
         return false;
     }
-    *out = v->value_type == BSON_TYPE_INT64 ? v->value.v_int64 : (int64_t)d;
+    *out = v->value_type == BSON_TYPE_INT64 ? v->value.v_int64 : ms__clamp_i64(d);
     return true;
 }
 

@@ -164,7 +164,7 @@ integral(const bson_value_t *arg, int64_t *n)
     if (!ms__is_number(arg->value_type) || isnan(d) || d != floor(d)) {
         return false;
     }
-    *n = arg->value_type == BSON_TYPE_INT64 ? arg->value.v_int64 : (int64_t)d;
+    *n = arg->value_type == BSON_TYPE_INT64 ? arg->value.v_int64 : ms__clamp_i64(d);
     return true;
 }
 

@@ -148,6 +148,10 @@ parse_field(proj_t *pj, pnode_t *into, const char *path, const bson_value_t *v,
 {
     const char *op;
     bool is_id = strcmp(path, "_id") == 0;
+    size_t plen = strlen(path);
+    if (plen >= 2 && strcmp(path + plen - 2, ".$") == 0) {
+        return ms_set_error(error, 2, "positional projection (%s) is not supported by the test server", path);
+    }
     if (v->value_type == BSON_TYPE_BOOL || ms__is_number(v->value_type)) {
         bool include = ms__value_truthy(v);
         if (is_id) {
@@ -564,6 +568,9 @@ ms_sort_validate(const bson_t *sort, bson_error_t *error)
         ms_path_t p;
         bool path_ok = ms__path_init(&p, key);
         ms__path_destroy(&p);
+        if (strcmp(key, "$natural") == 0 && ms__is_number(v->value_type) && fabs(d) == 1) {
+            continue; /* natural order: the command layer's scan order decides */
+        }
         if (!path_ok || key[0] == '$') {
             return ms_set_error(error, 40352, "FieldPath field names may not start with '$' or be empty: '%s'", key);
         }
@@ -577,7 +584,7 @@ ms_sort_validate(const bson_t *sort, bson_error_t *error)
             return false;
         }
         /* mongod truncates the number to an int first (numberInt), so 1.5 means 1 */
-        if (isnan(d) || ((int64_t)d != 1 && (int64_t)d != -1)) {
+        if (isnan(d) || fabs(d) < 1 || fabs(d) >= 2) {
             return ms_set_error(error, 15975,
                                 "$sort key ordering must be 1 (for ascending) or -1 (for "
                                 "descending)");
@@ -675,6 +682,9 @@ ms_sort_cmp(const bson_t *sort, const bson_t *a, const bson_t *b)
         return 0;
     }
     while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "$natural") == 0) {
+            continue;
+        }
         int dir = ms__num_as_double(bson_iter_value(&it)) < 0 ? -1 : 1; /* validated: +-1 */
         sort_key_t ka = {.dir = dir}, kb = {.dir = dir};
         key_walk_doc(&ka, &da, bson_iter_key(&it));

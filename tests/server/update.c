@@ -639,7 +639,7 @@ push_each(ms_node_t *arr, const bson_value_t *arg)
     ms_node_t *items = ms__node_from_value(&each);
     int64_t pos = (int64_t)arr->len;
     if (has_pos) {
-        int64_t p = (int64_t)ms__num_as_double(&position);
+        int64_t p = ms__clamp_i64(ms__num_as_double(&position));
         pos = p < 0 ? (int64_t)arr->len + p : p;
         pos = pos < 0 ? 0 : pos > (int64_t)arr->len ? (int64_t)arr->len : pos;
     }
@@ -666,7 +666,7 @@ push_each(ms_node_t *arr, const bson_value_t *arg)
         bson_destroy(&spec);
     }
     if (has_slice) {
-        int64_t s = (int64_t)ms__num_as_double(&slice);
+        int64_t s = ms__clamp_i64(ms__num_as_double(&slice));
         size_t keep = (size_t)(s < 0 ? -s : s);
         while (arr->len > keep) {
             ms__node_remove_at(arr, s < 0 ? 0 : arr->len - 1);

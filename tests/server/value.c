@@ -65,6 +65,21 @@ ms__is_number(bson_type_t type)
            type == BSON_TYPE_DECIMAL128;
 }
 
+int64_t
+ms__clamp_i64(double d)
+{
+    if (isnan(d)) {
+        return 0;
+    }
+    if (d >= 9223372036854775807.0) {
+        return INT64_MAX;
+    }
+    if (d <= -9223372036854775808.0) {
+        return INT64_MIN;
+    }
+    return (int64_t)d;
+}
+
 static double
 decimal_as_double(const bson_decimal128_t *dec)
 {
