@@ -41,6 +41,7 @@ typedef struct {
 
 struct ms_txn_t {
     int64_t number;
+    bson_t *lsid; /* {id: UUID} of its session, for the oplog */
     txn_state_t state;
     uint64_t snapshot_seq;
     txn_view_t *views;
@@ -121,6 +122,9 @@ txn_destroy(ms_txn_t *t)
 {
     if (t) {
         txn_end(t, TXN_ABORTED);
+        if (t->lsid) {
+            bson_destroy(t->lsid);
+        }
         bson_free(t);
     }
 }
@@ -301,6 +305,8 @@ txn_commit(ms_txn_t *t, bson_error_t *error)
     txn_deactivate(t);
     t->state = TXN_COMMITTING;
     ms_wctx_init(&w, NULL);
+    w.lsid = t->lsid;
+    w.txn_number = t->number;
     for (size_t i = 0; i < t->nops && ok; i++) {
         ok = apply_op(&w, &t->ops[i], error);
     }
@@ -338,6 +344,22 @@ find_session(const bson_value_t *lsid_id, bool create)
     return s;
 }
 
+static bson_t *
+lsid_doc(const ms_cmd_t *c)
+{
+    bson_iter_t it;
+    bson_t *doc = bson_new();
+    if (bson_iter_init_find(&it, c->cmd, "lsid") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        bson_t view;
+        bson_init_static(&view, data, len);
+        bson_concat(doc, &view);
+    }
+    return doc;
+}
+
 static bool
 begin_txn_statement(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply,
                     bson_error_t *error)
@@ -359,6 +381,7 @@ begin_txn_statement(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply,
         txn_destroy(s->txn);
         s->txn = bson_malloc0(sizeof *s->txn);
         s->txn->number = c->txn_number;
+        s->txn->lsid = lsid_doc(c);
         s->txn->snapshot_seq = ms_store_current_seq();
         s->txn->next_active = active_txns;
         active_txns = s->txn;

@@ -219,6 +219,8 @@ typedef struct {
     size_t cap;
     size_t nowned;
     size_t owned_cap;
+    const bson_t *lsid; /* a committing transaction's session, else NULL */
+    int64_t txn_number;
 } ms_wctx_t;
 
 void

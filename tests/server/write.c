@@ -55,7 +55,10 @@ log_op(ms_wctx_t *w, ms_op_type_t type, const char *db, const char *coll, const 
         w->ops = bson_realloc(w->ops, sizeof *w->ops * w->cap);
     }
     ms_op_t *op = &w->ops[w->nops++];
+    memset(op, 0, sizeof *op);
     op->type = type;
+    op->lsid = w->lsid;
+    op->txn_number = w->txn_number;
     op->db = own_str(w, db);
     op->coll = own_str(w, coll);
     op->document_key = own(w, key);
