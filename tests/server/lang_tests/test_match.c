@@ -207,3 +207,24 @@ Test(match, filter_range_for_index_selection)
     cr_expect_not(ms_filter_range(J("{'t': {'$not': {'$gt': 1}}}"), "t", &lo, &lo_inc, &has_lo, &hi,
                                   &hi_inc, &has_hi));
 }
+
+Test(match, deep_nesting_is_rejected_not_crashed)
+{
+    bson_t *filter = keep(bson_new());
+    bson_t *cur = bson_new();
+    BSON_APPEND_INT32(cur, "x", 1);
+    for (int i = 0; i < 150; i++) {
+        bson_t *wrap = bson_new();
+        bson_t arr;
+        bson_append_array_begin(wrap, "$and", 4, &arr);
+        bson_append_document(&arr, "0", 1, cur);
+        bson_append_array_end(wrap, &arr);
+        bson_destroy(cur);
+        cur = wrap;
+    }
+    bson_concat(filter, cur);
+    bson_destroy(cur);
+    bson_error_t err;
+    cr_expect_null(ms_matcher_new(filter, &err));
+    cr_expect_eq(err.code, 2);
+}

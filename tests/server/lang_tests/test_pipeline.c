@@ -210,6 +210,9 @@ Test(sort, validation)
     cr_expect_not(ms_sort_validate(J("{'a': 2}"), &err));
     cr_expect_eq(err.code, 15975);
     cr_expect_not(ms_sort_validate(J("{'a': 'asc'}"), &err));
+    cr_expect_eq(err.code, 15974);
+    cr_expect(ms_sort_validate(J("{'$natural': -1}"), &err));
+    cr_expect_not(ms_sort_validate(J("{'$foo': 1}"), &err));
 }
 
 /* ---- expressions ------------------------------------------------------------------------- */
@@ -327,4 +330,5 @@ Test(expr, errors_as_mongod)
     cr_expect_eq(E_err("{'v': {'$size': 1}}", &err), 17124);
     cr_expect_eq(E_err("{'v': '$$nosuchvar'}", &err), 17276);
     cr_expect_eq(E_err("{'v': {'$concat': ['a', 1]}}", &err), 16702);
+    cr_expect_eq(E_err("{'v': {'$toInt': {'$divide': [0.0, {'$literal': {'$numberDouble': 'NaN'}}]}}}", &err), 241);
 }

@@ -102,6 +102,7 @@ Test(update, errors_as_mongod)
     cr_expect_eq(U_err("{'v': {'_id': 2, 'x': 1}}", "{'_id': 1}", &err), 66);
     cr_expect_eq(U_err("{'v': {'x': 1, '$set': {'a': 1}}}", "{'_id': 1}", &err), 52);
     cr_expect_eq(U_err("{'v': 5}", "{'_id': 1}", &err), 9);
+    cr_expect_eq(U_err("{'v': {'$set': {'$x': 1}}}", "{'_id': 1}", &err), 52);
     cr_expect_eq(U_err("{'v': [{'$match': {}}]}", "{'_id': 1}", &err), 72);
     cr_expect_eq(U_err("{'v': [{'$bogus': {}}]}", "{'_id': 1}", &err), 40324);
     /* setting _id to its own value is allowed */
