@@ -13,8 +13,12 @@ ms_code_name(int code)
         return #name;
         MS_CODES(MS_NAME_CASE_)
 #undef MS_NAME_CASE_
-    default:
-        return "UnknownError";
+    default: {
+        /* mongod names codes without a name "Location<code>" (e.g. Location40324). */
+        static _Thread_local char name[32];
+        snprintf(name, sizeof name, "Location%d", code);
+        return name;
+    }
     }
 }
 
