@@ -20,16 +20,17 @@
 mongoq_message_t *
 mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t reason_len)
 {
-    mongoq__parsed_t parsed;
-    if (!mongoq__document_parse(doc, &parsed, reason, reason_len)) {
+    /* Parsed in place: parsed.payload is a static bson_t, which must not be copied by value
+     * (its buffer pointer points into the struct itself). */
+    mongoq_message_t *msg = bson_malloc0(sizeof *msg);
+    if (!mongoq__document_parse(doc, &msg->parsed, reason, reason_len)) {
+        bson_free(msg);
         return NULL;
     }
-    mongoq_message_t *msg = bson_malloc0(sizeof *msg);
     msg->queue = queue;
     msg->doc = doc;
-    msg->parsed = parsed;
     atomic_init(&msg->lease_lost, false);
-    atomic_init(&msg->lease_expires_at, parsed.lease_expires_at);
+    atomic_init(&msg->lease_expires_at, msg->parsed.lease_expires_at);
     return msg;
 }
 
