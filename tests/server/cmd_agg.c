@@ -201,6 +201,22 @@ static void
 explain_reply(const char *ns, const ms_plan_t *plan, const ms_query_t *q, const bson_t *command,
               bool exec_stats, int64_t n_returned, bson_t *reply);
 
+/* $changeStream anywhere but first: 40602 as mongod. */
+static bool
+change_stream_not_first(const bson_t *pipeline, bson_error_t *error)
+{
+    bson_iter_t it, stage;
+    bson_iter_init(&it, pipeline);
+    for (int i = 0; bson_iter_next(&it); i++) {
+        if (i > 0 && BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &stage) &&
+            bson_iter_next(&stage) && strcmp(bson_iter_key(&stage), "$changeStream") == 0) {
+            return ms_set_error(error, 40602, "$changeStream is only valid as the first stage in "
+                                "a pipeline");
+        }
+    }
+    return true;
+}
+
 MS_HANDLER(aggregate)
 {
     agg_args_t a;
@@ -208,7 +224,7 @@ MS_HANDLER(aggregate)
     ms_plan_t plan;
     const char *stage = NULL;
     bson_t arg;
-    if (!agg_parse(c, &a, error)) {
+    if (!agg_parse(c, &a, error) || !change_stream_not_first(&a.pipeline, error)) {
         return false;
     }
     if (first_stage(&a.pipeline, &stage, &arg) && strcmp(stage, "$changeStream") == 0) {

@@ -6,6 +6,7 @@
  */
 #include "store-private.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -526,6 +527,26 @@ apply_fail_point(ms_cmd_t *c, const char *raw_name, run_state_t *st, bson_error_
     return false;
 }
 
+/* MONGOQ_TEST_SERVER_TRACE=1 logs every command and reply (debugging aid). */
+static void
+trace(const bson_t *cmd, const bson_t *reply)
+{
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *v = getenv("MONGOQ_TEST_SERVER_TRACE");
+        enabled = v && *v && strcmp(v, "0") != 0;
+    }
+    if (!enabled) {
+        return;
+    }
+    char *a = bson_as_relaxed_extended_json(cmd, NULL);
+    char *b = bson_as_relaxed_extended_json(reply, NULL);
+    ms_log("cmd %.1500s", a ? a : "?");
+    ms_log("reply %.1500s", b ? b : "?");
+    bson_free(a);
+    bson_free(b);
+}
+
 void
 ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn)
 {
@@ -578,6 +599,7 @@ reply:
         }
     }
     append_cluster_time(reply);
+    trace(&req->cmd, reply);
     if (st.fp) {
         ms_failpoint_hit_destroy(&st.hit);
     }
