@@ -43,7 +43,7 @@ typedef struct {
     atomic_llong single_enqueues, batch_enqueues;
     atomic_bool failed;
     pthread_mutex_t error_mu;
-    char first_error[512];
+    char first_error[1024];
     int64_t deadline; /* mtest_now_ms */
 } load_t;
 
