@@ -31,6 +31,7 @@
 #define TIMER_MARGIN_MS 2      /* fire just after run_at: the claim checks run_at <= $$NOW */
 #define RECHECK_MS 100         /* fire once more in case the clock estimate was early */
 #define MAX_TOKEN_FAILURES 3   /* resuming failed this often: give the token up and rescan */
+#define SETTLE_WINDOW_MS 1000  /* an event's run_at this recent may not be due on $$NOW yet */
 #define POLL_SLACK_MS 2000     /* how wrong the clock estimate may be in a poll's index bound */
 
 typedef struct {
@@ -51,6 +52,14 @@ struct mongoq__waker_t {
     size_t n_timers;
     bool timers_dropped;  /* some run_at did not fit: ask the server once the list drains */
     bool need_next_run_at; /* the thread should query the next run_at */
+    /*
+     * Second chances for the latest events (0: none). A producer stamps run_at from its own
+     * estimate of the server clock, which may run a millisecond or so ahead of $$NOW: the claim
+     * right after the event then finds nothing. Waiters look again once the latest event's
+     * run_at has surely passed (+TIMER_MARGIN_MS, then +RECHECK_MS). Two scalars, not timers:
+     * O(1) however many events arrive.
+     */
+    int64_t settle_mono[2];
     int nwaiters;
     bool thread_started;
     pthread_t thread;
@@ -182,6 +191,35 @@ fire_timers_locked(mongoq__waker_t *w, int64_t now)
         pthread_cond_signal(&w->thread_cond);
     }
     bump_locked(w, MONGOQ__WAKE_TIMER);
+}
+
+/* The latest event's message (run_at on the server clock) may not be due yet: look again. */
+static void
+settle_after(mongoq__waker_t *w, int64_t run_at_ms)
+{
+    int64_t due = server_to_mono_ms(w, run_at_ms);
+    pthread_mutex_lock(&w->mu);
+    if (due + TIMER_MARGIN_MS > w->settle_mono[0]) {
+        w->settle_mono[0] = due + TIMER_MARGIN_MS;
+    }
+    if (due + RECHECK_MS > w->settle_mono[1]) {
+        w->settle_mono[1] = due + RECHECK_MS;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* True (and wakes everyone) when a second chance is due. */
+static bool
+fire_settle_locked(mongoq__waker_t *w, int64_t now)
+{
+    for (int i = 0; i < 2; i++) {
+        if (w->settle_mono[i] != 0 && w->settle_mono[i] <= now) {
+            w->settle_mono[i] = 0;
+            bump_locked(w, MONGOQ__WAKE_CHANGE_STREAM);
+            return true;
+        }
+    }
+    return false;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -476,10 +514,20 @@ handle_event(mongoq__waker_t *w, const bson_t *event)
     }
     const char *path = strcmp(op, "update") ? "fullDocument." MONGOQ__F_RUN_AT
                                             : "updateDescription.updatedFields." MONGOQ__F_RUN_AT;
-    if (bson_iter_init(&it, event) && bson_iter_find_descendant(&it, path, &it) &&
-        BSON_ITER_HOLDS_DATE_TIME(&it) && bson_iter_date_time(&it) > server_now_ms(w)) {
-        mongoq__waker_schedule(w, bson_iter_date_time(&it)); /* ready, but not yet due */
+    bson_iter_t run_at;
+    if (!bson_iter_init(&it, event) || !bson_iter_find_descendant(&it, path, &run_at) ||
+        !BSON_ITER_HOLDS_DATE_TIME(&run_at)) {
+        bump(w, MONGOQ__WAKE_CHANGE_STREAM);
         return true;
+    }
+    int64_t due = bson_iter_date_time(&run_at);
+    int64_t now = server_now_ms(w);
+    if (due > now) {
+        mongoq__waker_schedule(w, due); /* ready, but not yet due */
+        return true;
+    }
+    if (due > now - SETTLE_WINDOW_MS) {
+        settle_after(w, due);
     }
     bump(w, MONGOQ__WAKE_CHANGE_STREAM);
     return true;
@@ -682,6 +730,10 @@ wait_over_locked(mongoq__waker_t *w, uint64_t seen, int64_t deadline, int64_t ti
         *why = MONGOQ__WAKE_TIMER;
         return true;
     }
+    if (fire_settle_locked(w, now)) {
+        *why = MONGOQ__WAKE_CHANGE_STREAM;
+        return true;
+    }
     if (now >= deadline) {
         *why = MONGOQ__WAKE_TIMEOUT;
         return true;
@@ -693,6 +745,11 @@ wait_over_locked(mongoq__waker_t *w, uint64_t seen, int64_t deadline, int64_t ti
     *until = deadline < tick ? deadline : tick;
     if (w->n_timers > 0 && w->timers[0].due_mono_ms < *until) {
         *until = w->timers[0].due_mono_ms;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (w->settle_mono[i] != 0 && w->settle_mono[i] < *until) {
+            *until = w->settle_mono[i];
+        }
     }
     return false;
 }
