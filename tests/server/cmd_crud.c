@@ -224,8 +224,10 @@ MS_HANDLER(insert)
     uint32_t nerr = 0;
     int32_t n = 0;
     bool ok = false;
+    bool fatal = false;
     const char *name = ms_crud_coll_name(c, error);
-    if (!name || !ms_check_fields(c, allowed, error) || !ms_crud_statements(c, "documents", &docs, error)) {
+    if (!name || !ms_check_fields(c, allowed, error) ||
+        !ms_crud_statements(c, "documents", &docs, error)) {
         bson_destroy(&errors);
         return false;
     }
@@ -240,6 +242,12 @@ MS_HANDLER(insert)
         bson_t doc, prepared;
         if (!BSON_ITER_HOLDS_DOCUMENT(&docs)) {
             ms_set_error(&werr, 14, "BSON field 'insert.documents.%d' is the wrong type", i);
+            if (werr.code == 112) {
+                /* A write conflict fails the whole command (and the transaction). */
+                *error = werr;
+                fatal = true;
+                break;
+            }
             ms_crud_write_error(&errors, &nerr, i, &werr);
             if (ordered) {
                 break;
@@ -257,12 +265,17 @@ MS_HANDLER(insert)
             n++;
             continue;
         }
+        if (werr.code == 112) {
+            *error = werr;
+            fatal = true;
+            break;
+        }
         ms_crud_write_error(&errors, &nerr, i, &werr);
         if (ordered) {
             break;
         }
     }
-    if (!ms_wctx_commit(&w, error)) {
+    if (!ms_wctx_commit(&w, fatal ? NULL : error) || fatal) {
         goto done;
     }
     BSON_APPEND_INT32(reply, "n", n);

@@ -200,6 +200,7 @@ MS_HANDLER(update)
     uint32_t nerr = 0, nups = 0;
     int64_t n = 0, modified = 0;
     bool ok = false;
+    bool fatal = false;
     const char *name = ms_crud_coll_name(c, error);
     if (!name || !ms_check_fields(c, allowed, error) ||
         !ms_crud_refuse_unsupported(c->cmd, "update", error) ||
@@ -220,6 +221,12 @@ MS_HANDLER(update)
             stmt_ok = run_update(c, &w, name, &s, &r, &werr);
         }
         if (!stmt_ok) {
+            if (werr.code == 112) {
+                /* A write conflict fails the whole command (and the transaction). */
+                *error = werr;
+                fatal = true;
+                break;
+            }
             ms_crud_write_error(&errors, &nerr, i, &werr);
             if (ordered) {
                 break;
@@ -233,7 +240,7 @@ MS_HANDLER(update)
             bson_value_destroy(&r.upserted_id);
         }
     }
-    ok = ms_wctx_commit(&w, error);
+    ok = ms_wctx_commit(&w, fatal ? NULL : error) && !fatal;
     ms_wctx_destroy(&w);
     if (ok) {
         BSON_APPEND_INT32(reply, "n", (int32_t)n);
@@ -328,6 +335,7 @@ MS_HANDLER(delete)
     uint32_t nerr = 0;
     int64_t n = 0;
     bool ok = false;
+    bool fatal = false;
     const char *name = ms_crud_coll_name(c, error);
     if (!name || !ms_check_fields(c, allowed, error) ||
         !ms_crud_refuse_unsupported(c->cmd, "delete", error) ||
@@ -345,6 +353,12 @@ MS_HANDLER(delete)
         if (!parse_delete_stmt(&stmts, &q, &limit, &hint, &has_hint, &werr) ||
             !run_delete(c, &w, name, &q, limit, has_hint ? &hint : NULL, &deleted, &werr)) {
             n += deleted;
+            if (werr.code == 112) {
+                /* A write conflict fails the whole command (and the transaction). */
+                *error = werr;
+                fatal = true;
+                break;
+            }
             ms_crud_write_error(&errors, &nerr, i, &werr);
             if (ordered) {
                 break;
@@ -353,7 +367,7 @@ MS_HANDLER(delete)
         }
         n += deleted;
     }
-    ok = ms_wctx_commit(&w, error);
+    ok = ms_wctx_commit(&w, fatal ? NULL : error) && !fatal;
     ms_wctx_destroy(&w);
     if (ok) {
         BSON_APPEND_INT32(reply, "n", (int32_t)n);
