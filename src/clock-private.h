@@ -2,9 +2,10 @@
  * The server clock as seen from this process. Leases and run_at are decided by the server's
  * clock ($$NOW); where mongoq must compute a server time itself (a delayed message's run_at, the
  * claim filter's index bound, the waker's timer) it uses this estimate: the offset between
- * hello.localTime and the local clock, measured at the middle of the round trip and refreshed
- * periodically. Its error is bounded by half a round trip, and the claim also checks run_at
- * against $$NOW on the server so an early estimate can never release a message early.
+ * hello.localTime and the local clock when the reply arrived, refreshed periodically. It is a
+ * lower bound: never ahead of the server, behind it by at most one round trip. So a message
+ * enqueued "now" is due at once on the server, and the claim also checks run_at against $$NOW
+ * on the server, so no estimate can release a message early.
  */
 #ifndef MONGOQ_CLOCK_PRIVATE_H
 #define MONGOQ_CLOCK_PRIVATE_H

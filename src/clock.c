@@ -2,6 +2,13 @@
  * The server clock estimate (see clock-private.h). The offset is kept against the local
  * MONOTONIC clock, so a jump of the local wall clock cannot move the estimate; only a new
  * measurement of hello.localTime can.
+ *
+ * The estimate is a lower bound, never ahead of the server: hello.localTime was read on the
+ * server before its reply arrived (and is truncated to the millisecond), so localTime plus the
+ * time elapsed since the reply arrived is at most the server's true time. Being early by up to
+ * one round trip is safe everywhere mongoq uses the estimate: a message enqueued "now" is due
+ * at once for a claim evaluated on $$NOW right after it, a delayed message is due at most a
+ * round trip late, never early, and a timer set from it fires once the server time has come.
  */
 #include "clock-private.h"
 
@@ -14,15 +21,23 @@
 /* Re-measure this often: bounds how long a jump of the server's own clock goes unnoticed. */
 #define REFRESH_MS 5000
 
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 struct mongoq__clock_t {
     mongoc_client_pool_t *pool;
     pthread_mutex_t mu;
-    int64_t offset_ms;      /* server time - local monotonic time */
-    int64_t measured_mono;  /* when offset_ms was measured */
+    int64_t offset_us;      /* server time - local monotonic time, microseconds */
+    int64_t measured_mono;  /* when offset_us was measured (ms) */
     bool measuring;         /* one thread re-measures; the others use the old estimate */
 };
 
-/* Runs hello and computes server - monotonic at the middle of the round trip. */
+/* Runs hello; offset = localTime - the local time its reply arrived (a lower bound). */
 static bool
 measure(mongoc_client_pool_t *pool, int64_t *offset_out, bson_error_t *error)
 {
@@ -32,9 +47,8 @@ measure(mongoc_client_pool_t *pool, int64_t *offset_out, bson_error_t *error)
     bson_iter_t iter;
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     BSON_APPEND_INT32(&cmd, "hello", 1);
-    int64_t t0 = mongoq__now_mono_ms();
     bool sent = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, error);
-    int64_t t1 = mongoq__now_mono_ms();
+    int64_t received = mono_us();
     if (!sent) {
         goto done;
     }
@@ -43,7 +57,7 @@ measure(mongoc_client_pool_t *pool, int64_t *offset_out, bson_error_t *error)
                        "hello reply has no localTime date: cannot read the server clock");
         goto done;
     }
-    *offset_out = bson_iter_date_time(&iter) - (t0 + (t1 - t0) / 2);
+    *offset_out = bson_iter_date_time(&iter) * 1000 - received;
     ok = true;
 done:
     bson_destroy(&reply);
@@ -62,7 +76,7 @@ mongoq__clock_new(mongoc_client_pool_t *pool, bson_error_t *error)
     }
     mongoq__clock_t *clock = bson_malloc0(sizeof *clock);
     clock->pool = pool;
-    clock->offset_ms = offset;
+    clock->offset_us = offset;
     clock->measured_mono = mongoq__now_mono_ms();
     pthread_mutex_init(&clock->mu, NULL);
     return clock;
@@ -96,7 +110,7 @@ refresh_if_stale(mongoq__clock_t *clock)
     bool ok = measure(clock->pool, &offset, NULL);
     pthread_mutex_lock(&clock->mu);
     if (ok) {
-        clock->offset_ms = offset;
+        clock->offset_us = offset;
     }
     clock->measured_mono = mongoq__now_mono_ms();
     clock->measuring = false;
@@ -107,7 +121,7 @@ static int64_t
 offset_of(mongoq__clock_t *clock)
 {
     pthread_mutex_lock(&clock->mu);
-    int64_t offset = clock->offset_ms;
+    int64_t offset = clock->offset_us;
     pthread_mutex_unlock(&clock->mu);
     return offset;
 }
@@ -117,12 +131,15 @@ mongoq__clock_server_now_ms(mongoq__clock_t *clock)
 {
     BSON_ASSERT_PARAM(clock);
     refresh_if_stale(clock);
-    return mongoq__now_mono_ms() + offset_of(clock);
+    int64_t server_us = mono_us() + offset_of(clock);
+    return server_us >= 0 ? server_us / 1000 : -((-server_us + 999) / 1000); /* floor */
 }
 
 int64_t
 mongoq__clock_server_to_mono_ms(mongoq__clock_t *clock, int64_t server_ms)
 {
     BSON_ASSERT_PARAM(clock);
-    return server_ms - offset_of(clock);
+    /* Rounded up: a timer set from it fires once the estimate has reached server_ms. */
+    int64_t mono = server_ms * 1000 - offset_of(clock);
+    return mono >= 0 ? (mono + 999) / 1000 : -(-mono / 1000);
 }
