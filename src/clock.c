@@ -19,7 +19,7 @@
 #include "waker-private.h"
 
 /* Re-measure this often: bounds how long a jump of the server's own clock goes unnoticed. */
-#define REFRESH_MS 5000
+#define REFRESH_MS 10000
 
 static int64_t
 mono_us(void)
