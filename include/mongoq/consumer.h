@@ -42,7 +42,8 @@ MONGOQ_EXPORT void
 mongoq_consumer_destroy(mongoq_consumer_t *consumer);
 
 /*
- * Claims one message, waiting up to wait_ms (0: don't wait) for one to become ready. Idle
+ * Claims one message, waiting up to wait_ms (0: don't wait; negative: INVALID_ARG) for one to
+ * become ready. Idle
  * consumers are woken by the queue's change stream, by a timer at the next run_at, or by
  * polling when change streams are unavailable.
  *
@@ -56,8 +57,9 @@ mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_messa
                       bson_error_t *error);
 
 /*
- * Claims up to max messages (1..1000) in a bounded number of round trips (three at most,
- * whatever max is), waiting up to wait_ms for at least one. msgs_out has room for max pointers;
+ * Claims up to max messages (1..1000) in a bounded number of round trips (three per try,
+ * whatever max is, plus one per damaged document buried), waiting up to wait_ms for at least
+ * one. msgs_out has room for max pointers;
  * *n_out receives how many were claimed (0 when none in time). Each message is owned by the
  * caller. All messages of one call share a lease_token (still fenced per message by _id).
  */

@@ -59,9 +59,12 @@ MONGOQ_EXPORT bool
 mongoq_message_ack(mongoq_message_t *msg, bson_error_t *error);
 
 /*
- * Acknowledges n messages in one round trip. Messages whose lease was lost are left alone and
- * marked (mongoq_message_lease_lost); the call then fails with MONGOQ_ERROR_LEASE_LOST after
- * acknowledging the others, and error->message says how many were lost.
+ * Acknowledges n messages (of one queue) in one round trip. Messages whose lease was lost are
+ * left alone and marked (mongoq_message_lease_lost); the call then fails with
+ * MONGOQ_ERROR_LEASE_LOST after acknowledging the others, and error->message says how many were
+ * lost (finding which takes one more round trip). With MONGOQ_ACK_KEEP the marking is exact;
+ * with MONGOQ_ACK_DELETE a lost message that someone else deleted meanwhile cannot be told from
+ * one this call deleted, so only lost messages still present are marked.
  */
 MONGOQ_EXPORT bool
 mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *error);
@@ -70,7 +73,7 @@ mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *e
  * Gives the message back for another attempt: "ready" with run_at = now + delay_ms on the server
  * clock, or, when delay_ms < 0, the queue's exponential backoff with jitter. Once attempts reach
  * max_attempts the message goes to "dead" instead. reason (may be NULL; copied) is recorded in
- * last_error and errors.
+ * last_error and errors (the last five failures, each {at, error}).
  */
 MONGOQ_EXPORT bool
 mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason,

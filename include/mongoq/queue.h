@@ -96,8 +96,10 @@ typedef struct {
  * are turned off.
  *
  * Returns NULL and fills error on failure: MONGOQ_ERROR_INVALID_ARG for an invalid collection
- * or database name (empty, '$' or NUL in it, "system." prefix, namespace over 255 bytes) or an
- * invalid option; driver and server errors as libmongoc reports them.
+ * name (empty, '$' in it, "system." prefix, namespace "db.name" over 255 bytes), an invalid
+ * database name (empty, over 63 bytes, any of / \ . space " $ in it) or an invalid option;
+ * driver and server errors as libmongoc reports them (_new reads the server's clock once, so the
+ * server must be reachable).
  */
 MONGOQ_EXPORT mongoq_queue_t *
 mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
@@ -110,9 +112,11 @@ mongoq_queue_destroy(mongoq_queue_t *queue);
 /*
  * Creates the queue's indexes; idempotent. The claim index {status, priority desc, run_at, _id}
  * (equality, sort, range order), the lease index {status, lease_expires_at} for the reaper, a
- * unique index on dedup_key among unfinished messages (partial: status ready or processing),
- * and, with MONGOQ_ACK_KEEP, a TTL index that removes done messages after retention_s.
- * Thread-safe.
+ * unique index on dedup_key among unfinished messages (partial on {dedup_key: {$exists: true}}:
+ * only ready and processing messages carry the key, done and dead ones drop it; a filter on
+ * status with $in would need MongoDB 6.0+ at a matching feature compatibility version), and,
+ * with MONGOQ_ACK_KEEP, a TTL index on done_at that removes done messages after retention_s
+ * (a changed retention_s is applied with collMod). Thread-safe.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error);
@@ -125,8 +129,8 @@ mongoq_queue_db(const mongoq_queue_t *queue);
 
 /*
  * One reaping pass: every "processing" message whose lease has expired on the server's clock
- * goes back to "ready" (or to "dead" with last_error "lease expired" when its attempts are used
- * up), in a bounded number of round trips. Safe to run from many threads and processes at once.
+ * goes back to "ready" keeping its run_at (or to "dead" when its attempts are used up; both
+ * get last_error "lease expired"), in two updateMany round trips. Safe to run from many threads and processes at once.
  * *reclaimed_out (may be NULL) receives how many messages were returned or buried.
  */
 MONGOQ_EXPORT bool
@@ -153,7 +157,7 @@ typedef struct {
     int64_t claimed;
     int64_t acked;
     int64_t retried;
-    int64_t failed;     /* moved to dead by mongoq_message_fail or exhausted retries */
+    int64_t failed;     /* moved to dead: _fail, retries or leases used up, damaged documents */
     int64_t lease_lost; /* ack/retry/fail/extend that found the lease gone */
     int64_t reaped;     /* messages returned or buried by reaping */
     int64_t wakeups_change_stream; /* consumers woken by a change event */
@@ -168,9 +172,10 @@ MONGOQ_EXPORT void
 mongoq_queue_counters(mongoq_queue_t *queue, mongoq_counters_t *counters);
 
 /*
- * Moves dead messages back to ready with attempts reset: all of them (id == NULL) or the one
- * with _id *id (MONGOQ_ERROR_NOT_FOUND when it is not dead). *moved_out (may be NULL) receives
- * how many moved.
+ * Moves dead messages back to ready with attempts reset and run_at = now (server clock): all
+ * of them (id == NULL) or the one with _id *id (MONGOQ_ERROR_NOT_FOUND when it is not dead).
+ * last_error and errors stay as history; a dedup_key released when the message died is not
+ * restored. *moved_out (may be NULL) receives how many moved.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved_out,
