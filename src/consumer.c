@@ -85,7 +85,7 @@ mongoq_consumer_name(const mongoq_consumer_t *consumer)
  * The range lets the claim index serve the filter; the $expr decides on the server's clock.
  */
 static void
-build_due_filter(mongoq_queue_t *queue, int64_t server_now, bson_t *filter)
+build_due_filter(int64_t server_now, bson_t *filter)
 {
     bson_t range, expr, args;
     BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
@@ -98,7 +98,6 @@ build_due_filter(mongoq_queue_t *queue, int64_t server_now, bson_t *filter)
     BSON_APPEND_UTF8(&args, "1", "$$NOW");
     bson_append_array_end(&expr, &args);
     bson_append_document_end(filter, &expr);
-    (void)queue;
 }
 
 static void
@@ -187,7 +186,7 @@ find_and_claim(mongoq_consumer_t *consumer, bson_t **doc_out, bson_error_t *erro
     bson_oid_t token;
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
     bson_oid_init(&token, NULL);
-    build_due_filter(queue, now, &filter);
+    build_due_filter(now, &filter);
     build_claim_sort(&sort);
     build_claim_update(consumer, &token, &update);
     mongoq__queue_append_write_concern(queue, &extra);
@@ -264,7 +263,7 @@ find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_
     bson_iter_t it;
     char key[16];
     const char *k;
-    build_due_filter(queue, mongoq__clock_server_now_ms(queue->clock), &filter);
+    build_due_filter(mongoq__clock_server_now_ms(queue->clock), &filter);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &doc);
     build_claim_sort(&doc);
     bson_append_document_end(&opts, &doc);
@@ -301,7 +300,7 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
     bson_iter_t it;
     append_in(&filter, MONGOQ__F_ID, ids);
-    build_due_filter(queue, mongoq__clock_server_now_ms(queue->clock), &filter);
+    build_due_filter(mongoq__clock_server_now_ms(queue->clock), &filter);
     build_claim_update(consumer, token, &update);
     mongoq__queue_append_write_concern(queue, &opts);
     mongoc_client_t *client;

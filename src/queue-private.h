@@ -48,6 +48,7 @@ struct mongoq_queue_t {
     pthread_t reaper_thread;
     bool reaper_started;
     bool reaper_stopping;
+    bool reaper_failed; /* pthread_create failed: do not try on every claim */
 };
 
 /* Checks queue options and fills `out` with defaults resolved. INVALID_ARG on a bad one. */

@@ -273,15 +273,18 @@ mongoq__queue_start_reaper(mongoq_queue_t *queue)
         return;
     }
     pthread_mutex_lock(&queue->reaper_mu);
-    if (!queue->reaper_started && !queue->reaper_stopping) {
+    bool failed = false;
+    if (!queue->reaper_started && !queue->reaper_stopping && !queue->reaper_failed) {
         int rc = pthread_create(&queue->reaper_thread, NULL, reaper_main, queue);
         queue->reaper_started = rc == 0;
-        if (rc != 0) {
-            /* Leave it off; leases are still reaped by whoever calls mongoq_queue_reap. */
-            queue->opts.no_reaper = true;
-        }
+        /* Left off then; leases are still reaped by whoever calls mongoq_queue_reap. */
+        queue->reaper_failed = failed = rc != 0;
     }
     pthread_mutex_unlock(&queue->reaper_mu);
+    if (failed) {
+        mongoq__queue_log(queue, MONGOQ_LOG_ERROR, "mongoq: %s.%s: cannot start the reaper thread",
+                          queue->db, queue->name);
+    }
 }
 
 static void

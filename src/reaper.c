@@ -13,7 +13,7 @@
  *  $expr: {$and: [{$lt: ["$lease_expires_at", "$$NOW"]}, {<cmp>: ["$attempts", "$max_attempts"]}]}}
  */
 static void
-build_expired_filter(mongoq_queue_t *queue, const char *cmp, bson_t *filter)
+build_expired_filter(int64_t server_now, const char *cmp, bson_t *filter)
 {
     char json[512];
     bson_snprintf(json, sizeof json,
@@ -23,7 +23,7 @@ build_expired_filter(mongoq_queue_t *queue, const char *cmp, bson_t *filter)
                   "\"$expr\": {\"$and\": [{\"$lt\": [\"" MONGOQ__P(MONGOQ__F_LEASE_EXPIRES_AT)
                   "\", \"$$NOW\"]}, {\"%s\": [\"" MONGOQ__P(MONGOQ__F_ATTEMPTS) "\", \""
                   MONGOQ__P(MONGOQ__F_MAX_ATTEMPTS) "\"]}]}}",
-                  mongoq__clock_server_now_ms(queue->clock) + MONGOQ__CLOCK_SLACK_MS, cmp);
+                  server_now + MONGOQ__CLOCK_SLACK_MS, cmp);
     BSON_ASSERT(bson_init_from_json(filter, json, -1, NULL));
 }
 
@@ -44,12 +44,12 @@ build_reaped_update(bool dead, bson_t *pipeline)
 }
 
 static bool
-reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, bool dead, int64_t *n,
-              bson_error_t *error)
+reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_now, bool dead,
+              int64_t *n, bson_error_t *error)
 {
     bson_t filter, update, opts = BSON_INITIALIZER, reply;
     bson_iter_t it;
-    build_expired_filter(queue, dead ? "$gte" : "$lt", &filter);
+    build_expired_filter(server_now, dead ? "$gte" : "$lt", &filter);
     build_reaped_update(dead, &update);
     mongoq__queue_append_write_concern(queue, &opts);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
@@ -70,11 +70,11 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
         *reclaimed_out = 0;
     }
     /* Estimate the clock before taking a client: a refresh may need one of its own. */
-    mongoq__clock_server_now_ms(queue->clock);
+    int64_t now = mongoq__clock_server_now_ms(queue->clock);
     mongoc_client_t *client;
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    bool ok = reap_one_kind(queue, coll, false, &returned, error) &&
-              reap_one_kind(queue, coll, true, &buried, error);
+    bool ok = reap_one_kind(queue, coll, now, false, &returned, error) &&
+              reap_one_kind(queue, coll, now, true, &buried, error);
     mongoq__queue_release(queue, client, coll);
     mongoq__counter_add(&queue->counters.reaped, returned + buried);
     mongoq__counter_add(&queue->counters.failed, buried);
