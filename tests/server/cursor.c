@@ -251,8 +251,8 @@ parse_get_more(ms_cmd_t *c, int64_t *id, const char **coll, int64_t *batch_size,
 
 MS_HANDLER(get_more)
 {
-    int64_t id, batch_size;
-    const char *coll;
+    int64_t id = 0, batch_size = 0;
+    const char *coll = NULL;
     bool busy;
     if (!parse_get_more(c, &id, &coll, &batch_size, error)) {
         return false;

@@ -167,7 +167,7 @@ MS_HANDLER(configure_fail_point)
 {
     static const char *const allowed[] = {"mode", "data", NULL};
     bson_iter_t it;
-    mode_t_ mode;
+    mode_t_ mode = MODE_OFF;
     int64_t n = 0;
     if (!ms_check_fields(c, allowed, error)) {
         return false;

@@ -51,6 +51,7 @@ struct ms_txn_t {
     txn_key_t *keys;
     size_t nkeys;
     bool conflicted; /* aborted by a conflicting live write */
+    int64_t started_ms;
     struct ms_txn_t *next_active;
 };
 
@@ -168,11 +169,19 @@ txn_wrote(const ms_txn_t *t, const char *ns, const bson_value_t *id)
     return false;
 }
 
+/* mongod's transactionLifetimeLimitSeconds: an abandoned transaction is aborted after 60 s. */
+#define TXN_LIFETIME_MS 60000
+
 void
 ms_txn_before_live_write(const char *db, const char *coll, const bson_value_t *id)
 {
+    int64_t now = ms_now_ms();
     for (ms_txn_t *t = active_txns, *next; t; t = next) {
         next = t->next_active;
+        if (now - t->started_ms > TXN_LIFETIME_MS) {
+            txn_end(t, TXN_ABORTED);
+            continue;
+        }
         if (coll) {
             capture(t, db, coll);
         } else {
@@ -383,6 +392,7 @@ begin_txn_statement(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply,
         s->txn->number = c->txn_number;
         s->txn->lsid = lsid_doc(c);
         s->txn->snapshot_seq = ms_store_current_seq();
+        s->txn->started_ms = ms_now_ms();
         s->txn->next_active = active_txns;
         active_txns = s->txn;
         s->txn_number = c->txn_number;
