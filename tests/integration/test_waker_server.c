@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FALLBACK_LOG "cannot open a change stream"
@@ -19,7 +20,18 @@ wv_suite_init(void)
     mongoc_init();
 }
 
-TestSuite(waker_server, .init = wv_suite_init, .timeout = 120);
+/* The private server of the running test, killed by the suite's fini if an assertion fails. */
+static mtest_server_t *wv_current;
+
+static void
+wv_suite_fini(void)
+{
+    if (wv_current && wv_current->pid > 0) {
+        mtest_server_stop(wv_current, true);
+    }
+}
+
+TestSuite(waker_server, .init = wv_suite_init, .fini = wv_suite_fini, .timeout = 120);
 
 typedef struct {
     mtest_server_t srv;
@@ -52,6 +64,7 @@ wv_open(wv_env_t *e, const char *const *args, int64_t poll_ms)
 {
     memset(e, 0, sizeof *e);
     cr_assert(mtest_server_start(&e->srv, args, 0), "private server starts");
+    wv_current = &e->srv;
     wk_rec_init(&e->rec);
     e->log.needle = FALLBACK_LOG;
     e->wpool = wk_pool_for(e->srv.uri, "wv-worker");
@@ -73,6 +86,7 @@ wv_close(wv_env_t *e)
     mongoc_client_pool_destroy(e->ppool);
     mtest_counter_destroy(e->wcommands);
     mtest_server_stop(&e->srv, false);
+    wv_current = NULL;
     wk_rec_destroy(&e->rec);
 }
 
@@ -170,6 +184,15 @@ Test(waker_server, stream_resumes_after_kill_9_and_restart)
     cr_assert_eq(wk_await_all(&e.rec, 5, 5000), 5);
 
     int port = e.srv.port;
+    /*
+     * The test server's hello.electionId is a fresh ObjectId per start: a restart within the
+     * same second may draw a smaller one, and drivers then ignore the new primary as stale
+     * (SDAM). Restart in a later second (mongod's electionId grows with the term instead).
+     */
+    time_t started = time(NULL);
+    while (time(NULL) <= started) {
+        usleep(20 * 1000);
+    }
     mtest_server_stop(&e.srv, true);
     cr_assert(mtest_server_start(&e.srv, args, port), "restart on the same port and --dbpath");
     for (int i = 5; i < 25; i++) {
