@@ -11,12 +11,10 @@
  * at random, so the result lies in [delay * (1 - jitter), delay]; rand01 is a number in [0, 1).
  * Jitter only ever shortens the delay, so the cap holds.
  */
-int64_t
-mongoq__backoff_ms(int32_t attempts, int64_t base_ms, int64_t cap_ms, double jitter,
-                   double rand01);
+int64_t mongoq__backoff_ms(int32_t attempts, int64_t base_ms, int64_t cap_ms, double jitter,
+                           double rand01);
 
 /* A random number in [0, 1). Thread-safe, lock-free; not for cryptography. */
-double
-mongoq__random01(void);
+double mongoq__random01(void);
 
 #endif

@@ -6,8 +6,7 @@
 #include <unistd.h>
 
 int64_t
-mongoq__backoff_ms(int32_t attempts, int64_t base_ms, int64_t cap_ms, double jitter,
-                   double rand01)
+mongoq__backoff_ms(int32_t attempts, int64_t base_ms, int64_t cap_ms, double jitter, double rand01)
 {
     if (base_ms <= 0 || cap_ms <= 0) {
         return 0;
@@ -38,8 +37,7 @@ seed(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
-           ((uint64_t)getpid() << 32);
+    return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 32);
 }
 
 double

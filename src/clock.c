@@ -32,9 +32,9 @@ mono_us(void)
 struct mongoq__clock_t {
     mongoc_client_pool_t *pool;
     pthread_mutex_t mu;
-    int64_t offset_us;      /* server time - local monotonic time, microseconds */
-    int64_t measured_mono;  /* when offset_us was measured (ms) */
-    bool measuring;         /* one thread re-measures; the others use the old estimate */
+    int64_t offset_us;     /* server time - local monotonic time, microseconds */
+    int64_t measured_mono; /* when offset_us was measured (ms) */
+    bool measuring;        /* one thread re-measures; the others use the old estimate */
 };
 
 /* Runs hello; offset = localTime - the local time its reply arrived (a lower bound). */

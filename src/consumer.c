@@ -37,8 +37,7 @@ default_name(void)
 }
 
 mongoq_consumer_t *
-mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts,
-                    bson_error_t *error)
+mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(queue);
     if (opts && opts->version != MONGOQ_CONSUMER_OPTS_VERSION) {
@@ -46,10 +45,9 @@ mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts,
                        "consumer opts: unknown version (use MONGOQ_CONSUMER_OPTS_INIT)");
         return NULL;
     }
-    if (opts && (opts->lease_ms < 0 || (opts->name && (!*opts->name ||
-                                                        !bson_utf8_validate(opts->name,
-                                                                            strlen(opts->name),
-                                                                            false))))) {
+    if (opts && (opts->lease_ms < 0 ||
+                 (opts->name &&
+                  (!*opts->name || !bson_utf8_validate(opts->name, strlen(opts->name), false))))) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
                        "consumer opts: lease_ms is negative or name is empty or not UTF-8");
         return NULL;
@@ -94,7 +92,7 @@ build_due_filter(int64_t server_now, bson_t *filter)
     bson_append_document_end(filter, &range);
     BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
     BSON_APPEND_ARRAY_BEGIN(&expr, "$lte", &args);
-    BSON_APPEND_UTF8(&args, "0", MONGOQ__P(MONGOQ__F_RUN_AT));
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_RUN_AT);
     BSON_APPEND_UTF8(&args, "1", "$$NOW");
     bson_append_array_end(&expr, &args);
     bson_append_document_end(filter, &expr);
@@ -116,11 +114,11 @@ build_claim_sort(bson_t *sort)
 static void
 append_attempts_inc(bson_t *set)
 {
-    static const char *json =
-        "{\"$cond\": [{\"$and\": [{\"$gt\": [\"" MONGOQ__P(MONGOQ__F_ATTEMPTS) "\", null]}, "
-        "{\"$lt\": [\"" MONGOQ__P(MONGOQ__F_ATTEMPTS) "\", \"\"]}]}, "
-        "{\"$add\": [\"" MONGOQ__P(MONGOQ__F_ATTEMPTS) "\", 1]}, \"" MONGOQ__P(MONGOQ__F_ATTEMPTS)
-        "\"]}";
+    static const char *json = "{\"$cond\": [{\"$and\": ["
+                              "{\"$gt\": [\"" MONGOQ__P_ATTEMPTS "\", null]}, "
+                              "{\"$lt\": [\"" MONGOQ__P_ATTEMPTS "\", \"\"]}]}, "
+                              "{\"$add\": [\"" MONGOQ__P_ATTEMPTS "\", 1]}, "
+                              "\"" MONGOQ__P_ATTEMPTS "\"]}";
     bson_t *expr = bson_new_from_json((const uint8_t *)json, -1, NULL);
     BSON_ASSERT(expr);
     BSON_APPEND_DOCUMENT(set, MONGOQ__F_ATTEMPTS, expr);
@@ -166,8 +164,8 @@ adopt(mongoq_consumer_t *consumer, bson_t *doc, mongoq_message_t **msg_out, bson
         mongoq__counter_add(&queue->counters.claimed, 1);
         return true;
     }
-    mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: %s.%s: burying a message: %s",
-                      queue->db, queue->name, reason);
+    mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: %s.%s: burying a message: %s", queue->db,
+                      queue->name, reason);
     bool ok = mongoq__message_bury(queue, doc, reason, error);
     bson_destroy(doc);
     return ok;
@@ -307,8 +305,8 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
     mongoq__queue_release(queue, client, coll);
-    *claimed = ok && bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it)
-                                                                       : 0;
+    *claimed =
+        ok && bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it) : 0;
     bson_destroy(&reply);
     bson_destroy(&opts);
     bson_destroy(&update);
@@ -318,8 +316,8 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
 
 /* Round trip 3: read back what this token holds, in claim order; adopt or bury each. */
 static bool
-read_claimed(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token,
-             size_t max, mongoq_message_t **msgs, size_t *got, bson_error_t *error)
+read_claimed(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token, size_t max,
+             mongoq_message_t **msgs, size_t *got, bson_error_t *error)
 {
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;

@@ -15,25 +15,22 @@
 #include "mongoq/producer.h"
 
 /* Checks enqueue options (NULL is fine). `many`: refuse a dedup_key. INVALID_ARG on error. */
-bool
-mongoq__enqueue_opts_check(const mongoq_enqueue_opts_t *opts, bool many, bson_error_t *error);
+bool mongoq__enqueue_opts_check(const mongoq_enqueue_opts_t *opts, bool many, bson_error_t *error);
 
 /*
  * When a message enqueued now (server time now_ms) becomes due: now + delay_ms, or run_at_ms,
  * or now. opts (may be NULL) must have passed mongoq__enqueue_opts_check.
  */
-int64_t
-mongoq__document_run_at(const mongoq_enqueue_opts_t *opts, int64_t now_ms);
+int64_t mongoq__document_run_at(const mongoq_enqueue_opts_t *opts, int64_t now_ms);
 
 /*
  * Builds the document of a new message with _id `id` into `out` (initialised by the callee on
  * every path). default_max_attempts applies when opts leave it 0. INVALID_ARG when payload is
  * NULL or the document would pass the 16 MiB limit.
  */
-bool
-mongoq__document_build(const bson_t *payload, const mongoq_enqueue_opts_t *opts,
-                       int32_t default_max_attempts, int64_t now_ms, const bson_oid_t *id,
-                       bson_t *out, bson_error_t *error);
+bool mongoq__document_build(const bson_t *payload, const mongoq_enqueue_opts_t *opts,
+                            int32_t default_max_attempts, int64_t now_ms, const bson_oid_t *id,
+                            bson_t *out, bson_error_t *error);
 
 /* A claimed message document, parsed. Pointers and views are borrowed from the document. */
 typedef struct {
@@ -46,7 +43,7 @@ typedef struct {
     int64_t run_at;
     int64_t lease_expires_at;
     bson_oid_t lease_token;
-    const char *dedup_key; /* NULL when absent */
+    const char *dedup_key;  /* NULL when absent */
     const char *claimed_by; /* NULL when absent */
     bool has_errors;
     bson_t errors; /* static view of the errors array when has_errors */
@@ -57,9 +54,8 @@ typedef struct {
  * a human-readable reason in reason[reason_len] when the document is damaged: missing fields or
  * wrong types. Never crashes on any valid BSON.
  */
-bool
-mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason,
-                       size_t reason_len);
+bool mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason,
+                            size_t reason_len);
 
 /*
  * Appends to `set` (the body of a pipeline $set stage) the `errors` field of a message that
@@ -67,11 +63,9 @@ mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason,
  * {at: $$NOW, error: reason}. Old entries and the reason are wrapped in $literal so text that
  * looks like an expression ("$x") is stored as written. reason may be NULL (stored as null).
  */
-void
-mongoq__document_append_errors(bson_t *set, const bson_t *old, const char *reason);
+void mongoq__document_append_errors(bson_t *set, const bson_t *old, const char *reason);
 
 /* Appends `key: {$literal: reason}` or `key: null`. */
-void
-mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason);
+void mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason);
 
 #endif

@@ -39,9 +39,8 @@ mongoq__enqueue_opts_check(const mongoq_enqueue_opts_t *opts, bool many, bson_er
     if (opts->dedup_key && many) {
         return invalid(error, "enqueue_many: a dedup_key cannot name several messages");
     }
-    if (opts->dedup_key && (!*opts->dedup_key || !bson_utf8_validate(opts->dedup_key,
-                                                                      strlen(opts->dedup_key),
-                                                                      false))) {
+    if (opts->dedup_key && (!*opts->dedup_key ||
+                            !bson_utf8_validate(opts->dedup_key, strlen(opts->dedup_key), false))) {
         return invalid(error, "enqueue opts: dedup_key is empty or not valid UTF-8");
     }
     return true;
@@ -68,19 +67,19 @@ mongoq__document_build(const bson_t *payload, const mongoq_enqueue_opts_t *opts,
     if (!payload) {
         return invalid(error, "enqueue: payload is NULL");
     }
-    int32_t max_attempts = opts && opts->max_attempts > 0 ? opts->max_attempts
-                                                          : default_max_attempts;
-    bool ok = BSON_APPEND_OID(out, MONGOQ__F_ID, id) &&
-              BSON_APPEND_DOCUMENT(out, MONGOQ__F_PAYLOAD, payload) &&
-              BSON_APPEND_UTF8(out, MONGOQ__F_STATUS, MONGOQ__S_READY) &&
-              BSON_APPEND_INT32(out, MONGOQ__F_PRIORITY, opts ? opts->priority : 0) &&
-              BSON_APPEND_DATE_TIME(out, MONGOQ__F_RUN_AT, mongoq__document_run_at(opts, now_ms)) &&
-              BSON_APPEND_INT32(out, MONGOQ__F_ATTEMPTS, 0) &&
-              BSON_APPEND_INT32(out, MONGOQ__F_MAX_ATTEMPTS, max_attempts) &&
-              BSON_APPEND_DATE_TIME(out, MONGOQ__F_ENQUEUED_AT, now_ms) &&
-              BSON_APPEND_DATE_TIME(out, MONGOQ__F_UPDATED_AT, now_ms) &&
-              (!opts || !opts->dedup_key ||
-               BSON_APPEND_UTF8(out, MONGOQ__F_DEDUP_KEY, opts->dedup_key));
+    int32_t max_attempts =
+        opts && opts->max_attempts > 0 ? opts->max_attempts : default_max_attempts;
+    bool ok =
+        BSON_APPEND_OID(out, MONGOQ__F_ID, id) &&
+        BSON_APPEND_DOCUMENT(out, MONGOQ__F_PAYLOAD, payload) &&
+        BSON_APPEND_UTF8(out, MONGOQ__F_STATUS, MONGOQ__S_READY) &&
+        BSON_APPEND_INT32(out, MONGOQ__F_PRIORITY, opts ? opts->priority : 0) &&
+        BSON_APPEND_DATE_TIME(out, MONGOQ__F_RUN_AT, mongoq__document_run_at(opts, now_ms)) &&
+        BSON_APPEND_INT32(out, MONGOQ__F_ATTEMPTS, 0) &&
+        BSON_APPEND_INT32(out, MONGOQ__F_MAX_ATTEMPTS, max_attempts) &&
+        BSON_APPEND_DATE_TIME(out, MONGOQ__F_ENQUEUED_AT, now_ms) &&
+        BSON_APPEND_DATE_TIME(out, MONGOQ__F_UPDATED_AT, now_ms) &&
+        (!opts || !opts->dedup_key || BSON_APPEND_UTF8(out, MONGOQ__F_DEDUP_KEY, opts->dedup_key));
     /* bson_append_* fails only when the document would pass INT32_MAX bytes. */
     if (!ok || out->len > MAX_DOCUMENT_BYTES) {
         bson_reinit(out);
@@ -233,8 +232,7 @@ parse_lease(const bson_t *doc, mongoq__parsed_t *out, char *reason, size_t reaso
 }
 
 bool
-mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason,
-                       size_t reason_len)
+mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason, size_t reason_len)
 {
     BSON_ASSERT_PARAM(doc);
     BSON_ASSERT_PARAM(out);
@@ -246,8 +244,7 @@ mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason,
         bson_snprintf(reason, reason_len, "damaged message: invalid BSON");
         return false;
     }
-    return parse_fields(doc, out, reason, reason_len) &&
-           parse_lease(doc, out, reason, reason_len);
+    return parse_fields(doc, out, reason, reason_len) && parse_lease(doc, out, reason, reason_len);
 }
 
 /* ---- failure history ---------------------------------------------------------------------- */

@@ -42,6 +42,12 @@
 
 /* Field paths for aggregation expressions ("$attempts"). */
 #define MONGOQ__P(field) "$" field
+#define MONGOQ__P_STATUS "$" MONGOQ__F_STATUS
+#define MONGOQ__P_RUN_AT "$" MONGOQ__F_RUN_AT
+#define MONGOQ__P_ATTEMPTS "$" MONGOQ__F_ATTEMPTS
+#define MONGOQ__P_MAX_ATTEMPTS "$" MONGOQ__F_MAX_ATTEMPTS
+#define MONGOQ__P_ENQUEUED_AT "$" MONGOQ__F_ENQUEUED_AT
+#define MONGOQ__P_LEASE_EXPIRES_AT "$" MONGOQ__F_LEASE_EXPIRES_AT
 
 #define MONGOQ__S_READY "ready"
 #define MONGOQ__S_PROCESSING "processing"

@@ -22,39 +22,33 @@ struct mongoq_message_t {
  * Wraps a claimed document (ownership of doc passes to the message on success). Returns NULL
  * and writes the reason when the document is damaged; doc stays the caller's then.
  */
-mongoq_message_t *
-mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t reason_len);
+mongoq_message_t *mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason,
+                                      size_t reason_len);
 
 /*
  * Moves a damaged claimed document to "dead" with reason, matching its _id and (when it has
  * one) the lease_token the claim wrote. Counts it as failed.
  */
-bool
-mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *reason,
-                     bson_error_t *error);
+bool mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *reason,
+                          bson_error_t *error);
 
 /* Records that the lease is lost (thread-safe; counted once). */
-void
-mongoq__message_mark_lease_lost(mongoq_message_t *msg);
+void mongoq__message_mark_lease_lost(mongoq_message_t *msg);
 
 /* The fencing token of the claim that produced msg. */
-const bson_oid_t *
-mongoq__message_lease_token(const mongoq_message_t *msg);
+const bson_oid_t *mongoq__message_lease_token(const mongoq_message_t *msg);
 
 /* The reason set with mongoq_message_set_reason, or NULL. Borrowed. */
-const char *
-mongoq__message_reason(const mongoq_message_t *msg);
+const char *mongoq__message_reason(const mongoq_message_t *msg);
 
 /*
  * Hands a claimed message back untouched: "ready" again with the attempt this claim used
  * given back, lease fields removed (a worker stopping before it ran the handler).
  * LEASE_LOST when the lease is gone.
  */
-bool
-mongoq__message_release(mongoq_message_t *msg, bson_error_t *error);
+bool mongoq__message_release(mongoq_message_t *msg, bson_error_t *error);
 
 /* The filter that matches msg only while its lease holds: {_id, lease_token, status}. */
-void
-mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter);
+void mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter);
 
 #endif

@@ -170,8 +170,8 @@ reply_count(const bson_t *reply, const char *field)
 
 /* Runs update_one(filter, pipeline) with the queue's write concern; *matched from the reply. */
 static bool
-update_one(mongoq_queue_t *queue, const bson_t *filter, const bson_t *pipeline,
-           int64_t *matched, bson_error_t *error)
+update_one(mongoq_queue_t *queue, const bson_t *filter, const bson_t *pipeline, int64_t *matched,
+           bson_error_t *error)
 {
     mongoc_client_t *client;
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
@@ -383,8 +383,8 @@ build_extend(int64_t lease_ms, bson_t *pipeline)
 
 /* Reads lease_expires_at from a findAndModify reply; false when nothing matched. */
 static bool
-extended_until(mongoc_find_and_modify_opts_t *fam, mongoc_collection_t *coll,
-               const bson_t *filter, int64_t *until, bool *matched, bson_error_t *error)
+extended_until(mongoc_find_and_modify_opts_t *fam, mongoc_collection_t *coll, const bson_t *filter,
+               int64_t *until, bool *matched, bson_error_t *error)
 {
     bson_t reply;
     bson_iter_t it, value;

@@ -126,8 +126,7 @@ insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts
         if (found) {
             *duplicate = true;
             bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_DUPLICATE,
-                           "an unfinished message already holds dedup_key \"%s\"",
-                           opts->dedup_key);
+                           "an unfinished message already holds dedup_key \"%s\"", opts->dedup_key);
             return false;
         }
         /* The holder finished between our insert and the look-up: the key is free now. */
@@ -151,9 +150,9 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
     bson_oid_init(&id, NULL);
-    bool ok = mongoq__document_build(payload, opts, queue->opts.max_attempts, now, &id, &doc,
-                                     error) &&
-              insert_dedup(queue, &doc, opts, &holder, &duplicate, error);
+    bool ok =
+        mongoq__document_build(payload, opts, queue->opts.max_attempts, now, &id, &doc, error) &&
+        insert_dedup(queue, &doc, opts, &holder, &duplicate, error);
     bson_destroy(&doc);
     if (ok) {
         mongoq__counter_add(&queue->counters.enqueued, 1);
@@ -194,8 +193,8 @@ static void
 note_partial(bson_error_t *error, const bson_t *reply, size_t n)
 {
     bson_iter_t it;
-    int64_t inserted = bson_iter_init_find(&it, reply, "insertedCount") ? bson_iter_as_int64(&it)
-                                                                        : 0;
+    int64_t inserted =
+        bson_iter_init_find(&it, reply, "insertedCount") ? bson_iter_as_int64(&it) : 0;
     if (error) {
         char msg[sizeof error->message];
         bson_snprintf(msg, sizeof msg, "enqueue_many: %" PRId64 " of %zu enqueued, then: %s",
@@ -205,8 +204,8 @@ note_partial(bson_error_t *error, const bson_t *reply, size_t n)
 }
 
 static bool
-insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n,
-           mongoc_client_session_t *session, int64_t *inserted, bson_error_t *error)
+insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, mongoc_client_session_t *session,
+           int64_t *inserted, bson_error_t *error)
 {
     bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     bson_iter_t it;

@@ -52,36 +52,29 @@ struct mongoq_queue_t {
 };
 
 /* Checks queue options and fills `out` with defaults resolved. INVALID_ARG on a bad one. */
-bool
-mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t *out,
-                           bson_error_t *error);
+bool mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t *out,
+                                bson_error_t *error);
 
 /* Checks a database and collection name as mongod would. INVALID_ARG with the reason. */
-bool
-mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *error);
+bool mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *error);
 
 /* Pops a client from the pool and returns the queue's collection on it; release both after. */
-mongoc_collection_t *
-mongoq__queue_collection(mongoq_queue_t *queue, mongoc_client_t **client_out);
+mongoc_collection_t *mongoq__queue_collection(mongoq_queue_t *queue, mongoc_client_t **client_out);
 
-void
-mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client, mongoc_collection_t *coll);
+void mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client,
+                           mongoc_collection_t *coll);
 
 /* Appends the queue's writeConcern to a write's options. */
-void
-mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts);
+void mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts);
 
 /* Logs through the user's callback, if any. Never call with a mongoq lock held. */
-void
-mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, const char *format, ...)
-    BSON_GNUC_PRINTF(3, 4);
+void mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, const char *format,
+                       ...) BSON_GNUC_PRINTF(3, 4);
 
 /* Starts the background reaper unless it runs already or is turned off. Thread-safe. */
-void
-mongoq__queue_start_reaper(mongoq_queue_t *queue);
+void mongoq__queue_start_reaper(mongoq_queue_t *queue);
 
 /* A fresh process-unique number (consumer names). */
-uint64_t
-mongoq__queue_next_serial(void);
+uint64_t mongoq__queue_next_serial(void);
 
 #endif

@@ -29,9 +29,8 @@ check_ranges(const mongoq_queue_opts_t *o, bson_error_t *error)
     if (o->version != MONGOQ_QUEUE_OPTS_VERSION) {
         return invalid(error, "queue opts: unknown version (use MONGOQ_QUEUE_OPTS_INIT)");
     }
-    if (o->lease_ms < 0 || o->max_attempts < 0 || o->backoff_base_ms < 0 ||
-        o->backoff_cap_ms < 0 || o->retention_s < 0 || o->poll_interval_ms < 0 ||
-        o->reap_interval_ms < 0) {
+    if (o->lease_ms < 0 || o->max_attempts < 0 || o->backoff_base_ms < 0 || o->backoff_cap_ms < 0 ||
+        o->retention_s < 0 || o->poll_interval_ms < 0 || o->reap_interval_ms < 0) {
         return invalid(error, "queue opts: lease_ms, max_attempts, backoff_base_ms, "
                               "backoff_cap_ms, retention_s, poll_interval_ms and "
                               "reap_interval_ms cannot be negative");
@@ -179,8 +178,9 @@ build_create_indexes(const mongoq_queue_t *queue, bson_t *cmd)
               "\": {\"$exists\": true}}}");
     if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
         bson_snprintf(ttl, sizeof ttl,
-                      "{\"expireAfterSeconds\": %" PRId64 ", \"partialFilterExpression\": {\""
-                      MONGOQ__F_STATUS "\": \"" MONGOQ__S_DONE "\"}}",
+                      "{\"expireAfterSeconds\": %" PRId64
+                      ", \"partialFilterExpression\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_DONE
+                      "\"}}",
                       queue->opts.retention_s);
         add_index(&indexes, 3, INDEX_DONE_TTL, "{\"" MONGOQ__F_DONE_AT "\": 1}", ttl);
     }

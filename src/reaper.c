@@ -18,11 +18,11 @@ build_expired_filter(int64_t server_now, const char *cmp, bson_t *filter)
     char json[512];
     bson_snprintf(json, sizeof json,
                   "{\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_PROCESSING "\", "
-                  "\"" MONGOQ__F_LEASE_EXPIRES_AT "\": {\"$lt\": {\"$date\": {\"$numberLong\": "
-                  "\"%" PRId64 "\"}}}, "
-                  "\"$expr\": {\"$and\": [{\"$lt\": [\"" MONGOQ__P(MONGOQ__F_LEASE_EXPIRES_AT)
-                  "\", \"$$NOW\"]}, {\"%s\": [\"" MONGOQ__P(MONGOQ__F_ATTEMPTS) "\", \""
-                  MONGOQ__P(MONGOQ__F_MAX_ATTEMPTS) "\"]}]}}",
+                  "\"" MONGOQ__F_LEASE_EXPIRES_AT "\": "
+                  "{\"$lt\": {\"$date\": {\"$numberLong\": \"%" PRId64 "\"}}}, "
+                  "\"$expr\": {\"$and\": ["
+                  "{\"$lt\": [\"" MONGOQ__P_LEASE_EXPIRES_AT "\", \"$$NOW\"]}, "
+                  "{\"%s\": [\"" MONGOQ__P_ATTEMPTS "\", \"" MONGOQ__P_MAX_ATTEMPTS "\"]}]}}",
                   server_now + MONGOQ__CLOCK_SLACK_MS, cmp);
     BSON_ASSERT(bson_init_from_json(filter, json, -1, NULL));
 }
@@ -32,12 +32,14 @@ static void
 build_reaped_update(bool dead, bson_t *pipeline)
 {
     const char *json =
-        dead ? "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_DEAD "\", \"" MONGOQ__F_LAST_ERROR
-               "\": \"" MONGOQ__REASON_LEASE_EXPIRED "\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
-               "{\"$unset\": [\"" MONGOQ__F_LEASE_TOKEN "\", \"" MONGOQ__F_LEASE_EXPIRES_AT "\", \""
-               MONGOQ__F_DEDUP_KEY "\"]}]"
-             : "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_READY "\", \"" MONGOQ__F_LAST_ERROR
-               "\": \"" MONGOQ__REASON_LEASE_EXPIRED "\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
+        dead ? "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_DEAD
+               "\", \"" MONGOQ__F_LAST_ERROR "\": \"" MONGOQ__REASON_LEASE_EXPIRED
+               "\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
+               "{\"$unset\": [\"" MONGOQ__F_LEASE_TOKEN "\", \"" MONGOQ__F_LEASE_EXPIRES_AT
+               "\", \"" MONGOQ__F_DEDUP_KEY "\"]}]"
+             : "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_READY
+               "\", \"" MONGOQ__F_LAST_ERROR "\": \"" MONGOQ__REASON_LEASE_EXPIRED
+               "\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
                "{\"$unset\": [\"" MONGOQ__F_LEASE_TOKEN "\", \"" MONGOQ__F_LEASE_EXPIRES_AT "\"]}]";
     /* bson_init_from_json reads a top-level array as a document keyed "0", "1": a pipeline. */
     BSON_ASSERT(bson_init_from_json(pipeline, json, -1, NULL));

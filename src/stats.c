@@ -16,12 +16,13 @@ static void
 build_stats_pipeline(bson_t *pipeline)
 {
     static const char *json =
-        "[{\"$group\": {\"_id\": \"" MONGOQ__P(MONGOQ__F_STATUS) "\", \"n\": {\"$sum\": 1}, "
-        "\"delayed\": {\"$sum\": {\"$cond\": [{\"$gt\": [\"" MONGOQ__P(MONGOQ__F_RUN_AT)
-        "\", \"$$NOW\"]}, 1, 0]}}, "
-        "\"oldest_due\": {\"$min\": {\"$cond\": [{\"$lte\": [\"" MONGOQ__P(MONGOQ__F_RUN_AT)
-        "\", \"$$NOW\"]}, \"" MONGOQ__P(MONGOQ__F_ENQUEUED_AT) "\", null]}}, "
-        "\"next_run_at\": {\"$min\": \"" MONGOQ__P(MONGOQ__F_RUN_AT) "\"}}}]";
+        "[{\"$group\": {\"_id\": \"" MONGOQ__P_STATUS "\", \"n\": {\"$sum\": 1}, "
+        "\"delayed\": {\"$sum\": {\"$cond\": "
+        "[{\"$gt\": [\"" MONGOQ__P_RUN_AT "\", \"$$NOW\"]}, 1, 0]}}, "
+        "\"oldest_due\": {\"$min\": {\"$cond\": "
+        "[{\"$lte\": [\"" MONGOQ__P_RUN_AT "\", \"$$NOW\"]}, \"" MONGOQ__P_ENQUEUED_AT
+        "\", null]}}, "
+        "\"next_run_at\": {\"$min\": \"" MONGOQ__P_RUN_AT "\"}}}]";
     BSON_ASSERT(bson_init_from_json(pipeline, json, -1, NULL));
 }
 
@@ -56,7 +57,8 @@ add_group(const bson_t *group, int64_t server_now, mongoq_stats_t *stats)
         stats->ready = n;
         stats->delayed = get_int(group, "delayed");
         int64_t oldest = get_date_or(group, "oldest_due", -1);
-        stats->oldest_ready_age_ms = oldest < 0 ? -1 : (server_now > oldest ? server_now - oldest : 0);
+        stats->oldest_ready_age_ms =
+            oldest < 0 ? -1 : (server_now > oldest ? server_now - oldest : 0);
         stats->next_run_at_ms = get_date_or(group, "next_run_at", -1);
     } else if (strcmp(status, MONGOQ__S_PROCESSING) == 0) {
         stats->processing = n;
@@ -126,9 +128,8 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
     mongoq__queue_release(queue, client, coll);
-    int64_t moved = ok && bson_iter_init_find(&it, &reply, "modifiedCount")
-                        ? bson_iter_as_int64(&it)
-                        : 0;
+    int64_t moved =
+        ok && bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it) : 0;
     bson_destroy(&reply);
     bson_destroy(&opts);
     bson_destroy(&update);

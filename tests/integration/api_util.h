@@ -22,47 +22,35 @@ typedef struct {
 } api_t;
 
 /* mongoc_init, a fresh database and, when open_queue, the queue (opts may be NULL). */
-void
-api_setup(api_t *t, const mongoq_queue_opts_t *opts, bool open_queue);
+void api_setup(api_t *t, const mongoq_queue_opts_t *opts, bool open_queue);
 
 /* Destroys the queue, drops the database, frees everything, mongoc_cleanup. */
-void
-api_teardown(api_t *t);
+void api_teardown(api_t *t);
 
 /* Documents of db.jobs matching the JSON filter. */
-int64_t
-api_count(api_t *t, const char *filter_json);
+int64_t api_count(api_t *t, const char *filter_json);
 
 /* Reads one document by _id into *doc (always initialised); false when absent. */
-bool
-api_get(api_t *t, const bson_oid_t *id, bson_t *doc);
+bool api_get(api_t *t, const bson_oid_t *id, bson_t *doc);
 
 /* Field readers for assertions: NULL / INT64_MIN when missing or of another type. */
-const char *
-api_str(const bson_t *doc, const char *field);
-int64_t
-api_date(const bson_t *doc, const char *field);
-int64_t
-api_int(const bson_t *doc, const char *field);
+const char *api_str(const bson_t *doc, const char *field);
+int64_t api_date(const bson_t *doc, const char *field);
+int64_t api_int(const bson_t *doc, const char *field);
 
 /* Enqueues {n: i} for i in 0..n-1 with the given options; asserts success. */
-void
-api_enqueue_n(api_t *t, int n, const mongoq_enqueue_opts_t *opts, bson_oid_t *ids);
+void api_enqueue_n(api_t *t, int n, const mongoq_enqueue_opts_t *opts, bson_oid_t *ids);
 
 /* Claims with wait_ms; asserts the call succeeds (the message may be NULL). */
-mongoq_message_t *
-api_claim(mongoq_consumer_t *consumer, int64_t wait_ms);
+mongoq_message_t *api_claim(mongoq_consumer_t *consumer, int64_t wait_ms);
 
 /* The server's clock (hello.localTime). */
-int64_t
-api_server_now(api_t *t);
+int64_t api_server_now(api_t *t);
 
 /* Waits (up to timeout_ms) until the server's clock passes `server_ms`. */
-bool
-api_wait_server_past(api_t *t, int64_t server_ms, int64_t timeout_ms);
+bool api_wait_server_past(api_t *t, int64_t server_ms, int64_t timeout_ms);
 
 /* The payload's "n", or -1. */
-int64_t
-api_payload_n(const mongoq_message_t *msg);
+int64_t api_payload_n(const mongoq_message_t *msg);
 
 #endif

@@ -282,8 +282,7 @@ insert_raw(api_t *t, const char *json)
     bson_error_t error;
     bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &error);
     cr_assert(doc, "%s", error.message);
-    cr_assert(mongoc_collection_insert_one(t->coll, doc, NULL, NULL, &error), "%s",
-              error.message);
+    cr_assert(mongoc_collection_insert_one(t->coll, doc, NULL, NULL, &error), "%s", error.message);
     bson_destroy(doc);
 }
 

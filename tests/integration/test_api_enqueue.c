@@ -213,8 +213,7 @@ enqueue_in_transaction(api_t *t, bool commit)
     mongoc_client_t *client = mongoc_client_pool_pop(t->pool);
     mongoc_client_session_t *session = mongoc_client_start_session(client, NULL, &error);
     cr_assert(session, "%s", error.message);
-    cr_assert(mongoc_client_session_start_transaction(session, NULL, &error), "%s",
-              error.message);
+    cr_assert(mongoc_client_session_start_transaction(session, NULL, &error), "%s", error.message);
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.session = session;
     bson_t payload = BSON_INITIALIZER;

@@ -151,11 +151,11 @@ Test(document_build, null_payload_and_oversize_are_refused)
 /* ---- parsing ---- */
 
 #define GOOD_FIELDS                                                                                \
-    "\"_id\": {\"$oid\": \"65a000000000000000000001\"}, \"payload\": {\"n\": 1}, "               \
-    "\"status\": \"processing\", \"priority\": 2, "                                               \
-    "\"run_at\": {\"$date\": {\"$numberLong\": \"1000\"}}, \"attempts\": 1, "                     \
-    "\"max_attempts\": 5, \"enqueued_at\": {\"$date\": {\"$numberLong\": \"900\"}}, "             \
-    "\"lease_expires_at\": {\"$date\": {\"$numberLong\": \"31000\"}}, "                           \
+    "\"_id\": {\"$oid\": \"65a000000000000000000001\"}, \"payload\": {\"n\": 1}, "                 \
+    "\"status\": \"processing\", \"priority\": 2, "                                                \
+    "\"run_at\": {\"$date\": {\"$numberLong\": \"1000\"}}, \"attempts\": 1, "                      \
+    "\"max_attempts\": 5, \"enqueued_at\": {\"$date\": {\"$numberLong\": \"900\"}}, "              \
+    "\"lease_expires_at\": {\"$date\": {\"$numberLong\": \"31000\"}}, "                            \
     "\"lease_token\": {\"$oid\": \"65a0000000000000000000ff\"}, \"claimed_by\": \"me\""
 #define GOOD_DOC "{" GOOD_FIELDS
 
@@ -180,11 +180,11 @@ Test(document_parse, good_document)
 Test(document_parse, widened_numbers_are_accepted)
 {
     bson_t *doc = json("{\"_id\": {\"$oid\": \"65a000000000000000000001\"}, \"payload\": {}, "
-               "\"priority\": 0.0, \"run_at\": {\"$date\": {\"$numberLong\": \"1\"}}, "
-               "\"attempts\": {\"$numberLong\": \"2\"}, \"max_attempts\": 3.0, "
-               "\"enqueued_at\": {\"$date\": {\"$numberLong\": \"1\"}}, "
-               "\"lease_expires_at\": {\"$date\": {\"$numberLong\": \"2\"}}, "
-               "\"lease_token\": {\"$oid\": \"65a0000000000000000000ff\"}}");
+                       "\"priority\": 0.0, \"run_at\": {\"$date\": {\"$numberLong\": \"1\"}}, "
+                       "\"attempts\": {\"$numberLong\": \"2\"}, \"max_attempts\": 3.0, "
+                       "\"enqueued_at\": {\"$date\": {\"$numberLong\": \"1\"}}, "
+                       "\"lease_expires_at\": {\"$date\": {\"$numberLong\": \"2\"}}, "
+                       "\"lease_token\": {\"$oid\": \"65a0000000000000000000ff\"}}");
     mongoq__parsed_t p;
     char reason[128];
     cr_assert(mongoq__document_parse(doc, &p, reason, sizeof reason), "%s", reason);
