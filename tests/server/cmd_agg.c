@@ -352,6 +352,34 @@ explained_query(const char *cmd_name, const bson_t *inner, explain_query_t *e,
     return true;
 }
 
+/* An explained aggregate: its leading $match is what the planner sees. */
+static bool
+explained_pipeline(const bson_t *inner, explain_query_t *e, bson_error_t *error)
+{
+    bson_iter_t it;
+    const char *stage = NULL;
+    bson_t arg;
+    memset(e, 0, sizeof *e);
+    bson_init(&e->filter);
+    bson_init(&e->sort);
+    if (!bson_iter_init_find(&it, inner, "pipeline") || !BSON_ITER_HOLDS_ARRAY(&it)) {
+        return ms_set_error(error, 40414, "BSON field 'aggregate.pipeline' is missing but a "
+                            "required field");
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_array(&it, &len, &data);
+    bson_t pipeline;
+    bson_init_static(&pipeline, data, len);
+    if (!ms_pipeline_validate(&pipeline, error)) {
+        return false;
+    }
+    if (first_stage(&pipeline, &stage, &arg) && strcmp(stage, "$match") == 0) {
+        e->filter = arg;
+    }
+    return true;
+}
+
 static bool
 explain_verbosity(const ms_cmd_t *c, bool *exec_stats, bson_error_t *error)
 {
@@ -394,9 +422,10 @@ MS_HANDLER(explain)
     }
     const char *coll_name = bson_iter_utf8(&inner_it, NULL);
     if (strcmp(cmd_name, "aggregate") == 0) {
-        return ms_set_error(error, 2, "explain of aggregate: use aggregate with explain: true");
-    }
-    if (!explained_query(cmd_name, &inner, &e, error)) {
+        if (!explained_pipeline(&inner, &e, error)) {
+            return false;
+        }
+    } else if (!explained_query(cmd_name, &inner, &e, error)) {
         return false;
     }
     ms_query_t q = {&e.filter, &e.sort, e.has_hint ? &e.hint : NULL, e.skip, e.limit, &c->lang};

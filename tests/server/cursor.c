@@ -145,7 +145,8 @@ void
 ms_cursor_reply(const ms_cmd_t *c, bson_t *reply, const char *ns, ms_docvec_t *results,
                 int64_t batch_size)
 {
-    size_t to = ms_cursor_batch_end(results, 0, batch_size);
+    /* A first batch of size 0 is empty (only opens the cursor); later ones 0 means default. */
+    size_t to = batch_size == 0 ? 0 : ms_cursor_batch_end(results, 0, batch_size);
     int64_t id = 0;
     if (to < results->len) {
         /* The cursor takes the whole vector; the first batch is served from it. */
