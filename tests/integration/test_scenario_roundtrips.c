@@ -109,10 +109,10 @@ Test(scenario_roundtrips, one_at_a_time, .timeout = 60)
     cr_expect(missed == 0, "%d of %d messages enqueued without delay were not claimable at once "
               "(claim with wait 0 right after the enqueue returned)", missed, SINGLE_N);
     int64_t work = work_commands(s.counter);
-    int64_t hellos = mtest_counter_get(s.counter, NULL) - work;
+    /* Clock hellos depend on elapsed time (a refresh every few seconds), not on messages:
+     * printed above, not asserted. */
     cr_expect(work <= 3 * SINGLE_N, "%" PRId64 " round trips for %d messages (> 3 each)", work,
               SINGLE_N);
-    cr_expect(hellos <= 2, "%" PRId64 " clock hellos for %d messages", hellos, SINGLE_N);
 
     mongoq_consumer_destroy(consumer);
     scen_assert_empty(&s);
