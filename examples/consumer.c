@@ -31,15 +31,15 @@ typedef struct {
     const char *uri;
     const char *db;
     const char *queue;
-    long expect;     /* 0: run until a signal or idle */
-    long idle_ms;    /* 0: never idle out */
+    long expect;  /* 0: run until a signal or idle */
+    long idle_ms; /* 0: never idle out */
     int threads;
 } options_t;
 
 /* Shared by the handler threads and the controlling thread. */
 typedef struct {
     const options_t *opts;
-    int64_t clock_offset_ms;  /* server clock - our clock */
+    int64_t clock_offset_ms; /* server clock - our clock */
     atomic_long sent;
     atomic_llong last_sent_mono_ms;
     mongoq_worker_t *worker;
@@ -78,8 +78,8 @@ static mongoq_result_t
 send_weekly_summary(mongoq_message_t *msg, void *user_data)
 {
     mailer_t *mailer = user_data;
-    int64_t waited = clock_ms(CLOCK_REALTIME) + mailer->clock_offset_ms -
-                     mongoq_message_enqueued_at(msg);
+    int64_t waited =
+        clock_ms(CLOCK_REALTIME) + mailer->clock_offset_ms - mongoq_message_enqueued_at(msg);
     const bson_t *payload = mongoq_message_payload(msg);
     const char *account = payload_string(payload, "account_id");
     const char *email = payload_string(payload, "email");
@@ -221,8 +221,10 @@ run(const options_t *opts)
         fprintf(stderr, "cannot start the worker: %s\n", error.message);
         goto done;
     }
-    fprintf(stderr, "consumer: waiting for weekly summaries on %s.%s (server clock %+" PRId64
-            " ms from ours)\n", opts->db, opts->queue, mailer.clock_offset_ms);
+    fprintf(stderr,
+            "consumer: waiting for weekly summaries on %s.%s (server clock %+" PRId64
+            " ms from ours)\n",
+            opts->db, opts->queue, mailer.clock_offset_ms);
     bool success = wait_for_stop(&mailer);
     if (!mongoq_worker_stop(mailer.worker, 30000, &error)) {
         fprintf(stderr, "consumer: handlers still running at the stop: %s\n", error.message);
@@ -231,8 +233,9 @@ run(const options_t *opts)
     mongoq_counters_t counters;
     mongoq_worker_counters(mailer.worker, &counters);
     printf("consumer: sent %ld emails (claimed %" PRId64 ", acked %" PRId64 ", retried %" PRId64
-           ", dead %" PRId64 ")\n", atomic_load(&mailer.sent), counters.claimed, counters.acked,
-           counters.retried, counters.failed);
+           ", dead %" PRId64 ")\n",
+           atomic_load(&mailer.sent), counters.claimed, counters.acked, counters.retried,
+           counters.failed);
     rc = success ? 0 : 1;
 done:
     signal(SIGINT, SIG_DFL);
@@ -277,8 +280,10 @@ main(int argc, char **argv)
 {
     options_t opts;
     if (!parse_options(argc, argv, &opts)) {
-        fprintf(stderr, "usage: %s URI [--expect N] [--idle-ms MS] [--threads N] [--db NAME] "
-                        "[--queue NAME]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s URI [--expect N] [--idle-ms MS] [--threads N] [--db NAME] "
+                "[--queue NAME]\n",
+                argv[0]);
         return 2;
     }
     mongoc_init();

@@ -111,8 +111,8 @@ Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
     mongoq_stats_t st;
     bson_error_t error;
     cr_assert(mongoq_queue_stats(s.queue, &st, &error), "stats: %s", error.message);
-    cr_expect(st.processing == N_CRASH && st.ready == 0, "after the kill: processing %" PRId64
-              ", ready %" PRId64, st.processing, st.ready);
+    cr_expect(st.processing == N_CRASH && st.ready == 0,
+              "after the kill: processing %" PRId64 ", ready %" PRId64, st.processing, st.ready);
 
     /* While the leases hold, a reaping pass must leave them alone (checked only when this
      * process is sure a good margin of the lease is left). */

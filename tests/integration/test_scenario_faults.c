@@ -172,9 +172,9 @@ ack_fails(const char *prefix, const char *fault, bool many)
     /* claim_many returns what is due now; collect all n (bounded by the attempts). */
     for (int tries = 0; got < (size_t)n && tries < 20; tries++) {
         size_t more = 0;
-        cr_assert(mongoq_consumer_claim_many(consumer, (size_t)n - got, 5000, msgs + got, &more,
-                                             &error),
-                  "claim_many: %s", error.message);
+        cr_assert(
+            mongoq_consumer_claim_many(consumer, (size_t)n - got, 5000, msgs + got, &more, &error),
+            "claim_many: %s", error.message);
         got += more;
     }
     cr_assert(got == (size_t)n, "claimed %zu of %d", got, n);
@@ -182,8 +182,8 @@ ack_fails(const char *prefix, const char *fault, bool many)
     char *data = bson_strdup_printf("\"failCommands\": %s, %s", ACK_COMMANDS, fault);
     scen_fail_point(&s, "{\"times\": 2}", data);
     bson_free(data);
-    bool ok = many ? mongoq_message_ack_many(msgs, got, &error)
-                   : mongoq_message_ack(msgs[0], &error);
+    bool ok =
+        many ? mongoq_message_ack_many(msgs, got, &error) : mongoq_message_ack(msgs[0], &error);
     mtest_fail_point(s.client, "\"off\"", NULL);
     cr_assert(!ok, "the ack succeeded through the fault");
     cr_log_info("%s: ack failed as it should: %s (domain %u code %u)", prefix, error.message,

@@ -17,16 +17,16 @@
 #define N_PRODUCERS 4
 #define N_CONSUMERS 8
 #define PER_PRODUCER (N_MSGS / N_PRODUCERS)
-#define LEASE_MS 120000  /* longer than the test may run: nothing may expire */
+#define LEASE_MS 120000 /* longer than the test may run: nothing may expire */
 #define RUN_LIMIT_MS 100000
 #define N_STRIPES 64
 
 typedef struct {
     int32_t claims;
     int32_t acks;
-    int32_t holder;          /* consumer holding it, -1 none */
-    int64_t lease_from;      /* server ms: claim time of the last claim */
-    int64_t lease_until;     /* server ms: its lease_expires_at */
+    int32_t holder;      /* consumer holding it, -1 none */
+    int64_t lease_from;  /* server ms: claim time of the last claim */
+    int64_t lease_until; /* server ms: its lease_expires_at */
 } slot_t;
 
 typedef struct {
@@ -262,9 +262,9 @@ check_slots(load_t *l)
             missing++;
         }
     }
-    cr_expect(missing == 0, "%" PRId64 " messages not acked exactly once (first: seq %" PRId64
-              ", acks %d)", missing, first_missing,
-              first_missing >= 0 ? l->slots[first_missing].acks : 0);
+    cr_expect(missing == 0,
+              "%" PRId64 " messages not acked exactly once (first: seq %" PRId64 ", acks %d)",
+              missing, first_missing, first_missing >= 0 ? l->slots[first_missing].acks : 0);
 }
 
 static void
@@ -278,10 +278,9 @@ report(load_t *l, int64_t elapsed_ms)
                 ", poll %" PRId64,
                 N_MSGS, elapsed_ms, N_MSGS * 1000.0 / (double)(elapsed_ms ? elapsed_ms : 1),
                 (long long)l->single_enqueues, (long long)l->batch_enqueues,
-                (long long)l->claim_calls, (long long)l->claim_many_calls,
-                (long long)l->ack_calls, (long long)l->ack_many_calls,
-                (long long)l->redelivered, (long long)l->lease_lost, c.wakeups_change_stream,
-                c.wakeups_timer, c.wakeups_poll);
+                (long long)l->claim_calls, (long long)l->claim_many_calls, (long long)l->ack_calls,
+                (long long)l->ack_many_calls, (long long)l->redelivered, (long long)l->lease_lost,
+                c.wakeups_change_stream, c.wakeups_timer, c.wakeups_poll);
     printf("scenario load: %d messages, 4 producers, 8 consumers: %" PRId64 " ms (%.0f msg/s)\n",
            N_MSGS, elapsed_ms, N_MSGS * 1000.0 / (double)(elapsed_ms ? elapsed_ms : 1));
     cr_expect(c.enqueued == N_MSGS && c.acked == N_MSGS && c.claimed == N_MSGS,

@@ -67,8 +67,7 @@ warm_up(scen_t *s, mongoq_consumer_t *consumer)
     bson_error_t error;
     bson_t payload;
     scen_payload(&payload, -1);
-    cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s",
-              error.message);
+    cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s", error.message);
     bson_destroy(&payload);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 5000, &msg, &error), "claim: %s", error.message);
@@ -106,8 +105,10 @@ Test(scenario_roundtrips, one_at_a_time, .timeout = 60)
         mongoq_message_destroy(msg);
     }
     print_breakdown("enqueue + claim + ack, one at a time", s.counter, SINGLE_N);
-    cr_expect(missed == 0, "%d of %d messages enqueued without delay were not claimable at once "
-              "(claim with wait 0 right after the enqueue returned)", missed, SINGLE_N);
+    cr_expect(missed == 0,
+              "%d of %d messages enqueued without delay were not claimable at once "
+              "(claim with wait 0 right after the enqueue returned)",
+              missed, SINGLE_N);
     int64_t work = work_commands(s.counter);
     /* Clock hellos depend on elapsed time (a refresh every few seconds), not on messages:
      * printed above, not asserted. */
@@ -137,15 +138,17 @@ one_batch(scen_t *s, mongoq_consumer_t *consumer, int64_t first_seq)
         bson_destroy(&docs[i]);
     }
     int64_t after_enqueue = work_commands(s->counter);
-    cr_expect(after_enqueue - before == 1, "enqueue_many of %d took %" PRId64 " round trips",
-              BATCH, after_enqueue - before);
+    cr_expect(after_enqueue - before == 1, "enqueue_many of %d took %" PRId64 " round trips", BATCH,
+              after_enqueue - before);
 
     mongoq_message_t *msgs[BATCH];
     size_t n = 0;
     cr_assert(mongoq_consumer_claim_many(consumer, BATCH, 0, msgs, &n, &error), "claim_many: %s",
               error.message);
-    cr_expect(n == BATCH, "claim_many with wait 0 right after enqueue_many returned %zu of %d "
-              "messages enqueued without delay", n, BATCH);
+    cr_expect(n == BATCH,
+              "claim_many with wait 0 right after enqueue_many returned %zu of %d "
+              "messages enqueued without delay",
+              n, BATCH);
     while (n < BATCH) { /* collect the rest so the batch completes; the count shows the cost */
         size_t more = 0;
         cr_assert(mongoq_consumer_claim_many(consumer, BATCH - n, 5000, msgs + n, &more, &error),

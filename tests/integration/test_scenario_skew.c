@@ -111,7 +111,8 @@ skewed_claims_delayed(scen_child_t *child, scen_t *s)
     cr_expect(waited >= DELAY_MS - 250, "claimed after %" PRId64 " ms of a %d ms delay", waited,
               DELAY_MS);
     cr_log_info("skew: delayed message claimed after %" PRId64 " ms (server: %" PRId64
-                " ms after run_at)", waited, claimed_at - run_at);
+                " ms after run_at)",
+                waited, claimed_at - run_at);
     return msg;
 }
 
@@ -149,8 +150,7 @@ normal_lease_holds(scen_child_t *child, scen_t *s)
     bson_error_t error;
     bson_t payload;
     scen_payload(&payload, 2);
-    cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s",
-              error.message);
+    cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s", error.message);
     bson_destroy(&payload);
     mongoq_consumer_opts_t co = MONGOQ_CONSUMER_OPTS_INIT;
     co.lease_ms = SKEW_LEASE_MS;

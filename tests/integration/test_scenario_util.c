@@ -264,7 +264,8 @@ scen_child_read(scen_child_t *child, int64_t timeout_ms)
         if (r <= 0) {
             return NULL;
         }
-        ssize_t got = read(child->from_child, child->buf + child->len, sizeof child->buf - child->len);
+        ssize_t got =
+            read(child->from_child, child->buf + child->len, sizeof child->buf - child->len);
         if (got <= 0) {
             return NULL;
         }

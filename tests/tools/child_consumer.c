@@ -131,8 +131,7 @@ cmd_on_message(child_t *c, const char *hex, bool ack, long long extend_ms)
         printf("err 0 0 no held message %s\n", hex);
         return;
     }
-    bool ok = ack ? mongoq_message_ack(msg, &error)
-                  : mongoq_message_extend(msg, extend_ms, &error);
+    bool ok = ack ? mongoq_message_ack(msg, &error) : mongoq_message_extend(msg, extend_ms, &error);
     if (ok && ack) {
         mongoq_message_destroy(find_held(c, hex, true));
     }
