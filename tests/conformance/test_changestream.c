@@ -602,7 +602,8 @@ Test(changestream, get_more_wakes_on_insert_before_max_time)
     cr_assert(w.event != NULL, "the waiting getMore returned the insert");
     cr_assert_str_eq(cs_str(w.event, "documentKey._id"), "wake");
     int64_t waited = w.returned_at - inserted_at;
-    cr_assert_lt(waited, 4000, "woken %lld ms after the insert (maxTimeMS 8000)", (long long)waited);
+    cr_assert_lt(waited, 4000, "woken %lld ms after the insert (maxTimeMS 8000)",
+                 (long long)waited);
     bson_destroy(w.event);
     mongoc_change_stream_destroy(w.cs);
     mongoc_collection_destroy(coll);
@@ -776,8 +777,8 @@ Test(changestream, transaction_events_appear_at_commit_only)
 static void
 cs_assert_aggregate_fails(cs_fixture_t *f, const char *pipeline_json, uint32_t code)
 {
-    char *json = bson_strdup_printf("{'aggregate': 'events', 'cursor': {}, 'pipeline': %s}",
-                                    pipeline_json);
+    char *json =
+        bson_strdup_printf("{'aggregate': 'events', 'cursor': {}, 'pipeline': %s}", pipeline_json);
     bson_t *cmd = cs_json(json);
     bson_error_t error;
     bson_t reply;

@@ -121,9 +121,9 @@ static void
 jr_create_unique_index(mongoc_collection_t *coll)
 {
     bson_error_t error;
-    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(mongoc_collection_get_name(coll)),
-                           "indexes", "[", "{", "key", "{", "k", BCON_INT32(1), "}", "name",
-                           BCON_UTF8("k_1"), "unique", BCON_BOOL(true), "}", "]");
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(mongoc_collection_get_name(coll)), "indexes",
+                           "[", "{", "key", "{", "k", BCON_INT32(1), "}", "name", BCON_UTF8("k_1"),
+                           "unique", BCON_BOOL(true), "}", "]");
     cr_assert(mongoc_collection_write_command_with_opts(coll, cmd, NULL, NULL, &error),
               "createIndexes: %s", error.message);
     bson_destroy(cmd);
@@ -281,8 +281,7 @@ Test(journal, resume_point_older_than_history_is_lost)
     bson_error_t error;
     mongoc_change_stream_next(cs, &doc);
     cr_assert(mongoc_change_stream_error_document(cs, &error, NULL), "resume must fail");
-    cr_assert_eq(error.code, 286, "ChangeStreamHistoryLost, got %u: %s", error.code,
-                 error.message);
+    cr_assert_eq(error.code, 286, "ChangeStreamHistoryLost, got %u: %s", error.code, error.message);
     mongoc_change_stream_destroy(cs);
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(client);

@@ -47,8 +47,8 @@ struct ms_changestream_t {
     bson_t *stages; /* the stages after $changeStream, as an array (a pointer: heap bson_t
                        are under-aligned for embedding) */
     bool has_stages;
-    ms_pos_t next;          /* the first position not yet fully processed */
-    bool next_partly_done;  /* the entry at `next` gave its event; only its invalidate is left */
+    ms_pos_t next;         /* the first position not yet fully processed */
+    bool next_partly_done; /* the entry at `next` gave its event; only its invalidate is left */
 };
 
 /* The $changeStream options that choose where a stream starts. */
@@ -308,8 +308,8 @@ check_namespace(const ms_changestream_t *cs, bson_error_t *error)
         return true;
     }
     if (is_internal_db(cs->db)) {
-        return ms_set_error(error, 73, "$changeStream may not be opened on the internal %s database",
-                            cs->db);
+        return ms_set_error(error, 73,
+                            "$changeStream may not be opened on the internal %s database", cs->db);
     }
     if (cs->coll && strncmp(cs->coll, "system.", 7) == 0) {
         return ms_set_error(error, 73,
@@ -322,9 +322,8 @@ check_namespace(const ms_changestream_t *cs, bson_error_t *error)
 static bool
 stage_allowed(const char *name)
 {
-    static const char *const allowed[] = {"$match",      "$project",     "$addFields", "$set",
-                                          "$unset",      "$replaceRoot", "$replaceWith",
-                                          "$redact"};
+    static const char *const allowed[] = {"$match", "$project",     "$addFields",   "$set",
+                                          "$unset", "$replaceRoot", "$replaceWith", "$redact"};
     for (size_t k = 0; k < sizeof allowed / sizeof allowed[0]; k++) {
         if (strcmp(name, allowed[k]) == 0) {
             return true;
@@ -396,7 +395,8 @@ static bool
 parse_batch_size(bson_iter_t *it, int64_t *out, bson_error_t *error)
 {
     if (!BSON_ITER_HOLDS_NUMBER(it)) {
-        return ms_set_error(error, 14, "BSON field 'batchSize' is the wrong type, expected a number");
+        return ms_set_error(error, 14,
+                            "BSON field 'batchSize' is the wrong type, expected a number");
     }
     int64_t n = bson_iter_as_int64(it);
     if (n < 0) {
@@ -467,11 +467,11 @@ entry_events(const ms_changestream_t *cs, const ms_op_t *op, event_kind_t kinds[
 static const char *
 op_type_name(const ms_op_t *op, event_kind_t kind)
 {
-    static const char *const names[] = {"insert", "update",       "replace",
-                                        "delete", "create",       "drop",
+    static const char *const names[] = {"insert",       "update",        "replace",
+                                        "delete",       "create",        "drop",
                                         "dropDatabase", "createIndexes", "dropIndexes"};
-    static const ms_op_type_t order[] = {MS_OP_INSERT, MS_OP_UPDATE,        MS_OP_REPLACE,
-                                         MS_OP_DELETE, MS_OP_CREATE,        MS_OP_DROP,
+    static const ms_op_type_t order[] = {MS_OP_INSERT,        MS_OP_UPDATE,       MS_OP_REPLACE,
+                                         MS_OP_DELETE,        MS_OP_CREATE,       MS_OP_DROP,
                                          MS_OP_DROP_DATABASE, MS_OP_CREATE_INDEX, MS_OP_DROP_INDEX};
     if (kind == EV_INVALIDATE) {
         return "invalidate";
@@ -876,8 +876,7 @@ first_batch_size(const bson_t *cmd, int64_t *limit, bson_error_t *error)
 
 bool
 ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_t cursor_id,
-                     bool standalone, ms_changestream_t **out, bson_t *reply,
-                     bson_error_t *error)
+                     bool standalone, ms_changestream_t **out, bson_t *reply, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(db);
     BSON_ASSERT_PARAM(cmd);
@@ -899,8 +898,8 @@ ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_
     if (!check_namespace(cs, error) || !resolve_start(cs, &start, error)) {
         goto done;
     }
-    cs->ns = coll ? bson_strdup_printf("%s.%s", db, coll)
-                  : bson_strdup_printf("%s.$cmd.aggregate", db);
+    cs->ns =
+        coll ? bson_strdup_printf("%s.%s", db, coll) : bson_strdup_printf("%s.$cmd.aggregate", db);
     b.limit = limit;
     if (!collect(cs, &b, error)) {
         goto done;

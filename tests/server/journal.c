@@ -67,7 +67,8 @@ record_len(const uint8_t *data, size_t len)
         return 0;
     }
     bson_t rec;
-    if (!bson_init_static(&rec, data, (size_t)n) || !bson_validate(&rec, BSON_VALIDATE_NONE, NULL)) {
+    if (!bson_init_static(&rec, data, (size_t)n) ||
+        !bson_validate(&rec, BSON_VALIDATE_NONE, NULL)) {
         return 0;
     }
     return (size_t)n;

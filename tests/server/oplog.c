@@ -17,7 +17,7 @@
 
 static pthread_mutex_t oplog_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t oplog_cv;
-static ms__entry_t *ring;   /* ring[(head + k) % cap] is the k-th oldest entry */
+static ms__entry_t *ring; /* ring[(head + k) % cap] is the k-th oldest entry */
 static size_t ring_cap;
 static size_t ring_head;
 static size_t ring_len;
@@ -364,8 +364,8 @@ ms__oplog_wait(ms__oplog_state_t *seen, int64_t deadline_ms)
     struct timespec until = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
     pthread_mutex_lock(&oplog_mu);
     /* Bounded: each pass either sees a change or reaches the deadline (spurious wake-ups loop). */
-    while (!shut_down && state.commit_gen == seen->commit_gen &&
-           state.wake_gen == seen->wake_gen && ms__mono_ms() < deadline_ms) {
+    while (!shut_down && state.commit_gen == seen->commit_gen && state.wake_gen == seen->wake_gen &&
+           ms__mono_ms() < deadline_ms) {
         if (pthread_cond_timedwait(&oplog_cv, &oplog_mu, &until) != 0) {
             break;
         }
