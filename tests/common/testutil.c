@@ -229,6 +229,8 @@ mtest_counter_destroy(mtest_counter_t *c)
 
 #include <signal.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #ifndef MONGOQ_TEST_SERVER_BIN
@@ -280,9 +282,17 @@ mtest_server_start(mtest_server_t *server, const char *const *extra_args, int po
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        /* The server must not outlive the test (a timed-out test is killed by Criterion), and
+         * must not hold the test runner's pipes open: log to a file, keep no inherited fds. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
+        int log = open("/tmp/mongoq-test-server-private.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (log >= 0) {
+            dup2(log, STDERR_FILENO);
+        }
+        for (int fd = 3; fd < 1024; fd++) {
+            close(fd);
+        }
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
