@@ -6,8 +6,8 @@
  * A worker (1 thread) runs on one queue handle; messages are enqueued one at a time through a
  * second handle on another pool, so the worker learns of them only through its waker: the change
  * stream (--mode stream, poll interval 10 s so polling cannot help) or polling alone (--mode
- * poll, no change stream, --poll-ms). Each message is enqueued once the previous one started,
- * after --gap-ms of idleness. Prints min / median / p99 / max of enqueue -> handler start.
+ * poll, no change stream, --poll-ms). Each message is enqueued once the worker acked the previous
+ * one and has been idle for --gap-ms. Prints min / median / p99 / max of enqueue -> handler start.
  * URI defaults to $MONGOQ_TEST_URI. Uses database wake_latency_<pid>, dropped at the end.
  */
 #include <mongoq/mongoq.h>
@@ -153,9 +153,24 @@ await_waker(mongoq_queue_t *w, const args_t *a)
     }
 }
 
+/* Waits (up to 10 s) until the worker acked `acked` messages: it is idle again. */
+static void
+await_idle(mongoq_worker_t *worker, int64_t acked)
+{
+    for (int i = 0; i < 50000; i++) {
+        mongoq_counters_t c;
+        mongoq_worker_counters(worker, &c);
+        if (c.acked >= acked) {
+            return;
+        }
+        usleep(200);
+    }
+}
+
 /* Enqueues one message at a time and records enqueue -> start; returns how many started. */
 static int
-measure(const args_t *a, mongoq_queue_t *producer, latency_t *lat, int64_t *out)
+measure(const args_t *a, mongoq_queue_t *producer, mongoq_worker_t *worker, latency_t *lat,
+        int64_t *out)
 {
     int done = 0;
     for (int i = 0; i < a->n; i++) {
@@ -177,6 +192,7 @@ measure(const args_t *a, mongoq_queue_t *producer, latency_t *lat, int64_t *out)
             break;
         }
         out[done++] = started - t0;
+        await_idle(worker, i + 1);
     }
     return done;
 }
@@ -213,7 +229,7 @@ run(const args_t *a)
             goto done;
         }
         await_waker(w, a);
-        int n = measure(a, p, &lat, lat_us);
+        int n = measure(a, p, worker, &lat, lat_us);
         if (n > 0) {
             report(a, lat_us, n);
             rc = n == a->n ? 0 : 1;
