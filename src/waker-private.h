@@ -64,8 +64,13 @@ mongoq__waker_generation(mongoq__waker_t *w);
 
 /*
  * Blocks until the generation differs from *seen or deadline_ms (monotonic clock, see
- * mongoq__now_mono_ms) passes; updates *seen. In polling mode it returns after a bounded,
- * growing pause (MONGOQ__WAKE_POLL). Thread-safe.
+ * mongoq__now_mono_ms) passes; updates *seen. Starts the waker's thread on the first call.
+ * The generation moves on change events, timers, in-process notifications and rescans; in
+ * polling mode the waker's thread polls (pause 10 ms doubling up to poll_interval_ms) and
+ * moves it when a poll finds a due message (MONGOQ__WAKE_POLL). As a safety net every wait
+ * also returns after poll_interval_ms (MONGOQ__WAKE_POLL without a poll). Wake-ups are not
+ * counted here: the claimer counts the cause when the claim that follows finds work.
+ * Thread-safe.
  */
 mongoq__wake_t
 mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms);
