@@ -604,4 +604,5 @@ reply:
         ms_failpoint_hit_destroy(&st.hit);
     }
     bson_destroy(&body);
+    ms_dup_key_info_reset();
 }

@@ -25,6 +25,16 @@ struct ms_ientry_t {
 static _Thread_local bson_t dup_info;
 static _Thread_local bool dup_info_init;
 
+void
+ms_dup_key_info_reset(void)
+{
+    if (dup_info_init) {
+        /* Back to inline storage: nothing stays allocated when the thread ends. */
+        bson_destroy(&dup_info);
+        bson_init(&dup_info);
+    }
+}
+
 const bson_t *
 ms_dup_key_info(void)
 {

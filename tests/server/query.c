@@ -308,9 +308,9 @@ index_scan(const cand_t *c, sink_t *s)
 
 static _Thread_local const bson_t *sort_spec;
 
+/* No bson_t inside: it wants 128-byte alignment, which a malloc'ed array does not give. */
 typedef struct {
     ms_rec_t *rec;
-    bson_t view;
     size_t pos;
 } sort_item_t;
 
@@ -318,7 +318,10 @@ static int
 sort_item_cmp(const void *a, const void *b)
 {
     const sort_item_t *x = a, *y = b;
-    int c = ms_sort_cmp(sort_spec, &x->view, &y->view);
+    bson_t xv, yv;
+    ms_doc_view(x->rec->doc, &xv);
+    ms_doc_view(y->rec->doc, &yv);
+    int c = ms_sort_cmp(sort_spec, &xv, &yv);
     if (c) {
         return c;
     }
@@ -332,7 +335,6 @@ sort_and_slice(const ms_query_t *q, ms_recvec_t *v)
     for (size_t i = 0; i < v->len; i++) {
         items[i].rec = v->recs[i];
         items[i].pos = i;
-        ms_doc_view(v->recs[i]->doc, &items[i].view);
     }
     sort_spec = q->sort;
     qsort(items, v->len, sizeof *items, sort_item_cmp);

@@ -169,6 +169,9 @@ ms_index_default_name(const bson_t *key);
 /* The duplicate-key details of the last 11000 on this thread: {keyPattern, keyValue}. */
 const bson_t *
 ms_dup_key_info(void);
+/* Frees what ms_dup_key_info holds (end of each command). */
+void
+ms_dup_key_info_reset(void);
 
 /* ---- queries (query.c) ----------------------------------------------------------------- */
 
