@@ -36,6 +36,16 @@ own_str(ms_wctx_t *w, const char *s)
     if (!s) {
         return NULL;
     }
+    /* Batches name the same namespace over and over: reuse the previous op's copy. */
+    if (w->nops > 1) {
+        const ms_op_t *prev = &w->ops[w->nops - 2];
+        if (prev->db && strcmp(prev->db, s) == 0) {
+            return (char *)prev->db;
+        }
+        if (prev->coll && strcmp(prev->coll, s) == 0) {
+            return (char *)prev->coll;
+        }
+    }
     /* Strings ride in a tiny document so one owner list frees everything. */
     bson_t tmp = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&tmp, "s", s);
