@@ -385,17 +385,6 @@ attempt_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs, s
 typedef bool (*attempt_fn)(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs,
                            size_t *got, bson_error_t *error);
 
-static void
-count_wakeup(mongoq__counters_t *counters, mongoq__wake_t why)
-{
-    if (why == MONGOQ__WAKE_CHANGE_STREAM) {
-        mongoq__counter_add(&counters->wakeups_change_stream, 1);
-    } else if (why == MONGOQ__WAKE_TIMER) {
-        mongoq__counter_add(&counters->wakeups_timer, 1);
-    } else if (why == MONGOQ__WAKE_POLL) {
-        mongoq__counter_add(&counters->wakeups_poll, 1);
-    }
-}
 
 /*
  * Tries, then sleeps on the waker until something may have changed or the deadline passes. The
@@ -416,7 +405,7 @@ claim_loop(mongoq_consumer_t *consumer, int64_t wait_ms, attempt_fn attempt, siz
             return false;
         }
         if (*got > 0) {
-            count_wakeup(&queue->counters, why);
+            mongoq__waker_count(&queue->counters, why);
             return true;
         }
         if (mongoq__now_mono_ms() >= deadline) {

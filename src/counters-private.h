@@ -19,6 +19,7 @@ typedef struct {
     atomic_int_least64_t wakeups_change_stream;
     atomic_int_least64_t wakeups_timer;
     atomic_int_least64_t wakeups_poll;
+    atomic_int_least64_t idle_consumers;
     atomic_bool change_stream_active;
     atomic_bool polling_fallback;
 } mongoq__counters_t;

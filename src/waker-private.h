@@ -75,6 +75,13 @@ mongoq__waker_generation(mongoq__waker_t *w);
 mongoq__wake_t
 mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms);
 
+/*
+ * Counts a wake-up by its cause (change stream, timer, poll). Claimers call it only when the
+ * claim that followed the wake-up found work, so a wake-up that found nothing is not counted.
+ */
+void
+mongoq__waker_count(mongoq__counters_t *counters, mongoq__wake_t why);
+
 /* Wakes every waiter now (reason MONGOQ__WAKE_LOCAL). Thread-safe. */
 void
 mongoq__waker_notify(mongoq__waker_t *w);

@@ -776,14 +776,28 @@ mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms)
     if (++w->nwaiters == 1) {
         pthread_cond_signal(&w->thread_cond); /* a poller may start polling */
     }
+    atomic_store(&w->config.counters->idle_consumers, w->nwaiters);
     while (!wait_over_locked(w, *seen, deadline_ms, tick, &why, &until)) {
         to_timespec(until, &ts);
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
     }
     w->nwaiters--;
+    atomic_store(&w->config.counters->idle_consumers, w->nwaiters);
     *seen = w->generation;
     pthread_mutex_unlock(&w->mu);
     return why;
+}
+
+void
+mongoq__waker_count(mongoq__counters_t *counters, mongoq__wake_t why)
+{
+    if (why == MONGOQ__WAKE_CHANGE_STREAM) {
+        mongoq__counter_add(&counters->wakeups_change_stream, 1);
+    } else if (why == MONGOQ__WAKE_TIMER) {
+        mongoq__counter_add(&counters->wakeups_timer, 1);
+    } else if (why == MONGOQ__WAKE_POLL) {
+        mongoq__counter_add(&counters->wakeups_poll, 1);
+    }
 }
 
 void

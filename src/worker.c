@@ -342,21 +342,8 @@ new_consumer(handler_thread_t *t)
  * Claims without waiting and, when nothing is ready, waits on the queue's waker itself rather
  * than inside the claim, so a stop (which notifies the waker) ends the wait at once. The
  * generation is read before the claim: a wake-up between claim and wait is never lost.
+ * *why: the cause of the last wake-up, counted when the claim after it finds work.
  */
-static void
-count_wakeup(mongoq_worker_t *w, mongoq__wake_t why)
-{
-    mongoq__counters_t *c = &w->queue->counters;
-    if (why == MONGOQ__WAKE_CHANGE_STREAM) {
-        mongoq__counter_add(&c->wakeups_change_stream, 1);
-    } else if (why == MONGOQ__WAKE_TIMER) {
-        mongoq__counter_add(&c->wakeups_timer, 1);
-    } else if (why == MONGOQ__WAKE_POLL) {
-        mongoq__counter_add(&c->wakeups_poll, 1);
-    }
-}
-
-/* *why: the cause of the last wake-up, counted when the claim after it finds work. */
 static bool
 claim_or_wait(handler_thread_t *t, mongoq_consumer_t *consumer, mongoq_message_t **msgs,
               size_t *n, mongoq__wake_t *why, bson_error_t *error)
@@ -369,7 +356,7 @@ claim_or_wait(handler_thread_t *t, mongoq_consumer_t *consumer, mongoq_message_t
         return false;
     }
     if (*n > 0) {
-        count_wakeup(w, *why);
+        mongoq__waker_count(&w->queue->counters, *why);
         *why = MONGOQ__WAKE_TIMEOUT;
     } else if (!stop_requested(w)) {
         *why = mongoq__waker_wait(waker, &seen, mongoq__now_mono_ms() + IDLE_WAIT_MS);

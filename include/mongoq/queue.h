@@ -163,6 +163,7 @@ typedef struct {
     int64_t wakeups_change_stream; /* consumers woken by a change event */
     int64_t wakeups_timer;         /* ... by the timer for the next run_at */
     int64_t wakeups_poll;          /* ... by a poll that found work */
+    int64_t idle_consumers;        /* consumers and worker threads waiting for work right now */
     bool change_stream_active;     /* the waker's change stream is open now */
     bool polling_fallback;         /* the server cannot open change streams: polling only */
 } mongoq_counters_t;

@@ -77,6 +77,15 @@ ws_close(ws_env_t *e)
     bson_free(e->db);
 }
 
+/* The worker's thread is back waiting on the waker (not merely done with its last message). */
+static bool
+ws_worker_waiting(void *ctx)
+{
+    mongoq_counters_t c;
+    mongoq_queue_counters(ctx, &c);
+    return c.idle_consumers >= 1;
+}
+
 static mongoq_counters_t
 ws_counters(mongoq_queue_t *q)
 {
@@ -110,10 +119,12 @@ Test(waker_stream, enqueue_wakes_idle_worker_through_the_change_stream)
         cr_assert(wk_await_started(&e.rec, i, 1000), "message %d started within 1 s", i);
         cr_assert_leq(e.rec.started_at[i] - t0, 1000);
         ws_acked_t idle = {e.worker, i + 1};
-        cr_assert(mtest_wait_until(ws_acked, &idle, 5000), "the worker is idle again");
+        cr_assert(mtest_wait_until(ws_acked, &idle, 5000), "the worker acked it");
+        cr_assert(mtest_wait_until(ws_worker_waiting, e.w, 5000), "the worker waits again");
     }
     mongoq_counters_t c = ws_counters(e.w);
-    cr_assert_geq(c.wakeups_change_stream, 50, "woken by change events: %lld",
+    /* Every message met a waiting worker, so each was found after a wake-up; none by a poll. */
+    cr_assert_geq(c.wakeups_change_stream, 95, "woken by change events: %lld",
                   (long long)c.wakeups_change_stream);
     cr_assert_eq(c.wakeups_poll, 0);
     cr_assert_not(c.polling_fallback);
