@@ -33,10 +33,12 @@ typedef struct {
     int64_t burn_depth;
     int64_t depths[3];
     int wake_messages;
+    const char *only; /* run just these workloads: comma-separated names (cost,enqueue,...) */
 } config_t;
 
 static config_t cfg = {.reps = 3};
 static mongoc_client_pool_t *pool;
+static mongoc_uri_t *uri_parsed;
 static atomic_int_least64_t commands_started;
 static FILE *md;
 static char db_name[64];
@@ -557,12 +559,36 @@ wake_handler(mongoq_message_t *msg, void *user_data)
     return MONGOQ_ACK;
 }
 
+/* Waits until a consumer of q waits for work (mongoq_counters_t.idle_consumers). */
+static void
+await_idle(mongoq_queue_t *q, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    mongoq_counters_t c;
+    for (mongoq_queue_counters(q, &c); c.idle_consumers < 1 && now_s() < deadline;
+         mongoq_queue_counters(q, &c)) {
+        struct timespec pause = {0, 100 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* Enqueues n messages one at a time to an idle worker; fills latencies (ms) by seq. */
 static void
 wake_run(bool change_stream, int n, double *latency_ms)
 {
     drop_db();
     mongoq_queue_t *q = open_queue(!change_stream, change_stream ? 0 : 100);
+    /* The producer is another process in real life: its own pool and queue handle, so its
+     * enqueue cannot wake the worker in-process (mongoq notifies local waiters directly). */
+    mongoc_client_pool_t *producer_pool = mongoc_client_pool_new(uri_parsed);
+    mongoc_client_pool_set_error_api(producer_pool, MONGOC_ERROR_API_VERSION_2);
+    bson_error_t error;
+    mongoq_queue_opts_t popts = MONGOQ_QUEUE_OPTS_INIT;
+    popts.no_reaper = true;
+    mongoq_queue_t *producer = mongoq_queue_new(producer_pool, db_name, QUEUE_NAME, &popts, &error);
+    if (!producer) {
+        die("producer queue", &error);
+    }
     wake_ctx_t ctx = {.started = calloc((size_t)n, sizeof(double)), .n = n};
     pthread_mutex_init(&ctx.mu, NULL);
     pthread_cond_init(&ctx.cond, NULL);
@@ -571,7 +597,6 @@ wake_run(bool change_stream, int n, double *latency_ms)
     wopts.handler = wake_handler;
     wopts.user_data = &ctx;
     wopts.threads = 1;
-    bson_error_t error;
     mongoq_worker_t *w = mongoq_worker_new(q, &wopts, &error);
     if (!w || !mongoq_worker_start(w, &error)) {
         die("worker", &error);
@@ -579,19 +604,22 @@ wake_run(bool change_stream, int n, double *latency_ms)
     /* Let the worker go idle (its first claim finds nothing and it starts waiting). */
     struct timespec settle = {0, 300 * 1000 * 1000};
     nanosleep(&settle, NULL);
-    /* Each message meets an idle worker: the previous one was handled, and a short gap (part
-     * of the workload: messages arriving one by one) lets the worker go back to waiting. */
+    /* Each message meets an idle worker: the previous one was handled and the worker waits on
+     * the queue's waker again. Then a random pause of 0-20 ms (the workload: messages arrive
+     * one by one, at times unrelated to the worker's polling). */
+    unsigned seed = 12345;
     for (int i = 0; i < n; i++) {
         wake_await(&ctx, i, 5.0);
+        await_idle(q, 5.0);
+        struct timespec gap = {0, (long)(rand_r(&seed) % 21) * 1000 * 1000};
+        nanosleep(&gap, NULL);
         bson_t payload;
         make_payload(&payload, i, 100);
         enqueued[i] = now_s();
-        if (!mongoq_enqueue(q, &payload, NULL, NULL, &error)) {
+        if (!mongoq_enqueue(producer, &payload, NULL, NULL, &error)) {
             die("enqueue", &error);
         }
         bson_destroy(&payload);
-        struct timespec gap = {0, 2 * 1000 * 1000};
-        nanosleep(&gap, NULL);
     }
     wake_await(&ctx, n, 30.0);
     if (!mongoq_worker_stop(w, 5000, &error)) {
@@ -605,6 +633,8 @@ wake_run(bool change_stream, int n, double *latency_ms)
     free(enqueued);
     pthread_cond_destroy(&ctx.cond);
     pthread_mutex_destroy(&ctx.mu);
+    mongoq_queue_destroy(producer);
+    mongoc_client_pool_destroy(producer_pool);
     mongoq_queue_destroy(q);
 }
 
@@ -818,6 +848,19 @@ write_targets(void)
 
 /* ---- main --------------------------------------------------------------------------------- */
 
+/* Whether name is one of the comma-separated words of list. */
+static bool
+listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == '\0')) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -830,10 +873,12 @@ parse_args(int argc, char **argv)
             cfg.reps = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--large")) {
             cfg.large = true;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            cfg.only = argv[++i];
         } else if (!strcmp(argv[i], "--quick")) {
             cfg.quick = true;
         } else {
-            fprintf(stderr, "usage: %s --uri URI --out DIR [--large] [--quick] [--reps N]\n",
+            fprintf(stderr, "usage: %s --uri URI --out DIR [--large] [--quick] [--reps N] [--only WORKLOAD]\n",
                     argv[0]);
             exit(2);
         }
@@ -859,11 +904,11 @@ main(int argc, char **argv)
     parse_args(argc, argv);
     mongoc_init();
     bson_error_t error;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(cfg.uri, &error);
-    if (!uri) {
+    uri_parsed = mongoc_uri_new_with_error(cfg.uri, &error);
+    if (!uri_parsed) {
         die("uri", &error);
     }
-    pool = mongoc_client_pool_new(uri);
+    pool = mongoc_client_pool_new(uri_parsed);
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_pool_max_size(pool, 64);
     mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
@@ -880,17 +925,27 @@ main(int argc, char **argv)
         return 1;
     }
     double t0 = now_s();
-    bench_cost();
-    bench_enqueue();
-    bench_wake();
-    bench_depth();
-    bench_burndown();
-    write_targets();
+    static const struct {
+        const char *name;
+        void (*run)(void);
+    } workloads[] = {{"cost", bench_cost},
+                     {"enqueue", bench_enqueue},
+                     {"wake", bench_wake},
+                     {"depth", bench_depth},
+                     {"burndown", bench_burndown}};
+    for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
+        if (!cfg.only || listed(cfg.only, workloads[i].name)) {
+            workloads[i].run();
+        }
+    }
+    if (!cfg.only) {
+        write_targets();
+    }
     fprintf(md, "\nThe run took %.0f s.\n", now_s() - t0);
     fclose(md);
     drop_db();
     mongoc_client_pool_destroy(pool);
-    mongoc_uri_destroy(uri);
+    mongoc_uri_destroy(uri_parsed);
     mongoc_cleanup();
     fprintf(stderr, "mongoq-bench: wrote %s/results.md\n", cfg.out_dir);
     return 0;

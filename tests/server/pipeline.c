@@ -191,8 +191,8 @@ skip_validate(const bson_value_t *arg, bson_error_t *error)
 static bool
 slice_run(const bson_value_t *arg, ms_docvec_t *in, ms_docvec_t *out, bool is_skip)
 {
-    int64_t n;
-    integral(arg, &n);
+    int64_t n = 0;
+    integral(arg, &n); /* validated before the run */
     for (size_t i = 0; i < in->len; i++) {
         bool keep = is_skip ? (int64_t)i >= n : (int64_t)i < n;
         if (keep) {
