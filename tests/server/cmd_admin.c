@@ -24,12 +24,12 @@ append_last_write(bson_t *reply)
     BSON_APPEND_DOCUMENT_BEGIN(reply, "lastWrite", &lw);
     BSON_APPEND_DOCUMENT_BEGIN(&lw, "opTime", &op);
     BSON_APPEND_TIMESTAMP(&op, "ts", t.t, t.i);
-    BSON_APPEND_INT64(&op, "t", 1);
+    BSON_APPEND_INT64(&op, "t", ms_config.term);
     bson_append_document_end(&lw, &op);
     BSON_APPEND_DATE_TIME(&lw, "lastWriteDate", (int64_t)t.t * 1000);
     BSON_APPEND_DOCUMENT_BEGIN(&lw, "majorityOpTime", &op);
     BSON_APPEND_TIMESTAMP(&op, "ts", t.t, t.i);
-    BSON_APPEND_INT64(&op, "t", 1);
+    BSON_APPEND_INT64(&op, "t", ms_config.term);
     bson_append_document_end(&lw, &op);
     BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", (int64_t)t.t * 1000);
     bson_append_document_end(reply, &lw);
@@ -75,7 +75,7 @@ MS_HANDLER(hello)
     if (!ms_config.standalone) {
         append_host_array(reply, "hosts");
         BSON_APPEND_UTF8(reply, "setName", ms_config.set_name);
-        BSON_APPEND_INT32(reply, "setVersion", 1);
+        BSON_APPEND_INT32(reply, "setVersion", MS_SET_VERSION);
     }
     BSON_APPEND_BOOL(reply, legacy ? "ismaster" : "isWritablePrimary", true);
     if (!ms_config.standalone) {

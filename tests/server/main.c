@@ -9,10 +9,12 @@
  */
 #include "server-private.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 ms_config_t ms_config;
 
@@ -78,6 +80,86 @@ parse_args(int argc, char **argv)
     return true;
 }
 
+/* The term saved in dbpath by an earlier start, or 0 when there is none (or it is torn). */
+static int64_t
+read_saved_term(const char *dbpath)
+{
+    uint8_t be[8];
+    int64_t term = 0;
+    char *path = bson_strdup_printf("%s/term", dbpath);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && read(fd, be, sizeof be) == (ssize_t)sizeof be) {
+        for (size_t i = 0; i < sizeof be; i++) {
+            term = (int64_t)(((uint64_t)term << 8) | be[i]);
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    bson_free(path);
+    return term > 0 ? term : 0;
+}
+
+/* Replaces dbpath/term atomically (write a temporary file, then rename it over). */
+static bool
+save_term(const char *dbpath, int64_t term, bson_error_t *error)
+{
+    bool ok = false;
+    uint8_t be[8];
+    char *tmp = bson_strdup_printf("%s/term.tmp", dbpath);
+    char *path = bson_strdup_printf("%s/term", dbpath);
+    for (size_t i = 0; i < sizeof be; i++) {
+        be[i] = (uint8_t)((uint64_t)term >> (56 - 8 * i));
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, be, sizeof be) != (ssize_t)sizeof be || fsync(fd) != 0) {
+        bson_set_error(error, MS_ERROR_DOMAIN, 1, "cannot write %s", tmp);
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        bson_set_error(error, MS_ERROR_DOMAIN, 1, "cannot rename %s", tmp);
+        goto done;
+    }
+    ok = true;
+done:
+    if (fd >= 0) {
+        close(fd);
+    }
+    bson_free(tmp);
+    bson_free(path);
+    return ok;
+}
+
+/*
+ * Drivers (SDAM) ignore a primary whose electionId is lower than one they have seen: it must
+ * grow across restarts, as mongod's does with every election. The term is the start time in
+ * milliseconds, and with --dbpath at least one more than the term of the previous start (so a
+ * clock stepping back cannot make it shrink). electionId is mongod's OID::fromTerm: 7fffffff,
+ * then the term as a big-endian 64-bit integer.
+ */
+static bool
+start_new_term(bson_error_t *error)
+{
+    int64_t term = ms_config.start_ms;
+    if (ms_config.dbpath) {
+        int64_t saved = read_saved_term(ms_config.dbpath);
+        if (saved >= term) {
+            term = saved + 1;
+        }
+        if (!save_term(ms_config.dbpath, term, error)) {
+            return false;
+        }
+    }
+    ms_config.term = term;
+    uint8_t *b = ms_config.election_id.bytes;
+    b[0] = 0x7f;
+    b[1] = b[2] = b[3] = 0xff;
+    for (int i = 0; i < 8; i++) {
+        b[4 + i] = (uint8_t)((uint64_t)term >> (56 - 8 * i));
+    }
+    return true;
+}
+
 static void
 on_signal(int sig)
 {
@@ -106,11 +188,15 @@ main(int argc, char **argv)
         return 2;
     }
     ms_config.start_ms = ms_now_ms();
-    bson_oid_init(&ms_config.election_id, NULL);
     install_signals();
     ms_store_init();
     if (!ms_oplog_init(ms_config.dbpath, ms_config.history, &error)) {
         ms_log("cannot open the journal: %s", error.message);
+        return 1;
+    }
+    /* After the journal's lock on dbpath: a second server must not move the term. */
+    if (!start_new_term(&error)) {
+        ms_log("cannot save the term: %s", error.message);
         return 1;
     }
     if (!ms_net_listen(&error)) {

@@ -21,12 +21,16 @@ typedef struct {
     const char *dbpath;
     size_t history;
     int ttl_sleep_secs;
-    bson_oid_t election_id;
+    int64_t term;           /* grows across restarts (see main.c); electionId encodes it */
+    bson_oid_t election_id; /* 7fffffff + term, big-endian, as mongod's OID::fromTerm */
     int64_t start_ms;
     char host_port[96]; /* set once listening */
 } ms_config_t;
 
 extern ms_config_t ms_config;
+
+/* hello.setVersion: the replica set configuration never changes, so one value for every start. */
+#define MS_SET_VERSION 1
 
 /* "127.0.0.1:PORT", the host name drivers see in hello.hosts. */
 const char *
