@@ -1159,16 +1159,30 @@ p5_busy_started(void *arg)
     return atomic_load(&((p5_busy_t *)arg)->batches) >= 3;
 }
 
-/* Claims once with a wait, which starts the waker's thread and the reaper. */
+/*
+ * Claims with a wait, which starts the waker's thread and the reaper; with await_stream, again
+ * until the change stream is open (a claim whose first attempt outlasts its wait never waits,
+ * so it does not start the waker: likely under ThreadSanitizer).
+ */
 static void
-p5_start_threads(part_t *part, mongoq_queue_t *q)
+p5_start_threads(part_t *part, mongoq_queue_t *q, bool await_stream)
 {
     bson_error_t error;
-    mongoq_message_t *msg = NULL;
     mongoq_consumer_t *c = consumer_new(part, q, "p5", 0);
-    if (c) {
-        CHECK(part, mongoq_consumer_claim(c, 20, &msg, &error), "claim: %s", error.message);
+    int64_t deadline = now_ms() + 10000;
+    for (int i = 0; c && i < 1000; i++) {
+        mongoq_message_t *msg = NULL;
+        if (!CHECK(part, mongoq_consumer_claim(c, 100, &msg, &error), "claim: %s",
+                   error.message)) {
+            break;
+        }
         mongoq_message_destroy(msg); /* abandoned: a busy round may find one */
+        if (!await_stream || p5_stream_open(q)) {
+            break;
+        }
+        if (!CHECK(part, now_ms() < deadline, "the change stream did not open in 10 s")) {
+            break;
+        }
     }
     mongoq_consumer_destroy(c);
 }
@@ -1194,10 +1208,8 @@ p5_round(part_t *part, env_t *e, bool stream, int variant)
     p5_busy_t busy = {.part = part};
     pthread_t busy_thread;
     bool busy_on = false;
-    p5_start_threads(part, q);
-    if (variant >= 1 && stream) {
-        CHECK(part, wait_until(p5_stream_open, q, 10000), "the change stream did not open");
-    } else if (variant >= 1) {
+    p5_start_threads(part, q, variant >= 1 && stream);
+    if (variant >= 1 && !stream) {
         sleep_ms(300); /* several polls: nothing to await in polling mode */
     }
     if (variant == 2) {
