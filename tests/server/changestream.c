@@ -469,10 +469,12 @@ op_type_name(const ms_op_t *op, event_kind_t kind)
 {
     static const char *const names[] = {"insert",       "update",        "replace",
                                         "delete",       "create",        "drop",
-                                        "dropDatabase", "createIndexes", "dropIndexes"};
+                                        "dropDatabase", "createIndexes", "dropIndexes",
+                                        "modify"};
     static const ms_op_type_t order[] = {MS_OP_INSERT,        MS_OP_UPDATE,       MS_OP_REPLACE,
                                          MS_OP_DELETE,        MS_OP_CREATE,       MS_OP_DROP,
-                                         MS_OP_DROP_DATABASE, MS_OP_CREATE_INDEX, MS_OP_DROP_INDEX};
+                                         MS_OP_DROP_DATABASE, MS_OP_CREATE_INDEX, MS_OP_DROP_INDEX,
+                                         MS_OP_COLL_MOD};
     if (kind == EV_INVALIDATE) {
         return "invalidate";
     }
@@ -567,7 +569,8 @@ append_expanded_fields(const ms_op_t *op, bson_t *ev)
     bson_t indexes;
     bson_t empty = BSON_INITIALIZER;
     append_ns(ev, op);
-    if (op->type == MS_OP_CREATE) {
+    if (op->type == MS_OP_CREATE || op->type == MS_OP_COLL_MOD) {
+        /* create: the options; modify: the collMod command without its name, as mongod. */
         BSON_APPEND_DOCUMENT(ev, "operationDescription", op->spec ? op->spec : &empty);
         return;
     }

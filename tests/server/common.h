@@ -47,6 +47,7 @@
     X(115, CommandNotSupported)                                                                    \
     X(117, ConflictingOperationInProgress)                                                         \
     X(168, InvalidPipelineOperator)                                                                \
+    X(181, AmbiguousIndexKeyPattern)                                                               \
     X(171, CannotIndexParallelArrays)                                                              \
     X(197, InvalidIndexSpecificationOption)                                                        \
     X(189, PrimarySteppedDown)                                                                     \

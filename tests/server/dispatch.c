@@ -43,6 +43,7 @@ static const cmd_def_t commands[] = {
     {"createIndexes", NULL, NULL, ms_cmd_create_indexes, CMD_LOCK | CMD_WC | CMD_SESSION},
     {"listIndexes", NULL, NULL, ms_cmd_list_indexes, CMD_LOCK | CMD_SESSION},
     {"dropIndexes", "deleteIndexes", NULL, ms_cmd_drop_indexes, CMD_LOCK | CMD_WC | CMD_SESSION},
+    {"collMod", NULL, NULL, ms_cmd_coll_mod, CMD_LOCK | CMD_WC | CMD_SESSION},
     {"configureFailPoint", NULL, NULL, ms_cmd_configure_fail_point, CMD_ADMIN},
     {"getMore", NULL, NULL, ms_cmd_get_more, CMD_IN_TXN},
     {"killCursors", NULL, NULL, ms_cmd_kill_cursors, CMD_IN_TXN},

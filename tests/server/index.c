@@ -221,6 +221,25 @@ fail:
 }
 
 void
+ms_index_set_ttl(ms_index_t *ix, int64_t expire_after_secs)
+{
+    /* As mongod's catalog: the old field goes, the new value is appended as a long. */
+    bson_t *spec = bson_new();
+    bson_iter_t it;
+    bson_iter_init(&it, ix->spec);
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "expireAfterSeconds") != 0) {
+            bson_append_iter(spec, NULL, 0, &it);
+        }
+    }
+    BSON_APPEND_INT64(spec, "expireAfterSeconds", expire_after_secs);
+    bson_destroy(ix->spec);
+    ix->spec = spec;
+    ix->has_ttl = true;
+    ix->expire_after_secs = expire_after_secs;
+}
+
+void
 ms_index_destroy(ms_index_t *ix)
 {
     if (!ix) {

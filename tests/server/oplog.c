@@ -133,7 +133,7 @@ ms__opview_init(ms__opview_t *v, const bson_t *rec, bson_error_t *error)
             return ms_set_error(error, 1, "malformed oplog record field '%s'", bson_iter_key(&it));
         }
     }
-    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_DROP_INDEX) {
+    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_COLL_MOD) {
         return ms_set_error(error, 1, "malformed oplog record");
     }
     return true;

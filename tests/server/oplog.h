@@ -32,7 +32,8 @@ typedef enum {
     MS_OP_DROP,          /* collection dropped */
     MS_OP_DROP_DATABASE, /* coll = NULL */
     MS_OP_CREATE_INDEX,  /* spec = the index spec ({key, name, unique, ...}) */
-    MS_OP_DROP_INDEX     /* spec = {name: "..."} */
+    MS_OP_DROP_INDEX,    /* spec = {name: "..."} */
+    MS_OP_COLL_MOD       /* spec = {index: {name | keyPattern, expireAfterSeconds}} (mongod's o) */
 } ms_op_type_t;
 
 typedef struct {

@@ -161,6 +161,7 @@ MS_HANDLER(drop_database);
 MS_HANDLER(create_indexes);
 MS_HANDLER(list_indexes);
 MS_HANDLER(drop_indexes);
+MS_HANDLER(coll_mod);
 MS_HANDLER(configure_fail_point);
 MS_HANDLER(get_more);
 MS_HANDLER(kill_cursors);

@@ -121,6 +121,9 @@ ms_rec_t *
 ms_coll_find_id(const ms_coll_t *c, const bson_value_t *id);
 ms_index_t *
 ms_coll_index_by_name(const ms_coll_t *c, const char *name);
+/* The ready index whose key pattern equals key (numbers by value); *count says how many match. */
+ms_index_t *
+ms_coll_index_by_key(const ms_coll_t *c, const bson_t *key, size_t *count);
 /* Adds a built index (unique violations among existing documents fail with 11000). */
 bool
 ms_coll_add_index(ms_coll_t *c, ms_index_t *ix, bson_error_t *error);
@@ -134,6 +137,9 @@ ms_index_t *
 ms_index_new(const bson_t *spec, bson_error_t *error);
 void
 ms_index_destroy(ms_index_t *ix);
+/* Makes ix a TTL index with this expireAfterSeconds, as collMod does (spec updated to match). */
+void
+ms_index_set_ttl(ms_index_t *ix, int64_t expire_after_secs);
 /* Whether two specs describe the same index (key and options that matter). */
 bool
 ms_index_same_options(const ms_index_t *a, const ms_index_t *b);
@@ -199,8 +205,18 @@ typedef struct {
     bool in_memory_sort;
     size_t eq_fields;
     bool has_range;
+    size_t points; /* point intervals of the index scan (one per $in value) */
     int64_t keys_examined;
     int64_t docs_examined;
+    /*
+     * An OR plan (index NULL): one index scan per branch of the top-level $or in or_branches.
+     * Explain plans the branches again; or_branches and or_coll are borrowed from the query's
+     * filter and the collection, as index is.
+     */
+    bool is_or;
+    bool or_rooted;
+    bson_value_t or_branches;
+    const ms_coll_t *or_coll;
 } ms_plan_t;
 
 /* Runs q over c: the matching records in order, after skip and limit. */

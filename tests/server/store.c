@@ -316,6 +316,48 @@ ms_coll_index_by_name(const ms_coll_t *c, const char *name)
     return NULL;
 }
 
+/* Key patterns compare as mongod's BSON comparison does: same fields in order, equal values. */
+static bool
+same_key_pattern(const bson_t *a, const bson_t *b)
+{
+    bson_iter_t ia, ib;
+    if (!bson_iter_init(&ia, a) || !bson_iter_init(&ib, b)) {
+        return false;
+    }
+    for (;;) {
+        bool more_a = bson_iter_next(&ia);
+        bool more_b = bson_iter_next(&ib);
+        if (!more_a || !more_b) {
+            return more_a == more_b;
+        }
+        if (strcmp(bson_iter_key(&ia), bson_iter_key(&ib)) != 0) {
+            return false;
+        }
+        if (BSON_ITER_HOLDS_NUMBER(&ia) && BSON_ITER_HOLDS_NUMBER(&ib)) {
+            if (bson_iter_as_double(&ia) != bson_iter_as_double(&ib)) {
+                return false;
+            }
+        } else if (!BSON_ITER_HOLDS_UTF8(&ia) || !BSON_ITER_HOLDS_UTF8(&ib) ||
+                   strcmp(bson_iter_utf8(&ia, NULL), bson_iter_utf8(&ib, NULL)) != 0) {
+            return false;
+        }
+    }
+}
+
+ms_index_t *
+ms_coll_index_by_key(const ms_coll_t *c, const bson_t *key, size_t *count)
+{
+    ms_index_t *found = NULL;
+    *count = 0;
+    for (size_t i = 0; i < c->nindexes; i++) {
+        if (same_key_pattern(c->indexes[i]->key, key)) {
+            found = found ? found : c->indexes[i];
+            (*count)++;
+        }
+    }
+    return found;
+}
+
 bool
 ms_coll_add_index(ms_coll_t *c, ms_index_t *ix, bson_error_t *error)
 {
@@ -507,6 +549,41 @@ replay_index_op(const ms_op_t *op, bson_error_t *error)
     return true;
 }
 
+/* collMod {index: {name | keyPattern, expireAfterSeconds}}: the only collMod the server runs. */
+static bool
+replay_coll_mod(const ms_op_t *op, bson_error_t *error)
+{
+    bson_iter_t it, index;
+    ms_coll_t *c = ms_store_coll(op->db, op->coll);
+    ms_index_t *ix = NULL;
+    size_t n = 0;
+    if (!c || !op->spec || !bson_iter_init_find(&it, op->spec, "index") ||
+        !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &index)) {
+        return ms_set_error(error, 2, "journal collMod entry without its collection or index");
+    }
+    int64_t secs = -1;
+    while (bson_iter_next(&index)) {
+        const char *k = bson_iter_key(&index);
+        if (strcmp(k, "name") == 0 && BSON_ITER_HOLDS_UTF8(&index)) {
+            ix = ms_coll_index_by_name(c, bson_iter_utf8(&index, NULL));
+        } else if (strcmp(k, "keyPattern") == 0 && BSON_ITER_HOLDS_DOCUMENT(&index)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_t key;
+            bson_iter_document(&index, &len, &data);
+            bson_init_static(&key, data, len);
+            ix = ms_coll_index_by_key(c, &key, &n);
+        } else if (strcmp(k, "expireAfterSeconds") == 0 && BSON_ITER_HOLDS_NUMBER(&index)) {
+            secs = bson_iter_as_int64(&index);
+        }
+    }
+    if (!ix || secs < 0) {
+        return ms_set_error(error, 2, "journal collMod entry names no index or no TTL");
+    }
+    ms_index_set_ttl(ix, secs);
+    return true;
+}
+
 bool
 ms_store_replay(const ms_op_t *op, bson_error_t *error)
 {
@@ -534,6 +611,8 @@ ms_store_replay(const ms_op_t *op, bson_error_t *error)
     case MS_OP_CREATE_INDEX:
     case MS_OP_DROP_INDEX:
         return replay_index_op(op, error);
+    case MS_OP_COLL_MOD:
+        return replay_coll_mod(op, error);
     }
     return ms_set_error(error, 2, "unknown journal operation %d", (int)op->type);
 }

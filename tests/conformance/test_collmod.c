@@ -1,0 +1,317 @@
+/*
+ * Conformance: collMod changing a TTL index's expireAfterSeconds (by key pattern and by name),
+ * turning a single-field index into a TTL index, mongod 6.0's errors, the change stream's
+ * "modify" event, and (on a private server) the change surviving kill -9. An option a server
+ * does not apply must be refused, never ignored. Runs unchanged against mongod 6.0.
+ */
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <string.h>
+#include <unistd.h>
+
+static mongoc_client_t *client;
+static char *dbname;
+
+static void
+setup(void)
+{
+    client = mtest_client_new("collmod");
+    dbname = mtest_db_name("collmod");
+}
+
+static void
+teardown(void)
+{
+    mtest_db_drop(client, dbname);
+    bson_free(dbname);
+    mongoc_client_destroy(client);
+}
+
+TestSuite(collmod, .init = setup, .fini = teardown, .timeout = 60);
+
+static void
+run_ok(const char *json, bson_t *reply)
+{
+    bson_t tmp;
+    bson_error_t error;
+    bson_t *out = reply ? reply : &tmp;
+    cr_assert(mtest_command(client, dbname, json, out, &error), "%s: %s", json, error.message);
+    if (!reply) {
+        bson_destroy(&tmp);
+    }
+}
+
+/* Runs a command that must fail; returns its code. */
+static uint32_t
+run_fail(const char *json)
+{
+    bson_t reply;
+    bson_error_t error;
+    cr_assert(!mtest_command(client, dbname, json, &reply, &error), "%s must fail", json);
+    bson_destroy(&reply);
+    return error.code;
+}
+
+static bool
+has_path(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    return bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it);
+}
+
+static int64_t
+int_at(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it) &&
+                  BSON_ITER_HOLDS_NUMBER(&it),
+              "no number at %s", path);
+    return bson_iter_as_int64(&it);
+}
+
+/* The expireAfterSeconds listIndexes shows for index `name` of coll; -1 when it has none. */
+static int64_t
+ttl_of(mongoc_client_t *cl, const char *db, const char *name)
+{
+    int64_t secs = -2;
+    const bson_t *spec;
+    mongoc_collection_t *coll = mongoc_client_get_collection(cl, db, "c");
+    mongoc_cursor_t *cursor = mongoc_collection_find_indexes_with_opts(coll, NULL);
+    while (mongoc_cursor_next(cursor, &spec)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, spec, "name") &&
+            strcmp(bson_iter_utf8(&it, NULL), name) == 0) {
+            secs =
+                bson_iter_init_find(&it, spec, "expireAfterSeconds") ? bson_iter_as_int64(&it) : -1;
+        }
+    }
+    bson_error_t error;
+    cr_assert(!mongoc_cursor_error(cursor, &error), "listIndexes: %s", error.message);
+    cr_assert(secs != -2, "no index %s", name);
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(coll);
+    return secs;
+}
+
+Test(collmod, changes_ttl_by_key_pattern_and_by_name)
+{
+    bson_t reply;
+    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
+           "\"expireAfterSeconds\": 60}]}",
+           NULL);
+    run_ok("{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"t\": 1}, "
+           "\"expireAfterSeconds\": 120}}",
+           &reply);
+    cr_assert_eq(int_at(&reply, "expireAfterSeconds_old"), 60);
+    cr_assert_eq(int_at(&reply, "expireAfterSeconds_new"), 120);
+    bson_destroy(&reply);
+    cr_assert_eq(ttl_of(client, dbname, "t_1"), 120);
+
+    run_ok("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 0}}",
+           &reply);
+    cr_assert_eq(int_at(&reply, "expireAfterSeconds_old"), 120);
+    cr_assert_eq(int_at(&reply, "expireAfterSeconds_new"), 0);
+    bson_destroy(&reply);
+    cr_assert_eq(ttl_of(client, dbname, "t_1"), 0);
+}
+
+Test(collmod, single_field_index_becomes_ttl)
+{
+    bson_t reply;
+    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1}, \"name\": \"a_1\"}]}",
+           NULL);
+    cr_assert_eq(ttl_of(client, dbname, "a_1"), -1);
+    run_ok("{\"collMod\": \"c\", \"index\": {\"name\": \"a_1\", \"expireAfterSeconds\": 10}}",
+           &reply);
+    cr_assert(!has_path(&reply, "expireAfterSeconds_old"), "there was no TTL before");
+    cr_assert_eq(int_at(&reply, "expireAfterSeconds_new"), 10);
+    bson_destroy(&reply);
+    cr_assert_eq(ttl_of(client, dbname, "a_1"), 10);
+}
+
+Test(collmod, errors_as_mongod)
+{
+    cr_assert_eq(run_fail("{\"collMod\": \"missing\", \"index\": {\"name\": \"x_1\", "
+                          "\"expireAfterSeconds\": 5}}"),
+                 26, "NamespaceNotFound");
+    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
+           "\"expireAfterSeconds\": 60}, {\"key\": {\"a\": 1, \"b\": 1}, \"name\": \"a_1_b_1\"}]}",
+           NULL);
+    cr_assert_eq(run_fail("{\"collMod\": \"c\", \"index\": {\"name\": \"nope\", "
+                          "\"expireAfterSeconds\": 5}}"),
+                 27, "IndexNotFound by name");
+    cr_assert_eq(run_fail("{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"nope\": 1}, "
+                          "\"expireAfterSeconds\": 5}}"),
+                 27, "IndexNotFound by key pattern");
+    static const char *const invalid_options[] = {
+        /* both, neither, nothing to change */
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"keyPattern\": {\"t\": 1}, "
+        "\"expireAfterSeconds\": 5}}",
+        "{\"collMod\": \"c\", \"index\": {\"expireAfterSeconds\": 5}}",
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\"}}",
+        /* out of range */
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": -1}}",
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": "
+        "{\"$numberLong\": \"9223372036854775807\"}}}",
+        /* no TTL on _id_ nor on a compound index */
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"_id_\", \"expireAfterSeconds\": 5}}",
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"a_1_b_1\", \"expireAfterSeconds\": 5}}",
+    };
+    for (size_t i = 0; i < sizeof invalid_options / sizeof invalid_options[0]; i++) {
+        cr_assert_eq(run_fail(invalid_options[i]), 72, "InvalidOptions: %s", invalid_options[i]);
+    }
+    uint32_t code = run_fail("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", "
+                             "\"expireAfterSeconds\": \"5\"}}");
+    cr_assert(code == 14 || code == 72, "a string expireAfterSeconds: got %u", code);
+    code = run_fail("{\"collMod\": \"c\", \"noSuchOption\": 1}");
+    cr_assert(code == 40415 || code == 72, "an unknown option: got %u", code);
+    code =
+        run_fail("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 5, "
+                 "\"noSuchField\": 1}}");
+    cr_assert(code == 40415 || code == 72, "an unknown index field: got %u", code);
+    cr_assert_eq(ttl_of(client, dbname, "t_1"), 60, "nothing changed");
+}
+
+/* A validator must either be applied or refused: a server that ignores it fails this test. */
+Test(collmod, validator_is_applied_or_refused)
+{
+    bson_t reply;
+    bson_error_t error;
+    run_ok("{\"create\": \"c\"}", NULL);
+    bool applied = mtest_command(client, dbname,
+                                 "{\"collMod\": \"c\", \"validator\": {\"n\": {\"$type\": "
+                                 "\"int\"}}}",
+                                 &reply, &error);
+    bson_destroy(&reply);
+    if (!applied) {
+        cr_assert_eq(error.code, 72, "refused with InvalidOptions, got %u: %s", error.code,
+                     error.message);
+        return;
+    }
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, dbname, "c");
+    bson_t *doc = BCON_NEW("n", BCON_UTF8("not an int"));
+    cr_assert(!mongoc_collection_insert_one(coll, doc, NULL, NULL, &error),
+              "the validator is in effect");
+    cr_assert_eq(error.code, 121, "DocumentValidationFailure, got %u", error.code);
+    bson_destroy(doc);
+    mongoc_collection_destroy(coll);
+}
+
+/* The first event from a change stream cursor (raw getMores, at most 10 s); a copy. */
+static bson_t *
+next_event(mongoc_client_t *cl, int64_t cursor_id)
+{
+    int64_t deadline = mtest_now_ms() + 10000;
+    while (mtest_now_ms() < deadline) {
+        bson_t reply;
+        bson_error_t error;
+        bson_iter_t it, batch;
+        bson_t *cmd = BCON_NEW("getMore", BCON_INT64(cursor_id), "collection", BCON_UTF8("c"),
+                               "maxTimeMS", BCON_INT64(500));
+        cr_assert(mongoc_client_command_simple(cl, dbname, cmd, NULL, &reply, &error),
+                  "getMore: %s", error.message);
+        bson_destroy(cmd);
+        bson_t *ev = NULL;
+        if (bson_iter_init(&it, &reply) &&
+            bson_iter_find_descendant(&it, "cursor.nextBatch", &batch) &&
+            bson_iter_recurse(&batch, &it) && bson_iter_next(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_iter_document(&it, &len, &data);
+            ev = bson_new_from_data(data, len);
+        }
+        bson_destroy(&reply);
+        if (ev) {
+            return ev;
+        }
+    }
+    cr_assert_fail("no change event within 10 s");
+    return NULL;
+}
+
+/* The modify event (showExpandedEvents, mongod 6.0) carries the index option as given. */
+Test(collmod, change_stream_reports_modify)
+{
+    bson_t reply;
+    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
+           "\"expireAfterSeconds\": 60}]}",
+           NULL);
+    run_ok("{\"aggregate\": \"c\", \"pipeline\": [{\"$changeStream\": {\"showExpandedEvents\": "
+           "true}}], \"cursor\": {}}",
+           &reply);
+    int64_t id = int_at(&reply, "cursor.id");
+    bson_destroy(&reply);
+    run_ok("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 30}}",
+           NULL);
+    bson_t *ev = next_event(client, id);
+    bson_iter_t it;
+    char *json = bson_as_relaxed_extended_json(ev, NULL);
+    cr_assert(bson_iter_init_find(&it, ev, "operationType") &&
+                  strcmp(bson_iter_utf8(&it, NULL), "modify") == 0,
+              "a modify event: %s", json);
+    cr_assert_eq(int_at(ev, "operationDescription.index.expireAfterSeconds"), 30, "%s", json);
+    bson_free(json);
+    bson_destroy(ev);
+    bson_t *kill = BCON_NEW("killCursors", BCON_UTF8("c"), "cursors", "[", BCON_INT64(id), "]");
+    cr_assert(mongoc_client_command_simple(client, dbname, kill, NULL, NULL, NULL));
+    bson_destroy(kill);
+}
+
+static void
+rm_tree(char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+                char *path = bson_strdup_printf("%s/%s", dir, e->d_name);
+                unlink(path);
+                bson_free(path);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+    bson_free(dir);
+}
+
+Test(collmod, change_survives_kill_9)
+{
+    if (!mtest_can_spawn()) {
+        cr_skip("cannot spawn a private test server");
+    }
+    char tmpl[] = "/tmp/mongoq-collmod-XXXXXX";
+    cr_assert(mkdtemp(tmpl) != NULL);
+    char *dir = bson_strdup(tmpl);
+    const char *args[] = {"--dbpath", dir, NULL};
+    mtest_server_t srv;
+    bson_error_t error;
+    bson_t reply;
+    cr_assert(mtest_server_start(&srv, args, 0), "start");
+    mongoc_client_t *cl = mongoc_client_new(srv.uri);
+    mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
+    cr_assert(mtest_command(cl, "cm",
+                            "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": "
+                            "1}, \"name\": \"t_1\", \"expireAfterSeconds\": 60}]}",
+                            &reply, &error),
+              "%s", error.message);
+    bson_destroy(&reply);
+    cr_assert(mtest_command(cl, "cm",
+                            "{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"t\": "
+                            "1}, \"expireAfterSeconds\": 7}}",
+                            &reply, &error),
+              "%s", error.message);
+    bson_destroy(&reply);
+    mongoc_client_destroy(cl);
+    mtest_server_stop(&srv, true);
+
+    cr_assert(mtest_server_start(&srv, args, 0), "restart on the same --dbpath");
+    cl = mongoc_client_new(srv.uri);
+    cr_assert_eq(ttl_of(cl, "cm", "t_1"), 7, "the collMod was journaled");
+    mongoc_client_destroy(cl);
+    mtest_server_stop(&srv, false);
+    rm_tree(dir);
+}
