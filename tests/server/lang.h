@@ -71,6 +71,14 @@ bool
 ms_filter_equality(const bson_t *filter, const char *path, bson_value_t *eq);
 
 /*
+ * For index selection: if filter constrains `path` by {$in: [...]} at the top level (possibly
+ * inside a top-level $and) and every element pins an index key exactly (no null, array, regex,
+ * undefined), sets *values to the array (borrowed from filter) and returns true.
+ */
+bool
+ms_filter_in(const bson_t *filter, const char *path, bson_value_t *values);
+
+/*
  * For index selection: the range the filter puts on `path` at the top level ($gt/$gte/$lt/$lte,
  * possibly inside a top-level $and). Each bound is borrowed from filter; has_lo/has_hi false
  * when unbounded. Returns true when at least one bound exists.

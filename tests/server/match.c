@@ -1092,6 +1092,45 @@ ms_filter_equality(const bson_t *filter, const char *path, bson_value_t *eq)
     return s.found;
 }
 
+static bool
+all_exact_key_values(const bson_value_t *array)
+{
+    bson_iter_t it;
+    bson_iter_init_from_data(&it, array->value.v_doc.data, array->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        if (!exact_key_value(bson_iter_value(&it))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
+in_visit(const char *key, const bson_value_t *v, void *ctx)
+{
+    eq_search_t *s = ctx;
+    bson_value_t arr;
+    if (s->found || strcmp(key, s->path) != 0 || !starts_with_operator(v)) {
+        return;
+    }
+    if (ms__find_field(v->value.v_doc.data, v->value.v_doc.data_len, "$in", 3, &arr) &&
+        arr.value_type == BSON_TYPE_ARRAY && all_exact_key_values(&arr)) {
+        s->eq = arr;
+        s->found = true;
+    }
+}
+
+bool
+ms_filter_in(const bson_t *filter, const char *path, bson_value_t *values)
+{
+    eq_search_t s = {.path = path};
+    each_top_constraint(filter, in_visit, &s, 0);
+    if (s.found) {
+        *values = s.eq;
+    }
+    return s.found;
+}
+
 typedef struct {
     const char *path;
     bson_value_t lo, hi;
