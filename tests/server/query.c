@@ -289,6 +289,18 @@ find_or(const bson_t *filter, bson_value_t *branches, bool *rooted, int depth)
     return false;
 }
 
+static uint32_t
+array_len(const bson_value_t *array)
+{
+    bson_iter_t it;
+    uint32_t n = 0;
+    bson_iter_init_from_data(&it, array->value.v_doc.data, array->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        n++;
+    }
+    return n;
+}
+
 static void
 or_plan_destroy(or_plan_t *o)
 {
@@ -305,11 +317,7 @@ plan_or(const ms_coll_t *coll, or_plan_t *o)
     bson_t branch;
     o->n = 0;
     o->cands = NULL;
-    uint32_t count = 0;
-    bson_iter_init_from_data(&it, o->branches.value.v_doc.data, o->branches.value.v_doc.data_len);
-    while (bson_iter_next(&it)) {
-        count++;
-    }
+    uint32_t count = array_len(&o->branches);
     if (count == 0) {
         return false;
     }
@@ -767,6 +775,33 @@ describe_ixscan(bson_t *parent, const char *key, const ms_index_t *ix, bool back
     bson_append_document_end(parent, &fetch);
 }
 
+/*
+ * Whether mongod would show the OR as one index scan: a single branch, or branches that are each
+ * one predicate on the same field, all served by the same index through that field (mongod
+ * merges their bounds into one IXSCAN).
+ */
+static bool
+or_collapses(const or_plan_t *o)
+{
+    bson_iter_t it, b;
+    const char *field = NULL;
+    if (o->n == 1) {
+        return true;
+    }
+    bson_iter_init_from_data(&it, o->branches.value.v_doc.data, o->branches.value.v_doc.data_len);
+    for (size_t i = 0; i < o->n && bson_iter_next(&it); i++) {
+        if (!bson_iter_recurse(&it, &b) || !bson_iter_next(&b) || bson_iter_key(&b)[0] == '$' ||
+            (field && strcmp(field, bson_iter_key(&b)) != 0) || bson_iter_next(&b) ||
+            o->cands[i].ix != o->cands[0].ix || (o->cands[i].eq == 0 && !o->cands[i].range)) {
+            return false;
+        }
+        bson_iter_recurse(&it, &b);
+        bson_iter_next(&b);
+        field = bson_iter_key(&b);
+    }
+    return field && strcmp(field, o->cands[0].ix->paths[0]) == 0;
+}
+
 /* OR over one FETCH + IXSCAN per branch (the branches planned again, as they were run). */
 static void
 describe_or(const ms_plan_t *plan, bson_t *parent, const char *key)
@@ -776,21 +811,28 @@ describe_or(const ms_plan_t *plan, bson_t *parent, const char *key)
     or_plan_t orp = {plan->or_branches, plan->or_rooted, NULL, 0};
     char idx[16];
     const char *k;
+    if (!plan_or(plan->or_coll, &orp)) {
+        append_stage(parent, key, "OR", &or_stage);
+        bson_append_document_end(parent, &or_stage);
+        return;
+    }
+    if (or_collapses(&orp)) {
+        describe_ixscan(parent, key, orp.cands[0].ix, false, NULL);
+        or_plan_destroy(&orp);
+        return;
+    }
     append_stage(parent, key, "OR", &or_stage);
     BSON_APPEND_ARRAY_BEGIN(&or_stage, "inputStages", &inputs);
-    if (plan_or(plan->or_coll, &orp)) {
-        bson_iter_init_from_data(&it, orp.branches.value.v_doc.data,
-                                 orp.branches.value.v_doc.data_len);
-        for (uint32_t i = 0; i < orp.n && bson_iter_next(&it); i++) {
-            const bson_value_t *v = bson_iter_value(&it);
-            bson_init_static(&branch, v->value.v_doc.data, v->value.v_doc.data_len);
-            bson_uint32_to_string(i, &k, idx, sizeof idx);
-            describe_ixscan(&inputs, k, orp.cands[i].ix, false, &branch);
-        }
+    bson_iter_init_from_data(&it, orp.branches.value.v_doc.data, orp.branches.value.v_doc.data_len);
+    for (uint32_t i = 0; i < orp.n && bson_iter_next(&it); i++) {
+        const bson_value_t *v = bson_iter_value(&it);
+        bson_init_static(&branch, v->value.v_doc.data, v->value.v_doc.data_len);
+        bson_uint32_to_string(i, &k, idx, sizeof idx);
+        describe_ixscan(&inputs, k, orp.cands[i].ix, false, &branch);
     }
-    or_plan_destroy(&orp);
     bson_append_array_end(&or_stage, &inputs);
     bson_append_document_end(parent, &or_stage);
+    or_plan_destroy(&orp);
 }
 
 /* The access stage: OR, FETCH + IXSCAN, or COLLSCAN. */
@@ -849,7 +891,7 @@ void
 ms_plan_describe(const ms_plan_t *plan, const ms_query_t *q, bson_t *out)
 {
     bson_t subplan;
-    if (!plan->is_or || !plan->or_rooted) {
+    if (!plan->is_or || !plan->or_rooted || array_len(&plan->or_branches) < 2) {
         describe_limit_sort(plan, q, out, "winningPlan");
         return;
     }
