@@ -21,8 +21,9 @@ mongoq_message_t *
 mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t reason_len)
 {
     /* Parsed in place: parsed.payload is a static bson_t, which must not be copied by value
-     * (its buffer pointer points into the struct itself). */
-    mongoq_message_t *msg = bson_malloc0(sizeof *msg);
+     * (its buffer pointer points into the struct itself), and bson_t asks for 128-byte
+     * alignment, which plain bson_malloc does not give. */
+    mongoq_message_t *msg = BSON_ALIGNED_ALLOC0(mongoq_message_t);
     if (!mongoq__document_parse(doc, &msg->parsed, reason, reason_len)) {
         bson_free(msg);
         return NULL;

@@ -244,7 +244,8 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
     int64_t inserted = 0;
-    bson_t *docs = bson_malloc(n * sizeof *docs);
+    /* bson_t asks for 128-byte alignment, which plain bson_malloc does not give. */
+    bson_t *docs = bson_aligned_alloc(BSON_ALIGNOF(bson_t), n * sizeof *docs);
     const bson_t **ptrs = bson_malloc(n * sizeof *ptrs);
     bson_oid_t *ids = ids_out ? ids_out : bson_malloc(n * sizeof *ids);
     bool built = build_all(queue, payloads, n, opts, now, docs, ids, error);

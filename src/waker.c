@@ -493,7 +493,7 @@ watch_pipeline(void)
             "{", "operationType", "{", "$in", "[", "drop", "dropDatabase", "rename", "invalidate",
                  "]", "}", "}",
         "]", "}", "}",
-        "{", "$project", "{", "operationType", BCON_INT32(1),
+        "{", "$project", "{", "operationType", BCON_INT32(1), "wallTime", BCON_INT32(1),
                  "fullDocument." MONGOQ__F_RUN_AT, BCON_INT32(1),
                  "updateDescription.updatedFields." MONGOQ__F_RUN_AT, BCON_INT32(1), "}", "}",
         "]");
@@ -521,7 +521,13 @@ handle_event(mongoq__waker_t *w, const bson_t *event)
         return true;
     }
     int64_t due = bson_iter_date_time(&run_at);
+    /* The event's wallTime (MongoDB 6.0+) is the server's clock at the write: a message due by
+     * then is due now, whatever this process's estimate of the server clock says. */
     int64_t now = server_now_ms(w);
+    if (bson_iter_init_find(&it, event, "wallTime") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
+        bson_iter_date_time(&it) > now) {
+        now = bson_iter_date_time(&it);
+    }
     if (due > now) {
         mongoq__waker_schedule(w, due); /* ready, but not yet due */
         return true;
