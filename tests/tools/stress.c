@@ -20,9 +20,10 @@
  *               idle or busy: it returns promptly.
  * Each part uses its own database stress_<pid>_<part> and drops it. Every loop is bounded.
  *
- * Under ThreadSanitizer (libmongoc/libbson are not instrumented):
- *   TSAN_OPTIONS="suppressions=tests/tools/tsan-libmongoc.supp halt_on_error=1" \
- *     setarch -R build/tsan/tests/mongoq-stress
+ * Under ThreadSanitizer (libmongoc/libbson are not instrumented; see the suppression file):
+ *   cmake -S . -B build/stress-tsan -DMONGOQ_SANITIZE=thread && cmake --build build/stress-tsan
+ *   TSAN_OPTIONS="suppressions=$PWD/tests/tools/tsan-libmongoc.supp halt_on_error=1" \
+ *     setarch -R build/stress-tsan/tests/mongoq-stress
  */
 #include <mongoq/mongoq.h>
 
@@ -93,15 +94,16 @@ static bool
 wait_until(bool (*cond)(void *ctx), void *ctx, int64_t timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
+    for (int64_t i = 0; i <= timeout_ms / 5; i++) {
         if (cond(ctx)) {
             return true;
         }
         if (now_ms() >= deadline) {
-            return cond(ctx);
+            break;
         }
         sleep_ms(5);
     }
+    return cond(ctx);
 }
 
 static mongoc_client_pool_t *
@@ -389,7 +391,9 @@ p1_consumer(void *arg)
     p1_t *p = t->p;
     mongoq_consumer_t *c = consumer_new(p->part, p->queue, "p1", t->index);
     bool many = t->index % 2 == 1;
-    while (c && atomic_load(&p->finished) < P1_N && now_ms() < p->deadline) {
+    for (int round = 0;
+         c && round < 100000 && atomic_load(&p->finished) < P1_N && now_ms() < p->deadline;
+         round++) {
         mongoq_message_t *msgs[P1_CLAIM_MANY], *later[P1_CLAIM_MANY];
         size_t n = 0, n_later = 0;
         bson_error_t error;
@@ -740,7 +744,10 @@ p3_note_latency(p3_t *p, int seq)
 {
     int64_t latency = now_ms() - atomic_load(&p->enqueued_at[seq]);
     int64_t max = atomic_load(&p->max_latency_ms);
-    while (latency > max && !atomic_compare_exchange_weak(&p->max_latency_ms, &max, latency)) {
+    for (int i = 0; i < 1000 && latency > max; i++) {
+        if (atomic_compare_exchange_weak(&p->max_latency_ms, &max, latency)) {
+            break;
+        }
     }
 }
 
@@ -967,7 +974,10 @@ p4_handler(mongoq_message_t *msg, void *user_data)
     pthread_mutex_lock(&p->mu);
     p->started++;
     pthread_cond_broadcast(&p->cond);
-    while (!p->gate_open && pthread_cond_timedwait(&p->cond, &p->mu, &until) == 0) {
+    for (int i = 0; i < 100000 && !p->gate_open; i++) {
+        if (pthread_cond_timedwait(&p->cond, &p->mu, &until) != 0) {
+            break;
+        }
     }
     CHECK(p->part, p->gate_open, "a handler waited 15 s for the gate");
     pthread_mutex_unlock(&p->mu);
