@@ -16,8 +16,11 @@
 
 /* MongoDB error codes used by the server (names as mongod's codeName). */
 #define MS_CODES(X)                                                                                \
+    X(1, InternalError)                                                                            \
     X(2, BadValue)                                                                                 \
     X(9, FailedToParse)                                                                            \
+    X(6, HostUnreachable)                                                                          \
+    X(7, HostNotFound)                                                                             \
     X(13, Unauthorized)                                                                            \
     X(14, TypeMismatch)                                                                            \
     X(20, IllegalOperation)                                                                        \
@@ -40,33 +43,43 @@
     X(73, InvalidNamespace)                                                                        \
     X(79, UnknownReplWriteConcern)                                                                 \
     X(85, IndexOptionsConflict)                                                                    \
+    X(89, NetworkTimeout)                                                                          \
     X(86, IndexKeySpecsConflict)                                                                   \
     X(91, ShutdownInProgress)                                                                      \
     X(100, UnsatisfiableWriteConcern)                                                              \
     X(112, WriteConflict)                                                                          \
     X(115, CommandNotSupported)                                                                    \
     X(117, ConflictingOperationInProgress)                                                         \
+    X(133, FailedToSatisfyReadPreference)                                                          \
+    X(134, ReadConcernMajorityNotAvailableYet)                                                     \
+    X(150, StaleEpoch)                                                                             \
     X(168, InvalidPipelineOperator)                                                                \
     X(181, AmbiguousIndexKeyPattern)                                                               \
     X(171, CannotIndexParallelArrays)                                                              \
     X(197, InvalidIndexSpecificationOption)                                                        \
     X(189, PrimarySteppedDown)                                                                     \
     X(225, TransactionTooOld)                                                                      \
+    X(234, RetryChangeStream)                                                                      \
     X(238, NotImplemented)                                                                         \
     X(241, ConversionFailure)                                                                      \
     X(244, TransactionAborted)                                                                     \
     X(251, NoSuchTransaction)                                                                      \
     X(256, TransactionCommitted)                                                                   \
     X(260, InvalidResumeToken)                                                                     \
+    X(262, ExceededTimeLimit)                                                                      \
     X(263, OperationNotSupportedInTransaction)                                                     \
     X(280, ChangeStreamFatalError)                                                                 \
     X(286, ChangeStreamHistoryLost)                                                                \
     X(352, UnsupportedOpQueryCommand)                                                              \
+    X(9001, SocketException)                                                                       \
     X(10334, BSONObjectTooLarge)                                                                   \
     X(10107, NotWritablePrimary)                                                                   \
     X(11000, DuplicateKey)                                                                         \
     X(11600, InterruptedAtShutdown)                                                                \
+    X(11602, InterruptedDueToReplStateChange)                                                      \
+    X(13388, StaleConfig)                                                                          \
     X(13435, NotPrimaryNoSecondaryOk)                                                              \
+    X(13436, NotPrimaryOrSecondary)                                                                \
     X(17124, Location17124)                                                                        \
     X(40324, Location40324)                                                                        \
     X(40573, Location40573)

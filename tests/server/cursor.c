@@ -247,6 +247,61 @@ parse_get_more(ms_cmd_t *c, int64_t *id, const char **coll, int64_t *batch_size,
         }
         *batch_size = bson_iter_as_int64(&it);
     }
+    /* Checked before the cursor is checked out, as mongod's generic arguments: it survives. */
+    if (bson_iter_init_find(&it, c->cmd, "maxTimeMS") &&
+        (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) < 0)) {
+        return ms_set_error(error, 2, "maxTimeMS must be a non-negative integer");
+    }
+    return true;
+}
+
+/* A change stream's next batch; *closed when the cursor is done (invalidated). */
+static bool
+change_stream_batch(ms_cmd_t *c, cursor_t *cur, bson_t *reply, bool *closed,
+                    bson_error_t *error)
+{
+    bson_t tmp;
+    bson_iter_t it;
+    bool ok = ms_changestream_getmore(cur->cs, c->cmd, &tmp, closed, error);
+    /* The dispatcher adds its own "ok". */
+    if (ok && bson_iter_init(&it, &tmp)) {
+        while (bson_iter_next(&it)) {
+            if (strcmp(bson_iter_key(&it), "ok") != 0) {
+                bson_append_iter(reply, NULL, 0, &it);
+            }
+        }
+    }
+    bson_destroy(&tmp);
+    return ok;
+}
+
+/*
+ * Everything after the checks that leave a cursor alive (mongod's cursorFreer): from here on a
+ * failed getMore kills its cursor, and the error is labelled by the cursor's kind.
+ */
+static bool
+get_more_checked_out(ms_cmd_t *c, cursor_t *cur, int64_t batch_size, bson_t *reply,
+                     bson_error_t *error)
+{
+    int code = 0;
+    bool closed = false;
+    c->change_stream_cursor = cur->cs != NULL;
+    if (ms_failpoint_get_more(c->conn, cur->ns, &code)) {
+        ms_set_error(error, code, "Hit the 'failGetMoreAfterCursorCheckout' failpoint");
+        release(cur, true);
+        return false;
+    }
+    if (cur->cs) {
+        bool ok = change_stream_batch(c, cur, reply, &closed, error);
+        release(cur, closed || !ok);
+        return ok;
+    }
+    size_t to = ms_cursor_batch_end(&cur->results, cur->pos, batch_size);
+    bool exhausted_after = to >= cur->results.len;
+    ms_cursor_append_batch(reply, exhausted_after ? 0 : cur->id, cur->ns, "nextBatch",
+                           &cur->results, cur->pos, to);
+    cur->pos = to;
+    release(cur, exhausted_after);
     return true;
 }
 
@@ -273,25 +328,13 @@ MS_HANDLER(get_more)
         release(cur, false);
         goto done;
     }
-    if (cur->cs) {
-        bool closed = false;
-        ok = ms_changestream_getmore(cur->cs, c->cmd, reply, &closed, error);
-        release(cur, closed);
-        goto done;
-    }
-    if (bson_has_field(c->cmd, "maxTimeMS")) {
+    if (!cur->cs && bson_has_field(c->cmd, "maxTimeMS")) {
         ms_set_error(error, 2, "cannot set maxTimeMS on getMore command for a non-awaitData "
                      "cursor");
         release(cur, false);
         goto done;
     }
-    size_t to = ms_cursor_batch_end(&cur->results, cur->pos, batch_size);
-    bool exhausted_after = to >= cur->results.len;
-    ms_cursor_append_batch(reply, exhausted_after ? 0 : id, ns, "nextBatch", &cur->results,
-                           cur->pos, to);
-    cur->pos = to;
-    release(cur, exhausted_after);
-    ok = true;
+    ok = get_more_checked_out(c, cur, batch_size, reply, error);
 done:
     bson_free(ns);
     return ok;

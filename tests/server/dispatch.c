@@ -416,13 +416,47 @@ done:
     return ok;
 }
 
+/*
+ * mongod's ResumableChangeStreamError rule (error_labels.cpp): an aggregate or getMore of a
+ * change stream failing with a retriable, network or retargeting error, RetryChangeStream or
+ * FailedToSatisfyReadPreference, without a write concern error. A getMore only knows its cursor
+ * once checked out: when failCommand stops it before that, there is no label.
+ */
+static bool
+is_resumable_change_stream_error(const ms_cmd_t *c, const run_state_t *st, int code)
+{
+    static const int codes[] = {6,   7,   63,   89,    91,    133,   134,   150,   189,  234,
+                                262, 317, 9001, 10107, 11600, 11602, 13388, 13435, 13436};
+    bool is_stream = (st->def->fn == ms_cmd_aggregate && !needs_lock(c, st->def)) ||
+                     (st->def->fn == ms_cmd_get_more && c->change_stream_cursor);
+    if (!is_stream || st->has_wce_code) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (codes[i] == code) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Change stream errors no resume can get past (mongod's NonResumableChangeStreamError). */
+static bool
+is_non_resumable_change_stream_error(int code)
+{
+    return code == 280 || code == 286;
+}
+
 static void
 append_labels(bson_t *reply, const ms_cmd_t *c, const run_state_t *st, int code)
 {
     bson_t labels;
     int n = 0;
     if (st->fp && st->hit.has_labels) {
-        BSON_APPEND_ARRAY(reply, "errorLabels", &st->hit.error_labels);
+        /* failCommand's errorLabels replace every label; an empty list means none at all. */
+        if (!bson_empty(&st->hit.error_labels)) {
+            BSON_APPEND_ARRAY(reply, "errorLabels", &st->hit.error_labels);
+        }
         return;
     }
     bool txn_end = (st->def->flags & CMD_TXN_END) != 0;
@@ -432,7 +466,14 @@ append_labels(bson_t *reply, const ms_cmd_t *c, const run_state_t *st, int code)
                          ((!c->in_txn && (st->def->flags & CMD_RETRYABLE)) || (c->in_txn && txn_end));
     bool retryable = retryable_ctx && ((code && ms_code_is_retryable(code)) ||
                                        (st->has_wce_code && ms_code_is_retryable(st->wce_code)));
-    if (!transient && !retryable) {
+    /* Change streams run neither in a transaction nor as a retryable write. */
+    const char *stream_label = NULL;
+    if (!transient && !retryable && code) {
+        stream_label = is_resumable_change_stream_error(c, st, code) ? "ResumableChangeStreamError"
+                       : is_non_resumable_change_stream_error(code) ? "NonResumableChangeStreamError"
+                                                                     : NULL;
+    }
+    if (!transient && !retryable && !stream_label) {
         return;
     }
     BSON_APPEND_ARRAY_BEGIN(reply, "errorLabels", &labels);
@@ -442,6 +483,9 @@ append_labels(bson_t *reply, const ms_cmd_t *c, const run_state_t *st, int code)
     }
     if (retryable) {
         BSON_APPEND_UTF8(&labels, n ? "1" : "0", "RetryableWriteError");
+    }
+    if (stream_label) {
+        BSON_APPEND_UTF8(&labels, "0", stream_label);
     }
     bson_append_array_end(reply, &labels);
 }

@@ -2,6 +2,11 @@
  * The failCommand fail point, as mongod with enableTestCommands: modes alwaysOn, off,
  * {times: N}, {skip: N}; data failCommands, errorCode, errorLabels, closeConnection,
  * blockConnection + blockTimeMS, writeConcernError, appName, namespace.
+ *
+ * And failGetMoreAfterCursorCheckout (same modes): fails a getMore with data.errorCode (default
+ * InternalError) once the cursor is checked out, so mongod kills the cursor and labels the error
+ * as it would a real one. Drivers' change stream tests use it because failCommand fires before
+ * the command runs: no cursor is touched and no ResumableChangeStreamError label is computed.
  */
 #include "server-private.h"
 
@@ -9,12 +14,19 @@
 
 typedef enum { MODE_OFF, MODE_ALWAYS, MODE_TIMES, MODE_SKIP } mode_t_;
 
+typedef struct {
+    const char *name;
+    mode_t_ mode;
+    int64_t times; /* remaining activations (MODE_TIMES) */
+    int64_t skip;  /* activations still to skip (MODE_SKIP) */
+    int64_t count; /* times entered */
+    bson_t data;
+} failpoint_t;
+
 static pthread_mutex_t fp_mu = PTHREAD_MUTEX_INITIALIZER;
-static mode_t_ fp_mode;
-static int64_t fp_times;  /* remaining activations (MODE_TIMES) */
-static int64_t fp_skip;   /* activations still to skip (MODE_SKIP) */
-static int64_t fp_count;  /* times entered */
-static bson_t fp_data = BSON_INITIALIZER;
+static failpoint_t fail_command = {"failCommand", MODE_OFF, 0, 0, 0, BSON_INITIALIZER};
+static failpoint_t fail_get_more = {"failGetMoreAfterCursorCheckout", MODE_OFF, 0, 0, 0,
+                                    BSON_INITIALIZER};
 
 static bool
 listed(const bson_t *data, const char *name, const char *raw)
@@ -39,12 +51,24 @@ listed(const bson_t *data, const char *name, const char *raw)
     return false;
 }
 
+/* data.appName and data.namespace (ns NULL: not known before the command runs, not checked). */
 static bool
-applies(const bson_t *data, const char *name, const char *raw, const ms_conn_t *conn)
+client_matches(const bson_t *data, const ms_conn_t *conn, const char *ns)
 {
     bson_iter_t it;
     if (bson_iter_init_find(&it, data, "appName") &&
         (!BSON_ITER_HOLDS_UTF8(&it) || strcmp(bson_iter_utf8(&it, NULL), conn->appname) != 0)) {
+        return false;
+    }
+    return !ns || !bson_iter_init_find(&it, data, "namespace") ||
+           (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), ns) == 0);
+}
+
+static bool
+applies(const bson_t *data, const char *name, const char *raw, const ms_conn_t *conn)
+{
+    bson_iter_t it;
+    if (!client_matches(data, conn, NULL)) {
         return false;
     }
     if (bson_iter_init_find(&it, data, "failAllCommands") && bson_iter_as_bool(&it)) {
@@ -72,10 +96,10 @@ fill_hit(const bson_t *data, ms_failpoint_hit_t *hit)
         uint32_t len;
         const uint8_t *d;
         bson_iter_array(&it, &len, &d);
-        bson_init_static(&hit->error_labels, d, len);
-        bson_t copy;
-        bson_copy_to(&hit->error_labels, &copy);
-        hit->error_labels = copy;
+        bson_t view;
+        bson_init_static(&view, d, len);
+        /* Straight into place: a copied bson_t may point into itself (no struct assignment). */
+        bson_copy_to(&view, &hit->error_labels);
         hit->has_labels = true;
     }
     if (bson_iter_init_find(&it, data, "writeConcernError") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
@@ -89,26 +113,52 @@ fill_hit(const bson_t *data, ms_failpoint_hit_t *hit)
     }
 }
 
+/* Counts an activation that applies (caller holds fp_mu); false while still skipping. */
+static bool
+activate(failpoint_t *fp)
+{
+    if (fp->mode == MODE_SKIP && fp->skip > 0) {
+        fp->skip--;
+        return false;
+    }
+    fp->count++;
+    if (fp->mode == MODE_TIMES && --fp->times <= 0) {
+        fp->mode = MODE_OFF;
+    }
+    return true;
+}
+
 bool
 ms_failpoint_check(const char *cmd_name, const char *alias, const ms_conn_t *conn,
                    ms_failpoint_hit_t *hit)
 {
     bool fire = false;
     pthread_mutex_lock(&fp_mu);
-    if (fp_mode == MODE_OFF || !applies(&fp_data, cmd_name, alias, conn)) {
-        goto done;
+    if (fail_command.mode != MODE_OFF && applies(&fail_command.data, cmd_name, alias, conn) &&
+        activate(&fail_command)) {
+        fill_hit(&fail_command.data, hit);
+        fire = true;
     }
-    if (fp_mode == MODE_SKIP && fp_skip > 0) {
-        fp_skip--;
-        goto done;
+    pthread_mutex_unlock(&fp_mu);
+    return fire;
+}
+
+bool
+ms_failpoint_get_more(const ms_conn_t *conn, const char *ns, int *error_code)
+{
+    bool fire = false;
+    bson_iter_t it;
+    pthread_mutex_lock(&fp_mu);
+    /* mongod evaluates it as failCommand with failCommands: ["getMore"] on the cursor's ns. */
+    if (fail_get_more.mode != MODE_OFF && client_matches(&fail_get_more.data, conn, ns) &&
+        activate(&fail_get_more)) {
+        *error_code = 1;
+        if (bson_iter_init_find(&it, &fail_get_more.data, "errorCode") &&
+            BSON_ITER_HOLDS_NUMBER(&it)) {
+            *error_code = (int)bson_iter_as_int64(&it);
+        }
+        fire = true;
     }
-    fp_count++;
-    if (fp_mode == MODE_TIMES && --fp_times <= 0) {
-        fp_mode = MODE_OFF;
-    }
-    fill_hit(&fp_data, hit);
-    fire = true;
-done:
     pthread_mutex_unlock(&fp_mu);
     return fire;
 }
@@ -178,9 +228,12 @@ MS_HANDLER(configure_fail_point)
         return ms_set_error(error, 2, "configureFailPoint takes a fail point name");
     }
     const char *name = bson_iter_utf8(&it, NULL);
-    if (strcmp(name, "failCommand") != 0) {
+    failpoint_t *fp = strcmp(name, fail_command.name) == 0     ? &fail_command
+                      : strcmp(name, fail_get_more.name) == 0 ? &fail_get_more
+                                                               : NULL;
+    if (!fp) {
         return ms_set_error(error, 2, "Cannot find failPoint named '%s' (mongoq-test-server "
-                            "implements only failCommand)", name);
+                            "implements failCommand and failGetMoreAfterCursorCheckout)", name);
     }
     if (!bson_iter_init_find(&it, c->cmd, "mode")) {
         return ms_set_error(error, 9, "Missing mode argument");
@@ -202,15 +255,15 @@ MS_HANDLER(configure_fail_point)
         bson_concat(&data, &view);
     }
     pthread_mutex_lock(&fp_mu);
-    BSON_APPEND_INT64(reply, "count", fp_count);
-    bson_destroy(&fp_data);
-    bson_steal(&fp_data, &data);
-    fp_mode = mode;
-    fp_times = mode == MODE_TIMES ? n : 0;
-    fp_skip = mode == MODE_SKIP ? n : 0;
+    BSON_APPEND_INT64(reply, "count", fp->count);
+    bson_destroy(&fp->data);
+    bson_steal(&fp->data, &data);
+    fp->mode = mode;
+    fp->times = mode == MODE_TIMES ? n : 0;
+    fp->skip = mode == MODE_SKIP ? n : 0;
     bson_iter_init_find(&it, c->cmd, "mode");
     bson_append_iter(reply, "mode", 4, &it);
-    BSON_APPEND_DOCUMENT(reply, "data", &fp_data);
+    BSON_APPEND_DOCUMENT(reply, "data", &fp->data);
     pthread_mutex_unlock(&fp_mu);
     return true;
 }

@@ -112,6 +112,7 @@ typedef struct {
     char wc_error_msg[128];
     /* labels decided by the handler */
     bool close_connection;
+    bool change_stream_cursor; /* getMore checked out a change stream's cursor */
 } ms_cmd_t;
 
 typedef bool (*ms_cmd_fn)(ms_cmd_t *c, bson_t *reply, bson_error_t *error);
@@ -224,6 +225,9 @@ ms_failpoint_check(const char *cmd_name, const char *alias, const ms_conn_t *con
                    ms_failpoint_hit_t *hit);
 void
 ms_failpoint_hit_destroy(ms_failpoint_hit_t *hit);
+/* True (and *error_code set) if failGetMoreAfterCursorCheckout fires for a getMore on ns. */
+bool
+ms_failpoint_get_more(const ms_conn_t *conn, const char *ns, int *error_code);
 
 /* ---- TTL monitor (ttl.c) ----------------------------------------------------------------- */
 
