@@ -18,22 +18,23 @@ mtest_uri(void)
     return uri;
 }
 
+/* uri_str with appname (may be NULL) set; asserts it parses. */
 static mongoc_uri_t *
-parse_uri(void)
+parse_uri(const char *uri_str, const char *appname)
 {
     bson_error_t error;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(mtest_uri(), &error);
-    cr_assert(uri != NULL, "bad MONGOQ_TEST_URI: %s", error.message);
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_str, &error);
+    cr_assert(uri != NULL, "bad URI %s: %s", uri_str, error.message);
+    if (appname) {
+        mongoc_uri_set_appname(uri, appname);
+    }
     return uri;
 }
 
 mongoc_client_pool_t *
-mtest_pool_new(const char *appname)
+mtest_pool_for(const char *uri_str, const char *appname)
 {
-    mongoc_uri_t *uri = parse_uri();
-    if (appname) {
-        mongoc_uri_set_appname(uri, appname);
-    }
+    mongoc_uri_t *uri = parse_uri(uri_str, appname);
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
     cr_assert(pool != NULL);
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
@@ -41,13 +42,16 @@ mtest_pool_new(const char *appname)
     return pool;
 }
 
+mongoc_client_pool_t *
+mtest_pool_new(const char *appname)
+{
+    return mtest_pool_for(mtest_uri(), appname);
+}
+
 mongoc_client_t *
 mtest_client_new(const char *appname)
 {
-    mongoc_uri_t *uri = parse_uri();
-    if (appname) {
-        mongoc_uri_set_appname(uri, appname);
-    }
+    mongoc_uri_t *uri = parse_uri(mtest_uri(), appname);
     mongoc_client_t *client = mongoc_client_new_from_uri(uri);
     cr_assert(client != NULL);
     mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);

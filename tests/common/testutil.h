@@ -19,6 +19,10 @@ mtest_uri(void);
 mongoc_client_pool_t *
 mtest_pool_new(const char *appname);
 
+/* The same on another server's URI (a private test server). Caller destroys it. */
+mongoc_client_pool_t *
+mtest_pool_for(const char *uri, const char *appname);
+
 /* A new single client on mtest_uri(). Caller destroys it. */
 mongoc_client_t *
 mtest_client_new(const char *appname);

@@ -67,10 +67,10 @@ wv_open(wv_env_t *e, const char *const *args, int64_t poll_ms)
     wv_current = &e->srv;
     wk_rec_init(&e->rec);
     e->log.needle = FALLBACK_LOG;
-    e->wpool = wk_pool_for(e->srv.uri, "wv-worker");
+    e->wpool = mtest_pool_for(e->srv.uri, "wv-worker");
     e->wcommands = mtest_counter_new();
     mtest_counter_attach_pool(e->wcommands, e->wpool);
-    e->ppool = wk_pool_for(e->srv.uri, "wv-producer");
+    e->ppool = mtest_pool_for(e->srv.uri, "wv-producer");
     e->w = wv_queue(e->wpool, poll_ms, &e->log);
     e->p = wv_queue(e->ppool, poll_ms, NULL);
     e->worker = wk_worker_start(e->w, &e->rec, 2);

@@ -43,7 +43,7 @@ ws_open(ws_env_t *e)
     memset(e, 0, sizeof *e);
     e->db = mtest_db_name("wks");
     e->uri = mtest_uri();
-    e->ppool = wk_pool_for(e->uri, "wks-producer");
+    e->ppool = mtest_pool_for(e->uri, "wks-producer");
     e->p = ws_queue(e->ppool, e->db, 10000);
     wk_rec_init(&e->rec);
 }
@@ -52,7 +52,7 @@ ws_open(ws_env_t *e)
 static void
 ws_start_worker(ws_env_t *e)
 {
-    e->wpool = wk_pool_for(e->uri, e->db);
+    e->wpool = mtest_pool_for(e->uri, e->db);
     e->w = ws_queue(e->wpool, e->db, 10000); /* a poll would take 10 s: wake-ups are events */
     e->worker = wk_worker_start(e->w, &e->rec, 1);
     cr_assert(mtest_wait_until(wk_stream_active, e->w, 10000), "the change stream opens");

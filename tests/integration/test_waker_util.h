@@ -120,22 +120,6 @@ wk_await_all(wk_rec_t *rec, int n, int64_t timeout_ms)
     return seen;
 }
 
-static inline mongoc_client_pool_t *
-wk_pool_for(const char *uri_str, const char *appname)
-{
-    bson_error_t error;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_str, &error);
-    cr_assert(uri != NULL, "bad URI %s: %s", uri_str, error.message);
-    if (appname) {
-        mongoc_uri_set_appname(uri, appname);
-    }
-    mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
-    cr_assert(pool != NULL);
-    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-    mongoc_uri_destroy(uri);
-    return pool;
-}
-
 static inline void
 wk_enqueue(mongoq_queue_t *queue, int i, int64_t delay_ms)
 {
