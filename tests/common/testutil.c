@@ -128,6 +128,78 @@ mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *dat
     bson_free(json);
 }
 
+int64_t
+mtest_server_now_ms(mongoc_client_t *client)
+{
+    bson_t reply;
+    bson_error_t error;
+    bool ok = mtest_command(client, "admin", "{\"hello\": 1}", &reply, &error);
+    cr_assert(ok, "hello: %s", error.message);
+    int64_t now = mtest_doc_date(&reply, "localTime");
+    bson_destroy(&reply);
+    cr_assert(now != INT64_MIN, "hello has no localTime");
+    return now;
+}
+
+int64_t
+mtest_count(mongoc_collection_t *coll, const char *filter_json)
+{
+    bson_error_t error;
+    bson_t *filter = bson_new_from_json((const uint8_t *)filter_json, -1, &error);
+    cr_assert(filter, "bad filter %s: %s", filter_json, error.message);
+    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &error);
+    cr_assert(n >= 0, "count: %s", error.message);
+    bson_destroy(filter);
+    return n;
+}
+
+bool
+mtest_find_by_id(mongoc_collection_t *coll, const bson_oid_t *id, bson_t *doc)
+{
+    bson_t filter = BSON_INITIALIZER;
+    const bson_t *found;
+    bson_error_t error;
+    BSON_APPEND_OID(&filter, "_id", id);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    bool got = mongoc_cursor_next(cursor, &found);
+    if (got) {
+        bson_copy_to(found, doc);
+    } else {
+        bson_init(doc);
+    }
+    cr_assert_not(mongoc_cursor_error(cursor, &error), "find: %s", error.message);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&filter);
+    return got;
+}
+
+const char *
+mtest_doc_str(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_UTF8(&it)
+               ? bson_iter_utf8(&it, NULL)
+               : NULL;
+}
+
+int64_t
+mtest_doc_date(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it)
+               ? bson_iter_date_time(&it)
+               : INT64_MIN;
+}
+
+int64_t
+mtest_doc_int(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_NUMBER(&it)
+               ? bson_iter_as_int64(&it)
+               : INT64_MIN;
+}
+
 #define MTEST_MAX_NAMES 64
 struct mtest_counter_t {
     pthread_mutex_t mu;

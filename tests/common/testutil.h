@@ -58,6 +58,26 @@ bool
 mtest_command(mongoc_client_t *client, const char *db, const char *cmd_json, bson_t *reply,
               bson_error_t *error);
 
+/* The server's clock now (hello.localTime), ms since the epoch; asserts it answered. */
+int64_t
+mtest_server_now_ms(mongoc_client_t *client);
+
+/* Documents of coll matching the JSON filter; asserts success. */
+int64_t
+mtest_count(mongoc_collection_t *coll, const char *filter_json);
+
+/* Reads one document by _id into *doc (always initialised); false when absent. */
+bool
+mtest_find_by_id(mongoc_collection_t *coll, const bson_oid_t *id, bson_t *doc);
+
+/* Field readers for assertions: NULL / INT64_MIN when missing or of another type. */
+const char *
+mtest_doc_str(const bson_t *doc, const char *field);
+int64_t
+mtest_doc_date(const bson_t *doc, const char *field);
+int64_t
+mtest_doc_int(const bson_t *doc, const char *field);
+
 /*
  * Counts commands sent through a client or pool (libmongoc command monitoring), by name.
  * Attach with mtest_counter_attach_pool / _client before any client is popped.

@@ -33,11 +33,6 @@ int64_t api_count(api_t *t, const char *filter_json);
 /* Reads one document by _id into *doc (always initialised); false when absent. */
 bool api_get(api_t *t, const bson_oid_t *id, bson_t *doc);
 
-/* Field readers for assertions: NULL / INT64_MIN when missing or of another type. */
-const char *api_str(const bson_t *doc, const char *field);
-int64_t api_date(const bson_t *doc, const char *field);
-int64_t api_int(const bson_t *doc, const char *field);
-
 /* Enqueues {n: i} for i in 0..n-1 with the given options; asserts success. */
 void api_enqueue_n(api_t *t, int n, const mongoq_enqueue_opts_t *opts, bson_oid_t *ids);
 

@@ -50,10 +50,10 @@ Test(api_claim, writes_the_lease_on_the_server_clock)
     cr_assert_leq(mongoq_message_lease_expires_at(msg), after + 10000);
     bson_t doc;
     cr_assert(api_get(&t, &id, &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "processing");
-    cr_assert_str_eq(api_str(&doc, "claimed_by"), "worker-a");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "processing");
+    cr_assert_str_eq(mtest_doc_str(&doc, "claimed_by"), "worker-a");
     cr_assert(bson_has_field(&doc, "lease_token"));
-    cr_assert_eq(api_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
+    cr_assert_eq(mtest_doc_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
     bson_destroy(&doc);
     mongoq_counters_t counters;
     mongoq_queue_counters(t.queue, &counters);
@@ -129,7 +129,7 @@ Test(api_claim, delayed_message_waits_for_its_time)
     api_enqueue_n(&t, 1, &opts, &id);
     bson_t doc;
     cr_assert(api_get(&t, &id, &doc));
-    int64_t run_at = api_date(&doc, "run_at");
+    int64_t run_at = mtest_doc_date(&doc, "run_at");
     bson_destroy(&doc);
     mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
     cr_assert_null(api_claim(c, 0), "not due yet");

@@ -16,14 +16,14 @@ Test(api_enqueue, writes_a_ready_message)
     cr_assert(mongoq_enqueue(t.queue, &payload, NULL, &id, &error), "%s", error.message);
     int64_t after = api_server_now(&t);
     cr_assert(api_get(&t, &id, &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "ready");
-    cr_assert_eq(api_int(&doc, "priority"), 0);
-    cr_assert_eq(api_int(&doc, "attempts"), 0);
-    cr_assert_eq(api_int(&doc, "max_attempts"), 5);
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
+    cr_assert_eq(mtest_doc_int(&doc, "priority"), 0);
+    cr_assert_eq(mtest_doc_int(&doc, "attempts"), 0);
+    cr_assert_eq(mtest_doc_int(&doc, "max_attempts"), 5);
     /* Times come from the server clock estimate: within the round trips around the call. */
-    cr_assert_geq(api_date(&doc, "enqueued_at"), before - 50);
-    cr_assert_leq(api_date(&doc, "enqueued_at"), after + 50);
-    cr_assert_eq(api_date(&doc, "run_at"), api_date(&doc, "enqueued_at"));
+    cr_assert_geq(mtest_doc_date(&doc, "enqueued_at"), before - 50);
+    cr_assert_leq(mtest_doc_date(&doc, "enqueued_at"), after + 50);
+    cr_assert_eq(mtest_doc_date(&doc, "run_at"), mtest_doc_date(&doc, "enqueued_at"));
     cr_assert_not(bson_has_field(&doc, "dedup_key"));
     cr_assert_not(bson_has_field(&doc, "lease_token"));
     bson_iter_t it;
@@ -47,17 +47,17 @@ Test(api_enqueue, options_are_written)
     opts.dedup_key = "order-17";
     cr_assert(mongoq_enqueue(t.queue, &payload, &opts, &id, &error), "%s", error.message);
     cr_assert(api_get(&t, &id, &doc));
-    cr_assert_eq(api_int(&doc, "priority"), 9);
-    cr_assert_eq(api_int(&doc, "max_attempts"), 2);
-    cr_assert_str_eq(api_str(&doc, "dedup_key"), "order-17");
-    cr_assert_eq(api_date(&doc, "run_at") - api_date(&doc, "enqueued_at"), 60000);
+    cr_assert_eq(mtest_doc_int(&doc, "priority"), 9);
+    cr_assert_eq(mtest_doc_int(&doc, "max_attempts"), 2);
+    cr_assert_str_eq(mtest_doc_str(&doc, "dedup_key"), "order-17");
+    cr_assert_eq(mtest_doc_date(&doc, "run_at") - mtest_doc_date(&doc, "enqueued_at"), 60000);
     bson_destroy(&doc);
 
     opts = (mongoq_enqueue_opts_t)MONGOQ_ENQUEUE_OPTS_INIT;
     opts.run_at_ms = 4102444800000; /* 2100-01-01 */
     cr_assert(mongoq_enqueue(t.queue, &payload, &opts, &id, &error), "%s", error.message);
     cr_assert(api_get(&t, &id, &doc));
-    cr_assert_eq(api_date(&doc, "run_at"), 4102444800000);
+    cr_assert_eq(mtest_doc_date(&doc, "run_at"), 4102444800000);
     bson_destroy(&doc);
     bson_destroy(&payload);
     api_teardown(&t);

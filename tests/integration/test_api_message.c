@@ -78,8 +78,8 @@ Test(api_message, ack_keep_marks_done)
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
     bson_t doc;
     cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "done");
-    cr_assert_neq(api_date(&doc, "done_at"), INT64_MIN);
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "done");
+    cr_assert_neq(mtest_doc_date(&doc, "done_at"), INT64_MIN);
     cr_assert_not(bson_has_field(&doc, "dedup_key"));
     cr_assert_not(bson_has_field(&doc, "lease_expires_at"));
     bson_destroy(&doc);
@@ -115,7 +115,7 @@ Test(api_message, stale_consumer_cannot_touch_a_reclaimed_message)
 
     bson_t doc;
     cr_assert(api_get(&t, mongoq_message_id(msg), &doc), "nothing changed");
-    cr_assert_str_eq(api_str(&doc, "status"), "processing");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "processing");
     bson_destroy(&doc);
     cr_assert(mongoq_message_ack(other, &error), "%s", error.message);
     mongoq_message_destroy(other);
@@ -137,9 +137,9 @@ Test(api_message, retry_gives_the_message_back_later)
     cr_assert(mongoq_message_retry(msg, 300, "$flaky", &error), "%s", error.message);
     bson_t doc;
     cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "ready");
-    cr_assert_geq(api_date(&doc, "run_at"), before + 300);
-    cr_assert_str_eq(api_str(&doc, "last_error"), "$flaky", "stored as written");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
+    cr_assert_geq(mtest_doc_date(&doc, "run_at"), before + 300);
+    cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "$flaky", "stored as written");
     cr_assert_not(bson_has_field(&doc, "lease_token"));
     cr_assert_not(bson_has_field(&doc, "lease_expires_at"));
     bson_destroy(&doc);
@@ -175,8 +175,8 @@ Test(api_message, retry_with_backoff)
     int64_t after = api_server_now(&t);
     bson_t doc;
     cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
-    cr_assert_geq(api_date(&doc, "run_at"), before + 10000);
-    cr_assert_leq(api_date(&doc, "run_at"), after + 10000);
+    cr_assert_geq(mtest_doc_date(&doc, "run_at"), before + 10000);
+    cr_assert_leq(mtest_doc_date(&doc, "run_at"), after + 10000);
     bson_iter_t it;
     cr_assert(bson_iter_init_find(&it, &doc, "last_error") && BSON_ITER_HOLDS_NULL(&it));
     bson_destroy(&doc);
@@ -213,8 +213,8 @@ Test(api_message, retries_run_out_into_dead_keeping_five_errors)
     cr_assert_null(api_claim(c, 0));
     bson_t doc;
     cr_assert(api_get(&t, &id, &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "dead");
-    cr_assert_str_eq(api_str(&doc, "last_error"), "e7");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "dead");
+    cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "e7");
     bson_iter_t it, arr;
     cr_assert(bson_iter_init_find(&it, &doc, "errors") && bson_iter_recurse(&it, &arr));
     int n = 0;
@@ -249,8 +249,8 @@ Test(api_message, fail_buries_at_once)
     cr_assert(mongoq_message_fail(msg, "poison", &error), "%s", error.message);
     bson_t doc;
     cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "dead");
-    cr_assert_str_eq(api_str(&doc, "last_error"), "poison");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "dead");
+    cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "poison");
     cr_assert_not(bson_has_field(&doc, "dedup_key"));
     cr_assert_not(bson_has_field(&doc, "lease_token"));
     bson_destroy(&doc);
@@ -274,7 +274,7 @@ Test(api_message, extend_moves_the_lease_on_the_server_clock)
     cr_assert_leq(mongoq_message_lease_expires_at(msg), after + 60000);
     bson_t doc;
     cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
-    cr_assert_eq(api_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
+    cr_assert_eq(mtest_doc_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
     bson_destroy(&doc);
     int64_t reaped = -1;
     cr_assert(api_wait_server_past(&t, before + 1000, 5000));

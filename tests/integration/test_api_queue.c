@@ -12,7 +12,7 @@ find_index(api_t *t, const char *name, bson_t *out)
     bool found = false;
     mongoc_cursor_t *cursor = mongoc_collection_find_indexes_with_opts(t->coll, NULL);
     while (mongoc_cursor_next(cursor, &doc)) {
-        const char *n = api_str(doc, "name");
+        const char *n = mtest_doc_str(doc, "name");
         if (n && strcmp(n, name) == 0 && !found) {
             bson_copy_to(doc, out);
             found = true;
@@ -75,7 +75,7 @@ Test(api_queue, keep_mode_adds_a_ttl_index_and_follows_retention)
     api_setup(&t, &opts, true);
     bson_t index;
     cr_assert(find_index(&t, "mongoq_done_ttl", &index));
-    cr_assert_eq(api_int(&index, "expireAfterSeconds"), 60);
+    cr_assert_eq(mtest_doc_int(&index, "expireAfterSeconds"), 60);
     bson_destroy(&index);
 
     /* Reopening with another retention changes the TTL in place (collMod, as mongod has). */
@@ -92,7 +92,7 @@ Test(api_queue, keep_mode_adds_a_ttl_index_and_follows_retention)
     mongoq_queue_t *again = mongoq_queue_new(t.pool, t.db, "jobs", &opts, &error);
     cr_assert(again, "%s", error.message);
     cr_assert(find_index(&t, "mongoq_done_ttl", &index));
-    cr_assert_eq(api_int(&index, "expireAfterSeconds"), 120);
+    cr_assert_eq(mtest_doc_int(&index, "expireAfterSeconds"), 120);
     bson_destroy(&index);
     mongoq_queue_destroy(again);
     api_teardown(&t);

@@ -51,13 +51,13 @@ Test(api_reap, expired_leases_go_back_or_die)
 
     bson_t doc;
     cr_assert(api_get(&t, &again_id, &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "ready");
-    cr_assert_eq(api_int(&doc, "attempts"), 1);
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
+    cr_assert_eq(mtest_doc_int(&doc, "attempts"), 1);
     cr_assert_not(bson_has_field(&doc, "lease_token"));
     bson_destroy(&doc);
     cr_assert(api_get(&t, &dead_id, &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "dead");
-    cr_assert_str_eq(api_str(&doc, "last_error"), "lease expired");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "dead");
+    cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "lease expired");
     bson_destroy(&doc);
 
     cr_assert(mongoq_queue_reap(t.queue, &reaped, &error), "%s", error.message);
@@ -141,9 +141,9 @@ Test(api_reap, redrive_one_or_all)
     cr_assert_eq(moved, 1);
     bson_t doc;
     cr_assert(api_get(&t, &ids[1], &doc));
-    cr_assert_str_eq(api_str(&doc, "status"), "ready");
-    cr_assert_eq(api_int(&doc, "attempts"), 0);
-    cr_assert_str_eq(api_str(&doc, "last_error"), "x", "history stays");
+    cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
+    cr_assert_eq(mtest_doc_int(&doc, "attempts"), 0);
+    cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "x", "history stays");
     bson_destroy(&doc);
 
     cr_assert_not(mongoq_queue_redrive(t.queue, &ids[1], &moved, &error), "not dead any more");

@@ -38,60 +38,13 @@ api_teardown(api_t *t)
 int64_t
 api_count(api_t *t, const char *filter_json)
 {
-    bson_error_t error;
-    bson_t *filter = bson_new_from_json((const uint8_t *)filter_json, -1, &error);
-    cr_assert(filter, "bad filter %s: %s", filter_json, error.message);
-    int64_t n = mongoc_collection_count_documents(t->coll, filter, NULL, NULL, NULL, &error);
-    cr_assert(n >= 0, "count: %s", error.message);
-    bson_destroy(filter);
-    return n;
+    return mtest_count(t->coll, filter_json);
 }
 
 bool
 api_get(api_t *t, const bson_oid_t *id, bson_t *doc)
 {
-    bson_t filter = BSON_INITIALIZER;
-    const bson_t *found;
-    bson_error_t error;
-    BSON_APPEND_OID(&filter, "_id", id);
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(t->coll, &filter, NULL, NULL);
-    bool got = mongoc_cursor_next(cursor, &found);
-    if (got) {
-        bson_copy_to(found, doc);
-    } else {
-        bson_init(doc);
-    }
-    cr_assert_not(mongoc_cursor_error(cursor, &error), "find: %s", error.message);
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(&filter);
-    return got;
-}
-
-const char *
-api_str(const bson_t *doc, const char *field)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_UTF8(&it)
-               ? bson_iter_utf8(&it, NULL)
-               : NULL;
-}
-
-int64_t
-api_date(const bson_t *doc, const char *field)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it)
-               ? bson_iter_date_time(&it)
-               : INT64_MIN;
-}
-
-int64_t
-api_int(const bson_t *doc, const char *field)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_NUMBER(&it)
-               ? bson_iter_as_int64(&it)
-               : INT64_MIN;
+    return mtest_find_by_id(t->coll, id, doc);
 }
 
 void
@@ -119,13 +72,7 @@ api_claim(mongoq_consumer_t *consumer, int64_t wait_ms)
 int64_t
 api_server_now(api_t *t)
 {
-    bson_t reply;
-    bson_error_t error;
-    bool ok = mtest_command(t->client, "admin", "{\"hello\": 1}", &reply, &error);
-    cr_assert(ok, "hello: %s", error.message);
-    int64_t now = api_date(&reply, "localTime");
-    bson_destroy(&reply);
-    return now;
+    return mtest_server_now_ms(t->client);
 }
 
 bool

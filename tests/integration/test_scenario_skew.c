@@ -89,7 +89,7 @@ skewed_claims_delayed(scen_child_t *child, scen_t *s)
     bson_destroy(&payload);
     bson_t doc;
     cr_assert(scen_find_doc(s, &id, &doc));
-    int64_t run_at = scen_doc_date(&doc, "run_at");
+    int64_t run_at = mtest_doc_date(&doc, "run_at");
     bson_destroy(&doc);
     cr_assert(run_at != INT64_MIN, "the message has no run_at date");
 

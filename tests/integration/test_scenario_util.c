@@ -81,14 +81,10 @@ scen_assert_empty(scen_t *s)
               "queue not empty: ready %" PRId64 " delayed %" PRId64 " processing %" PRId64
               " done %" PRId64 " dead %" PRId64,
               st.ready, st.delayed, st.processing, st.done, st.dead);
-    int64_t n = 0;
     mongoc_collection_t *coll = mongoc_client_get_collection(s->client, s->db, "jobs");
-    bson_t filter = BSON_INITIALIZER;
-    n = mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, &error);
-    bson_destroy(&filter);
+    int64_t n = mtest_count(coll, "{}");
     mongoc_collection_destroy(coll);
-    cr_assert(n == 0, "%" PRId64 " documents left in the collection (%s)", n,
-              n < 0 ? error.message : "");
+    cr_assert(n == 0, "%" PRId64 " documents left in the collection", n);
 }
 
 static void
@@ -118,45 +114,10 @@ scen_reap_until(scen_t *s, int64_t expected, int64_t timeout_ms)
 bool
 scen_find_doc(scen_t *s, const bson_oid_t *id, bson_t *doc)
 {
-    bson_init(doc);
-    bson_t filter = BSON_INITIALIZER;
-    BSON_APPEND_OID(&filter, "_id", id);
     mongoc_collection_t *coll = mongoc_client_get_collection(s->client, s->db, "jobs");
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
-    const bson_t *found = NULL;
-    bool got = mongoc_cursor_next(cursor, &found);
-    if (got) {
-        bson_copy_to_excluding_noinit(found, doc, "", NULL);
-    }
-    bson_error_t error;
-    cr_assert(!mongoc_cursor_error(cursor, &error), "find: %s", error.message);
-    mongoc_cursor_destroy(cursor);
+    bool got = mtest_find_by_id(coll, id, doc);
     mongoc_collection_destroy(coll);
-    bson_destroy(&filter);
     return got;
-}
-
-int64_t
-scen_doc_date(const bson_t *doc, const char *field)
-{
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-        return bson_iter_date_time(&it);
-    }
-    return INT64_MIN;
-}
-
-int64_t
-scen_server_now_ms(scen_t *s)
-{
-    bson_t reply;
-    bson_error_t error;
-    bool ok = mtest_command(s->client, "admin", "{\"hello\": 1}", &reply, &error);
-    cr_assert(ok, "hello: %s", error.message);
-    int64_t now = scen_doc_date(&reply, "localTime");
-    bson_destroy(&reply);
-    cr_assert(now != INT64_MIN, "hello has no localTime");
-    return now;
 }
 
 /* ---- child consumer ----------------------------------------------------------------------- */

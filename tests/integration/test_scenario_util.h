@@ -52,12 +52,6 @@ int64_t scen_reap_until(scen_t *s, int64_t expected, int64_t timeout_ms);
 /* Reads one document of db.jobs by _id into *doc (initialised); false when absent. */
 bool scen_find_doc(scen_t *s, const bson_oid_t *id, bson_t *doc);
 
-/* A date field of doc in ms since the epoch, or INT64_MIN when missing. */
-int64_t scen_doc_date(const bson_t *doc, const char *field);
-
-/* The server's clock now (hello.localTime), ms since the epoch. */
-int64_t scen_server_now_ms(scen_t *s);
-
 /* ---- a child consumer process -------------------------------------------------------------- */
 
 typedef struct {

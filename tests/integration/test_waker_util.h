@@ -174,13 +174,8 @@ wk_worker_start(mongoq_queue_t *queue, wk_rec_t *rec, int threads)
 static inline int64_t
 wk_count(mongoc_client_t *client, const char *db, const char *json)
 {
-    bson_error_t error;
     mongoc_collection_t *coll = mongoc_client_get_collection(client, db, "q");
-    bson_t *filter = bson_new_from_json((const uint8_t *)json, -1, &error);
-    cr_assert(filter != NULL, "bad filter %s", json);
-    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &error);
-    cr_assert(n >= 0, "count: %s", error.message);
-    bson_destroy(filter);
+    int64_t n = mtest_count(coll, json);
     mongoc_collection_destroy(coll);
     return n;
 }
