@@ -128,6 +128,15 @@ mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *dat
     bson_free(json);
 }
 
+void
+mtest_fail_point_app(mongoc_client_t *client, const char *appname, const char *mode_json,
+                     const char *data_fields_json)
+{
+    char *data = bson_strdup_printf("{\"appName\": \"%s\", %s}", appname, data_fields_json);
+    mtest_fail_point(client, mode_json, data);
+    bson_free(data);
+}
+
 int64_t
 mtest_server_now_ms(mongoc_client_t *client)
 {

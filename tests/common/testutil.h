@@ -53,6 +53,15 @@ mtest_wait_until(bool (*cond)(void *ctx), void *ctx, int64_t timeout_ms);
 void
 mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *data_json);
 
+/*
+ * The same for one appname's connections only (so tests running at once are not hit):
+ * data_fields_json holds the fields of "data" other than appName, e.g.
+ * "\"failCommands\": [\"insert\"], \"errorCode\": 2". Asserts success.
+ */
+void
+mtest_fail_point_app(mongoc_client_t *client, const char *appname, const char *mode_json,
+                     const char *data_fields_json);
+
 /* Runs a command on db and returns true on ok:1; reply (if not NULL) is always initialised. */
 bool
 mtest_command(mongoc_client_t *client, const char *db, const char *cmd_json, bson_t *reply,

@@ -78,11 +78,8 @@ Test(api_edges, enqueue_many_says_how_many_went_in)
 {
     api_t t;
     api_setup(&t, NULL, true);
-    char *data = bson_strdup_printf("{\"failCommands\": [\"insert\"], \"errorCode\": 2, "
-                                    "\"appName\": \"%s\"}",
-                                    t.db);
-    mtest_fail_point(t.client, "{\"times\": 1}", data);
-    bson_free(data);
+    mtest_fail_point_app(t.client, t.db, "{\"times\": 1}",
+                         "\"failCommands\": [\"insert\"], \"errorCode\": 2");
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[2] = {&a, &a};
     bson_error_t error;
@@ -133,11 +130,8 @@ Test(api_edges, claim_errors_pass_through)
     api_t t;
     api_setup(&t, NULL, true);
     api_enqueue_n(&t, 1, NULL, NULL);
-    char *data = bson_strdup_printf("{\"failCommands\": [\"findAndModify\"], \"errorCode\": 2, "
-                                    "\"appName\": \"%s\"}",
-                                    t.db);
-    mtest_fail_point(t.client, "{\"times\": 1}", data);
-    bson_free(data);
+    mtest_fail_point_app(t.client, t.db, "{\"times\": 1}",
+                         "\"failCommands\": [\"findAndModify\"], \"errorCode\": 2");
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
     mongoq_message_t *msg = (mongoq_message_t *)&error; /* must be reset to NULL */

@@ -245,11 +245,8 @@ Test(api_enqueue, server_errors_pass_through)
 {
     api_t t;
     api_setup(&t, NULL, true);
-    char *data = bson_strdup_printf("{\"failCommands\": [\"insert\"], \"errorCode\": 2, "
-                                    "\"appName\": \"%s\"}",
-                                    t.db);
-    mtest_fail_point(t.client, "{\"times\": 1}", data);
-    bson_free(data);
+    mtest_fail_point_app(t.client, t.db, "{\"times\": 1}",
+                         "\"failCommands\": [\"insert\"], \"errorCode\": 2");
     bson_t payload = BSON_INITIALIZER;
     bson_error_t error;
     cr_assert_not(mongoq_enqueue(t.queue, &payload, NULL, NULL, &error));

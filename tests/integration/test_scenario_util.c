@@ -47,10 +47,8 @@ scen_teardown(scen_t *s)
 void
 scen_fail_point(scen_t *s, const char *mode_json, const char *data_fields_json)
 {
-    char *data = bson_strdup_printf("{\"appName\": \"%s\", %s}", s->db, data_fields_json);
-    mtest_fail_point(s->client, mode_json, data);
+    mtest_fail_point_app(s->client, s->db, mode_json, data_fields_json);
     s->fail_point_set = true;
-    bson_free(data);
 }
 
 void

@@ -174,10 +174,9 @@ static void
 ws_fail_getmore(ws_env_t *e, const char *what)
 {
     mongoc_client_t *client = mtest_client_new("wks-failpoint");
-    char *data = bson_strdup_printf("{\"failCommands\": [\"getMore\"], %s, \"appName\": \"%s\"}",
-                                    what, e->db);
-    mtest_fail_point(client, "{\"times\": 1}", data);
-    bson_free(data);
+    char *fields = bson_strdup_printf("\"failCommands\": [\"getMore\"], %s", what);
+    mtest_fail_point_app(client, e->db, "{\"times\": 1}", fields);
+    bson_free(fields);
     mongoc_client_destroy(client);
 }
 
