@@ -94,20 +94,6 @@ ws_counters(mongoq_queue_t *q)
     return c;
 }
 
-typedef struct {
-    mongoq_worker_t *worker;
-    int64_t acked;
-} ws_acked_t;
-
-static bool
-ws_acked(void *ctx)
-{
-    ws_acked_t *a = ctx;
-    mongoq_counters_t c;
-    mongoq_worker_counters(a->worker, &c);
-    return c.acked >= a->acked;
-}
-
 Test(waker_stream, enqueue_wakes_idle_worker_through_the_change_stream)
 {
     ws_env_t e;
@@ -118,8 +104,8 @@ Test(waker_stream, enqueue_wakes_idle_worker_through_the_change_stream)
         wk_enqueue(e.p, i, 0);
         cr_assert(wk_await_started(&e.rec, i, 1000), "message %d started within 1 s", i);
         cr_assert_leq(e.rec.started_at[i] - t0, 1000);
-        ws_acked_t idle = {e.worker, i + 1};
-        cr_assert(mtest_wait_until(ws_acked, &idle, 5000), "the worker acked it");
+        wk_acked_t idle = {e.worker, i + 1};
+        cr_assert(mtest_wait_until(wk_acked_reached, &idle, 5000), "the worker acked it");
         cr_assert(mtest_wait_until(ws_worker_waiting, e.w, 5000), "the worker waits again");
     }
     mongoq_counters_t c = ws_counters(e.w);

@@ -156,19 +156,41 @@ wk_stream_active(void *ctx)
     return c.change_stream_active;
 }
 
+/* A started worker on queue; asserts both steps. */
+static inline mongoq_worker_t *
+wk_worker_run(mongoq_queue_t *queue, const mongoq_worker_opts_t *opts)
+{
+    bson_error_t error;
+    mongoq_worker_t *worker = mongoq_worker_new(queue, opts, &error);
+    cr_assert(worker != NULL, "worker_new: %s", error.message);
+    cr_assert(mongoq_worker_start(worker, &error), "worker_start: %s", error.message);
+    return worker;
+}
+
 /* A worker on queue running wk_record. */
 static inline mongoq_worker_t *
 wk_worker_start(mongoq_queue_t *queue, wk_rec_t *rec, int threads)
 {
-    bson_error_t error;
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wk_record;
     opts.user_data = rec;
     opts.threads = threads;
-    mongoq_worker_t *worker = mongoq_worker_new(queue, &opts, &error);
-    cr_assert(worker != NULL, "worker_new: %s", error.message);
-    cr_assert(mongoq_worker_start(worker, &error), "worker_start: %s", error.message);
-    return worker;
+    return wk_worker_run(queue, &opts);
+}
+
+/* For mtest_wait_until: the worker has acknowledged at least `acked` messages. */
+typedef struct {
+    mongoq_worker_t *worker;
+    int64_t acked;
+} wk_acked_t;
+
+static inline bool
+wk_acked_reached(void *ctx)
+{
+    wk_acked_t *a = ctx;
+    mongoq_counters_t c;
+    mongoq_worker_counters(a->worker, &c);
+    return c.acked >= a->acked;
 }
 
 static inline int64_t

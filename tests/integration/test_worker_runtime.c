@@ -45,30 +45,6 @@ wr_close(wr_env_t *e)
     bson_free(e->db);
 }
 
-static mongoq_worker_t *
-wr_worker(wr_env_t *e, mongoq_worker_opts_t *opts)
-{
-    bson_error_t error;
-    mongoq_worker_t *w = mongoq_worker_new(e->queue, opts, &error);
-    cr_assert(w != NULL, "worker_new: %s", error.message);
-    cr_assert(mongoq_worker_start(w, &error), "worker_start: %s", error.message);
-    return w;
-}
-
-typedef struct {
-    mongoq_worker_t *worker;
-    int64_t acked;
-} wr_acked_t;
-
-static bool
-wr_acked_reached(void *ctx)
-{
-    wr_acked_t *a = ctx;
-    mongoq_counters_t c;
-    mongoq_worker_counters(a->worker, &c);
-    return c.acked >= a->acked;
-}
-
 Test(worker, processes_every_message_with_threads_and_batches)
 {
     wr_env_t e;
@@ -80,13 +56,13 @@ Test(worker, processes_every_message_with_threads_and_batches)
     opts.user_data = &rec;
     opts.threads = 3;
     opts.batch = 5;
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     for (int i = 0; i < 100; i++) {
         wk_enqueue(e.queue, i, 0);
     }
     cr_assert_eq(wk_await_all(&rec, 100, 20000), 100);
-    wr_acked_t a = {w, 100};
-    cr_assert(mtest_wait_until(wr_acked_reached, &a, 10000), "100 acks");
+    wk_acked_t a = {w, 100};
+    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "100 acks");
     mongoq_counters_t c;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.claimed, 100);
@@ -130,7 +106,7 @@ Test(worker, fail_and_retry_record_the_reason)
     wr_open(&e, &qopts);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_fail_or_retry;
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     wk_enqueue(e.queue, 0, 0);
     wk_enqueue(e.queue, 1, 0);
     cr_assert(mtest_wait_until(wr_two_dead, &e, 10000), "both end dead");
@@ -233,7 +209,7 @@ Test(worker, stop_hands_unstarted_messages_back_at_once)
     opts.handler = wr_gated;
     opts.user_data = &gate;
     opts.batch = 10;
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the first handler runs");
 
     cr_assert_not(mongoq_worker_stop(w, 200, &error), "a handler is still running");
@@ -285,7 +261,7 @@ Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
     opts.handler = wr_gated;
     opts.user_data = &gate;
     opts.heartbeat_ms = -1; /* as if the process hung: nothing extends the lease */
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler runs");
     cr_assert_not(mongoq_worker_stop(w, 100, &error));
 
@@ -338,7 +314,7 @@ Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_slow;
     opts.user_data = &gate;
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     wk_enqueue(e.queue, 0, 0);
     wr_count_t running = {&e, "{\"status\": \"processing\"}", 1};
     cr_assert(mtest_wait_until(wr_count_is, &running, 5000));
@@ -350,8 +326,8 @@ Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
     cr_assert_null(msg, "the lease held");
     mongoq_consumer_destroy(other);
 
-    wr_acked_t a = {w, 1};
-    cr_assert(mtest_wait_until(wr_acked_reached, &a, 5000), "acked after 2 s of work");
+    wk_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(wk_acked_reached, &a, 5000), "acked after 2 s of work");
     cr_assert_not(gate.lease_lost_seen);
     mongoq_worker_destroy(w);
     wr_gate_destroy(&gate);
@@ -397,7 +373,7 @@ Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_robbed;
     opts.user_data = &gate;
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     wk_enqueue(e.queue, 0, 0);
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler finished");
     cr_assert(gate.lease_lost_seen, "the heartbeat told the handler");
@@ -427,11 +403,7 @@ Test(worker, request_stop_from_a_signal_handler)
     wr_open(&e, NULL);
     wk_rec_t rec;
     wk_rec_init(&rec);
-    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
-    opts.handler = wk_record;
-    opts.user_data = &rec;
-    opts.threads = 2;
-    wr_signalled = wr_worker(&e, &opts);
+    wr_signalled = wk_worker_start(e.queue, &rec, 2);
     wk_enqueue(e.queue, 0, 0);
     cr_assert(wk_await_started(&rec, 0, 5000));
 
@@ -477,7 +449,7 @@ Test(worker, invalid_options_are_refused)
     wk_rec_init(&rec);
     opts.lease_ms = 0;
     opts.user_data = &rec;
-    mongoq_worker_t *w = wr_worker(&e, &opts);
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
     cr_assert_not(mongoq_worker_start(w, &error), "started twice");
     mongoq_worker_destroy(w);
     mongoq_worker_destroy(NULL);
