@@ -13,19 +13,6 @@
 #define N_CRASH 25
 #define CHILD_LEASE_MS 3000
 
-static void
-enqueue_numbered(scen_t *s, int n)
-{
-    bson_error_t error;
-    for (int i = 0; i < n; i++) {
-        bson_t payload;
-        scen_payload(&payload, i);
-        bool ok = mongoq_enqueue(s->queue, &payload, NULL, NULL, &error);
-        bson_destroy(&payload);
-        cr_assert(ok, "enqueue: %s", error.message);
-    }
-}
-
 /* The child claims every message (a batch, then one by one); returns how many it holds. */
 static int
 child_claims_all(scen_child_t *child, scen_child_msg_t *held)
@@ -88,7 +75,7 @@ Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.no_reaper = true; /* this test reaps by hand, so it can count */
     scen_setup(&s, "scen_crash", &opts, false);
-    enqueue_numbered(&s, N_CRASH);
+    scen_enqueue_n(&s, N_CRASH);
 
     char lease_arg[32];
     snprintf(lease_arg, sizeof lease_arg, "%d", CHILD_LEASE_MS);

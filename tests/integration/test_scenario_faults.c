@@ -29,19 +29,6 @@ setup(scen_t *s, const char *prefix)
     scen_setup(s, prefix, &opts, false);
 }
 
-static void
-enqueue_n(scen_t *s, int n)
-{
-    bson_error_t error;
-    for (int i = 0; i < n; i++) {
-        bson_t payload;
-        scen_payload(&payload, i);
-        cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s",
-                  error.message);
-        bson_destroy(&payload);
-    }
-}
-
 /* What draining found: how often each seq was acked and with which attempts. */
 typedef struct {
     int acks[MAX_MSGS];
@@ -97,7 +84,7 @@ claim_with_closed_connection(const char *prefix, int times, bool many)
     scen_t s;
     setup(&s, prefix);
     int n = many ? 10 : 1;
-    enqueue_n(&s, n);
+    scen_enqueue_n(&s, n);
     mongoq_consumer_t *consumer = new_consumer(&s);
 
     char mode[32];
@@ -164,7 +151,7 @@ ack_fails(const char *prefix, const char *fault, bool many)
     scen_t s;
     setup(&s, prefix);
     int n = many ? 5 : 1;
-    enqueue_n(&s, n);
+    scen_enqueue_n(&s, n);
     mongoq_consumer_t *consumer = new_consumer(&s);
     bson_error_t error;
     mongoq_message_t *msgs[MAX_MSGS] = {0};

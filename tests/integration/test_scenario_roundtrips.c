@@ -65,10 +65,7 @@ static void
 warm_up(scen_t *s, mongoq_consumer_t *consumer)
 {
     bson_error_t error;
-    bson_t payload;
-    scen_payload(&payload, -1);
-    cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s", error.message);
-    bson_destroy(&payload);
+    scen_enqueue_seq(s, -1);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 5000, &msg, &error), "claim: %s", error.message);
     cr_assert(msg != NULL);
@@ -88,11 +85,7 @@ Test(scenario_roundtrips, one_at_a_time, .timeout = 60)
 
     int missed = 0;
     for (int i = 0; i < SINGLE_N; i++) {
-        bson_t payload;
-        scen_payload(&payload, i);
-        cr_assert(mongoq_enqueue(s.queue, &payload, NULL, NULL, &error), "enqueue: %s",
-                  error.message);
-        bson_destroy(&payload);
+        scen_enqueue_seq(&s, i);
         mongoq_message_t *msg = NULL;
         cr_assert(mongoq_consumer_claim(consumer, 0, &msg, &error), "claim: %s", error.message);
         if (!msg) {

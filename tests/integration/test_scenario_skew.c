@@ -148,10 +148,7 @@ static void
 normal_lease_holds(scen_child_t *child, scen_t *s)
 {
     bson_error_t error;
-    bson_t payload;
-    scen_payload(&payload, 2);
-    cr_assert(mongoq_enqueue(s->queue, &payload, NULL, NULL, &error), "enqueue: %s", error.message);
-    bson_destroy(&payload);
+    scen_enqueue_seq(s, 2);
     mongoq_consumer_opts_t co = MONGOQ_CONSUMER_OPTS_INIT;
     co.lease_ms = SKEW_LEASE_MS;
     mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, &co, &error);

@@ -69,6 +69,25 @@ scen_payload_seq(const bson_t *payload)
 }
 
 void
+scen_enqueue_seq(scen_t *s, int64_t seq)
+{
+    bson_t payload;
+    bson_error_t error;
+    scen_payload(&payload, seq);
+    bool ok = mongoq_enqueue(s->queue, &payload, NULL, NULL, &error);
+    bson_destroy(&payload);
+    cr_assert(ok, "enqueue: %s", error.message);
+}
+
+void
+scen_enqueue_n(scen_t *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        scen_enqueue_seq(s, i);
+    }
+}
+
+void
 scen_assert_empty(scen_t *s)
 {
     mongoq_stats_t st;

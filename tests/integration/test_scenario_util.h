@@ -41,6 +41,12 @@ void scen_payload(bson_t *payload, int64_t seq);
 /* The payload's seq, or -1. */
 int64_t scen_payload_seq(const bson_t *payload);
 
+/* Enqueues {seq: seq} with default options; asserts success. */
+void scen_enqueue_seq(scen_t *s, int64_t seq);
+
+/* Enqueues seq 0 .. n-1, in order. */
+void scen_enqueue_n(scen_t *s, int n);
+
 /* Asserts the queue holds nothing (server stats all zero). */
 void scen_assert_empty(scen_t *s);
 
