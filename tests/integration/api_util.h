@@ -36,6 +36,9 @@ bool api_get(api_t *t, const bson_oid_t *id, bson_t *doc);
 /* Enqueues {n: i} for i in 0..n-1 with the given options; asserts success. */
 void api_enqueue_n(api_t *t, int n, const mongoq_enqueue_opts_t *opts, bson_oid_t *ids);
 
+/* A consumer on t's queue; name NULL and lease_ms 0 mean the defaults. Asserts success. */
+mongoq_consumer_t *api_consumer(api_t *t, const char *name, int64_t lease_ms);
+
 /* Claims with wait_ms; asserts the call succeeds (the message may be NULL). */
 mongoq_message_t *api_claim(mongoq_consumer_t *consumer, int64_t wait_ms);
 

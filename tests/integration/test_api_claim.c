@@ -5,23 +5,11 @@
 
 #include "api_util.h"
 
-static mongoq_consumer_t *
-consumer_of(api_t *t, const char *name, int64_t lease_ms)
-{
-    bson_error_t error;
-    mongoq_consumer_opts_t opts = MONGOQ_CONSUMER_OPTS_INIT;
-    opts.name = name;
-    opts.lease_ms = lease_ms;
-    mongoq_consumer_t *consumer = mongoq_consumer_new(t->queue, &opts, &error);
-    cr_assert(consumer, "%s", error.message);
-    return consumer;
-}
-
 Test(api_claim, nothing_ready_returns_null_at_once)
 {
     api_t t;
     api_setup(&t, NULL, true);
-    mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     int64_t start = mtest_now_ms();
     cr_assert_null(api_claim(c, 0));
     cr_assert_null(api_claim(c, 150));
@@ -36,7 +24,7 @@ Test(api_claim, writes_the_lease_on_the_server_clock)
     api_setup(&t, NULL, true);
     bson_oid_t id;
     api_enqueue_n(&t, 1, NULL, &id);
-    mongoq_consumer_t *c = consumer_of(&t, "worker-a", 10000);
+    mongoq_consumer_t *c = api_consumer(&t, "worker-a", 10000);
     cr_assert_str_eq(mongoq_consumer_name(c), "worker-a");
     int64_t before = api_server_now(&t);
     mongoq_message_t *msg = api_claim(c, 0);
@@ -68,8 +56,8 @@ Test(api_claim, default_name_and_bad_options)
 {
     api_t t;
     api_setup(&t, NULL, true);
-    mongoq_consumer_t *a = consumer_of(&t, NULL, 0);
-    mongoq_consumer_t *b = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *a = api_consumer(&t, NULL, 0);
+    mongoq_consumer_t *b = api_consumer(&t, NULL, 0);
     cr_assert(strchr(mongoq_consumer_name(a), ':'));
     cr_assert_str_neq(mongoq_consumer_name(a), mongoq_consumer_name(b));
     bson_error_t error;
@@ -105,7 +93,7 @@ Test(api_claim, priority_first_then_fifo)
         cr_assert(mongoq_enqueue(t.queue, &payload, &opts, NULL, &error), "%s", error.message);
         bson_destroy(&payload);
     }
-    mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     int expected[] = {1, 3, 0, 2, 4};
     for (int i = 0; i < 5; i++) {
         mongoq_message_t *msg = api_claim(c, 0);
@@ -131,7 +119,7 @@ Test(api_claim, delayed_message_waits_for_its_time)
     cr_assert(api_get(&t, &id, &doc));
     int64_t run_at = mtest_doc_date(&doc, "run_at");
     bson_destroy(&doc);
-    mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     cr_assert_null(api_claim(c, 0), "not due yet");
     mongoq_message_t *msg = api_claim(c, 5000);
     cr_assert(msg, "claimable once due");
@@ -166,7 +154,7 @@ Test(api_claim, a_waiting_claim_wakes_on_enqueue)
     qopts.poll_interval_ms = 60000; /* only the local notification can wake it in time */
     qopts.no_change_stream = true;
     api_setup(&t, &qopts, true);
-    mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     producer_arg_t arg = {&t, 200};
     pthread_t producer;
     pthread_create(&producer, NULL, enqueue_later, &arg);
@@ -188,7 +176,7 @@ Test(api_claim, claim_many_takes_a_batch_in_three_round_trips)
     api_t t;
     api_setup(&t, NULL, true);
     api_enqueue_n(&t, 30, NULL, NULL);
-    mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     mongoq_message_t *msgs[25];
     size_t n = 0;
     bson_error_t error;
@@ -301,7 +289,7 @@ Test(api_claim, damaged_documents_are_buried_not_handed_out)
     insert_raw(&t, "{\"_id\": {\"$oid\": \"65a000000000000000000003\"}, \"status\": \"ready\", "
                    "\"priority\": 7, \"run_at\": {\"$date\": 0}, \"payload\": {}}");
     api_enqueue_n(&t, 1, NULL, NULL);
-    mongoq_consumer_t *c = consumer_of(&t, NULL, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     mongoq_message_t *msg = api_claim(c, 0);
     cr_assert(msg, "the good message comes through");
     cr_assert_eq(api_payload_n(msg), 0);

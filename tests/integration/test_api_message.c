@@ -7,11 +7,7 @@
 static mongoq_message_t *
 claim_one(api_t *t, mongoq_consumer_t **consumer_out, int64_t lease_ms)
 {
-    bson_error_t error;
-    mongoq_consumer_opts_t opts = MONGOQ_CONSUMER_OPTS_INIT;
-    opts.lease_ms = lease_ms;
-    *consumer_out = mongoq_consumer_new(t->queue, &opts, &error);
-    cr_assert(*consumer_out, "%s", error.message);
+    *consumer_out = api_consumer(t, NULL, lease_ms);
     mongoq_message_t *msg = api_claim(*consumer_out, 0);
     cr_assert(msg);
     return msg;

@@ -4,17 +4,6 @@
 
 #include "api_util.h"
 
-static mongoq_consumer_t *
-short_lease_consumer(api_t *t, int64_t lease_ms)
-{
-    bson_error_t error;
-    mongoq_consumer_opts_t opts = MONGOQ_CONSUMER_OPTS_INIT;
-    opts.lease_ms = lease_ms;
-    mongoq_consumer_t *c = mongoq_consumer_new(t->queue, &opts, &error);
-    cr_assert(c, "%s", error.message);
-    return c;
-}
-
 static mongoq_queue_opts_t
 manual_reaping(void)
 {
@@ -33,7 +22,7 @@ Test(api_reap, expired_leases_go_back_or_die)
     bson_oid_t again_id, dead_id;
     api_enqueue_n(&t, 1, NULL, &again_id);
     api_enqueue_n(&t, 1, &once, &dead_id);
-    mongoq_consumer_t *c = short_lease_consumer(&t, 100);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 100);
     mongoq_message_t *a = api_claim(c, 0), *b = api_claim(c, 0);
     cr_assert(a && b);
     bson_error_t error;
@@ -90,7 +79,7 @@ Test(api_reap, stats_counts_every_status)
     mongoq_enqueue_opts_t later = MONGOQ_ENQUEUE_OPTS_INIT;
     later.delay_ms = 3600000;
     api_enqueue_n(&t, 2, &later, NULL);
-    mongoq_consumer_t *c = short_lease_consumer(&t, 60000);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 60000);
     mongoq_message_t *m1 = api_claim(c, 0), *m2 = api_claim(c, 0), *m3 = api_claim(c, 0);
     cr_assert(mongoq_message_ack(m1, &error), "%s", error.message);
     cr_assert(mongoq_message_fail(m2, "x", &error), "%s", error.message);
@@ -118,7 +107,7 @@ bury(api_t *t, int n, bson_oid_t *ids)
 {
     bson_error_t error;
     api_enqueue_n(t, n, NULL, NULL);
-    mongoq_consumer_t *c = short_lease_consumer(t, 60000);
+    mongoq_consumer_t *c = api_consumer(t, NULL, 60000);
     for (int i = 0; i < n; i++) {
         mongoq_message_t *m = api_claim(c, 0);
         cr_assert(m);
@@ -157,7 +146,7 @@ Test(api_reap, redrive_one_or_all)
     cr_assert(mongoq_queue_redrive(t.queue, NULL, &moved, &error), "%s", error.message);
     cr_assert_eq(moved, 2);
     cr_assert_eq(api_count(&t, "{\"status\": \"ready\", \"attempts\": 0}"), 3);
-    mongoq_consumer_t *c = short_lease_consumer(&t, 0);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
     mongoq_message_t *m = api_claim(c, 0);
     cr_assert(m, "redriven messages are claimable at once");
     cr_assert_eq(mongoq_message_attempts(m), 1);
@@ -194,7 +183,7 @@ Test(api_reap, concurrent_reapers_reclaim_each_message_once)
     mongoq_queue_opts_t opts = manual_reaping();
     api_setup(&t, &opts, true);
     api_enqueue_n(&t, 20, NULL, NULL);
-    mongoq_consumer_t *c = short_lease_consumer(&t, 100);
+    mongoq_consumer_t *c = api_consumer(&t, NULL, 100);
     mongoq_message_t *msgs[20];
     size_t n = 0;
     bson_error_t error;

@@ -60,6 +60,18 @@ api_enqueue_n(api_t *t, int n, const mongoq_enqueue_opts_t *opts, bson_oid_t *id
     }
 }
 
+mongoq_consumer_t *
+api_consumer(api_t *t, const char *name, int64_t lease_ms)
+{
+    bson_error_t error;
+    mongoq_consumer_opts_t opts = MONGOQ_CONSUMER_OPTS_INIT;
+    opts.name = name;
+    opts.lease_ms = lease_ms;
+    mongoq_consumer_t *consumer = mongoq_consumer_new(t->queue, &opts, &error);
+    cr_assert(consumer, "mongoq_consumer_new: %s", error.message);
+    return consumer;
+}
+
 mongoq_message_t *
 api_claim(mongoq_consumer_t *consumer, int64_t wait_ms)
 {
