@@ -529,6 +529,9 @@ index_scan(const cand_t *c, sink_t *s)
         if (!sink_offer(s, ms_ientry_rec(e))) {
             return false;
         }
+        if (pins_unique(c)) {
+            return true; /* a unique key has one entry: no need to look at the next */
+        }
     }
     return true;
 }
