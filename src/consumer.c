@@ -129,7 +129,7 @@ append_attempts_inc(bson_t *set)
 static void
 build_claim_update(const mongoq_consumer_t *consumer, const bson_oid_t *token, bson_t *pipeline)
 {
-    bson_t stage, set, doc, args;
+    bson_t stage, set, doc;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
     BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
@@ -138,13 +138,7 @@ build_claim_update(const mongoq_consumer_t *consumer, const bson_oid_t *token, b
     BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_CLAIMED_BY, &doc);
     BSON_APPEND_UTF8(&doc, "$literal", consumer->name);
     bson_append_document_end(&set, &doc);
-    /* The lease is computed on the server's clock only. */
-    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_LEASE_EXPIRES_AT, &doc);
-    BSON_APPEND_ARRAY_BEGIN(&doc, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", consumer->lease_ms);
-    bson_append_array_end(&doc, &args);
-    bson_append_document_end(&set, &doc);
+    mongoq__document_append_now_plus(&set, MONGOQ__F_LEASE_EXPIRES_AT, consumer->lease_ms);
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);

@@ -68,4 +68,10 @@ void mongoq__document_append_errors(bson_t *set, const bson_t *old, const char *
 /* Appends `key: {$literal: reason}` or `key: null`. */
 void mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason);
 
+/*
+ * Appends `key: {$add: ["$$NOW", ms]}`: a time `ms` after the server's clock when the update
+ * runs. Leases and retry times are computed this way only, never from a client clock.
+ */
+void mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms);
+
 #endif

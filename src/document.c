@@ -262,6 +262,18 @@ mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason)
     bson_append_document_end(doc, &lit);
 }
 
+void
+mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms)
+{
+    bson_t add, args;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &add);
+    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
+    BSON_APPEND_UTF8(&args, "0", "$$NOW");
+    BSON_APPEND_INT64(&args, "1", ms);
+    bson_append_array_end(&add, &args);
+    bson_append_document_end(doc, &add);
+}
+
 static uint32_t
 count_entries(const bson_t *array)
 {

@@ -51,4 +51,10 @@ bool mongoq__message_release(mongoq_message_t *msg, bson_error_t *error);
 /* The filter that matches msg only while its lease holds: {_id, lease_token, status}. */
 void mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter);
 
+/* Appends {_id: {$in: [the ids of msgs[0 .. n)]}} to filter. */
+void mongoq__message_ids_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter);
+
+/* The update pipeline of an extend: lease_expires_at = $$NOW + lease_ms, updated_at = $$NOW. */
+void mongoq__message_extend_update(int64_t lease_ms, bson_t *pipeline);
+
 #endif

@@ -289,18 +289,12 @@ static void
 build_retry(const mongoq_message_t *msg, int64_t delay_ms, const char *reason, bson_t *pipeline)
 {
     static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT};
-    bson_t stage, set, add;
+    bson_t stage, set;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
     BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
     /* run_at on the server's clock: a client clock must not decide when a message is due. */
-    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_RUN_AT, &add);
-    bson_t args;
-    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", delay_ms);
-    bson_append_array_end(&add, &args);
-    bson_append_document_end(&set, &add);
+    mongoq__document_append_now_plus(&set, MONGOQ__F_RUN_AT, delay_ms);
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     mongoq__document_append_reason(&set, MONGOQ__F_LAST_ERROR, reason);
     mongoq__document_append_errors(&set, msg->parsed.has_errors ? &msg->parsed.errors : NULL,
@@ -365,18 +359,13 @@ mongoq__message_release(mongoq_message_t *msg, bson_error_t *error)
 
 /* ---- extend -------------------------------------------------------------------------------- */
 
-static void
-build_extend(int64_t lease_ms, bson_t *pipeline)
+void
+mongoq__message_extend_update(int64_t lease_ms, bson_t *pipeline)
 {
-    bson_t stage, set, add, args;
+    bson_t stage, set;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_LEASE_EXPIRES_AT, &add);
-    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", lease_ms);
-    bson_append_array_end(&add, &args);
-    bson_append_document_end(&set, &add);
+    mongoq__document_append_now_plus(&set, MONGOQ__F_LEASE_EXPIRES_AT, lease_ms);
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
@@ -415,7 +404,7 @@ mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *err
     bson_t extra = BSON_INITIALIZER;
     mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
     mongoq__message_held_filter(msg, &filter);
-    build_extend(lease_ms, &pipeline);
+    mongoq__message_extend_update(lease_ms, &pipeline);
     BSON_APPEND_INT32(&fields, MONGOQ__F_LEASE_EXPIRES_AT, 1);
     mongoc_find_and_modify_opts_set_update(fam, &pipeline);
     mongoc_find_and_modify_opts_set_fields(fam, &fields);
@@ -559,8 +548,8 @@ find_msg(mongoq_message_t *const *msgs, size_t n, const bson_t *doc)
     return n;
 }
 
-static void
-build_id_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
+void
+mongoq__message_ids_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
 {
     bson_t ids, in;
     char key[16];
@@ -592,7 +581,7 @@ mark_lost(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n,
     for (size_t i = 0; i < n; i++) {
         ours[i] = !keep; /* DELETE: presumed deleted by us unless still present */
     }
-    build_id_filter(msgs, n, &filter);
+    mongoq__message_ids_filter(msgs, n, &filter);
     mongoc_client_t *client;
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);

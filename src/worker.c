@@ -412,37 +412,25 @@ extend_held(mongoq_worker_t *w, mongoq_message_t *const *msgs, size_t n, bool ea
 {
     mongoc_client_t *client;
     mongoc_collection_t *coll = mongoq__queue_collection(w->queue, &client);
-    bson_t filter = BSON_INITIALIZER, ids, opts = BSON_INITIALIZER, reply;
-    bson_t *update = BCON_NEW("0", "{", "$set", "{", MONGOQ__F_LEASE_EXPIRES_AT, "{", "$add", "[",
-                              "$$NOW", BCON_INT64(w->lease_ms), "]", "}",
-                              MONGOQ__F_UPDATED_AT, "$$NOW", "}", "}");
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
     bool ok;
+    mongoq__message_extend_update(w->lease_ms, &update);
     if (each) {
         mongoq__message_held_filter(msgs[0], &filter);
     } else {
-        BSON_APPEND_DOCUMENT_BEGIN(&filter, MONGOQ__F_ID, &ids);
-        bson_t in;
-        BSON_APPEND_ARRAY_BEGIN(&ids, "$in", &in);
-        for (size_t i = 0; i < n; i++) {
-            char key[16];
-            const char *k;
-            bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
-            BSON_APPEND_OID(&in, k, mongoq_message_id(msgs[i]));
-        }
-        bson_append_array_end(&ids, &in);
-        bson_append_document_end(&filter, &ids);
+        mongoq__message_ids_filter(msgs, n, &filter);
         BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, mongoq__message_lease_token(msgs[0]));
         BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     }
     mongoq__queue_append_write_concern(w->queue, &opts);
-    ok = mongoc_collection_update_many(coll, &filter, update, &opts, &reply, error);
+    ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
     *matched_out = 0;
     bson_iter_t it;
     if (ok && bson_iter_init_find(&it, &reply, "matchedCount")) {
         *matched_out = bson_iter_as_int64(&it);
     }
     bson_destroy(&reply);
-    bson_destroy(update);
+    bson_destroy(&update);
     bson_destroy(&opts);
     bson_destroy(&filter);
     mongoq__queue_release(w->queue, client, coll);

@@ -310,3 +310,13 @@ Test(document_errors, keeps_the_last_five)
     cr_assert(strstr(s, "[ { \"$literal\" : 1 }, { \"at\""), "%s", s);
     bson_free(s);
 }
+
+Test(document_now_plus, adds_to_the_server_clock)
+{
+    bson_t set = BSON_INITIALIZER;
+    mongoq__document_append_now_plus(&set, "lease_expires_at", 30000);
+    char *s = bson_as_relaxed_extended_json(&set, NULL);
+    cr_assert_str_eq(s, "{ \"lease_expires_at\" : { \"$add\" : [ \"$$NOW\", 30000 ] } }");
+    bson_free(s);
+    bson_destroy(&set);
+}
