@@ -101,6 +101,16 @@ wlog(mongoq_worker_t *w, mongoq_log_level_t level, const char *fmt, ...)
     mongoq__queue_log(w->queue, level, "%s", buf);
 }
 
+/* The CLOCK_REALTIME time ms from now, for pthread_cond_timedwait on w->cond. */
+static void
+deadline_in(int64_t ms, struct timespec *ts)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    int64_t ns = ts->tv_nsec + (ms % 1000) * 1000000;
+    ts->tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
+    ts->tv_nsec = (long)(ns % 1000000000);
+}
+
 static bool
 stop_requested(const mongoq_worker_t *w)
 {
@@ -307,10 +317,7 @@ static void
 pause_unless_stopped(mongoq_worker_t *w, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    deadline_in(ms, &ts);
     pthread_mutex_lock(&w->mu);
     if (!stop_requested(w)) {
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
@@ -624,10 +631,7 @@ await_handlers(mongoq_worker_t *w, int64_t timeout_ms)
 {
     struct timespec ts;
     bool done;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (timeout_ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    deadline_in(timeout_ms, &ts);
     pthread_mutex_lock(&w->mu);
     while (w->running > 0) {
         if (timeout_ms < 0) {
