@@ -200,6 +200,7 @@ analyse(const ms_index_t *ix, const ms_query_t *q, cand_t *c)
                    (long)c->in_fields * 10 + (c->range ? 50 : 0) - (long)ix->nfields;
     }
 }
+
 static bool
 find_hinted(const ms_coll_t *coll, const bson_value_t *hint, const ms_index_t **out,
             bool *natural, bool *natural_backward, bson_error_t *error)

@@ -186,6 +186,22 @@ Test(match, filter_equality_for_index_selection)
     cr_expect_not(ms_filter_equality(J("{'status': {'$regex': 'x'}}"), "status", &v));
 }
 
+Test(match, filter_in_for_index_selection)
+{
+    bson_value_t v;
+    cr_assert(ms_filter_in(J("{'_id': {'$in': [1, 'x', {'a': 1}]}, 't': 2}"), "_id", &v));
+    cr_expect_eq(v.value_type, BSON_TYPE_ARRAY);
+    cr_assert(ms_filter_in(J("{'$and': [{'q': 1}, {'s': {'$in': []}}]}"), "s", &v));
+    cr_expect_eq(v.value_type, BSON_TYPE_ARRAY);
+    cr_expect_not(ms_filter_in(J("{'$or': [{'s': {'$in': [1]}}]}"), "s", &v));
+    cr_expect_not(ms_filter_in(J("{'s': {'$in': [1, null]}}"), "s", &v), "null also matches missing");
+    cr_expect_not(ms_filter_in(J("{'s': {'$in': [[1], 2]}}"), "s", &v), "an array also matches its elements");
+    cr_expect_not(ms_filter_in(J("{'s': {'$in': [{'$regularExpression': {'pattern': 'x', "
+                                 "'options': ''}}]}}"), "s", &v), "a regex is a pattern");
+    cr_expect_not(ms_filter_in(J("{'s': {'$nin': [1]}}"), "s", &v));
+    cr_expect_not(ms_filter_in(J("{'s': 1}"), "s", &v));
+}
+
 Test(match, filter_range_for_index_selection)
 {
     bson_value_t lo, hi;
