@@ -285,20 +285,33 @@ Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
     wr_close(&e);
 }
 
-/* Runs longer than the lease; records whether its lease was reported lost. */
-static mongoq_result_t
-wr_slow(mongoq_message_t *msg, void *user_data)
+/* A handler's "work": ms long, cut short when the lease is reported lost. */
+static void
+wr_work(mongoq_message_t *msg, int64_t ms)
 {
-    wr_gate_t *g = user_data;
-    int64_t until = mtest_now_ms() + 2000;
+    int64_t until = mtest_now_ms() + ms;
     while (mtest_now_ms() < until && !mongoq_message_lease_lost(msg)) {
-        usleep(20 * 1000); /* the handler's "work" */
+        usleep(10 * 1000);
     }
+}
+
+/* Counts a finished handler and records whether its lease was reported lost. */
+static mongoq_result_t
+wr_leave(wr_gate_t *g, mongoq_message_t *msg)
+{
     pthread_mutex_lock(&g->mu);
     g->entered++;
     g->lease_lost_seen = mongoq_message_lease_lost(msg);
     pthread_mutex_unlock(&g->mu);
     return MONGOQ_ACK;
+}
+
+/* Runs longer than the lease; records whether its lease was reported lost. */
+static mongoq_result_t
+wr_slow(mongoq_message_t *msg, void *user_data)
+{
+    wr_work(msg, 2000);
+    return wr_leave(user_data, msg);
 }
 
 Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
@@ -349,15 +362,10 @@ wr_robbed(mongoq_message_t *msg, void *user_data)
     bson_destroy(filter);
     bson_destroy(update);
     mongoc_collection_destroy(coll);
-    int64_t until = mtest_now_ms() + 3000;
-    while (ok && mtest_now_ms() < until && !mongoq_message_lease_lost(msg)) {
-        usleep(10 * 1000);
+    if (ok) {
+        wr_work(msg, 3000);
     }
-    pthread_mutex_lock(&g->mu);
-    g->entered++;
-    g->lease_lost_seen = mongoq_message_lease_lost(msg);
-    pthread_mutex_unlock(&g->mu);
-    return MONGOQ_ACK;
+    return wr_leave(g, msg);
 }
 
 Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
