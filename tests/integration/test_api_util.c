@@ -2,7 +2,6 @@
 
 #include <criterion/criterion.h>
 #include <string.h>
-#include <time.h>
 
 void
 api_setup(api_t *t, const mongoq_queue_opts_t *opts, bool open_queue)
@@ -87,19 +86,23 @@ api_server_now(api_t *t)
     return mtest_server_now_ms(t->client);
 }
 
+typedef struct {
+    api_t *t;
+    int64_t server_ms;
+} server_past_t;
+
+static bool
+server_past(void *ctx)
+{
+    server_past_t *p = ctx;
+    return api_server_now(p->t) > p->server_ms;
+}
+
 bool
 api_wait_server_past(api_t *t, int64_t server_ms, int64_t timeout_ms)
 {
-    int64_t deadline = mtest_now_ms() + timeout_ms;
-    while (api_server_now(t) <= server_ms) {
-        if (mtest_now_ms() >= deadline) {
-            return false;
-        }
-        /* The remaining time is known: sleep most of it, then check again. */
-        struct timespec pause = {0, 5 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    return true;
+    server_past_t past = {t, server_ms};
+    return mtest_wait_until(server_past, &past, timeout_ms);
 }
 
 int64_t
