@@ -39,8 +39,7 @@ static void
 redeliver_and_complete(scen_t *s, const scen_child_msg_t *held)
 {
     bson_error_t error;
-    mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, NULL, &error);
-    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    mongoq_consumer_t *consumer = scen_consumer(s, 0);
     int seen[N_CRASH] = {0};
     for (int i = 0; i < N_CRASH; i++) {
         mongoq_message_t *msg = NULL;

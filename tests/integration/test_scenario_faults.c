@@ -67,15 +67,6 @@ drain(scen_t *s, mongoq_consumer_t *consumer, int n, drained_t *out, int64_t tim
     }
 }
 
-static mongoq_consumer_t *
-new_consumer(scen_t *s)
-{
-    bson_error_t error;
-    mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, NULL, &error);
-    cr_assert(consumer != NULL, "consumer: %s", error.message);
-    return consumer;
-}
-
 /* ---- claims --------------------------------------------------------------------------------- */
 
 static void
@@ -85,7 +76,7 @@ claim_with_closed_connection(const char *prefix, int times, bool many)
     setup(&s, prefix);
     int n = many ? 10 : 1;
     scen_enqueue_n(&s, n);
-    mongoq_consumer_t *consumer = new_consumer(&s);
+    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
 
     char mode[32];
     snprintf(mode, sizeof mode, "{\"times\": %d}", times);
@@ -152,7 +143,7 @@ ack_fails(const char *prefix, const char *fault, bool many)
     setup(&s, prefix);
     int n = many ? 5 : 1;
     scen_enqueue_n(&s, n);
-    mongoq_consumer_t *consumer = new_consumer(&s);
+    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
     bson_error_t error;
     mongoq_message_t *msgs[MAX_MSGS] = {0};
     size_t got = 0;

@@ -79,8 +79,7 @@ Test(scenario_roundtrips, one_at_a_time, .timeout = 60)
     scen_t s;
     setup(&s, "scen_rt_single");
     bson_error_t error;
-    mongoq_consumer_t *consumer = mongoq_consumer_new(s.queue, NULL, &error);
-    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
     warm_up(&s, consumer);
 
     int missed = 0;
@@ -166,9 +165,7 @@ Test(scenario_roundtrips, batches_of_100, .timeout = 60)
 {
     scen_t s;
     setup(&s, "scen_rt_batch");
-    bson_error_t error;
-    mongoq_consumer_t *consumer = mongoq_consumer_new(s.queue, NULL, &error);
-    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
     warm_up(&s, consumer);
 
     for (int b = 0; b < BATCHES; b++) {

@@ -125,8 +125,7 @@ skewed_lease_holds(scen_child_t *child, scen_t *s, const scen_child_msg_t *msg)
     cr_assert(mongoq_queue_reap(s->queue, &reaped, &error), "reap: %s", error.message);
     cr_expect(reaped == 0, "a normal reaper took %" PRId64 " leases of the skewed consumer",
               reaped);
-    mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, NULL, &error);
-    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    mongoq_consumer_t *consumer = scen_consumer(s, 0);
     mongoq_message_t *stolen = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 0, &stolen, &error), "claim: %s", error.message);
     cr_expect(stolen == NULL, "a normal consumer stole the skewed consumer's lease");
@@ -149,10 +148,7 @@ normal_lease_holds(scen_child_t *child, scen_t *s)
 {
     bson_error_t error;
     scen_enqueue_seq(s, 2);
-    mongoq_consumer_opts_t co = MONGOQ_CONSUMER_OPTS_INIT;
-    co.lease_ms = SKEW_LEASE_MS;
-    mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, &co, &error);
-    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    mongoq_consumer_t *consumer = scen_consumer(s, SKEW_LEASE_MS);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 5000, &msg, &error), "claim: %s", error.message);
     cr_assert(msg != NULL, "the normal consumer got nothing");

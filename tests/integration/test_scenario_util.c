@@ -87,6 +87,17 @@ scen_enqueue_n(scen_t *s, int n)
     }
 }
 
+mongoq_consumer_t *
+scen_consumer(scen_t *s, int64_t lease_ms)
+{
+    bson_error_t error;
+    mongoq_consumer_opts_t opts = MONGOQ_CONSUMER_OPTS_INIT;
+    opts.lease_ms = lease_ms;
+    mongoq_consumer_t *consumer = mongoq_consumer_new(s->queue, &opts, &error);
+    cr_assert(consumer != NULL, "consumer: %s", error.message);
+    return consumer;
+}
+
 void
 scen_assert_empty(scen_t *s)
 {

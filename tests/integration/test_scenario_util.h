@@ -47,6 +47,9 @@ void scen_enqueue_seq(scen_t *s, int64_t seq);
 /* Enqueues seq 0 .. n-1, in order. */
 void scen_enqueue_n(scen_t *s, int n);
 
+/* A consumer on s's queue with lease_ms (0: the queue's); asserts success. */
+mongoq_consumer_t *scen_consumer(scen_t *s, int64_t lease_ms);
+
 /* Asserts the queue holds nothing (server stats all zero). */
 void scen_assert_empty(scen_t *s);
 
