@@ -290,7 +290,6 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
 {
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
-    bson_iter_t it;
     append_in(&filter, MONGOQ__F_ID, ids);
     build_due_filter(mongoq__clock_server_now_ms(queue->clock), &filter);
     build_claim_update(consumer, token, &update);
@@ -299,8 +298,7 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
     mongoq__queue_release(queue, client, coll);
-    *claimed =
-        ok && bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it) : 0;
+    *claimed = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
     bson_destroy(&reply);
     bson_destroy(&opts);
     bson_destroy(&update);

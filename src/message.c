@@ -162,13 +162,6 @@ lease_lost(mongoq_message_t *msg, bson_error_t *error)
     return false;
 }
 
-static int64_t
-reply_count(const bson_t *reply, const char *field)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, reply, field) ? bson_iter_as_int64(&it) : 0;
-}
-
 /* Runs update_one(filter, pipeline) with the queue's write concern; *matched from the reply. */
 static bool
 update_one(mongoq_queue_t *queue, const bson_t *filter, const bson_t *pipeline, int64_t *matched,
@@ -179,7 +172,7 @@ update_one(mongoq_queue_t *queue, const bson_t *filter, const bson_t *pipeline, 
     bson_t opts = BSON_INITIALIZER, reply;
     mongoq__queue_append_write_concern(queue, &opts);
     bool ok = mongoc_collection_update_one(coll, filter, pipeline, &opts, &reply, error);
-    *matched = ok ? reply_count(&reply, "matchedCount") : 0;
+    *matched = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
     bson_destroy(&reply);
     bson_destroy(&opts);
     mongoq__queue_release(queue, client, coll);
@@ -467,10 +460,10 @@ ack_matching(mongoq_queue_t *queue, const bson_t *filter, const bson_oid_t *ack_
     if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
         build_done(ack_token, &pipeline);
         ok = mongoc_collection_update_many(coll, filter, &pipeline, &opts, &reply, error);
-        *n_out = ok ? reply_count(&reply, "matchedCount") : 0;
+        *n_out = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
     } else {
         ok = mongoc_collection_delete_many(coll, filter, &opts, &reply, error);
-        *n_out = ok ? reply_count(&reply, "deletedCount") : 0;
+        *n_out = ok ? mongoq__reply_count(&reply, "deletedCount") : 0;
     }
     bson_destroy(&reply);
     bson_destroy(&pipeline);

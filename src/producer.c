@@ -192,9 +192,7 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
 static void
 note_partial(bson_error_t *error, const bson_t *reply, size_t n)
 {
-    bson_iter_t it;
-    int64_t inserted =
-        bson_iter_init_find(&it, reply, "insertedCount") ? bson_iter_as_int64(&it) : 0;
+    int64_t inserted = mongoq__reply_count(reply, "insertedCount");
     if (error) {
         char msg[sizeof error->message];
         bson_snprintf(msg, sizeof msg, "enqueue_many: %" PRId64 " of %zu enqueued, then: %s",
@@ -208,7 +206,6 @@ insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, mongoc_client_s
            int64_t *inserted, bson_error_t *error)
 {
     bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
-    bson_iter_t it;
     mongoc_client_t *client;
     mongoc_collection_t *coll = collection_for(queue, session, &client);
     bool ok = insert_opts(queue, session, &opts, error);
@@ -219,7 +216,7 @@ insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, mongoc_client_s
             note_partial(error, &reply, n);
         }
     }
-    *inserted = bson_iter_init_find(&it, &reply, "insertedCount") ? bson_iter_as_int64(&it) : 0;
+    *inserted = mongoq__reply_count(&reply, "insertedCount");
     mongoq__queue_release(queue, client, coll);
     bson_destroy(&reply);
     bson_destroy(&opts);

@@ -67,6 +67,9 @@ void mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client,
 /* Appends the queue's writeConcern to a write's options. */
 void mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts);
 
+/* A count from a write's reply ("matchedCount", "insertedCount", ...), 0 when absent. */
+int64_t mongoq__reply_count(const bson_t *reply, const char *field);
+
 /* Logs through the user's callback, if any. Never call with a mongoq lock held. */
 void mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, const char *format,
                        ...) BSON_GNUC_PRINTF(3, 4);

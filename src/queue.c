@@ -111,6 +111,13 @@ mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts)
     BSON_ASSERT(mongoc_write_concern_append(queue->wc, opts));
 }
 
+int64_t
+mongoq__reply_count(const bson_t *reply, const char *field)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, reply, field) ? bson_iter_as_int64(&it) : 0;
+}
+
 void
 mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, const char *format, ...)
 {

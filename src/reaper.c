@@ -50,12 +50,11 @@ reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_n
               int64_t *n, bson_error_t *error)
 {
     bson_t filter, update, opts = BSON_INITIALIZER, reply;
-    bson_iter_t it;
     build_expired_filter(server_now, dead ? "$gte" : "$lt", &filter);
     build_reaped_update(dead, &update);
     mongoq__queue_append_write_concern(queue, &opts);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
-    *n = ok && bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it) : 0;
+    *n = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
     bson_destroy(&reply);
     bson_destroy(&opts);
     bson_destroy(&update);

@@ -114,7 +114,6 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
 {
     BSON_ASSERT_PARAM(queue);
     bson_t filter = BSON_INITIALIZER, update, opts = BSON_INITIALIZER, reply;
-    bson_iter_t it;
     if (moved_out) {
         *moved_out = 0;
     }
@@ -128,8 +127,7 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
     mongoq__queue_release(queue, client, coll);
-    int64_t moved =
-        ok && bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it) : 0;
+    int64_t moved = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
     bson_destroy(&reply);
     bson_destroy(&opts);
     bson_destroy(&update);
@@ -165,7 +163,6 @@ mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_o
 {
     BSON_ASSERT_PARAM(queue);
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
-    bson_iter_t it;
     if (deleted_out) {
         *deleted_out = 0;
     }
@@ -183,8 +180,8 @@ mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_o
     mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     bool ok = mongoc_collection_delete_many(coll, &filter, &opts, &reply, error);
     mongoq__queue_release(queue, client, coll);
-    if (ok && deleted_out && bson_iter_init_find(&it, &reply, "deletedCount")) {
-        *deleted_out = bson_iter_as_int64(&it);
+    if (ok && deleted_out) {
+        *deleted_out = mongoq__reply_count(&reply, "deletedCount");
     }
     bson_destroy(&reply);
     bson_destroy(&opts);

@@ -431,11 +431,7 @@ extend_held(mongoq_worker_t *w, mongoq_message_t *const *msgs, size_t n, bool ea
     }
     mongoq__queue_append_write_concern(w->queue, &opts);
     ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
-    *matched_out = 0;
-    bson_iter_t it;
-    if (ok && bson_iter_init_find(&it, &reply, "matchedCount")) {
-        *matched_out = bson_iter_as_int64(&it);
-    }
+    *matched_out = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
     bson_destroy(&reply);
     bson_destroy(&update);
     bson_destroy(&opts);
