@@ -314,6 +314,7 @@ mtest_counter_destroy(mtest_counter_t *c)
 
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -415,4 +416,31 @@ mtest_server_stop(mtest_server_t *server, bool hard)
         waitpid(server->pid, NULL, 0);
         server->pid = 0;
     }
+}
+
+char *
+mtest_tmpdir(const char *prefix)
+{
+    char *tmpl = bson_strdup_printf("/tmp/mongoq-%s-XXXXXX", prefix);
+    cr_assert(mkdtemp(tmpl) != NULL, "mkdtemp %s", tmpl);
+    return tmpl;
+}
+
+void
+mtest_tmpdir_remove(char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *ent;
+    while (d && (ent = readdir(d)) != NULL) {
+        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) {
+            char *path = bson_strdup_printf("%s/%s", dir, ent->d_name);
+            unlink(path);
+            bson_free(path);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    rmdir(dir);
+    bson_free(dir);
 }

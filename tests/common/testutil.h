@@ -124,6 +124,15 @@ mtest_server_start(mtest_server_t *server, const char *const *extra_args, int po
 /* SIGKILL (hard = true) or SIGTERM, then waits for the process. */
 void
 mtest_server_stop(mtest_server_t *server, bool hard);
+/* A new empty directory /tmp/mongoq-<prefix>-XXXXXX (for --dbpath). Caller frees with
+ * mtest_tmpdir_remove. */
+char *
+mtest_tmpdir(const char *prefix);
+
+/* Removes the files in dir (one level), dir itself, and frees the string. */
+void
+mtest_tmpdir_remove(char *dir);
+
 /* Whether tests may spawn private servers. */
 bool
 mtest_can_spawn(void);

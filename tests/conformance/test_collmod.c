@@ -259,33 +259,13 @@ Test(collmod, change_stream_reports_modify)
     bson_destroy(kill);
 }
 
-static void
-rm_tree(char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                char *path = bson_strdup_printf("%s/%s", dir, e->d_name);
-                unlink(path);
-                bson_free(path);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-    bson_free(dir);
-}
 
 Test(collmod, change_survives_kill_9)
 {
     if (!mtest_can_spawn()) {
         cr_skip("cannot spawn a private test server");
     }
-    char tmpl[] = "/tmp/mongoq-collmod-XXXXXX";
-    cr_assert(mkdtemp(tmpl) != NULL);
-    char *dir = bson_strdup(tmpl);
+    char *dir = mtest_tmpdir("collmod");
     const char *args[] = {"--dbpath", dir, NULL};
     mtest_server_t srv;
     bson_error_t error;
@@ -313,5 +293,5 @@ Test(collmod, change_survives_kill_9)
     cr_assert_eq(ttl_of(cl, "cm", "t_1"), 7, "the collMod was journaled");
     mongoc_client_destroy(cl);
     mtest_server_stop(&srv, false);
-    rm_tree(dir);
+    mtest_tmpdir_remove(dir);
 }

@@ -21,32 +21,7 @@ jr_suite_init(void)
 
 TestSuite(journal, .init = jr_suite_init, .timeout = 90);
 
-static char *
-jr_tmpdir(void)
-{
-    char tmpl[] = "/tmp/mongoq-journal-XXXXXX";
-    cr_assert(mkdtemp(tmpl) != NULL);
-    return bson_strdup(tmpl);
-}
 
-static void
-jr_rmdir(char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                char *path = bson_strdup_printf("%s/%s", dir, e->d_name);
-                unlink(path);
-                bson_free(path);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-    bson_free(dir);
-}
 
 static mongoc_client_t *
 jr_client(const mtest_server_t *srv)
@@ -148,7 +123,7 @@ Test(journal, kill_9_then_restart_keeps_data_and_resume_tokens)
     if (!mtest_can_spawn()) {
         cr_skip("cannot spawn a private test server");
     }
-    char *dir = jr_tmpdir();
+    char *dir = mtest_tmpdir("journal");
     const char *args[] = {"--dbpath", dir, NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
@@ -205,7 +180,7 @@ Test(journal, kill_9_then_restart_keeps_data_and_resume_tokens)
     mtest_server_stop(&srv, false);
     bson_destroy(saved);
     bson_destroy(&empty);
-    jr_rmdir(dir);
+    mtest_tmpdir_remove(dir);
 }
 
 Test(journal, torn_last_record_is_cut_off)
@@ -213,7 +188,7 @@ Test(journal, torn_last_record_is_cut_off)
     if (!mtest_can_spawn()) {
         cr_skip("cannot spawn a private test server");
     }
-    char *dir = jr_tmpdir();
+    char *dir = mtest_tmpdir("journal");
     const char *args[] = {"--dbpath", dir, NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
@@ -248,7 +223,7 @@ Test(journal, torn_last_record_is_cut_off)
         mongoc_client_destroy(client);
         mtest_server_stop(&srv, true);
     }
-    jr_rmdir(dir);
+    mtest_tmpdir_remove(dir);
 }
 
 Test(journal, resume_point_older_than_history_is_lost)

@@ -21,32 +21,7 @@ re_suite_init(void)
 
 TestSuite(restart_election, .init = re_suite_init, .timeout = 90);
 
-static char *
-re_tmpdir(void)
-{
-    char tmpl[] = "/tmp/mongoq-election-XXXXXX";
-    cr_assert(mkdtemp(tmpl) != NULL);
-    return bson_strdup(tmpl);
-}
 
-static void
-re_rmdir(char *dir)
-{
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                char *path = bson_strdup_printf("%s/%s", dir, e->d_name);
-                unlink(path);
-                bson_free(path);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-    bson_free(dir);
-}
 
 /* What hello says about the replica set; asserts the fields a primary must carry. */
 typedef struct {
@@ -101,7 +76,7 @@ Test(restart_election, pool_survives_quick_restarts)
     if (!mtest_can_spawn()) {
         cr_skip("cannot spawn a private test server");
     }
-    char *dir = re_tmpdir();
+    char *dir = mtest_tmpdir("election");
     const char *args[] = {"--dbpath", dir, NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
@@ -131,5 +106,5 @@ Test(restart_election, pool_survives_quick_restarts)
     mongoc_uri_destroy(uri);
     bson_free(uri_str);
     mtest_server_stop(&srv, false);
-    re_rmdir(dir);
+    mtest_tmpdir_remove(dir);
 }

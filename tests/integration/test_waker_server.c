@@ -124,32 +124,7 @@ Test(waker_server, standalone_server_falls_back_to_polling)
     wv_close(&e);
 }
 
-static char *
-wv_tmpdir(void)
-{
-    char tmpl[] = "/tmp/mongoq-waker-XXXXXX";
-    cr_assert(mkdtemp(tmpl) != NULL);
-    return bson_strdup(tmpl);
-}
 
-static void
-wv_rmdir(char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *ent;
-    while (d && (ent = readdir(d)) != NULL) {
-        if (strcmp(ent->d_name, ".") != 0 && strcmp(ent->d_name, "..") != 0) {
-            char *path = bson_strdup_printf("%s/%s", dir, ent->d_name);
-            unlink(path);
-            bson_free(path);
-        }
-    }
-    if (d) {
-        closedir(d);
-    }
-    rmdir(dir);
-    bson_free(dir);
-}
 
 /* Enqueues through P, retrying while the server is still coming back. */
 static void
@@ -174,7 +149,7 @@ Test(waker_server, stream_resumes_after_kill_9_and_restart)
         cr_skip("cannot spawn a private test server");
     }
     wv_env_t e;
-    char *dir = wv_tmpdir();
+    char *dir = mtest_tmpdir("waker");
     const char *args[] = {"--dbpath", dir, NULL};
     wv_open(&e, args, 10000); /* a poll would take 10 s: delivery below is by events */
     cr_assert(mtest_wait_until(wk_stream_active, e.w, 10000), "the change stream opens");
@@ -205,7 +180,7 @@ Test(waker_server, stream_resumes_after_kill_9_and_restart)
         cr_assert(wk_await_started(&e.rec, i, 1000), "woken by events again (%d)", i);
     }
     wv_close(&e);
-    wv_rmdir(dir);
+    mtest_tmpdir_remove(dir);
 }
 
 typedef struct {
