@@ -140,16 +140,8 @@ parse_update_stmt(const bson_iter_t *it, int32_t index, update_stmt_t *s, bson_e
     const uint8_t *data;
     bson_iter_document(it, &len, &data);
     bson_init_static(&stmt, data, len);
-    bson_iter_init(&f, &stmt);
-    while (bson_iter_next(&f)) {
-        bool known = false;
-        for (int i = 0; allowed[i] && !known; i++) {
-            known = strcmp(allowed[i], bson_iter_key(&f)) == 0;
-        }
-        if (!known) {
-            return ms_set_error(error, 40415, "BSON field 'update.updates.%s' is an unknown "
-                                "field.", bson_iter_key(&f));
-        }
+    if (!ms_check_doc_fields(&stmt, allowed, "update.updates", error)) {
+        return false;
     }
     if (!ms_crud_refuse_unsupported(&stmt, "update", error) ||
         !ms_crud_get_doc(&stmt, "q", true, &s->q, "update.updates", error)) {
@@ -274,16 +266,8 @@ parse_delete_stmt(const bson_iter_t *it, bson_t *q, int64_t *limit, bson_value_t
     const uint8_t *data;
     bson_iter_document(it, &len, &data);
     bson_init_static(&stmt, data, len);
-    bson_iter_init(&f, &stmt);
-    while (bson_iter_next(&f)) {
-        bool known = false;
-        for (int i = 0; allowed[i] && !known; i++) {
-            known = strcmp(allowed[i], bson_iter_key(&f)) == 0;
-        }
-        if (!known) {
-            return ms_set_error(error, 40415, "BSON field 'delete.deletes.%s' is an unknown "
-                                "field.", bson_iter_key(&f));
-        }
+    if (!ms_check_doc_fields(&stmt, allowed, "delete.deletes", error)) {
+        return false;
     }
     if (!ms_crud_refuse_unsupported(&stmt, "delete", error) ||
         !ms_crud_get_doc(&stmt, "q", true, q, "delete.deletes", error)) {

@@ -104,6 +104,21 @@ ms_is_generic_field(const char *field)
 }
 
 bool
+ms_check_doc_fields(const bson_t *doc, const char *const *allowed, const char *where,
+                    bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, doc);
+    while (bson_iter_next(&it)) {
+        if (!in_list(allowed, bson_iter_key(&it))) {
+            return ms_set_error(error, 40415, "BSON field '%s.%s' is an unknown field.", where,
+                                bson_iter_key(&it));
+        }
+    }
+    return true;
+}
+
+bool
 ms_check_fields(const ms_cmd_t *c, const char *const *allowed, bson_error_t *error)
 {
     bson_iter_t it;

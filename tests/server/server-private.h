@@ -125,6 +125,12 @@ ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn)
 bool
 ms_check_fields(const ms_cmd_t *c, const char *const *allowed, bson_error_t *error);
 
+/* Refuses a key of doc that is not in allowed (NULL-terminated) with 40415, naming it
+ * "<where>.<key>" as mongod's IDL does. */
+bool
+ms_check_doc_fields(const bson_t *doc, const char *const *allowed, const char *where,
+                    bson_error_t *error);
+
 /* Whether a field is one of the generic command arguments ($db, lsid, writeConcern, ...). */
 bool
 ms_is_generic_field(const char *field);
