@@ -57,4 +57,26 @@ void mongoq__message_ids_filter(mongoq_message_t *const *msgs, size_t n, bson_t 
 /* The update pipeline of an extend: lease_expires_at = $$NOW + lease_ms, updated_at = $$NOW. */
 void mongoq__message_extend_update(int64_t lease_ms, bson_t *pipeline);
 
+/* ---- for the worker -------------------------------------------------------------------------- */
+
+/*
+ * Appends {_id: {$in: ids[0 .. n)}, lease_token: token, status: "processing"}: the messages of
+ * one claim still held, from copies of their ids (a keeper thread must not touch the messages).
+ */
+void mongoq__message_held_ids_filter(const bson_oid_t *ids, size_t n, const bson_oid_t *token,
+                                     bson_t *filter);
+
+/* The update pipeline of mongoq__message_release for an updateMany (attempts - 1 on the server). */
+void mongoq__message_release_update(bson_t *pipeline);
+
+/*
+ * mongoq_message_retry, and *buried_out says whether it moved the message to "dead" (its last
+ * attempt was used) rather than back to "ready". *buried_out is meaningful when it returns true.
+ */
+bool mongoq__message_retry_ex(mongoq_message_t *msg, int64_t delay_ms, const char *reason,
+                              bool *buried_out, bson_error_t *error);
+
+/* Moves mongoq_message_lease_expires_at() up to at_least_ms, never down. Thread-safe. */
+void mongoq__message_raise_lease_expires_at(mongoq_message_t *msg, int64_t at_least_ms);
+
 #endif

@@ -643,3 +643,69 @@ mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *e
                    n - (size_t)acked, n);
     return false;
 }
+
+/* ---- for the worker: batch writes on copies, counted retries -------------------------------- */
+
+void
+mongoq__message_held_ids_filter(const bson_oid_t *ids, size_t n, const bson_oid_t *token,
+                                bson_t *filter)
+{
+    bson_t cond, in;
+    char key[16];
+    const char *k;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_ID, &cond);
+    BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
+        BSON_APPEND_OID(&in, k, &ids[i]);
+    }
+    bson_append_array_end(&cond, &in);
+    bson_append_document_end(filter, &cond);
+    BSON_APPEND_OID(filter, MONGOQ__F_LEASE_TOKEN, token);
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+}
+
+/*
+ * mongoq__message_release's update for many messages at once: the attempt is given back on the
+ * server (attempts - 1), which is the claimed copy's value minus one while the lease holds.
+ */
+void
+mongoq__message_release_update(bson_t *pipeline)
+{
+    static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT};
+    bson_t stage, set, sub, args;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_ATTEMPTS, &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &args);
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_ATTEMPTS);
+    BSON_APPEND_INT32(&args, "1", 1);
+    bson_append_array_end(&sub, &args);
+    bson_append_document_end(&set, &sub);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(pipeline, &stage);
+    append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
+}
+
+bool
+mongoq__message_retry_ex(mongoq_message_t *msg, int64_t delay_ms, const char *reason,
+                         bool *buried_out, bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(msg);
+    BSON_ASSERT_PARAM(buried_out);
+    /* The rule mongoq_message_retry applies: no attempt left means dead. */
+    *buried_out = msg->parsed.attempts >= msg->parsed.max_attempts;
+    return mongoq_message_retry(msg, delay_ms, reason, error);
+}
+
+void
+mongoq__message_raise_lease_expires_at(mongoq_message_t *msg, int64_t at_least_ms)
+{
+    BSON_ASSERT_PARAM(msg);
+    int_least64_t seen = atomic_load(&msg->lease_expires_at);
+    while (seen < at_least_ms &&
+           !atomic_compare_exchange_weak(&msg->lease_expires_at, &seen, at_least_ms)) {
+    }
+}

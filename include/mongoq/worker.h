@@ -29,29 +29,99 @@ typedef enum {
 
 /*
  * The handler. msg is borrowed for the call (the worker acks/retries/fails and destroys it
- * afterwards); it may call mongoq_message_set_reason() and poll mongoq_message_lease_lost() to
- * stop early. Called on the worker's threads, concurrently when threads > 1.
+ * afterwards); it may call mongoq_message_set_reason() and poll mongoq_message_lease_lost() and
+ * mongoq_message_lease_expires_at() (kept current by the heartbeat, see below) to stop early.
+ * Called on the worker's threads, concurrently when threads > 1. A message whose lease the
+ * worker knows is lost or run out by the time its turn in a batch comes is never handed to it.
  */
 typedef mongoq_result_t (*mongoq_handler_fn)(mongoq_message_t *msg, void *user_data);
 
-#define MONGOQ_WORKER_OPTS_VERSION 1
+/* The one list of what a worker did with a message: X(NAME, value, description). */
+#define MONGOQ_OUTCOME_ACTION_MAP(X)                                                               \
+    X(ACKED, 0, "acknowledged (the handler answered MONGOQ_ACK)")                                  \
+    X(RETRIED, 1, "ready again after the backoff (MONGOQ_RETRY)")                                  \
+    X(BURIED, 2, "dead: MONGOQ_RETRY with its last attempt used")                                 \
+    X(FAILED, 3, "dead (MONGOQ_FAIL)")                                                             \
+    X(LEASE_LOST, 4, "the handler ran but the lease was gone: nothing was written")               \
+    X(HANDED_BACK, 5, "never started: given back on stop, ready again with its attempt restored") \
+    X(SKIPPED_LOST, 6, "never started: its lease was lost or had run out before its turn")
+
+typedef enum {
+#define MONGOQ_OUTCOME_ENUM_(name, value, desc) MONGOQ_OUTCOME_##name = value,
+    MONGOQ_OUTCOME_ACTION_MAP(MONGOQ_OUTCOME_ENUM_)
+#undef MONGOQ_OUTCOME_ENUM_
+} mongoq_outcome_action_t;
+
+/* "ACKED", "HANDED_BACK", ... or "UNKNOWN". Static string. Thread-safe. */
+MONGOQ_EXPORT const char *
+mongoq_outcome_action_name(int action);
+
+#define MONGOQ_OUTCOME_VERSION 1
+
+/*
+ * What became of one claimed message (mongoq_worker_opts_t.on_outcome). Filled by the worker:
+ * version is the MONGOQ_OUTCOME_VERSION of the library that filled it, and fields added in a
+ * later version are read only when version says they are there.
+ */
+typedef struct {
+    uint32_t version;               /* MONGOQ_OUTCOME_VERSION of the library */
+    bool handled;                   /* the handler ran on the message */
+    mongoq_result_t result;         /* its answer; MONGOQ_ACK when !handled */
+    mongoq_outcome_action_t action; /* what the worker did, or tried when !ok */
+    /*
+     * true: the message is in the state action names. false: error says why; the message kept
+     * whatever lease it still had and returns through the reaper when it expires (nothing is
+     * lost). LEASE_LOST and SKIPPED_LOST are never ok (error is MONGOQ_ERROR_LEASE_LOST). A
+     * HANDED_BACK that is not ok: the hand-back failed, or found some leases of the batch
+     * gone (then it cannot say which, and error says how many).
+     */
+    bool ok;
+    bson_error_t error; /* when !ok; zeroed otherwise */
+} mongoq_outcome_t;
+
+/*
+ * Called once for every message the worker claimed, after the worker's write for it (or after
+ * deciding not to run it). msg and outcome are borrowed for the call (msg is destroyed after
+ * it). Called on the handler thread that claimed msg, never with a mongoq lock held, so it may
+ * call into mongoq; concurrently when threads > 1. Outcomes of messages handed back on stop are
+ * reported when the handler thread ends its batch (after a running handler returns).
+ */
+typedef void (*mongoq_outcome_fn)(const mongoq_message_t *msg, const mongoq_outcome_t *outcome,
+                                  void *user_data);
+
+/* 2 added on_outcome. Version 1 structs (without it) are still accepted. */
+#define MONGOQ_WORKER_OPTS_VERSION 2
 
 /* Worker options. Zero means "the default". */
 typedef struct {
     uint32_t version;          /* MONGOQ_WORKER_OPTS_VERSION */
     mongoq_handler_fn handler; /* required */
-    void *user_data;           /* passed to handler */
+    void *user_data;           /* passed to handler and on_outcome */
     int32_t threads;           /* handler threads: default 1, at most 256 */
     int64_t lease_ms;          /* lease per claim: default the queue's */
-    int32_t batch;             /* messages claimed per round trip per thread: default 1 (max 1000) */
+    int32_t batch;             /* messages claimed per round trip per thread: default 1 (max
+                                  1000). 1 claims with one retryable findAndModify; more with
+                                  mongoq_consumer_claim_many */
     int64_t heartbeat_ms;      /* extend the lease this often while a handler runs: default
                                   lease_ms / 3; negative: no heartbeat */
     const char *name;          /* consumer name prefix; default "<host>:<pid>". Copied. */
+    /* version 2 */
+    mongoq_outcome_fn on_outcome; /* NULL: none */
 } mongoq_worker_opts_t;
 
 #define MONGOQ_WORKER_OPTS_INIT {.version = MONGOQ_WORKER_OPTS_VERSION}
 
-/* A stopped worker on queue (borrowed; must outlive it). NULL + error on invalid options. */
+/*
+ * A stopped worker on queue (borrowed; must outlive it). NULL + error on invalid options,
+ * including a version outside 1 .. MONGOQ_WORKER_OPTS_VERSION.
+ *
+ * Heartbeat: a keeper thread extends the leases of every message a handler thread holds (the
+ * running one and those waiting their turn in the batch), one updateMany per batch. A message
+ * found no longer held is marked (mongoq_message_lease_lost). After each extension
+ * mongoq_message_lease_expires_at() of the message is at least the server-clock estimate taken
+ * just before the request plus lease_ms: a lower bound of the expiry the server wrote (the
+ * estimate is never ahead of the server), so a handler that keeps to it keeps to its lease.
+ */
 MONGOQ_EXPORT mongoq_worker_t *
 mongoq_worker_new(mongoq_queue_t *queue, const mongoq_worker_opts_t *opts, bson_error_t *error);
 
@@ -68,19 +138,38 @@ mongoq_worker_request_stop(mongoq_worker_t *worker);
 
 /*
  * Stops the worker: claims nothing new, hands messages it claimed but has not started back at
- * once (ready again, attempts restored), and waits up to timeout_ms for running handlers.
- * Handlers still running at the timeout keep running; their messages are left to their leases
- * and the call returns false with MONGOQ_ERROR_STOPPED (call again or destroy, which waits).
- * Blocks; call it from a normal thread (not a signal handler).
+ * once (ready again, attempts restored; one updateMany per batch, sent by the keeper or by the
+ * handler thread ending its batch, never by the calling thread), and waits for the threads.
+ *
+ * What it waits for: every handler thread to finish its running handler and its write, and
+ * the keeper to leave whatever network call it is in (a heartbeat, a hand-back). It waits up
+ * to timeout_ms (negative counts as 0) for the handler threads and up to 500 ms more for the
+ * keeper, so it returns within timeout_ms + 1 s whatever the server does: the calling thread
+ * itself sends nothing and holds no lock across a network call. When something is still
+ * running it returns false with MONGOQ_ERROR_STOPPED: running handlers keep running (and
+ * their leases keep being extended), messages not yet handed back keep their leases and
+ * return through the reaper, nothing is lost; call it again or destroy, which waits.
+ * Blocks; call it from a normal thread (not a signal handler nor a handler).
  */
 MONGOQ_EXPORT bool
 mongoq_worker_stop(mongoq_worker_t *worker, int64_t timeout_ms, bson_error_t *error);
 
-/* Stops (waiting for handlers without limit) and frees the worker. NULL is a no-op. */
+/*
+ * Stops as mongoq_worker_stop without a time limit, then frees the worker. NULL is a no-op.
+ * Its bound: the longest running handler, plus the network calls in flight when it was
+ * called (a thread blocked inside libmongoc can only be waited for: up to the pool's
+ * socketTimeoutMS, or serverSelectionTimeoutMS while no server is reachable), plus one
+ * updateMany per batch for the hand-back. Stop first with a timeout to bound shutdown.
+ */
 MONGOQ_EXPORT void
 mongoq_worker_destroy(mongoq_worker_t *worker);
 
-/* Counters of this worker (claimed, acked, ...) plus the queue's wake-up and reap counters. */
+/*
+ * Counters of this worker plus the queue's wake-up and reap counters. They agree with the
+ * outcomes: acked counts ACKED, retried RETRIED, failed FAILED and BURIED (as the queue counts
+ * a retry that buried), lease_lost LEASE_LOST and SKIPPED_LOST (once per message); a write
+ * that failed otherwise, and hand-backs, are not counted.
+ */
 MONGOQ_EXPORT void
 mongoq_worker_counters(mongoq_worker_t *worker, mongoq_counters_t *counters);
 

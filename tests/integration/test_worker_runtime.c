@@ -112,10 +112,15 @@ Test(worker, fail_and_retry_record_the_reason)
     cr_assert(mtest_wait_until(wr_two_dead, &e, 10000), "both end dead");
     cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"boom\", \"attempts\": 1}"), 1);
     cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"again\", \"attempts\": 2}"), 1);
-    mongoq_counters_t c;
+    /* The worker counts after its write returns: stop first so both writes are counted. */
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    mongoq_counters_t c, q;
     mongoq_worker_counters(w, &c);
-    cr_assert_eq(c.failed, 1);
-    cr_assert_eq(c.retried, 2);
+    mongoq_queue_counters(e.queue, &q);
+    cr_assert_eq(c.failed, 2, "the FAIL and the RETRY that used the last attempt");
+    cr_assert_eq(c.retried, 1, "only the first RETRY went back to ready");
+    cr_assert_eq(q.failed, c.failed, "the queue counts the same");
+    cr_assert_eq(q.retried, c.retried);
     mongoq_worker_destroy(w);
     wr_close(&e);
 }
