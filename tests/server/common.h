@@ -23,6 +23,7 @@
     X(7, HostNotFound)                                                                             \
     X(13, Unauthorized)                                                                            \
     X(14, TypeMismatch)                                                                            \
+    X(15, Overflow)                                                                                \
     X(20, IllegalOperation)                                                                        \
     X(26, NamespaceNotFound)                                                                       \
     X(27, IndexNotFound)                                                                           \

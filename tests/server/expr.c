@@ -3,7 +3,7 @@
  * variables ($$NOW, $$ROOT, $$CURRENT, $$REMOVE, $let/$map/$filter names) and operators. Results
  * are owned bson_value_t; a missing value is BSON_TYPE_EOD.
  */
-#include "lang-private.h"
+#include "expr-private.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -41,145 +41,6 @@ static bool
 eval(const ev_t *ev, const bson_value_t *expr, bson_value_t *out, bson_error_t *error);
 static const op_def_t *
 find_op(const char *name);
-
-static void
-set_missing(bson_value_t *out)
-{
-    memset(out, 0, sizeof *out);
-    out->value_type = BSON_TYPE_EOD;
-}
-
-static void
-set_null(bson_value_t *out)
-{
-    memset(out, 0, sizeof *out);
-    out->value_type = BSON_TYPE_NULL;
-}
-
-static void
-set_bool(bson_value_t *out, bool b)
-{
-    memset(out, 0, sizeof *out);
-    out->value_type = BSON_TYPE_BOOL;
-    out->value.v_bool = b;
-}
-
-static void
-set_int64(bson_value_t *out, int64_t i)
-{
-    memset(out, 0, sizeof *out);
-    out->value_type = BSON_TYPE_INT64;
-    out->value.v_int64 = i;
-}
-
-static void
-set_date(bson_value_t *out, int64_t ms)
-{
-    memset(out, 0, sizeof *out);
-    out->value_type = BSON_TYPE_DATE_TIME;
-    out->value.v_datetime = ms;
-}
-
-static void
-set_string(bson_value_t *out, const char *s, size_t len)
-{
-    memset(out, 0, sizeof *out);
-    out->value_type = BSON_TYPE_UTF8;
-    out->value.v_utf8.str = bson_strndup(s, len);
-    out->value.v_utf8.len = (uint32_t)len;
-}
-
-static bool
-nullish(const bson_value_t *v)
-{
-    return v->value_type == BSON_TYPE_EOD || v->value_type == BSON_TYPE_NULL ||
-           v->value_type == BSON_TYPE_UNDEFINED;
-}
-
-static bool
-is_int(const bson_value_t *v)
-{
-    return v->value_type == BSON_TYPE_INT32 || v->value_type == BSON_TYPE_INT64;
-}
-
-static int64_t
-as_i64(const bson_value_t *v)
-{
-    return v->value_type == BSON_TYPE_INT32 ? v->value.v_int32 : v->value.v_int64;
-}
-
-static int
-num_kind(bson_type_t t)
-{
-    return t == BSON_TYPE_INT32 ? 0 : t == BSON_TYPE_INT64 ? 1 : t == BSON_TYPE_DOUBLE ? 2 : 3;
-}
-
-/* ---- numbers --------------------------------------------------------------------------- */
-
-void
-ms__double_value(double d, bool decimal, bson_value_t *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!decimal) {
-        out->value_type = BSON_TYPE_DOUBLE;
-        out->value.v_double = d;
-        return;
-    }
-    /* decimal128 arithmetic is approximated through double */
-    char buf[64];
-    if (isnan(d)) {
-        snprintf(buf, sizeof buf, "NaN");
-    } else if (isinf(d)) {
-        snprintf(buf, sizeof buf, d > 0 ? "Infinity" : "-Infinity");
-    } else {
-        snprintf(buf, sizeof buf, "%.15g", d);
-    }
-    out->value_type = BSON_TYPE_DECIMAL128;
-    bson_decimal128_from_string(buf, &out->value.v_decimal128);
-}
-
-void
-ms__sum_add(ms_sum_t *s, const bson_value_t *v)
-{
-    int kind = num_kind(v->value_type);
-    if (kind <= 1 && s->kind <= 1) {
-        int64_t x = as_i64(v);
-        if ((x > 0 && s->i > INT64_MAX - x) || (x < 0 && s->i < INT64_MIN - x)) {
-            s->d = (double)s->i + (double)x;
-            s->kind = 2;
-            return;
-        }
-        s->i += x;
-        s->kind = kind > s->kind ? kind : s->kind;
-        return;
-    }
-    if (s->kind <= 1) {
-        s->d = (double)s->i;
-        s->kind = 2;
-    }
-    s->d += ms__num_as_double(v);
-    s->kind = kind > s->kind ? kind : s->kind;
-}
-
-void
-ms__sum_value(const ms_sum_t *s, bson_value_t *out)
-{
-    memset(out, 0, sizeof *out);
-    if (s->kind == 0 && s->i >= INT32_MIN && s->i <= INT32_MAX) {
-        out->value_type = BSON_TYPE_INT32;
-        out->value.v_int32 = (int32_t)s->i;
-    } else if (s->kind <= 1) {
-        set_int64(out, s->i);
-    } else {
-        ms__double_value(s->d, s->kind == 3, out);
-    }
-}
-
-static int64_t
-round_ms(const ms_sum_t *s)
-{
-    return s->kind <= 1 ? s->i : (int64_t)llround(s->d);
-}
 
 /* ---- comparison ------------------------------------------------------------------------ */
 
@@ -582,188 +443,6 @@ bool
 ms__expr_validate(const bson_value_t *expr, bson_error_t *error)
 {
     return validate(expr, 0, error);
-}
-
-/* ---- arithmetic ------------------------------------------------------------------------ */
-
-static bool
-op_add(const char *name, bson_value_t *args, size_t n, bson_value_t *out, bson_error_t *error)
-{
-    ms_sum_t sum = {0};
-    bool have_date = false;
-    int64_t date = 0;
-    (void)name;
-    for (size_t i = 0; i < n; i++) {
-        if (nullish(&args[i])) {
-            set_null(out);
-            return true;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (args[i].value_type == BSON_TYPE_DATE_TIME) {
-            if (have_date) {
-                return ms_set_error(error, 16612, "only one date allowed in an $add expression");
-            }
-            have_date = true;
-            date = args[i].value.v_datetime;
-        } else if (ms__is_number(args[i].value_type)) {
-            ms__sum_add(&sum, &args[i]);
-        } else {
-            return ms_set_error(error, 16554, "$add only supports numeric or date types, not %s",
-                                ms__type_name(args[i].value_type));
-        }
-    }
-    if (have_date) {
-        set_date(out, date + round_ms(&sum));
-    } else {
-        ms__sum_value(&sum, out);
-    }
-    return true;
-}
-
-static bool
-op_subtract(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
-            bson_error_t *error)
-{
-    const bson_value_t *a = &args[0], *b = &args[1];
-    (void)name;
-    (void)n;
-    if (nullish(a) || nullish(b)) {
-        set_null(out);
-        return true;
-    }
-    if (a->value_type == BSON_TYPE_DATE_TIME && b->value_type == BSON_TYPE_DATE_TIME) {
-        set_int64(out, a->value.v_datetime - b->value.v_datetime);
-        return true;
-    }
-    if (a->value_type == BSON_TYPE_DATE_TIME && ms__is_number(b->value_type)) {
-        int64_t ms = is_int(b) ? as_i64(b) : (int64_t)llround(ms__num_as_double(b));
-        set_date(out, a->value.v_datetime - ms);
-        return true;
-    }
-    if (!ms__is_number(a->value_type) || !ms__is_number(b->value_type)) {
-        return ms_set_error(error, 16556, "cant $subtract a %s from a %s",
-                            ms__type_name(b->value_type), ms__type_name(a->value_type));
-    }
-    if (is_int(a) && is_int(b)) {
-        int64_t x = as_i64(a), y = as_i64(b);
-        if (!((y < 0 && x > INT64_MAX + y) || (y > 0 && x < INT64_MIN + y))) {
-            ms_sum_t s = {.kind = a->value_type == BSON_TYPE_INT64 || b->value_type == BSON_TYPE_INT64,
-                          .i = x - y};
-            ms__sum_value(&s, out);
-            return true;
-        }
-    }
-    bool dec = a->value_type == BSON_TYPE_DECIMAL128 || b->value_type == BSON_TYPE_DECIMAL128;
-    ms__double_value(ms__num_as_double(a) - ms__num_as_double(b), dec, out);
-    return true;
-}
-
-static bool
-op_multiply(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
-            bson_error_t *error)
-{
-    int kind = 0;
-    int64_t i = 1;
-    double d = 1;
-    (void)name;
-    for (size_t k = 0; k < n; k++) {
-        if (nullish(&args[k])) {
-            set_null(out);
-            return true;
-        }
-        if (!ms__is_number(args[k].value_type)) {
-            return ms_set_error(error, 16555, "$multiply only supports numeric types, not %s",
-                                ms__type_name(args[k].value_type));
-        }
-    }
-    for (size_t k = 0; k < n; k++) {
-        int vk = num_kind(args[k].value_type);
-        if (kind <= 1 && vk <= 1) {
-            long double p = (long double)i * (long double)as_i64(&args[k]);
-            if (p <= (long double)INT64_MAX && p >= (long double)INT64_MIN) {
-                i *= as_i64(&args[k]);
-                kind = vk > kind ? vk : kind;
-                continue;
-            }
-        }
-        if (kind <= 1) {
-            d = (double)i;
-            kind = 2;
-        }
-        d *= ms__num_as_double(&args[k]);
-        kind = vk > kind ? vk : kind;
-    }
-    ms_sum_t s = {.kind = kind, .i = i, .d = d};
-    ms__sum_value(&s, out);
-    return true;
-}
-
-static bool
-op_divide_mod(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
-              bson_error_t *error)
-{
-    const bson_value_t *a = &args[0], *b = &args[1];
-    bool is_mod = strcmp(name, "$mod") == 0;
-    (void)n;
-    if (nullish(a) || nullish(b)) {
-        set_null(out);
-        return true;
-    }
-    if (!ms__is_number(a->value_type) || !ms__is_number(b->value_type)) {
-        return ms_set_error(error, is_mod ? 16611 : 16609,
-                            "%s only supports numeric types, not %s and %s", name,
-                            ms__type_name(a->value_type), ms__type_name(b->value_type));
-    }
-    double y = ms__num_as_double(b);
-    if (y == 0) {
-        return is_mod ? ms_set_error(error, 16610, "can't $mod by zero")
-                      : ms_set_error(error, 2, "can't $divide by zero");
-    }
-    bool dec = a->value_type == BSON_TYPE_DECIMAL128 || b->value_type == BSON_TYPE_DECIMAL128;
-    if (!is_mod) {
-        ms__double_value(ms__num_as_double(a) / y, dec, out);
-    } else if (is_int(a) && is_int(b)) {
-        int64_t bi = as_i64(b);
-        ms_sum_t s = {.kind = a->value_type == BSON_TYPE_INT64 || b->value_type == BSON_TYPE_INT64,
-                      .i = bi == -1 ? 0 : as_i64(a) % bi};
-        ms__sum_value(&s, out);
-    } else {
-        ms__double_value(fmod(ms__num_as_double(a), y), dec, out);
-    }
-    return true;
-}
-
-static bool
-op_unary_math(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
-              bson_error_t *error)
-{
-    const bson_value_t *a = &args[0];
-    (void)n;
-    if (nullish(a)) {
-        set_null(out);
-        return true;
-    }
-    if (!ms__is_number(a->value_type)) {
-        return ms_set_error(error, 28765, "%s only supports numeric types, not %s", name,
-                            ms__type_name(a->value_type));
-    }
-    if (is_int(a)) {
-        int64_t x = as_i64(a);
-        if (strcmp(name, "$abs") == 0 && x < 0) {
-            if (x == INT64_MIN) {
-                return ms_set_error(error, 28680, "can't take $abs of long long min");
-            }
-            x = -x;
-        }
-        ms_sum_t s = {.kind = a->value_type == BSON_TYPE_INT64, .i = x};
-        ms__sum_value(&s, out);
-        return true;
-    }
-    double d = ms__num_as_double(a);
-    d = strcmp(name, "$abs") == 0 ? fabs(d) : strcmp(name, "$ceil") == 0 ? ceil(d) : floor(d);
-    ms__double_value(d, a->value_type == BSON_TYPE_DECIMAL128, out);
-    return true;
 }
 
 /* ---- comparison and logic --------------------------------------------------------------- */
@@ -1500,21 +1179,21 @@ op_merge_objects(const char *name, bson_value_t *args, size_t n, bson_value_t *o
 }
 
 static const op_def_t ops[] = {
-    {"$abs", 1, 1, op_unary_math, NULL},
-    {"$add", 0, -1, op_add, NULL},
+    {"$abs", 1, 1, ms__op_unary_math, NULL},
+    {"$add", 0, -1, ms__op_add, NULL},
     {"$and", -1, -1, NULL, op_and_or},
     {"$arrayElemAt", 2, 2, op_array_elem_at, NULL},
     {"$avg", 0, -1, op_list_reduce, NULL},
-    {"$ceil", 1, 1, op_unary_math, NULL},
+    {"$ceil", 1, 1, ms__op_unary_math, NULL},
     {"$cmp", 2, 2, op_compare, NULL},
     {"$concat", 0, -1, op_concat, NULL},
     {"$concatArrays", 0, -1, op_concat_arrays, NULL},
     {"$cond", -1, -1, NULL, op_cond},
-    {"$divide", 2, 2, op_divide_mod, NULL},
+    {"$divide", 2, 2, ms__op_divide_mod, NULL},
     {"$eq", 2, 2, op_compare, NULL},
     {"$filter", -1, -1, NULL, op_map_filter},
     {"$first", 1, 1, op_first_last, NULL},
-    {"$floor", 1, 1, op_unary_math, NULL},
+    {"$floor", 1, 1, ms__op_unary_math, NULL},
     {"$gt", 2, 2, op_compare, NULL},
     {"$gte", 2, 2, op_compare, NULL},
     {"$ifNull", -1, -1, NULL, op_if_null},
@@ -1529,13 +1208,13 @@ static const op_def_t ops[] = {
     {"$max", 1, -1, op_list_reduce, NULL},
     {"$mergeObjects", 0, -1, op_merge_objects, NULL},
     {"$min", 1, -1, op_list_reduce, NULL},
-    {"$mod", 2, 2, op_divide_mod, NULL},
-    {"$multiply", 0, -1, op_multiply, NULL},
+    {"$mod", 2, 2, ms__op_divide_mod, NULL},
+    {"$multiply", 0, -1, ms__op_multiply, NULL},
     {"$ne", 2, 2, op_compare, NULL},
     {"$not", 1, 1, op_not, NULL},
     {"$or", -1, -1, NULL, op_and_or},
     {"$size", 1, 1, op_size, NULL},
-    {"$subtract", 2, 2, op_subtract, NULL},
+    {"$subtract", 2, 2, ms__op_subtract, NULL},
     {"$sum", 0, -1, op_list_reduce, NULL},
     {"$switch", -1, -1, NULL, op_switch},
     {"$toBool", 1, 1, op_to_bool, NULL},

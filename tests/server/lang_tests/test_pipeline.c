@@ -323,7 +323,7 @@ Test(expr, errors_as_mongod)
     bson_error_t err;
     cr_expect_eq(E_err("{'v': {'$foo': 1}}", &err), 168);
     cr_expect_str_eq(err.message, "Unrecognized expression '$foo'");
-    cr_expect_eq(E_err("{'v': {'$add': ['$s', 1]}}", &err), 16554);
+    cr_expect_eq(E_err("{'v': {'$add': ['$s', 1]}}", &err), 14);
     cr_expect_eq(E_err("{'v': {'$add': ['$$NOW', '$$NOW']}}", &err), 16612);
     cr_expect_eq(E_err("{'v': {'$divide': [1, 0]}}", &err), 2);
     cr_expect_eq(E_err("{'v': {'$subtract': [1]}}", &err), 16020);
@@ -331,4 +331,32 @@ Test(expr, errors_as_mongod)
     cr_expect_eq(E_err("{'v': '$$nosuchvar'}", &err), 17276);
     cr_expect_eq(E_err("{'v': {'$concat': ['a', 1]}}", &err), 16702);
     cr_expect_eq(E_err("{'v': {'$toInt': {'$divide': [0.0, {'$literal': {'$numberDouble': 'NaN'}}]}}}", &err), 241);
+}
+
+/* mongod 6.0's ExpressionAdd / ExpressionSubtract (src/mongo/db/pipeline/expression.cpp). */
+Test(expr, date_arithmetic_overflows_as_mongod)
+{
+    bson_error_t err;
+    const char *near_max = "{'d': {'$date': {'$numberLong': '9223372036854775000'}}}";
+    bson_value_t ex = V("{'v': {'$add': ['$d', {'$numberLong': '1000'}]}}"), out;
+    bool m;
+    cr_assert_not(ms_expr_eval(&ex, J(near_max), tctx(), &out, &m, &err));
+    cr_expect_eq(err.code, 15);
+    cr_expect_str_eq(err.message, "date overflow in $add");
+    ex = V("{'v': {'$add': ['$d', 1.0e19]}}");
+    cr_assert_not(ms_expr_eval(&ex, J(near_max), tctx(), &out, &m, &err));
+    cr_expect_eq(err.code, 15, "a double beyond int64");
+    bson_value_t v = E("{'v': {'$add': ['$d', {'$numberLong': '-1000'}, 1000]}}", near_max, NULL);
+    cr_expect_eq(v.value_type, BSON_TYPE_DATE_TIME);
+    cr_expect_eq(v.value.v_datetime, INT64_C(9223372036854775000), "no overflow, no error");
+    cr_expect_eq(E_err("{'v': {'$add': [1, 'x', null]}}", &err), 14, "in order: the string first");
+    v = E("{'v': {'$add': [null, 'x']}}", "{}", NULL);
+    cr_expect_eq(v.value_type, BSON_TYPE_NULL, "in order: null first");
+    v = E("{'v': {'$subtract': ['$d', 1.9]}}", "{'d': {'$date': 1000}}", NULL);
+    cr_expect_eq(v.value.v_datetime, 999, "a double is truncated, as coerceToLong does");
+    ex = V("{'v': {'$subtract': ['$d', 1.0e19]}}");
+    cr_assert_not(ms_expr_eval(&ex, J("{'d': {'$date': 1000}}"), tctx(), &out, &m, &err));
+    cr_expect_eq(err.code, 31109);
+    cr_expect_eq(E_err("{'v': {'$subtract': [1, '$$NOW']}}", &err), 14);
+    cr_expect_str_eq(err.message, "can't $subtract date from int");
 }
