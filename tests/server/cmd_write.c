@@ -4,6 +4,7 @@
  */
 #include "crud-private.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -23,6 +24,22 @@ typedef struct {
     bool upserted;
     bson_value_t upserted_id; /* owned copy when upserted */
 } update_result_t;
+
+/*
+ * _id first and the size limit of the document an upsert inserts: UpsertStage refuses one past
+ * 16 MiB with 17420 (src/mongo/db/exec/upsert_stage.cpp), not with the insert's 10334.
+ */
+static bool
+upsert_id_first(const bson_t *in, bson_t *out, bson_error_t *error)
+{
+    if (ms_crud_id_first(in, out, error)) {
+        return true;
+    }
+    if (error && error->code == 10334) {
+        ms_set_error(error, 17420, "Document to upsert is larger than %d", MS_MAX_BSON_BYTES);
+    }
+    return false;
+}
 
 /* Builds the document an upsert inserts. */
 static bool
@@ -46,14 +63,14 @@ upsert_doc(ms_cmd_t *c, const bson_t *q, const bson_value_t *u, ms_update_kind_t
         }
         bson_concat(&merged, &repl);
         bson_destroy(out);
-        ok = ms_crud_id_first(&merged, out, error);
+        ok = upsert_id_first(&merged, out, error);
         bson_destroy(&merged);
         bson_destroy(&seed);
         return ok;
     }
     if (ms_update_apply(u, &seed, true, &c->lang, &applied, &changed, error)) {
         bson_destroy(out);
-        ok = ms_crud_id_first(&applied, out, error);
+        ok = upsert_id_first(&applied, out, error);
     }
     bson_destroy(&applied);
     bson_destroy(&seed);
@@ -69,9 +86,11 @@ update_rec(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, ms_rec_t *rec, const bson
     bool changed = false;
     ms_doc_view(rec->doc, &view);
     bool ok = ms_update_apply(u, &view, false, &c->lang, &out, &changed, error);
+    /* UpdateStage::transformAndUpdate (src/mongo/db/exec/update_stage.cpp), for every kind of
+     * update, pipelines included. */
     if (ok && changed && out.len > MS_MAX_BSON_BYTES) {
-        ok = ms_set_error(error, 10334, "BSONObj size: %u (0x%X) is invalid. Size must be "
-                          "between 0 and 16793600(16MB)", out.len, out.len);
+        ok = ms_set_error(error, 17419, "Resulting document after update is larger than %d",
+                          MS_MAX_BSON_BYTES);
     }
     if (ok && changed) {
         ok = ms_wctx_replace(w, coll, rec, &out, kind == MS_UPDATE_REPLACEMENT, error);
@@ -511,6 +530,26 @@ fam_not_found(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, const fam_args_t *a, b
     return ok;
 }
 
+/*
+ * An error from running the modification (not from parsing the command) carries the context
+ * mongod's findAndModify adds around its plan executor (advanceExecutor in
+ * src/mongo/db/commands/find_and_modify.cpp); the code is unchanged.
+ */
+static void
+fam_exec_error(bson_error_t *error)
+{
+    static const char prefix[] = "Plan executor error during findAndModify :: caused by :: ";
+    char msg[sizeof error->message];
+    if (!error || error->domain != MS_ERROR_DOMAIN) {
+        return;
+    }
+    size_t keep = sizeof msg - sizeof prefix;
+    memcpy(msg, prefix, sizeof prefix - 1);
+    memcpy(msg + sizeof prefix - 1, error->message, keep);
+    msg[sizeof msg - 1] = '\0';
+    memcpy(error->message, msg, sizeof msg);
+}
+
 MS_HANDLER(find_and_modify)
 {
     fam_args_t a;
@@ -535,6 +574,9 @@ MS_HANDLER(find_and_modify)
     }
     ok = recs.len ? fam_found(c, &w, coll, &a, recs.recs[0], reply, error)
                   : fam_not_found(c, &w, coll, &a, reply, error);
+    if (!ok) {
+        fam_exec_error(error);
+    }
     if (!ms_wctx_commit(&w, ok ? error : NULL)) {
         ok = false;
     }
