@@ -187,6 +187,9 @@ take_lines(control_server_t *server, control_client_t *client)
             nl[-1] = '\0';
         }
         run_line(server, client, client->line);
+        if (client->fd < 0) {
+            return; /* quit: the rest of the buffer went with the connection */
+        }
         memmove(client->line, client->line + used, client->len - used);
         client->len -= used;
     }
