@@ -183,7 +183,7 @@ fill(mongoq_queue_t *q, int64_t n, size_t payload_size)
             make_payload(&payloads[i], done + (int64_t)i, payload_size);
             ptrs[i] = &payloads[i];
         }
-        if (!mongoq_enqueue_many(q, ptrs, k, NULL, NULL, &error)) {
+        if (!mongoq_enqueue_many(q, ptrs, k, NULL, NULL, NULL, &error)) {
             die("fill", &error);
         }
         for (size_t i = 0; i < k; i++) {

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "mongoq/error.h"
+#include "service-private.h"
 #include "waker-private.h"
 
 /* Re-measure this often: bounds how long a jump of the server's own clock goes unnoticed. */
@@ -37,15 +38,23 @@ struct mongoq__clock_t {
     bool measuring;        /* one thread re-measures; the others use the old estimate */
 };
 
-/* Runs hello; offset = localTime - the local time its reply arrived (a lower bound). */
+/*
+ * Runs hello; offset = localTime - the local time its reply arrived (a lower bound). `wait`:
+ * take a client from the pool as a claim would; otherwise only a free one (a refresh never
+ * makes its caller wait for the pool: the old estimate serves meanwhile).
+ */
 static bool
-measure(mongoc_client_pool_t *pool, int64_t *offset_out, bson_error_t *error)
+measure(mongoc_client_pool_t *pool, bool wait, int64_t *offset_out, bson_error_t *error)
 {
     bool ok = false;
     bson_t cmd = BSON_INITIALIZER;
-    bson_t reply;
+    bson_t reply = BSON_INITIALIZER;
     bson_iter_t iter;
-    mongoc_client_t *client = mongoc_client_pool_pop(pool);
+    mongoc_client_t *client = wait ? mongoq__pool_pop(pool, error) : mongoc_client_pool_try_pop(pool);
+    if (!client) {
+        goto done;
+    }
+    bson_destroy(&reply);
     BSON_APPEND_INT32(&cmd, "hello", 1);
     bool sent = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, error);
     int64_t received = mono_us();
@@ -62,7 +71,9 @@ measure(mongoc_client_pool_t *pool, int64_t *offset_out, bson_error_t *error)
 done:
     bson_destroy(&reply);
     bson_destroy(&cmd);
-    mongoc_client_pool_push(pool, client);
+    if (client) {
+        mongoc_client_pool_push(pool, client);
+    }
     return ok;
 }
 
@@ -71,7 +82,7 @@ mongoq__clock_new(mongoc_client_pool_t *pool, bson_error_t *error)
 {
     int64_t offset;
     BSON_ASSERT_PARAM(pool);
-    if (!measure(pool, &offset, error)) {
+    if (!measure(pool, true, &offset, error)) {
         return NULL;
     }
     mongoq__clock_t *clock = bson_malloc0(sizeof *clock);
@@ -107,7 +118,7 @@ refresh_if_stale(mongoq__clock_t *clock)
         return;
     }
     int64_t offset;
-    bool ok = measure(clock->pool, &offset, NULL);
+    bool ok = measure(clock->pool, false, &offset, NULL);
     pthread_mutex_lock(&clock->mu);
     if (ok) {
         clock->offset_us = offset;

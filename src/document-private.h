@@ -65,7 +65,13 @@ bool mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reas
  */
 void mongoq__document_append_errors(bson_t *set, const bson_t *old, const char *reason);
 
-/* Appends `key: {$literal: reason}` or `key: null`. */
+/*
+ * How much of reason is stored: whole UTF-8 characters up to MONGOQ_MAX_REASON_BYTES, cut at the
+ * first invalid byte (a reason is often text the caller did not write).
+ */
+size_t mongoq__reason_length(const char *reason);
+
+/* Appends `key: {$literal: reason}` (cut by mongoq__reason_length) or `key: null`. */
 void mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason);
 
 /*

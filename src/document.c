@@ -1,12 +1,12 @@
 /* The message document on the client side (see document-private.h). */
 #include "document-private.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "fields.h"
 #include "mongoq/error.h"
-
-#define MAX_DOCUMENT_BYTES (16 * 1024 * 1024)
+#include "mongoq/limits.h"
 
 static bool
 invalid(bson_error_t *error, const char *what)
@@ -15,33 +15,59 @@ invalid(bson_error_t *error, const char *what)
     return false;
 }
 
+static bool
+check_times(const mongoq_enqueue_opts_t *opts, bson_error_t *error)
+{
+    if (opts->delay_ms < 0 || opts->delay_ms > MONGOQ_MAX_DURATION_MS) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue opts: delay_ms must be 0 to MONGOQ_MAX_DURATION_MS (%" PRId64
+                       "), not %" PRId64,
+                       MONGOQ_MAX_DURATION_MS, opts->delay_ms);
+        return false;
+    }
+    if (opts->run_at_ms < 0 || opts->run_at_ms > MONGOQ_MAX_RUN_AT_MS) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue opts: run_at_ms must be 0 to MONGOQ_MAX_RUN_AT_MS (%" PRId64
+                       ", year 9999), not %" PRId64,
+                       MONGOQ_MAX_RUN_AT_MS, opts->run_at_ms);
+        return false;
+    }
+    if (opts->delay_ms > 0 && opts->run_at_ms > 0) {
+        return invalid(error, "enqueue opts: delay_ms and run_at_ms are exclusive");
+    }
+    return true;
+}
+
 bool
 mongoq__enqueue_opts_check(const mongoq_enqueue_opts_t *opts, bool many, bson_error_t *error)
 {
     if (!opts) {
         return true;
     }
-    if (opts->version != MONGOQ_ENQUEUE_OPTS_VERSION) {
+    if (opts->version == 0 || opts->version > MONGOQ_ENQUEUE_OPTS_VERSION) {
         return invalid(error, "enqueue opts: unknown version (use MONGOQ_ENQUEUE_OPTS_INIT)");
     }
-    if (opts->delay_ms < 0) {
-        return invalid(error, "enqueue opts: delay_ms is negative");
+    if (!check_times(opts, error)) {
+        return false;
     }
-    if (opts->run_at_ms < 0) {
-        return invalid(error, "enqueue opts: run_at_ms is negative");
-    }
-    if (opts->delay_ms > 0 && opts->run_at_ms > 0) {
-        return invalid(error, "enqueue opts: delay_ms and run_at_ms are exclusive");
-    }
-    if (opts->max_attempts < 0) {
-        return invalid(error, "enqueue opts: max_attempts is negative");
+    if (opts->max_attempts < 0 || opts->max_attempts > MONGOQ_MAX_ATTEMPTS) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue opts: max_attempts must be 0 (the queue's) to MONGOQ_MAX_ATTEMPTS "
+                       "(%d), not %" PRId32,
+                       MONGOQ_MAX_ATTEMPTS, opts->max_attempts);
+        return false;
     }
     if (opts->dedup_key && many) {
         return invalid(error, "enqueue_many: a dedup_key cannot name several messages");
     }
-    if (opts->dedup_key && (!*opts->dedup_key ||
-                            !bson_utf8_validate(opts->dedup_key, strlen(opts->dedup_key), false))) {
-        return invalid(error, "enqueue opts: dedup_key is empty or not valid UTF-8");
+    if (opts->dedup_key &&
+        (!*opts->dedup_key || strlen(opts->dedup_key) > MONGOQ_MAX_DEDUP_KEY_BYTES ||
+         !bson_utf8_validate(opts->dedup_key, strlen(opts->dedup_key), false))) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue opts: dedup_key must be valid UTF-8 of 1 to "
+                       "MONGOQ_MAX_DEDUP_KEY_BYTES (%d) bytes",
+                       MONGOQ_MAX_DEDUP_KEY_BYTES);
+        return false;
     }
     return true;
 }
@@ -67,6 +93,13 @@ mongoq__document_build(const bson_t *payload, const mongoq_enqueue_opts_t *opts,
     if (!payload) {
         return invalid(error, "enqueue: payload is NULL");
     }
+    if (payload->len > MONGOQ_MAX_PAYLOAD_BYTES) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue: the payload is %" PRIu32 " bytes, more than "
+                       "MONGOQ_MAX_PAYLOAD_BYTES (%d)",
+                       payload->len, MONGOQ_MAX_PAYLOAD_BYTES);
+        return false;
+    }
     int32_t max_attempts =
         opts && opts->max_attempts > 0 ? opts->max_attempts : default_max_attempts;
     bool ok =
@@ -81,7 +114,7 @@ mongoq__document_build(const bson_t *payload, const mongoq_enqueue_opts_t *opts,
         BSON_APPEND_DATE_TIME(out, MONGOQ__F_UPDATED_AT, now_ms) &&
         (!opts || !opts->dedup_key || BSON_APPEND_UTF8(out, MONGOQ__F_DEDUP_KEY, opts->dedup_key));
     /* bson_append_* fails only when the document would pass INT32_MAX bytes. */
-    if (!ok || out->len > MAX_DOCUMENT_BYTES) {
+    if (!ok || out->len > MONGOQ_MAX_DOCUMENT_BYTES) {
         bson_reinit(out);
         return invalid(error, "enqueue: the message would exceed the 16 MiB document limit");
     }
@@ -249,6 +282,34 @@ mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason, s
 
 /* ---- failure history ---------------------------------------------------------------------- */
 
+/* The length of the UTF-8 character at s (1 to 4), or 0 when it is not a whole valid one. */
+static size_t
+utf8_char_length(const char *s)
+{
+    unsigned char c = (unsigned char)s[0];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    for (size_t k = 1; k < n; k++) {
+        if (((unsigned char)s[k] >> 6) != 0x2) {
+            return 0; /* also stops at the terminating NUL */
+        }
+    }
+    return n > 0 && bson_utf8_validate(s, n, false) ? n : 0;
+}
+
+size_t
+mongoq__reason_length(const char *reason)
+{
+    size_t len = 0;
+    while (reason[len] && len < MONGOQ_MAX_REASON_BYTES) {
+        size_t n = utf8_char_length(reason + len);
+        if (n == 0 || len + n > MONGOQ_MAX_REASON_BYTES) {
+            break;
+        }
+        len += n;
+    }
+    return len;
+}
+
 void
 mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason)
 {
@@ -258,7 +319,7 @@ mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason)
     }
     bson_t lit;
     BSON_APPEND_DOCUMENT_BEGIN(doc, key, &lit);
-    BSON_APPEND_UTF8(&lit, "$literal", reason);
+    bson_append_utf8(&lit, "$literal", -1, reason, (int)mongoq__reason_length(reason));
     bson_append_document_end(doc, &lit);
 }
 

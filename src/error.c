@@ -1,4 +1,7 @@
-#include "mongoq/error.h"
+/* Error names and descriptions; classifying driver errors (error-private.h). */
+#include "error-private.h"
+
+#include <inttypes.h>
 
 const char *
 mongoq_error_name(int code)
@@ -25,5 +28,97 @@ mongoq_error_description(int code)
 #undef DESC_CASE_
     default:
         return "unknown error";
+    }
+}
+
+/* ---- driver errors whose outcome is unknown ------------------------------------------------- */
+
+bool
+mongoq__error_is(const bson_error_t *error, mongoq_error_code_t code)
+{
+    return error && error->domain == MONGOQ_ERROR_DOMAIN && error->code == (uint32_t)code;
+}
+
+bool
+mongoq__error_outcome_unknown(const bson_error_t *error, const bson_t *reply)
+{
+    if (mongoq__error_is(error, MONGOQ_ERROR_UNKNOWN_OUTCOME)) {
+        return true;
+    }
+    /* A socket that failed while sending or reading; a failed connect sent nothing. */
+    if (error->domain == MONGOC_ERROR_STREAM && error->code == MONGOC_ERROR_STREAM_SOCKET) {
+        return true;
+    }
+    if (error->domain == MONGOC_ERROR_WRITE_CONCERN) {
+        return true; /* applied on the primary, not confirmed by the write concern */
+    }
+    return reply && mongoc_error_has_label(reply, "RetryableWriteError");
+}
+
+void
+mongoq__error_classify_write(const char *what, const bson_t *reply, bson_error_t *error)
+{
+    if (!error || !mongoq__error_outcome_unknown(error, reply) ||
+        mongoq__error_is(error, MONGOQ_ERROR_UNKNOWN_OUTCOME)) {
+        return;
+    }
+    bson_error_t driver = *error;
+    bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_UNKNOWN_OUTCOME,
+                   "%s: outcome unknown, the write may have been applied (driver error %" PRIu32
+                   ".%" PRIu32 ": %s)",
+                   what, driver.domain, driver.code, driver.message);
+}
+
+bool
+mongoq__error_document_dependent(const bson_error_t *error)
+{
+    if (!error || error->domain == MONGOQ_ERROR_DOMAIN || error->domain == MONGOC_ERROR_STREAM ||
+        error->domain == MONGOC_ERROR_SERVER_SELECTION || error->domain == MONGOC_ERROR_CLIENT ||
+        error->domain == MONGOC_ERROR_WRITE_CONCERN) {
+        return false;
+    }
+    switch (error->code) {
+    case 15:    /* Overflow: date or number arithmetic on the document's values */
+    case 16:    /* InvalidLength */
+    case 28:    /* PathNotViable: a field path runs through a non-document */
+    case 52:    /* DollarPrefixedFieldName */
+    case 121:   /* DocumentValidationFailure */
+    case 10334: /* BSONObjectTooLarge */
+    case 17419: /* "Resulting document after update is larger than 16777216" */
+    case 17280: /* key too large to index (before 4.2) */
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool
+mongoq__error_retryable(const bson_error_t *error)
+{
+    if (!error) {
+        return false;
+    }
+    if (mongoq__error_is(error, MONGOQ_ERROR_UNKNOWN_OUTCOME)) {
+        return true;
+    }
+    if (error->domain == MONGOQ_ERROR_DOMAIN || error->domain == MONGOC_ERROR_WRITE_CONCERN) {
+        return false;
+    }
+    switch (error->code) {
+    case 6:     /* HostUnreachable */
+    case 7:     /* HostNotFound */
+    case 89:    /* NetworkTimeout */
+    case 91:    /* ShutdownInProgress */
+    case 189:   /* PrimarySteppedDown */
+    case 262:   /* ExceededTimeLimit */
+    case 9001:  /* SocketException */
+    case 10107: /* NotWritablePrimary */
+    case 11600: /* InterruptedAtShutdown */
+    case 11602: /* InterruptedDueToReplStateChange */
+    case 13435: /* NotPrimaryNoSecondaryOk */
+    case 13436: /* NotPrimaryOrSecondary */
+        return error->domain != MONGOC_ERROR_STREAM;
+    default:
+        return false;
     }
 }

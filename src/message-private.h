@@ -26,11 +26,15 @@ mongoq_message_t *mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *
                                       size_t reason_len);
 
 /*
- * Moves a damaged claimed document to "dead" with reason, matching its _id and (when it has
- * one) the lease_token the claim wrote. Counts it as failed.
+ * Moves a document that cannot be delivered to "dead" with reason: a damaged document a claim
+ * returned (status "processing", fenced by the lease_token the claim wrote), or a ready one
+ * whose claim the server refuses because of the document itself (status "ready", doc holding
+ * only its _id). Matches _id as it is (any type), lease_token when doc has one, and status.
+ * When the document refuses the full update (too large to grow, a validator) it falls back to
+ * setting status alone, then to that past document validation. Counts buried ones as failed.
  */
-bool mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *reason,
-                          bson_error_t *error);
+bool mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *status,
+                          const char *reason, bson_error_t *error);
 
 /* Records that the lease is lost (thread-safe; counted once). */
 void mongoq__message_mark_lease_lost(mongoq_message_t *msg);

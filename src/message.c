@@ -9,11 +9,14 @@
  */
 #include "message-private.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "backoff-private.h"
+#include "error-private.h"
 #include "fields.h"
 #include "mongoq/error.h"
+#include "mongoq/limits.h"
 
 /* ---- construction ------------------------------------------------------------------------- */
 
@@ -104,6 +107,20 @@ mongoq_message_dedup_key(const mongoq_message_t *msg)
     return msg->parsed.dedup_key;
 }
 
+const bson_oid_t *
+mongoq_message_lease_token(const mongoq_message_t *msg)
+{
+    BSON_ASSERT_PARAM(msg);
+    return &msg->parsed.lease_token;
+}
+
+const char *
+mongoq_message_claimed_by(const mongoq_message_t *msg)
+{
+    BSON_ASSERT_PARAM(msg);
+    return msg->parsed.claimed_by;
+}
+
 bool
 mongoq_message_lease_lost(const mongoq_message_t *msg)
 {
@@ -151,6 +168,22 @@ mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter)
     BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
 }
 
+void
+mongoq__message_ids_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
+{
+    bson_t ids, in;
+    char key[16];
+    const char *k;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_ID, &ids);
+    BSON_APPEND_ARRAY_BEGIN(&ids, "$in", &in);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
+        BSON_APPEND_OID(&in, k, &msgs[i]->parsed.id);
+    }
+    bson_append_array_end(&ids, &in);
+    bson_append_document_end(filter, &ids);
+}
+
 static bool
 lease_lost(mongoq_message_t *msg, bson_error_t *error)
 {
@@ -162,17 +195,32 @@ lease_lost(mongoq_message_t *msg, bson_error_t *error)
     return false;
 }
 
-/* Runs update_one(filter, pipeline) with the queue's write concern; *matched from the reply. */
+/*
+ * Runs update_one(filter, pipeline) with the queue's write concern and extra options (may be
+ * NULL); *matched from the reply. A retryable write: libmongoc sends it once more after a
+ * network error or a failover. `what` names the call in an UNKNOWN_OUTCOME error.
+ */
 static bool
-update_one(mongoq_queue_t *queue, const bson_t *filter, const bson_t *pipeline, int64_t *matched,
-           bson_error_t *error)
+update_one(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *pipeline,
+           const bson_t *extra, int64_t *matched, bson_error_t *error)
 {
     mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    bson_t opts = BSON_INITIALIZER, reply;
-    mongoq__queue_append_write_concern(queue, &opts);
-    bool ok = mongoc_collection_update_one(coll, filter, pipeline, &opts, &reply, error);
-    *matched = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
+    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    bool ok = false;
+    *matched = 0;
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        bson_destroy(&reply);
+        mongoq__queue_append_write_concern(queue, &opts);
+        if (extra) {
+            bson_concat(&opts, extra);
+        }
+        ok = mongoc_collection_update_one(coll, filter, pipeline, &opts, &reply, error);
+        *matched = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
+        if (!ok) {
+            mongoq__error_classify_write(what, &reply, error);
+        }
+    }
     bson_destroy(&reply);
     bson_destroy(&opts);
     mongoq__queue_release(queue, client, coll);
@@ -198,12 +246,12 @@ append_unset(bson_t *pipeline, const char *index, const char *const *fields, siz
 
 /* Runs a fenced pipeline update on msg; LEASE_LOST when the lease is gone. */
 static bool
-update_held(mongoq_message_t *msg, const bson_t *pipeline, bson_error_t *error)
+update_held(mongoq_message_t *msg, const char *what, const bson_t *pipeline, bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER;
     int64_t matched = 0;
     mongoq__message_held_filter(msg, &filter);
-    bool ok = update_one(msg->queue, &filter, pipeline, &matched, error);
+    bool ok = update_one(msg->queue, what, &filter, pipeline, NULL, &matched, error);
     bson_destroy(&filter);
     if (ok && matched == 0) {
         return lease_lost(msg, error);
@@ -236,7 +284,7 @@ make_dead(mongoq_message_t *msg, const char *reason, bson_error_t *error)
 {
     bson_t pipeline = BSON_INITIALIZER;
     build_dead(msg->parsed.has_errors ? &msg->parsed.errors : NULL, reason, &pipeline);
-    bool ok = update_held(msg, &pipeline, error);
+    bool ok = update_held(msg, "fail", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.failed, 1);
@@ -251,27 +299,63 @@ mongoq_message_fail(mongoq_message_t *msg, const char *reason, bson_error_t *err
     return make_dead(msg, reason, error);
 }
 
-bool
-mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *reason,
-                     bson_error_t *error)
+/* {$set: {status: dead}, $unset: {dedup_key, lease_token, lease_expires_at}}: never grows a document. */
+static void
+build_dead_minimal(bson_t *update)
 {
-    bson_t filter = BSON_INITIALIZER, pipeline = BSON_INITIALIZER;
+    bson_t set, unset;
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
+    bson_append_document_end(update, &set);
+    BSON_APPEND_DOCUMENT_BEGIN(update, "$unset", &unset);
+    BSON_APPEND_UTF8(&unset, MONGOQ__F_DEDUP_KEY, "");
+    BSON_APPEND_UTF8(&unset, MONGOQ__F_LEASE_TOKEN, "");
+    BSON_APPEND_UTF8(&unset, MONGOQ__F_LEASE_EXPIRES_AT, "");
+    bson_append_document_end(update, &unset);
+}
+
+/* {_id: <as it is>, lease_token: <as it is, if any>, status} */
+static void
+build_bury_filter(const bson_t *doc, const char *status, bson_t *filter)
+{
     bson_iter_t it;
-    int64_t matched = 0;
     /* _id may be of any type in a damaged document; match it as it is. */
     if (bson_iter_init_find(&it, doc, MONGOQ__F_ID)) {
-        bson_append_value(&filter, MONGOQ__F_ID, -1, bson_iter_value(&it));
+        bson_append_value(filter, MONGOQ__F_ID, -1, bson_iter_value(&it));
     }
     if (bson_iter_init_find(&it, doc, MONGOQ__F_LEASE_TOKEN)) {
-        bson_append_value(&filter, MONGOQ__F_LEASE_TOKEN, -1, bson_iter_value(&it));
+        bson_append_value(filter, MONGOQ__F_LEASE_TOKEN, -1, bson_iter_value(&it));
     }
-    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
-    build_dead(NULL, reason, &pipeline);
-    bool ok = update_one(queue, &filter, &pipeline, &matched, error);
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, status);
+}
+
+bool
+mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *status,
+                     const char *reason, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, full = BSON_INITIALIZER, minimal = BSON_INITIALIZER;
+    bson_t bypass = BSON_INITIALIZER;
+    int64_t matched = 0;
+    build_bury_filter(doc, status, &filter);
+    build_dead(NULL, reason, &full);
+    build_dead_minimal(&minimal);
+    BSON_APPEND_BOOL(&bypass, "bypassDocumentValidation", true);
+    /* The document itself may refuse the full update (too large to grow, a validator): then
+     * status alone, then status alone past validation (needs the bypassDocumentValidation
+     * privilege; without it the last error is returned). */
+    bool ok = update_one(queue, "bury", &filter, &full, NULL, &matched, error);
+    if (!ok && mongoq__error_document_dependent(error)) {
+        ok = update_one(queue, "bury", &filter, &minimal, NULL, &matched, error);
+    }
+    if (!ok && mongoq__error_document_dependent(error)) {
+        ok = update_one(queue, "bury", &filter, &minimal, &bypass, &matched, error);
+    }
     if (ok && matched > 0) {
         mongoq__counter_add(&queue->counters.failed, matched);
     }
-    bson_destroy(&pipeline);
+    bson_destroy(&bypass);
+    bson_destroy(&minimal);
+    bson_destroy(&full);
     bson_destroy(&filter);
     return ok;
 }
@@ -303,6 +387,12 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
 {
     BSON_ASSERT_PARAM(msg);
     const mongoq_queue_opts_t *o = &msg->queue->opts;
+    if (delay_ms > MONGOQ_MAX_DURATION_MS) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "retry: delay_ms %" PRId64 " exceeds MONGOQ_MAX_DURATION_MS (%" PRId64 ")",
+                       delay_ms, MONGOQ_MAX_DURATION_MS);
+        return false;
+    }
     if (msg->parsed.attempts >= msg->parsed.max_attempts) {
         return make_dead(msg, reason, error);
     }
@@ -312,7 +402,7 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
     }
     bson_t pipeline = BSON_INITIALIZER;
     build_retry(msg, delay_ms, reason, &pipeline);
-    bool ok = update_held(msg, &pipeline, error);
+    bool ok = update_held(msg, "retry", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.retried, 1);
@@ -342,7 +432,7 @@ mongoq__message_release(mongoq_message_t *msg, bson_error_t *error)
     bson_append_document_end(&stage, &set);
     bson_append_document_end(&pipeline, &stage);
     append_unset(&pipeline, "1", unset, sizeof unset / sizeof unset[0]);
-    bool ok = update_held(msg, &pipeline, error);
+    bool ok = update_held(msg, "release", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__waker_notify(msg->queue->waker);
@@ -373,6 +463,9 @@ extended_until(mongoc_find_and_modify_opts_t *fam, mongoc_collection_t *coll, co
     bson_iter_t it, value;
     bool ok = mongoc_collection_find_and_modify_with_opts(coll, filter, fam, &reply, error);
     *matched = false;
+    if (!ok) {
+        mongoq__error_classify_write("extend", &reply, error);
+    }
     if (ok && bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
         bson_iter_recurse(&it, &value) && bson_iter_find(&value, MONGOQ__F_LEASE_EXPIRES_AT) &&
         BSON_ITER_HOLDS_DATE_TIME(&value)) {
@@ -387,9 +480,10 @@ bool
 mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(msg);
-    if (lease_ms <= 0) {
+    if (lease_ms <= 0 || lease_ms > MONGOQ_MAX_DURATION_MS) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
-                       "extend: lease_ms must be positive");
+                       "extend: lease_ms must be 1 to MONGOQ_MAX_DURATION_MS (%" PRId64 "), not %" PRId64,
+                       MONGOQ_MAX_DURATION_MS, lease_ms);
         return false;
     }
     mongoq_queue_t *queue = msg->queue;
@@ -405,10 +499,10 @@ mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *err
     mongoq__queue_append_write_concern(queue, &extra);
     mongoc_find_and_modify_opts_append(fam, &extra);
     mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
     int64_t until = 0;
     bool matched = false;
-    bool ok = extended_until(fam, coll, &filter, &until, &matched, error);
+    bool ok = coll && extended_until(fam, coll, &filter, &until, &matched, error);
     mongoq__queue_release(queue, client, coll);
     mongoc_find_and_modify_opts_destroy(fam);
     bson_destroy(&extra);
@@ -424,225 +518,6 @@ mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *err
     return ok;
 }
 
-/* ---- ack ----------------------------------------------------------------------------------- */
-
-/*
- * The update that acknowledges in MONGOQ_ACK_KEEP mode. lease_token becomes a token fresh for
- * this acknowledgement, which is how ack_many tells its own acks from messages finished by
- * someone else; dedup_key goes so that a new message may take the key.
- */
-static void
-build_done(const bson_oid_t *ack_token, bson_t *pipeline)
-{
-    static const char *const unset[] = {MONGOQ__F_LEASE_EXPIRES_AT, MONGOQ__F_DEDUP_KEY};
-    bson_t stage, set;
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_DONE);
-    BSON_APPEND_OID(&set, MONGOQ__F_LEASE_TOKEN, ack_token);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_DONE_AT, "$$NOW");
-    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(pipeline, &stage);
-    append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
-}
-
-/* delete_many or update_many (KEEP) on filter; *n_out = how many were acknowledged. */
-static bool
-ack_matching(mongoq_queue_t *queue, const bson_t *filter, const bson_oid_t *ack_token,
-             int64_t *n_out, bson_error_t *error)
-{
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    bson_t opts = BSON_INITIALIZER, reply, pipeline = BSON_INITIALIZER;
-    bool ok;
-    mongoq__queue_append_write_concern(queue, &opts);
-    if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
-        build_done(ack_token, &pipeline);
-        ok = mongoc_collection_update_many(coll, filter, &pipeline, &opts, &reply, error);
-        *n_out = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
-    } else {
-        ok = mongoc_collection_delete_many(coll, filter, &opts, &reply, error);
-        *n_out = ok ? mongoq__reply_count(&reply, "deletedCount") : 0;
-    }
-    bson_destroy(&reply);
-    bson_destroy(&pipeline);
-    bson_destroy(&opts);
-    mongoq__queue_release(queue, client, coll);
-    return ok;
-}
-
-bool
-mongoq_message_ack(mongoq_message_t *msg, bson_error_t *error)
-{
-    BSON_ASSERT_PARAM(msg);
-    bson_t filter = BSON_INITIALIZER;
-    bson_oid_t ack_token;
-    int64_t n = 0;
-    bson_oid_init(&ack_token, NULL);
-    mongoq__message_held_filter(msg, &filter);
-    bool ok = ack_matching(msg->queue, &filter, &ack_token, &n, error);
-    bson_destroy(&filter);
-    if (ok && n == 0) {
-        return lease_lost(msg, error);
-    }
-    if (ok) {
-        mongoq__counter_add(&msg->queue->counters.acked, 1);
-    }
-    return ok;
-}
-
-/* {$or: [{_id, lease_token, status}, ...]} */
-static void
-build_or_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
-{
-    bson_t list, held;
-    char key[16];
-    const char *k;
-    BSON_APPEND_ARRAY_BEGIN(filter, "$or", &list);
-    for (size_t i = 0; i < n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
-        bson_append_document_begin(&list, k, -1, &held);
-        mongoq__message_held_filter(msgs[i], &held);
-        bson_append_document_end(&list, &held);
-    }
-    bson_append_array_end(filter, &list);
-}
-
-/* Whether doc shows its message acknowledged by the call that used ack_token. */
-static bool
-acked_by_us(const bson_oid_t *ack_token, const bson_t *doc, mongoq_ack_mode_t mode)
-{
-    bson_iter_t it;
-    if (mode != MONGOQ_ACK_KEEP) {
-        return false; /* deleted ones are gone: a document still there was not acknowledged */
-    }
-    if (!bson_iter_init_find(&it, doc, MONGOQ__F_LEASE_TOKEN) || !BSON_ITER_HOLDS_OID(&it) ||
-        !bson_oid_equal(bson_iter_oid(&it), ack_token)) {
-        return false;
-    }
-    return bson_iter_init_find(&it, doc, MONGOQ__F_STATUS) && BSON_ITER_HOLDS_UTF8(&it) &&
-           strcmp(bson_iter_utf8(&it, NULL), MONGOQ__S_DONE) == 0;
-}
-
-/* The index of the message doc is about, or n. */
-static size_t
-find_msg(mongoq_message_t *const *msgs, size_t n, const bson_t *doc)
-{
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, doc, MONGOQ__F_ID) || !BSON_ITER_HOLDS_OID(&it)) {
-        return n;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (bson_oid_equal(&msgs[i]->parsed.id, bson_iter_oid(&it))) {
-            return i;
-        }
-    }
-    return n;
-}
-
-void
-mongoq__message_ids_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filter)
-{
-    bson_t ids, in;
-    char key[16];
-    const char *k;
-    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_ID, &ids);
-    BSON_APPEND_ARRAY_BEGIN(&ids, "$in", &in);
-    for (size_t i = 0; i < n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
-        BSON_APPEND_OID(&in, k, &msgs[i]->parsed.id);
-    }
-    bson_append_array_end(&ids, &in);
-    bson_append_document_end(filter, &ids);
-}
-
-/*
- * After a shortfall: marks the messages whose documents show they were not acknowledged by
- * this call. In KEEP mode a message is ours when it is done with our ack token, so every other one
- * is lost, present or not. In DELETE mode a document still present was not ours to delete; a
- * lost message that someone else deleted meanwhile cannot be told from one this call deleted.
- */
-static bool
-mark_lost(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n,
-          const bson_oid_t *ack_token, bson_error_t *error)
-{
-    bson_t filter = BSON_INITIALIZER;
-    const bson_t *doc;
-    bool keep = queue->opts.ack_mode == MONGOQ_ACK_KEEP;
-    bool *ours = bson_malloc(n * sizeof *ours);
-    for (size_t i = 0; i < n; i++) {
-        ours[i] = !keep; /* DELETE: presumed deleted by us unless still present */
-    }
-    mongoq__message_ids_filter(msgs, n, &filter);
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
-    while (mongoc_cursor_next(cursor, &doc)) {
-        size_t i = find_msg(msgs, n, doc);
-        if (i < n) {
-            ours[i] = acked_by_us(ack_token, doc, queue->opts.ack_mode);
-        }
-    }
-    bool ok = !mongoc_cursor_error(cursor, error);
-    mongoc_cursor_destroy(cursor);
-    mongoq__queue_release(queue, client, coll);
-    for (size_t i = 0; ok && i < n; i++) {
-        if (!ours[i]) {
-            mongoq__message_mark_lease_lost(msgs[i]);
-        }
-    }
-    bson_free(ours);
-    bson_destroy(&filter);
-    return ok;
-}
-
-static bool
-check_batch(mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!msgs[i] || msgs[i]->queue != msgs[0]->queue) {
-            bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
-                           "ack_many: message %zu is NULL or from another queue", i);
-            return false;
-        }
-    }
-    return true;
-}
-
-bool
-mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
-{
-    if (n == 0) {
-        return true;
-    }
-    BSON_ASSERT_PARAM(msgs);
-    if (!check_batch(msgs, n, error)) {
-        return false;
-    }
-    mongoq_queue_t *queue = msgs[0]->queue;
-    bson_t filter = BSON_INITIALIZER;
-    bson_oid_t ack_token;
-    int64_t acked = 0;
-    bson_oid_init(&ack_token, NULL);
-    build_or_filter(msgs, n, &filter);
-    bool ok = ack_matching(queue, &filter, &ack_token, &acked, error);
-    bson_destroy(&filter);
-    if (!ok) {
-        return false;
-    }
-    mongoq__counter_add(&queue->counters.acked, acked);
-    if ((size_t)acked == n) {
-        return true;
-    }
-    if (!mark_lost(queue, msgs, n, &ack_token, error)) {
-        return false;
-    }
-    bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_LEASE_LOST,
-                   "ack_many: %zu of %zu leases were lost; the others were acknowledged",
-                   n - (size_t)acked, n);
-    return false;
-}
 
 /* ---- for the worker: batch writes on copies, counted retries -------------------------------- */
 

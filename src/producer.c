@@ -3,12 +3,21 @@
  * clock estimate (clock.c): an insert cannot evaluate $$NOW. The claim checks run_at against
  * $$NOW on the server, so an estimate that runs early can delay a message by the estimate's
  * error at most, never release it early.
+ *
+ * Duplicate keys (11000) mean one of two things, told apart by the index the server names:
+ *  - the dedup index: an unfinished message holds the dedup_key (MONGOQ_ERROR_DUPLICATE);
+ *  - the _id index, with caller-chosen ids: this message was stored before (a retry after an
+ *    unknown outcome), which counts as queued.
  */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "document-private.h"
+#include "error-private.h"
 #include "fields.h"
-#include "mongoq/error.h"
+#include "mongoq/limits.h"
 #include "mongoq/producer.h"
 #include "queue-private.h"
 
@@ -16,6 +25,18 @@
 #define DEDUP_TRIES 3
 
 #define DUPLICATE_KEY 11000
+
+/* Options with every field of the current version; a version 1 caller's struct is shorter. */
+static void
+normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
+{
+    mongoq_enqueue_opts_t defaults = MONGOQ_ENQUEUE_OPTS_INIT;
+    *out = defaults;
+    if (opts && opts->version > 0 && opts->version <= MONGOQ_ENQUEUE_OPTS_VERSION) {
+        size_t size = opts->version >= 2 ? sizeof *out : offsetof(mongoq_enqueue_opts_t, caller_ids);
+        memcpy(out, opts, size);
+    }
+}
 
 /* After a successful enqueue: wake local consumers now, or when the message becomes due. */
 static void
@@ -28,141 +49,308 @@ wake_for(mongoq_queue_t *queue, int64_t run_at, int64_t now)
     }
 }
 
+static bool
+in_transaction(mongoc_client_session_t *session)
+{
+    return session && mongoc_client_session_in_transaction(session);
+}
+
 /*
- * The collection to write to. With a session, the session's client (libmongoc refuses a session
- * on another client); otherwise one popped from the pool (*client_out, to push back).
+ * The collection to use. With a session, the session's client (libmongoc refuses a session on
+ * another client); otherwise one taken from the pool (*client_out, to push back).
  */
 static mongoc_collection_t *
 collection_for(mongoq_queue_t *queue, mongoc_client_session_t *session,
-               mongoc_client_t **client_out)
+               mongoc_client_t **client_out, bson_error_t *error)
 {
     if (session) {
         *client_out = NULL;
         return mongoc_client_get_collection(mongoc_client_session_get_client(session), queue->db,
                                             queue->name);
     }
-    return mongoq__queue_collection(queue, client_out);
+    return mongoq__queue_checkout(queue, client_out, error);
 }
 
-/* Insert options: the session, and the write concern unless inside a transaction (not allowed). */
+/* Command options: the session, and the write concern unless inside a transaction. */
 static bool
-insert_opts(mongoq_queue_t *queue, mongoc_client_session_t *session, bson_t *opts,
-            bson_error_t *error)
+command_opts(mongoq_queue_t *queue, mongoc_client_session_t *session, bool write, bson_t *opts,
+             bson_error_t *error)
 {
     if (session && !mongoc_client_session_append(session, opts, error)) {
         return false;
     }
-    if (!session || !mongoc_client_session_in_transaction(session)) {
+    if (write && !in_transaction(session)) {
         mongoq__queue_append_write_concern(queue, opts);
     }
     return true;
 }
 
-/* The _id of the unfinished message holding key; false with *found = false when none does. */
+/* The first document of find(filter, limit 1) in the session (may be NULL), copied to *doc_out. */
 static bool
-find_holder(mongoq_queue_t *queue, const char *key, bson_oid_t *id, bool *found,
-            bson_error_t *error)
+find_one(mongoq_queue_t *queue, mongoc_client_session_t *session, const bson_t *filter,
+         bson_t **doc_out, bson_error_t *error)
 {
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+    bson_t opts = BSON_INITIALIZER;
     const bson_t *doc;
-    bson_iter_t it;
-    *found = false;
-    BSON_APPEND_UTF8(&filter, MONGOQ__F_DEDUP_KEY, key);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
-    BSON_APPEND_INT32(&proj, MONGOQ__F_ID, 1);
-    bson_append_document_end(&opts, &proj);
-    BSON_APPEND_INT64(&opts, "limit", 1);
     mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-    if (mongoc_cursor_next(cursor, &doc) && bson_iter_init_find(&it, doc, MONGOQ__F_ID) &&
-        BSON_ITER_HOLDS_OID(&it)) {
-        bson_oid_copy(bson_iter_oid(&it), id);
-        *found = true;
+    bool ok = false;
+    *doc_out = NULL;
+    mongoc_collection_t *coll = collection_for(queue, session, &client, error);
+    if (coll && command_opts(queue, session, false, &opts, error)) {
+        BSON_APPEND_INT64(&opts, "limit", 1);
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, filter, &opts, NULL);
+        if (mongoc_cursor_next(cursor, &doc)) {
+            *doc_out = bson_copy(doc);
+        }
+        ok = !mongoc_cursor_error(cursor, error);
+        mongoc_cursor_destroy(cursor);
     }
-    bool ok = !mongoc_cursor_error(cursor, error);
-    mongoc_cursor_destroy(cursor);
     mongoq__queue_release(queue, client, coll);
     bson_destroy(&opts);
+    return ok;
+}
+
+/* The _id of the unfinished message holding key, looked up in the session (may be NULL). */
+static bool
+find_holder(mongoq_queue_t *queue, mongoc_client_session_t *session, const char *key,
+            bson_oid_t *id, bool *found, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, *doc = NULL;
+    bson_iter_t it;
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_DEDUP_KEY, key);
+    bool ok = find_one(queue, session, &filter, &doc, error);
+    *found = doc && bson_iter_init_find(&it, doc, MONGOQ__F_ID) && BSON_ITER_HOLDS_OID(&it);
+    if (*found) {
+        bson_oid_copy(bson_iter_oid(&it), id);
+    }
+    bson_destroy(doc);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/* Whether a duplicate-key write error names the _id index (keyPattern, or the message). */
+static bool
+duplicate_on_id(const bson_t *write_error)
+{
+    bson_iter_t it, key;
+    if (bson_iter_init_find(&it, write_error, "keyPattern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &key) && bson_iter_next(&key)) {
+        return strcmp(bson_iter_key(&key), MONGOQ__F_ID) == 0 && !bson_iter_next(&key);
+    }
+    return bson_iter_init_find(&it, write_error, "errmsg") && BSON_ITER_HOLDS_UTF8(&it) &&
+           strstr(bson_iter_utf8(&it, NULL), "index: _id_ ") != NULL;
+}
+
+/* ---- one message ------------------------------------------------------------------------- */
+
+typedef enum {
+    INSERTED,
+    DUP_ID,   /* the _id is taken */
+    DUP_KEY,  /* the dedup_key (or another unique index) is taken */
+    FAILED
+} insert_result_t;
+
+/* Classifies a failed insert's reply (its first writeError). */
+static insert_result_t
+failed_insert(const bson_t *reply, const bson_error_t *error)
+{
+    bson_iter_t it, errs, first;
+    if (error->code != DUPLICATE_KEY) {
+        return FAILED;
+    }
+    if (bson_iter_init_find(&it, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &errs) && bson_iter_next(&errs) &&
+        BSON_ITER_HOLDS_DOCUMENT(&errs) && bson_iter_recurse(&errs, &first)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_t write_error;
+        bson_iter_document(&errs, &len, &data);
+        if (bson_init_static(&write_error, data, len) && duplicate_on_id(&write_error)) {
+            return DUP_ID;
+        }
+    }
+    return DUP_KEY;
+}
+
+/* One insert_one; its reply goes to opts->reply when the caller asked for it. */
+static insert_result_t
+insert_one(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t *opts,
+           bson_error_t *error)
+{
+    bson_t cmd_opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    mongoc_client_t *client;
+    insert_result_t result = FAILED;
+    mongoc_collection_t *coll = collection_for(queue, opts->session, &client, error);
+    if (coll && command_opts(queue, opts->session, true, &cmd_opts, error)) {
+        bson_destroy(&reply);
+        result = mongoc_collection_insert_one(coll, doc, &cmd_opts, &reply, error)
+                     ? INSERTED
+                     : failed_insert(&reply, error);
+        if (result == FAILED) {
+            mongoq__error_classify_write("enqueue", &reply, error);
+        }
+    }
+    if (opts->reply) {
+        bson_destroy(opts->reply);
+        bson_copy_to(&reply, opts->reply);
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&reply);
+    bson_destroy(&cmd_opts);
+    return result;
+}
+
+/* Whether the message stored under _id `id` is this one (same payload), or gone since. */
+static bool
+same_message_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bson_oid_t *id,
+                    const bson_t *doc, bool *same, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, *stored = NULL;
+    bson_iter_t a, b;
+    BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
+    bool ok = find_one(queue, opts->session, &filter, &stored, error);
+    /* Gone: it was stored (the server just said so) and has been finished since. */
+    *same = ok && (!stored || (bson_iter_init_find(&a, stored, MONGOQ__F_PAYLOAD) &&
+                               bson_iter_init_find(&b, doc, MONGOQ__F_PAYLOAD) &&
+                               bson_iter_value(&a)->value_type == bson_iter_value(&b)->value_type &&
+                               bson_iter_value(&a)->value.v_doc.data_len ==
+                                   bson_iter_value(&b)->value.v_doc.data_len &&
+                               memcmp(bson_iter_value(&a)->value.v_doc.data,
+                                      bson_iter_value(&b)->value.v_doc.data,
+                                      bson_iter_value(&a)->value.v_doc.data_len) == 0));
+    bson_destroy(stored);
     bson_destroy(&filter);
     return ok;
 }
 
 static bool
-insert_one(mongoq_queue_t *queue, const bson_t *doc, mongoc_client_session_t *session,
-           bson_error_t *error)
+duplicate_error(const mongoq_enqueue_opts_t *opts, bool aborted, bson_error_t *error)
 {
-    bson_t opts = BSON_INITIALIZER;
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = collection_for(queue, session, &client);
-    bool ok = insert_opts(queue, session, &opts, error) &&
-              mongoc_collection_insert_one(coll, doc, &opts, NULL, error);
-    mongoq__queue_release(queue, client, coll);
-    bson_destroy(&opts);
-    return ok;
+    mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
+                      "an unfinished message already holds dedup_key \"%s\"%s", opts->dedup_key,
+                      aborted ? "; the server aborted the transaction" : "");
+    return false;
+}
+
+/* An insert that met the _id taken: "already queued" when it is this message. */
+static bool
+settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bson_oid_t *id,
+              const bson_t *doc, bson_error_t *error)
+{
+    char hex[25];
+    bool same = false;
+    if (in_transaction(opts->session)) {
+        bson_oid_to_string(id, hex);
+        mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
+                          "a message with _id %s is already stored; the server aborted the "
+                          "transaction",
+                          hex);
+        return false;
+    }
+    if (!same_message_stored(queue, opts, id, doc, &same, error)) {
+        return false;
+    }
+    if (!same) {
+        bson_oid_to_string(id, hex);
+        mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
+                          "another message (a different payload) already has _id %s", hex);
+    }
+    return same;
 }
 
 /*
- * Inserts doc. When an unfinished message holds the dedup_key, fails with DUPLICATE, sets
- * *duplicate and fills *holder.
+ * Inserts doc. A taken dedup_key fails with DUPLICATE and fills *holder (*duplicate set); a
+ * taken _id (caller's ids) is settled by settle_dup_id.
  */
 static bool
 insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t *opts,
-             bson_oid_t *holder, bool *duplicate, bson_error_t *error)
+             const bson_oid_t *id, bson_oid_t *holder, bool *duplicate, bson_error_t *error)
 {
-    bson_error_t err;
+    bool txn = in_transaction(opts->session);
     *duplicate = false;
     for (int i = 0; i < DEDUP_TRIES; i++) {
-        if (insert_one(queue, doc, opts ? opts->session : NULL, &err)) {
-            return true;
-        }
-        if (err.code != DUPLICATE_KEY || !opts || !opts->dedup_key) {
-            break;
-        }
         bool found = false;
-        if (!find_holder(queue, opts->dedup_key, holder, &found, error)) {
+        /* In a transaction the unique index must never see a key the transaction can see:
+         * mongod aborts the whole transaction on 11000. */
+        if (opts->dedup_key && (txn || i > 0) &&
+            !find_holder(queue, opts->session, opts->dedup_key, holder, &found, error)) {
             return false;
         }
         if (found) {
             *duplicate = true;
-            bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_DUPLICATE,
-                           "an unfinished message already holds dedup_key \"%s\"", opts->dedup_key);
+            return duplicate_error(opts, false, error);
+        }
+        insert_result_t r = insert_one(queue, doc, opts, error);
+        if (r == INSERTED) {
+            return true;
+        }
+        if (r == DUP_ID && opts->caller_ids) {
+            return settle_dup_id(queue, opts, id, doc, error);
+        }
+        if (r != DUP_KEY || !opts->dedup_key) {
             return false;
         }
-        /* The holder finished between our insert and the look-up: the key is free now. */
-    }
-    if (error) {
-        *error = err;
+        if (txn) {
+            return duplicate_error(opts, true, error);
+        }
+        /* Look the holder up next round; if it finished meanwhile the key is free again. */
     }
     return false;
 }
 
+static bool
+check_ids_given(const mongoq_enqueue_opts_t *opts, const void *ids, bson_error_t *error)
+{
+    if (opts->caller_ids && !ids) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "enqueue opts: caller_ids needs the ids (id_out / ids_out)");
+        return false;
+    }
+    return true;
+}
+
 bool
-mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueue_opts_t *opts,
+mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueue_opts_t *opts_in,
                bson_oid_t *id_out, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(queue);
+    mongoq_enqueue_opts_t opts;
     bson_t doc;
     bson_oid_t id, holder;
     bool duplicate = false;
-    if (!mongoq__enqueue_opts_check(opts, false, error)) {
+    normalize_opts(opts_in, &opts);
+    if (opts.reply) {
+        bson_init(opts.reply); /* on every path, as libmongoc does with its replies */
+    }
+    if (!mongoq__enqueue_opts_check(opts_in, false, error)) {
+        return false;
+    }
+    if (!check_ids_given(&opts, id_out, error)) {
         return false;
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
-    bson_oid_init(&id, NULL);
-    bool ok =
-        mongoq__document_build(payload, opts, queue->opts.max_attempts, now, &id, &doc, error) &&
-        insert_dedup(queue, &doc, opts, &holder, &duplicate, error);
+    if (opts.caller_ids) {
+        bson_oid_copy(id_out, &id);
+    } else {
+        bson_oid_init(&id, NULL);
+    }
+    if (!mongoq__document_build(payload, &opts, queue->opts.max_attempts, now, &id, &doc, error)) {
+        bson_destroy(&doc);
+        return false;
+    }
+    bool ok = insert_dedup(queue, &doc, &opts, &id, &holder, &duplicate, error);
     bson_destroy(&doc);
     if (ok) {
         mongoq__counter_add(&queue->counters.enqueued, 1);
-        wake_for(queue, mongoq__document_run_at(opts, now), now);
+        wake_for(queue, mongoq__document_run_at(&opts, now), now);
     }
-    if (id_out && (ok || duplicate)) {
-        bson_oid_copy(ok ? &id : &holder, id_out);
+    if (id_out) {
+        bson_oid_copy(duplicate ? &holder : &id, id_out);
     }
     return ok;
 }
+
+/* ---- many messages ------------------------------------------------------------------------ */
 
 /* Builds all n documents first, so that nothing is written when one is invalid. */
 static bool
@@ -171,7 +359,9 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
           bson_error_t *error)
 {
     for (size_t i = 0; i < n; i++) {
-        bson_oid_init(&ids[i], NULL);
+        if (!opts->caller_ids) {
+            bson_oid_init(&ids[i], NULL);
+        }
         if (!mongoq__document_build(payloads[i], opts, queue->opts.max_attempts, now, &ids[i],
                                     &docs[i], error)) {
             for (size_t j = 0; j <= i; j++) {
@@ -188,77 +378,172 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
     return true;
 }
 
-/* Says how many went in before a failing ordered insert; domain and code stay the driver's. */
-static void
-note_partial(bson_error_t *error, const bson_t *reply, size_t n)
+/*
+ * With caller ids (an unordered insert): write errors that only say "this _id is stored" count
+ * as stored. Returns how many such errors the reply holds, or -1 when another error is among
+ * them (the call then fails with the driver's error).
+ */
+static int64_t
+count_already_stored(const bson_t *reply)
 {
-    int64_t inserted = mongoq__reply_count(reply, "insertedCount");
+    bson_iter_t it, errs;
+    int64_t n = 0;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &errs)) {
+        return -1;
+    }
+    while (bson_iter_next(&errs)) {
+        bson_t write_error;
+        bson_iter_t code;
+        uint32_t len;
+        const uint8_t *data;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&errs)) {
+            return -1;
+        }
+        bson_iter_document(&errs, &len, &data);
+        if (!bson_init_static(&write_error, data, len) ||
+            !bson_iter_init_find(&code, &write_error, "code") ||
+            bson_iter_as_int64(&code) != DUPLICATE_KEY || !duplicate_on_id(&write_error)) {
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Says how many went in before a failing insert; domain and code stay the driver's. */
+static void
+note_partial(bson_error_t *error, int64_t stored, size_t n)
+{
     if (error) {
         char msg[sizeof error->message];
         bson_snprintf(msg, sizeof msg, "enqueue_many: %" PRId64 " of %zu enqueued, then: %s",
-                      inserted, n, error->message);
+                      stored, n, error->message);
         bson_strncpy(error->message, msg, sizeof error->message);
     }
 }
 
 static bool
-insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, mongoc_client_session_t *session,
-           int64_t *inserted, bson_error_t *error)
+insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, const mongoq_enqueue_opts_t *opts,
+           int64_t *stored, bson_error_t *error)
 {
-    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    bson_t cmd_opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     mongoc_client_t *client;
-    mongoc_collection_t *coll = collection_for(queue, session, &client);
-    bool ok = insert_opts(queue, session, &opts, error);
-    if (ok) {
+    bool ok = false;
+    *stored = 0;
+    mongoc_collection_t *coll = collection_for(queue, opts->session, &client, error);
+    if (coll && command_opts(queue, opts->session, true, &cmd_opts, error)) {
+        BSON_APPEND_BOOL(&cmd_opts, "ordered", !opts->caller_ids);
         bson_destroy(&reply);
-        ok = mongoc_collection_insert_many(coll, docs, n, &opts, &reply, error);
+        ok = mongoc_collection_insert_many(coll, docs, n, &cmd_opts, &reply, error);
+        *stored = mongoq__reply_count(&reply, "insertedCount");
+        int64_t already = ok || !opts->caller_ids ? 0 : count_already_stored(&reply);
+        if (already > 0 && *stored + already == (int64_t)n) {
+            ok = true;
+        }
+        *stored += already > 0 ? already : 0;
         if (!ok) {
-            note_partial(error, &reply, n);
+            mongoq__error_classify_write("enqueue_many", &reply, error);
+            if (mongoq__error_is(error, MONGOQ_ERROR_UNKNOWN_OUTCOME)) {
+                *stored = 0;
+            } else {
+                note_partial(error, *stored, n);
+            }
         }
     }
-    *inserted = mongoq__reply_count(&reply, "insertedCount");
+    if (opts->reply) {
+        bson_destroy(opts->reply);
+        bson_copy_to(&reply, opts->reply);
+    }
     mongoq__queue_release(queue, client, coll);
     bson_destroy(&reply);
-    bson_destroy(&opts);
+    bson_destroy(&cmd_opts);
     return ok;
+}
+
+static int
+compare_oids(const void *a, const void *b)
+{
+    return bson_oid_compare(a, b);
+}
+
+/* Caller ids must be distinct: a repeated one would read as "already stored". */
+static bool
+check_distinct(const bson_oid_t *ids, size_t n, bson_error_t *error)
+{
+    bson_oid_t *sorted = bson_malloc(n * sizeof *sorted);
+    bool ok = true;
+    memcpy(sorted, ids, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, compare_oids);
+    for (size_t i = 1; ok && i < n; i++) {
+        if (bson_oid_equal(&sorted[i - 1], &sorted[i])) {
+            char hex[25];
+            bson_oid_to_string(&sorted[i], hex);
+            mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                              "enqueue_many: caller_ids: _id %s is given twice", hex);
+            ok = false;
+        }
+    }
+    bson_free(sorted);
+    return ok;
+}
+
+static bool
+check_many(const bson_t *const *payloads, size_t n, const mongoq_enqueue_opts_t *opts_in,
+           const mongoq_enqueue_opts_t *opts, const bson_oid_t *ids, bson_error_t *error)
+{
+    if (!payloads) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG, "enqueue_many: payloads is NULL");
+        return false;
+    }
+    if (!mongoq__enqueue_opts_check(opts_in, true, error) || !check_ids_given(opts, ids, error)) {
+        return false;
+    }
+    return !opts->caller_ids || check_distinct(ids, n, error);
 }
 
 bool
 mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
-                    const mongoq_enqueue_opts_t *opts, bson_oid_t *ids_out, bson_error_t *error)
+                    const mongoq_enqueue_opts_t *opts_in, bson_oid_t *ids_out,
+                    size_t *enqueued_out, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(queue);
+    mongoq_enqueue_opts_t opts;
+    normalize_opts(opts_in, &opts);
+    if (opts.reply) {
+        bson_init(opts.reply);
+    }
+    if (enqueued_out) {
+        *enqueued_out = 0;
+    }
     if (n == 0) {
         return true;
     }
-    if (!payloads) {
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
-                       "enqueue_many: payloads is NULL");
-        return false;
-    }
-    if (!mongoq__enqueue_opts_check(opts, true, error)) {
+    if (!check_many(payloads, n, opts_in, &opts, ids_out, error)) {
         return false;
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
-    int64_t inserted = 0;
+    int64_t stored = 0;
     /* bson_t asks for 128-byte alignment, which plain bson_malloc does not give. */
     bson_t *docs = bson_aligned_alloc(BSON_ALIGNOF(bson_t), n * sizeof *docs);
     const bson_t **ptrs = bson_malloc(n * sizeof *ptrs);
     bson_oid_t *ids = ids_out ? ids_out : bson_malloc(n * sizeof *ids);
-    bool built = build_all(queue, payloads, n, opts, now, docs, ids, error);
     bool ok = false;
-    if (built) {
+    if (build_all(queue, payloads, n, &opts, now, docs, ids, error)) {
         for (size_t i = 0; i < n; i++) {
             ptrs[i] = &docs[i];
         }
-        ok = insert_all(queue, ptrs, n, opts ? opts->session : NULL, &inserted, error);
+        ok = insert_all(queue, ptrs, n, &opts, &stored, error);
         for (size_t i = 0; i < n; i++) {
             bson_destroy(&docs[i]);
         }
     }
-    if (inserted > 0) {
-        mongoq__counter_add(&queue->counters.enqueued, inserted);
-        wake_for(queue, mongoq__document_run_at(opts, now), now);
+    if (stored > 0) {
+        mongoq__counter_add(&queue->counters.enqueued, stored);
+        wake_for(queue, mongoq__document_run_at(&opts, now), now);
+    }
+    if (enqueued_out) {
+        *enqueued_out = (size_t)stored;
     }
     if (ids != ids_out) {
         bson_free(ids);

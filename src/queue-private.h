@@ -58,7 +58,14 @@ bool mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_op
 /* Checks a database and collection name as mongod would. INVALID_ARG with the reason. */
 bool mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *error);
 
-/* Pops a client from the pool and returns the queue's collection on it; release both after. */
+/*
+ * Takes a client from the pool and returns the queue's collection on it; release both after.
+ * NULL + MONGOQ_ERROR_NO_CLIENT when the pool's wait queue timed out (*client_out NULL then).
+ */
+mongoc_collection_t *mongoq__queue_checkout(mongoq_queue_t *queue, mongoc_client_t **client_out,
+                                            bson_error_t *error);
+
+/* As mongoq__queue_checkout without an error: NULL when the pool gave no client. */
 mongoc_collection_t *mongoq__queue_collection(mongoq_queue_t *queue, mongoc_client_t **client_out);
 
 void mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client,
@@ -76,6 +83,11 @@ void mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, co
 
 /* Starts the background reaper unless it runs already or is turned off. Thread-safe. */
 void mongoq__queue_start_reaper(mongoq_queue_t *queue);
+
+/* The background reaper's lifetime (reaper.c): init with the queue, stop, then destroy. */
+void mongoq__reaper_init(mongoq_queue_t *queue);
+void mongoq__reaper_stop(mongoq_queue_t *queue);
+void mongoq__reaper_destroy(mongoq_queue_t *queue);
 
 /* A fresh process-unique number (consumer names). */
 uint64_t mongoq__queue_next_serial(void);

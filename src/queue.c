@@ -8,6 +8,7 @@
 
 #include "fields.h"
 #include "mongoq/error.h"
+#include "service-private.h"
 
 #define INDEX_CLAIM "mongoq_claim"
 #define INDEX_LEASE "mongoq_lease"
@@ -90,10 +91,19 @@ mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *err
 /* ---- plumbing ----------------------------------------------------------------------------- */
 
 mongoc_collection_t *
+mongoq__queue_checkout(mongoq_queue_t *queue, mongoc_client_t **client_out, bson_error_t *error)
+{
+    *client_out = mongoq__pool_pop(queue->pool, error);
+    if (!*client_out) {
+        return NULL;
+    }
+    return mongoc_client_get_collection(*client_out, queue->db, queue->name);
+}
+
+mongoc_collection_t *
 mongoq__queue_collection(mongoq_queue_t *queue, mongoc_client_t **client_out)
 {
-    *client_out = mongoc_client_pool_pop(queue->pool);
-    return mongoc_client_get_collection(*client_out, queue->db, queue->name);
+    return mongoq__queue_checkout(queue, client_out, NULL);
 }
 
 void
@@ -217,7 +227,10 @@ mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(queue);
     bson_t cmd = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    mongoc_client_t *client = mongoc_client_pool_pop(queue->pool);
+    mongoc_client_t *client = mongoq__pool_pop(queue->pool, error);
+    if (!client) {
+        return false;
+    }
     mongoc_database_t *database = mongoc_client_get_database(client, queue->db);
     build_create_indexes(queue, &cmd);
     mongoq__queue_append_write_concern(queue, &opts);
@@ -237,88 +250,7 @@ mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error)
     return ok;
 }
 
-/* ---- the background reaper ---------------------------------------------------------------- */
-
-static void
-deadline_after(int64_t ms, struct timespec *ts)
-{
-    int64_t until = mongoq__now_mono_ms() + ms;
-    ts->tv_sec = until / 1000;
-    ts->tv_nsec = (until % 1000) * 1000000;
-}
-
-static void *
-reaper_main(void *arg)
-{
-    mongoq_queue_t *queue = arg;
-    struct timespec ts;
-    pthread_mutex_lock(&queue->reaper_mu);
-    while (!queue->reaper_stopping) {
-        deadline_after(queue->opts.reap_interval_ms, &ts);
-        while (!queue->reaper_stopping &&
-               pthread_cond_timedwait(&queue->reaper_cond, &queue->reaper_mu, &ts) == 0) {
-        }
-        if (queue->reaper_stopping) {
-            break;
-        }
-        pthread_mutex_unlock(&queue->reaper_mu);
-        bson_error_t error;
-        if (!mongoq_queue_reap(queue, NULL, &error)) {
-            mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: reaping %s.%s failed: %s",
-                              queue->db, queue->name, error.message);
-        }
-        pthread_mutex_lock(&queue->reaper_mu);
-    }
-    pthread_mutex_unlock(&queue->reaper_mu);
-    return NULL;
-}
-
-void
-mongoq__queue_start_reaper(mongoq_queue_t *queue)
-{
-    if (queue->opts.no_reaper) {
-        return;
-    }
-    pthread_mutex_lock(&queue->reaper_mu);
-    bool failed = false;
-    if (!queue->reaper_started && !queue->reaper_stopping && !queue->reaper_failed) {
-        int rc = pthread_create(&queue->reaper_thread, NULL, reaper_main, queue);
-        queue->reaper_started = rc == 0;
-        /* Left off then; leases are still reaped by whoever calls mongoq_queue_reap. */
-        queue->reaper_failed = failed = rc != 0;
-    }
-    pthread_mutex_unlock(&queue->reaper_mu);
-    if (failed) {
-        mongoq__queue_log(queue, MONGOQ_LOG_ERROR, "mongoq: %s.%s: cannot start the reaper thread",
-                          queue->db, queue->name);
-    }
-}
-
-static void
-stop_reaper(mongoq_queue_t *queue)
-{
-    pthread_mutex_lock(&queue->reaper_mu);
-    bool started = queue->reaper_started;
-    queue->reaper_stopping = true;
-    pthread_cond_broadcast(&queue->reaper_cond);
-    pthread_mutex_unlock(&queue->reaper_mu);
-    if (started) {
-        pthread_join(queue->reaper_thread, NULL);
-    }
-}
-
 /* ---- lifetime ----------------------------------------------------------------------------- */
-
-static void
-init_sync(mongoq_queue_t *queue)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&queue->reaper_cond, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&queue->reaper_mu, NULL);
-}
 
 static mongoc_write_concern_t *
 write_concern_of(const mongoq_queue_opts_t *opts)
@@ -375,7 +307,7 @@ mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
     queue->wc = write_concern_of(&resolved);
     queue->opts.write_concern = queue->wc;
     queue->clock = clock;
-    init_sync(queue);
+    mongoq__reaper_init(queue);
     start_waker(queue);
     if (!resolved.skip_ensure_indexes && !mongoq_queue_ensure_indexes(queue, error)) {
         mongoq_queue_destroy(queue);
@@ -390,12 +322,11 @@ mongoq_queue_destroy(mongoq_queue_t *queue)
     if (!queue) {
         return;
     }
-    stop_reaper(queue);
+    mongoq__reaper_stop(queue);
     mongoq__waker_destroy(queue->waker);
     mongoq__clock_destroy(queue->clock);
     mongoc_write_concern_destroy(queue->wc);
-    pthread_cond_destroy(&queue->reaper_cond);
-    pthread_mutex_destroy(&queue->reaper_mu);
+    mongoq__reaper_destroy(queue);
     bson_free(queue->db);
     bson_free(queue->name);
     bson_free(queue);

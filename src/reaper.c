@@ -1,12 +1,21 @@
 /*
  * Reaping expired leases: two updateMany commands per pass, whatever the number of messages.
  * Each decides expiry with $expr against $$NOW (the server's clock) and carries a plain range
- * on lease_expires_at so the lease index can serve it. Concurrent reapers are safe: each
- * document is re-checked atomically by whichever update reaches it first.
+ * on lease_expires_at so the lease index can serve it. Concurrent reapers are safe, and a pass
+ * is safe to repeat: each document is re-checked atomically by whichever update reaches it
+ * first, and a message already handed back no longer matches.
+ *
+ * The background reaper is a thread the queue owns, started on the first claim. It talks to the
+ * server over its own service connection (service-private.h), so a pass ends within a few
+ * seconds even when the server is down or a socket hangs, and stopping it is bounded too.
  */
+#include <time.h>
+
+#include "document-private.h"
+#include "error-private.h"
 #include "fields.h"
-#include "mongoq/error.h"
 #include "queue-private.h"
+#include "service-private.h"
 
 /*
  * {status: processing, lease_expires_at: {$lt: estimate + slack},
@@ -15,46 +24,65 @@
 static void
 build_expired_filter(int64_t server_now, const char *cmp, bson_t *filter)
 {
-    char json[512];
-    bson_snprintf(json, sizeof json,
-                  "{\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_PROCESSING "\", "
-                  "\"" MONGOQ__F_LEASE_EXPIRES_AT "\": "
-                  "{\"$lt\": {\"$date\": {\"$numberLong\": \"%" PRId64 "\"}}}, "
-                  "\"$expr\": {\"$and\": ["
-                  "{\"$lt\": [\"" MONGOQ__P_LEASE_EXPIRES_AT "\", \"$$NOW\"]}, "
-                  "{\"%s\": [\"" MONGOQ__P_ATTEMPTS "\", \"" MONGOQ__P_MAX_ATTEMPTS "\"]}]}}",
-                  server_now + MONGOQ__CLOCK_SLACK_MS, cmp);
-    BSON_ASSERT(bson_init_from_json(filter, json, -1, NULL));
+    bson_t range, expr, and, clause, args;
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_LEASE_EXPIRES_AT, &range);
+    BSON_APPEND_DATE_TIME(&range, "$lt", server_now + MONGOQ__CLOCK_SLACK_MS);
+    bson_append_document_end(filter, &range);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
+    BSON_APPEND_ARRAY_BEGIN(&expr, "$and", &and);
+    BSON_APPEND_DOCUMENT_BEGIN(&and, "0", &clause);
+    BSON_APPEND_ARRAY_BEGIN(&clause, "$lt", &args);
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_LEASE_EXPIRES_AT);
+    BSON_APPEND_UTF8(&args, "1", "$$NOW");
+    bson_append_array_end(&clause, &args);
+    bson_append_document_end(&and, &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&and, "1", &clause);
+    BSON_APPEND_ARRAY_BEGIN(&clause, cmp, &args);
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_ATTEMPTS);
+    BSON_APPEND_UTF8(&args, "1", MONGOQ__P_MAX_ATTEMPTS);
+    bson_append_array_end(&clause, &args);
+    bson_append_document_end(&and, &clause);
+    bson_append_array_end(&expr, &and);
+    bson_append_document_end(filter, &expr);
 }
 
 /* Back to ready (keeping run_at, so it keeps its place in line) or to dead. */
 static void
 build_reaped_update(bool dead, bson_t *pipeline)
 {
-    const char *json =
-        dead ? "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_DEAD
-               "\", \"" MONGOQ__F_LAST_ERROR "\": \"" MONGOQ__REASON_LEASE_EXPIRED
-               "\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
-               "{\"$unset\": [\"" MONGOQ__F_LEASE_TOKEN "\", \"" MONGOQ__F_LEASE_EXPIRES_AT
-               "\", \"" MONGOQ__F_DEDUP_KEY "\"]}]"
-             : "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_READY
-               "\", \"" MONGOQ__F_LAST_ERROR "\": \"" MONGOQ__REASON_LEASE_EXPIRED
-               "\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
-               "{\"$unset\": [\"" MONGOQ__F_LEASE_TOKEN "\", \"" MONGOQ__F_LEASE_EXPIRES_AT "\"]}]";
-    /* bson_init_from_json reads a top-level array as a document keyed "0", "1": a pipeline. */
-    BSON_ASSERT(bson_init_from_json(pipeline, json, -1, NULL));
+    bson_t stage, set, unset;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, dead ? MONGOQ__S_DEAD : MONGOQ__S_READY);
+    mongoq__document_append_reason(&set, MONGOQ__F_LAST_ERROR, MONGOQ__REASON_LEASE_EXPIRED);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(pipeline, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "1", &stage);
+    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
+    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_TOKEN);
+    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_LEASE_EXPIRES_AT);
+    if (dead) {
+        BSON_APPEND_UTF8(&unset, "2", MONGOQ__F_DEDUP_KEY);
+    }
+    bson_append_array_end(&stage, &unset);
+    bson_append_document_end(pipeline, &stage);
 }
 
 static bool
 reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_now, bool dead,
               int64_t *n, bson_error_t *error)
 {
-    bson_t filter, update, opts = BSON_INITIALIZER, reply;
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
     build_expired_filter(server_now, dead ? "$gte" : "$lt", &filter);
     build_reaped_update(dead, &update);
     mongoq__queue_append_write_concern(queue, &opts);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
     *n = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
+    if (!ok) {
+        mongoq__error_classify_write("reap", &reply, error);
+    }
     bson_destroy(&reply);
     bson_destroy(&opts);
     bson_destroy(&update);
@@ -62,21 +90,15 @@ reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_n
     return ok;
 }
 
-bool
-mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *error)
+/* One pass on coll; counts and wakes as mongoq_queue_reap documents. */
+static bool
+reap_on(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t *reclaimed_out,
+        bson_error_t *error)
 {
-    BSON_ASSERT_PARAM(queue);
     int64_t returned = 0, buried = 0;
-    if (reclaimed_out) {
-        *reclaimed_out = 0;
-    }
-    /* Estimate the clock before taking a client: a refresh may need one of its own. */
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
     bool ok = reap_one_kind(queue, coll, now, false, &returned, error) &&
               reap_one_kind(queue, coll, now, true, &buried, error);
-    mongoq__queue_release(queue, client, coll);
     mongoq__counter_add(&queue->counters.reaped, returned + buried);
     mongoq__counter_add(&queue->counters.failed, buried);
     if (returned > 0) {
@@ -86,4 +108,125 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
         *reclaimed_out = returned + buried;
     }
     return ok;
+}
+
+bool
+mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(queue);
+    if (reclaimed_out) {
+        *reclaimed_out = 0;
+    }
+    /* Estimate the clock before taking a client: a refresh may need one of its own. */
+    (void)mongoq__clock_server_now_ms(queue->clock);
+    mongoc_client_t *client;
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (!coll) {
+        return false;
+    }
+    bool ok = reap_on(queue, coll, reclaimed_out, error);
+    mongoq__queue_release(queue, client, coll);
+    return ok;
+}
+
+/* ---- the background reaper ---------------------------------------------------------------- */
+
+void
+mongoq__reaper_init(mongoq_queue_t *queue)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&queue->reaper_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&queue->reaper_mu, NULL);
+}
+
+void
+mongoq__reaper_destroy(mongoq_queue_t *queue)
+{
+    pthread_cond_destroy(&queue->reaper_cond);
+    pthread_mutex_destroy(&queue->reaper_mu);
+}
+
+/* Waits up to ms unless stopping (reaper_mu held); true when the reaper should go on. */
+static bool
+pause_locked(mongoq_queue_t *queue, int64_t ms)
+{
+    int64_t until = mongoq__now_mono_ms() + ms;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000), .tv_nsec = (long)(until % 1000) * 1000000L};
+    while (!queue->reaper_stopping &&
+           pthread_cond_timedwait(&queue->reaper_cond, &queue->reaper_mu, &ts) == 0) {
+    }
+    return !queue->reaper_stopping;
+}
+
+/* One pass over the reaper's own connection (made on first use, again after a failure). */
+static void
+reap_in_background(mongoq_queue_t *queue, mongoc_client_t **client)
+{
+    bson_error_t error;
+    bool ok = false;
+    if (!*client) {
+        *client = mongoq__service_client_new(queue->pool, "mongoq-reaper", &error);
+    }
+    if (*client) {
+        mongoc_collection_t *coll = mongoc_client_get_collection(*client, queue->db, queue->name);
+        ok = reap_on(queue, coll, NULL, &error);
+        mongoc_collection_destroy(coll);
+    }
+    if (!ok) {
+        mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: reaping %s.%s failed: %s", queue->db,
+                          queue->name, error.message);
+    }
+}
+
+static void *
+reaper_main(void *arg)
+{
+    mongoq_queue_t *queue = arg;
+    mongoc_client_t *client = NULL;
+    pthread_mutex_lock(&queue->reaper_mu);
+    while (pause_locked(queue, queue->opts.reap_interval_ms)) {
+        pthread_mutex_unlock(&queue->reaper_mu);
+        reap_in_background(queue, &client);
+        pthread_mutex_lock(&queue->reaper_mu);
+    }
+    pthread_mutex_unlock(&queue->reaper_mu);
+    mongoc_client_destroy(client);
+    return NULL;
+}
+
+void
+mongoq__queue_start_reaper(mongoq_queue_t *queue)
+{
+    if (queue->opts.no_reaper) {
+        return;
+    }
+    pthread_mutex_lock(&queue->reaper_mu);
+    bool failed = false;
+    if (!queue->reaper_started && !queue->reaper_stopping && !queue->reaper_failed) {
+        int rc = pthread_create(&queue->reaper_thread, NULL, reaper_main, queue);
+        queue->reaper_started = rc == 0;
+        /* Left off then; leases are still reaped by whoever calls mongoq_queue_reap. */
+        queue->reaper_failed = failed = rc != 0;
+    }
+    pthread_mutex_unlock(&queue->reaper_mu);
+    if (failed) {
+        mongoq__queue_log(queue, MONGOQ_LOG_ERROR, "mongoq: %s.%s: cannot start the reaper thread",
+                          queue->db, queue->name);
+    }
+}
+
+void
+mongoq__reaper_stop(mongoq_queue_t *queue)
+{
+    pthread_mutex_lock(&queue->reaper_mu);
+    bool started = queue->reaper_started;
+    queue->reaper_stopping = true;
+    pthread_cond_broadcast(&queue->reaper_cond);
+    pthread_mutex_unlock(&queue->reaper_mu);
+    if (started) {
+        pthread_join(queue->reaper_thread, NULL);
+    }
 }

@@ -3,8 +3,8 @@
  *
  * Waiters sleep on one condition variable and return when the generation moves. Three things
  * move it:
- *  - the waker's thread, which owns one change stream per queue (a client popped from the pool
- *    for the thread's lifetime) and bumps the generation on every event that may make a message
+ *  - the waker's thread, which owns one change stream per queue (on its own service connection,
+ *    never a client of the caller's pool) and bumps the generation on every event that may make a message
  *    ready; where the server cannot open change streams, it polls instead, with a pause that
  *    starts at MIN_POLL_MS and doubles up to poll_interval_ms;
  *  - timers: the earliest known run_at values (a delayed message falling due produces no event),
@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "fields.h"
+#include "service-private.h"
 
 #define MIN_POLL_MS 10
 #define MAX_AWAIT_MS 300       /* bounds how long destroy waits for the stream thread */
@@ -656,20 +657,27 @@ watch_loop(mongoq__waker_t *w, mongoc_collection_t *coll)
 
 /* ---- the thread ------------------------------------------------------------------------------ */
 
-/* A client for the thread's lifetime; NULL when the waker stopped before one was free. */
+/*
+ * The thread's own service connection (service-private.h), not a pooled client: the waker never
+ * takes a client from the caller's pool, and every call it makes ends within a few seconds, so
+ * destroy is bounded. NULL when the waker stopped before a connection could be made.
+ */
 static mongoc_client_t *
-pop_client(mongoq__waker_t *w)
+connect_service(mongoq__waker_t *w)
 {
     int64_t pause = MIN_POLL_MS;
     for (;;) {
-        mongoc_client_t *client = mongoc_client_pool_try_pop(w->config.pool);
+        bson_error_t error;
+        mongoc_client_t *client = mongoq__service_client_new(w->config.pool, "mongoq-waker", &error);
         if (client) {
             return client;
         }
+        log_msg(w, MONGOQ_LOG_DEBUG, "mongoq waker: no connection for %s.%s yet: %s", w->db,
+                w->coll, error.message);
         if (!pause_thread(w, pause)) {
             return NULL;
         }
-        pause = pause * 2 < 500 ? pause * 2 : 500;
+        pause = pause * 2 < MAX_REOPEN_BACKOFF_MS ? pause * 2 : MAX_REOPEN_BACKOFF_MS;
     }
 }
 
@@ -677,7 +685,7 @@ static void *
 waker_thread(void *arg)
 {
     mongoq__waker_t *w = arg;
-    mongoc_client_t *client = pop_client(w);
+    mongoc_client_t *client = connect_service(w);
     mongoc_collection_t *coll;
     if (!client) {
         return NULL;
@@ -696,7 +704,7 @@ waker_thread(void *arg)
         poll_loop(w, coll);
     }
     mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(w->config.pool, client);
+    mongoc_client_destroy(client);
     return NULL;
 }
 

@@ -40,12 +40,26 @@ mongoq_message_priority(const mongoq_message_t *msg);
 /* Milliseconds since the epoch, server clock. */
 MONGOQ_EXPORT int64_t
 mongoq_message_enqueued_at(const mongoq_message_t *msg);
-/* When the current lease ends (ms since the epoch, server clock); updated by _extend. */
+/*
+ * When the current lease ends (ms since the epoch, server clock); updated by _extend and by a
+ * worker's heartbeats. Thread-safe (a heartbeat may update it while a handler reads it).
+ */
 MONGOQ_EXPORT int64_t
 mongoq_message_lease_expires_at(const mongoq_message_t *msg);
 /* The dedup_key or NULL. */
 MONGOQ_EXPORT const char *
 mongoq_message_dedup_key(const mongoq_message_t *msg);
+/*
+ * The fencing token of the claim that produced this message (the document's lease_token).
+ * Every write on the message matches it; messages of one claim_many share it. Useful to
+ * correlate logs, or to fence side effects of your own (store it next to what the handler
+ * writes elsewhere).
+ */
+MONGOQ_EXPORT const bson_oid_t *
+mongoq_message_lease_token(const mongoq_message_t *msg);
+/* The name of the consumer that claimed it (the document's claimed_by), or NULL if absent. */
+MONGOQ_EXPORT const char *
+mongoq_message_claimed_by(const mongoq_message_t *msg);
 
 /*
  * True once mongoq learnt that the lease is lost (an operation returned LEASE_LOST, or a
@@ -54,17 +68,39 @@ mongoq_message_dedup_key(const mongoq_message_t *msg);
 MONGOQ_EXPORT bool
 mongoq_message_lease_lost(const mongoq_message_t *msg);
 
-/* Acknowledges: the message is done (deleted, or kept as "done"; see mongoq_ack_mode_t). */
+/*
+ * Acknowledges: the message is done (deleted, or kept as "done"; see mongoq_ack_mode_t). One
+ * deleteOne or updateOne, a retryable write: libmongoc sends it once more after a network error
+ * or a failover, and the server answers that retry with the first attempt's result.
+ *
+ * When the outcome is still in doubt (the write matched nothing, failed after it was sent, or
+ * met a failover) the call reads the message back and decides: "done" with this claim's
+ * lease_token (KEEP mode) counts as acknowledged; still held, the ack is sent once more; no
+ * longer present counts as acknowledged after a write whose outcome was unknown (in DELETE mode
+ * an ack leaves no trace, so a message someone else finished meanwhile cannot be told apart; it
+ * is done either way) and as lost otherwise; anything else is MONGOQ_ERROR_LEASE_LOST.
+ *
+ * Errors: MONGOQ_ERROR_LEASE_LOST (nothing changed; another consumer may hold or have finished
+ * the message); MONGOQ_ERROR_UNKNOWN_OUTCOME when neither the write's reply nor the message
+ * could be read. Calling ack again is then safe: in KEEP mode an ack that had applied is
+ * recognised and returns true; in DELETE mode it leaves no trace, so the repeat reports
+ * LEASE_LOST although the message is done. MONGOQ_ERROR_NO_CLIENT; driver errors for a write known not to have been sent (a retry
+ * does the whole ack again).
+ */
 MONGOQ_EXPORT bool
 mongoq_message_ack(mongoq_message_t *msg, bson_error_t *error);
 
 /*
- * Acknowledges n messages (of one queue) in one round trip. Messages whose lease was lost are
- * left alone and marked (mongoq_message_lease_lost); the call then fails with
- * MONGOQ_ERROR_LEASE_LOST after acknowledging the others, and error->message says how many were
- * lost (finding which takes one more round trip). With MONGOQ_ACK_KEEP the marking is exact;
- * with MONGOQ_ACK_DELETE a lost message that someone else deleted meanwhile cannot be told from
- * one this call deleted, so only lost messages still present are marked.
+ * Acknowledges n messages (of one queue, each at most once, n <= 1000) in one round trip
+ * (deleteMany or updateMany). When fewer matched than were given, or the write's outcome is
+ * unknown, the call settles each message as mongoq_message_ack does (one find, and one more
+ * write for those still held). On return every message is either acknowledged or marked lost
+ * (mongoq_message_lease_lost() is true): true when all were acknowledged, false with
+ * MONGOQ_ERROR_LEASE_LOST when some were lost (error->message says how many; the others were
+ * acknowledged). MONGOQ_ERROR_UNKNOWN_OUTCOME when the messages could not be read back: none is
+ * marked, and calling ack_many again with the same messages is safe (acks that applied are
+ * recognised). INVALID_ARG for a NULL message, messages of different queues, a message given
+ * twice, or n > 1000.
  */
 MONGOQ_EXPORT bool
 mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *error);

@@ -10,6 +10,7 @@
 #include "export.h"
 #include "version.h"
 #include "error.h"
+#include "limits.h"
 #include "queue.h"
 #include "message.h"
 #include "producer.h"

@@ -48,17 +48,21 @@ mtest_wait_until(bool (*cond)(void *ctx), void *ctx, int64_t timeout_ms);
 
 /*
  * Sets the failCommand fail point: mode is a JSON value ("\"alwaysOn\"", "{\"times\": 1}",
- * "\"off\""), data a JSON document or NULL. Asserts success.
+ * "\"off\""), data a JSON document or NULL. Asserts success. Returns the reply's "count": how
+ * many times failCommand was entered before this call (mongod's count is cumulative, so the
+ * difference between two calls is how often it fired in between), or -1 when absent.
  */
-void
+int64_t
 mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *data_json);
+
+
 
 /*
  * The same for one appname's connections only (so tests running at once are not hit):
  * data_fields_json holds the fields of "data" other than appName, e.g.
  * "\"failCommands\": [\"insert\"], \"errorCode\": 2". Asserts success.
  */
-void
+int64_t
 mtest_fail_point_app(mongoc_client_t *client, const char *appname, const char *mode_json,
                      const char *data_fields_json);
 

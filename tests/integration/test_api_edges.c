@@ -83,7 +83,7 @@ Test(api_edges, enqueue_many_says_how_many_went_in)
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[2] = {&a, &a};
     bson_error_t error;
-    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, NULL, NULL, &error));
+    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, NULL, NULL, NULL, &error));
     cr_assert_eq(error.code, 2, "the server's code passes through: %s", error.message);
     cr_assert(strstr(error.message, "0 of 2 enqueued"), "%s", error.message);
     mtest_fail_point(t.client, "\"off\"", NULL);

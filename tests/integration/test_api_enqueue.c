@@ -172,7 +172,7 @@ Test(api_enqueue, many_in_one_insert)
         ptrs[i] = &payloads[i];
     }
     mtest_counter_reset(t.counter);
-    cr_assert(mongoq_enqueue_many(t.queue, ptrs, N, NULL, ids, &error), "%s", error.message);
+    cr_assert(mongoq_enqueue_many(t.queue, ptrs, N, NULL, ids, NULL, &error), "%s", error.message);
     cr_assert_eq(mtest_counter_get(t.counter, "insert"), 1);
     cr_assert_eq(api_count(&t, "{\"status\": \"ready\"}"), N);
     bson_t doc;
@@ -194,15 +194,15 @@ Test(api_enqueue, many_validates_everything_first)
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[3] = {&a, &a, NULL};
     bson_error_t error;
-    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 3, NULL, NULL, &error));
+    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 3, NULL, NULL, NULL, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
     cr_assert(strstr(error.message, "message 2"), "%s", error.message);
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.dedup_key = "k";
-    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, &opts, NULL, &error));
+    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, &opts, NULL, NULL, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
     cr_assert_eq(api_count(&t, "{}"), 0);
-    cr_assert(mongoq_enqueue_many(t.queue, ptrs, 0, NULL, NULL, &error));
+    cr_assert(mongoq_enqueue_many(t.queue, ptrs, 0, NULL, NULL, NULL, &error));
     api_teardown(&t);
 }
 

@@ -4,8 +4,11 @@
  *
  * - A connection closed during a claim never strands a message: either the driver's retryable
  *   write returns it, or it is claimable again (at once, or after its lease and a reap).
- * - A failed ack leaves the message to be delivered again after its lease expires and a reap,
- *   and it is then completed.
+ * - An ack survives faults it can settle: libmongoc retries a single ack once, and an ack whose
+ *   outcome is unknown reads the message back and sends the ack once more if it still holds.
+ *   The message is then done, never delivered again.
+ * - An ack that fails beyond that leaves the message to be delivered again after its lease
+ *   expires and a reap, and it is then completed.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -132,22 +135,12 @@ Test(scenario_faults, claim_many_connection_closed_twice, .timeout = 60)
 
 /* ---- acks ----------------------------------------------------------------------------------- */
 
-/*
- * Claims n messages, makes the ack (or ack_many) fail with `fault` twice (the first attempt and
- * the driver's retry), then checks every message is delivered again (attempts 2) and completed.
- */
-static void
-ack_fails(const char *prefix, const char *fault, bool many)
+/* Claims n messages (all of them, in as many claim_many calls as it takes). */
+static size_t
+claim_all(mongoq_consumer_t *consumer, int n, mongoq_message_t **msgs)
 {
-    scen_t s;
-    setup(&s, prefix);
-    int n = many ? 5 : 1;
-    scen_enqueue_n(&s, n);
-    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
     bson_error_t error;
-    mongoq_message_t *msgs[MAX_MSGS] = {0};
     size_t got = 0;
-    /* claim_many returns what is due now; collect all n (bounded by the attempts). */
     for (int tries = 0; got < (size_t)n && tries < 20; tries++) {
         size_t more = 0;
         cr_assert(
@@ -156,42 +149,98 @@ ack_fails(const char *prefix, const char *fault, bool many)
         got += more;
     }
     cr_assert(got == (size_t)n, "claimed %zu of %d", got, n);
+    return got;
+}
 
+/*
+ * Claims n messages, makes the ack (or ack_many) meet `fault` on its first `times` writes, and
+ * checks the outcome: with expect_ok the ack succeeds and every message is gone for good (the
+ * fault fired: the fail point counts its hits); otherwise the ack fails with UNKNOWN_OUTCOME and
+ * every message is delivered again (attempts 2) and completed.
+ */
+static void
+ack_through(const char *prefix, const char *fault, bool many, int times, bool expect_ok)
+{
+    scen_t s;
+    setup(&s, prefix);
+    int n = many ? 5 : 1;
+    scen_enqueue_n(&s, n);
+    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
+    bson_error_t error;
+    mongoq_message_t *msgs[MAX_MSGS] = {0};
+    size_t got = claim_all(consumer, n, msgs);
+
+    char *mode = bson_strdup_printf("{\"times\": %d}", times);
     char *data = bson_strdup_printf("\"failCommands\": %s, %s", ACK_COMMANDS, fault);
-    scen_fail_point(&s, "{\"times\": 2}", data);
+    int64_t before = scen_fail_point(&s, mode, data);
     bson_free(data);
+    bson_free(mode);
     bool ok =
         many ? mongoq_message_ack_many(msgs, got, &error) : mongoq_message_ack(msgs[0], &error);
-    mtest_fail_point(s.client, "\"off\"", NULL);
-    cr_assert(!ok, "the ack succeeded through the fault");
-    cr_log_info("%s: ack failed as it should: %s (domain %u code %u)", prefix, error.message,
-                error.domain, error.code);
+    int64_t fired = scen_fail_point_off(&s, before);
+    cr_assert_eq(fired, times, "the fault fired %" PRId64 " times, not %d", fired, times);
     for (size_t i = 0; i < got; i++) {
+        cr_assert_not(mongoq_message_lease_lost(msgs[i]));
         mongoq_message_destroy(msgs[i]);
     }
-
-    drained_t drained = {0};
-    drain(&s, consumer, n, &drained, FAULT_LEASE_MS + 15000);
-    for (int i = 0; i < n; i++) {
-        cr_expect(drained.attempts[i] == 2, "seq %d redelivered with attempts %d", i,
-                  drained.attempts[i]);
+    if (expect_ok) {
+        cr_assert(ok, "the ack settled the fault: %s", error.message);
+    } else {
+        cr_assert(!ok, "the ack succeeded through the fault");
+        cr_assert_eq(error.domain, MONGOQ_ERROR_DOMAIN);
+        cr_assert_eq(error.code, MONGOQ_ERROR_UNKNOWN_OUTCOME, "%s", error.message);
+        drained_t drained = {0};
+        drain(&s, consumer, n, &drained, FAULT_LEASE_MS + 15000);
+        for (int i = 0; i < n; i++) {
+            cr_expect(drained.attempts[i] == 2, "seq %d redelivered with attempts %d", i,
+                      drained.attempts[i]);
+        }
     }
     mongoq_consumer_destroy(consumer);
     scen_assert_empty(&s);
     scen_teardown(&s);
 }
 
-Test(scenario_faults, ack_error_91_redelivers, .timeout = 60)
+/* The driver's retry of the deleteOne. */
+Test(scenario_faults, ack_connection_closed_once_is_retried, .timeout = 60)
 {
-    ack_fails("scen_fault_ack91", "\"errorCode\": 91", false);
+    ack_through("scen_fault_ackcc1", "\"closeConnection\": true", false, 1, true);
 }
 
-Test(scenario_faults, ack_connection_closed_redelivers, .timeout = 60)
+Test(scenario_faults, ack_not_writable_primary_once_is_retried, .timeout = 60)
 {
-    ack_fails("scen_fault_ackcc", "\"closeConnection\": true", false);
+    ack_through("scen_fault_ack10107", "\"errorCode\": 10107", false, 1, true);
 }
 
-Test(scenario_faults, ack_many_error_91_redelivers, .timeout = 60)
+/* Both the first attempt and the driver's retry fail: the ack reads back and sends again. */
+Test(scenario_faults, ack_connection_closed_twice_is_settled, .timeout = 60)
 {
-    ack_fails("scen_fault_ackm91", "\"errorCode\": 91", true);
+    ack_through("scen_fault_ackcc2", "\"closeConnection\": true", false, 2, true);
+}
+
+Test(scenario_faults, ack_error_91_twice_is_settled, .timeout = 60)
+{
+    ack_through("scen_fault_ack91", "\"errorCode\": 91", false, 2, true);
+}
+
+/* Four failures (two writes, each retried once): unknown outcome, then redelivery. */
+Test(scenario_faults, ack_connection_closed_four_times_redelivers, .timeout = 60)
+{
+    ack_through("scen_fault_ackcc4", "\"closeConnection\": true", false, 4, false);
+}
+
+/* ack_many's deleteMany is not retried by the driver; the library settles and resends. */
+Test(scenario_faults, ack_many_connection_closed_once_is_settled, .timeout = 60)
+{
+    ack_through("scen_fault_ackmcc1", "\"closeConnection\": true", true, 1, true);
+}
+
+Test(scenario_faults, ack_many_error_91_once_is_settled, .timeout = 60)
+{
+    ack_through("scen_fault_ackm91", "\"errorCode\": 91", true, 1, true);
+}
+
+Test(scenario_faults, ack_many_connection_closed_twice_redelivers, .timeout = 60)
+{
+    ack_through("scen_fault_ackmcc2", "\"closeConnection\": true", true, 2, false);
 }

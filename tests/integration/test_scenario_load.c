@@ -102,7 +102,7 @@ producer_main(void *arg)
             ptrs[n] = &docs[n];
             n++;
         }
-        bool ok = n == 0 || mongoq_enqueue_many(l->s.queue, ptrs, n, NULL, NULL, &error);
+        bool ok = n == 0 || mongoq_enqueue_many(l->s.queue, ptrs, n, NULL, NULL, NULL, &error);
         for (size_t i = 0; i < n; i++) {
             bson_destroy(&docs[i]);
         }

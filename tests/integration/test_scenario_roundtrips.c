@@ -124,7 +124,7 @@ one_batch(scen_t *s, mongoq_consumer_t *consumer, int64_t first_seq)
         ptrs[i] = &docs[i];
     }
     int64_t before = work_commands(s->counter);
-    cr_assert(mongoq_enqueue_many(s->queue, ptrs, BATCH, NULL, NULL, &error), "enqueue_many: %s",
+    cr_assert(mongoq_enqueue_many(s->queue, ptrs, BATCH, NULL, NULL, NULL, &error), "enqueue_many: %s",
               error.message);
     for (int i = 0; i < BATCH; i++) {
         bson_destroy(&docs[i]);

@@ -44,11 +44,18 @@ scen_teardown(scen_t *s)
     memset(s, 0, sizeof *s);
 }
 
-void
+int64_t
 scen_fail_point(scen_t *s, const char *mode_json, const char *data_fields_json)
 {
-    mtest_fail_point_app(s->client, s->db, mode_json, data_fields_json);
     s->fail_point_set = true;
+    return mtest_fail_point_app(s->client, s->db, mode_json, data_fields_json);
+}
+
+int64_t
+scen_fail_point_off(scen_t *s, int64_t count)
+{
+    s->fail_point_set = false;
+    return mtest_fail_point(s->client, "\"off\"", NULL) - count;
 }
 
 void

@@ -33,7 +33,10 @@ void scen_teardown(scen_t *s);
 
 /* Sets failCommand for this test's connections only (appName filter). data_json: the fields
  * of "data" other than appName, e.g. "\"failCommands\": [\"delete\"], \"errorCode\": 91". */
-void scen_fail_point(scen_t *s, const char *mode_json, const char *data_fields_json);
+int64_t scen_fail_point(scen_t *s, const char *mode_json, const char *data_fields_json);
+
+/* Turns the fail point off; returns how often it fired since `count` (scen_fail_point's). */
+int64_t scen_fail_point_off(scen_t *s, int64_t count);
 
 /* {seq: seq} */
 void scen_payload(bson_t *payload, int64_t seq);

@@ -201,7 +201,7 @@ enqueue_seqs(part_t *part, mongoq_queue_t *q, int first, int n)
     if (n == 1) {
         ok = mongoq_enqueue(q, payloads[0], NULL, NULL, &error);
     } else {
-        ok = mongoq_enqueue_many(q, (const bson_t *const *)payloads, (size_t)n, NULL, NULL, &error);
+        ok = mongoq_enqueue_many(q, (const bson_t *const *)payloads, (size_t)n, NULL, NULL, NULL, &error);
     }
     CHECK(part, ok, "enqueue of %d from %d: %s", n, first, error.message);
     for (int i = 0; i < n; i++) {

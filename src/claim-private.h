@@ -1,0 +1,46 @@
+/*
+ * The claim commands (claim.c), shared with the consumer object and its wait loop (consumer.c).
+ */
+#ifndef MONGOQ_CLAIM_PRIVATE_H
+#define MONGOQ_CLAIM_PRIVATE_H
+
+#include "message-private.h"
+#include "mongoq/consumer.h"
+
+/* Ready messages a consumer skips because the server refuses to claim or bury them. */
+#define MONGOQ__MAX_SKIPPED 32
+
+struct mongoq_consumer_t {
+    mongoq_queue_t *queue;
+    char *name;
+    int64_t lease_ms;
+    /*
+     * _id values of poison messages this consumer could not even bury (the server refused every
+     * update of them): the claim filter leaves them out so they cannot block the queue's head.
+     * A BSON array of up to MONGOQ__MAX_SKIPPED values.
+     */
+    bson_t *skipped;
+    uint32_t n_skipped;
+};
+
+/*
+ * One try at claiming up to max messages into msgs (*got of them), without waiting. Damaged
+ * documents are buried on the way, and so are ready documents whose claim the server refuses
+ * because of the document itself (poison messages); neither is ever handed out.
+ */
+typedef bool (*mongoq__attempt_fn)(mongoq_consumer_t *consumer, size_t max,
+                                   mongoq_message_t **msgs, size_t *got, bson_error_t *error);
+
+/* One retryable findAndModify (at most one message). */
+bool mongoq__claim_one(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs,
+                       size_t *got, bson_error_t *error);
+
+/*
+ * Three round trips whatever max is (find, updateMany, find). After a network error in the
+ * updateMany the messages it may have leased are read back by their shared token (and returned)
+ * or, when that read fails too, handed back by token, so they do not wait for lease expiry.
+ */
+bool mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs,
+                        size_t *got, bson_error_t *error);
+
+#endif

@@ -1,0 +1,569 @@
+/*
+ * The claim commands. One claim is one findAndModify that filters ready messages due on the
+ * server's clock, sorts by priority, run_at, _id (served by the claim index) and, in the same
+ * atomic step, writes status processing, attempts + 1, a fresh lease_token, claimed_by and
+ * lease_expires_at = $$NOW + lease. Two consumers can never get the same message: the second
+ * findAndModify no longer sees it as ready.
+ *
+ * No poison message: when the server refuses a claim because of the document it would claim
+ * (the result would pass 16 MiB, a validator refuses it, arithmetic on its values overflows),
+ * the claim pins the head of the line by _id and tries again; refused again, that one document
+ * is buried as "dead" with the server's error as its reason and the claim goes on to the next.
+ * A document the server will not even let us bury is skipped by this consumer from then on.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "claim-private.h"
+#include "error-private.h"
+#include "fields.h"
+#include "queue-private.h"
+
+/* Documents buried (damaged or poison) per claim attempt before giving up for this round. */
+#define MAX_BURIALS 32
+
+/* ---- the claim query ---------------------------------------------------------------------- */
+
+/*
+ * {status: ready, run_at: {$lte: estimate + slack}, $expr: {$lte: ["$run_at", "$$NOW"]}}, plus
+ * _id: pin when pinned, or _id: {$nin: skipped} when this consumer skips poison documents.
+ * The range lets the claim index serve the filter; the $expr decides on the server's clock.
+ */
+static void
+build_due_filter(const mongoq_consumer_t *consumer, int64_t server_now, const bson_value_t *pin,
+                 bson_t *filter)
+{
+    bson_t range, expr, args, nin;
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &range);
+    BSON_APPEND_DATE_TIME(&range, "$lte", server_now + MONGOQ__CLOCK_SLACK_MS);
+    bson_append_document_end(filter, &range);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
+    BSON_APPEND_ARRAY_BEGIN(&expr, "$lte", &args);
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_RUN_AT);
+    BSON_APPEND_UTF8(&args, "1", "$$NOW");
+    bson_append_array_end(&expr, &args);
+    bson_append_document_end(filter, &expr);
+    if (pin) {
+        BSON_APPEND_VALUE(filter, MONGOQ__F_ID, pin);
+    } else if (consumer->n_skipped > 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_ID, &nin);
+        BSON_APPEND_ARRAY(&nin, "$nin", consumer->skipped);
+        bson_append_document_end(filter, &nin);
+    }
+}
+
+static void
+build_claim_sort(bson_t *sort)
+{
+    BSON_APPEND_INT32(sort, MONGOQ__F_PRIORITY, -1);
+    BSON_APPEND_INT32(sort, MONGOQ__F_RUN_AT, 1);
+    BSON_APPEND_INT32(sort, MONGOQ__F_ID, 1);
+}
+
+/*
+ * attempts + 1, but only when attempts is a number (it sorts between null and strings): a
+ * damaged value must not make the claim itself fail. A damaged value is left as it is and the
+ * document is buried.
+ * {$cond: [{$and: [{$gt: ["$attempts", null]}, {$lt: ["$attempts", ""]}]},
+ *          {$add: ["$attempts", 1]}, "$attempts"]}
+ */
+static void
+append_attempts_inc(bson_t *set)
+{
+    bson_t cond, args, and, cmp, cmp_args, add, add_args;
+    BSON_APPEND_DOCUMENT_BEGIN(set, MONGOQ__F_ATTEMPTS, &cond);
+    BSON_APPEND_ARRAY_BEGIN(&cond, "$cond", &args);
+    BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &and);
+    BSON_APPEND_ARRAY_BEGIN(&and, "$and", &cmp);
+    BSON_APPEND_DOCUMENT_BEGIN(&cmp, "0", &cmp_args);
+    bson_t list;
+    BSON_APPEND_ARRAY_BEGIN(&cmp_args, "$gt", &list);
+    BSON_APPEND_UTF8(&list, "0", MONGOQ__P_ATTEMPTS);
+    BSON_APPEND_NULL(&list, "1");
+    bson_append_array_end(&cmp_args, &list);
+    bson_append_document_end(&cmp, &cmp_args);
+    BSON_APPEND_DOCUMENT_BEGIN(&cmp, "1", &cmp_args);
+    BSON_APPEND_ARRAY_BEGIN(&cmp_args, "$lt", &list);
+    BSON_APPEND_UTF8(&list, "0", MONGOQ__P_ATTEMPTS);
+    BSON_APPEND_UTF8(&list, "1", "");
+    bson_append_array_end(&cmp_args, &list);
+    bson_append_document_end(&cmp, &cmp_args);
+    bson_append_array_end(&and, &cmp);
+    bson_append_document_end(&args, &and);
+    BSON_APPEND_DOCUMENT_BEGIN(&args, "1", &add);
+    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &add_args);
+    BSON_APPEND_UTF8(&add_args, "0", MONGOQ__P_ATTEMPTS);
+    BSON_APPEND_INT32(&add_args, "1", 1);
+    bson_append_array_end(&add, &add_args);
+    bson_append_document_end(&args, &add);
+    BSON_APPEND_UTF8(&args, "2", MONGOQ__P_ATTEMPTS);
+    bson_append_array_end(&cond, &args);
+    bson_append_document_end(set, &cond);
+}
+
+/* [{$set: {status: processing, attempts: +1, lease_token, claimed_by, lease_expires_at, ...}}] */
+static void
+build_claim_update(const mongoq_consumer_t *consumer, const bson_oid_t *token, bson_t *pipeline)
+{
+    bson_t stage, set, doc;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+    append_attempts_inc(&set);
+    BSON_APPEND_OID(&set, MONGOQ__F_LEASE_TOKEN, token);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_CLAIMED_BY, &doc);
+    BSON_APPEND_UTF8(&doc, "$literal", consumer->name);
+    bson_append_document_end(&set, &doc);
+    mongoq__document_append_now_plus(&set, MONGOQ__F_LEASE_EXPIRES_AT, consumer->lease_ms);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(pipeline, &stage);
+}
+
+/*
+ * Turns a claimed document into a message, or buries it when damaged. Takes doc (heap);
+ * returns false only on a driver error while burying.
+ */
+static bool
+adopt(mongoq_consumer_t *consumer, bson_t *doc, mongoq_message_t **msg_out, bson_error_t *error)
+{
+    char reason[256];
+    mongoq_queue_t *queue = consumer->queue;
+    *msg_out = mongoq__message_new(queue, doc, reason, sizeof reason);
+    if (*msg_out) {
+        mongoq__counter_add(&queue->counters.claimed, 1);
+        return true;
+    }
+    mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: %s.%s: burying a message: %s", queue->db,
+                      queue->name, reason);
+    bool ok = mongoq__message_bury(queue, doc, MONGOQ__S_PROCESSING, reason, error);
+    bson_destroy(doc);
+    return ok;
+}
+
+/* ---- poison messages ---------------------------------------------------------------------- */
+
+/* The _id of the message a claim would take next (*found false when none is due). */
+static bool
+find_head(mongoq_consumer_t *consumer, bson_value_t *id, bool *found, bson_error_t *error)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, doc;
+    const bson_t *head;
+    bson_iter_t it;
+    mongoc_client_t *client;
+    *found = false;
+    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &doc);
+    build_claim_sort(&doc);
+    bson_append_document_end(&opts, &doc);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &doc);
+    BSON_APPEND_INT32(&doc, MONGOQ__F_ID, 1);
+    bson_append_document_end(&opts, &doc);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    bool ok = false;
+    if (coll) {
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+        if (mongoc_cursor_next(cursor, &head) && bson_iter_init_find(&it, head, MONGOQ__F_ID)) {
+            bson_value_copy(bson_iter_value(&it), id);
+            *found = true;
+        }
+        ok = !mongoc_cursor_error(cursor, error);
+        mongoc_cursor_destroy(cursor);
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return ok;
+}
+
+static void
+skip(mongoq_consumer_t *consumer, const bson_value_t *id)
+{
+    char key[16];
+    const char *k;
+    if (consumer->n_skipped >= MONGOQ__MAX_SKIPPED) {
+        return; /* the claim may meet it again; it is logged each time */
+    }
+    if (!consumer->skipped) {
+        consumer->skipped = bson_new();
+    }
+    bson_uint32_to_string(consumer->n_skipped++, &k, key, sizeof key);
+    bson_append_value(consumer->skipped, k, -1, id);
+}
+
+/* The server refused to claim the document with _id id because of the document: bury it. */
+static void
+poison(mongoq_consumer_t *consumer, const bson_value_t *id, const bson_error_t *refusal)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t doc = BSON_INITIALIZER;
+    bson_error_t error;
+    char reason[640];
+    bson_snprintf(reason, sizeof reason, "the server refused to claim this message (error %" PRIu32
+                  "): %s", refusal->code, refusal->message);
+    BSON_APPEND_VALUE(&doc, MONGOQ__F_ID, id);
+    mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: %s.%s: burying a poison message: %s",
+                      queue->db, queue->name, reason);
+    if (!mongoq__message_bury(queue, &doc, MONGOQ__S_READY, reason, &error)) {
+        mongoq__queue_log(queue, MONGOQ_LOG_ERROR,
+                          "mongoq: %s.%s: cannot bury a poison message (this consumer skips it "
+                          "from now on): %s",
+                          queue->db, queue->name, error.message);
+        skip(consumer, id);
+    }
+    bson_destroy(&doc);
+}
+
+/* ---- claim one ---------------------------------------------------------------------------- */
+
+/* One findAndModify (pinned to _id pin, or not). *doc_out: the claimed document or NULL. */
+static bool
+find_and_claim(mongoq_consumer_t *consumer, const bson_value_t *pin, bson_t **doc_out,
+               bson_error_t *error)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t filter = BSON_INITIALIZER, sort = BSON_INITIALIZER, update = BSON_INITIALIZER;
+    bson_t extra = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    bson_iter_t it;
+    bson_oid_t token;
+    mongoc_client_t *client;
+    bool ok = false;
+    *doc_out = NULL;
+    bson_oid_init(&token, NULL);
+    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), pin, &filter);
+    build_claim_sort(&sort);
+    build_claim_update(consumer, &token, &update);
+    mongoq__queue_append_write_concern(queue, &extra);
+    mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
+    mongoc_find_and_modify_opts_set_sort(fam, &sort);
+    mongoc_find_and_modify_opts_set_update(fam, &update);
+    mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    mongoc_find_and_modify_opts_append(fam, &extra);
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        bson_destroy(&reply);
+        ok = mongoc_collection_find_and_modify_with_opts(coll, &filter, fam, &reply, error);
+        if (!ok) {
+            mongoq__error_classify_write("claim", &reply, error);
+        }
+    }
+    mongoq__queue_release(queue, client, coll);
+    if (ok && bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        uint32_t len;
+        const uint8_t *data;
+        bson_iter_document(&it, &len, &data);
+        *doc_out = bson_new_from_data(data, len);
+    }
+    mongoc_find_and_modify_opts_destroy(fam);
+    bson_destroy(&reply);
+    bson_destroy(&extra);
+    bson_destroy(&update);
+    bson_destroy(&sort);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/*
+ * Claims at most one message; buries damaged and poison ones on the way. *got = 0 or 1. A claim
+ * the server refuses because of a document pins the head by _id: refused again, the head is
+ * poison; claimed, the refusal was about another document and the next round finds it.
+ */
+bool
+mongoq__claim_one(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs, size_t *got,
+                  bson_error_t *error)
+{
+    bson_value_t pin;
+    bool pinned = false, ok = true;
+    (void)max;
+    *got = 0;
+    for (int i = 0; ok && *got == 0 && i < MAX_BURIALS; i++) {
+        bson_t *doc = NULL;
+        bson_error_t refusal;
+        if (!find_and_claim(consumer, pinned ? &pin : NULL, &doc, &refusal)) {
+            if (!mongoq__error_document_dependent(&refusal)) {
+                if (error) {
+                    *error = refusal;
+                }
+                ok = false;
+            } else if (pinned) {
+                poison(consumer, &pin, &refusal);
+                bson_value_destroy(&pin);
+                pinned = false;
+            } else {
+                ok = find_head(consumer, &pin, &pinned, error);
+                if (ok && !pinned) {
+                    break; /* nothing due any more */
+                }
+            }
+            continue;
+        }
+        if (pinned) {
+            bson_value_destroy(&pin);
+            pinned = false;
+        }
+        if (!doc) {
+            break;
+        }
+        ok = adopt(consumer, doc, &msgs[0], error);
+        *got = ok && msgs[0] ? 1 : 0;
+    }
+    if (pinned) {
+        bson_value_destroy(&pin);
+    }
+    return ok;
+}
+
+/* ---- claim many --------------------------------------------------------------------------- */
+
+static void
+append_in(bson_t *filter, const char *field, const bson_t *values)
+{
+    bson_t cond;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, field, &cond);
+    BSON_APPEND_ARRAY(&cond, "$in", values);
+    bson_append_document_end(filter, &cond);
+}
+
+/* Round trip 1: the _ids of up to max due messages, in claim order, as a BSON array. */
+static bool
+find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_ids,
+                bson_error_t *error)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, doc;
+    const bson_t *found;
+    bson_iter_t it;
+    char key[16];
+    const char *k;
+    mongoc_client_t *client;
+    bool ok = false;
+    *n_ids = 0;
+    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &doc);
+    build_claim_sort(&doc);
+    bson_append_document_end(&opts, &doc);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &doc);
+    BSON_APPEND_INT32(&doc, MONGOQ__F_ID, 1);
+    bson_append_document_end(&opts, &doc);
+    BSON_APPEND_INT64(&opts, "limit", (int64_t)max);
+    BSON_APPEND_INT64(&opts, "batchSize", (int64_t)max);
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+        while (*n_ids < max && mongoc_cursor_next(cursor, &found)) {
+            if (bson_iter_init_find(&it, found, MONGOQ__F_ID)) {
+                bson_uint32_to_string((uint32_t)*n_ids, &k, key, sizeof key);
+                bson_append_value(ids, k, -1, bson_iter_value(&it));
+                (*n_ids)++;
+            }
+        }
+        ok = !mongoc_cursor_error(cursor, error);
+        mongoc_cursor_destroy(cursor);
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/* One updateMany with the queue's write concern; *n: modifiedCount. */
+static bool
+update_many(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *update,
+            int64_t *n, bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    mongoc_client_t *client;
+    bool ok = false;
+    *n = 0;
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        bson_destroy(&reply);
+        mongoq__queue_append_write_concern(queue, &opts);
+        ok = mongoc_collection_update_many(coll, filter, update, &opts, &reply, error);
+        *n = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
+        if (!ok) {
+            mongoq__error_classify_write(what, &reply, error);
+        }
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&reply);
+    bson_destroy(&opts);
+    return ok;
+}
+
+/* Round trip 2: one updateMany claims those still ready and due, all with one token. */
+static bool
+claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token,
+                 int64_t *claimed, bson_error_t *error)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
+    append_in(&filter, MONGOQ__F_ID, ids);
+    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
+    build_claim_update(consumer, token, &update);
+    bool ok = update_many(queue, "claim_many", &filter, &update, claimed, error);
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/* Round trip 3: read back what this token holds, in claim order; adopt or bury each. */
+static bool
+read_claimed(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max,
+             mongoq_message_t **msgs, size_t *got, bson_error_t *error)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
+    const bson_t *doc;
+    mongoc_client_t *client;
+    bool ok = false;
+    BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    build_claim_sort(&sort);
+    bson_append_document_end(&opts, &sort);
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+        ok = true;
+        while (ok && *got < max && mongoc_cursor_next(cursor, &doc)) {
+            mongoq_message_t *msg = NULL;
+            ok = adopt(consumer, bson_copy(doc), &msg, error);
+            if (msg) {
+                msgs[(*got)++] = msg;
+            }
+        }
+        ok = ok && !mongoc_cursor_error(cursor, error);
+        mongoc_cursor_destroy(cursor);
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/*
+ * Hands back every message still held under token: ready again, the attempt given back, lease
+ * fields removed. Safe to repeat (a message handed back no longer carries the token).
+ */
+static void
+release_token(mongoq_consumer_t *consumer, const bson_oid_t *token)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, stage, set, add, unset;
+    bson_error_t error;
+    int64_t n = 0;
+    BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_ATTEMPTS, &add);
+    bson_t args;
+    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_ATTEMPTS);
+    BSON_APPEND_INT32(&args, "1", -1);
+    bson_append_array_end(&add, &args);
+    bson_append_document_end(&set, &add);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(&update, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "1", &stage);
+    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
+    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_TOKEN);
+    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_LEASE_EXPIRES_AT);
+    bson_append_array_end(&stage, &unset);
+    bson_append_document_end(&update, &stage);
+    if (update_many(queue, "claim_many release", &filter, &update, &n, &error) && n > 0) {
+        mongoq__waker_notify(queue->waker);
+    } else if (n == 0 && error.code != 0) {
+        mongoq__queue_log(queue, MONGOQ_LOG_WARNING,
+                          "mongoq: %s.%s: handing back an interrupted claim_many failed (its "
+                          "messages return when their leases expire): %s",
+                          queue->db, queue->name, error.message);
+    }
+    bson_destroy(&update);
+    bson_destroy(&filter);
+}
+
+static void
+free_msgs(mongoq_message_t **msgs, size_t *got)
+{
+    for (size_t i = 0; i < *got; i++) {
+        mongoq_message_destroy(msgs[i]);
+        msgs[i] = NULL;
+    }
+    *got = 0;
+}
+
+/*
+ * After the updateMany failed: what it may have leased carries token. A lost reply: read those
+ * back and keep them (the claim happened); a document that refused the update (mongod stops a
+ * multi-update there): keep what was claimed before it and let a single claim bury the poison.
+ */
+static bool
+recover(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max, mongoq_message_t **msgs,
+        size_t *got, bson_error_t *failure, bson_error_t *error)
+{
+    bson_error_t read_error;
+    if (!read_claimed(consumer, token, max, msgs, got, &read_error)) {
+        free_msgs(msgs, got);
+        release_token(consumer, token);
+        if (error) {
+            *error = *failure;
+        }
+        return false;
+    }
+    if (mongoq__error_document_dependent(failure) && *got < max) {
+        size_t one = 0;
+        if (!mongoq__claim_one(consumer, 1, &msgs[*got], &one, error)) {
+            free_msgs(msgs, got);
+            release_token(consumer, token);
+            return false;
+        }
+        *got += one;
+    }
+    return true;
+}
+
+bool
+mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs, size_t *got,
+                   bson_error_t *error)
+{
+    bson_t ids = BSON_INITIALIZER;
+    bson_oid_t token;
+    bson_error_t failure;
+    size_t n_ids = 0;
+    int64_t claimed = 0;
+    bool ok;
+    *got = 0;
+    bson_oid_init(&token, NULL);
+    if (!find_candidates(consumer, max, &ids, &n_ids, error)) {
+        ok = false;
+    } else if (n_ids == 0) {
+        ok = true;
+    } else if (!claim_candidates(consumer, &ids, &token, &claimed, &failure)) {
+        bool recoverable =
+            mongoq__error_retryable(&failure) || mongoq__error_document_dependent(&failure);
+        if (recoverable) {
+            ok = recover(consumer, &token, max, msgs, got, &failure, error);
+        } else {
+            ok = false;
+            if (error) {
+                *error = failure;
+            }
+        }
+    } else {
+        ok = claimed == 0 || read_claimed(consumer, &token, max, msgs, got, error);
+        if (!ok) {
+            /* Claimed but not read: hand them back now rather than at lease expiry. */
+            free_msgs(msgs, got);
+            release_token(consumer, &token);
+        }
+    }
+    bson_destroy(&ids);
+    return ok;
+}
