@@ -136,6 +136,11 @@ fp_conn_close(mongoq_faultproxy_t *proxy, fp_conn_t *conn, fp_close_why_t why)
     if (!conn->in_use) {
         return;
     }
+    /* Counted first: a test that sees the connection close finds the counter already up. */
+    fp_count(proxy, &proxy->stats.connections_open, -1);
+    if (why == FP_CLOSE_BY_PROXY) {
+        fp_count(proxy, &proxy->stats.connections_closed, 1);
+    }
     if (conn->client_fd >= 0 && why == FP_CLOSE_BY_PROXY) {
         close_with_reset(conn->client_fd);
     } else if (conn->client_fd >= 0) {
@@ -146,10 +151,6 @@ fp_conn_close(mongoq_faultproxy_t *proxy, fp_conn_t *conn, fp_close_why_t why)
     }
     bson_free(conn->up.data);
     bson_free(conn->down.data);
-    fp_count(proxy, &proxy->stats.connections_open, -1);
-    if (why == FP_CLOSE_BY_PROXY) {
-        fp_count(proxy, &proxy->stats.connections_closed, 1);
-    }
     memset(conn, 0, sizeof *conn);
     conn->client_fd = -1;
     conn->server_fd = -1;

@@ -281,9 +281,9 @@ static void
 reset_client(mongoq_faultproxy_t *proxy, int fd)
 {
     struct linger lin = {.l_onoff = 1, .l_linger = 0};
+    fp_count(proxy, &proxy->stats.connections_refused, 1); /* before the client can see it */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
     close(fd);
-    fp_count(proxy, &proxy->stats.connections_refused, 1);
 }
 
 static void
