@@ -1,0 +1,765 @@
+/*
+ * Worker hardening: a handler never starts on a message whose lease is known lost (run out
+ * while the batch waited, or found lost by the heartbeat); the handler sees lease_expires_at
+ * move with the heartbeat; worker and queue counters agree; every claimed message gets exactly
+ * one outcome; a batch of one claims with findAndModify; a hand-back is one updateMany; a slow
+ * heartbeat stalls no handler thread; stop returns in time while a handler runs and the keeper
+ * hangs in a network call.
+ */
+#include "test_waker_util.h"
+
+#include <inttypes.h>
+
+static void
+wh_suite_init(void)
+{
+    mongoc_init();
+}
+
+TestSuite(worker_hardening, .init = wh_suite_init, .timeout = 120);
+
+#define WH_MAX 64
+#define WH_ATTEMPTS 4
+
+typedef struct {
+    char *db;
+    mongoc_client_pool_t *pool; /* the queue's; appname = db; commands counted */
+    mtest_counter_t *counter;
+    mongoc_client_t *client;    /* direct reads and fail points (test thread only) */
+    mongoc_client_t *handler_client; /* for the handler's own reads (one handler thread) */
+    mongoq_queue_t *queue;
+} wh_env_t;
+
+static void
+wh_open(wh_env_t *e, const mongoq_queue_opts_t *opts)
+{
+    bson_error_t error;
+    memset(e, 0, sizeof *e);
+    e->db = mtest_db_name("wkh");
+    e->pool = mtest_pool_new(e->db);
+    e->counter = mtest_counter_new();
+    mtest_counter_attach_pool(e->counter, e->pool);
+    e->client = mtest_client_new("wkh-direct");
+    e->handler_client = mtest_client_new("wkh-handler");
+    e->queue = mongoq_queue_new(e->pool, e->db, "q", opts, &error);
+    cr_assert(e->queue != NULL, "queue_new: %s", error.message);
+}
+
+static void
+wh_close(wh_env_t *e)
+{
+    mongoq_queue_destroy(e->queue);
+    mongoc_client_pool_destroy(e->pool);
+    mtest_counter_destroy(e->counter);
+    mtest_db_drop(e->client, e->db);
+    mongoc_client_destroy(e->handler_client);
+    mongoc_client_destroy(e->client);
+    bson_free(e->db);
+}
+
+/* A queue whose leases are left alone: no background reaper, no "update" of its own. */
+static void
+wh_open_quiet(wh_env_t *e)
+{
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.no_reaper = true;
+    wh_open(e, &qopts);
+}
+
+/* What the handler and the outcome callback saw, per message (payload i) and attempt. */
+typedef struct {
+    wh_env_t *env;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool gate_open;
+    int entered;                          /* handler calls */
+    int runs[WH_MAX];                     /* handler calls per message */
+    int64_t started_ms[WH_MAX];           /* mtest_now_ms() at the last start per message */
+    pthread_t ran_on[WH_MAX][WH_ATTEMPTS + 1];
+    int outcomes;                         /* on_outcome calls */
+    int count[WH_MAX][WH_ATTEMPTS + 1];   /* on_outcome calls per message and attempt */
+    mongoq_outcome_t last[WH_MAX][WH_ATTEMPTS + 1];
+    int wrong_thread;                     /* handled outcomes off the handler's thread */
+    int malformed;                        /* bad version, or ok and error disagree */
+    /* wh_watch_expiry */
+    int64_t expiry_first, expiry_later, expiry_on_server;
+    bool lost_seen;
+} wh_ctx_t;
+
+static void
+wh_ctx_init(wh_ctx_t *c, wh_env_t *env)
+{
+    memset(c, 0, sizeof *c);
+    c->env = env;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+}
+
+static void
+wh_ctx_destroy(wh_ctx_t *c)
+{
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->mu);
+}
+
+static int
+wh_attempt(const mongoq_message_t *msg)
+{
+    int a = mongoq_message_attempts(msg);
+    return a >= 0 && a <= WH_ATTEMPTS ? a : 0;
+}
+
+/* Records a handler call; returns the payload's i (or -1) and whether it is the first call. */
+static int
+wh_enter(wh_ctx_t *c, mongoq_message_t *msg, bool *first)
+{
+    int i = wk_payload_i(msg);
+    pthread_mutex_lock(&c->mu);
+    *first = c->entered++ == 0;
+    if (i >= 0 && i < WH_MAX) {
+        c->runs[i]++;
+        c->started_ms[i] = mtest_now_ms();
+        c->ran_on[i][wh_attempt(msg)] = pthread_self();
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    return i;
+}
+
+static void
+wh_on_outcome(const mongoq_message_t *msg, const mongoq_outcome_t *o, void *user_data)
+{
+    wh_ctx_t *c = user_data;
+    int i = wk_payload_i(msg), a = wh_attempt(msg);
+    bool malformed = o->version != MONGOQ_OUTCOME_VERSION || (o->ok && o->error.code != 0) ||
+                     (!o->ok && o->error.code == 0);
+    pthread_mutex_lock(&c->mu);
+    c->outcomes++;
+    c->malformed += malformed;
+    if (i >= 0 && i < WH_MAX) {
+        c->count[i][a]++;
+        c->last[i][a] = *o;
+        if (o->handled && !pthread_equal(c->ran_on[i][a], pthread_self())) {
+            c->wrong_thread++;
+        }
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+typedef struct {
+    wh_ctx_t *ctx;
+    int outcomes;
+} wh_outcomes_t;
+
+static bool
+wh_outcomes_reached(void *arg)
+{
+    wh_outcomes_t *w = arg;
+    pthread_mutex_lock(&w->ctx->mu);
+    bool reached = w->ctx->outcomes >= w->outcomes;
+    pthread_mutex_unlock(&w->ctx->mu);
+    return reached;
+}
+
+static bool
+wh_entered(void *arg)
+{
+    wh_ctx_t *c = arg;
+    pthread_mutex_lock(&c->mu);
+    bool in = c->entered > 0;
+    pthread_mutex_unlock(&c->mu);
+    return in;
+}
+
+static void
+wh_gate_open(wh_ctx_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->gate_open = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The first call waits until the test opens the gate (at most 30 s); later ones pass. */
+static mongoq_result_t
+wh_gated(mongoq_message_t *msg, void *user_data)
+{
+    wh_ctx_t *c = user_data;
+    struct timespec ts;
+    bool first;
+    wh_enter(c, msg, &first);
+    wk_deadline(30000, &ts);
+    pthread_mutex_lock(&c->mu);
+    while (first && !c->gate_open && pthread_cond_timedwait(&c->cond, &c->mu, &ts) == 0) {
+    }
+    pthread_mutex_unlock(&c->mu);
+    return MONGOQ_ACK;
+}
+
+static mongoq_worker_t *
+wh_worker(wh_ctx_t *c, mongoq_handler_fn handler, int32_t batch, int64_t lease_ms,
+          int64_t heartbeat_ms)
+{
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = handler;
+    opts.on_outcome = wh_on_outcome;
+    opts.user_data = c;
+    opts.batch = batch;
+    opts.lease_ms = lease_ms;
+    opts.heartbeat_ms = heartbeat_ms;
+    return wk_worker_run(c->env->queue, &opts);
+}
+
+static void
+wh_assert_outcome(wh_ctx_t *c, int i, int attempt, mongoq_outcome_action_t action, bool ok)
+{
+    const mongoq_outcome_t *o = &c->last[i][attempt];
+    cr_assert_eq(c->count[i][attempt], 1, "message %d attempt %d: %d outcomes", i, attempt,
+                 c->count[i][attempt]);
+    cr_assert_eq(o->action, action, "message %d attempt %d: %s, want %s", i, attempt,
+                 mongoq_outcome_action_name((int)o->action), mongoq_outcome_action_name((int)action));
+    cr_assert_eq(o->ok, ok, "message %d attempt %d: ok %d: %s", i, attempt, o->ok,
+                 o->error.message);
+}
+
+/* ---- 1. never start a handler on a message known lost ---------------------------------------- */
+
+/* The server's clock (hello.localTime), or INT64_MIN; no assertion (called on worker threads). */
+static int64_t
+wh_server_now(mongoc_client_t *client)
+{
+    bson_t reply;
+    int64_t now = INT64_MIN;
+    if (mtest_command(client, "admin", "{\"hello\": 1}", &reply, NULL)) {
+        now = mtest_doc_date(&reply, "localTime");
+    }
+    bson_destroy(&reply);
+    return now;
+}
+
+typedef struct {
+    mongoc_client_t *client;
+    int64_t past;
+} wh_server_past_t;
+
+static bool
+wh_server_is_past(void *arg)
+{
+    wh_server_past_t *p = arg;
+    return wh_server_now(p->client) > p->past;
+}
+
+/* The first call outlives its lease by the server's clock (no heartbeat extends it). */
+static mongoq_result_t
+wh_outlive_lease(mongoq_message_t *msg, void *user_data)
+{
+    wh_ctx_t *c = user_data;
+    bool first;
+    wh_enter(c, msg, &first);
+    if (first) {
+        wh_server_past_t p = {c->env->handler_client, mongoq_message_lease_expires_at(msg) + 100};
+        mtest_wait_until(wh_server_is_past, &p, 10000);
+    }
+    return MONGOQ_ACK;
+}
+
+static void
+wh_enqueue_n(mongoq_queue_t *queue, int n)
+{
+    for (int i = 0; i < n; i++) {
+        wk_enqueue(queue, i, 0);
+    }
+}
+
+/* Which message of the batch the handler got (the one that ran). */
+static int
+wh_only_run(wh_ctx_t *c, int n)
+{
+    int ran = -1;
+    for (int i = 0; i < n; i++) {
+        if (c->runs[i] > 0) {
+            cr_assert_eq(ran, -1, "message %d also reached the handler", i);
+            ran = i;
+        }
+    }
+    cr_assert_neq(ran, -1, "no message reached the handler");
+    return ran;
+}
+
+/* Three messages skipped as lost, one acked; the counters of worker and queue say so. */
+static void
+wh_assert_three_skipped(wh_env_t *e, wh_ctx_t *c, mongoq_worker_t *w)
+{
+    int ran = wh_only_run(c, 4);
+    cr_assert_eq(c->runs[ran], 1);
+    for (int i = 0; i < 4; i++) {
+        if (i == ran) {
+            wh_assert_outcome(c, i, 1, MONGOQ_OUTCOME_ACKED, true);
+            cr_assert(c->last[i][1].handled);
+        } else {
+            wh_assert_outcome(c, i, 1, MONGOQ_OUTCOME_SKIPPED_LOST, false);
+            cr_assert_not(c->last[i][1].handled);
+            cr_assert_eq(c->last[i][1].error.code, MONGOQ_ERROR_LEASE_LOST);
+        }
+    }
+    mongoq_counters_t wc, qc;
+    mongoq_worker_counters(w, &wc);
+    mongoq_queue_counters(e->queue, &qc);
+    cr_assert_eq(wc.claimed, 4);
+    cr_assert_eq(wc.acked, 1);
+    cr_assert_eq(wc.lease_lost, 3, "worker lease_lost %" PRId64, wc.lease_lost);
+    cr_assert_eq(qc.lease_lost, 3, "queue lease_lost %" PRId64, qc.lease_lost);
+    cr_assert_eq(c->malformed, 0);
+}
+
+Test(worker_hardening, a_lease_that_ran_out_while_the_batch_waited_is_not_started)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    wh_open_quiet(&e); /* no reaper: nothing redelivers the three, so they never run */
+    wh_ctx_init(&c, &e);
+    wh_enqueue_n(e.queue, 4);
+    mongoq_worker_t *w = wh_worker(&c, wh_outlive_lease, 4, 300, -1);
+    wh_outcomes_t all = {&c, 4};
+    cr_assert(mtest_wait_until(wh_outcomes_reached, &all, 15000), "4 outcomes");
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    wh_assert_three_skipped(&e, &c, w);
+    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"processing\"}"), 3,
+                 "the skipped three keep their (run-out) leases for the reaper");
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+typedef struct {
+    mongoq_queue_t *queue;
+    int64_t lease_lost;
+} wh_lost_t;
+
+static bool
+wh_queue_lost_reached(void *arg)
+{
+    wh_lost_t *l = arg;
+    mongoq_counters_t qc;
+    mongoq_queue_counters(l->queue, &qc);
+    return qc.lease_lost >= l->lease_lost;
+}
+
+/*
+ * The first call takes the leases of every other message of its batch away (as another
+ * consumer's reclaim would), then waits until the heartbeat has marked all three lost.
+ */
+static mongoq_result_t
+wh_steal_the_others(mongoq_message_t *msg, void *user_data)
+{
+    wh_ctx_t *c = user_data;
+    bool first;
+    wh_enter(c, msg, &first);
+    if (!first) {
+        return MONGOQ_ACK;
+    }
+    mongoc_collection_t *coll = mongoc_client_get_collection(c->env->handler_client, c->env->db,
+                                                             "q");
+    bson_oid_t other;
+    bson_oid_init(&other, NULL);
+    bson_t *filter = BCON_NEW("_id", "{", "$ne", BCON_OID(mongoq_message_id(msg)), "}",
+                              "status", "processing");
+    bson_t *update = BCON_NEW("$set", "{", "lease_token", BCON_OID(&other), "}");
+    if (mongoc_collection_update_many(coll, filter, update, NULL, NULL, NULL)) {
+        wh_lost_t l = {c->env->queue, 3};
+        mtest_wait_until(wh_queue_lost_reached, &l, 10000);
+    }
+    bson_destroy(update);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    return MONGOQ_ACK;
+}
+
+Test(worker_hardening, messages_the_heartbeat_found_lost_are_not_started)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    wh_open_quiet(&e);
+    wh_ctx_init(&c, &e);
+    wh_enqueue_n(e.queue, 4);
+    /* Long leases: only the heartbeat's finding can make the three lost. */
+    mongoq_worker_t *w = wh_worker(&c, wh_steal_the_others, 4, 20000, 100);
+    wh_outcomes_t all = {&c, 4};
+    cr_assert(mtest_wait_until(wh_outcomes_reached, &all, 15000), "4 outcomes");
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    wh_assert_three_skipped(&e, &c, w);
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+/* ---- 2. heartbeats move the deadline the handler sees ------------------------------------------ */
+
+typedef struct {
+    const mongoq_message_t *msg;
+    int64_t at_least;
+} wh_expiry_t;
+
+static bool
+wh_expiry_reached(void *arg)
+{
+    wh_expiry_t *x = arg;
+    return mongoq_message_lease_expires_at(x->msg) >= x->at_least;
+}
+
+static mongoq_result_t
+wh_watch_expiry(mongoq_message_t *msg, void *user_data)
+{
+    wh_ctx_t *c = user_data;
+    bool first;
+    bson_t doc;
+    wh_enter(c, msg, &first);
+    int64_t before = mongoq_message_lease_expires_at(msg);
+    wh_expiry_t x = {msg, before + 400};
+    mtest_wait_until(wh_expiry_reached, &x, 5000);
+    int64_t later = mongoq_message_lease_expires_at(msg);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c->env->handler_client, c->env->db,
+                                                             "q");
+    bool found = mtest_find_by_id(coll, mongoq_message_id(msg), &doc);
+    pthread_mutex_lock(&c->mu);
+    c->expiry_first = before;
+    c->expiry_later = later;
+    c->expiry_on_server = found ? mtest_doc_date(&doc, "lease_expires_at") : INT64_MIN;
+    c->lost_seen = mongoq_message_lease_lost(msg);
+    pthread_mutex_unlock(&c->mu);
+    bson_destroy(&doc);
+    mongoc_collection_destroy(coll);
+    return MONGOQ_ACK;
+}
+
+Test(worker_hardening, the_handler_sees_lease_expires_at_advance_with_heartbeats)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    wh_open_quiet(&e);
+    wh_ctx_init(&c, &e);
+    mongoq_worker_t *w = wh_worker(&c, wh_watch_expiry, 1, 900, 100);
+    wk_enqueue(e.queue, 0, 0);
+    wh_outcomes_t one = {&c, 1};
+    cr_assert(mtest_wait_until(wh_outcomes_reached, &one, 15000), "handled");
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    cr_assert_geq(c.expiry_later, c.expiry_first + 400,
+                  "lease_expires_at moved from %" PRId64 " only to %" PRId64, c.expiry_first,
+                  c.expiry_later);
+    cr_assert_neq(c.expiry_on_server, INT64_MIN, "the message is still held on the server");
+    cr_assert_leq(c.expiry_later, c.expiry_on_server,
+                  "a lower bound of the server's expiry (%" PRId64 " > %" PRId64 ")",
+                  c.expiry_later, c.expiry_on_server);
+    cr_assert_not(c.lost_seen);
+    wh_assert_outcome(&c, 0, 1, MONGOQ_OUTCOME_ACKED, true);
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+/* ---- 5 and 6. counters agree, one outcome per message ------------------------------------------ */
+
+/* i % 3: 0 acks, 1 fails, 2 retries (buried at its second attempt with max_attempts 2). */
+static mongoq_result_t
+wh_by_i(mongoq_message_t *msg, void *user_data)
+{
+    bool first;
+    int i = wh_enter(user_data, msg, &first);
+    static const mongoq_result_t answers[] = {MONGOQ_ACK, MONGOQ_FAIL, MONGOQ_RETRY};
+    return i >= 0 ? answers[i % 3] : MONGOQ_FAIL;
+}
+
+static void
+wh_assert_counters_agree(wh_env_t *e, mongoq_worker_t *w, int64_t acked, int64_t retried,
+                         int64_t failed)
+{
+    mongoq_counters_t wc, qc;
+    mongoq_worker_counters(w, &wc);
+    mongoq_queue_counters(e->queue, &qc);
+    cr_assert_eq(wc.acked, acked, "worker acked %" PRId64, wc.acked);
+    cr_assert_eq(wc.retried, retried, "worker retried %" PRId64, wc.retried);
+    cr_assert_eq(wc.failed, failed, "worker failed %" PRId64, wc.failed);
+    cr_assert_eq(qc.acked, wc.acked, "queue acked %" PRId64, qc.acked);
+    cr_assert_eq(qc.retried, wc.retried, "queue retried %" PRId64, qc.retried);
+    cr_assert_eq(qc.failed, wc.failed, "queue failed %" PRId64, qc.failed);
+    cr_assert_eq(qc.lease_lost, wc.lease_lost);
+}
+
+Test(worker_hardening, a_retry_at_max_attempts_is_counted_as_buried_by_worker_and_queue)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.max_attempts = 1;
+    qopts.no_reaper = true;
+    wh_open(&e, &qopts);
+    wh_ctx_init(&c, &e);
+    mongoq_worker_t *w = wh_worker(&c, wh_by_i, 1, 0, 0);
+    wk_enqueue(e.queue, 2, 0); /* i = 2: the handler answers RETRY */
+    wh_outcomes_t one = {&c, 1};
+    cr_assert(mtest_wait_until(wh_outcomes_reached, &one, 15000), "handled");
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    wh_assert_outcome(&c, 2, 1, MONGOQ_OUTCOME_BURIED, true);
+    cr_assert_eq(c.last[2][1].result, MONGOQ_RETRY);
+    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"dead\"}"), 1);
+    wh_assert_counters_agree(&e, w, 0, 0, 1);
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+static void
+wh_assert_by_i_outcomes(wh_ctx_t *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (i % 3 == 0) {
+            wh_assert_outcome(c, i, 1, MONGOQ_OUTCOME_ACKED, true);
+        } else if (i % 3 == 1) {
+            wh_assert_outcome(c, i, 1, MONGOQ_OUTCOME_FAILED, true);
+        } else {
+            wh_assert_outcome(c, i, 1, MONGOQ_OUTCOME_RETRIED, true);
+            wh_assert_outcome(c, i, 2, MONGOQ_OUTCOME_BURIED, true);
+        }
+        cr_assert(c->last[i][1].handled);
+        cr_assert_eq(c->runs[i], i % 3 == 2 ? 2 : 1, "message %d ran %d times", i, c->runs[i]);
+        for (int a = i % 3 == 2 ? 3 : 2; a <= WH_ATTEMPTS; a++) {
+            cr_assert_eq(c->count[i][a], 0, "message %d: an outcome for attempt %d", i, a);
+        }
+    }
+}
+
+Test(worker_hardening, every_claimed_message_gets_exactly_one_outcome)
+{
+    enum { N = 30 };
+    wh_env_t e;
+    wh_ctx_t c;
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.max_attempts = 2;
+    qopts.backoff_base_ms = 10;
+    wh_open(&e, &qopts);
+    wh_ctx_init(&c, &e);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = wh_by_i;
+    opts.on_outcome = wh_on_outcome;
+    opts.user_data = &c;
+    opts.threads = 3;
+    opts.batch = 4;
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
+    wh_enqueue_n(e.queue, N);
+    wh_outcomes_t all = {&c, N + N / 3}; /* the RETRY third comes twice */
+    cr_assert(mtest_wait_until(wh_outcomes_reached, &all, 20000), "%d outcomes", c.outcomes);
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    cr_assert_eq(c.outcomes, N + N / 3, "no outcome more than expected");
+    wh_assert_by_i_outcomes(&c, N);
+    cr_assert_eq(c.wrong_thread, 0, "outcomes come on the thread that ran the handler");
+    cr_assert_eq(c.malformed, 0);
+    wh_assert_counters_agree(&e, w, N / 3, N / 3, 2 * N / 3);
+    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"dead\"}"), 2 * N / 3);
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+Test(worker_hardening, options_version_1_is_accepted_and_its_struct_never_read_past)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    bson_error_t error;
+    wh_open_quiet(&e);
+    wh_ctx_init(&c, &e);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    cr_assert_eq(opts.version, 2);
+    opts.handler = wh_by_i;
+    opts.user_data = &c;
+    opts.version = 0;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error), "version 0");
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    opts.version = MONGOQ_WORKER_OPTS_VERSION + 1;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error), "a version from the future");
+    /* A version 1 caller's struct ends before on_outcome: what lies there is not used. */
+    opts.version = 1;
+    opts.on_outcome = wh_on_outcome;
+    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
+    wk_enqueue(e.queue, 0, 0);
+    wk_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "a version 1 worker works");
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    cr_assert_eq(c.runs[0], 1);
+    cr_assert_eq(c.outcomes, 0, "on_outcome is not read from a version 1 struct");
+    cr_assert_str_eq(mongoq_outcome_action_name(MONGOQ_OUTCOME_HANDED_BACK), "HANDED_BACK");
+    cr_assert_str_eq(mongoq_outcome_action_name(99), "UNKNOWN");
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+/* ---- 7. a batch of one claims with findAndModify -------------------------------------------- */
+
+static void
+wh_run_until_acked(wh_env_t *e, wh_ctx_t *c, int32_t batch, int n)
+{
+    mongoq_worker_t *w = wh_worker(c, wh_gated, batch, 0, -1);
+    wh_gate_open(c);
+    for (int i = 0; i < n; i++) {
+        wk_enqueue(e->queue, i, 0);
+    }
+    wk_acked_t a = {w, n};
+    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "%d acked", n);
+    cr_assert(mongoq_worker_stop(w, 5000, NULL));
+    mongoq_worker_destroy(w);
+}
+
+Test(worker_hardening, a_batch_of_one_claims_with_find_and_modify_not_update)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    wh_open_quiet(&e); /* no reaper: its updates would be counted too */
+    wh_ctx_init(&c, &e);
+    mtest_counter_reset(e.counter);
+    wh_run_until_acked(&e, &c, 1, 3);
+    cr_assert_geq(mtest_counter_get(e.counter, "findAndModify"), 3);
+    cr_assert_eq(mtest_counter_get(e.counter, "update"), 0, "no updateMany claim");
+
+    /* The counter sees updates: a batch of two claims with claim_many's updateMany. */
+    mtest_counter_reset(e.counter);
+    wh_run_until_acked(&e, &c, 2, 2);
+    cr_assert_geq(mtest_counter_get(e.counter, "update"), 1);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+/* ---- 8 and 3. stopping: one updateMany, no stalls, bounded ------------------------------------- */
+
+static bool
+wh_ready_nine(void *arg)
+{
+    wh_env_t *e = arg;
+    return wk_count(e->client, e->db, "{\"status\": \"ready\", \"attempts\": 0}") == 9;
+}
+
+Test(worker_hardening, stop_hands_a_batch_back_in_one_update_and_reports_it)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    bson_error_t error;
+    wh_open_quiet(&e);
+    wh_ctx_init(&c, &e);
+    wh_enqueue_n(e.queue, 10);
+    mongoq_worker_t *w = wh_worker(&c, wh_gated, 10, 0, -1);
+    cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the first handler runs");
+    int64_t updates = mtest_counter_get(e.counter, "update");
+    cr_assert_not(mongoq_worker_stop(w, 200, &error), "a handler is still running");
+    cr_assert(mtest_wait_until(wh_ready_nine, &e, 5000), "9 handed back at once");
+    cr_assert_eq(mtest_counter_get(e.counter, "update") - updates, 1, "one updateMany");
+
+    wh_gate_open(&c);
+    cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
+    int ran = wh_only_run(&c, 10);
+    for (int i = 0; i < 10; i++) {
+        wh_assert_outcome(&c, i, 1, i == ran ? MONGOQ_OUTCOME_ACKED : MONGOQ_OUTCOME_HANDED_BACK,
+                          true);
+    }
+    cr_assert_eq(c.outcomes, 10);
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+/* The worker's heartbeats (updates) block on the server for block_ms, times times. */
+static void
+wh_block_heartbeats(wh_env_t *e, int times, int block_ms)
+{
+    char mode[64], data[256];
+    bson_snprintf(mode, sizeof mode, "{\"times\": %d}", times);
+    bson_snprintf(data, sizeof data,
+                  "\"failCommands\": [\"update\"], \"blockConnection\": true, "
+                  "\"blockTimeMS\": %d",
+                  block_ms);
+    mtest_fail_point_app(e->client, e->db, mode, data);
+}
+
+typedef struct {
+    mtest_counter_t *counter;
+    int64_t updates;
+} wh_sent_t;
+
+static bool
+wh_updates_sent(void *arg)
+{
+    wh_sent_t *s = arg;
+    return mtest_counter_get(s->counter, "update") >= s->updates;
+}
+
+Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    bson_error_t error;
+    wh_open_quiet(&e);
+    wh_ctx_init(&c, &e);
+    wh_enqueue_n(e.queue, 3);
+    /* First heartbeat 1 s after the claim: time to arm the fail point after claim_many's update. */
+    mongoq_worker_t *w = wh_worker(&c, wh_gated, 3, 20000, 1000);
+    cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the first handler runs");
+    cr_assert_eq(mtest_counter_get(e.counter, "update"), 1, "only the claim so far");
+    wh_block_heartbeats(&e, 1, 3000);
+    wh_sent_t beat = {e.counter, 2};
+    cr_assert(mtest_wait_until(wh_updates_sent, &beat, 5000), "the heartbeat was sent");
+    int64_t t0 = mtest_now_ms();
+    wh_gate_open(&c);
+    wk_acked_t a = {w, 3};
+    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "the batch finishes");
+    cr_assert_lt(mtest_now_ms() - t0, 1500, "the batch went on while the heartbeat hung");
+
+    /* The fault held: the keeper is still inside that heartbeat. */
+    cr_assert_not(mongoq_worker_stop(w, 100, &error), "the keeper was not blocked");
+    cr_assert_eq(error.code, MONGOQ_ERROR_STOPPED);
+    cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
+    for (int i = 0; i < 3; i++) {
+        wh_assert_outcome(&c, i, 1, MONGOQ_OUTCOME_ACKED, true);
+    }
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
+
+/* stop(timeout) returns false (STOPPED) within timeout + 1 s. */
+static void
+wh_assert_stop_in_time(mongoq_worker_t *w, int64_t timeout_ms)
+{
+    bson_error_t error;
+    int64_t t0 = mtest_now_ms();
+    bool stopped = mongoq_worker_stop(w, timeout_ms, &error);
+    int64_t took = mtest_now_ms() - t0;
+    cr_assert_not(stopped, "something was still running");
+    cr_assert_eq(error.code, MONGOQ_ERROR_STOPPED);
+    cr_assert_leq(took, timeout_ms + 1000, "stop took %" PRId64 " ms", took);
+}
+
+Test(worker_hardening, stop_returns_in_time_while_a_handler_runs_and_the_keeper_hangs)
+{
+    wh_env_t e;
+    wh_ctx_t c;
+    bson_error_t error;
+    wh_open_quiet(&e);
+    wh_ctx_init(&c, &e);
+    /* A batch of one claims with findAndModify: the first update is the first heartbeat. */
+    wh_block_heartbeats(&e, 1, 4000);
+    mongoq_worker_t *w = wh_worker(&c, wh_gated, 1, 20000, 100);
+    wk_enqueue(e.queue, 0, 0);
+    cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the handler runs");
+    wh_sent_t beat = {e.counter, 1};
+    cr_assert(mtest_wait_until(wh_updates_sent, &beat, 5000), "the heartbeat was sent");
+
+    wh_assert_stop_in_time(w, 300); /* a handler runs, the keeper hangs */
+    wh_gate_open(&c);
+    wk_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "the handler finishes");
+    wh_assert_stop_in_time(w, 300); /* the keeper still hangs */
+    cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
+    wh_assert_outcome(&c, 0, 1, MONGOQ_OUTCOME_ACKED, true);
+    mongoq_worker_destroy(w);
+    wh_ctx_destroy(&c);
+    wh_close(&e);
+}
