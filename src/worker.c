@@ -254,13 +254,11 @@ update_many(mongoq_worker_t *w, const bson_t *filter, const bson_t *update, int6
             bson_error_t *error)
 {
     mongoc_client_t *client = NULL;
-    mongoc_collection_t *coll = mongoq__queue_collection(w->queue, &client);
+    mongoc_collection_t *coll = mongoq__queue_checkout(w->queue, &client, error);
     bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     bool ok = false;
     *matched = 0;
     if (!coll) {
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_SERVER,
-                       "worker: the connection pool gave no client");
         goto done;
     }
     bson_destroy(&reply);
@@ -328,7 +326,7 @@ static bool
 read_held(mongoq_worker_t *w, const bson_t *filter, beat_t *b, bson_error_t *error)
 {
     mongoc_client_t *client = NULL;
-    mongoc_collection_t *coll = mongoq__queue_collection(w->queue, &client);
+    mongoc_collection_t *coll = mongoq__queue_checkout(w->queue, &client, error);
     bson_t *opts = BCON_NEW("projection", "{", MONGOQ__F_ID, BCON_INT32(1),
                             MONGOQ__F_LEASE_EXPIRES_AT, BCON_INT32(1), "}");
     mongoc_cursor_t *cursor = NULL;
@@ -336,8 +334,6 @@ read_held(mongoq_worker_t *w, const bson_t *filter, beat_t *b, bson_error_t *err
     bson_iter_t id, until;
     bool ok = false;
     if (!coll) {
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_SERVER,
-                       "worker: the connection pool gave no client");
         goto done;
     }
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);

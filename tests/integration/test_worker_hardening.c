@@ -666,17 +666,28 @@ Test(worker_hardening, stop_hands_a_batch_back_in_one_update_and_reports_it)
     wh_close(&e);
 }
 
-/* The worker's heartbeats (updates) block on the server for block_ms, times times. */
-static void
-wh_block_heartbeats(wh_env_t *e, int times, int block_ms)
+/*
+ * The worker's next update (a heartbeat) blocks on the server for block_ms. Returns the fail
+ * point's count before (see wh_unblock).
+ */
+static int64_t
+wh_block_heartbeat(wh_env_t *e, int block_ms)
 {
-    char mode[64], data[256];
-    bson_snprintf(mode, sizeof mode, "{\"times\": %d}", times);
+    char data[256];
     bson_snprintf(data, sizeof data,
                   "\"failCommands\": [\"update\"], \"blockConnection\": true, "
                   "\"blockTimeMS\": %d",
                   block_ms);
-    mtest_fail_point_app(e->client, e->db, mode, data);
+    return mtest_fail_point_app(e->client, e->db, "{\"times\": 1}", data);
+}
+
+/* Turns the fail point off and asserts that it fired once since wh_block_heartbeat. */
+static void
+wh_unblock(wh_env_t *e, int64_t count_before)
+{
+    int64_t count = mtest_fail_point(e->client, "\"off\"", NULL);
+    cr_assert_eq(count - count_before, 1, "the heartbeat was blocked (fired %" PRId64 " times)",
+                 count - count_before);
 }
 
 typedef struct {
@@ -703,7 +714,7 @@ Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
     mongoq_worker_t *w = wh_worker(&c, wh_gated, 3, 20000, 1000);
     cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the first handler runs");
     cr_assert_eq(mtest_counter_get(e.counter, "update"), 1, "only the claim so far");
-    wh_block_heartbeats(&e, 1, 3000);
+    int64_t fired = wh_block_heartbeat(&e, 3000);
     wh_sent_t beat = {e.counter, 2};
     cr_assert(mtest_wait_until(wh_updates_sent, &beat, 5000), "the heartbeat was sent");
     int64_t t0 = mtest_now_ms();
@@ -716,6 +727,7 @@ Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
     cr_assert_not(mongoq_worker_stop(w, 100, &error), "the keeper was not blocked");
     cr_assert_eq(error.code, MONGOQ_ERROR_STOPPED);
     cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
+    wh_unblock(&e, fired);
     for (int i = 0; i < 3; i++) {
         wh_assert_outcome(&c, i, 1, MONGOQ_OUTCOME_ACKED, true);
     }
@@ -745,7 +757,7 @@ Test(worker_hardening, stop_returns_in_time_while_a_handler_runs_and_the_keeper_
     wh_open_quiet(&e);
     wh_ctx_init(&c, &e);
     /* A batch of one claims with findAndModify: the first update is the first heartbeat. */
-    wh_block_heartbeats(&e, 1, 4000);
+    int64_t fired = wh_block_heartbeat(&e, 4000);
     mongoq_worker_t *w = wh_worker(&c, wh_gated, 1, 20000, 100);
     wk_enqueue(e.queue, 0, 0);
     cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the handler runs");
@@ -758,6 +770,7 @@ Test(worker_hardening, stop_returns_in_time_while_a_handler_runs_and_the_keeper_
     cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "the handler finishes");
     wh_assert_stop_in_time(w, 300); /* the keeper still hangs */
     cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
+    wh_unblock(&e, fired);
     wh_assert_outcome(&c, 0, 1, MONGOQ_OUTCOME_ACKED, true);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
