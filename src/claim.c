@@ -538,14 +538,18 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
     bson_error_t failure;
     size_t n_ids = 0;
     int64_t claimed = 0;
-    bool ok;
+    bool ok, retried = false;
     *got = 0;
     bson_oid_init(&token, NULL);
     if (!find_candidates(consumer, max, &ids, &n_ids, error)) {
         ok = false;
     } else if (n_ids == 0) {
         ok = true;
-    } else if (!claim_candidates(consumer, &ids, &token, &claimed, &failure)) {
+    } else if (!claim_candidates(consumer, &ids, &token, &claimed, &failure) &&
+               !(mongoq__error_retryable(&failure) && (retried = true) &&
+                 claim_candidates(consumer, &ids, &token, &claimed, &failure))) {
+        /* Sending the same updateMany again is safe: a message the first one claimed is no
+         * longer ready, so it is never claimed twice, and both carry this call's token. */
         bool recoverable =
             mongoq__error_retryable(&failure) || mongoq__error_document_dependent(&failure);
         if (recoverable) {
@@ -557,7 +561,9 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
             }
         }
     } else {
-        ok = claimed == 0 || read_claimed(consumer, &token, max, msgs, got, error);
+        /* After a retry, read by token whatever the count: a first attempt whose reply was
+         * lost may have claimed too. */
+        ok = (claimed == 0 && !retried) || read_claimed(consumer, &token, max, msgs, got, error);
         if (!ok) {
             /* Claimed but not read: hand them back now rather than at lease expiry. */
             free_msgs(msgs, got);

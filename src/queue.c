@@ -1,6 +1,7 @@
 /* The queue handle: options, names, indexes, shared plumbing and the background reaper. */
 #include "queue-private.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "fields.h"
 #include "mongoq/error.h"
+#include "mongoq/limits.h"
 #include "service-private.h"
 
 #define INDEX_CLAIM "mongoq_claim"
@@ -24,17 +26,33 @@ invalid(bson_error_t *error, const char *what)
 
 /* ---- options and names -------------------------------------------------------------------- */
 
+/* A duration option: 0 (the default) to MONGOQ_MAX_DURATION_MS. */
+static bool
+check_duration(const char *name, int64_t value, int64_t max, bson_error_t *error)
+{
+    if (value < 0 || value > max) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: %s must be 0 (the default) to %" PRId64 ", not %" PRId64, name,
+                       max, value);
+        return false;
+    }
+    return true;
+}
+
 static bool
 check_ranges(const mongoq_queue_opts_t *o, bson_error_t *error)
 {
-    if (o->version != MONGOQ_QUEUE_OPTS_VERSION) {
+    if (o->version == 0 || o->version > MONGOQ_QUEUE_OPTS_VERSION) {
         return invalid(error, "queue opts: unknown version (use MONGOQ_QUEUE_OPTS_INIT)");
     }
-    if (o->lease_ms < 0 || o->max_attempts < 0 || o->backoff_base_ms < 0 || o->backoff_cap_ms < 0 ||
-        o->retention_s < 0 || o->poll_interval_ms < 0 || o->reap_interval_ms < 0) {
-        return invalid(error, "queue opts: lease_ms, max_attempts, backoff_base_ms, "
-                              "backoff_cap_ms, retention_s, poll_interval_ms and "
-                              "reap_interval_ms cannot be negative");
+    if (!check_duration("lease_ms", o->lease_ms, MONGOQ_MAX_DURATION_MS, error) ||
+        !check_duration("backoff_base_ms", o->backoff_base_ms, MONGOQ_MAX_DURATION_MS, error) ||
+        !check_duration("backoff_cap_ms", o->backoff_cap_ms, MONGOQ_MAX_DURATION_MS, error) ||
+        !check_duration("retention_s", o->retention_s, MONGOQ_MAX_DURATION_MS / 1000, error) ||
+        !check_duration("poll_interval_ms", o->poll_interval_ms, MONGOQ_MAX_DURATION_MS, error) ||
+        !check_duration("reap_interval_ms", o->reap_interval_ms, MONGOQ_MAX_DURATION_MS, error) ||
+        !check_duration("max_attempts", o->max_attempts, MONGOQ_MAX_ATTEMPTS, error)) {
+        return false;
     }
     if (isnan(o->backoff_jitter) || o->backoff_jitter > 1) {
         return invalid(error, "queue opts: backoff_jitter must be in (0, 1], or negative");

@@ -2,7 +2,18 @@
  * mongoq/queue.h - a queue: one MongoDB collection holding messages.
  *
  * A mongoq_queue_t is a handle on one collection ("db.name"). It borrows a
- * mongoc_client_pool_t, which must outlive it, and pops clients from the pool per operation.
+ * mongoc_client_pool_t, which must outlive it, and pops clients from the pool per operation:
+ * each call holds one client for its duration and gives it back, so any pool size works, one
+ * included. A pool whose wait queue times out (waitQueueTimeoutMS) makes the call fail with
+ * MONGOQ_ERROR_NO_CLIENT, having sent nothing.
+ *
+ * Connections of its own: the queue's background threads (the change-stream waker and the
+ * reaper) do not take clients from the pool. Each opens one single-threaded connection from the
+ * pool's URI, with its connect, server-selection and socket timeouts capped at a few seconds, so
+ * a queue uses at most two connections besides the pool's, and mongoq_queue_destroy returns
+ * within about 5 seconds (MONGOQ_QUEUE_DESTROY_BOUND_MS) even while the server is down or a
+ * socket hangs. TLS and credentials for them come from the URI: settings made only through
+ * mongoc_client_pool_set_ssl_opts are not seen by these connections.
  *
  * Thread safety: a queue is thread-safe. Producers may enqueue on one queue from many threads;
  * consumers (mongoq_consumer_t, one per thread) and workers share it. Destroy it only after
@@ -55,7 +66,11 @@ typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, voi
 
 #define MONGOQ_QUEUE_OPTS_VERSION 1
 
-/* Queue options. Zero means "the default" for every field. */
+/*
+ * Queue options. Zero means "the default" for every field. Durations are 0 to
+ * MONGOQ_MAX_DURATION_MS (retention_s: 0 to MONGOQ_MAX_DURATION_MS / 1000 s), max_attempts 0 to
+ * MONGOQ_MAX_ATTEMPTS; anything else is MONGOQ_ERROR_INVALID_ARG.
+ */
 typedef struct {
     uint32_t version; /* MONGOQ_QUEUE_OPTS_VERSION */
 
@@ -105,7 +120,14 @@ MONGOQ_EXPORT mongoq_queue_t *
 mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
                  const mongoq_queue_opts_t *opts, bson_error_t *error);
 
-/* Stops the queue's threads and frees it. NULL is a no-op. Not concurrent with other calls. */
+/* How long mongoq_queue_destroy may take at most while a background call is in flight. */
+#define MONGOQ_QUEUE_DESTROY_BOUND_MS 6000
+
+/*
+ * Stops the queue's threads and frees it, within MONGOQ_QUEUE_DESTROY_BOUND_MS whatever the server
+ * does. Nothing is lost by destroying: messages claimed and not finished keep their leases and
+ * return through the reaper of any process. NULL is a no-op. Not concurrent with other calls.
+ */
 MONGOQ_EXPORT void
 mongoq_queue_destroy(mongoq_queue_t *queue);
 
