@@ -2,6 +2,8 @@
  * mongoq-fault-proxy, the standalone binary: its ready line, its control port driving a lost
  * reply and a partition for a libmongoc client in front of MONGOQ_TEST_URI, several control
  * connections, bad arguments, and the ways it stops (shutdown, SIGTERM, end of stdin).
+ * $MONGOQ_FAULT_PROXY_BIN overrides the binary, e.g. with one built under ThreadSanitizer
+ * (which Criterion itself cannot run under): a sanitizer report makes it exit non-zero.
  */
 #include "testutil.h"
 
@@ -11,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -53,11 +56,18 @@ read_line(int fd, char *line, size_t size)
     return false;
 }
 
+static const char *
+proxy_bin(void)
+{
+    const char *bin = getenv("MONGOQ_FAULT_PROXY_BIN");
+    return bin && *bin ? bin : MONGOQ_FAULT_PROXY_BIN;
+}
+
 /* Spawns the binary with args (NULL-terminated) and stdin/stdout on pipes. */
 static void
 cli_spawn(cli_t *cli, const char *const *args)
 {
-    const char *argv[16] = {MONGOQ_FAULT_PROXY_BIN};
+    const char *argv[16] = {proxy_bin()};
     int in[2], out[2];
     for (size_t i = 0; args[i] && i < 14; i++) {
         argv[i + 1] = args[i];
@@ -71,7 +81,7 @@ cli_spawn(cli_t *cli, const char *const *args)
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execv(MONGOQ_FAULT_PROXY_BIN, (char *const *)argv);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(in[0]);
