@@ -1,6 +1,6 @@
 /*
  * Administrative commands: handshake (hello), ping, buildInfo, serverStatus, sessions,
- * databases and collections (list/create/drop) and indexes (create/list/drop).
+ * databases and collections (list/create/drop). Indexes are in cmd_index.c.
  */
 #include "store-private.h"
 
@@ -177,8 +177,8 @@ MS_HANDLER(end_sessions)
 
 /* ---- databases and collections ---------------------------------------------------------- */
 
-static const char *
-coll_name_arg(const ms_cmd_t *c, bson_error_t *error)
+const char *
+ms_admin_coll_name(const ms_cmd_t *c, bson_error_t *error)
 {
     bson_iter_t it;
     bson_iter_init(&it, c->cmd);
@@ -269,8 +269,8 @@ MS_HANDLER(list_databases)
     return true;
 }
 
-static bool
-cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t *error)
+bool
+ms_admin_cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t *error)
 {
     bson_iter_t it, child;
     *batch_size = 101;
@@ -325,7 +325,7 @@ MS_HANDLER(list_collections)
     ms_matcher_t *m;
     int64_t batch_size;
     ms_docvec_t results;
-    if (!ms_check_fields(c, allowed, error) || !cursor_batch_size(c, &batch_size, error) ||
+    if (!ms_check_fields(c, allowed, error) || !ms_admin_cursor_batch_size(c, &batch_size, error) ||
         !filter_matcher(c, &m, error)) {
         return false;
     }
@@ -365,7 +365,7 @@ MS_HANDLER(create)
     bson_iter_t it;
     ms_wctx_t w;
     bool ok = false;
-    const char *name = coll_name_arg(c, error);
+    const char *name = ms_admin_coll_name(c, error);
     if (!name || !ms_check_fields(c, allowed, error) || !ms_valid_coll_name(c->db, name, error)) {
         return false;
     }
@@ -396,7 +396,7 @@ done:
 MS_HANDLER(drop)
 {
     ms_wctx_t w;
-    const char *name = coll_name_arg(c, error);
+    const char *name = ms_admin_coll_name(c, error);
     if (!name || !ms_check_fields(c, NULL, error)) {
         return false;
     }
@@ -437,295 +437,6 @@ MS_HANDLER(drop_database)
     }
     BSON_APPEND_UTF8(reply, "dropped", c->db);
     bool ok = ms_wctx_commit(&w, error);
-    ms_wctx_destroy(&w);
-    return ok;
-}
-
-/* ---- indexes ------------------------------------------------------------------------------ */
-
-static char *
-spec_json(const bson_t *spec)
-{
-    return bson_as_relaxed_extended_json(spec, NULL);
-}
-
-/* 0: new index; 1: already exists (identical); false with 85/86 on conflicts. */
-static bool
-compare_existing(const ms_coll_t *coll, const ms_index_t *ix, bool *exists, bson_error_t *error)
-{
-    *exists = false;
-    for (size_t i = 0; i < coll->nindexes; i++) {
-        const ms_index_t *old = coll->indexes[i];
-        bool same_name = strcmp(old->name, ix->name) == 0;
-        bool same_key = bson_equal(old->key, ix->key);
-        bool same_opts = ms_index_same_options(old, ix) || (i == 0 && same_key && same_name);
-        if (!same_name && !same_key) {
-            continue;
-        }
-        char *a = spec_json(ix->spec), *b = spec_json(old->spec);
-        bool ok = true;
-        if (same_name && same_key && same_opts) {
-            *exists = true;
-        } else if (same_name && !same_key) {
-            ok = ms_set_error(error, 86, "An existing index has the same name as the requested "
-                              "index. When index names are not specified, they are auto "
-                              "generated and can cause conflicts. Please refer to our "
-                              "documentation. Requested index: %s, existing index: %s", a, b);
-        } else if (same_name) {
-            ok = ms_set_error(error, 85, "An equivalent index already exists with the same name "
-                              "but different options. Requested index: %s, existing index: %s",
-                              a, b);
-        } else if (!old->partial && !ix->partial) {
-            ok = ms_set_error(error, 85, "Index already exists with a different name: %s",
-                              old->name);
-        }
-        bson_free(a);
-        bson_free(b);
-        if (!ok || *exists) {
-            return ok;
-        }
-    }
-    return true;
-}
-
-static bool
-index_specs(const ms_cmd_t *c, bson_iter_t *specs, bson_error_t *error)
-{
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, c->cmd, "indexes") || !BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 40414, "BSON field 'createIndexes.indexes' is missing but a "
-                            "required field");
-    }
-    bson_iter_recurse(&it, specs);
-    return true;
-}
-
-static ms_index_t *
-parse_spec(const bson_iter_t *it, bson_error_t *error)
-{
-    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
-        ms_set_error(error, 14, "The elements of the 'indexes' array must be objects");
-        return NULL;
-    }
-    uint32_t len;
-    const uint8_t *data;
-    bson_iter_document(it, &len, &data);
-    bson_t spec;
-    bson_init_static(&spec, data, len);
-    if (!bson_has_field(&spec, "name")) {
-        ms_set_error(error, 9, "Error in specification %s :: caused by :: The 'name' field is a "
-                     "required property of an index specification", "{...}");
-        return NULL;
-    }
-    return ms_index_new(&spec, error);
-}
-
-static bool
-create_one(ms_wctx_t *w, ms_coll_t *coll, const bson_iter_t *it, bool *created,
-           bson_error_t *error)
-{
-    bool exists;
-    *created = false;
-    ms_index_t *ix = parse_spec(it, error);
-    if (!ix) {
-        return false;
-    }
-    if (!compare_existing(coll, ix, &exists, error)) {
-        ms_index_destroy(ix);
-        return false;
-    }
-    if (exists) {
-        ms_index_destroy(ix);
-        return true;
-    }
-    ms_txn_before_live_write(coll->db, coll->name, NULL);
-    bson_t *spec = bson_copy(ix->spec);
-    if (!ms_coll_add_index(coll, ix, error)) {
-        ms_index_destroy(ix);
-        bson_destroy(spec);
-        return false;
-    }
-    ms_wctx_log(w, MS_OP_CREATE_INDEX, coll->name, spec);
-    bson_destroy(spec);
-    *created = true;
-    return true;
-}
-
-MS_HANDLER(create_indexes)
-{
-    static const char *const allowed[] = {"indexes", "commitQuorum", "ignoreUnknownIndexOptions",
-                                          "isTimeseriesNamespace", NULL};
-    bson_iter_t specs;
-    ms_wctx_t w;
-    bool ok = false;
-    int created_count = 0;
-    const char *name = coll_name_arg(c, error);
-    if (!name || !ms_check_fields(c, allowed, error) || !index_specs(c, &specs, error)) {
-        return false;
-    }
-    ms_wctx_init(&w, NULL);
-    w.db = c->db;
-    ms_coll_t *coll = ms_store_coll(c->db, name);
-    bool auto_created = coll == NULL;
-    if (!coll && !(coll = ms_wctx_coll(&w, name, true, error))) {
-        goto done;
-    }
-    size_t before = coll->nindexes;
-    while (bson_iter_next(&specs)) {
-        bool created;
-        if (!create_one(&w, coll, &specs, &created, error)) {
-            goto commit;
-        }
-        created_count += created;
-    }
-    BSON_APPEND_INT32(reply, "numIndexesBefore", (int32_t)before);
-    BSON_APPEND_INT32(reply, "numIndexesAfter", (int32_t)coll->nindexes);
-    BSON_APPEND_BOOL(reply, "createdCollectionAutomatically", auto_created);
-    if (created_count == 0) {
-        BSON_APPEND_UTF8(reply, "note", "all indexes already exist");
-    }
-    ok = true;
-commit:
-    /* Whatever was created before an error is committed, as on mongod. */
-    if (!ms_wctx_commit(&w, ok ? error : NULL)) {
-        ok = false;
-    }
-done:
-    ms_wctx_destroy(&w);
-    return ok;
-}
-
-MS_HANDLER(list_indexes)
-{
-    static const char *const allowed[] = {"cursor", "includeBuildUUIDs", "includeIndexBuildInfo",
-                                          NULL};
-    int64_t batch_size;
-    ms_docvec_t results;
-    const char *name = coll_name_arg(c, error);
-    if (!name || !ms_check_fields(c, allowed, error) || !cursor_batch_size(c, &batch_size, error)) {
-        return false;
-    }
-    ms_wctx_t w;
-    ms_wctx_init(&w, c);
-    ms_coll_t *coll = ms_wctx_coll(&w, name, false, NULL);
-    ms_wctx_destroy(&w);
-    if (!coll) {
-        return ms_set_error(error, 26, "ns does not exist: %s.%s", c->db, name);
-    }
-    ms_docvec_init(&results);
-    for (size_t i = 0; i < coll->nindexes; i++) {
-        ms_docvec_push_copy(&results, coll->indexes[i]->spec);
-    }
-    char *ns = bson_strdup_printf("%s.$cmd.listIndexes.%s", c->db, name);
-    ms_cursor_reply(c, reply, ns, &results, batch_size);
-    bson_free(ns);
-    ms_docvec_destroy(&results);
-    return true;
-}
-
-static ms_index_t *
-index_by_arg(const ms_coll_t *coll, const bson_iter_t *it, bson_error_t *error)
-{
-    ms_index_t *ix = NULL;
-    if (BSON_ITER_HOLDS_UTF8(it)) {
-        const char *n = bson_iter_utf8(it, NULL);
-        ix = ms_coll_index_by_name(coll, n);
-        if (!ix) {
-            ms_set_error(error, 27, "index not found with name [%s]", n);
-        }
-    } else if (BSON_ITER_HOLDS_DOCUMENT(it)) {
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(it, &len, &data);
-        bson_t key;
-        bson_init_static(&key, data, len);
-        for (size_t i = 0; i < coll->nindexes && !ix; i++) {
-            if (bson_equal(coll->indexes[i]->key, &key)) {
-                ix = coll->indexes[i];
-            }
-        }
-        if (!ix) {
-            char *j = bson_as_relaxed_extended_json(&key, NULL);
-            ms_set_error(error, 27, "can't find index with key: %s", j);
-            bson_free(j);
-        }
-    } else {
-        ms_set_error(error, 14, "BSON field 'dropIndexes.index' is the wrong type");
-    }
-    if (ix && ix == coll->indexes[0]) {
-        ms_set_error(error, 72, "cannot drop _id index");
-        ix = NULL;
-    }
-    return ix;
-}
-
-static void
-drop_one(ms_wctx_t *w, ms_coll_t *coll, ms_index_t *ix)
-{
-    bson_t spec = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&spec, "name", ix->name);
-    ms_txn_before_live_write(coll->db, coll->name, NULL);
-    ms_coll_drop_index(coll, ix);
-    ms_wctx_log(w, MS_OP_DROP_INDEX, coll->name, &spec);
-    bson_destroy(&spec);
-}
-
-static bool
-drop_indexes_arg(ms_wctx_t *w, ms_coll_t *coll, bson_iter_t *it, bson_error_t *error)
-{
-    if (BSON_ITER_HOLDS_UTF8(it) && strcmp(bson_iter_utf8(it, NULL), "*") == 0) {
-        while (coll->nindexes > 1) {
-            drop_one(w, coll, coll->indexes[coll->nindexes - 1]);
-        }
-        return true;
-    }
-    if (BSON_ITER_HOLDS_ARRAY(it)) {
-        bson_iter_t child;
-        bson_iter_recurse(it, &child);
-        /* Check every name first: all or nothing. */
-        while (bson_iter_next(&child)) {
-            if (!index_by_arg(coll, &child, error)) {
-                return false;
-            }
-        }
-        bson_iter_recurse(it, &child);
-        while (bson_iter_next(&child)) {
-            drop_one(w, coll, index_by_arg(coll, &child, NULL));
-        }
-        return true;
-    }
-    ms_index_t *ix = index_by_arg(coll, it, error);
-    if (!ix) {
-        return false;
-    }
-    drop_one(w, coll, ix);
-    return true;
-}
-
-MS_HANDLER(drop_indexes)
-{
-    static const char *const allowed[] = {"index", NULL};
-    bson_iter_t it;
-    ms_wctx_t w;
-    const char *name = coll_name_arg(c, error);
-    if (!name || !ms_check_fields(c, allowed, error)) {
-        return false;
-    }
-    if (!bson_iter_init_find(&it, c->cmd, "index")) {
-        return ms_set_error(error, 40414, "BSON field 'dropIndexes.index' is missing but a "
-                            "required field");
-    }
-    ms_coll_t *coll = ms_store_coll(c->db, name);
-    if (!coll) {
-        return ms_set_error(error, 26, "ns not found %s.%s", c->db, name);
-    }
-    BSON_APPEND_INT32(reply, "nIndexesWas", (int32_t)coll->nindexes);
-    ms_wctx_init(&w, NULL);
-    w.db = c->db;
-    bool ok = drop_indexes_arg(&w, coll, &it, error);
-    if (!ms_wctx_commit(&w, ok ? error : NULL)) {
-        ok = false;
-    }
     ms_wctx_destroy(&w);
     return ok;
 }

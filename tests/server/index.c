@@ -45,198 +45,15 @@ ms_dup_key_info(void)
     return &dup_info;
 }
 
-/* ---- spec parsing ------------------------------------------------------------------------ */
-
-static const char *const spec_fields[] = {
-    "v", "key", "name", "unique", "sparse", "partialFilterExpression", "expireAfterSeconds",
-    "background", "ns", "hidden", NULL};
-
-static bool
-known_spec_field(const char *f)
-{
-    for (int i = 0; spec_fields[i]; i++) {
-        if (strcmp(spec_fields[i], f) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static char *
-key_value_name(const bson_iter_t *it)
-{
-    if (BSON_ITER_HOLDS_UTF8(it)) {
-        return bson_strdup(bson_iter_utf8(it, NULL));
-    }
-    double d = bson_iter_as_double(it);
-    if (d == floor(d) && fabs(d) < 1e15) {
-        return bson_strdup_printf("%lld", (long long)d);
-    }
-    return bson_strdup_printf("%g", d);
-}
-
-char *
-ms_index_default_name(const bson_t *key)
-{
-    char *acc = bson_strdup("");
-    bson_iter_t it;
-    if (bson_iter_init(&it, key)) {
-        while (bson_iter_next(&it)) {
-            char *part = key_value_name(&it);
-            char *s = bson_strdup_printf("%s%s%s_%s", acc, *acc ? "_" : "", bson_iter_key(&it),
-                                         part);
-            bson_free(part);
-            bson_free(acc);
-            acc = s;
-        }
-    }
-    return acc;
-}
-
-static bool
-parse_key(ms_index_t *ix, const bson_t *key, bson_error_t *error)
-{
-    bson_iter_t it;
-    size_t n = bson_count_keys(key);
-    if (n == 0 || n > 32) {
-        return ms_set_error(error, 67, "Index keys cannot be an empty field.");
-    }
-    ix->paths = bson_malloc0(sizeof *ix->paths * n);
-    ix->dirs = bson_malloc0(sizeof *ix->dirs * n);
-    bson_iter_init(&it, key);
-    while (bson_iter_next(&it)) {
-        const char *path = bson_iter_key(&it);
-        if (!*path || path[0] == '$' || strstr(path, "..") || path[strlen(path) - 1] == '.') {
-            return ms_set_error(error, 67, "Index key contains an illegal field name: '%s'", path);
-        }
-        if (BSON_ITER_HOLDS_UTF8(&it)) {
-            return ms_set_error(error, 67, "Unknown index plugin '%s' (mongoq-test-server only "
-                                "supports ascending and descending keys)",
-                                bson_iter_utf8(&it, NULL));
-        }
-        if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_double(&it) == 0 ||
-            isnan(bson_iter_as_double(&it))) {
-            return ms_set_error(error, 67, "Values in the index key pattern can't be 0 and must "
-                                "be numbers; bad key: '%s'", path);
-        }
-        ix->paths[ix->nfields] = bson_strdup(path);
-        ix->dirs[ix->nfields] = bson_iter_as_double(&it) > 0 ? 1 : -1;
-        ix->nfields++;
-    }
-    return true;
-}
-
-static bool
-parse_options(ms_index_t *ix, const bson_t *spec, bson_error_t *error)
-{
-    bson_iter_t it;
-    bson_iter_init(&it, spec);
-    while (bson_iter_next(&it)) {
-        const char *f = bson_iter_key(&it);
-        if (!known_spec_field(f)) {
-            return ms_set_error(error, 197, "The field '%s' is not valid for an index "
-                                "specification.", f);
-        }
-        if (strcmp(f, "unique") == 0) {
-            ix->unique = bson_iter_as_bool(&it);
-        } else if (strcmp(f, "sparse") == 0) {
-            ix->sparse = bson_iter_as_bool(&it);
-        } else if (strcmp(f, "hidden") == 0 && bson_iter_as_bool(&it)) {
-            return ms_set_error(error, 238, "hidden indexes are not supported by "
-                                "mongoq-test-server");
-        } else if (strcmp(f, "expireAfterSeconds") == 0) {
-            if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_double(&it) < 0 ||
-                bson_iter_as_double(&it) > 2147483647.0) {
-                return ms_set_error(error, 67, "TTL index 'expireAfterSeconds' option must be "
-                                    "numeric and between 0 and 2147483647");
-            }
-            ix->has_ttl = true;
-            ix->expire_after_secs = bson_iter_as_int64(&it);
-        } else if (strcmp(f, "partialFilterExpression") == 0) {
-            if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-                return ms_set_error(error, 14, "The field 'partialFilterExpression' must be an "
-                                    "object");
-            }
-            uint32_t len;
-            const uint8_t *data;
-            bson_iter_document(&it, &len, &data);
-            bson_t filter;
-            bson_init_static(&filter, data, len);
-            ix->partial = ms_matcher_new(&filter, error);
-            if (!ix->partial) {
-                return false;
-            }
-        }
-    }
-    return true;
-}
-
 ms_index_t *
-ms_index_new(const bson_t *spec, bson_error_t *error)
+ms__index_alloc(void)
 {
     ms_index_t *ix = bson_malloc0(sizeof *ix);
-    bson_iter_t it;
     ix->rng = 0x9E3779B97F4A7C15ull;
     ix->level = 1;
     ix->head = bson_malloc0(sizeof *ix->head + sizeof(ms_ientry_t *) * MAX_LEVEL);
     ix->head->level = MAX_LEVEL;
-    if (!bson_iter_init_find(&it, spec, "key") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        ms_set_error(error, 9, "The 'key' field is a required property of an index "
-                     "specification");
-        goto fail;
-    }
-    uint32_t len;
-    const uint8_t *data;
-    bson_iter_document(&it, &len, &data);
-    ix->key = bson_new_from_data(data, len);
-    if (!parse_key(ix, ix->key, error) || !parse_options(ix, spec, error)) {
-        goto fail;
-    }
-    if (bson_iter_init_find(&it, spec, "name") && BSON_ITER_HOLDS_UTF8(&it)) {
-        ix->name = bson_strdup(bson_iter_utf8(&it, NULL));
-    } else {
-        ix->name = ms_index_default_name(ix->key);
-    }
-    if (!*ix->name) {
-        ms_set_error(error, 67, "The index name cannot be empty");
-        goto fail;
-    }
-    /* The spec as listIndexes shows it: v, key, name first, then the options. */
-    ix->spec = bson_new();
-    BSON_APPEND_INT32(ix->spec, "v", 2);
-    BSON_APPEND_DOCUMENT(ix->spec, "key", ix->key);
-    BSON_APPEND_UTF8(ix->spec, "name", ix->name);
-    bson_iter_init(&it, spec);
-    while (bson_iter_next(&it)) {
-        const char *f = bson_iter_key(&it);
-        if (strcmp(f, "v") && strcmp(f, "key") && strcmp(f, "name") && strcmp(f, "ns") &&
-            strcmp(f, "background")) {
-            bson_append_iter(ix->spec, NULL, 0, &it);
-        }
-    }
     return ix;
-fail:
-    ms_index_destroy(ix);
-    return NULL;
-}
-
-void
-ms_index_set_ttl(ms_index_t *ix, int64_t expire_after_secs)
-{
-    /* As mongod's catalog: the old field goes, the new value is appended as a long. */
-    bson_t *spec = bson_new();
-    bson_iter_t it;
-    bson_iter_init(&it, ix->spec);
-    while (bson_iter_next(&it)) {
-        if (strcmp(bson_iter_key(&it), "expireAfterSeconds") != 0) {
-            bson_append_iter(spec, NULL, 0, &it);
-        }
-    }
-    BSON_APPEND_INT64(spec, "expireAfterSeconds", expire_after_secs);
-    bson_destroy(ix->spec);
-    ix->spec = spec;
-    ix->has_ttl = true;
-    ix->expire_after_secs = expire_after_secs;
 }
 
 void
@@ -264,29 +81,6 @@ ms_index_destroy(ms_index_t *ix)
     }
     bson_free(ix->name);
     bson_free(ix);
-}
-
-/* Options compared when the same name or key is created again (85/86 when they differ). */
-bool
-ms_index_same_options(const ms_index_t *a, const ms_index_t *b)
-{
-    bson_iter_t ia, ib;
-    bool pa = bson_iter_init_find(&ia, a->spec, "partialFilterExpression");
-    bool pb = bson_iter_init_find(&ib, b->spec, "partialFilterExpression");
-    if (pa != pb) {
-        return false;
-    }
-    if (pa) {
-        uint32_t la, lb;
-        const uint8_t *da, *db;
-        bson_iter_document(&ia, &la, &da);
-        bson_iter_document(&ib, &lb, &db);
-        if (la != lb || memcmp(da, db, la) != 0) {
-            return false;
-        }
-    }
-    return a->unique == b->unique && a->sparse == b->sparse && a->has_ttl == b->has_ttl &&
-           (!a->has_ttl || a->expire_after_secs == b->expire_after_secs);
 }
 
 /* ---- keys ------------------------------------------------------------------------------ */
@@ -564,53 +358,13 @@ append_key_value_doc(const ms_index_t *ix, const bson_value_t *keys, bson_t *out
     }
 }
 
-/* mongod's rendering of a key value in "dup key: { a: 1 }". */
-static char *
-render_value(const bson_value_t *v)
-{
-    char oid[25];
-    switch (v->value_type) {
-    case BSON_TYPE_UTF8:
-        return bson_strdup_printf("\"%s\"", v->value.v_utf8.str);
-    case BSON_TYPE_INT32:
-        return bson_strdup_printf("%d", v->value.v_int32);
-    case BSON_TYPE_INT64:
-        return bson_strdup_printf("%lld", (long long)v->value.v_int64);
-    case BSON_TYPE_DOUBLE:
-        if (v->value.v_double == floor(v->value.v_double) && fabs(v->value.v_double) < 1e15) {
-            return bson_strdup_printf("%.1f", v->value.v_double);
-        }
-        return bson_strdup_printf("%g", v->value.v_double);
-    case BSON_TYPE_OID:
-        bson_oid_to_string(&v->value.v_oid, oid);
-        return bson_strdup_printf("ObjectId('%s')", oid);
-    case BSON_TYPE_NULL:
-        return bson_strdup("null");
-    case BSON_TYPE_UNDEFINED:
-        return bson_strdup("undefined");
-    case BSON_TYPE_BOOL:
-        return bson_strdup(v->value.v_bool ? "true" : "false");
-    case BSON_TYPE_DATE_TIME:
-        return bson_strdup_printf("new Date(%lld)", (long long)v->value.v_datetime);
-    default: {
-        bson_t tmp = BSON_INITIALIZER;
-        bson_append_value(&tmp, "v", 1, v);
-        char *json = bson_as_relaxed_extended_json(&tmp, NULL);
-        bson_destroy(&tmp);
-        char *out = bson_strdup(json ? json : "?");
-        bson_free(json);
-        return out;
-    }
-    }
-}
-
 static bool
 dup_error(const ms_index_t *ix, const ms_coll_t *c, const bson_value_t *keys,
           bson_error_t *error)
 {
     char *msg = bson_strdup("");
     for (size_t i = 0; i < ix->nfields; i++) {
-        char *v = render_value(&keys[i]);
+        char *v = ms_render_value(&keys[i]);
         char *s = bson_strdup_printf("%s%s%s: %s", msg, i ? ", " : "", ix->paths[i], v);
         bson_free(v);
         bson_free(msg);

@@ -135,6 +135,13 @@ ms_check_doc_fields(const bson_t *doc, const char *const *allowed, const char *w
 bool
 ms_is_generic_field(const char *field);
 
+/* The collection named by a command's first field (a string), else InvalidNamespace 73. */
+const char *
+ms_admin_coll_name(const ms_cmd_t *c, bson_error_t *error);
+/* cursor.batchSize of a listing command (101 when absent). */
+bool
+ms_admin_cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t *error);
+
 /* Appends {ok: 0, errmsg, code, codeName} for error. */
 void
 ms_append_error(bson_t *reply, const bson_error_t *error);
@@ -142,6 +149,16 @@ ms_append_error(bson_t *reply, const bson_error_t *error);
 /* Retryable write error codes (mongod's RetriableError category and shutdown errors). */
 bool
 ms_code_is_retryable(int code);
+
+/* ---- values as mongod prints them in messages (render.c) --------------------------------- */
+
+/* BSONElement::toString without the field name: 1, 1.0, "a", { a: 1 }, [ 1, 2 ], new Date(0).
+ * Caller frees (bson_free). */
+char *
+ms_render_value(const bson_value_t *v);
+/* BSONObj::toString: { key: { a: 1 }, name: "a_1" }. Caller frees (bson_free). */
+char *
+ms_render_doc(const bson_t *doc);
 
 /* ---- the storage lock (store.c) ---------------------------------------------------------- */
 

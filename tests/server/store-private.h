@@ -121,6 +121,9 @@ ms_rec_t *
 ms_coll_find_id(const ms_coll_t *c, const bson_value_t *id);
 ms_index_t *
 ms_coll_index_by_name(const ms_coll_t *c, const char *name);
+/* Key patterns compare as BSON does: the same fields in order, numbers by value. */
+bool
+ms_key_pattern_equal(const bson_t *a, const bson_t *b);
 /* The ready index whose key pattern equals key (numbers by value); *count says how many match. */
 ms_index_t *
 ms_coll_index_by_key(const ms_coll_t *c, const bson_t *key, size_t *count);
@@ -132,17 +135,42 @@ ms_coll_drop_index(ms_coll_t *c, ms_index_t *ix);
 
 /* ---- indexes (index.c) ------------------------------------------------------------------- */
 
-/* Validates a createIndexes spec; builds an empty index. ns for messages. */
+/* An empty index with its skip list, nothing else set (index_spec.c fills it). */
 ms_index_t *
-ms_index_new(const bson_t *spec, bson_error_t *error);
+ms__index_alloc(void);
 void
 ms_index_destroy(ms_index_t *ix);
+
+/* ---- index specs (index_spec.c) ---------------------------------------------------------- */
+
+/* Validates a createIndexes spec as mongod's _isSpecOk; builds an empty index. */
+ms_index_t *
+ms_index_new(const bson_t *spec, bson_error_t *error);
 /* Makes ix a TTL index with this expireAfterSeconds, as collMod does (spec updated to match). */
 void
 ms_index_set_ttl(ms_index_t *ix, int64_t expire_after_secs);
-/* Whether two specs describe the same index (key and options that matter). */
+
+/* mongod's IndexDescriptor::Comparison of a requested index with an existing one. */
+typedef enum {
+    MS_INDEX_DIFFERENT,  /* another key pattern, or unique, sparse or partial filter differ */
+    MS_INDEX_EQUIVALENT, /* the same signature, other options (e.g. expireAfterSeconds) differ */
+    MS_INDEX_IDENTICAL
+} ms_index_cmp_t;
+ms_index_cmp_t
+ms_index_compare(const ms_index_t *requested, const ms_index_t *existing);
+
+/* ---- partial filters (index_partial.c) --------------------------------------------------- */
+
+/*
+ * Whether a parsed partialFilterExpression holds only what mongod 6.0 allows: equality,
+ * $exists: true, $gt/$gte/$lt/$lte, $type, and $and at the top level. Else CannotCreateIndex 67
+ * "Expression not supported in partial index: <debugString>" (or 224 / 2 for $expr / $where).
+ */
 bool
-ms_index_same_options(const ms_index_t *a, const ms_index_t *b);
+ms_partial_filter_check(const bson_t *filter, bson_error_t *error);
+/* Whether two valid partial filters are the same after mongod's normalisation. */
+bool
+ms_partial_filter_equivalent(const bson_t *a, const bson_t *b);
 /* Fails with 11000 if doc would violate ix's uniqueness (ignoring self). */
 bool
 ms_index_check(ms_index_t *ix, const ms_coll_t *c, const ms_doc_t *doc, const ms_rec_t *self,

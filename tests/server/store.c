@@ -316,9 +316,8 @@ ms_coll_index_by_name(const ms_coll_t *c, const char *name)
     return NULL;
 }
 
-/* Key patterns compare as mongod's BSON comparison does: same fields in order, equal values. */
-static bool
-same_key_pattern(const bson_t *a, const bson_t *b)
+bool
+ms_key_pattern_equal(const bson_t *a, const bson_t *b)
 {
     bson_iter_t ia, ib;
     if (!bson_iter_init(&ia, a) || !bson_iter_init(&ib, b)) {
@@ -350,7 +349,7 @@ ms_coll_index_by_key(const ms_coll_t *c, const bson_t *key, size_t *count)
     ms_index_t *found = NULL;
     *count = 0;
     for (size_t i = 0; i < c->nindexes; i++) {
-        if (same_key_pattern(c->indexes[i]->key, key)) {
+        if (ms_key_pattern_equal(c->indexes[i]->key, key)) {
             found = found ? found : c->indexes[i];
             (*count)++;
         }
