@@ -93,7 +93,9 @@ update_rec(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, ms_rec_t *rec, const bson
                           MS_MAX_BSON_BYTES);
     }
     if (ok && changed) {
-        ok = ms_wctx_replace(w, coll, rec, &out, kind == MS_UPDATE_REPLACEMENT, error);
+        bool as_replace = kind == MS_UPDATE_REPLACEMENT ||
+                          (kind == MS_UPDATE_PIPELINE && ms_config.pipeline_updates_as_replace);
+        ok = ms_wctx_replace(w, coll, rec, &out, as_replace, error);
     }
     *modified = ok && changed;
     bson_destroy(&out);

@@ -2,7 +2,13 @@
  * mongoq-test-server: a one-member MongoDB replica set for tests.
  *
  *   mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] [--standalone]
- *                      [--dbpath DIR] [--history N]
+ *                      [--dbpath DIR] [--history N] [--ttl-monitor-sleep-secs N]
+ *                      [--pipeline-updates-as-replace]
+ *
+ * --pipeline-updates-as-replace: every pipeline-style update is logged as a full replacement,
+ * so change streams report it as a replace event with fullDocument. mongod 6.0 logs most
+ * pipeline updates as deltas (update events) but may log one as a replacement when the delta
+ * would be no smaller; this flag lets tests exercise a consumer's replace path.
  *
  * Once listening it prints its URI as the first line on stdout; logs go to stderr.
  * SIGTERM/SIGINT shut it down cleanly.
@@ -27,8 +33,13 @@ ms_host_and_port(void)
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] "
-                    "[--standalone] [--dbpath DIR] [--history N]\n");
+    fprintf(stderr,
+            "usage: mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] "
+            "[--standalone] [--dbpath DIR] [--history N] [--ttl-monitor-sleep-secs N] "
+            "[--pipeline-updates-as-replace]\n"
+            "  --pipeline-updates-as-replace  report every pipeline-style update as a replace "
+            "change event (with fullDocument), as mongod does when it logs an update as a full "
+            "replacement\n");
 }
 
 static bool
@@ -55,6 +66,10 @@ parse_args(int argc, char **argv)
         long long n = 0;
         if (strcmp(a, "--standalone") == 0) {
             ms_config.standalone = true;
+            continue;
+        }
+        if (strcmp(a, "--pipeline-updates-as-replace") == 0) {
+            ms_config.pipeline_updates_as_replace = true;
             continue;
         }
         if (!v) {

@@ -21,6 +21,7 @@ typedef struct {
     const char *dbpath;
     size_t history;
     int ttl_sleep_secs;
+    bool pipeline_updates_as_replace; /* log pipeline updates as replacements (replace events) */
     int64_t term;           /* grows across restarts (see main.c); electionId encodes it */
     bson_oid_t election_id; /* 7fffffff + term, big-endian, as mongod's OID::fromTerm */
     int64_t start_ms;
