@@ -84,8 +84,12 @@ void mongoq__queue_log(const mongoq_queue_t *queue, mongoq_log_level_t level, co
 /* Starts the background reaper unless it runs already or is turned off. Thread-safe. */
 void mongoq__queue_start_reaper(mongoq_queue_t *queue);
 
-/* The background reaper's lifetime (reaper.c): init with the queue, stop, then destroy. */
+/*
+ * The background reaper's lifetime (reaper.c): init with the queue, stop (signal_stop asks
+ * without waiting, so the waker can be stopped at the same time), then destroy.
+ */
 void mongoq__reaper_init(mongoq_queue_t *queue);
+void mongoq__reaper_signal_stop(mongoq_queue_t *queue);
 void mongoq__reaper_stop(mongoq_queue_t *queue);
 void mongoq__reaper_destroy(mongoq_queue_t *queue);
 

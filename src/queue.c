@@ -340,6 +340,9 @@ mongoq_queue_destroy(mongoq_queue_t *queue)
     if (!queue) {
         return;
     }
+    /* Both background threads stop at once: destroy waits for the slower, not the sum. */
+    mongoq__reaper_signal_stop(queue);
+    mongoq__waker_signal_stop(queue->waker);
     mongoq__reaper_stop(queue);
     mongoq__waker_destroy(queue->waker);
     mongoq__clock_destroy(queue->clock);

@@ -17,6 +17,9 @@
 #include "queue-private.h"
 #include "service-private.h"
 
+/* A pass of two updateMany commands over expired leases: a second is long for it. */
+#define REAPER_SOCKET_TIMEOUT_MS 1500
+
 /*
  * {status: processing, lease_expires_at: {$lt: estimate + slack},
  *  $expr: {$and: [{$lt: ["$lease_expires_at", "$$NOW"]}, {<cmp>: ["$attempts", "$max_attempts"]}]}}
@@ -168,7 +171,8 @@ reap_in_background(mongoq_queue_t *queue, mongoc_client_t **client)
     bson_error_t error;
     bool ok = false;
     if (!*client) {
-        *client = mongoq__service_client_new(queue->pool, "mongoq-reaper", &error);
+        *client = mongoq__service_client_new(queue->pool, "mongoq-reaper", REAPER_SOCKET_TIMEOUT_MS,
+                                             &error);
     }
     if (*client) {
         mongoc_collection_t *coll = mongoc_client_get_collection(*client, queue->db, queue->name);
@@ -219,12 +223,20 @@ mongoq__queue_start_reaper(mongoq_queue_t *queue)
 }
 
 void
-mongoq__reaper_stop(mongoq_queue_t *queue)
+mongoq__reaper_signal_stop(mongoq_queue_t *queue)
 {
     pthread_mutex_lock(&queue->reaper_mu);
-    bool started = queue->reaper_started;
     queue->reaper_stopping = true;
     pthread_cond_broadcast(&queue->reaper_cond);
+    pthread_mutex_unlock(&queue->reaper_mu);
+}
+
+void
+mongoq__reaper_stop(mongoq_queue_t *queue)
+{
+    mongoq__reaper_signal_stop(queue);
+    pthread_mutex_lock(&queue->reaper_mu);
+    bool started = queue->reaper_started;
     pthread_mutex_unlock(&queue->reaper_mu);
     if (started) {
         pthread_join(queue->reaper_thread, NULL);

@@ -4,10 +4,12 @@
  * They are single-threaded clients made from the pool's URI, not clients popped from the pool:
  *  - the pool is the caller's, sized for the caller's threads; a waker holding a pooled client
  *    for the queue's whole life made a pool of one hang every claim;
- *  - their connect and socket timeouts are capped (SERVICE_CONNECT_TIMEOUT_MS and
- *    SERVICE_SOCKET_TIMEOUT_MS) and a single-threaded client tries server selection once, so a
- *    background call ends within a few seconds whatever the server does (down, or a socket that
- *    hangs), which is what bounds mongoq_queue_destroy.
+ *  - their connect and socket timeouts are capped (MONGOQ__SERVICE_CONNECT_TIMEOUT_MS and the
+ *    caller's socket_timeout_ms) and a single-threaded client tries server selection once, so a
+ *    background call ends within a second or two whatever the server does (down, or a socket
+ *    that hangs), which is what bounds mongoq_queue_destroy. On a hung socket a thread may meet
+ *    the timeout twice more as it stops (a change stream resumes once; ending the client sends
+ *    endSessions), so a stop takes at most about three socket timeouts.
  * TLS and credentials therefore come from the URI; the pool's programmatic settings (e.g.
  * mongoc_client_pool_set_ssl_opts) are not seen by these connections (queue.h says so).
  */
@@ -16,18 +18,17 @@
 
 #include <mongoc/mongoc.h>
 
-/* The longest a service connection waits to connect, and for any reply. */
+/* The longest a service connection waits to connect. */
 #define MONGOQ__SERVICE_CONNECT_TIMEOUT_MS 2000
-#define MONGOQ__SERVICE_SOCKET_TIMEOUT_MS 3000
 
 /*
- * A new single-threaded client on the pool's deployment, with timeouts capped as above and the
- * application name suffixed with role ("app/mongoq-waker"). Takes one client from the pool
- * briefly to read the URI. NULL + error when the pool gives no client or the URI is refused.
- * The caller destroys it with mongoc_client_destroy.
+ * A new single-threaded client on the pool's deployment, with timeouts capped as above (socket:
+ * socket_timeout_ms) and the application name suffixed with role ("app/mongoq-waker"). Takes
+ * one client from the pool briefly to read the URI. NULL + error when the pool gives no client
+ * or the URI is refused. The caller destroys it with mongoc_client_destroy.
  */
 mongoc_client_t *mongoq__service_client_new(mongoc_client_pool_t *pool, const char *role,
-                                            bson_error_t *error);
+                                            int32_t socket_timeout_ms, bson_error_t *error);
 
 /*
  * Takes a client from the pool: one at once if one is free, otherwise waits as

@@ -39,7 +39,8 @@ name_app(mongoc_uri_t *uri, const char *role)
 }
 
 mongoc_client_t *
-mongoq__service_client_new(mongoc_client_pool_t *pool, const char *role, bson_error_t *error)
+mongoq__service_client_new(mongoc_client_pool_t *pool, const char *role, int32_t socket_timeout_ms,
+                           bson_error_t *error)
 {
     mongoc_client_t *pooled = mongoq__pool_pop(pool, error);
     if (!pooled) {
@@ -48,7 +49,7 @@ mongoq__service_client_new(mongoc_client_pool_t *pool, const char *role, bson_er
     mongoc_uri_t *uri = mongoc_uri_copy(mongoc_client_get_uri(pooled));
     mongoc_client_pool_push(pool, pooled);
     cap_timeout(uri, MONGOC_URI_CONNECTTIMEOUTMS, MONGOQ__SERVICE_CONNECT_TIMEOUT_MS);
-    cap_timeout(uri, MONGOC_URI_SOCKETTIMEOUTMS, MONGOQ__SERVICE_SOCKET_TIMEOUT_MS);
+    cap_timeout(uri, MONGOC_URI_SOCKETTIMEOUTMS, socket_timeout_ms);
     cap_timeout(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGOQ__SERVICE_CONNECT_TIMEOUT_MS);
     name_app(uri, role);
     mongoc_client_t *client = mongoc_client_new_from_uri_with_error(uri, error);

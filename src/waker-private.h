@@ -58,6 +58,10 @@ mongoq__waker_new(const mongoq__waker_config_t *config);
 void
 mongoq__waker_destroy(mongoq__waker_t *w);
 
+/* Asks the thread to stop without waiting for it (destroy then waits). NULL is a no-op. */
+void
+mongoq__waker_signal_stop(mongoq__waker_t *w);
+
 /* The current wake-up generation. */
 uint64_t
 mongoq__waker_generation(mongoq__waker_t *w);

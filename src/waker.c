@@ -27,6 +27,7 @@
 
 #define MIN_POLL_MS 10
 #define MAX_AWAIT_MS 300       /* bounds how long destroy waits for the stream thread */
+#define SOCKET_TIMEOUT_MS 1000 /* its connection's: a getMore answers within MAX_AWAIT_MS */
 #define MAX_REOPEN_BACKOFF_MS 2000
 #define MAX_TIMERS 256
 #define TIMER_MARGIN_MS 2      /* fire just after run_at: the claim checks run_at <= $$NOW */
@@ -248,9 +249,8 @@ mongoq__waker_new(const mongoq__waker_config_t *config)
 }
 
 void
-mongoq__waker_destroy(mongoq__waker_t *w)
+mongoq__waker_signal_stop(mongoq__waker_t *w)
 {
-    bool joined;
     if (!w) {
         return;
     }
@@ -258,6 +258,18 @@ mongoq__waker_destroy(mongoq__waker_t *w)
     w->stopping = true;
     bump_locked(w, MONGOQ__WAKE_STOP);
     pthread_cond_broadcast(&w->thread_cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void
+mongoq__waker_destroy(mongoq__waker_t *w)
+{
+    bool joined;
+    if (!w) {
+        return;
+    }
+    mongoq__waker_signal_stop(w);
+    pthread_mutex_lock(&w->mu);
     joined = w->thread_started;
     pthread_mutex_unlock(&w->mu);
     if (joined) {
@@ -668,7 +680,8 @@ connect_service(mongoq__waker_t *w)
     int64_t pause = MIN_POLL_MS;
     for (;;) {
         bson_error_t error;
-        mongoc_client_t *client = mongoq__service_client_new(w->config.pool, "mongoq-waker", &error);
+        mongoc_client_t *client =
+            mongoq__service_client_new(w->config.pool, "mongoq-waker", SOCKET_TIMEOUT_MS, &error);
         if (client) {
             return client;
         }

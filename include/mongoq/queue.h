@@ -11,8 +11,7 @@
  * reaper) do not take clients from the pool. Each opens one single-threaded connection from the
  * pool's URI, with its connect, server-selection and socket timeouts capped at a few seconds, so
  * a queue uses at most two connections besides the pool's, and mongoq_queue_destroy returns
- * within about 5 seconds (MONGOQ_QUEUE_DESTROY_BOUND_MS) even while the server is down or a
- * socket hangs. TLS and credentials for them come from the URI: settings made only through
+ * within MONGOQ_QUEUE_DESTROY_BOUND_MS even while the server is down or a socket hangs. TLS and credentials for them come from the URI: settings made only through
  * mongoc_client_pool_set_ssl_opts are not seen by these connections.
  *
  * Thread safety: a queue is thread-safe. Producers may enqueue on one queue from many threads;
@@ -121,7 +120,7 @@ mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
                  const mongoq_queue_opts_t *opts, bson_error_t *error);
 
 /* How long mongoq_queue_destroy may take at most while a background call is in flight. */
-#define MONGOQ_QUEUE_DESTROY_BOUND_MS 6000
+#define MONGOQ_QUEUE_DESTROY_BOUND_MS 5000
 
 /*
  * Stops the queue's threads and frees it, within MONGOQ_QUEUE_DESTROY_BOUND_MS whatever the server
