@@ -292,15 +292,48 @@ print_ready_line(const args_t *args, mongoq_faultproxy_t *proxy, uint16_t contro
     bson_free(uri);
 }
 
+static void
+close_control(control_server_t *server)
+{
+    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+        if (server->clients[i].fd >= 0) {
+            close(server->clients[i].fd);
+        }
+    }
+    if (server->listen_fd >= 0) {
+        close(server->listen_fd);
+    }
+    mongoq_faultproxy_stop(server->proxy);
+}
+
+/* Starts the proxy and its control port, prints the ready line, serves until told to stop. */
+static int
+run(const args_t *args, control_server_t *server)
+{
+    mongoq_faultproxy_opts_t opts = MONGOQ_FAULTPROXY_OPTS_INIT;
+    bson_error_t error;
+    uint16_t control_port = 0;
+    opts.listen_port = args->listen_port;
+    opts.max_connections = args->max_connections;
+    server->proxy = mongoq_faultproxy_start(args->upstream, &opts, &error);
+    if (!server->proxy) {
+        fprintf(stderr, "mongoq-fault-proxy: %s\n", error.message);
+        return 1;
+    }
+    server->listen_fd = open_control_port(args->control_port, &control_port);
+    if (server->listen_fd < 0) {
+        return 1;
+    }
+    print_ready_line(args, server->proxy, control_port);
+    serve_control(server);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     args_t args = {0};
-    mongoq_faultproxy_opts_t opts = MONGOQ_FAULTPROXY_OPTS_INIT;
     control_server_t server = {.listen_fd = -1};
-    bson_error_t error;
-    uint16_t control_port = 0;
-    int rc = 1;
     for (size_t i = 0; i < MAX_CLIENTS; i++) {
         server.clients[i].fd = -1;
     }
@@ -308,35 +341,13 @@ main(int argc, char **argv)
         usage();
         return 2;
     }
-    opts.listen_port = args.listen_port;
-    opts.max_connections = args.max_connections;
     server.exit_on_stdin_eof = args.exit_on_stdin_eof;
     if (!install_signals()) {
         perror("mongoq-fault-proxy: pipe");
         return 1;
     }
-    server.proxy = mongoq_faultproxy_start(args.upstream, &opts, &error);
-    if (!server.proxy) {
-        fprintf(stderr, "mongoq-fault-proxy: %s\n", error.message);
-        goto done;
-    }
-    server.listen_fd = open_control_port(args.control_port, &control_port);
-    if (server.listen_fd < 0) {
-        goto done;
-    }
-    print_ready_line(&args, server.proxy, control_port);
-    serve_control(&server);
-    rc = 0;
-done:
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
-        if (server.clients[i].fd >= 0) {
-            close(server.clients[i].fd);
-        }
-    }
-    if (server.listen_fd >= 0) {
-        close(server.listen_fd);
-    }
-    mongoq_faultproxy_stop(server.proxy);
+    int rc = run(&args, &server);
+    close_control(&server);
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     return rc;

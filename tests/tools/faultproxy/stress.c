@@ -214,6 +214,44 @@ proxied_pool(mongoq_faultproxy_t *proxy, const char *server_uri)
 }
 
 static void
+chaos_start(chaos_t *chaos, pthread_t *thread)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* chaos_pause's deadlines */
+    pthread_mutex_init(&chaos->mu, NULL);
+    pthread_cond_init(&chaos->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_create(thread, NULL, chaos_main, chaos);
+}
+
+static void
+chaos_stop(chaos_t *chaos, pthread_t thread)
+{
+    pthread_mutex_lock(&chaos->mu);
+    chaos->stop = true;
+    pthread_cond_broadcast(&chaos->cond);
+    pthread_mutex_unlock(&chaos->mu);
+    pthread_join(thread, NULL);
+    pthread_cond_destroy(&chaos->cond);
+    pthread_mutex_destroy(&chaos->mu);
+}
+
+/* Checks what the server stored, then drops the database. */
+static void
+verify(const char *server_uri, const char *db, mongoq_faultproxy_t *proxy, worker_t *workers,
+       int *acked)
+{
+    mongoc_client_t *direct = mongoc_client_new(server_uri);
+    check_stored(direct, db, workers, acked);
+    check_faults_fired(proxy);
+    mongoc_database_t *database = mongoc_client_get_database(direct, db);
+    CHECK(mongoc_database_drop(database, NULL), "drop %s", db);
+    mongoc_database_destroy(database);
+    mongoc_client_destroy(direct);
+}
+
+static void
 run(const char *server_uri, int seconds, mongoq_faultproxy_t *proxy, const char *db)
 {
     static worker_t workers[WORKERS];
@@ -221,13 +259,7 @@ run(const char *server_uri, int seconds, mongoq_faultproxy_t *proxy, const char 
     pthread_t worker_threads[WORKERS], chaos_thread;
     mongoc_client_pool_t *pool = proxied_pool(proxy, server_uri);
     int acked = 0, ops = 0;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* chaos_pause's deadlines */
-    pthread_mutex_init(&chaos.mu, NULL);
-    pthread_cond_init(&chaos.cond, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_create(&chaos_thread, NULL, chaos_main, &chaos);
+    chaos_start(&chaos, &chaos_thread);
     for (int i = 0; i < WORKERS; i++) {
         workers[i] = (worker_t){.pool = pool, .db = db, .index = i,
                                 .deadline_ms = now_ms() + seconds * 1000};
@@ -237,23 +269,11 @@ run(const char *server_uri, int seconds, mongoq_faultproxy_t *proxy, const char 
         pthread_join(worker_threads[i], NULL);
         ops += workers[i].n_ops;
     }
-    pthread_mutex_lock(&chaos.mu);
-    chaos.stop = true;
-    pthread_cond_broadcast(&chaos.cond);
-    pthread_mutex_unlock(&chaos.mu);
-    pthread_join(chaos_thread, NULL);
+    chaos_stop(&chaos, chaos_thread);
     mongoc_client_pool_destroy(pool);
-    mongoc_client_t *direct = mongoc_client_new(server_uri);
-    check_stored(direct, db, workers, &acked);
-    check_faults_fired(proxy);
-    mongoc_database_t *database = mongoc_client_get_database(direct, db);
-    CHECK(mongoc_database_drop(database, NULL), "drop %s", db);
-    mongoc_database_destroy(database);
-    mongoc_client_destroy(direct);
+    verify(server_uri, db, proxy, workers, &acked);
     printf("faultproxy-stress: %d operations, %d inserts acknowledged, %d chaos actions\n", ops,
            acked, chaos.actions);
-    pthread_cond_destroy(&chaos.cond);
-    pthread_mutex_destroy(&chaos.mu);
 }
 
 int
