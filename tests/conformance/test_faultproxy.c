@@ -134,8 +134,7 @@ crud_through_proxy(mongoc_collection_t *coll, const bson_t *doc)
     cr_assert(mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error), "%s",
               error.message);
     cr_assert_eq(stored("{\"n\": 2}"), 1);
-    cr_assert(mongoc_collection_delete_one(coll, filter, NULL, NULL, &error), "%s",
-              error.message);
+    cr_assert(mongoc_collection_delete_one(coll, filter, NULL, NULL, &error), "%s", error.message);
     cr_assert_eq(stored("{}"), 0);
     bson_destroy(update);
     bson_destroy(filter);
@@ -150,8 +149,7 @@ change_stream_through_proxy(mongoc_collection_t *coll)
     bson_t pipeline = BSON_INITIALIZER;
     bson_t *opts = BCON_NEW("maxAwaitTimeMS", BCON_INT64(200));
     mongoc_change_stream_t *stream = mongoc_collection_watch(coll, &pipeline, opts);
-    cr_assert_not(mongoc_change_stream_error_document(stream, &error, NULL), "%s",
-                  error.message);
+    cr_assert_not(mongoc_change_stream_error_document(stream, &error, NULL), "%s", error.message);
     cr_assert(insert_id(direct, 5, &error), "%s", error.message);
     int64_t deadline = mtest_now_ms() + 10000;
     while (!event && mtest_now_ms() < deadline &&
@@ -228,8 +226,7 @@ Test(faultproxy, lost_reply_twice_is_a_network_error_and_stored_once)
 
 Test(faultproxy, hang_trips_socket_timeout)
 {
-    mongoc_client_pool_t *pool =
-        proxied_pool("fp-hang", "&socketTimeoutMS=500&retryReads=false");
+    mongoc_client_pool_t *pool = proxied_pool("fp-hang", "&socketTimeoutMS=500&retryReads=false");
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     bson_error_t error;
     bson_t reply;

@@ -46,14 +46,17 @@ Test(faultproxy_api, uri_points_at_the_proxy_and_keeps_the_rest)
                "mongodb://u%40x:p@127.0.0.1:4242/app?w=majority&retryWrites=true&"
                "directConnection=true");
     assert_uri("mongodb://127.0.0.1:1/?tls=false", "mongodb://127.0.0.1:4242/?tls=false&"
-                                                    "directConnection=true");
+                                                   "directConnection=true");
 }
 
 Test(faultproxy_api, uri_refuses_what_the_proxy_cannot_carry)
 {
-    const char *refused[] = {"mongodb+srv://cluster.example.com", "mongodb://a:1,b:2/",
-                             "mongodb://127.0.0.1:1/?tls=true", "mongodb://127.0.0.1/?ssl=TRUE",
-                             "mongodb://127.0.0.1/?loadBalanced=true", "http://127.0.0.1",
+    const char *refused[] = {"mongodb+srv://cluster.example.com",
+                             "mongodb://a:1,b:2/",
+                             "mongodb://127.0.0.1:1/?tls=true",
+                             "mongodb://127.0.0.1/?ssl=TRUE",
+                             "mongodb://127.0.0.1/?loadBalanced=true",
+                             "http://127.0.0.1",
                              "mongodb:///?x=1"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         bson_error_t error;
@@ -77,9 +80,9 @@ Test(faultproxy_api, upstream_of_a_uri)
 
 Test(faultproxy_api, start_refuses_anything_but_loopback)
 {
-    const char *refused[] = {"10.0.0.1:27017", "example.com:27017", "127.0.0.1:0",
-                             "127.0.0.1", "127.0.0.1:70000", "127.0.0.1:x",
-                             "mongodb://10.1.1.1:27017/"};
+    const char *refused[] = {
+        "10.0.0.1:27017", "example.com:27017",        "127.0.0.1:0", "127.0.0.1", "127.0.0.1:70000",
+        "127.0.0.1:x",    "mongodb://10.1.1.1:27017/"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         bson_error_t error;
         mongoq_faultproxy_t *p = mongoq_faultproxy_start(refused[i], NULL, &error);

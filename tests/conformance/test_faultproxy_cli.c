@@ -98,8 +98,8 @@ cli_start(cli_t *cli, const char *upstream)
     char line[700];
     cli_spawn(cli, args);
     cr_assert(read_line(cli->stdout_fd, line, sizeof line), "no ready line: '%s'", line);
-    int n = sscanf(line, "port=%u control_port=%u uri=%511s", &cli->port, &cli->control_port,
-                   cli->uri);
+    int n =
+        sscanf(line, "port=%u control_port=%u uri=%511s", &cli->port, &cli->control_port, cli->uri);
     cr_assert(n >= 2 && cli->port > 0 && cli->control_port > 0, "ready line '%s'", line);
 }
 
@@ -130,7 +130,8 @@ cli_wait(cli_t *cli)
 static int
 control_connect(const cli_t *cli)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cli->control_port)};
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)cli->control_port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert(fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0, "%s",
@@ -184,7 +185,8 @@ Test(faultproxy_cli, control_port_drives_a_lost_reply_and_a_partition)
     cli_start(&cli, mtest_uri());
     cr_assert_str_neq(cli.uri, "", "a URI upstream prints the proxied URI");
     char *uri = bson_strdup_printf("%s&retryWrites=true&serverSelectionTimeoutMS=1000"
-                                   "&heartbeatFrequencyMS=500", cli.uri);
+                                   "&heartbeatFrequencyMS=500",
+                                   cli.uri);
     mongoc_client_pool_t *pool = mtest_pool_for(uri, "fp-cli");
     int fd = control_connect(&cli);
     control(fd, "drop-reply insert 1", "ok rule=1");

@@ -30,8 +30,8 @@ typedef struct {
     int32_t request_id;
     int32_t response_to;
     int32_t opcode;
-    uint32_t flags;     /* OP_MSG only */
-    char command[64];   /* first key of the body */
+    uint32_t flags;   /* OP_MSG only */
+    char command[64]; /* first key of the body */
 } wire_msg_t;
 
 static void

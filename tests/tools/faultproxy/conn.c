@@ -41,7 +41,7 @@ read_into(int fd, fp_buf_t *buf)
         return IO_OK;
     }
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN
-                                                                               : IO_CLOSED;
+                                                                                : IO_CLOSED;
 }
 
 /* Removes n bytes at the head of the buffer (written) or at buf->ready (discarded). */
@@ -67,7 +67,7 @@ write_from(int fd, fp_buf_t *buf)
         return IO_OK;
     }
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN
-                                                                               : IO_CLOSED;
+                                                                                : IO_CLOSED;
 }
 
 /* The complete message at buf->ready, if there is one; *bad when its length is impossible. */

@@ -63,9 +63,9 @@ cmd_fault(mongoq_faultproxy_t *proxy, char **args, size_t n_args, bson_string_t 
     for (size_t i = 2; i < n_args; i++) {
         if (strncmp(args[i], "app=", 4) == 0 && !rule.app_name) {
             rule.app_name = args[i] + 4;
-        } else if (n_numbers == max_numbers || !parse_number(args[i], limits[n_numbers][0],
-                                                              limits[n_numbers][1],
-                                                              &numbers[n_numbers])) {
+        } else if (n_numbers == max_numbers ||
+                   !parse_number(args[i], limits[n_numbers][0], limits[n_numbers][1],
+                                 &numbers[n_numbers])) {
             return reply_error(reply, "expected TIMES (>= 1), MS (>= 0, hang only), app=NAME");
         } else {
             n_numbers++;
@@ -174,16 +174,14 @@ cmd_count(mongoq_faultproxy_t *proxy, char **args, size_t n_args, bson_string_t 
     return true;
 }
 
-static bool
-cmd_help(mongoq_faultproxy_t *proxy, char **args, size_t n_args, bson_string_t *reply);
+static bool cmd_help(mongoq_faultproxy_t *proxy, char **args, size_t n_args, bson_string_t *reply);
 
 static const struct {
     const char *name;
     command_fn run;
 } command_table[] = {
-    {"partition", cmd_partition}, {"reset", cmd_reset}, {"clear", cmd_clear},
-    {"heal", cmd_heal},           {"stats", cmd_stats}, {"hits", cmd_hits},
-    {"count", cmd_count},         {"help", cmd_help},
+    {"partition", cmd_partition}, {"reset", cmd_reset}, {"clear", cmd_clear}, {"heal", cmd_heal},
+    {"stats", cmd_stats},         {"hits", cmd_hits},   {"count", cmd_count}, {"help", cmd_help},
 };
 
 static bool

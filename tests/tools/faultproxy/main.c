@@ -248,8 +248,7 @@ serve_control(control_server_t *server)
             return;
         }
         char byte[256];
-        if (pfds[0].revents ||
-            (pfds[2].revents && read(0, byte, sizeof byte) <= 0)) {
+        if (pfds[0].revents || (pfds[2].revents && read(0, byte, sizeof byte) <= 0)) {
             return; /* a signal, or the end of stdin */
         }
         for (size_t i = 0; i < MAX_CLIENTS && !server->shutting_down; i++) {

@@ -20,8 +20,8 @@
 
 #define DEFAULT_MAX_CONNS 256
 #define DEFAULT_DROP_REPLY_WAIT_MS 30000
-#define POLL_MAX_MS 1000           /* the thread looks at the clock at least this often */
-#define APPLY_TIMEOUT_MS 10000     /* how long a caller waits for the thread */
+#define POLL_MAX_MS 1000       /* the thread looks at the clock at least this often */
+#define APPLY_TIMEOUT_MS 10000 /* how long a caller waits for the thread */
 #define ACCEPTS_PER_TURN 64
 #define LISTEN_BACKLOG 128
 
@@ -43,8 +43,8 @@ fail(bson_error_t *error, mongoq_faultproxy_error_code_t code, const char *what)
 static bool
 fail_errno(bson_error_t *error, const char *call)
 {
-    bson_set_error(error, MONGOQ_FAULTPROXY_ERROR_DOMAIN, MONGOQ_FAULTPROXY_ERROR_SOCKET,
-                   "%s: %s", call, strerror(errno));
+    bson_set_error(error, MONGOQ_FAULTPROXY_ERROR_DOMAIN, MONGOQ_FAULTPROXY_ERROR_SOCKET, "%s: %s",
+                   call, strerror(errno));
     return false;
 }
 
@@ -154,8 +154,7 @@ scratch_port(uint16_t *port, bson_error_t *error)
     struct sockaddr_in addr;
     socklen_t len = sizeof addr;
     int fd = new_socket();
-    if (fd < 0 || !bind_loopback(fd, 0) ||
-        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+    if (fd < 0 || !bind_loopback(fd, 0) || getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
         fail_errno(error, "bind 127.0.0.1:0");
         if (fd >= 0) {
             close(fd);
@@ -229,8 +228,8 @@ prepare_poll(mongoq_faultproxy_t *proxy, int64_t now_ms)
 {
     int64_t deadline = now_ms + POLL_MAX_MS;
     proxy->pfds[0] = (struct pollfd){.fd = proxy->wake_read_fd, .events = POLLIN};
-    proxy->pfds[1] = (struct pollfd){.fd = proxy->listening ? proxy->listen_fd : -1,
-                                     .events = POLLIN};
+    proxy->pfds[1] =
+        (struct pollfd){.fd = proxy->listening ? proxy->listen_fd : -1, .events = POLLIN};
     for (size_t i = 0; i < proxy->max_conns; i++) {
         fp_conn_t *conn = &proxy->conns[i];
         struct pollfd *pfd = &proxy->pfds[2 + 2 * i];
@@ -447,8 +446,7 @@ check_opts(const mongoq_faultproxy_opts_t *opts, bson_error_t *error)
         return fail(error, MONGOQ_FAULTPROXY_ERROR_INVALID_ARG,
                     "unknown options version (use MONGOQ_FAULTPROXY_OPTS_INIT)");
     }
-    if (opts->max_connections < 0 || opts->max_connections > 4096 ||
-        opts->drop_reply_wait_ms < 0) {
+    if (opts->max_connections < 0 || opts->max_connections > 4096 || opts->drop_reply_wait_ms < 0) {
         return fail(error, MONGOQ_FAULTPROXY_ERROR_INVALID_ARG,
                     "max_connections must be 0..4096, drop_reply_wait_ms >= 0");
     }
@@ -512,8 +510,8 @@ mongoq_faultproxy_start(const char *upstream, const mongoq_faultproxy_opts_t *op
         fail(error, MONGOQ_FAULTPROXY_ERROR_SOCKET, "cannot create a mutex");
         return NULL;
     }
-    if (!parse_upstream(upstream, &proxy->upstream, error) ||
-        !open_wake_pipe(proxy, error) || !open_listener(proxy, opts->listen_port, error)) {
+    if (!parse_upstream(upstream, &proxy->upstream, error) || !open_wake_pipe(proxy, error) ||
+        !open_listener(proxy, opts->listen_port, error)) {
         goto fail;
     }
     if (pthread_create(&proxy->thread, NULL, proxy_main, proxy) != 0) {
@@ -574,9 +572,8 @@ mongoq_faultproxy_rule_hits(mongoq_faultproxy_t *proxy, int32_t rule_id)
 {
     BSON_ASSERT_PARAM(proxy);
     pthread_mutex_lock(&proxy->mu);
-    int64_t hits = rule_id >= 1 && (size_t)rule_id <= proxy->n_rules
-                       ? proxy->rules[rule_id - 1].hits
-                       : -1;
+    int64_t hits =
+        rule_id >= 1 && (size_t)rule_id <= proxy->n_rules ? proxy->rules[rule_id - 1].hits : -1;
     pthread_mutex_unlock(&proxy->mu);
     return hits;
 }

@@ -70,7 +70,8 @@ check_spec(const mongoq_fault_rule_t *spec, bson_error_t *error)
     if (!spec->commands || !*spec->commands) {
         return invalid(error, "no commands");
     }
-    if (spec->times < 0 || spec->hang_ms < 0 || (spec->hang_ms && spec->kind != MONGOQ_FAULT_HANG)) {
+    if (spec->times < 0 || spec->hang_ms < 0 ||
+        (spec->hang_ms && spec->kind != MONGOQ_FAULT_HANG)) {
         return invalid(error, "times and hang_ms must be >= 0, hang_ms only for a hang");
     }
     if (spec->app_name && (!*spec->app_name || strlen(spec->app_name) >= FP_APP_MAX)) {

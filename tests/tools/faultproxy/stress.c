@@ -35,7 +35,7 @@ static atomic_int failures;
     do {                                                                                           \
         if (!(cond)) {                                                                             \
             if (atomic_fetch_add(&failures, 1) < 20) {                                             \
-                fprintf(stderr, "faultproxy-stress: FAILED at stress.c:%d (%s): ", __LINE__,      \
+                fprintf(stderr, "faultproxy-stress: FAILED at stress.c:%d (%s): ", __LINE__,       \
                         #cond);                                                                    \
                 fprintf(stderr, __VA_ARGS__);                                                      \
                 fputc('\n', stderr);                                                               \
@@ -65,10 +65,18 @@ static const struct {
     const char *line;
     int64_t hold_ms;
 } chaos_table[] = {
-    {"drop-reply insert 1", 0},  {"hang find 1 100", 0}, {"drop-request insert 1", 0},
-    {"reset", 0},                {"hang insert 1 0", 150}, {"clear", 0},
-    {"partition on", 100},       {"partition off", 0},   {"drop-reply * 2", 0},
-    {"partition refuse", 100},   {"heal", 0},            {"stats", 0},
+    {"drop-reply insert 1", 0},
+    {"hang find 1 100", 0},
+    {"drop-request insert 1", 0},
+    {"reset", 0},
+    {"hang insert 1 0", 150},
+    {"clear", 0},
+    {"partition on", 100},
+    {"partition off", 0},
+    {"drop-reply * 2", 0},
+    {"partition refuse", 100},
+    {"heal", 0},
+    {"stats", 0},
 };
 
 static int64_t
@@ -92,8 +100,8 @@ one_op(worker_t *w, mongoc_collection_t *coll, int op)
     bson_t doc = BSON_INITIALIZER;
     BSON_APPEND_INT32(&doc, "_id", doc_id(w, op));
     w->acknowledged[op] = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error);
-    CHECK(w->acknowledged[op] || error.code != 11000, "insert %d applied twice: %s",
-          doc_id(w, op), error.message);
+    CHECK(w->acknowledged[op] || error.code != 11000, "insert %d applied twice: %s", doc_id(w, op),
+          error.message);
     if (op % 4 == 0) {
         mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &doc, NULL, NULL);
         const bson_t *found;
@@ -261,8 +269,8 @@ run(const char *server_uri, int seconds, mongoq_faultproxy_t *proxy, const char 
     int acked = 0, ops = 0;
     chaos_start(&chaos, &chaos_thread);
     for (int i = 0; i < WORKERS; i++) {
-        workers[i] = (worker_t){.pool = pool, .db = db, .index = i,
-                                .deadline_ms = now_ms() + seconds * 1000};
+        workers[i] = (worker_t){
+            .pool = pool, .db = db, .index = i, .deadline_ms = now_ms() + seconds * 1000};
         pthread_create(&worker_threads[i], NULL, worker_main, &workers[i]);
     }
     for (int i = 0; i < WORKERS; i++) {

@@ -13,9 +13,9 @@ typedef struct {
     size_t userinfo_len;
     const char *host;
     size_t host_len;
-    const char *path;     /* "" or "/" or "/db", up to the options */
+    const char *path; /* "" or "/" or "/db", up to the options */
     size_t path_len;
-    const char *options;  /* after '?', or "" */
+    const char *options; /* after '?', or "" */
 } uri_parts_t;
 
 /* What the proxied URI does with an option of the server's URI (keys without case). */
@@ -28,8 +28,7 @@ static const struct {
     {"directConnection", OPT_DROP}, /* set to true at the end */
     {"compressors", OPT_DROP},      /* OP_COMPRESSED would hide the command names */
     {"tls", OPT_REFUSE_IF_TRUE},    /* the proxy reads plain TCP */
-    {"ssl", OPT_REFUSE_IF_TRUE},
-    {"loadBalanced", OPT_REFUSE_IF_TRUE},
+    {"ssl", OPT_REFUSE_IF_TRUE},    {"loadBalanced", OPT_REFUSE_IF_TRUE},
 };
 
 static bool
