@@ -51,17 +51,36 @@ mongoq_consumer_destroy(mongoq_consumer_t *consumer);
  * or to NULL when nothing became ready in time. Returns false and fills error on a driver or
  * server error (*msg_out is NULL). A message document someone else damaged (missing fields,
  * wrong types) is moved to "dead" with a reason and never handed out.
+ *
+ * No poison message: when the server refuses to claim a message because of the document itself
+ * (it would pass 16 MiB, a collection validator refuses it, arithmetic on its values overflows),
+ * that one message is moved to "dead" with the server's error as its reason (or, when even that
+ * is refused, with status alone; past document validation as a last resort) and the claim goes
+ * on to the next. A document the server refuses to touch at all is logged and skipped by this
+ * consumer from then on.
+ *
+ * The claim is one findAndModify, a retryable write: libmongoc sends it once more after a
+ * network error or a failover, and the server answers with the first attempt's result. After
+ * MONGOQ_ERROR_UNKNOWN_OUTCOME (no reply even then) a message may have been leased to this
+ * consumer without it knowing: it returns to the queue when that lease expires (attempts counts
+ * the lost delivery). Claiming again is safe. MONGOQ_ERROR_NO_CLIENT: the pool gave no client.
  */
 MONGOQ_EXPORT bool
 mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_message_t **msg_out,
                       bson_error_t *error);
 
 /*
- * Claims up to max messages (1..1000) in a bounded number of round trips (three per try,
- * whatever max is, plus one per damaged document buried), waiting up to wait_ms for at least
- * one. msgs_out has room for max pointers;
- * *n_out receives how many were claimed (0 when none in time). Each message is owned by the
- * caller. All messages of one call share a lease_token (still fenced per message by _id).
+ * Claims up to max messages (1 to MONGOQ_MAX_BATCH) in a bounded number of round trips (three per
+ * try, whatever max is, plus one per damaged or poison document buried), waiting up to wait_ms
+ * for at least one. msgs_out has room for max pointers; *n_out receives how many were claimed
+ * (0 when none in time). Each message is owned by the caller. All messages of one call share a
+ * lease_token (still fenced per message by _id).
+ *
+ * The claiming updateMany is not retried by libmongoc; claim_many retries it itself once after a
+ * network error or a failover (safe: a message the first attempt claimed is no longer ready),
+ * then reads back by its token every message either attempt leased and returns them. Only when
+ * that read fails too does it hand them back by token (ready again, the attempt restored) and
+ * return the error; what even that cannot reach returns when its lease expires.
  */
 MONGOQ_EXPORT bool
 mongoq_consumer_claim_many(mongoq_consumer_t *consumer, size_t max, int64_t wait_ms,

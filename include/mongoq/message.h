@@ -107,28 +107,40 @@ mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *e
 
 /*
  * Gives the message back for another attempt: "ready" with run_at = now + delay_ms on the server
- * clock, or, when delay_ms < 0, the queue's exponential backoff with jitter. Once attempts reach
- * max_attempts the message goes to "dead" instead. reason (may be NULL; copied) is recorded in
- * last_error and errors (the last five failures, each {at, error}).
+ * clock (delay_ms at most MONGOQ_MAX_DURATION_MS), or, when delay_ms < 0, the queue's exponential
+ * backoff with jitter. Once attempts reach max_attempts the message goes to "dead" instead.
+ * reason (may be NULL; copied, cut to MONGOQ_MAX_REASON_BYTES) is recorded in last_error and
+ * errors (the last five failures, each {at, error}). One updateOne, a retryable write.
+ *
+ * Errors: INVALID_ARG (delay_ms too large; nothing written); LEASE_LOST (nothing changed);
+ * MONGOQ_ERROR_UNKNOWN_OUTCOME when the write was sent and no reply came back even after
+ * libmongoc's retry: the retry may have applied. Calling retry again is safe: if the first
+ * applied, the lease is gone and the call fails with LEASE_LOST, changing nothing; otherwise it
+ * applies now. The same holds for mongoq_message_fail and mongoq_message_extend below.
  */
 MONGOQ_EXPORT bool
 mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason,
                      bson_error_t *error);
 
-/* Moves the message to "dead" now, recording reason (may be NULL; copied). */
+/*
+ * Moves the message to "dead" now, recording reason (may be NULL; copied, cut to
+ * MONGOQ_MAX_REASON_BYTES). One updateOne, a retryable write; errors as mongoq_message_retry.
+ */
 MONGOQ_EXPORT bool
 mongoq_message_fail(mongoq_message_t *msg, const char *reason, bson_error_t *error);
 
 /*
- * Heartbeat: the lease now ends lease_ms (> 0) from now on the server clock. Fails with
- * MONGOQ_ERROR_LEASE_LOST when the lease is already lost.
+ * Heartbeat: the lease now ends lease_ms (1 to MONGOQ_MAX_DURATION_MS) from now on the server
+ * clock. One findAndModify, a retryable write. Fails with MONGOQ_ERROR_LEASE_LOST when the lease
+ * is already lost; after MONGOQ_ERROR_UNKNOWN_OUTCOME calling extend again is safe (it extends
+ * once more from the new now).
  */
 MONGOQ_EXPORT bool
 mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *error);
 
 /*
  * Sets the reason a worker records when its handler returns MONGOQ_RETRY or MONGOQ_FAIL.
- * reason is copied; NULL clears it.
+ * reason is copied (and cut to MONGOQ_MAX_REASON_BYTES when stored); NULL clears it.
  */
 MONGOQ_EXPORT void
 mongoq_message_set_reason(mongoq_message_t *msg, const char *reason);
