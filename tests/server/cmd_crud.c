@@ -275,14 +275,17 @@ MS_HANDLER(insert)
             break;
         }
     }
-    if (!ms_wctx_commit(&w, fatal ? NULL : error) || fatal) {
+    if (fatal) {
+        ms_wctx_commit(&w, NULL);
         goto done;
     }
+    /* The reply is complete before the commit: a retryable write journals it with the writes. */
     BSON_APPEND_INT32(reply, "n", n);
     if (nerr) {
         BSON_APPEND_ARRAY(reply, "writeErrors", &errors);
     }
-    ok = true;
+    w.result = reply;
+    ok = ms_wctx_commit(&w, error);
 done:
     ms_wctx_destroy(&w);
     bson_destroy(&errors);

@@ -253,9 +253,8 @@ MS_HANDLER(update)
             bson_value_destroy(&r.upserted_id);
         }
     }
-    ok = ms_wctx_commit(&w, fatal ? NULL : error) && !fatal;
-    ms_wctx_destroy(&w);
-    if (ok) {
+    if (!fatal) {
+        /* Complete before the commit: a retryable write journals it with the writes. */
         BSON_APPEND_INT32(reply, "n", (int32_t)n);
         BSON_APPEND_INT32(reply, "nModified", (int32_t)modified);
         if (nups) {
@@ -264,7 +263,10 @@ MS_HANDLER(update)
         if (nerr) {
             BSON_APPEND_ARRAY(reply, "writeErrors", &errors);
         }
+        w.result = reply;
     }
+    ok = ms_wctx_commit(&w, fatal ? NULL : error) && !fatal;
+    ms_wctx_destroy(&w);
 out:
     bson_destroy(&errors);
     bson_destroy(&upserted);
@@ -372,14 +374,16 @@ MS_HANDLER(delete)
         }
         n += deleted;
     }
-    ok = ms_wctx_commit(&w, fatal ? NULL : error) && !fatal;
-    ms_wctx_destroy(&w);
-    if (ok) {
+    if (!fatal) {
+        /* Complete before the commit: a retryable write journals it with the writes. */
         BSON_APPEND_INT32(reply, "n", (int32_t)n);
         if (nerr) {
             BSON_APPEND_ARRAY(reply, "writeErrors", &errors);
         }
+        w.result = reply;
     }
+    ok = ms_wctx_commit(&w, fatal ? NULL : error) && !fatal;
+    ms_wctx_destroy(&w);
 out:
     bson_destroy(&errors);
     return ok;
@@ -579,6 +583,7 @@ MS_HANDLER(find_and_modify)
     if (!ok) {
         fam_exec_error(error);
     }
+    w.result = ok ? reply : NULL;
     if (!ms_wctx_commit(&w, ok ? error : NULL)) {
         ok = false;
     }

@@ -133,7 +133,7 @@ ms__opview_init(ms__opview_t *v, const bson_t *rec, bson_error_t *error)
             return ms_set_error(error, 1, "malformed oplog record field '%s'", bson_iter_key(&it));
         }
     }
-    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_COLL_MOD) {
+    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_RETRY_RESULT) {
         return ms_set_error(error, 1, "malformed oplog record");
     }
     return true;
@@ -199,6 +199,9 @@ replay_record(const bson_t *rec, void *ctx, bson_error_t *error)
     }
     if (!ms_store_replay(&v.op, error)) {
         return false;
+    }
+    if (v.op.type == MS_OP_RETRY_RESULT) {
+        return true; /* shares its write's cluster time; not in the history */
     }
     ms_pos_t pos = ms__pos(v.ts);
     if (pos <= state.latest) {
@@ -277,8 +280,11 @@ commit_prepare(const ms_op_t *ops, size_t n, bson_t **recs, ms_pos_t *positions,
     ms_pos_t last = state.latest;
     *len = 0;
     for (size_t k = 0; k < n; k++) {
-        ms_optime_t ts = next_optime(last);
-        last = ms__pos(ts);
+        ms_optime_t ts = ms__optime(last);
+        if (ops[k].type != MS_OP_RETRY_RESULT) {
+            ts = next_optime(last);
+            last = ms__pos(ts);
+        }
         positions[k] = last;
         recs[k] = record_build(&ops[k], ts, wall_ms);
         *len += doc_len(recs[k]);
@@ -305,8 +311,10 @@ ms_oplog_commit(const ms_op_t *ops, size_t n, ms_optime_t *optime, bson_error_t 
         goto done;
     }
     for (size_t k = 0; k < n; k++) {
-        ring_push(positions[k], recs[k]);
-        recs[k] = NULL;
+        if (ops[k].type != MS_OP_RETRY_RESULT) {
+            ring_push(positions[k], recs[k]);
+            recs[k] = NULL;
+        }
     }
     if (optime) {
         *optime = ms__optime(positions[n - 1]);

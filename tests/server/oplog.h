@@ -17,6 +17,11 @@
  *    MS_OP_DROP_DATABASE (collection streams see their drop + invalidate; database streams see
  *    the drops, then dropDatabase + invalidate).
  *  - Ops of a transaction carry lsid and txn_number, which the events report as mongod does.
+ *  - A retryable write (lsid + txnNumber outside a transaction) hands its writes followed by one
+ *    MS_OP_RETRY_RESULT {lsid, txn_number, spec = the reply} in the same ms_oplog_commit call,
+ *    as mongod writes config.transactions in the write's own storage transaction: the journal
+ *    holds both or neither, and a retry after a restart gets the first reply. The record takes
+ *    the cluster time of the write before it, is never in the history and is never an event.
  */
 #ifndef MS_OPLOG_H
 #define MS_OPLOG_H
@@ -33,7 +38,8 @@ typedef enum {
     MS_OP_DROP_DATABASE, /* coll = NULL */
     MS_OP_CREATE_INDEX,  /* spec = the index spec ({key, name, unique, ...}) */
     MS_OP_DROP_INDEX,    /* spec = {name: "..."} */
-    MS_OP_COLL_MOD       /* spec = {index: {name | keyPattern, expireAfterSeconds}} (mongod's o) */
+    MS_OP_COLL_MOD,      /* spec = {index: {name | keyPattern, expireAfterSeconds}} (mongod's o) */
+    MS_OP_RETRY_RESULT   /* a retryable write's result (see below); not an event */
 } ms_op_type_t;
 
 typedef struct {

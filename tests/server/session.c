@@ -543,6 +543,24 @@ ms_session_end_sessions(const bson_t *ids)
     }
 }
 
+void
+ms_session_restore_retry(const bson_t *lsid, int64_t txn_number, const bson_t *reply)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, lsid, "id") || !BSON_ITER_HOLDS_BINARY(&it)) {
+        return;
+    }
+    ms_session_t *s = find_session(bson_iter_value(&it), true);
+    if (txn_number < s->txn_number) {
+        return;
+    }
+    s->txn_number = txn_number;
+    if (s->retry_reply) {
+        bson_destroy(s->retry_reply);
+    }
+    s->retry_reply = bson_copy(reply);
+}
+
 /* ---- commitTransaction / abortTransaction ---------------------------------------------- */
 
 MS_HANDLER(commit_transaction)

@@ -268,6 +268,14 @@ typedef struct {
     size_t owned_cap;
     const bson_t *lsid; /* a committing transaction's session, else NULL */
     int64_t txn_number;
+    /*
+     * A retryable write (lsid and txnNumber outside a transaction): its reply body, which the
+     * handler sets (complete) before ms_wctx_commit, is journaled with the writes so a retry
+     * after a restart gets it back (MS_OP_RETRY_RESULT in oplog.h).
+     */
+    bson_t *retry_lsid;
+    int64_t retry_txn_number;
+    const bson_t *result;
 } ms_wctx_t;
 
 void
@@ -288,7 +296,7 @@ ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error);
 /* Records a non-document op (create, drop, index) for the oplog. */
 void
 ms_wctx_log(ms_wctx_t *w, ms_op_type_t type, const char *coll, const bson_t *spec);
-/* Hands the live writes to the oplog. */
+/* Hands the live writes to the oplog (with a retryable write's result, see above). */
 bool
 ms_wctx_commit(ms_wctx_t *w, bson_error_t *error);
 void
@@ -321,5 +329,8 @@ void
 ms_session_end(ms_cmd_t *c, bool ok, const bson_t *reply);
 void
 ms_session_end_sessions(const bson_t *ids);
+/* Journal replay: the result of retryable write txn_number of session lsid ({id: UUID}). */
+void
+ms_session_restore_retry(const bson_t *lsid, int64_t txn_number, const bson_t *reply);
 
 #endif

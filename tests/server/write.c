@@ -7,12 +7,29 @@
 
 #include <string.h>
 
+/* The lsid document of a retryable write ({id: UUID}), or NULL when c is not one. */
+static bson_t *
+retry_lsid(const ms_cmd_t *c)
+{
+    bson_iter_t it;
+    uint32_t len;
+    const uint8_t *data;
+    if (!c || !c->has_lsid || !c->has_txn_number || c->in_txn ||
+        !bson_iter_init_find(&it, c->cmd, "lsid") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return NULL;
+    }
+    bson_iter_document(&it, &len, &data);
+    return bson_new_from_data(data, len);
+}
+
 void
 ms_wctx_init(ms_wctx_t *w, ms_cmd_t *c)
 {
     memset(w, 0, sizeof *w);
     w->txn = c ? c->txn : NULL;
     w->db = c ? c->db : NULL;
+    w->retry_lsid = retry_lsid(c);
+    w->retry_txn_number = c ? c->txn_number : 0;
 }
 
 static bson_t *
@@ -218,6 +235,19 @@ ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error)
     return ok;
 }
 
+/* The retryable write's result rides with its writes, in the same journal append. */
+static void
+log_retry_result(ms_wctx_t *w)
+{
+    if (!w->retry_lsid || !w->result || w->nops == 0) {
+        return;
+    }
+    log_op(w, MS_OP_RETRY_RESULT, w->db, NULL, NULL, NULL, NULL, w->result);
+    ms_op_t *op = &w->ops[w->nops - 1];
+    op->lsid = own(w, w->retry_lsid);
+    op->txn_number = w->retry_txn_number;
+}
+
 bool
 ms_wctx_commit(ms_wctx_t *w, bson_error_t *error)
 {
@@ -225,6 +255,7 @@ ms_wctx_commit(ms_wctx_t *w, bson_error_t *error)
         return true;
     }
     ms_optime_t t;
+    log_retry_result(w);
     bool ok = ms_oplog_commit(w->ops, w->nops, &t, error);
     if (!ok) {
         ms_log("oplog commit failed: %s", error ? error->message : "?");
@@ -241,5 +272,8 @@ ms_wctx_destroy(ms_wctx_t *w)
     }
     bson_free(w->owned);
     bson_free(w->ops);
+    if (w->retry_lsid) {
+        bson_destroy(w->retry_lsid);
+    }
     memset(w, 0, sizeof *w);
 }
