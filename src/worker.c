@@ -556,8 +556,10 @@ finish(mongoq_worker_t *w, mongoq_message_t *msg, mongoq_outcome_t *o)
 }
 
 /*
- * Whether msg must not be started: its lease is known lost (a heartbeat or a write said so) or
- * has run out by the server-clock estimate, which is never ahead of the server. Reads the
+ * Whether msg must not be started: its lease is known lost (a heartbeat or a write said so), or
+ * the server-clock estimate has reached its recorded expiry. The estimate is never ahead of the
+ * server and the recorded expiry never after the server's, so the lease has then run out on
+ * the server or will within the estimate's error: no time left to run a handler. Reads the
  * estimate without refreshing it: no network call here.
  */
 static bool
@@ -597,7 +599,7 @@ static void
 run_batch(handler_thread_t *t, mongoq_message_t **msgs, size_t n, bson_oid_t *ids)
 {
     mongoq_worker_t *w = t->worker;
-    hand_back_t own, keepers;
+    hand_back_t own = {0}, keepers = {0};
     size_t i;
     hold(t, msgs, n);
     for (size_t k = 0; k < n && (i = take_next(t)) != SIZE_MAX; k++) {

@@ -3,10 +3,13 @@
  *
  * A worker owns `threads` threads. Each claims messages from the queue (woken by the queue's
  * change stream, a timer or polling), runs the handler while a heartbeat extends the lease, and
- * acks, retries or fails the message according to the handler's answer.
+ * acks, retries or fails the message according to the handler's answer, then reports what
+ * became of it (on_outcome). One more thread, the keeper, extends leases and acts on stop.
  *
  * Thread safety: mongoq_worker_counters() and mongoq_worker_request_stop() may be called from
- * any thread at any time; the other functions from one controlling thread.
+ * any thread at any time; the other functions from one controlling thread (not from a handler
+ * or on_outcome, which run on the worker's own threads). The handler and on_outcome run on the
+ * handler threads, concurrently when threads > 1, and never with a mongoq lock held.
  */
 #ifndef MONGOQ_WORKER_H
 #define MONGOQ_WORKER_H
