@@ -142,7 +142,7 @@ Test(document_build, null_payload_and_oversize_are_refused)
     bson_free(text);
     cr_assert_not(mongoq__document_build(&payload, NULL, 5, 1, &id, &doc, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
-    cr_assert(strstr(error.message, "16 MiB"));
+    cr_assert(strstr(error.message, "MONGOQ_MAX_PAYLOAD_BYTES"), "%s", error.message);
     cr_assert_eq(doc.len, 5, "out is left empty");
     bson_destroy(&doc);
     bson_destroy(&payload);
@@ -319,4 +319,78 @@ Test(document_now_plus, adds_to_the_server_clock)
     cr_assert_str_eq(s, "{ \"lease_expires_at\" : { \"$add\" : [ \"$$NOW\", 30000 ] } }");
     bson_free(s);
     bson_destroy(&set);
+}
+
+/* ---- reasons are cut to MONGOQ_MAX_REASON_BYTES at a character boundary ---- */
+
+Test(reason_length, short_reasons_are_kept_whole)
+{
+    cr_assert_eq(mongoq__reason_length(""), 0);
+    cr_assert_eq(mongoq__reason_length("timeout"), 7);
+    cr_assert_eq(mongoq__reason_length("caf\xc3\xa9"), 5);
+}
+
+Test(reason_length, long_reasons_stop_at_the_limit_on_a_character)
+{
+    char ascii[MONGOQ_MAX_REASON_BYTES * 2];
+    memset(ascii, 'a', sizeof ascii - 1);
+    ascii[sizeof ascii - 1] = '\0';
+    cr_assert_eq(mongoq__reason_length(ascii), MONGOQ_MAX_REASON_BYTES);
+    /* 'x' then three-byte characters: 1 + 3k <= limit, the next would cross it. */
+    char wide[MONGOQ_MAX_REASON_BYTES + 16];
+    size_t len = 1;
+    wide[0] = 'x';
+    while (len + 3 < sizeof wide) {
+        memcpy(wide + len, "\xe2\x82\xac", 3); /* the euro sign */
+        len += 3;
+    }
+    wide[len] = '\0';
+    size_t cut = mongoq__reason_length(wide);
+    cr_assert_leq(cut, MONGOQ_MAX_REASON_BYTES);
+    cr_assert_eq((cut - 1) % 3, 0, "whole characters only (%zu)", cut);
+    cr_assert_gt(cut + 3, MONGOQ_MAX_REASON_BYTES);
+}
+
+Test(reason_length, invalid_bytes_end_the_reason)
+{
+    cr_assert_eq(mongoq__reason_length("ok\xff rest"), 2);
+    cr_assert_eq(mongoq__reason_length("ok\xc3"), 2, "a character cut by the terminator");
+    cr_assert_eq(mongoq__reason_length("ok\xc0\xaf"), 2, "an overlong encoding");
+}
+
+Test(enqueue_opts, times_and_sizes_past_their_limits_are_refused)
+{
+    mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
+    opts.delay_ms = MONGOQ_MAX_DURATION_MS + 1;
+    assert_invalid(&opts, false, "MONGOQ_MAX_DURATION_MS");
+    opts.delay_ms = 0;
+    opts.run_at_ms = MONGOQ_MAX_RUN_AT_MS + 1;
+    assert_invalid(&opts, false, "MONGOQ_MAX_RUN_AT_MS");
+    opts.run_at_ms = 0;
+    opts.max_attempts = MONGOQ_MAX_ATTEMPTS + 1;
+    assert_invalid(&opts, false, "MONGOQ_MAX_ATTEMPTS");
+    opts.max_attempts = 0;
+    opts.version = MONGOQ_ENQUEUE_OPTS_VERSION + 1;
+    assert_invalid(&opts, false, "version");
+    opts.version = 1; /* an older caller's struct is accepted */
+    bson_error_t error;
+    cr_assert(mongoq__enqueue_opts_check(&opts, false, &error), "%s", error.message);
+}
+
+Test(document_build, a_payload_past_the_limit_is_refused)
+{
+    bson_t *payload = bson_new();
+    uint32_t size = MONGOQ_MAX_PAYLOAD_BYTES + 1 - 5 - 8;
+    uint8_t *bytes = bson_malloc0(size);
+    BSON_APPEND_BINARY(payload, "b", BSON_SUBTYPE_BINARY, bytes, size);
+    bson_free(bytes);
+    cr_assert_eq(payload->len, MONGOQ_MAX_PAYLOAD_BYTES + 1);
+    bson_t out;
+    bson_oid_t id;
+    bson_error_t error;
+    bson_oid_init(&id, NULL);
+    cr_assert_not(mongoq__document_build(payload, NULL, 5, 0, &id, &out, &error));
+    cr_assert(strstr(error.message, "MONGOQ_MAX_PAYLOAD_BYTES"), "%s", error.message);
+    bson_destroy(&out);
+    bson_destroy(payload);
 }

@@ -72,7 +72,7 @@ Test(queue_opts, negative_numbers)
 #define CASE_(field, value)                                                                        \
     opts = (mongoq_queue_opts_t)MONGOQ_QUEUE_OPTS_INIT;                                            \
     opts.field = (value);                                                                          \
-    assert_refused("db", "jobs", &opts, "negative");
+    assert_refused("db", "jobs", &opts, #field " must be 0 (the default) to");
     CASE_(lease_ms, -1)
     CASE_(max_attempts, -1)
     CASE_(backoff_base_ms, -1)
