@@ -1,0 +1,1059 @@
+/*
+ * The invariants, checked after the drain from three sources: the producers' records (what they
+ * believe they enqueued), the workers' records (every delivery, its answer, its ack's outcome)
+ * and the collection itself (ack mode KEEP: done messages stay). Each invariant is one row of
+ * the table at the bottom: a function that prints a PASS/FAIL line with its figures.
+ *
+ * To add an invariant: write check_x(facts_t *) returning true for PASS, printing its line
+ * through verdict() and any violations through violation(); then add a row.
+ */
+#include "driver.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#define MAX_SHOWN 10 /* violations printed in full per invariant */
+
+/* ---- facts ------------------------------------------------------------------------------------ */
+
+/* One claim of a message by a worker: from its B record (the handler ran) and/or its O record
+ * (on_outcome: what the worker did with it). */
+typedef struct {
+    int64_t seq;
+    int attempt;
+    int proc; /* child index of the worker process */
+    char token[25];
+    char claimed_by[48];
+    int64_t lease_exp, lease_ms, claim_real, begin_real;
+    bool handled;   /* the handler ran */
+    char result;    /* its answer: 'A', 'R', or 0 (no E record: the process died first) */
+    char action;    /* on_outcome: 'A'CKED 'R'ETRIED 'B'URIED 'F'AILED 'L'EASE_LOST
+                       'H'ANDED_BACK 'S'KIPPED_LOST, or 0 (no O record) */
+    bool ok;        /* the worker's write went through */
+    uint32_t error_domain, error_code;
+    bool sum_ok;
+} delivery_t;
+
+typedef struct {
+    int64_t seq; /* -1: empty slot */
+    /* What the producers' records say: 'o' stored, 'n' not stored (an error that says so),
+     * 'u' unknown (UNKNOWN_OUTCOME, or the producer died in the call), 0 never sent */
+    char produced;
+    int64_t produced_real;
+    int stored;
+    char status; /* first letter of the stored status */
+    int attempts;
+    bool sum_ok;
+    size_t first, n; /* its deliveries in facts_t.deliveries, sorted by attempt */
+} message_t;
+
+/* A worker's record other than a delivery: CF, HB, HF or W. */
+typedef struct {
+    int proc;
+    char kind[4];
+    int64_t real;
+} proc_record_t;
+
+typedef struct {
+    driver_t *d;
+    message_t *msgs; /* open addressing on seq; cap is a power of two */
+    size_t cap, n_msgs;
+    delivery_t *deliveries;
+    size_t n_deliveries, cap_deliveries;
+    proc_record_t *records;
+    size_t n_records, cap_records;
+    int64_t unparsed_docs, unparsed_lines, enqueue_calls, enqueue_errors, enqueue_unknown;
+    int64_t min_lease_ms;
+} facts_t;
+
+static void
+grow(void **array, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) {
+        return;
+    }
+    *cap = *cap ? *cap * 2 : 1024;
+    *array = bson_realloc(*array, *cap * size);
+}
+
+/* ---- the message table ------------------------------------------------------------------------ */
+
+static void
+table_init(facts_t *f, size_t cap)
+{
+    f->cap = cap;
+    f->n_msgs = 0;
+    f->msgs = bson_malloc0(sizeof *f->msgs * cap);
+    for (size_t i = 0; i < cap; i++) {
+        f->msgs[i].seq = -1;
+    }
+}
+
+/* The slot holding seq, or the empty slot where it would go (the table is never full). */
+static message_t *
+slot_of(facts_t *f, int64_t seq)
+{
+    uint64_t h = (uint64_t)seq * 0x9e3779b97f4a7c15ULL;
+    size_t i = (size_t)(h ^ (h >> 29)) & (f->cap - 1);
+    for (size_t k = 0; k < f->cap && f->msgs[i].seq != seq && f->msgs[i].seq != -1; k++) {
+        i = (i + 1) & (f->cap - 1);
+    }
+    return &f->msgs[i];
+}
+
+static message_t *
+msg_add(facts_t *f, int64_t seq)
+{
+    if ((f->n_msgs + 1) * 2 > f->cap) {
+        message_t *old = f->msgs;
+        size_t old_cap = f->cap;
+        table_init(f, old_cap * 2);
+        for (size_t i = 0; i < old_cap; i++) {
+            if (old[i].seq >= 0) {
+                *slot_of(f, old[i].seq) = old[i];
+                f->n_msgs++;
+            }
+        }
+        bson_free(old);
+    }
+    message_t *m = slot_of(f, seq);
+    if (m->seq != seq) {
+        m->seq = seq;
+        f->n_msgs++;
+    }
+    return m;
+}
+
+/* ---- loading: producers' records, the collection, workers' records ---------------------------- */
+
+static FILE *
+open_log(const driver_t *d, int child)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s.log", d->workdir, d->children[child].name);
+    return fopen(path, "r");
+}
+
+/* o (stored) beats u (unknown) beats n (not stored): a later try can only learn more. */
+static void
+set_produced(message_t *m, char state)
+{
+    if (m->produced == 0 || state == 'o' || (state == 'u' && m->produced == 'n')) {
+        m->produced = state;
+    }
+}
+
+/* What one R record says about message i of its call (n messages, k stored). */
+static char
+state_after_error(char mode, uint32_t domain, uint32_t code, int i, int n, long long k)
+{
+    if (domain == MONGOQ_ERROR_DOMAIN && code == MONGOQ_ERROR_UNKNOWN_OUTCOME) {
+        return 'u';
+    }
+    if (mode == 'p') {
+        return i < k ? 'o' : 'n'; /* ordered: the first k are stored, the rest are not */
+    }
+    return k == n ? 'o' : k == 0 ? 'n' : 'u'; /* unordered: which ones is not said */
+}
+
+static void
+load_producer(facts_t *f, int proc)
+{
+    FILE *fp = open_log(f->d, proc);
+    char line[1200], res[8], mode = 'p';
+    char before[64] = {0}; /* the states before the call under way: R replaces its P's 'u' */
+    long long first, mono, k;
+    unsigned domain, code;
+    int n, t;
+    while (fp && fgets(line, sizeof line, fp)) {
+        if (sscanf(line, "P %lld %d %lld %c %d", &first, &n, &mono, &mode, &t) == 5) {
+            f->enqueue_calls++;
+            for (int i = 0; i < n && i < 64; i++) {
+                message_t *m = msg_add(f, first + i);
+                before[i] = m->produced;
+                set_produced(m, 'u');
+                m->produced_real = m->produced_real ? m->produced_real
+                                                    : driver_real_of_mono(f->d, mono);
+            }
+        } else if (sscanf(line, "R %lld %d %7s %lld %u.%u %lld", &first, &n, res, &mono, &domain,
+                          &code, &k) == 7) {
+            bool ok = strcmp(res, "ok") == 0;
+            f->enqueue_errors += !ok;
+            f->enqueue_unknown += domain == MONGOQ_ERROR_DOMAIN &&
+                                  code == MONGOQ_ERROR_UNKNOWN_OUTCOME;
+            for (int i = 0; i < n && i < 64; i++) {
+                message_t *m = msg_add(f, first + i);
+                m->produced = before[i];
+                set_produced(m, ok ? 'o' : state_after_error(mode, domain, code, i, n, k));
+            }
+        } else {
+            f->unparsed_lines++;
+        }
+    }
+    if (fp) {
+        fclose(fp);
+    }
+}
+
+static void
+load_doc(facts_t *f, const bson_t *doc)
+{
+    bson_iter_t it;
+    bson_t payload;
+    uint32_t len;
+    const uint8_t *data;
+    int64_t seq;
+    bool sum_ok;
+    if (!bson_iter_init_find(&it, doc, "payload") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        f->unparsed_docs++;
+        return;
+    }
+    bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(&payload, data, len) || !chaos_payload_check(&payload, &seq, &sum_ok)) {
+        f->unparsed_docs++;
+        return;
+    }
+    message_t *m = msg_add(f, seq);
+    m->sum_ok = m->stored ? m->sum_ok && sum_ok : sum_ok;
+    m->stored++;
+    if (bson_iter_init_find(&it, doc, "status") && BSON_ITER_HOLDS_UTF8(&it)) {
+        m->status = bson_iter_utf8(&it, NULL)[0];
+    }
+    if (bson_iter_init_find(&it, doc, "attempts") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        m->attempts = (int)bson_iter_as_int64(&it);
+    }
+}
+
+static bool
+load_docs(facts_t *f, bson_error_t *error)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(f->d->client, CHAOS_DB, CHAOS_COLL);
+    bson_t filter = BSON_INITIALIZER;
+    bson_t *opts = BCON_NEW("projection", "{", "payload", BCON_INT32(1), "status", BCON_INT32(1),
+                            "attempts", BCON_INT32(1), "}");
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+    const bson_t *doc;
+    for (int64_t i = 0; i < 100000000 && mongoc_cursor_next(cursor, &doc); i++) {
+        load_doc(f, doc);
+    }
+    bool ok = !mongoc_cursor_error(cursor, error);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(coll);
+    return ok;
+}
+
+/* The claim (seq, attempt, token) among those loaded from index `from` on; added if new. */
+static delivery_t *
+claim_of(facts_t *f, size_t from, int proc, int64_t seq, int attempt, const char *token)
+{
+    for (size_t i = f->n_deliveries; i > from; i--) {
+        delivery_t *dl = &f->deliveries[i - 1];
+        if (dl->seq == seq && dl->attempt == attempt && strcmp(dl->token, token) == 0) {
+            return dl;
+        }
+    }
+    grow((void **)&f->deliveries, &f->cap_deliveries, f->n_deliveries, sizeof(delivery_t));
+    delivery_t *dl = &f->deliveries[f->n_deliveries++];
+    memset(dl, 0, sizeof *dl);
+    dl->proc = proc;
+    dl->seq = seq;
+    dl->attempt = attempt;
+    snprintf(dl->token, sizeof dl->token, "%s", token);
+    dl->sum_ok = true;
+    return dl;
+}
+
+static void
+set_lease(facts_t *f, delivery_t *dl, long long lease_exp, long long lease_ms)
+{
+    if (dl->lease_exp == 0) { /* the first seen is the closest to the claim */
+        dl->lease_exp = lease_exp;
+        dl->lease_ms = lease_ms;
+        dl->claim_real = lease_exp - lease_ms;
+    }
+    f->min_lease_ms = lease_ms < f->min_lease_ms ? lease_ms : f->min_lease_ms;
+}
+
+/* B seq attempt oid token claimed_by lease_exp lease_ms mono sum_ok lease_lost */
+static bool
+load_begin(facts_t *f, size_t from, int proc, const char *line)
+{
+    long long seq, lease_exp, lease_ms, mono;
+    int attempt, sum_ok, lost;
+    char oid[32], token[32], by[48];
+    if (sscanf(line, "B %lld %d %31s %31s %47s %lld %lld %lld %d %d", &seq, &attempt, oid, token,
+               by, &lease_exp, &lease_ms, &mono, &sum_ok, &lost) != 10) {
+        return false;
+    }
+    delivery_t *dl = claim_of(f, from, proc, seq, attempt, token);
+    dl->handled = true;
+    dl->begin_real = driver_real_of_mono(f->d, mono);
+    dl->sum_ok = sum_ok != 0;
+    snprintf(dl->claimed_by, sizeof dl->claimed_by, "%s", by);
+    set_lease(f, dl, lease_exp, lease_ms);
+    return true;
+}
+
+/* E seq attempt A|R mono: the answer of the handler on the latest claim (seq, attempt). */
+static bool
+load_end(facts_t *f, size_t from, const char *line)
+{
+    long long seq, mono;
+    int attempt;
+    char result;
+    if (sscanf(line, "E %lld %d %c %lld", &seq, &attempt, &result, &mono) != 4) {
+        return false;
+    }
+    for (size_t i = f->n_deliveries; i > from; i--) {
+        delivery_t *dl = &f->deliveries[i - 1];
+        if (dl->seq == seq && dl->attempt == attempt && dl->handled && !dl->result) {
+            dl->result = result;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* O seq attempt token handled action ok lease_exp lease_ms mono domain.code text */
+static bool
+load_outcome(facts_t *f, size_t from, int proc, const char *line)
+{
+    long long seq, lease_exp, lease_ms, mono;
+    int attempt, handled, ok;
+    unsigned domain, code;
+    char token[32], action[32];
+    if (sscanf(line, "O %lld %d %31s %d %31s %d %lld %lld %lld %u.%u", &seq, &attempt, token,
+               &handled, action, &ok, &lease_exp, &lease_ms, &mono, &domain, &code) != 11) {
+        return false;
+    }
+    delivery_t *dl = claim_of(f, from, proc, seq, attempt, token);
+    dl->handled = dl->handled || handled;
+    dl->action = strcmp(action, "LEASE_LOST") == 0 ? 'L'
+                 : strcmp(action, "SKIPPED_LOST") == 0 ? 'S'
+                 : strcmp(action, "HANDED_BACK") == 0 ? 'H'
+                                                      : action[0];
+    dl->ok = ok != 0;
+    dl->error_domain = domain;
+    dl->error_code = code;
+    set_lease(f, dl, lease_exp, lease_ms);
+    return true;
+}
+
+static void
+load_worker(facts_t *f, int proc)
+{
+    FILE *fp = open_log(f->d, proc);
+    char line[1200];
+    size_t from = f->n_deliveries;
+    long long mono;
+    while (fp && fgets(line, sizeof line, fp)) {
+        proc_record_t r = {.proc = proc};
+        bool parsed = true;
+        if (line[0] == 'B') {
+            parsed = load_begin(f, from, proc, line);
+        } else if (line[0] == 'E') {
+            parsed = load_end(f, from, line);
+        } else if (line[0] == 'O') {
+            parsed = load_outcome(f, from, proc, line);
+        } else if (sscanf(line, "%3s %lld", r.kind, &mono) == 2 && strcmp(r.kind, "X") != 0 &&
+                   strcmp(r.kind, "Y") != 0) {
+            r.real = driver_real_of_mono(f->d, mono);
+            grow((void **)&f->records, &f->cap_records, f->n_records, sizeof r);
+            f->records[f->n_records++] = r;
+        }
+        f->unparsed_lines += !parsed;
+    }
+    if (fp) {
+        fclose(fp);
+    }
+}
+
+static int
+by_seq_attempt(const void *a, const void *b)
+{
+    const delivery_t *x = a, *y = b;
+    if (x->seq != y->seq) {
+        return x->seq < y->seq ? -1 : 1;
+    }
+    if (x->attempt != y->attempt) {
+        return x->attempt < y->attempt ? -1 : 1;
+    }
+    return x->claim_real < y->claim_real ? -1 : x->claim_real > y->claim_real;
+}
+
+/* Sorts the deliveries and gives each message its range. */
+static void
+index_deliveries(facts_t *f)
+{
+    qsort(f->deliveries, f->n_deliveries, sizeof *f->deliveries, by_seq_attempt);
+    for (size_t i = 0; i < f->n_deliveries;) {
+        size_t j = i;
+        while (j < f->n_deliveries && f->deliveries[j].seq == f->deliveries[i].seq) {
+            j++;
+        }
+        message_t *m = msg_add(f, f->deliveries[i].seq);
+        m->first = i;
+        m->n = j - i;
+        i = j;
+    }
+}
+
+static bool
+load_facts(facts_t *f, driver_t *d)
+{
+    bson_error_t error;
+    memset(f, 0, sizeof *f);
+    f->d = d;
+    f->min_lease_ms = INT64_MAX;
+    table_init(f, 4096);
+    for (int i = 0; i < d->n_children; i++) {
+        if (d->children[i].kind == CHILD_PRODUCER) {
+            load_producer(f, i);
+        } else if (d->children[i].kind == CHILD_WORKER) {
+            load_worker(f, i);
+        }
+    }
+    if (!load_docs(f, &error)) {
+        printf("chaos: cannot read the queue: %s\n", error.message);
+        return false;
+    }
+    index_deliveries(f);
+    return true;
+}
+
+static void
+free_facts(facts_t *f)
+{
+    bson_free(f->msgs);
+    bson_free(f->deliveries);
+    bson_free(f->records);
+}
+
+/* ---- printing --------------------------------------------------------------------------------- */
+
+static bool
+verdict(bool pass, const char *fmt, ...) BSON_GNUC_PRINTF(2, 3);
+
+static bool
+verdict(bool pass, const char *fmt, ...)
+{
+    va_list ap;
+    printf("%s ", pass ? "PASS" : "FAIL");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    return pass;
+}
+
+static void
+violation(int64_t *shown, const char *fmt, ...) BSON_GNUC_PRINTF(2, 3);
+
+static void
+violation(int64_t *shown, const char *fmt, ...)
+{
+    if ((*shown)++ >= MAX_SHOWN) {
+        return;
+    }
+    va_list ap;
+    printf("       ! ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+/* ---- 1. stored exactly once ------------------------------------------------------------------- */
+
+static bool
+check_stored_once(facts_t *f)
+{
+    int64_t n_state[3] = {0}, stored_state[3] = {0}; /* o, u, n */
+    int64_t stored = 0, dups = 0, lost = 0, phantom = 0, denied = 0, shown = 0;
+    for (size_t i = 0; i < f->cap; i++) {
+        const message_t *m = &f->msgs[i];
+        if (m->seq < 0) {
+            continue;
+        }
+        int k = m->produced == 'o' ? 0 : m->produced == 'u' ? 1 : 2;
+        n_state[k] += m->produced != 0;
+        stored_state[k] += m->produced != 0 && m->stored > 0;
+        stored += m->stored;
+        if (m->stored > 1) {
+            dups++;
+            violation(&shown, "seq %" PRId64 " is stored %d times", m->seq, m->stored);
+        }
+        if (m->produced == 'o' && m->stored == 0) {
+            lost++;
+            violation(&shown, "seq %" PRId64 ": its enqueue succeeded, it is not in the collection",
+                      m->seq);
+        }
+        if (m->produced == 'n' && m->stored > 0) {
+            denied++;
+            violation(&shown, "seq %" PRId64 ": every enqueue of it failed with an error that says "
+                      "nothing was stored, yet it is stored", m->seq);
+        }
+        if (!m->produced && m->stored > 0) {
+            phantom++;
+            violation(&shown, "seq %" PRId64 " is stored but no producer sent it", m->seq);
+        }
+    }
+    return verdict(dups == 0 && lost == 0 && phantom == 0 && denied == 0 && f->unparsed_docs == 0,
+                   "1. every message stored exactly once: produced %" PRId64 ", stored %" PRId64
+                   " | enqueue ok %" PRId64 " (stored %" PRId64 "), outcome unknown %" PRId64
+                   " (stored %" PRId64 "), failed with nothing stored %" PRId64 " (stored %" PRId64
+                   ") | duplicates %" PRId64 ", lost %" PRId64 ", phantom %" PRId64
+                   ", unreadable documents %" PRId64 " | enqueue calls %" PRId64 ", errors %" PRId64
+                   " (UNKNOWN_OUTCOME %" PRId64 ")",
+                   n_state[0] + n_state[1] + n_state[2], stored, n_state[0], stored_state[0],
+                   n_state[1], stored_state[1], n_state[2], stored_state[2], dups, lost, phantom,
+                   f->unparsed_docs, f->enqueue_calls, f->enqueue_errors, f->enqueue_unknown);
+}
+
+/* ---- 2. done, intact ---------------------------------------------------------------------------- */
+
+static bool
+check_done_intact(facts_t *f)
+{
+    int64_t by_status[4] = {0}; /* ready, processing, done, dead or other */
+    int64_t corrupt = 0, bad_delivered = 0, shown = 0;
+    for (size_t i = 0; i < f->cap; i++) {
+        const message_t *m = &f->msgs[i];
+        if (m->seq < 0 || m->stored == 0) {
+            continue;
+        }
+        int k = m->status == 'r' ? 0 : m->status == 'p' ? 1 : m->status == 'd' ? 2 : 3;
+        by_status[k]++;
+        if (m->status != 'd') {
+            violation(&shown, "seq %" PRId64 " ended %s (attempts %d, %zu deliveries logged)",
+                      m->seq, k == 0 ? "ready" : k == 1 ? "processing" : "dead or unknown",
+                      m->attempts, m->n);
+        }
+        if (!m->sum_ok) {
+            corrupt++;
+            violation(&shown, "seq %" PRId64 ": stored payload fails its checksum", m->seq);
+        }
+    }
+    for (size_t i = 0; i < f->n_deliveries; i++) {
+        if (!f->deliveries[i].sum_ok) {
+            bad_delivered++;
+            violation(&shown, "seq %" PRId64 " attempt %d delivered to %s with a bad checksum",
+                      f->deliveries[i].seq, f->deliveries[i].attempt,
+                      f->deliveries[i].claimed_by);
+        }
+    }
+    int64_t total = by_status[0] + by_status[1] + by_status[2] + by_status[3];
+    return verdict(by_status[2] == total && corrupt == 0 && bad_delivered == 0,
+                   "2. every stored message ended done, payload intact: done %" PRId64 " of %" PRId64
+                   " (ready %" PRId64 ", processing %" PRId64 ", dead/other %" PRId64
+                   "); bad checksums stored %" PRId64 ", delivered %" PRId64,
+                   by_status[2], total, by_status[0], by_status[1], by_status[3], corrupt,
+                   bad_delivered);
+}
+
+/* ---- 3. at most one successful ack -------------------------------------------------------------- */
+
+typedef struct {
+    int64_t confirmed, failed, failed_lease_lost, failed_unknown, unknown, multi, after_ack,
+        mismatched, failed_but_applied, lease_lost_but_applied, done_without_ack, shown;
+} ack_figures_t;
+
+static bool
+is_error(const delivery_t *dl, uint32_t code)
+{
+    return dl->error_domain == MONGOQ_ERROR_DOMAIN && dl->error_code == code;
+}
+
+/* The handled claim whose ACK made the message done: the one at the document's attempts. */
+static const delivery_t *
+final_ack(const facts_t *f, const message_t *m)
+{
+    const delivery_t *found = NULL;
+    for (size_t k = 0; k < m->n; k++) {
+        const delivery_t *dl = &f->deliveries[m->first + k];
+        if (dl->handled && dl->result == 'A' && dl->attempt == m->attempts) {
+            found = dl;
+        }
+    }
+    return found;
+}
+
+static void
+count_ack(const delivery_t *dl, ack_figures_t *a)
+{
+    if (dl->result != 'A') {
+        return;
+    }
+    bool acked = dl->action == 'A' && dl->ok;
+    a->confirmed += acked;
+    a->unknown += dl->action == 0;
+    if (dl->action != 0 && !acked) {
+        a->failed++;
+        a->failed_lease_lost += is_error(dl, MONGOQ_ERROR_LEASE_LOST);
+        a->failed_unknown += is_error(dl, MONGOQ_ERROR_UNKNOWN_OUTCOME);
+    }
+}
+
+static void
+check_acks_of(facts_t *f, const message_t *m, ack_figures_t *a)
+{
+    int n_ok = 0;
+    const delivery_t *acked = NULL;
+    for (size_t k = 0; k < m->n; k++) {
+        const delivery_t *dl = &f->deliveries[m->first + k];
+        count_ack(dl, a);
+        if (acked && dl->attempt > acked->attempt) {
+            a->after_ack++;
+            violation(&a->shown, "seq %" PRId64 " claimed again (attempt %d by %s) after the ack "
+                      "of attempt %d returned ok", m->seq, dl->attempt, dl->claimed_by,
+                      acked->attempt);
+        }
+        if (dl->result == 'A' && dl->action == 'A' && dl->ok) {
+            n_ok++;
+            acked = dl;
+            if (m->status != 'd' || m->attempts != dl->attempt) {
+                a->mismatched++;
+                violation(&a->shown, "seq %" PRId64 ": the ack of attempt %d returned ok, the "
+                          "message is '%c' at attempts %d", m->seq, dl->attempt, m->status,
+                          m->attempts);
+            }
+        }
+    }
+    if (n_ok > 1) {
+        a->multi++;
+        violation(&a->shown, "seq %" PRId64 " acked successfully %d times", m->seq, n_ok);
+    }
+    const delivery_t *final = m->status == 'd' ? final_ack(f, m) : NULL;
+    if (m->status == 'd' && !final) {
+        a->done_without_ack++;
+        violation(&a->shown, "seq %" PRId64 " is done at attempt %d, but no handler answered ACK "
+                  "to that attempt", m->seq, m->attempts);
+    } else if (final && (final->action == 'L' || (final->action == 'A' && !final->ok))) {
+        a->failed_but_applied++;
+        if (is_error(final, MONGOQ_ERROR_LEASE_LOST)) {
+            a->lease_lost_but_applied++;
+            violation(&a->shown, "seq %" PRId64 ": the ack of attempt %d by %s failed with "
+                      "LEASE_LOST (\"nothing changed\"), yet the message is done at that attempt",
+                      m->seq, final->attempt, final->claimed_by);
+        }
+    }
+}
+
+static bool
+check_one_ack(facts_t *f)
+{
+    ack_figures_t a = {0};
+    for (size_t i = 0; i < f->cap; i++) {
+        if (f->msgs[i].seq >= 0 && f->msgs[i].stored > 0) {
+            check_acks_of(f, &f->msgs[i], &a);
+        }
+    }
+    return verdict(a.multi == 0 && a.after_ack == 0 && a.mismatched == 0 &&
+                       a.done_without_ack == 0 && a.lease_lost_but_applied == 0,
+                   "3. at most one successful ack per message: ACK answers whose ack returned ok %" PRId64
+                   ", failed %" PRId64 " (LEASE_LOST %" PRId64 ", UNKNOWN_OUTCOME %" PRId64
+                   "; applied anyway %" PRId64 ", of them after LEASE_LOST %" PRId64
+                   "), process died before the outcome %" PRId64 " | acked twice %" PRId64
+                   ", claimed after an ok ack %" PRId64 ", ok ack not applied %" PRId64
+                   ", done without an ACK answer %" PRId64,
+                   a.confirmed, a.failed, a.failed_lease_lost, a.failed_unknown,
+                   a.failed_but_applied, a.lease_lost_but_applied, a.unknown, a.multi,
+                   a.after_ack, a.mismatched, a.done_without_ack);
+}
+
+/* ---- 4. redeliveries explained ------------------------------------------------------------------ */
+
+/* An event of that kind on that process overlapping [from, to]. */
+static bool
+proc_event(const driver_t *d, event_kind_t kind, int proc, int64_t from, int64_t to)
+{
+    for (int i = 0; i < d->n_events; i++) {
+        const event_t *e = &d->events[i];
+        if (e->kind == kind && e->child == proc && e->from_real <= to && e->until_real >= from) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A fault between proc (-1: any process) and the server overlapping [from, to]: the server
+ * down, a fail point, a proxy fault (for proxied processes), or a failure the process logged. */
+static bool
+cut_off(const facts_t *f, int proc, int64_t from, int64_t to)
+{
+    const driver_t *d = f->d;
+    bool proxied = proc < 0 || d->children[proc].via_proxy;
+    for (int i = 0; i < d->n_events; i++) {
+        const event_t *e = &d->events[i];
+        bool applies = e->kind == EV_SERVER_DOWN || e->kind == EV_FAIL_COMMAND ||
+                       (e->kind == EV_PROXY && proxied);
+        if (applies && e->from_real <= to && e->until_real >= from) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < f->n_records; i++) {
+        const proc_record_t *r = &f->records[i];
+        if ((proc < 0 || r->proc == proc) && r->real >= from && r->real <= to) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+stop_timed_out(const driver_t *d, int proc, int64_t from, int64_t to)
+{
+    const child_t *c = &d->children[proc];
+    int64_t exit_real = driver_real_of_mono(d, c->exit_mono);
+    return c->exited && c->termed && WIFEXITED(c->status) && WEXITSTATUS(c->status) == 3 &&
+           exit_real >= from && exit_real <= to;
+}
+
+/* Why claim p's process lost the message between its claim and `to`; NULL: nothing says. */
+static const char *
+lost_by(const facts_t *f, const delivery_t *p, int64_t to)
+{
+    const driver_t *d = f->d;
+    int64_t from = p->claim_real - p->lease_ms; /* heartbeats may have moved lease_exp on */
+    if (proc_event(d, EV_WORKER_KILL, p->proc, from, to)) {
+        return "consumer killed (SIGKILL)";
+    }
+    if (proc_event(d, EV_WORKER_STOP, p->proc, from, to)) {
+        return "consumer stopped (SIGSTOP) past its lease";
+    }
+    if (stop_timed_out(d, p->proc, from, to)) {
+        return "graceful stop timed out, lease expired";
+    }
+    if (cut_off(f, p->proc, from, to)) {
+        return "lease expired while cut off from the server";
+    }
+    return NULL;
+}
+
+/* Why the claim `next` followed claim p of the same message; NULL when nothing explains it. */
+static const char *
+explain_after(const facts_t *f, const delivery_t *p, const delivery_t *next)
+{
+    if (p->action == 'H') {
+        return p->ok ? "handed back on stop" : "hand-back incomplete, lease expired";
+    }
+    if (p->action == 'R' && p->ok) {
+        return "handler answered RETRY";
+    }
+    const char *why = lost_by(f, p, next->claim_real);
+    if (why) {
+        return why;
+    }
+    if (p->action == 'A' || p->action == 'R') { /* not ok: the write failed */
+        return p->action == 'A' ? "ack failed, lease expired" : "retry failed, lease expired";
+    }
+    return NULL;
+}
+
+/* Why a claim nobody recorded (attempt n-1) came before claim `next`; from: the last known
+ * moment before it (an earlier claim, or the enqueue). */
+static const char *
+explain_unlogged(const facts_t *f, int64_t from, const delivery_t *next)
+{
+    const driver_t *d = f->d;
+    int64_t to = next->claim_real;
+    if (to - from < f->min_lease_ms) {
+        return NULL; /* a lease must have run out in between */
+    }
+    for (int i = 0; i < d->n_children; i++) {
+        if (d->children[i].kind == CHILD_WORKER &&
+            (proc_event(d, EV_WORKER_KILL, i, from, to) ||
+             proc_event(d, EV_WORKER_STOP, i, from, to) || stop_timed_out(d, i, from, to))) {
+            return "unrecorded claim: a consumer was killed or stopped, lease expired";
+        }
+    }
+    if (cut_off(f, -1, from, to)) {
+        return "unrecorded claim: its answer was lost, lease expired";
+    }
+    return NULL;
+}
+
+typedef struct {
+    const char *causes[16];
+    int64_t counts[16];
+    int n_causes;
+    int64_t redeliveries, unexplained, early, twice, shown;
+} redelivery_figures_t;
+
+static void
+count_cause(redelivery_figures_t *r, const char *cause)
+{
+    int i = 0;
+    while (i < r->n_causes && strcmp(r->causes[i], cause) != 0) {
+        i++;
+    }
+    if (i == r->n_causes && r->n_causes < 16) {
+        r->causes[r->n_causes++] = cause;
+    }
+    if (i < 16) {
+        r->counts[i]++;
+    }
+}
+
+/* A claim taken while the previous claim's lease (as its holder last saw it) still held. */
+static void
+check_early(const delivery_t *p, const delivery_t *dl, int64_t seq, redelivery_figures_t *r)
+{
+    bool returned_early = p->action == 'H' || (p->action == 'R' && p->ok) ||
+                          (p->result == 'R' && p->action == 0);
+    if (!returned_early && dl->claim_real <= p->lease_exp) {
+        r->early++;
+        violation(&r->shown, "seq %" PRId64 " attempt %d claimed by %s at %" PRId64 ", while "
+                  "attempt %d held by %s had its lease until %" PRId64, seq, dl->attempt,
+                  dl->claimed_by, dl->claim_real, p->attempt, p->claimed_by, p->lease_exp);
+    }
+}
+
+static void
+explain_message(const facts_t *f, const message_t *m, redelivery_figures_t *r)
+{
+    for (size_t k = 0; k < m->n; k++) {
+        const delivery_t *dl = &f->deliveries[m->first + k];
+        const delivery_t *p = k > 0 ? &f->deliveries[m->first + k - 1] : NULL;
+        const char *cause = NULL;
+        if (p && p->attempt == dl->attempt && p->action != 'H') {
+            r->twice++;
+            violation(&r->shown, "seq %" PRId64 " attempt %d claimed by %s and by %s", m->seq,
+                      dl->attempt, p->claimed_by, dl->claimed_by);
+            continue;
+        }
+        if (!p && dl->attempt <= 1) {
+            continue;
+        }
+        r->redeliveries++;
+        if (p && (p->attempt == dl->attempt - 1 || p->attempt == dl->attempt)) {
+            cause = explain_after(f, p, dl);
+            check_early(p, dl, m->seq, r);
+        } else {
+            cause = explain_unlogged(f, p ? p->claim_real : m->produced_real, dl);
+        }
+        if (!cause) {
+            r->unexplained++;
+            violation(&r->shown, "seq %" PRId64 " attempt %d (%s, claimed at %" PRId64 "): "
+                      "nothing explains it; before: attempt %d by %s (answer %c, outcome %c%s)",
+                      m->seq, dl->attempt, dl->claimed_by, dl->claim_real, p ? p->attempt : 0,
+                      p ? p->claimed_by : "-", p && p->result ? p->result : '-',
+                      p && p->action ? p->action : '-', p && p->ok ? " ok" : "");
+            cause = "UNEXPLAINED";
+        }
+        count_cause(r, cause);
+    }
+}
+
+static bool
+check_redeliveries(facts_t *f)
+{
+    redelivery_figures_t r = {0};
+    int64_t handled = 0;
+    for (size_t i = 0; i < f->n_deliveries; i++) {
+        handled += f->deliveries[i].handled;
+    }
+    for (size_t i = 0; i < f->cap; i++) {
+        if (f->msgs[i].seq >= 0 && f->msgs[i].n > 0) {
+            explain_message(f, &f->msgs[i], &r);
+        }
+    }
+    bool pass = verdict(r.unexplained == 0 && r.early == 0 && r.twice == 0,
+                        "4. every redelivery explained: claims recorded %zu (handled %" PRId64
+                        "), redeliveries %" PRId64 ", unexplained %" PRId64
+                        ", claimed while a lease held %" PRId64 ", one attempt claimed twice %" PRId64,
+                        f->n_deliveries, handled, r.redeliveries, r.unexplained, r.early, r.twice);
+    for (int i = 0; i < r.n_causes; i++) {
+        printf("       %7" PRId64 "  %s\n", r.counts[i], r.causes[i]);
+    }
+    return pass;
+}
+
+/* ---- 5. graceful stops within their bound ----------------------------------------------------- */
+
+static bool
+check_graceful_stops(facts_t *f)
+{
+    const driver_t *d = f->d;
+    int64_t n = 0, over = 0, timeouts = 0, longest = -1, shown = 0;
+    const char *longest_name = "-";
+    int64_t longest_bound = 0;
+    for (int i = 0; i < d->n_children; i++) {
+        const child_t *c = &d->children[i];
+        if (c->kind != CHILD_WORKER || !c->termed) {
+            continue;
+        }
+        n++;
+        int64_t took = c->exited && !c->sigkilled ? c->exit_mono - c->term_mono : INT64_MAX;
+        timeouts += c->exited && WIFEXITED(c->status) && WEXITSTATUS(c->status) == 3;
+        if (took > c->stop_bound_ms) {
+            over++;
+            violation(&shown, "%s took %s%" PRId64 " ms to stop (bound %" PRId64 " ms)", c->name,
+                      took == INT64_MAX ? "more than " : "",
+                      took == INT64_MAX ? c->stop_bound_ms : took, c->stop_bound_ms);
+        }
+        if (took != INT64_MAX && took > longest) {
+            longest = took;
+            longest_name = c->name;
+            longest_bound = c->stop_bound_ms;
+        }
+    }
+    return verdict(over == 0, "5. graceful stops within stop timeout + 1 s + %" PRId64
+                   " ms: %" PRId64 " stops, over the bound %" PRId64 ", stop timeouts (handlers still running, exit 3) %" PRId64
+                   "; longest %" PRId64 " ms (%s, bound %" PRId64 " ms)",
+                   d->stop_margin_ms, n, over, timeouts, longest, longest_name, longest_bound);
+}
+
+/* ---- 6. consumers back after each server restart ---------------------------------------------- */
+
+/* The first claim of proc (-1: anyone) at or after t; INT64_MAX if none. */
+static int64_t
+first_claim_after(const facts_t *f, int proc, int64_t t)
+{
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < f->n_deliveries; i++) {
+        const delivery_t *dl = &f->deliveries[i];
+        if (dl->handled && (proc < 0 || dl->proc == proc) && dl->claim_real >= t &&
+            dl->claim_real < first) {
+            first = dl->claim_real;
+        }
+    }
+    return first;
+}
+
+/* A worker counts for a restart when it was up before the kill and nothing hit it in the window. */
+static bool
+undisturbed(const driver_t *d, int proc, const restart_t *r, int64_t until_real)
+{
+    const child_t *c = &d->children[proc];
+    int64_t exit_real = driver_real_of_mono(d, c->exit_mono);
+    return c->kind == CHILD_WORKER && c->ready && c->ready_mono < r->kill_mono &&
+           (!c->exited || exit_real > until_real) &&
+           !proc_event(d, EV_WORKER_STOP, proc, r->kill_real, until_real) &&
+           !proc_event(d, EV_WORKER_KILL, proc, r->kill_real, until_real) &&
+           !proc_event(d, EV_WORKER_TERM, proc, r->kill_real, until_real);
+}
+
+static bool
+check_recovery(facts_t *f)
+{
+    const driver_t *d = f->d;
+    int64_t checked = 0, slow = 0, worst_any = -1, worst_each = -1, shown = 0;
+    printf("       server restarts: %d\n", d->n_restarts);
+    for (int k = 0; k < d->n_restarts; k++) {
+        const restart_t *r = &d->restarts[k];
+        int64_t until = r->ready_real + d->recovery_bound_ms;
+        int64_t any = r->ready ? first_claim_after(f, -1, r->ready_real) - r->ready_real : -1;
+        printf("       restart %d: down %" PRId64 " ms, first claim after %s%" PRId64 " ms", k + 1,
+               r->ready ? r->ready_mono - r->kill_mono : -1, any < 0 ? "(none) " : "",
+               any);
+        if (!r->ready || r->ready_mono + d->recovery_bound_ms > d->chaos_end_mono) {
+            printf(" (not checked: the chaos ended within the window)\n");
+            continue;
+        }
+        checked++;
+        worst_any = any > worst_any ? any : worst_any;
+        int64_t worst = -1;
+        for (int i = 0; i < d->n_children; i++) {
+            if (!undisturbed(d, i, r, until)) {
+                continue;
+            }
+            int64_t took = first_claim_after(f, i, r->ready_real);
+            took = took == INT64_MAX ? INT64_MAX : took - r->ready_real;
+            worst = took > worst ? took : worst;
+            if (took > d->recovery_bound_ms) {
+                slow++;
+                violation(&shown, "after restart %d, %s claimed nothing for %s%" PRId64 " ms", k + 1,
+                          d->children[i].name, took == INT64_MAX ? "ever: more than " : "",
+                          took == INT64_MAX ? d->recovery_bound_ms : took);
+            }
+        }
+        worst_each = worst > worst_each ? worst : worst_each;
+        printf(", slowest worker %" PRId64 " ms\n", worst);
+    }
+    return verdict(slow == 0, "6. every consumer claims again within %" PRId64
+                   " ms of a server restart: restarts checked %" PRId64 " of %d, late %" PRId64
+                   "; slowest first claim by anyone %" PRId64 " ms, by each undisturbed worker %" PRId64 " ms",
+                   d->recovery_bound_ms, checked, d->n_restarts, slow, worst_any, worst_each);
+}
+
+/* ---- 7. no process died on its own ------------------------------------------------------------- */
+
+static bool
+check_exits(facts_t *f)
+{
+    const driver_t *d = f->d;
+    int64_t killed = 0, clean = 0, stop_timeouts = 0, own = 0, shown = 0;
+    for (int i = 0; i < d->n_children; i++) {
+        const child_t *c = &d->children[i];
+        if (!c->exited) {
+            continue; /* the server, still serving the check */
+        }
+        bool by_sigkill = WIFSIGNALED(c->status) && WTERMSIG(c->status) == SIGKILL;
+        bool code0 = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0;
+        bool timeout = c->termed && WIFEXITED(c->status) && WEXITSTATUS(c->status) == 3;
+        if (c->never_ready) {
+            own++;
+            violation(&shown, "%s did not become ready in time (see %s/%s.err)", c->name,
+                      d->workdir, c->name);
+        } else if (c->sigkilled && by_sigkill) {
+            killed++;
+        } else if (code0) {
+            clean++;
+        } else if (timeout) {
+            stop_timeouts++;
+        } else {
+            own++;
+            violation(&shown, "%s died on its own: %s %d (see %s/%s.err)", c->name,
+                      WIFSIGNALED(c->status) ? "signal" : "exit status",
+                      WIFSIGNALED(c->status) ? WTERMSIG(c->status) : WEXITSTATUS(c->status),
+                      d->workdir, c->name);
+        }
+    }
+    return verdict(own == 0, "7. no process died on its own: processes %d, killed by us %" PRId64
+                   ", clean exits %" PRId64 ", stop timeouts %" PRId64 ", died on their own %" PRId64,
+                   d->n_children, killed, clean, stop_timeouts, own);
+}
+
+/* ---- the table -------------------------------------------------------------------------------- */
+
+typedef struct {
+    bool (*check)(facts_t *f);
+} invariant_t;
+
+static const invariant_t invariants[] = {
+    {check_stored_once}, {check_done_intact},  {check_one_ack},  {check_redeliveries},
+    {check_graceful_stops}, {check_recovery}, {check_exits},
+};
+
+int
+check_run(driver_t *d, int *n_passed)
+{
+    facts_t f;
+    int failed = 0;
+    *n_passed = 0;
+    const int n = (int)(sizeof invariants / sizeof invariants[0]);
+    if (!load_facts(&f, d)) {
+        free_facts(&f);
+        return n;
+    }
+    if (f.unparsed_lines > 0) {
+        printf("chaos: %" PRId64 " record lines could not be read\n", f.unparsed_lines);
+    }
+    for (int i = 0; i < n; i++) {
+        if (invariants[i].check(&f)) {
+            (*n_passed)++;
+        } else {
+            failed++;
+        }
+    }
+    free_facts(&f);
+    return failed;
+}
