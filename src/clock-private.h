@@ -15,6 +15,17 @@
 
 #include <mongoc/mongoc.h>
 
+/* The local monotonic clock in milliseconds: every wait and deadline in mongoq uses it. */
+int64_t
+mongoq__now_mono_ms(void);
+
+/*
+ * How far past the estimated server time the index-friendly half of a time filter reaches. The
+ * exact test is a $expr against $$NOW on the server; this bound only has to be wide enough that
+ * a wrong clock estimate never hides a due message from the index scan.
+ */
+#define MONGOQ__CLOCK_SLACK_MS 2000
+
 typedef struct mongoq__clock_t mongoq__clock_t;
 
 /* pool borrowed. Measures once now; NULL + error when the server cannot be reached. */

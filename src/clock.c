@@ -17,10 +17,17 @@
 
 #include "mongoq/error.h"
 #include "service-private.h"
-#include "waker-private.h"
 
 /* Re-measure this often: bounds how long a jump of the server's own clock goes unnoticed. */
 #define REFRESH_MS 10000
+
+int64_t
+mongoq__now_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int64_t
 mono_us(void)

@@ -35,6 +35,13 @@ bool mongoq__error_document_dependent(const bson_error_t *error);
  */
 bool mongoq__error_retryable(const bson_error_t *error);
 
+/*
+ * Whether error is the server's answer with this code: libmongoc reports server errors in
+ * MONGOC_ERROR_SERVER with error API 2 and in MONGOC_ERROR_QUERY / MONGOC_ERROR_COLLECTION /
+ * MONGOC_ERROR_COMMAND with the legacy API 1, whichever the caller's pool uses.
+ */
+bool mongoq__error_is_server(const bson_error_t *error, uint32_t code);
+
 /* Whether error is a mongoq error with this code (domain checked). */
 bool mongoq__error_is(const bson_error_t *error, mongoq_error_code_t code);
 

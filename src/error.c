@@ -122,3 +122,11 @@ mongoq__error_retryable(const bson_error_t *error)
         return false;
     }
 }
+
+bool
+mongoq__error_is_server(const bson_error_t *error, uint32_t code)
+{
+    return error && error->code == code &&
+           (error->domain == MONGOC_ERROR_SERVER || error->domain == MONGOC_ERROR_QUERY ||
+            error->domain == MONGOC_ERROR_COLLECTION || error->domain == MONGOC_ERROR_COMMAND);
+}

@@ -155,7 +155,7 @@ static insert_result_t
 failed_insert(const bson_t *reply, const bson_error_t *error)
 {
     bson_iter_t it, errs, first;
-    if (error->code != DUPLICATE_KEY) {
+    if (!mongoq__error_is_server(error, DUPLICATE_KEY)) {
         return FAILED;
     }
     if (bson_iter_init_find(&it, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&

@@ -18,19 +18,9 @@
 #define MONGOQ__DEFAULT_RETENTION_S 86400
 #define MONGOQ__DEFAULT_POLL_INTERVAL_MS 1000
 
-/* The biggest document the server stores (maxBsonObjectSize). */
-#define MONGOQ__MAX_DOCUMENT_BYTES (16 * 1024 * 1024)
-
 /* The longest "db.collection" namespace mongod accepts. */
 #define MONGOQ__MAX_NAMESPACE_BYTES 255
 #define MONGOQ__MAX_DB_NAME_BYTES 63
-
-/*
- * How far past the estimated server time the index-friendly half of a time filter reaches. The
- * exact test is a $expr against $$NOW on the server; this bound only has to be wide enough that
- * a wrong clock estimate never hides a due message from the index scan.
- */
-#define MONGOQ__CLOCK_SLACK_MS 2000
 
 struct mongoq_queue_t {
     mongoc_client_pool_t *pool; /* borrowed */

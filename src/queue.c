@@ -10,12 +10,16 @@
 #include "fields.h"
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
+#include "error-private.h"
 #include "service-private.h"
 
 #define INDEX_CLAIM "mongoq_claim"
 #define INDEX_LEASE "mongoq_lease"
 #define INDEX_DEDUP "mongoq_dedup"
 #define INDEX_DONE_TTL "mongoq_done_ttl"
+
+/* mongod's IndexOptionsConflict: an index of these keys exists with other options. */
+#define INDEX_OPTIONS_CONFLICT 85
 
 static bool
 invalid(bson_error_t *error, const char *what)
@@ -169,55 +173,48 @@ mongoq__queue_next_serial(void)
 
 /* ---- indexes ------------------------------------------------------------------------------ */
 
+/* Appends {key: keys, name, ...options} as indexes[i]; takes ownership of keys and options. */
 static void
-add_index(bson_t *indexes, uint32_t i, const char *name, const char *keys_json,
-          const char *options_json)
+add_index(bson_t *indexes, uint32_t i, const char *name, bson_t *keys, bson_t *options)
 {
     char key[16];
     const char *k;
     bson_t index;
     bson_uint32_to_string(i, &k, key, sizeof key);
-    bson_t *keys = bson_new_from_json((const uint8_t *)keys_json, -1, NULL);
-    BSON_ASSERT(keys);
     BSON_APPEND_DOCUMENT_BEGIN(indexes, k, &index);
     BSON_APPEND_DOCUMENT(&index, "key", keys);
     BSON_APPEND_UTF8(&index, "name", name);
-    if (options_json) {
-        bson_t *options = bson_new_from_json((const uint8_t *)options_json, -1, NULL);
-        BSON_ASSERT(options);
+    if (options) {
         bson_concat(&index, options);
-        bson_destroy(options);
     }
     bson_append_document_end(indexes, &index);
     bson_destroy(keys);
+    bson_destroy(options);
 }
 
-/* The createIndexes command; field names come from fields.h via string pasting. */
+/* The createIndexes command; field names come from fields.h. */
 static void
 build_create_indexes(const mongoq_queue_t *queue, bson_t *cmd)
 {
     bson_t indexes;
-    char ttl[160];
     BSON_APPEND_UTF8(cmd, "createIndexes", queue->name);
     BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &indexes);
     /* Equality (status), sort (priority desc, run_at, _id), range (run_at): ESR order. */
     add_index(&indexes, 0, INDEX_CLAIM,
-              "{\"" MONGOQ__F_STATUS "\": 1, \"" MONGOQ__F_PRIORITY "\": -1, \"" MONGOQ__F_RUN_AT
-              "\": 1, \"" MONGOQ__F_ID "\": 1}",
+              BCON_NEW(MONGOQ__F_STATUS, BCON_INT32(1), MONGOQ__F_PRIORITY, BCON_INT32(-1),
+                       MONGOQ__F_RUN_AT, BCON_INT32(1), MONGOQ__F_ID, BCON_INT32(1)),
               NULL);
     add_index(&indexes, 1, INDEX_LEASE,
-              "{\"" MONGOQ__F_STATUS "\": 1, \"" MONGOQ__F_LEASE_EXPIRES_AT "\": 1}", NULL);
+              BCON_NEW(MONGOQ__F_STATUS, BCON_INT32(1), MONGOQ__F_LEASE_EXPIRES_AT, BCON_INT32(1)),
+              NULL);
     /* Only unfinished messages carry dedup_key (see fields.h for why not a status filter). */
-    add_index(&indexes, 2, INDEX_DEDUP, "{\"" MONGOQ__F_DEDUP_KEY "\": 1}",
-              "{\"unique\": true, \"partialFilterExpression\": {\"" MONGOQ__F_DEDUP_KEY
-              "\": {\"$exists\": true}}}");
+    add_index(&indexes, 2, INDEX_DEDUP, BCON_NEW(MONGOQ__F_DEDUP_KEY, BCON_INT32(1)),
+              BCON_NEW("unique", BCON_BOOL(true), "partialFilterExpression", "{",
+                       MONGOQ__F_DEDUP_KEY, "{", "$exists", BCON_BOOL(true), "}", "}"));
     if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
-        bson_snprintf(ttl, sizeof ttl,
-                      "{\"expireAfterSeconds\": %" PRId64
-                      ", \"partialFilterExpression\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_DONE
-                      "\"}}",
-                      queue->opts.retention_s);
-        add_index(&indexes, 3, INDEX_DONE_TTL, "{\"" MONGOQ__F_DONE_AT "\": 1}", ttl);
+        add_index(&indexes, 3, INDEX_DONE_TTL, BCON_NEW(MONGOQ__F_DONE_AT, BCON_INT32(1)),
+                  BCON_NEW("expireAfterSeconds", BCON_INT64(queue->opts.retention_s),
+                           "partialFilterExpression", "{", MONGOQ__F_STATUS, MONGOQ__S_DONE, "}"));
     }
     bson_append_array_end(cmd, &indexes);
 }
@@ -254,7 +251,8 @@ mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error)
     mongoq__queue_append_write_concern(queue, &opts);
     bson_error_t err;
     bool ok = mongoc_database_write_command_with_opts(database, &cmd, &opts, NULL, &err);
-    if (!ok && err.code == 85 && queue->opts.ack_mode == MONGOQ_ACK_KEEP &&
+    if (!ok && mongoq__error_is_server(&err, INDEX_OPTIONS_CONFLICT) &&
+        queue->opts.ack_mode == MONGOQ_ACK_KEEP &&
         update_ttl(queue, database, &opts)) {
         ok = mongoc_database_write_command_with_opts(database, &cmd, &opts, NULL, &err);
     }

@@ -1,4 +1,4 @@
-/* Reading the queue's state (one aggregate), redriving dead messages, purging by status. */
+/* Reading the queue's state: counts per status and the ages of due and delayed messages. */
 #include <string.h>
 
 #include "fields.h"
@@ -15,15 +15,20 @@
 static void
 build_stats_pipeline(bson_t *pipeline)
 {
-    static const char *json =
-        "[{\"$group\": {\"_id\": \"" MONGOQ__P_STATUS "\", \"n\": {\"$sum\": 1}, "
-        "\"delayed\": {\"$sum\": {\"$cond\": "
-        "[{\"$gt\": [\"" MONGOQ__P_RUN_AT "\", \"$$NOW\"]}, 1, 0]}}, "
-        "\"oldest_due\": {\"$min\": {\"$cond\": "
-        "[{\"$lte\": [\"" MONGOQ__P_RUN_AT "\", \"$$NOW\"]}, \"" MONGOQ__P_ENQUEUED_AT
-        "\", null]}}, "
-        "\"next_run_at\": {\"$min\": \"" MONGOQ__P_RUN_AT "\"}}}]";
-    BSON_ASSERT(bson_init_from_json(pipeline, json, -1, NULL));
+    bson_t *built = BCON_NEW(
+        "0", "{", "$group", "{",
+            "_id", MONGOQ__P_STATUS,
+            "n", "{", "$sum", BCON_INT32(1), "}",
+            "delayed", "{", "$sum", "{", "$cond", "[",
+                "{", "$gt", "[", MONGOQ__P_RUN_AT, "$$NOW", "]", "}", BCON_INT32(1), BCON_INT32(0),
+            "]", "}", "}",
+            "oldest_due", "{", "$min", "{", "$cond", "[",
+                "{", "$lte", "[", MONGOQ__P_RUN_AT, "$$NOW", "]", "}", MONGOQ__P_ENQUEUED_AT,
+                BCON_NULL,
+            "]", "}", "}",
+            "next_run_at", "{", "$min", MONGOQ__P_RUN_AT, "}",
+        "}", "}");
+    bson_steal(pipeline, built);
 }
 
 static int64_t
@@ -82,109 +87,19 @@ mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *e
     int64_t server_now = mongoq__clock_server_now_ms(queue->clock);
     build_stats_pipeline(&pipeline);
     mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    mongoc_cursor_t *cursor =
-        mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, &pipeline, NULL, NULL);
-    while (mongoc_cursor_next(cursor, &doc)) {
-        add_group(doc, server_now, stats);
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    bool ok = false;
+    if (coll) {
+        mongoc_cursor_t *cursor =
+            mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, &pipeline, NULL, NULL);
+        while (mongoc_cursor_next(cursor, &doc)) {
+            add_group(doc, server_now, stats);
+        }
+        ok = !mongoc_cursor_error(cursor, error);
+        mongoc_cursor_destroy(cursor);
     }
-    bool ok = !mongoc_cursor_error(cursor, error);
-    mongoc_cursor_destroy(cursor);
     mongoq__queue_release(queue, client, coll);
     bson_destroy(&pipeline);
     return ok;
 }
 
-/* ---- redrive ------------------------------------------------------------------------------ */
-
-/* Dead -> ready, attempts 0, due now on the server's clock (at the back of its priority). */
-static void
-build_redrive_update(bson_t *pipeline)
-{
-    static const char *json =
-        "[{\"$set\": {\"" MONGOQ__F_STATUS "\": \"" MONGOQ__S_READY "\", \"" MONGOQ__F_ATTEMPTS
-        "\": 0, \"" MONGOQ__F_RUN_AT "\": \"$$NOW\", \"" MONGOQ__F_UPDATED_AT "\": \"$$NOW\"}}, "
-        "{\"$unset\": [\"" MONGOQ__F_LEASE_TOKEN "\", \"" MONGOQ__F_LEASE_EXPIRES_AT "\"]}]";
-    BSON_ASSERT(bson_init_from_json(pipeline, json, -1, NULL));
-}
-
-bool
-mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved_out,
-                     bson_error_t *error)
-{
-    BSON_ASSERT_PARAM(queue);
-    bson_t filter = BSON_INITIALIZER, update, opts = BSON_INITIALIZER, reply;
-    if (moved_out) {
-        *moved_out = 0;
-    }
-    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
-    if (id) {
-        BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
-    }
-    build_redrive_update(&update);
-    mongoq__queue_append_write_concern(queue, &opts);
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
-    mongoq__queue_release(queue, client, coll);
-    int64_t moved = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
-    bson_destroy(&reply);
-    bson_destroy(&opts);
-    bson_destroy(&update);
-    bson_destroy(&filter);
-    if (ok && id && moved == 0) {
-        char hex[25];
-        bson_oid_to_string(id, hex);
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_NOT_FOUND,
-                       "redrive: no dead message with _id %s", hex);
-        return false;
-    }
-    if (moved > 0) {
-        mongoq__waker_notify(queue->waker);
-    }
-    if (moved_out) {
-        *moved_out = moved;
-    }
-    return ok;
-}
-
-/* ---- purge -------------------------------------------------------------------------------- */
-
-static bool
-known_status(const char *status)
-{
-    return strcmp(status, MONGOQ__S_READY) == 0 || strcmp(status, MONGOQ__S_PROCESSING) == 0 ||
-           strcmp(status, MONGOQ__S_DONE) == 0 || strcmp(status, MONGOQ__S_DEAD) == 0;
-}
-
-bool
-mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_out,
-                   bson_error_t *error)
-{
-    BSON_ASSERT_PARAM(queue);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
-    if (deleted_out) {
-        *deleted_out = 0;
-    }
-    if (status && !known_status(status)) {
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
-                       "purge: unknown status \"%s\" (ready, processing, done, dead or NULL)",
-                       status);
-        return false;
-    }
-    if (status) {
-        BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, status);
-    }
-    mongoq__queue_append_write_concern(queue, &opts);
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_collection(queue, &client);
-    bool ok = mongoc_collection_delete_many(coll, &filter, &opts, &reply, error);
-    mongoq__queue_release(queue, client, coll);
-    if (ok && deleted_out) {
-        *deleted_out = mongoq__reply_count(&reply, "deletedCount");
-    }
-    bson_destroy(&reply);
-    bson_destroy(&opts);
-    bson_destroy(&filter);
-    return ok;
-}

@@ -97,8 +97,4 @@ mongoq__waker_notify(mongoq__waker_t *w);
 void
 mongoq__waker_schedule(mongoq__waker_t *w, int64_t run_at_ms);
 
-/* Monotonic milliseconds. */
-int64_t
-mongoq__now_mono_ms(void);
-
 #endif

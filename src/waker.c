@@ -34,7 +34,6 @@
 #define RECHECK_MS 100         /* fire once more in case the clock estimate was early */
 #define MAX_TOKEN_FAILURES 3   /* resuming failed this often: give the token up and rescan */
 #define SETTLE_WINDOW_MS 1000  /* an event's run_at this recent may not be due on $$NOW yet */
-#define POLL_SLACK_MS 2000     /* how wrong the clock estimate may be in a poll's index bound */
 
 typedef struct {
     int64_t due_mono_ms;
@@ -69,14 +68,6 @@ struct mongoq__waker_t {
 };
 
 /* ---- clocks and logging ------------------------------------------------------------------ */
-
-int64_t
-mongoq__now_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t
 now_real_ms(void)
@@ -364,7 +355,7 @@ poll_once(mongoq__waker_t *w, mongoc_collection_t *coll)
 
     /* As the claim does: an index bound from the clock estimate, the exact test on $$NOW. */
     filter = BCON_NEW(MONGOQ__F_STATUS, MONGOQ__S_READY, MONGOQ__F_RUN_AT, "{", "$lte",
-                      BCON_DATE_TIME(server_now_ms(w) + POLL_SLACK_MS), "}", "$expr", "{",
+                      BCON_DATE_TIME(server_now_ms(w) + MONGOQ__CLOCK_SLACK_MS), "}", "$expr", "{",
                       "$lte", "[", MONGOQ__P(MONGOQ__F_RUN_AT), "$$NOW", "]", "}");
     opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1));
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);

@@ -156,13 +156,30 @@ Test(waker_stream, delayed_message_enqueued_before_the_waker_started)
     ws_close(&e);
 }
 
-static void
+/*
+ * Fails the waker's next getMore with `what`. The waker watches on a connection of its own named
+ * "<appname>/mongoq-waker" (the queue's pool has appname e->db). Returns the fail point's count.
+ */
+static int64_t
 ws_fail_getmore(ws_env_t *e, const char *what)
 {
     mongoc_client_t *client = mtest_client_new("wks-failpoint");
     char *fields = bson_strdup_printf("\"failCommands\": [\"getMore\"], %s", what);
-    mtest_fail_point_app(client, e->db, "{\"times\": 1}", fields);
+    char *app = bson_strdup_printf("%s/mongoq-waker", e->db);
+    int64_t before = mtest_fail_point_app(client, app, "{\"times\": 1}", fields);
+    bson_free(app);
     bson_free(fields);
+    mongoc_client_destroy(client);
+    return before;
+}
+
+/* Turns the fail point off and asserts it fired once since `before`: the fault happened. */
+static void
+ws_assert_fault_fired(int64_t before)
+{
+    mongoc_client_t *client = mtest_client_new("wks-failpoint");
+    cr_assert_eq(mtest_fail_point(client, "\"off\"", NULL) - before, 1,
+                 "the waker's getMore met the fault");
     mongoc_client_destroy(client);
 }
 
@@ -182,8 +199,9 @@ Test(waker_stream, closed_connection_on_getmore_resumes_without_missing_anything
     ws_env_t e;
     ws_open(&e);
     ws_start_worker(&e);
-    ws_fail_getmore(&e, "\"closeConnection\": true");
+    int64_t before = ws_fail_getmore(&e, "\"closeConnection\": true");
     ws_enqueue_and_await(&e, 30);
+    ws_assert_fault_fired(before);
     cr_assert(mtest_wait_until(wk_stream_active, e.w, 5000), "the stream is open again");
     ws_close(&e);
 }
@@ -193,8 +211,9 @@ Test(waker_stream, history_lost_on_getmore_makes_everyone_rescan)
     ws_env_t e;
     ws_open(&e);
     ws_start_worker(&e);
-    ws_fail_getmore(&e, "\"errorCode\": 286");
+    int64_t before = ws_fail_getmore(&e, "\"errorCode\": 286");
     ws_enqueue_and_await(&e, 30);
+    ws_assert_fault_fired(before);
     cr_assert(mtest_wait_until(wk_stream_active, e.w, 5000), "the stream is open again");
     ws_close(&e);
 }
@@ -204,8 +223,9 @@ Test(waker_stream, other_errors_on_getmore_reopen_the_stream)
     ws_env_t e;
     ws_open(&e);
     ws_start_worker(&e);
-    ws_fail_getmore(&e, "\"errorCode\": 2");
+    int64_t before = ws_fail_getmore(&e, "\"errorCode\": 2");
     ws_enqueue_and_await(&e, 30);
+    ws_assert_fault_fired(before);
     cr_assert(mtest_wait_until(wk_stream_active, e.w, 5000), "the stream is open again");
     ws_close(&e);
 }

@@ -1,0 +1,125 @@
+/*
+ * Operators' writes over many messages: redriving dead messages back to the queue, and purging
+ * messages by status. Both are one updateMany or deleteMany, safe to repeat: a redriven message
+ * is no longer dead, a purged one is gone.
+ */
+#include <string.h>
+
+#include "error-private.h"
+#include "fields.h"
+#include "queue-private.h"
+
+/* Dead -> ready, attempts 0, due now on the server's clock (at the back of its priority). */
+static void
+build_redrive_update(bson_t *pipeline)
+{
+    bson_t stage, set, unset;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_INT32(&set, MONGOQ__F_ATTEMPTS, 0);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_RUN_AT, "$$NOW");
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(pipeline, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "1", &stage);
+    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
+    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_TOKEN);
+    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_LEASE_EXPIRES_AT);
+    bson_append_array_end(&stage, &unset);
+    bson_append_document_end(pipeline, &stage);
+}
+
+/* Runs update (a pipeline; NULL: delete instead) over filter; *n: modified or deleted count. */
+static bool
+write_many(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *update,
+           int64_t *n, bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    mongoc_client_t *client;
+    bool ok = false;
+    *n = 0;
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        bson_destroy(&reply);
+        mongoq__queue_append_write_concern(queue, &opts);
+        ok = update ? mongoc_collection_update_many(coll, filter, update, &opts, &reply, error)
+                    : mongoc_collection_delete_many(coll, filter, &opts, &reply, error);
+        *n = ok ? mongoq__reply_count(&reply, update ? "modifiedCount" : "deletedCount") : 0;
+        if (!ok) {
+            mongoq__error_classify_write(what, &reply, error);
+        }
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&reply);
+    bson_destroy(&opts);
+    return ok;
+}
+
+bool
+mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved_out,
+                     bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(queue);
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
+    int64_t moved = 0;
+    if (moved_out) {
+        *moved_out = 0;
+    }
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
+    if (id) {
+        BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
+    }
+    build_redrive_update(&update);
+    bool ok = write_many(queue, "redrive", &filter, &update, &moved, error);
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    if (ok && id && moved == 0) {
+        char hex[25];
+        bson_oid_to_string(id, hex);
+        mongoq__error_set(error, MONGOQ_ERROR_NOT_FOUND, "redrive: no dead message with _id %s",
+                          hex);
+        return false;
+    }
+    if (moved > 0) {
+        mongoq__waker_notify(queue->waker);
+    }
+    if (moved_out) {
+        *moved_out = moved;
+    }
+    return ok;
+}
+
+static bool
+known_status(const char *status)
+{
+    return strcmp(status, MONGOQ__S_READY) == 0 || strcmp(status, MONGOQ__S_PROCESSING) == 0 ||
+           strcmp(status, MONGOQ__S_DONE) == 0 || strcmp(status, MONGOQ__S_DEAD) == 0;
+}
+
+bool
+mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_out,
+                   bson_error_t *error)
+{
+    BSON_ASSERT_PARAM(queue);
+    bson_t filter = BSON_INITIALIZER;
+    int64_t deleted = 0;
+    if (deleted_out) {
+        *deleted_out = 0;
+    }
+    if (status && !known_status(status)) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "purge: unknown status \"%s\" (ready, processing, done, dead or NULL)",
+                          status);
+        return false;
+    }
+    if (status) {
+        BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, status);
+    }
+    bool ok = write_many(queue, "purge", &filter, NULL, &deleted, error);
+    if (ok && deleted_out) {
+        *deleted_out = deleted;
+    }
+    bson_destroy(&filter);
+    return ok;
+}
