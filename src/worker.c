@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error-private.h"
 #include "fields.h"
 #include "message-private.h"
 #include "mongoq/consumer.h"
@@ -248,10 +249,13 @@ mongoq_worker_new(mongoq_queue_t *queue, const mongoq_worker_opts_t *opts, bson_
 
 /* ---- batch writes on copies (called without any lock held) -------------------------------- */
 
-/* updateMany with the queue's write concern; *matched from the reply. */
+/*
+ * updateMany with the queue's write concern; *matched from the reply. A failure after which the
+ * update may have been applied becomes UNKNOWN_OUTCOME (`what` names it), as for every write.
+ */
 static bool
-update_many(mongoq_worker_t *w, const bson_t *filter, const bson_t *update, int64_t *matched,
-            bson_error_t *error)
+update_many(mongoq_worker_t *w, const char *what, const bson_t *filter, const bson_t *update,
+            int64_t *matched, bson_error_t *error)
 {
     mongoc_client_t *client = NULL;
     mongoc_collection_t *coll = mongoq__queue_checkout(w->queue, &client, error);
@@ -265,6 +269,9 @@ update_many(mongoq_worker_t *w, const bson_t *filter, const bson_t *update, int6
     mongoq__queue_append_write_concern(w->queue, &opts);
     ok = mongoc_collection_update_many(coll, filter, update, &opts, &reply, error);
     *matched = ok ? mongoq__reply_count(&reply, "matchedCount") : 0;
+    if (!ok) {
+        mongoq__error_classify_write(what, &reply, error);
+    }
     mongoq__queue_release(w->queue, client, coll);
 done:
     bson_destroy(&reply);
@@ -303,7 +310,7 @@ release_ids(mongoq_worker_t *w, const bson_oid_t *ids, size_t n, const bson_oid_
     }
     mongoq__message_held_ids_filter(ids, n, token, &filter);
     mongoq__message_release_update(&update);
-    back->ok = update_many(w, &filter, &update, &matched, &back->error);
+    back->ok = update_many(w, "hand-back", &filter, &update, &matched, &back->error);
     if (back->ok && matched < (int64_t)n) {
         back->ok = false;
         bson_set_error(&back->error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_LEASE_LOST,
@@ -371,7 +378,7 @@ beat_send(mongoq_worker_t *w, beat_t *b, bson_error_t *error)
     int64_t matched = 0;
     mongoq__message_held_ids_filter(b->ids, b->n, &b->token, &filter);
     mongoq__message_extend_update(w->lease_ms, &update);
-    bool ok = update_many(w, &filter, &update, &matched, error);
+    bool ok = update_many(w, "heartbeat", &filter, &update, &matched, error);
     for (size_t j = 0; j < b->n; j++) {
         b->held[j] = matched == (int64_t)b->n;
         b->until[j] = until;

@@ -74,9 +74,10 @@ typedef struct {
     /*
      * true: the message is in the state action names. false: error says why; the message kept
      * whatever lease it still had and returns through the reaper when it expires (nothing is
-     * lost). LEASE_LOST and SKIPPED_LOST are never ok (error is MONGOQ_ERROR_LEASE_LOST). A
-     * HANDED_BACK that is not ok: the hand-back failed, or found some leases of the batch
-     * gone (then it cannot say which, and error says how many).
+     * lost). LEASE_LOST and SKIPPED_LOST are never ok (error is MONGOQ_ERROR_LEASE_LOST).
+     * MONGOQ_ERROR_UNKNOWN_OUTCOME: the write may or may not have been applied. A HANDED_BACK
+     * that is not ok: the hand-back failed, or found some leases of its batch gone (LEASE_LOST:
+     * it cannot say which, error says how many; the others were handed back).
      */
     bool ok;
     bson_error_t error; /* when !ok; zeroed otherwise */
