@@ -284,20 +284,65 @@ Test(api_message, extend_moves_the_lease_on_the_server_clock)
     api_teardown(&t);
 }
 
-Test(api_message, set_reason_is_kept)
+/*
+ * The reason a worker records is the last one set: the handler sets, clears and sets again, then
+ * answers FAIL; last_error holds exactly the last. (Without set_reason the worker records null.)
+ */
+static mongoq_result_t
+reason_handler(mongoq_message_t *msg, void *user_data)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
-    mongoq_consumer_t *c;
-    mongoq_message_t *msg = claim_one(&t, &c, 0);
+    const char *last = user_data;
     mongoq_message_set_reason(msg, "first");
     mongoq_message_set_reason(msg, "second");
     mongoq_message_set_reason(msg, NULL);
-    mongoq_message_set_reason(msg, "third");
-    mongoq_message_destroy(msg);
-    mongoq_consumer_destroy(c);
+    if (last) {
+        mongoq_message_set_reason(msg, last);
+    }
+    return MONGOQ_FAIL;
+}
+
+static bool
+dead_one(void *ctx)
+{
+    return api_count(ctx, "{\"status\": \"dead\"}") == 1;
+}
+
+static void
+fail_with_reasons(const char *last)
+{
+    api_t t;
+    api_setup(&t, NULL, true);
+    bson_oid_t id;
+    api_enqueue_n(&t, 1, NULL, &id);
+    bson_error_t error;
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = reason_handler;
+    opts.user_data = (void *)last;
+    mongoq_worker_t *w = mongoq_worker_new(t.queue, &opts, &error);
+    cr_assert(w && mongoq_worker_start(w, &error), "%s", error.message);
+    cr_assert(mtest_wait_until(dead_one, &t, 10000), "the handler failed the message");
+    cr_assert(mongoq_worker_stop(w, 5000, &error), "%s", error.message);
+    mongoq_worker_destroy(w);
+    bson_t doc;
+    cr_assert(api_get(&t, &id, &doc));
+    const char *stored = mtest_doc_str(&doc, "last_error");
+    if (last) {
+        cr_assert(stored && strcmp(stored, last) == 0, "last_error %s", stored ? stored : "null");
+    } else {
+        cr_assert_null(stored, "a cleared reason is recorded as null");
+    }
+    bson_destroy(&doc);
     api_teardown(&t);
+}
+
+Test(api_message, set_reason_keeps_the_last)
+{
+    fail_with_reasons("third");
+}
+
+Test(api_message, set_reason_null_clears)
+{
+    fail_with_reasons(NULL);
 }
 
 Test(api_message, ack_many_reports_lost_leases)

@@ -156,17 +156,35 @@ Test(api_queue, invalid_names_and_options_fail_before_any_command)
     api_teardown(&t);
 }
 
+/*
+ * A write concern the one-member test set cannot meet (w: 2) proves the option reaches the
+ * server: the insert is applied on the primary but the write concern fails (mongod:
+ * UnsatisfiableWriteConcern 100, or WriteConcernFailed 64 after wtimeout), which mongoq reports
+ * as UNKNOWN_OUTCOME: applied, not confirmed. With the default write concern the same enqueue
+ * succeeds.
+ */
 Test(api_queue, a_write_concern_option_is_used)
 {
     api_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     mongoc_write_concern_t *wc = mongoc_write_concern_new();
-    mongoc_write_concern_set_w(wc, 1);
+    mongoc_write_concern_set_w(wc, 2);
+    mongoc_write_concern_set_wtimeout_int64(wc, 300);
     opts.write_concern = wc;
+    opts.skip_ensure_indexes = true; /* createIndexes would meet the same write concern */
     api_setup(&t, &opts, true);
     mongoc_write_concern_destroy(wc); /* copied by _new */
-    api_enqueue_n(&t, 1, NULL, NULL);
-    cr_assert_eq(api_count(&t, "{}"), 1);
+    bson_t *payload = BCON_NEW("n", BCON_INT32(1));
+    bson_error_t error;
+    cr_assert_not(mongoq_enqueue(t.queue, payload, NULL, NULL, &error));
+    cr_assert_eq(error.domain, MONGOQ_ERROR_DOMAIN, "%s", error.message);
+    cr_assert_eq(error.code, MONGOQ_ERROR_UNKNOWN_OUTCOME, "%s", error.message);
+    cr_assert_eq(api_count(&t, "{}"), 1, "applied on the primary");
+    mongoq_queue_t *plain = mongoq_queue_new(t.pool, t.db, "jobs", NULL, &error);
+    cr_assert(plain, "%s", error.message);
+    cr_assert(mongoq_enqueue(plain, payload, NULL, NULL, &error), "%s", error.message);
+    mongoq_queue_destroy(plain);
+    bson_destroy(payload);
     api_teardown(&t);
 }
 
