@@ -212,3 +212,40 @@ Test(waker_server, history_lost_while_held_up_makes_everyone_rescan)
     mongoc_client_destroy(client);
     wv_close(&e);
 }
+
+/*
+ * mongod may log an update as a full replacement; the change stream then reports `replace` with
+ * the whole document (https://www.mongodb.com/docs/manual/reference/change-events/replace/).
+ * The waker's `$match` takes replacements of ready documents: a delayed message made due by a
+ * pipeline update wakes W through the stream, not its 10 s poll. The test server's
+ * --pipeline-updates-as-replace makes every pipeline update such a replacement.
+ */
+Test(waker_server, a_replace_event_of_a_ready_message_wakes_the_worker)
+{
+    if (!mtest_can_spawn()) {
+        cr_skip("cannot spawn a private test server");
+    }
+    wv_env_t e;
+    const char *args[] = {"--pipeline-updates-as-replace", NULL};
+    wv_open(&e, args, 10000);
+    cr_assert(mtest_wait_until(wk_stream_active, e.w, 10000), "the change stream opens");
+    wk_enqueue(e.p, 0, 3600 * 1000); /* an hour away: W has nothing to claim yet */
+    mongoc_client_t *client = mongoc_client_new(e.srv.uri);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, "wv", "q");
+    bson_t *filter = BCON_NEW("status", "ready");
+    bson_t *update = BCON_NEW("0", "{", "$set", "{", "run_at", "$$NOW", "}", "}");
+    bson_error_t error;
+    int64_t t0 = mtest_now_ms();
+    cr_assert(mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error), "%s",
+              error.message);
+    cr_assert(wk_await_started(&e.rec, 0, 3000), "woken by the replace event, not the poll");
+    mongoq_counters_t c;
+    mongoq_queue_counters(e.w, &c);
+    cr_assert_geq(c.wakeups_change_stream, 1, "the change stream woke it");
+    cr_log_info("started %" PRId64 " ms after the update", mtest_now_ms() - t0);
+    bson_destroy(update);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+    wv_close(&e);
+}
