@@ -447,6 +447,25 @@ ms_index_find_exact(const ms_index_t *ix, const bson_value_t *keys)
     return NULL;
 }
 
+bool
+ms_index_doc_keys(const ms_index_t *ix, const ms_doc_t *doc, bson_value_t **keys, size_t *count)
+{
+    bool multikey;
+    return doc_keys(ix, doc, keys, count, &multikey, NULL);
+}
+
+ms_rec_t *
+ms_index_find_key(const ms_index_t *ix, const bson_value_t *tuple, const ms_rec_t *self)
+{
+    for (ms_ientry_t *e = seek(ix, tuple, ix->nfields, false);
+         e && keys_cmp(ix, e->keys, tuple, ix->nfields) == 0; e = e->next[0]) {
+        if (e->rec != self) {
+            return e->rec;
+        }
+    }
+    return NULL;
+}
+
 /* ---- scans for the planner (query.c) ----------------------------------------------------- */
 
 ms_ientry_t *

@@ -29,6 +29,14 @@ typedef struct {
     bson_value_t id;
 } txn_key_t;
 
+/* A key of a unique index (other than _id_) a transaction wrote: ns, index, the key tuple. */
+typedef struct {
+    char *ns;
+    char *index;
+    bson_value_t *vals; /* owned copies */
+    size_t n;
+} txn_ukey_t;
+
 struct ms_txn_t {
     int64_t number;
     bson_t *lsid; /* {id: UUID} of its session, for the oplog */
@@ -40,6 +48,8 @@ struct ms_txn_t {
     size_t nops;
     txn_key_t *keys;
     size_t nkeys;
+    txn_ukey_t *ukeys;
+    size_t nukeys;
     bool conflicted; /* aborted by a conflicting live write */
     int64_t started_ms;
     struct ms_txn_t *next_active;

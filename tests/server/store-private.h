@@ -183,6 +183,15 @@ ms_index_remove(ms_index_t *ix, ms_rec_t *rec);
 /* Key values of a document for a single-key index lookup (e.g. _id). */
 ms_rec_t *
 ms_index_find_exact(const ms_index_t *ix, const bson_value_t *keys);
+/*
+ * The key tuples of doc in ix (ix->nfields values each, borrowed from doc) in *keys (caller
+ * frees with bson_free); *count 0 when ix does not index doc. False for parallel arrays.
+ */
+bool
+ms_index_doc_keys(const ms_index_t *ix, const ms_doc_t *doc, bson_value_t **keys, size_t *count);
+/* A record other than self whose entry in ix has this key tuple, or NULL. */
+ms_rec_t *
+ms_index_find_key(const ms_index_t *ix, const bson_value_t *tuple, const ms_rec_t *self);
 
 /* Index scans for the planner: first entry >= bound on n fields (> when after; n 0: first). */
 ms_ientry_t *
@@ -314,9 +323,21 @@ ms_txn_before_live_write(const char *db, const char *coll, const bson_value_t *i
 /* A transaction's snapshot of db.coll (taken on first use); *exists false when missing. */
 ms_coll_t *
 ms_txn_view(ms_txn_t *txn, const char *db, const char *coll, bool create, bson_error_t *error);
-/* Conflict check and bookkeeping before a transaction writes the document with id. */
+/*
+ * Conflict check and bookkeeping before a transaction writes the document with id of c (its
+ * snapshot of the collection); doc is the new version (NULL for a delete). WriteConflict 112
+ * (and the transaction aborted) when another active transaction wrote that document or one of
+ * doc's unique keys, or when either was changed by a commit after the snapshot.
+ */
 bool
-ms_txn_before_write(ms_txn_t *txn, const char *ns, const bson_value_t *id, bson_error_t *error);
+ms_txn_before_write(ms_txn_t *txn, const ms_coll_t *c, const bson_value_t *id,
+                    const ms_doc_t *doc, bson_error_t *error);
+/*
+ * Called before a live write stores doc in c: active transactions that wrote one of doc's
+ * unique keys are aborted (the transaction loses, as for ms_txn_before_live_write).
+ */
+void
+ms_txn_before_live_keys(const ms_coll_t *c, const ms_doc_t *doc);
 /* Records a transaction's operation, applied to the live store at commit. */
 void
 ms_txn_record(ms_txn_t *txn, ms_op_type_t type, const char *db, const char *coll,

@@ -8,10 +8,12 @@
  * reference, so a copy costs pointers, not bytes.
  *
  * Conflicts: a transaction writing a document that changed after its snapshot, or that another
- * active transaction wrote, gets WriteConflict and is aborted. A live (non-transaction) write to
- * a document an active transaction wrote aborts that transaction: mongod would make the live
- * write wait for the transaction instead; here the transaction loses, which drivers handle the
- * same way (TransientTransactionError, retry).
+ * active transaction wrote, gets WriteConflict and is aborted; so does one writing a unique key
+ * another active transaction wrote or a commit added after its snapshot (the second writer
+ * fails, as with mongod). A live (non-transaction) write to a document or unique key an active
+ * transaction wrote aborts that transaction: mongod would make the live write wait for the
+ * transaction instead; here the transaction loses, which drivers handle the same way
+ * (TransientTransactionError, retry).
  */
 #include "session-private.h"
 
@@ -44,6 +46,17 @@ ms__txn_free_state(ms_txn_t *t)
         bson_value_destroy(&t->keys[i].id);
     }
     bson_free(t->keys);
+    for (size_t i = 0; i < t->nukeys; i++) {
+        bson_free(t->ukeys[i].ns);
+        bson_free(t->ukeys[i].index);
+        for (size_t j = 0; j < t->ukeys[i].n; j++) {
+            bson_value_destroy(&t->ukeys[i].vals[j]);
+        }
+        bson_free(t->ukeys[i].vals);
+    }
+    bson_free(t->ukeys);
+    t->ukeys = NULL;
+    t->nukeys = 0;
     t->views = NULL;
     t->ops = NULL;
     t->keys = NULL;
@@ -181,11 +194,139 @@ conflict(ms_txn_t *t, bson_error_t *error)
                         "operation. Please retry your operation or multi-document transaction.");
 }
 
-bool
-ms_txn_before_write(ms_txn_t *t, const char *ns, const bson_value_t *id, bson_error_t *error)
+/* ---- unique keys --------------------------------------------------------------------------- */
+
+static bool
+same_tuple(const bson_value_t *a, const bson_value_t *b, size_t n)
 {
+    for (size_t i = 0; i < n; i++) {
+        if (ms_value_cmp(&a[i], &b[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+txn_wrote_key(const ms_txn_t *t, const char *ns, const char *index, const bson_value_t *tuple,
+              size_t n)
+{
+    for (size_t i = 0; i < t->nukeys; i++) {
+        const txn_ukey_t *k = &t->ukeys[i];
+        if (k->n == n && strcmp(k->ns, ns) == 0 && strcmp(k->index, index) == 0 &&
+            same_tuple(k->vals, tuple, n)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+remember_key(ms_txn_t *t, const char *ns, const char *index, const bson_value_t *tuple, size_t n)
+{
+    if (txn_wrote_key(t, ns, index, tuple, n)) {
+        return;
+    }
+    t->ukeys = bson_realloc(t->ukeys, sizeof *t->ukeys * (t->nukeys + 1));
+    txn_ukey_t *k = &t->ukeys[t->nukeys++];
+    k->ns = bson_strdup(ns);
+    k->index = bson_strdup(index);
+    k->n = n;
+    k->vals = bson_malloc(sizeof *k->vals * n);
+    for (size_t i = 0; i < n; i++) {
+        bson_value_copy(&tuple[i], &k->vals[i]);
+    }
+}
+
+/*
+ * Whether writing tuple into unique index ix of snapshot c conflicts, as WiredTiger's unique
+ * index does (WiredTigerIndexUnique writes the key's prefix so two writers of one key collide):
+ * another active transaction wrote the key, or a commit after the snapshot put it in the live
+ * index while the snapshot does not have it (when the snapshot has it, the write is a plain
+ * DuplicateKey).
+ */
+static bool
+key_conflicts(const ms_txn_t *t, const ms_coll_t *c, const ms_index_t *ix,
+              const bson_value_t *tuple, const ms_coll_t *live, const ms_rec_t *live_self)
+{
+    for (const ms_txn_t *o = active_txns; o; o = o->next_active) {
+        if (o != t && txn_wrote_key(o, c->ns, ix->name, tuple, ix->nfields)) {
+            return true;
+        }
+    }
+    const ms_index_t *lix = live ? ms_coll_index_by_name(live, ix->name) : NULL;
+    const ms_rec_t *r = lix ? ms_index_find_key(lix, tuple, live_self) : NULL;
+    return r && r->seq > t->snapshot_seq && !ms_index_find_key(ix, tuple, NULL);
+}
+
+/* Checks and remembers the unique keys (other than _id) doc has in snapshot c. */
+static bool
+unique_keys_free(ms_txn_t *t, const ms_coll_t *c, const bson_value_t *id, const ms_doc_t *doc)
+{
+    const ms_coll_t *live = ms_store_coll(c->db, c->name);
+    const ms_rec_t *live_self = live ? ms_coll_find_id(live, id) : NULL;
+    for (size_t i = 1; i < c->nindexes; i++) {
+        const ms_index_t *ix = c->indexes[i];
+        bson_value_t *keys = NULL;
+        size_t count = 0;
+        if (!ix->unique || !ms_index_doc_keys(ix, doc, &keys, &count)) {
+            bson_free(keys);
+            continue; /* parallel arrays: the write itself fails */
+        }
+        bool clash = false;
+        for (size_t k = 0; k < count && !clash; k++) {
+            clash = key_conflicts(t, c, ix, keys + k * ix->nfields, live, live_self);
+        }
+        for (size_t k = 0; k < count && !clash; k++) {
+            remember_key(t, c->ns, ix->name, keys + k * ix->nfields, ix->nfields);
+        }
+        bson_free(keys);
+        if (clash) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void
+ms_txn_before_live_keys(const ms_coll_t *c, const ms_doc_t *doc)
+{
+    for (ms_txn_t *t = active_txns, *next; t; t = next) {
+        next = t->next_active;
+        bool touched = false;
+        for (size_t i = 0; i < t->nukeys && !touched; i++) {
+            touched = strcmp(t->ukeys[i].ns, c->ns) == 0;
+        }
+        for (size_t i = 1; i < c->nindexes && touched; i++) {
+            const ms_index_t *ix = c->indexes[i];
+            bson_value_t *keys = NULL;
+            size_t count = 0;
+            if (ix->unique && ms_index_doc_keys(ix, doc, &keys, &count)) {
+                for (size_t k = 0; k < count && touched; k++) {
+                    if (txn_wrote_key(t, c->ns, ix->name, keys + k * ix->nfields, ix->nfields)) {
+                        t->conflicted = true;
+                        ms__txn_end(t, TXN_ABORTED);
+                        touched = false;
+                    }
+                }
+            }
+            bson_free(keys);
+        }
+    }
+}
+
+/* ---- writes ------------------------------------------------------------------------------- */
+
+bool
+ms_txn_before_write(ms_txn_t *t, const ms_coll_t *c, const bson_value_t *id, const ms_doc_t *doc,
+                    bson_error_t *error)
+{
+    const char *ns = c->ns;
     if (!id || id->value_type == BSON_TYPE_EOD) {
         return true;
+    }
+    if (doc && !unique_keys_free(t, c, id, doc)) {
+        return conflict(t, error);
     }
     for (ms_txn_t *o = active_txns; o; o = o->next_active) {
         if (o != t && txn_wrote(o, ns, id)) {

@@ -143,14 +143,16 @@ ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *erro
     bson_value_t id;
     bool ok = false;
     id_key(doc, &key, &id);
+    ms_doc_t *d = ms_doc_new(doc);
     if (w->txn) {
-        if (!ms_txn_before_write(w->txn, c->ns, &id, error)) {
+        if (!ms_txn_before_write(w->txn, c, &id, d, error)) {
+            ms_doc_unref(d);
             goto done;
         }
     } else {
         ms_txn_before_live_write(c->db, c->name, &id);
+        ms_txn_before_live_keys(c, d);
     }
-    ms_doc_t *d = ms_doc_new(doc);
     ms_rec_t *rec = NULL;
     ok = ms_coll_insert(c, d, &rec, error);
     ms_doc_unref(d);
@@ -178,13 +180,15 @@ ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
     ms_doc_t *old = ms_doc_ref(rec->doc);
     ms_doc_view(old, &before);
     id_key(&before, &key, &id);
-    if (w->txn ? !ms_txn_before_write(w->txn, c->ns, &id, error) : false) {
+    ms_doc_t *d = ms_doc_new(doc);
+    if (w->txn ? !ms_txn_before_write(w->txn, c, &id, d, error) : false) {
+        ms_doc_unref(d);
         goto done;
     }
     if (!w->txn) {
         ms_txn_before_live_write(c->db, c->name, &id);
+        ms_txn_before_live_keys(c, d);
     }
-    ms_doc_t *d = ms_doc_new(doc);
     ok = ms_coll_replace(c, rec, d, error);
     ms_doc_unref(d);
     if (!ok) {
@@ -218,7 +222,7 @@ ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error)
     ms_doc_view(old, &before);
     id_key(&before, &key, &id);
     if (w->txn) {
-        ok = ms_txn_before_write(w->txn, c->ns, &id, error);
+        ok = ms_txn_before_write(w->txn, c, &id, NULL, error);
         if (ok) {
             ms_txn_record(w->txn, MS_OP_DELETE, c->db, c->name, &id, NULL, NULL);
         }
