@@ -453,30 +453,12 @@ static void
 release_token(mongoq_consumer_t *consumer, const bson_oid_t *token)
 {
     mongoq_queue_t *queue = consumer->queue;
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, stage, set, add, unset;
-    bson_error_t error;
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
+    bson_error_t error = {0};
     int64_t n = 0;
     BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
-    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_ATTEMPTS, &add);
-    bson_t args;
-    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_ATTEMPTS);
-    BSON_APPEND_INT32(&args, "1", -1);
-    bson_append_array_end(&add, &args);
-    bson_append_document_end(&set, &add);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(&update, &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "1", &stage);
-    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_TOKEN);
-    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_LEASE_EXPIRES_AT);
-    bson_append_array_end(&stage, &unset);
-    bson_append_document_end(&update, &stage);
+    mongoq__message_release_update(&update);
     if (update_many(queue, "claim_many release", &filter, &update, &n, &error) && n > 0) {
         mongoq__waker_notify(queue->waker);
     } else if (n == 0 && error.code != 0) {

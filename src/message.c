@@ -421,17 +421,9 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
 bool
 mongoq__message_release(mongoq_message_t *msg, bson_error_t *error)
 {
-    static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT};
     BSON_ASSERT_PARAM(msg);
-    bson_t pipeline = BSON_INITIALIZER, stage, set;
-    BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
-    BSON_APPEND_INT32(&set, MONGOQ__F_ATTEMPTS, msg->parsed.attempts - 1);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(&pipeline, &stage);
-    append_unset(&pipeline, "1", unset, sizeof unset / sizeof unset[0]);
+    bson_t pipeline = BSON_INITIALIZER;
+    mongoq__message_release_update(&pipeline);
     bool ok = update_held(msg, "release", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
