@@ -23,9 +23,13 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* How long a stop waits for running handlers before the process exits anyway. */
+#define STOP_TIMEOUT_MS 8000
 
 typedef struct {
     const char *uri;
@@ -226,9 +230,18 @@ run(const options_t *opts)
             " ms from ours)\n",
             opts->db, opts->queue, mailer.clock_offset_ms);
     bool success = wait_for_stop(&mailer);
-    if (!mongoq_worker_stop(mailer.worker, 30000, &error)) {
-        fprintf(stderr, "consumer: handlers still running at the stop: %s\n", error.message);
-        success = false;
+    if (!mongoq_worker_stop(mailer.worker, STOP_TIMEOUT_MS, &error)) {
+        /*
+         * Something is still running (a slow handler, or a call stuck on an unreachable server).
+         * Exiting without destroying loses nothing: the messages this process still holds keep
+         * their leases, and any reaper hands them back when those expire. Destroying would wait
+         * for the stuck calls instead (up to the driver's timeouts).
+         */
+        fprintf(stderr, "consumer: not stopped within %d ms (%s); exiting, the leases return "
+                        "the messages\n",
+                STOP_TIMEOUT_MS, error.message);
+        fflush(NULL);
+        _exit(1);
     }
     mongoq_counters_t counters;
     mongoq_worker_counters(mailer.worker, &counters);
