@@ -52,7 +52,8 @@ typedef struct {
     size_t first, n; /* its deliveries in facts_t.deliveries, sorted by attempt */
 } message_t;
 
-/* A worker's record other than a delivery: CF, HB, HF or W. */
+/* A worker's record of trouble reaching the server: CF, HB, HF or W (not OF: a failed ack or
+ * retry is the consequence of a lost lease, never its cause). */
 typedef struct {
     int proc;
     char kind[4];
@@ -363,7 +364,7 @@ load_worker(facts_t *f, int proc)
         } else if (line[0] == 'O') {
             parsed = load_outcome(f, from, proc, line);
         } else if (sscanf(line, "%3s %lld", r.kind, &mono) == 2 && strcmp(r.kind, "X") != 0 &&
-                   strcmp(r.kind, "Y") != 0) {
+                   strcmp(r.kind, "Y") != 0 && strcmp(r.kind, "OF") != 0) {
             r.real = driver_real_of_mono(f->d, mono);
             grow((void **)&f->records, &f->cap_records, f->n_records, sizeof r);
             f->records[f->n_records++] = r;

@@ -10,6 +10,8 @@
  *                                                    on_outcome: what became of the claim
  *   CF|HB|HF|W mono text                             claim / heartbeat / hand-back failure,
  *                                                    any other warning the library logged
+ *   OF mono text                                     the library's warning about a failed
+ *                                                    ack/retry (its O record says it too)
  *   X mono stop-ok|stop-timeout ms [error]           how mongoq_worker_stop ended
  *   Y mono destroyed ms                              worker, queue and pool destroyed
  * B and E are written before the handler returns, so before the worker sends the ack.
@@ -122,7 +124,10 @@ on_log(mongoq_log_level_t level, const char *message, void *user_data)
 {
     worker_ctx_t *ctx = user_data;
     int64_t now = chaos_mono_ms();
-    if (strstr(message, "claim failed")) {
+    if (strstr(message, " of message ") && strstr(message, " failed")) {
+        /* an outcome's failure, known from its O record: a consequence, not a cause */
+        chaos_log_line(&ctx->log, "OF %" PRId64 " %s", now, message);
+    } else if (strstr(message, "claim failed")) {
         chaos_log_line(&ctx->log, "CF %" PRId64 " %s", now, message);
     } else if (strstr(message, "heartbeat failed")) {
         chaos_log_line(&ctx->log, "HB %" PRId64 " %s", now, message);
