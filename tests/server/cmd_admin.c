@@ -373,12 +373,19 @@ MS_HANDLER(create)
     bson_iter_next(&it);
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
-        if (ms_is_generic_field(k) || (strcmp(k, "capped") == 0 && !bson_iter_as_bool(&it))) {
+        if (ms_is_generic_field(k) || ms_validation_field(k) ||
+            (strcmp(k, "capped") == 0 && !bson_iter_as_bool(&it))) {
             continue;
         }
         return ms_set_error(error, 2, "create option '%s' is not supported by "
                             "mongoq-test-server", k);
     }
+    bson_t changes, options;
+    if (!ms_validation_parse(c, name, &changes, error)) {
+        bson_destroy(&changes);
+        return false;
+    }
+    ms_validation_merge(NULL, &changes, &options);
     ms_wctx_init(&w, c);
     ms_coll_t *exists = w.txn ? ms_txn_view(w.txn, c->db, name, false, NULL)
                               : ms_store_coll(c->db, name);
@@ -386,9 +393,18 @@ MS_HANDLER(create)
         ms_set_error(error, 48, "Collection %s.%s already exists.", c->db, name);
         goto done;
     }
-    ok = ms_wctx_coll(&w, name, true, error) != NULL && ms_wctx_commit(&w, error);
+    if (w.txn && !bson_empty(&options)) {
+        ms_set_error(error, 238, "create with validation options inside a transaction is not "
+                     "supported by mongoq-test-server");
+        goto done;
+    }
+    ok = (w.txn ? ms_wctx_coll(&w, name, true, error) != NULL
+                : ms_wctx_create_coll(&w, name, &options, error) != NULL) &&
+         ms_wctx_commit(&w, error);
 done:
     ms_wctx_destroy(&w);
+    bson_destroy(&options);
+    bson_destroy(&changes);
     (void)reply;
     return ok;
 }

@@ -1,21 +1,20 @@
 /*
  * collMod, for what mongoq needs: changing a TTL index's retention,
  * {collMod: coll, index: {keyPattern: {...} | name: "...", expireAfterSeconds: N}}, with mongod
- * 6.0's reply ({expireAfterSeconds_old, expireAfterSeconds_new}) and errors. A single-field
+ * 6.0's reply ({expireAfterSeconds_old, expireAfterSeconds_new}) and errors, and changing the
+ * collection's validator, validationLevel and validationAction (validation.c). A single-field
  * index without TTL becomes one, as on mongod. Nothing is ever ignored: unknown fields fail as
  * mongod's IDL does (40415, TypeMismatch 14), and the options mongod has but this server does not
- * implement (validators, views, hiding, unique conversion, ...) fail with InvalidOptions 72.
+ * implement (views, hiding, unique conversion, ...) fail with InvalidOptions 72.
  */
 #include "store-private.h"
 
 #include <math.h>
 #include <string.h>
 
-/* Every top-level field of mongod 6.0's collMod besides "index" (all refused here). */
-static const char *const other_options[] = {"validator",
-                                            "validationLevel",
-                                            "validationAction",
-                                            "viewOn",
+/* Every top-level field of mongod 6.0's collMod besides "index" and the validation fields
+ * (all refused here). */
+static const char *const other_options[] = {"viewOn",
                                             "pipeline",
                                             "recordPreImages",
                                             "changeStreamPreAndPostImages",
@@ -275,6 +274,29 @@ apply_ttl(ms_cmd_t *c, ms_coll_t *coll, ms_index_t *ix, const index_arg_t *arg, 
     return ok;
 }
 
+/*
+ * Applies validator / validationLevel / validationAction to the live collection and hands the
+ * change to the oplog as mongod's entry: the fields as given.
+ */
+static bool
+apply_validation(ms_cmd_t *c, ms_coll_t *coll, const bson_t *changes, bson_error_t *error)
+{
+    ms_wctx_t w;
+    bson_t options;
+    ms_validation_merge(coll->options, changes, &options);
+    ms_txn_before_live_write(coll->db, coll->name, NULL);
+    bson_destroy(coll->options);
+    coll->options = bson_copy(&options);
+    ms_coll_validation_init(coll);
+    ms_wctx_init(&w, NULL);
+    w.db = c->db;
+    ms_wctx_log(&w, MS_OP_COLL_MOD, coll->name, changes);
+    bool ok = ms_wctx_commit(&w, error);
+    ms_wctx_destroy(&w);
+    bson_destroy(&options);
+    return ok;
+}
+
 MS_HANDLER(coll_mod)
 {
     index_arg_t arg;
@@ -298,8 +320,12 @@ MS_HANDLER(coll_mod)
                             "mongoq-test-server",
                             other);
     }
-    if (!arg.present) {
-        return true; /* {collMod: coll} alone changes nothing, as on mongod */
+    bson_t changes;
+    bool ok = ms_validation_parse(c, coll->name, &changes, error) &&
+              (bson_empty(&changes) || apply_validation(c, coll, &changes, error));
+    bson_destroy(&changes);
+    if (!ok || !arg.present) {
+        return ok; /* {collMod: coll} alone changes nothing, as on mongod */
     }
     if (!check_index_arg(&arg, error)) {
         return false;

@@ -143,8 +143,8 @@ ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t 
     bson_append_document_begin(arr, k, -1, &we);
     BSON_APPEND_INT32(&we, "index", index);
     BSON_APPEND_INT32(&we, "code", code);
-    if (code == 11000) {
-        bson_concat(&we, ms_dup_key_info());
+    if (ms_error_has_info(code)) {
+        bson_concat(&we, ms_error_info());
     }
     BSON_APPEND_UTF8(&we, "errmsg", error->message);
     bson_append_document_end(arr, &we);

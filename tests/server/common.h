@@ -51,6 +51,7 @@
     X(112, WriteConflict)                                                                          \
     X(115, CommandNotSupported)                                                                    \
     X(117, ConflictingOperationInProgress)                                                         \
+    X(121, DocumentValidationFailure)                                                              \
     X(133, FailedToSatisfyReadPreference)                                                          \
     X(134, ReadConcernMajorityNotAvailableYet)                                                     \
     X(150, StaleEpoch)                                                                             \
@@ -59,6 +60,7 @@
     X(171, CannotIndexParallelArrays)                                                              \
     X(197, InvalidIndexSpecificationOption)                                                        \
     X(189, PrimarySteppedDown)                                                                     \
+    X(224, QueryFeatureNotAllowed)                                                                 \
     X(225, TransactionTooOld)                                                                      \
     X(234, RetryChangeStream)                                                                      \
     X(238, NotImplemented)                                                                         \

@@ -651,8 +651,8 @@ reply:
     } else {
         int code = error.domain == MS_ERROR_DOMAIN ? (int)error.code : 8;
         ms_append_error(reply, &error);
-        if (code == 11000) {
-            bson_concat(reply, ms_dup_key_info());
+        if (ms_error_has_info(code)) {
+            bson_concat(reply, ms_error_info());
         }
         if (st.def) {
             append_labels(reply, &c, &st, code);
@@ -664,5 +664,5 @@ reply:
         ms_failpoint_hit_destroy(&st.hit);
     }
     bson_destroy(&body);
-    ms_dup_key_info_reset();
+    ms_error_info_reset();
 }

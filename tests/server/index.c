@@ -22,29 +22,6 @@ struct ms_ientry_t {
     ms_ientry_t *next[];
 };
 
-static _Thread_local bson_t dup_info;
-static _Thread_local bool dup_info_init;
-
-void
-ms_dup_key_info_reset(void)
-{
-    if (dup_info_init) {
-        /* Back to inline storage: nothing stays allocated when the thread ends. */
-        bson_destroy(&dup_info);
-        bson_init(&dup_info);
-    }
-}
-
-const bson_t *
-ms_dup_key_info(void)
-{
-    if (!dup_info_init) {
-        bson_init(&dup_info);
-        dup_info_init = true;
-    }
-    return &dup_info;
-}
-
 ms_index_t *
 ms__index_alloc(void)
 {
@@ -373,13 +350,13 @@ dup_error(const ms_index_t *ix, const ms_coll_t *c, const bson_value_t *keys,
     ms_set_error(error, 11000, "E11000 duplicate key error collection: %s index: %s dup key: "
                  "{ %s }", c->ns, ix->name, msg);
     bson_free(msg);
-    ms_dup_key_info();
-    bson_reinit(&dup_info);
-    BSON_APPEND_DOCUMENT(&dup_info, "keyPattern", ix->key);
-    bson_t kv;
-    BSON_APPEND_DOCUMENT_BEGIN(&dup_info, "keyValue", &kv);
+    bson_t info = BSON_INITIALIZER, kv;
+    BSON_APPEND_DOCUMENT(&info, "keyPattern", ix->key);
+    BSON_APPEND_DOCUMENT_BEGIN(&info, "keyValue", &kv);
     append_key_value_doc(ix, keys, &kv);
-    bson_append_document_end(&dup_info, &kv);
+    bson_append_document_end(&info, &kv);
+    ms_error_info_set(&info);
+    bson_destroy(&info);
     return false;
 }
 

@@ -290,28 +290,6 @@ check_all(const char *path, const bson_value_t *v, int level, bson_error_t *erro
     return and_not_at_top(level, error);
 }
 
-/* BSONElement::trueValue, which decides {$exists: x}. */
-static bool
-true_value(const bson_value_t *v)
-{
-    switch (v->value_type) {
-    case BSON_TYPE_BOOL:
-        return v->value.v_bool;
-    case BSON_TYPE_INT32:
-        return v->value.v_int32 != 0;
-    case BSON_TYPE_INT64:
-        return v->value.v_int64 != 0;
-    case BSON_TYPE_DOUBLE:
-        return v->value.v_double != 0;
-    case BSON_TYPE_NULL:
-    case BSON_TYPE_UNDEFINED:
-    case BSON_TYPE_EOD:
-        return false;
-    default:
-        return true;
-    }
-}
-
 static bool
 check_field_op(const char *path, const char *op, const bson_value_t *v, const char *options,
                int level, bson_error_t *error)
@@ -323,7 +301,7 @@ check_field_op(const char *path, const char *op, const bson_value_t *v, const ch
             return true;
         }
     }
-    if (strcmp(op, "$exists") == 0 && true_value(v)) {
+    if (strcmp(op, "$exists") == 0 && ms_true_value(v)) {
         return true;
     }
     if (strcmp(op, "$all") == 0) {

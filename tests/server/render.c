@@ -1,7 +1,8 @@
 /*
  * Values and documents as mongod prints them in error messages: BSONElement::toString and
  * BSONObj::toString (src/mongo/bson/bsonelement.cpp, bsonobj.cpp), e.g.
- * { key: { a: 1 }, name: "a_1", v: 2 }, [ 1, 2 ], 1.0, new Date(0), ObjectId('...').
+ * { key: { a: 1 }, name: "a_1", v: 2 }, [ 1, 2 ], 1.0, new Date(0), ObjectId('...'); and
+ * BSONElement::trueValue, how mongod reads a value as a flag ({$exists: 0}).
  */
 #include "server-private.h"
 
@@ -159,4 +160,53 @@ ms_render_doc(const bson_t *doc)
     v.value.v_doc.data = (uint8_t *)bson_get_data(doc);
     v.value.v_doc.data_len = doc->len;
     return ms_render_value(&v);
+}
+
+bool
+ms_true_value(const bson_value_t *v)
+{
+    switch (v->value_type) {
+    case BSON_TYPE_BOOL:
+        return v->value.v_bool;
+    case BSON_TYPE_INT32:
+        return v->value.v_int32 != 0;
+    case BSON_TYPE_INT64:
+        return v->value.v_int64 != 0;
+    case BSON_TYPE_DOUBLE:
+        return v->value.v_double != 0;
+    case BSON_TYPE_NULL:
+    case BSON_TYPE_UNDEFINED:
+    case BSON_TYPE_EOD:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* typeName (src/mongo/bson/bsontypes.cpp). */
+const char *
+ms_type_name(bson_type_t t)
+{
+    switch (t) {
+    case BSON_TYPE_DOUBLE: return "double";
+    case BSON_TYPE_UTF8: return "string";
+    case BSON_TYPE_DOCUMENT: return "object";
+    case BSON_TYPE_ARRAY: return "array";
+    case BSON_TYPE_BINARY: return "binData";
+    case BSON_TYPE_UNDEFINED: return "undefined";
+    case BSON_TYPE_OID: return "objectId";
+    case BSON_TYPE_BOOL: return "bool";
+    case BSON_TYPE_DATE_TIME: return "date";
+    case BSON_TYPE_NULL: return "null";
+    case BSON_TYPE_REGEX: return "regex";
+    case BSON_TYPE_CODE: return "javascript";
+    case BSON_TYPE_SYMBOL: return "symbol";
+    case BSON_TYPE_INT32: return "int";
+    case BSON_TYPE_TIMESTAMP: return "timestamp";
+    case BSON_TYPE_INT64: return "long";
+    case BSON_TYPE_DECIMAL128: return "decimal";
+    case BSON_TYPE_MINKEY: return "minKey";
+    case BSON_TYPE_MAXKEY: return "maxKey";
+    default: return "unknown";
+    }
 }

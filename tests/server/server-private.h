@@ -147,6 +147,21 @@ ms_admin_cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t 
 void
 ms_append_error(bson_t *reply, const bson_error_t *error);
 
+/* ---- extra fields of an error (errinfo.c) ----------------------------------------------- */
+
+/* Whether errors with this code carry extra fields (11000 keyPattern/keyValue, 121 errInfo). */
+bool
+ms_error_has_info(int code);
+/* The extra fields of the last such error on this thread (empty when none). */
+const bson_t *
+ms_error_info(void);
+/* Sets them (copied), replacing what the thread held. */
+void
+ms_error_info_set(const bson_t *fields);
+/* Frees what the thread holds (end of each command). */
+void
+ms_error_info_reset(void);
+
 /* Retryable write error codes (mongod's RetriableError category and shutdown errors). */
 bool
 ms_code_is_retryable(int code);
@@ -160,6 +175,12 @@ ms_render_value(const bson_value_t *v);
 /* BSONObj::toString: { key: { a: 1 }, name: "a_1" }. Caller frees (bson_free). */
 char *
 ms_render_doc(const bson_t *doc);
+/* mongod's name of a BSON type: "double", "string", "object", "int", "long", ... */
+const char *
+ms_type_name(bson_type_t type);
+/* BSONElement::trueValue: false, 0, null and undefined are false, anything else true. */
+bool
+ms_true_value(const bson_value_t *v);
 
 /* ---- the storage lock (store.c) ---------------------------------------------------------- */
 

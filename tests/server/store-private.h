@@ -58,11 +58,14 @@ typedef struct {
     uint64_t rng;
 } ms_index_t;
 
+typedef struct ms_validation_t ms_validation_t;
+
 typedef struct ms_coll_t {
     char *db;
     char *name;
     char *ns;
     bson_t *options;
+    ms_validation_t *validation; /* from options (validation.c); NULL: no validator */
     uint8_t uuid[16];
     ms_rec_t *head, *tail;
     size_t count;
@@ -132,6 +135,38 @@ bool
 ms_coll_add_index(ms_coll_t *c, ms_index_t *ix, bson_error_t *error);
 void
 ms_coll_drop_index(ms_coll_t *c, ms_index_t *ix);
+
+/* ---- collection validators (validation.c, validation_error.c) ------------------------------ */
+
+/* validator, validationLevel or validationAction. */
+bool
+ms_validation_field(const char *name);
+/*
+ * The validation fields of a create or collMod command for db.coll, checked as mongod does
+ * (IDL types and enums, the validator parsed, no validator on admin/local/config), copied as
+ * given into *out (initialised by the callee).
+ */
+bool
+ms_validation_parse(const ms_cmd_t *c, const char *coll, bson_t *out, bson_error_t *error);
+/* Collection options with changes applied, in mongod's order (empty validator: none). */
+void
+ms_validation_merge(const bson_t *options, const bson_t *changes, bson_t *out);
+/* (Re)builds c->validation from c->options / frees it. */
+void
+ms_coll_validation_init(ms_coll_t *c);
+void
+ms_coll_validation_free(ms_coll_t *c);
+/*
+ * Whether doc may be stored in c (old: the document it replaces, NULL for an insert), by the
+ * collection's validator, level and action; else DocumentValidationFailure 121 with errInfo
+ * set as the error's extra fields (ms_error_info).
+ */
+bool
+ms_validation_check(const ms_coll_t *c, const bson_t *old, const bson_t *doc, bson_error_t *error);
+/* errInfo.details for doc failing validator (mongod's doc_validation_error shapes). */
+void
+ms_validation_details(const bson_t *validator, const bson_t *doc, const ms_ctx_t *ctx,
+                      bson_t *out);
 
 /* ---- indexes (index.c) ------------------------------------------------------------------- */
 
@@ -209,12 +244,6 @@ ms_ientry_rec(const ms_ientry_t *e);
 char *
 ms_index_default_name(const bson_t *key);
 
-/* The duplicate-key details of the last 11000 on this thread: {keyPattern, keyValue}. */
-const bson_t *
-ms_dup_key_info(void);
-/* Frees what ms_dup_key_info holds (end of each command). */
-void
-ms_dup_key_info_reset(void);
 
 /* ---- queries (query.c) ----------------------------------------------------------------- */
 
@@ -277,6 +306,7 @@ typedef struct {
     size_t owned_cap;
     const bson_t *lsid; /* a committing transaction's session, else NULL */
     int64_t txn_number;
+    bool bypass_validation; /* bypassDocumentValidation, or no command (a commit applying) */
     /*
      * A retryable write (lsid and txnNumber outside a transaction): its reply body, which the
      * handler sets (complete) before ms_wctx_commit, is journaled with the writes so a retry
@@ -295,6 +325,9 @@ ms_wctx_init(ms_wctx_t *w, ms_cmd_t *c);
  */
 ms_coll_t *
 ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error);
+/* Creates live collection coll with options (may be NULL), logged for the oplog. */
+ms_coll_t *
+ms_wctx_create_coll(ms_wctx_t *w, const char *coll, const bson_t *options, bson_error_t *error);
 bool
 ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *error);
 bool

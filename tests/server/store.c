@@ -130,6 +130,7 @@ coll_alloc(const char *db, const char *name, const bson_t *options)
     c->name = bson_strdup(name);
     c->ns = bson_strdup_printf("%s.%s", db, name);
     c->options = options ? bson_copy(options) : bson_new();
+    ms_coll_validation_init(c);
     for (size_t i = 0; i < sizeof c->uuid; i++) {
         c->uuid[i] = (uint8_t)(rand() & 0xFF);
     }
@@ -163,6 +164,7 @@ ms_coll_destroy(ms_coll_t *c)
         ms_doc_unref(r->doc);
         bson_free(r);
     }
+    ms_coll_validation_free(c);
     bson_destroy(c->options);
     bson_free(c->db);
     bson_free(c->name);

@@ -70,7 +70,19 @@ replay_index_op(const ms_op_t *op, bson_error_t *error)
     return true;
 }
 
-/* collMod {index: {name | keyPattern, expireAfterSeconds}}: the only collMod the server runs. */
+/* collMod {validator?, validationLevel?, validationAction?}: the collection's new options. */
+static void
+replay_validation(ms_coll_t *c, const bson_t *changes)
+{
+    bson_t options;
+    ms_validation_merge(c->options, changes, &options);
+    bson_destroy(c->options);
+    c->options = bson_copy(&options);
+    ms_coll_validation_init(c);
+    bson_destroy(&options);
+}
+
+/* collMod: {index: {name | keyPattern, expireAfterSeconds}} or validation fields. */
 static bool
 replay_coll_mod(const ms_op_t *op, bson_error_t *error)
 {
@@ -78,6 +90,10 @@ replay_coll_mod(const ms_op_t *op, bson_error_t *error)
     ms_coll_t *c = ms_store_coll(op->db, op->coll);
     ms_index_t *ix = NULL;
     size_t n = 0;
+    if (c && op->spec && !bson_has_field(op->spec, "index")) {
+        replay_validation(c, op->spec);
+        return true;
+    }
     if (!c || !op->spec || !bson_iter_init_find(&it, op->spec, "index") ||
         !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &index)) {
         return ms_set_error(error, 2, "journal collMod entry without its collection or index");

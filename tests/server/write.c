@@ -30,6 +30,9 @@ ms_wctx_init(ms_wctx_t *w, ms_cmd_t *c)
     w->db = c ? c->db : NULL;
     w->retry_lsid = retry_lsid(c);
     w->retry_txn_number = c ? c->txn_number : 0;
+    bson_iter_t it;
+    w->bypass_validation = !c || (bson_iter_init_find(&it, c->cmd, "bypassDocumentValidation") &&
+                                  ms_true_value(bson_iter_value(&it)));
 }
 
 static bson_t *
@@ -113,6 +116,20 @@ ms_wctx_log(ms_wctx_t *w, ms_op_type_t type, const char *coll, const bson_t *spe
 }
 
 ms_coll_t *
+ms_wctx_create_coll(ms_wctx_t *w, const char *coll, const bson_t *options, bson_error_t *error)
+{
+    if (!ms_valid_coll_name(w->db, coll, error)) {
+        return NULL;
+    }
+    ms_txn_before_live_write(w->db, coll, NULL);
+    ms_coll_t *c = ms_store_create_coll(w->db, coll, options);
+    bson_t empty = BSON_INITIALIZER;
+    log_op(w, MS_OP_CREATE, w->db, coll, NULL, NULL, NULL, options ? options : &empty);
+    bson_destroy(&empty);
+    return c;
+}
+
+ms_coll_t *
 ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error)
 {
     if (w->txn) {
@@ -125,15 +142,7 @@ ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error)
         }
         return c;
     }
-    if (!ms_valid_coll_name(w->db, coll, error)) {
-        return NULL;
-    }
-    ms_txn_before_live_write(w->db, coll, NULL);
-    c = ms_store_create_coll(w->db, coll, NULL);
-    bson_t spec = BSON_INITIALIZER;
-    log_op(w, MS_OP_CREATE, w->db, coll, NULL, NULL, NULL, &spec);
-    bson_destroy(&spec);
-    return c;
+    return ms_wctx_create_coll(w, coll, NULL, error);
 }
 
 bool
@@ -143,6 +152,9 @@ ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *erro
     bson_value_t id;
     bool ok = false;
     id_key(doc, &key, &id);
+    if (!w->bypass_validation && !ms_validation_check(c, NULL, doc, error)) {
+        goto done;
+    }
     ms_doc_t *d = ms_doc_new(doc);
     if (w->txn) {
         if (!ms_txn_before_write(w->txn, c, &id, d, error)) {
@@ -180,6 +192,9 @@ ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
     ms_doc_t *old = ms_doc_ref(rec->doc);
     ms_doc_view(old, &before);
     id_key(&before, &key, &id);
+    if (!w->bypass_validation && !ms_validation_check(c, &before, doc, error)) {
+        goto done;
+    }
     ms_doc_t *d = ms_doc_new(doc);
     if (w->txn ? !ms_txn_before_write(w->txn, c, &id, d, error) : false) {
         ms_doc_unref(d);
