@@ -1,0 +1,82 @@
+/*
+ * The waker's internals, shared only by its own two files: waker.c (the waiting side: the
+ * generation, timers, second chances, waiting and notifying) and waker_thread.c (the thread
+ * that watches the change stream or polls). A header of its own rather than more lines in
+ * waker-private.h: that one is the interface the rest of the library includes (through
+ * queue-private.h), where mongoq__waker_t stays opaque; only the waker's files include this.
+ */
+#ifndef MONGOQ_WAKER_IMPL_H
+#define MONGOQ_WAKER_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "waker-private.h"
+
+#define MONGOQ__WAKER_MAX_TIMERS 256
+
+typedef struct {
+    int64_t due_mono_ms;
+    bool recheck;
+} mongoq__due_entry_t;
+
+struct mongoq__waker_t {
+    mongoq__waker_config_t config;
+    char *db;
+    char *coll;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;        /* waiters */
+    pthread_cond_t thread_cond; /* the waker thread's pauses */
+    uint64_t generation;
+    mongoq__wake_t last_reason; /* why the generation last moved */
+    mongoq__due_entry_t timers[MONGOQ__WAKER_MAX_TIMERS]; /* ascending */
+    size_t n_timers;
+    bool timers_dropped;  /* some run_at did not fit: ask the server once the list drains */
+    bool need_next_run_at; /* the thread should query the next run_at */
+    /*
+     * Second chances for the latest events (0: none). A producer stamps run_at from its own
+     * estimate of the server clock, which may run a millisecond or so ahead of $$NOW: the claim
+     * right after the event then finds nothing. Waiters look again once the latest event's
+     * run_at has surely passed (+TIMER_MARGIN_MS, then +RECHECK_MS). Two scalars, not timers:
+     * O(1) however many events arrive.
+     */
+    int64_t settle_mono[2];
+    int nwaiters;
+    bool thread_started;
+    pthread_t thread;
+    bool stopping;
+};
+
+/* ---- in waker.c, for the thread: clocks, logging, waking ---------------------------------- */
+
+/* The server clock now (the queue's estimate; the local clock when there is none). */
+int64_t
+mongoq__waker_server_now_ms(mongoq__waker_t *w);
+
+/* A monotonic time (ms) as a timespec for pthread_cond_timedwait on the waker's conditions. */
+void
+mongoq__waker_to_timespec(int64_t mono_ms, struct timespec *ts);
+
+/* Logs through the queue's log callback. Never called with w->mu held. */
+void
+mongoq__waker_log(mongoq__waker_t *w, mongoq_log_level_t level, const char *fmt, ...)
+    BSON_GNUC_PRINTF(3, 4);
+
+/* Moves the generation (why: reason) and wakes every waiter; takes w->mu. */
+void
+mongoq__waker_bump(mongoq__waker_t *w, mongoq__wake_t reason);
+
+/* The latest event's message (run_at on the server clock) may not be due yet: look again. */
+void
+mongoq__waker_settle_after(mongoq__waker_t *w, int64_t run_at_ms);
+
+/* ---- in waker_thread.c ------------------------------------------------------------------ */
+
+/* Starts the thread if it is not running and the waker is not stopping (w->mu held). */
+void
+mongoq__waker_ensure_thread_locked(mongoq__waker_t *w);
+
+#endif
