@@ -28,7 +28,8 @@ typedef enum { ACK_APPLIED, ACK_HELD, ACK_LOST, ACK_ABSENT } ack_state_t;
 static void
 build_done(bson_t *pipeline)
 {
-    bson_t stage, set, unset;
+    static const char *const unset[] = {MONGOQ__F_LEASE_EXPIRES_AT, MONGOQ__F_DEDUP_KEY};
+    bson_t stage, set;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
     BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_DONE);
@@ -36,12 +37,7 @@ build_done(bson_t *pipeline)
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "1", &stage);
-    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_EXPIRES_AT);
-    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_DEDUP_KEY);
-    bson_append_array_end(&stage, &unset);
-    bson_append_document_end(pipeline, &stage);
+    mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
 }
 
 /*

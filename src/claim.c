@@ -144,38 +144,22 @@ adopt(mongoq_consumer_t *consumer, bson_t *doc, mongoq_message_t **msg_out, bson
 
 /* ---- poison messages ---------------------------------------------------------------------- */
 
+static bool find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_ids,
+                            bson_error_t *error);
+
 /* The _id of the message a claim would take next (*found false when none is due). */
 static bool
 find_head(mongoq_consumer_t *consumer, bson_value_t *id, bool *found, bson_error_t *error)
 {
-    mongoq_queue_t *queue = consumer->queue;
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, doc;
-    const bson_t *head;
+    bson_t ids = BSON_INITIALIZER;
     bson_iter_t it;
-    mongoc_client_t *client;
-    *found = false;
-    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &doc);
-    build_claim_sort(&doc);
-    bson_append_document_end(&opts, &doc);
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &doc);
-    BSON_APPEND_INT32(&doc, MONGOQ__F_ID, 1);
-    bson_append_document_end(&opts, &doc);
-    BSON_APPEND_INT64(&opts, "limit", 1);
-    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
-    bool ok = false;
-    if (coll) {
-        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-        if (mongoc_cursor_next(cursor, &head) && bson_iter_init_find(&it, head, MONGOQ__F_ID)) {
-            bson_value_copy(bson_iter_value(&it), id);
-            *found = true;
-        }
-        ok = !mongoc_cursor_error(cursor, error);
-        mongoc_cursor_destroy(cursor);
+    size_t n = 0;
+    bool ok = find_candidates(consumer, 1, &ids, &n, error);
+    *found = ok && n == 1 && bson_iter_init_find(&it, &ids, "0");
+    if (*found) {
+        bson_value_copy(bson_iter_value(&it), id);
     }
-    mongoq__queue_release(queue, client, coll);
-    bson_destroy(&opts);
-    bson_destroy(&filter);
+    bson_destroy(&ids);
     return ok;
 }
 
@@ -369,31 +353,6 @@ find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_
     return ok;
 }
 
-/* One updateMany with the queue's write concern; *n: modifiedCount. */
-static bool
-update_many(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *update,
-            int64_t *n, bson_error_t *error)
-{
-    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
-    mongoc_client_t *client;
-    bool ok = false;
-    *n = 0;
-    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
-    if (coll) {
-        bson_destroy(&reply);
-        mongoq__queue_append_write_concern(queue, &opts);
-        ok = mongoc_collection_update_many(coll, filter, update, &opts, &reply, error);
-        *n = ok ? mongoq__reply_count(&reply, "modifiedCount") : 0;
-        if (!ok) {
-            mongoq__error_classify_write(what, &reply, error);
-        }
-    }
-    mongoq__queue_release(queue, client, coll);
-    bson_destroy(&reply);
-    bson_destroy(&opts);
-    return ok;
-}
-
 /* Round trip 2: one updateMany claims those still ready and due, all with one token. */
 static bool
 claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token,
@@ -404,7 +363,7 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     append_in(&filter, MONGOQ__F_ID, ids);
     build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
     build_claim_update(consumer, token, &update);
-    bool ok = update_many(queue, "claim_many", &filter, &update, claimed, error);
+    bool ok = mongoq__queue_write_many(queue, "claim_many", &filter, &update, claimed, error);
     bson_destroy(&update);
     bson_destroy(&filter);
     return ok;
@@ -459,7 +418,7 @@ release_token(mongoq_consumer_t *consumer, const bson_oid_t *token)
     BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     mongoq__message_release_update(&update);
-    if (update_many(queue, "claim_many release", &filter, &update, &n, &error) && n > 0) {
+    if (mongoq__queue_write_many(queue, "claim_many release", &filter, &update, &n, &error) && n > 0) {
         mongoq__waker_notify(queue->waker);
     } else if (n == 0 && error.code != 0) {
         mongoq__queue_log(queue, MONGOQ_LOG_WARNING,

@@ -80,4 +80,8 @@ void mongoq__document_append_reason(bson_t *doc, const char *key, const char *re
  */
 void mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms);
 
+/* Appends {$unset: [fields[0 .. n)]} to an update pipeline as stage `index` ("0", "1", ...). */
+void mongoq__document_append_unset(bson_t *pipeline, const char *index, const char *const *fields,
+                                   size_t n);
+
 #endif

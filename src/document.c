@@ -377,3 +377,20 @@ mongoq__document_append_errors(bson_t *set, const bson_t *old, const char *reaso
     bson_append_document_end(&arr, &entry);
     bson_append_array_end(set, &arr);
 }
+
+/* Appends {$unset: [fields...]} as pipeline stage `index`. */
+void
+mongoq__document_append_unset(bson_t *pipeline, const char *index, const char *const *fields, size_t n)
+{
+    bson_t stage, list;
+    char key[16];
+    const char *k;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, index, &stage);
+    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &list);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
+        BSON_APPEND_UTF8(&list, k, fields[i]);
+    }
+    bson_append_array_end(&stage, &list);
+    bson_append_document_end(pipeline, &stage);
+}

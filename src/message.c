@@ -227,22 +227,6 @@ update_one(mongoq_queue_t *queue, const char *what, const bson_t *filter, const 
     return ok;
 }
 
-/* Appends {$unset: [fields...]} as pipeline stage `index`. */
-static void
-append_unset(bson_t *pipeline, const char *index, const char *const *fields, size_t n)
-{
-    bson_t stage, list;
-    char key[16];
-    const char *k;
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, index, &stage);
-    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &list);
-    for (size_t i = 0; i < n; i++) {
-        bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
-        BSON_APPEND_UTF8(&list, k, fields[i]);
-    }
-    bson_append_array_end(&stage, &list);
-    bson_append_document_end(pipeline, &stage);
-}
 
 /* Runs a fenced pipeline update on msg; LEASE_LOST when the lease is gone. */
 static bool
@@ -276,7 +260,7 @@ build_dead(const bson_t *old_errors, const char *reason, bson_t *pipeline)
     mongoq__document_append_errors(&set, old_errors, reason);
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
-    append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
+    mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
 }
 
 static bool
@@ -378,7 +362,7 @@ build_retry(const mongoq_message_t *msg, int64_t delay_ms, const char *reason, b
                                    reason);
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
-    append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
+    mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
 }
 
 bool
@@ -553,7 +537,7 @@ mongoq__message_release_update(bson_t *pipeline)
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
-    append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
+    mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
 }
 
 bool

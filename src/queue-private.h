@@ -61,6 +61,14 @@ mongoc_collection_t *mongoq__queue_collection(mongoq_queue_t *queue, mongoc_clie
 void mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client,
                            mongoc_collection_t *coll);
 
+/*
+ * One write over many documents with the queue's write concern: updateMany(filter, update) or,
+ * when update is NULL, deleteMany(filter). *n: modified or deleted count. Errors after sending
+ * are classified (MONGOQ_ERROR_UNKNOWN_OUTCOME, with `what` naming the call); NO_CLIENT.
+ */
+bool mongoq__queue_write_many(mongoq_queue_t *queue, const char *what, const bson_t *filter,
+                              const bson_t *update, int64_t *n, bson_error_t *error);
+
 /* Appends the queue's writeConcern to a write's options. */
 void mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts);
 

@@ -137,6 +137,31 @@ mongoq__queue_release(mongoq_queue_t *queue, mongoc_client_t *client, mongoc_col
     }
 }
 
+bool
+mongoq__queue_write_many(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *update,
+           int64_t *n, bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    mongoc_client_t *client;
+    bool ok = false;
+    *n = 0;
+    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
+    if (coll) {
+        bson_destroy(&reply);
+        mongoq__queue_append_write_concern(queue, &opts);
+        ok = update ? mongoc_collection_update_many(coll, filter, update, &opts, &reply, error)
+                    : mongoc_collection_delete_many(coll, filter, &opts, &reply, error);
+        *n = ok ? mongoq__reply_count(&reply, update ? "modifiedCount" : "deletedCount") : 0;
+        if (!ok) {
+            mongoq__error_classify_write(what, &reply, error);
+        }
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(&reply);
+    bson_destroy(&opts);
+    return ok;
+}
+
 void
 mongoq__queue_append_write_concern(const mongoq_queue_t *queue, bson_t *opts)
 {

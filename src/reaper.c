@@ -54,7 +54,9 @@ build_expired_filter(int64_t server_now, const char *cmp, bson_t *filter)
 static void
 build_reaped_update(bool dead, bson_t *pipeline)
 {
-    bson_t stage, set, unset;
+    static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT,
+                                        MONGOQ__F_DEDUP_KEY};
+    bson_t stage, set;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
     BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, dead ? MONGOQ__S_DEAD : MONGOQ__S_READY);
@@ -62,15 +64,8 @@ build_reaped_update(bool dead, bson_t *pipeline)
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "1", &stage);
-    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_TOKEN);
-    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_LEASE_EXPIRES_AT);
-    if (dead) {
-        BSON_APPEND_UTF8(&unset, "2", MONGOQ__F_DEDUP_KEY);
-    }
-    bson_append_array_end(&stage, &unset);
-    bson_append_document_end(pipeline, &stage);
+    /* The dead keep no dedup_key (fields.h): a new message may take it. */
+    mongoq__document_append_unset(pipeline, "1", unset, dead ? 3 : 2);
 }
 
 static bool

@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
 #include "queue-private.h"
@@ -13,7 +14,8 @@
 static void
 build_redrive_update(bson_t *pipeline)
 {
-    bson_t stage, set, unset;
+    static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT};
+    bson_t stage, set;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
     BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
@@ -22,38 +24,7 @@ build_redrive_update(bson_t *pipeline)
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "1", &stage);
-    BSON_APPEND_ARRAY_BEGIN(&stage, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, "0", MONGOQ__F_LEASE_TOKEN);
-    BSON_APPEND_UTF8(&unset, "1", MONGOQ__F_LEASE_EXPIRES_AT);
-    bson_append_array_end(&stage, &unset);
-    bson_append_document_end(pipeline, &stage);
-}
-
-/* Runs update (a pipeline; NULL: delete instead) over filter; *n: modified or deleted count. */
-static bool
-write_many(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *update,
-           int64_t *n, bson_error_t *error)
-{
-    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
-    mongoc_client_t *client;
-    bool ok = false;
-    *n = 0;
-    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
-    if (coll) {
-        bson_destroy(&reply);
-        mongoq__queue_append_write_concern(queue, &opts);
-        ok = update ? mongoc_collection_update_many(coll, filter, update, &opts, &reply, error)
-                    : mongoc_collection_delete_many(coll, filter, &opts, &reply, error);
-        *n = ok ? mongoq__reply_count(&reply, update ? "modifiedCount" : "deletedCount") : 0;
-        if (!ok) {
-            mongoq__error_classify_write(what, &reply, error);
-        }
-    }
-    mongoq__queue_release(queue, client, coll);
-    bson_destroy(&reply);
-    bson_destroy(&opts);
-    return ok;
+    mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
 }
 
 bool
@@ -71,7 +42,7 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
         BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
     }
     build_redrive_update(&update);
-    bool ok = write_many(queue, "redrive", &filter, &update, &moved, error);
+    bool ok = mongoq__queue_write_many(queue, "redrive", &filter, &update, &moved, error);
     bson_destroy(&update);
     bson_destroy(&filter);
     if (ok && id && moved == 0) {
@@ -116,7 +87,7 @@ mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_o
     if (status) {
         BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, status);
     }
-    bool ok = write_many(queue, "purge", &filter, NULL, &deleted, error);
+    bool ok = mongoq__queue_write_many(queue, "purge", &filter, NULL, &deleted, error);
     if (ok && deleted_out) {
         *deleted_out = deleted;
     }
