@@ -243,7 +243,7 @@ run(const options_t *opts)
         fflush(NULL);
         _exit(1);
     }
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(mailer.worker, &counters);
     printf("consumer: sent %ld emails (claimed %" PRId64 ", acked %" PRId64 ", retried %" PRId64
            ", dead %" PRId64 ")\n",

@@ -564,7 +564,7 @@ static void
 await_idle(mongoq_queue_t *q, double timeout_s)
 {
     double deadline = now_s() + timeout_s;
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     for (mongoq_queue_counters(q, &c); c.idle_consumers < 1 && now_s() < deadline;
          mongoq_queue_counters(q, &c)) {
         struct timespec pause = {0, 100 * 1000};

@@ -30,8 +30,18 @@ mongoq__counter_add(atomic_int_least64_t *counter, int64_t n)
     atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
 }
 
-/* Copies a consistent-enough snapshot (each field read atomically). */
+/* Copies a consistent-enough snapshot (each field read atomically) into a current-version out. */
 void
 mongoq__counters_read(const mongoq__counters_t *c, mongoq_counters_t *out);
+
+/* Bytes of a caller's struct of that version; 0 for an unknown version. */
+size_t
+mongoq__counters_size(uint32_t version);
+size_t
+mongoq__stats_size(uint32_t version);
+
+/* Copies a current-version snapshot into the caller's struct of its own version (set in *out). */
+bool
+mongoq__counters_copy_out(const mongoq_counters_t *full, mongoq_counters_t *out);
 
 #endif

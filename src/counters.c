@@ -1,8 +1,53 @@
+/* Process-local counters, and the version rules of the structs mongoq writes into. */
+#include <string.h>
+
 #include "counters-private.h"
+
+bool
+mongoq_counters_init(mongoq_counters_t *counters, uint32_t version)
+{
+    BSON_ASSERT_PARAM(counters);
+    if (version == 0 || version > MONGOQ_COUNTERS_VERSION) {
+        return false;
+    }
+    memset(counters, 0, sizeof *counters);
+    counters->version = version;
+    return true;
+}
+
+bool
+mongoq_stats_init(mongoq_stats_t *stats, uint32_t version)
+{
+    BSON_ASSERT_PARAM(stats);
+    if (version == 0 || version > MONGOQ_STATS_VERSION) {
+        return false;
+    }
+    memset(stats, 0, sizeof *stats);
+    stats->version = version;
+    return true;
+}
+
+/*
+ * How many bytes of a struct of `version` the caller has: every version so far is the whole
+ * current struct. A field added later gets a version and an entry here (offsetof the first
+ * field the older version lacks).
+ */
+size_t
+mongoq__counters_size(uint32_t version)
+{
+    return version >= 1 && version <= MONGOQ_COUNTERS_VERSION ? sizeof(mongoq_counters_t) : 0;
+}
+
+size_t
+mongoq__stats_size(uint32_t version)
+{
+    return version >= 1 && version <= MONGOQ_STATS_VERSION ? sizeof(mongoq_stats_t) : 0;
+}
 
 void
 mongoq__counters_read(const mongoq__counters_t *c, mongoq_counters_t *out)
 {
+    out->version = MONGOQ_COUNTERS_VERSION;
     out->enqueued = atomic_load(&c->enqueued);
     out->claimed = atomic_load(&c->claimed);
     out->acked = atomic_load(&c->acked);
@@ -16,4 +61,17 @@ mongoq__counters_read(const mongoq__counters_t *c, mongoq_counters_t *out)
     out->idle_consumers = atomic_load(&c->idle_consumers);
     out->change_stream_active = atomic_load(&c->change_stream_active);
     out->polling_fallback = atomic_load(&c->polling_fallback);
+}
+
+bool
+mongoq__counters_copy_out(const mongoq_counters_t *full, mongoq_counters_t *out)
+{
+    uint32_t version = out->version;
+    size_t size = mongoq__counters_size(version);
+    if (size == 0) {
+        return false;
+    }
+    memcpy(out, full, size);
+    out->version = version;
+    return true;
 }

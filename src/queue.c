@@ -390,10 +390,12 @@ mongoq_queue_db(const mongoq_queue_t *queue)
     return queue->db;
 }
 
-void
+bool
 mongoq_queue_counters(mongoq_queue_t *queue, mongoq_counters_t *counters)
 {
     BSON_ASSERT_PARAM(queue);
     BSON_ASSERT_PARAM(counters);
-    mongoq__counters_read(&queue->counters, counters);
+    mongoq_counters_t full;
+    mongoq__counters_read(&queue->counters, &full);
+    return mongoq__counters_copy_out(&full, counters);
 }

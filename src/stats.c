@@ -1,6 +1,8 @@
 /* Reading the queue's state: counts per status and the ages of due and delayed messages. */
+#include <inttypes.h>
 #include <string.h>
 
+#include "error-private.h"
 #include "fields.h"
 #include "mongoq/error.h"
 #include "queue-private.h"
@@ -75,13 +77,19 @@ add_group(const bson_t *group, int64_t server_now, mongoq_stats_t *stats)
 }
 
 bool
-mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *error)
+mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *out, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(queue);
-    BSON_ASSERT_PARAM(stats);
+    BSON_ASSERT_PARAM(out);
+    size_t size = mongoq__stats_size(out->version);
+    if (size == 0) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "stats: unknown version %" PRIu32 " (use MONGOQ_STATS_INIT)", out->version);
+        return false;
+    }
+    mongoq_stats_t full = MONGOQ_STATS_INIT, *stats = &full;
     bson_t pipeline;
     const bson_t *doc;
-    memset(stats, 0, sizeof *stats);
     stats->oldest_ready_age_ms = -1;
     stats->next_run_at_ms = -1;
     int64_t server_now = mongoq__clock_server_now_ms(queue->clock);
@@ -100,6 +108,11 @@ mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *e
     }
     mongoq__queue_release(queue, client, coll);
     bson_destroy(&pipeline);
+    if (ok) {
+        uint32_t version = out->version;
+        memcpy(out, &full, size);
+        out->version = version;
+    }
     return ok;
 }
 

@@ -400,18 +400,19 @@ mongoq_worker_destroy(mongoq_worker_t *worker)
     bson_free(worker);
 }
 
-void
+bool
 mongoq_worker_counters(mongoq_worker_t *worker, mongoq_counters_t *counters)
 {
     BSON_ASSERT_PARAM(worker);
     BSON_ASSERT_PARAM(counters);
-    mongoq_counters_t own;
-    mongoq_queue_counters(worker->queue, counters);
+    mongoq_counters_t full, own;
+    mongoq__counters_read(&worker->queue->counters, &full);
     mongoq__counters_read(&worker->counters, &own);
-    counters->enqueued = 0;
-    counters->claimed = own.claimed;
-    counters->acked = own.acked;
-    counters->retried = own.retried;
-    counters->failed = own.failed;
-    counters->lease_lost = own.lease_lost;
+    full.enqueued = 0;
+    full.claimed = own.claimed;
+    full.acked = own.acked;
+    full.retried = own.retried;
+    full.failed = own.failed;
+    full.lease_lost = own.lease_lost;
+    return mongoq__counters_copy_out(&full, counters);
 }

@@ -157,8 +157,17 @@ mongoq_queue_db(const mongoq_queue_t *queue);
 MONGOQ_EXPORT bool
 mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *error);
 
+/*
+ * Structs mongoq writes into (mongoq_stats_t, mongoq_counters_t) carry a version, like the
+ * option structs: set it with the _INIT macro (or the _init function, for bindings) before the
+ * call. A program built against an older header passes an older version and gets exactly the
+ * fields it knows; fields are only ever added at the end.
+ */
+#define MONGOQ_STATS_VERSION 1
+
 /* A snapshot of the queue read from the server (mongoq_queue_stats). */
 typedef struct {
+    uint32_t version;        /* MONGOQ_STATS_VERSION */
     int64_t ready;           /* status "ready", due or not */
     int64_t delayed;         /* of those, with run_at still in the future */
     int64_t processing;
@@ -168,12 +177,29 @@ typedef struct {
     int64_t next_run_at_ms;      /* earliest run_at among ready messages (epoch ms), -1 if none */
 } mongoq_stats_t;
 
-/* Reads counts per status and the ages above. Thread-safe. */
+#define MONGOQ_STATS_INIT {.version = MONGOQ_STATS_VERSION}
+
+/*
+ * Initialises stats as MONGOQ_STATS_INIT does, for the given version (bindings that cannot use
+ * the macro). Returns false for a version this library does not know (0 or newer than
+ * MONGOQ_STATS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_stats_init(mongoq_stats_t *stats, uint32_t version);
+
+/*
+ * Reads counts per status and the ages above into *stats, whose version the caller set (fields
+ * past that version are not written). MONGOQ_ERROR_INVALID_ARG for an unknown version; driver
+ * errors. Read-only: repeat it freely. Thread-safe.
+ */
 MONGOQ_EXPORT bool
 mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *error);
 
+#define MONGOQ_COUNTERS_VERSION 1
+
 /* Counters kept in this process since the queue was opened (no round trip). */
 typedef struct {
+    uint32_t version; /* MONGOQ_COUNTERS_VERSION */
     int64_t enqueued;
     int64_t claimed;
     int64_t acked;
@@ -189,8 +215,18 @@ typedef struct {
     bool polling_fallback;         /* the server cannot open change streams: polling only */
 } mongoq_counters_t;
 
-/* Copies the counters. Thread-safe. */
-MONGOQ_EXPORT void
+#define MONGOQ_COUNTERS_INIT {.version = MONGOQ_COUNTERS_VERSION}
+
+/* As mongoq_stats_init, for counters. */
+MONGOQ_EXPORT bool
+mongoq_counters_init(mongoq_counters_t *counters, uint32_t version);
+
+/*
+ * Copies the counters into *counters, whose version the caller set (MONGOQ_COUNTERS_INIT);
+ * fields past that version are not written. Returns false, writing nothing, for an unknown
+ * version. Thread-safe.
+ */
+MONGOQ_EXPORT bool
 mongoq_queue_counters(mongoq_queue_t *queue, mongoq_counters_t *counters);
 
 /*

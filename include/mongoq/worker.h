@@ -172,9 +172,10 @@ mongoq_worker_destroy(mongoq_worker_t *worker);
  * Counters of this worker plus the queue's wake-up and reap counters. They agree with the
  * outcomes: acked counts ACKED, retried RETRIED, failed FAILED and BURIED (as the queue counts
  * a retry that buried), lease_lost LEASE_LOST and SKIPPED_LOST (once per message); a write
- * that failed otherwise, and hand-backs, are not counted.
+ * that failed otherwise, and hand-backs, are not counted. counters->version must be set
+ * (MONGOQ_COUNTERS_INIT); false, writing nothing, for an unknown version.
  */
-MONGOQ_EXPORT void
+MONGOQ_EXPORT bool
 mongoq_worker_counters(mongoq_worker_t *worker, mongoq_counters_t *counters);
 
 #ifdef __cplusplus

@@ -43,7 +43,7 @@ Test(api_claim, writes_the_lease_on_the_server_clock)
     cr_assert(bson_has_field(&doc, "lease_token"));
     cr_assert_eq(mtest_doc_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
     bson_destroy(&doc);
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.claimed, 1);
     cr_assert_null(api_claim(c, 0), "a claimed message is not handed out twice");

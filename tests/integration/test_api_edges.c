@@ -87,7 +87,7 @@ Test(api_edges, enqueue_many_says_how_many_went_in)
     cr_assert_eq(error.code, 2, "the server's code passes through: %s", error.message);
     cr_assert(strstr(error.message, "0 of 2 enqueued"), "%s", error.message);
     mtest_fail_point(t.client, "\"off\"", NULL);
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
     cr_assert_eq(c.enqueued, 0);
     api_teardown(&t);
@@ -117,7 +117,7 @@ Test(api_edges, claim_many_buries_damaged_documents)
     for (size_t i = 0; i < n; i++) {
         mongoq_message_destroy(msgs[i]);
     }
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.claimed, 2);
     cr_assert_eq(counters.failed, 1);
@@ -153,7 +153,7 @@ Test(api_edges, purge_and_stats_on_a_missing_collection)
     opts.skip_ensure_indexes = true;
     api_setup(&t, &opts, true);
     bson_error_t error;
-    mongoq_stats_t s;
+    mongoq_stats_t s = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(t.queue, &s, &error), "%s", error.message);
     cr_assert_eq(s.ready, 0);
     int64_t n = -1;

@@ -178,7 +178,7 @@ Test(api_enqueue, many_in_one_insert)
     bson_t doc;
     cr_assert(api_get(&t, &ids[N - 1], &doc));
     bson_destroy(&doc);
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
     cr_assert_eq(c.enqueued, N);
     for (int i = 0; i < N; i++) {

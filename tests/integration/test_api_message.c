@@ -49,7 +49,7 @@ Test(api_message, ack_deletes)
     cr_assert_not(mongoq_message_ack(msg, &error), "a second ack finds nothing");
     assert_lease_lost(&error);
     cr_assert(mongoq_message_lease_lost(msg));
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.acked, 1);
     cr_assert_eq(counters.lease_lost, 1);
@@ -79,7 +79,7 @@ Test(api_message, ack_keep_marks_done)
     cr_assert_not(bson_has_field(&doc, "dedup_key"));
     cr_assert_not(bson_has_field(&doc, "lease_expires_at"));
     bson_destroy(&doc);
-    mongoq_stats_t stats;
+    mongoq_stats_t stats = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(t.queue, &stats, &error), "%s", error.message);
     cr_assert_eq(stats.done, 1);
     mongoq_message_destroy(msg);
@@ -147,7 +147,7 @@ Test(api_message, retry_gives_the_message_back_later)
     msg = api_claim(c, 5000);
     cr_assert(msg);
     cr_assert_eq(mongoq_message_attempts(msg), 2);
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.retried, 1);
     mongoq_message_destroy(msg);
@@ -176,7 +176,7 @@ Test(api_message, retry_with_backoff)
     bson_iter_t it;
     cr_assert(bson_iter_init_find(&it, &doc, "last_error") && BSON_ITER_HOLDS_NULL(&it));
     bson_destroy(&doc);
-    mongoq_stats_t stats;
+    mongoq_stats_t stats = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(t.queue, &stats, &error), "%s", error.message);
     cr_assert_eq(stats.ready, 1);
     cr_assert_eq(stats.delayed, 1);
@@ -224,7 +224,7 @@ Test(api_message, retries_run_out_into_dead_keeping_five_errors)
     }
     cr_assert_eq(n, 5);
     bson_destroy(&doc);
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.retried, 6);
     cr_assert_eq(counters.failed, 1);
@@ -401,7 +401,7 @@ Test(api_message, ack_many_keep_mode_is_exact)
     cr_assert_not(mongoq_message_lease_lost(msgs[0]));
     cr_assert_not(mongoq_message_lease_lost(msgs[1]));
     cr_assert_eq(api_count(&t, "{\"status\": \"done\"}"), 2);
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.acked, 2, "the repeated ack is not counted twice");
     mongoq_message_destroy(msgs[0]);

@@ -130,7 +130,7 @@ Test(api_queue, names_and_counters)
     api_setup(&t, NULL, true);
     cr_assert_str_eq(mongoq_queue_name(t.queue), "jobs");
     cr_assert_str_eq(mongoq_queue_db(t.queue), t.db);
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
     cr_assert_eq(c.enqueued + c.claimed + c.acked + c.retried + c.failed + c.lease_lost + c.reaped,
                  0);
@@ -215,7 +215,7 @@ Test(api_queue, background_reaper_returns_expired_leases)
     msg = api_claim(consumer, 5000);
     cr_assert(msg, "the background reaper gave the message back");
     cr_assert_eq(mongoq_message_attempts(msg), 2);
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
     cr_assert_geq(c.reaped, 1);
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
@@ -238,5 +238,38 @@ Test(api_queue, destroy_stops_the_reaper_at_once)
     mongoq_queue_destroy(t.queue);
     t.queue = NULL;
     cr_assert_lt(mtest_now_ms() - start, 1000);
+    api_teardown(&t);
+}
+
+/*
+ * Structs mongoq writes into are versioned (queue.h): the _INIT macros and _init functions set
+ * the version; an unknown version (0: never set; newer than this library) is refused and the
+ * struct is left as it was.
+ */
+Test(api_queue, output_structs_check_their_version)
+{
+    api_t t;
+    api_setup(&t, NULL, true);
+    bson_error_t error;
+    mongoq_stats_t stats;
+    memset(&stats, 0xAB, sizeof stats);
+    stats.version = 0;
+    cr_assert_not(mongoq_queue_stats(t.queue, &stats, &error));
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG, "%s", error.message);
+    cr_assert_eq(stats.ready, (int64_t)0xABABABABABABABABull, "nothing written");
+    cr_assert_not(mongoq_stats_init(&stats, MONGOQ_STATS_VERSION + 1));
+    cr_assert(mongoq_stats_init(&stats, MONGOQ_STATS_VERSION));
+    cr_assert(mongoq_queue_stats(t.queue, &stats, &error), "%s", error.message);
+    cr_assert_eq(stats.version, MONGOQ_STATS_VERSION);
+
+    mongoq_counters_t counters;
+    memset(&counters, 0xAB, sizeof counters);
+    counters.version = MONGOQ_COUNTERS_VERSION + 1;
+    cr_assert_not(mongoq_queue_counters(t.queue, &counters));
+    cr_assert_eq(counters.enqueued, (int64_t)0xABABABABABABABABull, "nothing written");
+    cr_assert(mongoq_counters_init(&counters, MONGOQ_COUNTERS_VERSION));
+    api_enqueue_n(&t, 1, NULL, NULL);
+    cr_assert(mongoq_queue_counters(t.queue, &counters));
+    cr_assert_eq(counters.enqueued, 1);
     api_teardown(&t);
 }

@@ -51,7 +51,7 @@ Test(api_reap, expired_leases_go_back_or_die)
 
     cr_assert(mongoq_queue_reap(t.queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 0, "a second pass finds nothing");
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.reaped, 2);
     cr_assert(mongoq_queue_reap(t.queue, NULL, &error));
@@ -68,7 +68,7 @@ Test(api_reap, stats_counts_every_status)
     opts.ack_mode = MONGOQ_ACK_KEEP;
     api_setup(&t, &opts, true);
     bson_error_t error;
-    mongoq_stats_t s;
+    mongoq_stats_t s = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(t.queue, &s, &error), "%s", error.message);
     cr_assert_eq(s.ready + s.processing + s.done + s.dead + s.delayed, 0);
     cr_assert_eq(s.oldest_ready_age_ms, -1);

@@ -94,7 +94,7 @@ Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
     child.pid = 0;
     scen_child_stop(&child, true);
 
-    mongoq_stats_t st;
+    mongoq_stats_t st = MONGOQ_STATS_INIT;
     bson_error_t error;
     cr_assert(mongoq_queue_stats(s.queue, &st, &error), "stats: %s", error.message);
     cr_expect(st.processing == N_CRASH && st.ready == 0,

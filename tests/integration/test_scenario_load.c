@@ -270,7 +270,7 @@ check_slots(load_t *l)
 static void
 report(load_t *l, int64_t elapsed_ms)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(l->s.queue, &c);
     cr_log_info("load: %d messages in %" PRId64 " ms (%.0f msg/s); enqueue %lld single + %lld "
                 "batches; claim %lld + claim_many %lld; ack %lld + ack_many %lld; redelivered "

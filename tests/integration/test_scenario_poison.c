@@ -94,7 +94,7 @@ Test(scenario_poison, a_document_too_large_to_claim_is_buried, .timeout = 60)
     cr_assert(bson_oid_equal(mongoq_message_id(msg), &good));
     /* Too large to grow: buried by status alone, so no reason is stored. */
     assert_buried(&t, &poison, "17419");
-    mongoq_counters_t counters;
+    mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.failed, 1);
     mongoq_message_destroy(msg);

@@ -108,7 +108,7 @@ scen_consumer(scen_t *s, int64_t lease_ms)
 void
 scen_assert_empty(scen_t *s)
 {
-    mongoq_stats_t st;
+    mongoq_stats_t st = MONGOQ_STATS_INIT;
     bson_error_t error;
     cr_assert(mongoq_queue_stats(s->queue, &st, &error), "stats: %s", error.message);
     cr_assert(st.ready == 0 && st.delayed == 0 && st.processing == 0 && st.done == 0 &&

@@ -93,7 +93,7 @@ wv_close(wv_env_t *e)
 static bool
 wv_fallback(void *ctx)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(ctx, &c);
     return c.polling_fallback;
 }
@@ -115,7 +115,7 @@ Test(waker_server, standalone_server_falls_back_to_polling)
         wk_enqueue(e.p, i, 0);
         cr_assert(wk_await_started(&e.rec, i, 2000), "an idle consumer still wakes (%d)", i);
     }
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(e.w, &c);
     cr_assert(c.polling_fallback);
     cr_assert_not(c.change_stream_active);
@@ -239,7 +239,7 @@ Test(waker_server, a_replace_event_of_a_ready_message_wakes_the_worker)
     cr_assert(mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error), "%s",
               error.message);
     cr_assert(wk_await_started(&e.rec, 0, 3000), "woken by the replace event, not the poll");
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(e.w, &c);
     cr_assert_geq(c.wakeups_change_stream, 1, "the change stream woke it");
     cr_log_info("started %" PRId64 " ms after the update", mtest_now_ms() - t0);

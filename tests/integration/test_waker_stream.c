@@ -81,7 +81,7 @@ ws_close(ws_env_t *e)
 static bool
 ws_worker_waiting(void *ctx)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(ctx, &c);
     return c.idle_consumers >= 1;
 }
@@ -89,7 +89,7 @@ ws_worker_waiting(void *ctx)
 static mongoq_counters_t
 ws_counters(mongoq_queue_t *q)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(q, &c);
     return c;
 }

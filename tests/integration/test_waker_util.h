@@ -151,7 +151,7 @@ wk_log_fn(mongoq_log_level_t level, const char *message, void *user_data)
 static inline bool
 wk_stream_active(void *ctx)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(ctx, &c);
     return c.change_stream_active;
 }
@@ -188,7 +188,7 @@ static inline bool
 wk_acked_reached(void *ctx)
 {
     wk_acked_t *a = ctx;
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(a->worker, &c);
     return c.acked >= a->acked;
 }

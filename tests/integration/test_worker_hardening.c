@@ -303,7 +303,7 @@ wh_assert_three_skipped(wh_env_t *e, wh_ctx_t *c, mongoq_worker_t *w)
             cr_assert_eq(c->last[i][1].error.code, MONGOQ_ERROR_LEASE_LOST);
         }
     }
-    mongoq_counters_t wc, qc;
+    mongoq_counters_t wc = MONGOQ_COUNTERS_INIT, qc = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &wc);
     mongoq_queue_counters(e->queue, &qc);
     cr_assert_eq(wc.claimed, 4);
@@ -341,7 +341,7 @@ static bool
 wh_queue_lost_reached(void *arg)
 {
     wh_lost_t *l = arg;
-    mongoq_counters_t qc;
+    mongoq_counters_t qc = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(l->queue, &qc);
     return qc.lease_lost >= l->lease_lost;
 }
@@ -474,7 +474,7 @@ static void
 wh_assert_counters_agree(wh_env_t *e, mongoq_worker_t *w, int64_t acked, int64_t retried,
                          int64_t failed)
 {
-    mongoq_counters_t wc, qc;
+    mongoq_counters_t wc = MONGOQ_COUNTERS_INIT, qc = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &wc);
     mongoq_queue_counters(e->queue, &qc);
     cr_assert_eq(wc.acked, acked, "worker acked %" PRId64, wc.acked);

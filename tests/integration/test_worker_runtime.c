@@ -63,7 +63,7 @@ Test(worker, processes_every_message_with_threads_and_batches)
     cr_assert_eq(wk_await_all(&rec, 100, 20000), 100);
     wk_acked_t a = {w, 100};
     cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "100 acks");
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.claimed, 100);
     cr_assert_eq(c.acked, 100);
@@ -114,7 +114,7 @@ Test(worker, fail_and_retry_record_the_reason)
     cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"again\", \"attempts\": 2}"), 1);
     /* The worker counts after its write returns: stop first so both writes are counted. */
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
-    mongoq_counters_t c, q;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT, q = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     mongoq_queue_counters(e.queue, &q);
     cr_assert_eq(c.failed, 2, "the FAIL and the RETRY that used the last attempt");
@@ -242,7 +242,7 @@ Test(worker, stop_hands_unstarted_messages_back_at_once)
     cr_assert(mongoq_worker_stop(w, 10000, &error), "the running handler finishes: %s",
               error.message);
     cr_assert_eq(gate.entered, 1, "no new message started after stop");
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.acked, 1, "the running handler's message is acked");
     cr_assert_eq(wk_count(e.client, e.db, "{}"), 0);
@@ -281,7 +281,7 @@ Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
 
     wr_gate_open(&gate);
     cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.acked, 0);
     cr_assert_eq(c.lease_lost, 1, "the late ack finds the lease gone");
@@ -392,7 +392,7 @@ Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
     cr_assert(gate.lease_lost_seen, "the heartbeat told the handler");
     /* The worker counts an outcome after its write: stop first so the failed ack is counted. */
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.lease_lost, 1, "once per message: the heartbeat's finding and the ack's");
     cr_assert_eq(c.acked, 0);
@@ -480,7 +480,7 @@ Test(worker, invalid_options_are_refused)
 static bool
 wr_reaped(void *ctx)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(ctx, &c);
     return c.reaped >= 1;
 }

@@ -434,7 +434,7 @@ p1_check_seqs(p1_t *p)
 static void
 p1_check_totals(p1_t *p, env_t *e)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(p->queue, &c);
     int64_t tens = P1_N / 10;
     CHECK(p->part, c.enqueued == P1_N, "enqueued %" PRId64, c.enqueued);
@@ -583,7 +583,7 @@ static bool
 p2_acked_reached(void *arg)
 {
     p2_progress_t *pr = arg;
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     int64_t acked = 0;
     if (pr->a) {
         mongoq_worker_counters(pr->a, &c);
@@ -618,7 +618,7 @@ p2_stop_mid_flight(part_t *part, mongoq_worker_t *w)
 static void
 p2_check_first(part_t *part, env_t *e, mongoq_worker_t *w, p2_ctx_t *ctx)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     CHECK(part, c.acked == atomic_load(&ctx->calls), "first worker: acked %" PRId64
           " of %d handled", c.acked, atomic_load(&ctx->calls));
@@ -636,7 +636,7 @@ static void
 p2_check_end(part_t *part, env_t *e, mongoq_queue_t *q, mongoq_worker_t *a, mongoq_worker_t *b,
              atomic_int *runs)
 {
-    mongoq_counters_t ca, cb, cq;
+    mongoq_counters_t ca = MONGOQ_COUNTERS_INIT, cb = MONGOQ_COUNTERS_INIT, cq = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(a, &ca);
     mongoq_worker_counters(b, &cb);
     mongoq_queue_counters(q, &cq);
@@ -839,8 +839,8 @@ p3_monitor(p3_t *p)
     bool stream_seen = false;
     for (int i = 0; i < 2000 && atomic_load(&p->acked_total) < P3_N && now_ms() < p->deadline;
          i++) {
-        mongoq_stats_t stats;
-        mongoq_counters_t c;
+        mongoq_stats_t stats = MONGOQ_STATS_INIT;
+        mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
         bson_error_t error;
         CHECK(p->part, mongoq_queue_stats(p->queue, &stats, &error), "stats: %s", error.message);
         mongoq_queue_counters(p->queue, &c);
@@ -853,7 +853,7 @@ p3_monitor(p3_t *p)
 static void
 p3_check(p3_t *p, env_t *e, bool stream_seen)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(p->queue, &c);
     for (int seq = 0; seq < P3_N; seq++) {
         int claims = atomic_load(&p->claims[seq]), abandoned = atomic_load(&p->abandoned[seq]);
@@ -1057,7 +1057,7 @@ p4_signal_and_stop(p4_t *p, env_t *e, mongoq_worker_t *w)
     CHECK(p->part, mongoq_worker_stop(w, 5000, &error), "worker_stop: %s", error.message);
     int64_t took = now_ms() - t0;
     CHECK(p->part, took < 3000, "worker_stop took %" PRId64 " ms", took);
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     CHECK(p->part, c.claimed >= P4_THREADS && c.acked == P4_THREADS && c.lease_lost == 0,
           "claimed %" PRId64 ", acked %" PRId64 ", lease_lost %" PRId64, c.claimed, c.acked,
@@ -1158,7 +1158,7 @@ p5_busy_producer(void *arg)
 static bool
 p5_stream_open(void *arg)
 {
-    mongoq_counters_t c;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(arg, &c);
     return c.change_stream_active;
 }

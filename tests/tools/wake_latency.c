@@ -144,7 +144,7 @@ static void
 await_waker(mongoq_queue_t *w, const args_t *a)
 {
     for (int i = 0; i < 500 && !a->poll; i++) {
-        mongoq_counters_t c;
+        mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
         mongoq_queue_counters(w, &c);
         if (c.change_stream_active || c.polling_fallback) {
             return;
@@ -158,7 +158,7 @@ static void
 await_idle(mongoq_worker_t *worker, int64_t acked)
 {
     for (int i = 0; i < 50000; i++) {
-        mongoq_counters_t c;
+        mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
         mongoq_worker_counters(worker, &c);
         if (c.acked >= acked) {
             return;
