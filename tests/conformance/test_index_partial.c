@@ -125,3 +125,18 @@ Test(index_partial, refused_index_is_not_created)
               bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);
 }
+
+Test(index_partial, sparse_with_a_partial_filter_is_refused)
+{
+    bson_t reply;
+    bson_error_t error;
+    uint32_t code = cf_run_fail(client, dbname,
+                                "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"k\": 1}, "
+                                "\"name\": \"k_1\", \"sparse\": true, \"partialFilterExpression\": "
+                                "{\"a\": 1}}]}",
+                                &reply, &error);
+    cr_assert_eq(code, 67, "CannotCreateIndex, got %u: %s", code, error.message);
+    cf_assert_contains(error.message,
+                       "cannot mix \"partialFilterExpression\" and \"sparse\" options");
+    bson_destroy(&reply);
+}
