@@ -51,8 +51,20 @@ def _messages(exc):
     return msgs + [str(exc)]
 
 
-def _describe(exc):
-    return "%s: %s" % (type(exc).__name__, str(exc)[:300])
+def describe(exc):
+    """One line about an error: its class, and for a server error the reply's errmsg, code,
+    codeName and labels (str() of a pymongo error repeats the whole reply)."""
+    details = getattr(exc, "details", None)
+    if isinstance(exc, BulkWriteError):
+        parts = ["%s (code %s)" % (d.get("errmsg"), d.get("code")) for d in _responses(exc)]
+        return "BulkWriteError: %s" % "; ".join(parts)
+    if isinstance(details, abc.Mapping) and "errmsg" in details:
+        text = "%s (code %s%s)" % (details["errmsg"], details.get("code"),
+                                   ", %s" % details["codeName"] if "codeName" in details else "")
+    else:
+        text = str(exc)
+    labels = _labels(exc)
+    return "%s: %s%s" % (type(exc).__name__, text[:300], " labels %s" % labels if labels else "")
 
 
 def check_error(expected, exc, ctx):
@@ -62,25 +74,25 @@ def check_error(expected, exc, ctx):
     server = is_server_error(exc)
     if "isClientError" in expected and expected["isClientError"] == server:
         raise Mismatch("expected a %s error, got %s" % (
-            "client" if expected["isClientError"] else "server", _describe(exc)))
+            "client" if expected["isClientError"] else "server", describe(exc)))
     if "errorContains" in expected:
         needle = expected["errorContains"].lower()
         if not any(needle in m.lower() for m in _messages(exc)):
-            raise Mismatch("error does not contain %r: %s" % (expected["errorContains"], _describe(exc)))
+            raise Mismatch("error does not contain %r: %s" % (expected["errorContains"], describe(exc)))
     if "errorCode" in expected and expected["errorCode"] not in _codes(exc):
-        raise Mismatch("expected error code %d, got %s" % (expected["errorCode"], _describe(exc)))
+        raise Mismatch("expected error code %d, got %s" % (expected["errorCode"], describe(exc)))
     if "errorCodeName" in expected:
         _check_code_name(expected["errorCodeName"], exc)
     for label in expected.get("errorLabelsContain", []):
         if not (hasattr(exc, "has_error_label") and exc.has_error_label(label)):
-            raise Mismatch("error lacks label %s: %s (labels %s)" % (label, _describe(exc), _labels(exc)))
+            raise Mismatch("error lacks label %s: %s" % (label, describe(exc)))
     for label in expected.get("errorLabelsOmit", []):
         if hasattr(exc, "has_error_label") and exc.has_error_label(label):
-            raise Mismatch("error has label %s: %s" % (label, _describe(exc)))
+            raise Mismatch("error has label %s: %s" % (label, describe(exc)))
     if "errorResponse" in expected:
         details = getattr(exc, "details", None)
         if not isinstance(details, abc.Mapping):
-            raise Mismatch("error has no server response: %s" % _describe(exc))
+            raise Mismatch("error has no server response: %s" % describe(exc))
         match(expected["errorResponse"], details, ctx, "errorResponse", root=True)
     if "expectResult" in expected:
         match(expected["expectResult"], error_result(exc), ctx, "error result", root=True)
@@ -93,7 +105,7 @@ def _check_code_name(name, exc):
     if isinstance(exc, (WriteError, BulkWriteError)) and WRITE_ERROR_CODES.get(name) in _codes(exc):
         return
     raise Mismatch("expected error code name %s, got %s (codeName %s)" % (
-        name, _describe(exc), show(names) if names else "absent"))
+        name, describe(exc), show(names) if names else "absent"))
 
 
 def _labels(exc):

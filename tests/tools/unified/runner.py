@@ -17,7 +17,7 @@ from pymongo.write_concern import WriteConcern
 
 from entities import Entities, RunnerError
 from events import check_expected_events
-from expect_error import check_error
+from expect_error import check_error, describe
 from match import ABSENT, Context, Mismatch, first_difference, match, show
 from operations import OPERATIONS, kind_of
 from prescan import prescan
@@ -75,6 +75,8 @@ class TestContext:
                 SPECIAL[name](self, op.get("arguments", {}))
             except (Mismatch, RunnerError) as e:
                 raise type(e)("%s: %s" % (name, e))
+            except PyMongoError as e:
+                raise Failure("%s: %s" % (name, describe(e)))
             return
         target = self.entities.get(obj)
         entry = OPERATIONS[kind_of(target)].get(name)
@@ -108,7 +110,7 @@ class TestContext:
             check_error(op["expectError"], error, self.match_ctx)
             return
         if error is not None:
-            raise Mismatch("unexpected error %s: %s" % (type(error).__name__, str(error)[:400]))
+            raise Mismatch("unexpected error %s" % describe(error))
         if "expectResult" in op:
             _match_result(op["expectResult"], result, entry.docs, self.match_ctx)
         if "saveResultAsEntity" in op:
@@ -148,12 +150,11 @@ class FileRunner:
         return [self.run_test(testfile, t, display, file_unmet) for t in tests]
 
     def skip_reason(self, testfile, test, display, file_unmet):
-        listed = self.skiplist.reason(display, test["description"])
-        if listed:
-            return listed
+        """The test file's own reasons first (skipReason, requirements), then the runner's."""
         if "skipReason" in test:
             return "skipReason: %s" % test["skipReason"]
-        return file_unmet or unmet(test.get("runOnRequirements"), self.server) or prescan(testfile, test)
+        return (file_unmet or unmet(test.get("runOnRequirements"), self.server)
+                or self.skiplist.reason(display, test["description"]) or prescan(testfile, test))
 
     def run_test(self, testfile, test, display, file_unmet):
         why = self.skip_reason(testfile, test, display, file_unmet)
@@ -181,8 +182,11 @@ class FileRunner:
             for i, op in enumerate(test["operations"]):
                 try:
                     ctx.run_operation(op)
-                except (Mismatch, RunnerError, PyMongoError) as e:
+                except (Mismatch, RunnerError, Failure) as e:
                     failure = "operation %d: %s%s" % (i, "runner: " if isinstance(e, RunnerError) else "", e)
+                    break
+                except PyMongoError as e:  # propagated out of a callback
+                    failure = "operation %d: %s" % (i, describe(e))
                     break
         except Exception as e:
             failure = "set-up: %s: %s" % (type(e).__name__, e)
