@@ -17,7 +17,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#define MAX_SHOWN 10 /* violations printed in full per invariant */
+#define MAX_SHOWN 10        /* violations printed in full per invariant */
+#define MAX_THREADS_SEEN 64 /* handler threads told apart per worker (at most 4 are started) */
 
 /* ---- facts ------------------------------------------------------------------------------------ */
 
@@ -29,7 +30,7 @@ typedef struct {
     int proc; /* child index of the worker process */
     char token[25];
     char claimed_by[48];
-    int64_t lease_exp, lease_ms, claim_real, begin_real;
+    int64_t lease_exp, lease_ms, claim_real, begin_real, end_real; /* end_real 0: no E */
     bool handled;   /* the handler ran */
     char result;    /* its answer: 'A', 'R', or 0 (no E record: the process died first) */
     char action;    /* on_outcome: 'A'CKED 'R'ETRIED 'B'URIED 'F'AILED 'L'EASE_LOST
@@ -316,6 +317,7 @@ load_end(facts_t *f, size_t from, const char *line)
         delivery_t *dl = &f->deliveries[i - 1];
         if (dl->seq == seq && dl->attempt == attempt && dl->handled && !dl->result) {
             dl->result = result;
+            dl->end_real = driver_real_of_mono(f->d, mono);
             return true;
         }
     }
@@ -357,11 +359,11 @@ load_worker(facts_t *f, int proc)
     while (fp && fgets(line, sizeof line, fp)) {
         proc_record_t r = {.proc = proc};
         bool parsed = true;
-        if (line[0] == 'B') {
+        if (strncmp(line, "B ", 2) == 0) {
             parsed = load_begin(f, from, proc, line);
-        } else if (line[0] == 'E') {
+        } else if (strncmp(line, "E ", 2) == 0) {
             parsed = load_end(f, from, line);
-        } else if (line[0] == 'O') {
+        } else if (strncmp(line, "O ", 2) == 0) {
             parsed = load_outcome(f, from, proc, line);
         } else if (sscanf(line, "%3s %lld", r.kind, &mono) == 2 && strcmp(r.kind, "X") != 0 &&
                    strcmp(r.kind, "Y") != 0 && strcmp(r.kind, "OF") != 0) {
@@ -942,46 +944,108 @@ undisturbed(const driver_t *d, int proc, const restart_t *r, int64_t until_real)
            !proc_event(d, EV_WORKER_TERM, proc, r->kill_real, until_real);
 }
 
+/*
+ * When proc could claim again after t: t when one of its handler threads was free then, else
+ * when the first of their running handlers ended (a handler pretending to work 1.5 leases keeps
+ * its thread away from claims; that is not the server's doing). Threads are told apart by the
+ * consumer name they claim with.
+ */
+static int64_t
+free_at(const facts_t *f, int proc, int64_t t)
+{
+    const char *thread[MAX_THREADS_SEEN];
+    int64_t busy_until[MAX_THREADS_SEEN];
+    int n = 0;
+    for (size_t i = 0; i < f->n_deliveries; i++) {
+        const delivery_t *dl = &f->deliveries[i];
+        if (dl->proc != proc || !dl->handled || dl->begin_real >= t ||
+            (dl->end_real != 0 && dl->end_real <= t)) {
+            continue;
+        }
+        int k = 0;
+        while (k < n && strcmp(thread[k], dl->claimed_by) != 0) {
+            k++;
+        }
+        if (k == n && n < MAX_THREADS_SEEN) {
+            thread[n] = dl->claimed_by;
+            busy_until[n++] = 0;
+        }
+        int64_t until = dl->end_real ? dl->end_real : INT64_MAX;
+        busy_until[k] = until > busy_until[k] ? until : busy_until[k];
+    }
+    const child_t *c = &f->d->children[proc];
+    if (n < f->d->workers[c->slot].threads) {
+        return t;
+    }
+    int64_t first = INT64_MAX;
+    for (int k = 0; k < n; k++) {
+        first = busy_until[k] < first ? busy_until[k] : first;
+    }
+    return first;
+}
+
+typedef struct {
+    int proc;
+    int64_t took;
+} late_t;
+
+/* The slowest undisturbed worker's first claim after restart r; late ones go to late[]. */
+static int64_t
+recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late)
+{
+    const driver_t *d = f->d;
+    int64_t until = r->ready_real + d->recovery_bound_ms, worst = -1;
+    for (int i = 0; i < d->n_children; i++) {
+        if (!undisturbed(d, i, r, until)) {
+            continue;
+        }
+        int64_t from = free_at(f, i, r->ready_real);
+        if (from == INT64_MAX || from > until) {
+            continue; /* busy in its handlers past the window */
+        }
+        int64_t first = first_claim_after(f, i, from);
+        int64_t took = first == INT64_MAX ? INT64_MAX : first - from;
+        worst = took > worst ? took : worst;
+        if (took > d->recovery_bound_ms && *n_late < MAX_CHILDREN) {
+            late[(*n_late)++] = (late_t){i, took};
+        }
+    }
+    return worst;
+}
+
 static bool
 check_recovery(facts_t *f)
 {
     const driver_t *d = f->d;
     int64_t checked = 0, slow = 0, worst_any = -1, worst_each = -1, shown = 0;
+    static late_t late[MAX_CHILDREN];
     printf("       server restarts: %d\n", d->n_restarts);
     for (int k = 0; k < d->n_restarts; k++) {
         const restart_t *r = &d->restarts[k];
-        int64_t until = r->ready_real + d->recovery_bound_ms;
         int64_t any = r->ready ? first_claim_after(f, -1, r->ready_real) - r->ready_real : -1;
         printf("       restart %d: down %" PRId64 " ms, first claim after %s%" PRId64 " ms", k + 1,
-               r->ready ? r->ready_mono - r->kill_mono : -1, any < 0 ? "(none) " : "",
-               any);
+               r->ready ? r->ready_mono - r->kill_mono : -1, any < 0 ? "(none) " : "", any);
         if (!r->ready || r->ready_mono + d->recovery_bound_ms > d->chaos_end_mono) {
             printf(" (not checked: the chaos ended within the window)\n");
             continue;
         }
         checked++;
         worst_any = any > worst_any ? any : worst_any;
-        int64_t worst = -1;
-        for (int i = 0; i < d->n_children; i++) {
-            if (!undisturbed(d, i, r, until)) {
-                continue;
-            }
-            int64_t took = first_claim_after(f, i, r->ready_real);
-            took = took == INT64_MAX ? INT64_MAX : took - r->ready_real;
-            worst = took > worst ? took : worst;
-            if (took > d->recovery_bound_ms) {
-                slow++;
-                violation(&shown, "after restart %d, %s claimed nothing for %s%" PRId64 " ms", k + 1,
-                          d->children[i].name, took == INT64_MAX ? "ever: more than " : "",
-                          took == INT64_MAX ? d->recovery_bound_ms : took);
-            }
-        }
+        int n_late = 0;
+        int64_t worst = recovery_of(f, r, late, &n_late);
         worst_each = worst > worst_each ? worst : worst_each;
         printf(", slowest worker %" PRId64 " ms\n", worst);
+        for (int i = 0; i < n_late; i++) {
+            slow++;
+            violation(&shown, "after restart %d, %s claimed nothing for %s%" PRId64 " ms", k + 1,
+                      d->children[late[i].proc].name, late[i].took == INT64_MAX ? "more than " : "",
+                      late[i].took == INT64_MAX ? d->recovery_bound_ms : late[i].took);
+        }
     }
     return verdict(slow == 0, "6. every consumer claims again within %" PRId64
-                   " ms of a server restart: restarts checked %" PRId64 " of %d, late %" PRId64
-                   "; slowest first claim by anyone %" PRId64 " ms, by each undisturbed worker %" PRId64 " ms",
+                   " ms of a server restart (or of its handler's end): restarts checked %" PRId64
+                   " of %d, late %" PRId64 "; slowest first claim by anyone %" PRId64
+                   " ms, by each undisturbed worker %" PRId64 " ms",
                    d->recovery_bound_ms, checked, d->n_restarts, slow, worst_any, worst_each);
 }
 

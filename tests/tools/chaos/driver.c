@@ -423,7 +423,9 @@ chaos_phase(driver_t *d)
             break;
         }
         bool quiet = now < d->quiet_until_mono; /* a restart's recovery is being measured */
-        if (now >= next_kill && d->server_up && !quiet) {
+        /* No kill so late that the restart's recovery could not be watched to its bound. */
+        bool late = now + 3000 + d->recovery_bound_ms > d->chaos_end_mono;
+        if (now >= next_kill && d->server_up && !quiet && !late) {
             kill_server_now(d);
             next_kill = now + chaos_rng_range(&d->rng, 10000, 22000);
         }
