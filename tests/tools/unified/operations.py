@@ -98,12 +98,16 @@ def error_result(exc):
 
 # --- collection operations ---
 
+INSERT_KW = dict(COMMON, bypassDocumentValidation="bypass_document_validation")
+ORDERED_KW = dict(INSERT_KW, ordered="ordered")
+
+
 def insert_one(ctx, coll, a):
-    return result_doc(coll.insert_one(a["document"], **_kw(a, dict(COMMON, bypassDocumentValidation="bypass_document_validation"))))
+    return result_doc(coll.insert_one(a["document"], **_kw(a, INSERT_KW)))
 
 
 def insert_many(ctx, coll, a):
-    return result_doc(coll.insert_many(a["documents"], **_kw(a, dict(COMMON, ordered="ordered", bypassDocumentValidation="bypass_document_validation"))))
+    return result_doc(coll.insert_many(a["documents"], **_kw(a, ORDERED_KW)))
 
 
 UPDATE_KW = dict(COMMON, upsert="upsert", bypassDocumentValidation="bypass_document_validation",
@@ -156,7 +160,7 @@ def bulk_write(ctx, coll, a):
         (name, body), = model.items()
         cls, names = MODELS[name]
         requests.append(cls(**_kw(body, names, HINT)))
-    return result_doc(coll.bulk_write(requests, **_kw(a, dict(COMMON, ordered="ordered", bypassDocumentValidation="bypass_document_validation"))))
+    return result_doc(coll.bulk_write(requests, **_kw(a, ORDERED_KW)))
 
 
 FIND_KW = dict(COMMON, filter="filter", projection="projection", sort="sort", skip="skip", limit="limit",
@@ -221,8 +225,11 @@ def aggregate(ctx, target, a):
     return list(target.aggregate(a["pipeline"], **_kw(a, AGG_KW, HINT)))
 
 
+DISTINCT_KW = dict(COMMON, collation="collation", hint="hint", comment="comment", maxTimeMS="maxTimeMS")
+
+
 def distinct(ctx, coll, a):
-    return coll.distinct(a["fieldName"], a.get("filter"), **_kw(a, dict(COMMON, collation="collation", hint="hint", comment="comment", maxTimeMS="maxTimeMS"), HINT))
+    return coll.distinct(a["fieldName"], a.get("filter"), **_kw(a, DISTINCT_KW, HINT))
 
 
 COUNT_KW = dict(COMMON, skip="skip", limit="limit", collation="collation", hint="hint",
@@ -296,7 +303,8 @@ def drop_collection(ctx, db, a):
 
 
 def modify_collection(ctx, db, a):
-    cmd = SON([("collMod", a["collection"])] + [(k, v) for k, v in a.items() if k not in ("collection", "session")])
+    options = [(k, v) for k, v in a.items() if k not in ("collection", "session")]
+    cmd = SON([("collMod", a["collection"])] + options)
     return db.command(cmd, **_kw(a, COMMON))
 
 
@@ -395,6 +403,7 @@ class Op:
 
 
 S = ("session",)
+TXN_ARGS = ("readConcern", "writeConcern", "readPreference", "maxCommitTimeMS")
 AGG_ARGS = S + ("allowDiskUse", "batchSize", "collation", "maxTimeMS", "comment", "let", "hint",
                 "bypassDocumentValidation")
 FIND_ARGS = tuple(FIND_KW)
@@ -408,14 +417,14 @@ INDEX_OPTIONS = ("name", "unique", "sparse", "expireAfterSeconds", "partialFilte
 
 OPERATIONS = {
     "collection": {
-        "insertOne": Op(insert_one, S + ("bypassDocumentValidation",), ("document",)),
-        "insertMany": Op(insert_many, S + ("ordered", "bypassDocumentValidation"), ("documents",)),
+        "insertOne": Op(insert_one, tuple(INSERT_KW), ("document",)),
+        "insertMany": Op(insert_many, tuple(ORDERED_KW), ("documents",)),
         "updateOne": Op(update_one, tuple(UPDATE_KW), ("filter", "update")),
         "updateMany": Op(update_many, tuple(UPDATE_KW), ("filter", "update")),
         "replaceOne": Op(replace_one, tuple(REPLACE_KW), ("filter", "replacement")),
         "deleteOne": Op(delete_one, tuple(DELETE_KW), ("filter",)),
         "deleteMany": Op(delete_many, tuple(DELETE_KW), ("filter",)),
-        "bulkWrite": Op(bulk_write, S + ("ordered", "bypassDocumentValidation"), ("requests",)),
+        "bulkWrite": Op(bulk_write, tuple(ORDERED_KW), ("requests",)),
         "find": Op(find, FIND_ARGS, docs=True),
         "findOne": Op(find_one, FIND_ARGS),
         "createFindCursor": Op(create_find_cursor, FIND_ARGS),
@@ -424,7 +433,7 @@ OPERATIONS = {
         "findOneAndDelete": Op(find_one_and_delete, tuple(a for a in FAM_ARGS if a not in (
             "upsert", "arrayFilters", "bypassDocumentValidation", "returnDocument")), ("filter",)),
         "aggregate": Op(aggregate, AGG_ARGS, ("pipeline",), docs=True),
-        "distinct": Op(distinct, S + ("filter", "collation", "hint", "comment", "maxTimeMS"), ("fieldName",)),
+        "distinct": Op(distinct, tuple(DISTINCT_KW) + ("filter",), ("fieldName",)),
         "countDocuments": Op(count_documents, tuple(COUNT_KW), ("filter",)),
         "count": Op(count, tuple(COUNT_KW) + ("filter",)),
         "estimatedDocumentCount": Op(estimated_document_count, ("maxTimeMS", "comment")),
@@ -457,12 +466,11 @@ OPERATIONS = {
         "close": Op(close, ()),
     },
     "session": {
-        "startTransaction": Op(start_transaction, ("readConcern", "writeConcern", "readPreference", "maxCommitTimeMS")),
+        "startTransaction": Op(start_transaction, TXN_ARGS),
         "commitTransaction": Op(commit_transaction, ()),
         "abortTransaction": Op(abort_transaction, ()),
         "endSession": Op(end_session, ()),
-        "withTransaction": Op(with_transaction, ("readConcern", "writeConcern", "readPreference",
-                                                 "maxCommitTimeMS"), ("callback",)),
+        "withTransaction": Op(with_transaction, TXN_ARGS, ("callback",)),
     },
     "changeStream": {
         "iterateUntilDocumentOrError": Op(iterate_until_document_or_error, ()),
@@ -493,8 +501,7 @@ CLIENT_MISSING = {
 # Arguments of the format that pymongo 3.11 has no way to send, with the version that added
 # them; prescan() names them in the skip reason.
 NEWER_ARGUMENTS = {
-    "let": "pymongo 4.1", "comment": "pymongo 4.1", "sort": "pymongo 4.11 (update/replace sort)",
-    "timeoutMS": "client-side operation timeout (pymongo 4.2)", "rawData": "rawData (pymongo 4.14)",
-    "fullDocumentBeforeChange": "pymongo 4.2", "showExpandedEvents": "pymongo 4.3",
-    "verboseResults": "pymongo 4.9",
+    "let": "pymongo 4.1", "comment": "pymongo 4.1", "sort": "pymongo 4.11",
+    "timeoutMS": "pymongo 4.2", "rawData": "pymongo 4.14", "fullDocumentBeforeChange": "pymongo 4.2",
+    "showExpandedEvents": "pymongo 4.3", "verboseResults": "pymongo 4.9",
 }

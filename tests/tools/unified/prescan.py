@@ -56,7 +56,8 @@ class Scan:
         if kind in ("database", "collection"):
             opts = body.get("databaseOptions", body.get("collectionOptions", {}))
             if "timeoutMS" in opts:
-                return "client: %s timeoutMS (%s)" % (kind, NEWER_ARGUMENTS["timeoutMS"])
+                return "client: %s timeoutMS (client-side operation timeout, %s)" % (
+                    kind, NEWER_ARGUMENTS["timeoutMS"])
         return None
 
     def _note_write_concern(self, kind, body):
@@ -136,8 +137,6 @@ class Scan:
                     if arg not in allowed:
                         newer = NEWER_ARGUMENTS.get(arg, "pymongo 3.11 has no such option")
                         return "client: bulkWrite %s %s (%s)" % (model_name, arg, newer)
-        if name in ("startTransaction", "withTransaction") and "timeoutMS" in args:
-            return "client: %s timeoutMS" % name
         return None
 
     def special(self, op):
