@@ -18,6 +18,8 @@ from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import read_pref_mode_from_name, make_read_preference
 from pymongo.write_concern import WriteConcern
 
+from match import Mismatch
+
 
 class RunnerError(Exception):
     """The test file asks for something impossible (an unknown entity, a bad argument)."""
@@ -141,7 +143,7 @@ class ThreadEntity:
         self.jobs.put(None)
         self.thread.join(timeout)
         if self.thread.is_alive():
-            raise AssertionError("thread %s did not finish within %.0f s" % (self.name, timeout))
+            raise Mismatch("thread %s did not finish within %.0f s" % (self.name, timeout))
         if self.errors:
             raise self.errors[0]
 
@@ -322,7 +324,7 @@ def wait_until(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %.0f s" % (what, timeout))
+            raise Mismatch("%s: not within %.0f s" % (what, timeout))
         time.sleep(0.01)
 
 
