@@ -146,6 +146,27 @@ chaos_pause(chaos_t *chaos, int64_t ms)
     return stop;
 }
 
+/*
+ * A rule the chaos thread just added ("ok rule=ID"): waits (bounded, 2 s) until it has hit a
+ * request, so a slow run (ThreadSanitizer) cannot clear it before any traffic met it and every
+ * fault kind surely fires. Returns true once stopped.
+ */
+static bool
+await_hit(chaos_t *chaos, const char *reply)
+{
+    const char *id = reply ? strstr(reply, "rule=") : NULL;
+    if (!id) {
+        return false;
+    }
+    int32_t rule = (int32_t)strtol(id + 5, NULL, 10);
+    for (int i = 0; i < 200 && mongoq_faultproxy_rule_hits(chaos->proxy, rule) == 0; i++) {
+        if (chaos_pause(chaos, 10)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void *
 chaos_main(void *arg)
 {
@@ -155,8 +176,12 @@ chaos_main(void *arg)
         char *reply = NULL;
         bool ok = mongoq_faultproxy_control(chaos->proxy, chaos_table[i % n].line, &reply);
         CHECK(ok, "'%s' answered '%s'", chaos_table[i % n].line, reply);
+        bool stopped = await_hit(chaos, reply);
         bson_free(reply);
         chaos->actions++;
+        if (stopped) {
+            break;
+        }
         if (chaos_table[i % n].hold_ms && chaos_pause(chaos, chaos_table[i % n].hold_ms)) {
             break;
         }
