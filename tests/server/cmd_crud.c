@@ -1,6 +1,8 @@
 /*
- * Reads and writes on documents: insert, find, update, delete, findAndModify, count, distinct.
- * All run under the storage lock, on the live store or on the transaction's snapshot.
+ * insert and the reads (find, count, distinct), and the helpers every document command shares
+ * (crud-private.h: namespaces, statements, write errors, find arguments). update, delete and
+ * findAndModify are in cmd_write.c, aggregate and explain in cmd_agg.c. All run under the
+ * storage lock, on the live store or on the transaction's snapshot.
  */
 #include "crud-private.h"
 

@@ -1,5 +1,5 @@
 /*
- * Command dispatch: finds the command, applies the failCommand fail point, checks generic and
+ * Command dispatch: finds the command (commands.c's table), applies the failCommand fail point, checks generic and
  * command-specific fields as mongod's IDL does, handles sessions, retryable writes and
  * transactions under the storage lock, and shapes the reply ({ok, errmsg, code, codeName,
  * errorLabels, writeConcernError, $clusterTime, operationTime}).
@@ -10,61 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-enum {
-    CMD_LOCK = 1,        /* run under the storage lock */
-    CMD_RETRYABLE = 2,   /* a retryable write (txnNumber without autocommit) */
-    CMD_IN_TXN = 4,      /* allowed inside a multi-document transaction */
-    CMD_WC = 8,          /* supports writeConcern */
-    CMD_ADMIN = 16,      /* only on the admin database */
-    CMD_TXN_END = 32,    /* commitTransaction / abortTransaction */
-    CMD_HANDSHAKE = 64,  /* allowed over OP_QUERY */
-    CMD_SESSION = 128    /* needs the session machinery (lsid/txnNumber) */
-};
-
-typedef struct {
-    const char *name;
-    const char *alias1;
-    const char *alias2;
-    ms_cmd_fn fn;
-    unsigned flags;
-} cmd_def_t;
-
-static const cmd_def_t commands[] = {
-    {"hello", "isMaster", "ismaster", ms_cmd_hello, CMD_HANDSHAKE},
-    {"ping", NULL, NULL, ms_cmd_ping, 0},
-    {"buildInfo", "buildinfo", NULL, ms_cmd_build_info, 0},
-    {"serverStatus", NULL, NULL, ms_cmd_server_status, CMD_LOCK},
-    {"endSessions", NULL, NULL, ms_cmd_end_sessions, CMD_LOCK},
-    {"listDatabases", NULL, NULL, ms_cmd_list_databases, CMD_LOCK | CMD_ADMIN},
-    {"listCollections", NULL, NULL, ms_cmd_list_collections, CMD_LOCK | CMD_SESSION},
-    {"create", NULL, NULL, ms_cmd_create, CMD_LOCK | CMD_WC | CMD_IN_TXN | CMD_SESSION},
-    {"drop", NULL, NULL, ms_cmd_drop, CMD_LOCK | CMD_WC | CMD_SESSION},
-    {"dropDatabase", NULL, NULL, ms_cmd_drop_database, CMD_LOCK | CMD_WC | CMD_SESSION},
-    {"createIndexes", NULL, NULL, ms_cmd_create_indexes, CMD_LOCK | CMD_WC | CMD_SESSION},
-    {"listIndexes", NULL, NULL, ms_cmd_list_indexes, CMD_LOCK | CMD_SESSION},
-    {"dropIndexes", "deleteIndexes", NULL, ms_cmd_drop_indexes, CMD_LOCK | CMD_WC | CMD_SESSION},
-    {"collMod", NULL, NULL, ms_cmd_coll_mod, CMD_LOCK | CMD_WC | CMD_SESSION},
-    {"configureFailPoint", NULL, NULL, ms_cmd_configure_fail_point, CMD_ADMIN},
-    {"getMore", NULL, NULL, ms_cmd_get_more, CMD_IN_TXN},
-    {"killCursors", NULL, NULL, ms_cmd_kill_cursors, CMD_IN_TXN},
-    {"insert", NULL, NULL, ms_cmd_insert, CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
-    {"find", NULL, NULL, ms_cmd_find, CMD_LOCK | CMD_IN_TXN | CMD_SESSION},
-    {"update", NULL, NULL, ms_cmd_update, CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
-    {"delete", NULL, NULL, ms_cmd_delete, CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
-    {"findAndModify", "findandmodify", NULL, ms_cmd_find_and_modify,
-     CMD_LOCK | CMD_RETRYABLE | CMD_IN_TXN | CMD_WC | CMD_SESSION},
-    {"count", NULL, NULL, ms_cmd_count, CMD_LOCK | CMD_SESSION},
-    {"distinct", NULL, NULL, ms_cmd_distinct, CMD_LOCK | CMD_IN_TXN | CMD_SESSION},
-    /* aggregate with $changeStream runs without the lock (see needs_lock) */
-    {"aggregate", NULL, NULL, ms_cmd_aggregate, CMD_LOCK | CMD_IN_TXN | CMD_SESSION},
-    {"explain", NULL, NULL, ms_cmd_explain, CMD_LOCK | CMD_SESSION},
-    {"commitTransaction", NULL, NULL, ms_cmd_commit_transaction,
-     CMD_LOCK | CMD_IN_TXN | CMD_WC | CMD_ADMIN | CMD_TXN_END | CMD_SESSION},
-    {"abortTransaction", NULL, NULL, ms_cmd_abort_transaction,
-     CMD_LOCK | CMD_IN_TXN | CMD_WC | CMD_ADMIN | CMD_TXN_END | CMD_SESSION},
-    {"whatsmyuri", NULL, NULL, ms_cmd_whats_my_uri, 0},
-};
-
 static const char *const generic_fields[] = {
     "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
     "$readPreference", "readConcern", "writeConcern", "maxTimeMS", "comment", "apiVersion",
@@ -72,19 +17,6 @@ static const char *const generic_fields[] = {
     "allowImplicitCollectionCreation", "$oplogQueryData", "$queryOptions", "$replData",
     "shardVersion", "databaseVersion", "clientOperationKey", "stmtId", "$configTime",
     "$topologyTime", "help", "mayBypassWriteConcern", NULL};
-
-static const cmd_def_t *
-find_command(const char *name)
-{
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        const cmd_def_t *d = &commands[i];
-        if (strcmp(d->name, name) == 0 || (d->alias1 && strcmp(d->alias1, name) == 0) ||
-            (d->alias2 && strcmp(d->alias2, name) == 0)) {
-            return d;
-        }
-    }
-    return NULL;
-}
 
 static bool
 in_list(const char *const *list, const char *s)
@@ -234,10 +166,10 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
     if (!bson_iter_init_find(&it, c->cmd, "writeConcern")) {
         return true;
     }
-    if (!(flags & CMD_WC)) {
+    if (!(flags & MS_CMD_WC)) {
         return ms_set_error(error, 72, "Command does not support writeConcern");
     }
-    if (c->in_txn && !(flags & CMD_TXN_END)) {
+    if (c->in_txn && !(flags & MS_CMD_TXN_END)) {
         return ms_set_error(error, 72, "Cannot set write concern after starting a transaction.");
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &wc)) {
@@ -350,7 +282,7 @@ sleep_ms(int64_t ms)
 }
 
 typedef struct {
-    const cmd_def_t *def;
+    const ms_command_t *def;
     ms_failpoint_hit_t hit;
     bool fp;
     int error_code;
@@ -359,17 +291,17 @@ typedef struct {
 } run_state_t;
 
 static bool
-session_checks(ms_cmd_t *c, const cmd_def_t *def, bson_error_t *error)
+session_checks(ms_cmd_t *c, const ms_command_t *def, bson_error_t *error)
 {
     if (c->has_txn_number && ms_config.standalone) {
         return ms_set_error(error, 20, "Transaction numbers are only allowed on a replica set "
                             "member or mongos");
     }
-    if (c->in_txn && !(def->flags & CMD_IN_TXN)) {
+    if (c->in_txn && !(def->flags & MS_CMD_IN_TXN)) {
         return ms_set_error(error, 263, "Cannot run '%s' in a multi-document transaction.",
                             c->name);
     }
-    if (c->has_txn_number && !c->in_txn && !(def->flags & CMD_RETRYABLE)) {
+    if (c->has_txn_number && !c->in_txn && !(def->flags & MS_CMD_RETRYABLE)) {
         return ms_set_error(error, 50768, "txnNumber may only be provided for multi-document "
                             "transactions and retryable write commands. autocommit:false was not "
                             "provided, and %s is not a retryable write command.", c->name);
@@ -379,10 +311,10 @@ session_checks(ms_cmd_t *c, const cmd_def_t *def, bson_error_t *error)
 
 /* A change stream must not hold the storage lock: it takes it briefly itself. */
 static bool
-needs_lock(const ms_cmd_t *c, const cmd_def_t *def)
+needs_lock(const ms_cmd_t *c, const ms_command_t *def)
 {
     bson_iter_t it, stages, stage;
-    if (!(def->flags & CMD_LOCK)) {
+    if (!(def->flags & MS_CMD_LOCK)) {
         return false;
     }
     if (def->fn != ms_cmd_aggregate) {
@@ -399,7 +331,7 @@ needs_lock(const ms_cmd_t *c, const cmd_def_t *def)
 
 /* Runs the handler with locking and session bookkeeping; body receives the handler's fields. */
 static bool
-run_handler(ms_cmd_t *c, const cmd_def_t *def, bson_t *body, bson_error_t *error)
+run_handler(ms_cmd_t *c, const ms_command_t *def, bson_t *body, bson_error_t *error)
 {
     bool ok = false;
     bool locked = false;
@@ -411,7 +343,7 @@ run_handler(ms_cmd_t *c, const cmd_def_t *def, bson_t *body, bson_error_t *error
         ms_store_lock();
         locked = true;
     }
-    if ((def->flags & CMD_SESSION) && locked) {
+    if ((def->flags & MS_CMD_SESSION) && locked) {
         if (!ms_session_begin(c, &replayed, body, error)) {
             goto done;
         }
@@ -421,7 +353,7 @@ run_handler(ms_cmd_t *c, const cmd_def_t *def, bson_t *body, bson_error_t *error
         goto done;
     }
     ok = def->fn(c, body, error);
-    if ((def->flags & CMD_SESSION) && locked) {
+    if ((def->flags & MS_CMD_SESSION) && locked) {
         ms_session_end(c, ok, body);
     }
 done:
@@ -474,11 +406,11 @@ append_labels(bson_t *reply, const ms_cmd_t *c, const run_state_t *st, int code)
         }
         return;
     }
-    bool txn_end = (st->def->flags & CMD_TXN_END) != 0;
+    bool txn_end = (st->def->flags & MS_CMD_TXN_END) != 0;
     bool transient = code && c->has_txn_number && c->in_txn &&
                      is_transient_txn_error(code, txn_end, st->has_wce_code);
     bool retryable_ctx = c->has_txn_number &&
-                         ((!c->in_txn && (st->def->flags & CMD_RETRYABLE)) || (c->in_txn && txn_end));
+                         ((!c->in_txn && (st->def->flags & MS_CMD_RETRYABLE)) || (c->in_txn && txn_end));
     bool retryable = retryable_ctx && ((code && ms_code_is_retryable(code)) ||
                                        (st->has_wce_code && ms_code_is_retryable(st->wce_code)));
     /* Change streams run neither in a transaction nor as a retryable write. */
@@ -530,13 +462,14 @@ append_wce(bson_t *reply, const ms_cmd_t *c, run_state_t *st)
 }
 
 static bool
-prepare(ms_cmd_t *c, ms_request_t *req, const cmd_def_t **def_out, bson_error_t *error)
+prepare(ms_cmd_t *c, ms_request_t *req, const ms_command_t **def_out, bson_error_t *error)
 {
     bson_iter_t it;
     const char *name = bson_iter_init(&it, &req->cmd) && bson_iter_next(&it) ? bson_iter_key(&it)
                                                                             : "";
-    const cmd_def_t *def = find_command(name);
+    const ms_command_t *def = ms_command_find(name);
     *def_out = def;
+    c->command = def;
     c->name = def ? def->name : name;
     if (req->opcode == 2004) {
         c->db = req->query_db;
@@ -548,11 +481,11 @@ prepare(ms_cmd_t *c, ms_request_t *req, const cmd_def_t **def_out, bson_error_t 
     if (!def) {
         return ms_set_error(error, 59, "no such command: '%s'", name);
     }
-    if (req->opcode == 2004 && !(def->flags & CMD_HANDSHAKE)) {
+    if (req->opcode == 2004 && !(def->flags & MS_CMD_HANDSHAKE)) {
         return ms_set_error(error, 352, "Unsupported OP_QUERY command: %s. The client driver "
                             "may require an upgrade.", name);
     }
-    if ((def->flags & CMD_ADMIN) && strcmp(c->db, "admin") != 0) {
+    if ((def->flags & MS_CMD_ADMIN) && strcmp(c->db, "admin") != 0) {
         return ms_set_error(error, 13, "%s may only be run against the admin database.", name);
     }
     return parse_session_fields(c, error) && parse_write_concern(c, def->flags, error) &&
@@ -642,7 +575,7 @@ reply:
     if (ok) {
         bson_concat(reply, &body);
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
-        if (st.def->flags & CMD_WC) {
+        if (st.def->flags & MS_CMD_WC) {
             append_wce(reply, &c, &st);
         }
         if (st.has_wce_code || (st.fp && st.hit.has_labels)) {

@@ -5,6 +5,7 @@
 #ifndef MS_SERVER_PRIVATE_H
 #define MS_SERVER_PRIVATE_H
 
+#include "commands.h"
 #include "common.h"
 #include "lang.h"
 #include "oplog.h"
@@ -91,11 +92,12 @@ ms_crc32c(const uint8_t *data, size_t len);
 typedef struct ms_session_t ms_session_t;
 typedef struct ms_txn_t ms_txn_t;
 
-/* Everything a command handler may need. */
-typedef struct {
+/* Everything a command handler may need (ms_cmd_t is declared in commands.h). */
+struct ms_cmd_t {
     ms_conn_t *conn;
     const bson_t *cmd;
-    const char *name; /* canonical command name */
+    const ms_command_t *command; /* its row in the command table (NULL: none) */
+    const char *name;            /* canonical command name */
     const char *db;
     ms_ctx_t lang; /* $$NOW and $$CLUSTER_TIME */
     /* session fields */
@@ -114,9 +116,7 @@ typedef struct {
     /* labels decided by the handler */
     bool close_connection;
     bool change_stream_cursor; /* getMore checked out a change stream's cursor */
-} ms_cmd_t;
-
-typedef bool (*ms_cmd_fn)(ms_cmd_t *c, bson_t *reply, bson_error_t *error);
+};
 
 /* Runs one command, always filling reply (initialised by the callee). */
 void
@@ -190,39 +190,6 @@ void
 ms_store_unlock(void);
 void
 ms_store_init(void);
-
-/* ---- command handlers ---------------------------------------------------------------------- */
-
-#define MS_HANDLER(name) bool ms_cmd_##name(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
-MS_HANDLER(hello);
-MS_HANDLER(ping);
-MS_HANDLER(build_info);
-MS_HANDLER(server_status);
-MS_HANDLER(end_sessions);
-MS_HANDLER(list_databases);
-MS_HANDLER(list_collections);
-MS_HANDLER(create);
-MS_HANDLER(drop);
-MS_HANDLER(drop_database);
-MS_HANDLER(create_indexes);
-MS_HANDLER(list_indexes);
-MS_HANDLER(drop_indexes);
-MS_HANDLER(coll_mod);
-MS_HANDLER(configure_fail_point);
-MS_HANDLER(get_more);
-MS_HANDLER(kill_cursors);
-MS_HANDLER(insert);
-MS_HANDLER(find);
-MS_HANDLER(update);
-MS_HANDLER(delete);
-MS_HANDLER(find_and_modify);
-MS_HANDLER(count);
-MS_HANDLER(distinct);
-MS_HANDLER(aggregate);
-MS_HANDLER(explain);
-MS_HANDLER(commit_transaction);
-MS_HANDLER(abort_transaction);
-MS_HANDLER(whats_my_uri);
 
 /* ---- cursors (cursor.c) -------------------------------------------------------------------- */
 
