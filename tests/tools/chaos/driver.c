@@ -128,6 +128,13 @@ driver_real_of_mono(const driver_t *d, int64_t mono)
     return mono + d->real_minus_mono;
 }
 
+/* How long a worker's graceful stop may take: its stop timeout + 1 s + --stop-margin-ms. */
+int64_t
+driver_stop_bound(const driver_t *d, int child)
+{
+    return d->workers[d->children[child].slot].stop_timeout_ms + 1000 + d->stop_margin_ms;
+}
+
 /* ---- children's command lines ------------------------------------------------------------------ */
 
 typedef struct {
@@ -224,7 +231,6 @@ driver_start_worker(driver_t *d, int slot)
         return false;
     }
     d->children[child].via_proxy = via_proxy;
-    d->children[child].stop_bound_ms = w->stop_timeout_ms + 1000 + d->stop_margin_ms;
     w->child = child;
     return true;
 }
@@ -416,6 +422,7 @@ chaos_phase(driver_t *d)
     int64_t next_fault = now + chaos_rng_range(&d->rng, 1000, 2500);
     int64_t next_kill = now + chaos_rng_range(&d->rng, 6000, 15000);
     int64_t next_hits_poll = now + 1000;
+    int64_t sabotage_at = now + (d->chaos_end_mono - now) / 2;
     d->chaos_on = true;
     for (int iter = 0; iter < 10000000 && !d->interrupted; iter++) {
         now = chaos_mono_ms();
@@ -434,6 +441,10 @@ chaos_phase(driver_t *d)
                 faults_inject_one(d);
             }
             next_fault = now + chaos_rng_range(&d->rng, 500, 3000);
+        }
+        if (sabotage_at > 0 && now >= sabotage_at) {
+            sabotage_apply(d, true);
+            sabotage_at = 0;
         }
         if (now >= next_hits_poll) {
             proxy_poll_hits(d); /* when did the armed proxy rules strike? */
@@ -531,7 +542,7 @@ stop_workers(driver_t *d)
     for (int i = 0; i < d->n_children; i++) {
         child_t *c = &d->children[i];
         if (c->kind == CHILD_WORKER && procs_alive(d, i) &&
-            !procs_wait_exit(d, i, c->stop_bound_ms + 10000, on_child_exit)) {
+            !procs_wait_exit(d, i, driver_stop_bound(d, i) + 10000, on_child_exit)) {
             procs_signal(d, i, SIGKILL);
             procs_wait_exit(d, i, 5000, on_child_exit);
         }
@@ -561,6 +572,7 @@ parse_options(driver_t *d, int argc, char **argv)
         {"proxy", CHAOS_OPT_STR, &d->proxy_bin},
         {"faketime-lib", CHAOS_OPT_STR, &d->faketime_lib},
         {"workdir", CHAOS_OPT_STR, &d->workdir_opt},
+        {"sabotage", CHAOS_OPT_STR, &d->sabotage},
     };
     d->seconds = 60;
     d->n_workers = 4;
@@ -742,6 +754,7 @@ run(driver_t *d, int *passed)
         return -1;
     }
     print_faults(d);
+    sabotage_apply(d, false);
     return check_run(d, passed);
 }
 

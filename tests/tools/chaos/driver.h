@@ -42,7 +42,6 @@ typedef struct {
     int64_t started_mono, ready_mono, ready_deadline;
     bool sigkilled, termed, stopped; /* what we did to it (stopped: right now) */
     int64_t term_mono;
-    int64_t stop_bound_ms; /* workers: how long a graceful stop may take */
     bool exited;
     int status;
     int64_t exit_mono;
@@ -128,6 +127,7 @@ typedef struct {
     int64_t seconds, seed, n_workers, n_producers, drain_s, recovery_bound_ms, stop_margin_ms,
         keep;
     const char *server_bin, *proxy_bin, *faketime_lib, *workdir_opt, *self;
+    const char *sabotage; /* --sabotage: invariants to break on purpose (sabotage.c) */
     chaos_rng_t rng;
 
     char workdir[PATH_MAX];
@@ -172,6 +172,8 @@ void
 driver_schedule(driver_t *d, action_kind_t kind, int64_t in_ms, int arg);
 int64_t
 driver_real_of_mono(const driver_t *d, int64_t mono);
+int64_t
+driver_stop_bound(const driver_t *d, int child);
 bool
 driver_start_worker(driver_t *d, int slot);
 bool
@@ -229,6 +231,10 @@ proxy_poll_hits(driver_t *d);
 /* faults.c */
 void
 faults_inject_one(driver_t *d);
+
+/* sabotage.c */
+void
+sabotage_apply(driver_t *d, bool during_chaos);
 
 /* check.c: prints the figures and one PASS/FAIL line per invariant; the number failed. */
 int
