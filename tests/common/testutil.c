@@ -51,14 +51,20 @@ mtest_pool_new(const char *appname)
 }
 
 mongoc_client_t *
-mtest_client_new(const char *appname)
+mtest_client_for(const char *uri_str, const char *appname)
 {
-    mongoc_uri_t *uri = parse_uri(mtest_uri(), appname);
+    mongoc_uri_t *uri = parse_uri(uri_str, appname);
     mongoc_client_t *client = mongoc_client_new_from_uri(uri);
     cr_assert(client != NULL);
     mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
     mongoc_uri_destroy(uri);
     return client;
+}
+
+mongoc_client_t *
+mtest_client_new(const char *appname)
+{
+    return mtest_client_for(mtest_uri(), appname);
 }
 
 char *
@@ -84,6 +90,24 @@ mtest_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+mtest_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+void
+mtest_deadline(int64_t timeout_ms, struct timespec *ts)
+{
+    int64_t at = mtest_now_ms() + timeout_ms;
+    ts->tv_sec = (time_t)(at / 1000);
+    ts->tv_nsec = (long)(at % 1000) * 1000000L;
 }
 
 bool

@@ -9,7 +9,9 @@
 #include <stdint.h>
 
 #include <mongoc/mongoc.h>
+#include <pthread.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* The server under test: $MONGOQ_TEST_URI. Aborts the test with a clear message when unset. */
 const char *
@@ -23,9 +25,13 @@ mtest_pool_new(const char *appname);
 mongoc_client_pool_t *
 mtest_pool_for(const char *uri, const char *appname);
 
-/* A new single client on mtest_uri(). Caller destroys it. */
+/* A new single client on mtest_uri() with the given appname (may be NULL). Caller destroys it. */
 mongoc_client_t *
 mtest_client_new(const char *appname);
+
+/* The same on another server's URI (a private test server). Caller destroys it. */
+mongoc_client_t *
+mtest_client_for(const char *uri, const char *appname);
 
 /* A database name unique to this process and call: "<prefix>_<pid>_<n>". Caller frees (bson_free). */
 char *
@@ -38,6 +44,18 @@ mtest_db_drop(mongoc_client_t *client, const char *db);
 /* Milliseconds on a monotonic clock. */
 int64_t
 mtest_now_ms(void);
+
+/*
+ * Timed waits on the monotonic clock (as the library's own, src/worker.c): a condition variable
+ * made by mtest_cond_init takes the deadline mtest_deadline computes, so a wall-clock step
+ * neither ends a wait early nor stretches it.
+ */
+void
+mtest_cond_init(pthread_cond_t *cond);
+
+/* mtest_now_ms() + timeout_ms as the absolute time pthread_cond_timedwait takes. */
+void
+mtest_deadline(int64_t timeout_ms, struct timespec *ts);
 
 /*
  * Polls cond(ctx) every few milliseconds until it returns true or timeout_ms passes.

@@ -3,41 +3,41 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 Test(api_claim, nothing_ready_returns_null_at_once)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
+    world_t t;
+    world_open(&t, NULL, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
     int64_t start = mtest_now_ms();
-    cr_assert_null(api_claim(c, 0));
-    cr_assert_null(api_claim(c, 150));
+    cr_assert_null(world_claim(c, 0));
+    cr_assert_null(world_claim(c, 150));
     cr_assert_geq(mtest_now_ms() - start, 150);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_claim, writes_the_lease_on_the_server_clock)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_oid_t id;
-    api_enqueue_n(&t, 1, NULL, &id);
-    mongoq_consumer_t *c = api_consumer(&t, "worker-a", 10000);
+    world_enqueue_n(&t, 1, NULL, &id);
+    mongoq_consumer_t *c = world_consumer(&t, "worker-a", 10000);
     cr_assert_str_eq(mongoq_consumer_name(c), "worker-a");
-    int64_t before = api_server_now(&t);
-    mongoq_message_t *msg = api_claim(c, 0);
-    int64_t after = api_server_now(&t);
+    int64_t before = world_server_now(&t);
+    mongoq_message_t *msg = world_claim(c, 0);
+    int64_t after = world_server_now(&t);
     cr_assert(msg);
     cr_assert(bson_oid_equal(mongoq_message_id(msg), &id));
     cr_assert_eq(mongoq_message_attempts(msg), 1);
     cr_assert_eq(mongoq_message_max_attempts(msg), 5);
-    cr_assert_eq(api_payload_n(msg), 0);
+    cr_assert_eq(world_seq(msg), 0);
     cr_assert_geq(mongoq_message_lease_expires_at(msg), before + 10000);
     cr_assert_leq(mongoq_message_lease_expires_at(msg), after + 10000);
     bson_t doc;
-    cr_assert(api_get(&t, &id, &doc));
+    cr_assert(world_find(&t, &id, &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "processing");
     cr_assert_str_eq(mtest_doc_str(&doc, "claimed_by"), "worker-a");
     cr_assert(bson_has_field(&doc, "lease_token"));
@@ -46,18 +46,18 @@ Test(api_claim, writes_the_lease_on_the_server_clock)
     mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.claimed, 1);
-    cr_assert_null(api_claim(c, 0), "a claimed message is not handed out twice");
+    cr_assert_null(world_claim(c, 0), "a claimed message is not handed out twice");
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_claim, default_name_and_bad_options)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    mongoq_consumer_t *a = api_consumer(&t, NULL, 0);
-    mongoq_consumer_t *b = api_consumer(&t, NULL, 0);
+    world_t t;
+    world_open(&t, NULL, 0);
+    mongoq_consumer_t *a = world_consumer(&t, NULL, 0);
+    mongoq_consumer_t *b = world_consumer(&t, NULL, 0);
     cr_assert(strchr(mongoq_consumer_name(a), ':'));
     cr_assert_str_neq(mongoq_consumer_name(a), mongoq_consumer_name(b));
     bson_error_t error;
@@ -76,61 +76,57 @@ Test(api_claim, default_name_and_bad_options)
     mongoq_consumer_destroy(a);
     mongoq_consumer_destroy(b);
     mongoq_consumer_destroy(NULL);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_claim, priority_first_then_fifo)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
-    bson_error_t error;
     int priorities[] = {0, 5, 0, 5, -1};
     for (int i = 0; i < 5; i++) {
-        bson_t payload = BSON_INITIALIZER;
-        BSON_APPEND_INT64(&payload, "n", i);
         opts.priority = priorities[i];
-        cr_assert(mongoq_enqueue(t.queue, &payload, &opts, NULL, &error), "%s", error.message);
-        bson_destroy(&payload);
+        world_enqueue(t.queue, i, &opts, NULL);
     }
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
     int expected[] = {1, 3, 0, 2, 4};
     for (int i = 0; i < 5; i++) {
-        mongoq_message_t *msg = api_claim(c, 0);
+        mongoq_message_t *msg = world_claim(c, 0);
         cr_assert(msg);
-        cr_assert_eq(api_payload_n(msg), expected[i], "claim %d got n=%" PRId64, i,
-                     api_payload_n(msg));
+        cr_assert_eq(world_seq(msg), expected[i], "claim %d got seq %" PRId64, i,
+                     world_seq(msg));
         cr_assert_eq(mongoq_message_priority(msg), priorities[expected[i]]);
         mongoq_message_destroy(msg);
     }
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_claim, delayed_message_waits_for_its_time)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.delay_ms = 400;
     bson_oid_t id;
-    api_enqueue_n(&t, 1, &opts, &id);
+    world_enqueue_n(&t, 1, &opts, &id);
     bson_t doc;
-    cr_assert(api_get(&t, &id, &doc));
+    cr_assert(world_find(&t, &id, &doc));
     int64_t run_at = mtest_doc_date(&doc, "run_at");
     bson_destroy(&doc);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    cr_assert_null(api_claim(c, 0), "not due yet");
-    mongoq_message_t *msg = api_claim(c, 5000);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    cr_assert_null(world_claim(c, 0), "not due yet");
+    mongoq_message_t *msg = world_claim(c, 5000);
     cr_assert(msg, "claimable once due");
-    cr_assert_geq(api_server_now(&t), run_at, "never before run_at on the server clock");
+    cr_assert_geq(world_server_now(&t), run_at, "never before run_at on the server clock");
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 typedef struct {
-    api_t *t;
+    world_t *t;
     int64_t delay_ms;
 } producer_arg_t;
 
@@ -149,17 +145,17 @@ enqueue_later(void *arg)
 
 Test(api_claim, a_waiting_claim_wakes_on_enqueue)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.poll_interval_ms = 60000; /* only the local notification can wake it in time */
     qopts.no_change_stream = true;
-    api_setup(&t, &qopts, true);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
+    world_open(&t, &qopts, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
     producer_arg_t arg = {&t, 200};
     pthread_t producer;
     pthread_create(&producer, NULL, enqueue_later, &arg);
     int64_t start = mtest_now_ms();
-    mongoq_message_t *msg = api_claim(c, 10000);
+    mongoq_message_t *msg = world_claim(c, 10000);
     int64_t took = mtest_now_ms() - start;
     void *result;
     pthread_join(producer, &result);
@@ -168,15 +164,15 @@ Test(api_claim, a_waiting_claim_wakes_on_enqueue)
     cr_assert_lt(took, 5000, "woken by the enqueue, not by a poll (%" PRId64 " ms)", took);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_claim, claim_many_takes_a_batch_in_three_round_trips)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 30, NULL, NULL);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
+    world_t t;
+    world_open(&t, NULL, WORLD_COUNTER);
+    world_enqueue_n(&t, 30, NULL, NULL);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
     mongoq_message_t *msgs[25];
     size_t n = 0;
     bson_error_t error;
@@ -186,12 +182,12 @@ Test(api_claim, claim_many_takes_a_batch_in_three_round_trips)
     cr_assert_leq(mtest_counter_get(t.counter, NULL), 3, "commands: %" PRId64,
                   mtest_counter_get(t.counter, NULL));
     for (size_t i = 0; i < n; i++) {
-        cr_assert_eq(api_payload_n(msgs[i]), (int64_t)i, "claim order");
+        cr_assert_eq(world_seq(msgs[i]), (int64_t)i, "claim order");
         cr_assert_eq(mongoq_message_attempts(msgs[i]), 1);
     }
-    cr_assert_eq(api_count(&t, "{\"status\": \"processing\"}"), 25);
+    cr_assert_eq(world_count(&t, "{\"status\": \"processing\"}"), 25);
     cr_assert(mongoq_message_ack_many(msgs, n, &error), "%s", error.message);
-    cr_assert_eq(api_count(&t, "{}"), 5);
+    cr_assert_eq(world_count(&t, "{}"), 5);
     for (size_t i = 0; i < n; i++) {
         mongoq_message_destroy(msgs[i]);
     }
@@ -203,11 +199,11 @@ Test(api_claim, claim_many_takes_a_batch_in_three_round_trips)
     cr_assert(mongoq_consumer_claim_many(c, 25, 0, msgs, &n, &error), "%s", error.message);
     cr_assert_eq(n, 0);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 typedef struct {
-    api_t *t;
+    world_t *t;
     int64_t got;
     bool ok;
     bson_oid_t ids[200];
@@ -244,9 +240,9 @@ claim_all(void *arg)
 
 Test(api_claim, concurrent_claim_many_never_shares_a_message)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 120, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 120, NULL, NULL);
     claimer_t a = {.t = &t}, b = {.t = &t};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, claim_all, &a);
@@ -260,12 +256,12 @@ Test(api_claim, concurrent_claim_many_never_shares_a_message)
             cr_assert_not(bson_oid_equal(&a.ids[i], &b.ids[j]));
         }
     }
-    cr_assert_eq(api_count(&t, "{\"status\": \"processing\", \"attempts\": 1}"), 120);
-    api_teardown(&t);
+    cr_assert_eq(world_count(&t, "{\"status\": \"processing\", \"attempts\": 1}"), 120);
+    world_close(&t);
 }
 
 static void
-insert_raw(api_t *t, const char *json)
+insert_raw(world_t *t, const char *json)
 {
     bson_error_t error;
     bson_t *doc = bson_new_from_json((const uint8_t *)json, -1, &error);
@@ -276,8 +272,8 @@ insert_raw(api_t *t, const char *json)
 
 Test(api_claim, damaged_documents_are_buried_not_handed_out)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     /* High priority so they come first; each is damaged differently. */
     insert_raw(&t, "{\"_id\": 1, \"status\": \"ready\", \"priority\": 9, \"run_at\": "
                    "{\"$date\": 0}, \"attempts\": \"zero\", \"max_attempts\": 5, "
@@ -288,16 +284,16 @@ Test(api_claim, damaged_documents_are_buried_not_handed_out)
                    "\"enqueued_at\": {\"$date\": 0}}");
     insert_raw(&t, "{\"_id\": {\"$oid\": \"65a000000000000000000003\"}, \"status\": \"ready\", "
                    "\"priority\": 7, \"run_at\": {\"$date\": 0}, \"payload\": {}}");
-    api_enqueue_n(&t, 1, NULL, NULL);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *msg = api_claim(c, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg, "the good message comes through");
-    cr_assert_eq(api_payload_n(msg), 0);
-    cr_assert_eq(api_count(&t, "{\"status\": \"dead\"}"), 3);
-    cr_assert_eq(api_count(&t, "{\"status\": \"dead\", \"last_error\": {\"$regex\": "
+    cr_assert_eq(world_seq(msg), 0);
+    cr_assert_eq(world_count(&t, "{\"status\": \"dead\"}"), 3);
+    cr_assert_eq(world_count(&t, "{\"status\": \"dead\", \"last_error\": {\"$regex\": "
                                "\"^damaged message\"}}"),
                  3);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }

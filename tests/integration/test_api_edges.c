@@ -3,10 +3,10 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 typedef struct {
-    api_t *t;
+    world_t *t;
     bool ok;
     int code;
     bson_oid_t id;
@@ -28,8 +28,8 @@ enqueue_key(void *arg)
 
 Test(api_edges, racing_enqueues_of_one_key_make_one_message)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     enum { N = 6 };
     dedup_arg_t args[N];
     pthread_t threads[N];
@@ -52,33 +52,33 @@ Test(api_edges, racing_enqueues_of_one_key_make_one_message)
     for (int i = 0; i < N; i++) {
         cr_assert(bson_oid_equal(&args[i].id, &winner), "every loser is told the holder");
     }
-    cr_assert_eq(api_count(&t, "{}"), 1);
-    api_teardown(&t);
+    cr_assert_eq(world_count(&t, "{}"), 1);
+    world_close(&t);
 }
 
 Test(api_edges, ack_many_refuses_a_mixed_batch)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
-    mongoq_message_t *msgs[2] = {api_claim(c, 0), NULL};
+    mongoq_message_t *msgs[2] = {world_claim(c, 0), NULL};
     cr_assert(msgs[0]);
     cr_assert_not(mongoq_message_ack_many(msgs, 2, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
-    cr_assert_eq(api_count(&t, "{\"status\": \"processing\"}"), 1, "nothing acknowledged");
+    cr_assert_eq(world_count(&t, "{\"status\": \"processing\"}"), 1, "nothing acknowledged");
     cr_assert(mongoq_message_ack_many(msgs, 1, &error), "%s", error.message);
     mongoq_message_destroy(msgs[0]);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_edges, enqueue_many_says_how_many_went_in)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    mtest_fail_point_app(t.client, t.db, "{\"times\": 1}",
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_fail_point(&t, "{\"times\": 1}",
                          "\"failCommands\": [\"insert\"], \"errorCode\": 2");
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[2] = {&a, &a};
@@ -86,17 +86,17 @@ Test(api_edges, enqueue_many_says_how_many_went_in)
     cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, NULL, NULL, NULL, &error));
     cr_assert_eq(error.code, 2, "the server's code passes through: %s", error.message);
     cr_assert(strstr(error.message, "0 of 2 enqueued"), "%s", error.message);
-    mtest_fail_point(t.client, "\"off\"", NULL);
+    world_fail_point_off(&t, 0);
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
     cr_assert_eq(c.enqueued, 0);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_edges, claim_many_buries_damaged_documents)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_error_t error;
     bson_t *bad = bson_new_from_json(
         (const uint8_t *)"{\"status\": \"ready\", \"priority\": 5, \"run_at\": {\"$date\": 0}, "
@@ -105,13 +105,13 @@ Test(api_edges, claim_many_buries_damaged_documents)
     cr_assert(bad, "%s", error.message);
     cr_assert(mongoc_collection_insert_one(t.coll, bad, NULL, NULL, &error), "%s", error.message);
     bson_destroy(bad);
-    api_enqueue_n(&t, 2, NULL, NULL);
+    world_enqueue_n(&t, 2, NULL, NULL);
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
     mongoq_message_t *msgs[5];
     size_t n = 0;
     cr_assert(mongoq_consumer_claim_many(c, 5, 0, msgs, &n, &error), "%s", error.message);
     cr_assert_eq(n, 2);
-    cr_assert_eq(api_count(&t, "{\"status\": \"dead\", \"last_error\": \"damaged message: "
+    cr_assert_eq(world_count(&t, "{\"status\": \"dead\", \"last_error\": \"damaged message: "
                                "payload is missing or not a document\"}"),
                  1);
     for (size_t i = 0; i < n; i++) {
@@ -122,15 +122,15 @@ Test(api_edges, claim_many_buries_damaged_documents)
     cr_assert_eq(counters.claimed, 2);
     cr_assert_eq(counters.failed, 1);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_edges, claim_errors_pass_through)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
-    mtest_fail_point_app(t.client, t.db, "{\"times\": 1}",
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
+    world_fail_point(&t, "{\"times\": 1}",
                          "\"failCommands\": [\"findAndModify\"], \"errorCode\": 2");
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
@@ -138,20 +138,20 @@ Test(api_edges, claim_errors_pass_through)
     cr_assert_not(mongoq_consumer_claim(c, 0, &msg, &error));
     cr_assert_null(msg);
     cr_assert_eq(error.code, 2, "%s", error.message);
-    mtest_fail_point(t.client, "\"off\"", NULL);
-    msg = api_claim(c, 0);
+    world_fail_point_off(&t, 0);
+    msg = world_claim(c, 0);
     cr_assert(msg, "the message is still there");
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_edges, purge_and_stats_on_a_missing_collection)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.skip_ensure_indexes = true;
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     bson_error_t error;
     mongoq_stats_t s = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(t.queue, &s, &error), "%s", error.message);
@@ -163,5 +163,5 @@ Test(api_edges, purge_and_stats_on_a_missing_collection)
     cr_assert_eq(n, 0);
     cr_assert(mongoq_queue_redrive(t.queue, NULL, &n, &error), "%s", error.message);
     cr_assert_eq(n, 0);
-    api_teardown(&t);
+    world_close(&t);
 }

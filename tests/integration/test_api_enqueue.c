@@ -2,20 +2,20 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 Test(api_enqueue, writes_a_ready_message)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t payload = BSON_INITIALIZER, doc;
     bson_oid_t id;
     bson_error_t error;
     BSON_APPEND_UTF8(&payload, "job", "resize");
-    int64_t before = api_server_now(&t);
+    int64_t before = world_server_now(&t);
     cr_assert(mongoq_enqueue(t.queue, &payload, NULL, &id, &error), "%s", error.message);
-    int64_t after = api_server_now(&t);
-    cr_assert(api_get(&t, &id, &doc));
+    int64_t after = world_server_now(&t);
+    cr_assert(world_find(&t, &id, &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
     cr_assert_eq(mtest_doc_int(&doc, "priority"), 0);
     cr_assert_eq(mtest_doc_int(&doc, "attempts"), 0);
@@ -30,13 +30,13 @@ Test(api_enqueue, writes_a_ready_message)
     cr_assert(bson_iter_init_find(&it, &doc, "payload") && BSON_ITER_HOLDS_DOCUMENT(&it));
     bson_destroy(&doc);
     bson_destroy(&payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_enqueue, options_are_written)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t payload = BSON_INITIALIZER, doc;
     bson_oid_t id;
     bson_error_t error;
@@ -46,7 +46,7 @@ Test(api_enqueue, options_are_written)
     opts.max_attempts = 2;
     opts.dedup_key = "order-17";
     cr_assert(mongoq_enqueue(t.queue, &payload, &opts, &id, &error), "%s", error.message);
-    cr_assert(api_get(&t, &id, &doc));
+    cr_assert(world_find(&t, &id, &doc));
     cr_assert_eq(mtest_doc_int(&doc, "priority"), 9);
     cr_assert_eq(mtest_doc_int(&doc, "max_attempts"), 2);
     cr_assert_str_eq(mtest_doc_str(&doc, "dedup_key"), "order-17");
@@ -56,15 +56,15 @@ Test(api_enqueue, options_are_written)
     opts = (mongoq_enqueue_opts_t)MONGOQ_ENQUEUE_OPTS_INIT;
     opts.run_at_ms = 4102444800000; /* 2100-01-01 */
     cr_assert(mongoq_enqueue(t.queue, &payload, &opts, &id, &error), "%s", error.message);
-    cr_assert(api_get(&t, &id, &doc));
+    cr_assert(world_find(&t, &id, &doc));
     cr_assert_eq(mtest_doc_date(&doc, "run_at"), 4102444800000);
     bson_destroy(&doc);
     bson_destroy(&payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 static void
-assert_invalid(api_t *t, const bson_t *payload, const mongoq_enqueue_opts_t *opts)
+assert_invalid(world_t *t, const bson_t *payload, const mongoq_enqueue_opts_t *opts)
 {
     bson_error_t error;
     bson_oid_t id;
@@ -76,8 +76,8 @@ assert_invalid(api_t *t, const bson_t *payload, const mongoq_enqueue_opts_t *opt
 
 Test(api_enqueue, invalid_arguments_write_nothing)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t payload = BSON_INITIALIZER;
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     assert_invalid(&t, NULL, NULL);
@@ -100,15 +100,15 @@ Test(api_enqueue, invalid_arguments_write_nothing)
     assert_invalid(&t, &huge, NULL);
     bson_destroy(&huge);
 
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     bson_destroy(&payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_enqueue, dedup_key_refuses_a_second_unfinished_message)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t payload = BSON_INITIALIZER;
     bson_oid_t first, second;
     bson_error_t error;
@@ -119,11 +119,11 @@ Test(api_enqueue, dedup_key_refuses_a_second_unfinished_message)
     cr_assert_eq(error.domain, MONGOQ_ERROR_DOMAIN);
     cr_assert_eq(error.code, MONGOQ_ERROR_DUPLICATE, "%s", error.message);
     cr_assert(bson_oid_equal(&first, &second), "id_out names the holder");
-    cr_assert_eq(api_count(&t, "{}"), 1);
+    cr_assert_eq(world_count(&t, "{}"), 1);
 
     /* Once the holder is finished the key is free again. */
     mongoq_consumer_t *consumer = mongoq_consumer_new(t.queue, NULL, &error);
-    mongoq_message_t *msg = api_claim(consumer, 0);
+    mongoq_message_t *msg = world_claim(consumer, 0);
     cr_assert(msg);
     cr_assert_str_eq(mongoq_message_dedup_key(msg), "k");
     cr_assert_not(mongoq_enqueue(t.queue, &payload, &opts, NULL, &error), "still processing");
@@ -134,49 +134,48 @@ Test(api_enqueue, dedup_key_refuses_a_second_unfinished_message)
     cr_assert_not(bson_oid_equal(&first, &second));
     mongoq_consumer_destroy(consumer);
     bson_destroy(&payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_enqueue, dead_messages_release_their_key)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t payload = BSON_INITIALIZER;
     bson_error_t error;
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.dedup_key = "k";
-    api_enqueue_n(&t, 1, &opts, NULL);
+    world_enqueue_n(&t, 1, &opts, NULL);
     mongoq_consumer_t *consumer = mongoq_consumer_new(t.queue, NULL, &error);
-    mongoq_message_t *msg = api_claim(consumer, 0);
+    mongoq_message_t *msg = world_claim(consumer, 0);
     cr_assert(mongoq_message_fail(msg, "bad", &error), "%s", error.message);
     mongoq_message_destroy(msg);
     cr_assert(mongoq_enqueue(t.queue, &payload, &opts, NULL, &error), "%s", error.message);
-    cr_assert_eq(api_count(&t, "{\"dedup_key\": \"k\"}"), 1);
+    cr_assert_eq(world_count(&t, "{\"dedup_key\": \"k\"}"), 1);
     mongoq_consumer_destroy(consumer);
     bson_destroy(&payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_enqueue, many_in_one_insert)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, WORLD_COUNTER);
     enum { N = 50 };
     bson_t payloads[N];
     const bson_t *ptrs[N];
     bson_oid_t ids[N];
     bson_error_t error;
     for (int i = 0; i < N; i++) {
-        bson_init(&payloads[i]);
-        BSON_APPEND_INT32(&payloads[i], "n", i);
+        world_payload(&payloads[i], i);
         ptrs[i] = &payloads[i];
     }
     mtest_counter_reset(t.counter);
     cr_assert(mongoq_enqueue_many(t.queue, ptrs, N, NULL, ids, NULL, &error), "%s", error.message);
     cr_assert_eq(mtest_counter_get(t.counter, "insert"), 1);
-    cr_assert_eq(api_count(&t, "{\"status\": \"ready\"}"), N);
+    cr_assert_eq(world_count(&t, "{\"status\": \"ready\"}"), N);
     bson_t doc;
-    cr_assert(api_get(&t, &ids[N - 1], &doc));
+    cr_assert(world_find(&t, &ids[N - 1], &doc));
     bson_destroy(&doc);
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
@@ -184,13 +183,13 @@ Test(api_enqueue, many_in_one_insert)
     for (int i = 0; i < N; i++) {
         bson_destroy(&payloads[i]);
     }
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_enqueue, many_validates_everything_first)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[3] = {&a, &a, NULL};
     bson_error_t error;
@@ -201,13 +200,13 @@ Test(api_enqueue, many_validates_everything_first)
     opts.dedup_key = "k";
     cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, &opts, NULL, NULL, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     cr_assert(mongoq_enqueue_many(t.queue, ptrs, 0, NULL, NULL, NULL, &error));
-    api_teardown(&t);
+    world_close(&t);
 }
 
 static void
-enqueue_in_transaction(api_t *t, bool commit)
+enqueue_in_transaction(world_t *t, bool commit)
 {
     bson_error_t error;
     mongoc_client_t *client = mongoc_client_pool_pop(t->pool);
@@ -218,7 +217,7 @@ enqueue_in_transaction(api_t *t, bool commit)
     opts.session = session;
     bson_t payload = BSON_INITIALIZER;
     cr_assert(mongoq_enqueue(t->queue, &payload, &opts, NULL, &error), "%s", error.message);
-    cr_assert_eq(api_count(t, "{}"), 0, "invisible before the commit");
+    cr_assert_eq(world_count(t, "{}"), 0, "invisible before the commit");
     if (commit) {
         cr_assert(mongoc_client_session_commit_transaction(session, NULL, &error), "%s",
                   error.message);
@@ -232,28 +231,28 @@ enqueue_in_transaction(api_t *t, bool commit)
 
 Test(api_enqueue, in_a_transaction_only_a_commit_enqueues)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     enqueue_in_transaction(&t, false);
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     enqueue_in_transaction(&t, true);
-    cr_assert_eq(api_count(&t, "{}"), 1);
-    api_teardown(&t);
+    cr_assert_eq(world_count(&t, "{}"), 1);
+    world_close(&t);
 }
 
 Test(api_enqueue, server_errors_pass_through)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    mtest_fail_point_app(t.client, t.db, "{\"times\": 1}",
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_fail_point(&t, "{\"times\": 1}",
                          "\"failCommands\": [\"insert\"], \"errorCode\": 2");
     bson_t payload = BSON_INITIALIZER;
     bson_error_t error;
     cr_assert_not(mongoq_enqueue(t.queue, &payload, NULL, NULL, &error));
     cr_assert_neq(error.domain, MONGOQ_ERROR_DOMAIN);
     cr_assert_eq(error.code, 2, "%s", error.message);
-    mtest_fail_point(t.client, "\"off\"", NULL);
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    world_fail_point_off(&t, 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     bson_destroy(&payload);
-    api_teardown(&t);
+    world_close(&t);
 }

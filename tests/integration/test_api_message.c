@@ -2,27 +2,27 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 static mongoq_message_t *
-claim_one(api_t *t, mongoq_consumer_t **consumer_out, int64_t lease_ms)
+claim_one(world_t *t, mongoq_consumer_t **consumer_out, int64_t lease_ms)
 {
-    *consumer_out = api_consumer(t, NULL, lease_ms);
-    mongoq_message_t *msg = api_claim(*consumer_out, 0);
+    *consumer_out = world_consumer(t, NULL, lease_ms);
+    mongoq_message_t *msg = world_claim(*consumer_out, 0);
     cr_assert(msg);
     return msg;
 }
 
 /* Makes msg's lease expire and lets another consumer take the message over. */
 static mongoq_message_t *
-steal(api_t *t, mongoq_message_t *msg, mongoq_consumer_t *thief)
+steal(world_t *t, mongoq_message_t *msg, mongoq_consumer_t *thief)
 {
     bson_error_t error;
     int64_t reaped = 0;
-    cr_assert(api_wait_server_past(t, mongoq_message_lease_expires_at(msg), 10000));
+    cr_assert(world_wait_server_past(t, mongoq_message_lease_expires_at(msg), 10000));
     cr_assert(mongoq_queue_reap(t->queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 1);
-    mongoq_message_t *other = api_claim(thief, 0);
+    mongoq_message_t *other = world_claim(thief, 0);
     cr_assert(other);
     cr_assert(bson_oid_equal(mongoq_message_id(other), mongoq_message_id(msg)));
     return other;
@@ -37,14 +37,14 @@ assert_lease_lost(const bson_error_t *error)
 
 Test(api_message, ack_deletes)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     mongoq_consumer_t *c;
     mongoq_message_t *msg = claim_one(&t, &c, 0);
     bson_error_t error;
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     cr_assert_not(mongoq_message_lease_lost(msg));
     cr_assert_not(mongoq_message_ack(msg, &error), "a second ack finds nothing");
     assert_lease_lost(&error);
@@ -56,24 +56,24 @@ Test(api_message, ack_deletes)
     mongoq_message_destroy(msg);
     mongoq_message_destroy(NULL);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, ack_keep_marks_done)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.ack_mode = MONGOQ_ACK_KEEP;
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     mongoq_enqueue_opts_t eopts = MONGOQ_ENQUEUE_OPTS_INIT;
     eopts.dedup_key = "k";
-    api_enqueue_n(&t, 1, &eopts, NULL);
+    world_enqueue_n(&t, 1, &eopts, NULL);
     mongoq_consumer_t *c;
     mongoq_message_t *msg = claim_one(&t, &c, 0);
     bson_error_t error;
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "done");
     cr_assert_neq(mtest_doc_date(&doc, "done_at"), INT64_MIN);
     cr_assert_not(bson_has_field(&doc, "dedup_key"));
@@ -84,14 +84,14 @@ Test(api_message, ack_keep_marks_done)
     cr_assert_eq(stats.done, 1);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, stale_consumer_cannot_touch_a_reclaimed_message)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     mongoq_consumer_t *c, *thief;
     mongoq_message_t *msg = claim_one(&t, &c, 100);
     bson_error_t error;
@@ -110,7 +110,7 @@ Test(api_message, stale_consumer_cannot_touch_a_reclaimed_message)
     cr_assert(mongoq_message_lease_lost(msg));
 
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc), "nothing changed");
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc), "nothing changed");
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "processing");
     bson_destroy(&doc);
     cr_assert(mongoq_message_ack(other, &error), "%s", error.message);
@@ -118,33 +118,33 @@ Test(api_message, stale_consumer_cannot_touch_a_reclaimed_message)
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(thief);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, retry_gives_the_message_back_later)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     mongoq_consumer_t *c;
     mongoq_message_t *msg = claim_one(&t, &c, 0);
     bson_error_t error;
-    int64_t before = api_server_now(&t);
+    int64_t before = world_server_now(&t);
     cr_assert(mongoq_message_retry(msg, 300, "$flaky", &error), "%s", error.message);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
     cr_assert_geq(mtest_doc_date(&doc, "run_at"), before + 300);
     cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "$flaky", "stored as written");
     cr_assert_not(bson_has_field(&doc, "lease_token"));
     cr_assert_not(bson_has_field(&doc, "lease_expires_at"));
     bson_destroy(&doc);
-    cr_assert_eq(api_count(&t, "{\"errors.error\": \"$flaky\", \"errors.at\": {\"$gt\": "
+    cr_assert_eq(world_count(&t, "{\"errors.error\": \"$flaky\", \"errors.at\": {\"$gt\": "
                                "{\"$date\": 0}}}"),
                  1);
     mongoq_message_destroy(msg);
-    cr_assert_null(api_claim(c, 0), "not before the delay");
-    msg = api_claim(c, 5000);
+    cr_assert_null(world_claim(c, 0), "not before the delay");
+    msg = world_claim(c, 5000);
     cr_assert(msg);
     cr_assert_eq(mongoq_message_attempts(msg), 2);
     mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
@@ -152,25 +152,25 @@ Test(api_message, retry_gives_the_message_back_later)
     cr_assert_eq(counters.retried, 1);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, retry_with_backoff)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.backoff_base_ms = 10000;
     opts.backoff_jitter = -1;
-    api_setup(&t, &opts, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_open(&t, &opts, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     mongoq_consumer_t *c;
     mongoq_message_t *msg = claim_one(&t, &c, 0);
     bson_error_t error;
-    int64_t before = api_server_now(&t);
+    int64_t before = world_server_now(&t);
     cr_assert(mongoq_message_retry(msg, -1, NULL, &error), "%s", error.message);
-    int64_t after = api_server_now(&t);
+    int64_t after = world_server_now(&t);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     cr_assert_geq(mtest_doc_date(&doc, "run_at"), before + 10000);
     cr_assert_leq(mtest_doc_date(&doc, "run_at"), after + 10000);
     bson_iter_t it;
@@ -184,21 +184,21 @@ Test(api_message, retry_with_backoff)
     cr_assert_eq(stats.oldest_ready_age_ms, -1, "nothing due");
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, retries_run_out_into_dead_keeping_five_errors)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     mongoq_enqueue_opts_t eopts = MONGOQ_ENQUEUE_OPTS_INIT;
     eopts.max_attempts = 7;
     bson_oid_t id;
-    api_enqueue_n(&t, 1, &eopts, &id);
+    world_enqueue_n(&t, 1, &eopts, &id);
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
     for (int i = 1; i <= 7; i++) {
-        mongoq_message_t *msg = api_claim(c, 0);
+        mongoq_message_t *msg = world_claim(c, 0);
         cr_assert(msg, "attempt %d", i);
         cr_assert_eq(mongoq_message_attempts(msg), i);
         char reason[16];
@@ -206,9 +206,9 @@ Test(api_message, retries_run_out_into_dead_keeping_five_errors)
         cr_assert(mongoq_message_retry(msg, 0, reason, &error), "%s", error.message);
         mongoq_message_destroy(msg);
     }
-    cr_assert_null(api_claim(c, 0));
+    cr_assert_null(world_claim(c, 0));
     bson_t doc;
-    cr_assert(api_get(&t, &id, &doc));
+    cr_assert(world_find(&t, &id, &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "dead");
     cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "e7");
     bson_iter_t it, arr;
@@ -229,22 +229,22 @@ Test(api_message, retries_run_out_into_dead_keeping_five_errors)
     cr_assert_eq(counters.retried, 6);
     cr_assert_eq(counters.failed, 1);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, fail_buries_at_once)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     mongoq_enqueue_opts_t eopts = MONGOQ_ENQUEUE_OPTS_INIT;
     eopts.dedup_key = "k";
-    api_enqueue_n(&t, 1, &eopts, NULL);
+    world_enqueue_n(&t, 1, &eopts, NULL);
     mongoq_consumer_t *c;
     mongoq_message_t *msg = claim_one(&t, &c, 0);
     bson_error_t error;
     cr_assert(mongoq_message_fail(msg, "poison", &error), "%s", error.message);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "dead");
     cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "poison");
     cr_assert_not(bson_has_field(&doc, "dedup_key"));
@@ -252,28 +252,28 @@ Test(api_message, fail_buries_at_once)
     bson_destroy(&doc);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, extend_moves_the_lease_on_the_server_clock)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     mongoq_consumer_t *c;
     mongoq_message_t *msg = claim_one(&t, &c, 1000);
     bson_error_t error;
-    int64_t before = api_server_now(&t);
+    int64_t before = world_server_now(&t);
     cr_assert(mongoq_message_extend(msg, 60000, &error), "%s", error.message);
-    int64_t after = api_server_now(&t);
+    int64_t after = world_server_now(&t);
     cr_assert_geq(mongoq_message_lease_expires_at(msg), before + 60000);
     cr_assert_leq(mongoq_message_lease_expires_at(msg), after + 60000);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     cr_assert_eq(mtest_doc_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
     bson_destroy(&doc);
     int64_t reaped = -1;
-    cr_assert(api_wait_server_past(&t, before + 1000, 5000));
+    cr_assert(world_wait_server_past(&t, before + 1000, 5000));
     cr_assert(mongoq_queue_reap(t.queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 0, "the extended lease holds");
     cr_assert_not(mongoq_message_extend(msg, 0, &error));
@@ -281,7 +281,7 @@ Test(api_message, extend_moves_the_lease_on_the_server_clock)
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /*
@@ -304,16 +304,16 @@ reason_handler(mongoq_message_t *msg, void *user_data)
 static bool
 dead_one(void *ctx)
 {
-    return api_count(ctx, "{\"status\": \"dead\"}") == 1;
+    return world_count(ctx, "{\"status\": \"dead\"}") == 1;
 }
 
 static void
 fail_with_reasons(const char *last)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_oid_t id;
-    api_enqueue_n(&t, 1, NULL, &id);
+    world_enqueue_n(&t, 1, NULL, &id);
     bson_error_t error;
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = reason_handler;
@@ -324,7 +324,7 @@ fail_with_reasons(const char *last)
     cr_assert(mongoq_worker_stop(w, 5000, &error), "%s", error.message);
     mongoq_worker_destroy(w);
     bson_t doc;
-    cr_assert(api_get(&t, &id, &doc));
+    cr_assert(world_find(&t, &id, &doc));
     const char *stored = mtest_doc_str(&doc, "last_error");
     if (last) {
         cr_assert(stored && strcmp(stored, last) == 0, "last_error %s", stored ? stored : "null");
@@ -332,7 +332,7 @@ fail_with_reasons(const char *last)
         cr_assert_null(stored, "a cleared reason is recorded as null");
     }
     bson_destroy(&doc);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, set_reason_keeps_the_last)
@@ -347,9 +347,9 @@ Test(api_message, set_reason_null_clears)
 
 Test(api_message, ack_many_reports_lost_leases)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 3, NULL, NULL);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 3, NULL, NULL);
     bson_error_t error;
     mongoq_consumer_opts_t copts = MONGOQ_CONSUMER_OPTS_INIT;
     copts.lease_ms = 100;
@@ -369,7 +369,7 @@ Test(api_message, ack_many_reports_lost_leases)
     cr_assert_not(mongoq_message_lease_lost(msgs[0]));
     cr_assert_not(mongoq_message_lease_lost(msgs[1]));
     cr_assert(mongoq_message_lease_lost(msgs[2]));
-    cr_assert_eq(api_count(&t, "{}"), 1, "only the stolen one is left");
+    cr_assert_eq(world_count(&t, "{}"), 1, "only the stolen one is left");
     cr_assert(mongoq_message_ack_many(&other, 1, &error), "%s", error.message);
     cr_assert(mongoq_message_ack_many(msgs, 0, &error));
     for (int i = 0; i < 3; i++) {
@@ -378,16 +378,16 @@ Test(api_message, ack_many_reports_lost_leases)
     mongoq_message_destroy(other);
     mongoq_consumer_destroy(thief);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_message, ack_many_keep_mode_is_exact)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.ack_mode = MONGOQ_ACK_KEEP;
-    api_setup(&t, &opts, true);
-    api_enqueue_n(&t, 2, NULL, NULL);
+    world_open(&t, &opts, 0);
+    world_enqueue_n(&t, 2, NULL, NULL);
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
     mongoq_message_t *msgs[2];
@@ -400,12 +400,12 @@ Test(api_message, ack_many_keep_mode_is_exact)
     cr_assert(mongoq_message_ack_many(msgs, 2, &error), "%s", error.message);
     cr_assert_not(mongoq_message_lease_lost(msgs[0]));
     cr_assert_not(mongoq_message_lease_lost(msgs[1]));
-    cr_assert_eq(api_count(&t, "{\"status\": \"done\"}"), 2);
+    cr_assert_eq(world_count(&t, "{\"status\": \"done\"}"), 2);
     mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &counters);
     cr_assert_eq(counters.acked, 2, "the repeated ack is not counted twice");
     mongoq_message_destroy(msgs[0]);
     mongoq_message_destroy(msgs[1]);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }

@@ -2,11 +2,11 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 /* name -> the index document from listIndexes, copied into *out. */
 static bool
-find_index(api_t *t, const char *name, bson_t *out)
+find_index(world_t *t, const char *name, bson_t *out)
 {
     const bson_t *doc;
     bool found = false;
@@ -43,8 +43,8 @@ key_json(const bson_t *index)
 
 Test(api_queue, new_creates_the_indexes)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_t index;
     cr_assert(find_index(&t, "mongoq_claim", &index));
     char *key = key_json(&index);
@@ -63,16 +63,16 @@ Test(api_queue, new_creates_the_indexes)
     bson_destroy(&index);
     cr_assert_not(find_index(&t, "mongoq_done_ttl", &index), "no TTL index in DELETE mode");
     bson_destroy(&index);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_queue, keep_mode_adds_a_ttl_index_and_follows_retention)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.ack_mode = MONGOQ_ACK_KEEP;
     opts.retention_s = 60;
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     bson_t index;
     cr_assert(find_index(&t, "mongoq_done_ttl", &index));
     cr_assert_eq(mtest_doc_int(&index, "expireAfterSeconds"), 60);
@@ -85,7 +85,7 @@ Test(api_queue, keep_mode_adds_a_ttl_index_and_follows_retention)
                        error.code != 59;
     bson_destroy(&reply);
     if (!has_collmod) {
-        api_teardown(&t);
+        world_close(&t);
         cr_skip_test("the server has no collMod (CommandNotFound)");
     }
     opts.retention_s = 120;
@@ -95,25 +95,25 @@ Test(api_queue, keep_mode_adds_a_ttl_index_and_follows_retention)
     cr_assert_eq(mtest_doc_int(&index, "expireAfterSeconds"), 120);
     bson_destroy(&index);
     mongoq_queue_destroy(again);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_queue, ensure_indexes_is_idempotent)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_error_t error;
     cr_assert(mongoq_queue_ensure_indexes(t.queue, &error), "%s", error.message);
     cr_assert(mongoq_queue_ensure_indexes(t.queue, &error), "%s", error.message);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_queue, skip_ensure_indexes_creates_none)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.skip_ensure_indexes = true;
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     bson_t index;
     cr_assert_not(find_index(&t, "mongoq_claim", &index));
     bson_destroy(&index);
@@ -121,29 +121,29 @@ Test(api_queue, skip_ensure_indexes_creates_none)
     cr_assert(mongoq_queue_ensure_indexes(t.queue, &error), "%s", error.message);
     cr_assert(find_index(&t, "mongoq_claim", &index));
     bson_destroy(&index);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_queue, names_and_counters)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     cr_assert_str_eq(mongoq_queue_name(t.queue), "jobs");
     cr_assert_str_eq(mongoq_queue_db(t.queue), t.db);
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
     cr_assert_eq(c.enqueued + c.claimed + c.acked + c.retried + c.failed + c.lease_lost + c.reaped,
                  0);
-    api_enqueue_n(&t, 2, NULL, NULL);
+    world_enqueue_n(&t, 2, NULL, NULL);
     mongoq_queue_counters(t.queue, &c);
     cr_assert_eq(c.enqueued, 2);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_queue, invalid_names_and_options_fail_before_any_command)
 {
-    api_t t;
-    api_setup(&t, NULL, false);
+    world_t t;
+    world_open(&t, NULL, WORLD_NO_QUEUE | WORLD_COUNTER);
     bson_error_t error;
     cr_assert_null(mongoq_queue_new(t.pool, t.db, "system.jobs", NULL, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
@@ -153,7 +153,7 @@ Test(api_queue, invalid_names_and_options_fail_before_any_command)
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
     cr_assert_eq(mtest_counter_get(t.counter, NULL), 0);
     mongoq_queue_destroy(NULL);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /*
@@ -165,27 +165,27 @@ Test(api_queue, invalid_names_and_options_fail_before_any_command)
  */
 Test(api_queue, a_write_concern_option_is_used)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     mongoc_write_concern_t *wc = mongoc_write_concern_new();
     mongoc_write_concern_set_w(wc, 2);
     mongoc_write_concern_set_wtimeout_int64(wc, 300);
     opts.write_concern = wc;
     opts.skip_ensure_indexes = true; /* createIndexes would meet the same write concern */
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     mongoc_write_concern_destroy(wc); /* copied by _new */
-    bson_t *payload = BCON_NEW("n", BCON_INT32(1));
+    bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
     bson_error_t error;
     cr_assert_not(mongoq_enqueue(t.queue, payload, NULL, NULL, &error));
     cr_assert_eq(error.domain, MONGOQ_ERROR_DOMAIN, "%s", error.message);
     cr_assert_eq(error.code, MONGOQ_ERROR_UNKNOWN_OUTCOME, "%s", error.message);
-    cr_assert_eq(api_count(&t, "{}"), 1, "applied on the primary");
+    cr_assert_eq(world_count(&t, "{}"), 1, "applied on the primary");
     mongoq_queue_t *plain = mongoq_queue_new(t.pool, t.db, "jobs", NULL, &error);
     cr_assert(plain, "%s", error.message);
     cr_assert(mongoq_enqueue(plain, payload, NULL, NULL, &error), "%s", error.message);
     mongoq_queue_destroy(plain);
     bson_destroy(payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 static void
@@ -198,21 +198,21 @@ log_to_counter(mongoq_log_level_t level, const char *message, void *user_data)
 
 Test(api_queue, background_reaper_returns_expired_leases)
 {
-    api_t t;
+    world_t t;
     int logs = 0;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.lease_ms = 200;
     opts.reap_interval_ms = 50;
     opts.log_fn = log_to_counter;
     opts.log_user_data = &logs;
-    api_setup(&t, &opts, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_open(&t, &opts, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
     bson_error_t error;
     mongoq_consumer_t *consumer = mongoq_consumer_new(t.queue, NULL, &error);
-    mongoq_message_t *msg = api_claim(consumer, 0);
+    mongoq_message_t *msg = world_claim(consumer, 0);
     cr_assert(msg);
     mongoq_message_destroy(msg); /* abandoned: only the lease brings it back */
-    msg = api_claim(consumer, 5000);
+    msg = world_claim(consumer, 5000);
     cr_assert(msg, "the background reaper gave the message back");
     cr_assert_eq(mongoq_message_attempts(msg), 2);
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
@@ -221,24 +221,24 @@ Test(api_queue, background_reaper_returns_expired_leases)
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(consumer);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_queue, destroy_stops_the_reaper_at_once)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.reap_interval_ms = 600000;
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     bson_error_t error;
     mongoq_consumer_t *consumer = mongoq_consumer_new(t.queue, NULL, &error);
-    cr_assert_null(api_claim(consumer, 0)); /* starts the reaper */
+    cr_assert_null(world_claim(consumer, 0)); /* starts the reaper */
     mongoq_consumer_destroy(consumer);
     int64_t start = mtest_now_ms();
     mongoq_queue_destroy(t.queue);
     t.queue = NULL;
     cr_assert_lt(mtest_now_ms() - start, 1000);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /*
@@ -248,8 +248,8 @@ Test(api_queue, destroy_stops_the_reaper_at_once)
  */
 Test(api_queue, output_structs_check_their_version)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_error_t error;
     mongoq_stats_t stats;
     memset(&stats, 0xAB, sizeof stats);
@@ -268,8 +268,8 @@ Test(api_queue, output_structs_check_their_version)
     cr_assert_not(mongoq_queue_counters(t.queue, &counters));
     cr_assert_eq(counters.enqueued, (int64_t)0xABABABABABABABABull, "nothing written");
     cr_assert(mongoq_counters_init(&counters, MONGOQ_COUNTERS_VERSION));
-    api_enqueue_n(&t, 1, NULL, NULL);
+    world_enqueue_n(&t, 1, NULL, NULL);
     cr_assert(mongoq_queue_counters(t.queue, &counters));
     cr_assert_eq(counters.enqueued, 1);
-    api_teardown(&t);
+    world_close(&t);
 }

@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 static mongoq_queue_opts_t
 manual_reaping(void)
@@ -14,16 +14,16 @@ manual_reaping(void)
 
 Test(api_reap, expired_leases_go_back_or_die)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = manual_reaping();
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, WORLD_COUNTER);
     mongoq_enqueue_opts_t once = MONGOQ_ENQUEUE_OPTS_INIT;
     once.max_attempts = 1;
     bson_oid_t again_id, dead_id;
-    api_enqueue_n(&t, 1, NULL, &again_id);
-    api_enqueue_n(&t, 1, &once, &dead_id);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 100);
-    mongoq_message_t *a = api_claim(c, 0), *b = api_claim(c, 0);
+    world_enqueue_n(&t, 1, NULL, &again_id);
+    world_enqueue_n(&t, 1, &once, &dead_id);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 100);
+    mongoq_message_t *a = world_claim(c, 0), *b = world_claim(c, 0);
     cr_assert(a && b);
     bson_error_t error;
     int64_t reaped = -1;
@@ -32,19 +32,19 @@ Test(api_reap, expired_leases_go_back_or_die)
     int64_t last = mongoq_message_lease_expires_at(a) > mongoq_message_lease_expires_at(b)
                        ? mongoq_message_lease_expires_at(a)
                        : mongoq_message_lease_expires_at(b);
-    cr_assert(api_wait_server_past(&t, last, 5000));
+    cr_assert(world_wait_server_past(&t, last, 5000));
     mtest_counter_reset(t.counter);
     cr_assert(mongoq_queue_reap(t.queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 2);
     cr_assert_leq(mtest_counter_get(t.counter, "update"), 2, "bounded round trips");
 
     bson_t doc;
-    cr_assert(api_get(&t, &again_id, &doc));
+    cr_assert(world_find(&t, &again_id, &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
     cr_assert_eq(mtest_doc_int(&doc, "attempts"), 1);
     cr_assert_not(bson_has_field(&doc, "lease_token"));
     bson_destroy(&doc);
-    cr_assert(api_get(&t, &dead_id, &doc));
+    cr_assert(world_find(&t, &dead_id, &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "dead");
     cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "lease expired");
     bson_destroy(&doc);
@@ -58,15 +58,15 @@ Test(api_reap, expired_leases_go_back_or_die)
     mongoq_message_destroy(a);
     mongoq_message_destroy(b);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_reap, stats_counts_every_status)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = manual_reaping();
     opts.ack_mode = MONGOQ_ACK_KEEP;
-    api_setup(&t, &opts, true);
+    world_open(&t, &opts, 0);
     bson_error_t error;
     mongoq_stats_t s = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(t.queue, &s, &error), "%s", error.message);
@@ -74,16 +74,16 @@ Test(api_reap, stats_counts_every_status)
     cr_assert_eq(s.oldest_ready_age_ms, -1);
     cr_assert_eq(s.next_run_at_ms, -1);
 
-    int64_t t0 = api_server_now(&t);
-    api_enqueue_n(&t, 5, NULL, NULL); /* 4 stay ready, 1 done, ... */
+    int64_t t0 = world_server_now(&t);
+    world_enqueue_n(&t, 5, NULL, NULL); /* 4 stay ready, 1 done, ... */
     mongoq_enqueue_opts_t later = MONGOQ_ENQUEUE_OPTS_INIT;
     later.delay_ms = 3600000;
-    api_enqueue_n(&t, 2, &later, NULL);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 60000);
-    mongoq_message_t *m1 = api_claim(c, 0), *m2 = api_claim(c, 0), *m3 = api_claim(c, 0);
+    world_enqueue_n(&t, 2, &later, NULL);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 60000);
+    mongoq_message_t *m1 = world_claim(c, 0), *m2 = world_claim(c, 0), *m3 = world_claim(c, 0);
     cr_assert(mongoq_message_ack(m1, &error), "%s", error.message);
     cr_assert(mongoq_message_fail(m2, "x", &error), "%s", error.message);
-    cr_assert(api_wait_server_past(&t, t0 + 20, 5000));
+    cr_assert(world_wait_server_past(&t, t0 + 20, 5000));
     cr_assert(mongoq_queue_stats(t.queue, &s, &error), "%s", error.message);
     cr_assert_eq(s.ready, 4);
     cr_assert_eq(s.delayed, 2);
@@ -98,18 +98,18 @@ Test(api_reap, stats_counts_every_status)
     mongoq_message_destroy(m2);
     mongoq_message_destroy(m3);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /* Buries `n` messages through fail; returns their ids in ids. */
 static void
-bury(api_t *t, int n, bson_oid_t *ids)
+bury(world_t *t, int n, bson_oid_t *ids)
 {
     bson_error_t error;
-    api_enqueue_n(t, n, NULL, NULL);
-    mongoq_consumer_t *c = api_consumer(t, NULL, 60000);
+    world_enqueue_n(t, n, NULL, NULL);
+    mongoq_consumer_t *c = world_consumer(t, NULL, 60000);
     for (int i = 0; i < n; i++) {
-        mongoq_message_t *m = api_claim(c, 0);
+        mongoq_message_t *m = world_claim(c, 0);
         cr_assert(m);
         bson_oid_copy(mongoq_message_id(m), &ids[i]);
         cr_assert(mongoq_message_fail(m, "x", &error), "%s", error.message);
@@ -120,8 +120,8 @@ bury(api_t *t, int n, bson_oid_t *ids)
 
 Test(api_reap, redrive_one_or_all)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_oid_t ids[3];
     bury(&t, 3, ids);
     bson_error_t error;
@@ -129,7 +129,7 @@ Test(api_reap, redrive_one_or_all)
     cr_assert(mongoq_queue_redrive(t.queue, &ids[1], &moved, &error), "%s", error.message);
     cr_assert_eq(moved, 1);
     bson_t doc;
-    cr_assert(api_get(&t, &ids[1], &doc));
+    cr_assert(world_find(&t, &ids[1], &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "ready");
     cr_assert_eq(mtest_doc_int(&doc, "attempts"), 0);
     cr_assert_str_eq(mtest_doc_str(&doc, "last_error"), "x", "history stays");
@@ -145,62 +145,62 @@ Test(api_reap, redrive_one_or_all)
 
     cr_assert(mongoq_queue_redrive(t.queue, NULL, &moved, &error), "%s", error.message);
     cr_assert_eq(moved, 2);
-    cr_assert_eq(api_count(&t, "{\"status\": \"ready\", \"attempts\": 0}"), 3);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *m = api_claim(c, 0);
+    cr_assert_eq(world_count(&t, "{\"status\": \"ready\", \"attempts\": 0}"), 3);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *m = world_claim(c, 0);
     cr_assert(m, "redriven messages are claimable at once");
     cr_assert_eq(mongoq_message_attempts(m), 1);
     mongoq_message_destroy(m);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(api_reap, purge_by_status)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_oid_t ids[2];
     bury(&t, 2, ids);
-    api_enqueue_n(&t, 3, NULL, NULL);
+    world_enqueue_n(&t, 3, NULL, NULL);
     bson_error_t error;
     int64_t deleted = -1;
     cr_assert_not(mongoq_queue_purge(t.queue, "bogus", &deleted, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
-    cr_assert_eq(api_count(&t, "{}"), 5);
+    cr_assert_eq(world_count(&t, "{}"), 5);
     cr_assert(mongoq_queue_purge(t.queue, "dead", &deleted, &error), "%s", error.message);
     cr_assert_eq(deleted, 2);
     cr_assert(mongoq_queue_purge(t.queue, "processing", &deleted, &error), "%s", error.message);
     cr_assert_eq(deleted, 0);
     cr_assert(mongoq_queue_purge(t.queue, NULL, &deleted, &error), "%s", error.message);
     cr_assert_eq(deleted, 3);
-    cr_assert_eq(api_count(&t, "{}"), 0);
-    api_teardown(&t);
+    cr_assert_eq(world_count(&t, "{}"), 0);
+    world_close(&t);
 }
 
 Test(api_reap, concurrent_reapers_reclaim_each_message_once)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t opts = manual_reaping();
-    api_setup(&t, &opts, true);
-    api_enqueue_n(&t, 20, NULL, NULL);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 100);
+    world_open(&t, &opts, 0);
+    world_enqueue_n(&t, 20, NULL, NULL);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 100);
     mongoq_message_t *msgs[20];
     size_t n = 0;
     bson_error_t error;
     cr_assert(mongoq_consumer_claim_many(c, 20, 0, msgs, &n, &error), "%s", error.message);
     cr_assert_eq(n, 20);
-    cr_assert(api_wait_server_past(&t, mongoq_message_lease_expires_at(msgs[19]), 5000));
+    cr_assert(world_wait_server_past(&t, mongoq_message_lease_expires_at(msgs[19]), 5000));
     mongoq_queue_t *other = mongoq_queue_new(t.pool, t.db, "jobs", &opts, &error);
     cr_assert(other, "%s", error.message);
     int64_t r1 = 0, r2 = 0;
     cr_assert(mongoq_queue_reap(t.queue, &r1, &error), "%s", error.message);
     cr_assert(mongoq_queue_reap(other, &r2, &error), "%s", error.message);
     cr_assert_eq(r1 + r2, 20);
-    cr_assert_eq(api_count(&t, "{\"status\": \"ready\"}"), 20);
+    cr_assert_eq(world_count(&t, "{\"status\": \"ready\"}"), 20);
     for (size_t i = 0; i < n; i++) {
         mongoq_message_destroy(msgs[i]);
     }
     mongoq_queue_destroy(other);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }

@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 static void
 assert_invalid(const bson_error_t *error)
@@ -32,9 +32,9 @@ payload_of_size(uint32_t size)
 
 Test(hardening_bounds, enqueue_options_out_of_range_write_nothing)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    bson_t *payload = BCON_NEW("n", BCON_INT32(1));
+    world_t t;
+    world_open(&t, NULL, 0);
+    bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
     bson_error_t error;
     bson_oid_t id;
     const struct {
@@ -69,16 +69,16 @@ Test(hardening_bounds, enqueue_options_out_of_range_write_nothing)
     opts.delay_ms = 0;
     opts.run_at_ms = MONGOQ_MAX_RUN_AT_MS;
     cr_assert(mongoq_enqueue(t.queue, payload, &opts, &id, &error), "%s", error.message);
-    cr_assert_eq(api_count(&t, "{}"), 2, "only the two valid messages were written");
+    cr_assert_eq(world_count(&t, "{}"), 2, "only the two valid messages were written");
     bson_destroy(payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(hardening_bounds, dedup_key_and_names_are_bounded)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    bson_t *payload = BCON_NEW("n", BCON_INT32(1));
+    world_t t;
+    world_open(&t, NULL, 0);
+    bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
     bson_error_t error;
     char key[MONGOQ_MAX_DEDUP_KEY_BYTES + 2];
     memset(key, 'k', sizeof key - 1);
@@ -101,15 +101,15 @@ Test(hardening_bounds, dedup_key_and_names_are_bounded)
     copts.lease_ms = MONGOQ_MAX_DURATION_MS + 1;
     cr_assert_null(mongoq_consumer_new(t.queue, &copts, &error));
     assert_invalid(&error);
-    cr_assert_eq(api_count(&t, "{}"), 1);
+    cr_assert_eq(world_count(&t, "{}"), 1);
     bson_destroy(payload);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(hardening_bounds, queue_options_out_of_range_are_refused)
 {
-    api_t t;
-    api_setup(&t, NULL, false);
+    world_t t;
+    world_open(&t, NULL, WORLD_NO_QUEUE);
     bson_error_t error;
     for (int i = 0; i < 7; i++) {
         mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
@@ -129,34 +129,34 @@ Test(hardening_bounds, queue_options_out_of_range_are_refused)
     future.version = MONGOQ_QUEUE_OPTS_VERSION + 1;
     cr_assert_null(mongoq_queue_new(t.pool, t.db, "jobs", &future, &error));
     assert_invalid(&error);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 Test(hardening_bounds, retry_and_extend_times_are_bounded)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *msg = api_claim(c, 0);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg);
     bson_error_t error;
     cr_assert_not(mongoq_message_retry(msg, INT64_MAX - 1000, "r", &error));
     assert_invalid(&error);
     cr_assert_not(mongoq_message_extend(msg, MONGOQ_MAX_DURATION_MS + 1, &error));
     assert_invalid(&error);
-    cr_assert_eq(api_count(&t, "{\"status\": \"processing\"}"), 1, "nothing changed");
+    cr_assert_eq(world_count(&t, "{\"status\": \"processing\"}"), 1, "nothing changed");
     /* The longest delay is accepted and lands in the future, not wrapped into the past. */
-    int64_t now = api_server_now(&t);
+    int64_t now = world_server_now(&t);
     cr_assert(mongoq_message_retry(msg, MONGOQ_MAX_DURATION_MS, "later", &error), "%s",
               error.message);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     cr_assert_geq(mtest_doc_date(&doc, "run_at"), now + MONGOQ_MAX_DURATION_MS);
     bson_destroy(&doc);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /*
@@ -166,15 +166,15 @@ Test(hardening_bounds, retry_and_extend_times_are_bounded)
  */
 Test(hardening_bounds, the_largest_payload_lives_a_whole_life, .timeout = 120)
 {
-    api_t t;
+    world_t t;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.max_attempts = 8;
-    api_setup(&t, &qopts, true);
+    world_open(&t, &qopts, 0);
     bson_error_t error;
     bson_t *too_big = payload_of_size(MONGOQ_MAX_PAYLOAD_BYTES + 1);
     cr_assert_not(mongoq_enqueue(t.queue, too_big, NULL, NULL, &error));
     assert_invalid(&error);
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     bson_destroy(too_big);
 
     bson_t *payload = payload_of_size(MONGOQ_MAX_PAYLOAD_BYTES);
@@ -191,9 +191,9 @@ Test(hardening_bounds, the_largest_payload_lives_a_whole_life, .timeout = 120)
     char name[MONGOQ_MAX_NAME_BYTES + 1];
     memset(name, 'n', sizeof name - 1);
     name[sizeof name - 1] = '\0';
-    mongoq_consumer_t *c = api_consumer(&t, name, 0);
+    mongoq_consumer_t *c = world_consumer(&t, name, 0);
     for (int attempt = 1; attempt <= 7; attempt++) {
-        mongoq_message_t *msg = api_claim(c, 5000);
+        mongoq_message_t *msg = world_claim(c, 5000);
         cr_assert(msg, "attempt %d: claimed", attempt);
         cr_assert_eq(mongoq_message_attempts(msg), attempt);
         bool ok = attempt < 7 ? mongoq_message_retry(msg, 0, reason, &error)
@@ -201,19 +201,19 @@ Test(hardening_bounds, the_largest_payload_lives_a_whole_life, .timeout = 120)
         cr_assert(ok, "attempt %d: %s", attempt, error.message);
         mongoq_message_destroy(msg);
     }
-    cr_assert_eq(api_count(&t, "{\"status\": \"dead\"}"), 1);
+    cr_assert_eq(world_count(&t, "{\"status\": \"dead\"}"), 1);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /* A reason longer than MONGOQ_MAX_REASON_BYTES is cut at a character boundary, not refused. */
 Test(hardening_bounds, long_reasons_are_cut_at_a_character)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
-    api_enqueue_n(&t, 1, NULL, NULL);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *msg = api_claim(c, 0);
+    world_t t;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 1, NULL, NULL);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *msg = world_claim(c, 0);
     /* "é" is two bytes: an odd limit would split one; the cut keeps whole characters. */
     char reason[MONGOQ_MAX_REASON_BYTES + 64];
     size_t len = 1;
@@ -226,7 +226,7 @@ Test(hardening_bounds, long_reasons_are_cut_at_a_character)
     bson_error_t error;
     cr_assert(mongoq_message_fail(msg, reason, &error), "%s", error.message);
     bson_t doc;
-    cr_assert(api_get(&t, mongoq_message_id(msg), &doc));
+    cr_assert(world_find(&t, mongoq_message_id(msg), &doc));
     const char *stored = mtest_doc_str(&doc, "last_error");
     cr_assert(stored);
     cr_assert_leq(strlen(stored), MONGOQ_MAX_REASON_BYTES);
@@ -236,5 +236,5 @@ Test(hardening_bounds, long_reasons_are_cut_at_a_character)
     bson_destroy(&doc);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }

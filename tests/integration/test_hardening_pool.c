@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 /* The test URI with extra options appended. */
 static mongoc_client_pool_t *
@@ -22,14 +22,14 @@ pool_with(const char *db, const char *options)
 
 Test(hardening_pool, an_exhausted_pool_gives_no_client_not_an_abort, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, false);
+    world_t t;
+    world_open(&t, NULL, WORLD_NO_QUEUE);
     mongoc_client_pool_t *pool = pool_with(t.db, "maxPoolSize=1&waitQueueTimeoutMS=200");
     bson_error_t error;
     mongoq_queue_t *queue = mongoq_queue_new(pool, t.db, "jobs", NULL, &error);
     cr_assert(queue, "%s", error.message);
     mongoq_consumer_t *c = mongoq_consumer_new(queue, NULL, &error);
-    bson_t *payload = BCON_NEW("n", BCON_INT32(1));
+    bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
     mongoc_client_t *held = mongoc_client_pool_pop(pool); /* the pool's only client */
     mongoq_message_t *msg = NULL;
     cr_assert_not(mongoq_consumer_claim(c, 0, &msg, &error));
@@ -38,7 +38,7 @@ Test(hardening_pool, an_exhausted_pool_gives_no_client_not_an_abort, .timeout = 
     cr_assert_null(msg);
     cr_assert_not(mongoq_enqueue(queue, payload, NULL, NULL, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_NO_CLIENT, "%s", error.message);
-    cr_assert_eq(api_count(&t, "{}"), 0, "nothing was sent");
+    cr_assert_eq(world_count(&t, "{}"), 0, "nothing was sent");
     mongoc_client_pool_push(pool, held);
     cr_assert(mongoq_enqueue(queue, payload, NULL, NULL, &error), "%s", error.message);
     cr_assert(mongoq_consumer_claim(c, 1000, &msg, &error) && msg, "%s", error.message);
@@ -48,7 +48,7 @@ Test(hardening_pool, an_exhausted_pool_gives_no_client_not_an_abort, .timeout = 
     mongoq_consumer_destroy(c);
     mongoq_queue_destroy(queue);
     mongoc_client_pool_destroy(pool);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 static int handled;
@@ -71,8 +71,8 @@ all_handled(void *ctx)
 /* A pool of one (no wait-queue timeout): a waiting claim returns, and a worker drains. */
 Test(hardening_pool, a_pool_of_one_serves_claims_and_a_worker, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, false);
+    world_t t;
+    world_open(&t, NULL, WORLD_NO_QUEUE);
     mongoc_client_pool_t *pool = pool_with(t.db, "maxPoolSize=1");
     bson_error_t error;
     mongoq_queue_t *queue = mongoq_queue_new(pool, t.db, "jobs", NULL, &error);
@@ -84,7 +84,7 @@ Test(hardening_pool, a_pool_of_one_serves_claims_and_a_worker, .timeout = 60)
     cr_assert_null(msg);
     cr_assert_lt(mtest_now_ms() - start, 5000, "the wait ends instead of hanging");
     /* The waker (its own connection) wakes the claim for a message enqueued meanwhile. */
-    bson_t *payload = BCON_NEW("n", BCON_INT32(1));
+    bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
     cr_assert(mongoq_enqueue(queue, payload, NULL, NULL, &error), "%s", error.message);
     cr_assert(mongoq_consumer_claim(c, 5000, &msg, &error) && msg, "%s", error.message);
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
@@ -103,9 +103,9 @@ Test(hardening_pool, a_pool_of_one_serves_claims_and_a_worker, .timeout = 60)
     cr_assert(mtest_wait_until(all_handled, &want, 20000), "a worker of 3 threads on a pool of 1");
     cr_assert(mongoq_worker_stop(w, 5000, &error), "%s", error.message);
     mongoq_worker_destroy(w);
-    cr_assert_eq(api_count(&t, "{}"), 0);
+    cr_assert_eq(world_count(&t, "{}"), 0);
     bson_destroy(payload);
     mongoq_queue_destroy(queue);
     mongoc_client_pool_destroy(pool);
-    api_teardown(&t);
+    world_close(&t);
 }

@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 typedef struct {
     mongoq_queue_t *queue;
@@ -24,18 +24,19 @@ static bool
 enqueue_in(mongoc_client_session_t *session, mongoq_queue_t *queue, const char *key, int seq,
            bson_t **reply, bson_error_t *error)
 {
-    bson_t *payload = BCON_NEW("seq", BCON_INT32(seq));
+    bson_t payload;
     bson_t r;
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.dedup_key = key;
     opts.session = session;
     opts.reply = &r;
-    bool ok = mongoq_enqueue(queue, payload, &opts, NULL, error);
+    world_payload(&payload, seq);
+    bool ok = mongoq_enqueue(queue, &payload, &opts, NULL, error);
     if (reply) {
         *reply = bson_copy(&r);
     }
     bson_destroy(&r);
-    bson_destroy(payload);
+    bson_destroy(&payload);
     return ok;
 }
 
@@ -55,8 +56,8 @@ enqueue_twice(mongoc_client_session_t *session, void *ctx, bson_t **reply, bson_
 
 Test(hardening_txn, a_duplicate_the_transaction_can_see_does_not_abort_it, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_error_t error;
     mongoc_client_t *client = mongoc_client_pool_pop(t.pool);
     mongoc_client_session_t *session = mongoc_client_start_session(client, NULL, &error);
@@ -67,12 +68,12 @@ Test(hardening_txn, a_duplicate_the_transaction_can_see_does_not_abort_it, .time
                                                      &error);
     cr_assert(ok, "the transaction commits: %s", error.message);
     cr_assert(ctx.second_was_duplicate, "second enqueue: %s", ctx.second_error.message);
-    cr_assert_eq(api_count(&t, "{\"dedup_key\": \"order-42\"}"), 1);
-    cr_assert_eq(api_count(&t, "{\"payload.seq\": 1}"), 1, "the first one is the one stored");
+    cr_assert_eq(world_count(&t, "{\"dedup_key\": \"order-42\"}"), 1);
+    cr_assert_eq(world_count(&t, "{\"payload.seq\": 1}"), 1, "the first one is the one stored");
     bson_destroy(&reply);
     mongoc_client_session_destroy(session);
     mongoc_client_pool_push(t.pool, client);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /* Two transactions, one key: the first holds its insert open until the second has tried. */
@@ -101,8 +102,7 @@ static void
 race_wait(race_t *r, const bool *flag)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 10;
+    mtest_deadline(10000, &ts);
     pthread_mutex_lock(&r->mu);
     while (!*flag && pthread_cond_timedwait(&r->cond, &r->mu, &ts) == 0) {
     }
@@ -156,11 +156,11 @@ racer_main(void *arg)
 
 Test(hardening_txn, two_transactions_racing_for_one_key_store_one_message, .timeout = 120)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     race_t race = {.queue = t.queue};
     pthread_mutex_init(&race.mu, NULL);
-    pthread_cond_init(&race.cond, NULL);
+    mtest_cond_init(&race.cond);
     racer_t racers[2] = {{&race, 0, t.pool}, {&race, 1, t.pool}};
     pthread_t threads[2];
     for (int i = 0; i < 2; i++) {
@@ -174,9 +174,9 @@ Test(hardening_txn, two_transactions_racing_for_one_key_store_one_message, .time
     cr_assert_eq(race.error[1].domain, MONGOQ_ERROR_DOMAIN, "%s", race.error[1].message);
     cr_assert_eq(race.error[1].code, MONGOQ_ERROR_DUPLICATE, "%s", race.error[1].message);
     cr_assert_geq(race.second_runs, 2, "with_transaction retried the conflicting one");
-    cr_assert_eq(api_count(&t, "{\"dedup_key\": \"race\"}"), 1);
-    cr_assert_eq(api_count(&t, "{\"payload.seq\": 1}"), 1);
+    cr_assert_eq(world_count(&t, "{\"dedup_key\": \"race\"}"), 1);
+    cr_assert_eq(world_count(&t, "{\"payload.seq\": 1}"), 1);
     pthread_cond_destroy(&race.cond);
     pthread_mutex_destroy(&race.mu);
-    api_teardown(&t);
+    world_close(&t);
 }

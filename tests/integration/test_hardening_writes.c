@@ -13,7 +13,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "test_scenario_util.h"
+#include "world.h"
 
 typedef enum { CALL_ENQUEUE, CALL_CLAIM, CALL_CLAIM_MANY, CALL_RETRY, CALL_FAIL, CALL_EXTEND,
                CALL_ACK, CALL_ACK_KEEP, CALL_ACK_MANY } call_t;
@@ -33,47 +33,36 @@ command_of(call_t call)
 }
 
 static void
-open_world(scen_t *s, call_t call, int fault)
+open_world(world_t *s, call_t call)
 {
-    char prefix[32];
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.no_reaper = true;
     opts.ack_mode = call == CALL_ACK_KEEP ? MONGOQ_ACK_KEEP : MONGOQ_ACK_DELETE;
-    bson_snprintf(prefix, sizeof prefix, "hw_%d_%d", (int)call, fault);
-    scen_setup(s, prefix, &opts, false);
+    world_open(s, &opts, 0);
 }
 
 /* Arms the fault on the call's command for one hit; returns the count to compare with. */
 static int64_t
-arm(scen_t *s, call_t call, int fault)
+arm(world_t *s, call_t call, int fault)
 {
     char *data = bson_strdup_printf("\"failCommands\": [\"%s\"], %s", command_of(call),
                                     FAULTS[fault]);
-    int64_t before = scen_fail_point(s, "{\"times\": 1}", data);
+    int64_t before = world_fail_point(s, "{\"times\": 1}", data);
     bson_free(data);
     return before;
-}
-
-static int64_t
-count(scen_t *s, const char *filter)
-{
-    mongoc_collection_t *coll = mongoc_client_get_collection(s->client, s->db, "jobs");
-    int64_t n = mtest_count(coll, filter);
-    mongoc_collection_destroy(coll);
-    return n;
 }
 
 /* Runs `call` through the fault and checks its effect was applied exactly once. */
 static void
 through_fault(call_t call, int fault)
 {
-    scen_t s;
+    world_t s;
     bson_error_t error;
-    open_world(&s, call, fault);
+    open_world(&s, call);
     if (call != CALL_ENQUEUE) {
-        scen_enqueue_n(&s, 2);
+        world_enqueue_n(&s, 2, NULL, NULL);
     }
-    mongoq_consumer_t *c = scen_consumer(&s, 0);
+    mongoq_consumer_t *c = world_consumer(&s, NULL, 0);
     mongoq_message_t *msgs[2] = {NULL, NULL};
     size_t n = 0;
     if (call >= CALL_RETRY) {
@@ -101,37 +90,37 @@ through_fault(call_t call, int fault)
     case CALL_ACK: case CALL_ACK_KEEP: ok = mongoq_message_ack(msgs[0], &error); break;
     case CALL_ACK_MANY: ok = mongoq_message_ack_many(msgs, 2, &error); break;
     }
-    cr_assert_eq(scen_fail_point_off(&s, before), 1, "the fault fired once");
+    cr_assert_eq(world_fail_point_off(&s, before), 1, "the fault fired once");
     cr_assert(ok, "call %d through fault %s: %s", (int)call, FAULTS[fault], error.message);
     switch (call) {
     case CALL_ENQUEUE:
-        cr_assert_eq(count(&s, "{}"), 1, "stored once");
+        cr_assert_eq(world_count(&s, "{}"), 1, "stored once");
         break;
     case CALL_CLAIM:
         cr_assert_eq(n, 1);
         cr_assert_eq(mongoq_message_attempts(msgs[0]), 1, "claimed once: no attempt burned");
-        cr_assert_eq(count(&s, "{\"status\": \"processing\"}"), 1);
+        cr_assert_eq(world_count(&s, "{\"status\": \"processing\"}"), 1);
         break;
     case CALL_CLAIM_MANY:
         cr_assert_eq(n, 2, "what the lost reply claimed is read back");
-        cr_assert_eq(count(&s, "{\"status\": \"processing\", \"attempts\": 1}"), 2);
+        cr_assert_eq(world_count(&s, "{\"status\": \"processing\", \"attempts\": 1}"), 2);
         break;
     case CALL_RETRY:
-        cr_assert_eq(count(&s, "{\"status\": \"ready\", \"last_error\": \"again\"}"), 1);
-        cr_assert_eq(count(&s, "{\"errors\": {\"$size\": 1}}"), 1, "one history entry");
+        cr_assert_eq(world_count(&s, "{\"status\": \"ready\", \"last_error\": \"again\"}"), 1);
+        cr_assert_eq(world_count(&s, "{\"errors\": {\"$size\": 1}}"), 1, "one history entry");
         break;
-    case CALL_FAIL: cr_assert_eq(count(&s, "{\"status\": \"dead\"}"), 1); break;
+    case CALL_FAIL: cr_assert_eq(world_count(&s, "{\"status\": \"dead\"}"), 1); break;
     case CALL_EXTEND: cr_assert_not(mongoq_message_lease_lost(msgs[0])); break;
-    case CALL_ACK: cr_assert_eq(count(&s, "{}"), 1); break;
-    case CALL_ACK_KEEP: cr_assert_eq(count(&s, "{\"status\": \"done\"}"), 1); break;
-    case CALL_ACK_MANY: cr_assert_eq(count(&s, "{}"), 0); break;
+    case CALL_ACK: cr_assert_eq(world_count(&s, "{}"), 1); break;
+    case CALL_ACK_KEEP: cr_assert_eq(world_count(&s, "{\"status\": \"done\"}"), 1); break;
+    case CALL_ACK_MANY: cr_assert_eq(world_count(&s, "{}"), 0); break;
     }
     bson_destroy(payload);
     for (size_t i = 0; i < 2; i++) {
         mongoq_message_destroy(msgs[i]);
     }
     mongoq_consumer_destroy(c);
-    scen_teardown(&s);
+    world_close(&s);
 }
 
 #define WRITE_TESTS(name, call)                                                                    \

@@ -8,25 +8,25 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "test_scenario_util.h"
+#include "world.h"
 
 #define N_CRASH 25
 #define CHILD_LEASE_MS 3000
 
 /* The child claims every message (a batch, then one by one); returns how many it holds. */
 static int
-child_claims_all(scen_child_t *child, scen_child_msg_t *held)
+child_claims_all(world_child_t *child, world_child_msg_t *held)
 {
     int n = 0;
-    const char *line = scen_child_cmd(child, "claim_many 20 5000", 20000);
-    while (line && scen_parse_msg(line, &held[n]) && n < N_CRASH) {
+    const char *line = world_child_cmd(child, "claim_many 20 5000", 20000);
+    while (line && world_child_parse_msg(line, &held[n]) && n < N_CRASH) {
         n++;
-        line = scen_child_read(child, 20000);
+        line = world_child_read(child, 20000);
     }
     cr_assert(line && strncmp(line, "end ", 4) == 0, "claim_many answered: %s", line ? line : "-");
     while (n < N_CRASH) {
-        line = scen_child_cmd(child, "claim 5000", 20000);
-        cr_assert(scen_parse_msg(line, &held[n]), "claim answered: %s", line);
+        line = world_child_cmd(child, "claim 5000", 20000);
+        cr_assert(world_child_parse_msg(line, &held[n]), "claim answered: %s", line);
         n++;
     }
     for (int i = 0; i < n; i++) {
@@ -36,16 +36,16 @@ child_claims_all(scen_child_t *child, scen_child_msg_t *held)
 }
 
 static void
-redeliver_and_complete(scen_t *s, const scen_child_msg_t *held)
+redeliver_and_complete(world_t *s, const world_child_msg_t *held)
 {
     bson_error_t error;
-    mongoq_consumer_t *consumer = scen_consumer(s, 0);
+    mongoq_consumer_t *consumer = world_consumer(s, NULL, 0);
     int seen[N_CRASH] = {0};
     for (int i = 0; i < N_CRASH; i++) {
         mongoq_message_t *msg = NULL;
         cr_assert(mongoq_consumer_claim(consumer, 5000, &msg, &error), "claim: %s", error.message);
         cr_assert(msg != NULL, "message %d of %d was not delivered again", i + 1, N_CRASH);
-        int64_t seq = scen_payload_seq(mongoq_message_payload(msg));
+        int64_t seq = world_seq(msg);
         cr_assert(seq >= 0 && seq < N_CRASH && !seen[seq], "unexpected seq %" PRId64, seq);
         seen[seq] = 1;
         cr_expect(mongoq_message_attempts(msg) == 2, "redelivery has attempts %d",
@@ -67,21 +67,21 @@ redeliver_and_complete(scen_t *s, const scen_child_msg_t *held)
 
 Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
 {
-    if (scen_child_program() == NULL) {
+    if (world_child_program() == NULL) {
         cr_skip_test("tests/tools/child_consumer not built");
     }
-    scen_t s;
+    world_t s;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.no_reaper = true; /* this test reaps by hand, so it can count */
-    scen_setup(&s, "scen_crash", &opts, false);
-    scen_enqueue_n(&s, N_CRASH);
+    world_open(&s, &opts, 0);
+    world_enqueue_n(&s, N_CRASH, NULL, NULL);
 
     char lease_arg[32];
     snprintf(lease_arg, sizeof lease_arg, "%d", CHILD_LEASE_MS);
     const char *args[] = {"--lease-ms", lease_arg, "--no-reaper", NULL};
-    scen_child_t child;
-    scen_child_start(&child, &s, args, NULL);
-    scen_child_msg_t held[N_CRASH];
+    world_child_t child;
+    world_child_start(&child, &s, args, NULL);
+    world_child_msg_t held[N_CRASH];
     int64_t claimed_at = mtest_now_ms();
     child_claims_all(&child, held);
 
@@ -92,7 +92,7 @@ Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
     cr_assert(waitpid(pid, &status, 0) == pid);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     child.pid = 0;
-    scen_child_stop(&child, true);
+    world_child_stop(&child, true);
 
     mongoq_stats_t st = MONGOQ_STATS_INIT;
     bson_error_t error;
@@ -109,7 +109,7 @@ Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
     }
 
     /* Leases expire on the server's clock: reap until all came back (bounded). */
-    int64_t reclaimed = early + scen_reap_until(&s, N_CRASH - early, CHILD_LEASE_MS + 15000);
+    int64_t reclaimed = early + world_reap_until(&s, N_CRASH - early, CHILD_LEASE_MS + 15000);
     cr_assert(reclaimed == N_CRASH, "reaped %" PRId64 " of %d", reclaimed, N_CRASH);
     int64_t server_now = mtest_server_now_ms(s.client);
     for (int i = 0; i < N_CRASH; i++) {
@@ -117,6 +117,6 @@ Test(scenario_crash, killed_consumer_loses_nothing, .timeout = 90)
     }
 
     redeliver_and_complete(&s, held);
-    scen_assert_empty(&s);
-    scen_teardown(&s);
+    world_assert_empty(&s);
+    world_close(&s);
 }

@@ -13,7 +13,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "test_scenario_util.h"
+#include "world.h"
 
 #define FAULT_LEASE_MS 1000
 #define MAX_MSGS 16
@@ -22,68 +22,30 @@
 #define ACK_COMMANDS "[\"delete\", \"findAndModify\", \"update\", \"bulkWrite\"]"
 
 static void
-setup(scen_t *s, const char *prefix)
+setup(world_t *s)
 {
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.lease_ms = FAULT_LEASE_MS;
     opts.no_reaper = true; /* reaped by hand; and no background command eats a fail point */
     opts.no_change_stream = true;
     opts.poll_interval_ms = 100;
-    scen_setup(s, prefix, &opts, false);
-}
-
-/* What draining found: how often each seq was acked and with which attempts. */
-typedef struct {
-    int acks[MAX_MSGS];
-    int attempts[MAX_MSGS];
-} drained_t;
-
-/*
- * Claims and acks until n messages were completed, reaping expired leases between empty
- * claims. Bounded: a stranded message makes this fail after timeout_ms.
- */
-static void
-drain(scen_t *s, mongoq_consumer_t *consumer, int n, drained_t *out, int64_t timeout_ms)
-{
-    bson_error_t error;
-    int done = 0;
-    int64_t deadline = mtest_now_ms() + timeout_ms;
-    while (done < n && mtest_now_ms() < deadline) {
-        mongoq_message_t *msg = NULL;
-        cr_assert(mongoq_consumer_claim(consumer, 200, &msg, &error), "claim: %s", error.message);
-        if (!msg) {
-            cr_assert(mongoq_queue_reap(s->queue, NULL, &error), "reap: %s", error.message);
-            continue;
-        }
-        int64_t seq = scen_payload_seq(mongoq_message_payload(msg));
-        cr_assert(seq >= 0 && seq < n, "unexpected seq %" PRId64, seq);
-        cr_assert(mongoq_message_ack(msg, &error), "ack: %s", error.message);
-        out->acks[seq]++;
-        out->attempts[seq] = mongoq_message_attempts(msg);
-        mongoq_message_destroy(msg);
-        done++;
-    }
-    cr_assert(done == n, "only %d of %d messages came back within %" PRId64 " ms", done, n,
-              timeout_ms);
-    for (int i = 0; i < n; i++) {
-        cr_expect(out->acks[i] == 1, "seq %d acked %d times", i, out->acks[i]);
-    }
+    world_open(s, &opts, 0);
 }
 
 /* ---- claims --------------------------------------------------------------------------------- */
 
 static void
-claim_with_closed_connection(const char *prefix, int times, bool many)
+claim_with_closed_connection(int times, bool many)
 {
-    scen_t s;
-    setup(&s, prefix);
+    world_t s;
+    setup(&s);
     int n = many ? 10 : 1;
-    scen_enqueue_n(&s, n);
-    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
+    world_enqueue_n(&s, n, NULL, NULL);
+    mongoq_consumer_t *consumer = world_consumer(&s, NULL, 0);
 
     char mode[32];
     snprintf(mode, sizeof mode, "{\"times\": %d}", times);
-    int64_t before = scen_fail_point(
+    int64_t before = world_fail_point(
         &s, mode, "\"failCommands\": " CLAIM_COMMANDS ", \"closeConnection\": true");
     bson_error_t error;
     mongoq_message_t *msgs[MAX_MSGS] = {0};
@@ -93,7 +55,7 @@ claim_with_closed_connection(const char *prefix, int times, bool many)
     if (!many) {
         got = ok && msgs[0] ? 1 : 0;
     }
-    cr_assert_eq(scen_fail_point_off(&s, before), times, "the fault fired %d times", times);
+    cr_assert_eq(world_fail_point_off(&s, before), times, "the fault fired %d times", times);
     /*
      * Once: libmongoc retries the first command (claim_many's find, or the findAndModify) and the
      * call gets everything. Twice: the retry meets the fault too and the call fails; failCommand
@@ -112,40 +74,40 @@ claim_with_closed_connection(const char *prefix, int times, bool many)
     }
 
     /* What the claim returned is acked now; the rest must come back by themselves. */
-    drained_t drained = {0};
+    world_drained_t drained = {0};
     for (size_t i = 0; i < got; i++) {
-        int64_t seq = scen_payload_seq(mongoq_message_payload(msgs[i]));
+        int64_t seq = world_seq(msgs[i]);
         cr_assert(seq >= 0 && seq < n);
         cr_assert(mongoq_message_ack(msgs[i], &error), "ack: %s", error.message);
         drained.acks[seq]++;
         mongoq_message_destroy(msgs[i]);
     }
-    drained_t rest = {0};
-    drain(&s, consumer, n - (int)got, &rest, FAULT_LEASE_MS + 15000);
+    world_drained_t rest = {0};
+    world_drain(&s, consumer, n - (int)got, &rest, FAULT_LEASE_MS + 15000);
     mongoq_consumer_destroy(consumer);
-    scen_assert_empty(&s);
-    scen_teardown(&s);
+    world_assert_empty(&s);
+    world_close(&s);
 }
 
 Test(scenario_faults, claim_connection_closed_once, .timeout = 60)
 {
-    claim_with_closed_connection("scen_fault_claim1", 1, false);
+    claim_with_closed_connection(1, false);
 }
 
 Test(scenario_faults, claim_connection_closed_twice, .timeout = 60)
 {
     /* The retry fails too: the claim errors out, and the message must still not be lost. */
-    claim_with_closed_connection("scen_fault_claim2", 2, false);
+    claim_with_closed_connection(2, false);
 }
 
 Test(scenario_faults, claim_many_connection_closed_once, .timeout = 60)
 {
-    claim_with_closed_connection("scen_fault_many1", 1, true);
+    claim_with_closed_connection(1, true);
 }
 
 Test(scenario_faults, claim_many_connection_closed_twice, .timeout = 60)
 {
-    claim_with_closed_connection("scen_fault_many2", 2, true);
+    claim_with_closed_connection(2, true);
 }
 
 /* ---- acks ----------------------------------------------------------------------------------- */
@@ -174,25 +136,25 @@ claim_all(mongoq_consumer_t *consumer, int n, mongoq_message_t **msgs)
  * every message is delivered again (attempts 2) and completed.
  */
 static void
-ack_through(const char *prefix, const char *fault, bool many, int times, bool expect_ok)
+ack_through(const char *fault, bool many, int times, bool expect_ok)
 {
-    scen_t s;
-    setup(&s, prefix);
+    world_t s;
+    setup(&s);
     int n = many ? 5 : 1;
-    scen_enqueue_n(&s, n);
-    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
+    world_enqueue_n(&s, n, NULL, NULL);
+    mongoq_consumer_t *consumer = world_consumer(&s, NULL, 0);
     bson_error_t error;
     mongoq_message_t *msgs[MAX_MSGS] = {0};
     size_t got = claim_all(consumer, n, msgs);
 
     char *mode = bson_strdup_printf("{\"times\": %d}", times);
     char *data = bson_strdup_printf("\"failCommands\": %s, %s", ACK_COMMANDS, fault);
-    int64_t before = scen_fail_point(&s, mode, data);
+    int64_t before = world_fail_point(&s, mode, data);
     bson_free(data);
     bson_free(mode);
     bool ok =
         many ? mongoq_message_ack_many(msgs, got, &error) : mongoq_message_ack(msgs[0], &error);
-    int64_t fired = scen_fail_point_off(&s, before);
+    int64_t fired = world_fail_point_off(&s, before);
     cr_assert_eq(fired, times, "the fault fired %" PRId64 " times, not %d", fired, times);
     for (size_t i = 0; i < got; i++) {
         cr_assert_not(mongoq_message_lease_lost(msgs[i]));
@@ -204,58 +166,58 @@ ack_through(const char *prefix, const char *fault, bool many, int times, bool ex
         cr_assert(!ok, "the ack succeeded through the fault");
         cr_assert_eq(error.domain, MONGOQ_ERROR_DOMAIN);
         cr_assert_eq(error.code, MONGOQ_ERROR_UNKNOWN_OUTCOME, "%s", error.message);
-        drained_t drained = {0};
-        drain(&s, consumer, n, &drained, FAULT_LEASE_MS + 15000);
+        world_drained_t drained = {0};
+        world_drain(&s, consumer, n, &drained, FAULT_LEASE_MS + 15000);
         for (int i = 0; i < n; i++) {
             cr_expect(drained.attempts[i] == 2, "seq %d redelivered with attempts %d", i,
                       drained.attempts[i]);
         }
     }
     mongoq_consumer_destroy(consumer);
-    scen_assert_empty(&s);
-    scen_teardown(&s);
+    world_assert_empty(&s);
+    world_close(&s);
 }
 
 /* The driver's retry of the deleteOne. */
 Test(scenario_faults, ack_connection_closed_once_is_retried, .timeout = 60)
 {
-    ack_through("scen_fault_ackcc1", "\"closeConnection\": true", false, 1, true);
+    ack_through("\"closeConnection\": true", false, 1, true);
 }
 
 Test(scenario_faults, ack_not_writable_primary_once_is_retried, .timeout = 60)
 {
-    ack_through("scen_fault_ack10107", "\"errorCode\": 10107", false, 1, true);
+    ack_through("\"errorCode\": 10107", false, 1, true);
 }
 
 /* Both the first attempt and the driver's retry fail: the ack reads back and sends again. */
 Test(scenario_faults, ack_connection_closed_twice_is_settled, .timeout = 60)
 {
-    ack_through("scen_fault_ackcc2", "\"closeConnection\": true", false, 2, true);
+    ack_through("\"closeConnection\": true", false, 2, true);
 }
 
 Test(scenario_faults, ack_error_91_twice_is_settled, .timeout = 60)
 {
-    ack_through("scen_fault_ack91", "\"errorCode\": 91", false, 2, true);
+    ack_through("\"errorCode\": 91", false, 2, true);
 }
 
 /* Four failures (two writes, each retried once): unknown outcome, then redelivery. */
 Test(scenario_faults, ack_connection_closed_four_times_redelivers, .timeout = 60)
 {
-    ack_through("scen_fault_ackcc4", "\"closeConnection\": true", false, 4, false);
+    ack_through("\"closeConnection\": true", false, 4, false);
 }
 
 /* ack_many's deleteMany is not retried by the driver; the library settles and resends. */
 Test(scenario_faults, ack_many_connection_closed_once_is_settled, .timeout = 60)
 {
-    ack_through("scen_fault_ackmcc1", "\"closeConnection\": true", true, 1, true);
+    ack_through("\"closeConnection\": true", true, 1, true);
 }
 
 Test(scenario_faults, ack_many_error_91_once_is_settled, .timeout = 60)
 {
-    ack_through("scen_fault_ackm91", "\"errorCode\": 91", true, 1, true);
+    ack_through("\"errorCode\": 91", true, 1, true);
 }
 
 Test(scenario_faults, ack_many_connection_closed_twice_redelivers, .timeout = 60)
 {
-    ack_through("scen_fault_ackmcc2", "\"closeConnection\": true", true, 2, false);
+    ack_through("\"closeConnection\": true", true, 2, false);
 }

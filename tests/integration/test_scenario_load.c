@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "test_scenario_util.h"
+#include "world.h"
 
 #define N_MSGS 20000
 #define N_PRODUCERS 4
@@ -30,7 +30,7 @@ typedef struct {
 } slot_t;
 
 typedef struct {
-    scen_t s;
+    world_t s;
     slot_t *slots;
     pthread_mutex_t stripes[N_STRIPES];
     atomic_llong acked;
@@ -87,7 +87,7 @@ producer_main(void *arg)
     for (int round = 0; next < end && !atomic_load(&l->failed); round++) {
         for (int i = 0; i < 10 && next < end; i++) {
             bson_t payload;
-            scen_payload(&payload, next++);
+            world_payload(&payload, next++);
             bool ok = mongoq_enqueue(l->s.queue, &payload, NULL, NULL, &error);
             bson_destroy(&payload);
             if (!ok) {
@@ -98,7 +98,7 @@ producer_main(void *arg)
         }
         size_t n = 0;
         while (n < 90 && next < end) {
-            scen_payload(&docs[n], next++);
+            world_payload(&docs[n], next++);
             ptrs[n] = &docs[n];
             n++;
         }
@@ -121,7 +121,7 @@ producer_main(void *arg)
 static bool
 record_claim(load_t *l, int consumer, const mongoq_message_t *msg)
 {
-    int64_t seq = scen_payload_seq(mongoq_message_payload(msg));
+    int64_t seq = world_seq(msg);
     if (seq < 0 || seq >= N_MSGS) {
         atomic_fetch_add(&l->bad_messages, 1);
         return false;
@@ -150,7 +150,7 @@ record_claim(load_t *l, int consumer, const mongoq_message_t *msg)
 static void
 record_ack(load_t *l, const mongoq_message_t *msg)
 {
-    int64_t seq = scen_payload_seq(mongoq_message_payload(msg));
+    int64_t seq = world_seq(msg);
     pthread_mutex_t *mu = &l->stripes[seq % N_STRIPES];
     pthread_mutex_lock(mu);
     slot_t *slot = &l->slots[seq];
@@ -298,7 +298,7 @@ Test(scenario_load, producers_and_consumers_move_20000_messages, .timeout = 180)
     pthread_mutex_init(&l->error_mu, NULL);
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.lease_ms = LEASE_MS;
-    scen_setup(&l->s, "scen_load", &opts, false);
+    world_open(&l->s, &opts, 0);
 
     pthread_t threads[N_PRODUCERS + N_CONSUMERS];
     role_t roles[N_PRODUCERS + N_CONSUMERS];
@@ -329,9 +329,9 @@ Test(scenario_load, producers_and_consumers_move_20000_messages, .timeout = 180)
               (long long)l->redelivered, (long long)l->lease_lost);
     check_slots(l);
     report(l, elapsed);
-    scen_assert_empty(&l->s);
+    world_assert_empty(&l->s);
 
-    scen_teardown(&l->s);
+    world_close(&l->s);
     for (int i = 0; i < N_STRIPES; i++) {
         pthread_mutex_destroy(&l->stripes[i]);
     }

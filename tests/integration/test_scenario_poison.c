@@ -11,7 +11,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "api_util.h"
+#include "world.h"
 
 static void build_raw(bson_t *doc, int64_t now, int32_t priority, uint32_t filler, const char *kind,
                       const bson_oid_t *id);
@@ -21,11 +21,11 @@ static void build_raw(bson_t *doc, int64_t now, int32_t priority, uint32_t fille
  * padded with a binary filler).
  */
 static void
-insert_raw(api_t *t, int32_t priority, uint32_t size, const char *kind, bson_oid_t *id)
+insert_raw(world_t *t, int32_t priority, uint32_t size, const char *kind, bson_oid_t *id)
 {
     bson_t doc = BSON_INITIALIZER;
     bson_error_t error;
-    int64_t now = api_server_now(t) - 1000;
+    int64_t now = world_server_now(t) - 1000;
     uint32_t filler = 0;
     bson_oid_init(id, NULL);
     if (size > 0) {
@@ -67,10 +67,10 @@ build_raw(bson_t *doc, int64_t now, int32_t priority, uint32_t size, const char 
 #define NEAR_LIMIT_FILLER (16 * 1024 * 1024 - 8)
 
 static void
-assert_buried(api_t *t, const bson_oid_t *id, const char *why)
+assert_buried(world_t *t, const bson_oid_t *id, const char *why)
 {
     bson_t doc;
-    cr_assert(api_get(t, id, &doc), "the poison message is kept");
+    cr_assert(world_find(t, id, &doc), "the poison message is kept");
     const char *status = mtest_doc_str(&doc, "status");
     cr_assert(status && strcmp(status, "dead") == 0, "the poison message is dead, not %s",
               status ? status : "(none)");
@@ -83,13 +83,13 @@ assert_buried(api_t *t, const bson_oid_t *id, const char *why)
 
 Test(scenario_poison, a_document_too_large_to_claim_is_buried, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_oid_t poison, good;
     insert_raw(&t, 5, NEAR_LIMIT_FILLER, "poison", &poison);
     insert_raw(&t, 0, 0, "good", &good);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *msg = api_claim(c, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg, "the message behind the poison one is claimed");
     cr_assert(bson_oid_equal(mongoq_message_id(msg), &good));
     /* Too large to grow: buried by status alone, so no reason is stored. */
@@ -99,12 +99,12 @@ Test(scenario_poison, a_document_too_large_to_claim_is_buried, .timeout = 60)
     cr_assert_eq(counters.failed, 1);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /* Validator: a "poison" payload may be ready or dead but never processing. */
 static void
-set_validator(api_t *t, const char *level)
+set_validator(world_t *t, const char *level)
 {
     char *cmd = bson_strdup_printf(
         "{\"collMod\": \"jobs\", \"validationLevel\": \"%s\", \"validator\": {\"$or\": ["
@@ -117,33 +117,33 @@ set_validator(api_t *t, const char *level)
 
 Test(scenario_poison, a_document_a_validator_refuses_is_buried, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     set_validator(&t, "strict");
     bson_oid_t poison, good;
     insert_raw(&t, 5, 0, "poison", &poison);
     insert_raw(&t, 0, 0, "good", &good);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *msg = api_claim(c, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg, "the message behind the poison one is claimed");
     cr_assert(bson_oid_equal(mongoq_message_id(msg), &good));
     assert_buried(&t, &poison, "121");
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /* claim_many meets the poison among its candidates: every good message is still delivered. */
 Test(scenario_poison, claim_many_buries_the_poison_among_its_batch, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     set_validator(&t, "strict");
     bson_oid_t ids[5];
     for (int i = 0; i < 5; i++) {
         insert_raw(&t, 0, 0, i == 2 ? "poison" : "good", &ids[i]);
     }
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
     bson_error_t error;
     int delivered = 0;
     for (int round = 0; round < 5 && delivered < 4; round++) {
@@ -159,9 +159,9 @@ Test(scenario_poison, claim_many_buries_the_poison_among_its_batch, .timeout = 6
     }
     cr_assert_eq(delivered, 4, "every good message was delivered");
     assert_buried(&t, &ids[2], "121");
-    cr_assert_eq(api_count(&t, "{}"), 1, "only the poison one is left");
+    cr_assert_eq(world_count(&t, "{}"), 1, "only the poison one is left");
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }
 
 /*
@@ -170,8 +170,8 @@ Test(scenario_poison, claim_many_buries_the_poison_among_its_batch, .timeout = 6
  */
 Test(scenario_poison, a_document_no_update_may_touch_is_buried_past_validation, .timeout = 60)
 {
-    api_t t;
-    api_setup(&t, NULL, true);
+    world_t t;
+    world_open(&t, NULL, 0);
     bson_error_t error;
     cr_assert(mtest_command(t.client, t.db,
                             "{\"collMod\": \"jobs\", \"validator\": {\"$or\": ["
@@ -181,11 +181,11 @@ Test(scenario_poison, a_document_no_update_may_touch_is_buried_past_validation, 
     bson_oid_t poison, good;
     insert_raw(&t, 5, 0, "poison", &poison);
     insert_raw(&t, 0, 0, "good", &good);
-    mongoq_consumer_t *c = api_consumer(&t, NULL, 0);
-    mongoq_message_t *msg = api_claim(c, 0);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg && bson_oid_equal(mongoq_message_id(msg), &good));
     assert_buried(&t, &poison, "121");
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    api_teardown(&t);
+    world_close(&t);
 }

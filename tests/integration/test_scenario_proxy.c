@@ -11,64 +11,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "faultproxy.h"
-#include "test_scenario_util.h"
-
-typedef struct {
-    mongoq_faultproxy_t *proxy;
-    char *db;
-    mongoc_client_pool_t *pool; /* through the proxy; appname = db */
-    mongoc_client_t *client;    /* straight to the server, for checks */
-    mongoc_collection_t *coll;  /* db.jobs on client */
-    mongoq_queue_t *queue;
-} px_t;
-
-static void
-px_open(px_t *p, const char *prefix, const mongoq_queue_opts_t *opts)
-{
-    bson_error_t error;
-    memset(p, 0, sizeof *p);
-    p->proxy = mongoq_faultproxy_start(mtest_uri(), NULL, &error);
-    cr_assert(p->proxy, "proxy: %s", error.message);
-    char *uri = mongoq_faultproxy_uri(mtest_uri(), mongoq_faultproxy_port(p->proxy), &error);
-    cr_assert(uri, "proxy uri: %s", error.message);
-    p->db = mtest_db_name(prefix);
-    p->pool = mtest_pool_for(uri, p->db);
-    bson_free(uri);
-    p->client = mtest_client_new(NULL);
-    p->coll = mongoc_client_get_collection(p->client, p->db, "jobs");
-    p->queue = mongoq_queue_new(p->pool, p->db, "jobs", opts, &error);
-    cr_assert(p->queue, "queue: %s", error.message);
-}
-
-static void
-px_close(px_t *p)
-{
-    bson_error_t error;
-    mongoq_faultproxy_heal(p->proxy, &error);
-    mongoq_queue_destroy(p->queue);
-    mongoc_client_pool_destroy(p->pool);
-    mongoq_faultproxy_stop(p->proxy);
-    mongoc_collection_destroy(p->coll);
-    mtest_db_drop(p->client, p->db);
-    mongoc_client_destroy(p->client);
-    bson_free(p->db);
-}
-
-/* A rule on the test's own connections; returns its id. */
-static int32_t
-px_rule(px_t *p, mongoq_fault_kind_t kind, const char *commands, int32_t times)
-{
-    bson_error_t error;
-    mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
-    rule.kind = kind;
-    rule.commands = commands;
-    rule.app_name = p->db;
-    rule.times = times;
-    int32_t id = mongoq_faultproxy_add_rule(p->proxy, &rule, &error);
-    cr_assert(id > 0, "rule: %s", error.message);
-    return id;
-}
+#include "world.h"
 
 static void
 assert_unknown(const bson_error_t *error)
@@ -80,36 +23,36 @@ assert_unknown(const bson_error_t *error)
 /* Both the insert and libmongoc's retry of it lose their replies: the outcome is unknown. */
 Test(scenario_proxy, enqueue_retried_with_its_id_after_a_lost_reply_is_stored_once, .timeout = 60)
 {
-    px_t p;
-    px_open(&p, "px_enq", NULL);
+    world_t p;
+    world_open(&p, NULL, WORLD_PROXY);
     bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
     bson_error_t error;
     bson_oid_t id;
     bson_oid_init(&id, NULL);
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.caller_ids = true;
-    int32_t rule = px_rule(&p, MONGOQ_FAULT_DROP_REPLY, "insert", 2);
+    int32_t rule = world_proxy_rule(&p, MONGOQ_FAULT_DROP_REPLY, "insert", 2);
     cr_assert_not(mongoq_enqueue(p.queue, payload, &opts, &id, &error));
     assert_unknown(&error);
     cr_assert_eq(mongoq_faultproxy_rule_hits(p.proxy, rule), 2, "both replies were lost");
-    cr_assert_eq(mtest_count(p.coll, "{}"), 1, "the server applied the insert");
+    cr_assert_eq(world_count(&p, "{}"), 1, "the server applied the insert");
     /* The producer's retry with the same id: recognised as already queued. */
     cr_assert(mongoq_enqueue(p.queue, payload, &opts, &id, &error), "%s", error.message);
-    cr_assert_eq(mtest_count(p.coll, "{}"), 1, "stored once");
+    cr_assert_eq(world_count(&p, "{}"), 1, "stored once");
     /* The same id with another payload is not the same message. */
     bson_t *other = BCON_NEW("seq", BCON_INT64(2));
     cr_assert_not(mongoq_enqueue(p.queue, other, &opts, &id, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_DUPLICATE, "%s", error.message);
     bson_destroy(other);
     bson_destroy(payload);
-    px_close(&p);
+    world_close(&p);
 }
 
 Test(scenario_proxy, enqueue_many_retried_with_its_ids_after_a_lost_reply_stores_each_once,
      .timeout = 60)
 {
-    px_t p;
-    px_open(&p, "px_enqm", NULL);
+    world_t p;
+    world_open(&p, NULL, WORLD_PROXY);
     bson_t *payloads[4];
     bson_oid_t ids[4];
     for (int i = 0; i < 4; i++) {
@@ -120,7 +63,7 @@ Test(scenario_proxy, enqueue_many_retried_with_its_ids_after_a_lost_reply_stores
     size_t stored = 99;
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.caller_ids = true;
-    int32_t rule = px_rule(&p, MONGOQ_FAULT_DROP_REPLY, "insert", 2);
+    int32_t rule = world_proxy_rule(&p, MONGOQ_FAULT_DROP_REPLY, "insert", 2);
     cr_assert_not(mongoq_enqueue_many(p.queue, (const bson_t *const *)payloads, 4, &opts, ids,
                                       &stored, &error));
     assert_unknown(&error);
@@ -130,30 +73,26 @@ Test(scenario_proxy, enqueue_many_retried_with_its_ids_after_a_lost_reply_stores
                                   &error),
               "%s", error.message);
     cr_assert_eq(stored, 4);
-    cr_assert_eq(mtest_count(p.coll, "{}"), 4, "each stored once");
+    cr_assert_eq(world_count(&p, "{}"), 4, "each stored once");
     for (int i = 0; i < 4; i++) {
         bson_destroy(payloads[i]);
     }
-    px_close(&p);
+    world_close(&p);
 }
 
 /* claim_many's updateMany applied, its reply lost: the messages come back to the caller. */
 Test(scenario_proxy, claim_many_returns_what_its_interrupted_update_leased, .timeout = 60)
 {
-    px_t p;
+    world_t p;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.no_reaper = true;
-    px_open(&p, "px_cm", &qopts);
+    world_open(&p, &qopts, WORLD_PROXY);
     bson_error_t error;
-    for (int i = 0; i < 3; i++) {
-        bson_t *payload = BCON_NEW("seq", BCON_INT64(i));
-        cr_assert(mongoq_enqueue(p.queue, payload, NULL, NULL, &error), "%s", error.message);
-        bson_destroy(payload);
-    }
+    world_enqueue_n(&p, 3, NULL, NULL);
     mongoq_consumer_opts_t copts = MONGOQ_CONSUMER_OPTS_INIT;
     copts.lease_ms = 600000; /* a lease that would strand them for ten minutes */
     mongoq_consumer_t *c = mongoq_consumer_new(p.queue, &copts, &error);
-    int32_t rule = px_rule(&p, MONGOQ_FAULT_DROP_REPLY, "update", 1);
+    int32_t rule = world_proxy_rule(&p, MONGOQ_FAULT_DROP_REPLY, "update", 1);
     mongoq_message_t *msgs[3];
     size_t n = 0;
     cr_assert(mongoq_consumer_claim_many(c, 3, 0, msgs, &n, &error), "%s", error.message);
@@ -164,40 +103,38 @@ Test(scenario_proxy, claim_many_returns_what_its_interrupted_update_leased, .tim
         cr_assert(mongoq_message_ack(msgs[i], &error), "%s", error.message);
         mongoq_message_destroy(msgs[i]);
     }
-    cr_assert_eq(mtest_count(p.coll, "{}"), 0);
+    cr_assert_eq(world_count(&p, "{}"), 0);
     mongoq_consumer_destroy(c);
-    px_close(&p);
+    world_close(&p);
 }
 
 /* The ack applied, both replies lost: the ack reads back, finds it gone, and says so. */
 Test(scenario_proxy, an_ack_whose_replies_are_lost_is_settled, .timeout = 60)
 {
-    px_t p;
+    world_t p;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.ack_mode = MONGOQ_ACK_KEEP;
-    px_open(&p, "px_ack", &qopts);
+    world_open(&p, &qopts, WORLD_PROXY);
     bson_error_t error;
-    bson_t *payload = BCON_NEW("seq", BCON_INT64(1));
-    cr_assert(mongoq_enqueue(p.queue, payload, NULL, NULL, &error), "%s", error.message);
-    bson_destroy(payload);
+    world_enqueue(p.queue, 1, NULL, NULL);
     mongoq_consumer_t *c = mongoq_consumer_new(p.queue, NULL, &error);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(c, 0, &msg, &error) && msg, "%s", error.message);
-    int32_t rule = px_rule(&p, MONGOQ_FAULT_DROP_REPLY, "update", 2);
+    int32_t rule = world_proxy_rule(&p, MONGOQ_FAULT_DROP_REPLY, "update", 2);
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
     cr_assert_eq(mongoq_faultproxy_rule_hits(p.proxy, rule), 2);
     cr_assert_not(mongoq_message_lease_lost(msg));
-    cr_assert_eq(mtest_count(p.coll, "{\"status\": \"done\"}"), 1);
+    cr_assert_eq(world_count(&p, "{\"status\": \"done\"}"), 1);
     /* A repeat (a caller unsure of the first) is recognised too. */
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
-    px_close(&p);
+    world_close(&p);
 }
 
 /* Starts the queue's background threads (waker, reaper) with one claim that waits briefly. */
 static void
-start_background(px_t *p)
+start_background(world_t *p)
 {
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(p->queue, NULL, &error);
@@ -208,7 +145,7 @@ start_background(px_t *p)
 }
 
 static void
-destroy_within_bound(px_t *p)
+destroy_within_bound(world_t *p)
 {
     int64_t start = mtest_now_ms();
     mongoq_queue_destroy(p->queue);
@@ -220,10 +157,10 @@ destroy_within_bound(px_t *p)
 
 Test(scenario_proxy, destroy_is_bounded_while_every_socket_hangs, .timeout = 60)
 {
-    px_t p;
+    world_t p;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.lease_ms = 400; /* the reaper runs every 200 ms */
-    px_open(&p, "px_hang", &qopts);
+    world_open(&p, &qopts, WORLD_PROXY);
     start_background(&p);
     mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
     rule.kind = MONGOQ_FAULT_HANG;
@@ -238,19 +175,19 @@ Test(scenario_proxy, destroy_is_bounded_while_every_socket_hangs, .timeout = 60)
     }
     cr_assert_gt(mongoq_faultproxy_rule_hits(p.proxy, id), 0, "a background call hangs");
     destroy_within_bound(&p);
-    px_close(&p);
+    world_close(&p);
 }
 
 Test(scenario_proxy, destroy_is_bounded_while_the_server_is_unreachable, .timeout = 60)
 {
-    px_t p;
+    world_t p;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.lease_ms = 400;
-    px_open(&p, "px_down", &qopts);
+    world_open(&p, &qopts, WORLD_PROXY);
     start_background(&p);
     bson_error_t error;
     cr_assert(mongoq_faultproxy_partition(p.proxy, MONGOQ_PARTITION_REFUSE, &error), "%s",
               error.message);
     destroy_within_bound(&p);
-    px_close(&p);
+    world_close(&p);
 }

@@ -12,7 +12,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "test_scenario_util.h"
+#include "world.h"
 
 #define SINGLE_N 300
 #define BATCH 100
@@ -23,12 +23,12 @@ static const char *const counted_names[] = {"insert",    "findAndModify", "updat
                                             "bulkWrite", "getMore",       NULL};
 
 static void
-setup(scen_t *s, const char *prefix)
+setup(world_t *s)
 {
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.no_change_stream = true;
     opts.no_reaper = true;
-    scen_setup(s, prefix, &opts, true);
+    world_open(s, &opts, WORLD_COUNTER);
 }
 
 /* Commands started, without the clock-estimate hellos. */
@@ -62,10 +62,10 @@ print_breakdown(const char *what, mtest_counter_t *c, int64_t messages)
 
 /* Primes the library (server-clock estimate, collection handles) outside the counted part. */
 static void
-warm_up(scen_t *s, mongoq_consumer_t *consumer)
+warm_up(world_t *s, mongoq_consumer_t *consumer)
 {
     bson_error_t error;
-    scen_enqueue_seq(s, -1);
+    world_enqueue(s->queue, -1, NULL, NULL);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 5000, &msg, &error), "claim: %s", error.message);
     cr_assert(msg != NULL);
@@ -76,15 +76,15 @@ warm_up(scen_t *s, mongoq_consumer_t *consumer)
 
 Test(scenario_roundtrips, one_at_a_time, .timeout = 60)
 {
-    scen_t s;
-    setup(&s, "scen_rt_single");
+    world_t s;
+    setup(&s);
     bson_error_t error;
-    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
+    mongoq_consumer_t *consumer = world_consumer(&s, NULL, 0);
     warm_up(&s, consumer);
 
     int missed = 0;
     for (int i = 0; i < SINGLE_N; i++) {
-        scen_enqueue_seq(&s, i);
+        world_enqueue(s.queue, i, NULL, NULL);
         mongoq_message_t *msg = NULL;
         cr_assert(mongoq_consumer_claim(consumer, 0, &msg, &error), "claim: %s", error.message);
         if (!msg) {
@@ -108,19 +108,19 @@ Test(scenario_roundtrips, one_at_a_time, .timeout = 60)
               SINGLE_N);
 
     mongoq_consumer_destroy(consumer);
-    scen_assert_empty(&s);
-    scen_teardown(&s);
+    world_assert_empty(&s);
+    world_close(&s);
 }
 
 /* One batch: enqueue_many (1 round trip), claim_many (<= 3), ack_many (1). */
 static void
-one_batch(scen_t *s, mongoq_consumer_t *consumer, int64_t first_seq)
+one_batch(world_t *s, mongoq_consumer_t *consumer, int64_t first_seq)
 {
     bson_error_t error;
     bson_t docs[BATCH];
     const bson_t *ptrs[BATCH];
     for (int i = 0; i < BATCH; i++) {
-        scen_payload(&docs[i], first_seq + i);
+        world_payload(&docs[i], first_seq + i);
         ptrs[i] = &docs[i];
     }
     int64_t before = work_commands(s->counter);
@@ -163,9 +163,9 @@ one_batch(scen_t *s, mongoq_consumer_t *consumer, int64_t first_seq)
 
 Test(scenario_roundtrips, batches_of_100, .timeout = 60)
 {
-    scen_t s;
-    setup(&s, "scen_rt_batch");
-    mongoq_consumer_t *consumer = scen_consumer(&s, 0);
+    world_t s;
+    setup(&s);
+    mongoq_consumer_t *consumer = world_consumer(&s, NULL, 0);
     warm_up(&s, consumer);
 
     for (int b = 0; b < BATCHES; b++) {
@@ -181,6 +181,6 @@ Test(scenario_roundtrips, batches_of_100, .timeout = 60)
               (double)total / (double)n);
 
     mongoq_consumer_destroy(consumer);
-    scen_assert_empty(&s);
-    scen_teardown(&s);
+    world_assert_empty(&s);
+    world_close(&s);
 }

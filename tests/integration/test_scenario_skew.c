@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "test_scenario_util.h"
+#include "world.h"
 
 #define SKEW_LEASE_MS 30000
 #define DELAY_MS 2000
@@ -44,7 +44,7 @@ wall_ms(void)
 }
 
 static void
-start_skewed(scen_child_t *child, scen_t *s, int skew_s)
+start_skewed(world_child_t *child, world_t *s, int skew_s)
 {
     static char preload[600], faketime[32];
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", faketime_library());
@@ -54,11 +54,11 @@ start_skewed(scen_child_t *child, scen_t *s, int skew_s)
     char lease[32];
     snprintf(lease, sizeof lease, "%d", SKEW_LEASE_MS);
     const char *args[] = {"--lease-ms", lease, NULL}; /* its background reaper stays on */
-    scen_child_start(child, s, args, env);
+    world_child_start(child, s, args, env);
 
     /* Make sure the clock really is off, or the test proves nothing. */
     int64_t before = wall_ms();
-    const char *line = scen_child_cmd(child, "clock", 10000);
+    const char *line = world_child_cmd(child, "clock", 10000);
     long long child_now = 0;
     cr_assert(sscanf(line, "clock %lld", &child_now) == 1, "clock answered: %s", line);
     int64_t off = (int64_t)child_now - before;
@@ -67,41 +67,37 @@ start_skewed(scen_child_t *child, scen_t *s, int skew_s)
 }
 
 static void
-expect_none(scen_child_t *child, const char *cmd, const char *why)
+expect_none(world_child_t *child, const char *cmd, const char *why)
 {
-    const char *line = scen_child_cmd(child, cmd, 20000);
+    const char *line = world_child_cmd(child, cmd, 20000);
     cr_expect(strcmp(line, "none") == 0 || strcmp(line, "reaped 0") == 0, "%s: \"%s\" answered %s",
               why, cmd, line);
 }
 
 /* A message delayed DELAY_MS is claimed by the skewed consumer, but not before its run_at. */
-static scen_child_msg_t
-skewed_claims_delayed(scen_child_t *child, scen_t *s)
+static world_child_msg_t
+skewed_claims_delayed(world_child_t *child, world_t *s)
 {
-    bson_error_t error;
-    bson_t payload;
-    scen_payload(&payload, 1);
     mongoq_enqueue_opts_t eo = MONGOQ_ENQUEUE_OPTS_INIT;
     eo.delay_ms = DELAY_MS;
     bson_oid_t id;
     int64_t t0 = mtest_now_ms();
-    cr_assert(mongoq_enqueue(s->queue, &payload, &eo, &id, &error), "enqueue: %s", error.message);
-    bson_destroy(&payload);
+    world_enqueue(s->queue, 1, &eo, &id);
     bson_t doc;
-    cr_assert(scen_find_doc(s, &id, &doc));
+    cr_assert(world_find(s, &id, &doc));
     int64_t run_at = mtest_doc_date(&doc, "run_at");
     bson_destroy(&doc);
     cr_assert(run_at != INT64_MIN, "the message has no run_at date");
 
-    const char *line = scen_child_cmd(child, "claim 0", 20000);
+    const char *line = world_child_cmd(child, "claim 0", 20000);
     if (mtest_now_ms() - t0 < DELAY_MS - 500) {
         cr_expect(strcmp(line, "none") == 0, "claimed a message delayed %d ms at once: %s",
                   DELAY_MS, line);
     }
-    line = scen_child_cmd(child, "claim 10000", 20000);
+    line = world_child_cmd(child, "claim 10000", 20000);
     int64_t waited = mtest_now_ms() - t0;
-    scen_child_msg_t msg;
-    cr_assert(scen_parse_msg(line, &msg), "the delayed message was not claimed: %s", line);
+    world_child_msg_t msg;
+    cr_assert(world_child_parse_msg(line, &msg), "the delayed message was not claimed: %s", line);
     cr_expect(bson_oid_equal(&msg.id, &id));
     /* On the server's clock the claim came at lease_expires_at - lease. */
     int64_t claimed_at = msg.lease_expires_at - SKEW_LEASE_MS;
@@ -118,14 +114,14 @@ skewed_claims_delayed(scen_child_t *child, scen_t *s)
 
 /* The skewed consumer's lease holds against a normal reaper and a normal claimer. */
 static void
-skewed_lease_holds(scen_child_t *child, scen_t *s, const scen_child_msg_t *msg)
+skewed_lease_holds(world_child_t *child, world_t *s, const world_child_msg_t *msg)
 {
     bson_error_t error;
     int64_t reaped = -1;
     cr_assert(mongoq_queue_reap(s->queue, &reaped, &error), "reap: %s", error.message);
     cr_expect(reaped == 0, "a normal reaper took %" PRId64 " leases of the skewed consumer",
               reaped);
-    mongoq_consumer_t *consumer = scen_consumer(s, 0);
+    mongoq_consumer_t *consumer = world_consumer(s, NULL, 0);
     mongoq_message_t *stolen = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 0, &stolen, &error), "claim: %s", error.message);
     cr_expect(stolen == NULL, "a normal consumer stole the skewed consumer's lease");
@@ -135,20 +131,20 @@ skewed_lease_holds(scen_child_t *child, scen_t *s, const scen_child_msg_t *msg)
     char hex[25], cmd[96];
     bson_oid_to_string(&msg->id, hex);
     snprintf(cmd, sizeof cmd, "extend %s %d", hex, SKEW_LEASE_MS);
-    const char *line = scen_child_cmd(child, cmd, 20000);
+    const char *line = world_child_cmd(child, cmd, 20000);
     cr_expect(strcmp(line, "ok") == 0, "the skewed consumer lost its lease: %s", line);
     snprintf(cmd, sizeof cmd, "ack %s", hex);
-    line = scen_child_cmd(child, cmd, 20000);
+    line = world_child_cmd(child, cmd, 20000);
     cr_expect(strcmp(line, "ok") == 0, "the skewed consumer could not ack: %s", line);
 }
 
 /* A normal consumer's lease holds against the skewed consumer's claims and reaping. */
 static void
-normal_lease_holds(scen_child_t *child, scen_t *s)
+normal_lease_holds(world_child_t *child, world_t *s)
 {
     bson_error_t error;
-    scen_enqueue_seq(s, 2);
-    mongoq_consumer_t *consumer = scen_consumer(s, SKEW_LEASE_MS);
+    world_enqueue(s->queue, 2, NULL, NULL);
+    mongoq_consumer_t *consumer = world_consumer(s, NULL, SKEW_LEASE_MS);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(consumer, 5000, &msg, &error), "claim: %s", error.message);
     cr_assert(msg != NULL, "the normal consumer got nothing");
@@ -164,27 +160,27 @@ normal_lease_holds(scen_child_t *child, scen_t *s)
 static void
 run_skew(int skew_s)
 {
-    if (scen_child_program() == NULL) {
+    if (world_child_program() == NULL) {
         cr_skip_test("tests/tools/child_consumer not built");
     }
     if (faketime_library() == NULL) {
         cr_skip_test("libfaketime is not installed (apt-get install faketime)");
     }
-    scen_t s;
+    world_t s;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.no_reaper = true; /* reaping is done by hand, to see what it takes */
     opts.lease_ms = SKEW_LEASE_MS;
-    scen_setup(&s, skew_s > 0 ? "scen_skew_ahead" : "scen_skew_behind", &opts, false);
-    scen_child_t child;
+    world_open(&s, &opts, 0);
+    world_child_t child;
     start_skewed(&child, &s, skew_s);
 
-    scen_child_msg_t msg = skewed_claims_delayed(&child, &s);
+    world_child_msg_t msg = skewed_claims_delayed(&child, &s);
     skewed_lease_holds(&child, &s, &msg);
     normal_lease_holds(&child, &s);
 
-    scen_child_stop(&child, false);
-    scen_assert_empty(&s);
-    scen_teardown(&s);
+    world_child_stop(&child, false);
+    world_assert_empty(&s);
+    world_close(&s);
 }
 
 Test(scenario_skew, consumer_ten_minutes_ahead, .timeout = 90)

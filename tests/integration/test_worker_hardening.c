@@ -6,60 +6,27 @@
  * heartbeat stalls no handler thread; stop returns in time while a handler runs and the keeper
  * hangs in a network call.
  */
-#include "test_waker_util.h"
+#include "world.h"
 
+#include <criterion/criterion.h>
 #include <inttypes.h>
+#include <string.h>
 
-static void
-wh_suite_init(void)
-{
-    mongoc_init();
-}
-
-TestSuite(worker_hardening, .init = wh_suite_init, .timeout = 120);
+TestSuite(worker_hardening, .timeout = 120);
 
 #define WH_MAX 64
 #define WH_ATTEMPTS 4
 
-typedef struct {
-    char *db;
-    mongoc_client_pool_t *pool; /* the queue's; appname = db; commands counted */
-    mtest_counter_t *counter;
-    mongoc_client_t *client;    /* direct reads and fail points (test thread only) */
-    mongoc_client_t *handler_client; /* for the handler's own reads (one handler thread) */
-    mongoq_queue_t *queue;
-} wh_env_t;
-
+/* A world whose pool's commands are counted. */
 static void
-wh_open(wh_env_t *e, const mongoq_queue_opts_t *opts)
+wh_open(world_t *e, const mongoq_queue_opts_t *opts)
 {
-    bson_error_t error;
-    memset(e, 0, sizeof *e);
-    e->db = mtest_db_name("wkh");
-    e->pool = mtest_pool_new(e->db);
-    e->counter = mtest_counter_new();
-    mtest_counter_attach_pool(e->counter, e->pool);
-    e->client = mtest_client_new("wkh-direct");
-    e->handler_client = mtest_client_new("wkh-handler");
-    e->queue = mongoq_queue_new(e->pool, e->db, "q", opts, &error);
-    cr_assert(e->queue != NULL, "queue_new: %s", error.message);
-}
-
-static void
-wh_close(wh_env_t *e)
-{
-    mongoq_queue_destroy(e->queue);
-    mongoc_client_pool_destroy(e->pool);
-    mtest_counter_destroy(e->counter);
-    mtest_db_drop(e->client, e->db);
-    mongoc_client_destroy(e->handler_client);
-    mongoc_client_destroy(e->client);
-    bson_free(e->db);
+    world_open(e, opts, WORLD_COUNTER);
 }
 
 /* A queue whose leases are left alone: no background reaper, no "update" of its own. */
 static void
-wh_open_quiet(wh_env_t *e)
+wh_open_quiet(world_t *e)
 {
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.no_reaper = true;
@@ -68,7 +35,8 @@ wh_open_quiet(wh_env_t *e)
 
 /* What the handler and the outcome callback saw, per message (payload i) and attempt. */
 typedef struct {
-    wh_env_t *env;
+    world_t *env;
+    mongoc_client_t *handler_client; /* for the handler's own reads (one handler thread) */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     bool gate_open;
@@ -87,17 +55,19 @@ typedef struct {
 } wh_ctx_t;
 
 static void
-wh_ctx_init(wh_ctx_t *c, wh_env_t *env)
+wh_ctx_init(wh_ctx_t *c, world_t *env)
 {
     memset(c, 0, sizeof *c);
     c->env = env;
+    c->handler_client = mtest_client_for(env->uri, NULL);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cond, NULL);
+    mtest_cond_init(&c->cond);
 }
 
 static void
 wh_ctx_destroy(wh_ctx_t *c)
 {
+    mongoc_client_destroy(c->handler_client);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->mu);
 }
@@ -113,7 +83,7 @@ wh_attempt(const mongoq_message_t *msg)
 static int
 wh_enter(wh_ctx_t *c, mongoq_message_t *msg, bool *first)
 {
-    int i = wk_payload_i(msg);
+    int i = (int)world_seq(msg);
     pthread_mutex_lock(&c->mu);
     *first = c->entered++ == 0;
     if (i >= 0 && i < WH_MAX) {
@@ -130,7 +100,7 @@ static void
 wh_on_outcome(const mongoq_message_t *msg, const mongoq_outcome_t *o, void *user_data)
 {
     wh_ctx_t *c = user_data;
-    int i = wk_payload_i(msg), a = wh_attempt(msg);
+    int i = (int)world_seq(msg), a = wh_attempt(msg);
     bool malformed = o->version != MONGOQ_OUTCOME_VERSION || (o->ok && o->error.code != 0) ||
                      (!o->ok && o->error.code == 0);
     pthread_mutex_lock(&c->mu);
@@ -189,7 +159,7 @@ wh_gated(mongoq_message_t *msg, void *user_data)
     struct timespec ts;
     bool first;
     wh_enter(c, msg, &first);
-    wk_deadline(30000, &ts);
+    mtest_deadline(30000, &ts);
     pthread_mutex_lock(&c->mu);
     while (first && !c->gate_open && pthread_cond_timedwait(&c->cond, &c->mu, &ts) == 0) {
     }
@@ -208,7 +178,7 @@ wh_worker(wh_ctx_t *c, mongoq_handler_fn handler, int32_t batch, int64_t lease_m
     opts.batch = batch;
     opts.lease_ms = lease_ms;
     opts.heartbeat_ms = heartbeat_ms;
-    return wk_worker_run(c->env->queue, &opts);
+    return world_worker_run(c->env->queue, &opts);
 }
 
 static void
@@ -258,18 +228,10 @@ wh_outlive_lease(mongoq_message_t *msg, void *user_data)
     bool first;
     wh_enter(c, msg, &first);
     if (first) {
-        wh_server_past_t p = {c->env->handler_client, mongoq_message_lease_expires_at(msg) + 100};
+        wh_server_past_t p = {c->handler_client, mongoq_message_lease_expires_at(msg) + 100};
         mtest_wait_until(wh_server_is_past, &p, 10000);
     }
     return MONGOQ_ACK;
-}
-
-static void
-wh_enqueue_n(mongoq_queue_t *queue, int n)
-{
-    for (int i = 0; i < n; i++) {
-        wk_enqueue(queue, i, 0);
-    }
 }
 
 /* Which message of the batch the handler got (the one that ran). */
@@ -289,7 +251,7 @@ wh_only_run(wh_ctx_t *c, int n)
 
 /* Three messages skipped as lost, one acked; the counters of worker and queue say so. */
 static void
-wh_assert_three_skipped(wh_env_t *e, wh_ctx_t *c, mongoq_worker_t *w)
+wh_assert_three_skipped(world_t *e, wh_ctx_t *c, mongoq_worker_t *w)
 {
     int ran = wh_only_run(c, 4);
     cr_assert_eq(c->runs[ran], 1);
@@ -315,21 +277,21 @@ wh_assert_three_skipped(wh_env_t *e, wh_ctx_t *c, mongoq_worker_t *w)
 
 Test(worker_hardening, a_lease_that_ran_out_while_the_batch_waited_is_not_started)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     wh_open_quiet(&e); /* no reaper: nothing redelivers the three, so they never run */
     wh_ctx_init(&c, &e);
-    wh_enqueue_n(e.queue, 4);
+    world_enqueue_n(&e, 4, NULL, NULL);
     mongoq_worker_t *w = wh_worker(&c, wh_outlive_lease, 4, 300, -1);
     wh_outcomes_t all = {&c, 4};
     cr_assert(mtest_wait_until(wh_outcomes_reached, &all, 15000), "4 outcomes");
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
     wh_assert_three_skipped(&e, &c, w);
-    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"processing\"}"), 3,
+    cr_assert_eq(world_count(&e, "{\"status\": \"processing\"}"), 3,
                  "the skipped three keep their (run-out) leases for the reaper");
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 typedef struct {
@@ -359,8 +321,7 @@ wh_steal_the_others(mongoq_message_t *msg, void *user_data)
     if (!first) {
         return MONGOQ_ACK;
     }
-    mongoc_collection_t *coll = mongoc_client_get_collection(c->env->handler_client, c->env->db,
-                                                             "q");
+    mongoc_collection_t *coll = mongoc_client_get_collection(c->handler_client, c->env->db, "jobs");
     bson_oid_t other;
     bson_oid_init(&other, NULL);
     bson_t *filter = BCON_NEW("_id", "{", "$ne", BCON_OID(mongoq_message_id(msg)), "}",
@@ -378,11 +339,11 @@ wh_steal_the_others(mongoq_message_t *msg, void *user_data)
 
 Test(worker_hardening, messages_the_heartbeat_found_lost_are_not_started)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     wh_open_quiet(&e);
     wh_ctx_init(&c, &e);
-    wh_enqueue_n(e.queue, 4);
+    world_enqueue_n(&e, 4, NULL, NULL);
     /* Long leases: only the heartbeat's finding can make the three lost. */
     mongoq_worker_t *w = wh_worker(&c, wh_steal_the_others, 4, 20000, 100);
     wh_outcomes_t all = {&c, 4};
@@ -391,7 +352,7 @@ Test(worker_hardening, messages_the_heartbeat_found_lost_are_not_started)
     wh_assert_three_skipped(&e, &c, w);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 /* ---- 2. heartbeats move the deadline the handler sees ------------------------------------------ */
@@ -419,8 +380,7 @@ wh_watch_expiry(mongoq_message_t *msg, void *user_data)
     wh_expiry_t x = {msg, before + 400};
     mtest_wait_until(wh_expiry_reached, &x, 5000);
     int64_t later = mongoq_message_lease_expires_at(msg);
-    mongoc_collection_t *coll = mongoc_client_get_collection(c->env->handler_client, c->env->db,
-                                                             "q");
+    mongoc_collection_t *coll = mongoc_client_get_collection(c->handler_client, c->env->db, "jobs");
     bool found = mtest_find_by_id(coll, mongoq_message_id(msg), &doc);
     pthread_mutex_lock(&c->mu);
     c->expiry_first = before;
@@ -435,12 +395,12 @@ wh_watch_expiry(mongoq_message_t *msg, void *user_data)
 
 Test(worker_hardening, the_handler_sees_lease_expires_at_advance_with_heartbeats)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     wh_open_quiet(&e);
     wh_ctx_init(&c, &e);
     mongoq_worker_t *w = wh_worker(&c, wh_watch_expiry, 1, 900, 100);
-    wk_enqueue(e.queue, 0, 0);
+    world_enqueue(e.queue, 0, NULL, NULL);
     wh_outcomes_t one = {&c, 1};
     cr_assert(mtest_wait_until(wh_outcomes_reached, &one, 15000), "handled");
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
@@ -455,7 +415,7 @@ Test(worker_hardening, the_handler_sees_lease_expires_at_advance_with_heartbeats
     wh_assert_outcome(&c, 0, 1, MONGOQ_OUTCOME_ACKED, true);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 /* ---- 5 and 6. counters agree, one outcome per message ------------------------------------------ */
@@ -471,7 +431,7 @@ wh_by_i(mongoq_message_t *msg, void *user_data)
 }
 
 static void
-wh_assert_counters_agree(wh_env_t *e, mongoq_worker_t *w, int64_t acked, int64_t retried,
+wh_assert_counters_agree(world_t *e, mongoq_worker_t *w, int64_t acked, int64_t retried,
                          int64_t failed)
 {
     mongoq_counters_t wc = MONGOQ_COUNTERS_INIT, qc = MONGOQ_COUNTERS_INIT;
@@ -488,7 +448,7 @@ wh_assert_counters_agree(wh_env_t *e, mongoq_worker_t *w, int64_t acked, int64_t
 
 Test(worker_hardening, a_retry_at_max_attempts_is_counted_as_buried_by_worker_and_queue)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.max_attempts = 1;
@@ -496,17 +456,17 @@ Test(worker_hardening, a_retry_at_max_attempts_is_counted_as_buried_by_worker_an
     wh_open(&e, &qopts);
     wh_ctx_init(&c, &e);
     mongoq_worker_t *w = wh_worker(&c, wh_by_i, 1, 0, 0);
-    wk_enqueue(e.queue, 2, 0); /* i = 2: the handler answers RETRY */
+    world_enqueue(e.queue, 2, NULL, NULL); /* i = 2: the handler answers RETRY */
     wh_outcomes_t one = {&c, 1};
     cr_assert(mtest_wait_until(wh_outcomes_reached, &one, 15000), "handled");
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
     wh_assert_outcome(&c, 2, 1, MONGOQ_OUTCOME_BURIED, true);
     cr_assert_eq(c.last[2][1].result, MONGOQ_RETRY);
-    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"dead\"}"), 1);
+    cr_assert_eq(world_count(&e, "{\"status\": \"dead\"}"), 1);
     wh_assert_counters_agree(&e, w, 0, 0, 1);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 static void
@@ -532,7 +492,7 @@ wh_assert_by_i_outcomes(wh_ctx_t *c, int n)
 Test(worker_hardening, every_claimed_message_gets_exactly_one_outcome)
 {
     enum { N = 30 };
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.max_attempts = 2;
@@ -545,8 +505,8 @@ Test(worker_hardening, every_claimed_message_gets_exactly_one_outcome)
     opts.user_data = &c;
     opts.threads = 3;
     opts.batch = 4;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
-    wh_enqueue_n(e.queue, N);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
+    world_enqueue_n(&e, N, NULL, NULL);
     wh_outcomes_t all = {&c, N + N / 3}; /* the RETRY third comes twice */
     cr_assert(mtest_wait_until(wh_outcomes_reached, &all, 20000), "%d outcomes", c.outcomes);
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
@@ -555,15 +515,15 @@ Test(worker_hardening, every_claimed_message_gets_exactly_one_outcome)
     cr_assert_eq(c.wrong_thread, 0, "outcomes come on the thread that ran the handler");
     cr_assert_eq(c.malformed, 0);
     wh_assert_counters_agree(&e, w, N / 3, N / 3, 2 * N / 3);
-    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"dead\"}"), 2 * N / 3);
+    cr_assert_eq(world_count(&e, "{\"status\": \"dead\"}"), 2 * N / 3);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 Test(worker_hardening, options_version_1_is_accepted_and_its_struct_never_read_past)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     bson_error_t error;
     wh_open_quiet(&e);
@@ -580,10 +540,10 @@ Test(worker_hardening, options_version_1_is_accepted_and_its_struct_never_read_p
     /* A version 1 caller's struct ends before on_outcome: what lies there is not used. */
     opts.version = 1;
     opts.on_outcome = wh_on_outcome;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
-    wk_enqueue(e.queue, 0, 0);
-    wk_acked_t a = {w, 1};
-    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "a version 1 worker works");
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
+    world_enqueue(e.queue, 0, NULL, NULL);
+    world_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "a version 1 worker works");
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
     cr_assert_eq(c.runs[0], 1);
     cr_assert_eq(c.outcomes, 0, "on_outcome is not read from a version 1 struct");
@@ -591,28 +551,26 @@ Test(worker_hardening, options_version_1_is_accepted_and_its_struct_never_read_p
     cr_assert_str_eq(mongoq_outcome_action_name(99), "UNKNOWN");
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 /* ---- 7. a batch of one claims with findAndModify -------------------------------------------- */
 
 static void
-wh_run_until_acked(wh_env_t *e, wh_ctx_t *c, int32_t batch, int n)
+wh_run_until_acked(world_t *e, wh_ctx_t *c, int32_t batch, int n)
 {
     mongoq_worker_t *w = wh_worker(c, wh_gated, batch, 0, -1);
     wh_gate_open(c);
-    for (int i = 0; i < n; i++) {
-        wk_enqueue(e->queue, i, 0);
-    }
-    wk_acked_t a = {w, n};
-    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "%d acked", n);
+    world_enqueue_n(e, n, NULL, NULL);
+    world_acked_t a = {w, n};
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "%d acked", n);
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
     mongoq_worker_destroy(w);
 }
 
 Test(worker_hardening, a_batch_of_one_claims_with_find_and_modify_not_update)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     wh_open_quiet(&e); /* no reaper: its updates would be counted too */
     wh_ctx_init(&c, &e);
@@ -626,7 +584,7 @@ Test(worker_hardening, a_batch_of_one_claims_with_find_and_modify_not_update)
     wh_run_until_acked(&e, &c, 2, 2);
     cr_assert_geq(mtest_counter_get(e.counter, "update"), 1);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 /* ---- 8 and 3. stopping: one updateMany, no stalls, bounded ------------------------------------- */
@@ -634,18 +592,18 @@ Test(worker_hardening, a_batch_of_one_claims_with_find_and_modify_not_update)
 static bool
 wh_ready_nine(void *arg)
 {
-    wh_env_t *e = arg;
-    return wk_count(e->client, e->db, "{\"status\": \"ready\", \"attempts\": 0}") == 9;
+    world_t *e = arg;
+    return world_count(e, "{\"status\": \"ready\", \"attempts\": 0}") == 9;
 }
 
 Test(worker_hardening, stop_hands_a_batch_back_in_one_update_and_reports_it)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     bson_error_t error;
     wh_open_quiet(&e);
     wh_ctx_init(&c, &e);
-    wh_enqueue_n(e.queue, 10);
+    world_enqueue_n(&e, 10, NULL, NULL);
     mongoq_worker_t *w = wh_worker(&c, wh_gated, 10, 0, -1);
     cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the first handler runs");
     int64_t updates = mtest_counter_get(e.counter, "update");
@@ -663,7 +621,7 @@ Test(worker_hardening, stop_hands_a_batch_back_in_one_update_and_reports_it)
     cr_assert_eq(c.outcomes, 10);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 /*
@@ -671,23 +629,22 @@ Test(worker_hardening, stop_hands_a_batch_back_in_one_update_and_reports_it)
  * point's count before (see wh_unblock).
  */
 static int64_t
-wh_block_heartbeat(wh_env_t *e, int block_ms)
+wh_block_heartbeat(world_t *e, int block_ms)
 {
     char data[256];
     bson_snprintf(data, sizeof data,
                   "\"failCommands\": [\"update\"], \"blockConnection\": true, "
                   "\"blockTimeMS\": %d",
                   block_ms);
-    return mtest_fail_point_app(e->client, e->db, "{\"times\": 1}", data);
+    return world_fail_point(e, "{\"times\": 1}", data);
 }
 
 /* Turns the fail point off and asserts that it fired once since wh_block_heartbeat. */
 static void
-wh_unblock(wh_env_t *e, int64_t count_before)
+wh_unblock(world_t *e, int64_t count_before)
 {
-    int64_t count = mtest_fail_point(e->client, "\"off\"", NULL);
-    cr_assert_eq(count - count_before, 1, "the heartbeat was blocked (fired %" PRId64 " times)",
-                 count - count_before);
+    int64_t fired = world_fail_point_off(e, count_before);
+    cr_assert_eq(fired, 1, "the heartbeat was blocked (fired %" PRId64 " times)", fired);
 }
 
 typedef struct {
@@ -704,12 +661,12 @@ wh_updates_sent(void *arg)
 
 Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     bson_error_t error;
     wh_open_quiet(&e);
     wh_ctx_init(&c, &e);
-    wh_enqueue_n(e.queue, 3);
+    world_enqueue_n(&e, 3, NULL, NULL);
     /* First heartbeat 1 s after the claim: time to arm the fail point after claim_many's update. */
     mongoq_worker_t *w = wh_worker(&c, wh_gated, 3, 20000, 1000);
     cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the first handler runs");
@@ -719,8 +676,8 @@ Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
     cr_assert(mtest_wait_until(wh_updates_sent, &beat, 5000), "the heartbeat was sent");
     int64_t t0 = mtest_now_ms();
     wh_gate_open(&c);
-    wk_acked_t a = {w, 3};
-    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "the batch finishes");
+    world_acked_t a = {w, 3};
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "the batch finishes");
     cr_assert_lt(mtest_now_ms() - t0, 1500, "the batch went on while the heartbeat hung");
 
     /* The fault held: the keeper is still inside that heartbeat. */
@@ -733,7 +690,7 @@ Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
     }
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }
 
 /* stop(timeout) returns false (STOPPED) within timeout + 1 s. */
@@ -751,7 +708,7 @@ wh_assert_stop_in_time(mongoq_worker_t *w, int64_t timeout_ms)
 
 Test(worker_hardening, stop_returns_in_time_while_a_handler_runs_and_the_keeper_hangs)
 {
-    wh_env_t e;
+    world_t e;
     wh_ctx_t c;
     bson_error_t error;
     wh_open_quiet(&e);
@@ -759,20 +716,20 @@ Test(worker_hardening, stop_returns_in_time_while_a_handler_runs_and_the_keeper_
     /* A batch of one claims with findAndModify: the first update is the first heartbeat. */
     int64_t fired = wh_block_heartbeat(&e, 4000);
     mongoq_worker_t *w = wh_worker(&c, wh_gated, 1, 20000, 100);
-    wk_enqueue(e.queue, 0, 0);
+    world_enqueue(e.queue, 0, NULL, NULL);
     cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the handler runs");
     wh_sent_t beat = {e.counter, 1};
     cr_assert(mtest_wait_until(wh_updates_sent, &beat, 5000), "the heartbeat was sent");
 
     wh_assert_stop_in_time(w, 300); /* a handler runs, the keeper hangs */
     wh_gate_open(&c);
-    wk_acked_t a = {w, 1};
-    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "the handler finishes");
+    world_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "the handler finishes");
     wh_assert_stop_in_time(w, 300); /* the keeper still hangs */
     cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
     wh_unblock(&e, fired);
     wh_assert_outcome(&c, 0, 1, MONGOQ_OUTCOME_ACKED, true);
     mongoq_worker_destroy(w);
     wh_ctx_destroy(&c);
-    wh_close(&e);
+    world_close(&e);
 }

@@ -3,66 +3,33 @@
  * back at once, running handlers finish, the rest return after their leases), request_stop
  * from a signal handler, option checks; and the queue's background reaper that workers rely on.
  */
-#include "test_waker_util.h"
+#include "world.h"
 
+#include <criterion/criterion.h>
 #include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
-static void
-wr_suite_init(void)
-{
-    mongoc_init();
-}
-
-TestSuite(worker, .init = wr_suite_init, .timeout = 120);
-
-typedef struct {
-    char *db;
-    mongoc_client_pool_t *pool;
-    mongoc_client_t *client; /* for direct reads and writes */
-    mongoq_queue_t *queue;
-} wr_env_t;
-
-static void
-wr_open(wr_env_t *e, const mongoq_queue_opts_t *opts)
-{
-    bson_error_t error;
-    memset(e, 0, sizeof *e);
-    e->db = mtest_db_name("wkr");
-    e->pool = mtest_pool_new("wkr");
-    e->client = mtest_client_new("wkr-direct");
-    e->queue = mongoq_queue_new(e->pool, e->db, "q", opts, &error);
-    cr_assert(e->queue != NULL, "queue_new: %s", error.message);
-}
-
-static void
-wr_close(wr_env_t *e)
-{
-    mongoq_queue_destroy(e->queue);
-    mongoc_client_pool_destroy(e->pool);
-    mtest_db_drop(e->client, e->db);
-    mongoc_client_destroy(e->client);
-    bson_free(e->db);
-}
+TestSuite(worker, .timeout = 120);
 
 Test(worker, processes_every_message_with_threads_and_batches)
 {
-    wr_env_t e;
-    wr_open(&e, NULL);
-    wk_rec_t rec;
-    wk_rec_init(&rec);
+    world_t e;
+    world_open(&e, NULL, 0);
+    world_rec_t rec;
+    world_rec_init(&rec);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
-    opts.handler = wk_record;
+    opts.handler = world_record;
     opts.user_data = &rec;
     opts.threads = 3;
     opts.batch = 5;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
     for (int i = 0; i < 100; i++) {
-        wk_enqueue(e.queue, i, 0);
+        world_enqueue(e.queue, i, NULL, NULL);
     }
-    cr_assert_eq(wk_await_all(&rec, 100, 20000), 100);
-    wk_acked_t a = {w, 100};
-    cr_assert(mtest_wait_until(wk_acked_reached, &a, 10000), "100 acks");
+    cr_assert_eq(world_await_all(&rec, 100, 20000), 100);
+    world_acked_t a = {w, 100};
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "100 acks");
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.claimed, 100);
@@ -72,17 +39,17 @@ Test(worker, processes_every_message_with_threads_and_batches)
         cr_assert_eq(rec.runs[i], 1, "message %d ran once", i);
     }
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
-    cr_assert_eq(wk_count(e.client, e.db, "{}"), 0, "acked messages are deleted");
+    cr_assert_eq(world_count(&e, "{}"), 0, "acked messages are deleted");
     mongoq_worker_destroy(w);
-    wk_rec_destroy(&rec);
-    wr_close(&e);
+    world_rec_destroy(&rec);
+    world_close(&e);
 }
 
 static mongoq_result_t
 wr_fail_or_retry(mongoq_message_t *msg, void *user_data)
 {
     (void)user_data;
-    if (wk_payload_i(msg) == 0) {
+    if (world_seq(msg) == 0) {
         mongoq_message_set_reason(msg, "boom");
         return MONGOQ_FAIL;
     }
@@ -93,25 +60,25 @@ wr_fail_or_retry(mongoq_message_t *msg, void *user_data)
 static bool
 wr_two_dead(void *ctx)
 {
-    wr_env_t *e = ctx;
-    return wk_count(e->client, e->db, "{\"status\": \"dead\"}") == 2;
+    world_t *e = ctx;
+    return world_count(e, "{\"status\": \"dead\"}") == 2;
 }
 
 Test(worker, fail_and_retry_record_the_reason)
 {
-    wr_env_t e;
+    world_t e;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.max_attempts = 2;
     qopts.backoff_base_ms = 50;
-    wr_open(&e, &qopts);
+    world_open(&e, &qopts, 0);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_fail_or_retry;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
-    wk_enqueue(e.queue, 0, 0);
-    wk_enqueue(e.queue, 1, 0);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
+    world_enqueue(e.queue, 0, NULL, NULL);
+    world_enqueue(e.queue, 1, NULL, NULL);
     cr_assert(mtest_wait_until(wr_two_dead, &e, 10000), "both end dead");
-    cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"boom\", \"attempts\": 1}"), 1);
-    cr_assert_eq(wk_count(e.client, e.db, "{\"last_error\": \"again\", \"attempts\": 2}"), 1);
+    cr_assert_eq(world_count(&e, "{\"last_error\": \"boom\", \"attempts\": 1}"), 1);
+    cr_assert_eq(world_count(&e, "{\"last_error\": \"again\", \"attempts\": 2}"), 1);
     /* The worker counts after its write returns: stop first so both writes are counted. */
     cr_assert(mongoq_worker_stop(w, 5000, NULL));
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT, q = MONGOQ_COUNTERS_INIT;
@@ -122,7 +89,7 @@ Test(worker, fail_and_retry_record_the_reason)
     cr_assert_eq(q.failed, c.failed, "the queue counts the same");
     cr_assert_eq(q.retried, c.retried);
     mongoq_worker_destroy(w);
-    wr_close(&e);
+    world_close(&e);
 }
 
 /* A gate a handler waits at until the test opens it. */
@@ -141,7 +108,7 @@ wr_gate_init(wr_gate_t *g)
 {
     memset(g, 0, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cond, NULL);
+    mtest_cond_init(&g->cond);
 }
 
 static void
@@ -167,7 +134,7 @@ wr_gated(mongoq_message_t *msg, void *user_data)
     wr_gate_t *g = user_data;
     struct timespec ts;
     (void)msg;
-    wk_deadline(30000, &ts);
+    mtest_deadline(30000, &ts);
     pthread_mutex_lock(&g->mu);
     bool first = g->entered++ == 0;
     pthread_cond_broadcast(&g->cond);
@@ -188,7 +155,7 @@ wr_gate_entered(void *ctx)
 }
 
 typedef struct {
-    wr_env_t *env;
+    world_t *env;
     const char *filter;
     int64_t expected;
 } wr_count_t;
@@ -197,16 +164,16 @@ static bool
 wr_count_is(void *ctx)
 {
     wr_count_t *c = ctx;
-    return wk_count(c->env->client, c->env->db, c->filter) == c->expected;
+    return world_count(c->env, c->filter) == c->expected;
 }
 
 Test(worker, stop_hands_unstarted_messages_back_at_once)
 {
-    wr_env_t e;
+    world_t e;
     bson_error_t error;
-    wr_open(&e, NULL); /* 30 s leases: only a hand-back makes them ready soon */
+    world_open(&e, NULL, 0); /* 30 s leases: only a hand-back makes them ready soon */
     for (int i = 0; i < 10; i++) {
-        wk_enqueue(e.queue, i, 0);
+        world_enqueue(e.queue, i, NULL, NULL);
     }
     wr_gate_t gate;
     wr_gate_init(&gate);
@@ -214,7 +181,7 @@ Test(worker, stop_hands_unstarted_messages_back_at_once)
     opts.handler = wr_gated;
     opts.user_data = &gate;
     opts.batch = 10;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the first handler runs");
 
     cr_assert_not(mongoq_worker_stop(w, 200, &error), "a handler is still running");
@@ -245,28 +212,28 @@ Test(worker, stop_hands_unstarted_messages_back_at_once)
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_worker_counters(w, &c);
     cr_assert_eq(c.acked, 1, "the running handler's message is acked");
-    cr_assert_eq(wk_count(e.client, e.db, "{}"), 0);
+    cr_assert_eq(world_count(&e, "{}"), 0);
     mongoq_worker_destroy(w);
     wr_gate_destroy(&gate);
-    wr_close(&e);
+    world_close(&e);
 }
 
 Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
 {
-    wr_env_t e;
+    world_t e;
     bson_error_t error;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.lease_ms = 800;
     qopts.reap_interval_ms = 100;
-    wr_open(&e, &qopts);
-    wk_enqueue(e.queue, 0, 0);
+    world_open(&e, &qopts, 0);
+    world_enqueue(e.queue, 0, NULL, NULL);
     wr_gate_t gate;
     wr_gate_init(&gate);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_gated;
     opts.user_data = &gate;
     opts.heartbeat_ms = -1; /* as if the process hung: nothing extends the lease */
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler runs");
     cr_assert_not(mongoq_worker_stop(w, 100, &error));
 
@@ -287,7 +254,7 @@ Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
     cr_assert_eq(c.lease_lost, 1, "the late ack finds the lease gone");
     mongoq_worker_destroy(w);
     wr_gate_destroy(&gate);
-    wr_close(&e);
+    world_close(&e);
 }
 
 /* A handler's "work": ms long, cut short when the lease is reported lost. */
@@ -321,19 +288,19 @@ wr_slow(mongoq_message_t *msg, void *user_data)
 
 Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
 {
-    wr_env_t e;
+    world_t e;
     bson_error_t error;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.lease_ms = 600;
     qopts.reap_interval_ms = 100;
-    wr_open(&e, &qopts);
+    world_open(&e, &qopts, 0);
     wr_gate_t gate;
     wr_gate_init(&gate);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_slow;
     opts.user_data = &gate;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
-    wk_enqueue(e.queue, 0, 0);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
+    world_enqueue(e.queue, 0, NULL, NULL);
     wr_count_t running = {&e, "{\"status\": \"processing\"}", 1};
     cr_assert(mtest_wait_until(wr_count_is, &running, 5000));
 
@@ -344,12 +311,12 @@ Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
     cr_assert_null(msg, "the lease held");
     mongoq_consumer_destroy(other);
 
-    wk_acked_t a = {w, 1};
-    cr_assert(mtest_wait_until(wk_acked_reached, &a, 5000), "acked after 2 s of work");
+    world_acked_t a = {w, 1};
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 5000), "acked after 2 s of work");
     cr_assert_not(gate.lease_lost_seen);
     mongoq_worker_destroy(w);
     wr_gate_destroy(&gate);
-    wr_close(&e);
+    world_close(&e);
 }
 
 /* Steals its own message's lease (as a reclaim would), then waits to be told. */
@@ -358,7 +325,7 @@ wr_robbed(mongoq_message_t *msg, void *user_data)
 {
     wr_gate_t *g = user_data;
     bson_error_t error;
-    mongoc_collection_t *coll = mongoc_client_get_collection(g->thief, g->db, "q");
+    mongoc_collection_t *coll = mongoc_client_get_collection(g->thief, g->db, "jobs");
     bson_t *filter = BCON_NEW("_id", BCON_OID(mongoq_message_id(msg)));
     bson_oid_t other;
     bson_oid_init(&other, NULL);
@@ -375,10 +342,10 @@ wr_robbed(mongoq_message_t *msg, void *user_data)
 
 Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
 {
-    wr_env_t e;
+    world_t e;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.lease_ms = 900;
-    wr_open(&e, &qopts);
+    world_open(&e, &qopts, 0);
     wr_gate_t gate;
     wr_gate_init(&gate);
     gate.thief = mtest_client_new("wkr-thief");
@@ -386,8 +353,8 @@ Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_robbed;
     opts.user_data = &gate;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
-    wk_enqueue(e.queue, 0, 0);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
+    world_enqueue(e.queue, 0, NULL, NULL);
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler finished");
     cr_assert(gate.lease_lost_seen, "the heartbeat told the handler");
     /* The worker counts an outcome after its write: stop first so the failed ack is counted. */
@@ -399,7 +366,7 @@ Test(worker, handler_sees_a_lease_lost_by_the_heartbeat)
     mongoq_worker_destroy(w);
     mongoc_client_destroy(gate.thief);
     wr_gate_destroy(&gate);
-    wr_close(&e);
+    world_close(&e);
 }
 
 static mongoq_worker_t *wr_signalled;
@@ -413,14 +380,14 @@ wr_on_signal(int sig)
 
 Test(worker, request_stop_from_a_signal_handler)
 {
-    wr_env_t e;
+    world_t e;
     bson_error_t error;
-    wr_open(&e, NULL);
-    wk_rec_t rec;
-    wk_rec_init(&rec);
-    wr_signalled = wk_worker_start(e.queue, &rec, 2);
-    wk_enqueue(e.queue, 0, 0);
-    cr_assert(wk_await_started(&rec, 0, 5000));
+    world_open(&e, NULL, 0);
+    world_rec_t rec;
+    world_rec_init(&rec);
+    wr_signalled = world_worker_start(e.queue, &rec, 2);
+    world_enqueue(e.queue, 0, NULL, NULL);
+    cr_assert(world_await_started(&rec, 0, 5000));
 
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
@@ -433,23 +400,23 @@ Test(worker, request_stop_from_a_signal_handler)
     cr_assert_leq(mtest_now_ms() - t0, 1000, "idle threads stop promptly");
     sigaction(SIGUSR1, &old, NULL);
 
-    wk_enqueue(e.queue, 1, 0);
-    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"ready\"}"), 1, "nothing claimed");
+    world_enqueue(e.queue, 1, NULL, NULL);
+    cr_assert_eq(world_count(&e, "{\"status\": \"ready\"}"), 1, "nothing claimed");
     cr_assert_eq(rec.runs[1], 0);
     mongoq_worker_destroy(wr_signalled);
-    wk_rec_destroy(&rec);
-    wr_close(&e);
+    world_rec_destroy(&rec);
+    world_close(&e);
 }
 
 Test(worker, invalid_options_are_refused)
 {
-    wr_env_t e;
+    world_t e;
     bson_error_t error;
-    wr_open(&e, NULL);
+    world_open(&e, NULL, 0);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     cr_assert_null(mongoq_worker_new(e.queue, &opts, &error), "no handler");
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
-    opts.handler = wk_record;
+    opts.handler = world_record;
     opts.threads = 257;
     cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
     opts.threads = 1;
@@ -460,11 +427,11 @@ Test(worker, invalid_options_are_refused)
     cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
     cr_assert_null(mongoq_worker_new(e.queue, NULL, &error));
 
-    wk_rec_t rec;
-    wk_rec_init(&rec);
+    world_rec_t rec;
+    world_rec_init(&rec);
     opts.lease_ms = 0;
     opts.user_data = &rec;
-    mongoq_worker_t *w = wk_worker_run(e.queue, &opts);
+    mongoq_worker_t *w = world_worker_run(e.queue, &opts);
     cr_assert_not(mongoq_worker_start(w, &error), "started twice");
     mongoq_worker_destroy(w);
     mongoq_worker_destroy(NULL);
@@ -473,8 +440,8 @@ Test(worker, invalid_options_are_refused)
     cr_assert(w != NULL);
     cr_assert(mongoq_worker_stop(w, 0, &error));
     mongoq_worker_destroy(w);
-    wk_rec_destroy(&rec);
-    wr_close(&e);
+    world_rec_destroy(&rec);
+    world_close(&e);
 }
 
 static bool
@@ -487,19 +454,19 @@ wr_reaped(void *ctx)
 
 Test(worker, background_reaper_returns_an_abandoned_message)
 {
-    wr_env_t e;
+    world_t e;
     bson_error_t error;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.lease_ms = 300;
     qopts.reap_interval_ms = 100;
-    wr_open(&e, &qopts);
-    wk_enqueue(e.queue, 0, 0);
+    world_open(&e, &qopts, 0);
+    world_enqueue(e.queue, 0, NULL, NULL);
     mongoq_consumer_t *c1 = mongoq_consumer_new(e.queue, NULL, &error);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(c1, 1000, &msg, &error) && msg, "claim");
     mongoq_message_destroy(msg); /* abandoned: no ack, no retry */
     cr_assert(mtest_wait_until(wr_reaped, e.queue, 5000), "the background reaper ran");
-    cr_assert_eq(wk_count(e.client, e.db, "{\"status\": \"ready\", \"attempts\": 1}"), 1);
+    cr_assert_eq(world_count(&e, "{\"status\": \"ready\", \"attempts\": 1}"), 1);
     mongoq_consumer_destroy(c1);
-    wr_close(&e);
+    world_close(&e);
 }
