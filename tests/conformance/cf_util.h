@@ -1,8 +1,8 @@
 /*
- * Small helpers shared by the conformance files added for the test server's mongod 6.0 rules
- * (date arithmetic, partial indexes, index conflicts, validators, document size, retryable
- * writes, transactions). Commands are written as relaxed extended JSON; replies are read by
- * dotted path. Header-only so each test file stays one concern.
+ * The helpers every conformance file shares: running commands written as relaxed extended JSON,
+ * reading replies by dotted path, taking turns on the server's one failCommand, change streams
+ * and the little-endian integers of the wire protocol. Header-only (static inline) so each test
+ * file stays one concern and uses only what it needs.
  */
 #ifndef MONGOQ_CF_UTIL_H
 #define MONGOQ_CF_UTIL_H
@@ -10,7 +10,10 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 /* A document from relaxed extended JSON; asserts it parses. Caller destroys. */
 static inline bson_t *
@@ -30,29 +33,47 @@ cf_run(mongoc_client_t *client, const char *db, const char *json, bson_t *reply,
     return mtest_command(client, db, json, reply, error);
 }
 
+/* Runs a command that must succeed (ok: 1); its reply is left in *reply (initialised). */
+static inline void
+cf_run_ok_reply(mongoc_client_t *client, const char *db, const char *json, bson_t *reply)
+{
+    bson_error_t error;
+    cr_assert(cf_run(client, db, json, reply, &error), "%s: %s", json, error.message);
+}
+
 /* Runs a command that must succeed (ok: 1). */
 static inline void
 cf_run_ok(mongoc_client_t *client, const char *db, const char *json)
 {
     bson_t reply;
-    bson_error_t error;
-    cr_assert(cf_run(client, db, json, &reply, &error), "%s: %s", json, error.message);
+    cf_run_ok_reply(client, db, json, &reply);
     bson_destroy(&reply);
 }
 
-/* Runs a command that must fail (ok: 0); returns its code, the reply left in *reply. */
+/* Runs a command that must fail (ok: 0); returns its code. reply and error may be NULL; the
+ * reply is left in *reply (initialised). */
 static inline uint32_t
 cf_run_fail(mongoc_client_t *client, const char *db, const char *json, bson_t *reply,
             bson_error_t *error)
 {
-    cr_assert_not(cf_run(client, db, json, reply, error), "%s succeeded", json);
-    return error->code;
+    bson_error_t local;
+    bson_error_t *e = error ? error : &local;
+    cr_assert_not(cf_run(client, db, json, reply, e), "%s succeeded", json);
+    return e->code;
 }
 
 static inline bool
 cf_find(const bson_t *doc, const char *path, bson_iter_t *it)
 {
     return bson_iter_init(it, doc) && bson_iter_find_descendant(it, path, it);
+}
+
+/* Whether doc has anything at path. */
+static inline bool
+cf_has_at(const bson_t *doc, const char *path)
+{
+    bson_iter_t it;
+    return cf_find(doc, path, &it);
 }
 
 /* A string at path, or NULL. */
@@ -95,6 +116,101 @@ cf_assert_contains(const char *message, const char *part)
 {
     cr_assert(message && strstr(message, part), "\"%s\" does not contain \"%s\"",
               message ? message : "(null)", part);
+}
+
+/*
+ * The server has one failCommand (and one of each fail point): the conformance suites that set
+ * them take turns (parallel jobs) by holding this lock from their setup to their teardown.
+ * Returns the lock's descriptor for cf_fail_points_unlock.
+ */
+static inline int
+cf_fail_points_lock(void)
+{
+    int fd = open("/tmp/mongoq-core-failpoint.lock", O_CREAT | O_RDWR, 0600);
+    cr_assert(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    return fd;
+}
+
+static inline void
+cf_fail_points_unlock(int fd)
+{
+    flock(fd, LOCK_UN);
+    close(fd);
+}
+
+/* ---- change streams ------------------------------------------------------------------------- */
+
+/* A change stream on coll (no pipeline) waiting at most 300 ms per getMore; resume_after may be
+ * NULL. */
+static inline mongoc_change_stream_t *
+cf_watch(mongoc_collection_t *coll, const bson_t *resume_after)
+{
+    bson_t pipeline = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", 300);
+    if (resume_after) {
+        BSON_APPEND_DOCUMENT(&opts, "resumeAfter", resume_after);
+    }
+    mongoc_change_stream_t *cs = mongoc_collection_watch(coll, &pipeline, &opts);
+    bson_destroy(&pipeline);
+    bson_destroy(&opts);
+    return cs;
+}
+
+/* Asserts the stream has no error, with the server's reply when there is one. */
+static inline void
+cf_assert_stream_ok(mongoc_change_stream_t *cs)
+{
+    bson_error_t error;
+    const bson_t *reply;
+    if (mongoc_change_stream_error_document(cs, &error, &reply)) {
+        char *json = reply ? bson_as_relaxed_extended_json(reply, NULL) : NULL;
+        cr_assert_fail("change stream error %u: %s %s", error.code, error.message,
+                       json ? json : "");
+    }
+}
+
+/* The next event within timeout_ms (a copy; caller destroys), or NULL. Asserts no error. */
+static inline bson_t *
+cf_next_event_within(mongoc_change_stream_t *cs, int64_t timeout_ms)
+{
+    const bson_t *doc;
+    int64_t deadline = mtest_now_ms() + timeout_ms;
+    do {
+        if (mongoc_change_stream_next(cs, &doc)) {
+            return bson_copy(doc);
+        }
+        cf_assert_stream_ok(cs);
+    } while (mtest_now_ms() < deadline);
+    return NULL;
+}
+
+/* The next event within 10 s (a copy; caller destroys); asserts there is one and no error. */
+static inline bson_t *
+cf_next_event(mongoc_change_stream_t *cs)
+{
+    bson_t *ev = cf_next_event_within(cs, 10000);
+    cr_assert(ev != NULL, "no change event within 10 s");
+    return ev;
+}
+
+/* ---- the wire protocol's little-endian integers ---------------------------------------------- */
+
+static inline void
+cf_put_i32(uint8_t *p, int32_t v)
+{
+    uint32_t u = (uint32_t)v;
+    p[0] = (uint8_t)u;
+    p[1] = (uint8_t)(u >> 8);
+    p[2] = (uint8_t)(u >> 16);
+    p[3] = (uint8_t)(u >> 24);
+}
+
+static inline int32_t
+cf_get_i32(const uint8_t *p)
+{
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24);
 }
 
 #endif

@@ -3,9 +3,8 @@
  * resumeAfter / startAfter / startAtOperationTime, later stages, getMore waiting, batches and
  * postBatchResumeToken, transactions, error codes. Runs unchanged against a real replica set.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -85,72 +84,6 @@ cs_watch(mongoc_collection_t *coll, const char *pipeline_json, const char *opts_
 }
 
 static void
-cs_assert_ok(mongoc_change_stream_t *cs)
-{
-    bson_error_t error;
-    const bson_t *reply;
-    if (mongoc_change_stream_error_document(cs, &error, &reply)) {
-        char *json = reply ? bson_as_relaxed_extended_json(reply, NULL) : NULL;
-        cr_assert_fail("change stream error %u: %s %s", error.code, error.message,
-                       json ? json : "");
-    }
-}
-
-/* The next event within timeout_ms (a copy), or NULL. Asserts no error. */
-static bson_t *
-cs_next(mongoc_change_stream_t *cs, int64_t timeout_ms)
-{
-    const bson_t *doc;
-    int64_t deadline = mtest_now_ms() + timeout_ms;
-    do {
-        if (mongoc_change_stream_next(cs, &doc)) {
-            return bson_copy(doc);
-        }
-        cs_assert_ok(cs);
-    } while (mtest_now_ms() < deadline);
-    return NULL;
-}
-
-static bson_t *
-cs_next_required(mongoc_change_stream_t *cs)
-{
-    bson_t *ev = cs_next(cs, 10000);
-    cr_assert(ev != NULL, "no change event within 10 s");
-    return ev;
-}
-
-static const char *
-cs_str(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    bson_iter_t found;
-    if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, path, &found) ||
-        !BSON_ITER_HOLDS_UTF8(&found)) {
-        return NULL;
-    }
-    return bson_iter_utf8(&found, NULL);
-}
-
-static bool
-cs_has(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    bson_iter_t found;
-    return bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &found);
-}
-
-static int64_t
-cs_int(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    bson_iter_t found;
-    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &found) &&
-                  BSON_ITER_HOLDS_NUMBER(&found),
-              "no number at %s", path);
-    return bson_iter_as_int64(&found);
-}
-
-static void
 cs_sub(const bson_t *doc, const char *path, bson_t *out)
 {
     bson_iter_t it;
@@ -197,17 +130,17 @@ static void
 cs_assert_common(const bson_t *ev, const char *op_type, const char *db, const char *coll)
 {
     bson_iter_t it;
-    cr_assert_str_eq(cs_str(ev, "operationType"), op_type);
-    cr_assert(cs_str(ev, "_id._data") != NULL, "resume token {_data: <string>}");
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), op_type);
+    cr_assert(cf_str_at(ev, "_id._data") != NULL, "resume token {_data: <string>}");
     cr_assert(bson_iter_init_find(&it, ev, "clusterTime") && BSON_ITER_HOLDS_TIMESTAMP(&it));
     cr_assert(bson_iter_init_find(&it, ev, "wallTime") && BSON_ITER_HOLDS_DATE_TIME(&it));
     if (db) {
-        cr_assert_str_eq(cs_str(ev, "ns.db"), db);
+        cr_assert_str_eq(cf_str_at(ev, "ns.db"), db);
     }
     if (coll) {
-        cr_assert_str_eq(cs_str(ev, "ns.coll"), coll);
+        cr_assert_str_eq(cf_str_at(ev, "ns.coll"), coll);
     } else if (db) {
-        cr_assert(!cs_has(ev, "ns.coll"));
+        cr_assert(!cf_has_at(ev, "ns.coll"));
     }
 }
 
@@ -216,13 +149,13 @@ Test(changestream, insert_event_fields)
     cs_fixture_t f;
     cs_setup(&f);
     mongoc_change_stream_t *cs = cs_watch(f.coll, NULL, NULL);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     cs_insert(f.coll, "{'_id': 1, 'a': 'x'}");
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     cs_assert_common(ev, "insert", f.dbname, "events");
     cs_assert_doc(ev, "documentKey", "{'_id': 1}");
     cs_assert_doc(ev, "fullDocument", "{'_id': 1, 'a': 'x'}");
-    cr_assert(!cs_has(ev, "updateDescription"));
+    cr_assert(!cf_has_at(ev, "updateDescription"));
     bson_destroy(ev);
     mongoc_change_stream_destroy(cs);
     cs_teardown(&f);
@@ -244,25 +177,25 @@ Test(changestream, update_replace_delete_events)
               error.message);
     cr_assert(mongoc_collection_delete_one(f.coll, sel, NULL, NULL, &error), "%s", error.message);
 
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     cs_assert_common(ev, "update", f.dbname, "events");
     cs_assert_doc(ev, "documentKey", "{'_id': 1}");
     cs_assert_doc(ev, "updateDescription.updatedFields", "{'a': 2}");
     cs_assert_doc(ev, "updateDescription.removedFields", "{'0': 'b'}");
     cs_assert_doc(ev, "updateDescription.truncatedArrays", "{}");
-    cr_assert(!cs_has(ev, "fullDocument"), "no fullDocument on updates by default");
+    cr_assert(!cf_has_at(ev, "fullDocument"), "no fullDocument on updates by default");
     bson_destroy(ev);
 
-    ev = cs_next_required(cs);
+    ev = cf_next_event(cs);
     cs_assert_common(ev, "replace", f.dbname, "events");
     cs_assert_doc(ev, "documentKey", "{'_id': 1}");
     cs_assert_doc(ev, "fullDocument", "{'_id': 1, 'c': 3}");
     bson_destroy(ev);
 
-    ev = cs_next_required(cs);
+    ev = cf_next_event(cs);
     cs_assert_common(ev, "delete", f.dbname, "events");
     cs_assert_doc(ev, "documentKey", "{'_id': 1}");
-    cr_assert(!cs_has(ev, "fullDocument"));
+    cr_assert(!cf_has_at(ev, "fullDocument"));
     bson_destroy(ev);
 
     bson_destroy(sel);
@@ -283,7 +216,7 @@ Test(changestream, full_document_update_lookup)
     bson_t *upd = cs_json("{'$inc': {'n': 1}}");
     cr_assert(mongoc_collection_update_one(f.coll, sel, upd, NULL, NULL, &error), "%s",
               error.message);
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     cs_assert_common(ev, "update", f.dbname, "events");
     cs_assert_doc(ev, "fullDocument", "{'_id': 7, 'n': 2}");
     cs_assert_doc(ev, "updateDescription.updatedFields", "{'n': 2}");
@@ -306,7 +239,7 @@ Test(changestream, update_lookup_of_a_deleted_document_is_null)
     cr_assert(mongoc_collection_update_one(f.coll, sel, upd, NULL, NULL, &error), "%s",
               error.message);
     cr_assert(mongoc_collection_delete_one(f.coll, sel, NULL, NULL, &error), "%s", error.message);
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     bson_iter_t it;
     cr_assert(bson_iter_init_find(&it, ev, "fullDocument") && BSON_ITER_HOLDS_NULL(&it),
               "the document is gone by lookup time: fullDocument null");
@@ -326,20 +259,20 @@ Test(changestream, drop_then_invalidate_ends_the_stream)
     mongoc_change_stream_t *cs = cs_watch(f.coll, NULL, NULL);
     cs_insert(f.coll, "{'_id': 1}");
     cr_assert(mongoc_collection_drop(f.coll, &error), "%s", error.message);
-    bson_t *ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "operationType"), "insert");
+    bson_t *ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "insert");
     bson_destroy(ev);
-    ev = cs_next_required(cs);
+    ev = cf_next_event(cs);
     cs_assert_common(ev, "drop", f.dbname, "events");
-    cr_assert(!cs_has(ev, "documentKey"));
+    cr_assert(!cf_has_at(ev, "documentKey"));
     bson_destroy(ev);
-    ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "operationType"), "invalidate");
-    cr_assert(!cs_has(ev, "ns"));
+    ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "invalidate");
+    cr_assert(!cf_has_at(ev, "ns"));
     bson_destroy(ev);
     /* The cursor is closed: no more events, and no error. */
     cr_assert(!mongoc_change_stream_next(cs, &doc));
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     mongoc_change_stream_destroy(cs);
     cs_teardown(&f);
 }
@@ -355,18 +288,18 @@ Test(changestream, database_stream_sees_all_collections_and_drop_database)
     mongoc_collection_t *other = mongoc_database_get_collection(f.db, "other");
     cs_insert(f.coll, "{'_id': 1}");
     cs_insert(other, "{'_id': 2}");
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     cs_assert_common(ev, "insert", f.dbname, "events");
     bson_destroy(ev);
-    ev = cs_next_required(cs);
+    ev = cf_next_event(cs);
     cs_assert_common(ev, "insert", f.dbname, "other");
     bson_destroy(ev);
     cr_assert(mongoc_database_drop(f.db, &error), "%s", error.message);
     /* mongod drops each collection (a drop event each), then the database. */
     int drops = 0;
     for (;;) {
-        ev = cs_next_required(cs);
-        if (strcmp(cs_str(ev, "operationType"), "drop") != 0) {
+        ev = cf_next_event(cs);
+        if (strcmp(cf_str_at(ev, "operationType"), "drop") != 0) {
             break;
         }
         drops++;
@@ -375,8 +308,8 @@ Test(changestream, database_stream_sees_all_collections_and_drop_database)
     cr_assert_eq(drops, 2);
     cs_assert_common(ev, "dropDatabase", f.dbname, NULL);
     bson_destroy(ev);
-    ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "operationType"), "invalidate");
+    ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "invalidate");
     bson_destroy(ev);
     mongoc_collection_destroy(other);
     mongoc_change_stream_destroy(cs);
@@ -391,7 +324,7 @@ Test(changestream, resume_after_a_token_misses_nothing)
     cs_setup(&f);
     mongoc_change_stream_t *cs = cs_watch(f.coll, NULL, NULL);
     cs_insert(f.coll, "{'_id': 1}");
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     bson_t token;
     cs_sub(ev, "_id", &token);
     bson_t *opts = bson_new();
@@ -403,10 +336,10 @@ Test(changestream, resume_after_a_token_misses_nothing)
 
     bson_t *pipeline = cs_json("{'pipeline': []}");
     cs = mongoc_collection_watch(f.coll, pipeline, opts);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     for (int id = 2; id <= 3; id++) {
-        bson_t *next = cs_next_required(cs);
-        cr_assert_eq(cs_int(next, "documentKey._id"), id);
+        bson_t *next = cf_next_event(cs);
+        cr_assert_eq(cf_int_at(next, "documentKey._id"), id);
         bson_destroy(next);
     }
     bson_destroy(ev);
@@ -423,11 +356,11 @@ Test(changestream, start_after_an_invalidate)
     cs_setup(&f);
     mongoc_change_stream_t *cs = cs_watch(f.coll, NULL, NULL);
     cr_assert(mongoc_collection_drop(f.coll, &error), "%s", error.message);
-    bson_t *ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "operationType"), "drop");
+    bson_t *ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "drop");
     bson_destroy(ev);
-    ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "operationType"), "invalidate");
+    ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "invalidate");
     mongoc_change_stream_destroy(cs);
     bson_t token;
     cs_sub(ev, "_id", &token);
@@ -447,11 +380,11 @@ Test(changestream, start_after_an_invalidate)
     BSON_APPEND_DOCUMENT(opts, "startAfter", &token);
     BSON_APPEND_INT64(opts, "maxAwaitTimeMS", 300);
     cs = mongoc_collection_watch(f.coll, pipeline, opts);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     cs_insert(f.coll, "{'_id': 'again'}");
-    bson_t *next = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(next, "operationType"), "insert");
-    cr_assert_str_eq(cs_str(next, "documentKey._id"), "again");
+    bson_t *next = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(next, "operationType"), "insert");
+    cr_assert_str_eq(cf_str_at(next, "documentKey._id"), "again");
     bson_destroy(next);
     bson_destroy(ev);
     bson_destroy(opts);
@@ -491,11 +424,11 @@ Test(changestream, start_at_operation_time)
     BSON_APPEND_INT64(opts, "maxAwaitTimeMS", 300);
     bson_t *pipeline = cs_json("{'pipeline': []}");
     mongoc_change_stream_t *cs = mongoc_collection_watch(f.coll, pipeline, opts);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     /* The stream starts at the insert's own cluster time, so it sees that insert too. */
     for (int id = 1; id <= 2; id++) {
-        bson_t *ev = cs_next_required(cs);
-        cr_assert_eq(cs_int(ev, "documentKey._id"), id);
+        bson_t *ev = cf_next_event(cs);
+        cr_assert_eq(cf_int_at(ev, "documentKey._id"), id);
         bson_iter_t it;
         uint32_t et;
         uint32_t ei;
@@ -520,17 +453,17 @@ Test(changestream, match_and_project_after_change_stream)
         "{'pipeline': [{'$match': {'operationType': 'insert', 'fullDocument.kind': 'wanted'}},"
         " {'$project': {'fullDocument.secret': 0}}]}",
         NULL);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     cs_insert(f.coll, "{'_id': 1, 'kind': 'other'}");
     cs_insert(f.coll, "{'_id': 2, 'kind': 'wanted', 'secret': 's'}");
     bson_t *sel = cs_json("{'_id': 2}");
     cr_assert(mongoc_collection_delete_one(f.coll, sel, NULL, NULL, &error), "%s", error.message);
     cs_insert(f.coll, "{'_id': 3, 'kind': 'wanted'}");
-    bson_t *ev = cs_next_required(cs);
+    bson_t *ev = cf_next_event(cs);
     cs_assert_doc(ev, "fullDocument", "{'_id': 2, 'kind': 'wanted'}");
     bson_destroy(ev);
-    ev = cs_next_required(cs);
-    cr_assert_eq(cs_int(ev, "documentKey._id"), 3);
+    ev = cf_next_event(cs);
+    cr_assert_eq(cf_int_at(ev, "documentKey._id"), 3);
     bson_destroy(ev);
     bson_destroy(sel);
     mongoc_change_stream_destroy(cs);
@@ -585,7 +518,7 @@ Test(changestream, get_more_wakes_on_insert_before_max_time)
     cr_assert(mongoc_client_set_apm_callbacks(watcher, cbs, &w));
     mongoc_collection_t *coll = mongoc_client_get_collection(watcher, f.dbname, "events");
     w.cs = cs_watch(coll, NULL, "{'maxAwaitTimeMS': 8000}");
-    cs_assert_ok(w.cs);
+    cf_assert_stream_ok(w.cs);
 
     pthread_t thread;
     cr_assert(pthread_create(&thread, NULL, cs_waiter_main, &w) == 0);
@@ -600,7 +533,7 @@ Test(changestream, get_more_wakes_on_insert_before_max_time)
     pthread_join(thread, NULL);
 
     cr_assert(w.event != NULL, "the waiting getMore returned the insert");
-    cr_assert_str_eq(cs_str(w.event, "documentKey._id"), "wake");
+    cr_assert_str_eq(cf_str_at(w.event, "documentKey._id"), "wake");
     int64_t waited = w.returned_at - inserted_at;
     cr_assert_lt(waited, 4000, "woken %lld ms after the insert (maxTimeMS 8000)",
                  (long long)waited);
@@ -617,7 +550,7 @@ Test(changestream, get_more_wakes_on_insert_before_max_time)
 static int64_t
 cs_cursor_id(const bson_t *reply)
 {
-    return cs_int(reply, "cursor.id");
+    return cf_int_at(reply, "cursor.id");
 }
 
 static int
@@ -688,7 +621,7 @@ Test(changestream, batches_carry_post_batch_resume_tokens)
     cr_assert(mongoc_database_command_simple(f.db, cmd, NULL, &reply, &error), "aggregate: %s",
               error.message);
     cr_assert_eq(cs_batch_len(&reply, "firstBatch"), 2);
-    cr_assert(cs_str(&reply, "cursor.postBatchResumeToken._data") != NULL);
+    cr_assert(cf_str_at(&reply, "cursor.postBatchResumeToken._data") != NULL);
     int64_t id = cs_cursor_id(&reply);
     cr_assert_neq(id, 0);
     bson_destroy(&reply);
@@ -696,8 +629,8 @@ Test(changestream, batches_carry_post_batch_resume_tokens)
     cs_get_more(&f, id, 2, 1000, &reply);
     cr_assert_eq(cs_batch_len(&reply, "nextBatch"), 2);
     /* A full batch: the token is the last event's. */
-    cr_assert_str_eq(cs_str(&reply, "cursor.postBatchResumeToken._data"),
-                     cs_str(&reply, "cursor.nextBatch.1._id._data"));
+    cr_assert_str_eq(cf_str_at(&reply, "cursor.postBatchResumeToken._data"),
+                     cf_str_at(&reply, "cursor.nextBatch.1._id._data"));
     bson_destroy(&reply);
 
     cs_get_more(&f, id, 2, 1000, &reply);
@@ -709,7 +642,7 @@ Test(changestream, batches_carry_post_batch_resume_tokens)
     cs_get_more(&f, id, 2, 300, &reply);
     int64_t took = mtest_now_ms() - start;
     cr_assert_eq(cs_batch_len(&reply, "nextBatch"), 0);
-    cr_assert(cs_str(&reply, "cursor.postBatchResumeToken._data") != NULL);
+    cr_assert(cf_str_at(&reply, "cursor.postBatchResumeToken._data") != NULL);
     cr_assert_geq(took, 200, "getMore waited for maxTimeMS (%lld ms)", (long long)took);
     bson_destroy(&reply);
 
@@ -739,21 +672,21 @@ Test(changestream, transaction_events_appear_at_commit_only)
     bson_error_t error;
     cs_setup(&f);
     mongoc_change_stream_t *cs = cs_watch(f.coll, NULL, NULL);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     mongoc_client_session_t *s = mongoc_client_start_session(f.client, NULL, &error);
     cr_assert(s != NULL, "%s", error.message);
 
     cr_assert(mongoc_client_session_start_transaction(s, NULL, &error), "%s", error.message);
     cs_txn_insert(s, f.coll, "{'_id': 1}");
     cs_txn_insert(s, f.coll, "{'_id': 2}");
-    bson_t *early = cs_next(cs, 600);
+    bson_t *early = cf_next_event_within(cs, 600);
     cr_assert(early == NULL, "no event before commit");
     cr_assert(mongoc_client_session_commit_transaction(s, NULL, &error), "%s", error.message);
     for (int id = 1; id <= 2; id++) {
-        bson_t *ev = cs_next_required(cs);
+        bson_t *ev = cf_next_event(cs);
         cs_assert_common(ev, "insert", f.dbname, "events");
-        cr_assert_eq(cs_int(ev, "documentKey._id"), id);
-        cr_assert(cs_has(ev, "lsid") && cs_has(ev, "txnNumber"), "transaction events: lsid");
+        cr_assert_eq(cf_int_at(ev, "documentKey._id"), id);
+        cr_assert(cf_has_at(ev, "lsid") && cf_has_at(ev, "txnNumber"), "transaction events: lsid");
         bson_destroy(ev);
     }
 
@@ -762,9 +695,9 @@ Test(changestream, transaction_events_appear_at_commit_only)
     cs_txn_insert(s, f.coll, "{'_id': 3}");
     cr_assert(mongoc_client_session_abort_transaction(s, &error), "%s", error.message);
     cs_insert(f.coll, "{'_id': 4}");
-    bson_t *ev = cs_next_required(cs);
-    cr_assert_eq(cs_int(ev, "documentKey._id"), 4);
-    cr_assert(!cs_has(ev, "lsid"));
+    bson_t *ev = cf_next_event(cs);
+    cr_assert_eq(cf_int_at(ev, "documentKey._id"), 4);
+    cr_assert(!cf_has_at(ev, "lsid"));
     bson_destroy(ev);
 
     mongoc_client_session_destroy(s);
@@ -814,18 +747,18 @@ Test(changestream, driver_resumes_after_a_network_error)
     mongoc_client_t *watcher = mtest_client_new("cs-resume");
     mongoc_collection_t *coll = mongoc_client_get_collection(watcher, f.dbname, "events");
     mongoc_change_stream_t *cs = cs_watch(coll, NULL, NULL);
-    cs_assert_ok(cs);
+    cf_assert_stream_ok(cs);
     cs_insert(f.coll, "{'_id': 'a'}");
-    bson_t *ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "documentKey._id"), "a");
+    bson_t *ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "documentKey._id"), "a");
     bson_destroy(ev);
 
     mtest_fail_point(f.client, "{\"times\": 1}",
                      "{\"failCommands\": [\"getMore\"], \"closeConnection\": true, "
                      "\"appName\": \"cs-resume\"}");
     cs_insert(f.coll, "{'_id': 'b'}");
-    ev = cs_next_required(cs);
-    cr_assert_str_eq(cs_str(ev, "documentKey._id"), "b", "resumed without loss or repeat");
+    ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "documentKey._id"), "b", "resumed without loss or repeat");
     bson_destroy(ev);
     mtest_fail_point(f.client, "\"off\"", NULL);
 

@@ -8,12 +8,9 @@
  * give. libmongoc's change stream resumes, or fails, accordingly. Runs unchanged against mongod
  * 6.0 started with enableTestCommands.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 static mongoc_client_t *client;
@@ -37,8 +34,7 @@ static void
 setup(void)
 {
     mongoc_init();
-    lock_fd = open("/tmp/mongoq-core-failpoint.lock", O_CREAT | O_RDWR, 0600);
-    cr_assert(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+    lock_fd = cf_fail_points_lock();
     dbname = mtest_db_name("cs_errors");
     snprintf(appname, sizeof appname, "%s", dbname);
     client = mtest_client_new(appname);
@@ -54,8 +50,7 @@ teardown(void)
     mtest_db_drop(client, dbname);
     bson_free(dbname);
     mongoc_client_destroy(client);
-    flock(lock_fd, LOCK_UN);
-    close(lock_fd);
+    cf_fail_points_unlock(lock_fd);
 }
 
 /* Fail points name this test's client (appName): other tests' commands are never hit. */

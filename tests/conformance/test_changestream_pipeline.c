@@ -19,35 +19,6 @@ cp_suite_init(void)
 
 TestSuite(changestream_pipeline, .init = cp_suite_init, .timeout = 60);
 
-static mongoc_change_stream_t *
-cp_watch(mongoc_collection_t *coll)
-{
-    bson_t pipeline = BSON_INITIALIZER;
-    bson_t *opts = BCON_NEW("maxAwaitTimeMS", BCON_INT64(300));
-    mongoc_change_stream_t *cs = mongoc_collection_watch(coll, &pipeline, opts);
-    bson_destroy(opts);
-    bson_destroy(&pipeline);
-    return cs;
-}
-
-/* The next event within 10 s (a copy); asserts there is one and no error. */
-static bson_t *
-cp_next(mongoc_change_stream_t *cs)
-{
-    const bson_t *doc;
-    bson_error_t error;
-    int64_t deadline = mtest_now_ms() + 10000;
-    do {
-        if (mongoc_change_stream_next(cs, &doc)) {
-            return bson_copy(doc);
-        }
-        cr_assert(!mongoc_change_stream_error_document(cs, &error, NULL), "stream error %u: %s",
-                  error.code, error.message);
-    } while (mtest_now_ms() < deadline);
-    cr_assert_fail("no change event within 10 s");
-    return NULL;
-}
-
 /* Inserts {_id: 1, a: 1, pad: <200 chars>} and applies [{$set: {a: 2}}]; returns the event of
  * the update (the insert's event is skipped). */
 static bson_t *
@@ -57,17 +28,17 @@ cp_pipeline_update_event(mongoc_collection_t *coll)
     char pad[201];
     memset(pad, 'p', sizeof pad - 1);
     pad[sizeof pad - 1] = '\0';
-    mongoc_change_stream_t *cs = cp_watch(coll);
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     bson_t *doc = BCON_NEW("_id", BCON_INT32(1), "a", BCON_INT32(1), "pad", BCON_UTF8(pad));
     cr_assert(mongoc_collection_insert_one(coll, doc, NULL, NULL, &error), "%s", error.message);
     bson_t *filter = BCON_NEW("_id", BCON_INT32(1));
     bson_t *update = BCON_NEW("0", "{", "$set", "{", "a", BCON_INT32(2), "}", "}");
     cr_assert(mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error), "%s",
               error.message);
-    bson_t *ev = cp_next(cs);
+    bson_t *ev = cf_next_event(cs);
     cr_assert_str_eq(cf_str_at(ev, "operationType"), "insert");
     bson_destroy(ev);
-    ev = cp_next(cs);
+    ev = cf_next_event(cs);
     bson_destroy(update);
     bson_destroy(filter);
     bson_destroy(doc);
@@ -116,13 +87,13 @@ Test(changestream_pipeline, flag_makes_a_pipeline_update_a_replace_event)
     bson_free(json);
     bson_destroy(ev);
     /* An operator update is still an update event. */
-    mongoc_change_stream_t *cs = cp_watch(coll);
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     bson_error_t error;
     bson_t *filter = BCON_NEW("_id", BCON_INT32(1));
     bson_t *update = BCON_NEW("$set", "{", "a", BCON_INT32(3), "}");
     cr_assert(mongoc_collection_update_one(coll, filter, update, NULL, NULL, &error), "%s",
               error.message);
-    ev = cp_next(cs);
+    ev = cf_next_event(cs);
     cr_assert_str_eq(cf_str_at(ev, "operationType"), "update");
     bson_destroy(ev);
     mongoc_change_stream_destroy(cs);

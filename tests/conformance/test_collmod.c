@@ -4,9 +4,8 @@
  * "modify" event, and (on a private server) the change surviving kill -9. An option a server
  * does not apply must be refused, never ignored. Runs unchanged against mongod 6.0.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <dirent.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,46 +29,6 @@ teardown(void)
 }
 
 TestSuite(collmod, .init = setup, .fini = teardown, .timeout = 60);
-
-static void
-run_ok(const char *json, bson_t *reply)
-{
-    bson_t tmp;
-    bson_error_t error;
-    bson_t *out = reply ? reply : &tmp;
-    cr_assert(mtest_command(client, dbname, json, out, &error), "%s: %s", json, error.message);
-    if (!reply) {
-        bson_destroy(&tmp);
-    }
-}
-
-/* Runs a command that must fail; returns its code. */
-static uint32_t
-run_fail(const char *json)
-{
-    bson_t reply;
-    bson_error_t error;
-    cr_assert(!mtest_command(client, dbname, json, &reply, &error), "%s must fail", json);
-    bson_destroy(&reply);
-    return error.code;
-}
-
-static bool
-has_path(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    return bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it);
-}
-
-static int64_t
-int_at(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it) &&
-                  BSON_ITER_HOLDS_NUMBER(&it),
-              "no number at %s", path);
-    return bson_iter_as_int64(&it);
-}
 
 /* The expireAfterSeconds listIndexes shows for index `name` of coll; -1 when it has none. */
 static int64_t
@@ -98,21 +57,23 @@ ttl_of(mongoc_client_t *cl, const char *db, const char *name)
 Test(collmod, changes_ttl_by_key_pattern_and_by_name)
 {
     bson_t reply;
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
-           "\"expireAfterSeconds\": 60}]}",
-           NULL);
-    run_ok("{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"t\": 1}, "
-           "\"expireAfterSeconds\": 120}}",
-           &reply);
-    cr_assert_eq(int_at(&reply, "expireAfterSeconds_old"), 60);
-    cr_assert_eq(int_at(&reply, "expireAfterSeconds_new"), 120);
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
+              "\"expireAfterSeconds\": 60}]}");
+    cf_run_ok_reply(client, dbname,
+                    "{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"t\": 1}, "
+                    "\"expireAfterSeconds\": 120}}",
+                    &reply);
+    cr_assert_eq(cf_int_at(&reply, "expireAfterSeconds_old"), 60);
+    cr_assert_eq(cf_int_at(&reply, "expireAfterSeconds_new"), 120);
     bson_destroy(&reply);
     cr_assert_eq(ttl_of(client, dbname, "t_1"), 120);
 
-    run_ok("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 0}}",
-           &reply);
-    cr_assert_eq(int_at(&reply, "expireAfterSeconds_old"), 120);
-    cr_assert_eq(int_at(&reply, "expireAfterSeconds_new"), 0);
+    cf_run_ok_reply(
+        client, dbname,
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 0}}", &reply);
+    cr_assert_eq(cf_int_at(&reply, "expireAfterSeconds_old"), 120);
+    cr_assert_eq(cf_int_at(&reply, "expireAfterSeconds_new"), 0);
     bson_destroy(&reply);
     cr_assert_eq(ttl_of(client, dbname, "t_1"), 0);
 }
@@ -120,30 +81,39 @@ Test(collmod, changes_ttl_by_key_pattern_and_by_name)
 Test(collmod, single_field_index_becomes_ttl)
 {
     bson_t reply;
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1}, \"name\": \"a_1\"}]}",
-           NULL);
+    cf_run_ok(
+        client, dbname,
+        "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1}, \"name\": \"a_1\"}]}");
     cr_assert_eq(ttl_of(client, dbname, "a_1"), -1);
-    run_ok("{\"collMod\": \"c\", \"index\": {\"name\": \"a_1\", \"expireAfterSeconds\": 10}}",
-           &reply);
-    cr_assert(!has_path(&reply, "expireAfterSeconds_old"), "there was no TTL before");
-    cr_assert_eq(int_at(&reply, "expireAfterSeconds_new"), 10);
+    cf_run_ok_reply(
+        client, dbname,
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"a_1\", \"expireAfterSeconds\": 10}}", &reply);
+    cr_assert(!cf_has_at(&reply, "expireAfterSeconds_old"), "there was no TTL before");
+    cr_assert_eq(cf_int_at(&reply, "expireAfterSeconds_new"), 10);
     bson_destroy(&reply);
     cr_assert_eq(ttl_of(client, dbname, "a_1"), 10);
 }
 
 Test(collmod, errors_as_mongod)
 {
-    cr_assert_eq(run_fail("{\"collMod\": \"missing\", \"index\": {\"name\": \"x_1\", "
-                          "\"expireAfterSeconds\": 5}}"),
+    cr_assert_eq(cf_run_fail(client, dbname,
+                             "{\"collMod\": \"missing\", \"index\": {\"name\": \"x_1\", "
+                             "\"expireAfterSeconds\": 5}}",
+                             NULL, NULL),
                  26, "NamespaceNotFound");
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
-           "\"expireAfterSeconds\": 60}, {\"key\": {\"a\": 1, \"b\": 1}, \"name\": \"a_1_b_1\"}]}",
-           NULL);
-    cr_assert_eq(run_fail("{\"collMod\": \"c\", \"index\": {\"name\": \"nope\", "
-                          "\"expireAfterSeconds\": 5}}"),
+    cf_run_ok(
+        client, dbname,
+        "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
+        "\"expireAfterSeconds\": 60}, {\"key\": {\"a\": 1, \"b\": 1}, \"name\": \"a_1_b_1\"}]}");
+    cr_assert_eq(cf_run_fail(client, dbname,
+                             "{\"collMod\": \"c\", \"index\": {\"name\": \"nope\", "
+                             "\"expireAfterSeconds\": 5}}",
+                             NULL, NULL),
                  27, "IndexNotFound by name");
-    cr_assert_eq(run_fail("{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"nope\": 1}, "
-                          "\"expireAfterSeconds\": 5}}"),
+    cr_assert_eq(cf_run_fail(client, dbname,
+                             "{\"collMod\": \"c\", \"index\": {\"keyPattern\": {\"nope\": 1}, "
+                             "\"expireAfterSeconds\": 5}}",
+                             NULL, NULL),
                  27, "IndexNotFound by key pattern");
     static const char *const invalid_options[] = {
         /* both, neither, nothing to change */
@@ -160,16 +130,21 @@ Test(collmod, errors_as_mongod)
         "{\"collMod\": \"c\", \"index\": {\"name\": \"a_1_b_1\", \"expireAfterSeconds\": 5}}",
     };
     for (size_t i = 0; i < sizeof invalid_options / sizeof invalid_options[0]; i++) {
-        cr_assert_eq(run_fail(invalid_options[i]), 72, "InvalidOptions: %s", invalid_options[i]);
+        cr_assert_eq(cf_run_fail(client, dbname, invalid_options[i], NULL, NULL), 72,
+                     "InvalidOptions: %s", invalid_options[i]);
     }
-    uint32_t code = run_fail("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", "
-                             "\"expireAfterSeconds\": \"5\"}}");
+    uint32_t code = cf_run_fail(client, dbname,
+                                "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", "
+                                "\"expireAfterSeconds\": \"5\"}}",
+                                NULL, NULL);
     cr_assert(code == 14 || code == 72, "a string expireAfterSeconds: got %u", code);
-    code = run_fail("{\"collMod\": \"c\", \"noSuchOption\": 1}");
+    code = cf_run_fail(client, dbname, "{\"collMod\": \"c\", \"noSuchOption\": 1}", NULL, NULL);
     cr_assert(code == 40415 || code == 72, "an unknown option: got %u", code);
-    code =
-        run_fail("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 5, "
-                 "\"noSuchField\": 1}}");
+    code = cf_run_fail(
+        client, dbname,
+        "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 5, "
+        "\"noSuchField\": 1}}",
+        NULL, NULL);
     cr_assert(code == 40415 || code == 72, "an unknown index field: got %u", code);
     cr_assert_eq(ttl_of(client, dbname, "t_1"), 60, "nothing changed");
 }
@@ -179,7 +154,7 @@ Test(collmod, validator_is_applied_or_refused)
 {
     bson_t reply;
     bson_error_t error;
-    run_ok("{\"create\": \"c\"}", NULL);
+    cf_run_ok(client, dbname, "{\"create\": \"c\"}");
     bool applied = mtest_command(client, dbname,
                                  "{\"collMod\": \"c\", \"validator\": {\"n\": {\"$type\": "
                                  "\"int\"}}}",
@@ -235,23 +210,25 @@ next_event(mongoc_client_t *cl, int64_t cursor_id)
 Test(collmod, change_stream_reports_modify)
 {
     bson_t reply;
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
-           "\"expireAfterSeconds\": 60}]}",
-           NULL);
-    run_ok("{\"aggregate\": \"c\", \"pipeline\": [{\"$changeStream\": {\"showExpandedEvents\": "
-           "true}}], \"cursor\": {}}",
-           &reply);
-    int64_t id = int_at(&reply, "cursor.id");
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": 1}, \"name\": \"t_1\", "
+              "\"expireAfterSeconds\": 60}]}");
+    cf_run_ok_reply(
+        client, dbname,
+        "{\"aggregate\": \"c\", \"pipeline\": [{\"$changeStream\": {\"showExpandedEvents\": "
+        "true}}], \"cursor\": {}}",
+        &reply);
+    int64_t id = cf_int_at(&reply, "cursor.id");
     bson_destroy(&reply);
-    run_ok("{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 30}}",
-           NULL);
+    cf_run_ok(client, dbname,
+              "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 30}}");
     bson_t *ev = next_event(client, id);
     bson_iter_t it;
     char *json = bson_as_relaxed_extended_json(ev, NULL);
     cr_assert(bson_iter_init_find(&it, ev, "operationType") &&
                   strcmp(bson_iter_utf8(&it, NULL), "modify") == 0,
               "a modify event: %s", json);
-    cr_assert_eq(int_at(ev, "operationDescription.index.expireAfterSeconds"), 30, "%s", json);
+    cr_assert_eq(cf_int_at(ev, "operationDescription.index.expireAfterSeconds"), 30, "%s", json);
     bson_free(json);
     bson_destroy(ev);
     bson_t *kill = BCON_NEW("killCursors", BCON_UTF8("c"), "cursors", "[", BCON_INT64(id), "]");

@@ -2,9 +2,8 @@
  * Conformance: collections and databases, write concern edge cases, refusals and generic
  * command fields. Runs unchanged against mongod 6.0 (replica set of one).
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <string.h>
 
 static mongoc_client_t *client;
@@ -27,41 +26,18 @@ teardown(void)
 
 TestSuite(core_admin, .init = setup, .fini = teardown);
 
-static bool
-run(const char *json, bson_t *reply, bson_error_t *error)
-{
-    return mtest_command(client, dbname, json, reply, error);
-}
-
-static int
-fails_with(const char *json)
-{
-    bson_t reply;
-    bson_error_t error;
-    bool ok = run(json, &reply, &error);
-    bson_destroy(&reply);
-    cr_assert_not(ok, "%s succeeded", json);
-    return (int)error.code;
-}
-
-static int64_t
-int_at(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it), "no %s in %s",
-              path, bson_as_relaxed_extended_json(doc, NULL));
-    return bson_iter_as_int64(&it);
-}
-
 Test(core_admin, create_list_and_drop_collections)
 {
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"create\": \"a\"}", NULL, &error), "%s", error.message);
-    cr_assert_eq(fails_with("{\"create\": \"a\"}"), 48);
-    cr_assert(run("{\"insert\": \"b\", \"documents\": [{}]}", NULL, &error), "%s", error.message);
-    cr_assert(run("{\"listCollections\": 1, \"nameOnly\": true, \"filter\": {\"name\": \"b\"}}",
-                  &reply, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname, "{\"create\": \"a\"}", NULL, &error), "%s", error.message);
+    cr_assert_eq((int)cf_run_fail(client, dbname, "{\"create\": \"a\"}", NULL, NULL), 48);
+    cr_assert(cf_run(client, dbname, "{\"insert\": \"b\", \"documents\": [{}]}", NULL, &error),
+              "%s", error.message);
+    cr_assert(cf_run(client, dbname,
+                     "{\"listCollections\": 1, \"nameOnly\": true, \"filter\": {\"name\": \"b\"}}",
+                     &reply, &error),
+              "%s", error.message);
     bson_iter_t it;
     cr_assert(bson_iter_init(&it, &reply) &&
               bson_iter_find_descendant(&it, "cursor.firstBatch.0.name", &it));
@@ -69,15 +45,17 @@ Test(core_admin, create_list_and_drop_collections)
     cr_assert_not(bson_iter_init(&it, &reply) &&
                   bson_iter_find_descendant(&it, "cursor.firstBatch.1", &it));
     bson_destroy(&reply);
-    cr_assert(run("{\"drop\": \"a\"}", NULL, &error), "%s", error.message);
-    cr_assert_eq(fails_with("{\"drop\": \"a\"}"), 26, "mongod 6.0: ns not found");
+    cr_assert(cf_run(client, dbname, "{\"drop\": \"a\"}", NULL, &error), "%s", error.message);
+    cr_assert_eq((int)cf_run_fail(client, dbname, "{\"drop\": \"a\"}", NULL, NULL), 26,
+                 "mongod 6.0: ns not found");
 }
 
 Test(core_admin, list_databases_shows_the_database)
 {
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"insert\": \"c\", \"documents\": [{}]}", NULL, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname, "{\"insert\": \"c\", \"documents\": [{}]}", NULL, &error),
+              "%s", error.message);
     char *cmd = bson_strdup_printf("{\"listDatabases\": 1, \"nameOnly\": true, \"filter\": "
                                    "{\"name\": \"%s\"}}", dbname);
     cr_assert(mtest_command(client, "admin", cmd, &reply, &error), "%s", error.message);
@@ -91,27 +69,38 @@ Test(core_admin, list_databases_shows_the_database)
 
 Test(core_admin, invalid_collection_names_are_refused)
 {
-    cr_assert_eq(fails_with("{\"insert\": \"a$b\", \"documents\": [{}]}"), 73);
-    cr_assert_eq(fails_with("{\"insert\": \"system.x\", \"documents\": [{}]}"), 73);
+    cr_assert_eq(
+        (int)cf_run_fail(client, dbname, "{\"insert\": \"a$b\", \"documents\": [{}]}", NULL, NULL),
+        73);
+    cr_assert_eq((int)cf_run_fail(client, dbname, "{\"insert\": \"system.x\", \"documents\": [{}]}",
+                                  NULL, NULL),
+                 73);
 }
 
 Test(core_admin, unsatisfiable_write_concerns_report_write_concern_errors)
 {
     bson_t reply;
     bson_error_t error;
-    run("{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], \"writeConcern\": {\"w\": 2, "
-        "\"wtimeout\": 100}}", &reply, &error);
-    cr_assert_eq(int_at(&reply, "writeConcernError.code"), 100);
+    cf_run(client, dbname,
+           "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], \"writeConcern\": {\"w\": 2, "
+           "\"wtimeout\": 100}}",
+           &reply, &error);
+    cr_assert_eq(cf_int_at(&reply, "writeConcernError.code"), 100);
     bson_destroy(&reply);
-    run("{\"insert\": \"c\", \"documents\": [{\"_id\": 2}], \"writeConcern\": {\"w\": "
-        "\"noSuchTag\"}}", &reply, &error);
-    cr_assert_eq(int_at(&reply, "writeConcernError.code"), 79);
+    cf_run(client, dbname,
+           "{\"insert\": \"c\", \"documents\": [{\"_id\": 2}], \"writeConcern\": {\"w\": "
+           "\"noSuchTag\"}}",
+           &reply, &error);
+    cr_assert_eq(cf_int_at(&reply, "writeConcernError.code"), 79);
     bson_destroy(&reply);
-    cr_assert(run("{\"count\": \"c\"}", &reply, &error), "%s", error.message);
-    cr_assert_eq(int_at(&reply, "n"), 2, "the writes were applied");
+    cr_assert(cf_run(client, dbname, "{\"count\": \"c\"}", &reply, &error), "%s", error.message);
+    cr_assert_eq(cf_int_at(&reply, "n"), 2, "the writes were applied");
     bson_destroy(&reply);
-    cr_assert(run("{\"insert\": \"c\", \"documents\": [{\"_id\": 3}], \"writeConcern\": {\"w\": "
-                  "\"majority\", \"j\": true}}", &reply, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname,
+                     "{\"insert\": \"c\", \"documents\": [{\"_id\": 3}], \"writeConcern\": {\"w\": "
+                     "\"majority\", \"j\": true}}",
+                     &reply, &error),
+              "%s", error.message);
     cr_assert_not(bson_has_field(&reply, "writeConcernError"));
     bson_destroy(&reply);
 }
@@ -120,17 +109,26 @@ Test(core_admin, generic_fields_are_accepted)
 {
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"find\": \"c\", \"filter\": {}, \"comment\": \"hi\", \"maxTimeMS\": 5000, "
-                  "\"readConcern\": {\"level\": \"majority\"}, \"$readPreference\": {\"mode\": "
-                  "\"primary\"}}", &reply, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname,
+                     "{\"find\": \"c\", \"filter\": {}, \"comment\": \"hi\", \"maxTimeMS\": 5000, "
+                     "\"readConcern\": {\"level\": \"majority\"}, \"$readPreference\": {\"mode\": "
+                     "\"primary\"}}",
+                     &reply, &error),
+              "%s", error.message);
     bson_destroy(&reply);
 }
 
 Test(core_admin, unsupported_stage_and_operator_are_refused)
 {
-    cr_assert_eq(fails_with("{\"aggregate\": \"c\", \"pipeline\": [{\"$noSuchStage\": {}}], "
-                            "\"cursor\": {}}"), 40324);
-    cr_assert_eq(fails_with("{\"find\": \"c\", \"filter\": {\"a\": {\"$noSuchOp\": 1}}}"), 2);
+    cr_assert_eq((int)cf_run_fail(client, dbname,
+                                  "{\"aggregate\": \"c\", \"pipeline\": [{\"$noSuchStage\": {}}], "
+                                  "\"cursor\": {}}",
+                                  NULL, NULL),
+                 40324);
+    cr_assert_eq((int)cf_run_fail(client, dbname,
+                                  "{\"find\": \"c\", \"filter\": {\"a\": {\"$noSuchOp\": 1}}}",
+                                  NULL, NULL),
+                 2);
 }
 
 Test(core_admin, build_info_and_server_status)
@@ -153,17 +151,19 @@ Test(core_admin, kill_cursors_reports_killed_and_not_found)
 {
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"insert\": \"c\", \"documents\": [{}, {}, {}]}", NULL, &error), "%s",
+    cr_assert(
+        cf_run(client, dbname, "{\"insert\": \"c\", \"documents\": [{}, {}, {}]}", NULL, &error),
+        "%s", error.message);
+    cr_assert(cf_run(client, dbname, "{\"find\": \"c\", \"batchSize\": 1}", &reply, &error), "%s",
               error.message);
-    cr_assert(run("{\"find\": \"c\", \"batchSize\": 1}", &reply, &error), "%s", error.message);
-    int64_t id = int_at(&reply, "cursor.id");
+    int64_t id = cf_int_at(&reply, "cursor.id");
     cr_assert_neq(id, 0);
     bson_destroy(&reply);
     char *cmd = bson_strdup_printf("{\"killCursors\": \"c\", \"cursors\": [{\"$numberLong\": "
                                    "\"%lld\"}, {\"$numberLong\": \"42\"}]}", (long long)id);
-    cr_assert(run(cmd, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_at(&reply, "cursorsKilled.0"), id);
-    cr_assert_eq(int_at(&reply, "cursorsNotFound.0"), 42);
+    cr_assert(cf_run(client, dbname, cmd, &reply, &error), "%s", error.message);
+    cr_assert_eq(cf_int_at(&reply, "cursorsKilled.0"), id);
+    cr_assert_eq(cf_int_at(&reply, "cursorsNotFound.0"), 42);
     bson_destroy(&reply);
     bson_free(cmd);
 }

@@ -1,9 +1,7 @@
 /*
  * Conformance: handshake and basic CRUD through libmongoc. Runs unchanged against mongod 6.0.
  */
-#include "testutil.h"
-
-#include <criterion/criterion.h>
+#include "cf_util.h"
 
 typedef struct {
     mongoc_client_t *client;
@@ -30,20 +28,11 @@ teardown(void)
     mongoc_client_destroy(fx.client);
 }
 
-static bson_t *
-json(const char *s)
-{
-    bson_error_t error;
-    bson_t *b = bson_new_from_json((const uint8_t *)s, -1, &error);
-    cr_assert(b, "bad json %s: %s", s, error.message);
-    return b;
-}
-
 static void
 insert_json(const char *s)
 {
     bson_error_t error;
-    bson_t *doc = json(s);
+    bson_t *doc = cf_json(s);
     cr_assert(mongoc_collection_insert_one(fx.coll, doc, NULL, NULL, &error), "%s",
               error.message);
     bson_destroy(doc);
@@ -53,20 +42,11 @@ static int64_t
 count(const char *filter_json)
 {
     bson_error_t error;
-    bson_t *filter = json(filter_json);
+    bson_t *filter = cf_json(filter_json);
     int64_t n = mongoc_collection_count_documents(fx.coll, filter, NULL, NULL, NULL, &error);
     cr_assert(n >= 0, "%s", error.message);
     bson_destroy(filter);
     return n;
-}
-
-static int32_t
-int_field(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it),
-              "no %s in %s", path, bson_as_relaxed_extended_json(doc, NULL));
-    return (int32_t)bson_iter_as_int64(&it);
 }
 
 TestSuite(core_crud, .init = setup, .fini = teardown);
@@ -104,16 +84,16 @@ Test(core_crud, insert_find_with_sort_skip_limit_projection)
         snprintf(buf, sizeof buf, "{\"_id\": %d, \"k\": %d, \"x\": \"v\"}", i, i % 3);
         insert_json(buf);
     }
-    bson_t *filter = json("{\"k\": {\"$gte\": 1}}");
-    bson_t *opts = json("{\"sort\": {\"k\": -1, \"_id\": 1}, \"skip\": 1, \"limit\": 3, "
-                        "\"projection\": {\"x\": 0}}");
+    bson_t *filter = cf_json("{\"k\": {\"$gte\": 1}}");
+    bson_t *opts = cf_json("{\"sort\": {\"k\": -1, \"_id\": 1}, \"skip\": 1, \"limit\": 3, "
+                           "\"projection\": {\"x\": 0}}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(fx.coll, filter, opts, NULL);
     const bson_t *doc;
     int ids[3], n = 0;
     while (mongoc_cursor_next(cur, &doc)) {
         cr_assert_not(bson_has_field(doc, "x"));
         cr_assert(n < 3);
-        ids[n++] = int_field(doc, "_id");
+        ids[n++] = (int32_t)cf_int_at(doc, "_id");
     }
     bson_error_t error;
     cr_assert_not(mongoc_cursor_error(cur, &error), "%s", error.message);
@@ -139,13 +119,13 @@ Test(core_crud, cursor_get_more_returns_everything_once)
     for (int i = 0; i < 250; i++) {
         bson_destroy(docs[i]);
     }
-    bson_t *opts = json("{\"batchSize\": 7, \"sort\": {\"i\": 1}}");
+    bson_t *opts = cf_json("{\"batchSize\": 7, \"sort\": {\"i\": 1}}");
     bson_t empty = BSON_INITIALIZER;
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(fx.coll, &empty, opts, NULL);
     const bson_t *doc;
     int n = 0;
     while (mongoc_cursor_next(cur, &doc)) {
-        cr_assert_eq(int_field(doc, "i"), n);
+        cr_assert_eq((int32_t)cf_int_at(doc, "i"), n);
         n++;
     }
     cr_assert_not(mongoc_cursor_error(cur, &error), "%s", error.message);
@@ -160,31 +140,31 @@ Test(core_crud, update_many_upsert_and_pipeline_update)
     insert_json("{\"_id\": 2, \"a\": 1}");
     bson_t reply;
     bson_error_t error;
-    bson_t *filter = json("{\"a\": 1}");
-    bson_t *update = json("{\"$inc\": {\"b\": 5}}");
+    bson_t *filter = cf_json("{\"a\": 1}");
+    bson_t *update = cf_json("{\"$inc\": {\"b\": 5}}");
     cr_assert(mongoc_collection_update_many(fx.coll, filter, update, NULL, &reply, &error), "%s",
               error.message);
-    cr_assert_eq(int_field(&reply, "matchedCount"), 2);
-    cr_assert_eq(int_field(&reply, "modifiedCount"), 2);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "matchedCount"), 2);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "modifiedCount"), 2);
     bson_destroy(&reply);
     bson_destroy(filter);
     bson_destroy(update);
 
-    filter = json("{\"_id\": 3}");
-    update = json("{\"$set\": {\"a\": 7}}");
-    bson_t *opts = json("{\"upsert\": true}");
+    filter = cf_json("{\"_id\": 3}");
+    update = cf_json("{\"$set\": {\"a\": 7}}");
+    bson_t *opts = cf_json("{\"upsert\": true}");
     cr_assert(mongoc_collection_update_one(fx.coll, filter, update, opts, &reply, &error), "%s",
               error.message);
-    cr_assert_eq(int_field(&reply, "upsertedCount"), 1);
-    cr_assert_eq(int_field(&reply, "upsertedId"), 3);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "upsertedCount"), 1);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "upsertedId"), 3);
     bson_destroy(&reply);
     bson_destroy(filter);
     bson_destroy(update);
     bson_destroy(opts);
     cr_assert_eq(count("{\"_id\": 3, \"a\": 7}"), 1);
 
-    filter = json("{\"_id\": 1}");
-    update = json("[{\"$set\": {\"c\": {\"$add\": [\"$b\", 1]}, \"t\": \"$$NOW\"}}]");
+    filter = cf_json("{\"_id\": 1}");
+    update = cf_json("[{\"$set\": {\"c\": {\"$add\": [\"$b\", 1]}, \"t\": \"$$NOW\"}}]");
     cr_assert(mongoc_collection_update_one(fx.coll, filter, update, NULL, &reply, &error), "%s",
               error.message);
     bson_destroy(&reply);
@@ -203,14 +183,14 @@ Test(core_crud, delete_one_and_many)
     }
     bson_t reply;
     bson_error_t error;
-    bson_t *filter = json("{\"even\": true}");
+    bson_t *filter = cf_json("{\"even\": true}");
     cr_assert(mongoc_collection_delete_one(fx.coll, filter, NULL, &reply, &error), "%s",
               error.message);
-    cr_assert_eq(int_field(&reply, "deletedCount"), 1);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "deletedCount"), 1);
     bson_destroy(&reply);
     cr_assert(mongoc_collection_delete_many(fx.coll, filter, NULL, &reply, &error), "%s",
               error.message);
-    cr_assert_eq(int_field(&reply, "deletedCount"), 2);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "deletedCount"), 2);
     bson_destroy(&reply);
     bson_destroy(filter);
     cr_assert_eq(count("{}"), 2);
@@ -221,20 +201,20 @@ Test(core_crud, find_and_modify_returns_before_or_after)
     insert_json("{\"_id\": 1, \"n\": 1}");
     bson_t reply;
     bson_error_t error;
-    bson_t *query = json("{\"_id\": 1}");
-    bson_t *update = json("{\"$inc\": {\"n\": 1}}");
+    bson_t *query = cf_json("{\"_id\": 1}");
+    bson_t *update = cf_json("{\"$inc\": {\"n\": 1}}");
     cr_assert(mongoc_collection_find_and_modify(fx.coll, query, NULL, update, NULL, false, false,
                                                 true, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_field(&reply, "value.n"), 2);
-    cr_assert_eq(int_field(&reply, "lastErrorObject.n"), 1);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "value.n"), 2);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "lastErrorObject.n"), 1);
     bson_destroy(&reply);
     cr_assert(mongoc_collection_find_and_modify(fx.coll, query, NULL, update, NULL, false, false,
                                                 false, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_field(&reply, "value.n"), 2);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "value.n"), 2);
     bson_destroy(&reply);
     cr_assert(mongoc_collection_find_and_modify(fx.coll, query, NULL, NULL, NULL, true, false,
                                                 false, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_field(&reply, "value.n"), 3);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "value.n"), 3);
     bson_destroy(&reply);
     cr_assert(mongoc_collection_find_and_modify(fx.coll, query, NULL, update, NULL, false, false,
                                                 false, &reply, &error), "%s", error.message);
@@ -249,8 +229,8 @@ Test(core_crud, find_and_modify_upsert_reports_upserted)
 {
     bson_t reply;
     bson_error_t error;
-    bson_t *query = json("{\"_id\": \"u1\"}");
-    bson_t *update = json("{\"$set\": {\"v\": 9}}");
+    bson_t *query = cf_json("{\"_id\": \"u1\"}");
+    bson_t *update = cf_json("{\"$set\": {\"v\": 9}}");
     cr_assert(mongoc_collection_find_and_modify(fx.coll, query, NULL, update, NULL, false, true,
                                                 true, &reply, &error), "%s", error.message);
     bson_iter_t it;
@@ -260,7 +240,7 @@ Test(core_crud, find_and_modify_upsert_reports_upserted)
     cr_assert(bson_iter_init(&it, &reply) &&
               bson_iter_find_descendant(&it, "lastErrorObject.updatedExisting", &it));
     cr_assert_not(bson_iter_as_bool(&it));
-    cr_assert_eq(int_field(&reply, "value.v"), 9);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "value.v"), 9);
     bson_destroy(&reply);
     bson_destroy(query);
     bson_destroy(update);
@@ -282,13 +262,13 @@ Test(core_crud, distinct_count_and_aggregate)
     bson_free(cmd);
     cr_assert_eq(count("{\"g\": \"a\"}"), 2);
 
-    bson_t *pipeline = json("[{\"$match\": {\"g\": \"a\"}}, {\"$group\": {\"_id\": \"$g\", "
-                            "\"total\": {\"$sum\": \"$v\"}}}]");
+    bson_t *pipeline = cf_json("[{\"$match\": {\"g\": \"a\"}}, {\"$group\": {\"_id\": \"$g\", "
+                               "\"total\": {\"$sum\": \"$v\"}}}]");
     mongoc_cursor_t *cur = mongoc_collection_aggregate(fx.coll, MONGOC_QUERY_NONE, pipeline, NULL,
                                                        NULL);
     const bson_t *doc;
     cr_assert(mongoc_cursor_next(cur, &doc), "aggregate returned nothing");
-    cr_assert_eq(int_field(doc, "total"), 4);
+    cr_assert_eq((int32_t)cf_int_at(doc, "total"), 4);
     cr_assert_not(mongoc_cursor_next(cur, &doc));
     cr_assert_not(mongoc_cursor_error(cur, &error), "%s", error.message);
     mongoc_cursor_destroy(cur);
@@ -316,16 +296,16 @@ Test(core_crud, ordered_and_unordered_insert_report_write_errors_by_index)
     char *cmd = bson_strdup_printf("{\"insert\": \"c\", \"documents\": [{\"_id\": 1}, {\"_id\": 1},"
                                    " {\"_id\": 2}], \"ordered\": false}");
     cr_assert(mtest_command(fx.client, fx.db, cmd, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_field(&reply, "n"), 2);
-    cr_assert_eq(int_field(&reply, "writeErrors.0.index"), 1);
-    cr_assert_eq(int_field(&reply, "writeErrors.0.code"), 11000);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "n"), 2);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "writeErrors.0.index"), 1);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "writeErrors.0.code"), 11000);
     bson_destroy(&reply);
     bson_free(cmd);
     cmd = bson_strdup_printf("{\"insert\": \"c\", \"documents\": [{\"_id\": 3}, {\"_id\": 1},"
                              " {\"_id\": 4}], \"ordered\": true}");
     cr_assert(mtest_command(fx.client, fx.db, cmd, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_field(&reply, "n"), 1);
-    cr_assert_eq(int_field(&reply, "writeErrors.0.index"), 1);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "n"), 1);
+    cr_assert_eq((int32_t)cf_int_at(&reply, "writeErrors.0.index"), 1);
     bson_destroy(&reply);
     bson_free(cmd);
     cr_assert_eq(count("{}"), 3);

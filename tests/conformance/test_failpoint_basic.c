@@ -3,12 +3,9 @@
  * writes. Runs unchanged against mongod 6.0. Each test turns the fail point off at the end and
  * scopes it with appName so parallel tests are not disturbed.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 static mongoc_client_t *admin;
@@ -21,8 +18,7 @@ static int lock_fd = -1;
 static void
 setup(void)
 {
-    lock_fd = open("/tmp/mongoq-core-failpoint.lock", O_CREAT | O_RDWR, 0600);
-    cr_assert(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+    lock_fd = cf_fail_points_lock();
     char *name = mtest_db_name("fp");
     snprintf(appname, sizeof appname, "%s", name);
     bson_free(name);
@@ -39,8 +35,7 @@ teardown(void)
     bson_free(dbname);
     mongoc_client_destroy(victim);
     mongoc_client_destroy(admin);
-    flock(lock_fd, LOCK_UN);
-    close(lock_fd);
+    cf_fail_points_unlock(lock_fd);
 }
 
 TestSuite(failpoint_basic, .init = setup, .fini = teardown);
@@ -52,21 +47,6 @@ fail_point(const char *mode, const char *data_fmt_cmds, const char *extra)
                                     data_fmt_cmds, appname, extra ? ", " : "", extra ? extra : "");
     mtest_fail_point(admin, mode, data);
     bson_free(data);
-}
-
-static bool
-has_label(const bson_t *reply, const char *label)
-{
-    bson_iter_t it, child;
-    if (!bson_iter_init_find(&it, reply, "errorLabels") || !bson_iter_recurse(&it, &child)) {
-        return false;
-    }
-    while (bson_iter_next(&child)) {
-        if (BSON_ITER_HOLDS_UTF8(&child) && strcmp(bson_iter_utf8(&child, NULL), label) == 0) {
-            return true;
-        }
-    }
-    return false;
 }
 
 Test(failpoint_basic, times_one_fails_once_with_the_code)
@@ -165,7 +145,7 @@ Test(failpoint_basic, retryable_error_on_a_retryable_write_gets_the_label)
                                 "\"AAAAAAAAQACAAAAAAAAAAQ==\", \"subType\": \"04\"}}}, "
                                 "\"txnNumber\": {\"$numberLong\": \"1\"}}", &reply, &error));
     cr_assert_eq(error.code, 189);
-    cr_assert(has_label(&reply, "RetryableWriteError"), "%s",
+    cr_assert(cf_has_label(&reply, "RetryableWriteError"), "%s",
               bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);
 }

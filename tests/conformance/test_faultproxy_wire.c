@@ -5,6 +5,7 @@
  * lengths, requests queued behind a hang or a lost reply, an unreachable upstream and the
  * connection limit. Raw sockets on both sides, so every byte is under the test's control.
  */
+#include "cf_util.h"
 #include "faultproxy.h"
 
 #include <arpa/inet.h>
@@ -34,23 +35,6 @@ typedef struct {
     char command[64]; /* first key of the body */
 } wire_msg_t;
 
-static void
-put_i32(uint8_t *p, int32_t v)
-{
-    uint32_t u = (uint32_t)v;
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
-static int32_t
-get_i32(const uint8_t *p)
-{
-    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                     (uint32_t)p[3] << 24);
-}
-
 /* An OP_MSG (flags, body) or an OP_QUERY on admin.$cmd (query) or an OP_REPLY (one doc). */
 static uint8_t *
 build(int32_t opcode, int32_t request_id, int32_t response_to, uint32_t flags, const bson_t *doc,
@@ -60,16 +44,16 @@ build(int32_t opcode, int32_t request_id, int32_t response_to, uint32_t flags, c
     size_t prefix = opcode == OP_MSG ? 5 : opcode == OP_QUERY ? 4 + sizeof ns + 8 : 20;
     *len = 16 + prefix + doc->len;
     uint8_t *m = bson_malloc0(*len);
-    put_i32(m, (int32_t)*len);
-    put_i32(m + 4, request_id);
-    put_i32(m + 8, response_to);
-    put_i32(m + 12, opcode);
-    put_i32(m + 16, (int32_t)flags);
+    cf_put_i32(m, (int32_t)*len);
+    cf_put_i32(m + 4, request_id);
+    cf_put_i32(m + 8, response_to);
+    cf_put_i32(m + 12, opcode);
+    cf_put_i32(m + 16, (int32_t)flags);
     if (opcode == OP_QUERY) {
         memcpy(m + 20, ns, sizeof ns);
-        put_i32(m + 20 + sizeof ns + 4, -1);
+        cf_put_i32(m + 20 + sizeof ns + 4, -1);
     } else if (opcode == OP_REPLY) {
-        put_i32(m + 32, 1); /* numberReturned */
+        cf_put_i32(m + 32, 1); /* numberReturned */
     }
     memcpy(m + 16 + prefix, bson_get_data(doc), doc->len);
     return m;
@@ -144,15 +128,15 @@ recv_msg(int fd, wire_msg_t *msg, int timeout_ms)
     if (!recv_exact(fd, header, sizeof header, timeout_ms)) {
         return false;
     }
-    int32_t len = get_i32(header);
+    int32_t len = cf_get_i32(header);
     cr_assert(len >= 21 && len < 1000000, "bad length %d", len);
     uint8_t *m = bson_malloc((size_t)len);
     memcpy(m, header, sizeof header);
     bool ok = recv_exact(fd, m + 16, (size_t)len - 16, timeout_ms);
-    msg->request_id = get_i32(m + 4);
-    msg->response_to = get_i32(m + 8);
-    msg->opcode = get_i32(m + 12);
-    msg->flags = msg->opcode == OP_MSG ? (uint32_t)get_i32(m + 16) : 0;
+    msg->request_id = cf_get_i32(m + 4);
+    msg->response_to = cf_get_i32(m + 8);
+    msg->opcode = cf_get_i32(m + 12);
+    msg->flags = msg->opcode == OP_MSG ? (uint32_t)cf_get_i32(m + 16) : 0;
     if (ok) {
         read_command(m, (size_t)len, msg);
     }
@@ -495,8 +479,8 @@ Test(faultproxy_wire, impossible_length_closes_the_connection)
 {
     int fd = connect_to(mongoq_faultproxy_port(proxy));
     uint8_t header[16] = {0};
-    put_i32(header, 5);
-    put_i32(header + 12, OP_MSG);
+    cf_put_i32(header, 5);
+    cf_put_i32(header + 12, OP_MSG);
     send_all(fd, header, sizeof header);
     cr_assert(closed_by_peer(fd, WAIT_MS));
     cr_assert_eq(stats_now().connections_closed, 1);

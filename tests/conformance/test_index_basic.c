@@ -2,9 +2,8 @@
  * Conformance: indexes (unique, compound, partial, TTL), index conflicts, explain and the claim
  * query served from an index. Runs unchanged against mongod 6.0.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <string.h>
 
 static mongoc_client_t *client;
@@ -30,41 +29,6 @@ teardown(void)
 
 TestSuite(index_basic, .init = setup, .fini = teardown);
 
-static bool
-run(const char *json, bson_t *reply, bson_error_t *error)
-{
-    return mtest_command(client, dbname, json, reply, error);
-}
-
-static void
-run_ok(const char *json)
-{
-    bson_t reply;
-    bson_error_t error;
-    cr_assert(run(json, &reply, &error), "%s: %s", json, error.message);
-    bson_destroy(&reply);
-}
-
-static const char *
-str_at(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it) &&
-        BSON_ITER_HOLDS_UTF8(&it)) {
-        return bson_iter_utf8(&it, NULL);
-    }
-    return NULL;
-}
-
-static int64_t
-int_at(const bson_t *doc, const char *path)
-{
-    bson_iter_t it;
-    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &it), "no %s",
-              path);
-    return bson_iter_as_int64(&it);
-}
-
 /* Searches a winning plan (any depth of inputStage) for an IXSCAN. */
 static bool
 plan_uses_index(const bson_t *reply, const char *index_name)
@@ -77,9 +41,9 @@ plan_uses_index(const bson_t *reply, const char *index_name)
         char stage[128], name[128];
         snprintf(stage, sizeof stage, "%s.stage", paths[i]);
         snprintf(name, sizeof name, "%s.indexName", paths[i]);
-        const char *s = str_at(reply, stage);
+        const char *s = cf_str_at(reply, stage);
         if (s && strcmp(s, "IXSCAN") == 0) {
-            const char *n = str_at(reply, name);
+            const char *n = cf_str_at(reply, name);
             return n && strcmp(n, index_name) == 0;
         }
         (void)it;
@@ -89,19 +53,22 @@ plan_uses_index(const bson_t *reply, const char *index_name)
 
 Test(index_basic, unique_index_reports_duplicate_key_like_mongod)
 {
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"k\": 1}, \"name\": \"k_1\", "
-           "\"unique\": true}]}");
-    run_ok("{\"insert\": \"c\", \"documents\": [{\"_id\": 1, \"k\": \"a\"}]}");
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"k\": 1}, \"name\": \"k_1\", "
+              "\"unique\": true}]}");
+    cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 1, \"k\": \"a\"}]}");
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"insert\": \"c\", \"documents\": [{\"_id\": 2, \"k\": \"a\"}]}", &reply,
-                  &error), "%s", error.message);
-    cr_assert_eq(int_at(&reply, "writeErrors.0.code"), 11000);
-    const char *msg = str_at(&reply, "writeErrors.0.errmsg");
+    cr_assert(cf_run(client, dbname,
+                     "{\"insert\": \"c\", \"documents\": [{\"_id\": 2, \"k\": \"a\"}]}", &reply,
+                     &error),
+              "%s", error.message);
+    cr_assert_eq(cf_int_at(&reply, "writeErrors.0.code"), 11000);
+    const char *msg = cf_str_at(&reply, "writeErrors.0.errmsg");
     cr_assert(msg && strstr(msg, "E11000 duplicate key error collection: ") &&
               strstr(msg, ".c index: k_1 dup key: { k: \"a\" }"), "errmsg: %s", msg);
-    cr_assert_eq(int_at(&reply, "writeErrors.0.keyPattern.k"), 1);
-    cr_assert_str_eq(str_at(&reply, "writeErrors.0.keyValue.k"), "a");
+    cr_assert_eq(cf_int_at(&reply, "writeErrors.0.keyPattern.k"), 1);
+    cr_assert_str_eq(cf_str_at(&reply, "writeErrors.0.keyValue.k"), "a");
     bson_destroy(&reply);
 }
 
@@ -109,61 +76,77 @@ Test(index_basic, creating_the_same_index_twice_is_a_no_op_and_conflicts_fail)
 {
     const char *spec = "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1, \"b\": -1}, "
                        "\"name\": \"ab\"}]}";
-    run_ok(spec);
+    cf_run_ok(client, dbname, spec);
     bson_t reply;
     bson_error_t error;
-    cr_assert(run(spec, &reply, &error), "%s", error.message);
-    cr_assert_eq(int_at(&reply, "numIndexesBefore"), int_at(&reply, "numIndexesAfter"));
+    cr_assert(cf_run(client, dbname, spec, &reply, &error), "%s", error.message);
+    cr_assert_eq(cf_int_at(&reply, "numIndexesBefore"), cf_int_at(&reply, "numIndexesAfter"));
     bson_destroy(&reply);
-    cr_assert_not(run("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1}, "
-                      "\"name\": \"ab\"}]}", &reply, &error));
+    cr_assert_not(cf_run(client, dbname,
+                         "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1}, "
+                         "\"name\": \"ab\"}]}",
+                         &reply, &error));
     cr_assert_eq(error.code, 86);
     bson_destroy(&reply);
     /* unique is part of the index signature (IndexDescriptor::compareIndexOptions): the same
      * name with another signature is IndexKeySpecsConflict, as another key pattern is. */
-    cr_assert_not(run("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1, \"b\": -1}, "
-                      "\"name\": \"ab\", \"unique\": true}]}", &reply, &error));
+    cr_assert_not(
+        cf_run(client, dbname,
+               "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1, \"b\": -1}, "
+               "\"name\": \"ab\", \"unique\": true}]}",
+               &reply, &error));
     cr_assert_eq(error.code, 86);
     bson_destroy(&reply);
 }
 
 Test(index_basic, partial_unique_index_only_checks_matching_documents)
 {
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"d\": 1}, \"name\": \"d_1\", "
-           "\"unique\": true, \"partialFilterExpression\": {\"d\": {\"$exists\": true}}}]}");
-    run_ok("{\"insert\": \"c\", \"documents\": [{\"x\": 1}, {\"x\": 2}, {\"d\": 5}]}");
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"d\": 1}, \"name\": \"d_1\", "
+              "\"unique\": true, \"partialFilterExpression\": {\"d\": {\"$exists\": true}}}]}");
+    cf_run_ok(client, dbname,
+              "{\"insert\": \"c\", \"documents\": [{\"x\": 1}, {\"x\": 2}, {\"d\": 5}]}");
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"insert\": \"c\", \"documents\": [{\"d\": 5}]}", &reply, &error), "%s",
-              error.message);
-    cr_assert_eq(int_at(&reply, "writeErrors.0.code"), 11000);
+    cr_assert(
+        cf_run(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"d\": 5}]}", &reply, &error),
+        "%s", error.message);
+    cr_assert_eq(cf_int_at(&reply, "writeErrors.0.code"), 11000);
     bson_destroy(&reply);
 }
 
 Test(index_basic, list_and_drop_indexes)
 {
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"z\": 1}, \"name\": \"z_1\"}]}");
+    cf_run_ok(
+        client, dbname,
+        "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"z\": 1}, \"name\": \"z_1\"}]}");
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"listIndexes\": \"c\"}", &reply, &error), "%s", error.message);
-    cr_assert_str_eq(str_at(&reply, "cursor.firstBatch.0.name"), "_id_");
-    cr_assert_str_eq(str_at(&reply, "cursor.firstBatch.1.name"), "z_1");
+    cr_assert(cf_run(client, dbname, "{\"listIndexes\": \"c\"}", &reply, &error), "%s",
+              error.message);
+    cr_assert_str_eq(cf_str_at(&reply, "cursor.firstBatch.0.name"), "_id_");
+    cr_assert_str_eq(cf_str_at(&reply, "cursor.firstBatch.1.name"), "z_1");
     bson_destroy(&reply);
-    run_ok("{\"dropIndexes\": \"c\", \"index\": \"z_1\"}");
-    cr_assert_not(run("{\"dropIndexes\": \"c\", \"index\": \"z_1\"}", &reply, &error));
+    cf_run_ok(client, dbname, "{\"dropIndexes\": \"c\", \"index\": \"z_1\"}");
+    cr_assert_not(
+        cf_run(client, dbname, "{\"dropIndexes\": \"c\", \"index\": \"z_1\"}", &reply, &error));
     cr_assert_eq(error.code, 27);
     bson_destroy(&reply);
-    cr_assert_not(run("{\"dropIndexes\": \"c\", \"index\": \"_id_\"}", &reply, &error));
+    cr_assert_not(
+        cf_run(client, dbname, "{\"dropIndexes\": \"c\", \"index\": \"_id_\"}", &reply, &error));
     cr_assert_eq(error.code, 72);
     bson_destroy(&reply);
 }
 
 Test(index_basic, claim_query_is_served_by_the_compound_index)
 {
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"status\": 1, \"priority\": -1, "
-           "\"run_at\": 1}, \"name\": \"claim\"}]}");
-    run_ok("{\"insert\": \"c\", \"documents\": [{\"status\": \"ready\", \"priority\": 1, "
-           "\"run_at\": {\"$date\": \"2020-01-01T00:00:00Z\"}}]}");
+    cf_run_ok(
+        client, dbname,
+        "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"status\": 1, \"priority\": -1, "
+        "\"run_at\": 1}, \"name\": \"claim\"}]}");
+    cf_run_ok(client, dbname,
+              "{\"insert\": \"c\", \"documents\": [{\"status\": \"ready\", \"priority\": 1, "
+              "\"run_at\": {\"$date\": \"2020-01-01T00:00:00Z\"}}]}");
     bson_t reply;
     bson_error_t error;
     const char *explain =
@@ -171,26 +154,27 @@ Test(index_basic, claim_query_is_served_by_the_compound_index)
         "{\"$lte\": {\"$date\": \"2030-01-01T00:00:00Z\"}}}, \"sort\": {\"priority\": -1, "
         "\"run_at\": 1}, \"update\": [{\"$set\": {\"status\": \"processing\"}}]}, "
         "\"verbosity\": \"queryPlanner\"}";
-    cr_assert(run(explain, &reply, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname, explain, &reply, &error), "%s", error.message);
     cr_assert(plan_uses_index(&reply, "claim"), "%s", bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);
     const char *find =
         "{\"explain\": {\"find\": \"c\", \"filter\": {\"other\": 1}}, \"verbosity\": "
         "\"queryPlanner\"}";
-    cr_assert(run(find, &reply, &error), "%s", error.message);
-    cr_assert_str_eq(str_at(&reply, "queryPlanner.winningPlan.stage"), "COLLSCAN");
+    cr_assert(cf_run(client, dbname, find, &reply, &error), "%s", error.message);
+    cr_assert_str_eq(cf_str_at(&reply, "queryPlanner.winningPlan.stage"), "COLLSCAN");
     bson_destroy(&reply);
 }
 
 Test(index_basic, sort_through_an_index_matches_the_in_memory_sort)
 {
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"s\": 1, \"p\": -1, \"t\": 1}, "
-           "\"name\": \"spt\"}]}");
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"s\": 1, \"p\": -1, \"t\": 1}, "
+              "\"name\": \"spt\"}]}");
     for (int i = 0; i < 60; i++) {
         char *cmd = bson_strdup_printf("{\"insert\": \"c\", \"documents\": [{\"_id\": %d, \"s\": "
                                        "\"%s\", \"p\": %d, \"t\": %d}]}", i, i % 2 ? "a" : "b",
                                        (i * 7) % 5, (i * 13) % 11);
-        run_ok(cmd);
+        cf_run_ok(client, dbname, cmd);
         bson_free(cmd);
     }
     /* Same query with the index and with a collection scan ($natural hint). */
@@ -201,8 +185,8 @@ Test(index_basic, sort_through_an_index_matches_the_in_memory_sort)
 #undef Q
     bson_t r1, r2;
     bson_error_t error;
-    cr_assert(run(with_index, &r1, &error), "%s", error.message);
-    cr_assert(run(without, &r2, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname, with_index, &r1, &error), "%s", error.message);
+    cr_assert(cf_run(client, dbname, without, &r2, &error), "%s", error.message);
     bson_iter_t a, b;
     cr_assert(bson_iter_init(&a, &r1) && bson_iter_find_descendant(&a, "cursor.firstBatch", &a));
     cr_assert(bson_iter_init(&b, &r2) && bson_iter_find_descendant(&b, "cursor.firstBatch", &b));
@@ -219,12 +203,14 @@ Test(index_basic, sort_through_an_index_matches_the_in_memory_sort)
 
 Test(index_basic, ttl_index_is_listed_with_its_option)
 {
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"at\": 1}, \"name\": \"ttl\", "
-           "\"expireAfterSeconds\": 3600}]}");
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"at\": 1}, \"name\": \"ttl\", "
+              "\"expireAfterSeconds\": 3600}]}");
     bson_t reply;
     bson_error_t error;
-    cr_assert(run("{\"listIndexes\": \"c\"}", &reply, &error), "%s", error.message);
-    cr_assert_eq(int_at(&reply, "cursor.firstBatch.1.expireAfterSeconds"), 3600);
+    cr_assert(cf_run(client, dbname, "{\"listIndexes\": \"c\"}", &reply, &error), "%s",
+              error.message);
+    cr_assert_eq(cf_int_at(&reply, "cursor.firstBatch.1.expireAfterSeconds"), 3600);
     bson_destroy(&reply);
 }
 

@@ -5,9 +5,8 @@
  * plan (mongod wraps IXSCAN in FETCH and a rooted $or in SUBPLAN). Results must be those of a
  * collection scan ({$natural: 1} hint) in every case. Runs unchanged against mongod 6.0.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,15 +16,6 @@
 static mongoc_client_t *client;
 static char *dbname;
 static mongoc_collection_t *coll;
-
-static void
-run_ok(const char *json)
-{
-    bson_t reply;
-    bson_error_t error;
-    cr_assert(mtest_command(client, dbname, json, &reply, &error), "%s: %s", json, error.message);
-    bson_destroy(&reply);
-}
 
 /*
  * NDOCS documents {_id: i, a: i % 6, b: i % 10, c: i, t: "tok<i>", status, priority, run_at},
@@ -52,11 +42,12 @@ setup(void)
     bson_t *bare = BCON_NEW("_id", BCON_INT32(1000));
     cr_assert(mongoc_collection_insert_one(coll, bare, NULL, NULL, &error), "%s", error.message);
     bson_destroy(bare);
-    run_ok("{\"createIndexes\": \"c\", \"indexes\": ["
-           "{\"key\": {\"a\": 1, \"b\": 1, \"c\": 1}, \"name\": \"abc\"},"
-           "{\"key\": {\"b\": -1}, \"name\": \"b_desc\"},"
-           "{\"key\": {\"status\": 1, \"priority\": -1, \"run_at\": 1, \"_id\": 1}, "
-           "\"name\": \"claim\"}]}");
+    cf_run_ok(client, dbname,
+              "{\"createIndexes\": \"c\", \"indexes\": ["
+              "{\"key\": {\"a\": 1, \"b\": 1, \"c\": 1}, \"name\": \"abc\"},"
+              "{\"key\": {\"b\": -1}, \"name\": \"b_desc\"},"
+              "{\"key\": {\"status\": 1, \"priority\": -1, \"run_at\": 1, \"_id\": 1}, "
+              "\"name\": \"claim\"}]}");
 }
 
 static void
@@ -69,15 +60,6 @@ teardown(void)
 }
 
 TestSuite(index_plans, .init = setup, .fini = teardown);
-
-static bson_t *
-from_json(const char *json)
-{
-    bson_error_t error;
-    bson_t *b = bson_new_from_json((const uint8_t *)json, -1, &error);
-    cr_assert(b, "bad JSON %s: %s", json, error.message);
-    return b;
-}
 
 /* ---- plans ------------------------------------------------------------------------------- */
 
@@ -236,8 +218,8 @@ Test(index_plans, claim_many_shaped_queries_scan_the_id_index)
 static size_t
 find_ids(const char *filter_json, const char *opts_json, bool natural, int64_t *ids)
 {
-    bson_t *filter = from_json(filter_json);
-    bson_t *opts = from_json(opts_json ? opts_json : "{}");
+    bson_t *filter = cf_json(filter_json);
+    bson_t *opts = cf_json(opts_json ? opts_json : "{}");
     const bson_t *doc;
     bson_error_t error;
     bson_iter_t it;
@@ -375,7 +357,7 @@ Test(index_plans, or_with_overlapping_branches_returns_each_document_once)
 Test(index_plans, multikey_index_still_gives_the_same_results)
 {
     bson_error_t error;
-    bson_t *doc = from_json("{\"_id\": 2000, \"a\": [1, 2], \"b\": 3, \"c\": 0}");
+    bson_t *doc = cf_json("{\"_id\": 2000, \"a\": [1, 2], \"b\": 3, \"c\": 0}");
     cr_assert(mongoc_collection_insert_one(coll, doc, NULL, NULL, &error), "%s", error.message);
     bson_destroy(doc);
     expect_same("{\"a\": {\"$in\": [1, 5]}}", "{\"sort\": {\"_id\": 1}}", true);
@@ -387,7 +369,7 @@ Test(index_plans, multikey_index_still_gives_the_same_results)
 static int64_t
 count(const char *filter_json)
 {
-    bson_t *filter = from_json(filter_json);
+    bson_t *filter = cf_json(filter_json);
     bson_error_t error;
     int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &error);
     cr_assert_geq(n, 0, "%s", error.message);
@@ -400,8 +382,8 @@ static const char *const overlapping_or =
 
 Test(index_plans, update_many_with_or_updates_each_document_once)
 {
-    bson_t *filter = from_json(overlapping_or);
-    bson_t *update = from_json("{\"$inc\": {\"n\": 1}}");
+    bson_t *filter = cf_json(overlapping_or);
+    bson_t *update = cf_json("{\"$inc\": {\"n\": 1}}");
     bson_t reply;
     bson_error_t error;
     int64_t expected = count(overlapping_or);
@@ -426,8 +408,8 @@ Test(index_plans, update_many_with_or_updates_each_document_once)
 
 Test(index_plans, delete_with_or_and_in_deletes_each_match_once)
 {
-    bson_t *filter = from_json(overlapping_or);
-    bson_t *in = from_json("{\"_id\": {\"$in\": [40, 41, 41, 42, 4242]}}");
+    bson_t *filter = cf_json(overlapping_or);
+    bson_t *in = cf_json("{\"_id\": {\"$in\": [40, 41, 41, 42, 4242]}}");
     bson_t reply;
     bson_error_t error;
     bson_iter_t it;

@@ -3,9 +3,8 @@
  * and resume tokens survive; a torn last record is cut off), --history (ChangeStreamHistoryLost)
  * and --standalone (no change streams). Skipped when private servers cannot be spawned.
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,39 +40,6 @@ jr_insert(mongoc_collection_t *coll, int id)
     cr_assert(mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error), "insert %d: %s", id,
               error.message);
     bson_destroy(&doc);
-}
-
-static mongoc_change_stream_t *
-jr_watch(mongoc_collection_t *coll, const bson_t *resume_after)
-{
-    bson_t pipeline = BSON_INITIALIZER;
-    bson_t opts = BSON_INITIALIZER;
-    BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", 300);
-    if (resume_after) {
-        BSON_APPEND_DOCUMENT(&opts, "resumeAfter", resume_after);
-    }
-    mongoc_change_stream_t *cs = mongoc_collection_watch(coll, &pipeline, &opts);
-    bson_destroy(&pipeline);
-    bson_destroy(&opts);
-    return cs;
-}
-
-/* The next event within 10 s (a copy); asserts there is one and no error. */
-static bson_t *
-jr_next(mongoc_change_stream_t *cs)
-{
-    const bson_t *doc;
-    bson_error_t error;
-    int64_t deadline = mtest_now_ms() + 10000;
-    do {
-        if (mongoc_change_stream_next(cs, &doc)) {
-            return bson_copy(doc);
-        }
-        cr_assert(!mongoc_change_stream_error_document(cs, &error, NULL), "stream error %u: %s",
-                  error.code, error.message);
-    } while (mtest_now_ms() < deadline);
-    cr_assert_fail("no change event within 10 s");
-    return NULL;
 }
 
 static int32_t
@@ -130,9 +96,9 @@ Test(journal, kill_9_then_restart_keeps_data_and_resume_tokens)
     mongoc_client_t *client = jr_client(&srv);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
     jr_create_unique_index(coll);
-    mongoc_change_stream_t *cs = jr_watch(coll, NULL);
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     jr_insert_k(coll, 1, 1, 0);
-    bson_t *ev = jr_next(cs);
+    bson_t *ev = cf_next_event(cs);
     bson_iter_t it;
     cr_assert(bson_iter_init_find(&it, ev, "_id"));
     uint32_t len;
@@ -156,17 +122,17 @@ Test(journal, kill_9_then_restart_keeps_data_and_resume_tokens)
     cr_assert_eq(n, 3, "documents after kill -9: %lld (%s)", (long long)n, error.message);
     jr_insert_k(coll, 4, 1, 11000); /* the unique index came back too */
 
-    cs = jr_watch(coll, saved);
+    cs = cf_watch(coll, saved);
     uint32_t t3 = 0;
     uint32_t i3 = 0;
     for (int id = 2; id <= 3; id++) {
-        ev = jr_next(cs);
+        ev = cf_next_event(cs);
         cr_assert_eq(jr_doc_id(ev), id, "resumed across the restart in order");
         jr_cluster_time(ev, &t3, &i3);
         bson_destroy(ev);
     }
     jr_insert(coll, 5);
-    ev = jr_next(cs);
+    ev = cf_next_event(cs);
     cr_assert_eq(jr_doc_id(ev), 5);
     uint32_t t5;
     uint32_t i5;
@@ -236,9 +202,9 @@ Test(journal, resume_point_older_than_history_is_lost)
     cr_assert(mtest_server_start(&srv, args, 0), "start");
     mongoc_client_t *client = jr_client(&srv);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
-    mongoc_change_stream_t *cs = jr_watch(coll, NULL);
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     jr_insert(coll, 1);
-    bson_t *ev = jr_next(cs);
+    bson_t *ev = cf_next_event(cs);
     bson_iter_t it;
     uint32_t len;
     const uint8_t *data;
@@ -251,7 +217,7 @@ Test(journal, resume_point_older_than_history_is_lost)
         jr_insert(coll, id);
     }
 
-    cs = jr_watch(coll, saved);
+    cs = cf_watch(coll, saved);
     const bson_t *doc;
     bson_error_t error;
     mongoc_change_stream_next(cs, &doc);
@@ -274,7 +240,7 @@ Test(journal, standalone_has_no_change_streams)
     cr_assert(mtest_server_start(&srv, args, 0), "start");
     mongoc_client_t *client = jr_client(&srv);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
-    mongoc_change_stream_t *cs = jr_watch(coll, NULL);
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     bson_error_t error;
     const bson_t *doc;
     mongoc_change_stream_next(cs, &doc);

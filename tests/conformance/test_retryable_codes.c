@@ -11,9 +11,7 @@
  */
 #include "cf_util.h"
 
-#include <fcntl.h>
 #include <stdio.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 static mongoc_client_t *admin;
@@ -27,8 +25,7 @@ static int lock_fd = -1;
 static void
 setup(void)
 {
-    lock_fd = open("/tmp/mongoq-core-failpoint.lock", O_CREAT | O_RDWR, 0600);
-    cr_assert(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+    lock_fd = cf_fail_points_lock();
     char *name = mtest_db_name("rc");
     snprintf(appname, sizeof appname, "%s", name);
     bson_free(name);
@@ -47,8 +44,7 @@ teardown(void)
     bson_free(dbname);
     mongoc_client_destroy(victim);
     mongoc_client_destroy(admin);
-    flock(lock_fd, LOCK_UN);
-    close(lock_fd);
+    cf_fail_points_unlock(lock_fd);
 }
 
 TestSuite(retryable_codes, .init = setup, .fini = teardown, .timeout = 120);

@@ -2,9 +2,8 @@
  * Conformance: multi-document transactions through libmongoc sessions. Runs unchanged against
  * mongod 6.0 (replica set).
  */
-#include "testutil.h"
+#include "cf_util.h"
 
-#include <criterion/criterion.h>
 #include <string.h>
 
 static mongoc_client_t *client;
@@ -103,21 +102,6 @@ count_in(mongoc_collection_t *c, mongoc_client_session_t *s)
     return n;
 }
 
-static bool
-has_label(const bson_t *reply, const char *label)
-{
-    bson_iter_t it, child;
-    if (!bson_iter_init_find(&it, reply, "errorLabels") || !bson_iter_recurse(&it, &child)) {
-        return false;
-    }
-    while (bson_iter_next(&child)) {
-        if (BSON_ITER_HOLDS_UTF8(&child) && strcmp(bson_iter_utf8(&child, NULL), label) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 Test(txn_basic, writes_become_visible_at_commit_only)
 {
     mongoc_client_session_t *s = start(client);
@@ -167,7 +151,7 @@ Test(txn_basic, concurrent_writers_of_one_document_conflict)
     cr_assert_not(update_in(other_coll, b, "{\"_id\": 1}", "{\"$set\": {\"v\": 2}}", &reply,
                             &error));
     cr_assert_eq(error.code, 112, "%s", error.message);
-    cr_assert(has_label(&reply, "TransientTransactionError"), "%s",
+    cr_assert(cf_has_label(&reply, "TransientTransactionError"), "%s",
               bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);
     cr_assert(mongoc_client_session_commit_transaction(a, NULL, &error), "%s", error.message);
@@ -201,7 +185,7 @@ Test(txn_basic, commit_without_transaction_is_no_such_transaction)
                                 "\"subType\": \"04\"}}}, \"txnNumber\": {\"$numberLong\": "
                                 "\"7\"}, \"autocommit\": false}", &reply, &error));
     cr_assert_eq(error.code, 251);
-    cr_assert(has_label(&reply, "TransientTransactionError"));
+    cr_assert(cf_has_label(&reply, "TransientTransactionError"));
     bson_destroy(&reply);
 }
 

@@ -3,7 +3,7 @@
  * only their own connection; other clients keep working. Uses a private test server (skipped
  * when MONGOQ_TEST_NO_SPAWN is set, e.g. against a real replica set).
  */
-#include "testutil.h"
+#include "cf_util.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -52,16 +52,6 @@ raw_connect(void)
     return fd;
 }
 
-static void
-put_i32(uint8_t *p, int32_t v)
-{
-    uint32_t u = (uint32_t)v;
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
 /* True when the server closed fd (EOF) within timeout_ms. */
 static bool
 closed_by_server(int fd, int timeout_ms)
@@ -88,11 +78,11 @@ build_msg(uint8_t *buf, size_t cap, const bson_t *doc, uint32_t flags, bool with
 {
     size_t len = 16 + 4 + 1 + doc->len + (with_crc ? 4 : 0);
     cr_assert(len <= cap);
-    put_i32(buf, (int32_t)len);
-    put_i32(buf + 4, 7);
-    put_i32(buf + 8, 0);
-    put_i32(buf + 12, 2013);
-    put_i32(buf + 16, (int32_t)flags);
+    cf_put_i32(buf, (int32_t)len);
+    cf_put_i32(buf + 4, 7);
+    cf_put_i32(buf + 8, 0);
+    cf_put_i32(buf + 12, 2013);
+    cf_put_i32(buf + 16, (int32_t)flags);
     buf[20] = 0;
     memcpy(buf + 21, bson_get_data(doc), doc->len);
     if (with_crc) {
@@ -105,7 +95,7 @@ build_msg(uint8_t *buf, size_t cap, const bson_t *doc, uint32_t flags, bool with
             }
         }
         c ^= 0xFFFFFFFFu;
-        put_i32(buf + len - 4, (int32_t)(bad_crc ? c ^ 1 : c));
+        cf_put_i32(buf + len - 4, (int32_t)(bad_crc ? c ^ 1 : c));
     }
     return len;
 }
@@ -124,10 +114,10 @@ Test(wire_robustness, absurd_length_is_refused)
 {
     int fd = raw_connect();
     uint8_t header[16];
-    put_i32(header, 60 * 1000 * 1000);
-    put_i32(header + 4, 1);
-    put_i32(header + 8, 0);
-    put_i32(header + 12, 2013);
+    cf_put_i32(header, 60 * 1000 * 1000);
+    cf_put_i32(header + 4, 1);
+    cf_put_i32(header + 8, 0);
+    cf_put_i32(header + 12, 2013);
     cr_assert(send(fd, header, sizeof header, 0) == sizeof header);
     cr_assert(closed_by_server(fd, 5000));
     close(fd);
@@ -138,16 +128,16 @@ Test(wire_robustness, truncated_message_and_unknown_opcode)
 {
     int fd = raw_connect();
     uint8_t header[16];
-    put_i32(header, 100);
-    put_i32(header + 4, 1);
-    put_i32(header + 8, 0);
-    put_i32(header + 12, 2013);
+    cf_put_i32(header, 100);
+    cf_put_i32(header + 4, 1);
+    cf_put_i32(header + 8, 0);
+    cf_put_i32(header + 12, 2013);
     cr_assert(send(fd, header, sizeof header, 0) == sizeof header);
     close(fd); /* the rest never comes */
     fd = raw_connect();
     uint8_t msg[32] = {0};
-    put_i32(msg, 32);
-    put_i32(msg + 12, 9999);
+    cf_put_i32(msg, 32);
+    cf_put_i32(msg + 12, 9999);
     cr_assert(send(fd, msg, sizeof msg, 0) == sizeof msg);
     cr_assert(closed_by_server(fd, 5000));
     close(fd);
@@ -159,10 +149,10 @@ Test(wire_robustness, invalid_bson_body_is_refused)
     int fd = raw_connect();
     uint8_t msg[64];
     memset(msg, 0, sizeof msg);
-    put_i32(msg, 40);
-    put_i32(msg + 12, 2013);
+    cf_put_i32(msg, 40);
+    cf_put_i32(msg + 12, 2013);
     msg[20] = 0;
-    put_i32(msg + 21, 19); /* claims 19 bytes: an element with a bad type inside */
+    cf_put_i32(msg + 21, 19); /* claims 19 bytes: an element with a bad type inside */
     msg[25] = 0x7A;       /* unknown element type */
     msg[26] = 'a';
     msg[27] = 0;
