@@ -15,6 +15,27 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+/*
+ * A suite's connection: a client with appname `name` and a database of its own
+ * ("<name>_<pid>_<n>"). cf_close drops the database and frees both.
+ */
+static inline void
+cf_open(mongoc_client_t **client, char **dbname, const char *name)
+{
+    *client = mtest_client_new(name);
+    *dbname = mtest_db_name(name);
+}
+
+static inline void
+cf_close(mongoc_client_t **client, char **dbname)
+{
+    mtest_db_drop(*client, *dbname);
+    bson_free(*dbname);
+    mongoc_client_destroy(*client);
+    *dbname = NULL;
+    *client = NULL;
+}
+
 /* A document from relaxed extended JSON; asserts it parses. Caller destroys. */
 static inline bson_t *
 cf_json(const char *json)

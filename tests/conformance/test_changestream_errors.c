@@ -47,9 +47,7 @@ static void
 teardown(void)
 {
     set_fail_point("failGetMoreAfterCursorCheckout", "\"off\"", NULL);
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
     cf_fail_points_unlock(lock_fd);
 }
 

@@ -16,16 +16,13 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("collmod");
-    dbname = mtest_db_name("collmod");
+    cf_open(&client, &dbname, "collmod");
 }
 
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(collmod, .init = setup, .fini = teardown, .timeout = 60);

@@ -12,16 +12,13 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("core-admin");
-    dbname = mtest_db_name("core_admin");
+    cf_open(&client, &dbname, "core_admin");
 }
 
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(core_admin, .init = setup, .fini = teardown);

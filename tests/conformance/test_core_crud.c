@@ -14,8 +14,7 @@ static fixture_t fx;
 static void
 setup(void)
 {
-    fx.client = mtest_client_new("core-crud");
-    fx.db = mtest_db_name("core_crud");
+    cf_open(&fx.client, &fx.db, "core_crud");
     fx.coll = mongoc_client_get_collection(fx.client, fx.db, "c");
 }
 
@@ -23,9 +22,7 @@ static void
 teardown(void)
 {
     mongoc_collection_destroy(fx.coll);
-    mtest_db_drop(fx.client, fx.db);
-    bson_free(fx.db);
-    mongoc_client_destroy(fx.client);
+    cf_close(&fx.client, &fx.db);
 }
 
 static void

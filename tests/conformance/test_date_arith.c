@@ -15,8 +15,7 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("date-arith");
-    dbname = mtest_db_name("date_arith");
+    cf_open(&client, &dbname, "date_arith");
     /* 9223372036854775000 ms: 807 ms before the last date BSON can hold. */
     cf_run_ok(client, dbname,
               "{\"insert\": \"c\", \"documents\": [{\"_id\": 1, \"d\": {\"$date\": "
@@ -26,9 +25,7 @@ setup(void)
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(date_arith, .init = setup, .fini = teardown);

@@ -20,8 +20,7 @@ static mongoc_collection_t *coll;
 static void
 setup(void)
 {
-    client = mtest_client_new("doc-size");
-    dbname = mtest_db_name("doc_size");
+    cf_open(&client, &dbname, "doc_size");
     coll = mongoc_client_get_collection(client, dbname, "c");
 }
 
@@ -29,9 +28,7 @@ static void
 teardown(void)
 {
     mongoc_collection_destroy(coll);
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(doc_size, .init = setup, .fini = teardown, .timeout = 60);

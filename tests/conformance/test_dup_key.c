@@ -16,8 +16,7 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("dup-key");
-    dbname = mtest_db_name("dup_key");
+    cf_open(&client, &dbname, "dup_key");
     cf_run_ok(client, dbname,
               "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1, \"b\": -1}, "
               "\"name\": \"a_1_b_-1\", \"unique\": true}, {\"key\": {\"k\": 1}, \"name\": "
@@ -30,9 +29,7 @@ setup(void)
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(dup_key, .init = setup, .fini = teardown);

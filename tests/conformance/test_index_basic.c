@@ -13,8 +13,7 @@ static mongoc_collection_t *coll;
 static void
 setup(void)
 {
-    client = mtest_client_new("core-index");
-    dbname = mtest_db_name("core_index");
+    cf_open(&client, &dbname, "core_index");
     coll = mongoc_client_get_collection(client, dbname, "c");
 }
 
@@ -22,9 +21,7 @@ static void
 teardown(void)
 {
     mongoc_collection_destroy(coll);
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(index_basic, .init = setup, .fini = teardown);

@@ -18,8 +18,7 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("index-conflicts");
-    dbname = mtest_db_name("index_conflicts");
+    cf_open(&client, &dbname, "index_conflicts");
     cf_run_ok(client, dbname,
               "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"a\": 1}, \"name\": \"a_1\", "
               "\"expireAfterSeconds\": 10, \"partialFilterExpression\": {\"x\": 1, \"y\": "
@@ -29,9 +28,7 @@ setup(void)
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(index_conflicts, .init = setup, .fini = teardown);

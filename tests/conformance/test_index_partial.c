@@ -18,17 +18,14 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("index-partial");
-    dbname = mtest_db_name("index_partial");
+    cf_open(&client, &dbname, "index_partial");
     cf_run_ok(client, dbname, "{\"create\": \"c\"}");
 }
 
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(index_partial, .init = setup, .fini = teardown);

@@ -25,8 +25,7 @@ static void
 setup(void)
 {
     bson_error_t error;
-    client = mtest_client_new("index-plans");
-    dbname = mtest_db_name("index_plans");
+    cf_open(&client, &dbname, "index_plans");
     coll = mongoc_client_get_collection(client, dbname, "c");
     for (int i = 0; i < NDOCS; i++) {
         char tok[16];
@@ -54,9 +53,7 @@ static void
 teardown(void)
 {
     mongoc_collection_destroy(coll);
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(index_plans, .init = setup, .fini = teardown);

@@ -15,9 +15,8 @@ static mongoc_collection_t *other_coll;
 static void
 setup(void)
 {
-    client = mtest_client_new("core-txn");
-    other = mtest_client_new("core-txn-other");
-    dbname = mtest_db_name("core_txn");
+    cf_open(&client, &dbname, "core_txn");
+    other = mtest_client_new("core_txn_other");
     coll = mongoc_client_get_collection(client, dbname, "c");
     other_coll = mongoc_client_get_collection(other, dbname, "c");
     bson_error_t error;
@@ -31,10 +30,8 @@ teardown(void)
 {
     mongoc_collection_destroy(coll);
     mongoc_collection_destroy(other_coll);
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
     mongoc_client_destroy(other);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(txn_basic, .init = setup, .fini = teardown);

@@ -22,9 +22,8 @@ static mongoc_collection_t *coll_b;
 static void
 setup(void)
 {
-    client_a = mtest_client_new("txn-unique-a");
-    client_b = mtest_client_new("txn-unique-b");
-    dbname = mtest_db_name("txn_unique");
+    cf_open(&client_a, &dbname, "txn_unique");
+    client_b = mtest_client_new("txn_unique_b");
     coll_a = mongoc_client_get_collection(client_a, dbname, "c");
     coll_b = mongoc_client_get_collection(client_b, dbname, "c");
     cf_run_ok(client_a, dbname,
@@ -37,10 +36,8 @@ teardown(void)
 {
     mongoc_collection_destroy(coll_a);
     mongoc_collection_destroy(coll_b);
-    mtest_db_drop(client_a, dbname);
-    bson_free(dbname);
     mongoc_client_destroy(client_b);
-    mongoc_client_destroy(client_a);
+    cf_close(&client_a, &dbname);
 }
 
 TestSuite(txn_unique, .init = setup, .fini = teardown, .timeout = 60);

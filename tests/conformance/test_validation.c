@@ -20,16 +20,13 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("validation");
-    dbname = mtest_db_name("validation");
+    cf_open(&client, &dbname, "validation");
 }
 
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(validation, .init = setup, .fini = teardown, .timeout = 60);

@@ -15,16 +15,13 @@ static char *dbname;
 static void
 setup(void)
 {
-    client = mtest_client_new("validation-errinfo");
-    dbname = mtest_db_name("validation_errinfo");
+    cf_open(&client, &dbname, "validation_errinfo");
 }
 
 static void
 teardown(void)
 {
-    mtest_db_drop(client, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(client);
+    cf_close(&client, &dbname);
 }
 
 TestSuite(validation_errinfo, .init = setup, .fini = teardown);
