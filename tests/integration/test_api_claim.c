@@ -94,8 +94,7 @@ Test(api_claim, priority_first_then_fifo)
     for (int i = 0; i < 5; i++) {
         mongoq_message_t *msg = world_claim(c, 0);
         cr_assert(msg);
-        cr_assert_eq(world_seq(msg), expected[i], "claim %d got seq %" PRId64, i,
-                     world_seq(msg));
+        cr_assert_eq(world_seq(msg), expected[i], "claim %d got seq %" PRId64, i, world_seq(msg));
         cr_assert_eq(mongoq_message_priority(msg), priorities[expected[i]]);
         mongoq_message_destroy(msg);
     }
@@ -291,7 +290,7 @@ Test(api_claim, damaged_documents_are_buried_not_handed_out)
     cr_assert_eq(world_seq(msg), 0);
     cr_assert_eq(world_count(&t, "{\"status\": \"dead\"}"), 3);
     cr_assert_eq(world_count(&t, "{\"status\": \"dead\", \"last_error\": {\"$regex\": "
-                               "\"^damaged message\"}}"),
+                                 "\"^damaged message\"}}"),
                  3);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);

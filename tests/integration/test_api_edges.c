@@ -78,8 +78,7 @@ Test(api_edges, enqueue_many_says_how_many_went_in)
 {
     world_t t;
     world_open(&t, NULL, 0);
-    world_fail_point(&t, "{\"times\": 1}",
-                         "\"failCommands\": [\"insert\"], \"errorCode\": 2");
+    world_fail_point(&t, "{\"times\": 1}", "\"failCommands\": [\"insert\"], \"errorCode\": 2");
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[2] = {&a, &a};
     bson_error_t error;
@@ -112,7 +111,7 @@ Test(api_edges, claim_many_buries_damaged_documents)
     cr_assert(mongoq_consumer_claim_many(c, 5, 0, msgs, &n, &error), "%s", error.message);
     cr_assert_eq(n, 2);
     cr_assert_eq(world_count(&t, "{\"status\": \"dead\", \"last_error\": \"damaged message: "
-                               "payload is missing or not a document\"}"),
+                                 "payload is missing or not a document\"}"),
                  1);
     for (size_t i = 0; i < n; i++) {
         mongoq_message_destroy(msgs[i]);
@@ -131,7 +130,7 @@ Test(api_edges, claim_errors_pass_through)
     world_open(&t, NULL, 0);
     world_enqueue_n(&t, 1, NULL, NULL);
     world_fail_point(&t, "{\"times\": 1}",
-                         "\"failCommands\": [\"findAndModify\"], \"errorCode\": 2");
+                     "\"failCommands\": [\"findAndModify\"], \"errorCode\": 2");
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
     mongoq_message_t *msg = (mongoq_message_t *)&error; /* must be reset to NULL */

@@ -244,8 +244,7 @@ Test(api_enqueue, server_errors_pass_through)
 {
     world_t t;
     world_open(&t, NULL, 0);
-    world_fail_point(&t, "{\"times\": 1}",
-                         "\"failCommands\": [\"insert\"], \"errorCode\": 2");
+    world_fail_point(&t, "{\"times\": 1}", "\"failCommands\": [\"insert\"], \"errorCode\": 2");
     bson_t payload = BSON_INITIALIZER;
     bson_error_t error;
     cr_assert_not(mongoq_enqueue(t.queue, &payload, NULL, NULL, &error));

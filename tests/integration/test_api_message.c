@@ -140,7 +140,7 @@ Test(api_message, retry_gives_the_message_back_later)
     cr_assert_not(bson_has_field(&doc, "lease_expires_at"));
     bson_destroy(&doc);
     cr_assert_eq(world_count(&t, "{\"errors.error\": \"$flaky\", \"errors.at\": {\"$gt\": "
-                               "{\"$date\": 0}}}"),
+                                 "{\"$date\": 0}}}"),
                  1);
     mongoq_message_destroy(msg);
     cr_assert_null(world_claim(c, 0), "not before the delay");

@@ -109,11 +109,19 @@ through_fault(call_t call, int fault)
         cr_assert_eq(world_count(&s, "{\"status\": \"ready\", \"last_error\": \"again\"}"), 1);
         cr_assert_eq(world_count(&s, "{\"errors\": {\"$size\": 1}}"), 1, "one history entry");
         break;
-    case CALL_FAIL: cr_assert_eq(world_count(&s, "{\"status\": \"dead\"}"), 1); break;
+    case CALL_FAIL:
+        cr_assert_eq(world_count(&s, "{\"status\": \"dead\"}"), 1);
+        break;
     case CALL_EXTEND: cr_assert_not(mongoq_message_lease_lost(msgs[0])); break;
-    case CALL_ACK: cr_assert_eq(world_count(&s, "{}"), 1); break;
-    case CALL_ACK_KEEP: cr_assert_eq(world_count(&s, "{\"status\": \"done\"}"), 1); break;
-    case CALL_ACK_MANY: cr_assert_eq(world_count(&s, "{}"), 0); break;
+    case CALL_ACK:
+        cr_assert_eq(world_count(&s, "{}"), 1);
+        break;
+    case CALL_ACK_KEEP:
+        cr_assert_eq(world_count(&s, "{\"status\": \"done\"}"), 1);
+        break;
+    case CALL_ACK_MANY:
+        cr_assert_eq(world_count(&s, "{}"), 0);
+        break;
     }
     bson_destroy(payload);
     for (size_t i = 0; i < 2; i++) {

@@ -108,8 +108,7 @@ world_seq(const mongoq_message_t *msg)
 }
 
 void
-world_enqueue(mongoq_queue_t *queue, int64_t seq, const mongoq_enqueue_opts_t *opts,
-              bson_oid_t *id)
+world_enqueue(mongoq_queue_t *queue, int64_t seq, const mongoq_enqueue_opts_t *opts, bson_oid_t *id)
 {
     bson_t payload;
     bson_error_t error;

@@ -55,8 +55,7 @@ child_env(const char *const *extra)
 }
 
 void
-world_child_start(world_child_t *child, world_t *w, const char *const *args,
-                  const char *const *env)
+world_child_start(world_child_t *child, world_t *w, const char *const *args, const char *const *env)
 {
     const char *prog = world_child_program();
     cr_assert(prog != NULL, "the child consumer program was not built");
