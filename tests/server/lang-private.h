@@ -32,6 +32,9 @@ ms__type_matches(int type, bson_type_t actual);
 /* A value rendered as relaxed extended JSON (for error messages); caller frees (bson_free). */
 char *
 ms__value_json(const bson_value_t *v);
+/* The number of elements of an array (or fields of a document) value. */
+size_t
+ms__array_len(const bson_value_t *v);
 /* Owned value from a built document or array (copies the bytes). */
 void
 ms__value_from_bson(const bson_t *b, bool is_array, bson_value_t *out);

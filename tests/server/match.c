@@ -4,6 +4,9 @@
  * a path reaching an array matches when the whole array or any element matches, dotted paths
  * descend into arrays of documents, and negations ($ne, $nin, $not, $nor) negate that whole
  * "any" so {a: {$ne: 5}} rejects {a: [5, 6]}.
+ *
+ * Operators are tables: query_ops[] (field operators: {a: {$gt: 1}}) names each one's parser,
+ * its leaf's test of one value and its flags; top_ops[] the top-level ones ($and, $expr, ...).
  */
 #include "lang-private.h"
 
@@ -13,23 +16,8 @@
 
 typedef enum { N_AND, N_OR, N_NOR, N_NOT, N_EXPR, N_TRUE, N_FALSE, N_LEAF } kind_t;
 
-typedef enum {
-    OP_EQ,
-    OP_LT,
-    OP_LTE,
-    OP_GT,
-    OP_GTE,
-    OP_IN,
-    OP_EXISTS,
-    OP_TYPE,
-    OP_SIZE,
-    OP_REGEX,
-    OP_MOD,
-    OP_ELEM_DOC, /* $elemMatch with a query on element documents */
-    OP_ELEM_VAL  /* $elemMatch with operators on element values */
-} op_t;
-
 typedef struct node_t node_t;
+typedef struct query_op_t query_op_t;
 
 typedef struct {
     bson_value_t value; /* owned */
@@ -42,15 +30,16 @@ struct node_t {
     size_t nkids;
     /* leaves */
     ms_path_t path;
-    op_t op;
-    item_t arg;     /* EQ, comparisons, REGEX */
-    item_t *list;   /* IN */
+    const query_op_t *op;
+    item_t arg;     /* $eq, comparisons, $regex */
+    item_t *list;   /* $in */
     size_t nlist;
-    int *types;     /* TYPE */
+    int *types;     /* $type */
     size_t ntypes;
-    int64_t size;   /* SIZE */
+    int64_t size;   /* $size */
     int64_t mod_div, mod_rem;
-    node_t *sub;    /* ELEM_DOC / ELEM_VAL */
+    node_t *sub;    /* $elemMatch */
+    bool elem_docs; /* $elemMatch: a query on element documents, not operators on values */
     bson_value_t expr; /* N_EXPR, owned */
 };
 
@@ -59,8 +48,36 @@ struct ms_matcher_t {
     bool value_mode; /* leaves apply to a value rather than to fields of a document */
 };
 
+/* What a field operator's parser sees of {path: {..., name: arg, ...}}. */
+typedef struct {
+    const char *path;        /* NULL: the value itself ($elemMatch on values, $pull) */
+    const query_op_t *op;    /* the operator's row */
+    const bson_value_t *arg;
+    const bson_value_t *ops; /* the whole operator document ($regex reads $options) */
+    bool *regex_done;        /* $regex and $options make one leaf between them */
+} op_args_t;
+
+enum {
+    QOP_NEGATED = 1,     /* the leaf is negated as a whole: $ne, $nin */
+    QOP_WHOLE_ARRAY = 2, /* an array is one value, its elements are not tried: $exists, $size,
+                            $elemMatch */
+    QOP_ABOVE = 4,       /* a comparison true above the argument: $gt, $gte */
+    QOP_OR_EQUAL = 8     /* a comparison true at the argument: $lte, $gte */
+};
+
+/* One field operator: how {path: {name: arg}} becomes a node, and its leaf's test of a value
+ * (v NULL: the path is missing; match NULL: the parser builds other nodes, as $not and $all). */
+struct query_op_t {
+    const char *name;
+    node_t *(*parse)(const op_args_t *a, bson_error_t *error);
+    bool (*match)(const node_t *n, const bson_value_t *v);
+    unsigned flags; /* QOP_* */
+};
+
 static bool
 match_node(const node_t *n, const bson_value_t *root, const ms_ctx_t *ctx);
+static const query_op_t *
+query_op(const char *name);
 
 /* ---- construction ---------------------------------------------------------------------- */
 
@@ -176,8 +193,9 @@ item_init(item_t *it, const bson_value_t *v, bson_error_t *error)
     return true;
 }
 
+/* A leaf testing path with op's match function. */
 static node_t *
-leaf_new(const char *path, op_t op, bson_error_t *error)
+leaf_new(const char *path, const query_op_t *op, bson_error_t *error)
 {
     node_t *n = node_new(N_LEAF);
     n->op = op;
@@ -189,27 +207,130 @@ leaf_new(const char *path, op_t op, bson_error_t *error)
     return n;
 }
 
+/* A leaf of op whose argument is v ({$eq: v}, {$regex: v}). */
 static node_t *
-parse_filter(const bson_t *filter, bool top, bson_error_t *error);
+leaf_with_arg(const char *path, const query_op_t *op, const bson_value_t *v, bson_error_t *error)
+{
+    node_t *n = leaf_new(path, op, error);
+    if (n && !item_init(&n->arg, v, error)) {
+        node_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* A leaf of a->op that fill completes from the argument ($in's list, $type's types, ...). */
+static node_t *
+leaf_filled(const op_args_t *a, bool (*fill)(node_t *n, const op_args_t *a, bson_error_t *error),
+            bson_error_t *error)
+{
+    node_t *n = leaf_new(a->path, a->op, error);
+    if (n && !fill(n, a, error)) {
+        node_destroy(n);
+        return NULL;
+    }
+    return n;
+}
+
+static bool
+starts_with_operator(const bson_value_t *v)
+{
+    bson_iter_t it;
+    if (v->value_type != BSON_TYPE_DOCUMENT ||
+        !bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len) ||
+        !bson_iter_next(&it)) {
+        return false;
+    }
+    return bson_iter_key(&it)[0] == '$';
+}
+
+static bool
+as_int64(const bson_value_t *v, int64_t *out)
+{
+    if (!ms__is_number(v->value_type)) {
+        return false;
+    }
+    double d = ms__num_as_double(v);
+    if (isnan(d) || isinf(d)) {
+        return false;
+    }
+    *out = v->value_type == BSON_TYPE_INT64 ? v->value.v_int64 : ms__clamp_i64(d);
+    return true;
+}
+
+static bool
+is_nan(const bson_value_t *v)
+{
+    return ms__is_number(v->value_type) && isnan(ms__num_as_double(v));
+}
+
+static node_t *
+parse_filter(const bson_t *filter, bson_error_t *error);
 static node_t *
 parse_value_ops(const char *path, const bson_value_t *ops, bson_error_t *error);
 
+/* ---- field operators: parsers and leaf tests, in query_ops[] order -------------------------- */
+
 static bool
-parse_in_list(node_t *n, const char *opname, const bson_value_t *arg, bson_error_t *error)
+eq_matches(const bson_value_t *arg, const bson_value_t *v)
+{
+    if (!v) {
+        return arg->value_type == BSON_TYPE_NULL;
+    }
+    return ms_type_rank(v->value_type) == ms_type_rank(arg->value_type) &&
+           ms_value_cmp(arg, v) == 0;
+}
+
+/* $eq, $ne and the comparisons: a leaf holding the argument. */
+static node_t *
+parse_compare(const op_args_t *a, bson_error_t *error)
+{
+    return leaf_with_arg(a->path, a->op, a->arg, error);
+}
+
+static bool
+match_eq(const node_t *n, const bson_value_t *v)
+{
+    return eq_matches(&n->arg.value, v);
+}
+
+/* $lt/$lte/$gt/$gte: only values of the same canonical type compare (type bracketing). */
+static bool
+cmp_matches(const bson_value_t *arg, const bson_value_t *v, bool above, bool inclusive)
+{
+    static const bson_value_t null_value = {.value_type = BSON_TYPE_NULL};
+    bool cross = arg->value_type == BSON_TYPE_MINKEY || arg->value_type == BSON_TYPE_MAXKEY;
+    if (!v) {
+        v = &null_value;
+    }
+    if (!cross && ms_type_rank(v->value_type) != ms_type_rank(arg->value_type)) {
+        return false;
+    }
+    if (is_nan(arg) || is_nan(v)) {
+        return is_nan(arg) && is_nan(v) && inclusive;
+    }
+    int c = ms_value_cmp(v, arg);
+    return (above ? c > 0 : c < 0) || (inclusive && c == 0);
+}
+
+static bool
+match_compare(const node_t *n, const bson_value_t *v)
+{
+    return cmp_matches(&n->arg.value, v, n->op->flags & QOP_ABOVE, n->op->flags & QOP_OR_EQUAL);
+}
+
+static bool
+in_list(node_t *n, const op_args_t *a, bson_error_t *error)
 {
     bson_iter_t it;
-    if (arg->value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 2, "%s needs an array", opname);
+    if (a->arg->value_type != BSON_TYPE_ARRAY) {
+        return ms_set_error(error, 2, "%s needs an array", a->op->name);
     }
-    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+    bson_iter_init_from_data(&it, a->arg->value.v_doc.data, a->arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         const bson_value_t *v = bson_iter_value(&it);
-        if (v->value_type == BSON_TYPE_DOCUMENT) {
-            bson_iter_t sub;
-            bson_iter_init_from_data(&sub, v->value.v_doc.data, v->value.v_doc.data_len);
-            if (bson_iter_next(&sub) && bson_iter_key(&sub)[0] == '$') {
-                return ms_set_error(error, 2, "cannot nest $ under %s", opname);
-            }
+        if (starts_with_operator(v)) {
+            return ms_set_error(error, 2, "cannot nest $ under %s", a->op->name);
         }
         n->list = bson_realloc(n->list, (n->nlist + 1) * sizeof *n->list);
         memset(&n->list[n->nlist], 0, sizeof n->list[0]);
@@ -220,9 +341,53 @@ parse_in_list(node_t *n, const char *opname, const bson_value_t *arg, bson_error
     return true;
 }
 
-static bool
-parse_type(node_t *n, const bson_value_t *arg, bson_error_t *error)
+/* $in and $nin: a leaf holding the list. */
+static node_t *
+parse_in(const op_args_t *a, bson_error_t *error)
 {
+    return leaf_filled(a, in_list, error);
+}
+
+static bool
+regex_matches(const item_t *it, const bson_value_t *v)
+{
+    if (v->value_type == BSON_TYPE_UTF8 || v->value_type == BSON_TYPE_SYMBOL) {
+        /* strings with NUL bytes are matched up to the first one */
+        return regexec(it->re, v->value.v_utf8.str, 0, NULL, 0) == 0;
+    }
+    return v->value_type == BSON_TYPE_REGEX && ms_value_cmp(&it->value, v) == 0;
+}
+
+static bool
+match_in(const node_t *n, const bson_value_t *v)
+{
+    for (size_t i = 0; i < n->nlist; i++) {
+        if (n->list[i].re ? v && regex_matches(&n->list[i], v)
+                          : eq_matches(&n->list[i].value, v)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static node_t *
+parse_exists(const op_args_t *a, bson_error_t *error)
+{
+    node_t *n = leaf_new(a->path, a->op, error);
+    return n && !ms__value_truthy(a->arg) ? node_not(n) : n;
+}
+
+static bool
+match_exists(const node_t *n, const bson_value_t *v)
+{
+    (void)n;
+    return v != NULL;
+}
+
+static bool
+type_list(node_t *n, const op_args_t *a, bson_error_t *error)
+{
+    const bson_value_t *arg = a->arg;
     bson_iter_t it;
     int t;
     if (arg->value_type != BSON_TYPE_ARRAY) {
@@ -241,23 +406,52 @@ parse_type(node_t *n, const bson_value_t *arg, bson_error_t *error)
     return true;
 }
 
-static bool
-as_int64(const bson_value_t *v, int64_t *out)
+static node_t *
+parse_type(const op_args_t *a, bson_error_t *error)
 {
-    if (!ms__is_number(v->value_type)) {
-        return false;
-    }
-    double d = ms__num_as_double(v);
-    if (isnan(d) || isinf(d)) {
-        return false;
-    }
-    *out = v->value_type == BSON_TYPE_INT64 ? v->value.v_int64 : ms__clamp_i64(d);
-    return true;
+    return leaf_filled(a, type_list, error);
 }
 
 static bool
-parse_mod(node_t *n, const bson_value_t *arg, bson_error_t *error)
+match_type(const node_t *n, const bson_value_t *v)
 {
+    for (size_t i = 0; v && i < n->ntypes; i++) {
+        if (ms__type_matches(n->types[i], v->value_type)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static node_t *
+parse_size(const op_args_t *a, bson_error_t *error)
+{
+    int64_t size;
+    if (!as_int64(a->arg, &size) || (double)size != ms__num_as_double(a->arg)) {
+        ms_set_error(error, 2, "$size needs a number");
+        return NULL;
+    }
+    if (size < 0) {
+        ms_set_error(error, 2, "$size may not be negative");
+        return NULL;
+    }
+    node_t *n = leaf_new(a->path, a->op, error);
+    if (n) {
+        n->size = size;
+    }
+    return n;
+}
+
+static bool
+match_size(const node_t *n, const bson_value_t *v)
+{
+    return v && v->value_type == BSON_TYPE_ARRAY && (int64_t)ms__array_len(v) == n->size;
+}
+
+static bool
+mod_args(node_t *n, const op_args_t *a, bson_error_t *error)
+{
+    const bson_value_t *arg = a->arg;
     bson_iter_t it;
     bson_value_t parts[2];
     int count = 0;
@@ -286,64 +480,93 @@ parse_mod(node_t *n, const bson_value_t *arg, bson_error_t *error)
     return true;
 }
 
-static bool
-starts_with_operator(const bson_value_t *v)
+static node_t *
+parse_mod(const op_args_t *a, bson_error_t *error)
 {
-    bson_iter_t it;
-    if (v->value_type != BSON_TYPE_DOCUMENT ||
-        !bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len) ||
-        !bson_iter_next(&it)) {
+    return leaf_filled(a, mod_args, error);
+}
+
+static bool
+match_mod(const node_t *n, const bson_value_t *v)
+{
+    int64_t x;
+    if (!v || !as_int64(v, &x)) {
         return false;
     }
-    return bson_iter_key(&it)[0] == '$';
+    if (n->mod_div == -1) {
+        return n->mod_rem == 0;
+    }
+    return x % n->mod_div == n->mod_rem;
+}
+
+/* The pattern and options of {$regex: ..., $options: ...} (options "" when none). */
+static bool
+regex_parts(const bson_value_t *ops, const char **pattern, const char **options,
+            bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_iter_init_from_data(&it, ops->value.v_doc.data, ops->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *v = bson_iter_value(&it);
+        if (strcmp(bson_iter_key(&it), "$regex") == 0) {
+            if (v->value_type == BSON_TYPE_REGEX) {
+                *pattern = v->value.v_regex.regex;
+                if (*v->value.v_regex.options) {
+                    *options = v->value.v_regex.options;
+                }
+            } else if (v->value_type == BSON_TYPE_UTF8) {
+                *pattern = v->value.v_utf8.str;
+            } else {
+                return ms_set_error(error, 2, "$regex has to be a string");
+            }
+        } else if (strcmp(bson_iter_key(&it), "$options") == 0) {
+            if (v->value_type != BSON_TYPE_UTF8) {
+                return ms_set_error(error, 2, "$options has to be a string");
+            }
+            *options = v->value.v_utf8.str;
+        }
+    }
+    return true;
+}
+
+/* $regex with its $options sibling: one leaf for the pair, whichever comes first. */
+static node_t *
+parse_regex(const op_args_t *a, bson_error_t *error)
+{
+    bson_value_t found, rv = {.value_type = BSON_TYPE_REGEX};
+    const char *pattern = NULL;
+    const char *options = "";
+    if (*a->regex_done) {
+        return node_new(N_TRUE);
+    }
+    *a->regex_done = true;
+    if (strcmp(a->op->name, "$options") == 0 &&
+        !ms__find_field(a->ops->value.v_doc.data, a->ops->value.v_doc.data_len, "$regex", 6,
+                        &found)) {
+        ms_set_error(error, 2, "$options needs a $regex");
+        return NULL;
+    }
+    if (!regex_parts(a->ops, &pattern, &options, error)) {
+        return NULL;
+    }
+    rv.value.v_regex.regex = (char *)pattern;
+    rv.value.v_regex.options = (char *)options;
+    return leaf_with_arg(a->path, query_op("$regex"), &rv, error);
+}
+
+static bool
+match_regex(const node_t *n, const bson_value_t *v)
+{
+    return v && regex_matches(&n->arg, v);
 }
 
 static node_t *
-parse_elem_match(const char *path, const bson_value_t *arg, bson_error_t *error)
+parse_not(const op_args_t *a, bson_error_t *error)
 {
-    node_t *n;
-    if (arg->value_type != BSON_TYPE_DOCUMENT) {
-        ms_set_error(error, 2, "$elemMatch needs an Object");
-        return NULL;
-    }
-    bool value_ops = starts_with_operator(arg);
-    /* {$elemMatch: {$and: [...]}} is a query on documents, not value operators */
-    if (value_ops) {
-        bson_iter_t it;
-        bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
-        bson_iter_next(&it);
-        const char *k = bson_iter_key(&it);
-        value_ops = strcmp(k, "$and") != 0 && strcmp(k, "$or") != 0 && strcmp(k, "$nor") != 0 &&
-                    strcmp(k, "$expr") != 0;
-    }
-    n = leaf_new(path, value_ops ? OP_ELEM_VAL : OP_ELEM_DOC, error);
-    if (!n) {
-        return NULL;
-    }
-    if (value_ops) {
-        n->sub = parse_value_ops(NULL, arg, error);
-    } else {
-        bson_t sub;
-        bson_init_static(&sub, arg->value.v_doc.data, arg->value.v_doc.data_len);
-        n->sub = parse_filter(&sub, false, error);
-    }
-    if (!n->sub) {
-        node_destroy(n);
-        return NULL;
-    }
-    return n;
-}
-
-static node_t *
-parse_not(const char *path, const bson_value_t *arg, bson_error_t *error)
-{
+    const bson_value_t *arg = a->arg;
     node_t *inner = NULL;
     if (arg->value_type == BSON_TYPE_REGEX) {
-        inner = leaf_new(path, OP_REGEX, error);
-        if (inner && !item_init(&inner->arg, arg, error)) {
-            node_destroy(inner);
-            inner = NULL;
-        }
+        inner = leaf_with_arg(a->path, query_op("$regex"), arg, error);
     } else if (arg->value_type == BSON_TYPE_DOCUMENT) {
         if (arg->value.v_doc.data_len <= 5) {
             ms_set_error(error, 2, "$not cannot be empty");
@@ -353,7 +576,7 @@ parse_not(const char *path, const bson_value_t *arg, bson_error_t *error)
             ms_set_error(error, 2, "$not needs a regex or a document");
             return NULL;
         }
-        inner = parse_value_ops(path, arg, error);
+        inner = parse_value_ops(a->path, arg, error);
     } else {
         ms_set_error(error, 2, "$not needs a regex or a document");
         return NULL;
@@ -361,173 +584,145 @@ parse_not(const char *path, const bson_value_t *arg, bson_error_t *error)
     return inner ? node_not(inner) : NULL;
 }
 
-/* $regex with its $options sibling. */
-static node_t *
-parse_regex_op(const char *path, const bson_value_t *ops, bson_error_t *error)
+/* {$elemMatch: {$gt: 1}} tests element values; {$elemMatch: {a: 1}} or {$and: ...} is a query
+ * on element documents. */
+static bool
+elem_match_on_docs(const bson_value_t *arg)
 {
     bson_iter_t it;
-    const char *pattern = NULL;
-    const char *options = "";
-    bson_iter_init_from_data(&it, ops->value.v_doc.data, ops->value.v_doc.data_len);
-    while (bson_iter_next(&it)) {
-        const bson_value_t *v = bson_iter_value(&it);
-        if (strcmp(bson_iter_key(&it), "$regex") == 0) {
-            if (v->value_type == BSON_TYPE_REGEX) {
-                pattern = v->value.v_regex.regex;
-                if (*v->value.v_regex.options) {
-                    options = v->value.v_regex.options;
-                }
-            } else if (v->value_type == BSON_TYPE_UTF8) {
-                pattern = v->value.v_utf8.str;
-            } else {
-                ms_set_error(error, 2, "$regex has to be a string");
-                return NULL;
-            }
-        } else if (strcmp(bson_iter_key(&it), "$options") == 0) {
-            if (v->value_type != BSON_TYPE_UTF8) {
-                ms_set_error(error, 2, "$options has to be a string");
-                return NULL;
-            }
-            options = v->value.v_utf8.str;
-        }
+    if (!starts_with_operator(arg)) {
+        return true;
     }
-    node_t *n = leaf_new(path, OP_REGEX, error);
+    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
+    bson_iter_next(&it);
+    const char *k = bson_iter_key(&it);
+    return strcmp(k, "$and") == 0 || strcmp(k, "$or") == 0 || strcmp(k, "$nor") == 0 ||
+           strcmp(k, "$expr") == 0;
+}
+
+static node_t *
+elem_match_new(const char *path, const bson_value_t *arg, bson_error_t *error)
+{
+    if (arg->value_type != BSON_TYPE_DOCUMENT) {
+        ms_set_error(error, 2, "$elemMatch needs an Object");
+        return NULL;
+    }
+    node_t *n = leaf_new(path, query_op("$elemMatch"), error);
     if (!n) {
         return NULL;
     }
-    bson_value_t rv = {.value_type = BSON_TYPE_REGEX};
-    rv.value.v_regex.regex = (char *)pattern;
-    rv.value.v_regex.options = (char *)options;
-    if (!item_init(&n->arg, &rv, error)) {
+    n->elem_docs = elem_match_on_docs(arg);
+    if (n->elem_docs) {
+        bson_t sub;
+        bson_init_static(&sub, arg->value.v_doc.data, arg->value.v_doc.data_len);
+        n->sub = parse_filter(&sub, error);
+    } else {
+        n->sub = parse_value_ops(NULL, arg, error);
+    }
+    if (!n->sub) {
         node_destroy(n);
         return NULL;
     }
     return n;
 }
 
-static const struct {
-    const char *name;
-    op_t op;
-} cmp_ops[] = {{"$eq", OP_EQ}, {"$lt", OP_LT}, {"$lte", OP_LTE}, {"$gt", OP_GT}, {"$gte", OP_GTE}};
-
-/* One operator of a field's operator document; NULL with error on failure. */
 static node_t *
-parse_one_op(const char *path, const char *op, const bson_value_t *arg, const bson_value_t *ops,
-             bool *regex_done, bson_error_t *error)
+parse_elem_match(const op_args_t *a, bson_error_t *error)
 {
-    node_t *n = NULL;
-    for (size_t i = 0; i < sizeof cmp_ops / sizeof cmp_ops[0]; i++) {
-        if (strcmp(op, cmp_ops[i].name) == 0) {
-            n = leaf_new(path, cmp_ops[i].op, error);
-            if (n && !item_init(&n->arg, arg, error)) {
-                node_destroy(n);
-                return NULL;
-            }
-            return n;
+    return elem_match_new(a->path, a->arg, error);
+}
+
+static bool
+match_elem(const node_t *n, const bson_value_t *v)
+{
+    bson_iter_t it;
+    if (!v || v->value_type != BSON_TYPE_ARRAY) {
+        return false;
+    }
+    bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        const bson_value_t *e = bson_iter_value(&it);
+        if (n->elem_docs && e->value_type != BSON_TYPE_DOCUMENT &&
+            e->value_type != BSON_TYPE_ARRAY) {
+            continue;
+        }
+        if (match_node(n->sub, e, NULL)) {
+            return true;
         }
     }
-    if (strcmp(op, "$ne") == 0) {
-        n = parse_one_op(path, "$eq", arg, ops, regex_done, error);
-        return n ? node_not(n) : NULL;
+    return false;
+}
+
+/* One element of $all: a value to equal, or {$elemMatch: ...}. */
+static node_t *
+all_element(const char *path, const bson_value_t *v, bson_error_t *error)
+{
+    bson_value_t em;
+    if (!starts_with_operator(v)) {
+        return leaf_with_arg(path, query_op("$eq"), v, error);
     }
-    if (strcmp(op, "$in") == 0 || strcmp(op, "$nin") == 0) {
-        n = leaf_new(path, OP_IN, error);
-        if (n && !parse_in_list(n, op, arg, error)) {
-            node_destroy(n);
-            return NULL;
-        }
-        return n && op[1] == 'n' ? node_not(n) : n;
+    if (ms__find_field(v->value.v_doc.data, v->value.v_doc.data_len, "$elemMatch", 10, &em)) {
+        return elem_match_new(path, &em, error);
     }
-    if (strcmp(op, "$exists") == 0) {
-        n = leaf_new(path, OP_EXISTS, error);
-        return n && !ms__value_truthy(arg) ? node_not(n) : n;
-    }
-    if (strcmp(op, "$type") == 0) {
-        n = leaf_new(path, OP_TYPE, error);
-        if (n && !parse_type(n, arg, error)) {
-            node_destroy(n);
-            return NULL;
-        }
-        return n;
-    }
-    if (strcmp(op, "$size") == 0) {
-        int64_t size;
-        if (!as_int64(arg, &size) || (double)size != ms__num_as_double(arg)) {
-            ms_set_error(error, 2, "$size needs a number");
-            return NULL;
-        }
-        if (size < 0) {
-            ms_set_error(error, 2, "$size may not be negative");
-            return NULL;
-        }
-        n = leaf_new(path, OP_SIZE, error);
-        if (n) {
-            n->size = size;
-        }
-        return n;
-    }
-    if (strcmp(op, "$mod") == 0) {
-        n = leaf_new(path, OP_MOD, error);
-        if (n && !parse_mod(n, arg, error)) {
-            node_destroy(n);
-            return NULL;
-        }
-        return n;
-    }
-    if (strcmp(op, "$regex") == 0 || strcmp(op, "$options") == 0) {
-        if (*regex_done) {
-            return node_new(N_TRUE);
-        }
-        *regex_done = true;
-        bson_value_t dummy;
-        if (strcmp(op, "$options") == 0 &&
-            !ms__find_field(ops->value.v_doc.data, ops->value.v_doc.data_len, "$regex", 6,
-                            &dummy)) {
-            ms_set_error(error, 2, "$options needs a $regex");
-            return NULL;
-        }
-        return parse_regex_op(path, ops, error);
-    }
-    if (strcmp(op, "$not") == 0) {
-        return parse_not(path, arg, error);
-    }
-    if (strcmp(op, "$elemMatch") == 0) {
-        return parse_elem_match(path, arg, error);
-    }
-    if (strcmp(op, "$all") == 0) {
-        if (arg->value_type != BSON_TYPE_ARRAY) {
-            ms_set_error(error, 2, "$all needs an array");
-            return NULL;
-        }
-        /* {$all: [a, b]} is {$and: [{$eq: a}, {$eq: b}]}; an empty $all matches nothing */
-        node_t *and = node_new(arg->value.v_doc.data_len <= 5 ? N_FALSE : N_AND);
-        bson_iter_t it;
-        bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
-        while (bson_iter_next(&it)) {
-            const bson_value_t *v = bson_iter_value(&it);
-            node_t *kid = starts_with_operator(v) ? NULL
-                                                  : parse_one_op(path, "$eq", v, ops, regex_done,
-                                                                 error);
-            if (starts_with_operator(v)) {
-                bson_value_t em;
-                if (ms__find_field(v->value.v_doc.data, v->value.v_doc.data_len, "$elemMatch",
-                                   10, &em)) {
-                    kid = parse_elem_match(path, &em, error);
-                } else {
-                    ms_set_error(error, 2, "no $ expressions in $all");
-                }
-            }
-            if (!kid) {
-                node_destroy(and);
-                return NULL;
-            }
-            node_add(and, kid);
-        }
-        return and;
-    }
-    ms_set_error(error, 2, "unknown operator: %s", op);
+    ms_set_error(error, 2, "no $ expressions in $all");
     return NULL;
 }
+
+/* {$all: [a, b]} is {$and: [{$eq: a}, {$eq: b}]}; an empty $all matches nothing. */
+static node_t *
+parse_all(const op_args_t *a, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (a->arg->value_type != BSON_TYPE_ARRAY) {
+        ms_set_error(error, 2, "$all needs an array");
+        return NULL;
+    }
+    node_t *and = node_new(a->arg->value.v_doc.data_len <= 5 ? N_FALSE : N_AND);
+    bson_iter_init_from_data(&it, a->arg->value.v_doc.data, a->arg->value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        node_t *kid = all_element(a->path, bson_iter_value(&it), error);
+        if (!kid) {
+            node_destroy(and);
+            return NULL;
+        }
+        node_add(and, kid);
+    }
+    return and;
+}
+
+/* Field operators: {path: {<name>: arg}}. An operator not here is BadValue "unknown operator". */
+static const query_op_t query_ops[] = {
+    {"$eq", parse_compare, match_eq, 0},
+    {"$ne", parse_compare, match_eq, QOP_NEGATED},
+    {"$lt", parse_compare, match_compare, 0},
+    {"$lte", parse_compare, match_compare, QOP_OR_EQUAL},
+    {"$gt", parse_compare, match_compare, QOP_ABOVE},
+    {"$gte", parse_compare, match_compare, QOP_ABOVE | QOP_OR_EQUAL},
+    {"$in", parse_in, match_in, 0},
+    {"$nin", parse_in, match_in, QOP_NEGATED},
+    {"$exists", parse_exists, match_exists, QOP_WHOLE_ARRAY},
+    {"$type", parse_type, match_type, 0},
+    {"$size", parse_size, match_size, QOP_WHOLE_ARRAY},
+    {"$mod", parse_mod, match_mod, 0},
+    {"$regex", parse_regex, match_regex, 0},
+    {"$options", parse_regex, match_regex, 0},
+    {"$not", parse_not, NULL, 0},
+    {"$elemMatch", parse_elem_match, match_elem, QOP_WHOLE_ARRAY},
+    {"$all", parse_all, NULL, 0},
+};
+
+static const query_op_t *
+query_op(const char *name)
+{
+    for (size_t i = 0; i < sizeof query_ops / sizeof query_ops[0]; i++) {
+        if (strcmp(query_ops[i].name, name) == 0) {
+            return &query_ops[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- filters ----------------------------------------------------------------------------- */
 
 /* {$gt: 1, $lt: 5} applied to path (NULL path: to the value itself). */
 static node_t *
@@ -538,8 +733,14 @@ parse_value_ops(const char *path, const bson_value_t *ops, bson_error_t *error)
     node_t *and = node_new(N_AND);
     bson_iter_init_from_data(&it, ops->value.v_doc.data, ops->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
-        node_t *kid = parse_one_op(path, bson_iter_key(&it), bson_iter_value(&it), ops,
-                                   &regex_done, error);
+        op_args_t a = {path, query_op(bson_iter_key(&it)), bson_iter_value(&it), ops,
+                       &regex_done};
+        node_t *kid = NULL;
+        if (!a.op) {
+            ms_set_error(error, 2, "unknown operator: %s", bson_iter_key(&it));
+        } else if ((kid = a.op->parse(&a, error)) && (a.op->flags & QOP_NEGATED)) {
+            kid = node_not(kid);
+        }
         if (!kid) {
             node_destroy(and);
             return NULL;
@@ -555,27 +756,30 @@ parse_field(const char *path, const bson_value_t *v, bson_error_t *error)
     if (starts_with_operator(v)) {
         return parse_value_ops(path, v, error);
     }
-    node_t *n = leaf_new(path, v->value_type == BSON_TYPE_REGEX ? OP_REGEX : OP_EQ, error);
-    if (n && !item_init(&n->arg, v, error)) {
-        node_destroy(n);
-        return NULL;
-    }
-    return n;
+    const char *op = v->value_type == BSON_TYPE_REGEX ? "$regex" : "$eq";
+    return leaf_with_arg(path, query_op(op), v, error);
 }
 
+/* A top-level operator: {$and: [...]}, {$expr: ...}. */
+typedef struct top_op_t {
+    const char *name;
+    node_t *(*parse)(const struct top_op_t *op, const bson_value_t *arg, bson_error_t *error);
+    kind_t kind; /* the node it makes */
+} top_op_t;
+
 static node_t *
-parse_logical(const char *op, const bson_value_t *arg, bson_error_t *error)
+parse_logical(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
 {
     bson_iter_t it;
     if (arg->value_type != BSON_TYPE_ARRAY) {
-        ms_set_error(error, 2, "%s must be an array", op);
+        ms_set_error(error, 2, "%s must be an array", op->name);
         return NULL;
     }
     if (arg->value.v_doc.data_len <= 5) {
         ms_set_error(error, 2, "$and/$or/$nor must be a nonempty array");
         return NULL;
     }
-    node_t *n = node_new(op[1] == 'a' ? N_AND : op[1] == 'o' ? N_OR : N_NOR);
+    node_t *n = node_new(op->kind);
     bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         const bson_value_t *v = bson_iter_value(&it);
@@ -587,7 +791,7 @@ parse_logical(const char *op, const bson_value_t *arg, bson_error_t *error)
             return NULL;
         }
         bson_init_static(&sub, v->value.v_doc.data, v->value.v_doc.data_len);
-        kid = parse_filter(&sub, false, error);
+        kid = parse_filter(&sub, error);
         if (!kid) {
             node_destroy(n);
             return NULL;
@@ -598,42 +802,66 @@ parse_logical(const char *op, const bson_value_t *arg, bson_error_t *error)
 }
 
 static node_t *
-parse_top_operator(const char *op, const bson_value_t *arg, bson_error_t *error)
+parse_expr(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
 {
-    if (strcmp(op, "$and") == 0 || strcmp(op, "$or") == 0 || strcmp(op, "$nor") == 0) {
-        return parse_logical(op, arg, error);
-    }
-    if (strcmp(op, "$expr") == 0) {
-        if (!ms__expr_validate(arg, error)) {
-            return NULL;
-        }
-        node_t *n = node_new(N_EXPR);
-        bson_value_copy(arg, &n->expr);
-        return n;
-    }
-    if (strcmp(op, "$comment") == 0) {
-        return node_new(N_TRUE);
-    }
-    if (strcmp(op, "$alwaysTrue") == 0 || strcmp(op, "$alwaysFalse") == 0) {
-        return node_new(op[7] == 'T' ? N_TRUE : N_FALSE);
-    }
-    if (strcmp(op, "$where") == 0 || strcmp(op, "$text") == 0 || strcmp(op, "$jsonSchema") == 0) {
-        ms_set_error(error, 2, "%s is not supported by the test server", op);
+    if (!ms__expr_validate(arg, error)) {
         return NULL;
+    }
+    node_t *n = node_new(op->kind);
+    bson_value_copy(arg, &n->expr);
+    return n;
+}
+
+/* $comment, $alwaysTrue, $alwaysFalse: the argument does not matter. */
+static node_t *
+parse_constant(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
+{
+    (void)arg;
+    (void)error;
+    return node_new(op->kind);
+}
+
+static node_t *
+refuse_top_op(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
+{
+    (void)arg;
+    ms_set_error(error, 2, "%s is not supported by the test server", op->name);
+    return NULL;
+}
+
+static const top_op_t top_ops[] = {
+    {"$and", parse_logical, N_AND},
+    {"$or", parse_logical, N_OR},
+    {"$nor", parse_logical, N_NOR},
+    {"$expr", parse_expr, N_EXPR},
+    {"$comment", parse_constant, N_TRUE},
+    {"$alwaysTrue", parse_constant, N_TRUE},
+    {"$alwaysFalse", parse_constant, N_FALSE},
+    {"$where", refuse_top_op, N_FALSE},
+    {"$text", refuse_top_op, N_FALSE},
+    {"$jsonSchema", refuse_top_op, N_FALSE},
+};
+
+static node_t *
+parse_top_operator(const char *name, const bson_value_t *arg, bson_error_t *error)
+{
+    for (size_t i = 0; i < sizeof top_ops / sizeof top_ops[0]; i++) {
+        if (strcmp(top_ops[i].name, name) == 0) {
+            return top_ops[i].parse(&top_ops[i], arg, error);
+        }
     }
     ms_set_error(error, 2,
                  "unknown top level operator: %s. If you have a field name that starts with a "
                  "'$' symbol, consider using $getField or $setField.",
-                 op);
+                 name);
     return NULL;
 }
 
 static node_t *
-parse_filter(const bson_t *filter, bool top, bson_error_t *error)
+parse_filter(const bson_t *filter, bson_error_t *error)
 {
     bson_iter_t it;
     node_t *and = node_new(N_AND);
-    (void)top;
     if (!bson_iter_init(&it, filter)) {
         ms_set_error(error, 2, "invalid BSON in filter");
         node_destroy(and);
@@ -680,7 +908,7 @@ ms_matcher_new(const bson_t *filter, bson_error_t *error)
         ms_set_error(error, 2, "exceeded maximum query tree depth of 100");
         return NULL;
     }
-    node_t *root = parse_filter(filter, true, error);
+    node_t *root = parse_filter(filter, error);
     if (!root) {
         return NULL;
     }
@@ -714,159 +942,18 @@ ms_matcher_destroy(ms_matcher_t *m)
 
 /* ---- matching -------------------------------------------------------------------------- */
 
-static bool
-regex_matches(const item_t *it, const bson_value_t *v)
-{
-    if (v->value_type == BSON_TYPE_UTF8 || v->value_type == BSON_TYPE_SYMBOL) {
-        /* strings with NUL bytes are matched up to the first one */
-        return regexec(it->re, v->value.v_utf8.str, 0, NULL, 0) == 0;
-    }
-    return v->value_type == BSON_TYPE_REGEX && ms_value_cmp(&it->value, v) == 0;
-}
-
-static bool
-is_nan(const bson_value_t *v)
-{
-    return ms__is_number(v->value_type) && isnan(ms__num_as_double(v));
-}
-
-static bool
-eq_matches(const bson_value_t *arg, const bson_value_t *v)
-{
-    if (!v) {
-        return arg->value_type == BSON_TYPE_NULL;
-    }
-    return ms_type_rank(v->value_type) == ms_type_rank(arg->value_type) &&
-           ms_value_cmp(arg, v) == 0;
-}
-
-/* $lt/$lte/$gt/$gte: only values of the same canonical type compare (type bracketing). */
-static bool
-cmp_matches(op_t op, const bson_value_t *arg, const bson_value_t *v)
-{
-    static const bson_value_t null_value = {.value_type = BSON_TYPE_NULL};
-    bool cross = arg->value_type == BSON_TYPE_MINKEY || arg->value_type == BSON_TYPE_MAXKEY;
-    if (!v) {
-        v = &null_value;
-    }
-    if (!cross && ms_type_rank(v->value_type) != ms_type_rank(arg->value_type)) {
-        return false;
-    }
-    if (is_nan(arg) || is_nan(v)) {
-        return is_nan(arg) && is_nan(v) && (op == OP_LTE || op == OP_GTE);
-    }
-    int c = ms_value_cmp(v, arg);
-    switch (op) {
-    case OP_LT:
-        return c < 0;
-    case OP_LTE:
-        return c <= 0;
-    case OP_GT:
-        return c > 0;
-    default:
-        return c >= 0;
-    }
-}
-
-static int64_t
-array_len(const bson_value_t *v)
-{
-    bson_iter_t it;
-    int64_t n = 0;
-    bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
-    while (bson_iter_next(&it)) {
-        n++;
-    }
-    return n;
-}
-
-static bool
-type_matches(const node_t *n, const bson_value_t *v)
-{
-    for (size_t i = 0; i < n->ntypes; i++) {
-        if (ms__type_matches(n->types[i], v->value_type)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool
-mod_matches(const node_t *n, const bson_value_t *v)
-{
-    int64_t x;
-    if (!as_int64(v, &x)) {
-        return false;
-    }
-    if (n->mod_div == -1) {
-        return n->mod_rem == 0;
-    }
-    return x % n->mod_div == n->mod_rem;
-}
-
-static bool
-elem_matches(const node_t *n, const bson_value_t *v)
-{
-    bson_iter_t it;
-    if (v->value_type != BSON_TYPE_ARRAY) {
-        return false;
-    }
-    bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len);
-    while (bson_iter_next(&it)) {
-        const bson_value_t *e = bson_iter_value(&it);
-        if (n->op == OP_ELEM_DOC && e->value_type != BSON_TYPE_DOCUMENT &&
-            e->value_type != BSON_TYPE_ARRAY) {
-            continue;
-        }
-        if (match_node(n->sub, e, NULL)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The operator on one candidate value; v NULL means the path is missing. */
 static bool
 pred(const node_t *n, const bson_value_t *v)
 {
-    switch (n->op) {
-    case OP_EQ:
-        return eq_matches(&n->arg.value, v);
-    case OP_LT:
-    case OP_LTE:
-    case OP_GT:
-    case OP_GTE:
-        return cmp_matches(n->op, &n->arg.value, v);
-    case OP_IN:
-        for (size_t i = 0; i < n->nlist; i++) {
-            if (n->list[i].re ? v && regex_matches(&n->list[i], v)
-                              : eq_matches(&n->list[i].value, v)) {
-                return true;
-            }
-        }
-        return false;
-    case OP_EXISTS:
-        return v != NULL;
-    case OP_TYPE:
-        return v && type_matches(n, v);
-    case OP_SIZE:
-        return v && v->value_type == BSON_TYPE_ARRAY && array_len(v) == n->size;
-    case OP_REGEX:
-        return v && regex_matches(&n->arg, v);
-    case OP_MOD:
-        return v && mod_matches(n, v);
-    case OP_ELEM_DOC:
-    case OP_ELEM_VAL:
-        return v && elem_matches(n, v);
-    }
-    return false;
+    return n->op->match(n, v);
 }
 
 /* Operators that see an array's elements as well as the array itself. */
 static bool
-expands_arrays(op_t op)
+expands_arrays(const query_op_t *op)
 {
-    return op != OP_EXISTS && op != OP_SIZE && op != OP_ELEM_DOC && op != OP_ELEM_VAL;
+    return !(op->flags & QOP_WHOLE_ARRAY);
 }
 
 static bool walk_value(const node_t *n, const bson_value_t *v, size_t depth);

@@ -390,6 +390,19 @@ ms__value_from_bson(const bson_t *b, bool is_array, bson_value_t *out)
     memcpy(out->value.v_doc.data, bson_get_data(b), b->len);
 }
 
+size_t
+ms__array_len(const bson_value_t *v)
+{
+    bson_iter_t it;
+    size_t n = 0;
+    if (bson_iter_init_from_data(&it, v->value.v_doc.data, v->value.v_doc.data_len)) {
+        while (bson_iter_next(&it)) {
+            n++;
+        }
+    }
+    return n;
+}
+
 /* ---- paths ----------------------------------------------------------------------------- */
 
 bool
