@@ -283,11 +283,13 @@ static bool
 get_more_checked_out(ms_cmd_t *c, cursor_t *cur, int64_t batch_size, bson_t *reply,
                      bson_error_t *error)
 {
-    int code = 0;
+    ms_failpoint_hit_t hit;
     bool closed = false;
     c->change_stream_cursor = cur->cs != NULL;
-    if (ms_failpoint_get_more(c->conn, cur->ns, &code)) {
-        ms_set_error(error, code, "Hit the 'failGetMoreAfterCursorCheckout' failpoint");
+    if (ms_failpoint_check(MS_FP_FAIL_GET_MORE_AFTER_CURSOR_CHECKOUT, c->command, c->conn,
+                           cur->ns, &hit)) {
+        ms_set_error(error, hit.error_code, "Hit the 'failGetMoreAfterCursorCheckout' failpoint");
+        ms_failpoint_hit_destroy(&hit);
         release(cur, true);
         return false;
     }

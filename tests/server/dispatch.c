@@ -497,10 +497,7 @@ static bool
 apply_fail_point(ms_cmd_t *c, const char *raw_name, run_state_t *st, bson_error_t *error,
                  bool *close_conn)
 {
-    if (!st->def || strcmp(st->def->name, "configureFailPoint") == 0) {
-        return false;
-    }
-    st->fp = ms_failpoint_check(st->def->name, raw_name, c->conn, &st->hit);
+    st->fp = ms_failpoint_check(MS_FP_FAIL_COMMAND, st->def, c->conn, NULL, &st->hit);
     if (!st->fp) {
         return false;
     }

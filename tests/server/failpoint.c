@@ -1,21 +1,33 @@
 /*
- * The failCommand fail point, as mongod with enableTestCommands: modes alwaysOn, off,
- * {times: N}, {skip: N}; data failCommands, errorCode, errorLabels, closeConnection,
- * blockConnection + blockTimeMS, writeConcernError, appName, namespace.
+ * Fail points, as mongod with enableTestCommands, from a registry (failpoints[]: a row per fail
+ * point with the command it applies to, what firing does, and its state); configureFailPoint
+ * sets modes alwaysOn, off, {times: N}, {skip: N} and data, and ms_failpoint_check fires them
+ * where mongod would. Command names and aliases come from the command table (commands.c).
  *
- * And failGetMoreAfterCursorCheckout (same modes): fails a getMore with data.errorCode (default
- * InternalError) once the cursor is checked out, so mongod kills the cursor and labels the error
- * as it would a real one. Drivers' change stream tests use it because failCommand fires before
- * the command runs: no cursor is touched and no ResumableChangeStreamError label is computed.
+ * failCommand: data failCommands (any name of a command) or failAllCommands, errorCode,
+ * errorLabels, closeConnection, blockConnection + blockTimeMS, writeConcernError, appName; fired
+ * by dispatch.c before the command runs.
+ *
+ * failGetMoreAfterCursorCheckout: fails a getMore with data.errorCode (default InternalError)
+ * once the cursor is checked out (cursor.c), so mongod kills the cursor and labels the error as
+ * it would a real one; appName and namespace as failCommand. Drivers' change stream tests use
+ * it because failCommand fires before the command runs: no cursor is touched and no
+ * ResumableChangeStreamError label is computed.
  */
 #include "server-private.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef enum { MODE_OFF, MODE_ALWAYS, MODE_TIMES, MODE_SKIP } mode_t_;
 
+/* One fail point: what it applies to, what it does when it fires, and its state (fp_mu). */
 typedef struct {
     const char *name;
+    const char *command; /* the one command it applies to (any of its names); NULL: the
+                            commands data.failCommands names, or all with failAllCommands */
+    const char *exempt;  /* a command it never applies to (NULL: none) */
+    void (*fill)(const bson_t *data, ms_failpoint_hit_t *hit); /* what firing does */
     mode_t_ mode;
     int64_t times; /* remaining activations (MODE_TIMES) */
     int64_t skip;  /* activations still to skip (MODE_SKIP) */
@@ -23,28 +35,38 @@ typedef struct {
     bson_t data;
 } failpoint_t;
 
-static pthread_mutex_t fp_mu = PTHREAD_MUTEX_INITIALIZER;
-static failpoint_t fail_command = {"failCommand", MODE_OFF, 0, 0, 0, BSON_INITIALIZER};
-static failpoint_t fail_get_more = {"failGetMoreAfterCursorCheckout", MODE_OFF, 0, 0, 0,
-                                    BSON_INITIALIZER};
+static void
+fill_fail_command(const bson_t *data, ms_failpoint_hit_t *hit);
+static void
+fill_error_code(const bson_t *data, ms_failpoint_hit_t *hit);
 
+static pthread_mutex_t fp_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The registry, one row per fail point (ids in server-private.h). */
+static failpoint_t failpoints[MS_FP_COUNT] = {
+    /* mongod bans configureFailPoint from failCommand even when listed */
+    [MS_FP_FAIL_COMMAND] = {.name = "failCommand",
+                            .exempt = "configureFailPoint",
+                            .fill = fill_fail_command,
+                            .data = BSON_INITIALIZER},
+    /* evaluated by mongod as failCommand with failCommands: ["getMore"] on the cursor's ns */
+    [MS_FP_FAIL_GET_MORE_AFTER_CURSOR_CHECKOUT] = {.name = "failGetMoreAfterCursorCheckout",
+                                                   .command = "getMore",
+                                                   .fill = fill_error_code,
+                                                   .data = BSON_INITIALIZER},
+};
+
+/* data.failCommands names cmd by its name or an alias (mongod's Command::hasAlias). */
 static bool
-listed(const bson_t *data, const char *name, const char *raw)
+listed(const bson_t *data, const ms_command_t *cmd)
 {
     bson_iter_t it, child;
     if (!bson_iter_init_find(&it, data, "failCommands") || !bson_iter_recurse(&it, &child)) {
         return false;
     }
     while (bson_iter_next(&child)) {
-        if (!BSON_ITER_HOLDS_UTF8(&child)) {
-            continue;
-        }
-        const char *s = bson_iter_utf8(&child, NULL);
-        /* mongod matches any alias of the command (hello ~ isMaster ~ ismaster). */
-        if (strcmp(s, name) == 0 || strcmp(s, raw) == 0 ||
-            (strcmp(name, "hello") == 0 &&
-             (strcmp(s, "isMaster") == 0 || strcmp(s, "ismaster") == 0)) ||
-            (strcmp(name, "findAndModify") == 0 && strcmp(s, "findandmodify") == 0)) {
+        if (BSON_ITER_HOLDS_UTF8(&child) &&
+            ms_command_has_alias(cmd, bson_iter_utf8(&child, NULL))) {
             return true;
         }
     }
@@ -65,23 +87,53 @@ client_matches(const bson_t *data, const ms_conn_t *conn, const char *ns)
 }
 
 static bool
-applies(const bson_t *data, const char *name, const char *raw, const ms_conn_t *conn)
+applies(const failpoint_t *fp, const ms_command_t *cmd, const ms_conn_t *conn, const char *ns)
 {
     bson_iter_t it;
-    if (!client_matches(data, conn, NULL)) {
+    if (fp->exempt && ms_command_has_alias(cmd, fp->exempt)) {
         return false;
     }
-    if (bson_iter_init_find(&it, data, "failAllCommands") && bson_iter_as_bool(&it)) {
+    if (!client_matches(&fp->data, conn, ns)) {
+        return false;
+    }
+    if (fp->command) {
+        return ms_command_has_alias(cmd, fp->command);
+    }
+    if (bson_iter_init_find(&it, &fp->data, "failAllCommands") && bson_iter_as_bool(&it)) {
         return true;
     }
-    return listed(data, name, raw);
+    return listed(&fp->data, cmd);
 }
 
-static void
-fill_hit(const bson_t *data, ms_failpoint_hit_t *hit)
+/* A document or array field of data copied straight into place (a copied bson_t may point
+ * into itself: no struct assignment). */
+static bool
+copy_field(const bson_t *data, const char *field, bool array, bson_t *out)
 {
     bson_iter_t it;
-    memset(hit, 0, sizeof *hit);
+    uint32_t len;
+    const uint8_t *d;
+    bson_t view;
+    if (!bson_iter_init_find(&it, data, field) ||
+        !(array ? BSON_ITER_HOLDS_ARRAY(&it) : BSON_ITER_HOLDS_DOCUMENT(&it))) {
+        return false;
+    }
+    if (array) {
+        bson_iter_array(&it, &len, &d);
+    } else {
+        bson_iter_document(&it, &len, &d);
+    }
+    bson_init_static(&view, d, len);
+    bson_copy_to(&view, out);
+    return true;
+}
+
+/* failCommand: errorCode, errorLabels, closeConnection, blockConnection + blockTimeMS,
+ * writeConcernError. */
+static void
+fill_fail_command(const bson_t *data, ms_failpoint_hit_t *hit)
+{
+    bson_iter_t it;
     if (bson_iter_init_find(&it, data, "closeConnection")) {
         hit->close_connection = bson_iter_as_bool(&it);
     }
@@ -92,24 +144,18 @@ fill_hit(const bson_t *data, ms_failpoint_hit_t *hit)
     if (bson_iter_init_find(&it, data, "errorCode") && BSON_ITER_HOLDS_NUMBER(&it)) {
         hit->error_code = (int)bson_iter_as_int64(&it);
     }
-    if (bson_iter_init_find(&it, data, "errorLabels") && BSON_ITER_HOLDS_ARRAY(&it)) {
-        uint32_t len;
-        const uint8_t *d;
-        bson_iter_array(&it, &len, &d);
-        bson_t view;
-        bson_init_static(&view, d, len);
-        /* Straight into place: a copied bson_t may point into itself (no struct assignment). */
-        bson_copy_to(&view, &hit->error_labels);
-        hit->has_labels = true;
-    }
-    if (bson_iter_init_find(&it, data, "writeConcernError") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        uint32_t len;
-        const uint8_t *d;
-        bson_iter_document(&it, &len, &d);
-        bson_t view;
-        bson_init_static(&view, d, len);
-        bson_copy_to(&view, &hit->write_concern_error);
-        hit->has_wce = true;
+    hit->has_labels = copy_field(data, "errorLabels", true, &hit->error_labels);
+    hit->has_wce = copy_field(data, "writeConcernError", false, &hit->write_concern_error);
+}
+
+/* Fails with data.errorCode, InternalError when none. */
+static void
+fill_error_code(const bson_t *data, ms_failpoint_hit_t *hit)
+{
+    bson_iter_t it;
+    hit->error_code = 1;
+    if (bson_iter_init_find(&it, data, "errorCode") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        hit->error_code = (int)bson_iter_as_int64(&it);
     }
 }
 
@@ -129,34 +175,15 @@ activate(failpoint_t *fp)
 }
 
 bool
-ms_failpoint_check(const char *cmd_name, const char *alias, const ms_conn_t *conn,
-                   ms_failpoint_hit_t *hit)
+ms_failpoint_check(ms_failpoint_id_t id, const ms_command_t *cmd, const ms_conn_t *conn,
+                   const char *ns, ms_failpoint_hit_t *hit)
 {
     bool fire = false;
+    failpoint_t *fp = &failpoints[id];
+    memset(hit, 0, sizeof *hit);
     pthread_mutex_lock(&fp_mu);
-    if (fail_command.mode != MODE_OFF && applies(&fail_command.data, cmd_name, alias, conn) &&
-        activate(&fail_command)) {
-        fill_hit(&fail_command.data, hit);
-        fire = true;
-    }
-    pthread_mutex_unlock(&fp_mu);
-    return fire;
-}
-
-bool
-ms_failpoint_get_more(const ms_conn_t *conn, const char *ns, int *error_code)
-{
-    bool fire = false;
-    bson_iter_t it;
-    pthread_mutex_lock(&fp_mu);
-    /* mongod evaluates it as failCommand with failCommands: ["getMore"] on the cursor's ns. */
-    if (fail_get_more.mode != MODE_OFF && client_matches(&fail_get_more.data, conn, ns) &&
-        activate(&fail_get_more)) {
-        *error_code = 1;
-        if (bson_iter_init_find(&it, &fail_get_more.data, "errorCode") &&
-            BSON_ITER_HOLDS_NUMBER(&it)) {
-            *error_code = (int)bson_iter_as_int64(&it);
-        }
+    if (fp->mode != MODE_OFF && applies(fp, cmd, conn, ns) && activate(fp)) {
+        fp->fill(&fp->data, hit);
         fire = true;
     }
     pthread_mutex_unlock(&fp_mu);
@@ -213,6 +240,30 @@ parse_mode(const bson_iter_t *it, mode_t_ *mode, int64_t *n, bson_error_t *error
     return true;
 }
 
+static failpoint_t *
+find_failpoint(const char *name)
+{
+    for (size_t i = 0; i < MS_FP_COUNT; i++) {
+        if (strcmp(failpoints[i].name, name) == 0) {
+            return &failpoints[i];
+        }
+    }
+    return NULL;
+}
+
+/* "a, b and c": the registry's names, for the message refusing any other. */
+static const char *
+registry_names(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < MS_FP_COUNT && used < len; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == MS_FP_COUNT ? " and " : ", ";
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", sep, failpoints[i].name);
+    }
+    return buf;
+}
+
 MS_HANDLER(configure_fail_point)
 {
     static const char *const allowed[] = {"mode", "data", NULL};
@@ -228,12 +279,11 @@ MS_HANDLER(configure_fail_point)
         return ms_set_error(error, 2, "configureFailPoint takes a fail point name");
     }
     const char *name = bson_iter_utf8(&it, NULL);
-    failpoint_t *fp = strcmp(name, fail_command.name) == 0     ? &fail_command
-                      : strcmp(name, fail_get_more.name) == 0 ? &fail_get_more
-                                                               : NULL;
+    failpoint_t *fp = find_failpoint(name);
     if (!fp) {
+        char names[256];
         return ms_set_error(error, 2, "Cannot find failPoint named '%s' (mongoq-test-server "
-                            "implements failCommand and failGetMoreAfterCursorCheckout)", name);
+                            "implements %s)", name, registry_names(names, sizeof names));
     }
     if (!bson_iter_init_find(&it, c->cmd, "mode")) {
         return ms_set_error(error, 9, "Missing mode argument");

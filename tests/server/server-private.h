@@ -231,15 +231,22 @@ typedef struct {
     bool has_wce;
 } ms_failpoint_hit_t;
 
-/* True (and hit filled, to be released with ms_failpoint_hit_destroy) if failCommand fires. */
+/* The fail points of failpoint.c's registry, one id each. */
+typedef enum {
+    MS_FP_FAIL_COMMAND,
+    MS_FP_FAIL_GET_MORE_AFTER_CURSOR_CHECKOUT,
+    MS_FP_COUNT
+} ms_failpoint_id_t;
+
+/*
+ * True when fail point id fires for command cmd on conn (ns: the namespace when known, NULL
+ * when not checked); hit is always filled, to be released with ms_failpoint_hit_destroy.
+ */
 bool
-ms_failpoint_check(const char *cmd_name, const char *alias, const ms_conn_t *conn,
-                   ms_failpoint_hit_t *hit);
+ms_failpoint_check(ms_failpoint_id_t id, const ms_command_t *cmd, const ms_conn_t *conn,
+                   const char *ns, ms_failpoint_hit_t *hit);
 void
 ms_failpoint_hit_destroy(ms_failpoint_hit_t *hit);
-/* True (and *error_code set) if failGetMoreAfterCursorCheckout fires for a getMore on ns. */
-bool
-ms_failpoint_get_more(const ms_conn_t *conn, const char *ns, int *error_code);
 
 /* ---- TTL monitor (ttl.c) ----------------------------------------------------------------- */
 
