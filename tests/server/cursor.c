@@ -319,7 +319,8 @@ MS_HANDLER(get_more)
     bool ok = false;
     cursor_t *cur = acquire(id, &busy);
     if (!cur) {
-        ms_set_error(error, busy ? 292 : 43, busy ? "Cursor already in use (id: %lld)."
+        /* mongod's CursorManager::pinCursor */
+        ms_set_error(error, busy ? 143 : 43, busy ? "cursor id %lld is already in use"
                                                   : "cursor id %lld not found",
                      (long long)id);
         goto done;
