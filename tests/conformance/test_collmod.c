@@ -245,8 +245,7 @@ Test(collmod, change_survives_kill_9)
     bson_error_t error;
     bson_t reply;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *cl = mongoc_client_new(srv.uri);
-    mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
+    mongoc_client_t *cl = mtest_client_for(srv.uri, NULL);
     cr_assert(mtest_command(cl, "cm",
                             "{\"createIndexes\": \"c\", \"indexes\": [{\"key\": {\"t\": "
                             "1}, \"name\": \"t_1\", \"expireAfterSeconds\": 60}]}",

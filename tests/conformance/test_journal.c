@@ -20,17 +20,6 @@ jr_suite_init(void)
 
 TestSuite(journal, .init = jr_suite_init, .timeout = 90);
 
-
-
-static mongoc_client_t *
-jr_client(const mtest_server_t *srv)
-{
-    mongoc_client_t *client = mongoc_client_new(srv->uri);
-    cr_assert(client != NULL, "bad URI %s", srv->uri);
-    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-    return client;
-}
-
 static void
 jr_insert(mongoc_collection_t *coll, int id)
 {
@@ -93,7 +82,7 @@ Test(journal, kill_9_then_restart_keeps_data_and_resume_tokens)
     const char *args[] = {"--dbpath", dir, NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *client = jr_client(&srv);
+    mongoc_client_t *client = mtest_client_for(srv.uri, NULL);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
     jr_create_unique_index(coll);
     mongoc_change_stream_t *cs = cf_watch(coll, NULL);
@@ -114,7 +103,7 @@ Test(journal, kill_9_then_restart_keeps_data_and_resume_tokens)
     mtest_server_stop(&srv, true);
 
     cr_assert(mtest_server_start(&srv, args, 0), "restart on the same --dbpath");
-    client = jr_client(&srv);
+    client = mtest_client_for(srv.uri, NULL);
     coll = mongoc_client_get_collection(client, "jr", "c");
     bson_error_t error;
     bson_t empty = BSON_INITIALIZER;
@@ -158,7 +147,7 @@ Test(journal, torn_last_record_is_cut_off)
     const char *args[] = {"--dbpath", dir, NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *client = jr_client(&srv);
+    mongoc_client_t *client = mtest_client_for(srv.uri, NULL);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
     jr_insert(coll, 1);
     mongoc_collection_destroy(coll);
@@ -176,7 +165,7 @@ Test(journal, torn_last_record_is_cut_off)
 
     for (int round = 0; round < 2; round++) {
         cr_assert(mtest_server_start(&srv, args, 0), "restart after a torn write");
-        client = jr_client(&srv);
+        client = mtest_client_for(srv.uri, NULL);
         coll = mongoc_client_get_collection(client, "jr", "c");
         bson_error_t error;
         bson_t empty = BSON_INITIALIZER;
@@ -200,7 +189,7 @@ Test(journal, resume_point_older_than_history_is_lost)
     const char *args[] = {"--history", "5", NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *client = jr_client(&srv);
+    mongoc_client_t *client = mtest_client_for(srv.uri, NULL);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
     mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     jr_insert(coll, 1);
@@ -238,7 +227,7 @@ Test(journal, standalone_has_no_change_streams)
     const char *args[] = {"--standalone", NULL};
     mtest_server_t srv;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *client = jr_client(&srv);
+    mongoc_client_t *client = mtest_client_for(srv.uri, NULL);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
     mongoc_change_stream_t *cs = cf_watch(coll, NULL);
     bson_error_t error;

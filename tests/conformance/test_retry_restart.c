@@ -22,15 +22,6 @@ rr_suite_init(void)
 
 TestSuite(retry_restart, .init = rr_suite_init, .timeout = 90);
 
-static mongoc_client_t *
-rr_client(const mtest_server_t *srv)
-{
-    mongoc_client_t *client = mongoc_client_new(srv->uri);
-    cr_assert(client != NULL, "bad URI %s", srv->uri);
-    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-    return client;
-}
-
 /* Kills the server with SIGKILL and starts it again on the same --dbpath; a new client. */
 static mongoc_client_t *
 rr_crash_and_restart(mtest_server_t *srv, mongoc_client_t *client, const char *const *args)
@@ -38,7 +29,7 @@ rr_crash_and_restart(mtest_server_t *srv, mongoc_client_t *client, const char *c
     mongoc_client_destroy(client);
     mtest_server_stop(srv, true);
     cr_assert(mtest_server_start(srv, args, 0), "restart on the same --dbpath");
-    return rr_client(srv);
+    return mtest_client_for(srv->uri, NULL);
 }
 
 static const char *const insert_cmd =
@@ -59,7 +50,7 @@ Test(retry_restart, retried_writes_after_kill_9_get_the_first_result)
     bson_t reply;
     bson_error_t error;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *client = rr_client(&srv);
+    mongoc_client_t *client = mtest_client_for(srv.uri, NULL);
 
     cr_assert(cf_run(client, "rr", insert_cmd, &reply, &error), "%s", error.message);
     cr_assert_eq(cf_int_at(&reply, "n"), 1);

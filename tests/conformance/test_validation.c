@@ -233,16 +233,14 @@ Test(validation, options_survive_kill_9)
     bson_t reply;
     bson_error_t error;
     cr_assert(mtest_server_start(&srv, args, 0), "start");
-    mongoc_client_t *cl = mongoc_client_new(srv.uri);
-    mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
+    mongoc_client_t *cl = mtest_client_for(srv.uri, NULL);
     cf_run_ok(cl, "v", "{\"create\": \"c\", \"validator\": " POISON_VALIDATOR "}");
     cf_run_ok(cl, "v", "{\"collMod\": \"c\", \"validationLevel\": \"moderate\"}");
     mongoc_client_destroy(cl);
     mtest_server_stop(&srv, true);
 
     cr_assert(mtest_server_start(&srv, args, 0), "restart on the same --dbpath");
-    cl = mongoc_client_new(srv.uri);
-    mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
+    cl = mtest_client_for(srv.uri, NULL);
     assert_options(cl, "v",
                    "{\"validator\": " POISON_VALIDATOR ", \"validationLevel\": \"moderate\"}");
     cr_assert(cf_run(cl, "v",
