@@ -112,18 +112,20 @@ token_decode(const char *data, size_t len, ms_pos_t *pos, token_kind_t *kind, bs
 {
     uint64_t value = 0;
     if (len % 2 != 0) {
-        return ms_set_error(error, 9, "resume token string was not a valid hex string");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "resume token string was not a valid hex string");
     }
     for (size_t k = 0; k < len; k++) {
         if (hex_digit(data[k]) < 0) {
-            return ms_set_error(error, 9, "resume token string was not a valid hex string");
+            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                "resume token string was not a valid hex string");
         }
     }
     if (len == 0) {
-        return ms_set_error(error, 40649, "invalid empty resume token");
+        return ms_set_error(error, MS_ERR_LOCATION40649, "invalid empty resume token");
     }
     if (len != 20 || data[0] != '8' || data[1] != '2') {
-        return ms_set_error(error, 50811, "KeyString format error: Unknown type: %d",
+        return ms_set_error(error, MS_ERR_LOCATION50811, "KeyString format error: Unknown type: %d",
                             hex_digit(data[0]) * 16 + hex_digit(data[1]));
     }
     for (size_t k = 2; k < 18; k++) {
@@ -131,7 +133,7 @@ token_decode(const char *data, size_t len, ms_pos_t *pos, token_kind_t *kind, bs
     }
     int k = hex_digit(data[18]) * 16 + hex_digit(data[19]);
     if (k != TOKEN_HWM && k != TOKEN_EVENT && k != TOKEN_INVALIDATE) {
-        return ms_set_error(error, 51057, "Token type %d not recognized", k);
+        return ms_set_error(error, MS_ERR_LOCATION51057, "Token type %d not recognized", k);
     }
     *pos = value;
     *kind = (token_kind_t)k;
@@ -147,18 +149,18 @@ token_parse(bson_iter_t *it, const char *field, ms_pos_t *pos, token_kind_t *kin
     uint32_t len;
     const uint8_t *raw;
     if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
-        return ms_set_error(error, 14,
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                             "BSON field '$changeStream.%s' is the wrong type '%s', expected type "
                             "'object'",
                             field, "non-object");
     }
     bson_iter_document(it, &len, &raw);
     if (!bson_init_static(&doc, raw, len)) {
-        return ms_set_error(error, 2, "malformed resume token");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed resume token");
     }
     if (!bson_iter_init_find(&data, &doc, "_data") || !BSON_ITER_HOLDS_UTF8(&data)) {
         char *json = bson_as_relaxed_extended_json(&doc, NULL);
-        ms_set_error(error, 40647,
+        ms_set_error(error, MS_ERR_LOCATION40647,
                      "Bad resume token: _data of missing or of wrong type. Expected string, got %s",
                      json ? json : "{}");
         bson_free(json);
@@ -173,7 +175,7 @@ token_parse(bson_iter_t *it, const char *field, ms_pos_t *pos, token_kind_t *kin
 static bool
 type_error(const char *field, const char *expected, bson_error_t *error)
 {
-    return ms_set_error(error, 14,
+    return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                         "BSON field '$changeStream.%s' is the wrong type, expected type '%s'",
                         field, expected);
 }
@@ -194,7 +196,7 @@ parse_full(bson_iter_t *it, ms_changestream_t *cs, bson_error_t *error)
     } else if (strcmp(v, "required") == 0) {
         cs->full = FULL_REQUIRED;
     } else {
-        return ms_set_error(error, 2,
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
                             "Enumeration value '%s' for field '$changeStream.fullDocument' is not "
                             "a valid value.",
                             v);
@@ -216,7 +218,7 @@ parse_before(bson_iter_t *it, ms_changestream_t *cs, bson_error_t *error)
     } else if (strcmp(v, "required") == 0) {
         cs->before = BEFORE_REQUIRED;
     } else {
-        return ms_set_error(error, 2,
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
                             "Enumeration value '%s' for field "
                             "'$changeStream.fullDocumentBeforeChange' is not a valid value.",
                             v);
@@ -237,7 +239,7 @@ parse_option(bson_iter_t *it, ms_changestream_t *cs, start_opts_t *start, bson_e
     if (strcmp(key, "resumeAfter") == 0 || strcmp(key, "startAfter") == 0) {
         bool after = strcmp(key, "startAfter") == 0;
         if (start->has_token) {
-            return ms_set_error(error, 50865,
+            return ms_set_error(error, MS_ERR_LOCATION50865,
                                 "Do not specify both 'resumeAfter' and 'startAfter' in a "
                                 "$changeStream stage");
         }
@@ -263,7 +265,8 @@ parse_option(bson_iter_t *it, ms_changestream_t *cs, start_opts_t *start, bson_e
             bson_iter_bool(it);
         return true;
     }
-    return ms_set_error(error, 40415, "BSON field '$changeStream.%s' is an unknown field.", key);
+    return ms_set_error(error, MS_ERR_LOCATION40415,
+                        "BSON field '$changeStream.%s' is an unknown field.", key);
 }
 
 static bool
@@ -271,7 +274,8 @@ parse_spec(bson_iter_t *stage, ms_changestream_t *cs, start_opts_t *start, bson_
 {
     bson_iter_t it;
     if (!BSON_ITER_HOLDS_DOCUMENT(stage) || !bson_iter_recurse(stage, &it)) {
-        return ms_set_error(error, 50808, "$changeStream stage expects a document as argument");
+        return ms_set_error(error, MS_ERR_LOCATION50808,
+                            "$changeStream stage expects a document as argument");
     }
     while (bson_iter_next(&it)) {
         if (!parse_option(&it, cs, start, error)) {
@@ -279,11 +283,11 @@ parse_spec(bson_iter_t *stage, ms_changestream_t *cs, start_opts_t *start, bson_
         }
     }
     if (start->has_token && start->has_time) {
-        return ms_set_error(error, 40674,
+        return ms_set_error(error, MS_ERR_LOCATION40674,
                             "Only one type of resume option is allowed, but multiple were found");
     }
     if (start->has_token && !start->start_after && start->token_kind == TOKEN_INVALIDATE) {
-        return ms_set_error(error, 260,
+        return ms_set_error(error, MS_ERR_INVALID_RESUME_TOKEN,
                             "Attempting to resume a change stream using 'resumeAfter' is not "
                             "allowed from an invalidate notification");
     }
@@ -301,18 +305,18 @@ check_namespace(const ms_changestream_t *cs, bson_error_t *error)
 {
     if (cs->cluster) {
         if (strcmp(cs->db, "admin") != 0 || cs->coll) {
-            return ms_set_error(error, 73,
+            return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
                                 "A $changeStream with 'allChangesForCluster:true' may only be "
                                 "opened on the 'admin' database, and with no collection name");
         }
         return true;
     }
     if (is_internal_db(cs->db)) {
-        return ms_set_error(error, 73,
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
                             "$changeStream may not be opened on the internal %s database", cs->db);
     }
     if (cs->coll && strncmp(cs->coll, "system.", 7) == 0) {
-        return ms_set_error(error, 73,
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
                             "$changeStream may not be opened on the internal %s.%s collection",
                             cs->db, cs->coll);
     }
@@ -343,7 +347,7 @@ parse_stages(bson_iter_t *pipeline, ms_changestream_t *cs, bson_error_t *error)
     while (bson_iter_next(pipeline)) {
         if (BSON_ITER_HOLDS_DOCUMENT(pipeline) && bson_iter_recurse(pipeline, &stage) &&
             bson_iter_next(&stage) && strcmp(bson_iter_key(&stage), "$changeStream") == 0) {
-            return ms_set_error(error, 40602,
+            return ms_set_error(error, MS_ERR_LOCATION40602,
                                 "$changeStream is only valid as the first stage in a pipeline");
         }
         bson_uint32_to_string(n++, &key, buf, sizeof buf);
@@ -361,7 +365,8 @@ parse_stages(bson_iter_t *pipeline, ms_changestream_t *cs, bson_error_t *error)
     while (bson_iter_next(&it)) {
         if (bson_iter_recurse(&it, &stage) && bson_iter_next(&stage) &&
             !stage_allowed(bson_iter_key(&stage))) {
-            return ms_set_error(error, 20, "%s is not permitted in a $changeStream pipeline",
+            return ms_set_error(error, MS_ERR_ILLEGAL_OPERATION,
+                                "%s is not permitted in a $changeStream pipeline",
                                 bson_iter_key(&stage));
         }
     }
@@ -376,12 +381,13 @@ parse_pipeline(const bson_t *cmd, ms_changestream_t *cs, start_opts_t *start, bs
     bson_iter_t stage;
     if (!bson_iter_init_find(&pipeline, cmd, "pipeline") || !BSON_ITER_HOLDS_ARRAY(&pipeline) ||
         !bson_iter_recurse(&pipeline, &pipeline)) {
-        return ms_set_error(error, 14, "'pipeline' option must be specified as an array");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "'pipeline' option must be specified as an array");
     }
     if (!bson_iter_next(&pipeline) || !BSON_ITER_HOLDS_DOCUMENT(&pipeline) ||
         !bson_iter_recurse(&pipeline, &stage) || !bson_iter_next(&stage) ||
         strcmp(bson_iter_key(&stage), "$changeStream") != 0) {
-        return ms_set_error(error, 40602,
+        return ms_set_error(error, MS_ERR_LOCATION40602,
                             "$changeStream is only valid as the first stage in a pipeline");
     }
     if (!parse_spec(&stage, cs, start, error)) {
@@ -395,12 +401,12 @@ static bool
 parse_batch_size(bson_iter_t *it, int64_t *out, bson_error_t *error)
 {
     if (!BSON_ITER_HOLDS_NUMBER(it)) {
-        return ms_set_error(error, 14,
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                             "BSON field 'batchSize' is the wrong type, expected a number");
     }
     int64_t n = bson_iter_as_int64(it);
     if (n < 0) {
-        return ms_set_error(error, 51024,
+        return ms_set_error(error, MS_ERR_LOCATION51024,
                             "BSON field 'batchSize' value must be >= 0, actual value '%" PRId64 "'",
                             n);
     }
@@ -523,7 +529,7 @@ append_update_full(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev, b
         return true;
     case FULL_REQUIRED:
     default:
-        return ms_set_error(error, 47,
+        return ms_set_error(error, MS_ERR_NO_MATCHING_DOCUMENT,
                             "Change stream was configured to require a post-image for all update "
                             "events, but the post-image was not found for event");
     }
@@ -552,7 +558,7 @@ append_doc_fields(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev, bs
     }
     if (op->type != MS_OP_INSERT && cs->before != BEFORE_OFF) {
         if (cs->before == BEFORE_REQUIRED) {
-            return ms_set_error(error, 47,
+            return ms_set_error(error, MS_ERR_NO_MATCHING_DOCUMENT,
                                 "Change stream was configured to require a pre-image for all "
                                 "update, delete and replace events, but the pre-image was not "
                                 "found for event");
@@ -655,7 +661,7 @@ apply_stages(const ms_changestream_t *cs, bson_t *ev, bool *keep, bson_error_t *
     }
     *keep = out.len > 0;
     if (*keep && !same_id(ev, out.docs[0])) {
-        ms_set_error(error, 280,
+        ms_set_error(error, MS_ERR_CHANGE_STREAM_FATAL_ERROR,
                      "Encountered an event whose _id field, which contains the resume token, was "
                      "modified by the pipeline. Modifying the _id field of an event makes it "
                      "impossible to resume the stream from that point. Only transformations that "
@@ -760,7 +766,7 @@ process_entry(ms_changestream_t *cs, const ms__entry_t *e, batch_t *b, bool *sto
 static bool
 history_lost(bson_error_t *error)
 {
-    return ms_set_error(error, 286,
+    return ms_set_error(error, MS_ERR_CHANGE_STREAM_HISTORY_LOST,
                         "Resume of change stream was not possible, as the resume point may no "
                         "longer be in the oplog.");
 }
@@ -846,7 +852,7 @@ resolve_start(ms_changestream_t *cs, const start_opts_t *start, bson_error_t *er
         return history_lost(error);
     }
     if (start->has_token && start->token_kind != TOKEN_HWM && !ms__oplog_has(start->token_pos)) {
-        return ms_set_error(error, 280,
+        return ms_set_error(error, MS_ERR_CHANGE_STREAM_FATAL_ERROR,
                             "cannot resume stream; the resume token was not found. {_data: "
                             "\"82%016" PRIX64 "%02X\"}",
                             start->token_pos, (unsigned)start->token_kind);
@@ -895,7 +901,8 @@ ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_
         goto done;
     }
     if (standalone) {
-        ms_set_error(error, 40573, "The $changeStream stage is only supported on replica sets");
+        ms_set_error(error, MS_ERR_LOCATION40573,
+                     "The $changeStream stage is only supported on replica sets");
         goto done;
     }
     if (!check_namespace(cs, error) || !resolve_start(cs, &start, error)) {
@@ -937,7 +944,8 @@ getmore_options(const bson_t *cmd, int64_t *limit, int64_t *await_ms, bson_error
     }
     if (bson_iter_init_find(&it, cmd, "maxTimeMS")) {
         if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) < 0) {
-            return ms_set_error(error, 2, "maxTimeMS must be a non-negative integer");
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "maxTimeMS must be a non-negative integer");
         }
         *await_ms = bson_iter_as_int64(&it);
     }

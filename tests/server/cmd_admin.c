@@ -43,7 +43,8 @@ read_client_metadata(ms_cmd_t *c, bson_error_t *error)
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, 14, "The client metadata document must be a document");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "The client metadata document must be a document");
     }
     if (c->conn->appname[0] || c->conn->id < 0) {
         return true;
@@ -67,7 +68,8 @@ MS_HANDLER(hello)
         return false;
     }
     if (bson_iter_init_find(&it, c->cmd, "loadBalanced") && bson_iter_as_bool(&it)) {
-        return ms_set_error(error, 2, "The server is not configured for load balancing");
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "The server is not configured for load balancing");
     }
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
@@ -163,8 +165,10 @@ MS_HANDLER(end_sessions)
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
     if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 14, "BSON field 'endSessions' is the wrong type '%s', "
-                            "expected type 'array'", "other");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'endSessions' is the wrong type '%s', "
+                            "expected type 'array'",
+                            "other");
     }
     uint32_t len;
     const uint8_t *data;
@@ -184,7 +188,7 @@ ms_admin_coll_name(const ms_cmd_t *c, bson_error_t *error)
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        ms_set_error(error, 73, "collection name has invalid type %s",
+        ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "collection name has invalid type %s",
                      BSON_ITER_HOLDS_NUMBER(&it) ? "int" : "other");
         return NULL;
     }
@@ -212,8 +216,10 @@ filter_matcher(const ms_cmd_t *c, ms_matcher_t **m, bson_error_t *error)
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, 14, "BSON field '%s.filter' is the wrong type, expected type "
-                            "'object'", c->name);
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.filter' is the wrong type, expected type "
+                            "'object'",
+                            c->name);
     }
     uint32_t len;
     const uint8_t *data;
@@ -278,17 +284,20 @@ ms_admin_cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t 
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, 14, "BSON field '%s.cursor' is the wrong type, expected type "
-                            "'object'", c->name);
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.cursor' is the wrong type, expected type "
+                            "'object'",
+                            c->name);
     }
     bson_iter_recurse(&it, &child);
     while (bson_iter_next(&child)) {
         if (strcmp(bson_iter_key(&child), "batchSize") != 0) {
-            return ms_set_error(error, 40415, "BSON field 'cursor.%s' is an unknown field.",
+            return ms_set_error(error, MS_ERR_LOCATION40415,
+                                "BSON field 'cursor.%s' is an unknown field.",
                                 bson_iter_key(&child));
         }
         if (!BSON_ITER_HOLDS_NUMBER(&child) || bson_iter_as_int64(&child) < 0) {
-            return ms_set_error(error, 2, "BatchSize value must be non-negative");
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "BatchSize value must be non-negative");
         }
         *batch_size = bson_iter_as_int64(&child);
     }
@@ -377,8 +386,10 @@ MS_HANDLER(create)
             (strcmp(k, "capped") == 0 && !bson_iter_as_bool(&it))) {
             continue;
         }
-        return ms_set_error(error, 2, "create option '%s' is not supported by "
-                            "mongoq-test-server", k);
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "create option '%s' is not supported by "
+                            "mongoq-test-server",
+                            k);
     }
     bson_t changes, options;
     if (!ms_validation_parse(c, name, &changes, error)) {
@@ -390,11 +401,13 @@ MS_HANDLER(create)
     ms_coll_t *exists = w.txn ? ms_txn_view(w.txn, c->db, name, false, NULL)
                               : ms_store_coll(c->db, name);
     if (exists) {
-        ms_set_error(error, 48, "Collection %s.%s already exists.", c->db, name);
+        ms_set_error(error, MS_ERR_NAMESPACE_EXISTS, "Collection %s.%s already exists.", c->db,
+                     name);
         goto done;
     }
     if (w.txn && !bson_empty(&options)) {
-        ms_set_error(error, 238, "create with validation options inside a transaction is not "
+        ms_set_error(error, MS_ERR_NOT_IMPLEMENTED,
+                     "create with validation options inside a transaction is not "
                      "supported by mongoq-test-server");
         goto done;
     }
@@ -418,7 +431,7 @@ MS_HANDLER(drop)
     }
     ms_coll_t *coll = ms_store_coll(c->db, name);
     if (!coll) {
-        return ms_set_error(error, 26, "ns not found");
+        return ms_set_error(error, MS_ERR_NAMESPACE_NOT_FOUND, "ns not found");
     }
     BSON_APPEND_INT32(reply, "nIndexesWas", (int32_t)coll->nindexes);
     BSON_APPEND_UTF8(reply, "ns", coll->ns);

@@ -37,22 +37,25 @@ agg_cursor_opts(const ms_cmd_t *c, agg_args_t *a, bson_error_t *error)
     a->batch_size = 101;
     if (!bson_iter_init_find(&it, c->cmd, "cursor")) {
         if (!a->explain) {
-            return ms_set_error(error, 9, "The 'cursor' option is required, except for aggregate "
+            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                "The 'cursor' option is required, except for aggregate "
                                 "with the explain argument");
         }
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, 14, "cursor field must be missing or an object");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "cursor field must be missing or an object");
     }
     bson_iter_recurse(&it, &child);
     while (bson_iter_next(&child)) {
         if (strcmp(bson_iter_key(&child), "batchSize") != 0) {
-            return ms_set_error(error, 40415, "BSON field 'cursor.%s' is an unknown field.",
+            return ms_set_error(error, MS_ERR_LOCATION40415,
+                                "BSON field 'cursor.%s' is an unknown field.",
                                 bson_iter_key(&child));
         }
         if (!BSON_ITER_HOLDS_NUMBER(&child) || bson_iter_as_int64(&child) < 0) {
-            return ms_set_error(error, 2, "BatchSize value must be non-negative");
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "BatchSize value must be non-negative");
         }
         a->batch_size = bson_iter_as_int64(&child);
     }
@@ -76,10 +79,12 @@ agg_parse(ms_cmd_t *c, agg_args_t *a, bson_error_t *error)
     if (BSON_ITER_HOLDS_UTF8(&it)) {
         a->coll = bson_iter_utf8(&it, NULL);
     } else if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) != 1) {
-        return ms_set_error(error, 73, "Invalid %s argument to aggregate", "collection");
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "Invalid %s argument to aggregate",
+                            "collection");
     }
     if (!bson_iter_init_find(&it, c->cmd, "pipeline") || !BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 40414, "BSON field 'aggregate.pipeline' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'aggregate.pipeline' is missing but a "
                             "required field");
     }
     uint32_t len;
@@ -120,7 +125,8 @@ open_change_stream(ms_cmd_t *c, const agg_args_t *a, bson_t *reply, bson_error_t
     ms_changestream_t *cs = NULL;
     bson_t tmp;
     if (c->in_txn) {
-        return ms_set_error(error, 263, "Operation not permitted in transaction :: caused by :: "
+        return ms_set_error(error, MS_ERR_OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
+                            "Operation not permitted in transaction :: caused by :: "
                             "$changeStream");
     }
     int64_t id = ms_cursor_new_id();
@@ -210,7 +216,8 @@ change_stream_not_first(const bson_t *pipeline, bson_error_t *error)
     for (int i = 0; bson_iter_next(&it); i++) {
         if (i > 0 && BSON_ITER_HOLDS_DOCUMENT(&it) && bson_iter_recurse(&it, &stage) &&
             bson_iter_next(&stage) && strcmp(bson_iter_key(&stage), "$changeStream") == 0) {
-            return ms_set_error(error, 40602, "$changeStream is only valid as the first stage in "
+            return ms_set_error(error, MS_ERR_LOCATION40602,
+                                "$changeStream is only valid as the first stage in "
                                 "a pipeline");
         }
     }
@@ -231,8 +238,10 @@ MS_HANDLER(aggregate)
         return open_change_stream(c, &a, reply, error);
     }
     if (!a.coll) {
-        return ms_set_error(error, 73, "{aggregate: 1} is not valid for '%s'; a collection is "
-                            "required.", stage ? stage : "$match");
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
+                            "{aggregate: 1} is not valid for '%s'; a collection is "
+                            "required.",
+                            stage ? stage : "$match");
     }
     if (!ms_pipeline_validate(&a.pipeline, error) || !run_pipeline(c, &a, &results, &plan, error)) {
         return false;
@@ -310,7 +319,8 @@ explained_query(const char *cmd_name, const bson_t *inner, explain_query_t *e,
         const char *arr = cmd_name[0] == 'u' ? "updates" : "deletes";
         if (!bson_iter_init_find(&it, inner, arr) || !bson_iter_recurse(&it, &stmts) ||
             !bson_iter_next(&stmts) || !BSON_ITER_HOLDS_DOCUMENT(&stmts)) {
-            return ms_set_error(error, 9, "explain of %s needs one statement", cmd_name);
+            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE, "explain of %s needs one statement",
+                                cmd_name);
         }
         uint32_t len;
         const uint8_t *data;
@@ -330,7 +340,7 @@ explained_query(const char *cmd_name, const bson_t *inner, explain_query_t *e,
         filter_field = "query";
         e->limit = cmd_name[0] == 'f' ? 1 : 0;
     } else if (strcmp(cmd_name, "find") != 0) {
-        return ms_set_error(error, 20, "Cannot explain cmd: %s", cmd_name);
+        return ms_set_error(error, MS_ERR_ILLEGAL_OPERATION, "Cannot explain cmd: %s", cmd_name);
     }
     if (!ms_crud_get_doc(src, filter_field, false, &e->filter, cmd_name, error) ||
         !ms_crud_get_doc(src, "sort", false, &e->sort, cmd_name, error)) {
@@ -363,7 +373,8 @@ explained_pipeline(const bson_t *inner, explain_query_t *e, bson_error_t *error)
     bson_init(&e->filter);
     bson_init(&e->sort);
     if (!bson_iter_init_find(&it, inner, "pipeline") || !BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 40414, "BSON field 'aggregate.pipeline' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'aggregate.pipeline' is missing but a "
                             "required field");
     }
     uint32_t len;
@@ -392,7 +403,8 @@ explain_verbosity(const ms_cmd_t *c, bool *exec_stats, bson_error_t *error)
     if (strcmp(v, "queryPlanner") == 0) {
         *exec_stats = false;
     } else if (strcmp(v, "executionStats") && strcmp(v, "allPlansExecution")) {
-        return ms_set_error(error, 2, "verbosity string must be one of {'queryPlanner', "
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "verbosity string must be one of {'queryPlanner', "
                             "'executionStats', 'allPlansExecution'}");
     }
     return true;
@@ -414,7 +426,8 @@ MS_HANDLER(explain)
     }
     if (!bson_iter_init(&inner_it, &inner) || !bson_iter_next(&inner_it) ||
         !BSON_ITER_HOLDS_UTF8(&inner_it)) {
-        return ms_set_error(error, 9, "explain command requires a nested object");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "explain command requires a nested object");
     }
     const char *cmd_name = bson_iter_key(&inner_it);
     if (strcmp(cmd_name, "findandmodify") == 0) {

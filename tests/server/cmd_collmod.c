@@ -66,7 +66,7 @@ type_name(const bson_iter_t *it)
 static bool
 wrong_type(const bson_iter_t *it, const char *expected, bson_error_t *error)
 {
-    return ms_set_error(error, 14,
+    return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                         "BSON field 'collMod.index.%s' is the wrong type '%s', "
                         "expected type%s '%s'",
                         bson_iter_key(it), type_name(it), expected[0] == '[' ? "s" : "", expected);
@@ -81,12 +81,12 @@ parse_expire(const bson_iter_t *it, index_arg_t *arg, bson_error_t *error)
     }
     double d = bson_iter_as_double(it);
     if (isnan(d) || d > 2147483647.0) {
-        return ms_set_error(error, 72,
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
                             "TTL index 'expireAfterSeconds' option must be within an "
                             "acceptable range, try a lower number");
     }
     if (d < 0) {
-        return ms_set_error(error, 72,
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
                             "TTL index 'expireAfterSeconds' option cannot be less "
                             "than 0");
     }
@@ -124,7 +124,8 @@ parse_index_field(bson_iter_t *it, index_arg_t *arg, bson_error_t *error)
         arg->unsupported = arg->unsupported ? arg->unsupported : k;
         return true;
     }
-    return ms_set_error(error, 40415, "BSON field 'collMod.index.%s' is an unknown field.", k);
+    return ms_set_error(error, MS_ERR_LOCATION40415,
+                        "BSON field 'collMod.index.%s' is an unknown field.", k);
 }
 
 /* The command's fields, as mongod's IDL parses them (before the collection is looked at). */
@@ -160,7 +161,7 @@ parse_command(const ms_cmd_t *c, index_arg_t *arg, const char **other, bson_erro
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, 14,
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                             "BSON field 'collMod.index' is the wrong type '%s', "
                             "expected type 'object'",
                             type_name(&it));
@@ -180,18 +181,20 @@ static bool
 check_index_arg(const index_arg_t *arg, bson_error_t *error)
 {
     if (arg->name && arg->has_key) {
-        return ms_set_error(error, 72, "Cannot specify both key pattern and name.");
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "Cannot specify both key pattern and name.");
     }
     if (!arg->name && !arg->has_key) {
-        return ms_set_error(error, 72, "Must specify either index name or key pattern.");
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "Must specify either index name or key pattern.");
     }
     if (!arg->has_expire && !arg->unsupported) {
-        return ms_set_error(error, 72,
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
                             "no expireAfterSeconds, hidden, unique, or prepareUnique "
                             "field");
     }
     if (arg->unsupported) {
-        return ms_set_error(error, 72,
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
                             "collMod index option '%s' is not supported by "
                             "mongoq-test-server",
                             arg->unsupported);
@@ -208,18 +211,20 @@ find_index(const ms_coll_t *coll, const index_arg_t *arg, bson_error_t *error)
     if (arg->name) {
         ix = ms_coll_index_by_name(coll, arg->name);
         if (!ix) {
-            ms_set_error(error, 27, "cannot find index %s for ns %s", arg->name, coll->ns);
+            ms_set_error(error, MS_ERR_INDEX_NOT_FOUND, "cannot find index %s for ns %s", arg->name,
+                         coll->ns);
         }
         return ix;
     }
     ix = ms_coll_index_by_key(coll, &arg->key, &n);
     key_json = bson_as_relaxed_extended_json(&arg->key, NULL);
     if (n > 1) {
-        ms_set_error(error, 181, "index keyPattern %s matches %zu indexes, must use index name.",
-                     key_json, n);
+        ms_set_error(error, MS_ERR_AMBIGUOUS_INDEX_KEY_PATTERN,
+                     "index keyPattern %s matches %zu indexes, must use index name.", key_json, n);
         ix = NULL;
     } else if (!ix) {
-        ms_set_error(error, 27, "cannot find index %s for ns %s", key_json, coll->ns);
+        ms_set_error(error, MS_ERR_INDEX_NOT_FOUND, "cannot find index %s for ns %s", key_json,
+                     coll->ns);
     }
     bson_free(key_json);
     return ix;
@@ -233,10 +238,11 @@ check_ttl_target(const ms_coll_t *coll, const ms_index_t *ix, bson_error_t *erro
         return true;
     }
     if (ix == coll->indexes[0]) {
-        return ms_set_error(error, 72, "the _id field does not support TTL indexes");
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "the _id field does not support TTL indexes");
     }
     if (ix->nfields != 1) {
-        return ms_set_error(error, 72,
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
                             "TTL indexes are single-field indexes, compound indexes do "
                             "not support TTL");
     }
@@ -305,17 +311,18 @@ MS_HANDLER(coll_mod)
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        return ms_set_error(error, 73, "collection name has invalid type %s", type_name(&it));
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "collection name has invalid type %s",
+                            type_name(&it));
     }
     if (!parse_command(c, &arg, &other, error)) {
         return false;
     }
     ms_coll_t *coll = ms_store_coll(c->db, bson_iter_utf8(&it, NULL));
     if (!coll) {
-        return ms_set_error(error, 26, "ns does not exist");
+        return ms_set_error(error, MS_ERR_NAMESPACE_NOT_FOUND, "ns does not exist");
     }
     if (other) {
-        return ms_set_error(error, 72,
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
                             "collMod option '%s' is not supported by "
                             "mongoq-test-server",
                             other);

@@ -17,7 +17,7 @@ ms_crud_coll_name(const ms_cmd_t *c, bson_error_t *error)
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        ms_set_error(error, 73, "collection name has invalid type %s",
+        ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "collection name has invalid type %s",
                      BSON_ITER_HOLDS_NUMBER(&it) ? "int" : "other");
         return NULL;
     }
@@ -26,7 +26,7 @@ ms_crud_coll_name(const ms_cmd_t *c, bson_error_t *error)
         return NULL;
     }
     if (!*name) {
-        ms_set_error(error, 73, "Invalid namespace specified '%s.'", c->db);
+        ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "Invalid namespace specified '%s.'", c->db);
         return NULL;
     }
     return name;
@@ -40,8 +40,10 @@ ms_crud_get_doc(const bson_t *cmd, const char *field, bool required, bson_t *out
     bson_init(out);
     if (!bson_iter_init_find(&it, cmd, field)) {
         if (required) {
-            return ms_set_error(error, 40414, "BSON field '%s.%s' is missing but a required "
-                                "field", cmd_name, field);
+            return ms_set_error(error, MS_ERR_LOCATION40414,
+                                "BSON field '%s.%s' is missing but a required "
+                                "field",
+                                cmd_name, field);
         }
         return true;
     }
@@ -49,8 +51,10 @@ ms_crud_get_doc(const bson_t *cmd, const char *field, bool required, bson_t *out
         if (BSON_ITER_HOLDS_NULL(&it) && !required) {
             return true;
         }
-        return ms_set_error(error, 14, "BSON field '%s.%s' is the wrong type '%s', expected type "
-                            "'object'", cmd_name, field, ms_crud_type_name(bson_iter_type(&it)));
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.%s' is the wrong type '%s', expected type "
+                            "'object'",
+                            cmd_name, field, ms_crud_type_name(bson_iter_type(&it)));
     }
     uint32_t len;
     const uint8_t *data;
@@ -95,9 +99,10 @@ get_count(const bson_t *cmd, const char *field, const char *cmd_name, int64_t *o
         return true;
     }
     if (!BSON_ITER_HOLDS_NUMBER(&it)) {
-        return ms_set_error(error, 14, "BSON field '%s.%s' is the wrong type '%s', expected types "
-                            "'[long, int, decimal, double']", cmd_name, field,
-                            ms_crud_type_name(bson_iter_type(&it)));
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.%s' is the wrong type '%s', expected types "
+                            "'[long, int, decimal, double']",
+                            cmd_name, field, ms_crud_type_name(bson_iter_type(&it)));
     }
     *out = bson_iter_as_int64(&it);
     return true;
@@ -111,9 +116,10 @@ ms_crud_id_first(const bson_t *in, bson_t *out, bson_error_t *error)
     if (bson_iter_init_find(&it, in, "_id")) {
         bson_type_t t = bson_iter_type(&it);
         if (t == BSON_TYPE_ARRAY || t == BSON_TYPE_REGEX || t == BSON_TYPE_UNDEFINED) {
-            return ms_set_error(error, 53, "can't use an %s for _id",
-                                t == BSON_TYPE_ARRAY ? "array" : t == BSON_TYPE_REGEX ? "regex"
-                                                                                    : "undefined");
+            return ms_set_error(error, MS_ERR_INVALID_ID_FIELD, "can't use an %s for _id",
+                                t == BSON_TYPE_ARRAY   ? "array"
+                                : t == BSON_TYPE_REGEX ? "regex"
+                                                       : "undefined");
         }
         bson_append_iter(out, "_id", 3, &it);
     } else {
@@ -128,8 +134,10 @@ ms_crud_id_first(const bson_t *in, bson_t *out, bson_error_t *error)
         }
     }
     if (out->len > MS_MAX_BSON_BYTES) {
-        return ms_set_error(error, 10334, "object to insert too large. size in bytes: %u, max "
-                            "size: %d", out->len, MS_MAX_BSON_BYTES);
+        return ms_set_error(error, MS_ERR_BSON_OBJECT_TOO_LARGE,
+                            "object to insert too large. size in bytes: %u, max "
+                            "size: %d",
+                            out->len, MS_MAX_BSON_BYTES);
     }
     return true;
 }
@@ -140,7 +148,7 @@ ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t 
     char key[16];
     const char *k;
     bson_t we;
-    int code = error->domain == MS_ERROR_DOMAIN ? (int)error->code : 8;
+    int code = ms_error_code(error);
     bson_uint32_to_string((*n)++, &k, key, sizeof key);
     bson_append_document_begin(arr, k, -1, &we);
     BSON_APPEND_INT32(&we, "index", index);
@@ -158,12 +166,14 @@ ms_crud_statements(const ms_cmd_t *c, const char *field, bson_iter_t *out, bson_
 {
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c->cmd, field)) {
-        return ms_set_error(error, 40414, "BSON field '%s.%s' is missing but a required field",
-                            c->name, field);
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field '%s.%s' is missing but a required field", c->name, field);
     }
     if (!BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 14, "BSON field '%s.%s' is the wrong type '%s', expected type "
-                            "'array'", c->name, field, ms_crud_type_name(bson_iter_type(&it)));
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.%s' is the wrong type '%s', expected type "
+                            "'array'",
+                            c->name, field, ms_crud_type_name(bson_iter_type(&it)));
     }
     uint32_t len;
     const uint8_t *data;
@@ -172,8 +182,10 @@ ms_crud_statements(const ms_cmd_t *c, const char *field, bson_iter_t *out, bson_
     bson_init_static(&arr, data, len);
     uint32_t n = bson_count_keys(&arr);
     if (n == 0 || n > 100000) {
-        return ms_set_error(error, 16, "Write batch sizes must be between 1 and 100000. Got %u "
-                            "operations.", n);
+        return ms_set_error(error, MS_ERR_INVALID_LENGTH,
+                            "Write batch sizes must be between 1 and 100000. Got %u "
+                            "operations.",
+                            n);
     }
     bson_iter_recurse(&it, out);
     return true;
@@ -195,8 +207,10 @@ ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *e
         bson_iter_t loc;
         if (!bson_iter_recurse(&it, &loc) || !bson_iter_find(&loc, "locale") ||
             !BSON_ITER_HOLDS_UTF8(&loc) || strcmp(bson_iter_utf8(&loc, NULL), "simple") != 0) {
-            return ms_set_error(error, 2, "%s: collations other than 'simple' are not supported "
-                                "by mongoq-test-server", where);
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "%s: collations other than 'simple' are not supported "
+                                "by mongoq-test-server",
+                                where);
         }
     }
     if (bson_iter_init_find(&it, doc, "arrayFilters") && BSON_ITER_HOLDS_ARRAY(&it)) {
@@ -204,12 +218,15 @@ ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *e
         const uint8_t *d;
         bson_iter_array(&it, &len, &d);
         if (len > 5) {
-            return ms_set_error(error, 2, "%s: arrayFilters are not supported by "
-                                "mongoq-test-server", where);
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "%s: arrayFilters are not supported by "
+                                "mongoq-test-server",
+                                where);
         }
     }
     if (bson_iter_init_find(&it, doc, "let") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, 2, "%s: 'let' is not supported by mongoq-test-server", where);
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "%s: 'let' is not supported by mongoq-test-server", where);
     }
     return true;
 }
@@ -243,8 +260,9 @@ MS_HANDLER(insert)
         bson_error_t werr;
         bson_t doc, prepared;
         if (!BSON_ITER_HOLDS_DOCUMENT(&docs)) {
-            ms_set_error(&werr, 14, "BSON field 'insert.documents.%d' is the wrong type", i);
-            if (werr.code == 112) {
+            ms_set_error(&werr, MS_ERR_TYPE_MISMATCH,
+                         "BSON field 'insert.documents.%d' is the wrong type", i);
+            if (werr.code == MS_ERR_WRITE_CONFLICT) {
                 /* A write conflict fails the whole command (and the transaction). */
                 *error = werr;
                 fatal = true;
@@ -267,7 +285,7 @@ MS_HANDLER(insert)
             n++;
             continue;
         }
-        if (werr.code == 112) {
+        if (werr.code == MS_ERR_WRITE_CONFLICT) {
             *error = werr;
             fatal = true;
             break;
@@ -307,22 +325,26 @@ refuse_find_options(const ms_cmd_t *c, bson_error_t *error)
             const uint8_t *d;
             bson_iter_document(&it, &len, &d);
             if (len > 5) {
-                return ms_set_error(error, 2, "find.%s is not supported by mongoq-test-server",
+                return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                    "find.%s is not supported by mongoq-test-server",
                                     unsupported[i]);
             }
         }
     }
     if ((bson_iter_init_find(&it, c->cmd, "returnKey") && bson_iter_as_bool(&it)) ||
         (bson_iter_init_find(&it, c->cmd, "showRecordId") && bson_iter_as_bool(&it))) {
-        return ms_set_error(error, 2, "returnKey and showRecordId are not supported by "
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "returnKey and showRecordId are not supported by "
                             "mongoq-test-server");
     }
     bool tailable = bson_iter_init_find(&it, c->cmd, "tailable") && bson_iter_as_bool(&it);
     if (bson_iter_init_find(&it, c->cmd, "awaitData") && bson_iter_as_bool(&it) && !tailable) {
-        return ms_set_error(error, 9, "Cannot set 'awaitData' without also setting 'tailable'");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "Cannot set 'awaitData' without also setting 'tailable'");
     }
     if (tailable) {
-        return ms_set_error(error, 2, "error processing query: tailable cursor requested on non "
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "error processing query: tailable cursor requested on non "
                             "capped collection");
     }
     return ms_crud_refuse_unsupported(c->cmd, "find", error);
@@ -353,13 +375,17 @@ ms_crud_parse_find(ms_cmd_t *c, ms_find_args_t *a, bson_error_t *error)
             return false;
         }
         if (a->batch_size < 0) {
-            return ms_set_error(error, 51024, "BSON field 'batchSize' value must be >= 0, actual "
-                                "value '%lld'", (long long)a->batch_size);
+            return ms_set_error(error, MS_ERR_LOCATION51024,
+                                "BSON field 'batchSize' value must be >= 0, actual "
+                                "value '%lld'",
+                                (long long)a->batch_size);
         }
     }
     if (a->skip < 0 || a->limit < 0) {
-        return ms_set_error(error, 51024, "BSON field '%s' value must be >= 0, actual value "
-                            "'%lld'", a->skip < 0 ? "skip" : "limit",
+        return ms_set_error(error, MS_ERR_LOCATION51024,
+                            "BSON field '%s' value must be >= 0, actual value "
+                            "'%lld'",
+                            a->skip < 0 ? "skip" : "limit",
                             (long long)(a->skip < 0 ? a->skip : a->limit));
     }
     a->single_batch = bson_iter_init_find(&it, c->cmd, "singleBatch") && bson_iter_as_bool(&it);
@@ -454,8 +480,10 @@ MS_HANDLER(count)
         return false;
     }
     if (skip < 0) {
-        return ms_set_error(error, 51024, "BSON field 'skip' value must be >= 0, actual value "
-                            "'%lld'", (long long)skip);
+        return ms_set_error(error, MS_ERR_LOCATION51024,
+                            "BSON field 'skip' value must be >= 0, actual value "
+                            "'%lld'",
+                            (long long)skip);
     }
     bool has_hint = bson_iter_init_find(&it, c->cmd, "hint");
     ms_query_t q = {&query, NULL, has_hint ? bson_iter_value(&it) : NULL, skip,
@@ -554,7 +582,8 @@ MS_HANDLER(distinct)
     }
     if (!bson_iter_init_find(&it, c->cmd, "key") || !BSON_ITER_HOLDS_UTF8(&it)) {
         bson_destroy(&values);
-        return ms_set_error(error, 40414, "BSON field 'distinct.key' is missing but a required "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'distinct.key' is missing but a required "
                             "field");
     }
     const char *key = bson_iter_utf8(&it, NULL);

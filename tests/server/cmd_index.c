@@ -35,13 +35,17 @@ compare_existing(const ms_coll_t *coll, const ms_index_t *ix, bool *exists, bson
     if (same_name) {
         switch (ms_index_compare(ix, same_name)) {
         case MS_INDEX_DIFFERENT:
-            return conflict(error, 86, "An existing index has the same name as the requested "
+            return conflict(error, MS_ERR_INDEX_KEY_SPECS_CONFLICT,
+                            "An existing index has the same name as the requested "
                             "index. When index names are not specified, they are auto "
                             "generated and can cause conflicts. Please refer to our "
-                            "documentation.", ix, same_name);
+                            "documentation.",
+                            ix, same_name);
         case MS_INDEX_EQUIVALENT:
-            return conflict(error, 85, "An equivalent index already exists with the same name "
-                            "but different options.", ix, same_name);
+            return conflict(error, MS_ERR_INDEX_OPTIONS_CONFLICT,
+                            "An equivalent index already exists with the same name "
+                            "but different options.",
+                            ix, same_name);
         case MS_INDEX_IDENTICAL:
             *exists = true;
             return true;
@@ -51,12 +55,14 @@ compare_existing(const ms_coll_t *coll, const ms_index_t *ix, bool *exists, bson
         const ms_index_t *old = coll->indexes[i];
         ms_index_cmp_t cmp = ms_index_compare(ix, old);
         if (cmp == MS_INDEX_EQUIVALENT) {
-            return conflict(error, 85, "An equivalent index already exists with a different "
-                            "name and options.", ix, old);
+            return conflict(error, MS_ERR_INDEX_OPTIONS_CONFLICT,
+                            "An equivalent index already exists with a different "
+                            "name and options.",
+                            ix, old);
         }
         if (cmp == MS_INDEX_IDENTICAL) {
-            return ms_set_error(error, 85, "Index already exists with a different name: %s",
-                                old->name);
+            return ms_set_error(error, MS_ERR_INDEX_OPTIONS_CONFLICT,
+                                "Index already exists with a different name: %s", old->name);
         }
     }
     return true;
@@ -67,7 +73,8 @@ index_specs(const ms_cmd_t *c, bson_iter_t *specs, bson_error_t *error)
 {
     bson_iter_t it;
     if (!bson_iter_init_find(&it, c->cmd, "indexes") || !BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 40414, "BSON field 'createIndexes.indexes' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'createIndexes.indexes' is missing but a "
                             "required field");
     }
     bson_iter_recurse(&it, specs);
@@ -78,7 +85,8 @@ static ms_index_t *
 parse_spec(const bson_iter_t *it, bson_error_t *error)
 {
     if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
-        ms_set_error(error, 14, "The elements of the 'indexes' array must be objects");
+        ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                     "The elements of the 'indexes' array must be objects");
         return NULL;
     }
     uint32_t len;
@@ -87,8 +95,10 @@ parse_spec(const bson_iter_t *it, bson_error_t *error)
     bson_t spec;
     bson_init_static(&spec, data, len);
     if (!bson_has_field(&spec, "name")) {
-        ms_set_error(error, 9, "Error in specification %s :: caused by :: The 'name' field is a "
-                     "required property of an index specification", "{...}");
+        ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                     "Error in specification %s :: caused by :: The 'name' field is a "
+                     "required property of an index specification",
+                     "{...}");
         return NULL;
     }
     return ms_index_new(&spec, error);
@@ -184,7 +194,8 @@ MS_HANDLER(list_indexes)
     ms_coll_t *coll = ms_wctx_coll(&w, name, false, NULL);
     ms_wctx_destroy(&w);
     if (!coll) {
-        return ms_set_error(error, 26, "ns does not exist: %s.%s", c->db, name);
+        return ms_set_error(error, MS_ERR_NAMESPACE_NOT_FOUND, "ns does not exist: %s.%s", c->db,
+                            name);
     }
     ms_docvec_init(&results);
     for (size_t i = 0; i < coll->nindexes; i++) {
@@ -205,7 +216,7 @@ index_by_arg(const ms_coll_t *coll, const bson_iter_t *it, bson_error_t *error)
         const char *n = bson_iter_utf8(it, NULL);
         ix = ms_coll_index_by_name(coll, n);
         if (!ix) {
-            ms_set_error(error, 27, "index not found with name [%s]", n);
+            ms_set_error(error, MS_ERR_INDEX_NOT_FOUND, "index not found with name [%s]", n);
         }
     } else if (BSON_ITER_HOLDS_DOCUMENT(it)) {
         uint32_t len;
@@ -220,14 +231,15 @@ index_by_arg(const ms_coll_t *coll, const bson_iter_t *it, bson_error_t *error)
         }
         if (!ix) {
             char *j = bson_as_relaxed_extended_json(&key, NULL);
-            ms_set_error(error, 27, "can't find index with key: %s", j);
+            ms_set_error(error, MS_ERR_INDEX_NOT_FOUND, "can't find index with key: %s", j);
             bson_free(j);
         }
     } else {
-        ms_set_error(error, 14, "BSON field 'dropIndexes.index' is the wrong type");
+        ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                     "BSON field 'dropIndexes.index' is the wrong type");
     }
     if (ix && ix == coll->indexes[0]) {
-        ms_set_error(error, 72, "cannot drop _id index");
+        ms_set_error(error, MS_ERR_INVALID_OPTIONS, "cannot drop _id index");
         ix = NULL;
     }
     return ix;
@@ -286,12 +298,13 @@ MS_HANDLER(drop_indexes)
         return false;
     }
     if (!bson_iter_init_find(&it, c->cmd, "index")) {
-        return ms_set_error(error, 40414, "BSON field 'dropIndexes.index' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'dropIndexes.index' is missing but a "
                             "required field");
     }
     ms_coll_t *coll = ms_store_coll(c->db, name);
     if (!coll) {
-        return ms_set_error(error, 26, "ns not found %s.%s", c->db, name);
+        return ms_set_error(error, MS_ERR_NAMESPACE_NOT_FOUND, "ns not found %s.%s", c->db, name);
     }
     BSON_APPEND_INT32(reply, "nIndexesWas", (int32_t)coll->nindexes);
     ms_wctx_init(&w, NULL);

@@ -35,8 +35,9 @@ upsert_id_first(const bson_t *in, bson_t *out, bson_error_t *error)
     if (ms_crud_id_first(in, out, error)) {
         return true;
     }
-    if (error && error->code == 10334) {
-        ms_set_error(error, 17420, "Document to upsert is larger than %d", MS_MAX_BSON_BYTES);
+    if (error && error->code == MS_ERR_BSON_OBJECT_TOO_LARGE) {
+        ms_set_error(error, MS_ERR_LOCATION17420, "Document to upsert is larger than %d",
+                     MS_MAX_BSON_BYTES);
     }
     return false;
 }
@@ -89,8 +90,8 @@ update_rec(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, ms_rec_t *rec, const bson
     /* UpdateStage::transformAndUpdate (src/mongo/db/exec/update_stage.cpp), for every kind of
      * update, pipelines included. */
     if (ok && changed && out.len > MS_MAX_BSON_BYTES) {
-        ok = ms_set_error(error, 17419, "Resulting document after update is larger than %d",
-                          MS_MAX_BSON_BYTES);
+        ok = ms_set_error(error, MS_ERR_LOCATION17419,
+                          "Resulting document after update is larger than %d", MS_MAX_BSON_BYTES);
     }
     if (ok && changed) {
         bool as_replace = kind == MS_UPDATE_REPLACEMENT ||
@@ -155,7 +156,8 @@ parse_update_stmt(const bson_iter_t *it, int32_t index, update_stmt_t *s, bson_e
     bson_iter_t f;
     memset(s, 0, sizeof *s);
     if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
-        return ms_set_error(error, 14, "BSON field 'update.updates.%d' is the wrong type", index);
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'update.updates.%d' is the wrong type", index);
     }
     uint32_t len;
     const uint8_t *data;
@@ -170,7 +172,8 @@ parse_update_stmt(const bson_iter_t *it, int32_t index, update_stmt_t *s, bson_e
     }
     if (!bson_iter_init_find(&f, &stmt, "u") ||
         (!BSON_ITER_HOLDS_DOCUMENT(&f) && !BSON_ITER_HOLDS_ARRAY(&f))) {
-        return ms_set_error(error, 40414, "BSON field 'update.updates.u' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'update.updates.u' is missing but a "
                             "required field");
     }
     s->u = *bson_iter_value(&f);
@@ -184,7 +187,8 @@ parse_update_stmt(const bson_iter_t *it, int32_t index, update_stmt_t *s, bson_e
         return false;
     }
     if (s->multi && s->kind == MS_UPDATE_REPLACEMENT) {
-        return ms_set_error(error, 9, "multi update is not supported for replacement-style "
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "multi update is not supported for replacement-style "
                             "update");
     }
     return true;
@@ -234,7 +238,7 @@ MS_HANDLER(update)
             stmt_ok = run_update(c, &w, name, &s, &r, &werr);
         }
         if (!stmt_ok) {
-            if (werr.code == 112) {
+            if (werr.code == MS_ERR_WRITE_CONFLICT) {
                 /* A write conflict fails the whole command (and the transaction). */
                 *error = werr;
                 fatal = true;
@@ -283,7 +287,8 @@ parse_delete_stmt(const bson_iter_t *it, bson_t *q, int64_t *limit, bson_value_t
     bson_t stmt;
     bson_iter_t f;
     if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
-        return ms_set_error(error, 14, "BSON field 'delete.deletes' element is the wrong type");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'delete.deletes' element is the wrong type");
     }
     uint32_t len;
     const uint8_t *data;
@@ -297,12 +302,14 @@ parse_delete_stmt(const bson_iter_t *it, bson_t *q, int64_t *limit, bson_value_t
         return false;
     }
     if (!bson_iter_init_find(&f, &stmt, "limit")) {
-        return ms_set_error(error, 40414, "BSON field 'delete.deletes.limit' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'delete.deletes.limit' is missing but a "
                             "required field");
     }
     *limit = bson_iter_as_int64(&f);
     if (!BSON_ITER_HOLDS_NUMBER(&f) || (*limit != 0 && *limit != 1)) {
-        return ms_set_error(error, 9, "The limit field in delete objects must be 0 or 1. Got %lld",
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "The limit field in delete objects must be 0 or 1. Got %lld",
                             (long long)*limit);
     }
     *has_hint = bson_iter_init_find(&f, &stmt, "hint");
@@ -360,7 +367,7 @@ MS_HANDLER(delete)
         if (!parse_delete_stmt(&stmts, &q, &limit, &hint, &has_hint, &werr) ||
             !run_delete(c, &w, name, &q, limit, has_hint ? &hint : NULL, &deleted, &werr)) {
             n += deleted;
-            if (werr.code == 112) {
+            if (werr.code == MS_ERR_WRITE_CONFLICT) {
                 /* A write conflict fails the whole command (and the transaction). */
                 *error = werr;
                 fatal = true;
@@ -433,21 +440,26 @@ fam_parse(ms_cmd_t *c, fam_args_t *a, bson_error_t *error)
         a->update = *bson_iter_value(&it);
     }
     if (a->remove && a->has_update) {
-        return ms_set_error(error, 9, "Cannot specify both an update and remove=true");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "Cannot specify both an update and remove=true");
     }
     if (!a->remove && !a->has_update) {
-        return ms_set_error(error, 9, "Either an update or remove=true must be specified");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "Either an update or remove=true must be specified");
     }
     if (a->remove && a->return_new) {
-        return ms_set_error(error, 9, "Cannot specify both new=true and remove=true; 'remove' "
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "Cannot specify both new=true and remove=true; 'remove' "
                             "always returns the deleted document");
     }
     if (a->remove && a->upsert) {
-        return ms_set_error(error, 9, "Cannot specify both upsert=true and remove=true ");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "Cannot specify both upsert=true and remove=true ");
     }
     if (a->has_update && a->update.value_type != BSON_TYPE_DOCUMENT &&
         a->update.value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 14, "Update argument must be either an object or an array");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "Update argument must be either an object or an array");
     }
     return !a->has_update || ms_update_classify(&a->update, &a->kind, error);
 }

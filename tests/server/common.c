@@ -8,18 +8,24 @@ const char *
 ms_code_name(int code)
 {
     switch (code) {
-#define MS_NAME_CASE_(num, name)                                                                   \
+#define MS_NAME_CASE_(num, id, name)                                                               \
     case num:                                                                                      \
         return #name;
         MS_CODES(MS_NAME_CASE_)
 #undef MS_NAME_CASE_
     default: {
-        /* mongod names codes without a name "Location<code>" (e.g. Location40324). */
+        /* ErrorCodes::errorString: "Location<code>" for a code without a name (Location40324) */
         static _Thread_local char name[32];
         snprintf(name, sizeof name, "Location%d", code);
         return name;
     }
     }
+}
+
+int
+ms_error_code(const bson_error_t *error)
+{
+    return error->domain == MS_ERROR_DOMAIN ? (int)error->code : MS_ERR_UNKNOWN_ERROR;
 }
 
 bool

@@ -230,27 +230,32 @@ parse_get_more(ms_cmd_t *c, int64_t *id, const char **coll, int64_t *batch_size,
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
     if (!BSON_ITER_HOLDS_INT64(&it)) {
-        return ms_set_error(error, 14, "BSON field 'getMore.getMore' is the wrong type '%s', "
-                            "expected type 'long'", BSON_ITER_HOLDS_INT32(&it) ? "int" : "other");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'getMore.getMore' is the wrong type '%s', "
+                            "expected type 'long'",
+                            BSON_ITER_HOLDS_INT32(&it) ? "int" : "other");
     }
     *id = bson_iter_int64(&it);
     if (!bson_iter_init_find(&it, c->cmd, "collection") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        return ms_set_error(error, 40414, "BSON field 'getMore.collection' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'getMore.collection' is missing but a "
                             "required field");
     }
     *coll = bson_iter_utf8(&it, NULL);
     *batch_size = 0;
     if (bson_iter_init_find(&it, c->cmd, "batchSize")) {
         if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) < 0) {
-            return ms_set_error(error, 2, "Batch size for getMore must be non-negative, but "
-                                "received: %lld", (long long)bson_iter_as_int64(&it));
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "Batch size for getMore must be non-negative, but "
+                                "received: %lld",
+                                (long long)bson_iter_as_int64(&it));
         }
         *batch_size = bson_iter_as_int64(&it);
     }
     /* Checked before the cursor is checked out, as mongod's generic arguments: it survives. */
     if (bson_iter_init_find(&it, c->cmd, "maxTimeMS") &&
         (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) < 0)) {
-        return ms_set_error(error, 2, "maxTimeMS must be a non-negative integer");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "maxTimeMS must be a non-negative integer");
     }
     return true;
 }
@@ -320,19 +325,22 @@ MS_HANDLER(get_more)
     cursor_t *cur = acquire(id, &busy);
     if (!cur) {
         /* mongod's CursorManager::pinCursor */
-        ms_set_error(error, busy ? 143 : 43, busy ? "cursor id %lld is already in use"
-                                                  : "cursor id %lld not found",
+        ms_set_error(error, busy ? MS_ERR_CURSOR_IN_USE : MS_ERR_CURSOR_NOT_FOUND,
+                     busy ? "cursor id %lld is already in use" : "cursor id %lld not found",
                      (long long)id);
         goto done;
     }
     if (strcmp(cur->ns, ns) != 0) {
-        ms_set_error(error, 13, "Requested getMore on namespace '%s', but cursor belongs to a "
-                     "different namespace %s", ns, cur->ns);
+        ms_set_error(error, MS_ERR_UNAUTHORIZED,
+                     "Requested getMore on namespace '%s', but cursor belongs to a "
+                     "different namespace %s",
+                     ns, cur->ns);
         release(cur, false);
         goto done;
     }
     if (!cur->cs && bson_has_field(c->cmd, "maxTimeMS")) {
-        ms_set_error(error, 2, "cannot set maxTimeMS on getMore command for a non-awaitData "
+        ms_set_error(error, MS_ERR_BAD_VALUE,
+                     "cannot set maxTimeMS on getMore command for a non-awaitData "
                      "cursor");
         release(cur, false);
         goto done;
@@ -352,7 +360,8 @@ MS_HANDLER(kill_cursors)
         return false;
     }
     if (!bson_iter_init_find(&it, c->cmd, "cursors") || !BSON_ITER_HOLDS_ARRAY(&it)) {
-        return ms_set_error(error, 40414, "BSON field 'killCursors.cursors' is missing but a "
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'killCursors.cursors' is missing but a "
                             "required field");
     }
     bson_iter_recurse(&it, &child);

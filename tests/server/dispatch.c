@@ -43,7 +43,8 @@ ms_check_doc_fields(const bson_t *doc, const char *const *allowed, const char *w
     bson_iter_init(&it, doc);
     while (bson_iter_next(&it)) {
         if (!in_list(allowed, bson_iter_key(&it))) {
-            return ms_set_error(error, 40415, "BSON field '%s.%s' is an unknown field.", where,
+            return ms_set_error(error, MS_ERR_LOCATION40415,
+                                "BSON field '%s.%s' is an unknown field.", where,
                                 bson_iter_key(&it));
         }
     }
@@ -59,40 +60,39 @@ ms_check_fields(const ms_cmd_t *c, const char *const *allowed, bson_error_t *err
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (!in_list(allowed, k) && !in_list(generic_fields, k)) {
-            return ms_set_error(error, 40415, "BSON field '%s.%s' is an unknown field.", c->name,
-                                k);
+            return ms_set_error(error, MS_ERR_LOCATION40415,
+                                "BSON field '%s.%s' is an unknown field.", c->name, k);
         }
     }
     return true;
 }
 
-static const char *
-code_name(int code)
-{
-    static _Thread_local char buf[32];
-    const char *n = ms_code_name(code);
-    if (strcmp(n, "UnknownError") == 0 && code != 8) {
-        snprintf(buf, sizeof buf, "Location%d", code);
-        return buf;
-    }
-    return n;
-}
-
 void
 ms_append_error(bson_t *reply, const bson_error_t *error)
 {
-    int code = error->domain == MS_ERROR_DOMAIN ? (int)error->code : 8;
+    int code = ms_error_code(error);
     BSON_APPEND_DOUBLE(reply, "ok", 0.0);
     BSON_APPEND_UTF8(reply, "errmsg", error->message);
     BSON_APPEND_INT32(reply, "code", code);
-    BSON_APPEND_UTF8(reply, "codeName", code_name(code));
+    BSON_APPEND_UTF8(reply, "codeName", ms_code_name(code));
 }
 
 bool
 ms_code_is_retryable(int code)
 {
-    static const int codes[] = {6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435,
-                                13436};
+    static const int codes[] = {MS_ERR_HOST_UNREACHABLE,
+                                MS_ERR_HOST_NOT_FOUND,
+                                MS_ERR_NETWORK_TIMEOUT,
+                                MS_ERR_SHUTDOWN_IN_PROGRESS,
+                                MS_ERR_READ_CONCERN_MAJORITY_NOT_AVAILABLE_YET,
+                                MS_ERR_PRIMARY_STEPPED_DOWN,
+                                MS_ERR_EXCEEDED_TIME_LIMIT,
+                                MS_ERR_SOCKET_EXCEPTION,
+                                MS_ERR_NOT_WRITABLE_PRIMARY,
+                                MS_ERR_INTERRUPTED_AT_SHUTDOWN,
+                                MS_ERR_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE,
+                                MS_ERR_NOT_PRIMARY_NO_SECONDARY_OK,
+                                MS_ERR_NOT_PRIMARY_OR_SECONDARY};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         if (codes[i] == code) {
             return true;
@@ -104,10 +104,11 @@ ms_code_is_retryable(int code)
 static bool
 is_transient_txn_error(int code, bool txn_end, bool has_wce)
 {
-    if (code == 112 || code == 24 || code == 239 || code == 246) {
+    if (code == MS_ERR_WRITE_CONFLICT || code == MS_ERR_LOCK_TIMEOUT ||
+        code == MS_ERR_SNAPSHOT_TOO_OLD || code == MS_ERR_SNAPSHOT_UNAVAILABLE) {
         return true;
     }
-    return code == 251 && !(txn_end && has_wce);
+    return code == MS_ERR_NO_SUCH_TRANSACTION && !(txn_end && has_wce);
 }
 
 /* ---- generic fields ----------------------------------------------------------------------- */
@@ -119,7 +120,8 @@ parse_session_fields(ms_cmd_t *c, bson_error_t *error)
     if (bson_iter_init_find(&it, c->cmd, "lsid")) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &child) ||
             !bson_iter_find(&child, "id") || !BSON_ITER_HOLDS_BINARY(&child)) {
-            return ms_set_error(error, 40414, "BSON field 'OperationSessionInfo.lsid.id' is "
+            return ms_set_error(error, MS_ERR_LOCATION40414,
+                                "BSON field 'OperationSessionInfo.lsid.id' is "
                                 "missing but a required field");
         }
         c->has_lsid = true;
@@ -127,7 +129,8 @@ parse_session_fields(ms_cmd_t *c, bson_error_t *error)
     }
     if (bson_iter_init_find(&it, c->cmd, "txnNumber")) {
         if (!BSON_ITER_HOLDS_INT64(&it) && !BSON_ITER_HOLDS_INT32(&it)) {
-            return ms_set_error(error, 14, "BSON field 'OperationSessionInfo.txnNumber' is the "
+            return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                                "BSON field 'OperationSessionInfo.txnNumber' is the "
                                 "wrong type, expected type 'long'");
         }
         c->has_txn_number = true;
@@ -135,25 +138,30 @@ parse_session_fields(ms_cmd_t *c, bson_error_t *error)
     }
     if (bson_iter_init_find(&it, c->cmd, "autocommit")) {
         if (!BSON_ITER_HOLDS_BOOL(&it) || bson_iter_bool(&it)) {
-            return ms_set_error(error, 72, "autocommit must be false when present");
+            return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                                "autocommit must be false when present");
         }
         c->in_txn = true;
     }
     if (bson_iter_init_find(&it, c->cmd, "startTransaction")) {
         if (!BSON_ITER_HOLDS_BOOL(&it) || !bson_iter_bool(&it)) {
-            return ms_set_error(error, 72, "startTransaction must be true when present");
+            return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                                "startTransaction must be true when present");
         }
         c->start_txn = true;
     }
     if ((c->in_txn || c->start_txn) && !c->has_txn_number) {
-        return ms_set_error(error, 72, "'autocommit' and 'startTransaction' require a "
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "'autocommit' and 'startTransaction' require a "
                             "txnNumber");
     }
     if (c->start_txn && !c->in_txn) {
-        return ms_set_error(error, 72, "'startTransaction' requires 'autocommit: false'");
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "'startTransaction' requires 'autocommit: false'");
     }
     if (c->has_txn_number && !c->has_lsid) {
-        return ms_set_error(error, 50768, "Transaction number requires a session ID to also be "
+        return ms_set_error(error, MS_ERR_LOCATION50768,
+                            "Transaction number requires a session ID to also be "
                             "specified");
     }
     return true;
@@ -167,13 +175,15 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
         return true;
     }
     if (!(flags & MS_CMD_WC)) {
-        return ms_set_error(error, 72, "Command does not support writeConcern");
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS, "Command does not support writeConcern");
     }
     if (c->in_txn && !(flags & MS_CMD_TXN_END)) {
-        return ms_set_error(error, 72, "Cannot set write concern after starting a transaction.");
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "Cannot set write concern after starting a transaction.");
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &wc)) {
-        return ms_set_error(error, 14, "BSON field 'writeConcern' is the wrong type");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'writeConcern' is the wrong type");
     }
     while (bson_iter_next(&wc)) {
         const char *k = bson_iter_key(&wc);
@@ -181,29 +191,33 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
             if (BSON_ITER_HOLDS_NUMBER(&wc)) {
                 int64_t w = bson_iter_as_int64(&wc);
                 if (w < 0 || w > 50) {
-                    return ms_set_error(error, 9, "w has to be a non-negative number and not "
-                                        "greater than 50; found: %lld", (long long)w);
+                    return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                        "w has to be a non-negative number and not "
+                                        "greater than 50; found: %lld",
+                                        (long long)w);
                 }
                 c->wc_unacknowledged = w == 0;
                 if (w > 1) {
-                    c->wc_error_code = 100;
+                    c->wc_error_code = MS_ERR_UNSATISFIABLE_WRITE_CONCERN;
                     snprintf(c->wc_error_msg, sizeof c->wc_error_msg,
                              "Not enough data-bearing nodes");
                 }
             } else if (BSON_ITER_HOLDS_UTF8(&wc)) {
                 const char *mode = bson_iter_utf8(&wc, NULL);
                 if (strcmp(mode, "majority") != 0) {
-                    c->wc_error_code = 79;
+                    c->wc_error_code = MS_ERR_UNKNOWN_REPL_WRITE_CONCERN;
                     snprintf(c->wc_error_msg, sizeof c->wc_error_msg,
                              "No write concern mode named '%.60s' found in replica set "
                              "configuration", mode);
                 }
             } else {
-                return ms_set_error(error, 9, "w has to be a number or string");
+                return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                    "w has to be a number or string");
             }
         } else if (strcmp(k, "j") && strcmp(k, "wtimeout") && strcmp(k, "fsync") &&
                    strcmp(k, "wtimeoutMS") && strcmp(k, "provenance") && strcmp(k, "getLastError")) {
-            return ms_set_error(error, 9, "unrecognized write concern field: %s", k);
+            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                "unrecognized write concern field: %s", k);
         }
     }
     return true;
@@ -217,10 +231,12 @@ parse_read_concern(ms_cmd_t *c, bson_error_t *error)
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &rc)) {
-        return ms_set_error(error, 14, "BSON field 'readConcern' is the wrong type");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'readConcern' is the wrong type");
     }
     if (c->in_txn && !c->start_txn) {
-        return ms_set_error(error, 72, "Only the first command in a transaction may specify a "
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "Only the first command in a transaction may specify a "
                             "readConcern");
     }
     while (bson_iter_next(&rc)) {
@@ -229,13 +245,15 @@ parse_read_concern(ms_cmd_t *c, bson_error_t *error)
             const char *l = BSON_ITER_HOLDS_UTF8(&rc) ? bson_iter_utf8(&rc, NULL) : "";
             if (strcmp(l, "local") && strcmp(l, "majority") && strcmp(l, "available") &&
                 strcmp(l, "linearizable") && strcmp(l, "snapshot")) {
-                return ms_set_error(error, 9, "BSON field 'readConcern.level' has an invalid "
-                                    "value '%s'", l);
+                return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                    "BSON field 'readConcern.level' has an invalid "
+                                    "value '%s'",
+                                    l);
             }
         } else if (strcmp(k, "afterClusterTime") && strcmp(k, "atClusterTime") &&
                    strcmp(k, "provenance") && strcmp(k, "afterOpTime")) {
-            return ms_set_error(error, 40415, "BSON field 'readConcern.%s' is an unknown field.",
-                                k);
+            return ms_set_error(error, MS_ERR_LOCATION40415,
+                                "BSON field 'readConcern.%s' is an unknown field.", k);
         }
     }
     return true;
@@ -247,7 +265,7 @@ parse_api_version(ms_cmd_t *c, bson_error_t *error)
     bson_iter_t it;
     if (bson_iter_init_find(&it, c->cmd, "apiVersion") &&
         (!BSON_ITER_HOLDS_UTF8(&it) || strcmp(bson_iter_utf8(&it, NULL), "1") != 0)) {
-        return ms_set_error(error, 322, "API version must be \"1\"");
+        return ms_set_error(error, MS_ERR_API_VERSION_ERROR, "API version must be \"1\"");
     }
     return true;
 }
@@ -294,17 +312,20 @@ static bool
 session_checks(ms_cmd_t *c, const ms_command_t *def, bson_error_t *error)
 {
     if (c->has_txn_number && ms_config.standalone) {
-        return ms_set_error(error, 20, "Transaction numbers are only allowed on a replica set "
+        return ms_set_error(error, MS_ERR_ILLEGAL_OPERATION,
+                            "Transaction numbers are only allowed on a replica set "
                             "member or mongos");
     }
     if (c->in_txn && !(def->flags & MS_CMD_IN_TXN)) {
-        return ms_set_error(error, 263, "Cannot run '%s' in a multi-document transaction.",
-                            c->name);
+        return ms_set_error(error, MS_ERR_OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
+                            "Cannot run '%s' in a multi-document transaction.", c->name);
     }
     if (c->has_txn_number && !c->in_txn && !(def->flags & MS_CMD_RETRYABLE)) {
-        return ms_set_error(error, 50768, "txnNumber may only be provided for multi-document "
+        return ms_set_error(error, MS_ERR_LOCATION50768,
+                            "txnNumber may only be provided for multi-document "
                             "transactions and retryable write commands. autocommit:false was not "
-                            "provided, and %s is not a retryable write command.", c->name);
+                            "provided, and %s is not a retryable write command.",
+                            c->name);
     }
     return true;
 }
@@ -372,8 +393,25 @@ done:
 static bool
 is_resumable_change_stream_error(const ms_cmd_t *c, const run_state_t *st, int code)
 {
-    static const int codes[] = {6,   7,   63,   89,    91,    133,   134,   150,   189,  234,
-                                262, 317, 9001, 10107, 11600, 11602, 13388, 13435, 13436};
+    static const int codes[] = {MS_ERR_HOST_UNREACHABLE,
+                                MS_ERR_HOST_NOT_FOUND,
+                                MS_ERR_OBSOLETE_STALE_SHARD_VERSION,
+                                MS_ERR_NETWORK_TIMEOUT,
+                                MS_ERR_SHUTDOWN_IN_PROGRESS,
+                                MS_ERR_FAILED_TO_SATISFY_READ_PREFERENCE,
+                                MS_ERR_READ_CONCERN_MAJORITY_NOT_AVAILABLE_YET,
+                                MS_ERR_STALE_EPOCH,
+                                MS_ERR_PRIMARY_STEPPED_DOWN,
+                                MS_ERR_RETRY_CHANGE_STREAM,
+                                MS_ERR_EXCEEDED_TIME_LIMIT,
+                                MS_ERR_CONNECTION_POOL_EXPIRED,
+                                MS_ERR_SOCKET_EXCEPTION,
+                                MS_ERR_NOT_WRITABLE_PRIMARY,
+                                MS_ERR_INTERRUPTED_AT_SHUTDOWN,
+                                MS_ERR_INTERRUPTED_DUE_TO_REPL_STATE_CHANGE,
+                                MS_ERR_STALE_CONFIG,
+                                MS_ERR_NOT_PRIMARY_NO_SECONDARY_OK,
+                                MS_ERR_NOT_PRIMARY_OR_SECONDARY};
     bool is_stream = (st->def->fn == ms_cmd_aggregate && !needs_lock(c, st->def)) ||
                      (st->def->fn == ms_cmd_get_more && c->change_stream_cursor);
     if (!is_stream || st->has_wce_code) {
@@ -391,7 +429,7 @@ is_resumable_change_stream_error(const ms_cmd_t *c, const run_state_t *st, int c
 static bool
 is_non_resumable_change_stream_error(int code)
 {
-    return code == 280 || code == 286;
+    return code == MS_ERR_CHANGE_STREAM_FATAL_ERROR || code == MS_ERR_CHANGE_STREAM_HISTORY_LOST;
 }
 
 static void
@@ -453,7 +491,7 @@ append_wce(bson_t *reply, const ms_cmd_t *c, run_state_t *st)
         bson_t wce;
         BSON_APPEND_DOCUMENT_BEGIN(reply, "writeConcernError", &wce);
         BSON_APPEND_INT32(&wce, "code", c->wc_error_code);
-        BSON_APPEND_UTF8(&wce, "codeName", code_name(c->wc_error_code));
+        BSON_APPEND_UTF8(&wce, "codeName", ms_code_name(c->wc_error_code));
         BSON_APPEND_UTF8(&wce, "errmsg", c->wc_error_msg);
         bson_append_document_end(reply, &wce);
         st->has_wce_code = true;
@@ -476,17 +514,20 @@ prepare(ms_cmd_t *c, ms_request_t *req, const ms_command_t **def_out, bson_error
     } else if (bson_iter_init_find(&it, &req->cmd, "$db") && BSON_ITER_HOLDS_UTF8(&it)) {
         c->db = bson_iter_utf8(&it, NULL);
     } else {
-        return ms_set_error(error, 40571, "OP_MSG requests require a $db argument");
+        return ms_set_error(error, MS_ERR_LOCATION40571, "OP_MSG requests require a $db argument");
     }
     if (!def) {
-        return ms_set_error(error, 59, "no such command: '%s'", name);
+        return ms_set_error(error, MS_ERR_COMMAND_NOT_FOUND, "no such command: '%s'", name);
     }
     if (req->opcode == 2004 && !(def->flags & MS_CMD_HANDSHAKE)) {
-        return ms_set_error(error, 352, "Unsupported OP_QUERY command: %s. The client driver "
-                            "may require an upgrade.", name);
+        return ms_set_error(error, MS_ERR_UNSUPPORTED_OP_QUERY_COMMAND,
+                            "Unsupported OP_QUERY command: %s. The client driver "
+                            "may require an upgrade.",
+                            name);
     }
     if ((def->flags & MS_CMD_ADMIN) && strcmp(c->db, "admin") != 0) {
-        return ms_set_error(error, 13, "%s may only be run against the admin database.", name);
+        return ms_set_error(error, MS_ERR_UNAUTHORIZED,
+                            "%s may only be run against the admin database.", name);
     }
     return parse_session_fields(c, error) && parse_write_concern(c, def->flags, error) &&
            parse_read_concern(c, error) && parse_api_version(c, error);
@@ -579,7 +620,7 @@ reply:
             append_labels(reply, &c, &st, 0);
         }
     } else {
-        int code = error.domain == MS_ERROR_DOMAIN ? (int)error.code : 8;
+        int code = ms_error_code(&error);
         ms_append_error(reply, &error);
         if (ms_error_has_info(code)) {
             bson_concat(reply, ms_error_info());

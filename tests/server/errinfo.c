@@ -20,7 +20,7 @@ ensure(void)
 bool
 ms_error_has_info(int code)
 {
-    return code == 11000 || code == 121;
+    return code == MS_ERR_DUPLICATE_KEY || code == MS_ERR_DOCUMENT_VALIDATION_FAILURE;
 }
 
 const bson_t *

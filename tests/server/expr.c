@@ -151,7 +151,8 @@ eval_variable(const ev_t *ev, const char *ref, bson_value_t *out, bson_error_t *
             var = var->next;
         }
         if (!var) {
-            return ms_set_error(error, 17276, "Use of undefined variable: %.*s", (int)n, ref);
+            return ms_set_error(error, MS_ERR_LOCATION17276, "Use of undefined variable: %.*s",
+                                (int)n, ref);
         }
         base = *var->value;
     }
@@ -202,15 +203,18 @@ check_arg_count(const op_def_t *op, size_t n, bson_error_t *error)
         return true;
     }
     if (op->min_args == op->max_args && n != (size_t)op->min_args) {
-        return ms_set_error(error, 16020, "Expression %s takes exactly %d arguments. %zu were passed in.",
+        return ms_set_error(error, MS_ERR_LOCATION16020,
+                            "Expression %s takes exactly %d arguments. %zu were passed in.",
                             op->name, op->min_args, n);
     }
     if (n < (size_t)op->min_args) {
-        return ms_set_error(error, 16020, "Expression %s takes at least %d arguments, and %zu were passed in.",
+        return ms_set_error(error, MS_ERR_LOCATION16020,
+                            "Expression %s takes at least %d arguments, and %zu were passed in.",
                             op->name, op->min_args, n);
     }
     if (op->max_args >= 0 && n > (size_t)op->max_args) {
-        return ms_set_error(error, 16020, "Expression %s takes at most %d arguments, and %zu were passed in.",
+        return ms_set_error(error, MS_ERR_LOCATION16020,
+                            "Expression %s takes at most %d arguments, and %zu were passed in.",
                             op->name, op->max_args, n);
     }
     return true;
@@ -226,7 +230,8 @@ eval_operator(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
     bson_value_t *items = NULL;
     bson_value_t *args = NULL;
     if (!op) {
-        return ms_set_error(error, 168, "Unrecognized expression '%s'", name);
+        return ms_set_error(error, MS_ERR_INVALID_PIPELINE_OPERATOR, "Unrecognized expression '%s'",
+                            name);
     }
     if (op->lazy) {
         return op->lazy(ev, name, arg, out, error);
@@ -344,7 +349,7 @@ eval(const ev_t *ev, const bson_value_t *expr, bson_value_t *out, bson_error_t *
     case BSON_TYPE_DOCUMENT:
         if (first_key(expr, &key, &arg, &nkeys) && key[0] == '$') {
             if (nkeys != 1) {
-                return ms_set_error(error, 15983,
+                return ms_set_error(error, MS_ERR_LOCATION15983,
                                     "an expression specification must contain exactly one field, "
                                     "the name of the expression. Found %d fields",
                                     nkeys);
@@ -393,16 +398,17 @@ validate(const bson_value_t *expr, int depth, bson_error_t *error)
     int nkeys;
     bson_iter_t it;
     if (depth > 150) {
-        return ms_set_error(error, 2, "expression nested too deeply");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "expression nested too deeply");
     }
     if (expr->value_type == BSON_TYPE_DOCUMENT && first_key(expr, &key, &arg, &nkeys) &&
         key[0] == '$') {
         const op_def_t *op = find_op(key);
         if (!op) {
-            return ms_set_error(error, 168, "Unrecognized expression '%s'", key);
+            return ms_set_error(error, MS_ERR_INVALID_PIPELINE_OPERATOR,
+                                "Unrecognized expression '%s'", key);
         }
         if (nkeys != 1) {
-            return ms_set_error(error, 15983,
+            return ms_set_error(error, MS_ERR_LOCATION15983,
                                 "an expression specification must contain exactly one field, the "
                                 "name of the expression. Found %d fields",
                                 nkeys);
@@ -536,14 +542,21 @@ op_cond(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t 
     bson_value_t test;
     (void)name;
     if (arg->value_type == BSON_TYPE_DOCUMENT) {
-        static const char *const names[3] = {"if", "then", "else"};
+        static const struct {
+            const char *name;
+            int code;
+        } fields[3] = {{"if", MS_ERR_LOCATION17080},
+                       {"then", MS_ERR_LOCATION17081},
+                       {"else", MS_ERR_LOCATION17082}};
         for (int i = 0; i < 3; i++) {
-            if (!spec_field(arg, names[i], &parts[i])) {
-                return ms_set_error(error, 17080 + i, "Missing '%s' parameter to $cond", names[i]);
+            if (!spec_field(arg, fields[i].name, &parts[i])) {
+                return ms_set_error(error, fields[i].code, "Missing '%s' parameter to $cond",
+                                    fields[i].name);
             }
         }
     } else if (arg->value_type != BSON_TYPE_ARRAY || arg_list(arg, parts, 3) != 3) {
-        return ms_set_error(error, 16020, "Expression $cond takes exactly 3 arguments. %zu were passed in.",
+        return ms_set_error(error, MS_ERR_LOCATION16020,
+                            "Expression $cond takes exactly 3 arguments. %zu were passed in.",
                             arg->value_type == BSON_TYPE_ARRAY ? arg_list(arg, parts, 0) : 1);
     }
     if (!eval(ev, &parts[0], &test, error)) {
@@ -562,7 +575,8 @@ op_if_null(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value
     size_t n = arg->value_type == BSON_TYPE_ARRAY ? arg_list(arg, items, 64) : 0;
     (void)name;
     if (n < 2 || n > 64) {
-        return ms_set_error(error, 1257300, "$ifNull needs at least two arguments, had: %zu", n);
+        return ms_set_error(error, MS_ERR_LOCATION1257300,
+                            "$ifNull needs at least two arguments, had: %zu", n);
     }
     for (size_t i = 0; i < n; i++) {
         if (!eval(ev, &items[i], out, error)) {
@@ -586,7 +600,7 @@ op_switch(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_
     (void)name;
     if (arg->value_type != BSON_TYPE_DOCUMENT || !spec_field(arg, "branches", &branches) ||
         branches.value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 40061, "$switch requires at least one branch.");
+        return ms_set_error(error, MS_ERR_LOCATION40061, "$switch requires at least one branch.");
     }
     has_default = spec_field(arg, "default", &dflt);
     bson_iter_init_from_data(&it, branches.value.v_doc.data, branches.value.v_doc.data_len);
@@ -596,7 +610,9 @@ op_switch(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_
         bson_value_t test;
         if (br->value_type != BSON_TYPE_DOCUMENT || !spec_field(br, "case", &c) ||
             !spec_field(br, "then", &then)) {
-            return ms_set_error(error, 40064, "$switch requires each branch have a 'case' and 'then' expression.");
+            return ms_set_error(
+                error, MS_ERR_LOCATION40064,
+                "$switch requires each branch have a 'case' and 'then' expression.");
         }
         if (!eval(ev, &c, &test, error)) {
             return false;
@@ -608,7 +624,7 @@ op_switch(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_
         }
     }
     if (!has_default) {
-        return ms_set_error(error, 40066,
+        return ms_set_error(error, MS_ERR_LOCATION40066,
                             "$switch could not find a matching branch for an input, and no "
                             "default was specified.");
     }
@@ -639,7 +655,8 @@ op_let(const ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *
     (void)name;
     if (arg->value_type != BSON_TYPE_DOCUMENT || !spec_field(arg, "vars", &vars) ||
         !spec_field(arg, "in", &in) || vars.value_type != BSON_TYPE_DOCUMENT) {
-        return ms_set_error(error, 16866, "$let requires 'vars' (an object) and 'in'");
+        return ms_set_error(error, MS_ERR_LOCATION16866,
+                            "$let requires 'vars' (an object) and 'in'");
     }
     bson_iter_init_from_data(&it, vars.value.v_doc.data, vars.value.v_doc.data_len);
     while (bson_iter_next(&it)) {
@@ -685,8 +702,9 @@ op_map_filter(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
     if (arg->value_type != BSON_TYPE_DOCUMENT || !spec_field(arg, "input", &input_expr) ||
         !spec_field(arg, is_map ? "in" : "cond", &body)) {
         bson_destroy(&result);
-        return ms_set_error(error, is_map ? 16882 : 28648, "Missing 'input' or '%s' parameter to %s",
-                            is_map ? "in" : "cond", name);
+        return ms_set_error(error, is_map ? MS_ERR_LOCATION16882 : MS_ERR_LOCATION28648,
+                            "Missing 'input' or '%s' parameter to %s", is_map ? "in" : "cond",
+                            name);
     }
     if (spec_field(arg, "as", &as_value)) {
         as = &as_value;
@@ -701,8 +719,8 @@ op_map_filter(const ev_t *ev, const char *name, const bson_value_t *arg, bson_va
         goto done;
     }
     if (input.value_type != BSON_TYPE_ARRAY) {
-        ms_set_error(error, is_map ? 16883 : 28651, "input to %s must be an array not %s", name,
-                     ms__type_name(input.value_type));
+        ms_set_error(error, is_map ? MS_ERR_LOCATION16883 : MS_ERR_LOCATION28651,
+                     "input to %s must be an array not %s", name, ms__type_name(input.value_type));
         goto done;
     }
     bson_iter_init_from_data(&it, input.value.v_doc.data, input.value.v_doc.data_len);
@@ -754,7 +772,8 @@ op_in(const char *name, bson_value_t *args, size_t n, bson_value_t *out, bson_er
     (void)name;
     (void)n;
     if (args[1].value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 40081, "$in requires an array as a second argument, found: %s",
+        return ms_set_error(error, MS_ERR_LOCATION40081,
+                            "$in requires an array as a second argument, found: %s",
                             ms__type_name(args[1].value_type));
     }
     bson_iter_init_from_data(&it, args[1].value.v_doc.data, args[1].value.v_doc.data_len);
@@ -774,7 +793,7 @@ op_size(const char *name, bson_value_t *args, size_t n, bson_value_t *out, bson_
     (void)name;
     (void)n;
     if (args[0].value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 17124,
+        return ms_set_error(error, MS_ERR_LOCATION17124,
                             "The argument to $size must be an array. Type of argument: %s",
                             ms__type_name(args[0].value_type));
     }
@@ -806,12 +825,15 @@ op_array_elem_at(const char *name, bson_value_t *args, size_t n, bson_value_t *o
         return true;
     }
     if (args[0].value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 28689, "$arrayElemAt's first argument must be an array, but is %s",
+        return ms_set_error(error, MS_ERR_LOCATION28689,
+                            "$arrayElemAt's first argument must be an array, but is %s",
                             ms__type_name(args[0].value_type));
     }
     double d = ms__num_as_double(&args[1]);
     if (!ms__is_number(args[1].value_type) || d != floor(d)) {
-        return ms_set_error(error, 28691, "$arrayElemAt's second argument must be a numeric value representable as a 32-bit integral value");
+        return ms_set_error(error, MS_ERR_LOCATION28691,
+                            "$arrayElemAt's second argument must be a numeric value representable "
+                            "as a 32-bit integral value");
     }
     int64_t len = (int64_t)array_len(&args[0]);
     int64_t at = ms__clamp_i64(d);
@@ -841,7 +863,8 @@ op_first_last(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
         return true;
     }
     if (args[0].value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 28689, "%s's argument must be an array, but is %s", name,
+        return ms_set_error(error, MS_ERR_LOCATION28689,
+                            "%s's argument must be an array, but is %s", name,
                             ms__type_name(args[0].value_type));
     }
     idx.value.v_int32 = strcmp(name, "$first") == 0 ? 0 : -1;
@@ -865,7 +888,8 @@ op_concat_arrays(const char *name, bson_value_t *args, size_t n, bson_value_t *o
         }
         if (args[i].value_type != BSON_TYPE_ARRAY) {
             bson_destroy(&result);
-            return ms_set_error(error, 28664, "$concatArrays only supports arrays, not %s",
+            return ms_set_error(error, MS_ERR_LOCATION28664,
+                                "$concatArrays only supports arrays, not %s",
                                 ms__type_name(args[i].value_type));
         }
         bson_iter_t it;
@@ -893,7 +917,8 @@ op_concat(const char *name, bson_value_t *args, size_t n, bson_value_t *out, bso
             return true;
         }
         if (args[i].value_type != BSON_TYPE_UTF8) {
-            return ms_set_error(error, 16702, "$concat only supports strings, not %s",
+            return ms_set_error(error, MS_ERR_LOCATION16702,
+                                "$concat only supports strings, not %s",
                                 ms__type_name(args[i].value_type));
         }
         total += args[i].value.v_utf8.len;
@@ -921,7 +946,8 @@ op_case(const char *name, bson_value_t *args, size_t n, bson_value_t *out, bson_
         return true;
     }
     if (args[0].value_type != BSON_TYPE_UTF8) {
-        return ms_set_error(error, 16007, "can't convert from BSON type %s to String",
+        return ms_set_error(error, MS_ERR_LOCATION16007,
+                            "can't convert from BSON type %s to String",
                             ms__type_name(args[0].value_type));
     }
     set_string(out, args[0].value.v_utf8.str, args[0].value.v_utf8.len);
@@ -1015,8 +1041,10 @@ op_to_string(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
         format_date(v->value.v_datetime, buf, sizeof buf);
         break;
     default:
-        return ms_set_error(error, 241, "Unsupported conversion from %s to string in $convert with no onError value",
-                            ms__type_name(v->value_type));
+        return ms_set_error(
+            error, MS_ERR_CONVERSION_FAILURE,
+            "Unsupported conversion from %s to string in $convert with no onError value",
+            ms__type_name(v->value_type));
     }
     set_string(out, buf, strlen(buf));
     return true;
@@ -1043,15 +1071,17 @@ op_to_number(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
         char *end;
         d = strtod(v->value.v_utf8.str, &end);
         if (end == v->value.v_utf8.str || *end) {
-            return ms_set_error(error, 241, "Failed to parse number '%s' in $convert with no onError value",
+            return ms_set_error(error, MS_ERR_CONVERSION_FAILURE,
+                                "Failed to parse number '%s' in $convert with no onError value",
                                 v->value.v_utf8.str);
         }
     } else {
-        return ms_set_error(error, 241, "Unsupported conversion from %s in $convert with no onError value",
+        return ms_set_error(error, MS_ERR_CONVERSION_FAILURE,
+                            "Unsupported conversion from %s in $convert with no onError value",
                             ms__type_name(v->value_type));
     }
     if (isnan(d) && strcmp(name, "$toDouble") != 0 && strcmp(name, "$toDecimal") != 0) {
-        return ms_set_error(error, 241,
+        return ms_set_error(error, MS_ERR_CONVERSION_FAILURE,
                             "Attempt to convert NaN value to integer type in $convert with no "
                             "onError value");
     }
@@ -1068,8 +1098,10 @@ op_to_number(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
         ms__double_value(d, true, out);
     } else { /* $toDate */
         if (v->value_type == BSON_TYPE_UTF8 || v->value_type == BSON_TYPE_BOOL) {
-            return ms_set_error(error, 241, "Unsupported conversion from %s to date in $convert with no onError value",
-                                ms__type_name(v->value_type));
+            return ms_set_error(
+                error, MS_ERR_CONVERSION_FAILURE,
+                "Unsupported conversion from %s to date in $convert with no onError value",
+                ms__type_name(v->value_type));
         }
         set_date(out, is_int(v) ? as_i64(v) : v->value_type == BSON_TYPE_DATE_TIME ? v->value.v_datetime : ms__clamp_i64(d));
     }
@@ -1163,7 +1195,7 @@ op_merge_objects(const char *name, bson_value_t *args, size_t n, bson_value_t *o
         }
         if (args[i].value_type != BSON_TYPE_DOCUMENT) {
             ms__node_destroy(merged);
-            return ms_set_error(error, 40400,
+            return ms_set_error(error, MS_ERR_LOCATION40400,
                                 "$mergeObjects requires object inputs, but input is of type %s",
                                 ms__type_name(args[i].value_type));
         }

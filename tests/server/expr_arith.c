@@ -100,7 +100,7 @@ sum_to_date(const ms_sum_t *s, int64_t *ms, bson_error_t *error)
     }
     bool in_range = s->d >= -9223372036854775808.0 && s->d < 9223372036854775808.0;
     if (s->kind == 2 && !in_range) {
-        return ms_set_error(error, 15, "date overflow in $add");
+        return ms_set_error(error, MS_ERR_OVERFLOW, "date overflow in $add");
     }
     *ms = in_range ? (int64_t)llround(s->d) : INT64_MIN;
     return true;
@@ -126,14 +126,16 @@ ms__op_add(const char *name, bson_value_t *args, size_t n, bson_value_t *out, bs
         }
         if (args[i].value_type == BSON_TYPE_DATE_TIME) {
             if (have_date) {
-                return ms_set_error(error, 16612, "only one date allowed in an $add expression");
+                return ms_set_error(error, MS_ERR_LOCATION16612,
+                                    "only one date allowed in an $add expression");
             }
             have_date = true;
             sum_add_millis(&sum, args[i].value.v_datetime);
         } else if (ms__is_number(args[i].value_type)) {
             ms__sum_add(&sum, &args[i]);
         } else {
-            return ms_set_error(error, 14, "$add only supports numeric or date types, not %s",
+            return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                                "$add only supports numeric or date types, not %s",
                                 ms__type_name(args[i].value_type));
         }
     }
@@ -163,7 +165,8 @@ millis_of(const bson_value_t *b, int64_t *ms, bson_error_t *error)
     double d = ms__num_as_double(b);
     bool in_range = d >= -9223372036854775808.0 && d < 9223372036854775808.0;
     if (b->value_type == BSON_TYPE_DOUBLE && !in_range) {
-        return ms_set_error(error, 31109, "Can't coerce out of range value %g to long", d);
+        return ms_set_error(error, MS_ERR_LOCATION31109,
+                            "Can't coerce out of range value %g to long", d);
     }
     *ms = in_range ? (int64_t)d : INT64_MIN;
     return true;
@@ -187,7 +190,7 @@ subtract_from_date(const bson_value_t *a, const bson_value_t *b, bson_value_t *o
         return true;
     }
     if (!ms__is_number(b->value_type)) {
-        return ms_set_error(error, 14, "can't $subtract %s from Date",
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH, "can't $subtract %s from Date",
                             ms__type_name(b->value_type));
     }
     if (!millis_of(b, &ms, error)) {
@@ -213,8 +216,8 @@ ms__op_subtract(const char *name, bson_value_t *args, size_t n, bson_value_t *ou
         return subtract_from_date(a, b, out, error);
     }
     if (!numbers) {
-        return ms_set_error(error, 14, "can't $subtract %s from %s", ms__type_name(b->value_type),
-                            ms__type_name(a->value_type));
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH, "can't $subtract %s from %s",
+                            ms__type_name(b->value_type), ms__type_name(a->value_type));
     }
     if (is_int(a) && is_int(b)) {
         int64_t x = as_i64(a), y = as_i64(b);
@@ -244,7 +247,8 @@ ms__op_multiply(const char *name, bson_value_t *args, size_t n, bson_value_t *ou
             return true;
         }
         if (!ms__is_number(args[k].value_type)) {
-            return ms_set_error(error, 16555, "$multiply only supports numeric types, not %s",
+            return ms_set_error(error, MS_ERR_LOCATION16555,
+                                "$multiply only supports numeric types, not %s",
                                 ms__type_name(args[k].value_type));
         }
     }
@@ -282,14 +286,14 @@ ms__op_divide_mod(const char *name, bson_value_t *args, size_t n, bson_value_t *
         return true;
     }
     if (!ms__is_number(a->value_type) || !ms__is_number(b->value_type)) {
-        return ms_set_error(error, is_mod ? 16611 : 16609,
+        return ms_set_error(error, is_mod ? MS_ERR_LOCATION16611 : MS_ERR_LOCATION16609,
                             "%s only supports numeric types, not %s and %s", name,
                             ms__type_name(a->value_type), ms__type_name(b->value_type));
     }
     double y = ms__num_as_double(b);
     if (y == 0) {
-        return is_mod ? ms_set_error(error, 16610, "can't $mod by zero")
-                      : ms_set_error(error, 2, "can't $divide by zero");
+        return is_mod ? ms_set_error(error, MS_ERR_LOCATION16610, "can't $mod by zero")
+                      : ms_set_error(error, MS_ERR_BAD_VALUE, "can't $divide by zero");
     }
     bool dec = a->value_type == BSON_TYPE_DECIMAL128 || b->value_type == BSON_TYPE_DECIMAL128;
     if (!is_mod) {
@@ -316,14 +320,15 @@ ms__op_unary_math(const char *name, bson_value_t *args, size_t n, bson_value_t *
         return true;
     }
     if (!ms__is_number(a->value_type)) {
-        return ms_set_error(error, 28765, "%s only supports numeric types, not %s", name,
-                            ms__type_name(a->value_type));
+        return ms_set_error(error, MS_ERR_LOCATION28765, "%s only supports numeric types, not %s",
+                            name, ms__type_name(a->value_type));
     }
     if (is_int(a)) {
         int64_t x = as_i64(a);
         if (strcmp(name, "$abs") == 0 && x < 0) {
             if (x == INT64_MIN) {
-                return ms_set_error(error, 28680, "can't take $abs of long long min");
+                return ms_set_error(error, MS_ERR_LOCATION28680,
+                                    "can't take $abs of long long min");
             }
             x = -x;
         }

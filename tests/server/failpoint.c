@@ -153,7 +153,7 @@ static void
 fill_error_code(const bson_t *data, ms_failpoint_hit_t *hit)
 {
     bson_iter_t it;
-    hit->error_code = 1;
+    hit->error_code = MS_ERR_INTERNAL_ERROR;
     if (bson_iter_init_find(&it, data, "errorCode") && BSON_ITER_HOLDS_NUMBER(&it)) {
         hit->error_code = (int)bson_iter_as_int64(&it);
     }
@@ -213,17 +213,18 @@ parse_mode(const bson_iter_t *it, mode_t_ *mode, int64_t *n, bson_error_t *error
         } else if (strcmp(s, "off") == 0) {
             *mode = MODE_OFF;
         } else {
-            return ms_set_error(error, 2, "unknown mode: %s", s);
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "unknown mode: %s", s);
         }
         return true;
     }
     if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &child) ||
         !bson_iter_next(&child)) {
-        return ms_set_error(error, 9, "'mode' must be a string or JSON object");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "'mode' must be a string or JSON object");
     }
     const char *k = bson_iter_key(&child);
     if (!BSON_ITER_HOLDS_NUMBER(&child) || bson_iter_as_int64(&child) < 0) {
-        return ms_set_error(error, 2, "'%s' must be a non-negative number", k);
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "'%s' must be a non-negative number", k);
     }
     *n = bson_iter_as_int64(&child);
     if (strcmp(k, "times") == 0) {
@@ -231,10 +232,12 @@ parse_mode(const bson_iter_t *it, mode_t_ *mode, int64_t *n, bson_error_t *error
     } else if (strcmp(k, "skip") == 0) {
         *mode = MODE_SKIP;
     } else if (strcmp(k, "activationProbability") == 0) {
-        return ms_set_error(error, 2, "activationProbability is not supported by "
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "activationProbability is not supported by "
                             "mongoq-test-server");
     } else {
-        return ms_set_error(error, 9, "'mode' must be one of 'off', 'alwaysOn', 'times', and "
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "'mode' must be one of 'off', 'alwaysOn', 'times', and "
                             "'activationProbability'");
     }
     return true;
@@ -276,17 +279,19 @@ MS_HANDLER(configure_fail_point)
     bson_iter_init(&it, c->cmd);
     bson_iter_next(&it);
     if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        return ms_set_error(error, 2, "configureFailPoint takes a fail point name");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "configureFailPoint takes a fail point name");
     }
     const char *name = bson_iter_utf8(&it, NULL);
     failpoint_t *fp = find_failpoint(name);
     if (!fp) {
         char names[256];
-        return ms_set_error(error, 2, "Cannot find failPoint named '%s' (mongoq-test-server "
-                            "implements %s)", name, registry_names(names, sizeof names));
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "Cannot find failPoint named '%s' (mongoq-test-server "
+                            "implements %s)",
+                            name, registry_names(names, sizeof names));
     }
     if (!bson_iter_init_find(&it, c->cmd, "mode")) {
-        return ms_set_error(error, 9, "Missing mode argument");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE, "Missing mode argument");
     }
     if (!parse_mode(&it, &mode, &n, error)) {
         return false;
@@ -295,7 +300,8 @@ MS_HANDLER(configure_fail_point)
     if (bson_iter_init_find(&it, c->cmd, "data")) {
         if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
             bson_destroy(&data);
-            return ms_set_error(error, 9, "the 'data' field must be a document");
+            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                                "the 'data' field must be a document");
         }
         uint32_t len;
         const uint8_t *d;

@@ -179,8 +179,9 @@ doc_keys(const ms_index_t *ix, const ms_doc_t *doc, bson_value_t **keys, size_t 
         }
         if (arr) {
             if (array_field >= 0) {
-                ok = ms_set_error(error, 171, "cannot index parallel arrays [%s] [%s]",
-                                  ix->paths[i], ix->paths[array_field]);
+                ok = ms_set_error(error, MS_ERR_CANNOT_INDEX_PARALLEL_ARRAYS,
+                                  "cannot index parallel arrays [%s] [%s]", ix->paths[i],
+                                  ix->paths[array_field]);
                 goto done;
             }
             array_field = (int)i;
@@ -347,8 +348,10 @@ dup_error(const ms_index_t *ix, const ms_coll_t *c, const bson_value_t *keys,
         bson_free(msg);
         msg = s;
     }
-    ms_set_error(error, 11000, "E11000 duplicate key error collection: %s index: %s dup key: "
-                 "{ %s }", c->ns, ix->name, msg);
+    ms_set_error(error, MS_ERR_DUPLICATE_KEY,
+                 "E11000 duplicate key error collection: %s index: %s dup key: "
+                 "{ %s }",
+                 c->ns, ix->name, msg);
     bson_free(msg);
     bson_t info = BSON_INITIALIZER, kv;
     BSON_APPEND_DOCUMENT(&info, "keyPattern", ix->key);

@@ -228,14 +228,16 @@ dbg_doc(dbg_t *d, const bson_value_t *doc, int level)
 static bool
 unsupported(bson_error_t *error, dbg_t *d)
 {
-    return ms_set_error(error, 67, "Expression not supported in partial index: %s", d->buf);
+    return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                        "Expression not supported in partial index: %s", d->buf);
 }
 
 static bool
 and_not_at_top(int level, bson_error_t *error)
 {
     if (level > 0) {
-        return ms_set_error(error, 67, "$and only supported in partialFilterExpression at top "
+        return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                            "$and only supported in partialFilterExpression at top "
                             "level");
     }
     return true;
@@ -405,10 +407,11 @@ check_banned(const bson_t *filter, bson_error_t *error)
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (strcmp(k, "$expr") == 0 || strcmp(k, "$jsonSchema") == 0) {
-            return ms_set_error(error, 224, "%s is not allowed in this context", k);
+            return ms_set_error(error, MS_ERR_QUERY_FEATURE_NOT_ALLOWED,
+                                "%s is not allowed in this context", k);
         }
         if (strcmp(k, "$where") == 0 || strcmp(k, "$text") == 0) {
-            return ms_set_error(error, 2, "%s is not allowed in this context", k);
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "%s is not allowed in this context", k);
         }
         if ((strcmp(k, "$and") == 0 || strcmp(k, "$or") == 0 || strcmp(k, "$nor") == 0) &&
             BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &child)) {

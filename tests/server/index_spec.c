@@ -62,7 +62,8 @@ parse_key(ms_index_t *ix, const bson_t *key, bson_error_t *error)
     bson_iter_t it;
     size_t n = bson_count_keys(key);
     if (n == 0 || n > 32) {
-        return ms_set_error(error, 67, "Index keys cannot be an empty field.");
+        return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                            "Index keys cannot be an empty field.");
     }
     ix->paths = bson_malloc0(sizeof *ix->paths * n);
     ix->dirs = bson_malloc0(sizeof *ix->dirs * n);
@@ -70,17 +71,21 @@ parse_key(ms_index_t *ix, const bson_t *key, bson_error_t *error)
     while (bson_iter_next(&it)) {
         const char *path = bson_iter_key(&it);
         if (!*path || path[0] == '$' || strstr(path, "..") || path[strlen(path) - 1] == '.') {
-            return ms_set_error(error, 67, "Index key contains an illegal field name: '%s'", path);
+            return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                                "Index key contains an illegal field name: '%s'", path);
         }
         if (BSON_ITER_HOLDS_UTF8(&it)) {
-            return ms_set_error(error, 67, "Unknown index plugin '%s' (mongoq-test-server only "
+            return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                                "Unknown index plugin '%s' (mongoq-test-server only "
                                 "supports ascending and descending keys)",
                                 bson_iter_utf8(&it, NULL));
         }
         if (!BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_double(&it) == 0 ||
             isnan(bson_iter_as_double(&it))) {
-            return ms_set_error(error, 67, "Values in the index key pattern can't be 0 and must "
-                                "be numbers; bad key: '%s'", path);
+            return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                                "Values in the index key pattern can't be 0 and must "
+                                "be numbers; bad key: '%s'",
+                                path);
         }
         ix->paths[ix->nfields] = bson_strdup(path);
         ix->dirs[ix->nfields] = bson_iter_as_double(&it) > 0 ? 1 : -1;
@@ -100,7 +105,8 @@ parse_ttl(ms_index_t *ix, const bson_iter_t *it, bson_error_t *error)
 {
     if (!BSON_ITER_HOLDS_NUMBER(it) || bson_iter_as_double(it) < 0 ||
         bson_iter_as_double(it) > 2147483647.0) {
-        return ms_set_error(error, 67, "TTL index 'expireAfterSeconds' option must be numeric "
+        return ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX,
+                            "TTL index 'expireAfterSeconds' option must be numeric "
                             "and between 0 and 2147483647");
     }
     ix->has_ttl = true;
@@ -116,21 +122,25 @@ parse_options(ms_index_t *ix, const bson_t *spec, spec_extra_t *extra, bson_erro
     while (bson_iter_next(&it)) {
         const char *f = bson_iter_key(&it);
         if (!known_spec_field(f)) {
-            return ms_set_error(error, 197, "The field '%s' is not valid for an index "
-                                "specification.", f);
+            return ms_set_error(error, MS_ERR_INVALID_INDEX_SPECIFICATION_OPTION,
+                                "The field '%s' is not valid for an index "
+                                "specification.",
+                                f);
         }
         if (strcmp(f, "unique") == 0) {
             ix->unique = ix->unique || bson_iter_as_bool(&it);
         } else if (strcmp(f, "sparse") == 0) {
             ix->sparse = bson_iter_as_bool(&it);
         } else if (strcmp(f, "hidden") == 0 && bson_iter_as_bool(&it)) {
-            return ms_set_error(error, 238, "hidden indexes are not supported by "
+            return ms_set_error(error, MS_ERR_NOT_IMPLEMENTED,
+                                "hidden indexes are not supported by "
                                 "mongoq-test-server");
         } else if (strcmp(f, "expireAfterSeconds") == 0 && !parse_ttl(ix, &it, error)) {
             return false;
         } else if (strcmp(f, "partialFilterExpression") == 0) {
             if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-                return ms_set_error(error, 14, "The field 'partialFilterExpression' must be an "
+                return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                                    "The field 'partialFilterExpression' must be an "
                                     "object");
             }
             extra->has_partial = true;
@@ -159,7 +169,8 @@ parse_partial(ms_index_t *ix, const bson_t *spec, spec_extra_t *extra, bson_erro
     bson_iter_document(&extra->partial, &len, &data);
     bson_init_static(&filter, data, len);
     if (ix->sparse) {
-        ms_set_error(&why, 67, "cannot mix \"partialFilterExpression\" and \"sparse\" options");
+        ms_set_error(&why, MS_ERR_CANNOT_CREATE_INDEX,
+                     "cannot mix \"partialFilterExpression\" and \"sparse\" options");
     } else if (ms_partial_filter_check(&filter, &why) &&
                (ix->partial = ms_matcher_new(&filter, &why)) != NULL) {
         return true;
@@ -222,7 +233,8 @@ ms_index_new(const bson_t *spec, bson_error_t *error)
     spec_extra_t extra = {0};
     bson_iter_t it;
     if (!bson_iter_init_find(&it, spec, "key") || !BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        ms_set_error(error, 9, "The 'key' field is a required property of an index "
+        ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                     "The 'key' field is a required property of an index "
                      "specification");
         goto fail;
     }
@@ -243,7 +255,7 @@ ms_index_new(const bson_t *spec, bson_error_t *error)
         ix->name = ms_index_default_name(ix->key);
     }
     if (!*ix->name) {
-        ms_set_error(error, 67, "The index name cannot be empty");
+        ms_set_error(error, MS_ERR_CANNOT_CREATE_INDEX, "The index name cannot be empty");
         goto fail;
     }
     build_listed_spec(ix, spec);

@@ -25,7 +25,8 @@ static off_t journal_size;
 static bool
 io_error(bson_error_t *error, const char *what, const char *path)
 {
-    return ms_set_error(error, 1, "journal %s %s: %s", what, path ? path : "", strerror(errno));
+    return ms_set_error(error, MS_ERR_INTERNAL_ERROR, "journal %s %s: %s", what, path ? path : "",
+                        strerror(errno));
 }
 
 static bool
@@ -116,7 +117,7 @@ ms__journal_open(const char *dbpath, ms__journal_record_cb cb, void *ctx, bson_e
         goto done;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        ms_set_error(error, 1, "journal %s is in use by another server", path);
+        ms_set_error(error, MS_ERR_INTERNAL_ERROR, "journal %s is in use by another server", path);
         goto done;
     }
     if (!replay(fd, cb, ctx, error)) {
@@ -138,7 +139,8 @@ ms__journal_append(const uint8_t *data, size_t len, bson_error_t *error)
 {
     size_t done = 0;
     if (journal_fd < 0) {
-        return ms_set_error(error, 91, "The server is in quiesce mode and will shut down");
+        return ms_set_error(error, MS_ERR_SHUTDOWN_IN_PROGRESS,
+                            "The server is in quiesce mode and will shut down");
     }
     while (done < len) {
         ssize_t n = write(journal_fd, data + done, len - done);

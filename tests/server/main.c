@@ -128,11 +128,11 @@ save_term(const char *dbpath, int64_t term, bson_error_t *error)
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, be, sizeof be) != (ssize_t)sizeof be || fsync(fd) != 0) {
-        bson_set_error(error, MS_ERROR_DOMAIN, 1, "cannot write %s", tmp);
+        ms_set_error(error, MS_ERR_INTERNAL_ERROR, "cannot write %s", tmp);
         goto done;
     }
     if (rename(tmp, path) != 0) {
-        bson_set_error(error, MS_ERROR_DOMAIN, 1, "cannot rename %s", tmp);
+        ms_set_error(error, MS_ERR_INTERNAL_ERROR, "cannot rename %s", tmp);
         goto done;
     }
     ok = true;

@@ -176,7 +176,7 @@ regex_compile(const char *pattern, const char *options, bson_error_t *error)
     bson_free(posix);
     if (rc != 0) {
         bson_free(re);
-        ms_set_error(error, 51091, "Regular expression is invalid: %s", pattern);
+        ms_set_error(error, MS_ERR_LOCATION51091, "Regular expression is invalid: %s", pattern);
         return NULL;
     }
     return re;
@@ -201,7 +201,8 @@ leaf_new(const char *path, const query_op_t *op, bson_error_t *error)
     n->op = op;
     if (path && !ms__path_init(&n->path, path)) {
         node_destroy(n);
-        ms_set_error(error, 2, "FieldPath must not contain empty field names: '%s'", path);
+        ms_set_error(error, MS_ERR_BAD_VALUE, "FieldPath must not contain empty field names: '%s'",
+                     path);
         return NULL;
     }
     return n;
@@ -324,13 +325,13 @@ in_list(node_t *n, const op_args_t *a, bson_error_t *error)
 {
     bson_iter_t it;
     if (a->arg->value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 2, "%s needs an array", a->op->name);
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "%s needs an array", a->op->name);
     }
     bson_iter_init_from_data(&it, a->arg->value.v_doc.data, a->arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         const bson_value_t *v = bson_iter_value(&it);
         if (starts_with_operator(v)) {
-            return ms_set_error(error, 2, "cannot nest $ under %s", a->op->name);
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "cannot nest $ under %s", a->op->name);
         }
         n->list = bson_realloc(n->list, (n->nlist + 1) * sizeof *n->list);
         memset(&n->list[n->nlist], 0, sizeof n->list[0]);
@@ -428,11 +429,11 @@ parse_size(const op_args_t *a, bson_error_t *error)
 {
     int64_t size;
     if (!as_int64(a->arg, &size) || (double)size != ms__num_as_double(a->arg)) {
-        ms_set_error(error, 2, "$size needs a number");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$size needs a number");
         return NULL;
     }
     if (size < 0) {
-        ms_set_error(error, 2, "$size may not be negative");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$size may not be negative");
         return NULL;
     }
     node_t *n = leaf_new(a->path, a->op, error);
@@ -456,26 +457,26 @@ mod_args(node_t *n, const op_args_t *a, bson_error_t *error)
     bson_value_t parts[2];
     int count = 0;
     if (arg->value_type != BSON_TYPE_ARRAY) {
-        return ms_set_error(error, 2, "malformed mod, needs to be an array");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed mod, needs to be an array");
     }
     bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         if (count == 2) {
-            return ms_set_error(error, 2, "malformed mod, too many elements");
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed mod, too many elements");
         }
         parts[count++] = *bson_iter_value(&it);
     }
     if (count < 2) {
-        return ms_set_error(error, 2, "malformed mod, not enough elements");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed mod, not enough elements");
     }
     if (!as_int64(&parts[0], &n->mod_div)) {
-        return ms_set_error(error, 2, "malformed mod, divisor not a number");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed mod, divisor not a number");
     }
     if (!as_int64(&parts[1], &n->mod_rem)) {
-        return ms_set_error(error, 2, "malformed mod, remainder not a number");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed mod, remainder not a number");
     }
     if (n->mod_div == 0) {
-        return ms_set_error(error, 2, "divisor cannot be 0");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "divisor cannot be 0");
     }
     return true;
 }
@@ -517,11 +518,11 @@ regex_parts(const bson_value_t *ops, const char **pattern, const char **options,
             } else if (v->value_type == BSON_TYPE_UTF8) {
                 *pattern = v->value.v_utf8.str;
             } else {
-                return ms_set_error(error, 2, "$regex has to be a string");
+                return ms_set_error(error, MS_ERR_BAD_VALUE, "$regex has to be a string");
             }
         } else if (strcmp(bson_iter_key(&it), "$options") == 0) {
             if (v->value_type != BSON_TYPE_UTF8) {
-                return ms_set_error(error, 2, "$options has to be a string");
+                return ms_set_error(error, MS_ERR_BAD_VALUE, "$options has to be a string");
             }
             *options = v->value.v_utf8.str;
         }
@@ -543,7 +544,7 @@ parse_regex(const op_args_t *a, bson_error_t *error)
     if (strcmp(a->op->name, "$options") == 0 &&
         !ms__find_field(a->ops->value.v_doc.data, a->ops->value.v_doc.data_len, "$regex", 6,
                         &found)) {
-        ms_set_error(error, 2, "$options needs a $regex");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$options needs a $regex");
         return NULL;
     }
     if (!regex_parts(a->ops, &pattern, &options, error)) {
@@ -569,16 +570,16 @@ parse_not(const op_args_t *a, bson_error_t *error)
         inner = leaf_with_arg(a->path, query_op("$regex"), arg, error);
     } else if (arg->value_type == BSON_TYPE_DOCUMENT) {
         if (arg->value.v_doc.data_len <= 5) {
-            ms_set_error(error, 2, "$not cannot be empty");
+            ms_set_error(error, MS_ERR_BAD_VALUE, "$not cannot be empty");
             return NULL;
         }
         if (!starts_with_operator(arg)) {
-            ms_set_error(error, 2, "$not needs a regex or a document");
+            ms_set_error(error, MS_ERR_BAD_VALUE, "$not needs a regex or a document");
             return NULL;
         }
         inner = parse_value_ops(a->path, arg, error);
     } else {
-        ms_set_error(error, 2, "$not needs a regex or a document");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$not needs a regex or a document");
         return NULL;
     }
     return inner ? node_not(inner) : NULL;
@@ -604,7 +605,7 @@ static node_t *
 elem_match_new(const char *path, const bson_value_t *arg, bson_error_t *error)
 {
     if (arg->value_type != BSON_TYPE_DOCUMENT) {
-        ms_set_error(error, 2, "$elemMatch needs an Object");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$elemMatch needs an Object");
         return NULL;
     }
     node_t *n = leaf_new(path, query_op("$elemMatch"), error);
@@ -664,7 +665,7 @@ all_element(const char *path, const bson_value_t *v, bson_error_t *error)
     if (ms__find_field(v->value.v_doc.data, v->value.v_doc.data_len, "$elemMatch", 10, &em)) {
         return elem_match_new(path, &em, error);
     }
-    ms_set_error(error, 2, "no $ expressions in $all");
+    ms_set_error(error, MS_ERR_BAD_VALUE, "no $ expressions in $all");
     return NULL;
 }
 
@@ -674,7 +675,7 @@ parse_all(const op_args_t *a, bson_error_t *error)
 {
     bson_iter_t it;
     if (a->arg->value_type != BSON_TYPE_ARRAY) {
-        ms_set_error(error, 2, "$all needs an array");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$all needs an array");
         return NULL;
     }
     node_t *and = node_new(a->arg->value.v_doc.data_len <= 5 ? N_FALSE : N_AND);
@@ -737,7 +738,7 @@ parse_value_ops(const char *path, const bson_value_t *ops, bson_error_t *error)
                        &regex_done};
         node_t *kid = NULL;
         if (!a.op) {
-            ms_set_error(error, 2, "unknown operator: %s", bson_iter_key(&it));
+            ms_set_error(error, MS_ERR_BAD_VALUE, "unknown operator: %s", bson_iter_key(&it));
         } else if ((kid = a.op->parse(&a, error)) && (a.op->flags & QOP_NEGATED)) {
             kid = node_not(kid);
         }
@@ -772,11 +773,11 @@ parse_logical(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
 {
     bson_iter_t it;
     if (arg->value_type != BSON_TYPE_ARRAY) {
-        ms_set_error(error, 2, "%s must be an array", op->name);
+        ms_set_error(error, MS_ERR_BAD_VALUE, "%s must be an array", op->name);
         return NULL;
     }
     if (arg->value.v_doc.data_len <= 5) {
-        ms_set_error(error, 2, "$and/$or/$nor must be a nonempty array");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "$and/$or/$nor must be a nonempty array");
         return NULL;
     }
     node_t *n = node_new(op->kind);
@@ -786,7 +787,7 @@ parse_logical(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
         bson_t sub;
         node_t *kid;
         if (v->value_type != BSON_TYPE_DOCUMENT) {
-            ms_set_error(error, 2, "$or/$and/$nor entries need to be full objects");
+            ms_set_error(error, MS_ERR_BAD_VALUE, "$or/$and/$nor entries need to be full objects");
             node_destroy(n);
             return NULL;
         }
@@ -825,7 +826,7 @@ static node_t *
 refuse_top_op(const top_op_t *op, const bson_value_t *arg, bson_error_t *error)
 {
     (void)arg;
-    ms_set_error(error, 2, "%s is not supported by the test server", op->name);
+    ms_set_error(error, MS_ERR_BAD_VALUE, "%s is not supported by the test server", op->name);
     return NULL;
 }
 
@@ -850,7 +851,7 @@ parse_top_operator(const char *name, const bson_value_t *arg, bson_error_t *erro
             return top_ops[i].parse(&top_ops[i], arg, error);
         }
     }
-    ms_set_error(error, 2,
+    ms_set_error(error, MS_ERR_BAD_VALUE,
                  "unknown top level operator: %s. If you have a field name that starts with a "
                  "'$' symbol, consider using $getField or $setField.",
                  name);
@@ -863,7 +864,7 @@ parse_filter(const bson_t *filter, bson_error_t *error)
     bson_iter_t it;
     node_t *and = node_new(N_AND);
     if (!bson_iter_init(&it, filter)) {
-        ms_set_error(error, 2, "invalid BSON in filter");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "invalid BSON in filter");
         node_destroy(and);
         return NULL;
     }
@@ -905,7 +906,7 @@ ms_matcher_t *
 ms_matcher_new(const bson_t *filter, bson_error_t *error)
 {
     if (!depth_ok(bson_get_data(filter), filter->len, 100)) {
-        ms_set_error(error, 2, "exceeded maximum query tree depth of 100");
+        ms_set_error(error, MS_ERR_BAD_VALUE, "exceeded maximum query tree depth of 100");
         return NULL;
     }
     node_t *root = parse_filter(filter, error);

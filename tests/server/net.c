@@ -29,17 +29,18 @@ ms_net_listen(bson_error_t *error)
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)ms_config.port);
     if (inet_pton(AF_INET, ms_config.bind, &addr.sin_addr) != 1) {
-        return ms_set_error(error, 2, "invalid --bind address '%s' (IPv4 only)", ms_config.bind);
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "invalid --bind address '%s' (IPv4 only)",
+                            ms_config.bind);
     }
     if (pipe(wake_pipe) != 0) {
-        return ms_set_error(error, 2, "pipe: %s", strerror(errno));
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "pipe: %s", strerror(errno));
     }
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
         listen(listen_fd, 128) != 0) {
-        return ms_set_error(error, 2, "cannot listen on %s:%d: %s", ms_config.bind,
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "cannot listen on %s:%d: %s", ms_config.bind,
                             ms_config.port, strerror(errno));
     }
     socklen_t alen = sizeof addr;

@@ -126,15 +126,16 @@ ms__opview_init(ms__opview_t *v, const bson_t *rec, bson_error_t *error)
     memset(v, 0, sizeof *v);
     v->op.type = (ms_op_type_t)-1;
     if (!bson_iter_init(&it, rec)) {
-        return ms_set_error(error, 1, "malformed oplog record");
+        return ms_set_error(error, MS_ERR_INTERNAL_ERROR, "malformed oplog record");
     }
     while (bson_iter_next(&it)) {
         if (!opview_field(v, &it)) {
-            return ms_set_error(error, 1, "malformed oplog record field '%s'", bson_iter_key(&it));
+            return ms_set_error(error, MS_ERR_INTERNAL_ERROR, "malformed oplog record field '%s'",
+                                bson_iter_key(&it));
         }
     }
     if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_RETRY_RESULT) {
-        return ms_set_error(error, 1, "malformed oplog record");
+        return ms_set_error(error, MS_ERR_INTERNAL_ERROR, "malformed oplog record");
     }
     return true;
 }
@@ -205,7 +206,8 @@ replay_record(const bson_t *rec, void *ctx, bson_error_t *error)
     }
     ms_pos_t pos = ms__pos(v.ts);
     if (pos <= state.latest) {
-        return ms_set_error(error, 1, "journal records out of order at %u.%u", v.ts.t, v.ts.i);
+        return ms_set_error(error, MS_ERR_INTERNAL_ERROR, "journal records out of order at %u.%u",
+                            v.ts.t, v.ts.i);
     }
     ring_push(pos, bson_copy(rec));
     return true;

@@ -93,7 +93,8 @@ match_validate(const bson_value_t *arg, bson_error_t *error)
 {
     bson_t q;
     if (!arg_doc(arg, &q)) {
-        return ms_set_error(error, 15959, "the match filter must be an expression in an object");
+        return ms_set_error(error, MS_ERR_LOCATION15959,
+                            "the match filter must be an expression in an object");
     }
     ms_matcher_t *m = ms_matcher_new(&q, error);
     ms_matcher_destroy(m);
@@ -127,10 +128,12 @@ sort_validate(const bson_value_t *arg, bson_error_t *error)
 {
     bson_t spec;
     if (!arg_doc(arg, &spec)) {
-        return ms_set_error(error, 15973, "the $sort key specification must be an object");
+        return ms_set_error(error, MS_ERR_LOCATION15973,
+                            "the $sort key specification must be an object");
     }
     if (bson_empty(&spec)) {
-        return ms_set_error(error, 15976, "$sort stage must have at least one sort key");
+        return ms_set_error(error, MS_ERR_LOCATION15976,
+                            "$sort stage must have at least one sort key");
     }
     return ms_sort_validate(&spec, error);
 }
@@ -173,9 +176,9 @@ limit_validate(const bson_value_t *arg, bson_error_t *error)
 {
     int64_t n;
     if (!integral(arg, &n)) {
-        return ms_set_error(error, 15957, "the limit must be specified as a number");
+        return ms_set_error(error, MS_ERR_LOCATION15957, "the limit must be specified as a number");
     }
-    return n > 0 || ms_set_error(error, 15958, "the limit must be positive");
+    return n > 0 || ms_set_error(error, MS_ERR_LOCATION15958, "the limit must be positive");
 }
 
 static bool
@@ -183,9 +186,10 @@ skip_validate(const bson_value_t *arg, bson_error_t *error)
 {
     int64_t n;
     if (!integral(arg, &n)) {
-        return ms_set_error(error, 15972, "Argument to $skip must be a number");
+        return ms_set_error(error, MS_ERR_LOCATION15972, "Argument to $skip must be a number");
     }
-    return n >= 0 || ms_set_error(error, 15956, "Argument to $skip cannot be negative");
+    return n >= 0 ||
+           ms_set_error(error, MS_ERR_LOCATION15956, "Argument to $skip cannot be negative");
 }
 
 static bool
@@ -228,7 +232,8 @@ project_validate(const bson_value_t *arg, bson_error_t *error)
 {
     bson_t spec;
     if (!arg_doc(arg, &spec)) {
-        return ms_set_error(error, 15969, "$project specification must be an object");
+        return ms_set_error(error, MS_ERR_LOCATION15969,
+                            "$project specification must be an object");
     }
     return ms__project_validate(&spec, MS_PROJ_STAGE_PROJECT, error);
 }
@@ -261,13 +266,14 @@ unset_spec(const bson_value_t *arg, bson_t *spec, bson_error_t *error)
         return true;
     }
     if (arg->value_type != BSON_TYPE_ARRAY || arg->value.v_doc.data_len <= 5) {
-        return ms_set_error(error, 31002, "$unset specification must be a string or an array");
+        return ms_set_error(error, MS_ERR_LOCATION31002,
+                            "$unset specification must be a string or an array");
     }
     bson_iter_t it;
     bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
         if (!BSON_ITER_HOLDS_UTF8(&it)) {
-            return ms_set_error(error, 31120,
+            return ms_set_error(error, MS_ERR_LOCATION31120,
                                 "$unset specification must be a string or an array containing "
                                 "only string values");
         }
@@ -313,7 +319,8 @@ add_fields_validate(const bson_value_t *arg, bson_error_t *error)
 {
     bson_t spec;
     if (!arg_doc(arg, &spec)) {
-        return ms_set_error(error, 40272, "$addFields specification stage must be an object, got %s",
+        return ms_set_error(error, MS_ERR_LOCATION40272,
+                            "$addFields specification stage must be an object, got %s",
                             ms__type_name(arg->value_type));
     }
     return ms__add_fields_validate(&spec, error);
@@ -346,11 +353,13 @@ new_root_expr(const bson_value_t *arg, bool replace_with, bson_value_t *expr, bs
         return true;
     }
     if (arg->value_type != BSON_TYPE_DOCUMENT) {
-        return ms_set_error(error, 40228, "expected an object as specification for $replaceRoot stage, got %s",
+        return ms_set_error(error, MS_ERR_LOCATION40228,
+                            "expected an object as specification for $replaceRoot stage, got %s",
                             ms__type_name(arg->value_type));
     }
     if (!ms__find_field(arg->value.v_doc.data, arg->value.v_doc.data_len, "newRoot", 7, expr)) {
-        return ms_set_error(error, 40231, "no newRoot specified for the $replaceRoot stage");
+        return ms_set_error(error, MS_ERR_LOCATION40231,
+                            "no newRoot specified for the $replaceRoot stage");
     }
     return true;
 }
@@ -379,7 +388,7 @@ replace_doc(const bson_value_t *expr, const bson_t *doc, const ms_ctx_t *ctx, bs
     }
     if (v.value_type != BSON_TYPE_DOCUMENT) {
         char *json = ms__value_json(&v);
-        ms_set_error(error, 40228,
+        ms_set_error(error, MS_ERR_LOCATION40228,
                      "'newRoot' expression must evaluate to an object, but resulting value was: "
                      "%s. Type of resulting value: '%s'.",
                      json, ms__type_name(v.value_type));
@@ -433,13 +442,15 @@ static bool
 count_validate(const bson_value_t *arg, bson_error_t *error)
 {
     if (arg->value_type != BSON_TYPE_UTF8 || arg->value.v_utf8.len == 0) {
-        return ms_set_error(error, 40156, "the count field must be a non-empty string");
+        return ms_set_error(error, MS_ERR_LOCATION40156,
+                            "the count field must be a non-empty string");
     }
     if (arg->value.v_utf8.str[0] == '$') {
-        return ms_set_error(error, 40158, "the count field cannot be a $-prefixed path");
+        return ms_set_error(error, MS_ERR_LOCATION40158,
+                            "the count field cannot be a $-prefixed path");
     }
     if (strchr(arg->value.v_utf8.str, '.')) {
-        return ms_set_error(error, 40160, "the count field cannot contain '.'");
+        return ms_set_error(error, MS_ERR_LOCATION40160, "the count field cannot contain '.'");
     }
     return true;
 }
@@ -524,7 +535,8 @@ parse_group(const bson_value_t *arg, bson_value_t *id_expr, acc_spec_t **specs, 
     *specs = NULL;
     *n = 0;
     if (arg->value_type != BSON_TYPE_DOCUMENT) {
-        return ms_set_error(error, 15947, "a group's fields must be specified in an object");
+        return ms_set_error(error, MS_ERR_LOCATION15947,
+                            "a group's fields must be specified in an object");
     }
     bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
     while (bson_iter_next(&it)) {
@@ -540,17 +552,21 @@ parse_group(const bson_value_t *arg, bson_value_t *id_expr, acc_spec_t **specs, 
             continue;
         }
         if (field[0] == '$') {
-            return ms_set_error(error, 40236, "The field name '%s' cannot be an operator name", field);
+            return ms_set_error(error, MS_ERR_LOCATION40236,
+                                "The field name '%s' cannot be an operator name", field);
         }
         if (strchr(field, '.')) {
-            return ms_set_error(error, 40235, "The field name '%s' cannot contain '.'", field);
+            return ms_set_error(error, MS_ERR_LOCATION40235,
+                                "The field name '%s' cannot contain '.'", field);
         }
         if (v->value_type != BSON_TYPE_DOCUMENT) {
-            return ms_set_error(error, 40234, "The field '%s' must be an accumulator object", field);
+            return ms_set_error(error, MS_ERR_LOCATION40234,
+                                "The field '%s' must be an accumulator object", field);
         }
         bson_iter_init_from_data(&acc, v->value.v_doc.data, v->value.v_doc.data_len);
         if (!bson_iter_next(&acc) || v->value.v_doc.data_len <= 5) {
-            return ms_set_error(error, 40234, "The field '%s' must be an accumulator object", field);
+            return ms_set_error(error, MS_ERR_LOCATION40234,
+                                "The field '%s' must be an accumulator object", field);
         }
         const char *op = bson_iter_key(&acc);
         size_t k = 0;
@@ -558,7 +574,7 @@ parse_group(const bson_value_t *arg, bson_value_t *id_expr, acc_spec_t **specs, 
             k++;
         }
         if (k == sizeof accumulators / sizeof accumulators[0]) {
-            return ms_set_error(error, 15952, "unknown group operator '%s'", op);
+            return ms_set_error(error, MS_ERR_LOCATION15952, "unknown group operator '%s'", op);
         }
         *specs = bson_realloc(*specs, (*n + 1) * sizeof **specs);
         (*specs)[*n].field = field;
@@ -566,18 +582,21 @@ parse_group(const bson_value_t *arg, bson_value_t *id_expr, acc_spec_t **specs, 
         (*specs)[*n].expr = *bson_iter_value(&acc);
         (*n)++;
         if (bson_iter_next(&acc)) {
-            return ms_set_error(error, 40238, "The field '%s' must specify one accumulator", field);
+            return ms_set_error(error, MS_ERR_LOCATION40238,
+                                "The field '%s' must specify one accumulator", field);
         }
         if (accumulators[k].kind == A_COUNT) {
             const bson_value_t *e = &(*specs)[*n - 1].expr;
             if (e->value_type != BSON_TYPE_DOCUMENT || e->value.v_doc.data_len > 5) {
-                return ms_set_error(error, 40237, "$count takes no arguments, i.e. $count:{}");
+                return ms_set_error(error, MS_ERR_LOCATION40237,
+                                    "$count takes no arguments, i.e. $count:{}");
             }
         } else if (!ms__expr_validate(&(*specs)[*n - 1].expr, error)) {
             return false;
         }
     }
-    return have_id || ms_set_error(error, 15955, "a group specification must include an _id");
+    return have_id ||
+           ms_set_error(error, MS_ERR_LOCATION15955, "a group specification must include an _id");
 }
 
 static bool
@@ -807,18 +826,21 @@ stage_of(const bson_value_t *stage, bson_value_t *arg, bson_error_t *error)
 {
     bson_iter_t it;
     if (stage->value_type != BSON_TYPE_DOCUMENT) {
-        ms_set_error(error, 14, "Each element of the 'pipeline' array must be an object");
+        ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                     "Each element of the 'pipeline' array must be an object");
         return NULL;
     }
     bson_iter_init_from_data(&it, stage->value.v_doc.data, stage->value.v_doc.data_len);
     if (!bson_iter_next(&it)) {
-        ms_set_error(error, 40323, "A pipeline stage specification object must contain exactly one field.");
+        ms_set_error(error, MS_ERR_LOCATION40323,
+                     "A pipeline stage specification object must contain exactly one field.");
         return NULL;
     }
     const char *name = bson_iter_key(&it);
     *arg = *bson_iter_value(&it);
     if (bson_iter_next(&it)) {
-        ms_set_error(error, 40323, "A pipeline stage specification object must contain exactly one field.");
+        ms_set_error(error, MS_ERR_LOCATION40323,
+                     "A pipeline stage specification object must contain exactly one field.");
         return NULL;
     }
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
@@ -826,7 +848,7 @@ stage_of(const bson_value_t *stage, bson_value_t *arg, bson_error_t *error)
             return &stages[i];
         }
     }
-    ms_set_error(error, 40324, "Unrecognized pipeline stage name: '%s'", name);
+    ms_set_error(error, MS_ERR_LOCATION40324, "Unrecognized pipeline stage name: '%s'", name);
     return NULL;
 }
 
@@ -835,7 +857,8 @@ validate_pipeline(const bson_t *pipeline, bool for_update, bson_error_t *error)
 {
     bson_iter_t it;
     if (!bson_iter_init(&it, pipeline)) {
-        return ms_set_error(error, 14, "'pipeline' option must be specified as an array");
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "'pipeline' option must be specified as an array");
     }
     while (bson_iter_next(&it)) {
         bson_value_t arg;
@@ -844,7 +867,8 @@ validate_pipeline(const bson_t *pipeline, bool for_update, bson_error_t *error)
             return false;
         }
         if (for_update && !st->in_update) {
-            return ms_set_error(error, 72, "%s is not allowed to be used within an update", st->name);
+            return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                                "%s is not allowed to be used within an update", st->name);
         }
         if (!st->validate(&arg, error)) {
             return false;

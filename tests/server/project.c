@@ -91,7 +91,8 @@ insert_path(pnode_t *root, const char *full, pnode_t *leaf, bson_error_t *error)
     pnode_t *cur = root;
     bool ok = false;
     if (!ms__path_init(&p, full)) {
-        ms_set_error(error, 40352, "FieldPath cannot be constructed with empty string");
+        ms_set_error(error, MS_ERR_LOCATION40352,
+                     "FieldPath cannot be constructed with empty string");
         goto done;
     }
     for (size_t i = 0; i < p.n; i++) {
@@ -99,7 +100,7 @@ insert_path(pnode_t *root, const char *full, pnode_t *leaf, bson_error_t *error)
         bool last = i + 1 == p.n;
         if (last) {
             if (next) {
-                ms_set_error(error, 31250, "Path collision at %s", full);
+                ms_set_error(error, MS_ERR_LOCATION31250, "Path collision at %s", full);
                 goto done;
             }
             pnode_add(cur, p.parts[i], leaf);
@@ -107,8 +108,8 @@ insert_path(pnode_t *root, const char *full, pnode_t *leaf, bson_error_t *error)
             break;
         }
         if (next && next->kind != P_TREE) {
-            ms_set_error(error, 31249, "Path collision at %s remaining portion %s", full,
-                         full + (p.parts[i + 1] - p.buf));
+            ms_set_error(error, MS_ERR_LOCATION31249, "Path collision at %s remaining portion %s",
+                         full, full + (p.parts[i + 1] - p.buf));
             goto done;
         }
         if (!next) {
@@ -138,8 +139,11 @@ decide(proj_t *pj, bool inclusion, const char *path, bson_error_t *error)
     if (pj->inclusion == inclusion) {
         return true;
     }
-    return inclusion ? ms_set_error(error, 31253, "Cannot do inclusion on field %s in exclusion projection", path)
-                     : ms_set_error(error, 31254, "Cannot do exclusion on field %s in inclusion projection", path);
+    return inclusion
+               ? ms_set_error(error, MS_ERR_LOCATION31253,
+                              "Cannot do inclusion on field %s in exclusion projection", path)
+               : ms_set_error(error, MS_ERR_LOCATION31254,
+                              "Cannot do exclusion on field %s in inclusion projection", path);
 }
 
 static bool
@@ -150,7 +154,8 @@ parse_field(proj_t *pj, pnode_t *into, const char *path, const bson_value_t *v,
     bool is_id = strcmp(path, "_id") == 0;
     size_t plen = strlen(path);
     if (plen >= 2 && strcmp(path + plen - 2, ".$") == 0) {
-        return ms_set_error(error, 2, "positional projection (%s) is not supported by the test server", path);
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "positional projection (%s) is not supported by the test server", path);
     }
     if (v->value_type == BSON_TYPE_BOOL || ms__is_number(v->value_type)) {
         bool include = ms__value_truthy(v);
@@ -165,21 +170,25 @@ parse_field(proj_t *pj, pnode_t *into, const char *path, const bson_value_t *v,
     if (is_operator_doc(v, &op)) {
         if (mode == MS_PROJ_FIND && (strcmp(op, "$slice") == 0 || strcmp(op, "$elemMatch") == 0 ||
                                      strcmp(op, "$meta") == 0)) {
-            return ms_set_error(error, 2, "projection operator %s is not supported by the test server", op);
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "projection operator %s is not supported by the test server", op);
         }
         if (!ms__expr_validate(v, error)) {
             return false;
         }
     } else if (v->value_type == BSON_TYPE_DOCUMENT) {
         if (v->value.v_doc.data_len <= 5) {
-            return ms_set_error(error, 51270, "An empty sub-projection is not a valid value. Found empty object at path");
+            return ms_set_error(
+                error, MS_ERR_LOCATION51270,
+                "An empty sub-projection is not a valid value. Found empty object at path");
         }
         return parse_spec(pj, into, path, v, mode, error);
     } else if (!ms__expr_validate(v, error)) {
         return false;
     }
     if (pj->decided && !pj->inclusion) {
-        return ms_set_error(error, 31252, "Cannot use expression other than $meta in exclusion projection");
+        return ms_set_error(error, MS_ERR_LOCATION31252,
+                            "Cannot use expression other than $meta in exclusion projection");
     }
     if (!decide(pj, true, path, error)) {
         return false;
@@ -204,7 +213,7 @@ parse_spec(proj_t *pj, pnode_t *into, const char *prefix, const bson_value_t *sp
         char *path = prefix ? bson_strdup_printf("%s.%s", prefix, key) : bson_strdup(key);
         bool ok;
         if (key[0] == '$') {
-            ok = ms_set_error(error, 31325, "Unknown projection operator %s", key);
+            ok = ms_set_error(error, MS_ERR_LOCATION31325, "Unknown projection operator %s", key);
         } else {
             ok = parse_field(pj, into, path, bson_iter_value(&it), mode, error);
         }
@@ -243,7 +252,8 @@ ms__project_validate(const bson_t *projection, ms_proj_mode_t mode, bson_error_t
 {
     proj_t pj;
     if (mode == MS_PROJ_STAGE_PROJECT && bson_empty(projection)) {
-        return ms_set_error(error, 51272, "projection specification must have at least one field");
+        return ms_set_error(error, MS_ERR_LOCATION51272,
+                            "projection specification must have at least one field");
     }
     bool ok = proj_parse(&pj, projection, mode, error);
     pnode_destroy(pj.root);
@@ -436,7 +446,7 @@ add_fields_spec_validate(const bson_value_t *spec, int depth, bson_error_t *erro
         bool path_ok = ms__path_init(&p, key);
         ms__path_destroy(&p);
         if (!path_ok || key[0] == '$') {
-            return ms_set_error(error, key[0] == '$' ? 16410 : 40352,
+            return ms_set_error(error, key[0] == '$' ? MS_ERR_LOCATION16410 : MS_ERR_LOCATION40352,
                                 "Invalid $addFields :: caused by :: FieldPath field names may not "
                                 "start with '$' or be empty: '%s'",
                                 key);
@@ -559,7 +569,7 @@ ms_sort_validate(const bson_t *sort, bson_error_t *error)
 {
     bson_iter_t it;
     if (!bson_iter_init(&it, sort)) {
-        return ms_set_error(error, 2, "invalid sort specification");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "invalid sort specification");
     }
     while (bson_iter_next(&it)) {
         const bson_value_t *v = bson_iter_value(&it);
@@ -572,20 +582,24 @@ ms_sort_validate(const bson_t *sort, bson_error_t *error)
             continue; /* natural order: the command layer's scan order decides */
         }
         if (!path_ok || key[0] == '$') {
-            return ms_set_error(error, 40352, "FieldPath field names may not start with '$' or be empty: '%s'", key);
+            return ms_set_error(error, MS_ERR_LOCATION40352,
+                                "FieldPath field names may not start with '$' or be empty: '%s'",
+                                key);
         }
         if (v->value_type == BSON_TYPE_DOCUMENT) {
-            return ms_set_error(error, 17312, "$meta sort is not supported by the test server");
+            return ms_set_error(error, MS_ERR_LOCATION17312,
+                                "$meta sort is not supported by the test server");
         }
         if (!ms__is_number(v->value_type)) {
             char *json = ms__value_json(v);
-            ms_set_error(error, 15974, "Illegal key in $sort specification: %s: %s", key, json);
+            ms_set_error(error, MS_ERR_LOCATION15974, "Illegal key in $sort specification: %s: %s",
+                         key, json);
             bson_free(json);
             return false;
         }
         /* mongod truncates the number to an int first (numberInt), so 1.5 means 1 */
         if (isnan(d) || fabs(d) < 1 || fabs(d) >= 2) {
-            return ms_set_error(error, 15975,
+            return ms_set_error(error, MS_ERR_LOCATION15975,
                                 "$sort key ordering must be 1 (for ascending) or -1 (for "
                                 "descending)");
         }

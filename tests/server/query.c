@@ -228,7 +228,8 @@ find_hinted(const ms_coll_t *coll, const bson_value_t *hint, const ms_index_t **
         }
     }
     if (!*out) {
-        return ms_set_error(error, 2, "hint provided does not correspond to an existing index");
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "hint provided does not correspond to an existing index");
     }
     return true;
 }

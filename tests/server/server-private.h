@@ -111,7 +111,8 @@ struct ms_cmd_t {
     ms_txn_t *txn;         /* the transaction this command runs in, or NULL */
     /* write concern */
     bool wc_unacknowledged; /* w: 0 */
-    int wc_error_code;      /* 100 or 79 to report as writeConcernError after a write */
+    int wc_error_code;      /* UnsatisfiableWriteConcern or UnknownReplWriteConcern to report
+                               as writeConcernError after a write (0: none) */
     char wc_error_msg[128];
     /* labels decided by the handler */
     bool close_connection;

@@ -57,16 +57,20 @@ begin_txn_statement(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply,
     bool txn_end_cmd = strcmp(c->name, "commitTransaction") == 0 ||
                        strcmp(c->name, "abortTransaction") == 0;
     if (c->txn_number < s->txn_number) {
-        return ms_set_error(error, 225, "Cannot start transaction %lld on session because a "
+        return ms_set_error(error, MS_ERR_TRANSACTION_TOO_OLD,
+                            "Cannot start transaction %lld on session because a "
                             "newer transaction %lld has already started.",
                             (long long)c->txn_number, (long long)s->txn_number);
     }
     if (c->start_txn) {
         if (c->txn_number == s->txn_number) {
-            return ms_set_error(error, 117, "Cannot start a transaction at given transaction "
+            return ms_set_error(error, MS_ERR_CONFLICTING_OPERATION_IN_PROGRESS,
+                                "Cannot start a transaction at given transaction "
                                 "number %lld a transaction with the same number is in state %s",
-                                (long long)c->txn_number, s->txn ? "in progress" : "retryable "
-                                "write");
+                                (long long)c->txn_number,
+                                s->txn ? "in progress"
+                                       : "retryable "
+                                         "write");
         }
         ms__txn_destroy(s->txn);
         s->txn = ms__txn_start(c->txn_number, lsid_doc(c));
@@ -79,7 +83,8 @@ begin_txn_statement(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply,
         return true;
     }
     if (c->txn_number > s->txn_number || !s->txn || s->txn->number != c->txn_number) {
-        return ms_set_error(error, 251, "Given transaction number %lld does not match any "
+        return ms_set_error(error, MS_ERR_NO_SUCH_TRANSACTION,
+                            "Given transaction number %lld does not match any "
                             "in-progress transactions. The active transaction number is %lld",
                             (long long)c->txn_number, (long long)s->txn_number);
     }
@@ -90,16 +95,17 @@ begin_txn_statement(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply,
             (void)reply;
             return true;
         }
-        return ms_set_error(error, 256, "Transaction %lld has been committed.",
-                            (long long)t->number);
+        return ms_set_error(error, MS_ERR_TRANSACTION_COMMITTED,
+                            "Transaction %lld has been committed.", (long long)t->number);
     }
     if (t->state != TXN_ACTIVE) {
         if (t->conflicted && !txn_end_cmd) {
-            return ms_set_error(error, 112, "WriteConflict error: this operation conflicted "
+            return ms_set_error(error, MS_ERR_WRITE_CONFLICT,
+                                "WriteConflict error: this operation conflicted "
                                 "with another operation. Please retry your operation or "
                                 "multi-document transaction.");
         }
-        return ms_set_error(error, 251, "Transaction %lld has been aborted.",
+        return ms_set_error(error, MS_ERR_NO_SUCH_TRANSACTION, "Transaction %lld has been aborted.",
                             (long long)t->number);
     }
     c->txn = t;
@@ -110,16 +116,19 @@ static bool
 begin_retryable(ms_cmd_t *c, ms_session_t *s, bool *replayed, bson_t *reply, bson_error_t *error)
 {
     if (c->txn_number < s->txn_number) {
-        return ms_set_error(error, 225, "Retryable write with txnNumber %lld is prohibited on "
+        return ms_set_error(error, MS_ERR_TRANSACTION_TOO_OLD,
+                            "Retryable write with txnNumber %lld is prohibited on "
                             "session because a newer retryable write with txnNumber %lld has "
                             "already started on this session.",
                             (long long)c->txn_number, (long long)s->txn_number);
     }
     if (c->txn_number == s->txn_number) {
         if (s->txn) {
-            return ms_set_error(error, 50911, "Cannot start a retryable write at given "
+            return ms_set_error(error, MS_ERR_LOCATION50911,
+                                "Cannot start a retryable write at given "
                                 "transaction number %lld a transaction with the same number is "
-                                "in progress", (long long)c->txn_number);
+                                "in progress",
+                                (long long)c->txn_number);
         }
         if (s->retry_reply) {
             bson_concat(reply, s->retry_reply);

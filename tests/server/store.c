@@ -79,7 +79,7 @@ bool
 ms_valid_db_name(const char *db, bson_error_t *error)
 {
     if (!*db || strlen(db) >= 64 || strpbrk(db, "/\\. \"$*<>:|?")) {
-        return ms_set_error(error, 73, "Invalid database name: '%s'", db);
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "Invalid database name: '%s'", db);
     }
     return true;
 }
@@ -91,14 +91,17 @@ ms_valid_coll_name(const char *db, const char *coll, bson_error_t *error)
         return false;
     }
     if (!*coll || strchr(coll, '$') || coll[0] == '.') {
-        return ms_set_error(error, 73, "Invalid collection name: %s", coll);
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "Invalid collection name: %s", coll);
     }
     if (strncmp(coll, "system.", 7) == 0) {
-        return ms_set_error(error, 73, "Invalid system namespace: %s.%s", db, coll);
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "Invalid system namespace: %s.%s", db,
+                            coll);
     }
     if (strlen(db) + 1 + strlen(coll) > 255) {
-        return ms_set_error(error, 73, "Fully qualified namespace is too long. Namespace: %s.%s "
-                                       "Max: 255", db, coll);
+        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
+                            "Fully qualified namespace is too long. Namespace: %s.%s "
+                            "Max: 255",
+                            db, coll);
     }
     return true;
 }

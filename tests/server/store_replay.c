@@ -26,7 +26,7 @@ replay_doc_op(const ms_op_t *op, bson_error_t *error)
         return true;
     }
     if (!op->full_document) {
-        return ms_set_error(error, 2, "journal entry without a document");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "journal entry without a document");
     }
     ms_doc_t *doc = ms_doc_new(op->full_document);
     bool ok = rec ? ms_coll_replace(c, rec, doc, error) : ms_coll_insert(c, doc, &rec, error);
@@ -43,7 +43,7 @@ replay_index_op(const ms_op_t *op, bson_error_t *error)
     ms_coll_t *c = ms_store_coll(op->db, op->coll);
     bson_iter_t it;
     if (!op->spec || !bson_iter_init_find(&it, op->spec, "name") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        return ms_set_error(error, 2, "journal index entry without a name");
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "journal index entry without a name");
     }
     const char *name = bson_iter_utf8(&it, NULL);
     if (op->type == MS_OP_DROP_INDEX) {
@@ -96,7 +96,8 @@ replay_coll_mod(const ms_op_t *op, bson_error_t *error)
     }
     if (!c || !op->spec || !bson_iter_init_find(&it, op->spec, "index") ||
         !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &index)) {
-        return ms_set_error(error, 2, "journal collMod entry without its collection or index");
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "journal collMod entry without its collection or index");
     }
     int64_t secs = -1;
     while (bson_iter_next(&index)) {
@@ -115,7 +116,8 @@ replay_coll_mod(const ms_op_t *op, bson_error_t *error)
         }
     }
     if (!ix || secs < 0) {
-        return ms_set_error(error, 2, "journal collMod entry names no index or no TTL");
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "journal collMod entry names no index or no TTL");
     }
     ms_index_set_ttl(ix, secs);
     return true;
@@ -152,12 +154,13 @@ ms_store_replay(const ms_op_t *op, bson_error_t *error)
         return replay_coll_mod(op, error);
     case MS_OP_RETRY_RESULT:
         if (!op->lsid || !op->spec) {
-            return ms_set_error(error, 2, "journal retryable write result without its session");
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "journal retryable write result without its session");
         }
         ms_session_restore_retry(op->lsid, op->txn_number, op->spec);
         return true;
     }
-    return ms_set_error(error, 2, "unknown journal operation %d", (int)op->type);
+    return ms_set_error(error, MS_ERR_BAD_VALUE, "unknown journal operation %d", (int)op->type);
 }
 
 bool

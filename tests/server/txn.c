@@ -179,7 +179,7 @@ ms_txn_view(ms_txn_t *t, const char *db, const char *coll, bool create, bson_err
         ms_txn_record(t, MS_OP_CREATE, db, coll, NULL, NULL, NULL);
     }
     if (!v->view) {
-        ms_set_error(error, 26, "ns not found");
+        ms_set_error(error, MS_ERR_NAMESPACE_NOT_FOUND, "ns not found");
     }
     return v->view;
 }
@@ -190,7 +190,8 @@ conflict(ms_txn_t *t, bson_error_t *error)
     /* The running command may still hold pointers into the snapshot: freed at session end. */
     txn_deactivate(t);
     t->state = TXN_ABORTED;
-    return ms_set_error(error, 112, "WriteConflict error: this operation conflicted with another "
+    return ms_set_error(error, MS_ERR_WRITE_CONFLICT,
+                        "WriteConflict error: this operation conflicted with another "
                         "operation. Please retry your operation or multi-document transaction.");
 }
 
@@ -447,7 +448,8 @@ MS_HANDLER(commit_transaction)
         if (c->session && c->session->txn && c->session->txn->state == TXN_COMMITTED) {
             return true; /* retried commit */
         }
-        return ms_set_error(error, 251, "commitTransaction must be run within a transaction");
+        return ms_set_error(error, MS_ERR_NO_SUCH_TRANSACTION,
+                            "commitTransaction must be run within a transaction");
     }
     return txn_commit(c->txn, error);
 }
@@ -460,7 +462,8 @@ MS_HANDLER(abort_transaction)
         return false;
     }
     if (!c->txn) {
-        return ms_set_error(error, 251, "abortTransaction must be run within a transaction");
+        return ms_set_error(error, MS_ERR_NO_SUCH_TRANSACTION,
+                            "abortTransaction must be run within a transaction");
     }
     ms__txn_end(c->txn, TXN_ABORTED);
     return true;

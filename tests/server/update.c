@@ -96,17 +96,17 @@ mod_add(mods_t *m, mod_kind_t kind, const char *op, const char *field, const bso
     mod->arg = &mod->argv;
     mod->is_rename_target = rename_target;
     if (*field == '\0') {
-        return ms_set_error(error, 56, "An empty update path is not valid.");
+        return ms_set_error(error, MS_ERR_EMPTY_FIELD_NAME, "An empty update path is not valid.");
     }
     if (!ms__path_init(&mod->path, field)) {
-        return ms_set_error(error, 56,
+        return ms_set_error(error, MS_ERR_EMPTY_FIELD_NAME,
                             "The update path '%s' contains an empty field name, which is not "
                             "allowed.",
                             field);
     }
     for (size_t i = 0; i < mod->path.n; i++) {
         if (mod->path.parts[i][0] == '$' && kind != M_UNSET) {
-            return ms_set_error(error, 52,
+            return ms_set_error(error, MS_ERR_DOLLAR_PREFIXED_FIELD_NAME,
                                 "The dollar ($) prefixed field '%s' in '%s' is not valid for "
                                 "storage.",
                                 mod->path.parts[i], field);
@@ -139,24 +139,32 @@ validate_each(const char *op, const char *field, const bson_value_t *arg, bson_e
         if (strcmp(k, "$each") == 0) {
             has_each = true;
             if (v->value_type != BSON_TYPE_ARRAY) {
-                return ms_set_error(error, 2, "The argument to $each in %s must be an array but it was of type: %s",
-                                    op, ms__type_name(v->value_type));
+                return ms_set_error(
+                    error, MS_ERR_BAD_VALUE,
+                    "The argument to $each in %s must be an array but it was of type: %s", op,
+                    ms__type_name(v->value_type));
             }
         } else if (strcmp(op, "$push") == 0 && strcmp(k, "$slice") == 0) {
             if (!ms__is_number(v->value_type)) {
-                return ms_set_error(error, 2, "The value for $slice must be an integer value but was given type: %s",
-                                    ms__type_name(v->value_type));
+                return ms_set_error(
+                    error, MS_ERR_BAD_VALUE,
+                    "The value for $slice must be an integer value but was given type: %s",
+                    ms__type_name(v->value_type));
             }
         } else if (strcmp(op, "$push") == 0 && strcmp(k, "$position") == 0) {
             if (!ms__is_number(v->value_type)) {
-                return ms_set_error(error, 2, "The value for $position must be an integer value, not of type: %s",
-                                    ms__type_name(v->value_type));
+                return ms_set_error(
+                    error, MS_ERR_BAD_VALUE,
+                    "The value for $position must be an integer value, not of type: %s",
+                    ms__type_name(v->value_type));
             }
         } else if (strcmp(op, "$push") == 0 && strcmp(k, "$sort") == 0) {
             bool ok = v->value_type == BSON_TYPE_DOCUMENT ||
                       (ms__is_number(v->value_type) && fabs(ms__num_as_double(v)) == 1);
             if (!ok) {
-                return ms_set_error(error, 2, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields");
+                return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                    "The $sort is invalid: use 1/-1 to sort the whole element, or "
+                                    "{field:1/-1} to sort embedded fields");
             }
             if (v->value_type == BSON_TYPE_DOCUMENT) {
                 bson_t spec;
@@ -166,11 +174,11 @@ validate_each(const char *op, const char *field, const bson_value_t *arg, bson_e
                 }
             }
         } else {
-            return ms_set_error(error, 2, "Unrecognized clause in %s: %s", op, k);
+            return ms_set_error(error, MS_ERR_BAD_VALUE, "Unrecognized clause in %s: %s", op, k);
         }
     }
     (void)field;
-    return has_each || ms_set_error(error, 2, "%s modifiers need $each", op);
+    return has_each || ms_set_error(error, MS_ERR_BAD_VALUE, "%s modifiers need $each", op);
 }
 
 static bool
@@ -189,7 +197,7 @@ validate_arg(const mod_t *mod, bson_error_t *error)
     case M_INC:
     case M_MUL:
         if (!ms__is_number(arg->value_type)) {
-            return field_error(error, 14,
+            return field_error(error, MS_ERR_TYPE_MISMATCH,
                                mod->kind == M_INC ? "Cannot increment with non-numeric argument: "
                                                   : "Cannot multiply with non-numeric argument: ",
                                mod->field, arg);
@@ -207,18 +215,23 @@ validate_arg(const mod_t *mod, bson_error_t *error)
                  strcmp(t.value.v_utf8.str, "timestamp") == 0)) {
                 return true;
             }
-            return ms_set_error(error, 2, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}");
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "The '$type' string field is required to be 'date' or 'timestamp': "
+                                "{$currentDate: {field : {$type: 'date'}}}");
         }
-        return ms_set_error(error, 2, "%s is not valid type for $currentDate. Please use a boolean ('true') or a $type expression ({$type: 'timestamp/date'}).",
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "%s is not valid type for $currentDate. Please use a boolean ('true') "
+                            "or a $type expression ({$type: 'timestamp/date'}).",
                             ms__type_name(arg->value_type));
     case M_RENAME:
         if (arg->value_type != BSON_TYPE_UTF8) {
-            return field_error(error, 2, "The 'to' field for $rename must be a string: ", mod->field,
-                               arg);
+            return field_error(error, MS_ERR_BAD_VALUE,
+                               "The 'to' field for $rename must be a string: ", mod->field, arg);
         }
         if (strcmp(arg->value.v_utf8.str, mod->field) == 0) {
-            return field_error(error, 2, "The source and target field for $rename must differ: ",
-                               mod->field, arg);
+            return field_error(error, MS_ERR_BAD_VALUE,
+                               "The source and target field for $rename must differ: ", mod->field,
+                               arg);
         }
         return true;
     case M_PUSH:
@@ -226,7 +239,8 @@ validate_arg(const mod_t *mod, bson_error_t *error)
         return !uses_each(arg) || validate_each(mod->op, mod->field, arg, error);
     case M_PULL_ALL:
         if (arg->value_type != BSON_TYPE_ARRAY) {
-            return ms_set_error(error, 2, "$pullAll requires an array argument but was given a %s",
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "$pullAll requires an array argument but was given a %s",
                                 ms__type_name(arg->value_type));
         }
         return true;
@@ -234,7 +248,7 @@ validate_arg(const mod_t *mod, bson_error_t *error)
         double d = ms__num_as_double(arg);
         if (!ms__is_number(arg->value_type) || (d != 1 && d != -1)) {
             char *json = ms__value_json(arg);
-            ms_set_error(error, 9, "$pop expects 1 or -1, found: %s", json);
+            ms_set_error(error, MS_ERR_FAILED_TO_PARSE, "$pop expects 1 or -1, found: %s", json);
             bson_free(json);
             return false;
         }
@@ -315,7 +329,8 @@ sort_and_check(mods_t *m, mod_t **order, bson_error_t *error)
         if (is_prefix(&order[i - 1]->path, &order[i]->path)) {
             const mod_t *shorter = order[i - 1], *longer = order[i];
             const mod_t *later = shorter < longer ? longer : shorter;
-            return ms_set_error(error, 40, "Updating the path '%s' would create a conflict at '%s'",
+            return ms_set_error(error, MS_ERR_CONFLICTING_UPDATE_OPERATORS,
+                                "Updating the path '%s' would create a conflict at '%s'",
                                 later->field, shorter->field);
         }
     }
@@ -333,14 +348,14 @@ parse_operators(const bson_value_t *update, mods_t *m, bson_error_t *error)
         mod_kind_t kind;
         bson_iter_t f;
         if (!lookup_modifier(op, &kind)) {
-            return ms_set_error(error, 9,
+            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
                                 "Unknown modifier: %s. Expected a valid update modifier or "
                                 "pipeline-style update specified as an array",
                                 op);
         }
         if (fields->value_type != BSON_TYPE_DOCUMENT) {
             char *json = ms__value_json(fields);
-            ms_set_error(error, 9,
+            ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
                          "Modifiers operate on fields but we found type %s instead. For example: "
                          "{$mod: {<field>: ...}} not {%s: %s}",
                          ms__type_name(fields->value_type), op, json);
@@ -375,7 +390,7 @@ check_replacement(const bson_value_t *update, bson_error_t *error)
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
         if (k[0] == '$') {
-            return ms_set_error(error, 52,
+            return ms_set_error(error, MS_ERR_DOLLAR_PREFIXED_FIELD_NAME,
                                 "The dollar ($) prefixed field '%s' in '%s' is not allowed in the "
                                 "context of an update's replacement document. Consider using an "
                                 "aggregation pipeline with $replaceWith.",
@@ -396,7 +411,8 @@ ms_update_classify(const bson_value_t *update, ms_update_kind_t *kind, bson_erro
         return ms__update_pipeline_validate(&pipeline, error);
     }
     if (update->value_type != BSON_TYPE_DOCUMENT) {
-        return ms_set_error(error, 9, "Update argument must be either an object or an array");
+        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
+                            "Update argument must be either an object or an array");
     }
     bson_iter_init_from_data(&it, update->value.v_doc.data, update->value.v_doc.data_len);
     if (!bson_iter_next(&it) || bson_iter_key(&it)[0] != '$') {
@@ -423,7 +439,8 @@ not_viable(bson_error_t *error, const char *comp, const char *parent_key, const 
     bson_value_t v;
     ms__node_to_value(parent, &v);
     char *json = ms__value_json(&v);
-    ms_set_error(error, 28, "Cannot create field '%s' in element {%s: %s}", comp, parent_key, json);
+    ms_set_error(error, MS_ERR_PATH_NOT_VIABLE, "Cannot create field '%s' in element {%s: %s}",
+                 comp, parent_key, json);
     bson_free(json);
     bson_value_destroy(&v);
     return false;
@@ -541,7 +558,7 @@ apply_arith(const apply_t *ap, const mod_t *mod, ms_node_t *parent, const char *
     bson_value_t result;
     if (cur && !ms__is_number(cur->type)) {
         char *id = id_json(ap);
-        ms_set_error(error, 14,
+        ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                      "Cannot apply %s to a value of non-numeric type. %s has the field '%s' of "
                      "non-numeric type %s",
                      mod->op, id, key, ms__type_name(cur->type));
@@ -582,18 +599,20 @@ array_or_missing(const apply_t *ap, const mod_t *mod, ms_node_t *parent, const c
     }
     char *id = id_json(ap);
     if (mod->kind == M_PUSH) {
-        ms_set_error(error, 2, "The field '%s' must be an array but is of type %s in document %s",
-                     key, ms__type_name(cur->type), id);
+        ms_set_error(error, MS_ERR_BAD_VALUE,
+                     "The field '%s' must be an array but is of type %s in document %s", key,
+                     ms__type_name(cur->type), id);
     } else if (mod->kind == M_ADD_TO_SET) {
-        ms_set_error(error, 2,
+        ms_set_error(error, MS_ERR_BAD_VALUE,
                      "Cannot apply $addToSet to non-array field. Field named '%s' has non-array "
                      "type %s",
                      key, ms__type_name(cur->type));
     } else if (mod->kind == M_POP) {
-        ms_set_error(error, 14, "Path '%s' contains an element of non-array type '%s'", mod->field,
+        ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                     "Path '%s' contains an element of non-array type '%s'", mod->field,
                      ms__type_name(cur->type));
     } else {
-        ms_set_error(error, 2, "Cannot apply %s to a non-array value", mod->op);
+        ms_set_error(error, MS_ERR_BAD_VALUE, "Cannot apply %s to a non-array value", mod->op);
     }
     bson_free(id);
     return false;
@@ -946,7 +965,7 @@ apply_operators(const bson_value_t *update, const bson_t *doc, bool is_upsert_in
     bson_destroy(out);
     ms__node_to_bson(ap.doc, out);
     if (!id_unchanged(doc, out, &had_id)) {
-        ms_set_error(error, 66,
+        ms_set_error(error, MS_ERR_IMMUTABLE_FIELD,
                      "Performing an update on the path '_id' would modify the immutable field "
                      "'_id'");
         goto done;
@@ -975,7 +994,7 @@ finish_whole_document(const bson_t *doc, ms_node_t *repl, bson_t *out, bson_erro
             bool same = new_id.value_type == old_id.value_type && ms_value_cmp(&new_id, &old_id) == 0;
             if (!same) {
                 char *json = ms__value_json(&new_id);
-                ms_set_error(error, 66,
+                ms_set_error(error, MS_ERR_IMMUTABLE_FIELD,
                              "After applying the update, the (immutable) field '_id' was found "
                              "to have been altered to _id: %s",
                              json);
@@ -1043,14 +1062,14 @@ seed_field(ms_node_t *seed, const char *path, const bson_value_t *v, bson_error_
     }
     ms_node_t *parent = resolve_parent(seed, &p, true, &failed, error);
     if (!parent) {
-        ms_set_error(error, 54, "cannot infer query fields to set, path '%s' is matched twice",
-                     path);
+        ms_set_error(error, MS_ERR_NOT_SINGLE_VALUE_FIELD,
+                     "cannot infer query fields to set, path '%s' is matched twice", path);
         goto done;
     }
     const char *key = p.parts[p.n - 1];
     if (ms__node_find(parent, key, strlen(key)) >= 0) {
-        ms_set_error(error, 54, "cannot infer query fields to set, path '%s' is matched twice",
-                     path);
+        ms_set_error(error, MS_ERR_NOT_SINGLE_VALUE_FIELD,
+                     "cannot infer query fields to set, path '%s' is matched twice", path);
         goto done;
     }
     set_child(parent, key, ms__node_from_value(v));

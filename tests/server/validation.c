@@ -69,8 +69,10 @@ check_enum(const ms_cmd_t *c, const bson_iter_t *it, const char *const *values,
 {
     const char *k = bson_iter_key(it);
     if (!BSON_ITER_HOLDS_UTF8(it)) {
-        return ms_set_error(error, 14, "BSON field '%s.%s' is the wrong type '%s', expected type "
-                            "'string'", c->name, k, idl_type_name(it));
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.%s' is the wrong type '%s', expected type "
+                            "'string'",
+                            c->name, k, idl_type_name(it));
     }
     const char *v = bson_iter_utf8(it, NULL);
     for (int i = 0; values[i]; i++) {
@@ -78,8 +80,9 @@ check_enum(const ms_cmd_t *c, const bson_iter_t *it, const char *const *values,
             return true;
         }
     }
-    return ms_set_error(error, 2, "Enumeration value '%s' for field '%s.%s' is not a valid value.",
-                        v, c->name, k);
+    return ms_set_error(error, MS_ERR_BAD_VALUE,
+                        "Enumeration value '%s' for field '%s.%s' is not a valid value.", v,
+                        c->name, k);
 }
 
 /* CollectionImpl::parseValidator: not on the internal databases, and it must parse. */
@@ -91,8 +94,10 @@ check_validator(const char *db, const char *coll, const bson_t *validator, bson_
         return true;
     }
     if (strcmp(db, "admin") == 0 || strcmp(db, "local") == 0 || strcmp(db, "config") == 0) {
-        return ms_set_error(error, 72, "Document validators are not allowed on collection %s.%s "
-                            "in the %s internal database", db, coll, db);
+        return ms_set_error(error, MS_ERR_INVALID_OPTIONS,
+                            "Document validators are not allowed on collection %s.%s "
+                            "in the %s internal database",
+                            db, coll, db);
     }
     ms_matcher_t *m = ms_matcher_new(validator, &why);
     if (!m) {
@@ -118,8 +123,10 @@ ms_validation_parse(const ms_cmd_t *c, const char *coll, bson_t *out, bson_error
             uint32_t len;
             const uint8_t *data;
             if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
-                return ms_set_error(error, 14, "BSON field '%s.validator' is the wrong type '%s', "
-                                    "expected type 'object'", c->name, idl_type_name(&it));
+                return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                                    "BSON field '%s.validator' is the wrong type '%s', "
+                                    "expected type 'object'",
+                                    c->name, idl_type_name(&it));
             }
             bson_iter_document(&it, &len, &data);
             bson_init_static(&validator, data, len);
@@ -236,5 +243,5 @@ ms_validation_check(const ms_coll_t *c, const bson_t *old, const bson_t *doc, bs
     bson_append_document_end(&info, &err);
     ms_error_info_set(&info);
     bson_destroy(&info);
-    return ms_set_error(error, 121, "Document failed validation");
+    return ms_set_error(error, MS_ERR_DOCUMENT_VALIDATION_FAILURE, "Document failed validation");
 }

@@ -323,18 +323,20 @@ ms__type_parse(const bson_value_t *v, int *type, bson_error_t *error)
                 return true;
             }
         }
-        return ms_set_error(error, 2, "Unknown type name alias: %s", v->value.v_utf8.str);
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "Unknown type name alias: %s",
+                            v->value.v_utf8.str);
     }
     if (!ms__is_number(v->value_type)) {
-        return ms_set_error(error, 2, "type must be represented as a number or a string");
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "type must be represented as a number or a string");
     }
     double d = ms__num_as_double(v);
     int code = (int)d;
     if ((double)code != d) {
-        return ms_set_error(error, 2, "Invalid numerical type code: %g", d);
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "Invalid numerical type code: %g", d);
     }
     if (!type_code_valid(code)) {
-        return ms_set_error(error, 2, "Invalid numerical type code: %d", code);
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "Invalid numerical type code: %d", code);
     }
     *type = code == -1 ? BSON_TYPE_MINKEY : code == 127 ? BSON_TYPE_MAXKEY : code;
     return true;

@@ -138,7 +138,7 @@ ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error)
     ms_coll_t *c = ms_store_coll(w->db, coll);
     if (c || !create) {
         if (!c) {
-            ms_set_error(error, 26, "ns not found");
+            ms_set_error(error, MS_ERR_NAMESPACE_NOT_FOUND, "ns not found");
         }
         return c;
     }
