@@ -558,16 +558,23 @@ apply_fail_point(ms_cmd_t *c, const char *raw_name, run_state_t *st, bson_error_
     return false;
 }
 
-/* MONGOQ_TEST_SERVER_TRACE=1 logs every command and reply (debugging aid). */
+/* MONGOQ_TEST_SERVER_TRACE=1 logs every command and reply (debugging aid). Read once, by
+ * whichever connection thread comes first; pthread_once orders it before every later read. */
+static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
+static bool trace_enabled;
+
+static void
+trace_init(void)
+{
+    const char *v = getenv("MONGOQ_TEST_SERVER_TRACE");
+    trace_enabled = v && *v && strcmp(v, "0") != 0;
+}
+
 static void
 trace(const bson_t *cmd, const bson_t *reply)
 {
-    static int enabled = -1;
-    if (enabled < 0) {
-        const char *v = getenv("MONGOQ_TEST_SERVER_TRACE");
-        enabled = v && *v && strcmp(v, "0") != 0;
-    }
-    if (!enabled) {
+    pthread_once(&trace_once, trace_init);
+    if (!trace_enabled) {
         return;
     }
     char *a = bson_as_relaxed_extended_json(cmd, NULL);
