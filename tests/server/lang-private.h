@@ -1,6 +1,6 @@
 /*
- * mongoq-test-server: internals shared by the language files (value.c, match.c, update.c,
- * expr.c, pipeline.c, project.c). Not used by the command layer.
+ * mongoq-test-server: internals shared by the language files (the LANG_SOURCES of
+ * CMakeLists.txt). Not used by the command layer.
  */
 #ifndef MS_LANG_PRIVATE_H
 #define MS_LANG_PRIVATE_H
@@ -52,6 +52,10 @@ void
 ms__stable_sort(void **items, size_t n, ms_cmp_fn cmp, void *ctx);
 
 /* ---- matcher internals (match.c) ------------------------------------------------------- */
+
+/* A document whose first key starts with '$' ({$gt: 1}): operators, not a value to equal. */
+bool
+ms__is_operator_doc(const bson_value_t *v);
 
 /* A condition on a value ({$gte: 6}, as in $pull and $elemMatch) or equality with a value. */
 ms_matcher_t *
