@@ -17,6 +17,7 @@
  *
  * Every wait is on the monotonic clock (the condition variables are made with CLOCK_MONOTONIC).
  */
+#include "mongoq/limits.h"
 #include "worker-private.h"
 
 #include <errno.h>
@@ -37,7 +38,8 @@
 #include "queue-private.h"
 
 #define MAX_THREADS 256
-#define MAX_BATCH 1000
+/* A thread's consumer name is "<name>:<thread>": room for the suffix within the name limit. */
+#define MAX_NAME_PREFIX_BYTES (MONGOQ_MAX_NAME_BYTES - 8)
 #define KEEPER_GRACE_MS 500 /* stop waits this long past its timeout for the keeper */
 
 void
@@ -90,10 +92,16 @@ check_opts(const mongoq_worker_opts_t *opts, bson_error_t *error)
         why = "handler is required";
     } else if (opts->threads < 0 || opts->threads > MAX_THREADS) {
         why = "threads must be 0 (default 1) to 256";
-    } else if (opts->lease_ms < 0) {
-        why = "lease_ms must not be negative";
-    } else if (opts->batch < 0 || opts->batch > MAX_BATCH) {
-        why = "batch must be 0 (default 1) to 1000";
+    } else if (opts->lease_ms < 0 || opts->lease_ms > MONGOQ_MAX_DURATION_MS) {
+        why = "lease_ms must be 0 (the queue's) to MONGOQ_MAX_DURATION_MS";
+    } else if (opts->heartbeat_ms > MONGOQ_MAX_DURATION_MS) {
+        why = "heartbeat_ms must be at most MONGOQ_MAX_DURATION_MS (negative: none)";
+    } else if (opts->batch < 0 || opts->batch > MONGOQ_MAX_BATCH) {
+        why = "batch must be 0 (default 1) to MONGOQ_MAX_BATCH (1000)";
+    } else if (opts->name && (!*opts->name || strlen(opts->name) > MAX_NAME_PREFIX_BYTES ||
+                              !bson_utf8_validate(opts->name, strlen(opts->name), false))) {
+        why = "name must be valid UTF-8 of 1 to MONGOQ_MAX_NAME_BYTES - 8 bytes (the thread "
+              "number is appended)";
     }
     if (why) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG, "worker: %s", why);
@@ -106,7 +114,7 @@ static bool
 open_pipe(int fds[2], bson_error_t *error)
 {
     if (pipe(fds) != 0) {
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_SYSTEM,
                        "worker: cannot create a pipe: %s", strerror(errno));
         return false;
     }
@@ -244,7 +252,7 @@ start_handlers(mongoq_worker_t *w, bson_error_t *error)
             pthread_mutex_lock(&w->mu);
             w->running--;
             pthread_mutex_unlock(&w->mu);
-            bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_STOPPED,
+            bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_SYSTEM,
                            "worker: cannot start handler thread %d", i);
             return false; /* those already started stop as on mongoq_worker_stop */
         }
@@ -259,7 +267,7 @@ start_keeper(mongoq_worker_t *w, bson_error_t *error)
     w->keeper_running = 1; /* no other thread runs yet */
     if (pthread_create(&w->keeper, NULL, mongoq__worker_keeper_main, w) != 0) {
         w->keeper_running = 0;
-        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_STOPPED,
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_SYSTEM,
                        "worker: cannot start the heartbeat thread");
         return false;
     }

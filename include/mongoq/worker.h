@@ -102,13 +102,17 @@ typedef struct {
     mongoq_handler_fn handler; /* required */
     void *user_data;           /* passed to handler and on_outcome */
     int32_t threads;           /* handler threads: default 1, at most 256 */
-    int64_t lease_ms;          /* lease per claim: default the queue's */
+    int64_t lease_ms;          /* lease per claim: default the queue's; at most
+                                  MONGOQ_MAX_DURATION_MS */
     int32_t batch;             /* messages claimed per round trip per thread: default 1 (max
                                   1000). 1 claims with one retryable findAndModify; more with
                                   mongoq_consumer_claim_many */
     int64_t heartbeat_ms;      /* extend the lease this often while a handler runs: default
-                                  lease_ms / 3; negative: no heartbeat */
-    const char *name;          /* consumer name prefix; default "<host>:<pid>". Copied. */
+                                  lease_ms / 3; negative: no heartbeat; at most
+                                  MONGOQ_MAX_DURATION_MS */
+    const char *name;          /* consumer name prefix (":<thread>" is appended), valid UTF-8
+                                  of at most MONGOQ_MAX_NAME_BYTES - 8 bytes; default
+                                  "<host>:<pid>". Copied. */
     /* version 2 */
     mongoq_outcome_fn on_outcome; /* NULL: none */
 } mongoq_worker_opts_t;

@@ -425,6 +425,20 @@ Test(worker, invalid_options_are_refused)
     opts.batch = 1;
     opts.lease_ms = -1;
     cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    opts.lease_ms = MONGOQ_MAX_DURATION_MS + 1;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    opts.lease_ms = 0;
+    opts.heartbeat_ms = MONGOQ_MAX_DURATION_MS + 1;
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    opts.heartbeat_ms = 0;
+    char name[MONGOQ_MAX_NAME_BYTES];
+    memset(name, 'w', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    opts.name = name; /* no room left for ":<thread>" */
+    cr_assert_null(mongoq_worker_new(e.queue, &opts, &error));
+    cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    opts.name = NULL;
     cr_assert_null(mongoq_worker_new(e.queue, NULL, &error));
 
     world_rec_t rec;
