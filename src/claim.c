@@ -33,17 +33,8 @@ static void
 build_due_filter(const mongoq_consumer_t *consumer, int64_t server_now, const bson_value_t *pin,
                  bson_t *filter)
 {
-    bson_t range, expr, args, nin;
-    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
-    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &range);
-    BSON_APPEND_DATE_TIME(&range, "$lte", server_now + MONGOQ__CLOCK_SLACK_MS);
-    bson_append_document_end(filter, &range);
-    BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
-    BSON_APPEND_ARRAY_BEGIN(&expr, "$lte", &args);
-    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_RUN_AT);
-    BSON_APPEND_UTF8(&args, "1", "$$NOW");
-    bson_append_array_end(&expr, &args);
-    bson_append_document_end(filter, &expr);
+    bson_t nin;
+    mongoq__document_append_due(filter, server_now);
     if (pin) {
         BSON_APPEND_VALUE(filter, MONGOQ__F_ID, pin);
     } else if (consumer->n_skipped > 0) {

@@ -84,4 +84,14 @@ void mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms);
 void mongoq__document_append_unset(bson_t *pipeline, const char *index, const char *const *fields,
                                    size_t n);
 
+/*
+ * Appends the filter of a ready message due on the server's clock:
+ * {status: ready, run_at: {$lte: server_now + MONGOQ__CLOCK_SLACK_MS}, $expr: {$lte: ["$run_at",
+ * "$$NOW"]}}. The range lets the claim index serve it; the $expr decides on the server's clock.
+ */
+void mongoq__document_append_due(bson_t *filter, int64_t server_now);
+
+/* Appends {projection: {fields[0]: 1, ...}} to a find's options. */
+void mongoq__document_append_projection(bson_t *opts, const char *const *fields, size_t n);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "fields.h"
 #include "mongoq/error.h"
+#include "clock-private.h"
 #include "mongoq/limits.h"
 
 static bool
@@ -393,4 +394,31 @@ mongoq__document_append_unset(bson_t *pipeline, const char *index, const char *c
     }
     bson_append_array_end(&stage, &list);
     bson_append_document_end(pipeline, &stage);
+}
+
+void
+mongoq__document_append_due(bson_t *filter, int64_t server_now)
+{
+    bson_t range, expr, args;
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &range);
+    BSON_APPEND_DATE_TIME(&range, "$lte", server_now + MONGOQ__CLOCK_SLACK_MS);
+    bson_append_document_end(filter, &range);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
+    BSON_APPEND_ARRAY_BEGIN(&expr, "$lte", &args);
+    BSON_APPEND_UTF8(&args, "0", MONGOQ__P_RUN_AT);
+    BSON_APPEND_UTF8(&args, "1", "$$NOW");
+    bson_append_array_end(&expr, &args);
+    bson_append_document_end(filter, &expr);
+}
+
+void
+mongoq__document_append_projection(bson_t *opts, const char *const *fields, size_t n)
+{
+    bson_t proj;
+    BSON_APPEND_DOCUMENT_BEGIN(opts, "projection", &proj);
+    for (size_t i = 0; i < n; i++) {
+        BSON_APPEND_INT32(&proj, fields[i], 1);
+    }
+    bson_append_document_end(opts, &proj);
 }

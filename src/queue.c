@@ -198,23 +198,68 @@ mongoq__queue_next_serial(void)
 
 /* ---- indexes ------------------------------------------------------------------------------ */
 
-/* Appends {key: keys, name, ...options} as indexes[i]; takes ownership of keys and options. */
+/* One index: its name, key fields with directions, and a function appending its options. */
+typedef struct {
+    const char *name;
+    const char *fields[4];
+    int32_t directions[4];
+    void (*options)(const mongoq_queue_t *queue, bson_t *index);
+} index_spec_t;
+
+/* Only unfinished messages carry dedup_key (see fields.h for why not a status filter). */
 static void
-add_index(bson_t *indexes, uint32_t i, const char *name, bson_t *keys, bson_t *options)
+dedup_options(const mongoq_queue_t *queue, bson_t *index)
+{
+    bson_t partial, exists;
+    (void)queue;
+    BSON_APPEND_BOOL(index, "unique", true);
+    BSON_APPEND_DOCUMENT_BEGIN(index, "partialFilterExpression", &partial);
+    BSON_APPEND_DOCUMENT_BEGIN(&partial, MONGOQ__F_DEDUP_KEY, &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", true);
+    bson_append_document_end(&partial, &exists);
+    bson_append_document_end(index, &partial);
+}
+
+static void
+done_ttl_options(const mongoq_queue_t *queue, bson_t *index)
+{
+    bson_t partial;
+    BSON_APPEND_INT64(index, "expireAfterSeconds", queue->opts.retention_s);
+    BSON_APPEND_DOCUMENT_BEGIN(index, "partialFilterExpression", &partial);
+    BSON_APPEND_UTF8(&partial, MONGOQ__F_STATUS, MONGOQ__S_DONE);
+    bson_append_document_end(index, &partial);
+}
+
+static const index_spec_t INDEXES[] = {
+    /* Equality (status), sort (priority desc, run_at, _id), range (run_at): ESR order. */
+    {INDEX_CLAIM,
+     {MONGOQ__F_STATUS, MONGOQ__F_PRIORITY, MONGOQ__F_RUN_AT, MONGOQ__F_ID},
+     {1, -1, 1, 1},
+     NULL},
+    {INDEX_LEASE, {MONGOQ__F_STATUS, MONGOQ__F_LEASE_EXPIRES_AT}, {1, 1}, NULL},
+    {INDEX_DEDUP, {MONGOQ__F_DEDUP_KEY}, {1}, dedup_options},
+    /* Last: only with MONGOQ_ACK_KEEP. */
+    {INDEX_DONE_TTL, {MONGOQ__F_DONE_AT}, {1}, done_ttl_options},
+};
+
+static void
+append_index(const mongoq_queue_t *queue, bson_t *indexes, uint32_t i, const index_spec_t *spec)
 {
     char key[16];
     const char *k;
-    bson_t index;
+    bson_t index, keys;
     bson_uint32_to_string(i, &k, key, sizeof key);
     BSON_APPEND_DOCUMENT_BEGIN(indexes, k, &index);
-    BSON_APPEND_DOCUMENT(&index, "key", keys);
-    BSON_APPEND_UTF8(&index, "name", name);
-    if (options) {
-        bson_concat(&index, options);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    for (size_t f = 0; f < 4 && spec->fields[f]; f++) {
+        BSON_APPEND_INT32(&keys, spec->fields[f], spec->directions[f]);
+    }
+    bson_append_document_end(&index, &keys);
+    BSON_APPEND_UTF8(&index, "name", spec->name);
+    if (spec->options) {
+        spec->options(queue, &index);
     }
     bson_append_document_end(indexes, &index);
-    bson_destroy(keys);
-    bson_destroy(options);
 }
 
 /* The createIndexes command; field names come from fields.h. */
@@ -222,24 +267,14 @@ static void
 build_create_indexes(const mongoq_queue_t *queue, bson_t *cmd)
 {
     bson_t indexes;
+    size_t n = sizeof INDEXES / sizeof INDEXES[0];
+    if (queue->opts.ack_mode != MONGOQ_ACK_KEEP) {
+        n--; /* no done messages are kept: no TTL index */
+    }
     BSON_APPEND_UTF8(cmd, "createIndexes", queue->name);
     BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &indexes);
-    /* Equality (status), sort (priority desc, run_at, _id), range (run_at): ESR order. */
-    add_index(&indexes, 0, INDEX_CLAIM,
-              BCON_NEW(MONGOQ__F_STATUS, BCON_INT32(1), MONGOQ__F_PRIORITY, BCON_INT32(-1),
-                       MONGOQ__F_RUN_AT, BCON_INT32(1), MONGOQ__F_ID, BCON_INT32(1)),
-              NULL);
-    add_index(&indexes, 1, INDEX_LEASE,
-              BCON_NEW(MONGOQ__F_STATUS, BCON_INT32(1), MONGOQ__F_LEASE_EXPIRES_AT, BCON_INT32(1)),
-              NULL);
-    /* Only unfinished messages carry dedup_key (see fields.h for why not a status filter). */
-    add_index(&indexes, 2, INDEX_DEDUP, BCON_NEW(MONGOQ__F_DEDUP_KEY, BCON_INT32(1)),
-              BCON_NEW("unique", BCON_BOOL(true), "partialFilterExpression", "{",
-                       MONGOQ__F_DEDUP_KEY, "{", "$exists", BCON_BOOL(true), "}", "}"));
-    if (queue->opts.ack_mode == MONGOQ_ACK_KEEP) {
-        add_index(&indexes, 3, INDEX_DONE_TTL, BCON_NEW(MONGOQ__F_DONE_AT, BCON_INT32(1)),
-                  BCON_NEW("expireAfterSeconds", BCON_INT64(queue->opts.retention_s),
-                           "partialFilterExpression", "{", MONGOQ__F_STATUS, MONGOQ__S_DONE, "}"));
+    for (size_t i = 0; i < n; i++) {
+        append_index(queue, &indexes, (uint32_t)i, &INDEXES[i]);
     }
     bson_append_array_end(cmd, &indexes);
 }

@@ -14,23 +14,53 @@
  *            next_run_at: {$min: "$run_at"}}}]
  * "Due" is decided on the server's clock; $min ignores the nulls of messages not yet due.
  */
+/* {$cond: [{<cmp>: ["$run_at", "$$NOW"]}, then, else]}: then is a number, or a field path */
+static void
+append_due_cond(bson_t *doc, const char *key, const char *cmp, const bson_value_t *then,
+                const bson_value_t *otherwise)
+{
+    bson_t cond, args, test, operands;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &cond);
+    BSON_APPEND_ARRAY_BEGIN(&cond, "$cond", &args);
+    BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &test);
+    BSON_APPEND_ARRAY_BEGIN(&test, cmp, &operands);
+    BSON_APPEND_UTF8(&operands, "0", MONGOQ__P_RUN_AT);
+    BSON_APPEND_UTF8(&operands, "1", "$$NOW");
+    bson_append_array_end(&test, &operands);
+    bson_append_document_end(&args, &test);
+    BSON_APPEND_VALUE(&args, "1", then);
+    BSON_APPEND_VALUE(&args, "2", otherwise);
+    bson_append_array_end(&cond, &args);
+    bson_append_document_end(doc, &cond);
+}
+
 static void
 build_stats_pipeline(bson_t *pipeline)
 {
-    bson_t *built = BCON_NEW(
-        "0", "{", "$group", "{",
-            "_id", MONGOQ__P_STATUS,
-            "n", "{", "$sum", BCON_INT32(1), "}",
-            "delayed", "{", "$sum", "{", "$cond", "[",
-                "{", "$gt", "[", MONGOQ__P_RUN_AT, "$$NOW", "]", "}", BCON_INT32(1), BCON_INT32(0),
-            "]", "}", "}",
-            "oldest_due", "{", "$min", "{", "$cond", "[",
-                "{", "$lte", "[", MONGOQ__P_RUN_AT, "$$NOW", "]", "}", MONGOQ__P_ENQUEUED_AT,
-                BCON_NULL,
-            "]", "}", "}",
-            "next_run_at", "{", "$min", MONGOQ__P_RUN_AT, "}",
-        "}", "}");
-    bson_steal(pipeline, built);
+    bson_value_t one = {.value_type = BSON_TYPE_INT32, .value.v_int32 = 1};
+    bson_value_t zero = {.value_type = BSON_TYPE_INT32, .value.v_int32 = 0};
+    bson_value_t null = {.value_type = BSON_TYPE_NULL};
+    bson_value_t enqueued = {.value_type = BSON_TYPE_UTF8,
+                             .value.v_utf8 = {.str = (char *)MONGOQ__P_ENQUEUED_AT,
+                                              .len = (uint32_t)strlen(MONGOQ__P_ENQUEUED_AT)}};
+    bson_t stage, group, acc;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &group);
+    BSON_APPEND_UTF8(&group, "_id", MONGOQ__P_STATUS);
+    BSON_APPEND_DOCUMENT_BEGIN(&group, "n", &acc);
+    BSON_APPEND_INT32(&acc, "$sum", 1);
+    bson_append_document_end(&group, &acc);
+    BSON_APPEND_DOCUMENT_BEGIN(&group, "delayed", &acc);
+    append_due_cond(&acc, "$sum", "$gt", &one, &zero);
+    bson_append_document_end(&group, &acc);
+    BSON_APPEND_DOCUMENT_BEGIN(&group, "oldest_due", &acc);
+    append_due_cond(&acc, "$min", "$lte", &enqueued, &null);
+    bson_append_document_end(&group, &acc);
+    BSON_APPEND_DOCUMENT_BEGIN(&group, "next_run_at", &acc);
+    BSON_APPEND_UTF8(&acc, "$min", MONGOQ__P_RUN_AT);
+    bson_append_document_end(&group, &acc);
+    bson_append_document_end(&stage, &group);
+    bson_append_document_end(pipeline, &stage);
 }
 
 static int64_t
@@ -88,7 +118,7 @@ mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *out, bson_error_t *err
         return false;
     }
     mongoq_stats_t full = MONGOQ_STATS_INIT, *stats = &full;
-    bson_t pipeline;
+    bson_t pipeline = BSON_INITIALIZER;
     const bson_t *doc;
     stats->oldest_ready_age_ms = -1;
     stats->next_run_at_ms = -1;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "document-private.h"
 #include "fields.h"
 #include "service-private.h"
 
@@ -56,7 +57,8 @@ pause_thread(mongoq__waker_t *w, int64_t ms)
 static void
 refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll)
 {
-    bson_t *filter, *opts;
+    static const char *const run_at_only[] = {MONGOQ__F_RUN_AT};
+    bson_t *filter, *opts, sub;
     const bson_t *doc;
     bson_iter_t it;
     bson_error_t error;
@@ -67,10 +69,17 @@ refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll)
     w->need_next_run_at = false;
     pthread_mutex_unlock(&w->mu);
 
-    filter = BCON_NEW(MONGOQ__F_STATUS, MONGOQ__S_READY, MONGOQ__F_RUN_AT, "{", "$gt",
-                      BCON_DATE_TIME(mongoq__waker_server_now_ms(w)), "}");
-    opts = BCON_NEW("projection", "{", MONGOQ__F_RUN_AT, BCON_INT32(1), "_id", BCON_INT32(0), "}",
-                    "sort", "{", MONGOQ__F_RUN_AT, BCON_INT32(1), "}", "limit", BCON_INT64(1));
+    filter = bson_new();
+    opts = bson_new();
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &sub);
+    BSON_APPEND_DATE_TIME(&sub, "$gt", mongoq__waker_server_now_ms(w));
+    bson_append_document_end(filter, &sub);
+    mongoq__document_append_projection(opts, run_at_only, 1);
+    BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &sub);
+    BSON_APPEND_INT32(&sub, MONGOQ__F_RUN_AT, 1);
+    bson_append_document_end(opts, &sub);
+    BSON_APPEND_INT64(opts, "limit", 1);
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     if (mongoc_cursor_next(cursor, &doc)) {
         if (bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
@@ -98,17 +107,19 @@ take_need_next_run_at(mongoq__waker_t *w)
 static bool
 poll_once(mongoq__waker_t *w, mongoc_collection_t *coll)
 {
+    static const char *const id_only[] = {MONGOQ__F_ID};
     bson_t *filter, *opts;
     const bson_t *doc;
     bson_error_t error;
     mongoc_cursor_t *cursor;
     bool found;
 
-    /* As the claim does: an index bound from the clock estimate, the exact test on $$NOW. */
-    filter = BCON_NEW(MONGOQ__F_STATUS, MONGOQ__S_READY, MONGOQ__F_RUN_AT, "{", "$lte",
-                      BCON_DATE_TIME(mongoq__waker_server_now_ms(w) + MONGOQ__CLOCK_SLACK_MS), "}",
-                      "$expr", "{", "$lte", "[", MONGOQ__P(MONGOQ__F_RUN_AT), "$$NOW", "]", "}");
-    opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1));
+    /* The claim's own filter: an index bound from the clock estimate, the exact test on $$NOW. */
+    filter = bson_new();
+    opts = bson_new();
+    mongoq__document_append_due(filter, mongoq__waker_server_now_ms(w));
+    mongoq__document_append_projection(opts, id_only, 1);
+    BSON_APPEND_INT64(opts, "limit", 1);
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     found = mongoc_cursor_next(cursor, &doc);
     if (!found && mongoc_cursor_error(cursor, &error)) {
@@ -235,23 +246,64 @@ save_token(watch_state_t *st, mongoc_change_stream_t *stream)
  * updates that set status to ready; plus the events that end the stream. The projection keeps
  * _id (the resume token) and what tells a due message from a delayed one.
  */
+static void
+append_ops(bson_t *match, const char *key, const char *const *ops, size_t n)
+{
+    bson_t cond, list;
+    char index[16];
+    const char *k;
+    BSON_APPEND_DOCUMENT_BEGIN(match, key, &cond);
+    BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &list);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, index, sizeof index);
+        BSON_APPEND_UTF8(&list, k, ops[i]);
+    }
+    bson_append_array_end(&cond, &list);
+    bson_append_document_end(match, &cond);
+}
+
+/*
+ * {pipeline: [{$match: {$or: [
+ *     {operationType: {$in: [insert, replace]}, fullDocument.status: ready},
+ *     {operationType: update, updateDescription.updatedFields.status: ready},
+ *     {operationType: {$in: [drop, dropDatabase, rename, invalidate]}}]}},
+ *   {$project: {operationType, wallTime, fullDocument.run_at, updateDescription...run_at}}]}
+ */
 static bson_t *
 watch_pipeline(void)
 {
-    return BCON_NEW(
-        "pipeline", "[",
-        "{", "$match", "{", "$or", "[",
-            "{", "operationType", "{", "$in", "[", "insert", "replace", "]", "}",
-                 "fullDocument." MONGOQ__F_STATUS, MONGOQ__S_READY, "}",
-            "{", "operationType", "update",
-                 "updateDescription.updatedFields." MONGOQ__F_STATUS, MONGOQ__S_READY, "}",
-            "{", "operationType", "{", "$in", "[", "drop", "dropDatabase", "rename", "invalidate",
-                 "]", "}", "}",
-        "]", "}", "}",
-        "{", "$project", "{", "operationType", BCON_INT32(1), "wallTime", BCON_INT32(1),
-                 "fullDocument." MONGOQ__F_RUN_AT, BCON_INT32(1),
-                 "updateDescription.updatedFields." MONGOQ__F_RUN_AT, BCON_INT32(1), "}", "}",
-        "]");
+    static const char *const writes[] = {"insert", "replace"};
+    static const char *const ends[] = {"drop", "dropDatabase", "rename", "invalidate"};
+    bson_t *doc = bson_new();
+    bson_t pipeline, stage, match, or, clause, project;
+    BSON_APPEND_ARRAY_BEGIN(doc, "pipeline", &pipeline);
+    BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$match", &match);
+    BSON_APPEND_ARRAY_BEGIN(&match, "$or", &or);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &clause);
+    append_ops(&clause, "operationType", writes, 2);
+    BSON_APPEND_UTF8(&clause, "fullDocument." MONGOQ__F_STATUS, MONGOQ__S_READY);
+    bson_append_document_end(&or, &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &clause);
+    BSON_APPEND_UTF8(&clause, "operationType", "update");
+    BSON_APPEND_UTF8(&clause, "updateDescription.updatedFields." MONGOQ__F_STATUS, MONGOQ__S_READY);
+    bson_append_document_end(&or, &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "2", &clause);
+    append_ops(&clause, "operationType", ends, 4);
+    bson_append_document_end(&or, &clause);
+    bson_append_array_end(&match, &or);
+    bson_append_document_end(&stage, &match);
+    bson_append_document_end(&pipeline, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "1", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$project", &project);
+    BSON_APPEND_INT32(&project, "operationType", 1);
+    BSON_APPEND_INT32(&project, "wallTime", 1);
+    BSON_APPEND_INT32(&project, "fullDocument." MONGOQ__F_RUN_AT, 1);
+    BSON_APPEND_INT32(&project, "updateDescription.updatedFields." MONGOQ__F_RUN_AT, 1);
+    bson_append_document_end(&stage, &project);
+    bson_append_document_end(&pipeline, &stage);
+    bson_append_array_end(doc, &pipeline);
+    return doc;
 }
 
 /* Reacts to one event; false when the stream must be reopened from scratch. */

@@ -60,8 +60,9 @@ read_held(mongoq_worker_t *w, const bson_t *filter, beat_t *b, bson_error_t *err
 {
     mongoc_client_t *client = NULL;
     mongoc_collection_t *coll = mongoq__queue_checkout(w->queue, &client, error);
-    bson_t *opts = BCON_NEW("projection", "{", MONGOQ__F_ID, BCON_INT32(1),
-                            MONGOQ__F_LEASE_EXPIRES_AT, BCON_INT32(1), "}");
+    static const char *const fields[] = {MONGOQ__F_ID, MONGOQ__F_LEASE_EXPIRES_AT};
+    bson_t *opts = bson_new();
+    mongoq__document_append_projection(opts, fields, 2);
     mongoc_cursor_t *cursor = NULL;
     const bson_t *doc;
     bson_iter_t id, until;
