@@ -169,6 +169,14 @@ bool
 ms__add_fields_apply(const bson_t *spec, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
                      bson_error_t *error);
 
+/* ---- $group (group.c), a row of pipeline.c's stage table ------------------------------- */
+
+bool
+ms__group_validate(const bson_value_t *arg, bson_error_t *error);
+bool
+ms__group_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
+              bson_error_t *error);
+
 /* ---- single-document stages (pipeline.c), used by pipeline updates ---------------------- */
 
 bool
