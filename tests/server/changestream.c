@@ -6,16 +6,13 @@
  * out of the history under the oplog's lock, then turns them into events without any lock
  * (updateLookup takes the storage lock briefly through ms_store_lookup).
  *
- * Resume tokens: {_data: "82" + 16 hex digits of the position (cluster time t << 32 | i) + 2
- * hex digits of the kind}. Kinds order as mongod's: a high-water mark at P (00: "resume at P")
- * sorts before the event at P (80: "resume after P"), which sorts before the invalidate that
- * the same drop caused (81). Equal-length uppercase hex, so tokens also order as strings.
+ * Here: opening, batches and getMore. The aggregate command's parsing is in
+ * changestream_parse.c, events in changestream_event.c, resume tokens in resume_token.c; they
+ * share changestream-private.h.
  */
-#include "lang.h"
-#include "oplog-private.h"
+#include "changestream-private.h"
 
 #include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #define DEFAULT_AWAIT_MS 1000
@@ -23,43 +20,6 @@
 #define READ_CHUNK 64
 /* A batch stops growing past this; one event can still take it to the 16 MiB reply limit. */
 #define BATCH_SOFT_BYTES (4 * 1024 * 1024)
-
-typedef enum { FULL_DEFAULT, FULL_UPDATE_LOOKUP, FULL_WHEN_AVAILABLE, FULL_REQUIRED } full_mode_t;
-typedef enum { BEFORE_OFF, BEFORE_WHEN_AVAILABLE, BEFORE_REQUIRED } before_mode_t;
-typedef enum { TOKEN_HWM = 0x00, TOKEN_EVENT = 0x80, TOKEN_INVALIDATE = 0x81 } token_kind_t;
-typedef enum {
-    EV_DOC, /* insert, update, replace, delete */
-    EV_DROP,
-    EV_DROP_DATABASE,
-    EV_INVALIDATE,
-    EV_EXPANDED /* create, createIndexes, dropIndexes (showExpandedEvents) */
-} event_kind_t;
-
-struct ms_changestream_t {
-    char *db;
-    char *coll;   /* NULL: a whole-database (or whole-cluster) stream */
-    bool cluster; /* allChangesForCluster */
-    char *ns;     /* the cursor's namespace in replies */
-    int64_t cursor_id;
-    full_mode_t full;
-    before_mode_t before;
-    bool expanded;
-    bson_t *stages; /* the stages after $changeStream, as an array (a pointer: heap bson_t
-                       are under-aligned for embedding) */
-    bool has_stages;
-    ms_pos_t next;         /* the first position not yet fully processed */
-    bool next_partly_done; /* the entry at `next` gave its event; only its invalidate is left */
-};
-
-/* The $changeStream options that choose where a stream starts. */
-typedef struct {
-    bool has_token;
-    bool start_after;
-    ms_pos_t token_pos;
-    token_kind_t token_kind;
-    bool has_time;
-    ms_pos_t time_pos;
-} start_opts_t;
 
 /* One reply's worth of events and what the reply says about them. */
 typedef struct {
@@ -71,613 +31,6 @@ typedef struct {
     bool exhausted; /* read everything committed so far */
     ms__oplog_state_t seen;
 } batch_t;
-
-/* ---- resume tokens ------------------------------------------------------------------------ */
-
-static void
-token_build(bson_t *out, ms_pos_t pos, token_kind_t kind)
-{
-    char hex[24];
-    snprintf(hex, sizeof hex, "82%016" PRIX64 "%02X", pos, (unsigned)kind);
-    BSON_APPEND_UTF8(out, "_data", hex);
-}
-
-static void
-token_append(bson_t *parent, const char *key, ms_pos_t pos, token_kind_t kind)
-{
-    bson_t child;
-    BSON_APPEND_DOCUMENT_BEGIN(parent, key, &child);
-    token_build(&child, pos, kind);
-    bson_append_document_end(parent, &child);
-}
-
-static int
-hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Decodes _data (mongod's checks and codes: 9 not hex, 40649 empty, 50811 not a token). */
-static bool
-token_decode(const char *data, size_t len, ms_pos_t *pos, token_kind_t *kind, bson_error_t *error)
-{
-    uint64_t value = 0;
-    if (len % 2 != 0) {
-        return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
-                            "resume token string was not a valid hex string");
-    }
-    for (size_t k = 0; k < len; k++) {
-        if (hex_digit(data[k]) < 0) {
-            return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
-                                "resume token string was not a valid hex string");
-        }
-    }
-    if (len == 0) {
-        return ms_set_error(error, MS_ERR_LOCATION40649, "invalid empty resume token");
-    }
-    if (len != 20 || data[0] != '8' || data[1] != '2') {
-        return ms_set_error(error, MS_ERR_LOCATION50811, "KeyString format error: Unknown type: %d",
-                            hex_digit(data[0]) * 16 + hex_digit(data[1]));
-    }
-    for (size_t k = 2; k < 18; k++) {
-        value = value * 16 + (uint64_t)hex_digit(data[k]);
-    }
-    int k = hex_digit(data[18]) * 16 + hex_digit(data[19]);
-    if (k != TOKEN_HWM && k != TOKEN_EVENT && k != TOKEN_INVALIDATE) {
-        return ms_set_error(error, MS_ERR_LOCATION51057, "Token type %d not recognized", k);
-    }
-    *pos = value;
-    *kind = (token_kind_t)k;
-    return true;
-}
-
-static bool
-token_parse(bson_iter_t *it, const char *field, ms_pos_t *pos, token_kind_t *kind,
-            bson_error_t *error)
-{
-    bson_t doc;
-    bson_iter_t data;
-    uint32_t len;
-    const uint8_t *raw;
-    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
-        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
-                            "BSON field '$changeStream.%s' is the wrong type '%s', expected type "
-                            "'object'",
-                            field, "non-object");
-    }
-    bson_iter_document(it, &len, &raw);
-    if (!bson_init_static(&doc, raw, len)) {
-        return ms_set_error(error, MS_ERR_BAD_VALUE, "malformed resume token");
-    }
-    if (!bson_iter_init_find(&data, &doc, "_data") || !BSON_ITER_HOLDS_UTF8(&data)) {
-        char *json = bson_as_relaxed_extended_json(&doc, NULL);
-        ms_set_error(error, MS_ERR_LOCATION40647,
-                     "Bad resume token: _data of missing or of wrong type. Expected string, got %s",
-                     json ? json : "{}");
-        bson_free(json);
-        return false;
-    }
-    const char *hex = bson_iter_utf8(&data, &len);
-    return token_decode(hex, len, pos, kind, error);
-}
-
-/* ---- parsing the aggregate command -------------------------------------------------------- */
-
-static bool
-type_error(const char *field, const char *expected, bson_error_t *error)
-{
-    return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
-                        "BSON field '$changeStream.%s' is the wrong type, expected type '%s'",
-                        field, expected);
-}
-
-static bool
-parse_full(bson_iter_t *it, ms_changestream_t *cs, bson_error_t *error)
-{
-    if (!BSON_ITER_HOLDS_UTF8(it)) {
-        return type_error("fullDocument", "string", error);
-    }
-    const char *v = bson_iter_utf8(it, NULL);
-    if (strcmp(v, "default") == 0) {
-        cs->full = FULL_DEFAULT;
-    } else if (strcmp(v, "updateLookup") == 0) {
-        cs->full = FULL_UPDATE_LOOKUP;
-    } else if (strcmp(v, "whenAvailable") == 0) {
-        cs->full = FULL_WHEN_AVAILABLE;
-    } else if (strcmp(v, "required") == 0) {
-        cs->full = FULL_REQUIRED;
-    } else {
-        return ms_set_error(error, MS_ERR_BAD_VALUE,
-                            "Enumeration value '%s' for field '$changeStream.fullDocument' is not "
-                            "a valid value.",
-                            v);
-    }
-    return true;
-}
-
-static bool
-parse_before(bson_iter_t *it, ms_changestream_t *cs, bson_error_t *error)
-{
-    if (!BSON_ITER_HOLDS_UTF8(it)) {
-        return type_error("fullDocumentBeforeChange", "string", error);
-    }
-    const char *v = bson_iter_utf8(it, NULL);
-    if (strcmp(v, "off") == 0) {
-        cs->before = BEFORE_OFF;
-    } else if (strcmp(v, "whenAvailable") == 0) {
-        cs->before = BEFORE_WHEN_AVAILABLE;
-    } else if (strcmp(v, "required") == 0) {
-        cs->before = BEFORE_REQUIRED;
-    } else {
-        return ms_set_error(error, MS_ERR_BAD_VALUE,
-                            "Enumeration value '%s' for field "
-                            "'$changeStream.fullDocumentBeforeChange' is not a valid value.",
-                            v);
-    }
-    return true;
-}
-
-static bool
-parse_option(bson_iter_t *it, ms_changestream_t *cs, start_opts_t *start, bson_error_t *error)
-{
-    const char *key = bson_iter_key(it);
-    if (strcmp(key, "fullDocument") == 0) {
-        return parse_full(it, cs, error);
-    }
-    if (strcmp(key, "fullDocumentBeforeChange") == 0) {
-        return parse_before(it, cs, error);
-    }
-    if (strcmp(key, "resumeAfter") == 0 || strcmp(key, "startAfter") == 0) {
-        bool after = strcmp(key, "startAfter") == 0;
-        if (start->has_token) {
-            return ms_set_error(error, MS_ERR_LOCATION50865,
-                                "Do not specify both 'resumeAfter' and 'startAfter' in a "
-                                "$changeStream stage");
-        }
-        start->has_token = true;
-        start->start_after = after;
-        return token_parse(it, key, &start->token_pos, &start->token_kind, error);
-    }
-    if (strcmp(key, "startAtOperationTime") == 0) {
-        ms_optime_t ts;
-        if (!BSON_ITER_HOLDS_TIMESTAMP(it)) {
-            return type_error(key, "timestamp", error);
-        }
-        bson_iter_timestamp(it, &ts.t, &ts.i);
-        start->has_time = true;
-        start->time_pos = ms__pos(ts);
-        return true;
-    }
-    if (strcmp(key, "allChangesForCluster") == 0 || strcmp(key, "showExpandedEvents") == 0) {
-        if (!BSON_ITER_HOLDS_BOOL(it)) {
-            return type_error(key, "bool", error);
-        }
-        *(strcmp(key, "showExpandedEvents") == 0 ? &cs->expanded : &cs->cluster) =
-            bson_iter_bool(it);
-        return true;
-    }
-    return ms_set_error(error, MS_ERR_LOCATION40415,
-                        "BSON field '$changeStream.%s' is an unknown field.", key);
-}
-
-static bool
-parse_spec(bson_iter_t *stage, ms_changestream_t *cs, start_opts_t *start, bson_error_t *error)
-{
-    bson_iter_t it;
-    if (!BSON_ITER_HOLDS_DOCUMENT(stage) || !bson_iter_recurse(stage, &it)) {
-        return ms_set_error(error, MS_ERR_LOCATION50808,
-                            "$changeStream stage expects a document as argument");
-    }
-    while (bson_iter_next(&it)) {
-        if (!parse_option(&it, cs, start, error)) {
-            return false;
-        }
-    }
-    if (start->has_token && start->has_time) {
-        return ms_set_error(error, MS_ERR_LOCATION40674,
-                            "Only one type of resume option is allowed, but multiple were found");
-    }
-    if (start->has_token && !start->start_after && start->token_kind == TOKEN_INVALIDATE) {
-        return ms_set_error(error, MS_ERR_INVALID_RESUME_TOKEN,
-                            "Attempting to resume a change stream using 'resumeAfter' is not "
-                            "allowed from an invalidate notification");
-    }
-    return true;
-}
-
-static bool
-is_internal_db(const char *db)
-{
-    return strcmp(db, "admin") == 0 || strcmp(db, "config") == 0 || strcmp(db, "local") == 0;
-}
-
-static bool
-check_namespace(const ms_changestream_t *cs, bson_error_t *error)
-{
-    if (cs->cluster) {
-        if (strcmp(cs->db, "admin") != 0 || cs->coll) {
-            return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
-                                "A $changeStream with 'allChangesForCluster:true' may only be "
-                                "opened on the 'admin' database, and with no collection name");
-        }
-        return true;
-    }
-    if (is_internal_db(cs->db)) {
-        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
-                            "$changeStream may not be opened on the internal %s database", cs->db);
-    }
-    if (cs->coll && strncmp(cs->coll, "system.", 7) == 0) {
-        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
-                            "$changeStream may not be opened on the internal %s.%s collection",
-                            cs->db, cs->coll);
-    }
-    return true;
-}
-
-static bool
-stage_allowed(const char *name)
-{
-    static const char *const allowed[] = {"$match", "$project",     "$addFields",   "$set",
-                                          "$unset", "$replaceRoot", "$replaceWith", "$redact"};
-    for (size_t k = 0; k < sizeof allowed / sizeof allowed[0]; k++) {
-        if (strcmp(name, allowed[k]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Copies the stages after the first into cs->stages, checking them as mongod does. */
-static bool
-parse_stages(bson_iter_t *pipeline, ms_changestream_t *cs, bson_error_t *error)
-{
-    uint32_t n = 0;
-    char buf[16];
-    const char *key;
-    bson_iter_t stage;
-    while (bson_iter_next(pipeline)) {
-        if (BSON_ITER_HOLDS_DOCUMENT(pipeline) && bson_iter_recurse(pipeline, &stage) &&
-            bson_iter_next(&stage) && strcmp(bson_iter_key(&stage), "$changeStream") == 0) {
-            return ms_set_error(error, MS_ERR_LOCATION40602,
-                                "$changeStream is only valid as the first stage in a pipeline");
-        }
-        bson_uint32_to_string(n++, &key, buf, sizeof buf);
-        bson_append_iter(cs->stages, key, -1, pipeline);
-    }
-    cs->has_stages = n > 0;
-    if (!cs->has_stages) {
-        return true;
-    }
-    if (!ms_pipeline_validate(cs->stages, error)) {
-        return false;
-    }
-    bson_iter_t it;
-    bson_iter_init(&it, cs->stages);
-    while (bson_iter_next(&it)) {
-        if (bson_iter_recurse(&it, &stage) && bson_iter_next(&stage) &&
-            !stage_allowed(bson_iter_key(&stage))) {
-            return ms_set_error(error, MS_ERR_ILLEGAL_OPERATION,
-                                "%s is not permitted in a $changeStream pipeline",
-                                bson_iter_key(&stage));
-        }
-    }
-    return true;
-}
-
-/* Reads cmd.pipeline: the $changeStream spec, then the later stages. */
-static bool
-parse_pipeline(const bson_t *cmd, ms_changestream_t *cs, start_opts_t *start, bson_error_t *error)
-{
-    bson_iter_t pipeline;
-    bson_iter_t stage;
-    if (!bson_iter_init_find(&pipeline, cmd, "pipeline") || !BSON_ITER_HOLDS_ARRAY(&pipeline) ||
-        !bson_iter_recurse(&pipeline, &pipeline)) {
-        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
-                            "'pipeline' option must be specified as an array");
-    }
-    if (!bson_iter_next(&pipeline) || !BSON_ITER_HOLDS_DOCUMENT(&pipeline) ||
-        !bson_iter_recurse(&pipeline, &stage) || !bson_iter_next(&stage) ||
-        strcmp(bson_iter_key(&stage), "$changeStream") != 0) {
-        return ms_set_error(error, MS_ERR_LOCATION40602,
-                            "$changeStream is only valid as the first stage in a pipeline");
-    }
-    if (!parse_spec(&stage, cs, start, error)) {
-        return false;
-    }
-    return parse_stages(&pipeline, cs, error);
-}
-
-/* A batchSize: a non-negative integral number. */
-static bool
-parse_batch_size(bson_iter_t *it, int64_t *out, bson_error_t *error)
-{
-    if (!BSON_ITER_HOLDS_NUMBER(it)) {
-        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
-                            "BSON field 'batchSize' is the wrong type, expected a number");
-    }
-    int64_t n = bson_iter_as_int64(it);
-    if (n < 0) {
-        return ms_set_error(error, MS_ERR_LOCATION51024,
-                            "BSON field 'batchSize' value must be >= 0, actual value '%" PRId64 "'",
-                            n);
-    }
-    *out = n;
-    return true;
-}
-
-/* ---- turning history entries into events ------------------------------------------------- */
-
-static bool
-ns_watched(const ms_changestream_t *cs, const char *db, const char *coll)
-{
-    if (coll && strncmp(coll, "system.", 7) == 0) {
-        return false;
-    }
-    if (cs->cluster) {
-        return !is_internal_db(db);
-    }
-    if (strcmp(db, cs->db) != 0) {
-        return false;
-    }
-    return !cs->coll || (coll && strcmp(coll, cs->coll) == 0);
-}
-
-/* The events an op gives this stream, in order (at most 2). Returns how many. */
-static int
-entry_events(const ms_changestream_t *cs, const ms_op_t *op, event_kind_t kinds[2])
-{
-    switch (op->type) {
-    case MS_OP_INSERT:
-    case MS_OP_UPDATE:
-    case MS_OP_REPLACE:
-    case MS_OP_DELETE:
-        kinds[0] = EV_DOC;
-        return ns_watched(cs, op->db, op->coll) ? 1 : 0;
-    case MS_OP_DROP:
-        if (!ns_watched(cs, op->db, op->coll)) {
-            return 0;
-        }
-        kinds[0] = EV_DROP;
-        kinds[1] = EV_INVALIDATE;
-        return cs->coll ? 2 : 1;
-    case MS_OP_DROP_DATABASE:
-        if (cs->cluster) {
-            kinds[0] = EV_DROP_DATABASE;
-            return is_internal_db(op->db) ? 0 : 1;
-        }
-        if (strcmp(op->db, cs->db) != 0) {
-            return 0;
-        }
-        /* A collection stream is invalidated by its database's drop, without an event of it. */
-        kinds[0] = cs->coll ? EV_INVALIDATE : EV_DROP_DATABASE;
-        kinds[1] = EV_INVALIDATE;
-        return cs->coll ? 1 : 2;
-    case MS_OP_CREATE:
-    case MS_OP_CREATE_INDEX:
-    case MS_OP_DROP_INDEX:
-    default:
-        kinds[0] = EV_EXPANDED;
-        return cs->expanded && ns_watched(cs, op->db, op->coll) ? 1 : 0;
-    }
-}
-
-static const char *
-op_type_name(const ms_op_t *op, event_kind_t kind)
-{
-    static const char *const names[] = {"insert",       "update",        "replace",
-                                        "delete",       "create",        "drop",
-                                        "dropDatabase", "createIndexes", "dropIndexes",
-                                        "modify"};
-    static const ms_op_type_t order[] = {MS_OP_INSERT,        MS_OP_UPDATE,       MS_OP_REPLACE,
-                                         MS_OP_DELETE,        MS_OP_CREATE,       MS_OP_DROP,
-                                         MS_OP_DROP_DATABASE, MS_OP_CREATE_INDEX, MS_OP_DROP_INDEX,
-                                         MS_OP_COLL_MOD};
-    if (kind == EV_INVALIDATE) {
-        return "invalidate";
-    }
-    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
-        if (order[k] == op->type) {
-            return names[k];
-        }
-    }
-    return "unknown";
-}
-
-static void
-append_ns(bson_t *ev, const ms_op_t *op)
-{
-    bson_t ns;
-    BSON_APPEND_DOCUMENT_BEGIN(ev, "ns", &ns);
-    BSON_APPEND_UTF8(&ns, "db", op->db);
-    if (op->coll) {
-        BSON_APPEND_UTF8(&ns, "coll", op->coll);
-    }
-    bson_append_document_end(ev, &ns);
-}
-
-/* fullDocument of an update event under the stream's fullDocument mode. */
-static bool
-append_update_full(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev, bson_error_t *error)
-{
-    bson_iter_t id;
-    bson_t found;
-    switch (cs->full) {
-    case FULL_DEFAULT:
-        return true;
-    case FULL_UPDATE_LOOKUP:
-        bson_init(&found);
-        if (op->document_key && bson_iter_init_find(&id, op->document_key, "_id") &&
-            ms_store_lookup(op->db, op->coll, bson_iter_value(&id), &found)) {
-            BSON_APPEND_DOCUMENT(ev, "fullDocument", &found);
-        } else {
-            BSON_APPEND_NULL(ev, "fullDocument");
-        }
-        bson_destroy(&found);
-        return true;
-    case FULL_WHEN_AVAILABLE:
-        /* Post-images need changeStreamPreAndPostImages, which no collection here has. */
-        BSON_APPEND_NULL(ev, "fullDocument");
-        return true;
-    case FULL_REQUIRED:
-    default:
-        return ms_set_error(error, MS_ERR_NO_MATCHING_DOCUMENT,
-                            "Change stream was configured to require a post-image for all update "
-                            "events, but the post-image was not found for event");
-    }
-}
-
-static bool
-append_doc_fields(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev, bson_error_t *error)
-{
-    if (op->type == MS_OP_INSERT || op->type == MS_OP_REPLACE) {
-        if (op->full_document) {
-            BSON_APPEND_DOCUMENT(ev, "fullDocument", op->full_document);
-        } else {
-            BSON_APPEND_NULL(ev, "fullDocument");
-        }
-    } else if (op->type == MS_OP_UPDATE && !append_update_full(cs, op, ev, error)) {
-        return false;
-    }
-    append_ns(ev, op);
-    if (op->document_key) {
-        BSON_APPEND_DOCUMENT(ev, "documentKey", op->document_key);
-    }
-    if (op->type == MS_OP_UPDATE) {
-        bson_t empty = BSON_INITIALIZER;
-        BSON_APPEND_DOCUMENT(ev, "updateDescription",
-                             op->update_description ? op->update_description : &empty);
-    }
-    if (op->type != MS_OP_INSERT && cs->before != BEFORE_OFF) {
-        if (cs->before == BEFORE_REQUIRED) {
-            return ms_set_error(error, MS_ERR_NO_MATCHING_DOCUMENT,
-                                "Change stream was configured to require a pre-image for all "
-                                "update, delete and replace events, but the pre-image was not "
-                                "found for event");
-        }
-        BSON_APPEND_NULL(ev, "fullDocumentBeforeChange");
-    }
-    return true;
-}
-
-static void
-append_expanded_fields(const ms_op_t *op, bson_t *ev)
-{
-    bson_t desc;
-    bson_t indexes;
-    bson_t empty = BSON_INITIALIZER;
-    append_ns(ev, op);
-    if (op->type == MS_OP_CREATE || op->type == MS_OP_COLL_MOD) {
-        /* create: the options; modify: the collMod command without its name, as mongod. */
-        BSON_APPEND_DOCUMENT(ev, "operationDescription", op->spec ? op->spec : &empty);
-        return;
-    }
-    BSON_APPEND_DOCUMENT_BEGIN(ev, "operationDescription", &desc);
-    BSON_APPEND_ARRAY_BEGIN(&desc, "indexes", &indexes);
-    BSON_APPEND_DOCUMENT(&indexes, "0", op->spec ? op->spec : &empty);
-    bson_append_array_end(&desc, &indexes);
-    bson_append_document_end(ev, &desc);
-}
-
-/* Builds the event (initialising ev) that an op gives as `kind`. */
-static bool
-build_event(const ms_changestream_t *cs, const ms__opview_t *v, event_kind_t kind, bson_t *ev,
-            bson_error_t *error)
-{
-    const ms_op_t *op = &v->op;
-    bson_init(ev);
-    token_append(ev, "_id", ms__pos(v->ts), kind == EV_INVALIDATE ? TOKEN_INVALIDATE : TOKEN_EVENT);
-    BSON_APPEND_UTF8(ev, "operationType", op_type_name(op, kind));
-    BSON_APPEND_TIMESTAMP(ev, "clusterTime", v->ts.t, v->ts.i);
-    BSON_APPEND_DATE_TIME(ev, "wallTime", v->wall_ms);
-    switch (kind) {
-    case EV_DOC:
-        if (!append_doc_fields(cs, op, ev, error)) {
-            return false;
-        }
-        break;
-    case EV_DROP:
-    case EV_DROP_DATABASE:
-        append_ns(ev, op);
-        break;
-    case EV_EXPANDED:
-        append_expanded_fields(op, ev);
-        break;
-    case EV_INVALIDATE:
-    default:
-        break;
-    }
-    if (op->lsid && kind != EV_INVALIDATE) {
-        BSON_APPEND_INT64(ev, "txnNumber", op->txn_number);
-        BSON_APPEND_DOCUMENT(ev, "lsid", op->lsid);
-    }
-    return true;
-}
-
-static bool
-same_id(const bson_t *a, const bson_t *b)
-{
-    bson_iter_t ia;
-    bson_iter_t ib;
-    if (!bson_iter_init_find(&ia, a, "_id") || !bson_iter_init_find(&ib, b, "_id") ||
-        bson_iter_type(&ia) != bson_iter_type(&ib) || !BSON_ITER_HOLDS_DOCUMENT(&ia)) {
-        return false;
-    }
-    uint32_t la;
-    uint32_t lb;
-    const uint8_t *da;
-    const uint8_t *db;
-    bson_iter_document(&ia, &la, &da);
-    bson_iter_document(&ib, &lb, &db);
-    return la == lb && memcmp(da, db, la) == 0;
-}
-
-/* Runs the user's stages on ev; *keep false when they filtered it out. ev may be replaced. */
-static bool
-apply_stages(const ms_changestream_t *cs, bson_t *ev, bool *keep, bson_error_t *error)
-{
-    ms_docvec_t in;
-    ms_docvec_t out;
-    bool ok = false;
-    ms_optime_t now_ct = ms_oplog_last_optime();
-    ms_ctx_t ctx = {ms_now_ms(), now_ct.t, now_ct.i};
-    *keep = true;
-    if (!cs->has_stages) {
-        return true;
-    }
-    ms_docvec_init(&in);
-    ms_docvec_init(&out);
-    ms_docvec_push_copy(&in, ev);
-    if (!ms_pipeline_run(cs->stages, &in, &ctx, &out, error)) {
-        goto done;
-    }
-    *keep = out.len > 0;
-    if (*keep && !same_id(ev, out.docs[0])) {
-        ms_set_error(error, MS_ERR_CHANGE_STREAM_FATAL_ERROR,
-                     "Encountered an event whose _id field, which contains the resume token, was "
-                     "modified by the pipeline. Modifying the _id field of an event makes it "
-                     "impossible to resume the stream from that point. Only transformations that "
-                     "retain the unmodified _id field are allowed.");
-        goto done;
-    }
-    if (*keep) {
-        bson_destroy(ev);
-        bson_copy_to(out.docs[0], ev);
-    }
-    ok = true;
-done:
-    ms_docvec_destroy(&out);
-    ms_docvec_destroy(&in);
-    return ok;
-}
 
 /* ---- batches ------------------------------------------------------------------------------ */
 
@@ -704,10 +57,10 @@ batch_full(const batch_t *b)
 }
 
 static void
-batch_set_pbrt(batch_t *b, ms_pos_t pos, token_kind_t kind)
+batch_set_pbrt(batch_t *b, ms_pos_t pos, ms_token_kind_t kind)
 {
     bson_reinit(&b->pbrt);
-    token_build(&b->pbrt, pos, kind);
+    ms__token_build(&b->pbrt, pos, kind);
 }
 
 /*
@@ -719,11 +72,11 @@ process_entry(ms_changestream_t *cs, const ms__entry_t *e, batch_t *b, bool *sto
               bson_error_t *error)
 {
     ms__opview_t v;
-    event_kind_t kinds[2];
+    ms_cs_event_t kinds[2];
     if (!ms__opview_init(&v, e->rec, error)) {
         return false;
     }
-    int n = entry_events(cs, &v.op, kinds);
+    int n = ms__changestream_entry_events(cs, &v.op, kinds);
     int first = 0;
     if (cs->next_partly_done && e->pos == cs->next) {
         /* Only an invalidate that followed the already delivered event is left. */
@@ -732,7 +85,8 @@ process_entry(ms_changestream_t *cs, const ms__entry_t *e, batch_t *b, bool *sto
     for (int k = first; k < n; k++) {
         bson_t ev;
         bool keep;
-        if (!build_event(cs, &v, kinds[k], &ev, error) || !apply_stages(cs, &ev, &keep, error)) {
+        if (!ms__changestream_build_event(cs, &v, kinds[k], &ev, error) ||
+            !ms__changestream_apply_stages(cs, &ev, &keep, error)) {
             bson_destroy(&ev);
             return false;
         }
@@ -828,7 +182,7 @@ reply_build(bson_t *reply, const char *batch_key, const batch_t *b, int64_t id, 
 
 /* Where the stream starts, checked against the history (286 lost, 280 token not found). */
 static bool
-resolve_start(ms_changestream_t *cs, const start_opts_t *start, bson_error_t *error)
+resolve_start(ms_changestream_t *cs, const ms_cs_start_t *start, bson_error_t *error)
 {
     ms__oplog_state_t st;
     ms__oplog_read(0, NULL, 0, &st);
@@ -878,7 +232,7 @@ first_batch_size(const bson_t *cmd, int64_t *limit, bson_error_t *error)
     *limit = DEFAULT_FIRST_BATCH;
     if (bson_iter_init_find(&it, cmd, "cursor") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
         bson_iter_recurse(&it, &it) && bson_iter_find(&it, "batchSize")) {
-        return parse_batch_size(&it, limit, error);
+        return ms__changestream_batch_size(&it, limit, error);
     }
     return true;
 }
@@ -889,7 +243,7 @@ ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_
 {
     BSON_ASSERT_PARAM(db);
     BSON_ASSERT_PARAM(cmd);
-    start_opts_t start = {0};
+    ms_cs_start_t start = {0};
     int64_t limit;
     batch_t b;
     bool ok = false;
@@ -897,7 +251,8 @@ ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_
     bson_init(reply);
     *out = NULL;
     batch_init(&b, 0);
-    if (!parse_pipeline(cmd, cs, &start, error) || !first_batch_size(cmd, &limit, error)) {
+    if (!ms__changestream_parse(cmd, cs, &start, error) ||
+        !first_batch_size(cmd, &limit, error)) {
         goto done;
     }
     if (standalone) {
@@ -905,7 +260,7 @@ ms_changestream_open(const char *db, const char *coll, const bson_t *cmd, int64_
                      "The $changeStream stage is only supported on replica sets");
         goto done;
     }
-    if (!check_namespace(cs, error) || !resolve_start(cs, &start, error)) {
+    if (!ms__changestream_check_namespace(cs, error) || !resolve_start(cs, &start, error)) {
         goto done;
     }
     cs->ns =
@@ -935,7 +290,7 @@ getmore_options(const bson_t *cmd, int64_t *limit, int64_t *await_ms, bson_error
     *limit = -1;
     *await_ms = DEFAULT_AWAIT_MS;
     if (bson_iter_init_find(&it, cmd, "batchSize")) {
-        if (!parse_batch_size(&it, limit, error)) {
+        if (!ms__changestream_batch_size(&it, limit, error)) {
             return false;
         }
         if (*limit == 0) {
