@@ -1,6 +1,7 @@
 /*
  * mongoq-test-server: arithmetic in aggregation expressions ($add, $subtract, $multiply,
- * $divide, $mod, $abs, $ceil, $floor) and the number widening they share with $sum. Types and
+ * $divide, $mod, $abs, $ceil, $floor), $sum $avg $min $max over arguments or one array, and the
+ * number widening they share with $group's $sum. Types and
  * overflows as mongod 6.0's src/mongo/db/pipeline/expression.cpp: int32 -> int64 -> double,
  * decimal approximated through double.
  */
@@ -222,7 +223,8 @@ ms__op_subtract(const char *name, bson_value_t *args, size_t n, bson_value_t *ou
     if (is_int(a) && is_int(b)) {
         int64_t x = as_i64(a), y = as_i64(b);
         if (!((y < 0 && x > INT64_MAX + y) || (y > 0 && x < INT64_MIN + y))) {
-            ms_sum_t s = {.kind = a->value_type == BSON_TYPE_INT64 || b->value_type == BSON_TYPE_INT64,
+            ms_sum_t s = {.kind =
+                              a->value_type == BSON_TYPE_INT64 || b->value_type == BSON_TYPE_INT64,
                           .i = x - y};
             ms__sum_value(&s, out);
             return true;
@@ -339,5 +341,67 @@ ms__op_unary_math(const char *name, bson_value_t *args, size_t n, bson_value_t *
     double d = ms__num_as_double(a);
     d = strcmp(name, "$abs") == 0 ? fabs(d) : strcmp(name, "$ceil") == 0 ? ceil(d) : floor(d);
     ms__double_value(d, a->value_type == BSON_TYPE_DECIMAL128, out);
+    return true;
+}
+
+/* ---- $sum, $avg, $min, $max ------------------------------------------------------------- */
+
+/* $min/$max/$sum/$avg as expressions: over the arguments, or the elements of one array. */
+bool
+ms__op_list_reduce(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
+               bson_error_t *error)
+{
+    bson_iter_t it;
+    bool from_array = n == 1 && args[0].value_type == BSON_TYPE_ARRAY;
+    bool is_sum = strcmp(name, "$sum") == 0, is_avg = strcmp(name, "$avg") == 0;
+    bool is_max = strcmp(name, "$max") == 0;
+    ms_sum_t sum = {0};
+    size_t count = 0;
+    bson_value_t best; /* struct copy; bytes borrowed from args */
+    bool have_best = false;
+    (void)error;
+    if (from_array) {
+        bson_iter_init_from_data(&it, args[0].value.v_doc.data, args[0].value.v_doc.data_len);
+    }
+    for (size_t i = 0;; i++) {
+        const bson_value_t *v;
+        if (from_array) {
+            if (!bson_iter_next(&it)) {
+                break;
+            }
+            v = bson_iter_value(&it);
+        } else {
+            if (i >= n) {
+                break;
+            }
+            v = &args[i];
+        }
+        if (is_sum || is_avg) {
+            if (ms__is_number(v->value_type)) {
+                ms__sum_add(&sum, v);
+                count++;
+            }
+        } else if (!nullish(v)) {
+            int c = have_best ? ms_value_cmp(v, &best) : 0;
+            if (!have_best || (is_max ? c > 0 : c < 0)) {
+                best = *v;
+                have_best = true;
+            }
+        }
+    }
+    if (is_sum) {
+        ms__sum_value(&sum, out);
+    } else if (is_avg) {
+        if (count == 0) {
+            set_null(out);
+        } else {
+            double total = sum.kind <= 1 ? (double)sum.i : sum.d;
+            ms__double_value(total / (double)count, sum.kind == 3, out);
+        }
+    } else if (have_best) {
+        bson_value_copy(&best, out);
+    } else {
+        set_null(out);
+    }
     return true;
 }
