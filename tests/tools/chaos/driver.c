@@ -223,6 +223,7 @@ driver_start_worker(driver_t *d, int slot)
     add_int(&a, "work-max-ms", w->work_max_ms);
     add_int(&a, "long-pct", w->long_pct);
     add_int(&a, "stop-timeout-ms", w->stop_timeout_ms);
+    add_int(&a, "max-seconds", d->seconds + d->drain_s + 120);
     if (w->faketime && d->faketime_lib) {
         skew_env(d, w->faketime, &env);
     }

@@ -1,7 +1,8 @@
 /*
  * The driver's state, shared by its files: driver.c (options, the run, the drain), procs.c
  * (children: spawn, readiness, reaping), server.c (the test server and its fail points),
- * proxy.c (the fault proxy), faults.c (the fault table) and check.c (the invariants).
+ * proxy.c (the fault proxy), faults.c (the fault table), facts.c (reading the records and the
+ * collection), check.c (the invariants) and sabotage.c (breaking them on purpose).
  */
 #ifndef MONGOQ_CHAOS_DRIVER_H
 #define MONGOQ_CHAOS_DRIVER_H

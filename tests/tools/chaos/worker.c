@@ -12,11 +12,14 @@
  *                                                    any other warning the library logged
  *   OF mono text                                     the library's warning about a failed
  *                                                    ack/retry (its O record says it too)
+ *   D mono text                                      the library's info and debug lines
+ *   C mono claimed N acked N idle N stream 0|1 poll 0|1 woken cs/timer/poll reaped N
+ *                                                    the worker's counters, every 500 ms
  *   X mono stop-ok|stop-timeout ms [error]           how mongoq_worker_stop ended
  *   Y mono destroyed ms                              worker, queue and pool destroyed
  * B and E are written before the handler returns, so before the worker sends the ack.
  *
- * SIGTERM (or SIGINT) stops the worker with --stop-timeout-ms; when running handlers outlast
+ * SIGTERM (or SIGINT; or --max-seconds passing) stops the worker with --stop-timeout-ms; when running handlers outlast
  * it the process leaves at once with status 3 (their messages keep their leases).
  */
 #include "chaos.h"
@@ -34,6 +37,7 @@
 typedef struct {
     const char *uri, *db, *coll, *name, *log_path;
     int64_t seed, threads, batch, lease_ms, retry_pct, work_max_ms, long_pct, stop_timeout_ms;
+    int64_t max_seconds;
 } worker_cfg_t;
 
 typedef struct {
@@ -135,6 +139,8 @@ on_log(mongoq_log_level_t level, const char *message, void *user_data)
         chaos_log_line(&ctx->log, "HF %" PRId64 " %s", now, message);
     } else if (level <= MONGOQ_LOG_WARNING) {
         chaos_log_line(&ctx->log, "W %" PRId64 " %s", now, message);
+    } else {
+        chaos_log_line(&ctx->log, "D %" PRId64 " %s", now, message); /* the waker's debug lines */
     }
 }
 
@@ -155,12 +161,14 @@ parse_cfg(int argc, char **argv, worker_cfg_t *cfg)
         {"work-max-ms", CHAOS_OPT_INT, &cfg->work_max_ms},
         {"long-pct", CHAOS_OPT_INT, &cfg->long_pct},
         {"stop-timeout-ms", CHAOS_OPT_INT, &cfg->stop_timeout_ms},
+        {"max-seconds", CHAOS_OPT_INT, &cfg->max_seconds},
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = cfg->batch = 1;
     cfg->lease_ms = 3000;
     cfg->stop_timeout_ms = 2000;
     cfg->work_max_ms = 20;
+    cfg->max_seconds = 3600;
     if (!chaos_parse_opts(argc, argv, 3, opts, sizeof opts / sizeof opts[0])) {
         return false;
     }
@@ -190,13 +198,35 @@ worker_open(worker_ctx_t *ctx, mongoq_queue_t *queue, bson_error_t *error)
     return worker;
 }
 
-/* Waits for SIGTERM/SIGINT (blocked in every thread), then stops within the timeout. */
+/* A C record: what the worker's counters say now (for reading a run's records afterwards). */
+static void
+record_counters(worker_ctx_t *ctx, mongoq_worker_t *worker)
+{
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
+    mongoq_worker_counters(worker, &c);
+    chaos_log_line(&ctx->log, "C %" PRId64 " claimed %" PRId64 " acked %" PRId64 " idle %" PRId64
+                   " stream %d poll %d woken %" PRId64 "/%" PRId64 "/%" PRId64 " reaped %" PRId64,
+                   chaos_mono_ms(), c.claimed, c.acked, c.idle_consumers,
+                   (int)c.change_stream_active, (int)c.polling_fallback, c.wakeups_change_stream,
+                   c.wakeups_timer, c.wakeups_poll, c.reaped);
+}
+
+/*
+ * Waits for SIGTERM/SIGINT (blocked in every thread; --max-seconds bounds the wait), writing a
+ * C record every 500 ms, then stops within the timeout.
+ */
 static bool
 serve_until_term(worker_ctx_t *ctx, mongoq_worker_t *worker, const sigset_t *set)
 {
-    int sig = 0;
+    struct timespec tick = {.tv_sec = 0, .tv_nsec = 500 * 1000000L};
     bson_error_t error;
-    sigwait(set, &sig);
+    int64_t deadline = chaos_mono_ms() + ctx->cfg.max_seconds * 1000;
+    for (int64_t i = 0; i < ctx->cfg.max_seconds * 2 + 2 && chaos_mono_ms() < deadline; i++) {
+        if (sigtimedwait(set, NULL, &tick) > 0) {
+            break;
+        }
+        record_counters(ctx, worker);
+    }
     int64_t t0 = chaos_mono_ms();
     bool ok = mongoq_worker_stop(worker, ctx->cfg.stop_timeout_ms, &error);
     chaos_log_line(&ctx->log, "X %" PRId64 " %s %" PRId64 " %s", chaos_mono_ms(),
