@@ -581,9 +581,10 @@ typedef struct {
     int64_t took;
 } late_t;
 
-/* The slowest undisturbed worker's first claim after restart r; late ones go to late[]. */
+/* The slowest undisturbed worker's first claim after restart r (*worst_proc: which); late ones
+ * go to late[]. */
 static int64_t
-recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late)
+recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late, int *worst_proc)
 {
     const driver_t *d = f->d;
     int64_t until = r->ready_real + d->recovery_bound_ms, worst = -1;
@@ -597,7 +598,10 @@ recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late)
         }
         int64_t first = first_claim_after(f, i, from);
         int64_t took = first == INT64_MAX ? INT64_MAX : first - from;
-        worst = took > worst ? took : worst;
+        if (took > worst) {
+            worst = took;
+            *worst_proc = i;
+        }
         if (took > d->recovery_bound_ms && *n_late < MAX_CHILDREN) {
             late[(*n_late)++] = (late_t){i, took};
         }
@@ -623,14 +627,19 @@ check_recovery(facts_t *f)
         }
         checked++;
         worst_any = any > worst_any ? any : worst_any;
-        int n_late = 0;
-        int64_t worst = recovery_of(f, r, late, &n_late);
+        int n_late = 0, worst_proc = -1;
+        int64_t worst = recovery_of(f, r, late, &n_late, &worst_proc);
         worst_each = worst > worst_each ? worst : worst_each;
-        printf(", slowest worker %" PRId64 " ms\n", worst);
+        printf(", slowest worker %" PRId64 " ms (%s)\n", worst,
+               worst_proc >= 0 ? d->children[worst_proc].name : "-");
         for (int i = 0; i < n_late; i++) {
+            const child_t *c = &d->children[late[i].proc];
+            const char *clock = d->workers[c->slot].faketime;
             slow++;
-            violation(&shown, "after restart %d, %s claimed nothing for %s%" PRId64 " ms", k + 1,
-                      d->children[late[i].proc].name, late[i].took == INT64_MAX ? "more than " : "",
+            violation(&shown, "after restart %d, %s (clock %s, %s) claimed nothing for %s%" PRId64
+                      " ms", k + 1, c->name, clock && d->faketime_lib ? clock : "real",
+                      c->via_proxy ? "via the proxy" : "direct",
+                      late[i].took == INT64_MAX ? "more than " : "",
                       late[i].took == INT64_MAX ? d->recovery_bound_ms : late[i].took);
         }
     }
