@@ -65,7 +65,7 @@ ms__matcher_is_value(const ms_matcher_t *m);
 bool
 ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx);
 
-/* ---- mutable documents (value.c) ------------------------------------------------------- */
+/* ---- mutable documents (node.c) -------------------------------------------------------- */
 
 /* A document or array (children) or any other value (value), all owned. */
 typedef struct ms_node_t ms_node_t;
