@@ -123,6 +123,17 @@ struct ms_cmd_t {
 void
 ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn);
 
+/* Appends {ok: 0, errmsg, code, codeName} for error. */
+void
+ms_append_error(bson_t *reply, const bson_error_t *error);
+
+/* ---- generic arguments (generic_args.c) -------------------------------------------------- */
+
+/* Reads the session fields, writeConcern, readConcern and apiVersion of c (flags: the
+ * command's MS_CMD_* flags, which say whether it takes a write concern). */
+bool
+ms_parse_generic_args(ms_cmd_t *c, unsigned flags, bson_error_t *error);
+
 /* Refuses fields of cmd not in allowed (NULL-terminated) nor generic: 40415 as mongod's IDL. */
 bool
 ms_check_fields(const ms_cmd_t *c, const char *const *allowed, bson_error_t *error);
@@ -137,16 +148,14 @@ ms_check_doc_fields(const bson_t *doc, const char *const *allowed, const char *w
 bool
 ms_is_generic_field(const char *field);
 
+/* ---- listing commands' helpers (cmd_admin.c) ---------------------------------------------- */
+
 /* The collection named by a command's first field (a string), else InvalidNamespace 73. */
 const char *
 ms_admin_coll_name(const ms_cmd_t *c, bson_error_t *error);
 /* cursor.batchSize of a listing command (101 when absent). */
 bool
 ms_admin_cursor_batch_size(const ms_cmd_t *c, int64_t *batch_size, bson_error_t *error);
-
-/* Appends {ok: 0, errmsg, code, codeName} for error. */
-void
-ms_append_error(bson_t *reply, const bson_error_t *error);
 
 /* ---- extra fields of an error (errinfo.c) ----------------------------------------------- */
 
