@@ -1,5 +1,6 @@
 /*
- * Helpers shared by the document commands (cmd_crud.c, cmd_write.c, cmd_agg.c).
+ * Helpers shared by the document commands (cmd_crud.c, cmd_write.c, cmd_agg.c), defined in
+ * crud.c, and find's arguments (cmd_crud.c), which explain shares.
  */
 #ifndef MS_CRUD_PRIVATE_H
 #define MS_CRUD_PRIVATE_H

@@ -1,0 +1,210 @@
+/*
+ * What every document command shares (crud-private.h): the collection a command names, its
+ * document fields, _id first in inserted documents, write statements and "ordered", writeErrors
+ * entries, and the refusal of options the server does not implement (collation, arrayFilters,
+ * let).
+ */
+#include "crud-private.h"
+
+#include <string.h>
+
+const char *
+ms_crud_coll_name(const ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it);
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "collection name has invalid type %s",
+                     BSON_ITER_HOLDS_NUMBER(&it) ? "int" : "other");
+        return NULL;
+    }
+    const char *name = bson_iter_utf8(&it, NULL);
+    if (!ms_valid_db_name(c->db, error)) {
+        return NULL;
+    }
+    if (!*name) {
+        ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "Invalid namespace specified '%s.'", c->db);
+        return NULL;
+    }
+    return name;
+}
+
+bool
+ms_crud_get_doc(const bson_t *cmd, const char *field, bool required, bson_t *out,
+                const char *cmd_name, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_init(out);
+    if (!bson_iter_init_find(&it, cmd, field)) {
+        if (required) {
+            return ms_set_error(error, MS_ERR_LOCATION40414,
+                                "BSON field '%s.%s' is missing but a required "
+                                "field",
+                                cmd_name, field);
+        }
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        if (BSON_ITER_HOLDS_NULL(&it) && !required) {
+            return true;
+        }
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.%s' is the wrong type '%s', expected type "
+                            "'object'",
+                            cmd_name, field, ms_crud_type_name(bson_iter_type(&it)));
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_document(&it, &len, &data);
+    bson_init_static(out, data, len);
+    return true;
+}
+
+const char *
+ms_crud_type_name(bson_type_t t)
+{
+    switch (t) {
+    case BSON_TYPE_DOUBLE:
+        return "double";
+    case BSON_TYPE_UTF8:
+        return "string";
+    case BSON_TYPE_DOCUMENT:
+        return "object";
+    case BSON_TYPE_ARRAY:
+        return "array";
+    case BSON_TYPE_BOOL:
+        return "bool";
+    case BSON_TYPE_INT32:
+        return "int";
+    case BSON_TYPE_INT64:
+        return "long";
+    case BSON_TYPE_NULL:
+        return "null";
+    default:
+        return "other";
+    }
+}
+
+bool
+ms_crud_id_first(const bson_t *in, bson_t *out, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_init(out);
+    if (bson_iter_init_find(&it, in, "_id")) {
+        bson_type_t t = bson_iter_type(&it);
+        if (t == BSON_TYPE_ARRAY || t == BSON_TYPE_REGEX || t == BSON_TYPE_UNDEFINED) {
+            return ms_set_error(error, MS_ERR_INVALID_ID_FIELD, "can't use an %s for _id",
+                                t == BSON_TYPE_ARRAY   ? "array"
+                                : t == BSON_TYPE_REGEX ? "regex"
+                                                       : "undefined");
+        }
+        bson_append_iter(out, "_id", 3, &it);
+    } else {
+        bson_oid_t oid;
+        bson_oid_init(&oid, NULL);
+        BSON_APPEND_OID(out, "_id", &oid);
+    }
+    bson_iter_init(&it, in);
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "_id") != 0) {
+            bson_append_iter(out, NULL, 0, &it);
+        }
+    }
+    if (out->len > MS_MAX_BSON_BYTES) {
+        return ms_set_error(error, MS_ERR_BSON_OBJECT_TOO_LARGE,
+                            "object to insert too large. size in bytes: %u, max "
+                            "size: %d",
+                            out->len, MS_MAX_BSON_BYTES);
+    }
+    return true;
+}
+
+void
+ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t *error)
+{
+    char key[16];
+    const char *k;
+    bson_t we;
+    int code = ms_error_code(error);
+    bson_uint32_to_string((*n)++, &k, key, sizeof key);
+    bson_append_document_begin(arr, k, -1, &we);
+    BSON_APPEND_INT32(&we, "index", index);
+    BSON_APPEND_INT32(&we, "code", code);
+    if (ms_error_has_info(code)) {
+        bson_concat(&we, ms_error_info());
+    }
+    BSON_APPEND_UTF8(&we, "errmsg", error->message);
+    bson_append_document_end(arr, &we);
+}
+
+/* The statements of a write command: documents/updates/deletes, 1..100000 of them. */
+bool
+ms_crud_statements(const ms_cmd_t *c, const char *field, bson_iter_t *out, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, c->cmd, field)) {
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field '%s.%s' is missing but a required field", c->name, field);
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.%s' is the wrong type '%s', expected type "
+                            "'array'",
+                            c->name, field, ms_crud_type_name(bson_iter_type(&it)));
+    }
+    uint32_t len;
+    const uint8_t *data;
+    bson_iter_array(&it, &len, &data);
+    bson_t arr;
+    bson_init_static(&arr, data, len);
+    uint32_t n = bson_count_keys(&arr);
+    if (n == 0 || n > 100000) {
+        return ms_set_error(error, MS_ERR_INVALID_LENGTH,
+                            "Write batch sizes must be between 1 and 100000. Got %u "
+                            "operations.",
+                            n);
+    }
+    bson_iter_recurse(&it, out);
+    return true;
+}
+
+bool
+ms_crud_ordered(const bson_t *cmd)
+{
+    bson_iter_t it;
+    return !bson_iter_init_find(&it, cmd, "ordered") || bson_iter_as_bool(&it);
+}
+
+/* Refuses options this server does not implement instead of ignoring them. */
+bool
+ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *error)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "collation") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_t loc;
+        if (!bson_iter_recurse(&it, &loc) || !bson_iter_find(&loc, "locale") ||
+            !BSON_ITER_HOLDS_UTF8(&loc) || strcmp(bson_iter_utf8(&loc, NULL), "simple") != 0) {
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "%s: collations other than 'simple' are not supported "
+                                "by mongoq-test-server",
+                                where);
+        }
+    }
+    if (bson_iter_init_find(&it, doc, "arrayFilters") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        uint32_t len;
+        const uint8_t *d;
+        bson_iter_array(&it, &len, &d);
+        if (len > 5) {
+            return ms_set_error(error, MS_ERR_BAD_VALUE,
+                                "%s: arrayFilters are not supported by "
+                                "mongoq-test-server",
+                                where);
+        }
+    }
+    if (bson_iter_init_find(&it, doc, "let") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "%s: 'let' is not supported by mongoq-test-server", where);
+    }
+    return true;
+}
