@@ -7,7 +7,7 @@
  * mongod's IDL does (40415, TypeMismatch 14), and the options mongod has but this server does not
  * implement (views, hiding, unique conversion, ...) fail with InvalidOptions 72.
  */
-#include "store-private.h"
+#include "crud-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -36,31 +36,12 @@ typedef struct {
     const char *unsupported; /* hidden, unique, ...: the first one given, or NULL */
 } index_arg_t;
 
+/* The IDL's type names, with decimal, which collMod's numeric fields accept. */
 static const char *
 type_name(const bson_iter_t *it)
 {
-    switch (bson_iter_type(it)) {
-    case BSON_TYPE_DOUBLE:
-        return "double";
-    case BSON_TYPE_UTF8:
-        return "string";
-    case BSON_TYPE_DOCUMENT:
-        return "object";
-    case BSON_TYPE_ARRAY:
-        return "array";
-    case BSON_TYPE_BOOL:
-        return "bool";
-    case BSON_TYPE_NULL:
-        return "null";
-    case BSON_TYPE_INT32:
-        return "int";
-    case BSON_TYPE_INT64:
-        return "long";
-    case BSON_TYPE_DECIMAL128:
-        return "decimal";
-    default:
-        return "other";
-    }
+    bson_type_t t = bson_iter_type(it);
+    return t == BSON_TYPE_DECIMAL128 ? "decimal" : ms_crud_type_name(t);
 }
 
 static bool

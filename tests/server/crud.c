@@ -11,15 +11,10 @@
 const char *
 ms_crud_coll_name(const ms_cmd_t *c, bson_error_t *error)
 {
-    bson_iter_t it;
-    bson_iter_init(&it, c->cmd);
-    bson_iter_next(&it);
-    if (!BSON_ITER_HOLDS_UTF8(&it)) {
-        ms_set_error(error, MS_ERR_INVALID_NAMESPACE, "collection name has invalid type %s",
-                     BSON_ITER_HOLDS_NUMBER(&it) ? "int" : "other");
+    const char *name = ms_admin_coll_name(c, error);
+    if (!name) {
         return NULL;
     }
-    const char *name = bson_iter_utf8(&it, NULL);
     if (!ms_valid_db_name(c->db, error)) {
         return NULL;
     }

@@ -11,7 +11,7 @@
  *  - a failing write is DocumentValidationFailure 121 "Document failed validation" with errInfo
  *    {failingDocumentId, details} (validation_error.c), unless bypassDocumentValidation.
  */
-#include "store-private.h"
+#include "crud-private.h"
 
 #include <string.h>
 
@@ -37,31 +37,6 @@ ms_validation_field(const char *name)
     return false;
 }
 
-static const char *
-idl_type_name(const bson_iter_t *it)
-{
-    switch (bson_iter_type(it)) {
-    case BSON_TYPE_DOUBLE:
-        return "double";
-    case BSON_TYPE_UTF8:
-        return "string";
-    case BSON_TYPE_DOCUMENT:
-        return "object";
-    case BSON_TYPE_ARRAY:
-        return "array";
-    case BSON_TYPE_BOOL:
-        return "bool";
-    case BSON_TYPE_INT32:
-        return "int";
-    case BSON_TYPE_INT64:
-        return "long";
-    case BSON_TYPE_NULL:
-        return "null";
-    default:
-        return "other";
-    }
-}
-
 /* An IDL enum field: a string among values, else TypeMismatch 14 or BadValue 2 as mongod's IDL. */
 static bool
 check_enum(const ms_cmd_t *c, const bson_iter_t *it, const char *const *values,
@@ -72,7 +47,7 @@ check_enum(const ms_cmd_t *c, const bson_iter_t *it, const char *const *values,
         return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                             "BSON field '%s.%s' is the wrong type '%s', expected type "
                             "'string'",
-                            c->name, k, idl_type_name(it));
+                            c->name, k, ms_crud_type_name(bson_iter_type(it)));
     }
     const char *v = bson_iter_utf8(it, NULL);
     for (int i = 0; values[i]; i++) {
@@ -126,7 +101,7 @@ ms_validation_parse(const ms_cmd_t *c, const char *coll, bson_t *out, bson_error
                 return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                                     "BSON field '%s.validator' is the wrong type '%s', "
                                     "expected type 'object'",
-                                    c->name, idl_type_name(&it));
+                                    c->name, ms_crud_type_name(bson_iter_type(&it)));
             }
             bson_iter_document(&it, &len, &data);
             bson_init_static(&validator, data, len);
