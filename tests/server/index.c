@@ -446,7 +446,7 @@ ms_index_find_key(const ms_index_t *ix, const bson_value_t *tuple, const ms_rec_
     return NULL;
 }
 
-/* ---- scans for the planner (query.c) ----------------------------------------------------- */
+/* ---- scans for the planner (query_scan.c) ------------------------------------------------ */
 
 ms_ientry_t *
 ms_index_seek(const ms_index_t *ix, const bson_value_t *bound, size_t n, bool after)

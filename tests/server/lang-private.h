@@ -128,7 +128,7 @@ ms__path_init(ms_path_t *p, const char *path);
 void
 ms__path_destroy(ms_path_t *p);
 
-/* ---- expressions (expr.c) ------------------------------------------------------------- */
+/* ---- expressions (expr.c; the number widening in expr_arith.c) -------------------------- */
 
 /* Checks operator names and argument counts without evaluating. */
 bool

@@ -1,5 +1,6 @@
 /*
- * mongoq-test-server: internals shared by oplog.c, journal.c and changestream.c.
+ * mongoq-test-server: internals shared by oplog.c, journal.c and the change stream files
+ * (changestream*.c).
  *
  * A committed op is kept as one BSON record, the same bytes in the journal and in the history:
  *   {ts: Timestamp, wall: Date, op: int32 (ms_op_type_t), db: string, coll?: string,

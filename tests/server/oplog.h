@@ -1,6 +1,6 @@
 /*
  * mongoq-test-server: the oplog (history of committed writes), the journal (--dbpath) and
- * change streams. Owned by oplog.c, journal.c and changestream.c.
+ * change streams. Owned by oplog.c, journal.c and changestream*.c.
  *
  * Contract with the storage/command layer (store.c and friends):
  *  - Every committed write is handed to ms_oplog_commit() exactly once, in commit order, while

@@ -1,6 +1,8 @@
 /*
- * mongoq-test-server: internals shared by the command layer (main.c, net.c, wire.c, dispatch.c,
- * cmd_*.c, cursor.c, session.c, failpoint.c, ttl.c). Test infrastructure only.
+ * mongoq-test-server: internals shared by the command layer (the program's files outside the
+ * language library: main.c, net.c, wire.c, dispatch.c, generic_args.c, cmd_*.c, cursor.c,
+ * session.c, failpoint.c, ttl.c, ...). The command table is in commands.h. Test infrastructure
+ * only.
  */
 #ifndef MS_SERVER_PRIVATE_H
 #define MS_SERVER_PRIVATE_H
