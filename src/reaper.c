@@ -177,6 +177,10 @@ reap_in_background(mongoq_queue_t *queue, mongoc_client_t **client)
     if (!ok) {
         mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: reaping %s.%s failed: %s", queue->db,
                           queue->name, error.message);
+        /* A single-threaded client keeps a server it failed to reach out of selection for five
+         * seconds; the next pass starts on a new connection instead (service-private.h). */
+        mongoc_client_destroy(*client);
+        *client = NULL;
     }
 }
 

@@ -24,6 +24,14 @@
 #define MAX_TOKEN_FAILURES 3   /* resuming failed this often: give the token up and rescan */
 #define SETTLE_WINDOW_MS 1000  /* an event's run_at this recent may not be due on $$NOW yet */
 
+/* The thread's connection (a single-threaded service client) and the queue's collection on it. */
+typedef struct {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+} service_t;
+
+static bool service_renew(mongoq__waker_t *w, service_t *svc);
+
 /* ---- the thread's pauses --------------------------------------------------------------------- */
 
 static bool
@@ -105,7 +113,7 @@ take_need_next_run_at(mongoq__waker_t *w)
 
 /* One poll: is a ready message due? */
 static bool
-poll_once(mongoq__waker_t *w, mongoc_collection_t *coll)
+poll_once(mongoq__waker_t *w, mongoc_collection_t *coll, bool *failed)
 {
     static const char *const id_only[] = {MONGOQ__F_ID};
     bson_t *filter, *opts;
@@ -122,7 +130,8 @@ poll_once(mongoq__waker_t *w, mongoc_collection_t *coll)
     BSON_APPEND_INT64(opts, "limit", 1);
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     found = mongoc_cursor_next(cursor, &doc);
-    if (!found && mongoc_cursor_error(cursor, &error)) {
+    *failed = !found && mongoc_cursor_error(cursor, &error);
+    if (*failed) {
         mongoq__waker_log(w, MONGOQ_LOG_DEBUG, "mongoq waker: poll of %s.%s: %s", w->db, w->coll,
                           error.message);
     }
@@ -157,23 +166,27 @@ await_poll_turn(mongoq__waker_t *w, int64_t next_poll)
 }
 
 static void
-poll_loop(mongoq__waker_t *w, mongoc_collection_t *coll)
+poll_loop(mongoq__waker_t *w, service_t *svc)
 {
     int64_t pause = MIN_POLL_MS;
     int64_t next_poll = mongoq__now_mono_ms() + pause;
     while (await_poll_turn(w, next_poll)) {
+        bool failed = false;
         if (take_need_next_run_at(w)) {
-            refresh_next_run_at(w, coll);
+            refresh_next_run_at(w, svc->coll);
             continue;
         }
         if (mongoq__now_mono_ms() < next_poll) {
             continue;
         }
-        if (poll_once(w, coll)) {
+        if (poll_once(w, svc->coll, &failed)) {
             mongoq__waker_bump(w, MONGOQ__WAKE_POLL);
             pause = MIN_POLL_MS;
         } else {
             pause = pause * 2 < w->config.poll_interval_ms ? pause * 2 : w->config.poll_interval_ms;
+        }
+        if (failed && !service_renew(w, svc)) {
+            break;
         }
         next_poll = mongoq__now_mono_ms() + pause;
     }
@@ -428,14 +441,14 @@ done:
 
 /* Returns true when the waker should fall back to polling. */
 static bool
-watch_loop(mongoq__waker_t *w, mongoc_collection_t *coll)
+watch_loop(mongoq__waker_t *w, service_t *svc)
 {
     watch_state_t st = {.have_token = false};
     int64_t backoff = 0;
     bool unsupported = false;
     bson_init(&st.token);
     for (int64_t round = 0; round < INT64_MAX; round++) {
-        watch_result_t result = watch_once(w, coll, &st, &backoff);
+        watch_result_t result = watch_once(w, svc->coll, &st, &backoff);
         if (result == WATCH_STOPPED || is_stopping(w)) {
             break;
         }
@@ -453,7 +466,7 @@ watch_loop(mongoq__waker_t *w, mongoc_collection_t *coll)
         if (backoff > MAX_REOPEN_BACKOFF_MS) {
             backoff = MAX_REOPEN_BACKOFF_MS;
         }
-        if (!pause_thread(w, backoff)) {
+        if (!pause_thread(w, backoff) || !service_renew(w, svc)) {
             break;
         }
     }
@@ -488,30 +501,60 @@ connect_service(mongoq__waker_t *w)
     }
 }
 
+static void
+service_close(service_t *svc)
+{
+    mongoc_collection_destroy(svc->coll);
+    mongoc_client_destroy(svc->client);
+    svc->coll = NULL;
+    svc->client = NULL;
+}
+
+/* The thread's connection and its collection; false when the waker stopped first. */
+static bool
+service_open(mongoq__waker_t *w, service_t *svc)
+{
+    svc->client = connect_service(w);
+    if (!svc->client) {
+        return false;
+    }
+    svc->coll = mongoc_client_get_collection(svc->client, w->db, w->coll);
+    return true;
+}
+
+/*
+ * After a failed call: a new connection. A single-threaded client that failed to reach a server
+ * keeps it out of selection for five seconds ("No servers yet eligible for rescan"), which held
+ * the stream closed long after a restarted server was back; a new client tries at once.
+ */
+static bool
+service_renew(mongoq__waker_t *w, service_t *svc)
+{
+    service_close(svc);
+    return service_open(w, svc);
+}
+
 static void *
 waker_thread(void *arg)
 {
     mongoq__waker_t *w = arg;
-    mongoc_client_t *client = connect_service(w);
-    mongoc_collection_t *coll;
-    if (!client) {
+    service_t svc = {NULL, NULL};
+    if (!service_open(w, &svc)) {
         return NULL;
     }
-    coll = mongoc_client_get_collection(client, w->db, w->coll);
     if (w->config.no_change_stream) {
-        refresh_next_run_at(w, coll);
-        poll_loop(w, coll);
-    } else if (watch_loop(w, coll)) {
+        refresh_next_run_at(w, svc.coll);
+        poll_loop(w, &svc);
+    } else if (watch_loop(w, &svc)) {
         atomic_store(&w->config.counters->polling_fallback, true);
         mongoq__waker_log(w, MONGOQ_LOG_WARNING,
                           "mongoq: the server cannot open a change stream on %s.%s; idle "
                           "consumers poll (every %" PRId64 " ms at most)",
                           w->db, w->coll, w->config.poll_interval_ms);
-        refresh_next_run_at(w, coll);
-        poll_loop(w, coll);
+        refresh_next_run_at(w, svc.coll);
+        poll_loop(w, &svc);
     }
-    mongoc_collection_destroy(coll);
-    mongoc_client_destroy(client);
+    service_close(&svc);
     return NULL;
 }
 

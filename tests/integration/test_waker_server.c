@@ -147,6 +147,10 @@ Test(waker_server, stream_resumes_after_kill_9_and_restart)
     }
     mtest_server_stop(&e.srv, true);
     cr_assert(mtest_server_start(&e.srv, args, port), "restart on the same port and --dbpath");
+    /* A stale single-threaded connection would keep the restarted server out of selection for
+     * five seconds; the waker reconnects instead (service-private.h). */
+    cr_assert(mtest_wait_until(world_stream_active, e.w.queue, 3000),
+              "the stream is open again within 3 s of the restart");
     for (int i = 5; i < 25; i++) {
         wv_enqueue_retrying(e.w.producer, i);
     }
