@@ -7,7 +7,10 @@
  * The skewed consumer is tests/tools/child_consumer run with libfaketime preloaded
  * (FAKETIME=+600 or -600 seconds). libfaketime 0.9.10 also fakes CLOCK_MONOTONIC by default
  * (it then reads as the faked wall clock), which is not what a skewed machine looks like:
- * FAKETIME_DONT_FAKE_MONOTONIC=1 keeps the monotonic clock real.
+ * FAKETIME_DONT_FAKE_MONOTONIC=1 keeps the monotonic clock real, and
+ * FAKETIME_FORCE_MONOTONIC_FIX=0 keeps its pthread_cond_timedwait on a CLOCK_MONOTONIC condition
+ * from returning at once (which turned every timed wait of the library into a busy loop; found by
+ * the chaos run).
  */
 #include <criterion/criterion.h>
 #include <glob.h>
@@ -50,6 +53,7 @@ start_skewed(world_child_t *child, world_t *s, int skew_s)
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", faketime_library());
     snprintf(faketime, sizeof faketime, "FAKETIME=%+d", skew_s);
     const char *env[] = {preload, faketime, "FAKETIME_DONT_FAKE_MONOTONIC=1",
+                         "FAKETIME_FORCE_MONOTONIC_FIX=0",
                          "ASAN_OPTIONS=verify_asan_link_order=0", NULL};
     char lease[32];
     snprintf(lease, sizeof lease, "%d", SKEW_LEASE_MS);
