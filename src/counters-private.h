@@ -22,6 +22,7 @@ typedef struct {
     atomic_int_least64_t idle_consumers;
     atomic_bool change_stream_active;
     atomic_bool polling_fallback;
+    atomic_int_least64_t stream_rescans;
 } mongoq__counters_t;
 
 static inline void

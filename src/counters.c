@@ -1,4 +1,5 @@
 /* Process-local counters, and the version rules of the structs mongoq writes into. */
+#include <stddef.h>
 #include <string.h>
 
 #include "counters-private.h"
@@ -7,10 +8,11 @@ bool
 mongoq_counters_init(mongoq_counters_t *counters, uint32_t version)
 {
     BSON_ASSERT_PARAM(counters);
-    if (version == 0 || version > MONGOQ_COUNTERS_VERSION) {
+    size_t size = mongoq__counters_size(version);
+    if (size == 0) {
         return false;
     }
-    memset(counters, 0, sizeof *counters);
+    memset(counters, 0, size); /* an older caller's struct is only that long */
     counters->version = version;
     return true;
 }
@@ -19,23 +21,30 @@ bool
 mongoq_stats_init(mongoq_stats_t *stats, uint32_t version)
 {
     BSON_ASSERT_PARAM(stats);
-    if (version == 0 || version > MONGOQ_STATS_VERSION) {
+    size_t size = mongoq__stats_size(version);
+    if (size == 0) {
         return false;
     }
-    memset(stats, 0, sizeof *stats);
+    memset(stats, 0, size);
     stats->version = version;
     return true;
 }
 
 /*
- * How many bytes of a struct of `version` the caller has: every version so far is the whole
- * current struct. A field added later gets a version and an entry here (offsetof the first
- * field the older version lacks).
+ * How many bytes of a struct of `version` the caller has: an older version ends where the first
+ * field it lacks begins (offsetof). A field added later gets a version and a case here.
  */
 size_t
 mongoq__counters_size(uint32_t version)
 {
-    return version >= 1 && version <= MONGOQ_COUNTERS_VERSION ? sizeof(mongoq_counters_t) : 0;
+    switch (version) {
+    case 1:
+        return offsetof(mongoq_counters_t, stream_rescans);
+    case MONGOQ_COUNTERS_VERSION:
+        return sizeof(mongoq_counters_t);
+    default:
+        return 0;
+    }
 }
 
 size_t
@@ -61,6 +70,7 @@ mongoq__counters_read(const mongoq__counters_t *c, mongoq_counters_t *out)
     out->idle_consumers = atomic_load(&c->idle_consumers);
     out->change_stream_active = atomic_load(&c->change_stream_active);
     out->polling_fallback = atomic_load(&c->polling_fallback);
+    out->stream_rescans = atomic_load(&c->stream_rescans);
 }
 
 bool

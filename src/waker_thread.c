@@ -429,6 +429,7 @@ watch_once(mongoq__waker_t *w, mongoc_collection_t *coll, watch_state_t *st, int
     atomic_store(&w->config.counters->change_stream_active, true);
     if (!resumed) {
         /* Anything written before the stream opened was not seen: everyone rescans. */
+        mongoq__counter_add(&w->config.counters->stream_rescans, 1);
         mongoq__waker_bump(w, MONGOQ__WAKE_LOCAL);
         refresh_next_run_at(w, coll);
     }

@@ -195,7 +195,8 @@ mongoq_stats_init(mongoq_stats_t *stats, uint32_t version);
 MONGOQ_EXPORT bool
 mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *error);
 
-#define MONGOQ_COUNTERS_VERSION 1
+/* 2 added stream_rescans. Version 1 callers get the fields up to polling_fallback. */
+#define MONGOQ_COUNTERS_VERSION 2
 
 /* Counters kept in this process since the queue was opened (no round trip). */
 typedef struct {
@@ -213,6 +214,15 @@ typedef struct {
     int64_t idle_consumers;        /* consumers and worker threads waiting for work right now */
     bool change_stream_active;     /* the waker's change stream is open now */
     bool polling_fallback;         /* the server cannot open change streams: polling only */
+
+    /* ---- version 2 ---- */
+
+    /*
+     * Change streams opened without a resume token (the first, and each after a gap the waker
+     * could not rule out: history lost, invalidate, a token the server refused); every idle
+     * consumer rescans then. A stream resumed after a network error does not count.
+     */
+    int64_t stream_rescans;
 } mongoq_counters_t;
 
 #define MONGOQ_COUNTERS_INIT {.version = MONGOQ_COUNTERS_VERSION}

@@ -277,5 +277,14 @@ Test(api_queue, output_structs_check_their_version)
     world_enqueue_n(&t, 1, NULL, NULL);
     cr_assert(mongoq_queue_counters(t.queue, &counters));
     cr_assert_eq(counters.enqueued, 1);
+
+    /* A program built against version 1 knows no stream_rescans: it is never written. */
+    memset(&counters, 0xAB, sizeof counters);
+    cr_assert(mongoq_counters_init(&counters, 1));
+    cr_assert_eq(counters.stream_rescans, (int64_t)0xABABABABABABABABull, "init stops at v1");
+    cr_assert(mongoq_queue_counters(t.queue, &counters));
+    cr_assert_eq(counters.version, 1);
+    cr_assert_eq(counters.enqueued, 1);
+    cr_assert_eq(counters.stream_rescans, (int64_t)0xABABABABABABABABull, "past v1: untouched");
     world_close(&t);
 }

@@ -168,32 +168,42 @@ ws_enqueue_and_await(world_t *w, world_rec_t *rec, int n)
                  seen);
 }
 
-/* The stream meets `what` on a getMore and goes on without missing a message. */
+/*
+ * The stream meets `what` on a getMore and goes on without missing a message. rescans: how many
+ * more times it must open without a resume token (every idle consumer rescans then): 0 when it
+ * resumes after the fault, 1 when it must start over.
+ */
 static void
-ws_getmore_fault(const char *what)
+ws_getmore_fault(const char *what, int64_t rescans)
 {
     world_t w;
     world_rec_t rec;
     ws_open(&w, &rec);
     mongoq_worker_t *worker = ws_start_worker(&w, &rec);
+    cr_assert(mtest_wait_until(world_stream_active, w.queue, 5000), "the stream opens");
+    int64_t opened = ws_counters(w.queue).stream_rescans;
+    cr_assert_eq(opened, 1, "the first open rescans once");
     int64_t before = ws_fail_getmore(&w, what);
     ws_enqueue_and_await(&w, &rec, 30);
     ws_assert_fault_fired(&w, before);
     cr_assert(mtest_wait_until(world_stream_active, w.queue, 5000), "the stream is open again");
+    cr_assert_eq(ws_counters(w.queue).stream_rescans - opened, rescans,
+                 "rescans after the fault: %lld, expected %lld",
+                 (long long)(ws_counters(w.queue).stream_rescans - opened), (long long)rescans);
     ws_close(&w, &rec, worker);
 }
 
 Test(waker_stream, closed_connection_on_getmore_resumes_without_missing_anything)
 {
-    ws_getmore_fault("\"closeConnection\": true");
+    ws_getmore_fault("\"closeConnection\": true", 0); /* resumed after its token */
 }
 
 Test(waker_stream, history_lost_on_getmore_makes_everyone_rescan)
 {
-    ws_getmore_fault("\"errorCode\": 286");
+    ws_getmore_fault("\"errorCode\": 286", 1); /* ChangeStreamHistoryLost: starts over */
 }
 
 Test(waker_stream, other_errors_on_getmore_reopen_the_stream)
 {
-    ws_getmore_fault("\"errorCode\": 2");
+    ws_getmore_fault("\"errorCode\": 2", 0); /* reopened, resuming after its token */
 }
