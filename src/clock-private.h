@@ -12,12 +12,22 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <time.h>
 
 #include <mongoc/mongoc.h>
 
 /* The local monotonic clock in milliseconds: every wait and deadline in mongoq uses it. */
 int64_t
 mongoq__now_mono_ms(void);
+
+/* A mongoq__now_mono_ms() time as the deadline of a timed wait on a monotonic condition. */
+void
+mongoq__mono_timespec(int64_t mono_ms, struct timespec *ts);
+
+/* Initialises a condition variable whose timed waits take monotonic deadlines (never wall time). */
+void
+mongoq__cond_init_monotonic(pthread_cond_t *cond);
 
 /*
  * How far past the estimated server time the index-friendly half of a time filter reaches. The

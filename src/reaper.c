@@ -132,11 +132,7 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
 void
 mongoq__reaper_init(mongoq_queue_t *queue)
 {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&queue->reaper_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    mongoq__cond_init_monotonic(&queue->reaper_cond);
     pthread_mutex_init(&queue->reaper_mu, NULL);
 }
 
@@ -151,8 +147,8 @@ mongoq__reaper_destroy(mongoq_queue_t *queue)
 static bool
 pause_locked(mongoq_queue_t *queue, int64_t ms)
 {
-    int64_t until = mongoq__now_mono_ms() + ms;
-    struct timespec ts = {.tv_sec = (time_t)(until / 1000), .tv_nsec = (long)(until % 1000) * 1000000L};
+    struct timespec ts;
+    mongoq__mono_timespec(mongoq__now_mono_ms() + ms, &ts);
     while (!queue->reaper_stopping &&
            pthread_cond_timedwait(&queue->reaper_cond, &queue->reaper_mu, &ts) == 0) {
     }

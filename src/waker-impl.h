@@ -56,9 +56,6 @@ struct mongoq__waker_t {
 int64_t
 mongoq__waker_server_now_ms(mongoq__waker_t *w);
 
-/* A monotonic time (ms) as a timespec for pthread_cond_timedwait on the waker's conditions. */
-void
-mongoq__waker_to_timespec(int64_t mono_ms, struct timespec *ts);
 
 /* Logs through the queue's log callback. Never called with w->mu held. */
 void

@@ -50,16 +50,6 @@ server_to_mono_ms(mongoq__waker_t *w, int64_t server_ms)
     return mongoq__now_mono_ms() + (server_ms - now_real_ms());
 }
 
-void
-mongoq__waker_to_timespec(int64_t mono_ms, struct timespec *ts)
-{
-    if (mono_ms < 0) {
-        mono_ms = 0;
-    }
-    ts->tv_sec = (time_t)(mono_ms / 1000);
-    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000L;
-}
-
 /* Never called with w->mu held: the callback may call back into mongoq. */
 void
 mongoq__waker_log(mongoq__waker_t *w, mongoq_log_level_t level, const char *fmt, ...)
@@ -179,7 +169,6 @@ mongoq__waker_t *
 mongoq__waker_new(const mongoq__waker_config_t *config)
 {
     mongoq__waker_t *w = bson_malloc0(sizeof *w);
-    pthread_condattr_t attr;
     w->config = *config;
     w->db = bson_strdup(config->db);
     w->coll = bson_strdup(config->coll);
@@ -189,11 +178,8 @@ mongoq__waker_new(const mongoq__waker_config_t *config)
         w->config.poll_interval_ms = 1000;
     }
     pthread_mutex_init(&w->mu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &attr);
-    pthread_cond_init(&w->thread_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    mongoq__cond_init_monotonic(&w->cond);
+    mongoq__cond_init_monotonic(&w->thread_cond);
     return w;
 }
 
@@ -305,7 +291,7 @@ mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms)
     }
     atomic_store(&w->config.counters->idle_consumers, w->nwaiters);
     while (!wait_over_locked(w, *seen, deadline_ms, tick, &why, &until)) {
-        mongoq__waker_to_timespec(until, &ts);
+        mongoq__mono_timespec(until, &ts);
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
     }
     w->nwaiters--;

@@ -49,7 +49,7 @@ pause_thread(mongoq__waker_t *w, int64_t ms)
 {
     struct timespec ts;
     bool go_on;
-    mongoq__waker_to_timespec(mongoq__now_mono_ms() + ms, &ts);
+    mongoq__mono_timespec(mongoq__now_mono_ms() + ms, &ts);
     pthread_mutex_lock(&w->mu);
     if (!w->stopping) {
         pthread_cond_timedwait(&w->thread_cond, &w->mu, &ts);
@@ -157,7 +157,7 @@ await_poll_turn(mongoq__waker_t *w, int64_t next_poll)
         }
         /* Idle (nobody waiting): look again at least every poll interval. */
         int64_t until = w->nwaiters > 0 ? next_poll : now + w->config.poll_interval_ms;
-        mongoq__waker_to_timespec(until, &ts);
+        mongoq__mono_timespec(until, &ts);
         pthread_cond_timedwait(&w->thread_cond, &w->mu, &ts);
     }
     go_on = !w->stopping;

@@ -86,9 +86,6 @@ void
 mongoq__worker_log(mongoq_worker_t *w, mongoq_log_level_t level, const char *fmt, ...)
     BSON_GNUC_PRINTF(3, 4);
 
-/* A mongoq__now_mono_ms() time as a timespec for pthread_cond_timedwait on a monotonic cond. */
-void
-mongoq__worker_mono_timespec(int64_t mono_ms, struct timespec *ts);
 
 /* Whether mongoq_worker_request_stop() was called (an atomic load). */
 bool

@@ -53,25 +53,6 @@ mongoq__worker_log(mongoq_worker_t *w, mongoq_log_level_t level, const char *fmt
     mongoq__queue_log(w->queue, level, "%s", buf);
 }
 
-/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines. */
-static void
-cond_init_monotonic(pthread_cond_t *cond)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-/* A mongoq__now_mono_ms() time as a timespec for pthread_cond_timedwait on such a variable. */
-void
-mongoq__worker_mono_timespec(int64_t mono_ms, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(mono_ms / 1000);
-    ts->tv_nsec = (long)(mono_ms % 1000) * 1000000;
-}
-
 bool
 mongoq__worker_stop_requested(const mongoq_worker_t *w)
 {
@@ -151,7 +132,7 @@ mongoq_worker_new(mongoq_queue_t *queue, const mongoq_worker_opts_t *opts, bson_
     }
     w->name = opts->name ? bson_strdup(opts->name) : NULL;
     pthread_mutex_init(&w->mu, NULL);
-    cond_init_monotonic(&w->cond);
+    mongoq__cond_init_monotonic(&w->cond);
     return w;
 }
 
@@ -289,7 +270,7 @@ mongoq_worker_start(mongoq_worker_t *worker, bson_error_t *error)
         w->handlers[i].worker = w;
         w->handlers[i].index = i;
         pthread_mutex_init(&w->handlers[i].holding.mu, NULL);
-        cond_init_monotonic(&w->handlers[i].holding.cond);
+        mongoq__cond_init_monotonic(&w->handlers[i].holding.cond);
     }
     if (!start_keeper(w, error)) {
         return false;
@@ -320,7 +301,7 @@ await_zero(mongoq_worker_t *w, const int *count, int64_t deadline_mono)
 {
     struct timespec ts;
     bool done;
-    mongoq__worker_mono_timespec(deadline_mono, &ts);
+    mongoq__mono_timespec(deadline_mono, &ts);
     pthread_mutex_lock(&w->mu);
     while (*count > 0) {
         if (deadline_mono < 0) {

@@ -275,7 +275,7 @@ static void
 pause_unless_stopped(mongoq_worker_t *w, int64_t ms)
 {
     struct timespec ts;
-    mongoq__worker_mono_timespec(mongoq__now_mono_ms() + ms, &ts);
+    mongoq__mono_timespec(mongoq__now_mono_ms() + ms, &ts);
     pthread_mutex_lock(&w->mu);
     if (!mongoq__worker_stop_requested(w)) {
         pthread_cond_timedwait(&w->cond, &w->mu, &ts);
