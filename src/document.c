@@ -117,7 +117,11 @@ mongoq__document_build(const bson_t *payload, const mongoq_enqueue_opts_t *opts,
     /* bson_append_* fails only when the document would pass INT32_MAX bytes. */
     if (!ok || out->len > MONGOQ_MAX_DOCUMENT_BYTES) {
         bson_reinit(out);
-        return invalid(error, "enqueue: the message would exceed the 16 MiB document limit");
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue: the message would exceed the %d-byte document limit "
+                       "(MONGOQ_MAX_DOCUMENT_BYTES)",
+                       MONGOQ_MAX_DOCUMENT_BYTES);
+        return false;
     }
     return true;
 }

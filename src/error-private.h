@@ -45,6 +45,10 @@ bool mongoq__error_is_server(const bson_error_t *error, uint32_t code);
 /* Whether error is a mongoq error with this code (domain checked). */
 bool mongoq__error_is(const bson_error_t *error, mongoq_error_code_t code);
 
+/* A limit's value as a string literal, so messages name the constant their check uses. */
+#define MONGOQ__STR_(x) #x
+#define MONGOQ__STR(x) MONGOQ__STR_(x)
+
 /* Fills error with a mongoq error. */
 #define mongoq__error_set(error, code, ...)                                                        \
     bson_set_error((error), MONGOQ_ERROR_DOMAIN, (code), __VA_ARGS__)

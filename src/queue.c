@@ -96,8 +96,8 @@ bool
 mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *error)
 {
     if (!db || !*db || strlen(db) > MONGOQ__MAX_DB_NAME_BYTES || strpbrk(db, "/\\. \"$")) {
-        return invalid(error, "invalid database name: it must be 1 to 63 bytes without any of "
-                              "/\\. \"$");
+        return invalid(error, "invalid database name: it must be 1 to " MONGOQ__STR(
+                                  MONGOQ__MAX_DB_NAME_BYTES) " bytes without any of /\\. \"$");
     }
     if (!name || !*name || strchr(name, '$') || strncmp(name, "system.", 7) == 0) {
         return invalid(error, "invalid collection name: it must be non-empty, contain no '$' "
@@ -105,7 +105,7 @@ mongoq__queue_validate_names(const char *db, const char *name, bson_error_t *err
     }
     if (strlen(db) + 1 + strlen(name) > MONGOQ__MAX_NAMESPACE_BYTES) {
         return invalid(error, "invalid collection name: the namespace \"db.collection\" "
-                              "exceeds 255 bytes");
+                              "exceeds " MONGOQ__STR(MONGOQ__MAX_NAMESPACE_BYTES) " bytes");
     }
     return true;
 }

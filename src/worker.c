@@ -72,13 +72,13 @@ check_opts(const mongoq_worker_opts_t *opts, bson_error_t *error)
     } else if (!opts->handler) {
         why = "handler is required";
     } else if (opts->threads < 0 || opts->threads > MAX_THREADS) {
-        why = "threads must be 0 (default 1) to 256";
+        why = "threads must be 0 (default 1) to " MONGOQ__STR(MAX_THREADS);
     } else if (opts->lease_ms < 0 || opts->lease_ms > MONGOQ_MAX_DURATION_MS) {
         why = "lease_ms must be 0 (the queue's) to MONGOQ_MAX_DURATION_MS";
     } else if (opts->heartbeat_ms > MONGOQ_MAX_DURATION_MS) {
         why = "heartbeat_ms must be at most MONGOQ_MAX_DURATION_MS (negative: none)";
     } else if (opts->batch < 0 || opts->batch > MONGOQ_MAX_BATCH) {
-        why = "batch must be 0 (default 1) to MONGOQ_MAX_BATCH (1000)";
+        why = "batch must be 0 (default 1) to MONGOQ_MAX_BATCH (" MONGOQ__STR(MONGOQ_MAX_BATCH) ")";
     } else if (opts->name && (!*opts->name || strlen(opts->name) > MAX_NAME_PREFIX_BYTES ||
                               !bson_utf8_validate(opts->name, strlen(opts->name), false))) {
         why = "name must be valid UTF-8 of 1 to MONGOQ_MAX_NAME_BYTES - 8 bytes (the thread "
