@@ -2,7 +2,7 @@
  * mongoq-test-server: what the expression files share: small value setters and predicates,
  * evaluation (expr.c), and every operator function expr.c's table names, grouped by the file
  * that defines it (expr_arith.c, expr_cond.c, expr_array.c, expr_string.c, expr_type.c,
- * expr_object.c).
+ * expr_object.c, expr_field.c).
  */
 #ifndef MS_EXPR_PRIVATE_H
 #define MS_EXPR_PRIVATE_H
@@ -113,6 +113,8 @@ typedef struct {
     int min_args, max_args; /* -1: unbounded; lazy operators check their own */
     ms_expr_eager_fn eager;
     ms_expr_lazy_fn lazy;
+    /* Checks the argument when the pipeline is parsed (NULL: the argument count only). */
+    bool (*check)(const char *name, const bson_value_t *arg, bson_error_t *error);
 } ms_expr_op_t;
 
 /* Evaluates expr under ev (out owned by the caller; BSON_TYPE_EOD when missing). */
@@ -212,6 +214,16 @@ ms__op_to_number(const char *name, bson_value_t *args, size_t n, bson_value_t *o
 bool
 ms__op_to_bool(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
                bson_error_t *error);
+
+/* expr_field.c: $getField, $setField, $unsetField */
+bool
+ms__op_field_check(const char *name, const bson_value_t *arg, bson_error_t *error);
+bool
+ms__op_get_field(const ms_expr_ev_t *ev, const char *name, const bson_value_t *arg,
+                 bson_value_t *out, bson_error_t *error);
+bool
+ms__op_set_field(const ms_expr_ev_t *ev, const char *name, const bson_value_t *arg,
+                 bson_value_t *out, bson_error_t *error);
 
 /* expr_object.c */
 bool

@@ -6,7 +6,7 @@
  * Operators are a table, ops[] (below): a row per operator with its argument count and its
  * function, eager (arguments evaluated first) or lazy (evaluates what it needs). The functions
  * live by family, as redis's t_*.c: expr_arith.c, expr_cond.c, expr_array.c, expr_string.c,
- * expr_type.c, expr_object.c; $let and $literal here, with the variables.
+ * expr_type.c, expr_object.c, expr_field.c; $let and $literal here, with the variables.
  */
 #include "expr-private.h"
 
@@ -391,6 +391,9 @@ validate(const bson_value_t *expr, int depth, bson_error_t *error)
         if (strcmp(key, "$literal") == 0) {
             return true;
         }
+        if (op->check && !op->check(key, &arg, error)) {
+            return false;
+        }
         if (!op->lazy && !check_arg_count(op, arg_count(&arg), error)) {
             return false;
         }
@@ -498,54 +501,57 @@ done:
 }
 
 static const ms_expr_op_t ops[] = {
-    {"$abs", 1, 1, ms__op_unary_math, NULL},
-    {"$add", 0, -1, ms__op_add, NULL},
-    {"$and", -1, -1, NULL, ms__op_and_or},
-    {"$arrayElemAt", 2, 2, ms__op_array_elem_at, NULL},
-    {"$avg", 0, -1, ms__op_list_reduce, NULL},
-    {"$ceil", 1, 1, ms__op_unary_math, NULL},
-    {"$cmp", 2, 2, ms__op_compare, NULL},
-    {"$concat", 0, -1, ms__op_concat, NULL},
-    {"$concatArrays", 0, -1, ms__op_concat_arrays, NULL},
-    {"$cond", -1, -1, NULL, ms__op_cond},
-    {"$divide", 2, 2, ms__op_divide_mod, NULL},
-    {"$eq", 2, 2, ms__op_compare, NULL},
-    {"$filter", -1, -1, NULL, ms__op_map_filter},
-    {"$first", 1, 1, ms__op_first_last, NULL},
-    {"$floor", 1, 1, ms__op_unary_math, NULL},
-    {"$gt", 2, 2, ms__op_compare, NULL},
-    {"$gte", 2, 2, ms__op_compare, NULL},
-    {"$ifNull", -1, -1, NULL, ms__op_if_null},
-    {"$in", 2, 2, ms__op_in, NULL},
-    {"$isArray", 1, 1, ms__op_is_array, NULL},
-    {"$last", 1, 1, ms__op_first_last, NULL},
-    {"$let", -1, -1, NULL, op_let},
-    {"$literal", -1, -1, NULL, op_literal},
-    {"$lt", 2, 2, ms__op_compare, NULL},
-    {"$lte", 2, 2, ms__op_compare, NULL},
-    {"$map", -1, -1, NULL, ms__op_map_filter},
-    {"$max", 1, -1, ms__op_list_reduce, NULL},
-    {"$mergeObjects", 0, -1, ms__op_merge_objects, NULL},
-    {"$min", 1, -1, ms__op_list_reduce, NULL},
-    {"$mod", 2, 2, ms__op_divide_mod, NULL},
-    {"$multiply", 0, -1, ms__op_multiply, NULL},
-    {"$ne", 2, 2, ms__op_compare, NULL},
-    {"$not", 1, 1, ms__op_not, NULL},
-    {"$or", -1, -1, NULL, ms__op_and_or},
-    {"$size", 1, 1, ms__op_size, NULL},
-    {"$subtract", 2, 2, ms__op_subtract, NULL},
-    {"$sum", 0, -1, ms__op_list_reduce, NULL},
-    {"$switch", -1, -1, NULL, ms__op_switch},
-    {"$toBool", 1, 1, ms__op_to_bool, NULL},
-    {"$toDate", 1, 1, ms__op_to_number, NULL},
-    {"$toDecimal", 1, 1, ms__op_to_number, NULL},
-    {"$toDouble", 1, 1, ms__op_to_number, NULL},
-    {"$toInt", 1, 1, ms__op_to_number, NULL},
-    {"$toLong", 1, 1, ms__op_to_number, NULL},
-    {"$toLower", 1, 1, ms__op_case, NULL},
-    {"$toString", 1, 1, ms__op_to_string, NULL},
-    {"$toUpper", 1, 1, ms__op_case, NULL},
-    {"$type", 1, 1, ms__op_type, NULL},
+    {"$abs", 1, 1, ms__op_unary_math, NULL, NULL},
+    {"$add", 0, -1, ms__op_add, NULL, NULL},
+    {"$and", -1, -1, NULL, ms__op_and_or, NULL},
+    {"$arrayElemAt", 2, 2, ms__op_array_elem_at, NULL, NULL},
+    {"$avg", 0, -1, ms__op_list_reduce, NULL, NULL},
+    {"$ceil", 1, 1, ms__op_unary_math, NULL, NULL},
+    {"$cmp", 2, 2, ms__op_compare, NULL, NULL},
+    {"$concat", 0, -1, ms__op_concat, NULL, NULL},
+    {"$concatArrays", 0, -1, ms__op_concat_arrays, NULL, NULL},
+    {"$cond", -1, -1, NULL, ms__op_cond, NULL},
+    {"$divide", 2, 2, ms__op_divide_mod, NULL, NULL},
+    {"$eq", 2, 2, ms__op_compare, NULL, NULL},
+    {"$filter", -1, -1, NULL, ms__op_map_filter, NULL},
+    {"$first", 1, 1, ms__op_first_last, NULL, NULL},
+    {"$floor", 1, 1, ms__op_unary_math, NULL, NULL},
+    {"$getField", -1, -1, NULL, ms__op_get_field, ms__op_field_check},
+    {"$gt", 2, 2, ms__op_compare, NULL, NULL},
+    {"$gte", 2, 2, ms__op_compare, NULL, NULL},
+    {"$ifNull", -1, -1, NULL, ms__op_if_null, NULL},
+    {"$in", 2, 2, ms__op_in, NULL, NULL},
+    {"$isArray", 1, 1, ms__op_is_array, NULL, NULL},
+    {"$last", 1, 1, ms__op_first_last, NULL, NULL},
+    {"$let", -1, -1, NULL, op_let, NULL},
+    {"$literal", -1, -1, NULL, op_literal, NULL},
+    {"$lt", 2, 2, ms__op_compare, NULL, NULL},
+    {"$lte", 2, 2, ms__op_compare, NULL, NULL},
+    {"$map", -1, -1, NULL, ms__op_map_filter, NULL},
+    {"$max", 1, -1, ms__op_list_reduce, NULL, NULL},
+    {"$mergeObjects", 0, -1, ms__op_merge_objects, NULL, NULL},
+    {"$min", 1, -1, ms__op_list_reduce, NULL, NULL},
+    {"$mod", 2, 2, ms__op_divide_mod, NULL, NULL},
+    {"$multiply", 0, -1, ms__op_multiply, NULL, NULL},
+    {"$ne", 2, 2, ms__op_compare, NULL, NULL},
+    {"$not", 1, 1, ms__op_not, NULL, NULL},
+    {"$or", -1, -1, NULL, ms__op_and_or, NULL},
+    {"$setField", -1, -1, NULL, ms__op_set_field, ms__op_field_check},
+    {"$size", 1, 1, ms__op_size, NULL, NULL},
+    {"$subtract", 2, 2, ms__op_subtract, NULL, NULL},
+    {"$sum", 0, -1, ms__op_list_reduce, NULL, NULL},
+    {"$switch", -1, -1, NULL, ms__op_switch, NULL},
+    {"$toBool", 1, 1, ms__op_to_bool, NULL, NULL},
+    {"$toDate", 1, 1, ms__op_to_number, NULL, NULL},
+    {"$toDecimal", 1, 1, ms__op_to_number, NULL, NULL},
+    {"$toDouble", 1, 1, ms__op_to_number, NULL, NULL},
+    {"$toInt", 1, 1, ms__op_to_number, NULL, NULL},
+    {"$toLong", 1, 1, ms__op_to_number, NULL, NULL},
+    {"$toLower", 1, 1, ms__op_case, NULL, NULL},
+    {"$toString", 1, 1, ms__op_to_string, NULL, NULL},
+    {"$toUpper", 1, 1, ms__op_case, NULL, NULL},
+    {"$type", 1, 1, ms__op_type, NULL, NULL},
+    {"$unsetField", -1, -1, NULL, ms__op_set_field, ms__op_field_check},
 };
 
 static const ms_expr_op_t *
