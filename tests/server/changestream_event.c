@@ -244,7 +244,7 @@ ms__changestream_apply_stages(const ms_changestream_t *cs, bson_t *ev, bool *kee
     ms_docvec_t out;
     bool ok = false;
     ms_optime_t now_ct = ms_oplog_last_optime();
-    ms_ctx_t ctx = {ms_now_ms(), now_ct.t, now_ct.i};
+    ms_ctx_t ctx = {.now_ms = ms_now_ms(), .cluster_time_t = now_ct.t, .cluster_time_i = now_ct.i};
     *keep = true;
     if (!cs->has_stages) {
         return true;
