@@ -13,6 +13,12 @@
  * it would a real one; appName and namespace as failCommand. Drivers' change stream tests use
  * it because failCommand fires before the command runs: no cursor is touched and no
  * ResumableChangeStreamError label is computed.
+ *
+ * onPrimaryTransactionalWrite: fired by write.c for each document a retryable write (outside a
+ * transaction) writes on the primary, as mongod's TransactionParticipant fires it once the write
+ * is logged and before it commits. data.closeConnection (default true) closes the connection
+ * once the command has finished (the write commits and its result is recorded, so a retry gets
+ * it); data.failBeforeCommitExceptionCode fails that statement with the code, the write not made.
  */
 #include "server-private.h"
 
@@ -39,6 +45,8 @@ static void
 fill_fail_command(const bson_t *data, ms_failpoint_hit_t *hit);
 static void
 fill_error_code(const bson_t *data, ms_failpoint_hit_t *hit);
+static void
+fill_transactional_write(const bson_t *data, ms_failpoint_hit_t *hit);
 
 static pthread_mutex_t fp_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -54,6 +62,11 @@ static failpoint_t failpoints[MS_FP_COUNT] = {
                                                    .command = "getMore",
                                                    .fill = fill_error_code,
                                                    .data = BSON_INITIALIZER},
+    /* transaction_participant.cpp: any retryable write; no failCommands, appName or namespace */
+    [MS_FP_ON_PRIMARY_TRANSACTIONAL_WRITE] = {.name = "onPrimaryTransactionalWrite",
+                                              .command = "",
+                                              .fill = fill_transactional_write,
+                                              .data = BSON_INITIALIZER},
 };
 
 /* data.failCommands names cmd by its name or an alias (mongod's Command::hasAlias). */
@@ -97,7 +110,7 @@ applies(const failpoint_t *fp, const ms_command_t *cmd, const ms_conn_t *conn, c
         return false;
     }
     if (fp->command) {
-        return ms_command_has_alias(cmd, fp->command);
+        return !fp->command[0] || ms_command_has_alias(cmd, fp->command);
     }
     if (bson_iter_init_find(&it, &fp->data, "failAllCommands") && bson_iter_as_bool(&it)) {
         return true;
@@ -155,6 +168,19 @@ fill_error_code(const bson_t *data, ms_failpoint_hit_t *hit)
     bson_iter_t it;
     hit->error_code = MS_ERR_INTERNAL_ERROR;
     if (bson_iter_init_find(&it, data, "errorCode") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        hit->error_code = (int)bson_iter_as_int64(&it);
+    }
+}
+
+/* closeConnection (default true) and failBeforeCommitExceptionCode. */
+static void
+fill_transactional_write(const bson_t *data, ms_failpoint_hit_t *hit)
+{
+    bson_iter_t it;
+    hit->close_connection = !bson_iter_init_find(&it, data, "closeConnection") ||
+                            bson_iter_as_bool(&it);
+    if (bson_iter_init_find(&it, data, "failBeforeCommitExceptionCode") &&
+        BSON_ITER_HOLDS_NUMBER(&it)) {
         hit->error_code = (int)bson_iter_as_int64(&it);
     }
 }

@@ -118,6 +118,7 @@ struct ms_cmd_t {
     char wc_error_msg[128];
     /* labels decided by the handler */
     bool close_connection;
+    bool retry_unrecorded; /* onPrimaryTransactionalWrite failed a statement: no result kept */
     bool change_stream_cursor; /* getMore checked out a change stream's cursor */
 };
 
@@ -247,6 +248,7 @@ typedef struct {
 typedef enum {
     MS_FP_FAIL_COMMAND,
     MS_FP_FAIL_GET_MORE_AFTER_CURSOR_CHECKOUT,
+    MS_FP_ON_PRIMARY_TRANSACTIONAL_WRITE,
     MS_FP_COUNT
 } ms_failpoint_id_t;
 

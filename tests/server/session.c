@@ -191,7 +191,7 @@ ms_session_end(ms_cmd_t *c, bool ok, const bson_t *reply)
         }
         return;
     }
-    if (ok && s->txn_number == c->txn_number) {
+    if (ok && s->txn_number == c->txn_number && !c->retry_unrecorded) {
         if (s->retry_reply) {
             bson_destroy(s->retry_reply);
         }

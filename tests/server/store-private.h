@@ -315,6 +315,7 @@ typedef struct {
     bson_t *retry_lsid;
     int64_t retry_txn_number;
     const bson_t *result;
+    ms_cmd_t *cmd; /* the command writing (NULL: a commit applying), for onPrimaryTransactionalWrite */
 } ms_wctx_t;
 
 void

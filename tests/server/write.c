@@ -30,6 +30,7 @@ ms_wctx_init(ms_wctx_t *w, ms_cmd_t *c)
     w->db = c ? c->db : NULL;
     w->retry_lsid = retry_lsid(c);
     w->retry_txn_number = c ? c->txn_number : 0;
+    w->cmd = c;
     bson_iter_t it;
     w->bypass_validation = !c || (bson_iter_init_find(&it, c->cmd, "bypassDocumentValidation") &&
                                   ms_true_value(bson_iter_value(&it)));
@@ -97,6 +98,35 @@ log_op(ms_wctx_t *w, ms_op_type_t type, const char *db, const char *coll, const 
     op->spec = own(w, spec);
 }
 
+/*
+ * onPrimaryTransactionalWrite, for each document a retryable write writes (mongod: once the
+ * write is logged, before its unit of work commits): false with the fail point's code when the
+ * write must not be made; a connection to close is closed after the reply is recorded.
+ */
+static bool
+primary_write_fail_point(ms_wctx_t *w, bson_error_t *error)
+{
+    ms_failpoint_hit_t hit;
+    bool ok = true;
+    if (!w->retry_lsid || w->txn || !w->cmd ||
+        !ms_failpoint_check(MS_FP_ON_PRIMARY_TRANSACTIONAL_WRITE, w->cmd->command, w->cmd->conn,
+                            NULL, &hit)) {
+        return true;
+    }
+    if (hit.close_connection) {
+        w->cmd->close_connection = true;
+    }
+    if (hit.error_code) {
+        w->cmd->retry_unrecorded = true;
+        ok = ms_set_error(error, hit.error_code,
+                          "Failing write for txnNumber %lld due to failpoint. The write must "
+                          "not be reflected.",
+                          (long long)w->retry_txn_number);
+    }
+    ms_failpoint_hit_destroy(&hit);
+    return ok;
+}
+
 static void
 id_key(const bson_t *doc, bson_t *key, bson_value_t *id)
 {
@@ -155,6 +185,9 @@ ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *erro
     if (!w->bypass_validation && !ms_validation_check(c, NULL, doc, error)) {
         goto done;
     }
+    if (!primary_write_fail_point(w, error)) {
+        goto done;
+    }
     ms_doc_t *d = ms_doc_new(doc);
     if (w->txn) {
         if (!ms_txn_before_write(w->txn, c, &id, d, error)) {
@@ -193,6 +226,9 @@ ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
     ms_doc_view(old, &before);
     id_key(&before, &key, &id);
     if (!w->bypass_validation && !ms_validation_check(c, &before, doc, error)) {
+        goto done;
+    }
+    if (!primary_write_fail_point(w, error)) {
         goto done;
     }
     ms_doc_t *d = ms_doc_new(doc);
@@ -236,12 +272,14 @@ ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error)
     ms_doc_t *old = ms_doc_ref(rec->doc);
     ms_doc_view(old, &before);
     id_key(&before, &key, &id);
-    if (w->txn) {
+    if (!primary_write_fail_point(w, error)) {
+        ok = false;
+    } else if (w->txn) {
         ok = ms_txn_before_write(w->txn, c, &id, NULL, error);
         if (ok) {
             ms_txn_record(w->txn, MS_OP_DELETE, c->db, c->name, &id, NULL, NULL);
         }
-    } else {
+    } else if (ok) {
         ms_txn_before_live_write(c->db, c->name, &id);
         ms_store_next_seq();
         log_op(w, MS_OP_DELETE, c->db, c->name, &key, NULL, NULL, NULL);
@@ -258,7 +296,7 @@ ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error)
 static void
 log_retry_result(ms_wctx_t *w)
 {
-    if (!w->retry_lsid || !w->result || w->nops == 0) {
+    if (!w->retry_lsid || !w->result || w->nops == 0 || (w->cmd && w->cmd->retry_unrecorded)) {
         return;
     }
     log_op(w, MS_OP_RETRY_RESULT, w->db, NULL, NULL, NULL, NULL, w->result);

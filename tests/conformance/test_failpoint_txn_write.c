@@ -1,0 +1,120 @@
+/*
+ * Conformance: the onPrimaryTransactionalWrite fail point, as mongod 6.0 with
+ * enableTestCommands defines it in src/mongo/db/transaction_participant.cpp: it fires for each
+ * write of a retryable write (lsid and txnNumber outside a transaction) once the write is
+ * logged, before it commits. data.closeConnection (default true) ends the connection, the write
+ * committing and recorded so a retry with the same txnNumber gets the first result;
+ * data.failBeforeCommitExceptionCode throws that code, "the write must not be reflected", and
+ * a retry runs the statement again. The drivers' retryable-writes tests are built on it
+ * (specifications: source/retryable-writes/tests/unified). The fail point has no appName or
+ * failCommands filter: the fail point suites take turns, and each test arms it for one write.
+ */
+#include "cf_util.h"
+
+static mongoc_client_t *client;
+static char *dbname;
+static int lock_fd = -1;
+
+static void
+setup(void)
+{
+    lock_fd = cf_fail_points_lock();
+    cf_open(&client, &dbname, "fp_txn_write");
+}
+
+static void
+teardown(void)
+{
+    cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
+                               "\"mode\": \"off\"}");
+    cf_close(&client, &dbname);
+    cf_fail_points_unlock(lock_fd);
+}
+
+TestSuite(failpoint_txn_write, .init = setup, .fini = teardown);
+
+#define LSID                                                                                    \
+    "\"lsid\": {\"id\": {\"$binary\": {\"base64\": \"q83vASNFZ4mrze8BI0VniQ==\", "          \
+    "\"subType\": \"04\"}}}"
+
+static int64_t
+count_docs(void)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, dbname, "c");
+    bson_t empty = BSON_INITIALIZER;
+    bson_error_t error;
+    int64_t n = mongoc_collection_count_documents(coll, &empty, NULL, NULL, NULL, &error);
+    cr_assert(n >= 0, "%s", error.message);
+    mongoc_collection_destroy(coll);
+    return n;
+}
+
+Test(failpoint_txn_write, close_connection_after_the_write_then_the_retry_gets_its_result)
+{
+    const char *insert = "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], " LSID
+                         ", \"txnNumber\": {\"$numberLong\": \"11\"}}";
+    cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
+                               "\"mode\": {\"times\": 1}}");
+    bson_t reply;
+    bson_error_t error;
+    /* No reply: the connection is closed (a network error), yet the write is made. */
+    cr_assert_not(cf_run(client, dbname, insert, &reply, &error));
+    cr_assert_eq(error.domain, MONGOC_ERROR_STREAM, "%d.%d %s", error.domain, error.code,
+                 error.message);
+    bson_destroy(&reply);
+    cr_assert_eq(count_docs(), 1);
+    /* The retry: the recorded result, no duplicate key error, no second write. */
+    cf_run_ok_reply(client, dbname, insert, &reply);
+    cr_assert_eq(cf_int_at(&reply, "n"), 1);
+    cr_assert_not(bson_has_field(&reply, "writeErrors"), "%s",
+                  bson_as_relaxed_extended_json(&reply, NULL));
+    bson_destroy(&reply);
+    cr_assert_eq(count_docs(), 1);
+}
+
+Test(failpoint_txn_write, fail_before_commit_fails_the_statement_and_a_retry_runs_it)
+{
+    const char *update = "{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 2}, \"u\": {\"$inc\": "
+                         "{\"x\": 1}}}], " LSID ", \"txnNumber\": {\"$numberLong\": \"12\"}}";
+    cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}, {\"_id\": 2}]}");
+    cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
+                               "\"mode\": {\"times\": 1}, \"data\": {\"closeConnection\": false, "
+                               "\"failBeforeCommitExceptionCode\": 1}}");
+    bson_t reply;
+    cf_run_ok_reply(client, dbname, update, &reply);
+    cr_assert_eq(cf_int_at(&reply, "nModified"), 0, "%s",
+                 bson_as_relaxed_extended_json(&reply, NULL));
+    cr_assert_eq(cf_int_at(&reply, "writeErrors.0.index"), 0);
+    cr_assert_eq(cf_int_at(&reply, "writeErrors.0.code"), 1);
+    bson_destroy(&reply);
+    /* The failed statement was not recorded: the retry runs it. */
+    cf_run_ok_reply(client, dbname, update, &reply);
+    cr_assert_eq(cf_int_at(&reply, "nModified"), 1, "%s",
+                 bson_as_relaxed_extended_json(&reply, NULL));
+    bson_destroy(&reply);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, dbname, "c");
+    bson_t *two = BCON_NEW("_id", BCON_INT32(2), "x", BCON_INT32(1));
+    bson_error_t error;
+    cr_assert_eq(mongoc_collection_count_documents(coll, two, NULL, NULL, NULL, &error), 1,
+                 "applied once, by the retry");
+    bson_destroy(two);
+    mongoc_collection_destroy(coll);
+}
+
+Test(failpoint_txn_write, writes_outside_a_retryable_write_do_not_fire_it)
+{
+    cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
+                               "\"mode\": {\"times\": 1}, \"data\": {\"closeConnection\": false, "
+                               "\"failBeforeCommitExceptionCode\": 1}}");
+    /* No txnNumber: not a retryable write. */
+    cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 3}]}");
+    bson_t reply;
+    cf_run_ok_reply(client, dbname,
+                    "{\"insert\": \"c\", \"documents\": [{\"_id\": 4}], " LSID
+                    ", \"txnNumber\": {\"$numberLong\": \"13\"}}",
+                    &reply);
+    cr_assert_eq(cf_int_at(&reply, "writeErrors.0.code"), 1, "%s",
+                 bson_as_relaxed_extended_json(&reply, NULL));
+    bson_destroy(&reply);
+    cr_assert_eq(count_docs(), 1);
+}
