@@ -129,6 +129,11 @@ eval_variable(const ms_expr_ev_t *ev, const char *ref, bson_value_t *out, bson_e
         }
         base = *var->value;
     }
+    if (base.value_type == BSON_TYPE_EOD) {
+        /* a variable bound to a missing value ($let of "$missing") is missing, as are its paths */
+        memset(out, 0, sizeof *out);
+        return true;
+    }
     if (!dot) {
         bson_value_copy(&base, out);
     } else if (base.value_type == BSON_TYPE_ARRAY) {

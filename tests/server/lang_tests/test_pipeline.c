@@ -360,3 +360,13 @@ Test(expr, date_arithmetic_overflows_as_mongod)
     cr_expect_eq(E_err("{'v': {'$subtract': [1, '$$NOW']}}", &err), 14);
     cr_expect_str_eq(err.message, "can't $subtract date from int");
 }
+
+/* mongod: a $let variable bound to a missing value is missing, and so is `in` (no crash). */
+Test(expr, let_variable_bound_to_missing_is_missing)
+{
+    assert_doc_eq(P("{'v': [{'$project': {'_id': 0, 'a': {'$let': {'vars': {'v': '$missing'}, "
+                    "'in': '$$v'}}, 'b': {'$let': {'vars': {'v': '$missing'}, 'in': '$$v.x'}}, "
+                    "'t': {'$type': {'$let': {'vars': {'v': '$missing'}, 'in': '$$v'}}}}}]}",
+                    "{'v': [{'_id': 1}]}"),
+                  "{'r': [{'t': 'missing'}]}");
+}
