@@ -57,14 +57,12 @@ read_client_metadata(ms_cmd_t *c, bson_error_t *error)
     return true;
 }
 
+/* hello.idl is not strict: mongod ignores the fields it does not know (a newer driver's, such
+ * as the Node.js driver 7's backpressure). */
 MS_HANDLER(hello)
 {
-    static const char *const allowed[] = {
-        "client", "compression", "loadBalanced", "saslSupportedMechs", "speculativeAuthenticate",
-        "topologyVersion", "maxAwaitTimeMS", "helloOk", "forShell", "hostInfo", "internalClient",
-        NULL};
     bson_iter_t it;
-    if (!ms_check_fields(c, allowed, error) || !read_client_metadata(c, error)) {
+    if (!read_client_metadata(c, error)) {
         return false;
     }
     if (bson_iter_init_find(&it, c->cmd, "loadBalanced") && bson_iter_as_bool(&it)) {

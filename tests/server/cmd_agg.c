@@ -137,6 +137,7 @@ open_change_stream(ms_cmd_t *c, const agg_args_t *a, bson_t *reply, bson_error_t
         if (cs) {
             char *ns = bson_strdup_printf("%s.%s", c->db, a->coll ? a->coll : "$cmd.aggregate");
             ms_cursor_add_changestream(id, ns, cs);
+            ms_cursor_set_session(id, c);
             bson_free(ns);
         }
     }

@@ -56,6 +56,11 @@ MS_HANDLER(create);
 MS_HANDLER(drop);
 MS_HANDLER(drop_database);
 
+/* cmd_sessions.c: killing sessions, server parameters */
+MS_HANDLER(kill_sessions);
+MS_HANDLER(kill_all_sessions);
+MS_HANDLER(get_parameter);
+
 /* cmd_index.c */
 MS_HANDLER(create_indexes);
 MS_HANDLER(list_indexes);

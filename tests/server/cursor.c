@@ -19,6 +19,8 @@ typedef struct cursor_t {
     int64_t last_used_ms;
     bool busy;
     bool killed;
+    bool has_session;
+    uint8_t session[16]; /* lsid.id of the command that opened it */
     struct cursor_t *next;
 } cursor_t;
 
@@ -157,12 +159,16 @@ ms_cursor_reply(const ms_cmd_t *c, bson_t *reply, const char *ns, ms_docvec_t *r
         ms_docvec_init(results);
         pthread_mutex_lock(&cursor_mu);
         cur->id = id = fresh_id();
+        if (c && c->has_lsid && c->lsid_id.value_type == BSON_TYPE_BINARY &&
+            c->lsid_id.value.v_binary.data_len == 16) {
+            cur->has_session = true;
+            memcpy(cur->session, c->lsid_id.value.v_binary.data, 16);
+        }
         ms_cursor_append_batch(reply, id, ns, "firstBatch", &cur->results, 0, to);
         cur->last_used_ms = ms_now_ms();
         cur->next = cursors;
         cursors = cur;
         pthread_mutex_unlock(&cursor_mu);
-        (void)c;
         return;
     }
     ms_cursor_append_batch(reply, id, ns, "firstBatch", results, 0, to);
@@ -416,6 +422,54 @@ MS_HANDLER(kill_cursors)
         ms_changestream_wake_all();
     }
     return true;
+}
+
+void
+ms_cursor_set_session(int64_t id, const ms_cmd_t *c)
+{
+    if (!c->has_lsid || c->lsid_id.value_type != BSON_TYPE_BINARY ||
+        c->lsid_id.value.v_binary.data_len != 16) {
+        return;
+    }
+    pthread_mutex_lock(&cursor_mu);
+    for (cursor_t *cur = cursors; cur; cur = cur->next) {
+        if (cur->id == id) {
+            cur->has_session = true;
+            memcpy(cur->session, c->lsid_id.value.v_binary.data, 16);
+        }
+    }
+    pthread_mutex_unlock(&cursor_mu);
+}
+
+void
+ms_cursor_kill_session(const uint8_t *id)
+{
+    cursor_t *dead = NULL;
+    bool woke = false;
+    pthread_mutex_lock(&cursor_mu);
+    for (cursor_t **p = &cursors; *p;) {
+        cursor_t *cur = *p;
+        if (!cur->has_session || cur->killed || (id && memcmp(cur->session, id, 16) != 0)) {
+            p = &cur->next;
+        } else if (cur->busy) {
+            cur->killed = true; /* the getMore in progress frees it */
+            woke = true;
+            p = &cur->next;
+        } else {
+            *p = cur->next;
+            cur->next = dead;
+            dead = cur;
+        }
+    }
+    pthread_mutex_unlock(&cursor_mu);
+    while (dead) {
+        cursor_t *next = dead->next;
+        cursor_free(dead);
+        dead = next;
+    }
+    if (woke) {
+        ms_changestream_wake_all();
+    }
 }
 
 void

@@ -225,6 +225,12 @@ ms_cursor_append_batch(bson_t *reply, int64_t id, const char *ns, const char *fi
 void
 ms_cursor_reply(const ms_cmd_t *c, bson_t *reply, const char *ns, ms_docvec_t *results,
                 int64_t batch_size);
+/* Tags cursor id with the session of c (killSessions kills it with the session). */
+void
+ms_cursor_set_session(int64_t id, const ms_cmd_t *c);
+/* Kills the cursors of session id (16 bytes), or every cursor opened in a session when NULL. */
+void
+ms_cursor_kill_session(const uint8_t *id);
 /* Drops cursors idle for more than 10 minutes. */
 void
 ms_cursor_reap(int64_t now_ms);

@@ -244,3 +244,38 @@ ms_session_restore_retry(const bson_t *lsid, int64_t txn_number, const bson_t *r
     }
     s->retry_reply = bson_copy(reply);
 }
+
+/* Aborts the active transaction of one session and kills its cursors (mongod's killSessions:
+ * the session stays, its operations and transaction end). */
+static void
+kill_session(ms_session_t *s)
+{
+    if (s->txn && s->txn->state == TXN_ACTIVE) {
+        ms__txn_end(s->txn, TXN_ABORTED);
+    }
+    ms_cursor_kill_session(s->id);
+}
+
+void
+ms_session_kill(const bson_t *ids)
+{
+    bson_iter_t it, child;
+    if (!ids) {
+        for (ms_session_t *s = sessions; s; s = s->next) {
+            kill_session(s);
+        }
+        ms_cursor_kill_session(NULL);
+        return;
+    }
+    bson_iter_init(&it, ids);
+    while (bson_iter_next(&it)) {
+        if (!bson_iter_recurse(&it, &child) || !bson_iter_find(&child, "id") ||
+            !BSON_ITER_HOLDS_BINARY(&child)) {
+            continue;
+        }
+        ms_session_t *s = find_session(bson_iter_value(&child), false);
+        if (s) {
+            kill_session(s);
+        }
+    }
+}

@@ -384,6 +384,10 @@ void
 ms_session_end(ms_cmd_t *c, bool ok, const bson_t *reply);
 void
 ms_session_end_sessions(const bson_t *ids);
+/* killSessions / killAllSessions: aborts the transactions and kills the cursors of the sessions
+ * ids lists ([{id: UUID}, ...]), of every session when ids is NULL. */
+void
+ms_session_kill(const bson_t *ids);
 /* Journal replay: the result of retryable write txn_number of session lsid ({id: UUID}). */
 void
 ms_session_restore_retry(const bson_t *lsid, int64_t txn_number, const bson_t *reply);
