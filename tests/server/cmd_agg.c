@@ -225,7 +225,8 @@ change_stream_not_first(const bson_t *pipeline, bson_error_t *error)
     return true;
 }
 
-MS_HANDLER(aggregate)
+static bool
+aggregate_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
 {
     agg_args_t a;
     ms_docvec_t results;
@@ -257,6 +258,12 @@ MS_HANDLER(aggregate)
     bson_free(ns);
     ms_docvec_destroy(&results);
     return true;
+}
+
+/* With the command's `let` variables ($$<name>). */
+MS_HANDLER(aggregate)
+{
+    return ms_crud_with_let(c, reply, error, aggregate_body);
 }
 
 /* ---- explain ------------------------------------------------------------------------------- */

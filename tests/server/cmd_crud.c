@@ -238,7 +238,8 @@ done:
     return ok;
 }
 
-MS_HANDLER(find)
+static bool
+find_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
 {
     ms_find_args_t a;
     ms_docvec_t results;
@@ -256,6 +257,12 @@ MS_HANDLER(find)
     bson_free(ns);
     ms_docvec_destroy(&results);
     return true;
+}
+
+/* With the command's `let` variables ($$<name>). */
+MS_HANDLER(find)
+{
+    return ms_crud_with_let(c, reply, error, find_body);
 }
 
 /* ---- count and distinct -------------------------------------------------------------------- */

@@ -15,6 +15,8 @@ typedef struct {
     bool has_hint;
     bson_value_t hint;
     ms_update_kind_t kind;
+    bool has_array_filters;
+    bson_t array_filters;
 } update_stmt_t;
 
 /* Outcome of one update on one collection. */
@@ -119,6 +121,7 @@ run_update(ms_cmd_t *c, ms_wctx_t *w, const char *name, const update_stmt_t *s,
     if (!ms_query_exec(coll, &q, &recs, &plan, error)) {
         return false;
     }
+    c->lang.array_filters = s->has_array_filters ? &s->array_filters : NULL;
     for (size_t i = 0; i < recs.len; i++) {
         bool modified;
         if (!update_rec(c, w, coll, recs.recs[i], &s->u, s->kind, &modified, error)) {
@@ -142,6 +145,7 @@ run_update(ms_cmd_t *c, ms_wctx_t *w, const char *name, const update_stmt_t *s,
     }
     ok = true;
 done:
+    c->lang.array_filters = NULL;
     ms_recvec_destroy(&recs);
     return ok;
 }
@@ -183,7 +187,9 @@ parse_update_stmt(const bson_iter_t *it, int32_t index, update_stmt_t *s, bson_e
         s->hint = *bson_iter_value(&f);
         s->has_hint = true;
     }
-    if (!ms_update_classify(&s->u, &s->kind, error)) {
+    if (!ms_update_classify(&s->u, &s->kind, error) ||
+        !ms_crud_array_filters(&stmt, &s->u, &s->array_filters, &s->has_array_filters,
+                               "update.updates", error)) {
         return false;
     }
     if (s->multi && s->kind == MS_UPDATE_REPLACEMENT) {
@@ -207,7 +213,8 @@ append_upserted(bson_t *arr, uint32_t *n, int32_t index, const bson_value_t *id)
     bson_append_document_end(arr, &entry);
 }
 
-MS_HANDLER(update)
+static bool
+update_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
 {
     static const char *const allowed[] = {"updates", "ordered", "bypassDocumentValidation",
                                           "let", "stmtIds", NULL};
@@ -277,6 +284,12 @@ out:
     return ok;
 }
 
+/* With the command's `let` variables ($$<name>). */
+MS_HANDLER(update)
+{
+    return ms_crud_with_let(c, reply, error, update_body);
+}
+
 /* ---- delete -------------------------------------------------------------------------------- */
 
 static bool
@@ -340,7 +353,8 @@ run_delete(ms_cmd_t *c, ms_wctx_t *w, const char *name, const bson_t *q, int64_t
     return ok;
 }
 
-MS_HANDLER(delete)
+static bool
+delete_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
 {
     static const char *const allowed[] = {"deletes", "ordered", "let", "stmtIds", NULL};
     bson_iter_t stmts;
@@ -396,6 +410,12 @@ out:
     return ok;
 }
 
+/* With the command's `let` variables ($$<name>). */
+MS_HANDLER(delete)
+{
+    return ms_crud_with_let(c, reply, error, delete_body);
+}
+
 /* ---- findAndModify ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -411,6 +431,8 @@ typedef struct {
     bool upsert;
     bool has_hint;
     bson_value_t hint;
+    bool has_array_filters;
+    bson_t array_filters;
 } fam_args_t;
 
 static bool
@@ -461,7 +483,10 @@ fam_parse(ms_cmd_t *c, fam_args_t *a, bson_error_t *error)
         return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
                             "Update argument must be either an object or an array");
     }
-    return !a->has_update || ms_update_classify(&a->update, &a->kind, error);
+    return !a->has_update ||
+           (ms_update_classify(&a->update, &a->kind, error) &&
+            ms_crud_array_filters(c->cmd, &a->update, &a->array_filters, &a->has_array_filters,
+                                  "findAndModify", error));
 }
 
 static bool
@@ -568,7 +593,8 @@ fam_exec_error(bson_error_t *error)
     memcpy(error->message, msg, sizeof msg);
 }
 
-MS_HANDLER(find_and_modify)
+static bool
+find_and_modify_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
 {
     fam_args_t a;
     ms_wctx_t w;
@@ -590,8 +616,10 @@ MS_HANDLER(find_and_modify)
     if (!ms_query_exec(coll, &q, &recs, &plan, error)) {
         goto done;
     }
+    c->lang.array_filters = a.has_array_filters ? &a.array_filters : NULL;
     ok = recs.len ? fam_found(c, &w, coll, &a, recs.recs[0], reply, error)
                   : fam_not_found(c, &w, coll, &a, reply, error);
+    c->lang.array_filters = NULL;
     if (!ok) {
         fam_exec_error(error);
     }
@@ -603,4 +631,10 @@ done:
     ms_recvec_destroy(&recs);
     ms_wctx_destroy(&w);
     return ok;
+}
+
+/* With the command's `let` variables ($$<name>). */
+MS_HANDLER(find_and_modify)
+{
+    return ms_crud_with_let(c, reply, error, find_and_modify_body);
 }

@@ -35,9 +35,23 @@ ms_crud_id_first(const bson_t *in, bson_t *out, bson_error_t *error);
 /* Appends {index, code, errmsg[, keyPattern, keyValue]} to a writeErrors array. */
 void
 ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t *error);
-/* Refuses non-simple collations, arrayFilters and let. */
+/* Refuses non-simple collations. */
 bool
 ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *error);
+/* The arrayFilters of an update statement or findAndModify (a view into stmt; *has false when
+ * absent), checked against its update (ms_update_check_array_filters). */
+bool
+ms_crud_array_filters(const bson_t *stmt, const bson_value_t *update, bson_t *filters,
+                      bool *has, const char *where, bson_error_t *error);
+/* Evaluates the command's `let` into vars (always initialised; the caller destroys it after the
+ * command) and makes it c->lang.let: $$<name> in the command's expressions. Bad names are
+ * mongod's 16866-16868. */
+bool
+ms_crud_let(ms_cmd_t *c, bson_t *vars, bson_error_t *error);
+/* Runs a command's handler body with its `let` (ms_crud_let). */
+bool
+ms_crud_with_let(ms_cmd_t *c, bson_t *reply, bson_error_t *error,
+                 bool (*run)(ms_cmd_t *c, bson_t *reply, bson_error_t *error));
 
 /* The statements array of a write command (1..100000 entries). */
 bool

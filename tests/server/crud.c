@@ -1,8 +1,8 @@
 /*
  * What every document command shares (crud-private.h): the collection a command names, its
  * document fields, _id first in inserted documents, write statements and "ordered", writeErrors
- * entries, and the refusal of options the server does not implement (collation, arrayFilters,
- * let).
+ * entries, arrayFilters and `let` (evaluated into the command's ms_ctx_t), and the refusal of
+ * collations other than simple.
  */
 #include "crud-private.h"
 
@@ -171,7 +171,7 @@ ms_crud_ordered(const bson_t *cmd)
     return !bson_iter_init_find(&it, cmd, "ordered") || bson_iter_as_bool(&it);
 }
 
-/* Refuses options this server does not implement instead of ignoring them. */
+/* Refuses options this server does not implement instead of ignoring them: collations. */
 bool
 ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *error)
 {
@@ -186,20 +186,93 @@ ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *e
                                 where);
         }
     }
-    if (bson_iter_init_find(&it, doc, "arrayFilters") && BSON_ITER_HOLDS_ARRAY(&it)) {
+    return true;
+}
+
+bool
+ms_crud_array_filters(const bson_t *stmt, const bson_value_t *update, bson_t *filters,
+                      bool *has, const char *where, bson_error_t *error)
+{
+    bson_iter_t it;
+    *has = bson_iter_init_find(&it, stmt, "arrayFilters");
+    if (*has) {
         uint32_t len;
-        const uint8_t *d;
-        bson_iter_array(&it, &len, &d);
-        if (len > 5) {
-            return ms_set_error(error, MS_ERR_BAD_VALUE,
-                                "%s: arrayFilters are not supported by "
-                                "mongoq-test-server",
-                                where);
+        const uint8_t *data;
+        if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+            return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                                "BSON field '%s.arrayFilters' is the wrong type '%s', expected "
+                                "type 'array'",
+                                where, ms_crud_type_name(bson_iter_type(&it)));
+        }
+        bson_iter_array(&it, &len, &data);
+        bson_init_static(filters, data, len);
+    }
+    return ms_update_check_array_filters(update, *has ? filters : NULL, error);
+}
+
+/* variableValidation::validateNameForUserWrite (src/mongo/db/pipeline/variables.cpp): a
+ * lowercase letter or a non-ASCII byte first, then letters, digits, '_' or non-ASCII bytes. */
+static bool
+let_name_ok(const char *name, bson_error_t *error)
+{
+    const unsigned char *p = (const unsigned char *)name;
+    if (!*p) {
+        return ms_set_error(error, MS_ERR_LOCATION16866, "empty variable names are not allowed");
+    }
+    if (!((*p >= 'a' && *p <= 'z') || *p >= 0x80)) {
+        return ms_set_error(error, MS_ERR_LOCATION16867,
+                            "'%s' starts with an invalid character for a user variable name",
+                            name);
+    }
+    for (p++; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p >= 0x80)) {
+            return ms_set_error(error, MS_ERR_LOCATION16868,
+                                "'%s' contains an invalid character for a variable name: '%c'",
+                                name, *p);
         }
     }
-    if (bson_iter_init_find(&it, doc, "let") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        return ms_set_error(error, MS_ERR_BAD_VALUE,
-                            "%s: 'let' is not supported by mongoq-test-server", where);
-    }
     return true;
+}
+
+bool
+ms_crud_let(ms_cmd_t *c, bson_t *vars, bson_error_t *error)
+{
+    bson_iter_t it, v;
+    bson_init(vars);
+    if (!bson_iter_init_find(&it, c->cmd, "let")) {
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'let' is the wrong type '%s', expected type 'object'",
+                            ms_crud_type_name(bson_iter_type(&it)));
+    }
+    bson_t empty = BSON_INITIALIZER;
+    bson_iter_recurse(&it, &v);
+    while (bson_iter_next(&v)) {
+        bson_value_t out;
+        bool missing;
+        if (!let_name_ok(bson_iter_key(&v), error) ||
+            !ms_expr_eval(bson_iter_value(&v), &empty, &c->lang, &out, &missing, error)) {
+            return false;
+        }
+        if (!missing) {
+            bson_append_value(vars, bson_iter_key(&v), -1, &out);
+        }
+        bson_value_destroy(&out);
+    }
+    c->lang.let = vars;
+    return true;
+}
+
+bool
+ms_crud_with_let(ms_cmd_t *c, bson_t *reply, bson_error_t *error,
+                 bool (*run)(ms_cmd_t *c, bson_t *reply, bson_error_t *error))
+{
+    bson_t vars;
+    bool ok = ms_crud_let(c, &vars, error) && run(c, reply, error);
+    c->lang.let = NULL;
+    bson_destroy(&vars);
+    return ok;
 }

@@ -149,6 +149,9 @@ ms__op_unary_math(const char *name, bson_value_t *args, size_t n, bson_value_t *
 bool
 ms__op_list_reduce(const char *name, bson_value_t *args, size_t n, bson_value_t *out,
                    bson_error_t *error);
+bool
+ms__op_rand(const ms_expr_ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
+            bson_error_t *error);
 
 /* expr_cond.c */
 bool

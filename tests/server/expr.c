@@ -123,11 +123,14 @@ eval_variable(const ms_expr_ev_t *ev, const char *ref, bson_value_t *out, bson_e
         while (var && !(strncmp(var->name, ref, n) == 0 && var->name[n] == '\0')) {
             var = var->next;
         }
-        if (!var) {
+        if (var) {
+            base = *var->value;
+        } else if (!ev->ctx->let ||
+                   !ms__find_field(bson_get_data(ev->ctx->let), ev->ctx->let->len, ref, n,
+                                   &base)) {
             return ms_set_error(error, MS_ERR_LOCATION17276, "Use of undefined variable: %.*s",
                                 (int)n, ref);
         }
-        base = *var->value;
     }
     if (base.value_type == BSON_TYPE_EOD) {
         /* a variable bound to a missing value ($let of "$missing") is missing, as are its paths */
@@ -541,6 +544,7 @@ static const ms_expr_op_t ops[] = {
     {"$ne", 2, 2, ms__op_compare, NULL, NULL},
     {"$not", 1, 1, ms__op_not, NULL, NULL},
     {"$or", -1, -1, NULL, ms__op_and_or, NULL},
+    {"$rand", -1, -1, NULL, ms__op_rand, NULL},
     {"$setField", -1, -1, NULL, ms__op_set_field, ms__op_field_check},
     {"$size", 1, 1, ms__op_size, NULL, NULL},
     {"$subtract", 2, 2, ms__op_subtract, NULL, NULL},

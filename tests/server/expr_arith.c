@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 
 /* ---- numbers --------------------------------------------------------------------------- */
 
@@ -403,5 +404,29 @@ ms__op_list_reduce(const char *name, bson_value_t *args, size_t n, bson_value_t 
     } else {
         set_null(out);
     }
+    return true;
+}
+
+/* $rand (manual: reference/operator/aggregation/rand): a double in [0, 1); it takes only {}
+ * (ExpressionRandom::parse, src/mongo/db/pipeline/expression.cpp: 3040500). */
+bool
+ms__op_rand(const ms_expr_ev_t *ev, const char *name, const bson_value_t *arg, bson_value_t *out,
+            bson_error_t *error)
+{
+    static _Thread_local uint64_t state;
+    (void)ev;
+    (void)name;
+    if (arg->value_type != BSON_TYPE_DOCUMENT || arg->value.v_doc.data_len != 5) {
+        return ms_set_error(error, MS_ERR_LOCATION3040500, "$rand not allowed to have arguments");
+    }
+    if (state == 0) {
+        state = (uint64_t)(uintptr_t)&state ^ (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15ull;
+    }
+    state ^= state << 13; /* xorshift64 */
+    state ^= state >> 7;
+    state ^= state << 17;
+    memset(out, 0, sizeof *out);
+    out->value_type = BSON_TYPE_DOUBLE;
+    out->value.v_double = (double)(state >> 11) / 9007199254740992.0;
     return true;
 }

@@ -14,11 +14,14 @@
 
 #include "common.h"
 
-/* What an evaluation may see besides the document: $$NOW and $$CLUSTER_TIME. */
+/* What an evaluation may see besides the document: $$NOW, $$CLUSTER_TIME, the command's `let`
+ * variables and an update's arrayFilters. */
 typedef struct {
     int64_t now_ms;           /* $$NOW, milliseconds since the epoch (a BSON date) */
     uint32_t cluster_time_t;  /* $$CLUSTER_TIME timestamp seconds (may be 0) */
     uint32_t cluster_time_i;  /* $$CLUSTER_TIME timestamp increment */
+    const bson_t *let;        /* {name: value}: the command's `let`, evaluated (NULL: none) */
+    const bson_t *array_filters; /* the update's arrayFilters (NULL: none) */
 } ms_ctx_t;
 
 /* ---- values ---------------------------------------------------------------------------- */
@@ -139,6 +142,16 @@ ms_update_classify(const bson_value_t *update, ms_update_kind_t *kind, bson_erro
 bool
 ms_update_apply(const bson_value_t *update, const bson_t *doc, bool is_upsert_insert,
                 const ms_ctx_t *ctx, bson_t *out, bool *changed, bson_error_t *error);
+
+/*
+ * Checks an update's arrayFilters (NULL: none) against it, as mongod parses them: each filter
+ * names one identifier (a lowercase letter, then letters and digits), no two the same, every
+ * one is used by a $[<identifier>] of the update, every identifier has a filter; none with a
+ * pipeline. Call with every update statement, filters or not.
+ */
+bool
+ms_update_check_array_filters(const bson_value_t *update, const bson_t *array_filters,
+                              bson_error_t *error);
 
 /*
  * The starting document of an upsert: the equality fields of the query ({a: 1, "b.c": 2,

@@ -79,6 +79,17 @@ bool
 ms__update_apply_pull_all(const ms_update_doc_t *ud, const ms_mod_t *mod, ms_node_t *parent,
                           const char *key, bson_error_t *error);
 
+/* update_positional.c: $[] and $[<identifier>] with arrayFilters */
+/* "$[]" (*len 0) or "$[<identifier>]" (*id, *len: the identifier). */
+bool
+ms__update_is_positional(const char *comp, const char **id, size_t *len);
+bool
+ms__update_has_positional(const ms_mod_t *mod);
+/* Applies mod at every array element its positional components select. */
+bool
+ms__update_apply_positional(const ms_update_doc_t *ud, const ms_mod_t *mod, bool create,
+                            bson_error_t *error);
+
 /* ---- paths in the mutable document (update.c) ------------------------------------------- */
 
 /*

@@ -48,6 +48,11 @@ mod_add(mods_t *m, const ms_update_op_t *op, const char *field, const bson_value
                             field);
     }
     for (size_t i = 0; i < mod->path.n; i++) {
+        const char *id;
+        size_t len;
+        if (ms__update_is_positional(mod->path.parts[i], &id, &len) && !(op->flags & UOP_MOVES)) {
+            continue;
+        }
         if (mod->path.parts[i][0] == '$' && !(op->flags & UOP_DOLLAR_FIELDS)) {
             return ms_set_error(error, MS_ERR_DOLLAR_PREFIXED_FIELD_NAME,
                                 "The dollar ($) prefixed field '%s' in '%s' is not valid for "
@@ -316,6 +321,9 @@ apply_mod(const ms_update_doc_t *ud, const ms_mod_t *mod, bool is_upsert_insert,
     }
     if (op->flags & UOP_MOVES) {
         return op->apply(ud, mod, NULL, NULL, error);
+    }
+    if (ms__update_has_positional(mod)) {
+        return ms__update_apply_positional(ud, mod, (op->flags & UOP_CREATES_PATH) != 0, error);
     }
     ms_node_t *parent = ms__update_resolve_parent(ud->doc, &mod->path,
                                                   (op->flags & UOP_CREATES_PATH) != 0, &failed,
