@@ -380,11 +380,13 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
 
 /*
  * With caller ids (an unordered insert): write errors that only say "this _id is stored" count
- * as stored. Returns how many such errors the reply holds, or -1 when another error is among
- * them (the call then fails with the driver's error).
+ * as stored when the stored message is this one (the same payload; see settle_dup_id). Returns
+ * how many, or -1 when another error is among them (the call fails with the driver's error) or
+ * -2 when a taken _id holds another message (*error is then DUPLICATE).
  */
 static int64_t
-count_already_stored(const bson_t *reply)
+count_already_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
+                     const bson_t **docs, size_t n_docs, const bson_t *reply, bson_error_t *error)
 {
     bson_iter_t it, errs;
     int64_t n = 0;
@@ -394,7 +396,7 @@ count_already_stored(const bson_t *reply)
     }
     while (bson_iter_next(&errs)) {
         bson_t write_error;
-        bson_iter_t code;
+        bson_iter_t code, index, id;
         uint32_t len;
         const uint8_t *data;
         if (!BSON_ITER_HOLDS_DOCUMENT(&errs)) {
@@ -403,8 +405,26 @@ count_already_stored(const bson_t *reply)
         bson_iter_document(&errs, &len, &data);
         if (!bson_init_static(&write_error, data, len) ||
             !bson_iter_init_find(&code, &write_error, "code") ||
-            bson_iter_as_int64(&code) != DUPLICATE_KEY || !duplicate_on_id(&write_error)) {
+            bson_iter_as_int64(&code) != DUPLICATE_KEY || !duplicate_on_id(&write_error) ||
+            !bson_iter_init_find(&index, &write_error, "index") ||
+            bson_iter_as_int64(&index) < 0 || (size_t)bson_iter_as_int64(&index) >= n_docs) {
             return -1;
+        }
+        const bson_t *doc = docs[bson_iter_as_int64(&index)];
+        bson_error_t look;
+        bool same = false;
+        if (!bson_iter_init_find(&id, doc, MONGOQ__F_ID) || !BSON_ITER_HOLDS_OID(&id) ||
+            !same_message_stored(queue, opts, bson_iter_oid(&id), doc, &same, &look)) {
+            return -1;
+        }
+        if (!same) {
+            char hex[25];
+            bson_oid_to_string(bson_iter_oid(&id), hex);
+            mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
+                              "enqueue_many: another message (a different payload) already has "
+                              "_id %s",
+                              hex);
+            return -2;
         }
         n++;
     }
@@ -437,12 +457,13 @@ insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, const mongoq_en
         bson_destroy(&reply);
         ok = mongoc_collection_insert_many(coll, docs, n, &cmd_opts, &reply, error);
         *stored = mongoq__reply_count(&reply, "insertedCount");
-        int64_t already = ok || !opts->caller_ids ? 0 : count_already_stored(&reply);
+        int64_t already =
+            ok || !opts->caller_ids ? 0 : count_already_stored(queue, opts, docs, n, &reply, error);
         if (already > 0 && *stored + already == (int64_t)n) {
             ok = true;
         }
         *stored += already > 0 ? already : 0;
-        if (!ok) {
+        if (!ok && already != -2) {
             mongoq__error_classify_write("enqueue_many", &reply, error);
             if (mongoq__error_is(error, MONGOQ_ERROR_UNKNOWN_OUTCOME)) {
                 *stored = 0;

@@ -40,7 +40,11 @@ Test(api_claim, writes_the_lease_on_the_server_clock)
     cr_assert(world_find(&t, &id, &doc));
     cr_assert_str_eq(mtest_doc_str(&doc, "status"), "processing");
     cr_assert_str_eq(mtest_doc_str(&doc, "claimed_by"), "worker-a");
-    cr_assert(bson_has_field(&doc, "lease_token"));
+    cr_assert_str_eq(mongoq_message_claimed_by(msg), "worker-a");
+    bson_iter_t token;
+    cr_assert(bson_iter_init_find(&token, &doc, "lease_token") && BSON_ITER_HOLDS_OID(&token));
+    cr_assert(bson_oid_equal(mongoq_message_lease_token(msg), bson_iter_oid(&token)),
+              "the accessor gives the fencing token the claim wrote");
     cr_assert_eq(mtest_doc_date(&doc, "lease_expires_at"), mongoq_message_lease_expires_at(msg));
     bson_destroy(&doc);
     mongoq_counters_t counters = MONGOQ_COUNTERS_INIT;

@@ -82,13 +82,35 @@ Test(api_edges, enqueue_many_says_how_many_went_in)
     bson_t a = BSON_INITIALIZER;
     const bson_t *ptrs[2] = {&a, &a};
     bson_error_t error;
-    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, NULL, NULL, NULL, &error));
+    size_t stored = 99;
+    bson_oid_t ids[2];
+    memset(ids, 0, sizeof ids);
+    cr_assert_not(mongoq_enqueue_many(t.queue, ptrs, 2, NULL, ids, &stored, &error));
     cr_assert_eq(error.code, 2, "the server's code passes through: %s", error.message);
     cr_assert(strstr(error.message, "0 of 2 enqueued"), "%s", error.message);
+    cr_assert_eq(stored, 0, "the count is a value, not only text");
+    bson_oid_t zero;
+    memset(&zero, 0, sizeof zero);
+    cr_assert_not(bson_oid_equal(&ids[0], &zero), "ids are written even on failure (one rule)");
+
     world_fail_point_off(&t, 0);
+
+    /* A validator refuses the second of three (ordered): the first is stored, and counted. */
+    cr_assert(mtest_command(t.client, t.db,
+                            "{\"collMod\": \"jobs\", \"validator\": "
+                            "{\"payload.bad\": {\"$exists\": false}}}",
+                            NULL, &error),
+              "collMod: %s", error.message);
+    bson_t *bad = BCON_NEW("bad", BCON_INT32(1));
+    const bson_t *three[3] = {&a, bad, &a};
+    cr_assert_not(mongoq_enqueue_many(t.queue, three, 3, NULL, NULL, &stored, &error));
+    cr_assert_eq(error.code, 121, "%s", error.message);
+    cr_assert_eq(stored, 1, "the first one went in before the refused one");
+    cr_assert_eq(world_count(&t, "{}"), 1);
+    bson_destroy(bad);
     mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
     mongoq_queue_counters(t.queue, &c);
-    cr_assert_eq(c.enqueued, 0);
+    cr_assert_eq(c.enqueued, 1);
     world_close(&t);
 }
 

@@ -74,6 +74,13 @@ Test(scenario_proxy, enqueue_many_retried_with_its_ids_after_a_lost_reply_stores
               "%s", error.message);
     cr_assert_eq(stored, 4);
     cr_assert_eq(world_count(&p, "{}"), 4, "each stored once");
+    /* The same ids with one payload changed: that id holds another message, not this one. */
+    bson_destroy(payloads[2]);
+    payloads[2] = BCON_NEW("seq", BCON_INT64(99));
+    cr_assert_not(mongoq_enqueue_many(p.queue, (const bson_t *const *)payloads, 4, &opts, ids,
+                                      &stored, &error));
+    cr_assert_eq(error.code, MONGOQ_ERROR_DUPLICATE, "%s", error.message);
+    cr_assert_eq(world_count(&p, "{}"), 4);
     for (int i = 0; i < 4; i++) {
         bson_destroy(payloads[i]);
     }
