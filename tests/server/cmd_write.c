@@ -98,7 +98,9 @@ update_rec(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, ms_rec_t *rec, const bson
     if (ok && changed) {
         bool as_replace = kind == MS_UPDATE_REPLACEMENT ||
                           (kind == MS_UPDATE_PIPELINE && ms_config.pipeline_updates_as_replace);
+        w->delta = kind == MS_UPDATE_PIPELINE;
         ok = ms_wctx_replace(w, coll, rec, &out, as_replace, error);
+        w->delta = false;
     }
     *modified = ok && changed;
     bson_destroy(&out);

@@ -167,6 +167,13 @@ ms_update_upsert_seed(const bson_t *query, bson_t *out, bson_error_t *error);
  */
 void
 ms_update_description(const bson_t *before, const bson_t *after, bson_t *out);
+/*
+ * The same for a pipeline update, as mongod's delta (doc_diff::computeOplogDiff): arrays are
+ * compared element by element, a shorter one reported in truncatedArrays ({field, newSize}),
+ * changed or added elements as updatedFields "<path>.<index>".
+ */
+void
+ms_update_description_delta(const bson_t *before, const bson_t *after, bson_t *out);
 
 /* ---- aggregation expressions ------------------------------------------------------------ */
 

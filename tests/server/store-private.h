@@ -307,6 +307,7 @@ typedef struct {
     const bson_t *lsid; /* a committing transaction's session, else NULL */
     int64_t txn_number;
     bool bypass_validation; /* bypassDocumentValidation, or no command (a commit applying) */
+    bool delta; /* the update being applied is a pipeline update: arrays diffed (truncatedArrays) */
     /*
      * A retryable write (lsid and txnNumber outside a transaction): its reply body, which the
      * handler sets (complete) before ms_wctx_commit, is journaled with the writes so a retry

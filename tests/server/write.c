@@ -252,7 +252,11 @@ ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
         rec->seq = ms_store_next_seq();
         if (!is_replacement) {
             bson_destroy(&desc);
-            ms_update_description(&before, doc, &desc);
+            if (w->delta) {
+                ms_update_description_delta(&before, doc, &desc);
+            } else {
+                ms_update_description(&before, doc, &desc);
+            }
         }
         log_op(w, type, c->db, c->name, &key, doc, is_replacement ? NULL : &desc, NULL);
     }

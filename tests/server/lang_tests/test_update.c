@@ -243,3 +243,20 @@ Test(update, description_lists_updated_and_removed_fields)
                          "'truncatedArrays': []}");
     bson_destroy(&desc);
 }
+
+/* A pipeline update's delta (document_diff_calculator.cpp): a shorter array is truncated, the
+ * elements compared one by one; an operator update's description keeps arrays whole. */
+Test(update, delta_description_truncates_arrays)
+{
+    bson_t desc;
+    ms_update_description_delta(J("{'_id': 1, 'array': ['foo', {'a': 'bar'}, 1, 2, 3]}"),
+                                J("{'_id': 1, 'array': ['foo', {'a': 'baz'}]}"), &desc);
+    assert_doc_eq(&desc, "{'updatedFields': {'array.1.a': 'baz'}, 'removedFields': [], "
+                         "'truncatedArrays': [{'field': 'array', 'newSize': 2}]}");
+    bson_destroy(&desc);
+    ms_update_description_delta(J("{'_id': 1, 'array': [1]}"), J("{'_id': 1, 'array': [1, 2]}"),
+                                &desc);
+    assert_doc_eq(&desc, "{'updatedFields': {'array.1': 2}, 'removedFields': [], "
+                         "'truncatedArrays': []}");
+    bson_destroy(&desc);
+}
