@@ -1,0 +1,111 @@
+/* mongoq-bench's private header: the configuration, the figures shared between workloads, and
+ * the helpers (bench_util.c, bench_raw.c) and workloads (bench_throughput.c, bench_wake.c,
+ * bench_cost.c) that bench.c runs. */
+#ifndef MONGOQ_BENCH_H
+#define MONGOQ_BENCH_H
+
+#include <mongoq/mongoq.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_REPS 9
+#define MAX_THREADS 16
+#define QUEUE_NAME "bench"
+
+typedef struct {
+    const char *uri;
+    const char *out_dir;
+    bool large;
+    bool quick;
+    int reps;
+    int64_t burn_depth;
+    int64_t depths[3];
+    int wake_messages;
+    const char *only; /* run just these workloads: comma-separated names (cost,enqueue,...) */
+} config_t;
+
+typedef struct {
+    double median, min, max;
+} summary_t;
+
+typedef enum { MODE_RAW, MODE_SINGLE, MODE_BATCH } burn_mode_t;
+
+/* Key figures for the targets table, filled as the workloads run. */
+typedef struct {
+    double single_vs_raw;   /* burn-down, 1 thread, 100 B */
+    double batch_vs_single; /* same */
+    double rt_single;
+    double rt_batch;
+    double wake_p50_cs;
+    double depth_ratio;
+    int64_t depth_max;
+} bench_key_t;
+
+/* Defined in bench.c. */
+extern config_t bench_cfg;
+extern mongoc_client_pool_t *bench_pool;
+extern mongoc_uri_t *bench_uri_parsed;
+extern atomic_int_least64_t bench_commands_started;
+extern FILE *bench_md; /* DIR/results.md */
+extern char bench_db_name[64];
+extern bench_key_t bench_key;
+
+/* ---- bench_util.c: clocks, statistics, payloads, the database and the queue ---- */
+double
+bench_now_s(void);
+double
+bench_cpu_s(void);
+void
+bench_die(const char *what, const bson_error_t *error);
+int
+bench_cmp_double(const void *a, const void *b);
+summary_t
+bench_summarize(double *v, int n);
+double
+bench_percentile(double *sorted, int n, double p);
+void
+bench_on_command_started(const mongoc_apm_command_started_t *event);
+void
+bench_make_payload(bson_t *payload, int64_t seq, size_t size);
+mongoc_collection_t *
+bench_get_collection(mongoc_client_t *client);
+void
+bench_drop_db(void);
+mongoq_queue_t *
+bench_open_queue(bool no_change_stream, int64_t poll_ms);
+mongoq_queue_t *
+bench_fresh_queue(void);
+void
+bench_fill(mongoq_queue_t *q, int64_t n, size_t payload_size);
+
+/* ---- bench_raw.c: the same work with plain libmongoc calls ---- */
+mongoc_write_concern_t *
+bench_majority_journaled(void);
+void
+bench_raw_insert(mongoc_collection_t *coll, int64_t n, size_t size, int batch);
+bool
+bench_raw_claim_ack(mongoc_collection_t *coll, const mongoc_write_concern_t *wc);
+
+/* ---- the workloads ---- */
+double
+bench_burn(mongoq_queue_t *q, burn_mode_t mode, int threads, int64_t limit, int64_t *total_out);
+void
+bench_burndown(void);
+void
+bench_enqueue(void);
+void
+bench_wake(void);
+void
+bench_depth(void);
+void
+bench_cost(void);
+
+#endif
