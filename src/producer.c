@@ -141,6 +141,20 @@ duplicate_on_id(const bson_t *write_error)
            strstr(bson_iter_utf8(&it, NULL), "index: _id_ ") != NULL;
 }
 
+/* After an insert: the reply goes to opts->reply when the caller asked; everything is released. */
+static void
+end_insert(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, mongoc_client_t *client,
+           mongoc_collection_t *coll, bson_t *reply, bson_t *cmd_opts)
+{
+    if (opts->reply) {
+        bson_destroy(opts->reply);
+        bson_copy_to(reply, opts->reply);
+    }
+    mongoq__queue_release(queue, client, coll);
+    bson_destroy(reply);
+    bson_destroy(cmd_opts);
+}
+
 /* ---- one message ------------------------------------------------------------------------- */
 
 typedef enum {
@@ -190,13 +204,7 @@ insert_one(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t
             mongoq__error_classify_write("enqueue", &reply, error);
         }
     }
-    if (opts->reply) {
-        bson_destroy(opts->reply);
-        bson_copy_to(&reply, opts->reply);
-    }
-    mongoq__queue_release(queue, client, coll);
-    bson_destroy(&reply);
-    bson_destroy(&cmd_opts);
+    end_insert(queue, opts, client, coll, &reply, &cmd_opts);
     return result;
 }
 
@@ -472,13 +480,7 @@ insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, const mongoq_en
             }
         }
     }
-    if (opts->reply) {
-        bson_destroy(opts->reply);
-        bson_copy_to(&reply, opts->reply);
-    }
-    mongoq__queue_release(queue, client, coll);
-    bson_destroy(&reply);
-    bson_destroy(&cmd_opts);
+    end_insert(queue, opts, client, coll, &reply, &cmd_opts);
     return ok;
 }
 
