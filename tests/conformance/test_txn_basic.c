@@ -197,3 +197,61 @@ Test(txn_basic, insert_into_a_new_collection_inside_a_transaction)
     mongoc_client_session_destroy(s);
     mongoc_collection_destroy(fresh);
 }
+
+/* {createIndexes: coll, indexes: [{key: {x: 1}, name: "x_1"}]} in transaction s. */
+static bool
+create_index_in(mongoc_client_session_t *s, const char *coll_name, bson_t *reply,
+                bson_error_t *error)
+{
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(coll_name), "indexes", "[", "{", "key",
+                           "{", "x", BCON_INT32(1), "}", "name", "x_1", "}", "]");
+    bson_t *opts = session_opts(s);
+    bool ok = mongoc_client_write_command_with_opts(client, dbname, cmd, opts, reply, error);
+    bson_destroy(opts);
+    bson_destroy(cmd);
+    return ok;
+}
+
+static bool
+has_index(const char *coll_name, const char *index)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(client, dbname, coll_name);
+    mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(c, NULL);
+    const bson_t *doc;
+    bool found = false;
+    while (mongoc_cursor_next(cur, &doc)) {
+        found = found || strcmp(cf_str_at(doc, "name"), index) == 0;
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(c);
+    return found;
+}
+
+/* mongod 4.4+ (manual: core/transactions-operations, "Create Collections and Indexes in a
+ * Transaction"): createIndexes in a transaction on a collection that does not exist creates
+ * both, visible at commit; on an existing collection it is OperationNotSupportedInTransaction
+ * 263 (create_indexes_cmd.cpp). */
+Test(txn_basic, create_indexes_on_a_new_collection_commits_with_the_transaction)
+{
+    mongoc_client_session_t *s = start(client);
+    bson_t reply;
+    bson_error_t error;
+    cr_assert(create_index_in(s, "fresh", &reply, &error), "%s", error.message);
+    bson_destroy(&reply);
+    cr_assert_not(has_index("fresh", "x_1"), "visible before the commit");
+    cr_assert(mongoc_client_session_commit_transaction(s, &reply, &error), "%s", error.message);
+    bson_destroy(&reply);
+    cr_assert(has_index("fresh", "x_1"));
+    mongoc_client_session_destroy(s);
+}
+
+Test(txn_basic, create_indexes_on_an_existing_collection_is_refused)
+{
+    mongoc_client_session_t *s = start(client);
+    bson_t reply;
+    bson_error_t error;
+    cr_assert_not(create_index_in(s, "c", &reply, &error));
+    cr_assert_eq(error.code, 263, "%d %s", error.code, error.message);
+    bson_destroy(&reply);
+    mongoc_client_session_destroy(s);
+}

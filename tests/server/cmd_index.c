@@ -135,6 +135,60 @@ create_one(ms_wctx_t *w, ms_coll_t *coll, const bson_iter_t *it, bool *created,
     return true;
 }
 
+/*
+ * createIndexes in a transaction (mongod 4.4+, src/mongo/db/commands/create_indexes_cmd.cpp):
+ * only on a collection that does not exist yet (created by it) or that this transaction created
+ * and is still empty; the indexes are built in the transaction's snapshot and on the live
+ * collection at commit.
+ */
+static bool
+create_indexes_in_txn(ms_cmd_t *c, const char *name, bson_iter_t *specs, bson_t *reply,
+                      bson_error_t *error)
+{
+    ms_coll_t *coll = ms_txn_view(c->txn, c->db, name, false, NULL);
+    bool auto_created = coll == NULL;
+    if (coll && !ms_txn_created_coll(c->txn, c->db, name)) {
+        return ms_set_error(error, MS_ERR_OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
+                            "Cannot create new indexes on existing collection %s.%s in a "
+                            "multi-document transaction.",
+                            c->db, name);
+    }
+    if (coll && coll->count > 0) {
+        return ms_set_error(error, MS_ERR_OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
+                            "Cannot create new indexes on non-empty collection %s.%s in a "
+                            "multi-document transaction.",
+                            c->db, name);
+    }
+    if (!coll && !(coll = ms_txn_view(c->txn, c->db, name, true, error))) {
+        return false;
+    }
+    size_t before = coll->nindexes;
+    while (bson_iter_next(specs)) {
+        bool exists;
+        ms_index_t *ix = parse_spec(specs, error);
+        if (!ix || !compare_existing(coll, ix, &exists, error)) {
+            ms_index_destroy(ix);
+            return false;
+        }
+        if (exists) {
+            ms_index_destroy(ix);
+            continue;
+        }
+        bson_t *spec = bson_copy(ix->spec);
+        if (!ms_coll_add_index(coll, ix, error)) {
+            ms_index_destroy(ix);
+            bson_destroy(spec);
+            return false;
+        }
+        ms_txn_record(c->txn, MS_OP_CREATE_INDEX, c->db, name, NULL, spec, NULL);
+        bson_destroy(spec);
+    }
+    BSON_APPEND_INT32(reply, "numIndexesBefore", (int32_t)before);
+    BSON_APPEND_INT32(reply, "numIndexesAfter", (int32_t)coll->nindexes);
+    BSON_APPEND_BOOL(reply, "createdCollectionAutomatically", auto_created);
+    return true;
+}
+
 MS_HANDLER(create_indexes)
 {
     static const char *const allowed[] = {"indexes", "commitQuorum", "ignoreUnknownIndexOptions",
@@ -146,6 +200,9 @@ MS_HANDLER(create_indexes)
     const char *name = ms_admin_coll_name(c, error);
     if (!name || !ms_check_fields(c, allowed, error) || !index_specs(c, &specs, error)) {
         return false;
+    }
+    if (c->txn) {
+        return create_indexes_in_txn(c, name, &specs, reply, error);
     }
     ms_wctx_init(&w, NULL);
     w.db = c->db;

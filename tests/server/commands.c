@@ -28,7 +28,7 @@ static const ms_command_t commands[] = {
     {"create", {NULL}, ms_cmd_create, DDL | MS_CMD_IN_TXN},
     {"drop", {NULL}, ms_cmd_drop, DDL},
     {"dropDatabase", {NULL}, ms_cmd_drop_database, DDL},
-    {"createIndexes", {NULL}, ms_cmd_create_indexes, DDL},
+    {"createIndexes", {NULL}, ms_cmd_create_indexes, DDL | MS_CMD_IN_TXN},
     {"listIndexes", {NULL}, ms_cmd_list_indexes, READ},
     {"dropIndexes", {"deleteIndexes"}, ms_cmd_drop_indexes, DDL},
     {"collMod", {NULL}, ms_cmd_coll_mod, DDL},

@@ -358,6 +358,9 @@ ms_txn_before_live_write(const char *db, const char *coll, const bson_value_t *i
 /* A transaction's snapshot of db.coll (taken on first use); *exists false when missing. */
 ms_coll_t *
 ms_txn_view(ms_txn_t *txn, const char *db, const char *coll, bool create, bson_error_t *error);
+/* True when txn created db.coll (create, or an insert or createIndexes creating it). */
+bool
+ms_txn_created_coll(const ms_txn_t *txn, const char *db, const char *coll);
 /*
  * Conflict check and bookkeeping before a transaction writes the document with id of c (its
  * snapshot of the collection); doc is the new version (NULL for a delete). WriteConflict 112

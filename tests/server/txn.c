@@ -372,6 +372,35 @@ ms_txn_record(ms_txn_t *t, ms_op_type_t type, const char *db, const char *coll,
     op->doc = doc ? bson_copy(doc) : NULL;
 }
 
+bool
+ms_txn_created_coll(const ms_txn_t *t, const char *db, const char *coll)
+{
+    for (size_t i = 0; i < t->nops; i++) {
+        const txn_op_t *op = &t->ops[i];
+        if (op->type == MS_OP_CREATE && strcmp(op->db, db) == 0 && strcmp(op->coll, coll) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An index the transaction created (op->doc: its spec), built on the live collection. */
+static bool
+apply_create_index(ms_wctx_t *w, const txn_op_t *op, bson_error_t *error)
+{
+    ms_coll_t *c = ms_wctx_coll(w, op->coll, true, error);
+    ms_index_t *ix = c ? ms_index_new(op->doc, error) : NULL;
+    if (!ix) {
+        return false;
+    }
+    if (!ms_coll_add_index(c, ix, error)) {
+        ms_index_destroy(ix);
+        return false;
+    }
+    ms_wctx_log(w, MS_OP_CREATE_INDEX, op->coll, op->doc);
+    return true;
+}
+
 /* Applies one recorded operation to the live store through a live write context. */
 static bool
 apply_op(ms_wctx_t *w, const txn_op_t *op, bson_error_t *error)
@@ -379,6 +408,9 @@ apply_op(ms_wctx_t *w, const txn_op_t *op, bson_error_t *error)
     w->db = op->db;
     if (op->type == MS_OP_CREATE) {
         return ms_store_coll(op->db, op->coll) || ms_wctx_coll(w, op->coll, true, error);
+    }
+    if (op->type == MS_OP_CREATE_INDEX) {
+        return apply_create_index(w, op, error);
     }
     ms_coll_t *c = ms_wctx_coll(w, op->coll, op->type != MS_OP_DELETE, error);
     if (!c) {
