@@ -153,6 +153,8 @@ mongoq_queue_db(const mongoq_queue_t *queue);
  * goes back to "ready" keeping its run_at (or to "dead" when its attempts are used up; both
  * get last_error "lease expired"), in two updateMany round trips. Safe to run from many threads and processes at once.
  * *reclaimed_out (may be NULL) receives how many messages were returned or buried.
+ * Safe to repeat: after MONGOQ_ERROR_UNKNOWN_OUTCOME a second pass reclaims what the first did
+ * not. MONGOQ_ERROR_NO_CLIENT when the pool gives no client.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *error);
@@ -243,7 +245,9 @@ mongoq_queue_counters(mongoq_queue_t *queue, mongoq_counters_t *counters);
  * Moves dead messages back to ready with attempts reset and run_at = now (server clock): all
  * of them (id == NULL) or the one with _id *id (MONGOQ_ERROR_NOT_FOUND when it is not dead).
  * last_error and errors stay as history; a dedup_key released when the message died is not
- * restored. *moved_out (may be NULL) receives how many moved.
+ * restored. *moved_out (may be NULL) receives how many moved. Safe to repeat: a redriven message
+ * is no longer dead. After MONGOQ_ERROR_UNKNOWN_OUTCOME a repeat moves what the first did not;
+ * a repeat by id reports NOT_FOUND when the first had moved it.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved_out,
@@ -252,6 +256,7 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
 /*
  * Deletes messages by status: "ready", "processing", "done", "dead", or NULL for all.
  * MONGOQ_ERROR_INVALID_ARG for any other status. *deleted_out (may be NULL) gets the count.
+ * Safe to repeat (after MONGOQ_ERROR_UNKNOWN_OUTCOME too): what is deleted is gone.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_out,
