@@ -1,9 +1,10 @@
 /*
- * The driver: options, the work folder, the children's command lines, the chaos phase (faults
- * drawn from faults.c, server kills on their own clock), the drain, the final graceful stops,
- * the check (check.c) and the cleanup. Single-threaded: it waits in poll() on a self-pipe that
- * its signal handlers (SIGCHLD, SIGINT, SIGTERM, SIGHUP) write to, and on the stdout pipes of
- * children that have not said "ready" yet.
+ * The driver: options, the work folder, the signals, the bookkeeping the other files share
+ * (counts, events, scheduled actions), setup, the run in order (the chaos phase, the drain and
+ * the final stops in run.c; the children's command lines in children.c; the check in check.c)
+ * and the cleanup. Single-threaded: it waits in poll() on a self-pipe that its signal handlers
+ * (SIGCHLD, SIGINT, SIGTERM, SIGHUP) write to, and on the stdout pipes of children that have
+ * not said "ready" yet.
  */
 #include "driver.h"
 
@@ -29,14 +30,14 @@
 #endif
 
 static int sig_write_fd = -1;
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t driver_sig_interrupted;
 
 static void
 on_signal(int sig)
 {
     int saved = errno;
     if (sig != SIGCHLD) {
-        interrupted = 1;
+        driver_sig_interrupted = 1;
     }
     ssize_t r = write(sig_write_fd, "s", 1);
     (void)r;
@@ -133,425 +134,6 @@ int64_t
 driver_stop_bound(const driver_t *d, int child)
 {
     return d->workers[d->children[child].slot].stop_timeout_ms + 1000 + d->stop_margin_ms;
-}
-
-/* ---- children's command lines ------------------------------------------------------------------ */
-
-typedef struct {
-    char *argv[48];
-    char store[48][600];
-    int n;
-} args_t;
-
-static void
-add_arg(args_t *a, const char *fmt, ...) BSON_GNUC_PRINTF(2, 3);
-
-static void
-add_arg(args_t *a, const char *fmt, ...)
-{
-    if (a->n >= 47) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(a->store[a->n], sizeof a->store[a->n], fmt, ap);
-    va_end(ap);
-    a->argv[a->n] = a->store[a->n];
-    a->argv[++a->n] = NULL;
-}
-
-static void
-add_common(driver_t *d, args_t *a, const char *role, const char *name, bool via_proxy)
-{
-    add_arg(a, "%s", d->self);
-    add_arg(a, "--role");
-    add_arg(a, "%s", role);
-    add_arg(a, "--uri");
-    add_arg(a, "%s", via_proxy ? d->proxy_uri : d->direct_uri);
-    add_arg(a, "--db");
-    add_arg(a, CHAOS_DB);
-    add_arg(a, "--coll");
-    add_arg(a, CHAOS_COLL);
-    add_arg(a, "--name");
-    add_arg(a, "%s", name);
-    add_arg(a, "--log");
-    add_arg(a, "%s/%s.log", d->workdir, name);
-    add_arg(a, "--seed");
-    add_arg(a, "%" PRId64, (int64_t)(chaos_rng_next(&d->rng) >> 2));
-}
-
-static void
-add_int(args_t *a, const char *key, int64_t value)
-{
-    add_arg(a, "--%s", key);
-    add_arg(a, "%" PRId64, value);
-}
-
-/*
- * LD_PRELOAD of libfaketime for a skewed worker (ASan must then not insist on coming first).
- * libfaketime 0.9.10's "monotonic fix" makes pthread_cond_timedwait on a CLOCK_MONOTONIC
- * condition variable time out at once (even with FAKETIME_DONT_FAKE_MONOTONIC), which would
- * turn every timed wait of the library into a spin: FAKETIME_FORCE_MONOTONIC_FIX=0 turns it off.
- */
-static void
-skew_env(driver_t *d, const char *skew, args_t *env)
-{
-    const char *asan = getenv("ASAN_OPTIONS");
-    add_arg(env, "LD_PRELOAD=%s", d->faketime_lib);
-    add_arg(env, "FAKETIME=%s", skew);
-    add_arg(env, "FAKETIME_DONT_FAKE_MONOTONIC=1");
-    add_arg(env, "FAKETIME_FORCE_MONOTONIC_FIX=0");
-    add_arg(env, "ASAN_OPTIONS=verify_asan_link_order=0%s%s", asan ? ":" : "", asan ? asan : "");
-}
-
-bool
-driver_start_worker(driver_t *d, int slot)
-{
-    worker_slot_t *w = &d->workers[slot];
-    args_t a = {.n = 0}, env = {.n = 0};
-    char name[32];
-    if (procs_alive(d, w->child) || d->final_stop) {
-        return true;
-    }
-    bool via_proxy = w->via_proxy && d->proxy.available;
-    snprintf(name, sizeof name, "w%d.%d", slot, w->gen++);
-    add_common(d, &a, "worker", name, via_proxy);
-    add_int(&a, "threads", w->threads);
-    add_int(&a, "batch", w->batch);
-    add_int(&a, "lease-ms", w->lease_ms);
-    add_int(&a, "retry-pct", w->retry_pct);
-    add_int(&a, "work-max-ms", w->work_max_ms);
-    add_int(&a, "long-pct", w->long_pct);
-    add_int(&a, "stop-timeout-ms", w->stop_timeout_ms);
-    add_int(&a, "max-seconds", d->seconds + d->drain_s + 120);
-    if (w->faketime && d->faketime_lib) {
-        skew_env(d, w->faketime, &env);
-    }
-    int child = procs_spawn(d, CHILD_WORKER, slot, name, a.argv, env.n ? env.argv : NULL);
-    if (child < 0) {
-        return false;
-    }
-    d->children[child].via_proxy = via_proxy;
-    w->child = child;
-    return true;
-}
-
-bool
-driver_start_producer(driver_t *d, int slot)
-{
-    producer_slot_t *p = &d->producers[slot];
-    args_t a = {.n = 0};
-    char name[32];
-    if (procs_alive(d, p->child) || d->producers_stopping) {
-        return true;
-    }
-    bool via_proxy = p->via_proxy && d->proxy.available;
-    snprintf(name, sizeof name, "p%d.%d", slot, p->gen++);
-    add_common(d, &a, "producer", name, via_proxy);
-    add_int(&a, "seq-base", d->next_seq_base);
-    add_int(&a, "rate", p->rate);
-    add_int(&a, "batch-pct", p->batch_pct);
-    add_int(&a, "batch-max", 16);
-    add_int(&a, "size-max", 4096);
-    add_int(&a, "max-seconds", d->seconds + d->drain_s + 60);
-    d->next_seq_base += 10000000; /* each producer process numbers from a range of its own */
-    int child = procs_spawn(d, CHILD_PRODUCER, slot, name, a.argv, NULL);
-    if (child < 0) {
-        return false;
-    }
-    d->children[child].via_proxy = via_proxy;
-    p->child = child;
-    return true;
-}
-
-/* ---- the run ------------------------------------------------------------------------------------ */
-
-/* A child ended: bring it back unless we are stopping, and say so when it ended on its own. */
-static void
-on_child_exit(driver_t *d, int child)
-{
-    const child_t *c = &d->children[child];
-    if (!c->sigkilled && !c->termed) {
-        printf("chaos: %s (pid %d) ended on its own: status 0x%x\n", c->name, (int)c->pid,
-               (unsigned)c->status);
-    }
-    if (d->final_stop) {
-        return;
-    }
-    if (c->kind == CHILD_WORKER && !c->sigkilled) {
-        driver_schedule(d, ACT_WORKER_START, d->chaos_on ? chaos_rng_range(&d->rng, 200, 1500) : 0,
-                        c->slot);
-    } else if (c->kind == CHILD_PRODUCER && !c->sigkilled && !d->producers_stopping) {
-        driver_schedule(d, ACT_PRODUCER_START, 500, c->slot);
-    } else if (c->kind == CHILD_SERVER && !c->sigkilled) {
-        d->server_up = false;
-        driver_schedule(d, ACT_SERVER_START, 0, 0);
-    } else if (c->kind == CHILD_PROXY) {
-        d->proxy.available = false;
-    }
-}
-
-static void
-restart_server(driver_t *d)
-{
-    if (d->server_up) {
-        return;
-    }
-    if (server_start(d)) {
-        d->quiet_until_mono = chaos_mono_ms() + d->recovery_bound_ms;
-        printf("chaos: server restart %d: down %" PRId64 " ms\n", d->n_restarts,
-               d->restarts[d->n_restarts - 1].ready_mono - d->restarts[d->n_restarts - 1].kill_mono);
-    } else {
-        driver_count(d, "server start failures", 1);
-        driver_schedule(d, ACT_SERVER_START, 1000, 0);
-    }
-}
-
-static void
-run_action(driver_t *d, const action_t *a)
-{
-    switch (a->kind) {
-    case ACT_SERVER_START:
-        restart_server(d);
-        break;
-    case ACT_WORKER_CONT:
-        procs_signal(d, a->arg, SIGCONT);
-        break;
-    case ACT_WORKER_START:
-        driver_start_worker(d, a->arg);
-        break;
-    case ACT_PRODUCER_START:
-        driver_start_producer(d, a->arg);
-        break;
-    case ACT_PROXY_HEAL:
-        proxy_heal(d, false);
-        break;
-    }
-}
-
-/* Runs the actions that are due (all of them with all_now; the server's start first). */
-static void
-run_actions(driver_t *d, bool all_now)
-{
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < MAX_ACTIONS; i++) {
-            action_t a = d->actions[i];
-            bool first_pass_kind = a.kind == ACT_SERVER_START;
-            if (!a.pending || (!all_now && a.due_mono > chaos_mono_ms()) ||
-                (pass == 0) != first_pass_kind) {
-                continue;
-            }
-            d->actions[i].pending = false;
-            run_action(d, &a);
-        }
-    }
-}
-
-/* Children that did not say "ready" in time are killed and reported. */
-static void
-enforce_ready_deadlines(driver_t *d)
-{
-    int64_t now = chaos_mono_ms();
-    for (int i = 0; i < d->n_children; i++) {
-        child_t *c = &d->children[i];
-        if (procs_alive(d, i) && !c->ready && !c->sigkilled && now > c->ready_deadline &&
-            (c->kind == CHILD_WORKER || c->kind == CHILD_PRODUCER)) {
-            printf("chaos: %s was not ready after %" PRId64 " ms: killed\n", c->name,
-                   now - c->started_mono);
-            c->never_ready = true;
-            procs_signal(d, i, SIGKILL);
-        }
-    }
-}
-
-/* Waits up to timeout_ms for a signal or a readiness line; then reaps and reads. */
-static void
-wait_events(driver_t *d, int64_t timeout_ms)
-{
-    static struct pollfd pfds[MAX_CHILDREN + 1];
-    static int owner[MAX_CHILDREN + 1];
-    nfds_t n = 0;
-    pfds[n++] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
-    for (int i = 0; i < d->n_children; i++) {
-        const child_t *c = &d->children[i];
-        if (procs_alive(d, i) && !c->ready && c->out_fd >= 0) {
-            owner[n] = i;
-            pfds[n++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
-        }
-    }
-    if (poll(pfds, n, (int)(timeout_ms < 0 ? 0 : timeout_ms)) > 0 && pfds[0].revents) {
-        char buf[64];
-        while (read(d->sig_fd, buf, sizeof buf) > 0) {
-        }
-    }
-    for (nfds_t k = 1; k < n; k++) {
-        if (pfds[k].revents) {
-            procs_read_ready(d, owner[k]);
-        }
-    }
-    procs_reap(d, on_child_exit);
-    enforce_ready_deadlines(d);
-    d->interrupted = interrupted != 0;
-}
-
-/* How long the loop may sleep: until the next due action or deadline, at most 500 ms. */
-static int64_t
-next_wake(const driver_t *d, int64_t until)
-{
-    int64_t next = chaos_mono_ms() + 500;
-    next = until < next ? until : next;
-    for (int i = 0; i < MAX_ACTIONS; i++) {
-        if (d->actions[i].pending && d->actions[i].due_mono < next) {
-            next = d->actions[i].due_mono;
-        }
-    }
-    return next - chaos_mono_ms();
-}
-
-static void
-kill_server_now(driver_t *d)
-{
-    server_kill(d);
-    driver_count(d, "server SIGKILL + restart", 1);
-    driver_schedule(d, ACT_SERVER_START, chaos_rng_range(&d->rng, 200, 2500), 0);
-}
-
-static void
-chaos_phase(driver_t *d)
-{
-    int64_t now = chaos_mono_ms();
-    int64_t next_fault = now + chaos_rng_range(&d->rng, 1000, 2500);
-    int64_t next_kill = now + chaos_rng_range(&d->rng, 6000, 15000);
-    int64_t next_hits_poll = now + 1000;
-    int64_t sabotage_at = now + (d->chaos_end_mono - now) / 2;
-    d->chaos_on = true;
-    for (int iter = 0; iter < 10000000 && !d->interrupted; iter++) {
-        now = chaos_mono_ms();
-        if (now >= d->chaos_end_mono) {
-            break;
-        }
-        bool quiet = now < d->quiet_until_mono; /* a restart's recovery is being measured */
-        /* No kill so late that the restart's recovery could not be watched to its bound. */
-        bool late = now + 3000 + d->recovery_bound_ms > d->chaos_end_mono;
-        if (now >= next_kill && d->server_up && !quiet && !late) {
-            kill_server_now(d);
-            next_kill = now + chaos_rng_range(&d->rng, 10000, 22000);
-        }
-        if (now >= next_fault) {
-            if (!quiet) {
-                faults_inject_one(d);
-            }
-            next_fault = now + chaos_rng_range(&d->rng, 500, 3000);
-        }
-        if (sabotage_at > 0 && now >= sabotage_at) {
-            sabotage_apply(d, true);
-            sabotage_at = 0;
-        }
-        if (now >= next_hits_poll) {
-            proxy_poll_hits(d); /* when did the armed proxy rules strike? */
-            next_hits_poll = now + 1000;
-        }
-        run_actions(d, false);
-        int64_t wake = next_wake(d, next_fault < next_kill ? next_fault : next_kill);
-        wait_events(d, wake);
-    }
-}
-
-/* ---- the drain and the final stops --------------------------------------------------------- */
-
-static void
-faults_off(driver_t *d)
-{
-    d->chaos_on = false;
-    proxy_poll_hits(d);
-    run_actions(d, true); /* the server back, SIGCONTs, partitions healed, processes restarted */
-    for (int i = 0; i < 5 && d->server_up && !server_fail_command_off(d); i++) {
-    }
-    driver_end_fail_command(d);
-    proxy_heal(d, true);
-}
-
-static void
-stop_producers(driver_t *d)
-{
-    d->producers_stopping = true;
-    for (int i = 0; i < d->n_children; i++) {
-        if (d->children[i].kind == CHILD_PRODUCER && procs_alive(d, i)) {
-            procs_signal(d, i, SIGTERM);
-        }
-    }
-    for (int i = 0; i < d->n_children; i++) {
-        if (d->children[i].kind == CHILD_PRODUCER && !procs_wait_exit(d, i, 30000, on_child_exit)) {
-            printf("chaos: %s did not stop within 30 s\n", d->children[i].name);
-        }
-    }
-}
-
-/* Runs until no message is ready or processing, or the drain's time is up. */
-static int64_t
-drain(driver_t *d)
-{
-    bson_error_t error;
-    int64_t start = chaos_mono_ms(), deadline = start + d->drain_s * 1000, left = -1;
-    const char *unfinished = "{\"status\": {\"$in\": [\"ready\", \"processing\"]}}";
-    printf("chaos: drain: faults off, producers stopped, workers run until the queue is empty\n");
-    fflush(stdout);
-    faults_off(d);
-    stop_producers(d);
-    for (int s = 0; s < d->n_workers; s++) {
-        driver_start_worker(d, s);
-    }
-    for (int iter = 0; iter < 1000000 && !d->interrupted; iter++) {
-        left = server_count(d, unfinished, &error);
-        if (left == 0 || chaos_mono_ms() >= deadline) {
-            break;
-        }
-        run_actions(d, false);
-        wait_events(d, 250); /* the count is the condition: re-read it 4 times a second */
-    }
-    printf("chaos: drain took %" PRId64 " ms; unfinished messages left: %" PRId64 "%s%s\n",
-           chaos_mono_ms() - start, left, left < 0 ? " (count failed: " : "",
-           left < 0 ? error.message : "");
-    return left;
-}
-
-static bool
-all_workers_ready(driver_t *d)
-{
-    for (int i = 0; i < d->n_children; i++) {
-        if (d->children[i].kind == CHILD_WORKER && procs_alive(d, i) && !d->children[i].ready) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* SIGTERM to every worker at once; each must be gone within its bound (check.c judges). */
-static void
-stop_workers(driver_t *d)
-{
-    int64_t deadline = chaos_mono_ms() + 30000;
-    for (int i = 0; i < 1000 && !all_workers_ready(d) && chaos_mono_ms() < deadline; i++) {
-        wait_events(d, 100); /* a worker starting now must say ready before it can stop */
-    }
-    d->final_stop = true;
-    for (int i = 0; i < d->n_children; i++) {
-        if (d->children[i].kind == CHILD_WORKER && procs_alive(d, i)) {
-            procs_signal(d, i, SIGTERM);
-        }
-    }
-    for (int i = 0; i < d->n_children; i++) {
-        child_t *c = &d->children[i];
-        if (c->kind == CHILD_WORKER && procs_alive(d, i) &&
-            !procs_wait_exit(d, i, driver_stop_bound(d, i) + 10000, on_child_exit)) {
-            procs_signal(d, i, SIGKILL);
-            procs_wait_exit(d, i, 5000, on_child_exit);
-        }
-    }
-    if (d->proxy.available) {
-        procs_signal(d, d->proxy.child, SIGTERM);
-        procs_wait_exit(d, d->proxy.child, 5000, on_child_exit);
-    }
 }
 
 /* ---- setup and teardown ------------------------------------------------------------------------ */
@@ -743,14 +325,14 @@ print_faults(const driver_t *d)
 static int
 run(driver_t *d, int *passed)
 {
-    chaos_phase(d);
+    driver_chaos_phase(d);
     if (d->interrupted) {
         return -1;
     }
     printf("chaos: chaos phase over after %" PRId64 " s\n",
            (chaos_mono_ms() - d->start_mono) / 1000);
-    drain(d);
-    stop_workers(d);
+    driver_drain(d);
+    driver_stop_workers(d);
     if (d->interrupted) {
         return -1;
     }

@@ -10,6 +10,7 @@
 #include "chaos.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #define MAX_CHILDREN 2048
@@ -175,10 +176,23 @@ int64_t
 driver_real_of_mono(const driver_t *d, int64_t mono);
 int64_t
 driver_stop_bound(const driver_t *d, int child);
+/* Set by the signal handlers for SIGINT, SIGTERM and SIGHUP. */
+extern volatile sig_atomic_t driver_sig_interrupted;
+
+/* children.c */
 bool
 driver_start_worker(driver_t *d, int slot);
 bool
 driver_start_producer(driver_t *d, int slot);
+
+/* run.c */
+void
+driver_chaos_phase(driver_t *d);
+/* The unfinished messages left when the drain ended. */
+int64_t
+driver_drain(driver_t *d);
+void
+driver_stop_workers(driver_t *d);
 
 /* procs.c */
 int
