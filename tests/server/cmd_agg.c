@@ -245,7 +245,20 @@ aggregate_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
                             "required.",
                             stage ? stage : "$match");
     }
-    if (!ms_pipeline_validate(&a.pipeline, error) || !run_pipeline(c, &a, &results, &plan, error)) {
+    bson_t *rest = bson_new();
+    const char *write_stage = NULL;
+    bson_value_t write_spec;
+    bool ok = ms_agg_split_write_stage(&a.pipeline, &write_stage, &write_spec, rest, error);
+    bson_init_static(&a.pipeline, bson_get_data(rest), rest->len);
+    ok = ok && ms_pipeline_validate(&a.pipeline, error) &&
+         run_pipeline(c, &a, &results, &plan, error);
+    if (ok && write_stage && !a.explain) { /* $out, $merge: written, none returned */
+        ok = ms_agg_write_stage(c, write_stage, &write_spec, &results, error);
+        ms_docvec_destroy(&results);
+        ms_docvec_init(&results);
+    }
+    bson_destroy(rest);
+    if (!ok) {
         return false;
     }
     char *ns = bson_strdup_printf("%s.%s", c->db, a.coll);

@@ -48,6 +48,19 @@ ms_crud_array_filters(const bson_t *stmt, const bson_value_t *update, bson_t *fi
  * mongod's 16866-16868. */
 bool
 ms_crud_let(ms_cmd_t *c, bson_t *vars, bson_error_t *error);
+/* cmd_agg_write.c: $out and $merge. The pipeline without its last stage when that is $out or
+ * $merge (*stage, *spec borrowed from pipeline; *stage NULL otherwise) appended to rest (an
+ * initialised bson_t); 40601 when either is anywhere but last. */
+bool
+ms_agg_split_write_stage(const bson_t *pipeline, const char **stage, bson_value_t *spec,
+                         bson_t *rest, bson_error_t *error);
+/* Whether an aggregate command's pipeline ends with $out or $merge (it takes a writeConcern). */
+bool
+ms_agg_writes(const bson_t *cmd);
+/* Writes an aggregate's results as its last stage ($out or $merge, spec) says. */
+bool
+ms_agg_write_stage(ms_cmd_t *c, const char *stage, const bson_value_t *spec,
+                   const ms_docvec_t *results, bson_error_t *error);
 /* Runs a command's handler body with its `let` (ms_crud_let). */
 bool
 ms_crud_with_let(ms_cmd_t *c, bson_t *reply, bson_error_t *error,

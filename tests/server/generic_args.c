@@ -4,6 +4,7 @@
  * IDL does), and the parsing of the session fields (lsid, txnNumber, autocommit,
  * startTransaction), writeConcern, readConcern and apiVersion into the command being run.
  */
+#include "crud-private.h"
 #include "server-private.h"
 
 #include <stdio.h>
@@ -127,7 +128,7 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
     if (!bson_iter_init_find(&it, c->cmd, "writeConcern")) {
         return true;
     }
-    if (!(flags & MS_CMD_WC)) {
+    if (!(flags & MS_CMD_WC) && !ms_agg_writes(c->cmd)) { /* aggregate with $out or $merge */
         return ms_set_error(error, MS_ERR_INVALID_OPTIONS, "Command does not support writeConcern");
     }
     if (c->in_txn && !(flags & MS_CMD_TXN_END)) {
