@@ -5,6 +5,11 @@
  *   document_diff_calculator.cpp) resizes the array, the event lists it in
  *   updateDescription.truncatedArrays as {field, newSize}, not as an updated field
  *   (specifications: change-streams "Test array truncation").
+ * - renameCollection (manual: reference/command/renameCollection, reference/change-events/
+ *   rename): a rename event {ns: source, to: target}, then invalidate on a collection stream;
+ *   a database stream goes on. The command: admin only (Unauthorized 13), NamespaceNotFound 26
+ *   for a missing source, NamespaceExists 48 for an existing target without dropTarget,
+ *   IllegalOperation 20 for a rename to itself (src/mongo/db/catalog/rename_collection.cpp).
  */
 #include "cf_util.h"
 
@@ -54,4 +59,77 @@ Test(changestream_events, pipeline_update_truncating_an_array_reports_truncated_
     bson_destroy(ev);
     mongoc_change_stream_destroy(cs);
     mongoc_collection_destroy(coll);
+}
+
+static void
+rename_ok(const char *from, const char *to, bool drop_target)
+{
+    char *cmd = bson_strdup_printf("{\"renameCollection\": \"%s.%s\", \"to\": \"%s.%s\", "
+                                   "\"dropTarget\": %s}",
+                                   dbname, from, dbname, to, drop_target ? "true" : "false");
+    cf_run_ok(client, "admin", cmd);
+    bson_free(cmd);
+}
+
+static uint32_t
+rename_fails(const char *db, const char *from, const char *to)
+{
+    char *cmd = bson_strdup_printf("{\"renameCollection\": \"%s.%s\", \"to\": \"%s.%s\"}",
+                                   dbname, from, dbname, to);
+    uint32_t code = cf_run_fail(client, db, cmd, NULL, NULL);
+    bson_free(cmd);
+    return code;
+}
+
+Test(changestream_events, rename_gives_rename_then_invalidate_on_a_collection_stream)
+{
+    cf_run_ok(client, dbname, "{\"insert\": \"a\", \"documents\": [{\"_id\": 1}]}");
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, dbname, "a");
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
+    mongoc_database_t *db = mongoc_client_get_database(client, dbname);
+    bson_t empty = BSON_INITIALIZER;
+    mongoc_change_stream_t *dbcs = mongoc_database_watch(db, &empty, NULL);
+    cf_assert_stream_ok(cs);
+    cf_assert_stream_ok(dbcs);
+    rename_ok("a", "b", false);
+    bson_t *ev = cf_next_event(cs);
+    char *json = bson_as_relaxed_extended_json(ev, NULL);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "rename", "%s", json);
+    cr_assert_str_eq(cf_str_at(ev, "ns.coll"), "a", "%s", json);
+    cr_assert_str_eq(cf_str_at(ev, "to.db"), dbname, "%s", json);
+    cr_assert_str_eq(cf_str_at(ev, "to.coll"), "b", "%s", json);
+    bson_free(json);
+    bson_destroy(ev);
+    ev = cf_next_event(cs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "invalidate");
+    bson_destroy(ev);
+    ev = cf_next_event(dbcs);
+    cr_assert_str_eq(cf_str_at(ev, "operationType"), "rename");
+    bson_destroy(ev);
+    /* The documents moved with the collection. */
+    mongoc_collection_t *b = mongoc_client_get_collection(client, dbname, "b");
+    bson_error_t error;
+    cr_assert_eq(mongoc_collection_count_documents(b, &empty, NULL, NULL, NULL, &error), 1);
+    mongoc_collection_destroy(b);
+    mongoc_change_stream_destroy(dbcs);
+    mongoc_change_stream_destroy(cs);
+    mongoc_database_destroy(db);
+    mongoc_collection_destroy(coll);
+}
+
+Test(changestream_events, rename_collection_errors_and_drop_target)
+{
+    cf_run_ok(client, dbname, "{\"insert\": \"a\", \"documents\": [{\"_id\": 1}]}");
+    cf_run_ok(client, dbname, "{\"insert\": \"b\", \"documents\": [{\"_id\": 2}, {\"_id\": 3}]}");
+    cr_assert_eq(rename_fails(dbname, "a", "c"), 13);
+    cr_assert_eq(rename_fails("admin", "missing", "c"), 26);
+    cr_assert_eq(rename_fails("admin", "a", "b"), 48);
+    cr_assert_eq(rename_fails("admin", "a", "a"), 20);
+    rename_ok("a", "b", true);
+    mongoc_collection_t *b = mongoc_client_get_collection(client, dbname, "b");
+    bson_t empty = BSON_INITIALIZER;
+    bson_error_t error;
+    cr_assert_eq(mongoc_collection_count_documents(b, &empty, NULL, NULL, NULL, &error), 1,
+                 "the target dropped, the source renamed");
+    mongoc_collection_destroy(b);
 }

@@ -15,6 +15,7 @@ typedef enum { TOKEN_HWM = 0x00, TOKEN_EVENT = 0x80, TOKEN_INVALIDATE = 0x81 } m
 typedef enum {
     EV_DOC, /* insert, update, replace, delete */
     EV_DROP,
+    EV_RENAME,
     EV_DROP_DATABASE,
     EV_INVALIDATE,
     EV_EXPANDED /* create, createIndexes, dropIndexes (showExpandedEvents) */

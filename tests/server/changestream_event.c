@@ -1,6 +1,6 @@
 /*
  * Change events from history entries: which events an entry gives a stream (none outside its
- * namespaces; a drop also invalidates a collection stream), each event's fields as mongod 6.0
+ * namespaces; a drop or a rename also invalidates a collection stream), each event's fields as mongod 6.0
  * builds them (_id resume token, operationType, clusterTime, wallTime, ns, documentKey,
  * fullDocument per fullDocument mode with updateLookup through ms_store_lookup,
  * updateDescription, fullDocumentBeforeChange, expanded events), then the user's stages.
@@ -24,6 +24,17 @@ ns_watched(const ms_changestream_t *cs, const char *db, const char *coll)
     return !cs->coll || (coll && strcmp(coll, cs->coll) == 0);
 }
 
+/* The target collection of a rename (its spec's "to"). */
+static const char *
+rename_target(const ms_op_t *op)
+{
+    bson_iter_t it;
+    if (op->spec && bson_iter_init_find(&it, op->spec, "to") && BSON_ITER_HOLDS_UTF8(&it)) {
+        return bson_iter_utf8(&it, NULL);
+    }
+    return NULL;
+}
+
 /* The events an op gives this stream, in order (at most 2). Returns how many. */
 int
 ms__changestream_entry_events(const ms_changestream_t *cs, const ms_op_t *op,
@@ -41,6 +52,15 @@ ms__changestream_entry_events(const ms_changestream_t *cs, const ms_op_t *op,
             return 0;
         }
         kinds[0] = EV_DROP;
+        kinds[1] = EV_INVALIDATE;
+        return cs->coll ? 2 : 1;
+    case MS_OP_RENAME:
+        /* change_stream_filter_helpers.cpp: a rename from or to the namespace; a collection
+         * stream is invalidated after it (DocumentSourceCheckInvalidate) */
+        if (!ns_watched(cs, op->db, op->coll) && !ns_watched(cs, op->db, rename_target(op))) {
+            return 0;
+        }
+        kinds[0] = EV_RENAME;
         kinds[1] = EV_INVALIDATE;
         return cs->coll ? 2 : 1;
     case MS_OP_DROP_DATABASE:
@@ -70,11 +90,11 @@ op_type_name(const ms_op_t *op, ms_cs_event_t kind)
     static const char *const names[] = {"insert",       "update",        "replace",
                                         "delete",       "create",        "drop",
                                         "dropDatabase", "createIndexes", "dropIndexes",
-                                        "modify"};
+                                        "modify",       "rename"};
     static const ms_op_type_t order[] = {MS_OP_INSERT,        MS_OP_UPDATE,       MS_OP_REPLACE,
                                          MS_OP_DELETE,        MS_OP_CREATE,       MS_OP_DROP,
                                          MS_OP_DROP_DATABASE, MS_OP_CREATE_INDEX, MS_OP_DROP_INDEX,
-                                         MS_OP_COLL_MOD};
+                                         MS_OP_COLL_MOD,      MS_OP_RENAME};
     if (kind == EV_INVALIDATE) {
         return "invalidate";
     }
@@ -181,6 +201,28 @@ append_expanded_fields(const ms_op_t *op, bson_t *ev)
     bson_append_document_end(ev, &desc);
 }
 
+/* A rename event: ns (the source) and to; with showExpandedEvents also operationDescription
+ * {to} (change_stream_event_transform.cpp). */
+static void
+append_rename_fields(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev)
+{
+    bson_t to;
+    bson_t desc;
+    append_ns(ev, op);
+    BSON_APPEND_DOCUMENT_BEGIN(ev, "to", &to);
+    BSON_APPEND_UTF8(&to, "db", op->db);
+    BSON_APPEND_UTF8(&to, "coll", rename_target(op) ? rename_target(op) : "");
+    bson_append_document_end(ev, &to);
+    if (cs->expanded) {
+        BSON_APPEND_DOCUMENT_BEGIN(ev, "operationDescription", &desc);
+        BSON_APPEND_DOCUMENT_BEGIN(&desc, "to", &to);
+        BSON_APPEND_UTF8(&to, "db", op->db);
+        BSON_APPEND_UTF8(&to, "coll", rename_target(op) ? rename_target(op) : "");
+        bson_append_document_end(&desc, &to);
+        bson_append_document_end(ev, &desc);
+    }
+}
+
 /* Builds the event (initialising ev) that an op gives as `kind`. */
 bool
 ms__changestream_build_event(const ms_changestream_t *cs, const ms__opview_t *v, ms_cs_event_t kind,
@@ -205,6 +247,9 @@ ms__changestream_build_event(const ms_changestream_t *cs, const ms__opview_t *v,
         break;
     case EV_EXPANDED:
         append_expanded_fields(op, ev);
+        break;
+    case EV_RENAME:
+        append_rename_fields(cs, op, ev);
         break;
     case EV_INVALIDATE:
     default:

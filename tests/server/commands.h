@@ -61,6 +61,9 @@ MS_HANDLER(kill_sessions);
 MS_HANDLER(kill_all_sessions);
 MS_HANDLER(get_parameter);
 
+/* cmd_rename.c */
+MS_HANDLER(rename_collection);
+
 /* cmd_index.c */
 MS_HANDLER(create_indexes);
 MS_HANDLER(list_indexes);

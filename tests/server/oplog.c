@@ -134,7 +134,7 @@ ms__opview_init(ms__opview_t *v, const bson_t *rec, bson_error_t *error)
                                 bson_iter_key(&it));
         }
     }
-    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_RETRY_RESULT) {
+    if (!v->op.db || (int)v->op.type < MS_OP_INSERT || v->op.type > MS_OP_RENAME) {
         return ms_set_error(error, MS_ERR_INTERNAL_ERROR, "malformed oplog record");
     }
     return true;

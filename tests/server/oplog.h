@@ -39,7 +39,8 @@ typedef enum {
     MS_OP_CREATE_INDEX,  /* spec = the index spec ({key, name, unique, ...}) */
     MS_OP_DROP_INDEX,    /* spec = {name: "..."} */
     MS_OP_COLL_MOD,      /* spec = {index: {name | keyPattern, expireAfterSeconds}} (mongod's o) */
-    MS_OP_RETRY_RESULT   /* a retryable write's result (see below); not an event */
+    MS_OP_RETRY_RESULT,  /* a retryable write's result (see below); not an event */
+    MS_OP_RENAME         /* coll renamed: spec = {to: "<coll>", dropTarget: bool} (same db) */
 } ms_op_type_t;
 
 typedef struct {

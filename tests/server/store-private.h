@@ -91,6 +91,9 @@ ms_coll_t *
 ms_store_create_coll(const char *db, const char *coll, const bson_t *options);
 void
 ms_store_drop_coll(ms_coll_t *c);
+/* Renames c within its database (the target must not exist). */
+void
+ms_store_rename_coll(ms_coll_t *c, const char *to);
 /* Drops every collection of db (the database disappears with its last collection). */
 void
 ms_store_drop_db(const char *db);

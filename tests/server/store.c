@@ -457,6 +457,15 @@ remove_db_if_empty(const char *db)
 }
 
 void
+ms_store_rename_coll(ms_coll_t *c, const char *to)
+{
+    bson_free(c->name);
+    bson_free(c->ns);
+    c->name = bson_strdup(to);
+    c->ns = bson_strdup_printf("%s.%s", c->db, to);
+}
+
+void
 ms_store_drop_coll(ms_coll_t *c)
 {
     ms_db_t *d = find_db(c->db);

@@ -123,6 +123,26 @@ replay_coll_mod(const ms_op_t *op, bson_error_t *error)
     return true;
 }
 
+/* renameCollection: the target (if dropTarget) dropped, the source renamed. */
+static bool
+replay_rename(const ms_op_t *op, bson_error_t *error)
+{
+    bson_iter_t it;
+    ms_coll_t *c = ms_store_coll(op->db, op->coll);
+    if (!op->spec || !bson_iter_init_find(&it, op->spec, "to") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "journal rename entry names no target");
+    }
+    const char *to = bson_iter_utf8(&it, NULL);
+    ms_coll_t *target = ms_store_coll(op->db, to);
+    if (target) {
+        ms_store_drop_coll(target);
+    }
+    if (c) {
+        ms_store_rename_coll(c, to);
+    }
+    return true;
+}
+
 bool
 ms_store_replay(const ms_op_t *op, bson_error_t *error)
 {
@@ -152,6 +172,8 @@ ms_store_replay(const ms_op_t *op, bson_error_t *error)
         return replay_index_op(op, error);
     case MS_OP_COLL_MOD:
         return replay_coll_mod(op, error);
+    case MS_OP_RENAME:
+        return replay_rename(op, error);
     case MS_OP_RETRY_RESULT:
         if (!op->lsid || !op->spec) {
             return ms_set_error(error, MS_ERR_BAD_VALUE,
