@@ -1,7 +1,7 @@
 /*
  * Internals of the fault proxy shared between its files: wire framing (wire.c), rules
- * (rules.c), the fault table (faults.c), connection pairs (conn.c) and the proxy thread
- * (proxy.c). Cross-file names start with fp_.
+ * (rules.c), the fault table (faults.c), connection pairs (conn.c), the proxy object (proxy.c),
+ * its thread (loop.c) and its sockets (sockets.c). Cross-file names start with fp_.
  *
  * Ownership: the proxy thread alone touches conns, pfds and the listening socket after start.
  * Everything under mu (rules, stats, command counts, requests from other threads) may be read
@@ -229,5 +229,35 @@ fp_match_request(mongoq_faultproxy_t *proxy, const fp_msg_t *msg, const char *ap
 /* Milliseconds on the monotonic clock. */
 int64_t
 fp_now_ms(void);
+
+/* Fill error (the fault proxy's domain) and return false: with code and what; with
+ * MONGOQ_FAULTPROXY_ERROR_SOCKET, the call and errno's text. */
+bool
+fp_fail(bson_error_t *error, mongoq_faultproxy_error_code_t code, const char *what);
+bool
+fp_fail_errno(bson_error_t *error, const char *call);
+
+/* --- sockets.c ----------------------------------------------------------------------------- */
+
+#define FP_LISTEN_BACKLOG 128
+
+/* "HOST:PORT" (or a mongodb:// URI) on a loopback address. */
+bool
+fp_parse_upstream(const char *upstream, struct sockaddr_in *addr, bson_error_t *error);
+bool
+fp_open_listener(mongoq_faultproxy_t *proxy, uint16_t port, bson_error_t *error);
+bool
+fp_open_wake_pipe(mongoq_faultproxy_t *proxy, bson_error_t *error);
+/* A byte on the wake-up pipe; fp_drain_wake_pipe (the proxy thread) reads them. */
+void
+fp_wake(mongoq_faultproxy_t *proxy);
+void
+fp_drain_wake_pipe(mongoq_faultproxy_t *proxy);
+
+/* --- loop.c -------------------------------------------------------------------------------- */
+
+/* The proxy thread: runs until asked to stop, then closes every connection. */
+void *
+fp_proxy_main(void *arg);
 
 #endif /* MONGOQ_FAULTPROXY_PRIVATE_H */
