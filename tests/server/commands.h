@@ -80,8 +80,10 @@ MS_HANDLER(distinct);
 
 /* cmd_write.c */
 MS_HANDLER(update);
-MS_HANDLER(delete);
 MS_HANDLER(find_and_modify);
+
+/* cmd_delete.c */
+MS_HANDLER(delete);
 
 /* cmd_agg.c */
 MS_HANDLER(aggregate);
