@@ -133,3 +133,83 @@ Test(changestream_events, rename_collection_errors_and_drop_target)
                  "the target dropped, the source renamed");
     mongoc_collection_destroy(b);
 }
+
+/* A change stream on c with opts (JSON); asserts it opened. */
+static mongoc_change_stream_t *
+watch_with(mongoc_collection_t *coll, const char *opts_json)
+{
+    bson_t pipeline = BSON_INITIALIZER;
+    bson_t *opts = cf_json(opts_json);
+    mongoc_change_stream_t *cs = mongoc_collection_watch(coll, &pipeline, opts);
+    cf_assert_stream_ok(cs);
+    bson_destroy(opts);
+    return cs;
+}
+
+/* changeStreamPreAndPostImages (manual: reference/command/collMod, changeStreams "Change Streams
+ * with Document Pre- and Post-Images", mongod 6.0): with it enabled an update's event carries the
+ * post-image for fullDocument: whenAvailable/required and the pre-image for
+ * fullDocumentBeforeChange; without it whenAvailable gives null and required fails
+ * (NoMatchingDocument 47). */
+Test(changestream_events, pre_and_post_images_follow_the_collection_option)
+{
+    cf_run_ok(client, dbname, "{\"insert\": \"img\", \"documents\": [{\"_id\": 1}]}");
+    cf_run_ok(client, dbname,
+              "{\"collMod\": \"img\", \"changeStreamPreAndPostImages\": {\"enabled\": true}}");
+    bson_t reply;
+    cf_run_ok_reply(client, dbname, "{\"listCollections\": 1, \"filter\": {\"name\": \"img\"}}",
+                    &reply);
+    bson_iter_t it;
+    cr_assert(cf_find(&reply, "cursor.firstBatch.0.options.changeStreamPreAndPostImages.enabled",
+                      &it) &&
+              bson_iter_as_bool(&it));
+    bson_destroy(&reply);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, dbname, "img");
+    mongoc_change_stream_t *cs = watch_with(coll, "{\"fullDocument\": \"required\", "
+                                                  "\"fullDocumentBeforeChange\": \"required\"}");
+    cf_run_ok(client, dbname,
+              "{\"update\": \"img\", \"updates\": [{\"q\": {\"_id\": 1}, \"u\": {\"$set\": {\"x\": "
+              "1}}}]}");
+    bson_t *ev = cf_next_event(cs);
+    char *json = bson_as_relaxed_extended_json(ev, NULL);
+    cr_assert_eq(cf_int_at(ev, "fullDocument.x"), 1, "%s", json);
+    cr_assert(cf_has_at(ev, "fullDocumentBeforeChange._id"), "%s", json);
+    cr_assert_not(cf_has_at(ev, "fullDocumentBeforeChange.x"), "%s", json);
+    bson_free(json);
+    bson_destroy(ev);
+    mongoc_change_stream_destroy(cs);
+
+    cf_run_ok(client, dbname,
+              "{\"collMod\": \"img\", \"changeStreamPreAndPostImages\": {\"enabled\": false}}");
+    cs = watch_with(coll, "{\"fullDocument\": \"whenAvailable\", "
+                          "\"fullDocumentBeforeChange\": \"whenAvailable\"}");
+    cf_run_ok(client, dbname,
+              "{\"update\": \"img\", \"updates\": [{\"q\": {\"_id\": 1}, \"u\": {\"$set\": {\"x\": "
+              "2}}}]}");
+    ev = cf_next_event(cs);
+    cr_assert(cf_find(ev, "fullDocument", &it) && BSON_ITER_HOLDS_NULL(&it));
+    cr_assert(cf_find(ev, "fullDocumentBeforeChange", &it) && BSON_ITER_HOLDS_NULL(&it));
+    bson_destroy(ev);
+    mongoc_change_stream_destroy(cs);
+
+    cs = watch_with(coll, "{\"fullDocument\": \"required\"}");
+    cf_run_ok(client, dbname,
+              "{\"update\": \"img\", \"updates\": [{\"q\": {\"_id\": 1}, \"u\": {\"$set\": {\"x\": "
+              "3}}}]}");
+    const bson_t *doc;
+    bson_error_t error;
+    const bson_t *err_doc;
+    int64_t deadline = mtest_now_ms() + 10000;
+    while (!mongoc_change_stream_next(cs, &doc) &&
+           !mongoc_change_stream_error_document(cs, &error, &err_doc) &&
+           mtest_now_ms() < deadline) {
+    }
+    cr_assert(mongoc_change_stream_error_document(cs, &error, &err_doc), "no error");
+    cr_assert_eq(error.code, 47, "%d %s", error.code, error.message);
+    mongoc_change_stream_destroy(cs);
+    mongoc_collection_destroy(coll);
+    cr_assert_eq(cf_run_fail(client, dbname,
+                             "{\"collMod\": \"img\", \"changeStreamPreAndPostImages\": {}}", NULL,
+                             NULL),
+                 40414);
+}

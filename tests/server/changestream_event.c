@@ -138,11 +138,19 @@ append_update_full(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev, b
         bson_destroy(&found);
         return true;
     case FULL_WHEN_AVAILABLE:
-        /* Post-images need changeStreamPreAndPostImages, which no collection here has. */
-        BSON_APPEND_NULL(ev, "fullDocument");
-        return true;
     case FULL_REQUIRED:
     default:
+        /* A post-image exists when the collection recorded the pre-image of the update
+         * (changeStreamPreAndPostImages enabled at the time of the write): mongod computes it
+         * from the pre-image and the update, which gives the document after the update. */
+        if (op->pre_image && op->full_document) {
+            BSON_APPEND_DOCUMENT(ev, "fullDocument", op->full_document);
+            return true;
+        }
+        if (cs->full == FULL_WHEN_AVAILABLE) {
+            BSON_APPEND_NULL(ev, "fullDocument");
+            return true;
+        }
         return ms_set_error(error, MS_ERR_NO_MATCHING_DOCUMENT,
                             "Change stream was configured to require a post-image for all update "
                             "events, but the post-image was not found for event");
@@ -170,7 +178,9 @@ append_doc_fields(const ms_changestream_t *cs, const ms_op_t *op, bson_t *ev, bs
         BSON_APPEND_DOCUMENT(ev, "updateDescription",
                              op->update_description ? op->update_description : &empty);
     }
-    if (op->type != MS_OP_INSERT && cs->before != BEFORE_OFF) {
+    if (op->type != MS_OP_INSERT && cs->before != BEFORE_OFF && op->pre_image) {
+        BSON_APPEND_DOCUMENT(ev, "fullDocumentBeforeChange", op->pre_image);
+    } else if (op->type != MS_OP_INSERT && cs->before != BEFORE_OFF) {
         if (cs->before == BEFORE_REQUIRED) {
             return ms_set_error(error, MS_ERR_NO_MATCHING_DOCUMENT,
                                 "Change stream was configured to require a pre-image for all "

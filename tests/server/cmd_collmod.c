@@ -2,7 +2,8 @@
  * collMod, for what mongoq needs: changing a TTL index's retention,
  * {collMod: coll, index: {keyPattern: {...} | name: "...", expireAfterSeconds: N}}, with mongod
  * 6.0's reply ({expireAfterSeconds_old, expireAfterSeconds_new}) and errors, and changing the
- * collection's validator, validationLevel and validationAction (validation.c). A single-field
+ * collection's validator, validationLevel and validationAction (validation.c), and
+ * changeStreamPreAndPostImages: {enabled} (change streams' pre- and post-images). A single-field
  * index without TTL becomes one, as on mongod. Nothing is ever ignored: unknown fields fail as
  * mongod's IDL does (40415, TypeMismatch 14), and the options mongod has but this server does not
  * implement (views, hiding, unique conversion, ...) fail with InvalidOptions 72.
@@ -17,7 +18,6 @@
 static const char *const other_options[] = {"viewOn",
                                             "pipeline",
                                             "recordPreImages",
-                                            "changeStreamPreAndPostImages",
                                             "expireAfterSeconds",
                                             "timeseries",
                                             "collectionUUID",
@@ -107,6 +107,62 @@ parse_index_field(bson_iter_t *it, index_arg_t *arg, bson_error_t *error)
     }
     return ms_set_error(error, MS_ERR_LOCATION40415,
                         "BSON field 'collMod.index.%s' is an unknown field.", k);
+}
+
+bool
+ms_parse_pre_post_images(const char *cmd_name, const bson_iter_t *it, bool *enabled,
+                         bson_error_t *error)
+{
+    bson_iter_t child;
+    bool has_enabled = false;
+    if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field '%s.changeStreamPreAndPostImages' is the wrong type '%s', "
+                            "expected type 'object'",
+                            cmd_name, type_name(it));
+    }
+    bson_iter_recurse(it, &child);
+    while (bson_iter_next(&child)) {
+        if (strcmp(bson_iter_key(&child), "enabled") != 0) {
+            return ms_set_error(error, MS_ERR_LOCATION40415,
+                                "BSON field '%s.changeStreamPreAndPostImages.%s' is an unknown "
+                                "field.",
+                                cmd_name, bson_iter_key(&child));
+        }
+        if (!BSON_ITER_HOLDS_BOOL(&child)) {
+            return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                                "BSON field '%s.changeStreamPreAndPostImages.enabled' is the wrong "
+                                "type '%s', expected type 'bool'",
+                                cmd_name, type_name(&child));
+        }
+        *enabled = bson_iter_bool(&child);
+        has_enabled = true;
+    }
+    if (!has_enabled) {
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field '%s.changeStreamPreAndPostImages.enabled' is missing but "
+                            "a required field",
+                            cmd_name);
+    }
+    return true;
+}
+
+/* changeStreamPreAndPostImages on the live collection, handed to the oplog as given. */
+static bool
+apply_pre_post_images(ms_cmd_t *c, ms_coll_t *coll, bool enabled, bson_error_t *error)
+{
+    ms_wctx_t w;
+    ms_txn_before_live_write(coll->db, coll->name, NULL);
+    ms_coll_set_pre_post_images(coll, enabled);
+    bson_t *spec = BCON_NEW("changeStreamPreAndPostImages", "{", "enabled", BCON_BOOL(enabled),
+                            "}");
+    ms_wctx_init(&w, NULL);
+    w.db = c->db;
+    ms_wctx_log(&w, MS_OP_COLL_MOD, coll->name, spec);
+    bool ok = ms_wctx_commit(&w, error);
+    ms_wctx_destroy(&w);
+    bson_destroy(spec);
+    return ok;
 }
 
 /* The command's fields, as mongod's IDL parses them (before the collection is looked at). */
@@ -309,9 +365,17 @@ MS_HANDLER(coll_mod)
                             other);
     }
     bson_t changes;
+    bool images = false;
+    if (bson_iter_init_find(&it, c->cmd, "changeStreamPreAndPostImages") &&
+        !ms_parse_pre_post_images("collMod", &it, &images, error)) {
+        return false;
+    }
     bool ok = ms_validation_parse(c, coll->name, &changes, error) &&
               (bson_empty(&changes) || apply_validation(c, coll, &changes, error));
     bson_destroy(&changes);
+    if (ok && bson_iter_init_find(&it, c->cmd, "changeStreamPreAndPostImages")) {
+        ok = apply_pre_post_images(c, coll, images, error);
+    }
     if (!ok || !arg.present) {
         return ok; /* {collMod: coll} alone changes nothing, as on mongod */
     }

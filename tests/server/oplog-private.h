@@ -32,7 +32,7 @@ typedef struct {
     ms_op_t op;
     ms_optime_t ts;
     int64_t wall_ms;
-    bson_t key, doc, upd, spec, lsid; /* static views; never destroyed */
+    bson_t key, doc, upd, spec, lsid, pre; /* static views; never destroyed */
 } ms__opview_t;
 
 /* Parses a record. Returns false (and fills error) for a malformed one. */

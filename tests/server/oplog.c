@@ -107,6 +107,8 @@ opview_field(ms__opview_t *v, bson_iter_t *it)
         v->op.full_document = &v->doc;
     } else if (strcmp(key, "upd") == 0 && sub_doc(it, &v->upd)) {
         v->op.update_description = &v->upd;
+    } else if (strcmp(key, "pre") == 0 && sub_doc(it, &v->pre)) {
+        v->op.pre_image = &v->pre;
     } else if (strcmp(key, "spec") == 0 && sub_doc(it, &v->spec)) {
         v->op.spec = &v->spec;
     } else if (strcmp(key, "lsid") == 0 && sub_doc(it, &v->lsid)) {
@@ -162,6 +164,9 @@ record_build(const ms_op_t *op, ms_optime_t ts, int64_t wall_ms)
     }
     if (op->spec) {
         BSON_APPEND_DOCUMENT(rec, "spec", op->spec);
+    }
+    if (op->pre_image) {
+        BSON_APPEND_DOCUMENT(rec, "pre", op->pre_image);
     }
     if (op->lsid) {
         BSON_APPEND_DOCUMENT(rec, "lsid", op->lsid);

@@ -51,6 +51,8 @@ typedef struct {
     const bson_t *full_document;      /* see above */
     const bson_t *update_description; /* {updatedFields, removedFields, truncatedArrays} */
     const bson_t *spec;               /* index spec / collection options, else NULL */
+    const bson_t *pre_image;          /* update, replace, delete on a collection with
+                                         changeStreamPreAndPostImages: the document before */
     const bson_t *lsid;               /* inside a transaction: its session id, else NULL */
     int64_t txn_number;               /* inside a transaction: its txnNumber */
 } ms_op_t;

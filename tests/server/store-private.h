@@ -91,6 +91,17 @@ ms_coll_t *
 ms_store_create_coll(const char *db, const char *coll, const bson_t *options);
 void
 ms_store_drop_coll(ms_coll_t *c);
+/* Whether c records pre- and post-images for change streams (changeStreamPreAndPostImages). */
+bool
+ms_coll_pre_post_images(const ms_coll_t *c);
+/* Parses {enabled: bool} of command cmd_name's changeStreamPreAndPostImages (cmd_collmod.c),
+ * with the IDL's errors. */
+bool
+ms_parse_pre_post_images(const char *cmd_name, const bson_iter_t *it, bool *enabled,
+                         bson_error_t *error);
+/* Sets or clears options.changeStreamPreAndPostImages. */
+void
+ms_coll_set_pre_post_images(ms_coll_t *c, bool enabled);
 /* Renames c within its database (the target must not exist). */
 void
 ms_store_rename_coll(ms_coll_t *c, const char *to);

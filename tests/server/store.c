@@ -456,6 +456,37 @@ remove_db_if_empty(const char *db)
     }
 }
 
+bool
+ms_coll_pre_post_images(const ms_coll_t *c)
+{
+    bson_iter_t it, child;
+    return bson_iter_init_find(&it, c->options, "changeStreamPreAndPostImages") &&
+           bson_iter_recurse(&it, &child) && bson_iter_find(&child, "enabled") &&
+           bson_iter_as_bool(&child);
+}
+
+void
+ms_coll_set_pre_post_images(ms_coll_t *c, bool enabled)
+{
+    bson_t *options = bson_new();
+    bson_iter_t it;
+    bson_iter_init(&it, c->options);
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "changeStreamPreAndPostImages") != 0) {
+            bson_append_iter(options, NULL, 0, &it);
+        }
+    }
+    /* CollectionOptions::toBSON writes it only when enabled */
+    if (enabled) {
+        bson_t sub;
+        BSON_APPEND_DOCUMENT_BEGIN(options, "changeStreamPreAndPostImages", &sub);
+        BSON_APPEND_BOOL(&sub, "enabled", true);
+        bson_append_document_end(options, &sub);
+    }
+    bson_destroy(c->options);
+    c->options = options;
+}
+
 void
 ms_store_rename_coll(ms_coll_t *c, const char *to)
 {

@@ -90,6 +90,11 @@ replay_coll_mod(const ms_op_t *op, bson_error_t *error)
     ms_coll_t *c = ms_store_coll(op->db, op->coll);
     ms_index_t *ix = NULL;
     size_t n = 0;
+    if (c && op->spec && bson_iter_init_find(&it, op->spec, "changeStreamPreAndPostImages") &&
+        bson_iter_recurse(&it, &index) && bson_iter_find(&index, "enabled")) {
+        ms_coll_set_pre_post_images(c, bson_iter_as_bool(&index));
+        return true;
+    }
     if (c && op->spec && !bson_has_field(op->spec, "index")) {
         replay_validation(c, op->spec);
         return true;

@@ -127,6 +127,15 @@ primary_write_fail_point(ms_wctx_t *w, bson_error_t *error)
     return ok;
 }
 
+/* The last logged op's pre-image, when c records them (changeStreamPreAndPostImages). */
+static void
+keep_pre_image(ms_wctx_t *w, const ms_coll_t *c, const bson_t *before)
+{
+    if (ms_coll_pre_post_images(c)) {
+        w->ops[w->nops - 1].pre_image = own(w, before);
+    }
+}
+
 static void
 id_key(const bson_t *doc, bson_t *key, bson_value_t *id)
 {
@@ -259,6 +268,7 @@ ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
             }
         }
         log_op(w, type, c->db, c->name, &key, doc, is_replacement ? NULL : &desc, NULL);
+        keep_pre_image(w, c, &before);
     }
 done:
     ms_doc_unref(old);
@@ -287,6 +297,7 @@ ms_wctx_delete(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, bson_error_t *error)
         ms_txn_before_live_write(c->db, c->name, &id);
         ms_store_next_seq();
         log_op(w, MS_OP_DELETE, c->db, c->name, &key, NULL, NULL, NULL);
+        keep_pre_image(w, c, &before);
     }
     if (ok) {
         ms_coll_remove(c, rec);
