@@ -1,6 +1,6 @@
 /*
  * Administrative commands: handshake (hello), ping, buildInfo, serverStatus, sessions,
- * databases and collections (list/create/drop). Indexes are in cmd_index.c.
+ * databases and collections (list/drop). create is in cmd_create.c, indexes in cmd_index.c.
  */
 #include "store-private.h"
 
@@ -306,9 +306,18 @@ static void
 collection_info(const ms_coll_t *coll, bool name_only, bson_t *out)
 {
     bson_t info, id_index, key;
+    bool view = ms_view_is(coll);
     BSON_APPEND_UTF8(out, "name", coll->name);
-    BSON_APPEND_UTF8(out, "type", "collection");
+    BSON_APPEND_UTF8(out, "type", view ? "view" : "collection");
     if (name_only) {
+        return;
+    }
+    if (view) {
+        /* a view: {viewOn, pipeline} and readOnly, no uuid or idIndex */
+        BSON_APPEND_DOCUMENT(out, "options", coll->options);
+        BSON_APPEND_DOCUMENT_BEGIN(out, "info", &info);
+        BSON_APPEND_BOOL(&info, "readOnly", true);
+        bson_append_document_end(out, &info);
         return;
     }
     BSON_APPEND_DOCUMENT(out, "options", coll->options);
@@ -358,66 +367,6 @@ MS_HANDLER(list_collections)
     ms_docvec_destroy(&results);
     ms_matcher_destroy(m);
     return true;
-}
-
-MS_HANDLER(create)
-{
-    static const char *const allowed[] = {"capped", "size", "max", "validator",
-                                          "validationLevel", "validationAction",
-                                          "changeStreamPreAndPostImages", "collation",
-                                          "viewOn", "pipeline", "timeseries", "clusteredIndex",
-                                          "expireAfterSeconds", "storageEngine",
-                                          "indexOptionDefaults", "idIndex", "encryptedFields",
-                                          NULL};
-    bson_iter_t it;
-    ms_wctx_t w;
-    bool ok = false;
-    const char *name = ms_admin_coll_name(c, error);
-    if (!name || !ms_check_fields(c, allowed, error) || !ms_valid_coll_name(c->db, name, error)) {
-        return false;
-    }
-    bson_iter_init(&it, c->cmd);
-    bson_iter_next(&it);
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (ms_is_generic_field(k) || ms_validation_field(k) ||
-            (strcmp(k, "capped") == 0 && !bson_iter_as_bool(&it))) {
-            continue;
-        }
-        return ms_set_error(error, MS_ERR_BAD_VALUE,
-                            "create option '%s' is not supported by "
-                            "mongoq-test-server",
-                            k);
-    }
-    bson_t changes, options;
-    if (!ms_validation_parse(c, name, &changes, error)) {
-        bson_destroy(&changes);
-        return false;
-    }
-    ms_validation_merge(NULL, &changes, &options);
-    ms_wctx_init(&w, c);
-    ms_coll_t *exists = w.txn ? ms_txn_view(w.txn, c->db, name, false, NULL)
-                              : ms_store_coll(c->db, name);
-    if (exists) {
-        ms_set_error(error, MS_ERR_NAMESPACE_EXISTS, "Collection %s.%s already exists.", c->db,
-                     name);
-        goto done;
-    }
-    if (w.txn && !bson_empty(&options)) {
-        ms_set_error(error, MS_ERR_NOT_IMPLEMENTED,
-                     "create with validation options inside a transaction is not "
-                     "supported by mongoq-test-server");
-        goto done;
-    }
-    ok = (w.txn ? ms_wctx_coll(&w, name, true, error) != NULL
-                : ms_wctx_create_coll(&w, name, &options, error) != NULL) &&
-         ms_wctx_commit(&w, error);
-done:
-    ms_wctx_destroy(&w);
-    bson_destroy(&options);
-    bson_destroy(&changes);
-    (void)reply;
-    return ok;
 }
 
 MS_HANDLER(drop)

@@ -66,8 +66,12 @@
     X(121, DOCUMENT_VALIDATION_FAILURE, DocumentValidationFailure)                                 \
     X(133, FAILED_TO_SATISFY_READ_PREFERENCE, FailedToSatisfyReadPreference)                       \
     X(134, READ_CONCERN_MAJORITY_NOT_AVAILABLE_YET, ReadConcernMajorityNotAvailableYet)            \
+    X(140, GRAPH_CONTAINS_CYCLE, GraphContainsCycle)                                               \
     X(143, CURSOR_IN_USE, CursorInUse)                                                             \
+    X(149, VIEW_DEPTH_LIMIT_EXCEEDED, ViewDepthLimitExceeded)                                      \
     X(150, STALE_EPOCH, StaleEpoch)                                                                \
+    X(157, OPTION_NOT_SUPPORTED_ON_VIEW, OptionNotSupportedOnView)                                 \
+    X(166, COMMAND_NOT_SUPPORTED_ON_VIEW, CommandNotSupportedOnView)                               \
     X(168, INVALID_PIPELINE_OPERATOR, InvalidPipelineOperator)                                     \
     X(171, CANNOT_INDEX_PARALLEL_ARRAYS, CannotIndexParallelArrays)                                \
     X(181, AMBIGUOUS_INDEX_KEY_PATTERN, AmbiguousIndexKeyPattern)                                  \

@@ -157,7 +157,8 @@ run_handler(ms_cmd_t *c, const ms_command_t *def, bson_t *body, bson_error_t *er
         ok = true;
         goto done;
     }
-    ok = def->fn(c, body, error);
+    ok = (!locked || ms_view_refuse(c, error)) && def->fn(c, body, error);
+    ms_view_release(c);
     if ((def->flags & MS_CMD_SESSION) && locked) {
         ms_session_end(c, ok, body);
     }

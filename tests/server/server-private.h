@@ -119,6 +119,7 @@ struct ms_cmd_t {
     /* labels decided by the handler */
     bool close_connection;
     bool retry_unrecorded; /* onPrimaryTransactionalWrite failed a statement: no result kept */
+    struct ms_coll_t *view_colls; /* views read by the command, materialised (view.c) */
     bool change_stream_cursor; /* getMore checked out a change stream's cursor */
 };
 

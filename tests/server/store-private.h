@@ -410,4 +410,24 @@ ms_session_kill(const bson_t *ids);
 void
 ms_session_restore_retry(const bson_t *lsid, int64_t txn_number, const bson_t *reply);
 
+/* ---- views (view.c) ---------------------------------------------------------------------- */
+
+/* Whether c is a view (options {viewOn, pipeline}). */
+bool
+ms_view_is(const ms_coll_t *c);
+/* A new view's definition: its pipeline (no $out, $merge, $changeStream) and no cycle. */
+bool
+ms_view_check_definition(const char *db, const char *name, const bson_t *options,
+                         bson_error_t *error);
+/* A view's documents as a temporary collection owned by w's command; NULL and error on failure. */
+ms_coll_t *
+ms_view_materialize(ms_wctx_t *w, const ms_coll_t *view, bson_error_t *error);
+/* Frees the views a command read. */
+void
+ms_view_release(ms_cmd_t *c);
+/* CommandNotSupportedOnView 166 when c writes to a view or works on its indexes (storage lock
+ * held). */
+bool
+ms_view_refuse(const ms_cmd_t *c, bson_error_t *error);
+
 #endif

@@ -307,7 +307,7 @@ ms_coll_remove(ms_coll_t *c, ms_rec_t *rec)
 ms_rec_t *
 ms_coll_find_id(const ms_coll_t *c, const bson_value_t *id)
 {
-    return ms_index_find_exact(c->indexes[0], id);
+    return c->nindexes ? ms_index_find_exact(c->indexes[0], id) : NULL;
 }
 
 ms_index_t *

@@ -171,6 +171,15 @@ ms_wctx_create_coll(ms_wctx_t *w, const char *coll, const bson_t *options, bson_
 ms_coll_t *
 ms_wctx_coll(ms_wctx_t *w, const char *coll, bool create, bson_error_t *error)
 {
+    ms_coll_t *view = w->db ? ms_store_coll(w->db, coll) : NULL;
+    if (ms_view_is(view)) {
+        if (create) {
+            ms_set_error(error, MS_ERR_COMMAND_NOT_SUPPORTED_ON_VIEW,
+                         "Namespace %s is a view, not a collection", view->ns);
+            return NULL;
+        }
+        return ms_view_materialize(w, view, error);
+    }
     if (w->txn) {
         return ms_txn_view(w->txn, w->db, coll, create, error);
     }
