@@ -240,10 +240,7 @@ aggregate_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
         return open_change_stream(c, &a, reply, error);
     }
     if (!a.coll) {
-        return ms_set_error(error, MS_ERR_INVALID_NAMESPACE,
-                            "{aggregate: 1} is not valid for '%s'; a collection is "
-                            "required.",
-                            stage ? stage : "$match");
+        return ms_agg_db(c, &a.pipeline, a.batch_size, a.explain, reply, error);
     }
     bson_t *rest = bson_new();
     const char *write_stage = NULL;

@@ -61,6 +61,11 @@ ms_agg_writes(const bson_t *cmd);
 bool
 ms_agg_write_stage(ms_cmd_t *c, const char *stage, const bson_value_t *spec,
                    const ms_docvec_t *results, bson_error_t *error);
+/* cmd_agg_db.c: {aggregate: 1} with $documents or $listLocalSessions first (else
+ * InvalidNamespace 73), its cursor reply. */
+bool
+ms_agg_db(ms_cmd_t *c, const bson_t *pipeline, int64_t batch_size, bool explain, bson_t *reply,
+          bson_error_t *error);
 /* Runs a command's handler body with its `let` (ms_crud_let). */
 bool
 ms_crud_with_let(ms_cmd_t *c, bson_t *reply, bson_error_t *error,

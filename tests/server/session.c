@@ -279,3 +279,24 @@ ms_session_kill(const bson_t *ids)
         }
     }
 }
+
+/* SHA-256 of the empty user name: the uid of every session without authentication. */
+static const uint8_t unauthenticated_uid[32] = {
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+
+void
+ms_session_list(ms_docvec_t *out)
+{
+    for (ms_session_t *s = sessions; s; s = s->next) {
+        bson_t doc = BSON_INITIALIZER, id;
+        BSON_APPEND_DOCUMENT_BEGIN(&doc, "_id", &id);
+        BSON_APPEND_BINARY(&id, "id", BSON_SUBTYPE_UUID, s->id, sizeof s->id);
+        BSON_APPEND_BINARY(&id, "uid", BSON_SUBTYPE_BINARY, unauthenticated_uid,
+                           sizeof unauthenticated_uid);
+        bson_append_document_end(&doc, &id);
+        BSON_APPEND_DATE_TIME(&doc, "lastUse", s->last_use_ms);
+        ms_docvec_push_copy(out, &doc);
+        bson_destroy(&doc);
+    }
+}

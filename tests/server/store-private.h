@@ -406,6 +406,9 @@ ms_session_end_sessions(const bson_t *ids);
  * ids lists ([{id: UUID}, ...]), of every session when ids is NULL. */
 void
 ms_session_kill(const bson_t *ids);
+/* $listLocalSessions: {_id: {id, uid}, lastUse} of every session, appended to out. */
+void
+ms_session_list(ms_docvec_t *out);
 /* Journal replay: the result of retryable write txn_number of session lsid ({id: UUID}). */
 void
 ms_session_restore_retry(const bson_t *lsid, int64_t txn_number, const bson_t *reply);
