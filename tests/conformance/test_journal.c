@@ -1,6 +1,7 @@
 /*
  * The test server's own flags, on private server processes: --dbpath (kill -9, restart, data
- * and resume tokens survive; a torn last record is cut off), --history (ChangeStreamHistoryLost)
+ * and resume tokens survive; a torn last record is cut off), --history and --history-bytes
+ * (ChangeStreamHistoryLost; by default sized in bytes as mongod sizes its oplog)
  * and --standalone (no change streams). Skipped when private servers cannot be spawned.
  */
 #include "cf_util.h"
@@ -240,4 +241,83 @@ Test(journal, standalone_has_no_change_streams)
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(client);
     mtest_server_stop(&srv, false);
+}
+
+/* Inserts n documents of about `bytes` bytes each (ids from first), in batches of 1000. */
+static void
+jr_insert_many(mongoc_collection_t *coll, int first, int n, size_t bytes)
+{
+    char *pad = bson_malloc(bytes + 1);
+    memset(pad, 'x', bytes);
+    pad[bytes] = '\0';
+    for (int done = 0; done < n;) {
+        int batch = n - done < 1000 ? n - done : 1000;
+        bson_t **docs = bson_malloc(sizeof *docs * (size_t)batch);
+        for (int k = 0; k < batch; k++) {
+            docs[k] = BCON_NEW("_id", BCON_INT32(first + done + k), "pad", BCON_UTF8(pad));
+        }
+        bson_error_t error;
+        cr_assert(mongoc_collection_insert_many(coll, (const bson_t **)docs, (size_t)batch, NULL,
+                                                NULL, &error),
+                  "%s", error.message);
+        for (int k = 0; k < batch; k++) {
+            bson_destroy(docs[k]);
+        }
+        bson_free(docs);
+        done += batch;
+    }
+    bson_free(pad);
+}
+
+/* On a private server started with args: the token of a first insert, then n more inserts of
+ * about `bytes` bytes, then a resume from that token: 0 when it resumes, else the error code. */
+static uint32_t
+jr_resume_after(const char **args, int n, size_t bytes)
+{
+    mtest_server_t srv;
+    cr_assert(mtest_server_start(&srv, args, 0), "start");
+    mongoc_client_t *client = mtest_client_for(srv.uri, NULL);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, "jr", "c");
+    mongoc_change_stream_t *cs = cf_watch(coll, NULL);
+    jr_insert(coll, 0);
+    bson_t *ev = cf_next_event(cs);
+    bson_iter_t it;
+    uint32_t len;
+    const uint8_t *data;
+    cr_assert(bson_iter_init_find(&it, ev, "_id"));
+    bson_iter_document(&it, &len, &data);
+    bson_t *saved = bson_new_from_data(data, len);
+    bson_destroy(ev);
+    mongoc_change_stream_destroy(cs);
+    jr_insert_many(coll, 1, n, bytes);
+    cs = cf_watch(coll, saved);
+    const bson_t *doc;
+    bson_error_t error;
+    uint32_t code = 0;
+    if (!mongoc_change_stream_next(cs, &doc) &&
+        mongoc_change_stream_error_document(cs, &error, NULL)) {
+        code = error.code;
+    }
+    mongoc_change_stream_destroy(cs);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+    mtest_server_stop(&srv, false);
+    bson_destroy(saved);
+    return code;
+}
+
+/* The history is sized in bytes as mongod's oplog (default 5% of free disk, at least 990 MB):
+ * 10,050 small operations later the first one can still be resumed from (no count limit), and
+ * --history-bytes makes the window small. */
+Test(journal, history_is_sized_in_bytes)
+{
+    if (!mtest_can_spawn()) {
+        cr_skip("cannot spawn a private test server");
+    }
+    const char *defaults[] = {NULL};
+    cr_assert_eq(jr_resume_after(defaults, 10050, 10), 0, "resumed after 10,050 operations");
+    const char *small[] = {"--history-bytes", "4000", NULL};
+    cr_assert_eq(jr_resume_after(small, 40, 200), 286, "ChangeStreamHistoryLost");
+    const char *enough[] = {"--history-bytes", "100000", NULL};
+    cr_assert_eq(jr_resume_after(enough, 40, 200), 0);
 }

@@ -2,7 +2,8 @@
  * mongoq-test-server: a one-member MongoDB replica set for tests.
  *
  *   mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] [--standalone]
- *                      [--dbpath DIR] [--history N] [--ttl-monitor-sleep-secs N]
+ *                      [--dbpath DIR] [--history N] [--history-bytes N]
+ *                      [--ttl-monitor-sleep-secs N]
  *                      [--pipeline-updates-as-replace]
  *
  * --pipeline-updates-as-replace: every pipeline-style update is logged as a full replacement,
@@ -35,8 +36,13 @@ usage(void)
 {
     fprintf(stderr,
             "usage: mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] "
-            "[--standalone] [--dbpath DIR] [--history N] [--ttl-monitor-sleep-secs N] "
-            "[--pipeline-updates-as-replace]\n"
+            "[--standalone] [--dbpath DIR] [--history N] [--history-bytes N] "
+            "[--ttl-monitor-sleep-secs N] [--pipeline-updates-as-replace]\n"
+            "  --history N        keep at most N operations of change-stream history (default: "
+            "no count limit)\n"
+            "  --history-bytes N  keep at most N bytes of history (default: as mongod sizes its "
+            "oplog, 5%% of the free disk space of --dbpath or the working directory, at least "
+            "990 MB, at most 50 GB)\n"
             "  --pipeline-updates-as-replace  report every pipeline-style update as a replace "
             "change event (with fullDocument), as mongod does when it logs an update as a full "
             "replacement\n");
@@ -86,6 +92,8 @@ parse_args(int argc, char **argv)
             ms_config.dbpath = v;
         } else if (strcmp(a, "--history") == 0 && parse_int(v, 0, 100000000, &n)) {
             ms_config.history = (size_t)n;
+        } else if (strcmp(a, "--history-bytes") == 0 && parse_int(v, 1, (long long)1 << 50, &n)) {
+            ms_config.history_bytes = (uint64_t)n;
         } else if (strcmp(a, "--ttl-monitor-sleep-secs") == 0 && parse_int(v, 1, 86400, &n)) {
             ms_config.ttl_sleep_secs = (int)n;
         } else {
@@ -205,7 +213,7 @@ main(int argc, char **argv)
     ms_config.start_ms = ms_now_ms();
     install_signals();
     ms_store_init();
-    if (!ms_oplog_init(ms_config.dbpath, ms_config.history, &error)) {
+    if (!ms_oplog_init(ms_config.dbpath, ms_config.history, ms_config.history_bytes, &error)) {
         ms_log("cannot open the journal: %s", error.message);
         return 1;
     }

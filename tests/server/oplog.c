@@ -1,6 +1,9 @@
 /*
  * The oplog: every committed op gets a cluster time and is kept, as a BSON record, in a ring of
- * the last N ops (--history N). Change streams read the ring and wait on one condition
+ * the latest ops, sized as mongod sizes its oplog: in bytes (--history-bytes; by default 5% of
+ * the free space of the filesystem of --dbpath, or of the working directory, at least 990 MB
+ * and at most 50 GB: mongod's default oplogSizeMB), and by count when --history N asks for a
+ * small window. The oldest entries go first. Change streams read the ring and wait on one condition
  * variable; commits broadcast it. The storage layer calls ms_oplog_commit under its own lock,
  * and nothing here ever takes the storage lock, so the lock order is always storage -> oplog.
  *
@@ -13,7 +16,10 @@
 #include <string.h>
 #include <time.h>
 
-#define DEFAULT_HISTORY 10000
+#include <sys/statvfs.h>
+
+#define MB (1024.0 * 1024.0)
+#define RING_INITIAL 1024
 
 static pthread_mutex_t oplog_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t oplog_cv;
@@ -21,6 +27,9 @@ static ms__entry_t *ring; /* ring[(head + k) % cap] is the k-th oldest entry */
 static size_t ring_cap;
 static size_t ring_head;
 static size_t ring_len;
+static size_t ring_bytes;     /* the records' sizes */
+static size_t history_count;  /* --history N: at most N entries (0: no count limit) */
+static uint64_t history_bytes; /* at most this many bytes of records */
 static ms__oplog_state_t state;
 static bool journaled; /* --dbpath given: every commit must reach the journal */
 static bool shut_down; /* no getMore waits any more */
@@ -39,18 +48,47 @@ ring_at(size_t k)
     return &ring[(ring_head + k) % ring_cap];
 }
 
-/* Appends an entry (taking rec), dropping the oldest when full. Caller holds oplog_mu. */
+/* Drops the oldest entry. Caller holds oplog_mu. */
+static void
+ring_drop_oldest(void)
+{
+    ms__entry_t *oldest = ring_at(0);
+    /* Anything at or before the dropped entry can no longer be resumed from. */
+    state.floor = oldest->pos + 1;
+    ring_bytes -= oldest->rec->len;
+    bson_destroy(oldest->rec);
+    ring_head = (ring_head + 1) % ring_cap;
+    ring_len--;
+}
+
+/* Doubles the ring, the entries in order from index 0. Caller holds oplog_mu. */
+static void
+ring_grow(void)
+{
+    size_t cap = ring_cap ? ring_cap * 2 : RING_INITIAL;
+    ms__entry_t *grown = bson_malloc0(cap * sizeof *grown);
+    for (size_t k = 0; k < ring_len; k++) {
+        grown[k] = *ring_at(k);
+    }
+    bson_free(ring);
+    ring = grown;
+    ring_cap = cap;
+    ring_head = 0;
+}
+
+/* Appends an entry (taking rec), dropping the oldest beyond the count or the bytes allowed.
+ * Caller holds oplog_mu. */
 static void
 ring_push(ms_pos_t pos, bson_t *rec)
 {
-    if (ring_len == ring_cap) {
-        ms__entry_t *oldest = ring_at(0);
-        /* Anything at or before the dropped entry can no longer be resumed from. */
-        state.floor = oldest->pos + 1;
-        bson_destroy(oldest->rec);
-        ring_head = (ring_head + 1) % ring_cap;
-        ring_len--;
+    while (ring_len > 0 && ((history_count && ring_len >= history_count) ||
+                            ring_bytes + rec->len > history_bytes)) {
+        ring_drop_oldest();
     }
+    if (ring_len == ring_cap) {
+        ring_grow();
+    }
+    ring_bytes += rec->len;
     ms__entry_t *e = ring_at(ring_len);
     e->pos = pos;
     e->rec = rec;
@@ -228,14 +266,30 @@ cond_init(void)
     pthread_condattr_destroy(&attr);
 }
 
+/* mongod's default oplog size (repl/replication_coordinator_external_state_impl.cpp,
+ * getOplogSizeBytes): 5% of the free disk space, at least 990 MB, at most 50 GB. */
+static uint64_t
+default_history_bytes(const char *dbpath)
+{
+    struct statvfs st;
+    double bytes = 990 * MB;
+    if (statvfs(dbpath ? dbpath : ".", &st) == 0) {
+        double five_percent = (double)st.f_bavail * (double)st.f_frsize * 0.05;
+        bytes = five_percent < 990 * MB ? 990 * MB : five_percent > 50 * 1024 * MB ? 50 * 1024 * MB
+                                                                                : five_percent;
+    }
+    return (uint64_t)bytes;
+}
+
 bool
-ms_oplog_init(const char *dbpath, size_t history, bson_error_t *error)
+ms_oplog_init(const char *dbpath, size_t history, uint64_t bytes, bson_error_t *error)
 {
     bool ok = false;
     cond_init();
     pthread_mutex_lock(&oplog_mu);
-    ring_cap = history ? history : DEFAULT_HISTORY;
-    ring = bson_malloc0(ring_cap * sizeof *ring);
+    history_count = history;
+    history_bytes = bytes ? bytes : default_history_bytes(dbpath);
+    ring_grow();
     ms_optime_t start = {(uint32_t)(ms_now_ms() / 1000), 0};
     if (dbpath) {
         /* The journal holds every op since it was created: its history has no floor. */

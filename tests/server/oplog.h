@@ -7,7 +7,8 @@
  *    the caller still holds the storage write lock, BEFORE the client is answered. A transaction
  *    hands all its operations in one call at commitTransaction. ms_oplog_commit journals them
  *    (when --dbpath is set; the write() completes before it returns, so kill -9 loses nothing
- *    acknowledged), appends them to the in-memory history (--history N events), and wakes
+ *    acknowledged), appends them to the in-memory history (bytes as mongod's oplog, or
+ *    --history N events, --history-bytes N bytes), and wakes
  *    waiting change streams.
  *  - At start-up, ms_oplog_init() replays the journal by calling ms_store_replay() for every
  *    journaled operation, in order, before the server accepts connections.
@@ -64,11 +65,12 @@ typedef struct {
 } ms_optime_t;
 
 /*
- * Opens the journal in dbpath (NULL: in memory only), keeps the last `history` events
- * (0: the default, 10000), and replays the journal through ms_store_replay(). Call once.
+ * Opens the journal in dbpath (NULL: in memory only), keeps the latest events: at most `history`
+ * of them (0: no count limit) in at most `history_bytes` bytes (0: mongod's default oplog size,
+ * from the free space of dbpath's filesystem), and replays the journal through ms_store_replay(). Call once.
  */
 bool
-ms_oplog_init(const char *dbpath, size_t history, bson_error_t *error);
+ms_oplog_init(const char *dbpath, size_t history, uint64_t history_bytes, bson_error_t *error);
 
 /* Flushes and closes the journal (on SIGTERM). */
 void

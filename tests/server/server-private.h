@@ -22,7 +22,8 @@ typedef struct {
     char set_name[64];
     bool standalone;
     const char *dbpath;
-    size_t history;
+    size_t history;         /* --history N: change-stream history in operations (0: no limit) */
+    uint64_t history_bytes; /* --history-bytes N (0: mongod's default oplog size) */
     int ttl_sleep_secs;
     bool pipeline_updates_as_replace; /* log pipeline updates as replacements (replace events) */
     int64_t term;           /* grows across restarts (see main.c); electionId encodes it */
