@@ -159,3 +159,23 @@ Test(agg_out, not_in_a_transaction)
     mongoc_client_session_abort_transaction(s, NULL);
     mongoc_client_session_destroy(s);
 }
+
+/*
+ * $merge with whenMatched "fail": the DuplicateKey error carries keyPattern and keyValue of the
+ * `on` fields, as mongod 5.1+ (DuplicateKeyErrorInfo; the crud specification's
+ * aggregate-merge-errorResponse.json).
+ */
+Test(agg_out, merge_fail_reports_the_duplicate_key)
+{
+    cf_run_ok(client, dbname, "{\"insert\": \"t\", \"documents\": [{\"_id\": 2}]}");
+    bson_t reply;
+    uint32_t code = cf_run_fail(client, dbname,
+                                "{\"aggregate\": \"src\", \"cursor\": {}, \"pipeline\": "
+                                "[{\"$match\": {\"_id\": 2}}, "
+                                "{\"$merge\": {\"into\": \"t\", \"whenMatched\": \"fail\"}}]}",
+                                &reply, NULL);
+    cr_assert_eq(code, 11000);
+    cr_assert_eq(cf_int_at(&reply, "keyPattern._id"), 1, "keyPattern {_id: 1}");
+    cr_assert_eq(cf_int_at(&reply, "keyValue._id"), 2, "keyValue {_id: 2}");
+    bson_destroy(&reply);
+}

@@ -454,6 +454,30 @@ pipeline_doc(ms_cmd_t *c, const merge_spec_t *m, const bson_t *target, const bso
     return ok;
 }
 
+/* {keyPattern: {on...: 1}, keyValue: {on...: src's values}} as the error's extra info. */
+static void
+merge_dup_info(const merge_spec_t *m, const bson_t *src)
+{
+    bson_t info = BSON_INITIALIZER, pattern, value;
+    bson_iter_t it;
+    BSON_APPEND_DOCUMENT_BEGIN(&info, "keyPattern", &pattern);
+    for (size_t i = 0; i < m->non; i++) {
+        BSON_APPEND_INT32(&pattern, m->on[i], 1);
+    }
+    bson_append_document_end(&info, &pattern);
+    BSON_APPEND_DOCUMENT_BEGIN(&info, "keyValue", &value);
+    for (size_t i = 0; i < m->non; i++) {
+        if (bson_iter_init(&it, src) && bson_iter_find_descendant(&it, m->on[i], &it)) {
+            BSON_APPEND_VALUE(&value, m->on[i], bson_iter_value(&it));
+        } else {
+            BSON_APPEND_NULL(&value, m->on[i]);
+        }
+    }
+    bson_append_document_end(&info, &value);
+    ms_error_info_set(&info);
+    bson_destroy(&info);
+}
+
 static bool
 merge_matched(ms_cmd_t *c, ms_wctx_t *w, const merge_spec_t *m, ms_coll_t *target, ms_rec_t *rec,
               const bson_t *src, bson_error_t *error)
@@ -465,6 +489,9 @@ merge_matched(ms_cmd_t *c, ms_wctx_t *w, const merge_spec_t *m, ms_coll_t *targe
         return true;
     }
     if (m->matched == WM_FAIL) {
+        /* mongod's DuplicateKey carries keyPattern and keyValue of the `on` fields
+         * (crud spec aggregate-merge-errorResponse; DuplicateKeyErrorInfo). */
+        merge_dup_info(m, src);
         return ms_set_error(error, MS_ERR_DUPLICATE_KEY,
                             "E11000 duplicate key error collection: %s.%s: $merge found a "
                             "matching document and whenMatched is 'fail'",
