@@ -194,7 +194,9 @@ parse_stages(bson_iter_t *pipeline, ms_changestream_t *cs, bson_error_t *error)
     if (!cs->has_stages) {
         return true;
     }
-    if (!ms_pipeline_validate(cs->stages, error)) {
+    /* events are matched without let; mongod resolves $match's variables when it opens */
+    if (!ms_pipeline_validate(cs->stages, error) ||
+        !ms_pipeline_check_vars(cs->stages, NULL, error)) {
         return false;
     }
     bson_iter_t it;

@@ -62,6 +62,10 @@ ms_matcher_t *
 ms__matcher_new_value(const bson_value_t *cond, bson_error_t *error);
 bool
 ms__matcher_is_value(const ms_matcher_t *m);
+
+/* Fails as mongod does when it parses the filter's $expr with the command's let (ctx). */
+bool
+ms__matcher_check_vars(const ms_matcher_t *m, const ms_ctx_t *ctx, bson_error_t *error);
 bool
 ms__matcher_matches_value(const ms_matcher_t *m, const bson_value_t *v, const ms_ctx_t *ctx);
 
@@ -133,6 +137,11 @@ ms__path_destroy(ms_path_t *p);
 /* Checks operator names and argument counts without evaluating. */
 bool
 ms__expr_validate(const bson_value_t *expr, bson_error_t *error);
+
+/* Fails with 17276 "Use of undefined variable" as mongod does when it parses expr: every $$name
+ * is a builtin, bound by an enclosing $let/$map/$filter/$reduce, or a field of let (NULL: none). */
+bool
+ms__expr_check_vars(const bson_value_t *expr, const bson_t *let, bson_error_t *error);
 /* Evaluates with $$ROOT = root and $$CURRENT = current. */
 bool
 ms__expr_eval(const bson_value_t *expr, const bson_t *root, const bson_t *current,

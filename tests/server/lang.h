@@ -58,7 +58,15 @@ typedef struct ms_matcher_t ms_matcher_t;
 ms_matcher_t *
 ms_matcher_new(const bson_t *filter, bson_error_t *error);
 
-/* True when doc matches. ctx supplies $$NOW for $expr. Never fails after a successful _new. */
+/*
+ * Sets *yes when doc matches. ctx supplies $$NOW and let for $expr. Returns false and fills
+ * error when an expression fails on doc (mongod fails the command: expression_expr.cpp).
+ */
+bool
+ms_matcher_test(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx, bool *yes,
+                bson_error_t *error);
+
+/* As ms_matcher_test, for callers mongod lets not fail: an expression error does not match. */
 bool
 ms_matcher_matches(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx);
 
@@ -216,6 +224,11 @@ ms_docvec_destroy(ms_docvec_t *v);
  */
 bool
 ms_pipeline_validate(const bson_t *pipeline, bson_error_t *error);
+
+/* After ms_pipeline_validate: fails with 17276 when a $match's $expr uses a variable that is
+ * neither bound nor in ctx's let (ctx NULL: none), as mongod does when it parses the pipeline. */
+bool
+ms_pipeline_check_vars(const bson_t *pipeline, const ms_ctx_t *ctx, bson_error_t *error);
 
 /*
  * Runs a validated pipeline over input (borrowed), writing the results to out (initialised by

@@ -392,24 +392,60 @@ walk_value(const ms_qnode_t *n, const bson_value_t *v, size_t depth)
     return pred(n, NULL);
 }
 
+/* mongod fails the command at the first document whose $expr errors (expression_expr.cpp). */
 static bool
-match_expr(const ms_qnode_t *n, const bson_value_t *root, const ms_ctx_t *ctx)
+match_expr(const ms_qnode_t *n, const bson_value_t *root, const ms_ctx_t *ctx, bool *yes,
+           bson_error_t *error)
 {
     static const ms_ctx_t zero_ctx = {0};
     bson_t doc;
     bson_value_t out;
-    bool result;
+    *yes = false;
     if (root->value_type != BSON_TYPE_DOCUMENT ||
         !bson_init_static(&doc, root->value.v_doc.data, root->value.v_doc.data_len)) {
+        return true;
+    }
+    if (!ms__expr_eval(&n->expr, &doc, &doc, ctx ? ctx : &zero_ctx, &out, error)) {
         return false;
     }
-    /* a runtime error in $expr (e.g. $divide by zero) makes the document not match */
-    if (!ms__expr_eval(&n->expr, &doc, &doc, ctx ? ctx : &zero_ctx, &out, NULL)) {
-        return false;
-    }
-    result = ms__value_truthy(&out);
+    *yes = ms__value_truthy(&out);
     bson_value_destroy(&out);
-    return result;
+    return true;
+}
+
+/* The logical nodes over $expr; false (error filled) when an expression fails. */
+static bool
+qmatch(const ms_qnode_t *n, const bson_value_t *root, const ms_ctx_t *ctx, bool *yes,
+       bson_error_t *error)
+{
+    bool kid = false;
+    switch (n->kind) {
+    case N_AND:
+    case N_OR:
+    case N_NOR:
+        for (size_t i = 0; i < n->nkids; i++) {
+            if (!qmatch(n->kids[i], root, ctx, &kid, error)) {
+                return false;
+            }
+            if (kid != (n->kind == N_AND)) {
+                *yes = n->kind == N_OR;
+                return true;
+            }
+        }
+        *yes = n->kind != N_OR;
+        return true;
+    case N_NOT:
+        if (!qmatch(n->kids[0], root, ctx, &kid, error)) {
+            return false;
+        }
+        *yes = !kid;
+        return true;
+    case N_EXPR:
+        return match_expr(n, root, ctx, yes, error);
+    default:
+        *yes = ms__qmatch_node(n, root, ctx);
+        return true;
+    }
 }
 
 bool
@@ -433,8 +469,11 @@ ms__qmatch_node(const ms_qnode_t *n, const bson_value_t *root, const ms_ctx_t *c
         return n->kind == N_NOR;
     case N_NOT:
         return !ms__qmatch_node(n->kids[0], root, ctx);
-    case N_EXPR:
-        return match_expr(n, root, ctx);
+    case N_EXPR: {
+        /* only at the top level, which goes through qmatch; $elemMatch refuses $expr */
+        bool yes = false;
+        return match_expr(n, root, ctx, &yes, NULL) && yes;
+    }
     case N_TRUE:
         return true;
     case N_FALSE:
@@ -452,12 +491,20 @@ ms__qmatch_node(const ms_qnode_t *n, const bson_value_t *root, const ms_ctx_t *c
 }
 
 bool
-ms_matcher_matches(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx)
+ms_matcher_test(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx, bool *yes,
+                bson_error_t *error)
 {
     bson_value_t root = {.value_type = BSON_TYPE_DOCUMENT};
     root.value.v_doc.data = (uint8_t *)bson_get_data(doc);
     root.value.v_doc.data_len = doc->len;
-    return ms__qmatch_node(m->root, &root, ctx);
+    return qmatch(m->root, &root, ctx, yes, error);
+}
+
+bool
+ms_matcher_matches(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx)
+{
+    bool yes = false;
+    return ms_matcher_test(m, doc, ctx, &yes, NULL) && yes;
 }
 
 bool
@@ -470,4 +517,26 @@ bool
 ms__matcher_is_value(const ms_matcher_t *m)
 {
     return m->value_mode;
+}
+
+static bool
+check_vars(const ms_qnode_t *n, const bson_t *let, bson_error_t *error)
+{
+    if (n->kind == N_EXPR) {
+        return ms__expr_check_vars(&n->expr, let, error);
+    }
+    if (n->kind == N_AND || n->kind == N_OR || n->kind == N_NOR || n->kind == N_NOT) {
+        for (size_t i = 0; i < n->nkids; i++) {
+            if (!check_vars(n->kids[i], let, error)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+bool
+ms__matcher_check_vars(const ms_matcher_t *m, const ms_ctx_t *ctx, bson_error_t *error)
+{
+    return check_vars(m->root, ctx ? ctx->let : NULL, error);
 }

@@ -113,14 +113,17 @@ match_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docv
     if (!m) {
         return false;
     }
-    for (size_t i = 0; i < in->len; i++) {
-        if (ms_matcher_matches(m, in->docs[i], ctx)) {
+    bool ok = ms__matcher_check_vars(m, ctx, error);
+    for (size_t i = 0; i < in->len && ok; i++) {
+        bool yes = false;
+        ok = ms_matcher_test(m, in->docs[i], ctx, &yes, error);
+        if (ok && yes) {
             ms_docvec_push_owned(out, in->docs[i]);
             in->docs[i] = NULL;
         }
     }
     ms_matcher_destroy(m);
-    return true;
+    return ok;
 }
 
 /* $sort */
@@ -553,6 +556,31 @@ bool
 ms_pipeline_validate(const bson_t *pipeline, bson_error_t *error)
 {
     return validate_pipeline(pipeline, false, error);
+}
+
+bool
+ms_pipeline_check_vars(const bson_t *pipeline, const ms_ctx_t *ctx, bson_error_t *error)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, pipeline);
+    while (bson_iter_next(&it)) {
+        bson_value_t arg;
+        bson_t q;
+        const stage_def_t *st = stage_of(bson_iter_value(&it), &arg, error);
+        if (!st) {
+            return false;
+        }
+        if (st->run != match_run || !arg_doc(&arg, &q)) {
+            continue;
+        }
+        ms_matcher_t *m = ms_matcher_new(&q, error);
+        bool ok = m && ms__matcher_check_vars(m, ctx, error);
+        ms_matcher_destroy(m);
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool

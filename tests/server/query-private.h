@@ -71,10 +71,11 @@ ms__or_plan_destroy(ms_or_plan_t *o);
 /* ---- query_scan.c ------------------------------------------------------------------------ */
 
 /* Runs the chosen access path (best's index, orp's branches, or the collection) into out,
- * filtered by m, skipped, limited and sorted as q and plan say; counts into plan. */
-void
+ * filtered by m, skipped, limited and sorted as q and plan say; counts into plan. False (error
+ * filled) when m's $expr fails on a document, as mongod fails the command at that document. */
+bool
 ms__query_scan(const ms_coll_t *coll, const ms_cand_t *best, const ms_or_plan_t *orp,
                bool natural_backward, const ms_query_t *q, const ms_matcher_t *m,
-               ms_recvec_t *out, ms_plan_t *plan);
+               ms_recvec_t *out, ms_plan_t *plan, bson_error_t *error);
 
 #endif

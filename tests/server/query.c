@@ -10,6 +10,7 @@
  * Here: choosing the plan. query_scan.c runs it, query_explain.c describes it for explain;
  * query_filter.c (in the language library) reads the filter's constraints.
  */
+#include "lang-private.h"
 #include "query-private.h"
 
 #include <string.h>
@@ -350,7 +351,8 @@ ms_query_exec(const ms_coll_t *coll, const ms_query_t *q, ms_recvec_t *out, ms_p
     if (has_sort && !ms_sort_validate(q->sort, error)) {
         goto done;
     }
-    if (q->filter && !(m = ms_matcher_new(q->filter, error))) {
+    if (q->filter && (!(m = ms_matcher_new(q->filter, error)) ||
+                      !ms__matcher_check_vars(m, q->ctx, error))) {
         goto done;
     }
     if (!coll) {
@@ -362,7 +364,10 @@ ms_query_exec(const ms_coll_t *coll, const ms_query_t *q, ms_recvec_t *out, ms_p
         goto done;
     }
     record_plan(coll, best, &orp, natural_backward, has_sort, plan);
-    ms__query_scan(coll, best, &orp, natural_backward, q, m, out, plan);
+    if (!ms__query_scan(coll, best, &orp, natural_backward, q, m, out, plan, error)) {
+        ms_recvec_destroy(out);
+        goto done;
+    }
     ok = true;
 done:
     ms__or_plan_destroy(&orp);

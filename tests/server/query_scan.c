@@ -126,6 +126,8 @@ typedef struct {
     bool streaming; /* skip/limit applied as we go (no in-memory sort) */
     ms_plan_t *plan;
     recset_t *seen; /* deduplication across an OR plan's branches, else NULL */
+    bson_error_t *error;
+    bool failed; /* the filter's $expr failed on a document: the scan stops */
 } sink_t;
 
 /* Offers a record; returns false once the limit is reached. */
@@ -138,7 +140,12 @@ sink_offer(sink_t *s, ms_rec_t *rec)
     }
     s->plan->docs_examined++;
     ms_doc_view(rec->doc, &view);
-    if (s->m && !ms_matcher_matches(s->m, &view, s->q->ctx)) {
+    bool yes = true;
+    if (s->m && !ms_matcher_test(s->m, &view, s->q->ctx, &yes, s->error)) {
+        s->failed = true;
+        return false;
+    }
+    if (!yes) {
         return true;
     }
     if (s->streaming && s->skipped < s->q->skip) {
@@ -340,14 +347,18 @@ run_plan(const ms_coll_t *coll, const ms_cand_t *best, const ms_or_plan_t *orp,
     }
 }
 
-void
+bool
 ms__query_scan(const ms_coll_t *coll, const ms_cand_t *best, const ms_or_plan_t *orp,
                bool natural_backward, const ms_query_t *q, const ms_matcher_t *m,
-               ms_recvec_t *out, ms_plan_t *plan)
+               ms_recvec_t *out, ms_plan_t *plan, bson_error_t *error)
 {
-    sink_t s = {q, m, out, 0, !plan->in_memory_sort, plan, NULL};
+    sink_t s = {q, m, out, 0, !plan->in_memory_sort, plan, NULL, error, false};
     run_plan(coll, best, orp, natural_backward, &s);
+    if (s.failed) {
+        return false;
+    }
     if (plan->in_memory_sort) {
         sort_and_slice(q, out);
     }
+    return true;
 }
