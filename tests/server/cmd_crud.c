@@ -61,14 +61,9 @@ MS_HANDLER(insert)
         if (!BSON_ITER_HOLDS_DOCUMENT(&docs)) {
             ms_set_error(&werr, MS_ERR_TYPE_MISMATCH,
                          "BSON field 'insert.documents.%d' is the wrong type", i);
-            if (werr.code == MS_ERR_WRITE_CONFLICT) {
-                /* A write conflict fails the whole command (and the transaction). */
-                *error = werr;
-                fatal = true;
-                break;
-            }
-            ms_crud_write_error(&errors, &nerr, i, &werr);
-            if (ordered) {
+            ms_stmt_after_t after = ms_crud_stmt_failed(&errors, &nerr, i, ordered, &werr, error);
+            if (after != MS_STMT_NEXT) {
+                fatal = after == MS_STMT_FATAL;
                 break;
             }
             continue;
@@ -84,13 +79,9 @@ MS_HANDLER(insert)
             n++;
             continue;
         }
-        if (werr.code == MS_ERR_WRITE_CONFLICT) {
-            *error = werr;
-            fatal = true;
-            break;
-        }
-        ms_crud_write_error(&errors, &nerr, i, &werr);
-        if (ordered) {
+        ms_stmt_after_t after = ms_crud_stmt_failed(&errors, &nerr, i, ordered, &werr, error);
+        if (after != MS_STMT_NEXT) {
+            fatal = after == MS_STMT_FATAL;
             break;
         }
     }

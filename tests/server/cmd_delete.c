@@ -96,14 +96,9 @@ delete_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
         if (!parse_delete_stmt(&stmts, &q, &limit, &hint, &has_hint, &werr) ||
             !run_delete(c, &w, name, &q, limit, has_hint ? &hint : NULL, &deleted, &werr)) {
             n += deleted;
-            if (werr.code == MS_ERR_WRITE_CONFLICT) {
-                /* A write conflict fails the whole command (and the transaction). */
-                *error = werr;
-                fatal = true;
-                break;
-            }
-            ms_crud_write_error(&errors, &nerr, i, &werr);
-            if (ordered) {
+            ms_stmt_after_t after = ms_crud_stmt_failed(&errors, &nerr, i, ordered, &werr, error);
+            if (after != MS_STMT_NEXT) {
+                fatal = after == MS_STMT_FATAL;
                 break;
             }
             continue;

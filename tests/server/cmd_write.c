@@ -247,14 +247,9 @@ update_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
             stmt_ok = run_update(c, &w, name, &s, &r, &werr);
         }
         if (!stmt_ok) {
-            if (werr.code == MS_ERR_WRITE_CONFLICT) {
-                /* A write conflict fails the whole command (and the transaction). */
-                *error = werr;
-                fatal = true;
-                break;
-            }
-            ms_crud_write_error(&errors, &nerr, i, &werr);
-            if (ordered) {
+            ms_stmt_after_t after = ms_crud_stmt_failed(&errors, &nerr, i, ordered, &werr, error);
+            if (after != MS_STMT_NEXT) {
+                fatal = after == MS_STMT_FATAL;
                 break;
             }
             continue;

@@ -35,6 +35,18 @@ ms_crud_id_first(const bson_t *in, bson_t *out, bson_error_t *error);
 /* Appends {index, code, errmsg[, keyPattern, keyValue]} to a writeErrors array. */
 void
 ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t *error);
+/* What a write command does after one of its statements failed (ms_crud_stmt_failed). */
+typedef enum { MS_STMT_NEXT, MS_STMT_STOP, MS_STMT_FATAL } ms_stmt_after_t;
+
+/*
+ * Statement i of a write command failed with werr. A write conflict fails the whole command (and
+ * the transaction): *error = werr, MS_STMT_FATAL. Anything else becomes writeErrors[i]; an
+ * ordered command stops there (MS_STMT_STOP), an unordered one goes on (MS_STMT_NEXT).
+ */
+ms_stmt_after_t
+ms_crud_stmt_failed(bson_t *errors, uint32_t *nerr, int32_t i, bool ordered,
+                    const bson_error_t *werr, bson_error_t *error);
+
 /* Refuses non-simple collations. */
 bool
 ms_crud_refuse_unsupported(const bson_t *doc, const char *where, bson_error_t *error);

@@ -133,6 +133,18 @@ ms_crud_write_error(bson_t *arr, uint32_t *n, int32_t index, const bson_error_t 
     bson_append_document_end(arr, &we);
 }
 
+ms_stmt_after_t
+ms_crud_stmt_failed(bson_t *errors, uint32_t *nerr, int32_t i, bool ordered,
+                    const bson_error_t *werr, bson_error_t *error)
+{
+    if (werr->code == MS_ERR_WRITE_CONFLICT) {
+        *error = *werr;
+        return MS_STMT_FATAL;
+    }
+    ms_crud_write_error(errors, nerr, i, werr);
+    return ordered ? MS_STMT_STOP : MS_STMT_NEXT;
+}
+
 /* The statements of a write command: documents/updates/deletes, 1..100000 of them. */
 bool
 ms_crud_statements(const ms_cmd_t *c, const char *field, bson_iter_t *out, bson_error_t *error)
