@@ -159,12 +159,13 @@ entered_count(const bson_t *reply)
  * the server's URI, so suites run against different servers do not wait for each other.
  */
 static int fail_point_lock_fd = -1;
+static bool fail_point_pinned; /* held from mtest_fail_point_hold to mtest_fail_point_release */
 
 static void
 hold_fail_point(bool hold)
 {
     if (!hold) {
-        if (fail_point_lock_fd >= 0) {
+        if (fail_point_lock_fd >= 0 && !fail_point_pinned) {
             close(fail_point_lock_fd); /* releases the lock */
             fail_point_lock_fd = -1;
         }
@@ -182,6 +183,20 @@ hold_fail_point(bool hold)
     fail_point_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     cr_assert(fail_point_lock_fd >= 0, "cannot open %s", path);
     cr_assert(flock(fail_point_lock_fd, LOCK_EX) == 0, "cannot lock %s", path);
+}
+
+void
+mtest_fail_point_hold(void)
+{
+    hold_fail_point(true);
+    fail_point_pinned = true;
+}
+
+void
+mtest_fail_point_release(void)
+{
+    fail_point_pinned = false;
+    hold_fail_point(false);
 }
 
 int64_t

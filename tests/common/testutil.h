@@ -80,6 +80,15 @@ mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *dat
  * data_fields_json holds the fields of "data" other than appName, e.g.
  * "\"failCommands\": [\"insert\"], \"errorCode\": 2". Asserts success.
  */
+/*
+ * The fail points' turn, held across a whole test rather than from setting a fault to turning it
+ * off (mtest_fail_point takes and gives it that way): for suites whose every test sets faults.
+ */
+void
+mtest_fail_point_hold(void);
+void
+mtest_fail_point_release(void);
+
 int64_t
 mtest_fail_point_app(mongoc_client_t *client, const char *appname, const char *mode_json,
                      const char *data_fields_json);

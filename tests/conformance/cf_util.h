@@ -10,9 +10,7 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 /*
@@ -141,22 +139,21 @@ cf_assert_contains(const char *message, const char *part)
 
 /*
  * The server has one failCommand (and one of each fail point): the conformance suites that set
- * them take turns (parallel jobs) by holding this lock from their setup to their teardown.
- * Returns the lock's descriptor for cf_fail_points_unlock.
+ * them take turns (parallel jobs) by holding testutil's fail point turn from their setup to their
+ * teardown, the same turn mtest_fail_point takes. Returns a token for cf_fail_points_unlock.
  */
 static inline int
 cf_fail_points_lock(void)
 {
-    int fd = open("/tmp/mongoq-core-failpoint.lock", O_CREAT | O_RDWR, 0600);
-    cr_assert(fd >= 0 && flock(fd, LOCK_EX) == 0);
-    return fd;
+    mtest_fail_point_hold();
+    return 0;
 }
 
 static inline void
-cf_fail_points_unlock(int fd)
+cf_fail_points_unlock(int token)
 {
-    flock(fd, LOCK_UN);
-    close(fd);
+    (void)token;
+    mtest_fail_point_release();
 }
 
 /* ---- change streams ------------------------------------------------------------------------- */

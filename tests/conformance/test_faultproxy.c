@@ -6,6 +6,7 @@
  * fired, so a proxy that did nothing would fail it. A direct client tells what was stored.
  */
 #include "faultproxy.h"
+#include "fp_util.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -54,31 +55,6 @@ proxied_pool(const char *appname, const char *extra_options)
     bson_free(full);
     bson_free(uri);
     return pool;
-}
-
-static mongoq_faultproxy_stats_t
-stats_now(void)
-{
-    mongoq_faultproxy_stats_t stats = MONGOQ_FAULTPROXY_STATS_INIT;
-    bson_error_t error;
-    cr_assert(mongoq_faultproxy_stats(proxy, &stats, &error), "%s", error.message);
-    return stats;
-}
-
-static int32_t
-add_rule(mongoq_fault_kind_t kind, const char *commands, const char *app, int32_t times,
-         int64_t hang_ms)
-{
-    mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
-    bson_error_t error;
-    rule.kind = kind;
-    rule.commands = commands;
-    rule.app_name = app;
-    rule.times = times;
-    rule.hang_ms = hang_ms;
-    int32_t id = mongoq_faultproxy_add_rule(proxy, &rule, &error);
-    cr_assert(id > 0, "add_rule: %s", error.message);
-    return id;
 }
 
 static int64_t
@@ -176,7 +152,7 @@ Test(faultproxy, traffic_passes_unchanged)
     big_document(&doc);
     crud_through_proxy(coll, &doc);
     change_stream_through_proxy(coll);
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_geq(mongoq_faultproxy_command_count(proxy, "getMore"), 1);
     cr_assert_geq(mongoq_faultproxy_command_count(proxy, "aggregate"), 1);
     cr_assert_eq(mongoq_faultproxy_command_count(proxy, "insert"), 1);
@@ -194,9 +170,9 @@ Test(faultproxy, lost_reply_on_insert_is_retried_and_stored_once)
     mongoc_client_pool_t *pool = proxied_pool("fp-lost-once", "&retryWrites=true");
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     bson_error_t error;
-    int32_t rule = add_rule(MONGOQ_FAULT_DROP_REPLY, "insert", NULL, 1, 0);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REPLY, "insert", NULL, 1, 0);
     cr_assert(insert_id(client, 7, &error), "the retry should succeed: %s", error.message);
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 1);
     cr_assert_eq(stats.replies_dropped, 1, "the server's reply was never read and dropped");
     cr_assert_eq(mongoq_faultproxy_command_count(proxy, "insert"), 2, "the driver retried");
@@ -211,12 +187,12 @@ Test(faultproxy, lost_reply_twice_is_a_network_error_and_stored_once)
     mongoc_client_pool_t *pool = proxied_pool("fp-lost-twice", "&retryWrites=true");
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     bson_error_t error;
-    int32_t rule = add_rule(MONGOQ_FAULT_DROP_REPLY, "insert", NULL, 2, 0);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REPLY, "insert", NULL, 2, 0);
     cr_assert_not(insert_id(client, 8, &error), "both replies were lost");
     cr_assert_eq(error.domain, MONGOC_ERROR_STREAM, "%u.%u %s", error.domain, error.code,
                  error.message);
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 2);
-    cr_assert_eq(stats_now().replies_dropped, 2);
+    cr_assert_eq(fp_stats(proxy).replies_dropped, 2);
     cr_assert_eq(mongoq_faultproxy_command_count(proxy, "insert"), 2);
     cr_assert_eq(stored("{\"_id\": 8}"), 1, "applied once: the retry found the retry record");
     cr_assert_eq(stored("{}"), 1);
@@ -230,7 +206,7 @@ Test(faultproxy, hang_trips_socket_timeout)
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     bson_error_t error;
     bson_t reply;
-    int32_t rule = add_rule(MONGOQ_FAULT_HANG, "find", NULL, 1, 0);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_HANG, "find", NULL, 1, 0);
     int64_t t0 = mtest_now_ms();
     cr_assert_not(mtest_command(client, dbname, "{\"find\": \"c\"}", &reply, &error));
     int64_t elapsed = mtest_now_ms() - t0;
@@ -238,7 +214,7 @@ Test(faultproxy, hang_trips_socket_timeout)
     cr_assert_eq(error.domain, MONGOC_ERROR_STREAM, "%s", error.message);
     cr_assert(elapsed >= 450 && elapsed < 3000, "failed after %lld ms", (long long)elapsed);
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 1);
-    cr_assert_eq(stats_now().requests_held, 1);
+    cr_assert_eq(fp_stats(proxy).requests_held, 1);
     cr_assert(mtest_command(client, dbname, "{\"find\": \"c\"}", &reply, &error),
               "the next find (rule spent) should pass: %s", error.message);
     bson_destroy(&reply);
@@ -251,7 +227,7 @@ Test(faultproxy, timed_hang_delays_then_forwards)
     mongoc_client_pool_t *pool = proxied_pool("fp-delay", "");
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     bson_error_t error;
-    int32_t rule = add_rule(MONGOQ_FAULT_HANG, "insert", NULL, 1, 300);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_HANG, "insert", NULL, 1, 300);
     int64_t t0 = mtest_now_ms();
     cr_assert(insert_id(client, 9, &error), "%s", error.message);
     int64_t elapsed = mtest_now_ms() - t0;
@@ -283,7 +259,7 @@ static bool
 one_request_held(void *ctx)
 {
     (void)ctx;
-    return stats_now().requests_held == 1;
+    return fp_stats(proxy).requests_held == 1;
 }
 
 Test(faultproxy, hang_until_cleared_is_released_by_clear)
@@ -291,7 +267,7 @@ Test(faultproxy, hang_until_cleared_is_released_by_clear)
     insert_job_t job = {.pool = proxied_pool("fp-held", "")};
     pthread_t thread;
     bson_error_t error;
-    add_rule(MONGOQ_FAULT_HANG, "insert", NULL, 1, 0);
+    fp_add_rule(proxy, MONGOQ_FAULT_HANG, "insert", NULL, 1, 0);
     cr_assert_eq(pthread_create(&thread, NULL, insert_ten, &job), 0);
     cr_assert(mtest_wait_until(one_request_held, NULL, 10000), "the insert was never held");
     cr_assert_eq(stored("{\"_id\": 10}"), 0, "held: not forwarded yet");
@@ -323,7 +299,7 @@ Test(faultproxy, partition_fails_commands_until_healed)
     assert_ping(pool, true, &error);
     cr_assert(mongoq_faultproxy_partition(proxy, MONGOQ_PARTITION_CLOSE, &error), "%s",
               error.message);
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_eq(stats.connections_open, 0);
     cr_assert_geq(stats.connections_closed, 1, "the pool's connections were closed");
     /* The pooled connection is gone (a network error), or selection already waits. */
@@ -335,7 +311,7 @@ Test(faultproxy, partition_fails_commands_until_healed)
     assert_ping(pool, false, &error);
     cr_assert_eq(error.domain, MONGOC_ERROR_SERVER_SELECTION, "%s", error.message);
     cr_assert_lt(mtest_now_ms() - t0, 5000);
-    cr_assert_geq(stats_now().connections_refused, 1, "reconnections were reset");
+    cr_assert_geq(fp_stats(proxy).connections_refused, 1, "reconnections were reset");
     cr_assert(mongoq_faultproxy_heal(proxy, &error), "%s", error.message);
     assert_ping(pool, true, &error);
     mongoc_client_pool_destroy(pool);
@@ -379,10 +355,10 @@ Test(faultproxy, reset_closes_every_connection_and_retries_recover)
     mongoc_client_t *client = mongoc_client_pool_pop(pool);
     bson_error_t error;
     cr_assert(insert_id(client, 11, &error), "%s", error.message);
-    int64_t open_before = stats_now().connections_open;
+    int64_t open_before = fp_stats(proxy).connections_open;
     cr_assert_geq(open_before, 1);
     cr_assert(mongoq_faultproxy_reset(proxy, &error), "%s", error.message);
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_eq(stats.connections_closed, open_before);
     cr_assert(insert_id(client, 12, &error), "retried on a new connection: %s", error.message);
     cr_assert_eq(stored("{}"), 2);
@@ -397,13 +373,13 @@ Test(faultproxy, app_name_rule_hits_only_that_client)
     mongoc_client_t *a = mongoc_client_pool_pop(pool_a);
     mongoc_client_t *b = mongoc_client_pool_pop(pool_b);
     bson_error_t error;
-    int32_t rule = add_rule(MONGOQ_FAULT_DROP_REPLY, "insert", "fp-app-a", 1, 0);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REPLY, "insert", "fp-app-a", 1, 0);
     cr_assert(insert_id(b, 21, &error), "%s", error.message);
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 0, "b is not fp-app-a");
-    cr_assert_eq(stats_now().replies_dropped, 0);
+    cr_assert_eq(fp_stats(proxy).replies_dropped, 0);
     cr_assert(insert_id(a, 22, &error), "%s", error.message);
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 1);
-    cr_assert_eq(stats_now().replies_dropped, 1);
+    cr_assert_eq(fp_stats(proxy).replies_dropped, 1);
     cr_assert_eq(mongoq_faultproxy_command_count(proxy, "insert"), 3, "b once, a twice");
     cr_assert_eq(stored("{}"), 2);
     mongoc_client_pool_push(pool_b, b);

@@ -7,6 +7,7 @@
  */
 #include "cf_util.h"
 #include "faultproxy.h"
+#include "fp_util.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -361,30 +362,6 @@ teardown(void)
 
 TestSuite(faultproxy_wire, .init = setup, .fini = teardown, .timeout = 30);
 
-static mongoq_faultproxy_stats_t
-stats_now(void)
-{
-    mongoq_faultproxy_stats_t stats = MONGOQ_FAULTPROXY_STATS_INIT;
-    cr_assert(mongoq_faultproxy_stats(proxy, &stats, NULL));
-    return stats;
-}
-
-static int32_t
-add_rule(mongoq_fault_kind_t kind, const char *commands, const char *app, int32_t times,
-         int64_t hang_ms)
-{
-    mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
-    bson_error_t error;
-    rule.kind = kind;
-    rule.commands = commands;
-    rule.app_name = app;
-    rule.times = times;
-    rule.hang_ms = hang_ms;
-    int32_t id = mongoq_faultproxy_add_rule(proxy, &rule, &error);
-    cr_assert(id > 0, "add_rule: %s", error.message);
-    return id;
-}
-
 /* Sends {command: 1} as OP_MSG and asserts the one reply answers it. */
 static void
 round_trip(int fd, int32_t request_id, const char *command)
@@ -412,7 +389,7 @@ Test(faultproxy_wire, exhaust_stream_is_forwarded_whole)
         cr_assert_eq((reply.flags & MORE_TO_COME) != 0, i < 2);
         to = reply.request_id;
     }
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_eq(stats.requests_forwarded, 1);
     cr_assert_eq(stats.replies_forwarded, 3);
     cr_assert_eq(stats.exhaust_replies, 2);
@@ -426,8 +403,8 @@ Test(faultproxy_wire, more_to_come_request_gets_no_reply_and_the_flow_goes_on)
     round_trip(fd, 2, "find");
     cr_assert_eq(seen_count(), 2);
     cr_assert_str_eq(seen_at(0).command, "insert");
-    cr_assert_eq(stats_now().requests_forwarded, 2);
-    cr_assert_eq(stats_now().replies_forwarded, 1);
+    cr_assert_eq(fp_stats(proxy).requests_forwarded, 2);
+    cr_assert_eq(fp_stats(proxy).replies_forwarded, 1);
     close(fd);
 }
 
@@ -436,7 +413,7 @@ Test(faultproxy_wire, legacy_handshake_app_name_is_matched)
     int plain = connect_to(mongoq_faultproxy_port(proxy));
     int tagged = connect_to(mongoq_faultproxy_port(proxy));
     wire_msg_t reply;
-    int32_t rule = add_rule(MONGOQ_FAULT_DROP_REQUEST, "find", "wire-app", 1, 0);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REQUEST, "find", "wire-app", 1, 0);
     send_msg(tagged, OP_QUERY, 1, 0, 0,
              "{\"isMaster\": 1, \"client\": {\"application\": {\"name\": \"wire-app\"}}}");
     cr_assert(recv_msg(tagged, &reply, WAIT_MS) && reply.opcode == OP_REPLY);
@@ -445,7 +422,7 @@ Test(faultproxy_wire, legacy_handshake_app_name_is_matched)
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 0, "no appName: not targeted");
     send_msg(tagged, OP_MSG, 2, 0, 0, "{\"find\": \"c\", \"$db\": \"d\"}");
     cr_assert(closed_by_peer(tagged, WAIT_MS), "the find of wire-app is dropped");
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 1);
     cr_assert_eq(stats.requests_dropped, 1);
     cr_assert_eq(stats.legacy_requests, 1);
@@ -457,7 +434,7 @@ Test(faultproxy_wire, legacy_handshake_app_name_is_matched)
 Test(faultproxy_wire, wildcard_skips_handshake_and_monitoring_commands)
 {
     int fd = connect_to(mongoq_faultproxy_port(proxy));
-    int32_t any = add_rule(MONGOQ_FAULT_DROP_REQUEST, "*", NULL, 5, 0);
+    int32_t any = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REQUEST, "*", NULL, 5, 0);
     const char *exempt[] = {"hello", "isMaster", "ismaster", "ping", "endSessions"};
     for (int i = 0; i < 5; i++) {
         round_trip(fd, i + 1, exempt[i]);
@@ -468,7 +445,7 @@ Test(faultproxy_wire, wildcard_skips_handshake_and_monitoring_commands)
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, any), 1);
     close(fd);
     fd = connect_to(mongoq_faultproxy_port(proxy));
-    int32_t named = add_rule(MONGOQ_FAULT_DROP_REQUEST, "ping", NULL, 1, 0);
+    int32_t named = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REQUEST, "ping", NULL, 1, 0);
     send_msg(fd, OP_MSG, 1, 0, 0, "{\"ping\": 1, \"$db\": \"admin\"}");
     cr_assert(closed_by_peer(fd, WAIT_MS), "named, ping is targeted");
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, named), 1);
@@ -483,7 +460,7 @@ Test(faultproxy_wire, impossible_length_closes_the_connection)
     cf_put_i32(header + 12, OP_MSG);
     send_all(fd, header, sizeof header);
     cr_assert(closed_by_peer(fd, WAIT_MS));
-    cr_assert_eq(stats_now().connections_closed, 1);
+    cr_assert_eq(fp_stats(proxy).connections_closed, 1);
     cr_assert_eq(seen_count(), 0, "nothing reached the server");
     close(fd);
 }
@@ -491,7 +468,7 @@ Test(faultproxy_wire, impossible_length_closes_the_connection)
 Test(faultproxy_wire, lost_reply_closes_and_later_requests_never_go)
 {
     int fd = connect_to(mongoq_faultproxy_port(proxy));
-    int32_t rule = add_rule(MONGOQ_FAULT_DROP_REPLY, "find", NULL, 1, 0);
+    int32_t rule = fp_add_rule(proxy, MONGOQ_FAULT_DROP_REPLY, "find", NULL, 1, 0);
     size_t len_a = 0, len_b = 0;
     bson_t *find = BCON_NEW("find", "c", "$db", "d");
     bson_t *ping = BCON_NEW("ping", BCON_INT32(1), "$db", "admin");
@@ -503,7 +480,7 @@ Test(faultproxy_wire, lost_reply_closes_and_later_requests_never_go)
     send_all(fd, both, len_a + len_b); /* in one segment: the ping is behind the lost reply */
     cr_assert(closed_by_peer(fd, WAIT_MS), "no reply, then the connection closes");
     cr_assert_eq(mongoq_faultproxy_rule_hits(proxy, rule), 1);
-    cr_assert_eq(stats_now().replies_dropped, 1, "the server's reply was read and dropped");
+    cr_assert_eq(fp_stats(proxy).replies_dropped, 1, "the server's reply was read and dropped");
     cr_assert_eq(seen_count(), 1, "the find reached the server, the ping did not");
     cr_assert_str_eq(seen_at(0).command, "find");
     bson_free(both);
@@ -517,10 +494,10 @@ Test(faultproxy_wire, lost_reply_closes_and_later_requests_never_go)
 Test(faultproxy_wire, lost_reply_of_a_more_to_come_request_closes_once_sent)
 {
     int fd = connect_to(mongoq_faultproxy_port(proxy));
-    add_rule(MONGOQ_FAULT_DROP_REPLY, "insert", NULL, 1, 0);
+    fp_add_rule(proxy, MONGOQ_FAULT_DROP_REPLY, "insert", NULL, 1, 0);
     send_msg(fd, OP_MSG, 1, 0, MORE_TO_COME, "{\"insert\": \"c\", \"$db\": \"d\"}");
     cr_assert(closed_by_peer(fd, WAIT_MS));
-    mongoq_faultproxy_stats_t stats = stats_now();
+    mongoq_faultproxy_stats_t stats = fp_stats(proxy);
     cr_assert_eq(stats.connections_closed, 1);
     cr_assert_eq(stats.replies_dropped, 0, "there was no reply to drop");
     cr_assert_eq(stats.requests_forwarded, 1);
@@ -531,14 +508,14 @@ Test(faultproxy_wire, hang_holds_later_requests_in_order)
 {
     int fd = connect_to(mongoq_faultproxy_port(proxy));
     wire_msg_t reply;
-    add_rule(MONGOQ_FAULT_HANG, "find", NULL, 1, 300);
+    fp_add_rule(proxy, MONGOQ_FAULT_HANG, "find", NULL, 1, 300);
     send_msg(fd, OP_MSG, 1, 0, 0, "{\"find\": \"c\", \"$db\": \"d\"}");
     send_msg(fd, OP_MSG, 2, 0, 0, "{\"ping\": 1, \"$db\": \"admin\"}");
     cr_assert_not(recv_msg(fd, &reply, 150), "nothing is answered during the hang");
     cr_assert_eq(seen_count(), 0, "nothing is forwarded during the hang");
     cr_assert(recv_msg(fd, &reply, WAIT_MS) && reply.response_to == 1, "the find, first");
     cr_assert(recv_msg(fd, &reply, WAIT_MS) && reply.response_to == 2, "then the ping");
-    cr_assert_eq(stats_now().requests_held, 1);
+    cr_assert_eq(fp_stats(proxy).requests_held, 1);
     close(fd);
 }
 
@@ -547,10 +524,10 @@ Test(faultproxy_wire, clear_releases_a_hang_until_cleared)
     int fd = connect_to(mongoq_faultproxy_port(proxy));
     wire_msg_t reply;
     bson_error_t error;
-    add_rule(MONGOQ_FAULT_HANG, "find", NULL, 1, 0);
+    fp_add_rule(proxy, MONGOQ_FAULT_HANG, "find", NULL, 1, 0);
     send_msg(fd, OP_MSG, 1, 0, 0, "{\"find\": \"c\", \"$db\": \"d\"}");
     cr_assert_not(recv_msg(fd, &reply, 300), "held until cleared");
-    cr_assert_eq(stats_now().requests_held, 1);
+    cr_assert_eq(fp_stats(proxy).requests_held, 1);
     cr_assert(mongoq_faultproxy_clear(proxy, &error), "%s", error.message);
     cr_assert(recv_msg(fd, &reply, WAIT_MS) && reply.response_to == 1);
     close(fd);
@@ -570,7 +547,7 @@ Test(faultproxy_wire, unreachable_upstream_closes_the_client)
     cr_assert(proxy);
     int fd = connect_to(mongoq_faultproxy_port(proxy));
     cr_assert(closed_by_peer(fd, WAIT_MS));
-    cr_assert_eq(stats_now().connections_closed, 1);
+    cr_assert_eq(fp_stats(proxy).connections_closed, 1);
     close(fd);
     close(dead);
     bson_free(upstream);
@@ -586,7 +563,7 @@ Test(faultproxy_wire, connections_beyond_the_limit_are_reset)
     round_trip(first, 1, "ping");
     int second = connect_to(mongoq_faultproxy_port(proxy));
     cr_assert(closed_by_peer(second, WAIT_MS));
-    cr_assert_eq(stats_now().connections_refused, 1);
+    cr_assert_eq(fp_stats(proxy).connections_refused, 1);
     round_trip(first, 2, "ping");
     close(second);
     close(first);

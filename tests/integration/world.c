@@ -1,6 +1,8 @@
 /* The integration tests' world: a database, a queue and checks straight to the server (world.h). */
 #include "world.h"
 
+#include "fp_util.h"
+
 #include <criterion/criterion.h>
 #include <string.h>
 #include <time.h>
@@ -227,16 +229,8 @@ world_fail_point_off(world_t *w, int64_t count)
 int32_t
 world_proxy_rule(world_t *w, mongoq_fault_kind_t kind, const char *commands, int32_t times)
 {
-    bson_error_t error;
-    mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
     cr_assert(w->proxy, "the world has no proxy (WORLD_PROXY)");
-    rule.kind = kind;
-    rule.commands = commands;
-    rule.app_name = w->db;
-    rule.times = times;
-    int32_t id = mongoq_faultproxy_add_rule(w->proxy, &rule, &error);
-    cr_assert(id > 0, "rule: %s", error.message);
-    return id;
+    return fp_add_rule(w->proxy, kind, commands, w->db, times, 0);
 }
 
 /* ---- draining and reaping -------------------------------------------------------------------- */
