@@ -6,6 +6,7 @@
  */
 #include "store-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -317,6 +318,25 @@ prepare(ms_cmd_t *c, ms_request_t *req, const ms_command_t **def_out, bson_error
     return ms_parse_generic_args(c, def->flags, error);
 }
 
+/*
+ * A write concern asking for the journal (generic_args.c) is served after the command, outside
+ * the storage lock, as mongod's waitForWriteConcern: also when the command failed, since it may
+ * have written before failing. A failed sync is a writeConcernError (mongod would stop).
+ */
+static void
+wait_for_journal(ms_cmd_t *c)
+{
+    bson_error_t error;
+    if (!c->wc_journal || ms_journal_wait_durable(&error)) {
+        return;
+    }
+    ms_log("journal: %s", error.message);
+    if (!c->wc_error_code) {
+        c->wc_error_code = MS_ERR_WRITE_CONCERN_FAILED;
+        snprintf(c->wc_error_msg, sizeof c->wc_error_msg, "%.120s", error.message);
+    }
+}
+
 /* failCommand: true when the command must not run (closed or failed). */
 static bool
 apply_fail_point(ms_cmd_t *c, const char *raw_name, run_state_t *st, bson_error_t *error,
@@ -396,6 +416,7 @@ ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn)
     }
     if (prepared) {
         ok = run_handler(&c, st.def, &body, &error);
+        wait_for_journal(&c);
     }
     if (c.close_connection) {
         *close_conn = true;

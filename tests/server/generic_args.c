@@ -121,8 +121,16 @@ parse_session_fields(ms_cmd_t *c, bson_error_t *error)
     return true;
 }
 
+/* What a writeConcern asked for, beyond what ms_cmd_t keeps. */
+typedef struct {
+    bool has_w;    /* w given (else the default applies) */
+    bool majority; /* w: "majority" */
+    bool j;        /* j: true */
+    bool fsync;    /* fsync: true, which a journaling mongod serves as j: true */
+} wc_seen_t;
+
 static bool
-parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
+read_write_concern(ms_cmd_t *c, unsigned flags, wc_seen_t *seen, bson_error_t *error)
 {
     bson_iter_t it, wc;
     if (!bson_iter_init_find(&it, c->cmd, "writeConcern")) {
@@ -141,7 +149,12 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
     }
     while (bson_iter_next(&wc)) {
         const char *k = bson_iter_key(&wc);
-        if (strcmp(k, "w") == 0) {
+        if (strcmp(k, "j") == 0 || strcmp(k, "fsync") == 0) {
+            bool on = ms_true_value(bson_iter_value(&wc));
+            seen->j |= on && k[0] == 'j';
+            seen->fsync |= on && k[0] == 'f';
+        } else if (strcmp(k, "w") == 0) {
+            seen->has_w = true;
             if (BSON_ITER_HOLDS_NUMBER(&wc)) {
                 int64_t w = bson_iter_as_int64(&wc);
                 if (w < 0 || w > 50) {
@@ -158,7 +171,8 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
                 }
             } else if (BSON_ITER_HOLDS_UTF8(&wc)) {
                 const char *mode = bson_iter_utf8(&wc, NULL);
-                if (strcmp(mode, "majority") != 0) {
+                seen->majority = strcmp(mode, "majority") == 0;
+                if (!seen->majority) {
                     c->wc_error_code = MS_ERR_UNKNOWN_REPL_WRITE_CONCERN;
                     snprintf(c->wc_error_msg, sizeof c->wc_error_msg,
                              "No write concern mode named '%.60s' found in replica set "
@@ -168,12 +182,47 @@ parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
                 return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
                                     "w has to be a number or string");
             }
-        } else if (strcmp(k, "j") && strcmp(k, "wtimeout") && strcmp(k, "fsync") &&
-                   strcmp(k, "wtimeoutMS") && strcmp(k, "provenance") && strcmp(k, "getLastError")) {
+        } else if (strcmp(k, "wtimeout") && strcmp(k, "wtimeoutMS") && strcmp(k, "provenance") &&
+                   strcmp(k, "getLastError")) {
             return ms_set_error(error, MS_ERR_FAILED_TO_PARSE,
                                 "unrecognized write concern field: %s", k);
         }
     }
+    return true;
+}
+
+/*
+ * Whether the command answers only once the journal holds its writes. mongod (write_concern.cpp,
+ * extractWriteConcern and waitForWriteConcern): a replica set member applies the implicit
+ * default {w: "majority"} when the command gives no w (a standalone: {w: 1}); j: true (or
+ * fsync: true) waits for the journal; w: "majority" does too while
+ * writeConcernMajorityJournalDefault is true, the default (its commit point follows the
+ * durable optime); w: 1 with j unset does not. Statements inside a transaction take no write
+ * concern: only its commit or abort waits.
+ */
+static bool
+wants_journal(const ms_cmd_t *c, unsigned flags, const wc_seen_t *seen)
+{
+    if (!(flags & MS_CMD_WC) && !ms_agg_writes(c->cmd)) {
+        return false;
+    }
+    if (c->in_txn && !(flags & MS_CMD_TXN_END)) {
+        return false;
+    }
+    if (seen->j || seen->fsync) {
+        return true;
+    }
+    return seen->has_w ? seen->majority : !ms_config.standalone;
+}
+
+static bool
+parse_write_concern(ms_cmd_t *c, unsigned flags, bson_error_t *error)
+{
+    wc_seen_t seen = {0};
+    if (!read_write_concern(c, flags, &seen, error)) {
+        return false;
+    }
+    c->wc_journal = wants_journal(c, flags, &seen);
     return true;
 }
 

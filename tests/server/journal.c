@@ -1,8 +1,16 @@
 /*
  * The journal (--dbpath DIR): DIR/journal.bson, every committed op appended as one BSON record
- * (BSON documents carry their own int32 length prefix). An op is acknowledged only after its
- * write() returned, so kill -9 cannot lose it: the bytes are in the kernel's page cache. A
- * crash in the middle of a write leaves a partial last record, which start-up cuts off.
+ * (BSON documents carry their own int32 length prefix). An op is written before it is
+ * acknowledged, so kill -9 cannot lose it: the bytes are in the kernel's page cache. A crash in
+ * the middle of a write leaves a partial last record, which start-up cuts off.
+ *
+ * Power loss is another matter: the page cache goes with it. A write whose write concern asks
+ * for the journal (j: true, or w: "majority" with writeConcernMajorityJournalDefault, mongod's
+ * default) is acknowledged only once fdatasync has covered its record, as mongod's JournalFlusher
+ * makes it wait (write_concern.cpp, SyncMode::JOURNAL). Group commit, as mongod's: one sync
+ * serves every waiter whose record was written before the sync began; waiters that arrive during
+ * a sync wait for the next one, which one of them runs for all. Writes without it do not wait.
+ * Syncs are counted for serverStatus as WiredTiger counts them ("log sync operations").
  *
  * A second server on the same directory would interleave records; flock() refuses it, and the
  * kernel drops the lock when the owner dies, so a restart after kill -9 just works.
@@ -11,9 +19,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define JOURNAL_NAME "journal.bson"
@@ -21,6 +31,15 @@
 
 static int journal_fd = -1;
 static off_t journal_size;
+
+/* Group commit (sync_mu; lock order: oplog_mu, then sync_mu; a sync holds neither). */
+static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t written;  /* bytes appended since the journal was opened */
+static uint64_t synced;   /* of those, the bytes a completed sync covered */
+static bool syncing;      /* a sync is under way (its thread holds no lock) */
+static int64_t sync_count;
+static int64_t sync_usecs;
 
 static bool
 io_error(bson_error_t *error, const char *what, const char *path)
@@ -158,6 +177,9 @@ ms__journal_append(const uint8_t *data, size_t len, bson_error_t *error)
         done += (size_t)n;
     }
     journal_size += (off_t)len;
+    pthread_mutex_lock(&sync_mu);
+    written += len;
+    pthread_mutex_unlock(&sync_mu);
     return true;
 }
 
@@ -170,9 +192,90 @@ ms__journal_is_open(void)
 void
 ms__journal_close(void)
 {
+    pthread_mutex_lock(&sync_mu);
+    /* Bounded: a sync under way ends and broadcasts. */
+    while (syncing) {
+        pthread_cond_wait(&sync_cv, &sync_mu);
+    }
     if (journal_fd >= 0) {
         fsync(journal_fd);
         close(journal_fd);
         journal_fd = -1;
     }
+    synced = written;
+    pthread_cond_broadcast(&sync_cv);
+    pthread_mutex_unlock(&sync_mu);
+}
+
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One fdatasync for everything written so far. Caller holds sync_mu and sets syncing. */
+static bool
+sync_once(bson_error_t *error)
+{
+    uint64_t upto = written;
+    int fd = journal_fd;
+    pthread_mutex_unlock(&sync_mu);
+    int64_t t0 = mono_us();
+    int rc = fdatasync(fd);
+    int saved = errno;
+    int64_t took = mono_us() - t0;
+    pthread_mutex_lock(&sync_mu);
+    if (rc != 0) {
+        errno = saved;
+        return io_error(error, "sync", NULL);
+    }
+    sync_count++;
+    sync_usecs += took;
+    if (upto > synced) {
+        synced = upto;
+    }
+    return true;
+}
+
+bool
+ms_journal_wait_durable(bson_error_t *error)
+{
+    bool ok = true;
+    pthread_mutex_lock(&sync_mu);
+    uint64_t target = written;
+    /* Bounded: each pass either runs a sync covering target or waits for one that ends. */
+    while (ok && synced < target && journal_fd >= 0) {
+        if (syncing) {
+            pthread_cond_wait(&sync_cv, &sync_mu);
+            continue;
+        }
+        syncing = true;
+        ok = sync_once(error);
+        syncing = false;
+        pthread_cond_broadcast(&sync_cv);
+    }
+    pthread_mutex_unlock(&sync_mu);
+    return ok;
+}
+
+void
+ms_journal_server_status(bson_t *reply)
+{
+    bson_t wt, log;
+    pthread_mutex_lock(&sync_mu);
+    bool open = journal_fd >= 0;
+    int64_t count = sync_count;
+    int64_t usecs = sync_usecs;
+    pthread_mutex_unlock(&sync_mu);
+    if (!open) {
+        return;
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(reply, "wiredTiger", &wt);
+    BSON_APPEND_DOCUMENT_BEGIN(&wt, "log", &log);
+    BSON_APPEND_INT64(&log, "log sync operations", count);
+    BSON_APPEND_INT64(&log, "log sync time duration (usecs)", usecs);
+    bson_append_document_end(&wt, &log);
+    bson_append_document_end(reply, &wt);
 }

@@ -84,6 +84,20 @@ ms_oplog_shutdown(void);
 bool
 ms_oplog_commit(const ms_op_t *ops, size_t n, ms_optime_t *optime, bson_error_t *error);
 
+/*
+ * With --dbpath: returns once fdatasync has covered everything journaled so far (a write whose
+ * write concern asks for the journal calls it before answering). Concurrent callers share one
+ * sync (group commit). Returns at once without a journal or when nothing is left unsynced.
+ * Never takes the storage lock; call it without holding it.
+ */
+bool
+ms_journal_wait_durable(bson_error_t *error);
+
+/* With --dbpath: appends mongod's serverStatus wiredTiger: {log: {"log sync operations",
+ * "log sync time duration (usecs)"}} for the journal's syncs. Nothing without a journal. */
+void
+ms_journal_server_status(bson_t *reply);
+
 /* The newest committed cluster time (for operationTime and $clusterTime in replies). */
 ms_optime_t
 ms_oplog_last_optime(void);

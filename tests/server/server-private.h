@@ -114,6 +114,8 @@ struct ms_cmd_t {
     ms_txn_t *txn;         /* the transaction this command runs in, or NULL */
     /* write concern */
     bool wc_unacknowledged; /* w: 0 */
+    bool wc_journal;        /* answer only once the journal is on disk (j: true, or w:
+                               majority, given or the replica set's implicit default) */
     int wc_error_code;      /* UnsatisfiableWriteConcern or UnknownReplWriteConcern to report
                                as writeConcernError after a write (0: none) */
     char wc_error_msg[128];
