@@ -360,9 +360,12 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     return ok;
 }
 
-/* Round trip 3: read back what this token holds, in claim order; adopt or bury each. */
+/*
+ * Round trip 3: read back what this token holds among the candidates, in claim order; adopt or
+ * bury each. The candidates' _ids bound the read to their index keys, whatever else is leased.
+ */
 static bool
-read_claimed(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max,
+read_claimed(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token, size_t max,
              mongoq_message_t **msgs, size_t *got, bson_error_t *error)
 {
     mongoq_queue_t *queue = consumer->queue;
@@ -370,6 +373,7 @@ read_claimed(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max,
     const bson_t *doc;
     mongoc_client_t *client;
     bool ok = false;
+    append_in(&filter, MONGOQ__F_ID, ids);
     BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
@@ -400,12 +404,13 @@ read_claimed(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max,
  * fields removed. Safe to repeat (a message handed back no longer carries the token).
  */
 static void
-release_token(mongoq_consumer_t *consumer, const bson_oid_t *token)
+release_token(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token)
 {
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
     bson_error_t error = {0};
     int64_t n = 0;
+    append_in(&filter, MONGOQ__F_ID, ids);
     BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     mongoq__message_release_update(&update);
@@ -437,13 +442,13 @@ free_msgs(mongoq_message_t **msgs, size_t *got)
  * multi-update there): keep what was claimed before it and let a single claim bury the poison.
  */
 static bool
-recover(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max, mongoq_message_t **msgs,
-        size_t *got, bson_error_t *failure, bson_error_t *error)
+recover(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token, size_t max,
+        mongoq_message_t **msgs, size_t *got, bson_error_t *failure, bson_error_t *error)
 {
     bson_error_t read_error;
-    if (!read_claimed(consumer, token, max, msgs, got, &read_error)) {
+    if (!read_claimed(consumer, ids, token, max, msgs, got, &read_error)) {
         free_msgs(msgs, got);
-        release_token(consumer, token);
+        release_token(consumer, ids, token);
         if (error) {
             *error = *failure;
         }
@@ -453,7 +458,7 @@ recover(mongoq_consumer_t *consumer, const bson_oid_t *token, size_t max, mongoq
         size_t one = 0;
         if (!mongoq__claim_one(consumer, 1, &msgs[*got], &one, error)) {
             free_msgs(msgs, got);
-            release_token(consumer, token);
+            release_token(consumer, ids, token);
             return false;
         }
         *got += one;
@@ -485,7 +490,7 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
         bool recoverable =
             mongoq__error_retryable(&failure) || mongoq__error_document_dependent(&failure);
         if (recoverable) {
-            ok = recover(consumer, &token, max, msgs, got, &failure, error);
+            ok = recover(consumer, &ids, &token, max, msgs, got, &failure, error);
         } else {
             ok = false;
             if (error) {
@@ -495,11 +500,12 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
     } else {
         /* After a retry, read by token whatever the count: a first attempt whose reply was
          * lost may have claimed too. */
-        ok = (claimed == 0 && !retried) || read_claimed(consumer, &token, max, msgs, got, error);
+        ok = (claimed == 0 && !retried) ||
+             read_claimed(consumer, &ids, &token, max, msgs, got, error);
         if (!ok) {
             /* Claimed but not read: hand them back now rather than at lease expiry. */
             free_msgs(msgs, got);
-            release_token(consumer, &token);
+            release_token(consumer, &ids, &token);
         }
     }
     bson_destroy(&ids);

@@ -94,4 +94,11 @@ void mongoq__document_append_due(bson_t *filter, int64_t server_now);
 /* Appends {projection: {fields[0]: 1, ...}} to a find's options. */
 void mongoq__document_append_projection(bson_t *opts, const char *const *fields, size_t n);
 
+/*
+ * Appends a find's options that read the earliest run_at of the messages a filter on status (and
+ * a range on run_at) selects: {projection: {_id: 0, run_at: 1}, sort: {run_at: 1}, limit: 1}.
+ * The due index {status, run_at} answers it with one seek and no document read (covered).
+ */
+void mongoq__document_append_earliest_opts(bson_t *opts);
+
 #endif

@@ -426,3 +426,17 @@ mongoq__document_append_projection(bson_t *opts, const char *const *fields, size
     }
     bson_append_document_end(opts, &proj);
 }
+
+void
+mongoq__document_append_earliest_opts(bson_t *opts)
+{
+    bson_t doc;
+    BSON_APPEND_DOCUMENT_BEGIN(opts, "projection", &doc);
+    BSON_APPEND_INT32(&doc, MONGOQ__F_ID, 0);
+    BSON_APPEND_INT32(&doc, MONGOQ__F_RUN_AT, 1);
+    bson_append_document_end(opts, &doc);
+    BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &doc);
+    BSON_APPEND_INT32(&doc, MONGOQ__F_RUN_AT, 1);
+    bson_append_document_end(opts, &doc);
+    BSON_APPEND_INT64(opts, "limit", 1);
+}

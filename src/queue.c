@@ -15,6 +15,7 @@
 
 #define INDEX_CLAIM "mongoq_claim"
 #define INDEX_LEASE "mongoq_lease"
+#define INDEX_DUE "mongoq_due"
 #define INDEX_DEDUP "mongoq_dedup"
 #define INDEX_DONE_TTL "mongoq_done_ttl"
 
@@ -237,6 +238,8 @@ static const index_spec_t INDEXES[] = {
      {1, -1, 1, 1},
      NULL},
     {INDEX_LEASE, {MONGOQ__F_STATUS, MONGOQ__F_LEASE_EXPIRES_AT}, {1, 1}, NULL},
+    /* The earliest run_at (the waker's timer, stats) and the delayed count, in one seek each. */
+    {INDEX_DUE, {MONGOQ__F_STATUS, MONGOQ__F_RUN_AT}, {1, 1}, NULL},
     {INDEX_DEDUP, {MONGOQ__F_DEDUP_KEY}, {1}, dedup_options},
     /* Last: only with MONGOQ_ACK_KEEP. */
     {INDEX_DONE_TTL, {MONGOQ__F_DONE_AT}, {1}, done_ttl_options},

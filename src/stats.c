@@ -1,109 +1,94 @@
-/* Reading the queue's state: counts per status and the ages of due and delayed messages. */
+/*
+ * Reading the queue's state from its indexes: a count per status, the count of delayed ready
+ * messages, and the earliest run_at among ready ones. Each count is one `count` command whose
+ * filter is an equality on status (and a range on run_at) that an index answers by counting keys
+ * (mongod's COUNT_SCAN: no document is read); the earliest run_at is one covered seek on the due
+ * index {status, run_at}. So stats cost the same with a thousand or a million messages.
+ */
 #include <inttypes.h>
 #include <string.h>
 
+#include "clock-private.h"
+#include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
 #include "mongoq/error.h"
 #include "queue-private.h"
 
-/*
- * [{$group: {_id: "$status", n: {$sum: 1},
- *            delayed: {$sum: {$cond: [{$gt: ["$run_at", "$$NOW"]}, 1, 0]}},
- *            oldest_due: {$min: {$cond: [{$lte: ["$run_at", "$$NOW"]}, "$enqueued_at", null]}},
- *            next_run_at: {$min: "$run_at"}}}]
- * "Due" is decided on the server's clock; $min ignores the nulls of messages not yet due.
- */
-/* {$cond: [{<cmp>: ["$run_at", "$$NOW"]}, then, else]}: then is a number, or a field path */
+/* {status: status[, run_at: {$gt: after}]}: the count's filter. */
 static void
-append_due_cond(bson_t *doc, const char *key, const char *cmp, const bson_value_t *then,
-                const bson_value_t *otherwise)
+build_count(const mongoq_queue_t *queue, const char *status, int64_t delayed_after, bson_t *cmd)
 {
-    bson_t cond, args, test, operands;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &cond);
-    BSON_APPEND_ARRAY_BEGIN(&cond, "$cond", &args);
-    BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &test);
-    BSON_APPEND_ARRAY_BEGIN(&test, cmp, &operands);
-    BSON_APPEND_UTF8(&operands, "0", MONGOQ__P_RUN_AT);
-    BSON_APPEND_UTF8(&operands, "1", "$$NOW");
-    bson_append_array_end(&test, &operands);
-    bson_append_document_end(&args, &test);
-    BSON_APPEND_VALUE(&args, "1", then);
-    BSON_APPEND_VALUE(&args, "2", otherwise);
-    bson_append_array_end(&cond, &args);
-    bson_append_document_end(doc, &cond);
-}
-
-static void
-build_stats_pipeline(bson_t *pipeline)
-{
-    bson_value_t one = {.value_type = BSON_TYPE_INT32, .value.v_int32 = 1};
-    bson_value_t zero = {.value_type = BSON_TYPE_INT32, .value.v_int32 = 0};
-    bson_value_t null = {.value_type = BSON_TYPE_NULL};
-    bson_value_t enqueued = {.value_type = BSON_TYPE_UTF8,
-                             .value.v_utf8 = {.str = (char *)MONGOQ__P_ENQUEUED_AT,
-                                              .len = (uint32_t)strlen(MONGOQ__P_ENQUEUED_AT)}};
-    bson_t stage, group, acc;
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &group);
-    BSON_APPEND_UTF8(&group, "_id", MONGOQ__P_STATUS);
-    BSON_APPEND_DOCUMENT_BEGIN(&group, "n", &acc);
-    BSON_APPEND_INT32(&acc, "$sum", 1);
-    bson_append_document_end(&group, &acc);
-    BSON_APPEND_DOCUMENT_BEGIN(&group, "delayed", &acc);
-    append_due_cond(&acc, "$sum", "$gt", &one, &zero);
-    bson_append_document_end(&group, &acc);
-    BSON_APPEND_DOCUMENT_BEGIN(&group, "oldest_due", &acc);
-    append_due_cond(&acc, "$min", "$lte", &enqueued, &null);
-    bson_append_document_end(&group, &acc);
-    BSON_APPEND_DOCUMENT_BEGIN(&group, "next_run_at", &acc);
-    BSON_APPEND_UTF8(&acc, "$min", MONGOQ__P_RUN_AT);
-    bson_append_document_end(&group, &acc);
-    bson_append_document_end(&stage, &group);
-    bson_append_document_end(pipeline, &stage);
-}
-
-static int64_t
-get_int(const bson_t *doc, const char *field)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_NUMBER(&it)
-               ? bson_iter_as_int64(&it)
-               : 0;
-}
-
-static int64_t
-get_date_or(const bson_t *doc, const char *field, int64_t fallback)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME(&it)
-               ? bson_iter_date_time(&it)
-               : fallback;
-}
-
-static void
-add_group(const bson_t *group, int64_t server_now, mongoq_stats_t *stats)
-{
-    bson_iter_t it;
-    if (!bson_iter_init_find(&it, group, "_id") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        return; /* documents without a usable status belong to no count */
+    bson_t query, range;
+    BSON_APPEND_UTF8(cmd, "count", queue->name);
+    BSON_APPEND_DOCUMENT_BEGIN(cmd, "query", &query);
+    BSON_APPEND_UTF8(&query, MONGOQ__F_STATUS, status);
+    if (delayed_after >= 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(&query, MONGOQ__F_RUN_AT, &range);
+        BSON_APPEND_DATE_TIME(&range, "$gt", delayed_after);
+        bson_append_document_end(&query, &range);
     }
-    const char *status = bson_iter_utf8(&it, NULL);
-    int64_t n = get_int(group, "n");
-    if (strcmp(status, MONGOQ__S_READY) == 0) {
-        stats->ready = n;
-        stats->delayed = get_int(group, "delayed");
-        int64_t oldest = get_date_or(group, "oldest_due", -1);
-        stats->oldest_ready_age_ms =
-            oldest < 0 ? -1 : (server_now > oldest ? server_now - oldest : 0);
-        stats->next_run_at_ms = get_date_or(group, "next_run_at", -1);
-    } else if (strcmp(status, MONGOQ__S_PROCESSING) == 0) {
-        stats->processing = n;
-    } else if (strcmp(status, MONGOQ__S_DONE) == 0) {
-        stats->done = n;
-    } else if (strcmp(status, MONGOQ__S_DEAD) == 0) {
-        stats->dead = n;
+    bson_append_document_end(cmd, &query);
+}
+
+/* One count command; *n its result. */
+static bool
+count(mongoc_collection_t *coll, const mongoq_queue_t *queue, const char *status,
+      int64_t delayed_after, int64_t *n, bson_error_t *error)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_iter_t it;
+    build_count(queue, status, delayed_after, &cmd);
+    bool ok = mongoc_collection_read_command_with_opts(coll, &cmd, NULL, NULL, &reply, error);
+    if (ok && bson_iter_init_find(&it, &reply, "n") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        *n = bson_iter_as_int64(&it);
+    } else if (ok) {
+        ok = false;
+        mongoq__error_set(error, MONGOQ_ERROR_SERVER, "stats: the count reply has no number n");
     }
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return ok;
+}
+
+/* The earliest run_at among ready messages, or -1: find {status: ready} sort {run_at: 1}. */
+static bool
+earliest_run_at(mongoc_collection_t *coll, int64_t *run_at, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    const bson_t *found;
+    bson_iter_t it;
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    mongoq__document_append_earliest_opts(&opts);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    *run_at = -1;
+    if (mongoc_cursor_next(cursor, &found) && bson_iter_init_find(&it, found, MONGOQ__F_RUN_AT) &&
+        BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        *run_at = bson_iter_date_time(&it);
+    }
+    bool ok = !mongoc_cursor_error(cursor, error);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return ok;
+}
+
+static bool
+read_stats(mongoq_queue_t *queue, mongoc_collection_t *coll, mongoq_stats_t *stats,
+           bson_error_t *error)
+{
+    int64_t now = mongoq__clock_server_now_ms(queue->clock), earliest;
+    if (!count(coll, queue, MONGOQ__S_READY, -1, &stats->ready, error) ||
+        !count(coll, queue, MONGOQ__S_READY, now, &stats->delayed, error) ||
+        !count(coll, queue, MONGOQ__S_PROCESSING, -1, &stats->processing, error) ||
+        !count(coll, queue, MONGOQ__S_DONE, -1, &stats->done, error) ||
+        !count(coll, queue, MONGOQ__S_DEAD, -1, &stats->dead, error) ||
+        !earliest_run_at(coll, &earliest, error)) {
+        return false;
+    }
+    stats->next_run_at_ms = earliest;
+    stats->oldest_ready_age_ms = earliest < 0 || earliest > now ? -1 : now - earliest;
+    return true;
 }
 
 bool
@@ -117,27 +102,11 @@ mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *out, bson_error_t *err
                           "stats: unknown version %" PRIu32 " (use MONGOQ_STATS_INIT)", out->version);
         return false;
     }
-    mongoq_stats_t full = MONGOQ_STATS_INIT, *stats = &full;
-    bson_t pipeline = BSON_INITIALIZER;
-    const bson_t *doc;
-    stats->oldest_ready_age_ms = -1;
-    stats->next_run_at_ms = -1;
-    int64_t server_now = mongoq__clock_server_now_ms(queue->clock);
-    build_stats_pipeline(&pipeline);
+    mongoq_stats_t full = MONGOQ_STATS_INIT;
     mongoc_client_t *client;
     mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
-    bool ok = false;
-    if (coll) {
-        mongoc_cursor_t *cursor =
-            mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, &pipeline, NULL, NULL);
-        while (mongoc_cursor_next(cursor, &doc)) {
-            add_group(doc, server_now, stats);
-        }
-        ok = !mongoc_cursor_error(cursor, error);
-        mongoc_cursor_destroy(cursor);
-    }
+    bool ok = coll && read_stats(queue, coll, &full, error);
     mongoq__queue_release(queue, client, coll);
-    bson_destroy(&pipeline);
     if (ok) {
         uint32_t version = out->version;
         memcpy(out, &full, size);
@@ -145,4 +114,3 @@ mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *out, bson_error_t *err
     }
     return ok;
 }
-

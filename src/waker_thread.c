@@ -61,11 +61,10 @@ pause_thread(mongoq__waker_t *w, int64_t ms)
 
 /* ---- server queries shared by both modes ------------------------------------------------- */
 
-/* Schedules the earliest future run_at among ready messages (one indexed query). */
+/* Schedules the earliest future run_at among ready messages (one seek on the due index). */
 static void
 refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll)
 {
-    static const char *const run_at_only[] = {MONGOQ__F_RUN_AT};
     bson_t *filter, *opts, sub;
     const bson_t *doc;
     bson_iter_t it;
@@ -83,11 +82,7 @@ refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll)
     BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &sub);
     BSON_APPEND_DATE_TIME(&sub, "$gt", mongoq__waker_server_now_ms(w));
     bson_append_document_end(filter, &sub);
-    mongoq__document_append_projection(opts, run_at_only, 1);
-    BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &sub);
-    BSON_APPEND_INT32(&sub, MONGOQ__F_RUN_AT, 1);
-    bson_append_document_end(opts, &sub);
-    BSON_APPEND_INT64(opts, "limit", 1);
+    mongoq__document_append_earliest_opts(opts);
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     if (mongoc_cursor_next(cursor, &doc)) {
         if (bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)) {

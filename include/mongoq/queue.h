@@ -132,12 +132,20 @@ mongoq_queue_destroy(mongoq_queue_t *queue);
 
 /*
  * Creates the queue's indexes; idempotent. The claim index {status, priority desc, run_at, _id}
- * (equality, sort, range order), the lease index {status, lease_expires_at} for the reaper, a
+ * (equality, sort, range order), the lease index {status, lease_expires_at} for the reaper, the
+ * due index {status, run_at} (the earliest run_at and the delayed count in one seek each), a
  * unique index on dedup_key among unfinished messages (partial on {dedup_key: {$exists: true}}:
  * only ready and processing messages carry the key, done and dead ones drop it; a filter on
  * status with $in would need MongoDB 6.0+ at a matching feature compatibility version), and,
  * with MONGOQ_ACK_KEEP, a TTL index on done_at that removes done messages after retention_s
  * (a changed retention_s is applied with collMod). Thread-safe.
+ *
+ * Migration: on a queue written by an earlier mongoq it builds only the indexes missing (e.g.
+ * the due index, new in 0.2), on the live collection: messages are neither moved nor rewritten,
+ * and producers and consumers may go on meanwhile (mongod builds the index without blocking
+ * them; until it is ready, the reads it serves are slower, not wrong). Errors: driver and server
+ * errors (e.g. IndexKeySpecsConflict, 86, when an index of the same name has other keys); after
+ * any error, calling it again builds what is still missing.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_ensure_indexes(mongoq_queue_t *queue, bson_error_t *error);
@@ -175,8 +183,10 @@ typedef struct {
     int64_t processing;
     int64_t done;            /* only with MONGOQ_ACK_KEEP */
     int64_t dead;
-    int64_t oldest_ready_age_ms; /* age of the oldest due ready message (from enqueued_at), -1 */
-    int64_t next_run_at_ms;      /* earliest run_at among ready messages (epoch ms), -1 if none */
+    int64_t oldest_ready_age_ms; /* how long the longest-due ready message has been due (now -
+                                    its run_at), -1 if none is due */
+    int64_t next_run_at_ms;      /* earliest run_at among ready messages (epoch ms; in the past
+                                    when one is due), -1 if none */
 } mongoq_stats_t;
 
 #define MONGOQ_STATS_INIT {.version = MONGOQ_STATS_VERSION}
@@ -191,8 +201,13 @@ mongoq_stats_init(mongoq_stats_t *stats, uint32_t version);
 
 /*
  * Reads counts per status and the ages above into *stats, whose version the caller set (fields
- * past that version are not written). MONGOQ_ERROR_INVALID_ARG for an unknown version; driver
- * errors. Read-only: repeat it freely. Thread-safe.
+ * past that version are not written). Six reads answered from the queue's indexes (a `count`
+ * per status, one for the delayed, one seek for the earliest run_at), none of which reads a
+ * message, so the cost does not grow with what the queue holds beyond counting index keys. The
+ * reads are one after another, not one snapshot: a message that changes status meanwhile may be
+ * counted twice or not at all. "Now" is this process's estimate of the server's clock (exact to
+ * within a round trip). MONGOQ_ERROR_INVALID_ARG for an unknown version; driver errors.
+ * Read-only: repeat it freely. Thread-safe.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *error);

@@ -67,10 +67,9 @@ Test(waker_stream, enqueue_wakes_idle_worker_through_the_change_stream)
     ws_open(&w, &rec);
     mongoq_worker_t *worker = ws_start_worker(&w, &rec);
     for (int i = 0; i < 100; i++) {
-        int64_t t0 = mtest_now_ms();
+        /* Liveness only, well under the 10 s poll; the counters below prove the cause. */
         world_enqueue(w.producer, i, NULL, NULL);
-        cr_assert(world_await_started(&rec, i, 1000), "message %d started within 1 s", i);
-        cr_assert_leq(rec.started_at[i] - t0, 1000);
+        cr_assert(world_await_started(&rec, i, 8000), "message %d started before any poll", i);
         world_acked_t idle = {worker, i + 1};
         cr_assert(mtest_wait_until(world_acked_reached, &idle, 5000), "the worker acked it");
         cr_assert(mtest_wait_until(ws_worker_waiting, w.queue, 5000), "the worker waits again");
