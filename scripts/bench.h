@@ -30,23 +30,36 @@ typedef struct {
     int64_t depths[3];
     int wake_messages;
     const char *only; /* run just these workloads: comma-separated names (cost,enqueue,...) */
+    const char *durable_uri; /* a server started with --dbpath (NULL: no durable run) */
+    int64_t durable_messages; /* messages per durable burn-down */
+    int64_t depth_sample;     /* claims + acks timed per depth cell */
 } config_t;
 
 typedef struct {
     double median, min, max;
 } summary_t;
 
-typedef enum { MODE_RAW, MODE_SINGLE, MODE_BATCH } burn_mode_t;
+/* Burn-down loops: the naive raw loop, mongoq single and batched, and the raw loops that send
+ * mongoq's own commands (bench_same.c), single and batched. */
+typedef enum { MODE_RAW, MODE_SINGLE, MODE_BATCH, MODE_SAME, MODE_SAME_BATCH, MODE_COUNT } burn_mode_t;
+
+#define BENCH_BATCH 100 /* claim_many / ack_many size everywhere */
 
 /* Key figures for the targets table, filled as the workloads run. */
 typedef struct {
+    double single_vs_same;  /* burn-down, 1 thread, 100 B: mongoq / same-commands loop */
+    double batch_vs_same;   /* the same, batched */
     double single_vs_raw;   /* burn-down, 1 thread, 100 B */
     double batch_vs_single; /* same */
     double rt_single;
     double rt_batch;
     double wake_p50_cs;
-    double depth_ratio;
+    double depth_ratio;        /* the worst operation but stats at depth_max / at 1,000 */
+    char depth_worst[96];      /* which one */
+    double depth_stats_ratio;  /* the worst stats at depth_max / at 1,000 */
     int64_t depth_max;
+    double keys_single_vs_raw; /* server keys examined per message: mongoq single / naive loop */
+    double keys_batch_vs_raw;  /* mongoq batched / naive loop (negative: not reported) */
 } bench_key_t;
 
 /* Defined in bench.c. */
@@ -73,6 +86,12 @@ double
 bench_percentile(double *sorted, int n, double p);
 void
 bench_on_command_started(const mongoc_apm_command_started_t *event);
+/* Records the shape (keys and value types, no values) of every command sent through the pool
+ * from start to stop; stop returns them, one a line (bson_free). Not nested. */
+void
+bench_shape_start(void);
+char *
+bench_shape_stop(void);
 void
 bench_make_payload(bson_t *payload, int64_t seq, size_t size);
 mongoc_collection_t *
@@ -93,10 +112,34 @@ void
 bench_raw_insert(mongoc_collection_t *coll, int64_t n, size_t size, int batch);
 bool
 bench_raw_claim_ack(mongoc_collection_t *coll, const mongoc_write_concern_t *wc);
+/* A raw document of mongoq's shape, ready and due (caller destroys). */
+void
+bench_raw_message(bson_t *doc, const bson_t *payload);
+
+/* ---- bench_same.c: mongoq's own commands with plain libmongoc calls ---- */
+/* One claim + ack; false when nothing was due. wc_opts: {writeConcern: ...}. */
+bool
+bench_same_claim_ack(mongoc_collection_t *coll, const bson_t *wc_opts);
+/* One claim_many(max) + ack_many; how many moved. */
+int
+bench_same_claim_ack_many(mongoc_collection_t *coll, const bson_t *wc_opts, int max);
+
+/* ---- bench_server.c: serverStatus figures, the durable (--dbpath) server ---- */
+/* A number at a dotted path of serverStatus (path keys may hold spaces); false when absent. */
+bool
+bench_status_number(const bson_t *status, const char *path, double *out);
+/* serverStatus of the server behind pool into *status (initialised). */
+void
+bench_server_status(mongoc_client_pool_t *pool, bson_t *status);
+/* Checks that the same-commands loops send mongoq's command shapes; writes the verdict. */
+void
+bench_shapes(void);
 
 /* ---- the workloads ---- */
 double
 bench_burn(mongoq_queue_t *q, burn_mode_t mode, int threads, int64_t limit, int64_t *total_out);
+summary_t
+bench_burn_reps(burn_mode_t mode, int threads, int64_t depth, size_t size);
 void
 bench_burndown(void);
 void
@@ -107,5 +150,9 @@ void
 bench_depth(void);
 void
 bench_cost(void);
+void
+bench_server_work(void);
+void
+bench_durable(void);
 
 #endif

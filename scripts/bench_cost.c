@@ -1,50 +1,6 @@
-/* mongoq-bench's cost workloads: claim + ack against queue depth, and round trips and client CPU
- * per message. */
+/* mongoq-bench's cost workload: round trips and client CPU per message. */
 
 #include "bench.h"
-
-/* ---- depth -------------------------------------------------------------------------------- */
-
-void
-bench_depth(void)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/depth.dat", bench_cfg.out_dir);
-    FILE *dat = fopen(path, "w");
-    const int64_t sample = 500;
-    fprintf(bench_md, "\n## Depth: claim + ack cost against queue depth\n\nOne consumer; %lld claims + "
-                "acks timed at each depth (the queue is topped up between runs, untimed). "
-                "Microseconds per message, median of %d runs (min-max).\n\n",
-            (long long)sample, bench_cfg.reps);
-    fprintf(bench_md, "| ready messages | mongoq claim + ack, us | vs smallest depth |\n|---|---|---|\n");
-    mongoq_queue_t *q = bench_fresh_queue();
-    int64_t depth = 0;
-    double base = 0;
-    for (int d = 0; d < 3 && bench_cfg.depths[d]; d++) {
-        bench_fill(q, bench_cfg.depths[d] - depth, 100);
-        depth = bench_cfg.depths[d];
-        double v[MAX_REPS];
-        for (int r = 0; r < bench_cfg.reps; r++) {
-            int64_t total = 0;
-            double rate = bench_burn(q, MODE_SINGLE, 1, sample, &total);
-            v[r] = 1e6 / rate;
-            bench_fill(q, total, 100);
-        }
-        summary_t s = bench_summarize(v, bench_cfg.reps);
-        if (d == 0) {
-            base = s.median;
-        }
-        fprintf(bench_md, "| %lld | %.0f (%.0f-%.0f) | %.2fx |\n", (long long)depth, s.median, s.min,
-                s.max, s.median / base);
-        bench_key.depth_ratio = s.median / base;
-        bench_key.depth_max = depth;
-        fprintf(dat, "%lld %.2f %.2f %.2f\n", (long long)depth, s.median, s.min, s.max);
-        fprintf(stderr, "depth %lld: %.0f us per claim+ack\n", (long long)depth, s.median);
-        fflush(bench_md);
-    }
-    mongoq_queue_destroy(q);
-    fclose(dat);
-}
 
 /* ---- cost per message --------------------------------------------------------------------- */
 

@@ -5,8 +5,8 @@
 /* ---- raw libmongoc baselines -------------------------------------------------------------- */
 
 /* The document mongoq writes, built by hand: the fair baseline for an insert. */
-static void
-raw_message(bson_t *doc, const bson_t *payload)
+void
+bench_raw_message(bson_t *doc, const bson_t *payload)
 {
     int64_t now = (int64_t)time(NULL) * 1000;
     bson_oid_t oid;
@@ -45,7 +45,7 @@ bench_raw_insert(mongoc_collection_t *coll, int64_t n, size_t size, int batch)
         for (int i = 0; i < batch; i++) {
             bson_t payload;
             bench_make_payload(&payload, done + i, size);
-            raw_message(&docs[i], &payload);
+            bench_raw_message(&docs[i], &payload);
             bson_destroy(&payload);
             ptrs[i] = &docs[i];
         }
@@ -64,7 +64,8 @@ bench_raw_insert(mongoc_collection_t *coll, int64_t n, size_t size, int batch)
     bson_destroy(&opts);
 }
 
-/* Raw claim: findAndModify on the same filter, sort and index as mongoq, then delete_one. */
+/* The naive loop: findAndModify with a plain $set on the client's clock (the same filter fields,
+ * sort and index as mongoq, no fencing token, no $$NOW), then delete_one by _id. */
 bool
 bench_raw_claim_ack(mongoc_collection_t *coll, const mongoc_write_concern_t *wc)
 {

@@ -5,8 +5,12 @@
 
 /* ---- burn-down ---------------------------------------------------------------------------- */
 
-static const char *mode_names[] = {"raw findAndModify + delete_one", "mongoq claim + ack",
-                                   "mongoq claim_many(100) + ack_many"};
+static const char *mode_names[MODE_COUNT] = {
+    [MODE_RAW] = "naive loop: findAndModify $set + delete_one",
+    [MODE_SINGLE] = "mongoq claim + ack",
+    [MODE_BATCH] = "mongoq claim_many(100) + ack_many",
+    [MODE_SAME] = "same commands as mongoq, single",
+    [MODE_SAME_BATCH] = "same commands as mongoq, batches of 100"};
 
 typedef struct {
     mongoq_queue_t *queue;
@@ -23,7 +27,7 @@ burn_mongoq(burn_arg_t *a)
     if (!c) {
         bench_die("consumer", &error);
     }
-    mongoq_message_t *msgs[100];
+    mongoq_message_t *msgs[BENCH_BATCH];
     for (;;) {
         size_t n = 0;
         if (a->mode == MODE_SINGLE) {
@@ -31,7 +35,7 @@ burn_mongoq(burn_arg_t *a)
                 bench_die("claim", &error);
             }
             n = msgs[0] ? 1 : 0;
-        } else if (!mongoq_consumer_claim_many(c, 100, 0, msgs, &n, &error)) {
+        } else if (!mongoq_consumer_claim_many(c, BENCH_BATCH, 0, msgs, &n, &error)) {
             bench_die("claim_many", &error);
         }
         if (n == 0) {
@@ -53,23 +57,39 @@ burn_mongoq(burn_arg_t *a)
     mongoq_consumer_destroy(c);
 }
 
+/* The raw loops, on a client of the pool the queue uses. */
+static void
+burn_raw(burn_arg_t *a)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
+    mongoc_collection_t *coll = bench_get_collection(client);
+    mongoc_write_concern_t *wc = bench_majority_journaled();
+    bson_t wc_opts = BSON_INITIALIZER;
+    mongoc_write_concern_append(wc, &wc_opts);
+    while (!a->limit || a->done < a->limit) {
+        int64_t n = a->mode == MODE_RAW    ? bench_raw_claim_ack(coll, wc)
+                    : a->mode == MODE_SAME ? bench_same_claim_ack(coll, &wc_opts)
+                                           : bench_same_claim_ack_many(coll, &wc_opts, BENCH_BATCH);
+        if (n == 0) {
+            break;
+        }
+        a->done += n;
+    }
+    bson_destroy(&wc_opts);
+    mongoc_write_concern_destroy(wc);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(bench_pool, client);
+}
+
 static void *
 burn_thread(void *p)
 {
     burn_arg_t *a = p;
-    if (a->mode != MODE_RAW) {
+    if (a->mode == MODE_SINGLE || a->mode == MODE_BATCH) {
         burn_mongoq(a);
-        return NULL;
+    } else {
+        burn_raw(a);
     }
-    mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
-    mongoc_collection_t *coll = bench_get_collection(client);
-    mongoc_write_concern_t *wc = bench_majority_journaled();
-    while ((!a->limit || a->done < a->limit) && bench_raw_claim_ack(coll, wc)) {
-        a->done++;
-    }
-    mongoc_write_concern_destroy(wc);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(bench_pool, client);
     return NULL;
 }
 
@@ -96,62 +116,104 @@ bench_burn(mongoq_queue_t *q, burn_mode_t mode, int threads, int64_t limit, int6
     return (double)total / elapsed;
 }
 
+/* Median (min-max) msgs/s of reps burn-downs of `depth` messages of `size` bytes. */
+summary_t
+bench_burn_reps(burn_mode_t mode, int threads, int64_t depth, size_t size)
+{
+    double v[MAX_REPS];
+    for (int r = 0; r < bench_cfg.reps; r++) {
+        mongoq_queue_t *q = bench_fresh_queue();
+        bench_fill(q, depth, size);
+        int64_t total = 0;
+        v[r] = bench_burn(q, mode, threads, 0, &total);
+        if (total != depth) {
+            fprintf(stderr, "burn-down (%s) moved %lld of %lld\n", mode_names[mode],
+                    (long long)total, (long long)depth);
+            exit(1);
+        }
+        mongoq_queue_destroy(q);
+    }
+    summary_t s = bench_summarize(v, bench_cfg.reps);
+    fprintf(stderr, "burn-down %zuB %d threads %s: %.0f msg/s\n", size, threads, mode_names[mode],
+            s.median);
+    return s;
+}
+
+#define CELL "%.0f (%.0f-%.0f)"
+#define CELL_OF(s) (s).median, (s).min, (s).max
+
+static void
+burndown_header(void)
+{
+    fprintf(bench_md, "\n## Burn-down: claim + ack until empty\n\n");
+    fprintf(bench_md,
+            "A queue of %lld ready messages is emptied by N consumer threads. Messages per "
+            "second, median of %d runs (min-max); ratios between loops with the same threads and "
+            "payload in the same run. Two raw libmongoc baselines: the *naive loop* (findAndModify "
+            "with a plain $set on the client's clock, then delete_one by _id) and the "
+            "*same-commands loop* (scripts/bench_same.c: the very commands mongoq sends, $$NOW "
+            "pipeline, fencing token, claim_many's find + updateMany + read-back, fenced acks, "
+            "written with plain libmongoc). mongoq against the same-commands loop is the cost of "
+            "the library itself; the same-commands loop against the naive one is the cost of "
+            "the command shapes that buy server-clock leases and fencing.\n\n",
+            (long long)bench_cfg.burn_depth, bench_cfg.reps);
+}
+
 void
 bench_burndown(void)
 {
     static const size_t sizes[] = {100, 1024};
     static const int thread_counts[] = {1, 4, 16};
-    FILE *dat = NULL;
+    summary_t sum[2][3][MODE_COUNT];
+    size_t n_sizes = bench_cfg.large ? 2 : 1;
     char path[512];
     snprintf(path, sizeof path, "%s/burndown.dat", bench_cfg.out_dir);
-    dat = fopen(path, "w");
-    fprintf(bench_md, "\n## Burn-down: claim + ack until empty\n\n");
-    fprintf(bench_md, "A queue of %lld ready messages is emptied by N consumer threads. Messages per "
-                "second, median of %d runs (min-max). Ratios are to the raw libmongoc loop with "
-                "the same threads and payload in the same run.\n\n",
-            (long long)bench_cfg.burn_depth, bench_cfg.reps);
-    fprintf(bench_md, "| payload | threads | raw findAndModify + delete | mongoq claim + ack | ratio | "
-                "claim_many(100) + ack_many | batched / single |\n|---|---|---|---|---|---|---|\n");
-    fprintf(dat, "# threads payload raw raw_min raw_max single single_min single_max batch "
-                 "batch_min batch_max\n");
-    for (size_t s = 0; s < (bench_cfg.large ? 2 : 1); s++) {
+    FILE *dat = fopen(path, "w");
+    fprintf(dat, "# threads payload raw(3) single(3) batch(3) same(3) same_batch(3): median min max\n");
+    for (size_t s = 0; s < n_sizes; s++) {
         for (size_t t = 0; t < 3; t++) {
-            summary_t sum[3];
-            for (int mode = 0; mode < 3; mode++) {
-                double v[MAX_REPS];
-                for (int r = 0; r < bench_cfg.reps; r++) {
-                    mongoq_queue_t *q = bench_fresh_queue();
-                    bench_fill(q, bench_cfg.burn_depth, sizes[s]);
-                    int64_t total = 0;
-                    v[r] = bench_burn(q, (burn_mode_t)mode, thread_counts[t], 0, &total);
-                    if (total != bench_cfg.burn_depth) {
-                        fprintf(stderr, "burn-down moved %lld of %lld\n", (long long)total,
-                                (long long)bench_cfg.burn_depth);
-                        exit(1);
-                    }
-                    mongoq_queue_destroy(q);
-                }
-                sum[mode] = bench_summarize(v, bench_cfg.reps);
-                fprintf(stderr, "burn-down %zuB %d threads %s: %.0f msg/s\n", sizes[s],
-                        thread_counts[t], mode_names[mode], sum[mode].median);
+            fprintf(dat, "%d %zu", thread_counts[t], sizes[s]);
+            for (int mode = 0; mode < MODE_COUNT; mode++) {
+                sum[s][t][mode] = bench_burn_reps((burn_mode_t)mode, thread_counts[t],
+                                                  bench_cfg.burn_depth, sizes[s]);
+                fprintf(dat, " %.1f %.1f %.1f", CELL_OF(sum[s][t][mode]));
             }
-            fprintf(bench_md, "| %zu B | %d | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2fx | "
-                        "%.0f (%.0f-%.0f) | %.1fx |\n",
-                    sizes[s], thread_counts[t], sum[0].median, sum[0].min, sum[0].max,
-                    sum[1].median, sum[1].min, sum[1].max, sum[1].median / sum[0].median,
-                    sum[2].median, sum[2].min, sum[2].max, sum[2].median / sum[1].median);
-            if (s == 0 && t == 0) {
-                bench_key.single_vs_raw = sum[1].median / sum[0].median;
-                bench_key.batch_vs_single = sum[2].median / sum[1].median;
-            }
-            fprintf(dat, "%d %zu %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
-                    thread_counts[t], sizes[s], sum[0].median, sum[0].min, sum[0].max,
-                    sum[1].median, sum[1].min, sum[1].max, sum[2].median, sum[2].min,
-                    sum[2].max);
-            fflush(bench_md);
+            fprintf(dat, "\n");
         }
     }
     fclose(dat);
+    burndown_header();
+    fprintf(bench_md, "**One at a time** (claim + ack):\n\n| payload | threads | naive loop | "
+                      "same-commands loop | mongoq | mongoq / same-commands | mongoq / naive |\n"
+                      "|---|---|---|---|---|---|---|\n");
+    for (size_t s = 0; s < n_sizes; s++) {
+        for (size_t t = 0; t < 3; t++) {
+            summary_t *m = sum[s][t];
+            fprintf(bench_md, "| %zu B | %d | " CELL " | " CELL " | " CELL " | %.2fx | %.2fx |\n",
+                    sizes[s], thread_counts[t], CELL_OF(m[MODE_RAW]), CELL_OF(m[MODE_SAME]),
+                    CELL_OF(m[MODE_SINGLE]), m[MODE_SINGLE].median / m[MODE_SAME].median,
+                    m[MODE_SINGLE].median / m[MODE_RAW].median);
+        }
+    }
+    fprintf(bench_md, "\n**Batched** (claim_many(100) + ack_many):\n\n| payload | threads | "
+                      "same-commands loop | mongoq | mongoq / same-commands | mongoq batched / "
+                      "mongoq single |\n|---|---|---|---|---|---|\n");
+    for (size_t s = 0; s < n_sizes; s++) {
+        for (size_t t = 0; t < 3; t++) {
+            summary_t *m = sum[s][t];
+            fprintf(bench_md, "| %zu B | %d | " CELL " | " CELL " | %.2fx | %.1fx |\n", sizes[s],
+                    thread_counts[t], CELL_OF(m[MODE_SAME_BATCH]), CELL_OF(m[MODE_BATCH]),
+                    m[MODE_BATCH].median / m[MODE_SAME_BATCH].median,
+                    m[MODE_BATCH].median / m[MODE_SINGLE].median);
+        }
+    }
+    summary_t *first = sum[0][0];
+    bench_key.single_vs_same = first[MODE_SINGLE].median / first[MODE_SAME].median;
+    bench_key.batch_vs_same = first[MODE_BATCH].median / first[MODE_SAME_BATCH].median;
+    bench_key.single_vs_raw = first[MODE_SINGLE].median / first[MODE_RAW].median;
+    bench_key.batch_vs_single = first[MODE_BATCH].median / first[MODE_SINGLE].median;
+    bench_shapes();
+    fflush(bench_md);
 }
 
 /* ---- enqueue ------------------------------------------------------------------------------ */

@@ -56,11 +56,86 @@ bench_percentile(double *sorted, int n, double p)
     return sorted[i < 0 ? 0 : (i >= n ? n - 1 : i)];
 }
 
+/* ---- command shapes: what was sent, values replaced by their types ------------------------- */
+
+static pthread_mutex_t shape_mu = PTHREAD_MUTEX_INITIALIZER;
+static bson_string_t *shape_log; /* non-NULL while capturing */
+
+/* Fields the driver adds to every command, or that are not part of its shape. */
+static bool
+shape_skipped(const char *key)
+{
+    static const char *const skipped[] = {"lsid", "$clusterTime", "txnNumber", "$db",
+                                          "$readPreference", NULL};
+    for (int i = 0; skipped[i]; i++) {
+        if (!strcmp(key, skipped[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* {key: shape, ...} of a document; an array is its first element's shape (lengths vary). */
+static void
+shape_of(bson_iter_t *it, bool array, bool top, bson_string_t *out)
+{
+    bson_string_append(out, array ? "[" : "{");
+    while (bson_iter_next(it)) {
+        bson_iter_t child;
+        if (top && shape_skipped(bson_iter_key(it))) {
+            continue;
+        }
+        if (!array) {
+            bson_string_append_printf(out, "%s:", bson_iter_key(it));
+        }
+        if ((BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) &&
+            bson_iter_recurse(it, &child)) {
+            shape_of(&child, BSON_ITER_HOLDS_ARRAY(it), false, out);
+        } else if (BSON_ITER_HOLDS_UTF8(it) && bson_iter_utf8(it, NULL)[0] == '$') {
+            bson_string_append(out, bson_iter_utf8(it, NULL)); /* "$$NOW", "$run_at" */
+        } else {
+            bson_string_append_printf(out, "t%d", (int)bson_iter_type(it));
+        }
+        bson_string_append(out, ",");
+        if (array) {
+            break;
+        }
+    }
+    bson_string_append(out, array ? "]" : "}");
+}
+
+void
+bench_shape_start(void)
+{
+    pthread_mutex_lock(&shape_mu);
+    shape_log = bson_string_new("");
+    pthread_mutex_unlock(&shape_mu);
+}
+
+char *
+bench_shape_stop(void)
+{
+    pthread_mutex_lock(&shape_mu);
+    char *s = bson_string_free(shape_log, false);
+    shape_log = NULL;
+    pthread_mutex_unlock(&shape_mu);
+    return s;
+}
+
 void
 bench_on_command_started(const mongoc_apm_command_started_t *event)
 {
-    (void)event;
     atomic_fetch_add(&bench_commands_started, 1);
+    const char *name = mongoc_apm_command_started_get_command_name(event);
+    pthread_mutex_lock(&shape_mu);
+    if (shape_log && strcmp(name, "hello") && strcmp(name, "isMaster") && strcmp(name, "ping")) {
+        bson_iter_t it;
+        if (bson_iter_init(&it, mongoc_apm_command_started_get_command(event))) {
+            shape_of(&it, false, true, shape_log);
+            bson_string_append(shape_log, "\n");
+        }
+    }
+    pthread_mutex_unlock(&shape_mu);
 }
 
 void

@@ -1,0 +1,287 @@
+/*
+ * mongoq-bench's depth workload: what each operation costs as the collection fills up with
+ * messages of one kind. For every kind of backlog (ready and due; delayed ahead of the due ones:
+ * run_at tomorrow at a higher priority; dead; done, kept by ack mode KEEP; processing under live
+ * leases) at every depth (1,000, then 100,000 and with --large 1,000,000; --quick: 1,000 and
+ * 10,000), the cost per call of:
+ *  - claim + ack: mongoq_consumer_claim + mongoq_message_ack of `depth_sample` messages (for the
+ *    ready kind, from the backlog itself; for the others, ready "probe" messages planted behind
+ *    the backlog in the claim order, removed afterwards);
+ *  - reap: one mongoq_queue_reap pass with nothing expired (the common case: the reaper runs
+ *    every lease / 2);
+ *  - stats: one mongoq_queue_stats;
+ *  - redrive one: mongoq_queue_redrive by _id of a planted dead probe.
+ * The backlog is written fast and untimed with insert_many of raw documents in mongoq's shape
+ * (src/document.c's fields), w: 1. Each figure is the median of --reps runs.
+ */
+#include "bench.h"
+
+typedef enum { KIND_READY, KIND_DELAYED, KIND_DEAD, KIND_DONE, KIND_LEASED, KIND_COUNT } kind_t;
+typedef enum { OP_CLAIM, OP_REAP, OP_STATS, OP_REDRIVE, OP_COUNT } op_t;
+
+static const char *const kind_names[KIND_COUNT] = {
+    "ready, due", "delayed ahead (run_at tomorrow, priority 10)", "dead", "done (ack KEEP)",
+    "processing, live leases"};
+static const char *const kind_short[KIND_COUNT] = {"ready", "delayed", "dead", "done", "leased"};
+static const char *const op_names[OP_COUNT] = {"claim + ack", "reap pass", "stats",
+                                               "redrive one"};
+
+#define DAY_MS (24 * 3600 * 1000LL)
+#define FILL_BATCH 1000
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One document of mongoq's shape in state kind; probes carry payload.probe: true. */
+static void
+kind_doc(bson_t *doc, kind_t kind, int64_t seq, int64_t now, bool probe, bson_oid_t *id)
+{
+    bson_t payload, errors, entry;
+    bson_oid_t token;
+    bson_oid_init(id, NULL);
+    bson_oid_init(&token, NULL);
+    bench_make_payload(&payload, seq, 100);
+    if (probe) {
+        BSON_APPEND_BOOL(&payload, "probe", true);
+    }
+    bool leased = kind == KIND_LEASED || kind == KIND_DONE;
+    bson_init(doc);
+    BSON_APPEND_OID(doc, "_id", id);
+    BSON_APPEND_DOCUMENT(doc, "payload", &payload);
+    BSON_APPEND_UTF8(doc, "status", kind == KIND_DEAD     ? "dead"
+                                    : kind == KIND_DONE   ? "done"
+                                    : kind == KIND_LEASED ? "processing"
+                                                          : "ready");
+    BSON_APPEND_INT32(doc, "priority", kind == KIND_DELAYED ? 10 : 0);
+    BSON_APPEND_DATE_TIME(doc, "run_at", kind == KIND_DELAYED ? now + DAY_MS : now - 1000);
+    BSON_APPEND_INT32(doc, "attempts", kind == KIND_DEAD ? 5 : leased ? 1 : 0);
+    BSON_APPEND_INT32(doc, "max_attempts", 5);
+    BSON_APPEND_DATE_TIME(doc, "enqueued_at", now - 1000);
+    BSON_APPEND_DATE_TIME(doc, "updated_at", now);
+    if (leased) {
+        BSON_APPEND_OID(doc, "lease_token", &token);
+        BSON_APPEND_UTF8(doc, "claimed_by", "bench-depth");
+    }
+    if (kind == KIND_LEASED) {
+        BSON_APPEND_DATE_TIME(doc, "lease_expires_at", now + DAY_MS);
+    } else if (kind == KIND_DONE) {
+        BSON_APPEND_DATE_TIME(doc, "done_at", now);
+    } else if (kind == KIND_DEAD) {
+        BSON_APPEND_UTF8(doc, "last_error", "bench: failed");
+        BSON_APPEND_ARRAY_BEGIN(doc, "errors", &errors);
+        BSON_APPEND_DOCUMENT_BEGIN(&errors, "0", &entry);
+        BSON_APPEND_DATE_TIME(&entry, "at", now);
+        BSON_APPEND_UTF8(&entry, "error", "bench: failed");
+        bson_append_document_end(&errors, &entry);
+        bson_append_array_end(doc, &errors);
+    }
+    bson_destroy(&payload);
+}
+
+/* Inserts n documents of kind (ids into ids when not NULL), untimed, w: 1. */
+static void
+insert_kind(kind_t kind, int64_t n, bool probe, bson_oid_t *ids)
+{
+    static bson_t docs[FILL_BATCH];
+    const bson_t *ptrs[FILL_BATCH];
+    bson_error_t error;
+    bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
+    mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
+    mongoc_collection_t *coll = bench_get_collection(client);
+    int64_t now = wall_ms();
+    for (int64_t done = 0; done < n;) {
+        size_t k = (size_t)(n - done < FILL_BATCH ? n - done : FILL_BATCH);
+        for (size_t i = 0; i < k; i++) {
+            bson_oid_t id;
+            kind_doc(&docs[i], kind, done + (int64_t)i, now, probe, ids ? &ids[done + i] : &id);
+            ptrs[i] = &docs[i];
+        }
+        if (!mongoc_collection_insert_many(coll, ptrs, k, opts, NULL, &error)) {
+            bench_die("depth fill", &error);
+        }
+        for (size_t i = 0; i < k; i++) {
+            bson_destroy(&docs[i]);
+        }
+        done += (int64_t)k;
+    }
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(bench_pool, client);
+    bson_destroy(opts);
+}
+
+static void
+delete_probes(void)
+{
+    bson_error_t error;
+    bson_t *filter = BCON_NEW("payload.probe", BCON_BOOL(true));
+    mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
+    mongoc_collection_t *coll = bench_get_collection(client);
+    if (!mongoc_collection_delete_many(coll, filter, NULL, NULL, &error)) {
+        bench_die("delete probes", &error);
+    }
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(bench_pool, client);
+    bson_destroy(filter);
+}
+
+/* Microseconds per claim + ack of depth_sample messages. */
+static double
+time_claims(mongoq_queue_t *q, kind_t kind)
+{
+    int64_t sample = bench_cfg.depth_sample, total = 0;
+    if (kind != KIND_READY) {
+        insert_kind(KIND_READY, sample, true, NULL);
+    }
+    double rate = bench_burn(q, MODE_SINGLE, 1, sample, &total);
+    if (kind == KIND_READY) {
+        insert_kind(KIND_READY, total, false, NULL); /* back to the same depth */
+    } else {
+        delete_probes(); /* KEEP mode keeps them as done */
+    }
+    return 1e6 / rate;
+}
+
+/* Microseconds per call of op (not claim). */
+static double
+time_op(mongoq_queue_t *q, op_t op)
+{
+    bson_error_t error;
+    int calls = op == OP_STATS ? (bench_cfg.quick ? 3 : 10) : (bench_cfg.quick ? 5 : 20);
+    bson_oid_t ids[20];
+    if (op == OP_REDRIVE) {
+        insert_kind(KIND_DEAD, calls, true, ids);
+    }
+    double t0 = bench_now_s();
+    for (int i = 0; i < calls; i++) {
+        mongoq_stats_t stats = MONGOQ_STATS_INIT;
+        int64_t n = 0;
+        bool ok = op == OP_REAP    ? mongoq_queue_reap(q, &n, &error)
+                  : op == OP_STATS ? mongoq_queue_stats(q, &stats, &error)
+                                   : mongoq_queue_redrive(q, &ids[i], &n, &error);
+        if (!ok) {
+            bench_die(op_names[op], &error);
+        }
+    }
+    double us = (bench_now_s() - t0) * 1e6 / calls;
+    if (op == OP_REDRIVE) {
+        delete_probes();
+    }
+    return us;
+}
+
+static mongoq_queue_t *
+depth_queue(kind_t kind)
+{
+    bson_error_t error;
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.no_change_stream = true;
+    opts.no_reaper = true;
+    opts.ack_mode = kind == KIND_DONE ? MONGOQ_ACK_KEEP : MONGOQ_ACK_DELETE;
+    bench_drop_db();
+    mongoq_queue_t *q = mongoq_queue_new(bench_pool, bench_db_name, QUEUE_NAME, &opts, &error);
+    if (!q) {
+        bench_die("depth queue", &error);
+    }
+    return q;
+}
+
+typedef summary_t cells_t[KIND_COUNT][OP_COUNT][3];
+
+static void
+measure_kind(kind_t kind, cells_t cells, FILE *dat)
+{
+    mongoq_queue_t *q = depth_queue(kind);
+    int64_t depth = 0;
+    for (int d = 0; d < 3 && bench_cfg.depths[d]; d++) {
+        insert_kind(kind, bench_cfg.depths[d] - depth, false, NULL);
+        depth = bench_cfg.depths[d];
+        (void)time_claims(q, kind); /* warm-up, untimed: the first pass pays for cold caches */
+        for (op_t op = 0; op < OP_COUNT; op++) {
+            double v[MAX_REPS];
+            for (int r = 0; r < bench_cfg.reps; r++) {
+                v[r] = op == OP_CLAIM ? time_claims(q, kind) : time_op(q, op);
+            }
+            cells[kind][op][d] = bench_summarize(v, bench_cfg.reps);
+            fprintf(stderr, "depth %s %lld: %s %.0f us\n", kind_short[kind], (long long)depth,
+                    op_names[op], cells[kind][op][d].median);
+        }
+        summary_t *c = &cells[kind][OP_CLAIM][d];
+        fprintf(dat, "%lld %.2f %.2f %.2f\n", (long long)depth, c->median, c->min, c->max);
+    }
+    fprintf(dat, "\n\n");
+    mongoq_queue_destroy(q);
+}
+
+static void
+write_table(cells_t cells, int n_depths)
+{
+    fprintf(bench_md, "| backlog kind | operation |");
+    for (int d = 0; d < n_depths; d++) {
+        fprintf(bench_md, " %lld deep |", (long long)bench_cfg.depths[d]);
+    }
+    fprintf(bench_md, "\n|---|---|");
+    for (int d = 0; d < n_depths; d++) {
+        fprintf(bench_md, "---|");
+    }
+    for (kind_t k = 0; k < KIND_COUNT; k++) {
+        for (op_t op = 0; op < OP_COUNT; op++) {
+            fprintf(bench_md, "\n| %s | %s |", kind_names[k], op_names[op]);
+            double base = cells[k][op][0].median;
+            for (int d = 0; d < n_depths; d++) {
+                double ratio = cells[k][op][d].median / base;
+                if (d == 0) {
+                    fprintf(bench_md, " %.0f us |", base);
+                } else {
+                    fprintf(bench_md, " %.0f us (%.2fx) |", cells[k][op][d].median, ratio);
+                }
+                if (d == n_depths - 1 && d > 0) {
+                    double *worst = op == OP_STATS ? &bench_key.depth_stats_ratio
+                                                   : &bench_key.depth_ratio;
+                    if (ratio > *worst) {
+                        *worst = ratio;
+                        if (op != OP_STATS) {
+                            snprintf(bench_key.depth_worst, sizeof bench_key.depth_worst,
+                                     "%s, %s", op_names[op], kind_short[k]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    fprintf(bench_md, "\n");
+}
+
+void
+bench_depth(void)
+{
+    static cells_t cells;
+    char path[512];
+    int n_depths = 0;
+    while (n_depths < 3 && bench_cfg.depths[n_depths]) {
+        n_depths++;
+    }
+    snprintf(path, sizeof path, "%s/depth.dat", bench_cfg.out_dir);
+    FILE *dat = fopen(path, "w");
+    for (kind_t k = 0; k < KIND_COUNT; k++) {
+        measure_kind(k, cells, dat);
+    }
+    fclose(dat);
+    fprintf(bench_md, "\n## Depth: cost per operation against what the collection holds\n\n");
+    fprintf(bench_md,
+            "One kind of backlog at a time, at each depth: claim + ack (%lld messages, ready "
+            "probes planted behind a backlog that is not itself claimable), one reap pass with "
+            "nothing expired, one mongoq_queue_stats, one redrive by _id. Microseconds per call, "
+            "median of %d runs, and in brackets the ratio to the cost at %lld deep.%s\n\n",
+            (long long)bench_cfg.depth_sample, bench_cfg.reps, (long long)bench_cfg.depths[0],
+            bench_cfg.large ? "" : " The default set stops at 100,000 deep; `--large` adds 1,000,000.");
+    bench_key.depth_ratio = 0;
+    bench_key.depth_stats_ratio = 0;
+    bench_key.depth_max = bench_cfg.depths[n_depths - 1];
+    write_table(cells, n_depths);
+    fflush(bench_md);
+}
