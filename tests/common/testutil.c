@@ -311,7 +311,31 @@ struct mtest_counter_t {
     int n;
     char *names[MTEST_MAX_NAMES];
     int64_t counts[MTEST_MAX_NAMES];
+    bool keep;          /* mtest_counter_keep_commands */
+    bson_t **commands;  /* copies, oldest first */
+    size_t ncommands, cap;
 };
+
+static void
+keep_command(mtest_counter_t *c, const bson_t *command)
+{
+    if (c->ncommands == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->commands = bson_realloc(c->commands, sizeof *c->commands * c->cap);
+    }
+    c->commands[c->ncommands++] = bson_copy(command);
+}
+
+static void
+drop_commands(mtest_counter_t *c)
+{
+    for (size_t i = 0; i < c->ncommands; i++) {
+        bson_destroy(c->commands[i]);
+    }
+    bson_free(c->commands);
+    c->commands = NULL;
+    c->ncommands = c->cap = 0;
+}
 
 static void
 on_started(const mongoc_apm_command_started_t *event)
@@ -331,6 +355,9 @@ on_started(const mongoc_apm_command_started_t *event)
     }
     if (i < c->n) {
         c->counts[i]++;
+    }
+    if (c->keep) {
+        keep_command(c, mongoc_apm_command_started_get_command(event));
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -391,7 +418,32 @@ mtest_counter_reset(mtest_counter_t *c)
     pthread_mutex_lock(&c->mu);
     c->total = 0;
     memset(c->counts, 0, sizeof c->counts);
+    drop_commands(c);
     pthread_mutex_unlock(&c->mu);
+}
+
+void
+mtest_counter_keep_commands(mtest_counter_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->keep = true;
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t
+mtest_counter_commands(mtest_counter_t *c, const char *name, bson_t **out, size_t max)
+{
+    size_t n = 0;
+    bson_iter_t it;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->ncommands && n < max; i++) {
+        if (!name || (bson_iter_init(&it, c->commands[i]) && bson_iter_next(&it) &&
+                      strcmp(bson_iter_key(&it), name) == 0)) {
+            out[n++] = bson_copy(c->commands[i]);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 void
@@ -403,6 +455,7 @@ mtest_counter_destroy(mtest_counter_t *c)
     for (int i = 0; i < c->n; i++) {
         bson_free(c->names[i]);
     }
+    drop_commands(c);
     pthread_mutex_destroy(&c->mu);
     bson_free(c);
 }

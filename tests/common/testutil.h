@@ -134,6 +134,15 @@ int64_t
 mtest_counter_get(mtest_counter_t *counter, const char *name);
 void
 mtest_counter_reset(mtest_counter_t *counter);
+/* From now on keeps a copy of every command started (reset drops them), for explain. */
+void
+mtest_counter_keep_commands(mtest_counter_t *counter);
+/*
+ * Copies of the kept commands whose name is name (all when NULL), oldest first, into
+ * out[0 .. max); returns how many. The caller destroys each (bson_destroy).
+ */
+size_t
+mtest_counter_commands(mtest_counter_t *counter, const char *name, bson_t **out, size_t max);
 void
 mtest_counter_destroy(mtest_counter_t *counter);
 
