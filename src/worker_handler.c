@@ -5,6 +5,12 @@
  * on each in turn, then ack, retry or fail it, and report the outcome. What a thread holds
  * (its mongoq__holding_t) is shared with the keeper (worker_keeper.c), which extends the leases
  * and, on stop, takes back what has not started; a thread between messages hands back its own.
+ *
+ * Acks go together: the messages of a batch the handler answered MONGOQ_ACK wait, still held
+ * and extended by the heartbeat, and are acknowledged in one ack_many when the batch ends, when
+ * the first of them has waited ACK_LINGER_MS by the time the next handler would start, or
+ * before a retry, a fail or a skip is written. So a batch of B costs one ack round trip, not B,
+ * while a message whose handler ran long is still acknowledged about as soon as it finished.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,6 +27,14 @@
 
 #define IDLE_WAIT_MS 60000      /* an idle thread re-claims at least this often */
 #define MAX_ERROR_PAUSE_MS 5000 /* after claim errors, pause up to this */
+#define ACK_LINGER_MS 50        /* a finished ack waits at most this (plus one handler's run) */
+
+/* The acks not sent yet: msgs[from .. to) of the batch, all answered MONGOQ_ACK. */
+typedef struct {
+    size_t from;
+    size_t to;          /* the next message to run is msgs[to]: from == to means none waits */
+    int64_t since_mono; /* when the handler of msgs[from] returned */
+} pending_t;
 
 /* ---- what a thread holds (shared with the keeper) ------------------------------------------ */
 
@@ -37,14 +51,16 @@ hold(mongoq__handler_thread_t *t, mongoq_message_t **msgs, size_t n)
     pthread_mutex_unlock(&h->mu);
 }
 
-/* The index of the next message to run, or SIZE_MAX when none is left or stop was asked. */
+/*
+ * The index of the next message to run, or SIZE_MAX when none is left or stop was asked. The
+ * messages before it stay held (extended) until release_held says they are written.
+ */
 static size_t
 take_next(mongoq__handler_thread_t *t)
 {
     mongoq__holding_t *h = &t->holding;
     size_t i = SIZE_MAX;
     pthread_mutex_lock(&h->mu);
-    h->first_held = h->next; /* the previous one is finished: no more heartbeats */
     if (h->next < h->end && !mongoq__worker_stop_requested(t->worker)) {
         i = h->next++;
     }
@@ -52,13 +68,16 @@ take_next(mongoq__handler_thread_t *t)
     return i;
 }
 
-/* The running message is done: the keeper stops extending it before it is acked. */
+/*
+ * msgs[.. upto) are about to be written (or were skipped): the keeper stops extending them, so
+ * a heartbeat that crosses the write never marks a message this thread just acked as lost.
+ */
 static void
-drop_running(mongoq__handler_thread_t *t)
+release_held(mongoq__handler_thread_t *t, size_t upto)
 {
     mongoq__holding_t *h = &t->holding;
     pthread_mutex_lock(&h->mu);
-    h->first_held = h->next;
+    h->first_held = upto;
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -180,7 +199,7 @@ is_lease_lost(const bson_error_t *error)
     return error->domain == MONGOQ_ERROR_DOMAIN && error->code == MONGOQ_ERROR_LEASE_LOST;
 }
 
-/* Acks, retries or fails msg as the handler answered; fills the outcome. */
+/* Retries or fails msg as the handler answered; fills the outcome. */
 static void
 finish(mongoq_worker_t *w, mongoq_message_t *msg, mongoq_outcome_t *o)
 {
@@ -190,12 +209,9 @@ finish(mongoq_worker_t *w, mongoq_message_t *msg, mongoq_outcome_t *o)
     if (o->result == MONGOQ_RETRY) {
         ok = mongoq__message_retry_ex(msg, -1, reason, &buried, &error);
         o->action = buried ? MONGOQ_OUTCOME_BURIED : MONGOQ_OUTCOME_RETRIED;
-    } else if (o->result == MONGOQ_FAIL) {
+    } else {
         ok = mongoq_message_fail(msg, reason, &error);
         o->action = MONGOQ_OUTCOME_FAILED;
-    } else {
-        ok = mongoq_message_ack(msg, &error);
-        o->action = MONGOQ_OUTCOME_ACKED;
     }
     o->ok = ok;
     if (!ok) {
@@ -206,6 +222,60 @@ finish(mongoq_worker_t *w, mongoq_message_t *msg, mongoq_outcome_t *o)
         o->action = is_lease_lost(&error) ? MONGOQ_OUTCOME_LEASE_LOST : o->action;
         o->error = error;
     }
+}
+
+/*
+ * The outcome of msg, one of an ack_many that answered ok and error: LEASE_LOST from ack_many
+ * means the messages it marked lost were not acknowledged and the others were.
+ */
+static void
+ack_outcome(mongoq_message_t *msg, bool ok, const bson_error_t *error, size_t n,
+            mongoq_outcome_t *o)
+{
+    o->handled = true;
+    o->action = MONGOQ_OUTCOME_ACKED;
+    o->ok = ok || (is_lease_lost(error) && !mongoq_message_lease_lost(msg));
+    if (o->ok) {
+        return;
+    }
+    o->error = *error;
+    if (is_lease_lost(error)) {
+        o->action = MONGOQ_OUTCOME_LEASE_LOST;
+        if (n > 1) {
+            char oid[25];
+            bson_oid_to_string(mongoq_message_id(msg), oid);
+            bson_set_error(&o->error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_LEASE_LOST,
+                           "the lease on message %s was lost (expired, reclaimed, reaped or "
+                           "redriven) before its ack", oid);
+        }
+    }
+}
+
+/*
+ * Sends the acks waiting in p in one ack_many and reports their outcomes; the keeper stops
+ * extending msgs[.. keep_from) first (keep_from >= p->to). Afterwards none waits from keep_from.
+ */
+static void
+flush_acks(mongoq__handler_thread_t *t, mongoq_message_t **msgs, pending_t *p, size_t keep_from)
+{
+    mongoq_worker_t *w = t->worker;
+    bson_error_t error = {0};
+    size_t n = p->to - p->from;
+    release_held(t, keep_from);
+    if (n > 0) {
+        bool ok = mongoq_message_ack_many(msgs + p->from, n, &error);
+        if (!ok) {
+            mongoq__worker_log(w, MONGOQ_LOG_WARNING, "mongoq worker: ack of %zu message%s "
+                               "failed: %s", n, n == 1 ? "" : "s", error.message);
+        }
+        for (size_t i = p->from; i < p->to; i++) {
+            mongoq_outcome_t o;
+            outcome_init(&o);
+            ack_outcome(msgs[i], ok, &error, n, &o);
+            report(w, msgs[i], &o);
+        }
+    }
+    p->from = p->to = keep_from;
 }
 
 /*
@@ -229,21 +299,34 @@ known_lost(mongoq_worker_t *w, mongoq_message_t *msg)
     return true;
 }
 
+/*
+ * Runs msgs[i] (p->to == i). An ACK joins the acks waiting in p; a retry, a fail or a skip is
+ * written at once, after the acks waiting before it, so the waiting range stays contiguous.
+ */
 static void
-run_one(mongoq__handler_thread_t *t, mongoq_message_t *msg)
+run_one(mongoq__handler_thread_t *t, mongoq_message_t **msgs, size_t i, pending_t *p)
 {
     mongoq_worker_t *w = t->worker;
+    mongoq_message_t *msg = msgs[i];
     mongoq_outcome_t o;
     outcome_init(&o);
     if (known_lost(w, msg)) {
-        drop_running(t);
+        flush_acks(t, msgs, p, i + 1);
         outcome_skipped(&o, msg);
-    } else {
-        o.handled = true;
-        o.result = w->handler(msg, w->user_data);
-        drop_running(t);
-        finish(w, msg, &o);
+        report(w, msg, &o);
+        return;
     }
+    o.handled = true;
+    o.result = w->handler(msg, w->user_data);
+    if (o.result != MONGOQ_RETRY && o.result != MONGOQ_FAIL) {
+        if (p->from == p->to) {
+            p->since_mono = mongoq__now_mono_ms();
+        }
+        p->to = i + 1;
+        return;
+    }
+    flush_acks(t, msgs, p, i + 1);
+    finish(w, msg, &o);
     report(w, msg, &o);
 }
 
@@ -253,11 +336,17 @@ run_batch(mongoq__handler_thread_t *t, mongoq_message_t **msgs, size_t n, bson_o
 {
     mongoq_worker_t *w = t->worker;
     mongoq__hand_back_t own = {0}, keepers = {0};
+    pending_t pending = {0};
     size_t i;
     hold(t, msgs, n);
     for (size_t k = 0; k < n && (i = take_next(t)) != SIZE_MAX; k++) {
-        run_one(t, msgs[i]);
+        if (pending.from < pending.to &&
+            mongoq__now_mono_ms() - pending.since_mono >= ACK_LINGER_MS) {
+            flush_acks(t, msgs, &pending, i);
+        }
+        run_one(t, msgs, i, &pending);
     }
+    flush_acks(t, msgs, &pending, pending.to);
     unhold(t, &own, &keepers);
     if (own.from < own.to) {
         size_t k = mongoq__worker_copy_unlost_ids(msgs, own.from, own.to, ids);

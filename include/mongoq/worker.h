@@ -6,6 +6,17 @@
  * acks, retries or fails the message according to the handler's answer, then reports what
  * became of it (on_outcome). One more thread, the keeper, extends leases and acts on stop.
  *
+ * Round trips: with batch 1, a findAndModify per message and its ack (2 per message); with
+ * batch B, claim_many's 3 and one ack_many per batch (4 / B per message; a claim_many that
+ * lost all it found to another claimer takes one message with a findAndModify instead), plus
+ * a write per MONGOQ_RETRY or MONGOQ_FAIL. Heartbeats add one updateMany per batch per
+ * heartbeat_ms.
+ * The acks of a batch go together: a message the handler answered MONGOQ_ACK stays held (its
+ * lease extended) until its ack is sent with the others of the batch, which happens when the
+ * batch ends, before a retry, fail or skip is written, or before the next handler starts once
+ * the first waiting ack has waited 50 ms: a message is acknowledged at most 50 ms plus one
+ * handler's run after its handler returned. Its outcome is reported after that write.
+ *
  * Thread safety: mongoq_worker_counters() and mongoq_worker_request_stop() may be called from
  * any thread at any time; the other functions from one controlling thread (not from a handler
  * or on_outcome, which run on the worker's own threads). The handler and on_outcome run on the
@@ -84,11 +95,12 @@ typedef struct {
 } mongoq_outcome_t;
 
 /*
- * Called once for every message the worker claimed, after the worker's write for it (or after
- * deciding not to run it). msg and outcome are borrowed for the call (msg is destroyed after
- * it). Called on the handler thread that claimed msg, never with a mongoq lock held, so it may
- * call into mongoq; concurrently when threads > 1. Outcomes of messages handed back on stop are
- * reported when the handler thread ends its batch (after a running handler returns).
+ * Called once for every message the worker claimed, after the worker's write for it (for an
+ * ack, the batch's ack_many; see above) or after deciding not to run it. msg and outcome are
+ * borrowed for the call (msg is destroyed after it). Called on the handler thread that claimed
+ * msg, never with a mongoq lock held, so it may call into mongoq; concurrently when threads > 1.
+ * Outcomes of messages handed back on stop are reported when the handler thread ends its batch
+ * (after a running handler returns).
  */
 typedef void (*mongoq_outcome_fn)(const mongoq_message_t *msg, const mongoq_outcome_t *outcome,
                                   void *user_data);
@@ -104,9 +116,9 @@ typedef struct {
     int32_t threads;           /* handler threads: default 1, at most 256 */
     int64_t lease_ms;          /* lease per claim: default the queue's; at most
                                   MONGOQ_MAX_DURATION_MS */
-    int32_t batch;             /* messages claimed per round trip per thread: default 1 (max
-                                  1000). 1 claims with one retryable findAndModify; more with
-                                  mongoq_consumer_claim_many */
+    int32_t batch;             /* messages claimed at once per thread: default 1 (max 1000).
+                                  1 claims with one retryable findAndModify; more with
+                                  mongoq_consumer_claim_many, and acks with ack_many (above) */
     int64_t heartbeat_ms;      /* extend the lease this often while a handler runs: default
                                   lease_ms / 3; negative: no heartbeat; at most
                                   MONGOQ_MAX_DURATION_MS */
@@ -124,8 +136,9 @@ typedef struct {
  * including a version outside 1 .. MONGOQ_WORKER_OPTS_VERSION.
  *
  * Heartbeat: a keeper thread extends the leases of every message a handler thread holds (the
- * running one and those waiting their turn in the batch), one updateMany per batch. A message
- * found no longer held is marked (mongoq_message_lease_lost). After each extension
+ * running one, those waiting their turn in the batch and those whose ack waits to be sent with
+ * the batch's), one updateMany per batch. A message found no longer held is marked
+ * (mongoq_message_lease_lost). After each extension
  * mongoq_message_lease_expires_at() of the message is at least the server-clock estimate taken
  * just before the request plus lease_ms: a lower bound of the expiry the server wrote (the
  * estimate is never ahead of the server), so a handler that keeps to it keeps to its lease.
