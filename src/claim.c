@@ -497,11 +497,15 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
                 *error = failure;
             }
         }
+    } else if (claimed == 0 && !retried) {
+        /* Another claimer took every candidate first. Answering "none" would send a waiting
+         * claimer to sleep while messages are due; one findAndModify cannot lose that race: it
+         * takes the next message due, if there is one. */
+        ok = mongoq__claim_one(consumer, 1, msgs, got, error);
     } else {
         /* After a retry, read by token whatever the count: a first attempt whose reply was
          * lost may have claimed too. */
-        ok = (claimed == 0 && !retried) ||
-             read_claimed(consumer, &ids, &token, max, msgs, got, error);
+        ok = read_claimed(consumer, &ids, &token, max, msgs, got, error);
         if (!ok) {
             /* Claimed but not read: hand them back now rather than at lease expiry. */
             free_msgs(msgs, got);

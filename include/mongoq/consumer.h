@@ -72,7 +72,9 @@ mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_messa
 /*
  * Claims up to max messages (1 to MONGOQ_MAX_BATCH) in a bounded number of round trips (three per
  * try, whatever max is, plus one per damaged or poison document buried), waiting up to wait_ms
- * for at least one. msgs_out has room for max pointers; *n_out receives how many were claimed
+ * for at least one. When another claimer took every message it found first, it claims one with
+ * a findAndModify instead (two round trips wasted, one spent): it answers none only when none
+ * was due. msgs_out has room for max pointers; *n_out receives how many were claimed
  * (0 when none in time). Each message is owned by the caller. All messages of one call share a
  * lease_token (still fenced per message by _id).
  *
