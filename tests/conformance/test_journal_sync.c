@@ -83,8 +83,9 @@ js_close(js_world_t *w)
     }
 }
 
-/* The log sync count; skips the test when the server keeps no journal (an in-memory engine;
- * js_open asks first, before the test allocates anything). */
+/* The log sync count. The shared server may keep no journal (an in-memory engine): the test is
+ * skipped; a private one runs with --dbpath and must report it. js_open asks first, before the
+ * test allocates anything. */
 static int64_t
 js_syncs(js_world_t *w)
 {
@@ -92,6 +93,10 @@ js_syncs(js_world_t *w)
     cf_run_ok_reply(w->client, "admin", "{\"serverStatus\": 1}", &reply);
     if (!cf_has_at(&reply, JS_SYNCS)) {
         bson_destroy(&reply);
+        /* A private server runs with --dbpath: it journals, so it must say so. */
+        cr_assert_not(w->private_server,
+                      "serverStatus of a --dbpath test server has no wiredTiger.log: its "
+                      "serverStatus handler must append ms_journal_server_status(reply)");
         js_close(w);
         cr_skip("serverStatus has no wiredTiger.log: the server keeps no journal");
     }
