@@ -138,8 +138,6 @@ bench_shapes(void);
 /* ---- the workloads ---- */
 double
 bench_burn(mongoq_queue_t *q, burn_mode_t mode, int threads, int64_t limit, int64_t *total_out);
-summary_t
-bench_burn_reps(burn_mode_t mode, int threads, int64_t depth, size_t size);
 void
 bench_burndown(void);
 void

@@ -23,38 +23,54 @@ static const char *const names[] = {"naive loop", "same-commands loop, single", 
                                     "mongoq claim_many(100) + ack_many"};
 #define N_MODES (sizeof modes / sizeof modes[0])
 
-/* reps burn-downs of durable_messages in mode with threads; syncs counted around the burns only. */
-static durable_t
-durable_reps(burn_mode_t mode, int threads)
+/* One burn-down of durable_messages in mode with threads: msgs/s; the journal syncs around the
+ * burn-down (not the fill) added to *syncs, or *syncs set negative when not reported. */
+static double
+durable_once(burn_mode_t mode, int threads, double *syncs, int64_t *moved)
 {
-    durable_t d = {.syncs_per_msg = 0};
-    double v[MAX_REPS];
-    int64_t moved_all = 0;
+    mongoq_queue_t *q = bench_fresh_queue();
+    bench_fill(q, bench_cfg.durable_messages, 100);
+    bson_t before, after;
+    double a, b;
+    int64_t n = 0;
+    bench_server_status(bench_pool, &before);
+    double rate = bench_burn(q, mode, threads, 0, &n);
+    bench_server_status(bench_pool, &after);
+    if (*syncs >= 0 && bench_status_number(&before, SYNCS, &a) &&
+        bench_status_number(&after, SYNCS, &b)) {
+        *syncs += b - a;
+    } else {
+        *syncs = -1;
+    }
+    *moved += n;
+    bson_destroy(&before);
+    bson_destroy(&after);
+    mongoq_queue_destroy(q);
+    return rate;
+}
+
+/* Every loop once per repetition (a drifting machine weighs on all alike). */
+static void
+durable_modes(int threads, durable_t *res)
+{
+    double v[N_MODES][MAX_REPS];
+    int64_t moved[N_MODES] = {0};
+    for (size_t m = 0; m < N_MODES; m++) {
+        res[m].syncs_per_msg = 0;
+    }
     for (int r = 0; r < bench_cfg.reps; r++) {
-        mongoq_queue_t *q = bench_fresh_queue();
-        bench_fill(q, bench_cfg.durable_messages, 100);
-        bson_t before, after;
-        double a, b;
-        int64_t moved = 0;
-        bench_server_status(bench_pool, &before);
-        v[r] = bench_burn(q, mode, threads, 0, &moved);
-        bench_server_status(bench_pool, &after);
-        if (d.syncs_per_msg >= 0 && bench_status_number(&before, SYNCS, &a) &&
-            bench_status_number(&after, SYNCS, &b)) {
-            d.syncs_per_msg += b - a;
-        } else {
-            d.syncs_per_msg = -1;
+        for (size_t m = 0; m < N_MODES; m++) {
+            v[m][r] = durable_once(modes[m], threads, &res[m].syncs_per_msg, &moved[m]);
         }
-        moved_all += moved;
-        bson_destroy(&before);
-        bson_destroy(&after);
-        mongoq_queue_destroy(q);
     }
-    if (d.syncs_per_msg >= 0 && moved_all > 0) {
-        d.syncs_per_msg /= (double)moved_all;
+    for (size_t m = 0; m < N_MODES; m++) {
+        if (res[m].syncs_per_msg >= 0 && moved[m] > 0) {
+            res[m].syncs_per_msg /= (double)moved[m];
+        }
+        res[m].rate = bench_summarize(v[m], bench_cfg.reps);
+        fprintf(stderr, "durable %s, %d threads: %.0f msg/s, %.2f syncs per message\n", names[m],
+                threads, res[m].rate.median, res[m].syncs_per_msg);
     }
-    d.rate = bench_summarize(v, bench_cfg.reps);
-    return d;
 }
 
 static void
@@ -63,11 +79,7 @@ durable_table(void)
     static const int thread_counts[] = {1, 4};
     durable_t res[2][N_MODES];
     for (size_t t = 0; t < 2; t++) {
-        for (size_t m = 0; m < N_MODES; m++) {
-            res[t][m] = durable_reps(modes[m], thread_counts[t]);
-            fprintf(stderr, "durable %s, %d threads: %.0f msg/s, %.2f syncs per message\n",
-                    names[m], thread_counts[t], res[t][m].rate.median, res[t][m].syncs_per_msg);
-        }
+        durable_modes(thread_counts[t], res[t]);
     }
     fprintf(bench_md, "| loop | threads | messages / s | journal syncs / message | mongoq / "
                       "same-commands |\n|---|---|---|---|---|\n");

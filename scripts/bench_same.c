@@ -11,7 +11,8 @@
  *  - ack: deleteOne {_id, lease_token, status: processing};
  *  - claim_many(B): find the due _ids (sorted, projected to _id, limit B), updateMany {_id: {$in},
  *    due} with the claim pipeline and one token, find {_id: {$in}, lease_token, status} sorted;
- *  - ack_many: deleteMany {$or: [{_id, lease_token, status}, ...]}.
+ *    when another claimer took every candidate first, one claim as above instead;
+ *  - ack_many: deleteMany {$or: [{_id, lease_token, status}, ...]} (deleteOne for one message).
  * Every write carries the same write concern as mongoq's default, {w: "majority", j: true}.
  * bench_same_shapes_match() checks, through command monitoring, that both still send the same
  * command shapes, so a change in src/ that this file misses shows up in the results.
@@ -166,7 +167,8 @@ append_in(bson_t *filter, const bson_t *ids)
 }
 
 /* Rounds two and three: updateMany with one token, then read back what the token holds; the
- * acks' {$or: [held, ...]} is built from what was read. Returns how many were claimed. */
+ * acks' {$or: [held, ...]} is built from what was read. Returns how many were claimed, or -1
+ * when another claimer had taken every candidate first. */
 static int
 claim_and_read(mongoc_collection_t *coll, const bson_t *ids, const bson_t *wc_opts, bson_t *or_list)
 {
@@ -187,6 +189,12 @@ claim_and_read(mongoc_collection_t *coll, const bson_t *ids, const bson_t *wc_op
     }
     bool claimed = bson_iter_init_find(&it, &reply, "modifiedCount") && bson_iter_as_int64(&it) > 0;
     bson_destroy(&reply);
+    if (!claimed) {
+        bson_destroy(&update);
+        bson_destroy(&filter);
+        bson_destroy(&opts);
+        return -1;
+    }
     bson_reinit(&filter);
     append_in(&filter, ids);
     BSON_APPEND_OID(&filter, "lease_token", &token);
@@ -194,9 +202,8 @@ claim_and_read(mongoc_collection_t *coll, const bson_t *ids, const bson_t *wc_op
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
     append_sort(&sort);
     bson_append_document_end(&opts, &sort);
-    mongoc_cursor_t *cursor =
-        claimed ? mongoc_collection_find_with_opts(coll, &filter, &opts, NULL) : NULL;
-    while (cursor && mongoc_cursor_next(cursor, &doc)) {
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    while (mongoc_cursor_next(cursor, &doc)) {
         bson_t held;
         if (bson_iter_init_find(&it, doc, "_id")) {
             bson_uint32_to_string((uint32_t)n++, &k, key, sizeof key);
@@ -205,7 +212,7 @@ claim_and_read(mongoc_collection_t *coll, const bson_t *ids, const bson_t *wc_op
             bson_append_document_end(or_list, &held);
         }
     }
-    if (cursor && mongoc_cursor_error(cursor, &error)) {
+    if (mongoc_cursor_error(cursor, &error)) {
         bench_die("same-commands find claimed", &error);
     }
     mongoc_cursor_destroy(cursor);
@@ -213,6 +220,25 @@ claim_and_read(mongoc_collection_t *coll, const bson_t *ids, const bson_t *wc_op
     bson_destroy(&update);
     bson_destroy(&filter);
     return n;
+}
+
+/* ack_many: deleteMany {$or: [...]}, or deleteOne of the one message as ack_many sends it. */
+static bool
+ack_read(mongoc_collection_t *coll, const bson_t *or_filter, int n, const bson_t *wc_opts,
+         bson_error_t *error)
+{
+    bson_iter_t it, first;
+    uint32_t len;
+    const uint8_t *data;
+    bson_t held;
+    if (n > 1) {
+        return mongoc_collection_delete_many(coll, or_filter, wc_opts, NULL, error);
+    }
+    BSON_ASSERT(bson_iter_init_find(&it, or_filter, "$or") && bson_iter_recurse(&it, &first) &&
+                bson_iter_next(&first) && BSON_ITER_HOLDS_DOCUMENT(&first));
+    bson_iter_document(&first, &len, &data);
+    BSON_ASSERT(bson_init_static(&held, data, len));
+    return mongoc_collection_delete_one(coll, &held, wc_opts, NULL, error);
 }
 
 int
@@ -226,8 +252,12 @@ bench_same_claim_ack_many(mongoc_collection_t *coll, const bson_t *wc_opts, int 
         n = claim_and_read(coll, &ids, wc_opts, &or_list);
         bson_append_array_end(&filter, &or_list);
     }
-    if (n > 0 && !mongoc_collection_delete_many(coll, &filter, wc_opts, NULL, &error)) {
-        bench_die("same-commands deleteMany", &error);
+    if (n < 0) {
+        /* As claim_many: candidates all taken by another claimer, so claim one the single way
+         * rather than answer none while messages are due (its ack is the single one too). */
+        n = bench_same_claim_ack(coll, wc_opts) ? 1 : 0;
+    } else if (n > 0 && !ack_read(coll, &filter, n, wc_opts, &error)) {
+        bench_die("same-commands ack", &error);
     }
     bson_destroy(&filter);
     bson_destroy(&ids);

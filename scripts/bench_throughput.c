@@ -116,27 +116,39 @@ bench_burn(mongoq_queue_t *q, burn_mode_t mode, int threads, int64_t limit, int6
     return (double)total / elapsed;
 }
 
-/* Median (min-max) msgs/s of reps burn-downs of `depth` messages of `size` bytes. */
-summary_t
-bench_burn_reps(burn_mode_t mode, int threads, int64_t depth, size_t size)
+/* Msgs/s of one burn-down of `depth` fresh messages of `size` bytes. */
+static double
+burn_once(burn_mode_t mode, int threads, int64_t depth, size_t size)
 {
-    double v[MAX_REPS];
-    for (int r = 0; r < bench_cfg.reps; r++) {
-        mongoq_queue_t *q = bench_fresh_queue();
-        bench_fill(q, depth, size);
-        int64_t total = 0;
-        v[r] = bench_burn(q, mode, threads, 0, &total);
-        if (total != depth) {
-            fprintf(stderr, "burn-down (%s) moved %lld of %lld\n", mode_names[mode],
-                    (long long)total, (long long)depth);
-            exit(1);
-        }
-        mongoq_queue_destroy(q);
+    mongoq_queue_t *q = bench_fresh_queue();
+    bench_fill(q, depth, size);
+    int64_t total = 0;
+    double rate = bench_burn(q, mode, threads, 0, &total);
+    if (total != depth) {
+        fprintf(stderr, "burn-down (%s) moved %lld of %lld\n", mode_names[mode], (long long)total,
+                (long long)depth);
+        exit(1);
     }
-    summary_t s = bench_summarize(v, bench_cfg.reps);
-    fprintf(stderr, "burn-down %zuB %d threads %s: %.0f msg/s\n", size, threads, mode_names[mode],
-            s.median);
-    return s;
+    mongoq_queue_destroy(q);
+    return rate;
+}
+
+/* Every loop once per repetition, the repetitions one after another, so that a machine growing
+ * busier or quieter during the run weighs on every loop alike. */
+static void
+burn_all_modes(int threads, size_t size, summary_t *sum)
+{
+    double v[MODE_COUNT][MAX_REPS];
+    for (int r = 0; r < bench_cfg.reps; r++) {
+        for (int mode = 0; mode < MODE_COUNT; mode++) {
+            v[mode][r] = burn_once((burn_mode_t)mode, threads, bench_cfg.burn_depth, size);
+        }
+    }
+    for (int mode = 0; mode < MODE_COUNT; mode++) {
+        sum[mode] = bench_summarize(v[mode], bench_cfg.reps);
+        fprintf(stderr, "burn-down %zuB %d threads %s: %.0f msg/s\n", size, threads,
+                mode_names[mode], sum[mode].median);
+    }
 }
 
 #define CELL "%.0f (%.0f-%.0f)"
@@ -173,9 +185,8 @@ bench_burndown(void)
     for (size_t s = 0; s < n_sizes; s++) {
         for (size_t t = 0; t < 3; t++) {
             fprintf(dat, "%d %zu", thread_counts[t], sizes[s]);
+            burn_all_modes(thread_counts[t], sizes[s], sum[s][t]);
             for (int mode = 0; mode < MODE_COUNT; mode++) {
-                sum[s][t][mode] = bench_burn_reps((burn_mode_t)mode, thread_counts[t],
-                                                  bench_cfg.burn_depth, sizes[s]);
                 fprintf(dat, " %.1f %.1f %.1f", CELL_OF(sum[s][t][mode]));
             }
             fprintf(dat, "\n");
