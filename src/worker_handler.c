@@ -7,10 +7,11 @@
  * and, on stop, takes back what has not started; a thread between messages hands back its own.
  *
  * Acks go together: the messages of a batch the handler answered MONGOQ_ACK wait, still held
- * and extended by the heartbeat, and are acknowledged in one ack_many when the batch ends, when
- * the first of them has waited ACK_LINGER_MS by the time the next handler would start, or
- * before a retry, a fail or a skip is written. So a batch of B costs one ack round trip, not B,
- * while a message whose handler ran long is still acknowledged about as soon as it finished.
+ * and extended by the heartbeat, and are acknowledged in one ack_many when the batch ends,
+ * before a retry, a fail or a skip is written, right after a handler that ran ACK_LINGER_MS or
+ * more, or before the next handler starts once the first of them has waited ACK_LINGER_MS. So
+ * quick handlers cost one ack round trip per batch, not one per message, while slow ones, for
+ * which a round trip is little, are acknowledged as soon as they return.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -27,7 +28,7 @@
 
 #define IDLE_WAIT_MS 60000      /* an idle thread re-claims at least this often */
 #define MAX_ERROR_PAUSE_MS 5000 /* after claim errors, pause up to this */
-#define ACK_LINGER_MS 50        /* a finished ack waits at most this (plus one handler's run) */
+#define ACK_LINGER_MS 50        /* an ack waits at most this, plus one handler's run */
 
 /* The acks not sent yet: msgs[from .. to) of the batch, all answered MONGOQ_ACK. */
 typedef struct {
@@ -300,8 +301,9 @@ known_lost(mongoq_worker_t *w, mongoq_message_t *msg)
 }
 
 /*
- * Runs msgs[i] (p->to == i). An ACK joins the acks waiting in p; a retry, a fail or a skip is
- * written at once, after the acks waiting before it, so the waiting range stays contiguous.
+ * Runs msgs[i] (p->to == i). An ACK joins the acks waiting in p (sent at once after a slow
+ * handler); a retry, a fail or a skip is written at once, after the acks waiting before it, so
+ * the waiting range stays contiguous.
  */
 static void
 run_one(mongoq__handler_thread_t *t, mongoq_message_t **msgs, size_t i, pending_t *p)
@@ -317,12 +319,17 @@ run_one(mongoq__handler_thread_t *t, mongoq_message_t **msgs, size_t i, pending_
         return;
     }
     o.handled = true;
+    int64_t started = mongoq__now_mono_ms();
     o.result = w->handler(msg, w->user_data);
     if (o.result != MONGOQ_RETRY && o.result != MONGOQ_FAIL) {
+        int64_t now = mongoq__now_mono_ms();
         if (p->from == p->to) {
-            p->since_mono = mongoq__now_mono_ms();
+            p->since_mono = now;
         }
         p->to = i + 1;
+        if (now - started >= ACK_LINGER_MS) {
+            flush_acks(t, msgs, p, i + 1); /* a slow handler: the next may be as slow */
+        }
         return;
     }
     flush_acks(t, msgs, p, i + 1);

@@ -13,9 +13,10 @@
  * heartbeat_ms.
  * The acks of a batch go together: a message the handler answered MONGOQ_ACK stays held (its
  * lease extended) until its ack is sent with the others of the batch, which happens when the
- * batch ends, before a retry, fail or skip is written, or before the next handler starts once
- * the first waiting ack has waited 50 ms: a message is acknowledged at most 50 ms plus one
- * handler's run after its handler returned. Its outcome is reported after that write.
+ * batch ends, before a retry, fail or skip is written, right after a handler that ran 50 ms or
+ * more, or before the next handler starts once the first waiting ack has waited 50 ms. So a
+ * message is acknowledged at most 50 ms plus one handler's run after its handler returned, at
+ * once when its handler was slow. Its outcome is reported after that write.
  *
  * Thread safety: mongoq_worker_counters() and mongoq_worker_request_stop() may be called from
  * any thread at any time; the other functions from one controlling thread (not from a handler
