@@ -153,6 +153,7 @@ MS_HANDLER(server_status)
     BSON_APPEND_DOCUMENT_BEGIN(reply, "connections", &conns);
     BSON_APPEND_INT64(&conns, "totalCreated", c->conn->id);
     bson_append_document_end(reply, &conns);
+    ms_metrics_append(reply);
     return true;
 }
 

@@ -526,7 +526,7 @@ merge_one(ms_cmd_t *c, ms_wctx_t *w, const merge_spec_t *m, ms_coll_t **target, 
     ms_recvec_t recs = {0};
     ms_plan_t plan;
     bool ok = on_filter(m, src, &filter, error);
-    ms_query_t q = {&filter, NULL, NULL, 0, 1, &c->lang};
+    ms_query_t q = {.filter = &filter, .limit = 1, .ctx = &c->lang};
     if (ok && *target) {
         ok = ms_query_exec(*target, &q, &recs, &plan, error);
     }

@@ -96,6 +96,9 @@ MS_HANDLER(insert)
     }
     w.result = reply;
     ok = ms_wctx_commit(&w, error);
+    if (ok) {
+        ms_metrics_add(MS_METRIC_INSERTED, n);
+    }
 done:
     ms_wctx_destroy(&w);
     bson_destroy(&errors);
@@ -197,8 +200,14 @@ ms_crud_run_find(ms_cmd_t *c, const ms_find_args_t *a, ms_docvec_t *out, ms_plan
     ms_docvec_init(out);
     ms_wctx_init(&w, c);
     ms_coll_t *coll = ms_wctx_coll(&w, a->coll, false, NULL);
-    ms_query_t q = {&a->filter, &a->sort, a->has_hint ? &a->hint : NULL, a->skip, a->limit,
-                    &c->lang};
+    ms_query_t q = {.filter = &a->filter,
+                    .sort = &a->sort,
+                    .hint = a->has_hint ? &a->hint : NULL,
+                    .skip = a->skip,
+                    .limit = a->limit,
+                    .ctx = &c->lang,
+                    .projection = &a->projection,
+                    .explain = a->explain};
     if (!ms_query_exec(coll, &q, &recs, plan, error)) {
         goto done;
     }
@@ -258,7 +267,8 @@ MS_HANDLER(find)
 
 /* ---- count and distinct -------------------------------------------------------------------- */
 
-MS_HANDLER(count)
+bool
+ms_crud_count(ms_cmd_t *c, bool explain, int64_t *n, ms_plan_t *plan, bson_error_t *error)
 {
     static const char *const allowed[] = {"query", "limit", "skip", "hint", "collation",
                                           "fields", NULL};
@@ -267,7 +277,7 @@ MS_HANDLER(count)
     bson_iter_t it;
     ms_wctx_t w;
     ms_recvec_t recs;
-    ms_plan_t plan;
+    memset(plan, 0, sizeof *plan);
     const char *name = ms_crud_coll_name(c, error);
     if (!name || !ms_check_fields(c, allowed, error) ||
         !ms_crud_refuse_unsupported(c->cmd, "count", error) ||
@@ -283,17 +293,33 @@ MS_HANDLER(count)
                             (long long)skip);
     }
     bool has_hint = bson_iter_init_find(&it, c->cmd, "hint");
-    ms_query_t q = {&query, NULL, has_hint ? bson_iter_value(&it) : NULL, skip,
-                    limit < 0 ? -limit : limit, &c->lang};
+    ms_query_t q = {.filter = &query,
+                    .hint = has_hint ? bson_iter_value(&it) : NULL,
+                    .skip = skip,
+                    .limit = limit < 0 ? -limit : limit,
+                    .ctx = &c->lang,
+                    .mode = MS_QUERY_COUNT,
+                    .explain = explain};
     ms_wctx_init(&w, c);
     ms_coll_t *coll = ms_wctx_coll(&w, name, false, NULL);
-    bool ok = ms_query_exec(coll, &q, &recs, &plan, error);
+    bool ok = ms_query_exec(coll, &q, &recs, plan, error);
     ms_wctx_destroy(&w);
     if (ok) {
-        BSON_APPEND_INT64(reply, "n", (int64_t)recs.len);
+        *n = (int64_t)recs.len;
         ms_recvec_destroy(&recs);
     }
     return ok;
+}
+
+MS_HANDLER(count)
+{
+    ms_plan_t plan;
+    int64_t n = 0;
+    if (!ms_crud_count(c, false, &n, &plan, error)) {
+        return false;
+    }
+    BSON_APPEND_INT64(reply, "n", n);
+    return true;
 }
 
 static bool
@@ -384,7 +410,7 @@ MS_HANDLER(distinct)
                             "field");
     }
     const char *key = bson_iter_utf8(&it, NULL);
-    ms_query_t q = {&query, NULL, NULL, 0, 0, &c->lang};
+    ms_query_t q = {.filter = &query, .ctx = &c->lang};
     ms_wctx_init(&w, c);
     ms_coll_t *coll = ms_wctx_coll(&w, name, false, NULL);
     bool ok = ms_query_exec(coll, &q, &recs, &plan, error);

@@ -55,7 +55,8 @@ run_delete(ms_cmd_t *c, ms_wctx_t *w, const char *name, const bson_t *q, int64_t
     ms_plan_t plan;
     *deleted = 0;
     ms_coll_t *coll = ms_wctx_coll(w, name, false, NULL);
-    ms_query_t query = {q, NULL, hint, 0, limit, &c->lang};
+    ms_query_t query = {
+        .filter = q, .hint = hint, .limit = limit, .ctx = &c->lang, .write_stops = true};
     if (!ms_query_exec(coll, &query, &recs, &plan, error)) {
         return false;
     }
@@ -64,6 +65,7 @@ run_delete(ms_cmd_t *c, ms_wctx_t *w, const char *name, const bson_t *q, int64_t
         ok = ms_wctx_delete(w, coll, recs.recs[i], error);
         *deleted += ok;
     }
+    ms_metrics_add(MS_METRIC_DELETED, *deleted);
     ms_recvec_destroy(&recs);
     return ok;
 }

@@ -119,7 +119,11 @@ run_update(ms_cmd_t *c, ms_wctx_t *w, const char *name, const update_stmt_t *s,
     if (!coll && s->upsert) {
         return false;
     }
-    ms_query_t q = {&s->q, NULL, s->has_hint ? &s->hint : NULL, 0, s->multi ? 0 : 1, &c->lang};
+    ms_query_t q = {.filter = &s->q,
+                    .hint = s->has_hint ? &s->hint : NULL,
+                    .limit = s->multi ? 0 : 1,
+                    .ctx = &c->lang,
+                    .write_stops = true};
     if (!ms_query_exec(coll, &q, &recs, &plan, error)) {
         return false;
     }
@@ -145,6 +149,7 @@ run_update(ms_cmd_t *c, ms_wctx_t *w, const char *name, const update_stmt_t *s,
         r->upserted = true;
         bson_destroy(&doc);
     }
+    ms_metrics_add(MS_METRIC_UPDATED, r->matched);
     ok = true;
 done:
     c->lang.array_filters = NULL;
@@ -397,6 +402,9 @@ fam_found(ms_cmd_t *c, ms_wctx_t *w, ms_coll_t *coll, const fam_args_t *a, ms_re
         ok = update_rec(c, w, coll, rec, &a->update, a->kind, &modified, error);
     }
     if (ok) {
+        ms_metrics_add(a->remove ? MS_METRIC_DELETED : MS_METRIC_UPDATED, 1);
+    }
+    if (ok) {
         BSON_APPEND_DOCUMENT_BEGIN(reply, "lastErrorObject", &lastop);
         BSON_APPEND_INT32(&lastop, "n", 1);
         if (!a->remove) {
@@ -483,7 +491,12 @@ find_and_modify_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
     if (!coll && a.upsert) {
         goto done;
     }
-    ms_query_t q = {&a.query, &a.sort, a.has_hint ? &a.hint : NULL, 0, 1, &c->lang};
+    ms_query_t q = {.filter = &a.query,
+                    .sort = &a.sort,
+                    .hint = a.has_hint ? &a.hint : NULL,
+                    .limit = 1,
+                    .ctx = &c->lang,
+                    .write_stops = bson_empty(&a.sort)};
     if (!ms_query_exec(coll, &q, &recs, &plan, error)) {
         goto done;
     }

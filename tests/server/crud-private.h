@@ -18,6 +18,7 @@ typedef struct {
     bool single_batch;
     bool has_hint;
     bson_value_t hint;
+    bool explain; /* keep the plan (ms_query_t.explain) */
 } ms_find_args_t;
 
 /* The collection named by the command's first field (a string), else InvalidNamespace. */
@@ -73,6 +74,28 @@ ms_agg_writes(const bson_t *cmd);
 bool
 ms_agg_write_stage(ms_cmd_t *c, const char *stage, const bson_value_t *spec,
                    const ms_docvec_t *results, bson_error_t *error);
+/* cmd_agg.c: what of a pipeline the query runs (mongod pushes it into the query layer). */
+typedef struct {
+    bson_t match; /* a leading $match (a view into the pipeline) */
+    bool has_match;
+    bson_t sort; /* a $sort after it */
+    bool has_sort;
+    int64_t limit;        /* a $limit after those (0: none) */
+    ms_query_mode_t mode; /* MS_QUERY_NO_FIELDS when the next stage reads no field */
+    bson_t *rest;         /* the other stages, a new array */
+} ms_agg_prefix_t;
+
+void
+ms_agg_prefix(const bson_t *pipeline, ms_agg_prefix_t *out);
+void
+ms_agg_prefix_destroy(ms_agg_prefix_t *p);
+/* cmd_explain.c: an aggregate's explain (exec_stats: with executionStats) into reply; command is
+ * what the reply shows as the explained command; write_stage the $out/$merge split off (or
+ * NULL). */
+bool
+ms_explain_aggregate(ms_cmd_t *c, const char *coll, const bson_t *pipeline,
+                     const bson_value_t *hint, const char *write_stage, bool exec_stats,
+                     bool all_plans, const bson_t *command, bson_t *reply, bson_error_t *error);
 /* cmd_agg_db.c: {aggregate: 1} with $documents or $listLocalSessions first (else
  * InvalidNamespace 73), its cursor reply. */
 bool
@@ -92,6 +115,9 @@ ms_crud_ordered(const bson_t *cmd);
 
 bool
 ms_crud_parse_find(ms_cmd_t *c, ms_find_args_t *a, bson_error_t *error);
+/* The count command c: *n, and the plan (kept when explain). */
+bool
+ms_crud_count(ms_cmd_t *c, bool explain, int64_t *n, ms_plan_t *plan, bson_error_t *error);
 bool
 ms_crud_run_find(ms_cmd_t *c, const ms_find_args_t *a, ms_docvec_t *out, ms_plan_t *plan,
                  bson_error_t *error);

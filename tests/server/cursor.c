@@ -2,7 +2,7 @@
  * Cursors: materialised results served in batches (getMore), and change streams (whose getMore
  * waits in changestream.c without the storage lock). Idle cursors die after 10 minutes.
  */
-#include "server-private.h"
+#include "store-private.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +129,7 @@ ms_cursor_append_batch(bson_t *reply, int64_t id, const char *ns, const char *fi
                        const ms_docvec_t *results, size_t from, size_t to)
 {
     bson_t cursor, arr;
+    ms_metrics_add(MS_METRIC_RETURNED, (int64_t)(to - from));
     BSON_APPEND_DOCUMENT_BEGIN(reply, "cursor", &cursor);
     bson_append_array_begin(&cursor, field, -1, &arr);
     for (size_t i = from; i < to; i++) {

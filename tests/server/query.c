@@ -1,82 +1,37 @@
 /*
- * Query planning and execution. An index is used when the filter pins a prefix of its fields
- * (equality, or $in: one point interval per value), puts a range on the next one, or when it
- * yields the requested sort order after that prefix (Equality, Sort, Range). A top-level $or
- * whose every branch can use an index becomes an OR plan: the union of the branch scans,
- * deduplicated by record (mongod's OR stage); one branch that cannot means a collection scan, as
- * in mongod. The filter is always re-checked on every candidate document, so the index only
- * narrows the scan and never changes the results.
+ * Query planning. Every index is a candidate with bounds on each of its fields
+ * (query_bounds.c); one is usable when its first field is bounded or when its order is the
+ * query's sort (fields whose bounds are one point are constant and may sit anywhere in the
+ * sort). Candidates are ranked as mongod's multi-planner tends to rank them: a unique index
+ * with every field a point first, then a sort the index serves (decisive with a limit), points
+ * on a longer prefix, a range after them, more bounded fields, no FETCH. A top-level $or whose
+ * every branch can use an index becomes an OR of the branch scans (one branch that cannot means
+ * a collection scan, as in mongod); a $or of predicates on one field is bounds, not an OR.
+ * {_id: <value>} alone is IDHACK; a count an index answers with one interval and no filter is a
+ * COUNT_SCAN; a find whose projection the index holds is PROJECTION_COVERED.
  *
- * Here: choosing the plan. query_scan.c runs it, query_explain.c describes it for explain;
- * query_filter.c (in the language library) reads the filter's constraints.
+ * The filter is applied to every candidate document whatever the plan, so a plan only narrows
+ * what is read and never changes the results. query_scan.c runs the plan, query_explain.c
+ * describes it.
  */
 #include "lang-private.h"
 #include "query-private.h"
 
 #include <string.h>
 
+/* ---- sort ------------------------------------------------------------------------------- */
+
 static bool
-usable_equality(const bson_value_t *v)
+single_point(const ms_scan_t *s, size_t i)
 {
-    if (v->value_type == BSON_TYPE_REGEX || v->value_type == BSON_TYPE_ARRAY ||
-        v->value_type == BSON_TYPE_UNDEFINED) {
-        return false;
-    }
-    if (v->value_type == BSON_TYPE_DOCUMENT) {
-        bson_t d;
-        bson_iter_t it;
-        if (bson_init_static(&d, v->value.v_doc.data, v->value.v_doc.data_len) &&
-            bson_iter_init(&it, &d) && bson_iter_next(&it) && bson_iter_key(&it)[0] == '$') {
-            return false;
-        }
-    }
-    return true;
+    return s->bounds.f[i].n == 1 && ms__interval_is_point(&s->bounds.f[i].iv[0]);
 }
 
-/* Whether every element of a $in array can be an index point; *n: how many there are. */
 static bool
-usable_in(const bson_value_t *array, size_t *n)
+constant_field(const ms_scan_t *s, const char *path)
 {
-    bson_iter_t it;
-    *n = 0;
-    if (!bson_iter_init_from_data(&it, array->value.v_doc.data, array->value.v_doc.data_len)) {
-        return false;
-    }
-    while (bson_iter_next(&it)) {
-        if (!usable_equality(bson_iter_value(&it)) || ++*n > MS_QUERY_MAX_POINTS) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Pins the next index field by equality or $in; false when the filter does neither. */
-static bool
-pin_field(ms_cand_t *c, const bson_t *filter)
-{
-    size_t i = c->eq, n;
-    const char *path = c->ix->paths[i];
-    if (ms_filter_equality(filter, path, &c->eqv[i]) && usable_equality(&c->eqv[i])) {
-        c->npoints[i] = 1;
-        return true;
-    }
-    if (!ms_filter_in(filter, path, &c->in[i]) || !usable_in(&c->in[i], &n) ||
-        (n > 0 && c->combos > MS_QUERY_MAX_POINTS / n)) {
-        return false;
-    }
-    c->is_in[i] = true;
-    c->npoints[i] = n;
-    c->combos *= n;
-    c->in_fields++;
-    return true;
-}
-
-/* Whether field is pinned to a single value (constant across the scan). */
-static bool
-fixed_field(const ms_cand_t *c, const char *field)
-{
-    for (size_t i = 0; i < c->eq; i++) {
-        if (c->npoints[i] == 1 && strcmp(c->ix->paths[i], field) == 0) {
+    for (size_t i = 0; i < s->bounds.nfields; i++) {
+        if (single_point(s, i) && strcmp(s->ix->paths[i], path) == 0) {
             return true;
         }
     }
@@ -84,17 +39,18 @@ fixed_field(const ms_cand_t *c, const char *field)
 }
 
 /*
- * Whether scanning c's index yields sort's order. Fields pinned to one value are constant and
- * may appear anywhere in the sort; every other sort field must follow the index from its first
- * field that is not constant ($in points are scanned in index order, so they count as sorted).
+ * Whether scanning s's index yields sort's order (and in which direction): after the fields
+ * pinned to one point, the sort's fields must follow the index's, all in its direction or all
+ * against it. Intervals are scanned in order, so several points or a range on a field keep it
+ * sorted.
  */
 static bool
-sort_served(ms_cand_t *c, const bson_t *sort)
+sort_served(ms_scan_t *s, const bson_t *sort)
 {
     bson_iter_t it;
     size_t k = 0;
     int sign = 0;
-    c->backward = false;
+    s->backward = false;
     if (!sort || bson_empty(sort)) {
         return true;
     }
@@ -104,52 +60,115 @@ sort_served(ms_cand_t *c, const bson_t *sort)
         if (!BSON_ITER_HOLDS_NUMBER(&it)) {
             return false;
         }
-        if (fixed_field(c, field)) {
+        if (constant_field(s, field)) {
             continue;
         }
-        while (k < c->eq && c->npoints[k] == 1) {
+        while (k < s->bounds.nfields && single_point(s, k)) {
             k++;
         }
-        if (k >= c->ix->nfields || strcmp(field, c->ix->paths[k]) != 0) {
+        if (k >= s->bounds.nfields || strcmp(field, s->ix->paths[k]) != 0) {
             return false;
         }
-        int s = (bson_iter_as_double(&it) > 0 ? 1 : -1) * c->ix->dirs[k];
-        if (sign && s != sign) {
+        int d = (bson_iter_as_double(&it) > 0 ? 1 : -1) * s->ix->dirs[k];
+        if (sign && d != sign) {
             return false;
         }
-        sign = s;
+        sign = d;
         k++;
     }
-    c->backward = sign < 0;
+    s->backward = sign < 0;
     return true;
 }
 
-static void
-analyse(const ms_index_t *ix, const ms_query_t *q, ms_cand_t *c)
+/* ---- candidates ------------------------------------------------------------------------- */
+
+static bool
+unique_point(const ms_scan_t *s)
 {
-    memset(c, 0, sizeof *c);
-    c->ix = ix;
-    c->combos = 1;
-    const bson_t *filter = q->filter;
-    while (filter && c->eq < ix->nfields && c->eq < MS_QUERY_MAX_FIELDS && pin_field(c, filter)) {
-        c->eq++;
-    }
-    if (filter && c->eq < ix->nfields) {
-        c->range = ms_filter_range(filter, ix->paths[c->eq], &c->lo, &c->lo_inc, &c->has_lo,
-                                   &c->hi, &c->hi_inc, &c->has_hi);
-    }
-    c->sort_ok = sort_served(c, q->sort);
+    return s->ix->unique && s->info.point_prefix == s->ix->nfields;
+}
+
+static bool
+count_mode(const ms_query_t *q)
+{
+    return q->mode == MS_QUERY_COUNT || q->mode == MS_QUERY_NO_FIELDS;
+}
+
+static long
+score(const ms_scan_t *s, const ms_query_t *q)
+{
     bool has_sort = q->sort && !bson_empty(q->sort);
-    if (ms__cand_pins_unique(c)) {
-        /* One point beats many; a few points still beat any scan of a range. */
-        c->score = 1000000000L - (long)c->combos;
-    } else if (c->eq == 0 && !c->range && !(has_sort && c->sort_ok)) {
-        c->score = -1;
-    } else {
-        c->score = (has_sort && c->sort_ok ? (q->limit ? 100000 : 60) : 0) + (long)c->eq * 100 -
-                   (long)c->in_fields * 10 + (c->range ? 50 : 0) - (long)ix->nfields;
+    const ms_bounds_info_t *in = &s->info;
+    if (unique_point(s)) {
+        return 1000000000L - (long)in->points; /* one point beats many; a few beat any range */
+    }
+    if (!in->bounded[0] && !(has_sort && s->sort_ok)) {
+        return -1; /* mongod plans only with indexes whose first field has a predicate */
+    }
+    if (count_mode(q) && in->exact && s->single) {
+        return 100000000L; /* the first candidate a COUNT_SCAN can serve (getExecutorCount) */
+    }
+    long later = 0;
+    for (size_t i = in->point_prefix + 1; i < s->bounds.nfields; i++) {
+        later += in->bounded[i];
+    }
+    bool next_bounded = in->point_prefix < s->bounds.nfields && in->bounded[in->point_prefix];
+    return (has_sort && s->sort_ok ? (q->limit ? 100000 : 60) : 0) +
+           (long)in->point_prefix * 100 - (long)in->in_fields * 10 + (next_bounded ? 50 : 0) +
+           later * 20 + (in->exact ? 5 : 0) - (long)s->ix->nfields;
+}
+
+static void
+scan_free(ms_scan_t *s)
+{
+    ms__bounds_destroy(&s->bounds);
+    bson_destroy(s->residual);
+    s->residual = NULL;
+    s->ix = NULL;
+}
+
+static void
+analyse(const ms_index_t *ix, const ms_query_t *q, ms_scan_t *s)
+{
+    bson_value_t a[MS_QUERY_MAX_FIELDS], b[MS_QUERY_MAX_FIELDS];
+    bool ai, bi;
+    memset(s, 0, sizeof *s);
+    s->ix = ix;
+    s->filter = q->filter;
+    s->residual = bson_new();
+    ms__bounds_build(ix, q->filter, &s->bounds, &s->info, s->residual);
+    s->sort_ok = sort_served(s, q->sort);
+    ms__bounds_align(&s->bounds, ix, s->backward);
+    s->single = ms__bounds_single(&s->bounds, a, &ai, b, &bi);
+    s->score = score(s, q);
+}
+
+/* The best index for q by the rules above; ix NULL when none is worth scanning. */
+static void
+best_index(const ms_coll_t *coll, const ms_query_t *q, ms_scan_t *best)
+{
+    ms_scan_t c;
+    memset(best, 0, sizeof *best);
+    best->score = -1;
+    for (size_t i = 0; i < coll->nindexes; i++) {
+        const ms_index_t *ix = coll->indexes[i];
+        if (ix->multikey || ix->partial || ix->sparse) {
+            continue;
+        }
+        analyse(ix, q, &c);
+        if (c.score > best->score) {
+            scan_free(best);
+            *best = c;
+        } else {
+            scan_free(&c);
+        }
+    }
+    if (best->score < 0) {
+        scan_free(best);
     }
 }
+
+/* ---- hint, IDHACK, $or --------------------------------------------------------------------- */
 
 static bool
 find_hinted(const ms_coll_t *coll, const bson_value_t *hint, const ms_index_t **out,
@@ -184,26 +203,22 @@ find_hinted(const ms_coll_t *coll, const bson_value_t *hint, const ms_index_t **
     return true;
 }
 
-/* The best index for q by the rules above; ix NULL when none is worth scanning. */
-static void
-best_index(const ms_coll_t *coll, const ms_query_t *q, ms_cand_t *best)
+/* CanonicalQuery::isSimpleIdQuery: the filter is {_id: <value>} and nothing else. */
+static bool
+simple_id_query(const bson_t *filter)
 {
-    ms_cand_t c;
-    best->ix = NULL;
-    best->score = -1;
-    for (size_t i = 0; i < coll->nindexes; i++) {
-        const ms_index_t *ix = coll->indexes[i];
-        if (ix->multikey || ix->partial || ix->sparse) {
-            continue;
-        }
-        analyse(ix, q, &c);
-        if (c.score > best->score) {
-            *best = c;
-        }
+    bson_iter_t it;
+    if (!filter || !bson_iter_init(&it, filter) || !bson_iter_next(&it) ||
+        strcmp(bson_iter_key(&it), "_id") != 0) {
+        return false;
     }
-    if (best->score < 0) {
-        best->ix = NULL;
-    }
+    const bson_value_t *v = bson_iter_value(&it);
+    bool ok = v->value_type == BSON_TYPE_DOCUMENT ? !ms__is_operator_doc(v)
+                                                 : v->value_type != BSON_TYPE_NULL &&
+                                                       v->value_type != BSON_TYPE_UNDEFINED &&
+                                                       v->value_type != BSON_TYPE_ARRAY &&
+                                                       v->value_type != BSON_TYPE_REGEX;
+    return ok && !bson_iter_next(&it);
 }
 
 /* The first $or at the top level of filter or inside its top-level $and. */
@@ -241,98 +256,244 @@ find_or(const bson_t *filter, bson_value_t *branches, bool *rooted, int depth)
     return false;
 }
 
-void
-ms__or_plan_destroy(ms_or_plan_t *o)
-{
-    bson_free(o->cands);
-    o->cands = NULL;
-    o->n = 0;
-}
-
-/* Plans every branch of o->branches; false (o emptied) when some branch cannot use an index. */
 bool
-ms__plan_or(const ms_coll_t *coll, ms_or_plan_t *o)
+ms__plan_or(const ms_coll_t *coll, const ms_query_t *q, ms_qplan_t *o)
 {
     bson_iter_t it;
-    bson_t branch;
-    o->n = 0;
-    o->cands = NULL;
-    uint32_t count = ms__array_count(&o->branches);
-    if (count == 0) {
-        return false;
+    uint32_t count = 0;
+    bson_iter_init_from_data(&it, o->or_branches.value.v_doc.data,
+                             o->or_branches.value.v_doc.data_len);
+    while (bson_iter_next(&it)) {
+        count++;
     }
-    o->cands = bson_malloc(sizeof *o->cands * count);
-    bson_iter_init_from_data(&it, o->branches.value.v_doc.data, o->branches.value.v_doc.data_len);
-    while (bson_iter_next(&it) && o->n < count) {
+    o->nbranches = 0;
+    o->branches = count ? bson_malloc0(sizeof *o->branches * count) : NULL;
+    bson_iter_init_from_data(&it, o->or_branches.value.v_doc.data,
+                             o->or_branches.value.v_doc.data_len);
+    bool all = count > 0;
+    while (all && bson_iter_next(&it) && o->nbranches < count) {
         const bson_value_t *v = bson_iter_value(&it);
-        if (v->value_type != BSON_TYPE_DOCUMENT ||
-            !bson_init_static(&branch, v->value.v_doc.data, v->value.v_doc.data_len)) {
+        ms_scan_t *s = &o->branches[o->nbranches];
+        bson_t *branch = v->value_type == BSON_TYPE_DOCUMENT
+                             ? bson_new_from_data(v->value.v_doc.data, v->value.v_doc.data_len)
+                             : NULL;
+        if (!branch) {
+            all = false;
             break;
         }
-        ms_query_t bq = {&branch, NULL, NULL, 0, 0, NULL};
-        best_index(coll, &bq, &o->cands[o->n]);
-        if (!o->cands[o->n].ix) {
-            break;
-        }
-        o->n++;
+        ms_query_t bq = {.filter = branch, .ctx = q->ctx, .mode = q->mode};
+        best_index(coll, &bq, s);
+        s->filter = branch; /* owned by the branch: freed with it */
+        o->nbranches++;
+        all = s->ix != NULL;
     }
-    if (o->n < count) {
-        ms__or_plan_destroy(o);
+    if (!all || o->nbranches < count) {
+        for (size_t i = 0; i < o->nbranches; i++) {
+            scan_free(&o->branches[i]);
+            bson_destroy((bson_t *)o->branches[i].filter);
+        }
+        bson_free(o->branches);
+        o->branches = NULL;
+        o->nbranches = 0;
         return false;
+    }
+    return true;
+}
+
+void
+ms__qplan_free(ms_qplan_t *p)
+{
+    if (!p) {
+        return;
+    }
+    scan_free(&p->scan);
+    for (size_t i = 0; i < p->nbranches; i++) {
+        scan_free(&p->branches[i]);
+        bson_destroy((bson_t *)p->branches[i].filter);
+    }
+    bson_free(p->branches);
+    if (p->filter) {
+        bson_destroy(p->filter);
+    }
+    if (p->sort) {
+        bson_destroy(p->sort);
+    }
+    if (p->projection) {
+        bson_destroy(p->projection);
+    }
+    bson_free(p);
+}
+
+/* ---- choosing ------------------------------------------------------------------------------ */
+
+static bool
+choose_hinted(const ms_coll_t *coll, const ms_query_t *q, ms_qplan_t *p, bson_error_t *error)
+{
+    const ms_index_t *hinted = NULL;
+    bool natural = false;
+    if (!find_hinted(coll, q->hint, &hinted, &natural, &p->natural_backward, error)) {
+        return false;
+    }
+    if (hinted && !hinted->multikey) {
+        analyse(hinted, q, &p->scan);
+        p->access = MS_ACCESS_IXSCAN;
+    } else if (hinted || natural) {
+        p->access = MS_ACCESS_COLLSCAN;
     }
     return true;
 }
 
 /*
- * Picks the access path: a hinted index, an index for the whole filter, or an OR plan (*orp
- * non-empty). An index that pins a unique key wins over an OR plan; otherwise an $or whose
- * branches all use indexes is preferred to scanning the other conditions' index.
+ * The access path: a hinted index, IDHACK, the best index, or an OR plan. An index that pins a
+ * unique key wins over an OR plan; otherwise an $or whose branches all use indexes is preferred
+ * to scanning the other conditions' index.
  */
 static bool
-choose(const ms_coll_t *coll, const ms_query_t *q, ms_cand_t *best, ms_or_plan_t *orp,
-       bool *natural_backward, bson_error_t *error)
+choose(const ms_coll_t *coll, const ms_query_t *q, ms_qplan_t *p, bson_error_t *error)
 {
-    const ms_index_t *hinted = NULL;
-    bool natural = false;
-    *natural_backward = false;
-    best->ix = NULL;
-    orp->n = 0;
-    orp->cands = NULL;
-    if (q->hint && !find_hinted(coll, q->hint, &hinted, &natural, natural_backward, error)) {
-        return false;
+    bool has_hint = q->hint && !(q->hint->value_type == BSON_TYPE_DOCUMENT &&
+                                 q->hint->value.v_doc.data_len <= 5);
+    p->access = MS_ACCESS_COLLSCAN;
+    if (has_hint) {
+        return choose_hinted(coll, q, p, error);
     }
-    if (natural) {
+    if (q->mode == MS_QUERY_COUNT && (!q->filter || bson_empty(q->filter))) {
+        p->access = MS_ACCESS_FAST_COUNT; /* getExecutorCount's RecordStoreFastCountStage */
         return true;
     }
-    if (hinted) {
-        if (!hinted->multikey) {
-            analyse(hinted, q, best);
-        }
+    if (q->skip == 0 && simple_id_query(q->filter) && coll->nindexes > 0) {
+        p->access = MS_ACCESS_IDHACK;
         return true;
     }
-    best_index(coll, q, best);
-    if (!ms__cand_pins_unique(best) && find_or(q->filter, &orp->branches, &orp->rooted, 0) &&
-        ms__plan_or(coll, orp)) {
-        best->ix = NULL;
+    best_index(coll, q, &p->scan);
+    if (p->scan.ix) {
+        p->access = MS_ACCESS_IXSCAN;
+    }
+    if ((!p->scan.ix || !unique_point(&p->scan)) &&
+        find_or(q->filter, &p->or_branches, &p->or_rooted, 0) &&
+        !ms__or_one_path(&p->or_branches) && ms__plan_or(coll, q, p)) {
+        scan_free(&p->scan);
+        p->access = MS_ACCESS_OR;
     }
     return true;
 }
 
-static void
-record_plan(const ms_coll_t *coll, const ms_cand_t *best, const ms_or_plan_t *orp,
-            bool natural_backward, bool has_sort, ms_plan_t *plan)
+/* ---- the stages above the access ------------------------------------------------------------ */
+
+/* What a find projection is: PROJECTION_SIMPLE (top-level fields kept or dropped),
+ * PROJECTION_COVERED (kept fields all in the index, _id dropped unless it is one of them) or
+ * PROJECTION_DEFAULT. */
+static ms_proj_kind_t
+projection_kind(const bson_t *proj, const ms_index_t *ix, bool unfetched)
 {
-    plan->index = best->ix;
-    plan->backward = best->ix ? best->backward : natural_backward;
-    plan->in_memory_sort = has_sort && !(best->ix && best->sort_ok);
-    plan->eq_fields = best->ix ? best->eq : 0;
-    plan->has_range = best->ix && best->range;
-    plan->points = best->ix ? best->combos : 0;
-    plan->is_or = orp->n > 0;
-    if (plan->is_or) {
-        plan->or_rooted = orp->rooted;
-        plan->or_branches = orp->branches;
-        plan->or_coll = coll;
+    bson_iter_t it;
+    bool covered = unfetched && ix != NULL, simple = true, inclusion = false, id_kept = true;
+    bson_iter_init(&it, proj);
+    while (bson_iter_next(&it)) {
+        const char *path = bson_iter_key(&it);
+        bool number = BSON_ITER_HOLDS_NUMBER(&it) || BSON_ITER_HOLDS_BOOL(&it);
+        bool keep = number && bson_iter_as_bool(&it);
+        simple = simple && number && path[0] != '$' && !strchr(path, '.');
+        if (!number) {
+            covered = false;
+            continue;
+        }
+        if (strcmp(path, "_id") == 0) {
+            id_kept = keep;
+            continue;
+        }
+        inclusion = inclusion || keep;
+        bool in_index = false;
+        for (size_t i = 0; ix && i < ix->nfields && !in_index; i++) {
+            in_index = strcmp(ix->paths[i], path) == 0;
+        }
+        covered = covered && keep && in_index;
+    }
+    for (size_t i = 0; ix && id_kept && covered && i < ix->nfields; i++) {
+        id_kept = strcmp(ix->paths[i], "_id") != 0;
+    }
+    if (covered && inclusion && !id_kept) {
+        return MS_PROJ_COVERED;
+    }
+    return simple ? MS_PROJ_SIMPLE : MS_PROJ_DEFAULT;
+}
+
+/* Whether every field of the sort is a field of the index (a SORT of index keys). */
+static bool
+sort_on_keys(const bson_t *sort, const ms_index_t *ix)
+{
+    bson_iter_t it;
+    bson_iter_init(&it, sort);
+    while (bson_iter_next(&it)) {
+        bool found = false;
+        for (size_t i = 0; i < ix->nfields && !found; i++) {
+            found = strcmp(ix->paths[i], bson_iter_key(&it)) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* QueryPlannerAnalysis::analyzeDataAccess: SORT, SKIP, PROJECTION or FETCH, LIMIT. */
+static void
+shape(ms_qplan_t *p, const ms_query_t *q)
+{
+    bool has_sort = q->sort && !bson_empty(q->sort) && q->mode != MS_QUERY_COUNT;
+    bool fetched = p->access == MS_ACCESS_COLLSCAN || p->access == MS_ACCESS_IDHACK ||
+                   (p->access == MS_ACCESS_IXSCAN && !p->scan.info.exact);
+    if (p->access == MS_ACCESS_OR) {
+        bool all_fetched = true;
+        for (size_t i = 0; i < p->nbranches; i++) {
+            all_fetched = all_fetched && !p->branches[i].info.exact;
+        }
+        p->or_fetch = !p->or_rooted || (!all_fetched && !count_mode(q));
+        fetched = p->or_fetch || all_fetched;
+    }
+    if (count_mode(q) && p->access == MS_ACCESS_IXSCAN && !fetched && p->scan.single &&
+        !has_sort) {
+        p->access = MS_ACCESS_COUNT_SCAN; /* turnIxscanIntoCount (no sort: a forward scan) */
+    }
+    p->sort_stage = has_sort && p->access != MS_ACCESS_IDHACK &&
+                    !(p->access == MS_ACCESS_IXSCAN && p->scan.sort_ok);
+    if (p->sort_stage && !fetched) {
+        p->sort_on_keys = p->access == MS_ACCESS_IXSCAN && sort_on_keys(q->sort, p->scan.ix);
+        p->fetch_before_sort = !p->sort_on_keys;
+        fetched = p->fetch_before_sort;
+    }
+    bool has_proj = q->mode == MS_QUERY_FIND && q->projection && !bson_empty(q->projection);
+    if (has_proj) {
+        p->proj = projection_kind(q->projection,
+                                  p->access == MS_ACCESS_IXSCAN ? p->scan.ix : NULL, !fetched);
+    }
+    p->late_fetch = !fetched && q->mode == MS_QUERY_FIND && p->proj != MS_PROJ_COVERED;
+}
+
+static bson_t *
+copy_or_null(const bson_t *b)
+{
+    return b ? bson_copy(b) : NULL;
+}
+
+static void
+add_totals(const ms_scan_t *s, ms_plan_t *plan)
+{
+    plan->keys_examined += s->keys;
+    plan->docs_examined += s->fetch_docs;
+}
+
+static void
+totals(const ms_qplan_t *p, ms_plan_t *plan)
+{
+    plan->keys_examined = p->id_keys;
+    plan->docs_examined = p->coll_docs + p->id_docs + p->or_fetch_docs + p->sort_fetch_docs +
+                          p->late_docs;
+    if (p->scan.ix) {
+        add_totals(&p->scan, plan);
+    }
+    for (size_t i = 0; i < p->nbranches; i++) {
+        add_totals(&p->branches[i], plan);
     }
 }
 
@@ -340,38 +501,53 @@ bool
 ms_query_exec(const ms_coll_t *coll, const ms_query_t *q, ms_recvec_t *out, ms_plan_t *plan,
               bson_error_t *error)
 {
-    ms_cand_t *best = NULL;
-    ms_or_plan_t orp = {0};
-    bool natural_backward = false;
-    bool ok = false;
+    ms_qplan_t *p = bson_malloc0(sizeof *p);
     ms_matcher_t *m = NULL;
+    bool ok = false;
     memset(out, 0, sizeof *out);
     memset(plan, 0, sizeof *plan);
-    bool has_sort = q->sort && !bson_empty(q->sort);
-    if (has_sort && !ms_sort_validate(q->sort, error)) {
+    p->access = MS_ACCESS_EOF;
+    p->filter = copy_or_null(q->filter);
+    p->sort = q->sort && !bson_empty(q->sort) ? bson_copy(q->sort) : NULL;
+    p->projection = copy_or_null(q->projection);
+    p->skip = q->skip;
+    p->limit = q->limit;
+    p->mode = q->mode;
+    p->write_stops = q->write_stops;
+    if (q->sort && !bson_empty(q->sort) && !ms_sort_validate(q->sort, error)) {
         goto done;
     }
     if (q->filter && (!(m = ms_matcher_new(q->filter, error)) ||
                       !ms__matcher_check_vars(m, q->ctx, error))) {
         goto done;
     }
-    if (!coll) {
-        ok = true;
+    if (coll && !choose(coll, q, p, error)) {
         goto done;
     }
-    best = bson_malloc(sizeof *best);
-    if (!choose(coll, q, best, &orp, &natural_backward, error)) {
-        goto done;
-    }
-    record_plan(coll, best, &orp, natural_backward, has_sort, plan);
-    if (!ms__query_scan(coll, best, &orp, natural_backward, q, m, out, plan, error)) {
+    shape(p, q);
+    if (coll && !ms__query_run(coll, p, q, m, out, error)) {
         ms_recvec_destroy(out);
         goto done;
     }
+    totals(p, plan);
+    if (!q->explain) {
+        ms_metrics_add(MS_METRIC_SCANNED, plan->keys_examined);
+        ms_metrics_add(MS_METRIC_SCANNED_OBJECTS, plan->docs_examined);
+    }
     ok = true;
 done:
-    ms__or_plan_destroy(&orp);
-    bson_free(best);
+    if (ok && q->explain) {
+        plan->detail = p;
+    } else {
+        ms__qplan_free(p);
+    }
     ms_matcher_destroy(m);
     return ok;
+}
+
+void
+ms_plan_destroy(ms_plan_t *plan)
+{
+    ms__qplan_free(plan->detail);
+    plan->detail = NULL;
 }

@@ -1,9 +1,12 @@
 /*
- * Running a query plan (query.c chooses it): index scans over point intervals ($in values
- * multiplied across the pinned fields) and a range, in the index's order or backward; OR plans
- * as the union of their branches' scans, deduplicated by record; collection scans. Every
- * candidate goes through the filter, then skip and limit (as it streams, or after an in-memory
- * sort).
+ * Running a query plan (query.c chooses it) stage by stage as mongod's classic engine would,
+ * counting what each stage does: the access (COLLSCAN, IXSCAN with the FETCH of its filter,
+ * COUNT_SCAN, IDHACK, or an OR of index scans deduplicated by record), then an in-memory SORT,
+ * SKIP, the FETCH of documents an index scan did not read, and LIMIT. Without a SORT the stages
+ * stream: a limit stops the scan. query_ixscan.c walks the indexes.
+ *
+ * Whatever the plan, every candidate document goes through the whole filter, so the results
+ * are a collection scan's; a plan only decides what is read and what is counted.
  */
 #include "query-private.h"
 
@@ -25,54 +28,6 @@ recvec_push(ms_recvec_t *v, ms_rec_t *r)
         v->recs = bson_realloc(v->recs, sizeof *v->recs * v->cap);
     }
     v->recs[v->len++] = r;
-}
-
-/* -1: below the range, 0: inside, 1: above. */
-static int
-range_pos(const ms_cand_t *c, const bson_value_t *v)
-{
-    if (c->has_lo) {
-        int r = ms_value_cmp(v, &c->lo);
-        if (r < 0 || (r == 0 && !c->lo_inc)) {
-            return -1;
-        }
-    }
-    if (c->has_hi) {
-        int r = ms_value_cmp(v, &c->hi);
-        if (r > 0 || (r == 0 && !c->hi_inc)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* The first entry of the scan, in scan order. */
-static ms_ientry_t *
-scan_start(const ms_cand_t *c)
-{
-    const ms_index_t *ix = c->ix;
-    bson_value_t bound[MS_QUERY_MAX_FIELDS + 1];
-    memcpy(bound, c->eqv, sizeof *bound * c->eq);
-    int d = c->eq < ix->nfields ? ix->dirs[c->eq] : 1;
-    /* In index order the range starts at lo when the field ascends, at hi when it descends. */
-    bool first_is_lo = d > 0;
-    if (!c->backward) {
-        if (c->range && (first_is_lo ? c->has_lo : c->has_hi)) {
-            bound[c->eq] = first_is_lo ? c->lo : c->hi;
-            return ms_index_seek(ix, bound, c->eq + 1, !(first_is_lo ? c->lo_inc : c->hi_inc));
-        }
-        return ms_index_seek(ix, bound, c->eq, false);
-    }
-    ms_ientry_t *after;
-    if (c->range && (first_is_lo ? c->has_hi : c->has_lo)) {
-        bound[c->eq] = first_is_lo ? c->hi : c->lo;
-        after = ms_index_seek(ix, bound, c->eq + 1, first_is_lo ? c->hi_inc : c->lo_inc);
-    } else if (c->eq > 0) {
-        after = ms_index_seek(ix, bound, c->eq, true);
-    } else {
-        return ms_index_last(ix);
-    }
-    return after ? ms_ientry_next(after, true) : ms_index_last(ix);
 }
 
 /* Records already offered (an OR plan's branches may find the same one): open addressing. */
@@ -119,162 +74,196 @@ recset_add(recset_t *set, const ms_rec_t *rec)
 }
 
 typedef struct {
+    ms_qplan_t *p;
     const ms_query_t *q;
     const ms_matcher_t *m;
+    ms_matcher_t **branch_m; /* an OR plan's branch filters (their FETCH stages) */
     ms_recvec_t *out;
-    int64_t skipped;
-    bool streaming; /* skip/limit applied as we go (no in-memory sort) */
-    ms_plan_t *plan;
-    recset_t *seen; /* deduplication across an OR plan's branches, else NULL */
+    ms_recvec_t to_sort;
+    recset_t seen;
     bson_error_t *error;
-    bool failed; /* the filter's $expr failed on a document: the scan stops */
-} sink_t;
+    bool failed; /* a filter's $expr failed on a document: the run stops */
+} run_t;
 
-/* Offers a record; returns false once the limit is reached. */
+/* Applies m to rec (NULL: everything matches); false when the filter failed (r->failed). */
 static bool
-sink_offer(sink_t *s, ms_rec_t *rec)
+passes(run_t *r, const ms_matcher_t *m, const ms_rec_t *rec, bool *yes)
 {
     bson_t view;
-    if (s->seen && !recset_add(s->seen, rec)) {
-        return true; /* the filter was already checked on it */
+    *yes = true;
+    if (!m) {
+        return true;
     }
-    s->plan->docs_examined++;
     ms_doc_view(rec->doc, &view);
-    bool yes = true;
-    if (s->m && !ms_matcher_test(s->m, &view, s->q->ctx, &yes, s->error)) {
-        s->failed = true;
+    if (!ms_matcher_test(m, &view, r->q->ctx, yes, r->error)) {
+        r->failed = true;
+        return false;
+    }
+    return true;
+}
+
+/* SKIP, the FETCH an unfetched access needs, LIMIT (and the COUNT stage's skip and limit). */
+static bool
+finish(run_t *r, ms_rec_t *rec, bool fetched)
+{
+    ms_qplan_t *p = r->p;
+    p->skip_in++;
+    if (p->skipped < p->skip) {
+        p->skipped++;
+        return true;
+    }
+    if (p->late_fetch && !fetched) {
+        p->late_docs++;
+    }
+    recvec_push(r->out, rec);
+    p->out++;
+    if (p->limit > 0 && (int64_t)r->out->len >= p->limit) {
+        p->limit_reached = true;
+        return false;
+    }
+    return true;
+}
+
+/* Everything above the access: collected for the SORT, or streamed on. */
+static bool
+after_access(run_t *r, ms_rec_t *rec, bool fetched)
+{
+    ms_qplan_t *p = r->p;
+    if (!p->sort_stage) {
+        return finish(r, rec, fetched);
+    }
+    if (p->fetch_before_sort && !fetched) {
+        p->sort_fetch_docs++;
+    }
+    p->sort_in++;
+    recvec_push(&r->to_sort, rec);
+    return true;
+}
+
+/* An OR branch's record: its FETCH, the OR's deduplication, the FETCH above the OR. */
+static bool
+or_offer(run_t *r, ms_rec_t *rec, ms_scan_t *from)
+{
+    ms_qplan_t *p = r->p;
+    size_t i = (size_t)(from - p->branches);
+    bool yes;
+    if (!from->info.exact) {
+        from->fetch_docs++;
+        if (!passes(r, r->branch_m[i], rec, &yes)) {
+            return false;
+        }
+        if (!yes) {
+            return true;
+        }
+        from->fetch_advanced++;
+    }
+    p->or_tested++;
+    if (!recset_add(&r->seen, rec)) {
+        p->or_dropped++;
+        return true;
+    }
+    if (p->or_fetch) {
+        if (from->info.exact) {
+            p->or_fetch_docs++;
+        } else {
+            p->or_fetch_already++;
+        }
+    }
+    if (!passes(r, r->m, rec, &yes)) {
         return false;
     }
     if (!yes) {
         return true;
     }
-    if (s->streaming && s->skipped < s->q->skip) {
-        s->skipped++;
-        return true;
-    }
-    recvec_push(s->out, rec);
-    return !(s->streaming && s->q->limit > 0 && (int64_t)s->out->len >= s->q->limit);
+    p->or_advanced++;
+    return after_access(r, rec, p->or_fetch || !from->info.exact);
 }
 
-/* Scans the interval of the point in c->eqv; false once the sink wants no more. */
+/* The sink of every index scan. */
 static bool
-index_scan(const ms_cand_t *c, sink_t *s)
+scan_offer(void *ctx, ms_rec_t *rec, const ms_scan_t *from)
 {
-    const ms_index_t *ix = c->ix;
-    int d = c->eq < ix->nfields ? ix->dirs[c->eq] : 1;
-    bool values_ascend = (d > 0) != c->backward;
-    for (ms_ientry_t *e = scan_start(c); e; e = ms_ientry_next(e, c->backward)) {
-        const bson_value_t *keys = ms_ientry_keys(e);
-        s->plan->keys_examined++;
-        bool same_prefix = true;
-        for (size_t i = 0; i < c->eq && same_prefix; i++) {
-            same_prefix = ms_value_cmp(&keys[i], &c->eqv[i]) == 0;
+    run_t *r = ctx;
+    ms_scan_t *s = (ms_scan_t *)from;
+    bool yes;
+    if (r->p->access == MS_ACCESS_OR) {
+        return or_offer(r, rec, s);
+    }
+    bool fetch = r->p->access == MS_ACCESS_IXSCAN && !s->info.exact;
+    if (fetch) {
+        s->fetch_docs++;
+    }
+    if (!passes(r, r->m, rec, &yes)) {
+        return false;
+    }
+    if (!yes) {
+        return true; /* exact bounds never get here: the filter is their predicates */
+    }
+    if (fetch) {
+        s->fetch_advanced++;
+    }
+    return after_access(r, rec, fetch);
+}
+
+static void
+run_collscan(run_t *r, const ms_coll_t *coll)
+{
+    ms_qplan_t *p = r->p;
+    bool back = p->natural_backward, yes;
+    for (ms_rec_t *rec = back ? coll->tail : coll->head; rec; rec = back ? rec->prev : rec->next) {
+        p->coll_docs++;
+        if (!passes(r, r->m, rec, &yes)) {
+            return;
         }
-        if (!same_prefix) {
-            break;
-        }
-        if (c->range) {
-            int pos = range_pos(c, &keys[c->eq]);
-            if ((pos > 0 && values_ascend) || (pos < 0 && !values_ascend)) {
-                break;
+        if (yes) {
+            p->coll_advanced++;
+            if (!after_access(r, rec, true)) {
+                return;
             }
-            if (pos != 0) {
-                continue;
-            }
-        }
-        if (!sink_offer(s, ms_ientry_rec(e))) {
-            return false;
-        }
-        if (ms__cand_pins_unique(c)) {
-            return true; /* a unique key has one entry: no need to look at the next */
         }
     }
-    return true;
+    p->access_eof = true;
 }
 
-typedef struct {
-    bson_value_t *v;
-    size_t n;
-} points_t;
-
-static int
-value_qsort_cmp(const void *a, const void *b)
-{
-    return ms_value_cmp(a, b);
-}
-
-/* Pinned field i's values, distinct, in the order a forward scan of the index meets them. */
 static void
-field_points(const ms_cand_t *c, size_t i, points_t *p)
+run_idhack(run_t *r, const ms_coll_t *coll)
 {
     bson_iter_t it;
-    p->n = 0;
-    p->v = bson_malloc(sizeof *p->v * (c->npoints[i] ? c->npoints[i] : 1));
-    if (!c->is_in[i]) {
-        p->v[p->n++] = c->eqv[i];
+    bool yes;
+    r->p->access_eof = true;
+    if (!bson_iter_init_find(&it, r->q->filter, "_id")) {
         return;
     }
-    bson_iter_init_from_data(&it, c->in[i].value.v_doc.data, c->in[i].value.v_doc.data_len);
-    while (bson_iter_next(&it) && p->n < c->npoints[i]) {
-        p->v[p->n++] = *bson_iter_value(&it);
+    ms_rec_t *rec = ms_coll_find_id(coll, bson_iter_value(&it));
+    if (!rec) {
+        return;
     }
-    qsort(p->v, p->n, sizeof *p->v, value_qsort_cmp);
-    size_t w = 0;
-    for (size_t r = 0; r < p->n; r++) {
-        if (w == 0 || ms_value_cmp(&p->v[w - 1], &p->v[r]) != 0) {
-            p->v[w++] = p->v[r];
-        }
-    }
-    p->n = w;
-    for (size_t a = 0, b = w; c->ix->dirs[i] < 0 && a + 1 < b; a++, b--) {
-        bson_value_t t = p->v[a];
-        p->v[a] = p->v[b - 1];
-        p->v[b - 1] = t;
+    r->p->id_keys = r->p->id_docs = 1;
+    if (passes(r, r->m, rec, &yes) && yes) {
+        after_access(r, rec, true);
     }
 }
 
-/* The next combination of points (the last field moves fastest); false after the last. */
-static bool
-next_point(size_t *idx, const points_t *pts, size_t nfields)
+static void
+run_or(run_t *r)
 {
-    for (size_t i = nfields; i > 0; i--) {
-        if (++idx[i - 1] < pts[i - 1].n) {
-            return true;
-        }
-        idx[i - 1] = 0;
-    }
-    return false;
-}
-
-/*
- * Scans every point interval of c in index order (reversed for a backward scan), so the union
- * keeps the index's order. A non-multikey index has one entry per record, so distinct points
- * never yield a record twice.
- */
-static bool
-scan_points(const ms_cand_t *c, sink_t *s)
-{
-    points_t pts[MS_QUERY_MAX_FIELDS];
-    size_t idx[MS_QUERY_MAX_FIELDS] = {0};
-    ms_cand_t *cur = bson_malloc(sizeof *cur);
-    bool more = c->combos > 0;
+    ms_qplan_t *p = r->p;
+    r->branch_m = bson_malloc0(sizeof *r->branch_m * (p->nbranches ? p->nbranches : 1));
     bool go_on = true;
-    *cur = *c;
-    for (size_t i = 0; i < c->eq; i++) {
-        field_points(c, i, &pts[i]);
-    }
-    while (more && go_on) {
-        for (size_t i = 0; i < c->eq; i++) {
-            cur->eqv[i] = pts[i].v[c->backward ? pts[i].n - 1 - idx[i] : idx[i]];
+    for (size_t i = 0; i < p->nbranches && go_on && !r->failed; i++) {
+        if (!p->branches[i].info.exact &&
+            !(r->branch_m[i] = ms_matcher_new(p->branches[i].filter, r->error))) {
+            r->failed = true;
+            break;
         }
-        go_on = index_scan(cur, s);
-        more = next_point(idx, pts, c->eq);
+        go_on = ms__ixscan_run(&p->branches[i], scan_offer, r);
     }
-    for (size_t i = 0; i < c->eq; i++) {
-        bson_free(pts[i].v);
+    p->access_eof = go_on && !r->failed;
+    for (size_t i = 0; i < p->nbranches; i++) {
+        ms_matcher_destroy(r->branch_m[i]);
     }
-    bson_free(cur);
-    return go_on;
+    bson_free(r->branch_m);
+    bson_free(r->seen.slots);
 }
 
 static _Thread_local const bson_t *sort_spec;
@@ -299,66 +288,63 @@ sort_item_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
+/* The SORT stage (keeping skip + limit when there is a limit), then what follows it. */
 static void
-sort_and_slice(const ms_query_t *q, ms_recvec_t *v)
+run_sort(run_t *r)
 {
+    ms_qplan_t *p = r->p;
+    ms_recvec_t *v = &r->to_sort;
     sort_item_t *items = bson_malloc(sizeof *items * (v->len ? v->len : 1));
     for (size_t i = 0; i < v->len; i++) {
         items[i].rec = v->recs[i];
         items[i].pos = i;
     }
-    sort_spec = q->sort;
+    sort_spec = p->sort;
     qsort(items, v->len, sizeof *items, sort_item_cmp);
-    size_t from = q->skip > 0 ? (size_t)q->skip : 0;
-    size_t n = 0;
-    for (size_t i = from; i < v->len; i++) {
-        if (q->limit > 0 && (int64_t)n >= q->limit) {
-            break;
-        }
-        v->recs[n++] = items[i].rec;
+    size_t keep = v->len;
+    if (p->limit > 0 && (uint64_t)(p->limit + p->skip) < keep) {
+        keep = (size_t)(p->limit + p->skip);
     }
-    v->len = n;
+    p->sort_out = (int64_t)keep;
+    bool fetched = !p->sort_on_keys;
+    for (size_t i = 0; i < keep && finish(r, items[i].rec, fetched); i++) {
+    }
     bson_free(items);
 }
 
-/* Runs the chosen access path into the sink. */
-static void
-run_plan(const ms_coll_t *coll, const ms_cand_t *best, const ms_or_plan_t *orp,
-         bool natural_backward, sink_t *s)
-{
-    if (best->ix) {
-        scan_points(best, s);
-        return;
-    }
-    if (orp->n) {
-        recset_t seen = {0};
-        s->seen = &seen;
-        for (size_t i = 0; i < orp->n && scan_points(&orp->cands[i], s); i++) {
-        }
-        s->seen = NULL;
-        bson_free(seen.slots);
-        return;
-    }
-    for (ms_rec_t *r = natural_backward ? coll->tail : coll->head; r;
-         r = natural_backward ? r->prev : r->next) {
-        if (!sink_offer(s, r)) {
-            break;
-        }
-    }
-}
-
 bool
-ms__query_scan(const ms_coll_t *coll, const ms_cand_t *best, const ms_or_plan_t *orp,
-               bool natural_backward, const ms_query_t *q, const ms_matcher_t *m,
-               ms_recvec_t *out, ms_plan_t *plan, bson_error_t *error)
+ms__query_run(const ms_coll_t *coll, ms_qplan_t *p, const ms_query_t *q, const ms_matcher_t *m,
+              ms_recvec_t *out, bson_error_t *error)
 {
-    sink_t s = {q, m, out, 0, !plan->in_memory_sort, plan, NULL, error, false};
-    run_plan(coll, best, orp, natural_backward, &s);
-    if (s.failed) {
-        return false;
+    run_t r = {.p = p, .q = q, .m = m, .out = out, .error = error};
+    switch (p->access) {
+    case MS_ACCESS_COLLSCAN:
+        run_collscan(&r, coll);
+        break;
+    case MS_ACCESS_IDHACK:
+        run_idhack(&r, coll);
+        break;
+    case MS_ACCESS_IXSCAN:
+        p->access_eof = ms__ixscan_run(&p->scan, scan_offer, &r) && !r.failed;
+        break;
+    case MS_ACCESS_COUNT_SCAN:
+        p->access_eof = ms__count_scan_run(&p->scan, scan_offer, &r) && !r.failed;
+        break;
+    case MS_ACCESS_OR:
+        run_or(&r);
+        break;
+    case MS_ACCESS_FAST_COUNT:
+        for (ms_rec_t *rec = coll->head; rec && finish(&r, rec, true); rec = rec->next) {
+        }
+        p->access_eof = true;
+        break;
+    case MS_ACCESS_EOF:
+        p->access_eof = true;
+        break;
     }
-    if (plan->in_memory_sort) {
-        sort_and_slice(q, out);
+    if (!r.failed && p->sort_stage) {
+        run_sort(&r);
     }
-    return true;
+    ms_recvec_destroy(&r.to_sort);
+    return !r.failed;
 }

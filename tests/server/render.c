@@ -69,12 +69,14 @@ render_scalar(strbuf_t *s, const bson_value_t *v)
     case BSON_TYPE_INT64:
         snprintf(tmp, sizeof tmp, "%lld", (long long)v->value.v_int64);
         break;
-    case BSON_TYPE_DOUBLE: {
-        double d = v->value.v_double;
-        /* appendDoubleNice: an integral double keeps a ".0" so it reads as a double */
-        snprintf(tmp, sizeof tmp, d == floor(d) && fabs(d) < 1e15 ? "%.1f" : "%g", d);
+    case BSON_TYPE_DOUBLE:
+        /* StringBuilder::appendDoubleNice: %.16g, then ".0" unless the text has a '.', 'E' or
+         * 'N' (so 1000.0, inf.0, -inf.0, nan.0, 1e+20.0) */
+        snprintf(tmp, sizeof tmp, "%.16g", v->value.v_double);
+        if (!strchr(tmp, '.') && !strchr(tmp, 'E') && !strchr(tmp, 'N')) {
+            strcat(tmp, ".0");
+        }
         break;
-    }
     case BSON_TYPE_BOOL:
         snprintf(tmp, sizeof tmp, "%s", v->value.v_bool ? "true" : "false");
         break;
@@ -121,9 +123,10 @@ render(strbuf_t *s, const bson_value_t *v)
 {
     switch (v->value_type) {
     case BSON_TYPE_UTF8:
+        /* past 160 bytes (with the NUL) mongod writes the first 150 and ..." */
         puts_(s, "\"");
-        put(s, v->value.v_utf8.str, v->value.v_utf8.len);
-        puts_(s, "\"");
+        put(s, v->value.v_utf8.str, v->value.v_utf8.len + 1 > 160 ? 150 : v->value.v_utf8.len);
+        puts_(s, v->value.v_utf8.len + 1 > 160 ? "...\"" : "\"");
         return;
     case BSON_TYPE_REGEX:
         puts_(s, "/");

@@ -270,6 +270,13 @@ typedef struct {
 void
 ms_recvec_destroy(ms_recvec_t *v);
 
+/* What the query's results are for (mongod's QueryPlannerParams::IS_COUNT and the stages). */
+typedef enum {
+    MS_QUERY_FIND,     /* the documents: FETCH what the index does not give */
+    MS_QUERY_COUNT,    /* the count command: a COUNT stage, no document read that need not be */
+    MS_QUERY_NO_FIELDS /* an aggregate whose later stages read no field ($count, ...) */
+} ms_query_mode_t;
+
 typedef struct {
     const bson_t *filter; /* may be NULL: everything */
     const bson_t *sort;   /* may be NULL or empty */
@@ -277,35 +284,66 @@ typedef struct {
     int64_t skip;
     int64_t limit; /* 0: none */
     const ms_ctx_t *ctx;
+    const bson_t *projection; /* find's projection, NULL or empty: whole documents */
+    ms_query_mode_t mode;
+    bool write_stops; /* limit is an update's or delete's one document, not a LIMIT stage */
+    bool explain;     /* keep the plan and its counters (plan->detail); metrics untouched */
 } ms_query_t;
 
+typedef struct ms_qplan_t ms_qplan_t;
+
 typedef struct {
-    const ms_index_t *index; /* NULL: collection scan */
-    bool backward;
-    bool in_memory_sort;
-    size_t eq_fields;
-    bool has_range;
-    size_t points; /* point intervals of the index scan (one per $in value) */
-    int64_t keys_examined;
-    int64_t docs_examined;
-    /*
-     * An OR plan (index NULL): one index scan per branch of the top-level $or in or_branches.
-     * Explain plans the branches again; or_branches and or_coll are borrowed from the query's
-     * filter and the collection, as index is.
-     */
-    bool is_or;
-    bool or_rooted;
-    bson_value_t or_branches;
-    const ms_coll_t *or_coll;
+    int64_t keys_examined; /* index keys looked at, as mongod counts keysExamined */
+    int64_t docs_examined; /* documents fetched or scanned */
+    ms_qplan_t *detail;    /* the plan and its stages' counters when q->explain, else NULL */
 } ms_plan_t;
 
-/* Runs q over c: the matching records in order, after skip and limit. */
+/* Runs q over c: the matching records in order, after skip and limit. Adds what it examined to
+ * the serverStatus metrics unless q->explain. */
 bool
 ms_query_exec(const ms_coll_t *c, const ms_query_t *q, ms_recvec_t *out, ms_plan_t *plan,
               bson_error_t *error);
-/* queryPlanner.winningPlan for a plan. */
+/* Frees what an explained query kept (no-op otherwise). */
 void
-ms_plan_describe(const ms_plan_t *plan, const ms_query_t *q, bson_t *out);
+ms_plan_destroy(ms_plan_t *plan);
+
+/* A write stage explain shows above the query's: UPDATE or DELETE, and what it would do. */
+typedef struct {
+    const char *stage; /* "UPDATE", "DELETE" */
+    int64_t matched, would_modify, would_upsert, would_delete;
+    int64_t returned; /* documents it hands back (findAndModify: 1) */
+} ms_write_stage_t;
+
+/* queryPlanner's winningPlan of an explained query (under write, which may be NULL) at key. */
+void
+ms_plan_describe(const ms_plan_t *plan, const ms_write_stage_t *write, bson_t *parent,
+                 const char *key);
+/* executionStats of an explained query: executionSuccess, nReturned, totals, executionStages
+ * (with allPlansExecution: [] when all_plans). */
+void
+ms_plan_exec_stats(const ms_plan_t *plan, const ms_write_stage_t *write, bool all_plans,
+                   bson_t *parent);
+/* queryPlanner's parsedQuery: the filter's conjuncts as mongod shows them. */
+void
+ms_plan_parsed_query(const bson_t *filter, bson_t *parent);
+
+/* ---- serverStatus metrics (metrics.c) ----------------------------------------------------- */
+
+typedef enum {
+    MS_METRIC_INSERTED, /* metrics.document.inserted */
+    MS_METRIC_UPDATED,  /* metrics.document.updated: documents matched by updates */
+    MS_METRIC_DELETED,  /* metrics.document.deleted */
+    MS_METRIC_RETURNED, /* metrics.document.returned: documents in cursor batches */
+    MS_METRIC_SCANNED,  /* metrics.queryExecutor.scanned: index keys examined */
+    MS_METRIC_SCANNED_OBJECTS, /* metrics.queryExecutor.scannedObjects: documents examined */
+    MS_METRIC_COUNT
+} ms_metric_t;
+
+void
+ms_metrics_add(ms_metric_t m, int64_t n);
+/* serverStatus's metrics: {document: {...}, queryExecutor: {...}} as int64 totals. */
+void
+ms_metrics_append(bson_t *reply);
 
 /* ---- write context: live store or transaction (write.c) ---------------------------------- */
 
