@@ -201,6 +201,19 @@ settle(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bool rese
     return ok;
 }
 
+/* The handling histogram: claim to acknowledgement, for each applied one (all when states NULL). */
+static void
+observe_handling(mongoq_message_t *const *msgs, size_t n, const ack_state_t *states)
+{
+    int64_t now = mongoq__now_mono_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (!states || states[i] == ACK_APPLIED) {
+            mongoq__histogram_observe(&msgs[i]->queue->timings.handling,
+                                      now - msgs[i]->claimed_mono_ms);
+        }
+    }
+}
+
 /*
  * Whose doing is an absent document? After a write whose outcome is unknown, or one that
  * acknowledged some, it counts as this call's (in DELETE mode nothing else can tell; where
@@ -239,6 +252,7 @@ conclude(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, const a
     if (count_applied) {
         mongoq__counter_add(&queue->counters.acked, (int64_t)applied);
     }
+    observe_handling(msgs, n, states);
     if (held > 0) {
         /* Still held after a second write that succeeded: the server is not doing what it said. */
         mongoq__error_set(error, MONGOQ_ERROR_SERVER,
@@ -281,6 +295,7 @@ ack_batch(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bson_e
     bson_destroy(&filter);
     if (ok && (size_t)acked == n) {
         mongoq__counter_add(&queue->counters.acked, acked);
+        observe_handling(msgs, n, NULL);
         return true;
     }
     /* A failover or shutdown refused the write: fenced, it is safe to send once more. */
@@ -318,6 +333,9 @@ bool
 mongoq_message_ack(mongoq_message_t *msg, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(msg);
+    if (!mongoq__message_check_claimed(msg, "ack", error)) {
+        return false;
+    }
     return ack_batch(msg->queue, &msg, 1, error);
 }
 
@@ -334,6 +352,9 @@ check_batch(mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
         if (!msgs[i] || msgs[i]->queue != msgs[0]->queue) {
             mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
                               "ack_many: message %zu is NULL or from another queue", i);
+            return false;
+        }
+        if (!mongoq__message_check_claimed(msgs[i], "ack_many", error)) {
             return false;
         }
         for (size_t j = 0; j < i; j++) {

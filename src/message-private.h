@@ -16,7 +16,24 @@ struct mongoq_message_t {
     /* Written by extend, which a worker's heartbeat runs while the handler may read it. */
     atomic_int_least64_t lease_expires_at;
     char *reason; /* set by mongoq_message_set_reason, for the worker */
+    bool browsed; /* read by mongoq_queue_get or a browse, not claimed: no write may use it */
+    int64_t claimed_mono_ms; /* local monotonic time of the claim (handling-time histogram) */
 };
+
+/*
+ * Wraps any stored message document for reading (mongoq_queue_get, browse): fields its status
+ * lacks stay zero. Ownership of doc passes on success; NULL with MONGOQ_ERROR_SERVER when doc is
+ * not a message (its _id is not an ObjectId, no payload document).
+ */
+mongoq_message_t *mongoq__message_new_browsed(mongoq_queue_t *queue, bson_t *doc,
+                                              bson_error_t *error);
+
+/*
+ * INVALID_ARG naming `what` when msg was browsed rather than claimed: every write on a message
+ * is its claimer's. True for a claimed message.
+ */
+bool mongoq__message_check_claimed(const mongoq_message_t *msg, const char *what,
+                                   bson_error_t *error);
 
 /*
  * Wraps a claimed document (ownership of doc passes to the message on success). Returns NULL

@@ -20,6 +20,16 @@
 
 /* ---- construction ------------------------------------------------------------------------- */
 
+/* The wait histogram: the claim wrote updated_at = $$NOW, so both ends are server times. */
+static void
+observe_wait(mongoq_queue_t *queue, const bson_t *doc, int64_t run_at)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, MONGOQ__F_UPDATED_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        mongoq__histogram_observe(&queue->timings.wait, bson_iter_date_time(&it) - run_at);
+    }
+}
+
 mongoq_message_t *
 mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t reason_len)
 {
@@ -35,6 +45,8 @@ mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t rea
     msg->doc = doc;
     atomic_init(&msg->lease_lost, false);
     atomic_init(&msg->lease_expires_at, msg->parsed.lease_expires_at);
+    observe_wait(queue, doc, msg->parsed.run_at);
+    msg->claimed_mono_ms = mongoq__now_mono_ms();
     return msg;
 }
 
@@ -280,6 +292,9 @@ bool
 mongoq_message_fail(mongoq_message_t *msg, const char *reason, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(msg);
+    if (!mongoq__message_check_claimed(msg, "fail", error)) {
+        return false;
+    }
     return make_dead(msg, reason, error);
 }
 
@@ -371,6 +386,9 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
 {
     BSON_ASSERT_PARAM(msg);
     const mongoq_queue_opts_t *o = &msg->queue->opts;
+    if (!mongoq__message_check_claimed(msg, "retry", error)) {
+        return false;
+    }
     if (delay_ms > MONGOQ_MAX_DURATION_MS) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
                        "retry: delay_ms %" PRId64 " exceeds MONGOQ_MAX_DURATION_MS (%" PRId64 ")",
@@ -456,6 +474,9 @@ bool
 mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(msg);
+    if (!mongoq__message_check_claimed(msg, "extend", error)) {
+        return false;
+    }
     if (lease_ms <= 0 || lease_ms > MONGOQ_MAX_DURATION_MS) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
                        "extend: lease_ms must be 1 to MONGOQ_MAX_DURATION_MS (%" PRId64 "), not %" PRId64,

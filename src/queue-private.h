@@ -7,6 +7,7 @@
 
 #include "clock-private.h"
 #include "counters-private.h"
+#include "timings-private.h"
 #include "mongoq/queue.h"
 #include "waker-private.h"
 
@@ -29,6 +30,7 @@ struct mongoq_queue_t {
     mongoq_queue_opts_t opts; /* defaults resolved; write_concern points at wc */
     mongoc_write_concern_t *wc;
     mongoq__counters_t counters;
+    mongoq__timings_t timings; /* wait and handling histograms (metrics.c) */
     mongoq__clock_t *clock;
     mongoq__waker_t *waker;
 
@@ -90,6 +92,13 @@ void mongoq__reaper_init(mongoq_queue_t *queue);
 void mongoq__reaper_signal_stop(mongoq_queue_t *queue);
 void mongoq__reaper_stop(mongoq_queue_t *queue);
 void mongoq__reaper_destroy(mongoq_queue_t *queue);
+
+/*
+ * Appends to `indexes` (an array being built) the index documents mongoq_queue_ensure_indexes
+ * creates for this queue, {key, name, options...} as createIndexes takes them: the table the
+ * doctor (check.c) compares listIndexes with.
+ */
+void mongoq__queue_index_specs(const mongoq_queue_t *queue, bson_t *indexes);
 
 /* A fresh process-unique number (consumer names). */
 uint64_t mongoq__queue_next_serial(void);

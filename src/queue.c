@@ -265,20 +265,26 @@ append_index(const mongoq_queue_t *queue, bson_t *indexes, uint32_t i, const ind
     bson_append_document_end(indexes, &index);
 }
 
+void
+mongoq__queue_index_specs(const mongoq_queue_t *queue, bson_t *indexes)
+{
+    size_t n = sizeof INDEXES / sizeof INDEXES[0];
+    if (queue->opts.ack_mode != MONGOQ_ACK_KEEP) {
+        n--; /* no done messages are kept: no TTL index */
+    }
+    for (size_t i = 0; i < n; i++) {
+        append_index(queue, indexes, (uint32_t)i, &INDEXES[i]);
+    }
+}
+
 /* The createIndexes command; field names come from fields.h. */
 static void
 build_create_indexes(const mongoq_queue_t *queue, bson_t *cmd)
 {
     bson_t indexes;
-    size_t n = sizeof INDEXES / sizeof INDEXES[0];
-    if (queue->opts.ack_mode != MONGOQ_ACK_KEEP) {
-        n--; /* no done messages are kept: no TTL index */
-    }
     BSON_APPEND_UTF8(cmd, "createIndexes", queue->name);
     BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &indexes);
-    for (size_t i = 0; i < n; i++) {
-        append_index(queue, &indexes, (uint32_t)i, &INDEXES[i]);
-    }
+    mongoq__queue_index_specs(queue, &indexes);
     bson_append_array_end(cmd, &indexes);
 }
 

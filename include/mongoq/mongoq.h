@@ -16,5 +16,9 @@
 #include "producer.h"
 #include "consumer.h"
 #include "worker.h"
+#include "browse.h"
+#include "admin.h"
+#include "check.h"
+#include "metrics.h"
 
 #endif /* MONGOQ_H */
