@@ -95,15 +95,15 @@ Test(worker_hardening, a_heartbeat_stuck_on_the_server_stalls_no_handler_thread)
     cr_assert(mtest_wait_until(wh_entered, &c, 10000), "the first handler runs");
     cr_assert_eq(mtest_counter_get(e.counter, "update"), 1, "only the claim so far");
     int64_t fired = wh_block_heartbeat(&e, 3000);
-    wh_sent_t beat = {e.counter, 2};
+    /* Counted from here: the fail point may have waited for its turn while heartbeats went. */
+    wh_sent_t beat = {e.counter, mtest_counter_get(e.counter, "update") + 1};
     cr_assert(mtest_wait_until(wh_updates_sent, &beat, 5000), "the heartbeat was sent");
-    int64_t t0 = mtest_now_ms();
     wh_gate_open(&c);
     world_acked_t a = {w, 3};
     cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "the batch finishes");
-    cr_assert_lt(mtest_now_ms() - t0, 1500, "the batch went on while the heartbeat hung");
 
-    /* The fault held: the keeper is still inside that heartbeat. */
+    /* The fault held: the keeper is still inside that heartbeat, so the batch went on while it
+     * hung. */
     cr_assert_not(mongoq_worker_stop(w, 100, &error), "the keeper was not blocked");
     cr_assert_eq(error.code, MONGOQ_ERROR_STOPPED);
     cr_assert(mongoq_worker_stop(w, 10000, &error), "%s", error.message);
