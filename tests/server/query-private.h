@@ -31,7 +31,10 @@ typedef struct {
     size_t nfields;
 } ms_bounds_t;
 
-/* query_intervals.c: interval lists (empty intervals are not added). */
+/* query_intervals.c: interval lists. append adds iv as it is; push an ascending interval
+ * unless it is empty. */
+void
+ms__oil_append(ms_oil_t *o, const ms_interval_t *iv);
 void
 ms__oil_push(ms_oil_t *o, const bson_value_t *start, bool start_inc, const bson_value_t *end,
              bool end_inc);
@@ -104,6 +107,7 @@ typedef enum {
     MS_ACCESS_COUNT_SCAN,
     MS_ACCESS_OR,
     MS_ACCESS_IDHACK,
+    MS_ACCESS_SORT_MERGE, /* scan's point prefix exploded: one scan per point (branches) */
     MS_ACCESS_FAST_COUNT /* a count of everything: the collection's record count */
 } ms_access_t;
 
@@ -118,6 +122,7 @@ typedef struct {
     bson_t *residual;     /* the predicates its bounds leave to the FETCH above it (owned) */
     bool backward;
     bool sort_ok; /* the scan's order is the query's sort */
+    bool explode; /* one scan per point of its point prefix, merged, gives the sort */
     bool single;  /* one interval: the cursor stops at the end key, no bounds checker */
     long score;
     /* counters */
@@ -131,7 +136,7 @@ typedef struct {
 struct ms_qplan_t {
     ms_access_t access;
     ms_scan_t scan;        /* IXSCAN, COUNT_SCAN */
-    ms_scan_t *branches;   /* OR */
+    ms_scan_t *branches;   /* OR: the branches' scans; SORT_MERGE: one scan per point */
     size_t nbranches;
     bson_value_t or_branches; /* borrowed from the filter */
     bool or_rooted;        /* the filter is the $or alone: SUBPLAN, no filter above the OR */
@@ -148,6 +153,7 @@ struct ms_qplan_t {
     /* counters */
     int64_t coll_docs, coll_advanced, id_keys, id_docs;
     int64_t or_tested, or_dropped, or_fetch_docs, or_fetch_already, or_advanced;
+    int64_t merge_out, merge_fetch_docs, merge_fetch_advanced; /* SORT_MERGE, its FETCH */
     int64_t sort_fetch_docs, sort_in, sort_out;
     int64_t skip_in, skipped, late_docs, out;
     bool access_eof, limit_reached;
@@ -164,8 +170,17 @@ ms__qplan_free(ms_qplan_t *p);
 /* Receives the records an access stage yields; false when it wants no more. */
 typedef bool (*ms_rec_sink_t)(void *ctx, ms_rec_t *rec, const ms_scan_t *from);
 
-/* Walks s's index within its bounds (counting as mongod's IndexScan), offering each record in
- * bounds to sink; false when the sink stopped it. */
+/* A scan of s's index within its bounds, pulled one record at a time, counting into s as
+ * mongod's IndexScan; next gives NULL once the scan is over (s->eof). */
+typedef struct ms_ixcursor_t ms_ixcursor_t;
+ms_ixcursor_t *
+ms__ixcursor_new(ms_scan_t *s);
+ms_rec_t *
+ms__ixcursor_next(ms_ixcursor_t *c);
+void
+ms__ixcursor_destroy(ms_ixcursor_t *c);
+/* Walks s's index within its bounds offering each record in bounds to sink; false when the
+ * sink stopped it. */
 bool
 ms__ixscan_run(ms_scan_t *s, ms_rec_sink_t sink, void *ctx);
 /* COUNT_SCAN over s's single interval (always forward): the keys counted, one more examined. */

@@ -27,11 +27,19 @@ single_point(const ms_scan_t *s, size_t i)
     return s->bounds.f[i].n == 1 && ms__interval_is_point(&s->bounds.f[i].iv[0]);
 }
 
+/* A field pinned to one point, or one of the first `exploded` (each scan of a SORT_MERGE has one
+ * point of each). */
 static bool
-constant_field(const ms_scan_t *s, const char *path)
+constant(const ms_scan_t *s, size_t i, size_t exploded)
+{
+    return i < exploded || single_point(s, i);
+}
+
+static bool
+constant_field(const ms_scan_t *s, const char *path, size_t exploded)
 {
     for (size_t i = 0; i < s->bounds.nfields; i++) {
-        if (single_point(s, i) && strcmp(s->ix->paths[i], path) == 0) {
+        if (constant(s, i, exploded) && strcmp(s->ix->paths[i], path) == 0) {
             return true;
         }
     }
@@ -45,7 +53,7 @@ constant_field(const ms_scan_t *s, const char *path)
  * sorted.
  */
 static bool
-sort_served(ms_scan_t *s, const bson_t *sort)
+sort_served(ms_scan_t *s, const bson_t *sort, size_t exploded)
 {
     bson_iter_t it;
     size_t k = 0;
@@ -60,10 +68,10 @@ sort_served(ms_scan_t *s, const bson_t *sort)
         if (!BSON_ITER_HOLDS_NUMBER(&it)) {
             return false;
         }
-        if (constant_field(s, field)) {
+        if (constant_field(s, field, exploded)) {
             continue;
         }
-        while (k < s->bounds.nfields && single_point(s, k)) {
+        while (k < s->bounds.nfields && constant(s, k, exploded)) {
             k++;
         }
         if (k >= s->bounds.nfields || strcmp(field, s->ix->paths[k]) != 0) {
@@ -113,7 +121,8 @@ score(const ms_scan_t *s, const ms_query_t *q)
         later += in->bounded[i];
     }
     bool next_bounded = in->point_prefix < s->bounds.nfields && in->bounded[in->point_prefix];
-    return (has_sort && s->sort_ok ? (q->limit ? 100000 : 60) : 0) +
+    bool sorted = has_sort && (s->sort_ok || s->explode);
+    return (sorted ? (q->limit ? 100000 : 60) - (s->explode ? 5 : 0) : 0) +
            (long)in->point_prefix * 100 - (long)in->in_fields * 10 + (next_bounded ? 50 : 0) +
            later * 20 + (in->exact ? 5 : 0) - (long)s->ix->nfields;
 }
@@ -137,7 +146,15 @@ analyse(const ms_index_t *ix, const ms_query_t *q, ms_scan_t *s)
     s->filter = q->filter;
     s->residual = bson_new();
     ms__bounds_build(ix, q->filter, &s->bounds, &s->info, s->residual);
-    s->sort_ok = sort_served(s, q->sort);
+    s->sort_ok = sort_served(s, q->sort, 0);
+    /* QueryPlannerAnalysis::explodeForSort: a prefix of point fields (at most
+     * internalQueryMaxScansToExplode = 200 combinations) becomes one scan per point, merged in
+     * sort order by SORT_MERGE, when the fields after it give the sort. */
+    if (!s->sort_ok && s->info.point_prefix > 0 && s->info.points > 1 && s->info.points <= 200 &&
+        q->mode != MS_QUERY_COUNT) {
+        s->explode = sort_served(s, q->sort, s->info.point_prefix);
+        s->sort_ok = false;
+    }
     ms__bounds_align(&s->bounds, ix, s->backward);
     s->single = ms__bounds_single(&s->bounds, a, &ai, b, &bi);
     s->score = score(s, q);
@@ -442,7 +459,7 @@ shape(ms_qplan_t *p, const ms_query_t *q)
 {
     bool has_sort = q->sort && !bson_empty(q->sort) && q->mode != MS_QUERY_COUNT;
     bool fetched = p->access == MS_ACCESS_COLLSCAN || p->access == MS_ACCESS_IDHACK ||
-                   (p->access == MS_ACCESS_IXSCAN && !p->scan.info.exact);
+                   (p->scan.ix && !p->scan.info.exact);
     if (p->access == MS_ACCESS_OR) {
         bool all_fetched = true;
         for (size_t i = 0; i < p->nbranches; i++) {
@@ -455,7 +472,11 @@ shape(ms_qplan_t *p, const ms_query_t *q)
         !has_sort) {
         p->access = MS_ACCESS_COUNT_SCAN; /* turnIxscanIntoCount (no sort: a forward scan) */
     }
+    if (p->access == MS_ACCESS_IXSCAN && has_sort && !p->scan.sort_ok && p->scan.explode) {
+        p->access = MS_ACCESS_SORT_MERGE;
+    }
     p->sort_stage = has_sort && p->access != MS_ACCESS_IDHACK &&
+                    p->access != MS_ACCESS_SORT_MERGE &&
                     !(p->access == MS_ACCESS_IXSCAN && p->scan.sort_ok);
     if (p->sort_stage && !fetched) {
         p->sort_on_keys = p->access == MS_ACCESS_IXSCAN && sort_on_keys(q->sort, p->scan.ix);
@@ -464,8 +485,7 @@ shape(ms_qplan_t *p, const ms_query_t *q)
     }
     bool has_proj = q->mode == MS_QUERY_FIND && q->projection && !bson_empty(q->projection);
     if (has_proj) {
-        p->proj = projection_kind(q->projection,
-                                  p->access == MS_ACCESS_IXSCAN ? p->scan.ix : NULL, !fetched);
+        p->proj = projection_kind(q->projection, p->scan.ix, !fetched);
     }
     p->late_fetch = !fetched && q->mode == MS_QUERY_FIND && p->proj != MS_PROJ_COVERED;
 }
@@ -487,8 +507,8 @@ static void
 totals(const ms_qplan_t *p, ms_plan_t *plan)
 {
     plan->keys_examined = p->id_keys;
-    plan->docs_examined = p->coll_docs + p->id_docs + p->or_fetch_docs + p->sort_fetch_docs +
-                          p->late_docs;
+    plan->docs_examined = p->coll_docs + p->id_docs + p->or_fetch_docs + p->merge_fetch_docs +
+                          p->sort_fetch_docs + p->late_docs;
     if (p->scan.ix) {
         add_totals(&p->scan, plan);
     }

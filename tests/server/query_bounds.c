@@ -142,8 +142,7 @@ constrain_or(build_t *b, const bson_value_t *branches)
         bson_iter_next(&br);
         ms__translate(bson_iter_value(&br), &one, &one_exact);
         for (size_t k = 0; k < one.n; k++) {
-            ms__oil_push(&all, &one.iv[k].start, one.iv[k].start_inc, &one.iv[k].end,
-                     one.iv[k].end_inc);
+            ms__oil_append(&all, &one.iv[k]);
         }
         exact = exact && one_exact;
         ms__oil_free(&one);

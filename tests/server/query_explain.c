@@ -148,6 +148,17 @@ or_common(const ms_qplan_t *p)
 }
 
 static common_t
+merge_common(const ms_qplan_t *p)
+{
+    common_t c = {1, p->merge_out, 0, p->access_eof};
+    for (size_t i = 0; i < p->nbranches; i++) {
+        c.works += ixscan_common(&p->branches[i]).works;
+    }
+    c.need_time = c.works - c.advanced - (c.eof ? 1 : 0);
+    return c;
+}
+
+static common_t
 access_common(const ms_qplan_t *p)
 {
     common_t c = {0, 0, 0, p->access_eof};
@@ -171,6 +182,13 @@ access_common(const ms_qplan_t *p)
         c.works = p->scan.keys;
         c.advanced = p->scan.advanced;
         c.eof = p->scan.eof;
+        return c;
+    case MS_ACCESS_SORT_MERGE:
+        c = merge_common(p);
+        if (!p->scan.info.exact) {
+            c.need_time += c.advanced - p->merge_fetch_advanced;
+            c.advanced = p->merge_fetch_advanced;
+        }
         return c;
     case MS_ACCESS_OR:
         c = or_common(p);
@@ -373,6 +391,29 @@ emit_or(const ctx_t *c, bson_t *parent, const char *key)
 }
 
 static void
+emit_merge(const ctx_t *c, bson_t *parent, const char *key)
+{
+    const ms_qplan_t *p = c->p;
+    bson_t st, inputs;
+    common_t cm = merge_common(p);
+    open_stage(c, parent, key, "SORT_MERGE", NULL, &cm, &st);
+    BSON_APPEND_DOCUMENT(&st, "sortPattern", p->sort);
+    if (c->exec) {
+        append_num(&st, "dupsTested", 0);
+        append_num(&st, "dupsDropped", 0);
+    }
+    BSON_APPEND_ARRAY_BEGIN(&st, "inputStages", &inputs);
+    for (size_t i = 0; i < p->nbranches; i++) {
+        char idx[16];
+        const char *k;
+        bson_uint32_to_string((uint32_t)i, &k, idx, sizeof idx);
+        emit_ixscan(c, &p->branches[i], &inputs, k);
+    }
+    bson_append_array_end(&st, &inputs);
+    bson_append_document_end(parent, &st);
+}
+
+static void
 emit_access(const ctx_t *c, bson_t *parent, const char *key)
 {
     const ms_qplan_t *p = c->p;
@@ -385,6 +426,18 @@ emit_access(const ctx_t *c, bson_t *parent, const char *key)
     case MS_ACCESS_COUNT_SCAN:
         emit_count_scan(c, &p->scan, parent, key);
         return;
+    case MS_ACCESS_SORT_MERGE:
+        if (p->scan.info.exact) {
+            emit_merge(c, parent, key);
+            return;
+        }
+        open_stage(c, parent, key, "FETCH", p->scan.residual, &cm, &st);
+        if (c->exec) {
+            append_num(&st, "docsExamined", p->merge_fetch_docs);
+            append_num(&st, "alreadyHasObj", 0);
+        }
+        emit_merge(c, &st, "inputStage");
+        break;
     case MS_ACCESS_OR:
         if (!p->or_fetch) {
             emit_or(c, parent, key);

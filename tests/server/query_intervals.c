@@ -52,18 +52,24 @@ empty_container(bson_type_t t)
 /* ---- interval lists ---------------------------------------------------------------------- */
 
 void
+ms__oil_append(ms_oil_t *o, const ms_interval_t *iv)
+{
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 4;
+        o->iv = bson_realloc(o->iv, sizeof *o->iv * o->cap);
+    }
+    o->iv[o->n++] = *iv;
+}
+
+void
 ms__oil_push(ms_oil_t *o, const bson_value_t *start, bool start_inc, const bson_value_t *end,
-         bool end_inc)
+             bool end_inc)
 {
     int c = ms_value_cmp(start, end);
     if (c > 0 || (c == 0 && !(start_inc && end_inc))) {
         return; /* [x, x) and the like are empty */
     }
-    if (o->n == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 4;
-        o->iv = bson_realloc(o->iv, sizeof *o->iv * o->cap);
-    }
-    o->iv[o->n++] = (ms_interval_t){*start, *end, start_inc, end_inc};
+    ms__oil_append(o, &(ms_interval_t){*start, *end, start_inc, end_inc});
 }
 
 void
@@ -148,7 +154,7 @@ ms__oil_intersect(ms_oil_t *into, const ms_oil_t *other)
         int e = ms_value_cmp(&a->end, &b->end);
         const ms_interval_t *earlier_end = e < 0 || (e == 0 && !a->end_inc) ? a : b;
         ms__oil_push(&out, &later_start->start, later_start->start_inc, &earlier_end->end,
-                 earlier_end->end_inc);
+                     earlier_end->end_inc);
         if (earlier_end == a) {
             i++;
         } else {

@@ -255,51 +255,89 @@ past_end(const ms_scan_t *s, const ms_ientry_t *e, const bson_value_t *end, bool
     return c > 0 || (c == 0 && !end_inc);
 }
 
-bool
-ms__ixscan_run(ms_scan_t *s, ms_rec_sink_t sink, void *ctx)
-{
-    bson_value_t start[MS_QUERY_MAX_FIELDS], end[MS_QUERY_MAX_FIELDS];
-    bool start_inc = true, end_inc = true;
+struct ms_ixcursor_t {
+    ms_scan_t *s;
     checker_t ck;
     seek_point_t sp;
-    size_t n = s->bounds.nfields;
+    bson_value_t start[MS_QUERY_MAX_FIELDS], end[MS_QUERY_MAX_FIELDS];
+    bool start_inc, end_inc;
+    ms_ientry_t *e;
+    size_t guard; /* every step examines an entry past the last one: at most each entry once */
+};
+
+ms_ixcursor_t *
+ms__ixcursor_new(ms_scan_t *s)
+{
+    ms_ixcursor_t *c = bson_malloc0(sizeof *c);
+    c->s = s;
+    c->start_inc = c->end_inc = true;
     if (s->single) {
-        ms__bounds_single(&s->bounds, start, &start_inc, end, &end_inc);
+        ms__bounds_single(&s->bounds, c->start, &c->start_inc, c->end, &c->end_inc);
     }
-    checker_init(&ck, s);
+    checker_init(&c->ck, s);
     s->seeks = 1;
-    ms_ientry_t *e = first_entry(s, start, start_inc);
-    /* Every step examines an entry past the last one: at most every entry once. */
-    for (size_t guard = s->ix->len + 1; e && guard > 0; guard--) {
-        if (s->single && past_end(s, e, end, end_inc)) {
-            e = NULL;
+    c->e = first_entry(s, c->start, c->start_inc);
+    c->guard = s->ix->len + 1;
+    s->eof = false;
+    return c;
+}
+
+void
+ms__ixcursor_destroy(ms_ixcursor_t *c)
+{
+    bson_free(c);
+}
+
+ms_rec_t *
+ms__ixcursor_next(ms_ixcursor_t *c)
+{
+    ms_scan_t *s = c->s;
+    size_t n = s->bounds.nfields;
+    for (; c->e && c->guard > 0; c->guard--) {
+        ms_ientry_t *e = c->e;
+        if (s->single && past_end(s, e, c->end, c->end_inc)) {
             break;
         }
         s->keys++;
-        key_state_t st = s->single ? KEY_VALID : check_key(&ck, ms_ientry_keys(e), &sp);
+        key_state_t st = s->single ? KEY_VALID : check_key(&c->ck, ms_ientry_keys(e), &c->sp);
         if (st == KEY_DONE) {
             s->done_on_key = true;
-            e = NULL;
             break;
         }
         if (st == KEY_MUST_ADVANCE) {
             s->need_time++;
             s->seeks++;
-            ms_ientry_t *to = seek(s->ix, &sp, n, s->backward);
+            ms_ientry_t *to = seek(s->ix, &c->sp, n, s->backward);
             if (to && scan_cmp(s, ms_ientry_keys(to), ms_ientry_keys(e), n) <= 0) {
                 to = ms_ientry_next(e, s->backward); /* never back: the checker's seeks go on */
             }
-            e = to;
+            c->e = to;
             continue;
         }
         s->advanced++;
-        if (!sink(ctx, ms_ientry_rec(e), s)) {
-            return false;
-        }
-        e = ms_ientry_next(e, s->backward);
+        c->e = ms_ientry_next(e, s->backward);
+        c->guard--;
+        return ms_ientry_rec(e);
     }
-    s->eof = e == NULL;
-    return true;
+    c->e = NULL;
+    s->eof = true;
+    return NULL;
+}
+
+bool
+ms__ixscan_run(ms_scan_t *s, ms_rec_sink_t sink, void *ctx)
+{
+    ms_ixcursor_t *c = ms__ixcursor_new(s);
+    bool go_on = true;
+    while (go_on) { /* bounded by the cursor: each entry at most once */
+        ms_rec_t *rec = ms__ixcursor_next(c);
+        if (!rec) {
+            break;
+        }
+        go_on = sink(ctx, rec, s);
+    }
+    ms__ixcursor_destroy(c);
+    return go_on;
 }
 
 bool

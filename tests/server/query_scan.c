@@ -266,7 +266,101 @@ run_or(run_t *r)
     bson_free(r->seen.slots);
 }
 
+/* ---- SORT_MERGE ------------------------------------------------------------------------------ */
+
+/* The scans a SORT_MERGE merges: the plan's scan with its point prefix fixed, one per point
+ * combination, in scan order (QueryPlannerAnalysis::explodeForSort). */
+static void
+explode(ms_qplan_t *p)
+{
+    const ms_scan_t *s = &p->scan;
+    size_t k = s->info.point_prefix, idx[MS_QUERY_MAX_FIELDS] = {0};
+    p->nbranches = 0;
+    p->branches = bson_malloc0(sizeof *p->branches * (s->info.points ? s->info.points : 1));
+    for (size_t guard = 0; guard < s->info.points; guard++) {
+        ms_scan_t *b = &p->branches[p->nbranches++];
+        b->ix = s->ix;
+        b->backward = s->backward;
+        b->info.exact = true;
+        b->bounds.nfields = s->bounds.nfields;
+        for (size_t i = 0; i < s->bounds.nfields; i++) {
+            const ms_oil_t *from = &s->bounds.f[i];
+            for (size_t j = i < k ? idx[i] : 0; j < (i < k ? idx[i] + 1 : from->n); j++) {
+                ms__oil_append(&b->bounds.f[i], &from->iv[j]);
+            }
+        }
+        bson_value_t a[MS_QUERY_MAX_FIELDS], z[MS_QUERY_MAX_FIELDS];
+        bool ai, zi;
+        b->single = ms__bounds_single(&b->bounds, a, &ai, z, &zi);
+        for (size_t i = k; i > 0; i--) { /* the next combination: the last field moves fastest */
+            if (++idx[i - 1] < s->bounds.f[i - 1].n) {
+                break;
+            }
+            idx[i - 1] = 0;
+        }
+    }
+}
+
 static _Thread_local const bson_t *sort_spec;
+
+static int
+rec_sort_cmp(const ms_rec_t *a, const ms_rec_t *b)
+{
+    bson_t av, bv;
+    ms_doc_view(a->doc, &av);
+    ms_doc_view(b->doc, &bv);
+    return ms_sort_cmp(sort_spec, &av, &bv);
+}
+
+/* MergeSortStage: the smallest head of the scans, then the next record of that scan. */
+static void
+run_merge(run_t *r)
+{
+    ms_qplan_t *p = r->p;
+    bool exact = p->scan.info.exact, yes;
+    explode(p);
+    ms_ixcursor_t **cur = bson_malloc0(sizeof *cur * (p->nbranches ? p->nbranches : 1));
+    ms_rec_t **head = bson_malloc0(sizeof *head * (p->nbranches ? p->nbranches : 1));
+    for (size_t i = 0; i < p->nbranches; i++) {
+        cur[i] = ms__ixcursor_new(&p->branches[i]);
+        head[i] = ms__ixcursor_next(cur[i]);
+    }
+    sort_spec = p->sort;
+    p->access_eof = true;
+    for (;;) { /* each turn consumes one record of a bounded scan */
+        size_t best = p->nbranches;
+        for (size_t i = 0; i < p->nbranches; i++) {
+            if (head[i] && (best == p->nbranches || rec_sort_cmp(head[i], head[best]) < 0)) {
+                best = i;
+            }
+        }
+        if (best == p->nbranches) {
+            break;
+        }
+        ms_rec_t *rec = head[best];
+        head[best] = ms__ixcursor_next(cur[best]);
+        p->merge_out++;
+        p->merge_fetch_docs += !exact;
+        if (!passes(r, r->m, rec, &yes)) {
+            break;
+        }
+        if (!yes) {
+            continue;
+        }
+        p->merge_fetch_advanced += !exact;
+        if (!after_access(r, rec, !exact)) {
+            p->access_eof = false;
+            break;
+        }
+    }
+    for (size_t i = 0; i < p->nbranches; i++) {
+        ms__ixcursor_destroy(cur[i]);
+    }
+    bson_free(cur);
+    bson_free(head);
+}
+
+/* ---- SORT ------------------------------------------------------------------------------------ */
 
 /* No bson_t inside: it wants 128-byte alignment, which a malloc'ed array does not give. */
 typedef struct {
@@ -332,6 +426,9 @@ ms__query_run(const ms_coll_t *coll, ms_qplan_t *p, const ms_query_t *q, const m
         break;
     case MS_ACCESS_OR:
         run_or(&r);
+        break;
+    case MS_ACCESS_SORT_MERGE:
+        run_merge(&r);
         break;
     case MS_ACCESS_FAST_COUNT:
         for (ms_rec_t *rec = coll->head; rec && finish(&r, rec, true); rec = rec->next) {
