@@ -1,0 +1,255 @@
+/*
+ * `mongoq watch`: depth per status, enqueue/ack/fail rates, the oldest due age and the consumers
+ * holding messages, refreshed every interval. Rates come from the queue's change stream (an
+ * insert is an enqueue; a delete or an update to done an ack; an update to dead a failure; to
+ * ready a retry; to processing a claim); on a server without change streams they are shown as
+ * "-". A delete by a purge counts as an ack. Consumers: the distinct claimed_by of the
+ * processing messages (one `distinct` over the in-flight messages only).
+ */
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "fields.h"
+
+#define DEFAULT_INTERVAL_MS 1000
+#define MAX_EVENTS_PER_TICK 100000
+
+typedef struct {
+    int64_t enqueued, acked, failed, retried, claimed;
+} events_t;
+
+/* Counts one change event into ev. */
+static void
+classify(const bson_t *event, events_t *ev)
+{
+    bson_iter_t it, sub;
+    const char *op = bson_iter_init_find(&it, event, "operationType") && BSON_ITER_HOLDS_UTF8(&it)
+                         ? bson_iter_utf8(&it, NULL)
+                         : "";
+    const char *status = NULL;
+    if (strcmp(op, "insert") == 0) {
+        ev->enqueued++;
+        return;
+    }
+    if (strcmp(op, "delete") == 0) {
+        ev->acked++;
+        return;
+    }
+    if (bson_iter_init(&it, event) &&
+        (bson_iter_find_descendant(&it, "updateDescription.updatedFields." MONGOQ__F_STATUS, &sub) ||
+         (bson_iter_init(&it, event) &&
+          bson_iter_find_descendant(&it, "fullDocument." MONGOQ__F_STATUS, &sub))) &&
+        BSON_ITER_HOLDS_UTF8(&sub)) {
+        status = bson_iter_utf8(&sub, NULL);
+    }
+    if (!status) {
+        return;
+    }
+    if (strcmp(status, MONGOQ__S_DONE) == 0) {
+        ev->acked++;
+    } else if (strcmp(status, MONGOQ__S_DEAD) == 0) {
+        ev->failed++;
+    } else if (strcmp(status, MONGOQ__S_READY) == 0) {
+        ev->retried++;
+    } else if (strcmp(status, MONGOQ__S_PROCESSING) == 0) {
+        ev->claimed++;
+    }
+}
+
+static void
+sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits until deadline (monotonic ms) counting change events; stream may be NULL. */
+static void
+wait_counting(mongoc_change_stream_t *stream, int64_t deadline, events_t *ev)
+{
+    const bson_t *event;
+    int64_t n = 0;
+    while (!cli_stopping() && bson_get_monotonic_time() / 1000 < deadline) {
+        if (!stream) {
+            int64_t left = deadline - bson_get_monotonic_time() / 1000;
+            sleep_ms(left < 100 ? left : 100);
+            continue;
+        }
+        if (mongoc_change_stream_next(stream, &event) && n++ < MAX_EVENTS_PER_TICK) {
+            classify(event, ev);
+        }
+    }
+}
+
+/* How many distinct consumers hold processing messages; -1 when the server refused. */
+static int64_t
+consumers(cli_t *cli, mongoq_queue_t *queue)
+{
+    bson_t cmd = BSON_INITIALIZER, query, reply;
+    bson_iter_t it, sub;
+    int64_t n = -1;
+    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    BSON_APPEND_UTF8(&cmd, "distinct", mongoq_queue_name(queue));
+    BSON_APPEND_UTF8(&cmd, "key", MONGOQ__F_CLAIMED_BY);
+    BSON_APPEND_DOCUMENT_BEGIN(&cmd, "query", &query);
+    BSON_APPEND_UTF8(&query, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+    bson_append_document_end(&cmd, &query);
+    if (mongoc_client_read_command_with_opts(client, mongoq_queue_db(queue), &cmd, NULL, NULL,
+                                             &reply, NULL) &&
+        bson_iter_init_find(&it, &reply, "values") && bson_iter_recurse(&it, &sub)) {
+        for (n = 0; bson_iter_next(&sub);) {
+            n++;
+        }
+    }
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    mongoc_client_pool_push(cli->pool, client);
+    return n;
+}
+
+/* A rate per second as text ("-" without a change stream). */
+static const char *
+rate(bool have, int64_t n, int64_t ms, char *buf, size_t size)
+{
+    if (!have || ms <= 0) {
+        return "-";
+    }
+    bson_snprintf(buf, size, "%.1f", (double)n * 1000.0 / (double)ms);
+    return buf;
+}
+
+typedef struct {
+    mongoq_stats_t stats;
+    events_t ev;
+    int64_t elapsed_ms, consumers;
+    bool rates;
+} tick_t;
+
+static void
+print_json(cli_t *cli, const tick_t *t)
+{
+    bson_t doc = BSON_INITIALIZER;
+    double secs = t->elapsed_ms > 0 ? (double)t->elapsed_ms / 1000.0 : 1.0;
+    BSON_APPEND_DATE_TIME(&doc, "at", cli_wall_ms());
+    BSON_APPEND_INT64(&doc, "ready", t->stats.ready);
+    BSON_APPEND_INT64(&doc, "delayed", t->stats.delayed);
+    BSON_APPEND_INT64(&doc, "processing", t->stats.processing);
+    BSON_APPEND_INT64(&doc, "done", t->stats.done);
+    BSON_APPEND_INT64(&doc, "dead", t->stats.dead);
+    BSON_APPEND_INT64(&doc, "oldest_due_age_ms", t->stats.oldest_ready_age_ms);
+    BSON_APPEND_INT64(&doc, "consumers", t->consumers);
+    if (t->rates) {
+        BSON_APPEND_DOUBLE(&doc, "enqueued_per_s", (double)t->ev.enqueued / secs);
+        BSON_APPEND_DOUBLE(&doc, "acked_per_s", (double)t->ev.acked / secs);
+        BSON_APPEND_DOUBLE(&doc, "failed_per_s", (double)t->ev.failed / secs);
+    } else {
+        BSON_APPEND_NULL(&doc, "enqueued_per_s");
+        BSON_APPEND_NULL(&doc, "acked_per_s");
+        BSON_APPEND_NULL(&doc, "failed_per_s");
+    }
+    cli_print_json(cli->out, &doc);
+}
+
+static void
+print_tick(cli_t *cli, mongoq_queue_t *queue, const tick_t *t, bool tty)
+{
+    char at[40], age[32], r1[32], r2[32], r3[32];
+    const mongoq_stats_t *s = &t->stats;
+    cli_time(cli_wall_ms(), at, sizeof at);
+    cli_duration(s->oldest_ready_age_ms, age, sizeof age);
+    const char *enq = rate(t->rates, t->ev.enqueued, t->elapsed_ms, r1, sizeof r1);
+    const char *ack = rate(t->rates, t->ev.acked, t->elapsed_ms, r2, sizeof r2);
+    const char *fail = rate(t->rates, t->ev.failed, t->elapsed_ms, r3, sizeof r3);
+    if (!tty) {
+        fprintf(cli->out,
+                "%s ready=%" PRId64 " delayed=%" PRId64 " processing=%" PRId64 " done=%" PRId64
+                " dead=%" PRId64 " oldest_due=%s enqueued/s=%s acked/s=%s failed/s=%s "
+                "consumers=%" PRId64 "\n",
+                at, s->ready, s->delayed, s->processing, s->done, s->dead, age, enq, ack, fail,
+                t->consumers);
+        fflush(cli->out);
+        return;
+    }
+    fprintf(cli->out, "\033[H\033[2J");
+    fprintf(cli->out, "mongoq watch  %s.%s  %s  (Ctrl-C to stop)\n\n", mongoq_queue_db(queue),
+            mongoq_queue_name(queue), at);
+    fprintf(cli->out, "  ready       %10" PRId64 "   (%" PRId64 " delayed)\n", s->ready,
+            s->delayed);
+    fprintf(cli->out, "  processing  %10" PRId64 "   by %" PRId64 " consumers\n", s->processing,
+            t->consumers);
+    fprintf(cli->out, "  done        %10" PRId64 "\n", s->done);
+    fprintf(cli->out, "  dead        %10" PRId64 "\n\n", s->dead);
+    fprintf(cli->out, "  oldest due  %10s\n", age);
+    fprintf(cli->out, "  enqueued/s  %10s\n  acked/s     %10s\n  failed/s    %10s\n", enq, ack,
+            fail);
+    fflush(cli->out);
+}
+
+/* Opens the queue's change stream for rates; NULL when the server refuses (rates "-"). */
+static mongoc_change_stream_t *
+open_stream(cli_t *cli, mongoq_queue_t *queue, mongoc_client_t **client,
+            mongoc_collection_t **coll, int64_t await_ms)
+{
+    bson_t pipeline = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    bson_error_t error;
+    *client = mongoc_client_pool_pop(cli->pool);
+    *coll = mongoc_client_get_collection(*client, mongoq_queue_db(queue), mongoq_queue_name(queue));
+    BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", await_ms);
+    mongoc_change_stream_t *stream = mongoc_collection_watch(*coll, &pipeline, &opts);
+    if (mongoc_change_stream_error_document(stream, &error, NULL)) {
+        mongoc_change_stream_destroy(stream);
+        stream = NULL;
+    }
+    bson_destroy(&opts);
+    bson_destroy(&pipeline);
+    return stream;
+}
+
+int
+cli_cmd_watch(cli_t *cli)
+{
+    const cli_args_t *a = &cli->args;
+    if (a->npositional > 1 || (a->has_count && a->count < 1) ||
+        (a->has_interval && (a->interval_ms < 10 || a->interval_ms > 3600000))) {
+        return cli_fail(cli, CLI_USAGE, "--count N (N >= 1), --interval MS (10 to 3600000)");
+    }
+    int64_t interval = a->has_interval ? a->interval_ms : DEFAULT_INTERVAL_MS;
+    mongoq_queue_t *queue = cli_queue(cli);
+    if (!queue) {
+        return CLI_FAILED;
+    }
+    bool tty = !a->json && cli_stdout_tty();
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    mongoc_change_stream_t *stream =
+        open_stream(cli, queue, &client, &coll, interval < 200 ? interval : 200);
+    int rc = CLI_OK;
+    int64_t last = bson_get_monotonic_time() / 1000;
+    for (int64_t n = 0; !cli_stopping() && (!a->has_count || n < a->count); n++) {
+        tick_t t = {.stats = MONGOQ_STATS_INIT, .rates = stream != NULL};
+        if (n > 0) {
+            wait_counting(stream, last + interval, &t.ev);
+        }
+        int64_t now = bson_get_monotonic_time() / 1000;
+        t.elapsed_ms = now - last;
+        last = now;
+        bson_error_t error;
+        if (!mongoq_queue_stats(queue, &t.stats, &error)) {
+            rc = cli_fail_error(cli, "stats", &error);
+            break;
+        }
+        t.consumers = consumers(cli, queue);
+        t.rates = t.rates && n > 0;
+        if (a->json) {
+            print_json(cli, &t);
+        } else {
+            print_tick(cli, queue, &t, tty);
+        }
+    }
+    mongoc_change_stream_destroy(stream);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(cli->pool, client);
+    return rc;
+}
