@@ -122,7 +122,8 @@ note_problem(bson_string_t *problems, int *n, const char *name, const char *what
 void
 mongoq__check_indexes(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
 {
-    bson_t expected = BSON_INITIALIZER, have, want, missing, differ;
+    bson_t expected = BSON_INITIALIZER, have, want;
+    bson_t missing = BSON_INITIALIZER, differ = BSON_INITIALIZER;
     bson_iter_t it, name;
     bson_error_t error = {0};
     int problems_n = 0, checked = 0, n_missing = 0, n_differ = 0;
@@ -131,8 +132,6 @@ mongoq__check_indexes(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
     bool failed = false;
     bson_string_t *problems = bson_string_new(NULL);
     mongoq__queue_index_specs(ctx->queue, &expected);
-    BSON_APPEND_ARRAY_BEGIN(&item->details, "missing", &missing);
-    BSON_APPEND_ARRAY_BEGIN(&item->details, "different", &differ);
     for (bool more = bson_iter_init(&it, &expected); more && bson_iter_next(&it) && !failed;) {
         uint32_t len;
         const uint8_t *data;
@@ -158,8 +157,10 @@ mongoq__check_indexes(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
         }
         bson_destroy(&have);
     }
-    bson_append_array_end(&item->details, &missing);
-    bson_append_array_end(&item->details, &differ);
+    BSON_APPEND_ARRAY(&item->details, "missing", &missing);
+    BSON_APPEND_ARRAY(&item->details, "different", &differ);
+    bson_destroy(&missing);
+    bson_destroy(&differ);
     if (failed && mongoq__error_is_server(&error, NAMESPACE_NOT_FOUND)) {
         mongoq__check_item_set(item, MONGOQ_CHECK_ERROR,
                                "open the queue once (mongoq_queue_new creates the collection's "
