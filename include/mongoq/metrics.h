@@ -56,8 +56,8 @@ typedef struct {
 #define MONGOQ_METRICS_OPTS_INIT {.version = MONGOQ_METRICS_OPTS_VERSION}
 
 /*
- * Renders the metrics of queues[0 .. n) (1 to 64 queues, which may be of different
- * databases) into *text_out: a NUL-terminated string owned by the caller (bson_free), one
+ * Renders the metrics of queues[0 .. n) (1 to 64 queues of distinct collections, which may be
+ * of different databases; two handles on one collection would give duplicate series) into *text_out: a NUL-terminated string owned by the caller (bson_free), one
  * # HELP and # TYPE per metric, then its series for every queue. opts may be NULL. Reads
  * mongoq_queue_stats of each queue (its six index reads).
  *

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The mongoq tool against the server under test ($MONGOQ_TEST_URI): every command, outputs
+# checked through --json (parsed by python3's json module) and human output by its key lines;
+# the doctor against a healthy queue, a missing index, a standalone server and an unreachable
+# one; the metrics text through the exposition checker, once and served over HTTP.
+#
+#   tests/cli/test_cli.sh MONGOQ_BIN PROMCHECK_BIN TEST_SERVER_BIN RUN_COMMAND_BIN
+#
+# Each run uses a database of its own, dropped at the end. Private servers (standalone) are
+# started only without MONGOQ_TEST_NO_SPAWN, and stopped by PID on every exit path.
+set -euo pipefail
+M=$1
+PROMCHECK=$2
+SERVER_BIN=$3
+RUN_COMMAND=$4
+: "${MONGOQ_TEST_URI:?set MONGOQ_TEST_URI}"
+export MONGOQ_URI=$MONGOQ_TEST_URI
+DB="cli_$$_$RANDOM"
+Q=(--db "$DB" --queue jobs)
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    "$M" "${Q[@]}" purge all --yes >/dev/null 2>&1 || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+failures=0
+ok() { printf 'ok   %s\n' "$1"; }
+bad() { printf 'FAIL %s\n' "$1"; failures=$((failures + 1)); }
+# expect_rc NAME RC COMMAND...: the exit code is RC.
+expect_rc() {
+    local name=$1 want=$2 got=0
+    shift 2
+    "$@" >"$TMP/out" 2>"$TMP/err" || got=$?
+    if [ "$got" = "$want" ]; then ok "$name"; else bad "$name (exit $got, wanted $want): $(head -c 300 "$TMP/err")"; fi
+}
+# json EXPR < file: evaluates a python expression over the parsed document `d`.
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+check() { # check NAME ACTUAL EXPECTED
+    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', wanted '$3'"; fi
+}
+one_line_error() { # the last command wrote exactly one line on stderr
+    check "$1: one line on stderr" "$(wc -l <"$TMP/err")" 1
+}
+
+# ---- enqueue and stats ---------------------------------------------------------------------------
+expect_rc "enqueue one" 0 "$M" "${Q[@]}" enqueue '{"to":"ada","week":47}' --priority 5 --json
+check "enqueue --json gives one id" "$(json 'len(d["ids"])' <"$TMP/out")" 1
+ID1=$(json 'd["ids"][0]' <"$TMP/out")
+printf '{"n":1}\n{"n":2}\n\n{"n":3}\n' >"$TMP/lines"
+expect_rc "enqueue lines from stdin" 0 "$M" "${Q[@]}" enqueue <"$TMP/lines"
+check "one id per line" "$(wc -l <"$TMP/out")" 3
+expect_rc "enqueue delayed with a dedup key" 0 "$M" "${Q[@]}" enqueue '{"later":true}' --delay 600000 --dedup k1
+DELAYED=$(cat "$TMP/out")
+expect_rc "stats --json" 0 "$M" "${Q[@]}" stats --json
+check "stats: ready" "$(json 'd["ready"]' <"$TMP/out")" 5
+check "stats: delayed" "$(json 'd["delayed"]' <"$TMP/out")" 1
+expect_rc "stats" 0 "$M" "${Q[@]}" stats
+grep -q '^ready       5 (4 due, 1 delayed)$' "$TMP/out" && ok "stats: ready line" || bad "stats: ready line: $(cat "$TMP/out")"
+
+# ---- nothing is written on bad input -----------------------------------------------------------
+printf '{"n":4}\n{"n":\n' >"$TMP/bad"
+expect_rc "bad JSON on line 2 is a usage error" 64 "$M" "${Q[@]}" enqueue <"$TMP/bad"
+one_line_error "bad JSON"
+grep -q 'line 2' "$TMP/err" && ok "bad JSON names the line" || bad "bad JSON names the line"
+expect_rc "bad JSON argument" 64 "$M" "${Q[@]}" enqueue '{nope'
+expect_rc "bad id" 64 "$M" "${Q[@]}" show 12345
+one_line_error "bad id"
+expect_rc "unknown status" 64 "$M" "${Q[@]}" ls --status pending
+expect_rc "unknown purge status" 64 "$M" "${Q[@]}" purge pending --yes
+expect_rc "unknown option" 64 "$M" "${Q[@]}" stats --bogus
+expect_rc "unknown command" 64 "$M" "${Q[@]}" frobnicate
+"$M" "${Q[@]}" stats --json >"$TMP/out"
+check "nothing was written by bad input" "$(json 'd["ready"]' <"$TMP/out")" 5
+
+# ---- ls, paging, show --------------------------------------------------------------------------
+expect_rc "ls --limit 2 --json" 0 "$M" "${Q[@]}" ls --status ready --limit 2 --json
+check "ls: first page size" "$(json 'len(d["messages"])' <"$TMP/out")" 2
+check "ls: claim order puts priority 5 first" "$(json 'd["messages"][0]["id"]' <"$TMP/out")" "$ID1"
+TOKEN=$(json 'd["next_page"]' <"$TMP/out")
+seen=$(json '",".join(m["id"] for m in d["messages"])' <"$TMP/out")
+for i in 1 2 3; do
+    "$M" "${Q[@]}" ls --status ready --limit 2 --page "$TOKEN" --json >"$TMP/out"
+    seen="$seen,$(json '",".join(m["id"] for m in d["messages"])' <"$TMP/out")"
+    TOKEN=$(json 'd["next_page"] or ""' <"$TMP/out")
+    [ -n "$TOKEN" ] || break
+done
+check "ls: pages cover every ready message once" \
+    "$(tr ',' '\n' <<<"$seen" | grep -c . )/$(tr ',' '\n' <<<"$seen" | grep . | sort -u | wc -l)" "5/5"
+expect_rc "ls (table)" 0 "$M" "${Q[@]}" ls --limit 2
+head -1 "$TMP/out" | grep -q '^ID  *STATUS  *PRIORITY  *ATTEMPTS  *RUN_AT' && ok "ls: header" || bad "ls: header"
+grep -q '^next page: --page [0-9a-f]*$' "$TMP/out" && ok "ls: next page line" || bad "ls: next page line"
+expect_rc "ls --not-due" 0 "$M" "${Q[@]}" ls --not-due --json
+check "ls --not-due finds the delayed one" "$(json '[m["id"] for m in d["messages"]]' <"$TMP/out")" "['$DELAYED']"
+expect_rc "show --json" 0 "$M" "${Q[@]}" show "$ID1" --json
+check "show: payload" "$(json 'd["payload"]["to"]' <"$TMP/out")" ada
+check "show: priority" "$(json 'd["priority"]' <"$TMP/out")" 5
+expect_rc "show" 0 "$M" "${Q[@]}" show "$DELAYED"
+grep -q '^dedup_key         k1$' "$TMP/out" && ok "show: dedup line" || bad "show: dedup line"
+expect_rc "show of a missing id" 4 "$M" "${Q[@]}" show 000000000000000000000000
+
+# ---- retry, redrive, purge ---------------------------------------------------------------------
+expect_rc "retry the delayed one" 0 "$M" "${Q[@]}" retry "$DELAYED" --json
+"$M" "${Q[@]}" stats --json >"$TMP/out"
+check "retry: nothing delayed any more" "$(json 'd["delayed"]' <"$TMP/out")" 0
+expect_rc "retry of a missing id" 4 "$M" "${Q[@]}" retry 000000000000000000000000
+expect_rc "redrive --all --dry-run" 0 "$M" "${Q[@]}" redrive --all --dry-run --json
+check "redrive dry run: nothing dead" "$(json 'd["would_move"]' <"$TMP/out")" 0
+expect_rc "redrive needs an id or --all" 64 "$M" "${Q[@]}" redrive
+expect_rc "redrive --all" 0 "$M" "${Q[@]}" redrive --all --json
+check "redrive moved" "$(json 'd["moved"]' <"$TMP/out")" 0
+expect_rc "purge without a terminal needs --yes" 64 "$M" "${Q[@]}" purge ready </dev/null
+"$M" "${Q[@]}" stats --json >"$TMP/out"
+check "purge refused: nothing deleted" "$(json 'd["ready"]' <"$TMP/out")" 5
+
+# ---- watch, metrics, queues, doctor ------------------------------------------------------------
+expect_rc "watch --count 2 (not a terminal)" 0 "$M" "${Q[@]}" watch --count 2 --interval 200
+check "watch: two lines" "$(wc -l <"$TMP/out")" 2
+grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z ready=5 delayed=0 processing=0 done=0 dead=0 oldest_due=[^ ]+ enqueued/s=[^ ]+ acked/s=[^ ]+ failed/s=[^ ]+ consumers=0$' \
+    "$TMP/out" && ok "watch: line format" || bad "watch: line format: $(head -1 "$TMP/out")"
+expect_rc "watch --json" 0 "$M" "${Q[@]}" watch --count 1 --json
+check "watch --json: ready" "$(json 'd["ready"]' <"$TMP/out")" 5
+expect_rc "metrics" 0 "$M" "${Q[@]}" metrics
+"$PROMCHECK" <"$TMP/out" && ok "metrics: valid exposition" || bad "metrics: valid exposition"
+grep -q "^mongoq_messages{queue=\"$DB.jobs\",status=\"ready\"} 5$" "$TMP/out" && ok "metrics: ready gauge" || bad "metrics: ready gauge"
+"$M" "${Q[@]}" metrics --listen 127.0.0.1:0 --count 2 >"$TMP/listen" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$TMP/listen" ] && break; sleep 0.05; done
+URL=$(sed -n 's/^listening on //p' "$TMP/listen")
+PORT=$(sed -E 's|.*:([0-9]+)/metrics|\1|' <<<"$URL")
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+cat <&3 >"$TMP/http"
+exec 3>&-
+head -1 "$TMP/http" | grep -q '^HTTP/1.0 200 OK' && ok "metrics --listen: 200" || bad "metrics --listen: 200"
+sed '1,/^\r$/d' "$TMP/http" | "$PROMCHECK" && ok "metrics --listen: valid body" || bad "metrics --listen: valid body"
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET /other HTTP/1.0\r\n\r\n' >&3
+head -1 <&3 | grep -q '404' && ok "metrics --listen: 404 elsewhere" || bad "metrics --listen: 404"
+exec 3>&-
+wait "${PIDS[-1]}" && ok "metrics --listen stops after --count" || bad "metrics --listen exit"
+expect_rc "queues --json" 0 "$M" --db "$DB" queues --json
+check "queues lists jobs" "$(json '[q["queue"] for q in d["queues"]]' <"$TMP/out")" "['jobs']"
+expect_rc "doctor on a healthy queue" 0 "$M" "${Q[@]}" doctor --json
+check "doctor: level ok" "$(json 'd["level"]' <"$TMP/out")" ok
+expect_rc "doctor (table)" 0 "$M" "${Q[@]}" doctor
+grep -q '^indexes  *ok ' "$TMP/out" && ok "doctor: indexes line" || bad "doctor: indexes line"
+grep -q '^result: ok$' "$TMP/out" && ok "doctor: result line" || bad "doctor: result line"
+
+# A missing index: exit 2, the indexes item an error. (enqueue puts it back.)
+expect_rc "drop the claim index" 0 "$RUN_COMMAND" "$MONGOQ_TEST_URI" "$DB" '{"dropIndexes": "jobs", "index": "mongoq_claim"}'
+expect_rc "doctor with a missing index exits 2" 2 "$M" "${Q[@]}" doctor --json
+check "doctor: indexes error" "$(json '[i["level"] for i in d["items"] if i["name"]=="indexes"][0]' <"$TMP/out")" error
+check "doctor: claim plan error" "$(json '[i["level"] for i in d["items"] if i["name"]=="claim_plan"][0]' <"$TMP/out")" error
+"$M" "${Q[@]}" enqueue '{"fix":1}' >/dev/null
+expect_rc "enqueue restores the index" 0 "$M" "${Q[@]}" doctor
+
+# An unreachable server: exit 2 from doctor, 3 from the rest, within the timeout.
+start=$(date +%s)
+expect_rc "doctor on an unreachable server" 2 "$M" --uri mongodb://127.0.0.1:1 --timeout-ms 500 --queue jobs doctor
+expect_rc "stats on an unreachable server" 3 "$M" --uri mongodb://127.0.0.1:1 --timeout-ms 500 --queue jobs stats
+one_line_error "unreachable"
+expect_rc "enqueue on an unreachable server" 3 "$M" --uri mongodb://127.0.0.1:1 --timeout-ms 500 --queue jobs enqueue '{"a":1}'
+[ $(($(date +%s) - start)) -lt 20 ] && ok "unreachable: no hang" || bad "unreachable: took too long"
+
+# A standalone server: change streams and topology are warnings (exit 1).
+if [ -z "${MONGOQ_TEST_NO_SPAWN:-}" ]; then
+    "$SERVER_BIN" --port 0 --standalone >"$TMP/standalone" 2>/dev/null &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do [ -s "$TMP/standalone" ] && break; sleep 0.05; done
+    SURI=$(head -1 "$TMP/standalone")
+    "$M" --uri "$SURI" --db "$DB" --queue jobs enqueue '{"a":1}' >/dev/null
+    expect_rc "doctor on a standalone server exits 1" 1 "$M" --uri "$SURI" --db "$DB" --queue jobs doctor --json
+    check "standalone: topology warning" "$(json '[i["level"] for i in d["items"] if i["name"]=="topology"][0]' <"$TMP/out")" warning
+    check "standalone: change streams warning" "$(json '[i["level"] for i in d["items"] if i["name"]=="change_streams"][0]' <"$TMP/out")" warning
+    expect_rc "watch on a standalone server (no rates)" 0 "$M" --uri "$SURI" --db "$DB" --queue jobs watch --count 2 --interval 100
+    grep -q 'enqueued/s=- ' "$TMP/out" && ok "standalone watch: rates unknown" || bad "standalone watch: rates"
+fi
+
+# ---- help and purge ------------------------------------------------------------------------------
+for c in stats ls show enqueue redrive retry purge watch doctor metrics queues; do
+    "$M" "$c" --help | grep -q "^usage: mongoq" || bad "$c --help"
+done
+ok "--help of every command"
+expect_rc "purge all --yes" 0 "$M" "${Q[@]}" purge all --yes --json
+check "purge deleted" "$(json 'd["deleted"]' <"$TMP/out")" 6
+
+echo "$failures failed"
+[ "$failures" = 0 ]
