@@ -154,6 +154,7 @@ MS_HANDLER(server_status)
     BSON_APPEND_INT64(&conns, "totalCreated", c->conn->id);
     bson_append_document_end(reply, &conns);
     ms_metrics_append(reply);
+    ms_journal_server_status(reply); /* wiredTiger.log, with --dbpath */
     return true;
 }
 
