@@ -132,7 +132,9 @@ parse_args(int argc, char **argv)
     bench_cfg.depths[1] = bench_cfg.quick ? 10000 : 100000;
     bench_cfg.depths[2] = bench_cfg.large ? 1000000 : 0;
     bench_cfg.wake_messages = bench_cfg.quick ? 100 : 1000;
-    bench_cfg.depth_sample = bench_cfg.quick ? 50 : 200;
+    bench_cfg.depth_sample = bench_cfg.quick ? 50 : 500;
+    bench_cfg.depth_calls = bench_cfg.quick ? 50 : 200;
+    bench_cfg.depth_stats_calls = bench_cfg.quick ? 3 : 10;
     bench_cfg.durable_messages = bench_cfg.quick ? 300 : 2000;
 }
 

@@ -33,6 +33,8 @@ typedef struct {
     const char *durable_uri; /* a server started with --dbpath (NULL: no durable run) */
     int64_t durable_messages; /* messages per durable burn-down */
     int64_t depth_sample;     /* claims + acks timed per depth cell */
+    int depth_calls;          /* reap passes, redrives timed per depth cell */
+    int depth_stats_calls;    /* stats calls timed per depth cell */
 } config_t;
 
 typedef struct {

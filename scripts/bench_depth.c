@@ -8,9 +8,9 @@
  *    ready kind, from the backlog itself; for the others, ready "probe" messages planted behind
  *    the backlog in the claim order, removed afterwards);
  *  - reap: one mongoq_queue_reap pass with nothing expired (the common case: the reaper runs
- *    every lease / 2);
- *  - stats: one mongoq_queue_stats;
- *  - redrive one: mongoq_queue_redrive by _id of a planted dead probe.
+ *    every lease / 2), timed over depth_calls passes;
+ *  - stats: one mongoq_queue_stats, timed over depth_stats_calls calls;
+ *  - redrive one: mongoq_queue_redrive by _id of a planted dead probe, timed over depth_calls.
  * The backlog is written fast and untimed with insert_many of raw documents in mongoq's shape
  * (src/document.c's fields), w: 1. Each figure is the median of --reps runs.
  */
@@ -151,8 +151,9 @@ static double
 time_op(mongoq_queue_t *q, op_t op)
 {
     bson_error_t error;
-    int calls = op == OP_STATS ? (bench_cfg.quick ? 3 : 10) : (bench_cfg.quick ? 5 : 20);
-    bson_oid_t ids[20];
+    /* Enough calls that a sample outlasts the machine's hiccups (reap and redrive take ~0.1 ms). */
+    int calls = op == OP_STATS ? bench_cfg.depth_stats_calls : bench_cfg.depth_calls;
+    bson_oid_t *ids = bson_malloc(sizeof *ids * (size_t)calls);
     if (op == OP_REDRIVE) {
         insert_kind(KIND_DEAD, calls, true, ids);
     }
@@ -171,6 +172,7 @@ time_op(mongoq_queue_t *q, op_t op)
     if (op == OP_REDRIVE) {
         delete_probes();
     }
+    bson_free(ids);
     return us;
 }
 
@@ -190,6 +192,14 @@ depth_queue(kind_t kind)
     return q;
 }
 
+/* At least 5 runs per cell: cells are cheap, and a ratio between two of them taken minutes
+ * apart on a shared machine needs the median to hold. */
+static int
+depth_reps(void)
+{
+    return bench_cfg.reps > 5 ? bench_cfg.reps : 5;
+}
+
 typedef summary_t cells_t[KIND_COUNT][OP_COUNT][3];
 
 static void
@@ -203,10 +213,10 @@ measure_kind(kind_t kind, cells_t cells, FILE *dat)
         (void)time_claims(q, kind); /* warm-up, untimed: the first pass pays for cold caches */
         for (op_t op = 0; op < OP_COUNT; op++) {
             double v[MAX_REPS];
-            for (int r = 0; r < bench_cfg.reps; r++) {
+            for (int r = 0; r < depth_reps(); r++) {
                 v[r] = op == OP_CLAIM ? time_claims(q, kind) : time_op(q, op);
             }
-            cells[kind][op][d] = bench_summarize(v, bench_cfg.reps);
+            cells[kind][op][d] = bench_summarize(v, depth_reps());
             fprintf(stderr, "depth %s %lld: %s %.0f us\n", kind_short[kind], (long long)depth,
                     op_names[op], cells[kind][op][d].median);
         }
@@ -273,11 +283,13 @@ bench_depth(void)
     fclose(dat);
     fprintf(bench_md, "\n## Depth: cost per operation against what the collection holds\n\n");
     fprintf(bench_md,
-            "One kind of backlog at a time, at each depth: claim + ack (%lld messages, ready "
+            "One kind of backlog at a time, at each depth: claim + ack (%lld messages; ready "
             "probes planted behind a backlog that is not itself claimable), one reap pass with "
-            "nothing expired, one mongoq_queue_stats, one redrive by _id. Microseconds per call, "
-            "median of %d runs, and in brackets the ratio to the cost at %lld deep.%s\n\n",
-            (long long)bench_cfg.depth_sample, bench_cfg.reps, (long long)bench_cfg.depths[0],
+            "nothing expired (%d passes), one mongoq_queue_stats (%d calls), one redrive by _id "
+            "(%d). Microseconds per call, median of %d runs, and in brackets the ratio to the cost "
+            "at %lld deep.%s\n\n",
+            (long long)bench_cfg.depth_sample, bench_cfg.depth_calls, bench_cfg.depth_stats_calls,
+            bench_cfg.depth_calls, depth_reps(), (long long)bench_cfg.depths[0],
             bench_cfg.large ? "" : " The default set stops at 100,000 deep; `--large` adds 1,000,000.");
     bench_key.depth_ratio = 0;
     bench_key.depth_stats_ratio = 0;
