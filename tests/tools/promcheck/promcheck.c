@@ -73,7 +73,9 @@ add(state_t *s, const char *name)
     }
     family_t *f = &s->fam[s->n++];
     memset(f, 0, sizeof *f);
-    snprintf(f->name, sizeof f->name, "%s", name);
+    size_t len = strlen(name);
+    len = len < sizeof f->name ? len : sizeof f->name - 1;
+    memcpy(f->name, name, len);
     return f;
 }
 
@@ -253,7 +255,7 @@ sample(state_t *s, const char *l)
     while (isalnum((unsigned char)*p) || *p == '_' || *p == ':') {
         p++;
     }
-    char name[NAME_MAX_LEN], series[512] = "", le[64] = "";
+    char name[NAME_MAX_LEN], series[512] = "", le[256] = "";
     if (!name_ok(l, (size_t)(p - l), false)) {
         return fail(s, "bad sample name", l);
     }
@@ -295,6 +297,10 @@ bool
 promcheck(const char *text, char *why, size_t why_size)
 {
     state_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(why, why_size, "out of memory");
+        return false;
+    }
     s->why = why;
     s->why_size = why_size;
     s->current = -1;
