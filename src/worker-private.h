@@ -26,10 +26,11 @@ typedef struct {
 } mongoq__hand_back_t;
 
 /*
- * What one handler thread holds: msgs[first_held .. end) of its current batch, the running one
- * (if any) first, then those not started, from msgs[next]. The keeper extends them all and, on
- * stop, takes msgs[next .. end) to hand back (back) and sets end = next so the thread starts
- * none of them. Whoever moves end down first hands those messages back; the other does not.
+ * What one handler thread holds: msgs[first_held .. end) of its current batch: those whose ack
+ * waits to be sent with the batch's (worker_handler.c), the running one (if any), then those not
+ * started, from msgs[next]. The keeper extends them all and, on stop, takes msgs[next .. end) to
+ * hand back (back) and sets end = next so the thread starts none of them. Whoever moves end
+ * down first hands those messages back; the other does not.
  */
 typedef struct {
     pthread_mutex_t mu;  /* guards the fields below against the keeper; never held over I/O */

@@ -3,10 +3,11 @@
  * counters, and the helpers both kinds of thread use.
  *
  * `threads` handler threads (worker_handler.c) each own a consumer: claim up to `batch`
- * messages, run the handler on each in turn, then ack, retry or fail it, and report the
- * outcome. One more thread, the keeper (worker_keeper.c), extends the leases of every message a
- * handler thread holds (heartbeat), spreads stop requests, and on stop hands back what a busy
- * handler thread holds but has not started; a thread between messages hands back its own.
+ * messages, run the handler on each in turn, then ack, retry or fail it (the acks of a batch
+ * together, in one ack_many), and report the outcome. One more thread, the keeper
+ * (worker_keeper.c), extends the leases of every message a handler thread holds (heartbeat),
+ * spreads stop requests, and on stop hands back what a busy handler thread holds but has not
+ * started; a thread between messages hands back its own.
  * The structs they share are in worker-private.h.
  *
  * Lock discipline: a handler thread's holding mutex guards only which of its messages are held.
