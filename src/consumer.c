@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "claim-private.h"
+#include "pause-private.h"
 #include "error-private.h"
 #include "mongoq/limits.h"
 #include "queue-private.h"
@@ -88,11 +89,13 @@ claim_loop(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq__attempt_fn atte
 {
     mongoq_queue_t *queue = consumer->queue;
     mongoq__queue_start_reaper(queue);
+    mongoq__waker_start(queue->waker);
     int64_t deadline = mongoq__now_mono_ms() + (wait_ms < MAX_WAIT_MS ? wait_ms : MAX_WAIT_MS);
     uint64_t seen = mongoq__waker_generation(queue->waker);
     mongoq__wake_t why = MONGOQ__WAKE_TIMEOUT;
     for (;;) {
-        if (!attempt(consumer, max, msgs, got, error)) {
+        /* Paused: no attempt (and no round trip) until a resume wakes us. */
+        if (!mongoq__pause_blocks(queue) && !attempt(consumer, max, msgs, got, error)) {
             return false;
         }
         if (*got > 0) {

@@ -23,6 +23,8 @@ typedef struct {
     atomic_bool change_stream_active;
     atomic_bool polling_fallback;
     atomic_int_least64_t stream_rescans;
+    atomic_int pause_state; /* MONGOQ__PAUSE_* (pause-private.h): the state last seen */
+    atomic_int_least64_t pause_seen_mono; /* when (monotonic ms) it was last read or reported */
 } mongoq__counters_t;
 
 static inline void

@@ -40,6 +40,8 @@ mongoq__counters_size(uint32_t version)
     switch (version) {
     case 1:
         return offsetof(mongoq_counters_t, stream_rescans);
+    case 2:
+        return offsetof(mongoq_counters_t, paused);
     case MONGOQ_COUNTERS_VERSION:
         return sizeof(mongoq_counters_t);
     default:
@@ -50,7 +52,14 @@ mongoq__counters_size(uint32_t version)
 size_t
 mongoq__stats_size(uint32_t version)
 {
-    return version >= 1 && version <= MONGOQ_STATS_VERSION ? sizeof(mongoq_stats_t) : 0;
+    switch (version) {
+    case 1:
+        return offsetof(mongoq_stats_t, paused);
+    case MONGOQ_STATS_VERSION:
+        return sizeof(mongoq_stats_t);
+    default:
+        return 0;
+    }
 }
 
 void
@@ -71,6 +80,7 @@ mongoq__counters_read(const mongoq__counters_t *c, mongoq_counters_t *out)
     out->change_stream_active = atomic_load(&c->change_stream_active);
     out->polling_fallback = atomic_load(&c->polling_fallback);
     out->stream_rescans = atomic_load(&c->stream_rescans);
+    out->paused = atomic_load(&c->pause_state) == 2; /* MONGOQ__PAUSE_PAUSED */
 }
 
 bool

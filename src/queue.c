@@ -11,6 +11,7 @@
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
 #include "error-private.h"
+#include "pause-private.h"
 #include "service-private.h"
 
 #define INDEX_CLAIM "mongoq_claim"
@@ -398,6 +399,7 @@ mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
         mongoq_queue_destroy(queue);
         return NULL;
     }
+    mongoq__pause_load(queue);
     return queue;
 }
 

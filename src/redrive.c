@@ -8,6 +8,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "pause-private.h"
 #include "queue-private.h"
 
 /* Dead -> ready, attempts 0, due now on the server's clock (at the back of its priority). */
@@ -86,6 +87,11 @@ mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_o
     }
     if (status) {
         BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, status);
+    } else {
+        bson_t ne;
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, MONGOQ__F_ID, &ne);
+        BSON_APPEND_UTF8(&ne, "$ne", MONGOQ__CONTROL_ID); /* a pause outlives a purge */
+        bson_append_document_end(&filter, &ne);
     }
     bool ok = mongoq__queue_write_many(queue, "purge", &filter, NULL, &deleted, error);
     if (ok && deleted_out) {

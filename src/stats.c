@@ -13,6 +13,7 @@
 #include "error-private.h"
 #include "fields.h"
 #include "mongoq/error.h"
+#include "pause-private.h"
 #include "queue-private.h"
 
 /* {status: status[, run_at: {$gt: after}]}: the count's filter. */
@@ -83,9 +84,11 @@ read_stats(mongoq_queue_t *queue, mongoc_collection_t *coll, mongoq_stats_t *sta
         !count(coll, queue, MONGOQ__S_PROCESSING, -1, &stats->processing, error) ||
         !count(coll, queue, MONGOQ__S_DONE, -1, &stats->done, error) ||
         !count(coll, queue, MONGOQ__S_DEAD, -1, &stats->dead, error) ||
-        !earliest_run_at(coll, &earliest, error)) {
+        !earliest_run_at(coll, &earliest, error) ||
+        !mongoq__pause_read(coll, &stats->paused, error)) {
         return false;
     }
+    mongoq__pause_seen(queue, stats->paused);
     stats->next_run_at_ms = earliest;
     stats->oldest_ready_age_ms = earliest < 0 || earliest > now ? -1 : now - earliest;
     return true;

@@ -86,6 +86,13 @@ mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms);
 void
 mongoq__waker_count(mongoq__counters_t *counters, mongoq__wake_t why);
 
+/*
+ * Starts the waker's thread if it is not running (a claimer calls it: the thread keeps the
+ * queue's pause state current for claims that never wait). Thread-safe.
+ */
+void
+mongoq__waker_start(mongoq__waker_t *w);
+
 /* Wakes every waiter now (reason MONGOQ__WAKE_LOCAL). Thread-safe. */
 void
 mongoq__waker_notify(mongoq__waker_t *w);

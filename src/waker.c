@@ -276,6 +276,14 @@ mongoq__waker_generation(mongoq__waker_t *w)
     return g;
 }
 
+void
+mongoq__waker_start(mongoq__waker_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    mongoq__waker_ensure_thread_locked(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
 mongoq__wake_t
 mongoq__waker_wait(mongoq__waker_t *w, uint64_t *seen, int64_t deadline_ms)
 {

@@ -15,6 +15,7 @@
 
 #include "document-private.h"
 #include "fields.h"
+#include "pause-private.h"
 #include "service-private.h"
 
 #define MIN_POLL_MS 10
@@ -136,22 +137,47 @@ poll_once(mongoq__waker_t *w, mongoc_collection_t *coll, bool *failed)
     return found;
 }
 
+/* Reads the pause state (pause-private.h); true when paused. A resume wakes every waiter. */
+static bool
+sync_pause(mongoq__waker_t *w, mongoc_collection_t *coll)
+{
+    bool paused;
+    bson_error_t error;
+    if (!mongoq__pause_read(coll, &paused, &error)) {
+        mongoq__waker_log(w, MONGOQ_LOG_DEBUG, "mongoq waker: pause state of %s.%s: %s", w->db,
+                          w->coll, error.message);
+        return atomic_load(&w->config.counters->pause_state) == MONGOQ__PAUSE_PAUSED;
+    }
+    if (mongoq__pause_record(w->config.counters, paused)) {
+        mongoq__waker_bump(w, MONGOQ__WAKE_LOCAL);
+    }
+    return paused;
+}
+
 /* ---- polling mode -------------------------------------------------------------------------- */
 
-/* Waits until someone waits for work and the pause has passed; false when stopping. */
+/*
+ * Waits until a poll is due (someone waits and the pause between polls has passed) or the pause
+ * state is due for a read (every poll interval, waiters or not); false when stopping.
+ * *poll_due: whether to poll.
+ */
 static bool
-await_poll_turn(mongoq__waker_t *w, int64_t next_poll)
+await_poll_turn(mongoq__waker_t *w, int64_t next_poll, int64_t next_sync, bool *poll_due)
 {
     struct timespec ts;
     bool go_on;
+    *poll_due = false;
     pthread_mutex_lock(&w->mu);
     for (int i = 0; i < 1000 && !w->stopping && !w->need_next_run_at; i++) {
         int64_t now = mongoq__now_mono_ms();
         if (w->nwaiters > 0 && now >= next_poll) {
+            *poll_due = true;
             break;
         }
-        /* Idle (nobody waiting): look again at least every poll interval. */
-        int64_t until = w->nwaiters > 0 ? next_poll : now + w->config.poll_interval_ms;
+        if (now >= next_sync) {
+            break;
+        }
+        int64_t until = w->nwaiters > 0 && next_poll < next_sync ? next_poll : next_sync;
         mongoq__mono_timespec(until, &ts);
         pthread_cond_timedwait(&w->thread_cond, &w->mu, &ts);
     }
@@ -165,16 +191,26 @@ poll_loop(mongoq__waker_t *w, service_t *svc)
 {
     int64_t pause = MIN_POLL_MS;
     int64_t next_poll = mongoq__now_mono_ms() + pause;
-    while (await_poll_turn(w, next_poll)) {
+    int64_t next_sync = mongoq__now_mono_ms(); /* the pause state, read at once */
+    bool poll_due;
+    while (await_poll_turn(w, next_poll, next_sync, &poll_due)) {
         bool failed = false;
         if (take_need_next_run_at(w)) {
             refresh_next_run_at(w, svc->coll);
             continue;
         }
-        if (mongoq__now_mono_ms() < next_poll) {
+        int64_t now = mongoq__now_mono_ms();
+        if (!poll_due && now < next_sync) {
             continue;
         }
-        if (poll_once(w, svc->coll, &failed)) {
+        /* The pause state before every poll, and every poll interval when nobody polls. */
+        bool paused = sync_pause(w, svc->coll);
+        next_sync = now + w->config.poll_interval_ms;
+        if (!poll_due) {
+            continue;
+        }
+        /* Paused: nothing is due for anyone. */
+        if (!paused && poll_once(w, svc->coll, &failed)) {
             mongoq__waker_bump(w, MONGOQ__WAKE_POLL);
             pause = MIN_POLL_MS;
         } else {
@@ -299,6 +335,7 @@ watch_pipeline(void)
     BSON_APPEND_DOCUMENT_BEGIN(&or, "2", &clause);
     append_ops(&clause, "operationType", ends, 4);
     bson_append_document_end(&or, &clause);
+    mongoq__pause_append_stream_clause(&or, "3");
     bson_append_array_end(&match, &or);
     bson_append_document_end(&stage, &match);
     bson_append_document_end(&pipeline, &stage);
@@ -308,6 +345,7 @@ watch_pipeline(void)
     BSON_APPEND_INT32(&project, "wallTime", 1);
     BSON_APPEND_INT32(&project, "fullDocument." MONGOQ__F_RUN_AT, 1);
     BSON_APPEND_INT32(&project, "updateDescription.updatedFields." MONGOQ__F_RUN_AT, 1);
+    mongoq__pause_append_stream_projection(&project);
     bson_append_document_end(&stage, &project);
     bson_append_document_end(&pipeline, &stage);
     bson_append_array_end(doc, &pipeline);
@@ -326,6 +364,13 @@ handle_event(mongoq__waker_t *w, const bson_t *event)
     if (!strcmp(op, "drop") || !strcmp(op, "dropDatabase") || !strcmp(op, "rename") ||
         !strcmp(op, "invalidate")) {
         return false;
+    }
+    bool paused;
+    if (mongoq__pause_from_event(event, &paused)) {
+        if (mongoq__pause_record(w->config.counters, paused)) {
+            mongoq__waker_bump(w, MONGOQ__WAKE_CHANGE_STREAM); /* resumed: everyone looks */
+        }
+        return true;
     }
     const char *path = strcmp(op, "update") ? "fullDocument." MONGOQ__F_RUN_AT
                                             : "updateDescription.updatedFields." MONGOQ__F_RUN_AT;
@@ -425,6 +470,7 @@ watch_once(mongoq__waker_t *w, mongoc_collection_t *coll, watch_state_t *st, int
     if (!resumed) {
         /* Anything written before the stream opened was not seen: everyone rescans. */
         mongoq__counter_add(&w->config.counters->stream_rescans, 1);
+        (void)sync_pause(w, coll);
         mongoq__waker_bump(w, MONGOQ__WAKE_LOCAL);
         refresh_next_run_at(w, coll);
     }

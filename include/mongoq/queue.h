@@ -173,7 +173,8 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
  * call. A program built against an older header passes an older version and gets exactly the
  * fields it knows; fields are only ever added at the end.
  */
-#define MONGOQ_STATS_VERSION 1
+/* 2 added paused. */
+#define MONGOQ_STATS_VERSION 2
 
 /* A snapshot of the queue read from the server (mongoq_queue_stats). */
 typedef struct {
@@ -187,6 +188,9 @@ typedef struct {
                                     its run_at), -1 if none is due */
     int64_t next_run_at_ms;      /* earliest run_at among ready messages (epoch ms; in the past
                                     when one is due), -1 if none */
+
+    /* ---- version 2 ---- */
+    bool paused; /* the queue is paused (mongoq_queue_pause) */
 } mongoq_stats_t;
 
 #define MONGOQ_STATS_INIT {.version = MONGOQ_STATS_VERSION}
@@ -203,7 +207,8 @@ mongoq_stats_init(mongoq_stats_t *stats, uint32_t version);
  * Reads counts per status and the ages above into *stats, whose version the caller set (fields
  * past that version are not written). Six reads answered from the queue's indexes (a `count`
  * per status, one for the delayed, one seek for the earliest run_at), none of which reads a
- * message, so the cost does not grow with what the queue holds beyond counting index keys. The
+ * message, so the cost does not grow with what the queue holds beyond counting index keys, and
+ * one read of the pause state (the queue's control document, by _id). The
  * reads are one after another, not one snapshot: a message that changes status meanwhile may be
  * counted twice or not at all. "Now" is this process's estimate of the server's clock (exact to
  * within a round trip). MONGOQ_ERROR_INVALID_ARG for an unknown version; driver errors.
@@ -212,8 +217,8 @@ mongoq_stats_init(mongoq_stats_t *stats, uint32_t version);
 MONGOQ_EXPORT bool
 mongoq_queue_stats(mongoq_queue_t *queue, mongoq_stats_t *stats, bson_error_t *error);
 
-/* 2 added stream_rescans. Version 1 callers get the fields up to polling_fallback. */
-#define MONGOQ_COUNTERS_VERSION 2
+/* 2 added stream_rescans, 3 paused. Version 1 callers get the fields up to polling_fallback. */
+#define MONGOQ_COUNTERS_VERSION 3
 
 /* Counters kept in this process since the queue was opened (no round trip). */
 typedef struct {
@@ -240,6 +245,11 @@ typedef struct {
      * consumer rescans then. A stream resumed after a network error does not count.
      */
     int64_t stream_rescans;
+
+    /* ---- version 3 ---- */
+
+    /* The queue's pause state as this process last saw it (stats.paused asks the server). */
+    bool paused;
 } mongoq_counters_t;
 
 #define MONGOQ_COUNTERS_INIT {.version = MONGOQ_COUNTERS_VERSION}
@@ -269,13 +279,42 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
                      bson_error_t *error);
 
 /*
- * Deletes messages by status: "ready", "processing", "done", "dead", or NULL for all.
+ * Deletes messages by status: "ready", "processing", "done", "dead", or NULL for all messages
+ * (a pause stays: the queue's control document is not a message).
  * MONGOQ_ERROR_INVALID_ARG for any other status. *deleted_out (may be NULL) gets the count.
  * Safe to repeat (after MONGOQ_ERROR_UNKNOWN_OUTCOME too): what is deleted is gone.
  */
 MONGOQ_EXPORT bool
 mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_out,
                    bson_error_t *error);
+
+/*
+ * Pauses the queue for every process: from then on no consumer or worker anywhere claims a
+ * message (claims wait, or return none when their wait ends), while messages already claimed
+ * go on: acks, retries, fails, extensions and heartbeats work as before, and the reaper still
+ * returns expired leases. The state is one document in the queue's collection
+ * ({_id: "mongoq.control", paused: true}), so it survives restarts. Other processes see it
+ * within their wake-up latency: at once through the change stream, within poll_interval_ms when
+ * polling; this process at once. A claim asks the server nothing while the state is known.
+ * Idempotent and safe to repeat after any error (MONGOQ_ERROR_UNKNOWN_OUTCOME: the pause may or
+ * may not be stored; repeat it). Driver and server errors otherwise. Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_pause(mongoq_queue_t *queue, bson_error_t *error);
+
+/*
+ * Resumes a paused queue: waiting consumers and workers here are woken at once, elsewhere
+ * within their wake-up latency. Idempotent; errors and retries as mongoq_queue_pause.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_resume(mongoq_queue_t *queue, bson_error_t *error);
+
+/*
+ * Reads whether the queue is paused from the server into *paused (false when it never was).
+ * Read-only; driver errors. Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_is_paused(mongoq_queue_t *queue, bool *paused, bson_error_t *error);
 
 #ifdef __cplusplus
 }
