@@ -43,7 +43,6 @@ typedef struct {
 typedef struct {
     const char *command;
     cli_args_t args;
-    char *uri_string;
     mongoc_uri_t *uri;
     mongoc_client_pool_t *pool;
     mongoq_queue_t *queue;

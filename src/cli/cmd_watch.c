@@ -150,6 +150,7 @@ print_json(cli_t *cli, const tick_t *t)
         BSON_APPEND_NULL(&doc, "failed_per_s");
     }
     cli_print_json(cli->out, &doc);
+    bson_destroy(&doc);
 }
 
 static void
