@@ -135,8 +135,8 @@ adopt(mongoq_consumer_t *consumer, bson_t *doc, mongoq_message_t **msg_out, bson
 
 /* ---- poison messages ---------------------------------------------------------------------- */
 
-static bool find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_ids,
-                            bson_error_t *error);
+static bool find_candidates(mongoq_consumer_t *consumer, size_t max, size_t skip, bson_t *ids,
+                            size_t *n_ids, bson_error_t *error);
 
 /* The _id of the message a claim would take next (*found false when none is due). */
 static bool
@@ -145,7 +145,7 @@ find_head(mongoq_consumer_t *consumer, bson_value_t *id, bool *found, bson_error
     bson_t ids = BSON_INITIALIZER;
     bson_iter_t it;
     size_t n = 0;
-    bool ok = find_candidates(consumer, 1, &ids, &n, error);
+    bool ok = find_candidates(consumer, 1, 0, &ids, &n, error);
     *found = ok && n == 1 && bson_iter_init_find(&it, &ids, "0");
     if (*found) {
         bson_value_copy(bson_iter_value(&it), id);
@@ -302,10 +302,44 @@ append_in(bson_t *filter, const char *field, const bson_t *values)
     bson_append_document_end(filter, &cond);
 }
 
-/* Round trip 1: the _ids of up to max due messages, in claim order, as a BSON array. */
+/*
+ * Lanes: concurrent claim_many calls of one process search disjoint stretches of the queue
+ * (lane k skips k batches), so they do not all find, and then fight over, the same head.
+ */
+#define CLAIM_LANES 16
+
+static unsigned
+take_lane(mongoq_queue_t *queue)
+{
+    unsigned cur = atomic_load(&queue->claim_lanes);
+    for (int tries = 0; tries < 64; tries++) {
+        unsigned lane = 0;
+        while (lane < CLAIM_LANES && (cur & (1u << lane))) {
+            lane++;
+        }
+        if (lane == CLAIM_LANES) {
+            return CLAIM_LANES; /* all taken: search from the head, holding no lane */
+        }
+        if (atomic_compare_exchange_weak(&queue->claim_lanes, &cur, cur | (1u << lane))) {
+            return lane;
+        }
+    }
+    return CLAIM_LANES;
+}
+
+static void
+release_lane(mongoq_queue_t *queue, unsigned lane)
+{
+    if (lane < CLAIM_LANES) {
+        atomic_fetch_and(&queue->claim_lanes, ~(1u << lane));
+    }
+}
+
+/* Round trip 1: the _ids of up to max due messages, in claim order after skipping `skip` of
+ * them, as a BSON array. */
 static bool
-find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_ids,
-                bson_error_t *error)
+find_candidates(mongoq_consumer_t *consumer, size_t max, size_t skip, bson_t *ids,
+                size_t *n_ids, bson_error_t *error)
 {
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, doc;
@@ -323,6 +357,9 @@ find_candidates(mongoq_consumer_t *consumer, size_t max, bson_t *ids, size_t *n_
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &doc);
     BSON_APPEND_INT32(&doc, MONGOQ__F_ID, 1);
     bson_append_document_end(&opts, &doc);
+    if (skip > 0) {
+        BSON_APPEND_INT64(&opts, "skip", (int64_t)skip);
+    }
     BSON_APPEND_INT64(&opts, "limit", (int64_t)max);
     BSON_APPEND_INT64(&opts, "batchSize", (int64_t)max);
     mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
@@ -478,7 +515,13 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
     bool ok, retried = false;
     *got = 0;
     bson_oid_init(&token, NULL);
-    if (!find_candidates(consumer, max, &ids, &n_ids, error)) {
+    unsigned lane = take_lane(consumer->queue);
+    size_t skip = lane < CLAIM_LANES ? lane * max : 0;
+    ok = find_candidates(consumer, max, skip, &ids, &n_ids, error);
+    if (ok && n_ids == 0 && skip > 0) {
+        ok = find_candidates(consumer, max, 0, &ids, &n_ids, error); /* little is due: the head */
+    }
+    if (!ok) {
         ok = false;
     } else if (n_ids == 0) {
         ok = true;
@@ -512,6 +555,7 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
             release_token(consumer, &ids, &token);
         }
     }
+    release_lane(consumer->queue, lane); /* held from the search to the claim: the race window */
     bson_destroy(&ids);
     return ok;
 }

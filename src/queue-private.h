@@ -33,6 +33,7 @@ struct mongoq_queue_t {
     mongoq__timings_t timings; /* wait and handling histograms (metrics.c) */
     mongoq__clock_t *clock;
     mongoq__waker_t *waker;
+    atomic_uint claim_lanes; /* bit k: a claim_many searching k batches down is under way */
 
     /* The background reaper: started on the first claim, stopped by _destroy. */
     pthread_mutex_t reaper_mu;

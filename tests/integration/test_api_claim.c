@@ -300,3 +300,75 @@ Test(api_claim, damaged_documents_are_buried_not_handed_out)
     mongoq_consumer_destroy(c);
     world_close(&t);
 }
+
+/* ---- concurrent claim_many calls of one process search disjoint stretches ------------------- */
+
+typedef struct {
+    mongoq_consumer_t *consumer;
+    mongoq_message_t *msgs[2];
+    size_t n;
+    bool ok;
+    bson_error_t error;
+} lane_claimer_t;
+
+static void *
+lane_claim_two(void *arg)
+{
+    lane_claimer_t *c = arg;
+    c->ok = mongoq_consumer_claim_many(c->consumer, 2, 0, c->msgs, &c->n, &c->error);
+    return NULL;
+}
+
+static bool
+lane_update_sent(void *counter)
+{
+    return mtest_counter_get(counter, "update") >= 1;
+}
+
+/*
+ * A's claim_many found messages 0 and 1 and its updateMany is held on the server; B's, under
+ * way at the same time in the same process, starts one batch further down (2 and 3) instead of
+ * finding A's candidates and losing them to A.
+ */
+Test(api_claim, concurrent_claim_many_calls_search_disjoint_stretches, .timeout = 120)
+{
+    world_t w;
+    world_open(&w, NULL, WORLD_COUNTER);
+    world_enqueue_n(&w, 6, NULL, NULL);
+    mtest_counter_reset(w.counter);
+    int64_t fired = world_fail_point(&w, "{\"times\": 1}",
+                                     "\"failCommands\": [\"update\"], \"blockConnection\": true, "
+                                     "\"blockTimeMS\": 2000");
+    lane_claimer_t a = {.consumer = world_consumer(&w, "a", 0)};
+    lane_claimer_t b = {.consumer = world_consumer(&w, "b", 0)};
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, lane_claim_two, &a), 0);
+    cr_assert(mtest_wait_until(lane_update_sent, w.counter, 10000), "A's updateMany left");
+    lane_claim_two(&b);
+    pthread_join(thread, NULL);
+    cr_assert_eq(world_fail_point_off(&w, fired), 1, "A's updateMany was held");
+    cr_assert(a.ok && b.ok, "%s / %s", a.error.message, b.error.message);
+    cr_assert_eq(a.n, 2);
+    cr_assert_eq(b.n, 2);
+    cr_assert_eq(world_seq(a.msgs[0]), 0);
+    cr_assert_eq(world_seq(a.msgs[1]), 1);
+    cr_assert_eq(world_seq(b.msgs[0]), 2, "B searched from the second batch");
+    cr_assert_eq(world_seq(b.msgs[1]), 3);
+    cr_assert_eq(mtest_counter_get(w.counter, "findAndModify"), 0, "no race lost, no fallback");
+    for (int i = 0; i < 2; i++) {
+        mongoq_message_destroy(a.msgs[i]);
+        mongoq_message_destroy(b.msgs[i]);
+    }
+    /* Both lanes are free again: a claim on its own starts at the head (4, 5). */
+    mongoq_message_t *msgs[2];
+    size_t n = 0;
+    bson_error_t error;
+    cr_assert(mongoq_consumer_claim_many(a.consumer, 2, 0, msgs, &n, &error), "%s", error.message);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(world_seq(msgs[0]), 4);
+    mongoq_message_destroy(msgs[0]);
+    mongoq_message_destroy(msgs[1]);
+    mongoq_consumer_destroy(a.consumer);
+    mongoq_consumer_destroy(b.consumer);
+    world_close(&w);
+}
