@@ -193,4 +193,26 @@ bool
 ms__query_run(const ms_coll_t *coll, ms_qplan_t *p, const ms_query_t *q, const ms_matcher_t *m,
               ms_recvec_t *out, bson_error_t *error);
 
+/* ---- explain (query_explain.c, query_explain_access.c) ------------------------------------- */
+
+/* A stage's common counters as explain shows them. */
+typedef struct {
+    int64_t works, advanced, need_time;
+    bool eof;
+} ms_stage_stats_t;
+
+/* BSONObjBuilder::appendNumber(long long): an int32 when it fits in 30 bits, else an int64. */
+void
+ms__explain_num(bson_t *b, const char *key, int64_t n);
+/* Begins a stage document under key: stage, filter (when not empty), the counters (exec). */
+void
+ms__explain_open(bool exec, bson_t *parent, const char *key, const char *stage,
+                 const bson_t *filter, const ms_stage_stats_t *st, bson_t *child);
+/* The counters of p's access stage (the top of it: a FETCH above an IXSCAN, ...). */
+ms_stage_stats_t
+ms__access_stats(const ms_qplan_t *p);
+/* p's access stages under key. */
+void
+ms__explain_access(const ms_qplan_t *p, bool exec, bson_t *parent, const char *key);
+
 #endif

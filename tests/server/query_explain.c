@@ -3,8 +3,7 @@
  * 6.0's classic engine (src/mongo/db/query/plan_explainer_impl.cpp, statsToBSON): from the top,
  * UPDATE or DELETE (a write's), COUNT (the count command's), SUBPLAN (a rooted $or), LIMIT,
  * PROJECTION_SIMPLE / PROJECTION_DEFAULT / PROJECTION_COVERED, a FETCH without filter, SKIP,
- * SORT (over a FETCH, or over index keys), then the access: COLLSCAN, IXSCAN (under a FETCH
- * with the predicates its bounds leave), COUNT_SCAN, IDHACK, or an OR of index scans.
+ * SORT (over a FETCH, or over index keys), then the access (query_explain_access.c).
  *
  * With executionStats every stage carries nReturned, works, advanced, needTime, isEOF and its
  * own counters (keysExamined, seeks, docsExamined, ...). works and needTime follow each classic
@@ -30,10 +29,7 @@ typedef enum {
     L_END
 } level_t;
 
-typedef struct {
-    int64_t works, advanced, need_time;
-    bool eof;
-} common_t;
+typedef ms_stage_stats_t common_t;
 
 typedef struct {
     const ms_qplan_t *p;
@@ -42,8 +38,8 @@ typedef struct {
 } ctx_t;
 
 /* BSONObjBuilder::appendNumber(long long): an int when it fits in 30 bits. */
-static void
-append_num(bson_t *b, const char *key, int64_t n)
+void
+ms__explain_num(bson_t *b, const char *key, int64_t n)
 {
     if (n > -(1LL << 30) && n < (1LL << 30)) {
         BSON_APPEND_INT32(b, key, (int32_t)n);
@@ -115,94 +111,6 @@ below(const ctx_t *c, level_t l)
 
 /* ---- counters ------------------------------------------------------------------------------- */
 
-static common_t
-ixscan_common(const ms_scan_t *s)
-{
-    common_t c = {0, s->advanced, s->need_time, s->eof};
-    c.works = s->advanced + s->need_time + (s->eof ? 1 : 0);
-    return c;
-}
-
-/* The IXSCAN, or the FETCH with its filter above it. */
-static common_t
-scan_top_common(const ms_scan_t *s)
-{
-    common_t c = ixscan_common(s);
-    if (s->info.exact) {
-        return c;
-    }
-    c.need_time += s->fetch_docs - s->fetch_advanced;
-    c.advanced = s->fetch_advanced;
-    return c;
-}
-
-static common_t
-or_common(const ms_qplan_t *p)
-{
-    common_t c = {0, p->or_tested - p->or_dropped, 0, p->access_eof};
-    for (size_t i = 0; i < p->nbranches; i++) {
-        c.works += scan_top_common(&p->branches[i]).works;
-    }
-    c.need_time = c.works - c.advanced - (c.eof ? 1 : 0);
-    return c;
-}
-
-static common_t
-merge_common(const ms_qplan_t *p)
-{
-    common_t c = {1, p->merge_out, 0, p->access_eof};
-    for (size_t i = 0; i < p->nbranches; i++) {
-        c.works += ixscan_common(&p->branches[i]).works;
-    }
-    c.need_time = c.works - c.advanced - (c.eof ? 1 : 0);
-    return c;
-}
-
-static common_t
-access_common(const ms_qplan_t *p)
-{
-    common_t c = {0, 0, 0, p->access_eof};
-    switch (p->access) {
-    case MS_ACCESS_COLLSCAN:
-        c.works = p->coll_docs + (c.eof ? 1 : 0);
-        c.advanced = p->coll_advanced;
-        c.need_time = p->coll_docs - p->coll_advanced;
-        return c;
-    case MS_ACCESS_IDHACK:
-        c.advanced = p->id_docs;
-        c.works = c.advanced + 1;
-        return c;
-    case MS_ACCESS_FAST_COUNT:
-        c.works = 1;
-        c.eof = true;
-        return c;
-    case MS_ACCESS_IXSCAN:
-        return scan_top_common(&p->scan);
-    case MS_ACCESS_COUNT_SCAN:
-        c.works = p->scan.keys;
-        c.advanced = p->scan.advanced;
-        c.eof = p->scan.eof;
-        return c;
-    case MS_ACCESS_SORT_MERGE:
-        c = merge_common(p);
-        if (!p->scan.info.exact) {
-            c.need_time += c.advanced - p->merge_fetch_advanced;
-            c.advanced = p->merge_fetch_advanced;
-        }
-        return c;
-    case MS_ACCESS_OR:
-        c = or_common(p);
-        if (p->or_fetch) {
-            c.need_time += c.advanced - p->or_advanced;
-            c.advanced = p->or_advanced;
-        }
-        return c;
-    default:
-        c.works = 1;
-        return c;
-    }
-}
-
 static common_t level_common(const ctx_t *c, level_t l);
 
 static common_t
@@ -224,7 +132,7 @@ level_common(const ctx_t *c, level_t l)
 {
     const ms_qplan_t *p = c->p;
     if (l >= L_ACCESS) {
-        return access_common(p);
+        return ms__access_stats(p);
     }
     common_t in = level_common(c, below(c, l)), out = in;
     switch (l) {
@@ -258,230 +166,6 @@ level_common(const ctx_t *c, level_t l)
 
 /* ---- stages -------------------------------------------------------------------------------- */
 
-static void
-open_stage(const ctx_t *c, bson_t *parent, const char *key, const char *stage,
-           const bson_t *filter, const common_t *cm, bson_t *child)
-{
-    bson_append_document_begin(parent, key, -1, child);
-    BSON_APPEND_UTF8(child, "stage", stage);
-    if (filter && !bson_empty(filter)) {
-        BSON_APPEND_DOCUMENT(child, "filter", filter);
-    }
-    if (c->exec) {
-        append_num(child, "nReturned", cm->advanced);
-        append_num(child, "executionTimeMillisEstimate", 0);
-        append_num(child, "works", cm->works);
-        append_num(child, "advanced", cm->advanced);
-        append_num(child, "needTime", cm->need_time);
-        append_num(child, "needYield", 0);
-        append_num(child, "saveState", 0);
-        append_num(child, "restoreState", 0);
-        append_num(child, "isEOF", cm->eof ? 1 : 0);
-    }
-}
-
-static int32_t
-index_version(const ms_index_t *ix)
-{
-    bson_iter_t it;
-    return ix->spec && bson_iter_init_find(&it, ix->spec, "v") && BSON_ITER_HOLDS_NUMBER(&it)
-               ? (int32_t)bson_iter_as_int64(&it)
-               : 2;
-}
-
-/* keyPattern ... indexVersion, as IXSCAN and COUNT_SCAN show their index. */
-static void
-append_index(bson_t *st, const ms_index_t *ix)
-{
-    bson_t paths, none;
-    BSON_APPEND_DOCUMENT(st, "keyPattern", ix->key);
-    BSON_APPEND_UTF8(st, "indexName", ix->name);
-    BSON_APPEND_BOOL(st, "isMultiKey", ix->multikey);
-    BSON_APPEND_DOCUMENT_BEGIN(st, "multiKeyPaths", &paths);
-    for (size_t i = 0; i < ix->nfields; i++) {
-        bson_append_array_begin(&paths, ix->paths[i], -1, &none);
-        bson_append_array_end(&paths, &none);
-    }
-    bson_append_document_end(st, &paths);
-    BSON_APPEND_BOOL(st, "isUnique", ix->unique);
-    BSON_APPEND_BOOL(st, "isSparse", ix->sparse);
-    BSON_APPEND_BOOL(st, "isPartial", ix->partial != NULL);
-    BSON_APPEND_INT32(st, "indexVersion", index_version(ix));
-}
-
-static void
-emit_ixscan(const ctx_t *c, const ms_scan_t *s, bson_t *parent, const char *key)
-{
-    bson_t st;
-    common_t cm = ixscan_common(s);
-    open_stage(c, parent, key, "IXSCAN", NULL, &cm, &st);
-    append_index(&st, s->ix);
-    BSON_APPEND_UTF8(&st, "direction", s->backward ? "backward" : "forward");
-    ms__bounds_append(&s->bounds, s->ix, &st, "indexBounds");
-    if (c->exec) {
-        append_num(&st, "keysExamined", s->keys);
-        append_num(&st, "seeks", s->seeks);
-        append_num(&st, "dupsTested", 0);
-        append_num(&st, "dupsDropped", 0);
-    }
-    bson_append_document_end(parent, &st);
-}
-
-/* FETCH with the filter the bounds leave over the IXSCAN, or the IXSCAN alone. */
-static void
-emit_scan(const ctx_t *c, const ms_scan_t *s, bson_t *parent, const char *key)
-{
-    bson_t st;
-    if (s->info.exact) {
-        emit_ixscan(c, s, parent, key);
-        return;
-    }
-    common_t cm = scan_top_common(s);
-    open_stage(c, parent, key, "FETCH", s->residual, &cm, &st);
-    if (c->exec) {
-        append_num(&st, "docsExamined", s->fetch_docs);
-        append_num(&st, "alreadyHasObj", 0);
-    }
-    emit_ixscan(c, s, &st, "inputStage");
-    bson_append_document_end(parent, &st);
-}
-
-static void
-emit_count_scan(const ctx_t *c, const ms_scan_t *s, bson_t *parent, const char *key)
-{
-    bson_value_t start[MS_QUERY_MAX_FIELDS], end[MS_QUERY_MAX_FIELDS];
-    bool start_inc = true, end_inc = true;
-    bson_t st, b;
-    common_t cm = access_common(c->p);
-    ms__bounds_single(&s->bounds, start, &start_inc, end, &end_inc);
-    open_stage(c, parent, key, "COUNT_SCAN", NULL, &cm, &st);
-    if (c->exec) {
-        append_num(&st, "keysExamined", s->keys);
-    }
-    append_index(&st, s->ix);
-    BSON_APPEND_DOCUMENT_BEGIN(&st, "indexBounds", &b);
-    ms__key_append(s->ix, start, &b, "startKey");
-    BSON_APPEND_BOOL(&b, "startKeyInclusive", start_inc);
-    ms__key_append(s->ix, end, &b, "endKey");
-    BSON_APPEND_BOOL(&b, "endKeyInclusive", end_inc);
-    bson_append_document_end(&st, &b);
-    bson_append_document_end(parent, &st);
-}
-
-static void
-emit_or(const ctx_t *c, bson_t *parent, const char *key)
-{
-    const ms_qplan_t *p = c->p;
-    bson_t st, inputs;
-    common_t cm = or_common(p);
-    open_stage(c, parent, key, "OR", NULL, &cm, &st);
-    if (c->exec) {
-        append_num(&st, "dupsTested", p->or_tested);
-        append_num(&st, "dupsDropped", p->or_dropped);
-    }
-    BSON_APPEND_ARRAY_BEGIN(&st, "inputStages", &inputs);
-    for (size_t i = 0; i < p->nbranches; i++) {
-        char idx[16];
-        const char *k;
-        bson_uint32_to_string((uint32_t)i, &k, idx, sizeof idx);
-        emit_scan(c, &p->branches[i], &inputs, k);
-    }
-    bson_append_array_end(&st, &inputs);
-    bson_append_document_end(parent, &st);
-}
-
-static void
-emit_merge(const ctx_t *c, bson_t *parent, const char *key)
-{
-    const ms_qplan_t *p = c->p;
-    bson_t st, inputs;
-    common_t cm = merge_common(p);
-    open_stage(c, parent, key, "SORT_MERGE", NULL, &cm, &st);
-    BSON_APPEND_DOCUMENT(&st, "sortPattern", p->sort);
-    if (c->exec) {
-        append_num(&st, "dupsTested", 0);
-        append_num(&st, "dupsDropped", 0);
-    }
-    BSON_APPEND_ARRAY_BEGIN(&st, "inputStages", &inputs);
-    for (size_t i = 0; i < p->nbranches; i++) {
-        char idx[16];
-        const char *k;
-        bson_uint32_to_string((uint32_t)i, &k, idx, sizeof idx);
-        emit_ixscan(c, &p->branches[i], &inputs, k);
-    }
-    bson_append_array_end(&st, &inputs);
-    bson_append_document_end(parent, &st);
-}
-
-static void
-emit_access(const ctx_t *c, bson_t *parent, const char *key)
-{
-    const ms_qplan_t *p = c->p;
-    bson_t st, normalized;
-    common_t cm = access_common(p);
-    switch (p->access) {
-    case MS_ACCESS_IXSCAN:
-        emit_scan(c, &p->scan, parent, key);
-        return;
-    case MS_ACCESS_COUNT_SCAN:
-        emit_count_scan(c, &p->scan, parent, key);
-        return;
-    case MS_ACCESS_SORT_MERGE:
-        if (p->scan.info.exact) {
-            emit_merge(c, parent, key);
-            return;
-        }
-        open_stage(c, parent, key, "FETCH", p->scan.residual, &cm, &st);
-        if (c->exec) {
-            append_num(&st, "docsExamined", p->merge_fetch_docs);
-            append_num(&st, "alreadyHasObj", 0);
-        }
-        emit_merge(c, &st, "inputStage");
-        break;
-    case MS_ACCESS_OR:
-        if (!p->or_fetch) {
-            emit_or(c, parent, key);
-            return;
-        }
-        ms__filter_normalized(p->or_rooted ? NULL : p->filter, &normalized);
-        open_stage(c, parent, key, "FETCH", &normalized, &cm, &st);
-        bson_destroy(&normalized);
-        if (c->exec) {
-            append_num(&st, "docsExamined", p->or_fetch_docs);
-            append_num(&st, "alreadyHasObj", p->or_fetch_already);
-        }
-        emit_or(c, &st, "inputStage");
-        break;
-    case MS_ACCESS_COLLSCAN:
-        ms__filter_normalized(p->filter, &normalized);
-        open_stage(c, parent, key, "COLLSCAN", &normalized, &cm, &st);
-        bson_destroy(&normalized);
-        BSON_APPEND_UTF8(&st, "direction", p->natural_backward ? "backward" : "forward");
-        if (c->exec) {
-            append_num(&st, "docsExamined", p->coll_docs);
-        }
-        break;
-    case MS_ACCESS_FAST_COUNT:
-        open_stage(c, parent, key, "RECORD_STORE_FAST_COUNT", NULL, &cm, &st);
-        if (c->exec) {
-            append_num(&st, "nCounted", p->out);
-            append_num(&st, "nSkipped", p->skipped);
-        }
-        break;
-    case MS_ACCESS_IDHACK:
-        open_stage(c, parent, key, "IDHACK", NULL, &cm, &st);
-        if (c->exec) {
-            append_num(&st, "keysExamined", p->id_keys);
-            append_num(&st, "docsExamined", p->id_docs);
-        }
-        break;
-    default:
-        open_stage(c, parent, key, "EOF", NULL, &cm, &st);
-        break;
-    }
-    bson_append_document_end(parent, &st);
-}
-
 static const char *
 level_name(const ctx_t *c, level_t l)
 {
@@ -514,35 +198,35 @@ level_fields(const ctx_t *c, level_t l, bson_t *st)
     const ms_qplan_t *p = c->p;
     const ms_write_stage_t *w = c->w;
     if (l == L_WRITE && c->exec && strcmp(w->stage, "DELETE") == 0) {
-        append_num(st, "nWouldDelete", w->would_delete);
+        ms__explain_num(st, "nWouldDelete", w->would_delete);
     } else if (l == L_WRITE && c->exec) {
-        append_num(st, "nMatched", w->matched);
-        append_num(st, "nWouldModify", w->would_modify);
-        append_num(st, "nWouldUpsert", w->would_upsert);
+        ms__explain_num(st, "nMatched", w->matched);
+        ms__explain_num(st, "nWouldModify", w->would_modify);
+        ms__explain_num(st, "nWouldUpsert", w->would_upsert);
     } else if (l == L_COUNT && c->exec) {
-        append_num(st, "nCounted", p->out);
-        append_num(st, "nSkipped", p->skipped);
+        ms__explain_num(st, "nCounted", p->out);
+        ms__explain_num(st, "nSkipped", p->skipped);
     } else if (l == L_LIMIT) {
-        append_num(st, "limitAmount", p->limit);
+        ms__explain_num(st, "limitAmount", p->limit);
     } else if (l == L_PROJ) {
         BSON_APPEND_DOCUMENT(st, "transformBy", p->projection);
     } else if (l == L_SKIP) {
-        append_num(st, "skipAmount", p->skip);
+        ms__explain_num(st, "skipAmount", p->skip);
     } else if (l == L_SORT) {
         BSON_APPEND_DOCUMENT(st, "sortPattern", p->sort);
-        append_num(st, "memLimit", 104857600);
+        ms__explain_num(st, "memLimit", 104857600);
         if (p->limit > 0) {
-            append_num(st, "limitAmount", p->limit + p->skip);
+            ms__explain_num(st, "limitAmount", p->limit + p->skip);
         }
         BSON_APPEND_UTF8(st, "type", p->sort_on_keys ? "default" : "simple");
         if (c->exec) {
-            append_num(st, "totalDataSizeSorted", 0);
+            ms__explain_num(st, "totalDataSizeSorted", 0);
             BSON_APPEND_BOOL(st, "usedDisk", false);
-            append_num(st, "spills", 0);
+            ms__explain_num(st, "spills", 0);
         }
     } else if ((l == L_LATE_FETCH || l == L_SORT_FETCH) && c->exec) {
-        append_num(st, "docsExamined", l == L_LATE_FETCH ? p->late_docs : p->sort_fetch_docs);
-        append_num(st, "alreadyHasObj", 0);
+        ms__explain_num(st, "docsExamined", l == L_LATE_FETCH ? p->late_docs : p->sort_fetch_docs);
+        ms__explain_num(st, "alreadyHasObj", 0);
     }
 }
 
@@ -551,11 +235,11 @@ emit(const ctx_t *c, level_t l, bson_t *parent, const char *key)
 {
     bson_t st;
     if (l >= L_ACCESS) {
-        emit_access(c, parent, key);
+        ms__explain_access(c->p, c->exec, parent, key);
         return;
     }
     common_t cm = level_common(c, l);
-    open_stage(c, parent, key, level_name(c, l), NULL, &cm, &st);
+    ms__explain_open(c->exec, parent, key, level_name(c, l), NULL, &cm, &st);
     level_fields(c, l, &st);
     emit(c, below(c, l), &st, "inputStage");
     bson_append_document_end(parent, &st);
@@ -589,10 +273,10 @@ ms_plan_exec_stats(const ms_plan_t *plan, const ms_write_stage_t *write, bool al
     common_t root = level_common(&c, top(&c));
     BSON_APPEND_DOCUMENT_BEGIN(parent, "executionStats", &stats);
     BSON_APPEND_BOOL(&stats, "executionSuccess", true);
-    append_num(&stats, "nReturned", root.advanced);
-    append_num(&stats, "executionTimeMillis", 0);
-    append_num(&stats, "totalKeysExamined", plan->keys_examined);
-    append_num(&stats, "totalDocsExamined", plan->docs_examined);
+    ms__explain_num(&stats, "nReturned", root.advanced);
+    ms__explain_num(&stats, "executionTimeMillis", 0);
+    ms__explain_num(&stats, "totalKeysExamined", plan->keys_examined);
+    ms__explain_num(&stats, "totalDocsExamined", plan->docs_examined);
     emit(&c, top(&c), &stats, "executionStages");
     if (all_plans) {
         BSON_APPEND_ARRAY_BEGIN(&stats, "allPlansExecution", &none);
