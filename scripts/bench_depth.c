@@ -12,7 +12,9 @@
  *  - stats: one mongoq_queue_stats, timed over depth_stats_calls calls;
  *  - redrive one: mongoq_queue_redrive by _id of a planted dead probe, timed over depth_calls.
  * The backlog is written fast and untimed with insert_many of raw documents in mongoq's shape
- * (src/document.c's fields), w: 1. Each figure is the median of --reps runs.
+ * (src/document.c's fields), w: 1, one collection per depth, all depths of a kind at once; each
+ * run visits every depth in turn, and a ratio is the median of the runs' ratios. Each cost is
+ * the median of at least 5 runs.
  */
 #include "bench.h"
 
@@ -83,16 +85,17 @@ kind_doc(bson_t *doc, kind_t kind, int64_t seq, int64_t now, bool probe, bson_oi
     bson_destroy(&payload);
 }
 
-/* Inserts n documents of kind (ids into ids when not NULL), untimed, w: 1. */
+/* Inserts n documents of kind into collection `coll_name` (ids into ids when not NULL),
+ * untimed, w: 1. */
 static void
-insert_kind(kind_t kind, int64_t n, bool probe, bson_oid_t *ids)
+insert_kind(const char *coll_name, kind_t kind, int64_t n, bool probe, bson_oid_t *ids)
 {
     static bson_t docs[FILL_BATCH];
     const bson_t *ptrs[FILL_BATCH];
     bson_error_t error;
     bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
     mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
-    mongoc_collection_t *coll = bench_get_collection(client);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, bench_db_name, coll_name);
     int64_t now = wall_ms();
     for (int64_t done = 0; done < n;) {
         size_t k = (size_t)(n - done < FILL_BATCH ? n - done : FILL_BATCH);
@@ -115,12 +118,12 @@ insert_kind(kind_t kind, int64_t n, bool probe, bson_oid_t *ids)
 }
 
 static void
-delete_probes(void)
+delete_probes(const char *coll_name)
 {
     bson_error_t error;
     bson_t *filter = BCON_NEW("payload.probe", BCON_BOOL(true));
     mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
-    mongoc_collection_t *coll = bench_get_collection(client);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, bench_db_name, coll_name);
     if (!mongoc_collection_delete_many(coll, filter, NULL, NULL, &error)) {
         bench_die("delete probes", &error);
     }
@@ -129,102 +132,131 @@ delete_probes(void)
     bson_destroy(filter);
 }
 
+/* One queue per depth, side by side in the benchmark database ("depth_<n>"). */
+typedef struct {
+    mongoq_queue_t *q;
+    char name[32];
+} depth_queue_t;
+
 /* Microseconds per claim + ack of depth_sample messages. */
 static double
-time_claims(mongoq_queue_t *q, kind_t kind)
+time_claims(const depth_queue_t *dq, kind_t kind)
 {
     int64_t sample = bench_cfg.depth_sample, total = 0;
     if (kind != KIND_READY) {
-        insert_kind(KIND_READY, sample, true, NULL);
+        insert_kind(dq->name, KIND_READY, sample, true, NULL);
     }
-    double rate = bench_burn(q, MODE_SINGLE, 1, sample, &total);
+    double rate = bench_burn(dq->q, MODE_SINGLE, 1, sample, &total);
     if (kind == KIND_READY) {
-        insert_kind(KIND_READY, total, false, NULL); /* back to the same depth */
+        insert_kind(dq->name, KIND_READY, total, false, NULL); /* back to the same depth */
     } else {
-        delete_probes(); /* KEEP mode keeps them as done */
+        delete_probes(dq->name); /* KEEP mode keeps them as done */
     }
     return 1e6 / rate;
 }
 
 /* Microseconds per call of op (not claim). */
 static double
-time_op(mongoq_queue_t *q, op_t op)
+time_op(const depth_queue_t *dq, op_t op)
 {
     bson_error_t error;
     /* Enough calls that a sample outlasts the machine's hiccups (reap and redrive take ~0.1 ms). */
     int calls = op == OP_STATS ? bench_cfg.depth_stats_calls : bench_cfg.depth_calls;
     bson_oid_t *ids = bson_malloc(sizeof *ids * (size_t)calls);
     if (op == OP_REDRIVE) {
-        insert_kind(KIND_DEAD, calls, true, ids);
+        insert_kind(dq->name, KIND_DEAD, calls, true, ids);
     }
     double t0 = bench_now_s();
     for (int i = 0; i < calls; i++) {
         mongoq_stats_t stats = MONGOQ_STATS_INIT;
         int64_t n = 0;
-        bool ok = op == OP_REAP    ? mongoq_queue_reap(q, &n, &error)
-                  : op == OP_STATS ? mongoq_queue_stats(q, &stats, &error)
-                                   : mongoq_queue_redrive(q, &ids[i], &n, &error);
+        bool ok = op == OP_REAP    ? mongoq_queue_reap(dq->q, &n, &error)
+                  : op == OP_STATS ? mongoq_queue_stats(dq->q, &stats, &error)
+                                   : mongoq_queue_redrive(dq->q, &ids[i], &n, &error);
         if (!ok) {
             bench_die(op_names[op], &error);
         }
     }
     double us = (bench_now_s() - t0) * 1e6 / calls;
     if (op == OP_REDRIVE) {
-        delete_probes();
+        delete_probes(dq->name);
     }
     bson_free(ids);
     return us;
 }
 
-static mongoq_queue_t *
-depth_queue(kind_t kind)
+static void
+depth_queue_open(depth_queue_t *dq, kind_t kind, int64_t depth)
 {
     bson_error_t error;
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.no_change_stream = true;
     opts.no_reaper = true;
     opts.ack_mode = kind == KIND_DONE ? MONGOQ_ACK_KEEP : MONGOQ_ACK_DELETE;
-    bench_drop_db();
-    mongoq_queue_t *q = mongoq_queue_new(bench_pool, bench_db_name, QUEUE_NAME, &opts, &error);
-    if (!q) {
+    snprintf(dq->name, sizeof dq->name, "depth_%lld", (long long)depth);
+    dq->q = mongoq_queue_new(bench_pool, bench_db_name, dq->name, &opts, &error);
+    if (!dq->q) {
         bench_die("depth queue", &error);
     }
-    return q;
+    insert_kind(dq->name, kind, depth, false, NULL);
+    (void)time_claims(dq, kind); /* warm-up, untimed: the first pass pays for cold caches */
 }
 
-/* At least 5 runs per cell: cells are cheap, and a ratio between two of them taken minutes
- * apart on a shared machine needs the median to hold. */
+/* At least 5 runs per cell: cells are cheap. */
 static int
 depth_reps(void)
 {
     return bench_cfg.reps > 5 ? bench_cfg.reps : 5;
 }
 
-typedef summary_t cells_t[KIND_COUNT][OP_COUNT][3];
+/* A cell: the cost per call, and its ratio to the smallest depth's (the median of the ratios
+ * of runs taken side by side). */
+typedef struct {
+    summary_t cost;
+    double ratio;
+} cell_t;
 
+typedef cell_t cells_t[KIND_COUNT][OP_COUNT][3];
+
+/*
+ * Every depth of one kind is filled at once, each in a collection of its own; then each run of
+ * an operation is taken at every depth in turn. A ratio between depths is so taken from
+ * measurements seconds apart, not minutes: on a shared machine whose load comes and goes, that
+ * is what keeps it about the depth.
+ */
 static void
-measure_kind(kind_t kind, cells_t cells, FILE *dat)
+measure_kind(kind_t kind, int n_depths, cells_t cells, FILE *dat)
 {
-    mongoq_queue_t *q = depth_queue(kind);
-    int64_t depth = 0;
-    for (int d = 0; d < 3 && bench_cfg.depths[d]; d++) {
-        insert_kind(kind, bench_cfg.depths[d] - depth, false, NULL);
-        depth = bench_cfg.depths[d];
-        (void)time_claims(q, kind); /* warm-up, untimed: the first pass pays for cold caches */
-        for (op_t op = 0; op < OP_COUNT; op++) {
-            double v[MAX_REPS];
-            for (int r = 0; r < depth_reps(); r++) {
-                v[r] = op == OP_CLAIM ? time_claims(q, kind) : time_op(q, op);
+    depth_queue_t dqs[3];
+    bench_drop_db();
+    for (int d = 0; d < n_depths; d++) {
+        depth_queue_open(&dqs[d], kind, bench_cfg.depths[d]);
+    }
+    for (op_t op = 0; op < OP_COUNT; op++) {
+        double v[3][MAX_REPS], ratios[MAX_REPS];
+        for (int r = 0; r < depth_reps(); r++) {
+            for (int d = 0; d < n_depths; d++) {
+                v[d][r] = op == OP_CLAIM ? time_claims(&dqs[d], kind) : time_op(&dqs[d], op);
             }
-            cells[kind][op][d] = bench_summarize(v, depth_reps());
-            fprintf(stderr, "depth %s %lld: %s %.0f us\n", kind_short[kind], (long long)depth,
-                    op_names[op], cells[kind][op][d].median);
         }
-        summary_t *c = &cells[kind][OP_CLAIM][d];
-        fprintf(dat, "%lld %.2f %.2f %.2f\n", (long long)depth, c->median, c->min, c->max);
+        for (int d = 0; d < n_depths; d++) {
+            for (int r = 0; r < depth_reps(); r++) {
+                ratios[r] = v[d][r] / v[0][r];
+            }
+            cells[kind][op][d].ratio = bench_summarize(ratios, depth_reps()).median;
+            cells[kind][op][d].cost = bench_summarize(v[d], depth_reps());
+            fprintf(stderr, "depth %s %lld: %s %.0f us (%.2fx)\n", kind_short[kind],
+                    (long long)bench_cfg.depths[d], op_names[op], cells[kind][op][d].cost.median,
+                    cells[kind][op][d].ratio);
+        }
+    }
+    for (int d = 0; d < n_depths; d++) {
+        summary_t *c = &cells[kind][OP_CLAIM][d].cost;
+        fprintf(dat, "%lld %.2f %.2f %.2f\n", (long long)bench_cfg.depths[d], c->median, c->min,
+                c->max);
+        mongoq_queue_destroy(dqs[d].q);
     }
     fprintf(dat, "\n\n");
-    mongoq_queue_destroy(q);
 }
 
 static void
@@ -241,13 +273,12 @@ write_table(cells_t cells, int n_depths)
     for (kind_t k = 0; k < KIND_COUNT; k++) {
         for (op_t op = 0; op < OP_COUNT; op++) {
             fprintf(bench_md, "\n| %s | %s |", kind_names[k], op_names[op]);
-            double base = cells[k][op][0].median;
             for (int d = 0; d < n_depths; d++) {
-                double ratio = cells[k][op][d].median / base;
+                double ratio = cells[k][op][d].ratio;
                 if (d == 0) {
-                    fprintf(bench_md, " %.0f us |", base);
+                    fprintf(bench_md, " %.0f us |", cells[k][op][d].cost.median);
                 } else {
-                    fprintf(bench_md, " %.0f us (%.2fx) |", cells[k][op][d].median, ratio);
+                    fprintf(bench_md, " %.0f us (%.2fx) |", cells[k][op][d].cost.median, ratio);
                 }
                 if (d == n_depths - 1 && d > 0) {
                     double *worst = op == OP_STATS ? &bench_key.depth_stats_ratio
@@ -278,7 +309,7 @@ bench_depth(void)
     snprintf(path, sizeof path, "%s/depth.dat", bench_cfg.out_dir);
     FILE *dat = fopen(path, "w");
     for (kind_t k = 0; k < KIND_COUNT; k++) {
-        measure_kind(k, cells, dat);
+        measure_kind(k, n_depths, cells, dat);
     }
     fclose(dat);
     fprintf(bench_md, "\n## Depth: cost per operation against what the collection holds\n\n");
@@ -287,7 +318,9 @@ bench_depth(void)
             "probes planted behind a backlog that is not itself claimable), one reap pass with "
             "nothing expired (%d passes), one mongoq_queue_stats (%d calls), one redrive by _id "
             "(%d). Microseconds per call, median of %d runs, and in brackets the ratio to the cost "
-            "at %lld deep.%s\n\n",
+            "at %lld deep (the median of the ratios of runs taken side by side: every depth is "
+            "filled at once, each in a collection of its own, and each run visits every depth in "
+            "turn, so that the machine's changing load does not pass for depth).%s\n\n",
             (long long)bench_cfg.depth_sample, bench_cfg.depth_calls, bench_cfg.depth_stats_calls,
             bench_cfg.depth_calls, depth_reps(), (long long)bench_cfg.depths[0],
             bench_cfg.large ? "" : " The default set stops at 100,000 deep; `--large` adds 1,000,000.");
