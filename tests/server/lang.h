@@ -73,31 +73,6 @@ ms_matcher_matches(const ms_matcher_t *m, const bson_t *doc, const ms_ctx_t *ctx
 void
 ms_matcher_destroy(ms_matcher_t *m);
 
-/*
- * For index selection: if filter constrains top-level-or-dotted `path` by equality (path: v,
- * {$eq: v}) at the top level (possibly inside a top-level $and), sets *eq (borrowed from
- * filter) and returns true.
- */
-bool
-ms_filter_equality(const bson_t *filter, const char *path, bson_value_t *eq);
-
-/*
- * For index selection: if filter constrains `path` by {$in: [...]} at the top level (possibly
- * inside a top-level $and) and every element pins an index key exactly (no null, array, regex,
- * undefined), sets *values to the array (borrowed from filter) and returns true.
- */
-bool
-ms_filter_in(const bson_t *filter, const char *path, bson_value_t *values);
-
-/*
- * For index selection: the range the filter puts on `path` at the top level ($gt/$gte/$lt/$lte,
- * possibly inside a top-level $and). Each bound is borrowed from filter; has_lo/has_hi false
- * when unbounded. Returns true when at least one bound exists.
- */
-bool
-ms_filter_range(const bson_t *filter, const char *path, bson_value_t *lo, bool *lo_inclusive,
-                bool *has_lo, bson_value_t *hi, bool *hi_inclusive, bool *has_hi);
-
 /* ---- sort and projection ---------------------------------------------------------------- */
 
 /* Validates a sort spec ({a: 1, b: -1}; values 1/-1 only, else BadValue). */

@@ -171,59 +171,6 @@ Test(match, errors_as_mongod)
     cr_expect_str_eq(err.message, "Unrecognized expression '$nosuch'");
 }
 
-Test(match, filter_equality_for_index_selection)
-{
-    bson_value_t v;
-    cr_assert(ms_filter_equality(J("{'status': 'ready', 'x': 1}"), "status", &v));
-    cr_expect_str_eq(v.value.v_utf8.str, "ready");
-    cr_assert(ms_filter_equality(J("{'$and': [{'q': 1}, {'status': {'$eq': 'ready'}}]}"), "status", &v));
-    cr_expect_str_eq(v.value.v_utf8.str, "ready");
-    cr_assert(ms_filter_equality(J("{'a.b': 3}"), "a.b", &v));
-    cr_expect_not(ms_filter_equality(J("{'$or': [{'status': 'ready'}]}"), "status", &v));
-    cr_expect_not(ms_filter_equality(J("{'status': {'$ne': 'ready'}}"), "status", &v));
-    cr_expect_not(ms_filter_equality(J("{'status': null}"), "status", &v), "null also matches missing");
-    cr_expect_not(ms_filter_equality(J("{'status': [1, 2]}"), "status", &v));
-    cr_expect_not(ms_filter_equality(J("{'status': {'$regex': 'x'}}"), "status", &v));
-}
-
-Test(match, filter_in_for_index_selection)
-{
-    bson_value_t v;
-    cr_assert(ms_filter_in(J("{'_id': {'$in': [1, 'x', {'a': 1}]}, 't': 2}"), "_id", &v));
-    cr_expect_eq(v.value_type, BSON_TYPE_ARRAY);
-    cr_assert(ms_filter_in(J("{'$and': [{'q': 1}, {'s': {'$in': []}}]}"), "s", &v));
-    cr_expect_eq(v.value_type, BSON_TYPE_ARRAY);
-    cr_expect_not(ms_filter_in(J("{'$or': [{'s': {'$in': [1]}}]}"), "s", &v));
-    cr_expect_not(ms_filter_in(J("{'s': {'$in': [1, null]}}"), "s", &v), "null also matches missing");
-    cr_expect_not(ms_filter_in(J("{'s': {'$in': [[1], 2]}}"), "s", &v), "an array also matches its elements");
-    cr_expect_not(ms_filter_in(J("{'s': {'$in': [{'$regularExpression': {'pattern': 'x', "
-                                 "'options': ''}}]}}"), "s", &v), "a regex is a pattern");
-    cr_expect_not(ms_filter_in(J("{'s': {'$nin': [1]}}"), "s", &v));
-    cr_expect_not(ms_filter_in(J("{'s': 1}"), "s", &v));
-}
-
-Test(match, filter_range_for_index_selection)
-{
-    bson_value_t lo, hi;
-    bool lo_inc, hi_inc, has_lo, has_hi;
-    cr_assert(ms_filter_range(J("{'run_at': {'$lte': 10}, 'status': 'ready'}"), "run_at", &lo, &lo_inc,
-                              &has_lo, &hi, &hi_inc, &has_hi));
-    cr_expect_not(has_lo);
-    cr_expect(has_hi);
-    cr_expect(hi_inc);
-    cr_expect_eq(hi.value.v_int32, 10);
-    cr_assert(ms_filter_range(J("{'$and': [{'t': {'$gt': 1}}, {'t': {'$gt': 5, '$lt': 9}}]}"), "t", &lo,
-                              &lo_inc, &has_lo, &hi, &hi_inc, &has_hi));
-    cr_expect(has_lo && has_hi);
-    cr_expect_eq(lo.value.v_int32, 5, "the tighter lower bound");
-    cr_expect_not(lo_inc);
-    cr_expect_eq(hi.value.v_int32, 9);
-    cr_expect_not(ms_filter_range(J("{'$or': [{'t': {'$gt': 1}}]}"), "t", &lo, &lo_inc, &has_lo, &hi,
-                                  &hi_inc, &has_hi));
-    cr_expect_not(ms_filter_range(J("{'t': {'$not': {'$gt': 1}}}"), "t", &lo, &lo_inc, &has_lo, &hi,
-                                  &hi_inc, &has_hi));
-}
-
 Test(match, deep_nesting_is_rejected_not_crashed)
 {
     bson_t *filter = keep(bson_new());
