@@ -19,6 +19,7 @@
 
 #include "error-private.h"
 #include "fields.h"
+#include "hooks-private.h"
 #include "message-private.h"
 #include "mongoq/limits.h"
 
@@ -201,7 +202,8 @@ settle(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bool rese
     return ok;
 }
 
-/* The handling histogram: claim to acknowledgement, for each applied one (all when states NULL). */
+/* The handling histogram (claim to acknowledgement) and the ACKED hook, for each applied one
+ * (all when states is NULL). */
 static void
 observe_handling(mongoq_message_t *const *msgs, size_t n, const ack_state_t *states)
 {
@@ -210,6 +212,7 @@ observe_handling(mongoq_message_t *const *msgs, size_t n, const ack_state_t *sta
         if (!states || states[i] == ACK_APPLIED) {
             mongoq__histogram_observe(&msgs[i]->queue->timings.handling,
                                       now - msgs[i]->claimed_mono_ms);
+            mongoq__hook_message(msgs[i]->queue, MONGOQ_EVENT_ACKED, msgs[i], NULL);
         }
     }
 }

@@ -18,6 +18,7 @@ struct mongoq_message_t {
     char *reason; /* set by mongoq_message_set_reason, for the worker */
     bool browsed; /* read by mongoq_queue_get or a browse, not claimed: no write may use it */
     int64_t claimed_mono_ms; /* local monotonic time of the claim (handling-time histogram) */
+    int64_t waited_ms;       /* run_at to the claim, on the server's clock; -1 unknown */
 };
 
 /*

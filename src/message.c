@@ -15,19 +15,24 @@
 #include "backoff-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "hooks-private.h"
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
 
 /* ---- construction ------------------------------------------------------------------------- */
 
-/* The wait histogram: the claim wrote updated_at = $$NOW, so both ends are server times. */
-static void
+/* The wait (-1 unknown) into the histogram: the claim wrote updated_at = $$NOW, so both ends
+ * are server times. */
+static int64_t
 observe_wait(mongoq_queue_t *queue, const bson_t *doc, int64_t run_at)
 {
     bson_iter_t it;
     if (bson_iter_init_find(&it, doc, MONGOQ__F_UPDATED_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-        mongoq__histogram_observe(&queue->timings.wait, bson_iter_date_time(&it) - run_at);
+        int64_t waited = bson_iter_date_time(&it) - run_at;
+        mongoq__histogram_observe(&queue->timings.wait, waited);
+        return waited;
     }
+    return -1;
 }
 
 mongoq_message_t *
@@ -45,7 +50,7 @@ mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *reason, size_t rea
     msg->doc = doc;
     atomic_init(&msg->lease_lost, false);
     atomic_init(&msg->lease_expires_at, msg->parsed.lease_expires_at);
-    observe_wait(queue, doc, msg->parsed.run_at);
+    msg->waited_ms = observe_wait(queue, doc, msg->parsed.run_at);
     msg->claimed_mono_ms = mongoq__now_mono_ms();
     return msg;
 }
@@ -167,6 +172,7 @@ mongoq__message_mark_lease_lost(mongoq_message_t *msg)
 {
     if (!atomic_exchange(&msg->lease_lost, true)) {
         mongoq__counter_add(&msg->queue->counters.lease_lost, 1);
+        mongoq__hook_message(msg->queue, MONGOQ_EVENT_LEASE_LOST, msg, NULL);
     }
 }
 
@@ -284,6 +290,7 @@ make_dead(mongoq_message_t *msg, const char *reason, bson_error_t *error)
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.failed, 1);
+        mongoq__hook_message(msg->queue, MONGOQ_EVENT_FAILED, msg, reason);
     }
     return ok;
 }
@@ -351,6 +358,7 @@ mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *statu
     }
     if (ok && matched > 0) {
         mongoq__counter_add(&queue->counters.failed, matched);
+        mongoq__hook_buried(queue, doc, reason);
     }
     bson_destroy(&bypass);
     bson_destroy(&minimal);
@@ -408,6 +416,7 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.retried, 1);
+        mongoq__hook_message(msg->queue, MONGOQ_EVENT_RETRIED, msg, reason);
         int64_t due = mongoq__clock_server_now_ms(msg->queue->clock) + delay_ms;
         if (delay_ms > 0) {
             mongoq__waker_schedule(msg->queue->waker, due);

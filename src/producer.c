@@ -17,6 +17,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "hooks-private.h"
 #include "mongoq/limits.h"
 #include "mongoq/producer.h"
 #include "queue-private.h"
@@ -351,6 +352,9 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     if (ok) {
         mongoq__counter_add(&queue->counters.enqueued, 1);
         wake_for(queue, mongoq__document_run_at(&opts, now), now);
+        if (!duplicate) {
+            mongoq__hook_enqueued(queue, &id, now, mongoq__document_run_at(&opts, now));
+        }
     }
     if (id_out) {
         bson_oid_copy(duplicate ? &holder : &id, id_out);
@@ -564,6 +568,9 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
     if (stored > 0) {
         mongoq__counter_add(&queue->counters.enqueued, stored);
         wake_for(queue, mongoq__document_run_at(&opts, now), now);
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        mongoq__hook_enqueued(queue, &ids[i], now, mongoq__document_run_at(&opts, now));
     }
     if (enqueued_out) {
         *enqueued_out = (size_t)stored;

@@ -34,6 +34,7 @@ struct mongoq_queue_t {
     mongoq__clock_t *clock;
     mongoq__waker_t *waker;
     atomic_uint claim_lanes; /* bit k: a claim_many searching k batches down is under way */
+    atomic_int_least64_t hook_reaped_pending; /* background reapings not yet told (hooks.c) */
 
     /* The background reaper: started on the first claim, stopped by _destroy. */
     pthread_mutex_t reaper_mu;

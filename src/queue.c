@@ -2,6 +2,7 @@
 #include "queue-private.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -74,7 +75,14 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
                            bson_error_t *error)
 {
     mongoq_queue_opts_t defaults = MONGOQ_QUEUE_OPTS_INIT;
-    *out = opts ? *opts : defaults;
+    if (opts && (opts->version == 0 || opts->version > MONGOQ_QUEUE_OPTS_VERSION)) {
+        return invalid(error, "queue opts: unknown version (use MONGOQ_QUEUE_OPTS_INIT)");
+    }
+    /* A version 1 caller's struct ends where hook begins: read no further. */
+    *out = defaults;
+    if (opts) {
+        memcpy(out, opts, opts->version == 1 ? offsetof(mongoq_queue_opts_t, hook) : sizeof *out);
+    }
     if (!check_ranges(out, error)) {
         return false;
     }

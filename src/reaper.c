@@ -14,6 +14,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "hooks-private.h"
 #include "queue-private.h"
 #include "service-private.h"
 
@@ -90,7 +91,7 @@ reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_n
 
 /* One pass on coll; counts and wakes as mongoq_queue_reap documents. */
 static bool
-reap_on(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t *reclaimed_out,
+reap_on(mongoq_queue_t *queue, mongoc_collection_t *coll, bool background, int64_t *reclaimed_out,
         bson_error_t *error)
 {
     int64_t returned = 0, buried = 0;
@@ -99,6 +100,7 @@ reap_on(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t *reclaimed_out
               reap_one_kind(queue, coll, now, true, &buried, error);
     mongoq__counter_add(&queue->counters.reaped, returned + buried);
     mongoq__counter_add(&queue->counters.failed, buried);
+    mongoq__hook_reaped(queue, returned + buried, background);
     if (returned > 0) {
         mongoq__waker_notify(queue->waker);
     }
@@ -122,7 +124,7 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
     if (!coll) {
         return false;
     }
-    bool ok = reap_on(queue, coll, reclaimed_out, error);
+    bool ok = reap_on(queue, coll, false, reclaimed_out, error);
     mongoq__queue_release(queue, client, coll);
     return ok;
 }
@@ -167,7 +169,7 @@ reap_in_background(mongoq_queue_t *queue, mongoc_client_t **client)
     }
     if (*client) {
         mongoc_collection_t *coll = mongoc_client_get_collection(*client, queue->db, queue->name);
-        ok = reap_on(queue, coll, NULL, &error);
+        ok = reap_on(queue, coll, true, NULL, &error);
         mongoc_collection_destroy(coll);
     }
     if (!ok) {

@@ -11,6 +11,7 @@
 #include "version.h"
 #include "error.h"
 #include "limits.h"
+#include "hooks.h"
 #include "queue.h"
 #include "message.h"
 #include "producer.h"

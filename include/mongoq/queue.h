@@ -36,6 +36,7 @@
 #include <mongoc/mongoc.h>
 
 #include "export.h"
+#include "hooks.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,7 +64,8 @@ typedef enum {
  */
 typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, void *user_data);
 
-#define MONGOQ_QUEUE_OPTS_VERSION 1
+/* 2 added hook and hook_user_data. */
+#define MONGOQ_QUEUE_OPTS_VERSION 2
 
 /*
  * Queue options. Zero means "the default" for every field. Durations are 0 to
@@ -98,6 +100,11 @@ typedef struct {
 
     mongoq_log_fn log_fn;  /* NULL: no logging */
     void *log_user_data;   /* passed to log_fn */
+
+    /* ---- version 2 ---- */
+
+    mongoq_hook_fn hook;  /* NULL: none; lifecycle events (mongoq/hooks.h) */
+    void *hook_user_data; /* passed to hook */
 } mongoq_queue_opts_t;
 
 #define MONGOQ_QUEUE_OPTS_INIT {.version = MONGOQ_QUEUE_OPTS_VERSION}
