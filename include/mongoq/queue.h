@@ -187,7 +187,9 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
 typedef struct {
     uint32_t version;        /* MONGOQ_STATS_VERSION */
     int64_t ready;           /* status "ready", due or not */
-    int64_t delayed;         /* of those, with run_at still in the future */
+    int64_t delayed;         /* of those, with run_at still in the future (on this process's
+                                estimate of the server clock: one due within the last round
+                                trip may still count as delayed) */
     int64_t processing;
     int64_t done;            /* only with MONGOQ_ACK_KEEP */
     int64_t dead;

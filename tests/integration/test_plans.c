@@ -301,7 +301,11 @@ Test(plans, reap_redrive_purge_and_stats_stay_bounded)
     mongoq_stats_t stats = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(w.queue, &stats, &error), "%s", error.message);
     cr_assert_eq(stats.ready, PLAN_N + PLAN_DUE + 1);
-    cr_assert_eq(stats.delayed, PLAN_N);
+    /* "Delayed" is decided on this process's estimate of the server's clock, which lags it by
+     * up to a round trip: the message redriven just now (run_at = $$NOW) or a due one may still
+     * look delayed; the crowd is always delayed. */
+    cr_assert_geq(stats.delayed, PLAN_N);
+    cr_assert_leq(stats.delayed, PLAN_N + PLAN_DUE + 1);
     cr_assert_eq(stats.dead, PLAN_N - 1);
     cr_assert_eq(stats.done, PLAN_N);
     cr_assert_eq(stats.processing, PLAN_N);
