@@ -149,7 +149,12 @@ collect(ms_changestream_t *cs, batch_t *b, bson_error_t *error)
             return ok;
         }
         if (n == 0) {
-            /* Caught up: everything before cs->next has been seen. */
+            /* Caught up: everything before cs->next has been seen, and every later commit will
+             * be after the newest position (which a no-op may have moved past the last entry). */
+            if (b->seen.latest + 1 > cs->next) {
+                cs->next = b->seen.latest + 1;
+                cs->next_partly_done = false;
+            }
             b->exhausted = true;
             batch_set_pbrt(b, cs->next, TOKEN_HWM);
             return true;

@@ -42,12 +42,20 @@ ms_set_error(bson_error_t *error, int code, const char *fmt, ...)
     return false;
 }
 
+int64_t ms_clock_offset_ms;
+
 int64_t
-ms_now_ms(void)
+ms_cluster_clock_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+ms_now_ms(void)
+{
+    return ms_cluster_clock_ms() + ms_clock_offset_ms;
 }
 
 void

@@ -151,9 +151,18 @@ ms_error_code(const bson_error_t *error);
 bool
 ms_set_error(bson_error_t *error, int code, const char *fmt, ...) BSON_GNUC_PRINTF(3, 4);
 
-/* Milliseconds since the Unix epoch on the server's (wall) clock. */
+/* Milliseconds since the Unix epoch on the server's (wall) clock: the host's clock plus
+ * ms_clock_offset_ms (--clock-offset-ms, clock.c), as $$NOW, localTime and wallTime see it. */
 int64_t
 ms_now_ms(void);
+
+/* The host's clock without the offset: cluster times (oplog.c) follow it, as a cluster's
+ * gossiped logical clock keeps members' cluster times together whatever their wall clocks say. */
+int64_t
+ms_cluster_clock_ms(void);
+
+/* --clock-offset-ms N: added to every wall-clock reading (0 by default). */
+extern int64_t ms_clock_offset_ms;
 
 /* Logs a line to stderr with a timestamp, printf-style. */
 void

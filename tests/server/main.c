@@ -5,6 +5,13 @@
  *                      [--dbpath DIR] [--history N] [--history-bytes N]
  *                      [--ttl-monitor-sleep-secs N]
  *                      [--pipeline-updates-as-replace]
+ *                      [--noop-interval SECS] [--clock-offset-ms N]
+ *
+ * --noop-interval SECS: a no-op that advances change streams' postBatchResumeToken every SECS
+ * seconds while nothing is written (mongod's periodicNoopIntervalSecs; noop.c). Off by default.
+ * --clock-offset-ms N: this server's wall clock runs N ms ahead (negative: behind) of the
+ * host's: $$NOW, localTime, wallTime and TTL expiry read it; cluster times do not (common.h).
+ * A sharded test cluster (tests/router) gives each shard its own clock with it.
  *
  * --pipeline-updates-as-replace: every pipeline-style update is logged as a full replacement,
  * so change streams report it as a replace event with fullDocument. mongod 6.0 logs most
@@ -37,7 +44,8 @@ usage(void)
     fprintf(stderr,
             "usage: mongoq-test-server [--port N] [--bind ADDR] [--replica-set NAME] "
             "[--standalone] [--dbpath DIR] [--history N] [--history-bytes N] "
-            "[--ttl-monitor-sleep-secs N] [--pipeline-updates-as-replace]\n"
+            "[--ttl-monitor-sleep-secs N] [--pipeline-updates-as-replace] [--noop-interval SECS] "
+            "[--clock-offset-ms N]\n"
             "  --history N        keep at most N operations of change-stream history (default: "
             "no count limit)\n"
             "  --history-bytes N  keep at most N bytes of history (default: as mongod sizes its "
@@ -96,6 +104,11 @@ parse_args(int argc, char **argv)
             ms_config.history_bytes = (uint64_t)n;
         } else if (strcmp(a, "--ttl-monitor-sleep-secs") == 0 && parse_int(v, 1, 86400, &n)) {
             ms_config.ttl_sleep_secs = (int)n;
+        } else if (strcmp(a, "--noop-interval") == 0 && parse_int(v, 0, 86400, &n)) {
+            ms_config.noop_interval_secs = (int)n;
+        } else if (strcmp(a, "--clock-offset-ms") == 0 &&
+                   parse_int(v, -86400000LL * 365, 86400000LL * 365, &n)) {
+            ms_clock_offset_ms = n;
         } else {
             return false;
         }
@@ -236,8 +249,10 @@ main(int argc, char **argv)
     fflush(stdout);
     ms_log("listening on %s%s", ms_host_and_port(), ms_config.standalone ? " (standalone)" : "");
     ms_ttl_start();
+    ms_noop_start(ms_config.noop_interval_secs);
     ms_net_serve();
     ms_log("shutting down");
+    ms_noop_stop();
     ms_ttl_stop();
     ms_changestream_wake_all();
     /* No write may be half-journaled: take the storage lock for good before closing. */

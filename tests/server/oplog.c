@@ -219,7 +219,7 @@ next_optime(ms_pos_t after)
 {
     ms_optime_t last = ms__optime(after);
     ms_optime_t ts;
-    uint32_t now = (uint32_t)(ms_now_ms() / 1000);
+    uint32_t now = (uint32_t)(ms_cluster_clock_ms() / 1000);
     if (now > last.t) {
         ts.t = now;
         ts.i = 1;
@@ -290,7 +290,7 @@ ms_oplog_init(const char *dbpath, size_t history, uint64_t bytes, bson_error_t *
     history_count = history;
     history_bytes = bytes ? bytes : default_history_bytes(dbpath);
     ring_grow();
-    ms_optime_t start = {(uint32_t)(ms_now_ms() / 1000), 0};
+    ms_optime_t start = {(uint32_t)(ms_cluster_clock_ms() / 1000), 0};
     if (dbpath) {
         /* The journal holds every op since it was created: its history has no floor. */
         state.floor = 0;
@@ -392,6 +392,23 @@ done:
     bson_free(positions);
     bson_free(recs);
     return ok;
+}
+
+bool
+ms_oplog_noop_if_idle(uint64_t *seen_gen)
+{
+    bool wrote = false;
+    pthread_mutex_lock(&oplog_mu);
+    if (state.commit_gen == *seen_gen && !shut_down) {
+        /* mongod's no-op ("n") entry matches no stream: only the position moves. */
+        state.latest = ms__pos(next_optime(state.latest));
+        state.commit_gen++;
+        pthread_cond_broadcast(&oplog_cv);
+        wrote = true;
+    }
+    *seen_gen = state.commit_gen;
+    pthread_mutex_unlock(&oplog_mu);
+    return wrote;
 }
 
 ms_optime_t

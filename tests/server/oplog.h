@@ -98,6 +98,15 @@ ms_journal_wait_durable(bson_error_t *error);
 void
 ms_journal_server_status(bson_t *reply);
 
+/*
+ * --noop-interval (noop.c): when nothing was committed since *seen_gen, moves the newest cluster
+ * time one tick on without a history entry (mongod's periodic no-op oplog entry, which no change
+ * stream reports but which advances every stream's postBatchResumeToken) and wakes the waiting
+ * getMores. Sets *seen_gen to the current commit generation. Returns whether it wrote one.
+ */
+bool
+ms_oplog_noop_if_idle(uint64_t *seen_gen);
+
 /* The newest committed cluster time (for operationTime and $clusterTime in replies). */
 ms_optime_t
 ms_oplog_last_optime(void);

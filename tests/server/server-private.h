@@ -25,6 +25,7 @@ typedef struct {
     size_t history;         /* --history N: change-stream history in operations (0: no limit) */
     uint64_t history_bytes; /* --history-bytes N (0: mongod's default oplog size) */
     int ttl_sleep_secs;
+    int noop_interval_secs; /* --noop-interval N: periodic no-op (noop.c); 0: none */
     bool pipeline_updates_as_replace; /* log pipeline updates as replacements (replace events) */
     int64_t term;           /* grows across restarts (see main.c); electionId encodes it */
     bson_oid_t election_id; /* 7fffffff + term, big-endian, as mongod's OID::fromTerm */
@@ -276,6 +277,12 @@ ms_failpoint_hit_destroy(ms_failpoint_hit_t *hit);
 
 void
 ms_ttl_start(void);
+
+/* noop.c: the periodic no-op writer (--noop-interval); start does nothing for 0. */
+void
+ms_noop_start(int interval_secs);
+void
+ms_noop_stop(void);
 void
 ms_ttl_stop(void);
 
