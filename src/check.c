@@ -291,6 +291,7 @@ static const struct {
     {"indexes", mongoq__check_indexes, false},
     {"claim_plan", mongoq__check_claim_plan, false},
     {"write_concern", mongoq__check_write_concern, false},
+    {"paused", mongoq__check_paused, true},
     {"backlog", mongoq__check_backlog, true},
     {"dead_letters", mongoq__check_dead_letters, true},
 };

@@ -1,7 +1,7 @@
 /*
  * The doctor's checks of the queue's collection: its indexes against the table
  * mongoq_queue_ensure_indexes creates from (queue.c), the claim's plan, the write concern, and
- * the backlog and dead letters from mongoq_queue_stats.
+ * the pause state, the backlog and dead letters from mongoq_queue_stats.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -317,7 +317,7 @@ mongoq__check_write_concern(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item
     }
 }
 
-/* ---- backlog and dead letters -------------------------------------------------------------- */
+/* ---- pause state, backlog and dead letters --------------------------------------------------- */
 
 /* The stats, read once for both checks (after the checks' client went back to the pool). */
 static bool
@@ -334,6 +334,28 @@ read_stats(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item, mongoq_stats_t 
     }
     *stats = ctx->stats;
     return true;
+}
+
+/* A pause is deliberate, but a forgotten one looks like a dead queue: a warning. */
+void
+mongoq__check_paused(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
+{
+    mongoq_stats_t stats = MONGOQ_STATS_INIT;
+    if (!read_stats(ctx, item, &stats)) {
+        return;
+    }
+    BSON_APPEND_BOOL(&item->details, "paused", stats.paused);
+    if (stats.paused) {
+        char *advice = bson_strdup_printf("when claims should go on: mongoq --db %s --queue %s "
+                                          "resume (or mongoq_queue_resume)",
+                                          ctx->queue->db, ctx->queue->name);
+        mongoq__check_item_set(item, MONGOQ_CHECK_WARNING, advice,
+                               "the queue is paused: nothing is claimed (%" PRId64 " ready wait)",
+                               stats.ready);
+        bson_free(advice);
+    } else {
+        mongoq__check_item_set(item, MONGOQ_CHECK_OK, NULL, "not paused");
+    }
 }
 
 void

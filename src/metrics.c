@@ -62,6 +62,12 @@ messages(bson_string_t *out, const char *name, const snapshot_t *s)
 }
 
 static void
+paused(bson_string_t *out, const char *name, const snapshot_t *s)
+{
+    line(out, name, s, NULL, s->stats.paused ? 1 : 0);
+}
+
+static void
 delayed(bson_string_t *out, const char *name, const snapshot_t *s)
 {
     line(out, name, s, NULL, s->stats.delayed);
@@ -161,6 +167,8 @@ static const struct {
     {"mongoq_messages_delayed", "gauge", "Ready messages not due yet.", false, delayed},
     {"mongoq_oldest_due_age_seconds", "gauge",
      "How long the longest-due ready message has been due (0 when none is).", false, oldest_due},
+    {"mongoq_paused", "gauge", "1 while the queue is paused (nothing is claimed), else 0.", false,
+     paused},
     {"mongoq_enqueued_total", "counter", "Messages enqueued by this process.", true,
      enqueued_series},
     {"mongoq_claimed_total", "counter", "Messages claimed by this process.", true,

@@ -27,6 +27,8 @@
  *                   priority, run_at, _id, limit 1): error when it does not use the claim index,
  *                   warning when it examines more than keys_warn keys
  *   write_concern   the queue's write concern: warning for w: 0, or w: 1 without j
+ *   paused          the pause state (mongoq_queue_stats): warning while the queue is paused
+ *                   (mongoq_queue_pause), with the resume command as the advice
  *   backlog         the oldest due message's age (mongoq_queue_stats): warning past
  *                   oldest_due_warn_ms
  *   dead_letters    the dead count: warning when any

@@ -10,6 +10,8 @@
  *   mongoq_messages_delayed{queue}          gauge   of the ready, those not due yet
  *   mongoq_oldest_due_age_seconds{queue}    gauge   how long the longest-due ready message has
  *                                                   been due; 0 when none is due
+ *   mongoq_paused{queue}                    gauge   1 while the queue is paused
+ *                                                   (mongoq_queue_pause), else 0
  *
  * From this process (mongoq_queue_counters, since the queue was opened; left out with
  * stats_only):
@@ -46,7 +48,8 @@ extern "C" {
 typedef struct {
     uint32_t version; /* MONGOQ_METRICS_OPTS_VERSION */
     /*
-     * true: only the series read from the database (mongoq_messages, _delayed, _oldest_due_age):
+     * true: only the series read from the database (mongoq_messages, _delayed, _oldest_due_age,
+     * mongoq_paused):
      * for a process that only watches the queue (the mongoq tool), whose own counters say
      * nothing.
      */

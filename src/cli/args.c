@@ -38,6 +38,7 @@ static const struct {
     INT_("delay", delay_ms, has_delay),
     INT_("count", count, has_count),
     INT_("interval", interval_ms, has_interval),
+    INT_("batch", batch, has_batch),
     STR_("status", status, false),
     STR_("sort", sort, false),
     STR_("page", page, false),

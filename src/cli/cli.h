@@ -17,7 +17,7 @@ enum {
     CLI_WARNINGS = 1,  /* doctor: warnings, no errors */
     CLI_ERRORS = 2,    /* doctor: errors */
     CLI_FAILED = 3,    /* the operation failed: unreachable server, server or driver error */
-    CLI_NOT_FOUND = 4, /* no such message (show, retry, redrive ID) */
+    CLI_NOT_FOUND = 4, /* no such message (show, retry, redrive ID) or queue (pause, resume) */
     CLI_DECLINED = 5,  /* purge not confirmed */
     CLI_USAGE = 64     /* bad command line: unknown option, bad JSON, bad id, unknown status */
 };
@@ -32,8 +32,8 @@ typedef struct {
     bool help;
     /* per command */
     bool json, all, dry_run, yes, due, not_due;
-    int64_t limit, priority, delay_ms, count, interval_ms;
-    bool has_priority, has_delay, has_count, has_interval, has_limit;
+    int64_t limit, priority, delay_ms, count, interval_ms, batch;
+    bool has_priority, has_delay, has_count, has_interval, has_limit, has_batch;
     const char *status, *sort, *page, *dedup, *id, *claimed_by, *error_text, *listen;
     const char *positional[CLI_MAX_POSITIONAL];
     int npositional;
@@ -114,6 +114,22 @@ int64_t cli_wall_ms(void);
 /* Whether stdout is a terminal. */
 bool cli_stdout_tty(void);
 
+/* ---- cmd_stats.c ---------------------------------------------------------------------------- */
+
+/* Whether coll has the index mongoq_claim into *has (false for no collection); false on error. */
+bool cli_has_claim_index(mongoc_collection_t *coll, bool *has, bson_error_t *error);
+
+/* ---- batch.c -------------------------------------------------------------------------------- */
+
+/*
+ * Purges (purge) or redrives the messages of status (NULL: every status) in batches of `batch`
+ * ids read through a browse cursor, with progress on a terminal; *written gets how many were
+ * deleted or moved, also on failure. CLI_OK, or the code of the error printed (interrupted:
+ * CLI_FAILED).
+ */
+int cli_batch_write(cli_t *cli, mongoq_queue_t *queue, const char *status, bool purge,
+                    int64_t batch, int64_t *written);
+
 /* ---- commands (one file per group) ---------------------------------------------------------- */
 
 int cli_cmd_stats(cli_t *cli);
@@ -124,6 +140,8 @@ int cli_cmd_enqueue(cli_t *cli);
 int cli_cmd_redrive(cli_t *cli);
 int cli_cmd_retry(cli_t *cli);
 int cli_cmd_purge(cli_t *cli);
+int cli_cmd_pause(cli_t *cli);
+int cli_cmd_resume(cli_t *cli);
 int cli_cmd_watch(cli_t *cli);
 int cli_cmd_doctor(cli_t *cli);
 int cli_cmd_metrics(cli_t *cli);

@@ -1,4 +1,4 @@
-/* `mongoq stats` and `mongoq queues`: counts read from the queues' indexes. */
+/* `mongoq stats` and `mongoq queues`: counts read from the queues' indexes, and the pause state. */
 #include <inttypes.h>
 #include <string.h>
 
@@ -20,6 +20,7 @@ stats_doc(const char *db, const char *name, const mongoq_stats_t *s, bson_t *doc
     } else {
         BSON_APPEND_NULL(doc, "next_run_at");
     }
+    BSON_APPEND_BOOL(doc, "paused", s->paused);
 }
 
 int
@@ -54,25 +55,40 @@ cli_cmd_stats(cli_t *cli)
     fprintf(cli->out, "oldest due  %s\n", cli_duration(s.oldest_ready_age_ms, age, sizeof age));
     fprintf(cli->out, "next run    %s\n",
             s.next_run_at_ms >= 0 ? cli_time(s.next_run_at_ms, next, sizeof next) : "-");
+    fprintf(cli->out, "paused      %s\n",
+            s.paused ? "yes (nothing is claimed until resumed)" : "no");
     return CLI_OK;
 }
 
 /* ---- queues ------------------------------------------------------------------------------- */
 
-/* Whether coll carries mongoq's claim index. */
-static bool
-is_queue(mongoc_collection_t *coll)
+/* mongod's NamespaceNotFound: listIndexes of a collection that does not exist. */
+#define NAMESPACE_NOT_FOUND 26
+
+bool
+cli_has_claim_index(mongoc_collection_t *coll, bool *has, bson_error_t *error)
 {
     const bson_t *index;
     bson_iter_t it;
-    bool found = false;
+    *has = false;
     mongoc_cursor_t *cursor = mongoc_collection_find_indexes_with_opts(coll, NULL);
-    while (!found && mongoc_cursor_next(cursor, &index)) {
-        found = bson_iter_init_find(&it, index, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
-                strcmp(bson_iter_utf8(&it, NULL), "mongoq_claim") == 0;
+    while (!*has && mongoc_cursor_next(cursor, &index)) {
+        *has = bson_iter_init_find(&it, index, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+               strcmp(bson_iter_utf8(&it, NULL), "mongoq_claim") == 0;
     }
+    bool failed = mongoc_cursor_error(cursor, error) &&
+                  !(error->domain == MONGOC_ERROR_SERVER && error->code == NAMESPACE_NOT_FOUND);
     mongoc_cursor_destroy(cursor);
-    return found;
+    return !failed;
+}
+
+/* Whether coll carries mongoq's claim index (an error reads as no). */
+static bool
+is_queue(mongoc_collection_t *coll)
+{
+    bool has = false;
+    bson_error_t error;
+    return cli_has_claim_index(coll, &has, &error) && has;
 }
 
 /* The names of db's collections that are queues; false after printing an error. */
@@ -113,8 +129,8 @@ print_queues(cli_t *cli, const char *db, char **names, size_t n)
     BSON_APPEND_UTF8(&doc, "db", db);
     BSON_APPEND_ARRAY_BEGIN(&doc, "queues", &arr);
     if (!cli->args.json) {
-        fprintf(cli->out, "%-32s %10s %10s %10s %10s %10s\n", "QUEUE", "READY", "DELAYED",
-                "PROCESSING", "DONE", "DEAD");
+        fprintf(cli->out, "%-32s %10s %10s %10s %10s %10s %6s\n", "QUEUE", "READY", "DELAYED",
+                "PROCESSING", "DONE", "DEAD", "PAUSED");
     }
     int rc = CLI_OK;
     for (size_t i = 0; i < n && rc == CLI_OK; i++) {
@@ -134,8 +150,9 @@ print_queues(cli_t *cli, const char *db, char **names, size_t n)
             bson_append_document_end(&arr, &item);
         } else {
             fprintf(cli->out, "%-32s %10" PRId64 " %10" PRId64 " %10" PRId64 " %10" PRId64
-                              " %10" PRId64 "\n",
-                    names[i], s.ready, s.delayed, s.processing, s.done, s.dead);
+                              " %10" PRId64 " %6s\n",
+                    names[i], s.ready, s.delayed, s.processing, s.done, s.dead,
+                    s.paused ? "yes" : "no");
         }
         mongoq_queue_destroy(q);
     }

@@ -1,4 +1,8 @@
-/* `mongoq redrive`, `mongoq retry`, `mongoq purge`: an operator's writes. */
+/*
+ * `mongoq redrive`, `mongoq retry`, `mongoq purge`: an operator's writes. Purge and redrive
+ * --all are one library call, or on a terminal (or with --batch N) batches with progress
+ * (batch.c).
+ */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +34,29 @@ count(cli_t *cli, mongoq_queue_t *queue, const bson_t *filter)
     return n;
 }
 
+#define TERMINAL_BATCH 1000
+
+/* Ids per batch: --batch N, else 1000 when progress can show, else 0 (one call). */
+static int64_t
+batch_size(const cli_t *cli)
+{
+    if (cli->args.has_batch) {
+        return cli->args.batch;
+    }
+    return !cli->args.json && cli_stdout_tty() ? TERMINAL_BATCH : 0;
+}
+
+/* Whether --batch, when given, is 1 to MONGOQ_MAX_BATCH; prints a usage error when not. */
+static bool
+batch_ok(const cli_t *cli)
+{
+    if (cli->args.has_batch && (cli->args.batch < 1 || cli->args.batch > MONGOQ_MAX_BATCH)) {
+        cli_fail(cli, CLI_USAGE, "--batch must be 1 to %d", MONGOQ_MAX_BATCH);
+        return false;
+    }
+    return true;
+}
+
 static void
 print_count(cli_t *cli, const char *key, int64_t n, const char *human)
 {
@@ -56,6 +83,12 @@ cli_cmd_redrive(cli_t *cli)
     if (one && !cli_parse_id(cli, cli->args.positional[1], &id)) {
         return CLI_USAGE;
     }
+    if (one && cli->args.has_batch) {
+        return cli_fail(cli, CLI_USAGE, "--batch goes with --all");
+    }
+    if (!batch_ok(cli)) {
+        return CLI_USAGE;
+    }
     mongoq_queue_t *queue = cli_queue(cli);
     if (!queue) {
         return CLI_FAILED;
@@ -76,7 +109,13 @@ cli_cmd_redrive(cli_t *cli)
         return one && moved == 0 ? cli_fail(cli, CLI_NOT_FOUND, "no dead message with that id")
                                  : CLI_OK;
     }
-    if (!mongoq_queue_redrive(queue, one ? &id : NULL, &moved, &error)) {
+    int64_t batch = one ? 0 : batch_size(cli);
+    if (batch > 0) {
+        int rc = cli_batch_write(cli, queue, MONGOQ__S_DEAD, false, batch, &moved);
+        if (rc != CLI_OK) {
+            return rc;
+        }
+    } else if (!mongoq_queue_redrive(queue, one ? &id : NULL, &moved, &error)) {
         return cli_fail_error(cli, "redrive", &error);
     }
     print_count(cli, "moved", moved, "redrove");
@@ -142,6 +181,9 @@ cli_cmd_purge(cli_t *cli)
         return cli_fail(cli, CLI_USAGE, "unknown status \"%s\" (ready, processing, done, dead, all)",
                         status);
     }
+    if (!batch_ok(cli)) {
+        return CLI_USAGE;
+    }
     bool interactive = isatty(STDIN_FILENO) == 1;
     if (!cli->args.yes && !interactive) {
         return cli_fail(cli, CLI_USAGE, "not on a terminal: confirm with --yes");
@@ -169,8 +211,13 @@ cli_cmd_purge(cli_t *cli)
             return cli_fail(cli, CLI_DECLINED, "not confirmed: nothing deleted");
         }
     }
-    int64_t deleted = 0;
-    if (!mongoq_queue_purge(queue, which, &deleted, &error)) {
+    int64_t deleted = 0, batch = batch_size(cli);
+    if (batch > 0) {
+        int rc = cli_batch_write(cli, queue, which, true, batch, &deleted);
+        if (rc != CLI_OK) {
+            return rc;
+        }
+    } else if (!mongoq_queue_purge(queue, which, &deleted, &error)) {
         return cli_fail_error(cli, "purge", &error);
     }
     print_count(cli, "deleted", deleted, "deleted");

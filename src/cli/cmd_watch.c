@@ -3,8 +3,13 @@
  * holding messages, refreshed every interval. Rates come from the queue's change stream (an
  * insert is an enqueue; a delete or an update to done an ack; an update to dead a failure; to
  * ready a retry; to processing a claim); on a server without change streams they are shown as
- * "-". A delete by a purge counts as an ack. Consumers: the distinct claimed_by of the
- * processing messages (one `distinct` over the in-flight messages only).
+ * "-". A delete by a purge counts as an ack; changes of the queue's control document (pause,
+ * resume) count as nothing. Consumers: the distinct claimed_by of the processing messages (one
+ * `distinct` over the in-flight messages only, from the lease index). Consumers seen in the
+ * last minute: those and the claimed_by of messages of any status whose updated_at is within
+ * 60 s of the server's $$NOW. updated_at has no index (the library keeps no index only for the
+ * tool), so that is a collection scan: it is bounded by a $limit on the matching messages and
+ * maxTimeMS, and read at most every RECENT_EVERY_MS rather than every refresh.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -15,6 +20,10 @@
 
 #define DEFAULT_INTERVAL_MS 1000
 #define MAX_EVENTS_PER_TICK 100000
+#define RECENT_WINDOW_MS 60000
+#define RECENT_MAX_MESSAGES 10000
+#define RECENT_MAX_TIME_MS 500
+#define RECENT_EVERY_MS 5000
 
 typedef struct {
     int64_t enqueued, acked, failed, retried, claimed;
@@ -29,6 +38,11 @@ classify(const bson_t *event, events_t *ev)
                          ? bson_iter_utf8(&it, NULL)
                          : "";
     const char *status = NULL;
+    /* Messages have ObjectIds; the control document (pause state) has a string _id. */
+    if (bson_iter_init(&it, event) && bson_iter_find_descendant(&it, "documentKey._id", &sub) &&
+        !BSON_ITER_HOLDS_OID(&sub)) {
+        return;
+    }
     if (strcmp(op, "insert") == 0) {
         ev->enqueued++;
         return;
@@ -109,6 +123,77 @@ consumers(cli_t *cli, mongoq_queue_t *queue)
     return n;
 }
 
+/* {$or: [{status: processing}, {$expr: {$gte: ["$updated_at", $$NOW - 60 s]}}], claimed_by}. */
+static void
+append_recent_match(bson_t *pipeline)
+{
+    bson_t stage, match, any, clause, expr, gte, sub, args, type;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$match", &match);
+    BSON_APPEND_DOCUMENT_BEGIN(&match, MONGOQ__F_CLAIMED_BY, &type);
+    BSON_APPEND_UTF8(&type, "$type", "string");
+    bson_append_document_end(&match, &type);
+    BSON_APPEND_ARRAY_BEGIN(&match, "$or", &any);
+    BSON_APPEND_DOCUMENT_BEGIN(&any, "0", &clause);
+    BSON_APPEND_UTF8(&clause, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+    bson_append_document_end(&any, &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&any, "1", &clause);
+    BSON_APPEND_DOCUMENT_BEGIN(&clause, "$expr", &expr);
+    BSON_APPEND_ARRAY_BEGIN(&expr, "$gte", &gte);
+    BSON_APPEND_UTF8(&gte, "0", "$" MONGOQ__F_UPDATED_AT);
+    BSON_APPEND_DOCUMENT_BEGIN(&gte, "1", &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &args);
+    BSON_APPEND_UTF8(&args, "0", "$$NOW");
+    BSON_APPEND_INT64(&args, "1", RECENT_WINDOW_MS);
+    bson_append_array_end(&sub, &args);
+    bson_append_document_end(&gte, &sub);
+    bson_append_array_end(&expr, &gte);
+    bson_append_document_end(&clause, &expr);
+    bson_append_document_end(&any, &clause);
+    bson_append_array_end(&match, &any);
+    bson_append_document_end(&stage, &match);
+    bson_append_document_end(pipeline, &stage);
+}
+
+/*
+ * How many distinct consumers hold messages or touched one in the last minute; -1 when the
+ * server refused or the scan was cut off by maxTimeMS. A collection scan (see the top).
+ */
+static int64_t
+recent_consumers(cli_t *cli, mongoq_queue_t *queue)
+{
+    bson_t pipeline = BSON_INITIALIZER, opts = BSON_INITIALIZER, stage, group;
+    const bson_t *doc;
+    int64_t n = 0;
+    append_recent_match(&pipeline);
+    BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "1", &stage);
+    BSON_APPEND_INT32(&stage, "$limit", RECENT_MAX_MESSAGES);
+    bson_append_document_end(&pipeline, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&pipeline, "2", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &group);
+    BSON_APPEND_UTF8(&group, MONGOQ__F_ID, "$" MONGOQ__F_CLAIMED_BY);
+    bson_append_document_end(&stage, &group);
+    bson_append_document_end(&pipeline, &stage);
+    BSON_APPEND_INT32(&opts, "maxTimeMS", RECENT_MAX_TIME_MS);
+    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    mongoc_collection_t *coll =
+        mongoc_client_get_collection(client, mongoq_queue_db(queue), mongoq_queue_name(queue));
+    mongoc_cursor_t *cursor =
+        mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, &pipeline, &opts, NULL);
+    while (n <= RECENT_MAX_MESSAGES && mongoc_cursor_next(cursor, &doc)) {
+        n++;
+    }
+    if (mongoc_cursor_error(cursor, NULL)) {
+        n = -1;
+    }
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(cli->pool, client);
+    bson_destroy(&opts);
+    bson_destroy(&pipeline);
+    return n;
+}
+
 /* A rate per second as text ("-" without a change stream). */
 static const char *
 rate(bool have, int64_t n, int64_t ms, char *buf, size_t size)
@@ -124,8 +209,20 @@ typedef struct {
     mongoq_stats_t stats;
     events_t ev;
     int64_t elapsed_ms, consumers;
+    int64_t seen; /* consumers seen in the last minute; -1 unknown */
     bool rates;
 } tick_t;
+
+/* A count as text, "-" when unknown (negative). */
+static const char *
+count_text(int64_t n, char *buf, size_t size)
+{
+    if (n < 0) {
+        return "-";
+    }
+    bson_snprintf(buf, size, "%" PRId64, n);
+    return buf;
+}
 
 static void
 print_json(cli_t *cli, const tick_t *t)
@@ -140,6 +237,12 @@ print_json(cli_t *cli, const tick_t *t)
     BSON_APPEND_INT64(&doc, "dead", t->stats.dead);
     BSON_APPEND_INT64(&doc, "oldest_due_age_ms", t->stats.oldest_ready_age_ms);
     BSON_APPEND_INT64(&doc, "consumers", t->consumers);
+    if (t->seen >= 0) {
+        BSON_APPEND_INT64(&doc, "consumers_seen_1m", t->seen);
+    } else {
+        BSON_APPEND_NULL(&doc, "consumers_seen_1m");
+    }
+    BSON_APPEND_BOOL(&doc, "paused", t->stats.paused);
     if (t->rates) {
         BSON_APPEND_DOUBLE(&doc, "enqueued_per_s", (double)t->ev.enqueued / secs);
         BSON_APPEND_DOUBLE(&doc, "acked_per_s", (double)t->ev.acked / secs);
@@ -156,30 +259,35 @@ print_json(cli_t *cli, const tick_t *t)
 static void
 print_tick(cli_t *cli, mongoq_queue_t *queue, const tick_t *t, bool tty)
 {
-    char at[40], age[32], r1[32], r2[32], r3[32];
+    char at[40], age[32], r1[32], r2[32], r3[32], seen_buf[32];
     const mongoq_stats_t *s = &t->stats;
     cli_time(cli_wall_ms(), at, sizeof at);
     cli_duration(s->oldest_ready_age_ms, age, sizeof age);
     const char *enq = rate(t->rates, t->ev.enqueued, t->elapsed_ms, r1, sizeof r1);
     const char *ack = rate(t->rates, t->ev.acked, t->elapsed_ms, r2, sizeof r2);
     const char *fail = rate(t->rates, t->ev.failed, t->elapsed_ms, r3, sizeof r3);
+    const char *seen = count_text(t->seen, seen_buf, sizeof seen_buf);
     if (!tty) {
         fprintf(cli->out,
                 "%s ready=%" PRId64 " delayed=%" PRId64 " processing=%" PRId64 " done=%" PRId64
                 " dead=%" PRId64 " oldest_due=%s enqueued/s=%s acked/s=%s failed/s=%s "
-                "consumers=%" PRId64 "\n",
+                "consumers=%" PRId64 " seen_1m=%s paused=%s\n",
                 at, s->ready, s->delayed, s->processing, s->done, s->dead, age, enq, ack, fail,
-                t->consumers);
+                t->consumers, seen, s->paused ? "yes" : "no");
         fflush(cli->out);
         return;
     }
     fprintf(cli->out, "\033[H\033[2J");
     fprintf(cli->out, "mongoq watch  %s.%s  %s  (Ctrl-C to stop)\n\n", mongoq_queue_db(queue),
             mongoq_queue_name(queue), at);
+    if (s->paused) {
+        fprintf(cli->out, "  PAUSED: nothing is claimed until `mongoq resume`\n\n");
+    }
     fprintf(cli->out, "  ready       %10" PRId64 "   (%" PRId64 " delayed)\n", s->ready,
             s->delayed);
-    fprintf(cli->out, "  processing  %10" PRId64 "   by %" PRId64 " consumers\n", s->processing,
-            t->consumers);
+    fprintf(cli->out,
+            "  processing  %10" PRId64 "   by %" PRId64 " consumers (%s seen in the last minute)\n",
+            s->processing, t->consumers, seen);
     fprintf(cli->out, "  done        %10" PRId64 "\n", s->done);
     fprintf(cli->out, "  dead        %10" PRId64 "\n\n", s->dead);
     fprintf(cli->out, "  oldest due  %10s\n", age);
@@ -227,7 +335,7 @@ cli_cmd_watch(cli_t *cli)
     mongoc_change_stream_t *stream =
         open_stream(cli, queue, &client, &coll, interval < 200 ? interval : 200);
     int rc = CLI_OK;
-    int64_t last = bson_get_monotonic_time() / 1000;
+    int64_t last = bson_get_monotonic_time() / 1000, seen = -1, seen_at = 0;
     for (int64_t n = 0; !cli_stopping() && (!a->has_count || n < a->count); n++) {
         tick_t t = {.stats = MONGOQ_STATS_INIT, .rates = stream != NULL};
         if (n > 0) {
@@ -242,6 +350,11 @@ cli_cmd_watch(cli_t *cli)
             break;
         }
         t.consumers = consumers(cli, queue);
+        if (n == 0 || now - seen_at >= RECENT_EVERY_MS) {
+            seen = recent_consumers(cli, queue);
+            seen_at = now;
+        }
+        t.seen = seen;
         t.rates = t.rates && n > 0;
         if (a->json) {
             print_json(cli, &t);

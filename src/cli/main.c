@@ -16,8 +16,9 @@
 
 /* The commands, one row each (README.md: adding a command). */
 static const cli_command_t COMMANDS[] = {
-    {"stats", "counts per status and the oldest due message's age", "", "json", 
-     "Reads the queue's counts from its indexes (mongoq_queue_stats).", true, cli_cmd_stats},
+    {"stats", "counts per status, the oldest due message's age, paused or not", "", "json",
+     "Reads the queue's counts from its indexes and its pause state (mongoq_queue_stats).", true,
+     cli_cmd_stats},
     {"ls", "list messages by status, paged", "",
      "json status limit sort page due not-due dedup claimed-by error",
      "Lists messages without claiming them, in pages read from where the last page ended.\n"
@@ -39,25 +40,52 @@ static const cli_command_t COMMANDS[] = {
      "  --dedup KEY     dedup key (one payload only)\n"
      "  --id HEX        the message's _id (one payload only; enqueueing it again is a no-op)",
      true, cli_cmd_enqueue},
-    {"redrive", "dead messages back to ready", "[ID]", "json all dry-run",
+    {"redrive", "dead messages back to ready", "[ID]", "json all dry-run batch",
      "Moves the dead message ID, or every dead message with --all, back to ready with its\n"
-     "attempts reset. --dry-run counts what would move and writes nothing.",
+     "attempts reset. --dry-run counts what would move and writes nothing.\n"
+     "  --batch N       --all in batches of N ids (1 to 1000), each message redriven by id;\n"
+     "                  on a terminal this is the default (N 1000) and shows\n"
+     "                  \"redrove 12000/100000\"; elsewhere one call unless --batch is given.\n"
+     "                  Stopped part way (Ctrl-C, an error), what moved is counted and\n"
+     "                  running it again moves the rest; at most the count found at the start.",
      true, cli_cmd_redrive},
     {"retry", "make a dead or delayed message ready now", "ID", "json",
      "A dead message goes back to ready (attempts reset); a delayed one becomes due now.", true,
      cli_cmd_retry},
-    {"purge", "delete messages by status", "STATUS", "json yes",
+    {"purge", "delete messages by status", "STATUS", "json yes batch",
      "Deletes every message of STATUS (ready, processing, done, dead or all). Asks on a\n"
-     "terminal; elsewhere --yes is required.",
+     "terminal; elsewhere --yes is required. A pause stays.\n"
+     "  --batch N       in batches of N ids (1 to 1000), each deleted by id and status; on a\n"
+     "                  terminal this is the default (N 1000) and shows \"purged 12000/100000\";\n"
+     "                  elsewhere one deleteMany unless --batch is given. Stopped part way\n"
+     "                  (Ctrl-C, an error), what was deleted is counted and running it again\n"
+     "                  deletes the rest; at most the count found at the start.",
      true, cli_cmd_purge},
-    {"watch", "live view: depth, rates, oldest due, consumers", "", "json count interval",
+    {"pause", "stop every consumer and worker from claiming", "", "json",
+     "Pauses the queue for every process (mongoq_queue_pause): within their wake-up latency\n"
+     "no consumer or worker claims anything; messages already claimed are still acked,\n"
+     "retried, failed and extended, and expired leases are still reaped. The state is kept in\n"
+     "the database: it outlives restarts and purges. Idempotent. A collection without\n"
+     "mongoq's claim index is refused (exit 4), so a mistyped --queue changes nothing.",
+     true, cli_cmd_pause},
+    {"resume", "let a paused queue's consumers and workers claim again", "", "json",
+     "Resumes the queue (mongoq_queue_resume): waiting consumers and workers wake within their\n"
+     "wake-up latency. Idempotent; a collection that is not a queue is refused (exit 4).",
+     true, cli_cmd_resume},
+    {"watch", "live view: depth, rates, oldest due, consumers, paused", "", "json count interval",
      "Refreshes every --interval MS (default 1000) until interrupted or --count N refreshes.\n"
      "On a terminal the view is redrawn; otherwise one timestamped line per refresh (--json:\n"
-     "one JSON document per line). Rates come from the queue's change stream.",
+     "one JSON document per line). Rates come from the queue's change stream.\n"
+     "consumers: the distinct claimed_by of processing messages (from an index).\n"
+     "seen_1m: those and the claimed_by of messages of any status updated in the last 60 s.\n"
+     "  updated_at has no index, so this one is a collection scan, bounded: at most 10000\n"
+     "  matching messages and 500 ms of server time, read at most every 5 s (\"-\" when cut\n"
+     "  off or refused).",
      true, cli_cmd_watch},
     {"doctor", "check the server and the queue; exit 0 ok, 1 warnings, 2 errors", "", "json",
      "Runs mongoq_queue_check: server version and topology, change streams, pipeline updates\n"
-     "and $$NOW, clock skew, indexes, the claim's plan, write concern, backlog, dead letters.",
+     "and $$NOW, clock skew, indexes, the claim's plan, write concern, paused, backlog, dead\n"
+     "letters.",
      true, cli_cmd_doctor},
     {"metrics", "Prometheus text: once, or served on --listen HOST:PORT", "", "listen count",
      "Prints the queue's metrics (mongoq/metrics.h, the series read from the database) once,\n"
@@ -229,8 +257,9 @@ usage(FILE *out)
             "  --timeout-ms MS   server selection and connect timeout (default 2000)\n"
             "  --help            this text; `mongoq COMMAND --help` for a command's\n"
             "\nexit codes: 0 ok, 1 doctor warnings, 2 doctor errors, 3 failed (server\n"
-            "unreachable, server error), 4 no such message, 5 purge declined, 64 usage\n"
-            "(unknown option, bad JSON, bad id, unknown status). See mongoq(1).\n");
+            "unreachable, server error, interrupted), 4 no such message or queue, 5 purge\n"
+            "declined, 64 usage (unknown option, bad JSON, bad id, unknown status).\n"
+            "See mongoq(1).\n");
 }
 
 static void

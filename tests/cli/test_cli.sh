@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The mongoq tool against the server under test ($MONGOQ_TEST_URI): every command, outputs
 # checked through --json (parsed by python3's json module) and human output by its key lines;
-# the doctor against a healthy queue, a missing index, a standalone server and an unreachable
-# one; the metrics text through the exposition checker, once and served over HTTP.
+# the doctor against a healthy queue, a missing index, a paused queue, a standalone server and
+# an unreachable one; the metrics text through the exposition checker, once and served over
+# HTTP; pause and resume seen by a consumer in another process (mongoq-child-consumer); purge
+# and redrive in batches, stopped part way by a fail point and run again.
 #
-#   tests/cli/test_cli.sh MONGOQ_BIN PROMCHECK_BIN TEST_SERVER_BIN RUN_COMMAND_BIN
+#   tests/cli/test_cli.sh MONGOQ_BIN PROMCHECK_BIN TEST_SERVER_BIN RUN_COMMAND_BIN CHILD_BIN
 #
 # Each run uses a database of its own, dropped at the end. Private servers (standalone) are
 # started only without MONGOQ_TEST_NO_SPAWN, and stopped by PID on every exit path.
@@ -13,6 +15,7 @@ M=$1
 PROMCHECK=$2
 SERVER_BIN=$3
 RUN_COMMAND=$4
+CHILD_BIN=$5
 : "${MONGOQ_TEST_URI:?set MONGOQ_TEST_URI}"
 export MONGOQ_URI=$MONGOQ_TEST_URI
 DB="cli_$$_$RANDOM"
@@ -21,7 +24,9 @@ TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    "$M" "${Q[@]}" purge all --yes >/dev/null 2>&1 || true
+    "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin \
+        "{\"configureFailPoint\": \"failCommand\", \"mode\": \"off\"}" >/dev/null 2>&1 || true
+    "$RUN_COMMAND" "$MONGOQ_TEST_URI" "$DB" '{"dropDatabase": 1}' >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -117,7 +122,7 @@ check "purge refused: nothing deleted" "$(json 'd["ready"]' <"$TMP/out")" 5
 # ---- watch, metrics, queues, doctor ------------------------------------------------------------
 expect_rc "watch --count 2 (not a terminal)" 0 "$M" "${Q[@]}" watch --count 2 --interval 200
 check "watch: two lines" "$(wc -l <"$TMP/out")" 2
-grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z ready=5 delayed=0 processing=0 done=0 dead=0 oldest_due=[^ ]+ enqueued/s=[^ ]+ acked/s=[^ ]+ failed/s=[^ ]+ consumers=0$' \
+grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z ready=5 delayed=0 processing=0 done=0 dead=0 oldest_due=[^ ]+ enqueued/s=[^ ]+ acked/s=[^ ]+ failed/s=[^ ]+ consumers=0 seen_1m=0 paused=no$' \
     "$TMP/out" && ok "watch: line format" || bad "watch: line format: $(head -1 "$TMP/out")"
 expect_rc "watch --json" 0 "$M" "${Q[@]}" watch --count 1 --json
 check "watch --json: ready" "$(json 'd["ready"]' <"$TMP/out")" 5
@@ -178,8 +183,97 @@ if [ -z "${MONGOQ_TEST_NO_SPAWN:-}" ]; then
     grep -q 'enqueued/s=- ' "$TMP/out" && ok "standalone watch: rates unknown" || bad "standalone watch: rates"
 fi
 
+# ---- pause and resume, seen by a consumer in another process --------------------------------------
+O=(--db "$DB" --queue ops)
+seq 1 30 | sed 's/.*/{"seq":&}/' | "$M" "${O[@]}" enqueue >/dev/null
+expect_rc "pause of a collection that is not a queue" 4 "$M" --db "$DB" --queue nosuch pause
+one_line_error "pause of no queue"
+expect_rc "queues: pause created nothing" 0 "$M" --db "$DB" queues --json
+check "queues: no nosuch" "$(json '"nosuch" in [q["queue"] for q in d["queues"]]' <"$TMP/out")" False
+expect_rc "pause" 0 "$M" "${O[@]}" pause --json
+check "pause --json: paused" "$(json 'd["paused"], d["was_paused"]' <"$TMP/out")" "True False"
+expect_rc "pause again" 0 "$M" "${O[@]}" pause
+grep -q 'was already paused' "$TMP/out" && ok "pause again: was already paused" || bad "pause again: $(cat "$TMP/out")"
+expect_rc "stats --json while paused" 0 "$M" "${O[@]}" stats --json
+check "stats --json: paused true" "$(json 'd["paused"]' <"$TMP/out")" True
+expect_rc "stats while paused" 0 "$M" "${O[@]}" stats
+grep -q '^paused      yes' "$TMP/out" && ok "stats: paused line" || bad "stats: paused line: $(cat "$TMP/out")"
+expect_rc "watch while paused" 0 "$M" "${O[@]}" watch --count 1
+grep -q ' paused=yes$' "$TMP/out" && ok "watch: paused=yes" || bad "watch: paused: $(cat "$TMP/out")"
+expect_rc "doctor on a paused queue exits 1" 1 "$M" "${O[@]}" doctor --json
+check "doctor: paused warning" "$(json '[i["level"] for i in d["items"] if i["name"]=="paused"][0]' <"$TMP/out")" warning
+check "doctor: paused advice" "$(json '"resume" in [i["advice"] for i in d["items"] if i["name"]=="paused"][0]' <"$TMP/out")" True
+expect_rc "metrics while paused" 0 "$M" "${O[@]}" metrics
+grep -q "^mongoq_paused{queue=\"$DB.ops\"} 1$" "$TMP/out" && ok "metrics: mongoq_paused 1" || bad "metrics: mongoq_paused 1"
+
+# The consumer: a process of its own, answering a command per line (tests/tools/child_consumer.c).
+coproc CHILD { exec "$CHILD_BIN" "$MONGOQ_TEST_URI" "$DB" ops; }
+PIDS+=("$CHILD_PID")
+ask() { # ask LINE: sends LINE to the consumer, its first answer line in $ANSWER
+    echo "$1" >&"${CHILD[1]}"
+    read -t 60 -r ANSWER <&"${CHILD[0]}" || ANSWER="(no answer)"
+}
+read -t 60 -r ANSWER <&"${CHILD[0]}" || ANSWER="(no answer)"
+check "consumer started" "${ANSWER%% *}" ready
+ask "claim 300"
+check "paused: the other process claims nothing (30 ready)" "$ANSWER" none
+expect_rc "resume" 0 "$M" "${O[@]}" resume --json
+check "resume --json" "$(json 'd["paused"], d["was_paused"]' <"$TMP/out")" "False True"
+ask "claim 30000"
+check "resumed: the other process claims" "${ANSWER%% *}" msg
+HELD=$(cut -d' ' -f2 <<<"$ANSWER")
+expect_rc "stats --json after resume" 0 "$M" "${O[@]}" stats --json
+check "stats --json: paused false" "$(json 'd["paused"], d["processing"]' <"$TMP/out")" "False 1"
+
+# Consumers seen: the claimer of 25 messages it failed (dead now) is still seen when it holds none.
+echo "claim_many 25 0" >&"${CHILD[1]}"
+FAILED=()
+for _ in $(seq 1 26); do
+    read -t 60 -r ANSWER <&"${CHILD[0]}" || break
+    [ "${ANSWER%% *}" = msg ] || break
+    FAILED+=("$(cut -d' ' -f2 <<<"$ANSWER")")
+done
+check "claim_many: 25 claimed" "${#FAILED[@]}/$ANSWER" "25/end 25"
+for id in "${FAILED[@]}"; do ask "fail $id"; [ "$ANSWER" = ok ] || bad "fail $id: $ANSWER"; done
+ask "ack $HELD"
+check "ack the held one" "$ANSWER" ok
+expect_rc "watch --json: consumers" 0 "$M" "${O[@]}" watch --count 1 --json
+check "watch: none holding, one seen in the last minute, dead 25" \
+    "$(json 'd["consumers"], d["consumers_seen_1m"], d["dead"], d["paused"]' <"$TMP/out")" "0 1 25 False"
+ask quit
+
+# ---- purge and redrive in batches ----------------------------------------------------------------
+expect_rc "redrive --all --batch 10 (not a terminal)" 0 "$M" "${O[@]}" redrive --all --batch 10
+check "redrive in batches: one final line" "$(cat "$TMP/out")" "redrove 25 messages"
+"$M" "${O[@]}" stats --json >"$TMP/out"
+check "redrive in batches: counts" "$(json 'd["ready"], d["dead"]' <"$TMP/out")" "29 0"
+expect_rc "--batch out of range" 64 "$M" "${O[@]}" purge ready --yes --batch 1001
+expect_rc "--batch with one id" 64 "$M" "${O[@]}" redrive "$HELD" --batch 5
+# The third deleteMany fails (a fail point for this command's appName alone): two batches are
+# gone, counted, and a second run deletes the rest, no message twice.
+case $MONGOQ_TEST_URI in *\?*) FP_URI="$MONGOQ_TEST_URI&appname=cli-fp-$$" ;; *) FP_URI="$MONGOQ_TEST_URI/?appname=cli-fp-$$" ;; esac
+expect_rc "fail point on the third delete" 0 "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin \
+    "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"skip\": 2}, \"data\": {\"failCommands\": [\"delete\"], \"errorCode\": 2, \"appName\": \"cli-fp-$$\"}}"
+expect_rc "purge stopped part way exits 3" 3 "$M" --uri "$FP_URI" "${O[@]}" purge ready --yes --batch 7
+one_line_error "purge stopped part way"
+grep -q 'after 14 of 29 (run it again for the rest)' "$TMP/err" && ok "purge stopped: counted" || bad "purge stopped: $(cat "$TMP/err")"
+"$RUN_COMMAND" "$MONGOQ_TEST_URI" admin '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null
+"$M" "${O[@]}" stats --json >"$TMP/out"
+check "purge stopped: 15 left" "$(json 'd["ready"]' <"$TMP/out")" 15
+expect_rc "purge again in batches" 0 "$M" "${O[@]}" purge ready --yes --batch 7 --json
+check "purge again: the rest" "$(json 'd["deleted"]' <"$TMP/out")" 15
+"$M" "${O[@]}" stats --json >"$TMP/out"
+check "purge in batches: none left, still not paused" "$(json 'd["ready"], d["paused"]' <"$TMP/out")" "0 False"
+# On a terminal (script(1) gives one): progress lines, then the final line.
+if command -v script >/dev/null; then
+    seq 1 2500 | sed 's/.*/{"seq":&}/' | "$M" "${O[@]}" enqueue >/dev/null
+    script -qec "$(printf '%q ' "$M" "${O[@]}" purge ready --yes)" /dev/null >"$TMP/tty" </dev/null || true
+    grep -q 'purged 1000/2500' "$TMP/tty" && ok "purge on a terminal: progress" || bad "purge on a terminal: $(tr '\r\033' '|~' <"$TMP/tty")"
+    grep -q 'deleted 2500 messages' "$TMP/tty" && ok "purge on a terminal: final line" || bad "purge on a terminal: final line"
+fi
+
 # ---- help and purge ------------------------------------------------------------------------------
-for c in stats ls show enqueue redrive retry purge watch doctor metrics queues; do
+for c in stats ls show enqueue redrive retry purge pause resume watch doctor metrics queues; do
     "$M" "$c" --help | grep -q "^usage: mongoq" || bad "$c --help"
 done
 ok "--help of every command"

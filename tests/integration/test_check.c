@@ -1,4 +1,7 @@
-/* mongoq_queue_check: a healthy queue, a missing index, dead letters, standalone, unreachable. */
+/*
+ * mongoq_queue_check: a healthy queue, a missing index, dead letters, a paused queue, standalone,
+ * unreachable.
+ */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -28,6 +31,17 @@ level_of(const mongoq_report_t *r, const char *name)
 }
 
 static const char *
+advice_of(const mongoq_report_t *r, const char *name)
+{
+    for (size_t i = 0; i < mongoq_report_count(r); i++) {
+        if (strcmp(mongoq_report_name(r, i), name) == 0) {
+            return mongoq_report_advice(r, i);
+        }
+    }
+    return "";
+}
+
+static const char *
 message_of(const mongoq_report_t *r, const char *name)
 {
     for (size_t i = 0; i < mongoq_report_count(r); i++) {
@@ -46,7 +60,7 @@ Test(check, a_healthy_queue_is_ok)
     mongoq_report_t *r = check(t.queue);
     static const char *const names[] = {"server", "topology", "change_streams", "pipeline_update",
                                         "now", "clock_skew", "indexes", "claim_plan",
-                                        "write_concern", "backlog", "dead_letters"};
+                                        "write_concern", "paused", "backlog", "dead_letters"};
     cr_assert_eq(mongoq_report_count(r), sizeof names / sizeof names[0]);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         cr_assert_str_eq(mongoq_report_name(r, i), names[i]);
@@ -113,6 +127,43 @@ Test(check, dead_letters_and_a_weak_write_concern_are_warnings)
     cr_assert_null(r);
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
     mongoc_write_concern_destroy(wc);
+    world_close(&t);
+}
+
+Test(check, a_paused_queue_is_a_warning_until_resumed)
+{
+    world_t t;
+    bson_error_t error;
+    world_open(&t, NULL, 0);
+    world_enqueue_n(&t, 2, NULL, NULL);
+    /* Paused by another handle, as an operator's tool would: the report reads the database. */
+    mongoq_queue_t *other = mongoq_queue_new(t.pool, t.db, "jobs", NULL, &error);
+    cr_assert(other, "%s", error.message);
+    cr_assert(mongoq_queue_pause(other, &error), "%s", error.message);
+    mongoq_report_t *r = check(t.queue);
+    cr_assert_eq(level_of(r, "paused"), MONGOQ_CHECK_WARNING);
+    cr_assert(strstr(message_of(r, "paused"), "paused"), "%s", message_of(r, "paused"));
+    cr_assert(strstr(message_of(r, "paused"), "2 ready"), "%s", message_of(r, "paused"));
+    char want[256];
+    snprintf(want, sizeof want, "mongoq --db %s --queue jobs resume", t.db);
+    cr_assert(strstr(advice_of(r, "paused"), want), "%s", advice_of(r, "paused"));
+    cr_assert_eq(mongoq_report_level(r), MONGOQ_CHECK_WARNING);
+    bson_t doc;
+    mongoq_report_to_bson(r, &doc);
+    bson_iter_t it;
+    cr_assert(bson_iter_init(&it, &doc) && bson_iter_find_descendant(&it, "items.9.details.paused",
+                                                                      &it));
+    cr_assert(bson_iter_as_bool(&it));
+    bson_destroy(&doc);
+    mongoq_report_destroy(r);
+
+    cr_assert(mongoq_queue_resume(other, &error), "%s", error.message);
+    r = check(t.queue);
+    cr_assert_eq(level_of(r, "paused"), MONGOQ_CHECK_OK);
+    cr_assert_str_eq(advice_of(r, "paused"), "");
+    cr_assert_eq(mongoq_report_level(r), MONGOQ_CHECK_OK);
+    mongoq_report_destroy(r);
+    mongoq_queue_destroy(other);
     world_close(&t);
 }
 

@@ -77,6 +77,35 @@ Test(metrics, counts_counters_and_histograms)
     world_close(&t);
 }
 
+Test(metrics, paused_is_a_gauge_read_from_the_database)
+{
+    world_t t;
+    bson_error_t error;
+    char series[300];
+    world_open(&t, NULL, 0);
+    snprintf(series, sizeof series, "mongoq_paused{queue=\"%s.jobs\"}", t.db);
+    char *text = render(&t, true);
+    has_line(text, series, "0");
+    cr_assert(strstr(text, "# TYPE mongoq_paused gauge\n"));
+    bson_free(text);
+    /* Paused through another handle: the gauge follows the database, not this process. */
+    mongoq_queue_t *other = mongoq_queue_new(t.pool, t.db, "jobs", NULL, &error);
+    cr_assert(other, "%s", error.message);
+    cr_assert(mongoq_queue_pause(other, &error), "%s", error.message);
+    text = render(&t, true);
+    has_line(text, series, "1");
+    bson_free(text);
+    text = render(&t, false);
+    has_line(text, series, "1");
+    bson_free(text);
+    cr_assert(mongoq_queue_resume(other, &error), "%s", error.message);
+    text = render(&t, false);
+    has_line(text, series, "0");
+    bson_free(text);
+    mongoq_queue_destroy(other);
+    world_close(&t);
+}
+
 Test(metrics, several_queues_share_one_family_block)
 {
     world_t t;

@@ -2,7 +2,7 @@
  * mongoq-child-consumer URI DB COLL [--lease-ms N] [--no-reaper]
  *
  * A consumer in a process of its own, driven line by line by a scenario test
- * (tests/integration/test_scenario_*.c): killed with SIGKILL while it holds leases, or run
+ * (tests/integration/test_scenario_*.c) or the tool's tests (tests/cli/test_cli.sh): killed with SIGKILL while it holds leases, or run
  * under libfaketime with its clock ten minutes off. Prints "ready <pid>" once its queue and
  * consumer exist, then answers one command per line on stdin:
  *
@@ -10,6 +10,7 @@
  *   claim WAIT_MS         -> msg <oid> <attempts> <lease_expires_at_ms> <seq> | none
  *   claim_many MAX WAIT   -> a msg line per message, then: end <n>
  *   ack OID               -> ok
+ *   fail OID              -> ok (the message goes to dead, reason "failed by the child")
  *   extend OID MS         -> ok
  *   reap                  -> reaped <n>
  *   quit                  -> (exits 0)
@@ -143,6 +144,23 @@ cmd_on_message(child_t *c, const char *hex, bool ack, long long extend_ms)
 }
 
 static void
+cmd_fail(child_t *c, const char *hex)
+{
+    bson_error_t error;
+    mongoq_message_t *msg = find_held(c, hex, true);
+    if (!msg) {
+        printf("err 0 0 no held message %s\n", hex);
+        return;
+    }
+    if (mongoq_message_fail(msg, "failed by the child", &error)) {
+        printf("ok\n");
+    } else {
+        reply_error(&error);
+    }
+    mongoq_message_destroy(msg);
+}
+
+static void
 cmd_clock(void)
 {
     struct timespec ts;
@@ -180,6 +198,8 @@ run_line(child_t *c, const char *line)
         cmd_claim_many(c, a, b);
     } else if (strcmp(word, "ack") == 0 && sscanf(line, "%*s %63s", hex) == 1) {
         cmd_on_message(c, hex, true, 0);
+    } else if (strcmp(word, "fail") == 0 && sscanf(line, "%*s %63s", hex) == 1) {
+        cmd_fail(c, hex);
     } else if (strcmp(word, "extend") == 0 && sscanf(line, "%*s %63s %lld", hex, &a) == 2) {
         cmd_on_message(c, hex, false, a);
     } else if (strcmp(word, "reap") == 0) {
