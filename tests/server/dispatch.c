@@ -402,6 +402,7 @@ ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn)
     c.conn = conn;
     c.cmd = &req->cmd;
     c.lang.now_ms = ms_now_ms();
+    ms_cluster_time_gossip(&req->cmd);
     ms_optime_t t = ms_oplog_last_optime();
     c.lang.cluster_time_t = t.t;
     c.lang.cluster_time_i = t.i;

@@ -5,6 +5,9 @@
  * streams on an idle server still see their postBatchResumeToken advance. A router merging
  * streams from several shards needs that to release another shard's events (SERVER-80427).
  * Off (0) by default, as the server is a lone replica set that needs none.
+ *
+ * Also here: the $clusterTime a command gossips moves the server's cluster time on
+ * (ms_cluster_time_gossip), as mongod's VectorClock does with every message it receives.
  */
 #include "server-private.h"
 
@@ -68,4 +71,19 @@ ms_noop_stop(void)
     pthread_mutex_unlock(&noop_mu);
     pthread_join(noop_thread, NULL);
     noop_running = false;
+}
+
+void
+ms_cluster_time_gossip(const bson_t *cmd)
+{
+    bson_iter_t it;
+    uint32_t t = 0;
+    uint32_t i = 0;
+    if (bson_iter_init_find(&it, cmd, "$clusterTime") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+        bson_iter_recurse(&it, &it) && bson_iter_find(&it, "clusterTime") &&
+        BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+        bson_iter_timestamp(&it, &t, &i);
+        ms_optime_t seen = {t, i};
+        ms_oplog_advance_cluster_time(seen);
+    }
 }

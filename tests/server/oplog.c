@@ -411,6 +411,16 @@ ms_oplog_noop_if_idle(uint64_t *seen_gen)
     return wrote;
 }
 
+void
+ms_oplog_advance_cluster_time(ms_optime_t seen)
+{
+    pthread_mutex_lock(&oplog_mu);
+    if (ms__pos(seen) > state.latest) {
+        state.latest = ms__pos(seen);
+    }
+    pthread_mutex_unlock(&oplog_mu);
+}
+
 ms_optime_t
 ms_oplog_last_optime(void)
 {

@@ -107,6 +107,14 @@ ms_journal_server_status(bson_t *reply);
 bool
 ms_oplog_noop_if_idle(uint64_t *seen_gen);
 
+/*
+ * A $clusterTime gossiped by a client (a router) moves the newest cluster time up to it, as
+ * mongod's logical clock advances on every $clusterTime it receives: writes after it get later
+ * cluster times, so writes made one after another through a router order across its shards.
+ */
+void
+ms_oplog_advance_cluster_time(ms_optime_t seen);
+
 /* The newest committed cluster time (for operationTime and $clusterTime in replies). */
 ms_optime_t
 ms_oplog_last_optime(void);

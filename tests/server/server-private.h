@@ -283,6 +283,9 @@ void
 ms_noop_start(int interval_secs);
 void
 ms_noop_stop(void);
+/* noop.c: a command's $clusterTime moves the server's cluster time on (mongod's gossip). */
+void
+ms_cluster_time_gossip(const bson_t *cmd);
 void
 ms_ttl_stop(void);
 
