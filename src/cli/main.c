@@ -77,7 +77,9 @@ static const cli_command_t COMMANDS[] = {
      "On a terminal the view is redrawn; otherwise one timestamped line per refresh (--json:\n"
      "one JSON document per line). Rates come from the queue's change stream.\n"
      "consumers: the distinct claimed_by of processing messages (from an index).\n"
-     "seen_1m: those and the claimed_by of messages of any status updated in the last 60 s.\n"
+     "seen_1m: those and the claimed_by of messages of any status updated in the last 60 s\n"
+     "  (acked messages are deleted unless the queue keeps them, MONGOQ_ACK_KEEP, so a\n"
+     "  consumer that only acks is seen while it holds a message).\n"
      "  updated_at has no index, so this one is a collection scan, bounded: at most 10000\n"
      "  matching messages and 500 ms of server time, read at most every 5 s (\"-\" when cut\n"
      "  off or refused).",
