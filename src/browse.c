@@ -20,6 +20,7 @@
 #include "message-private.h"
 #include "mongoq/browse.h"
 #include "mongoq/limits.h"
+#include "partition-private.h"
 #include "queue-private.h"
 
 #define MAX_KEYS 4
@@ -330,6 +331,9 @@ append_literal_regex(bson_t *filter, const char *field, const char *text)
 static void
 append_base_filter(const mongoq_browse_t *b, bson_t *filter)
 {
+    /* A partitioned queue's indexes begin with partition: name every one, and the server merges
+     * one index scan per partition in the listing's order. */
+    mongoq__partition_append_all(filter, b->queue->opts.partitions);
     if (b->status) {
         BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, b->status);
     }

@@ -17,6 +17,7 @@
 #include "claim-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "partition-private.h"
 #include "queue-private.h"
 
 /* Documents buried (damaged or poison) per claim attempt before giving up for this round. */
@@ -24,8 +25,15 @@
 
 /* ---- the claim query ---------------------------------------------------------------------- */
 
+/* {partition: k} while a partitioned queue's claim aims at partition k (partition.c). */
+static void
+append_partition(const mongoq_consumer_t *consumer, bson_t *filter)
+{
+    mongoq__partition_append(filter, consumer->queue->opts.partitions, consumer->partition);
+}
+
 /*
- * {status: ready, run_at: {$lte: estimate + slack}, $expr: {$lte: ["$run_at", "$$NOW"]}}, plus
+ * {[partition: k,] status: ready, run_at: {$lte: estimate + slack}, $expr: {$lte: ["$run_at", "$$NOW"]}}, plus
  * _id: pin when pinned, or _id: {$nin: skipped} when this consumer skips poison documents.
  * The range lets the claim index serve the filter; the $expr decides on the server's clock.
  */
@@ -34,6 +42,7 @@ build_due_filter(const mongoq_consumer_t *consumer, int64_t server_now, const bs
                  bson_t *filter)
 {
     bson_t nin;
+    append_partition(consumer, filter);
     mongoq__document_append_due(filter, server_now);
     if (pin) {
         BSON_APPEND_VALUE(filter, MONGOQ__F_ID, pin);
@@ -180,6 +189,7 @@ poison(mongoq_consumer_t *consumer, const bson_value_t *id, const bson_error_t *
     bson_snprintf(reason, sizeof reason, "the server refused to claim this message (error %" PRIu32
                   "): %s", refusal->code, refusal->message);
     BSON_APPEND_VALUE(&doc, MONGOQ__F_ID, id);
+    append_partition(consumer, &doc); /* the bury is an updateOne: it names the partition */
     mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: %s.%s: burying a poison message: %s",
                       queue->db, queue->name, reason);
     if (!mongoq__message_bury(queue, &doc, MONGOQ__S_READY, reason, &error)) {
@@ -208,7 +218,7 @@ find_and_claim(mongoq_consumer_t *consumer, const bson_value_t *pin, bson_t **do
     bool ok = false;
     *doc_out = NULL;
     bson_oid_init(&token, NULL);
-    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), pin, &filter);
+    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), pin, &filter);
     build_claim_sort(&sort);
     build_claim_update(consumer, &token, &update);
     mongoq__queue_append_write_concern(queue, &extra);
@@ -350,7 +360,7 @@ find_candidates(mongoq_consumer_t *consumer, size_t max, size_t skip, bson_t *id
     mongoc_client_t *client;
     bool ok = false;
     *n_ids = 0;
-    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
+    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), NULL, &filter);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &doc);
     build_claim_sort(&doc);
     bson_append_document_end(&opts, &doc);
@@ -389,7 +399,7 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
     append_in(&filter, MONGOQ__F_ID, ids);
-    build_due_filter(consumer, mongoq__clock_server_now_ms(queue->clock), NULL, &filter);
+    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), NULL, &filter);
     build_claim_update(consumer, token, &update);
     bool ok = mongoq__queue_write_many(queue, "claim_many", &filter, &update, claimed, error);
     bson_destroy(&update);
@@ -410,6 +420,7 @@ read_claimed(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *t
     const bson_t *doc;
     mongoc_client_t *client;
     bool ok = false;
+    append_partition(consumer, &filter);
     append_in(&filter, MONGOQ__F_ID, ids);
     BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
@@ -447,12 +458,13 @@ release_token(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
     bson_error_t error = {0};
     int64_t n = 0;
+    append_partition(consumer, &filter);
     append_in(&filter, MONGOQ__F_ID, ids);
     BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     mongoq__message_release_update(&update);
     if (mongoq__queue_write_many(queue, "claim_many release", &filter, &update, &n, &error) && n > 0) {
-        mongoq__waker_notify(queue->waker);
+        mongoq__waker_notify_partition(queue->waker, consumer->partition);
     } else if (n == 0 && error.code != 0) {
         mongoq__queue_log(queue, MONGOQ_LOG_WARNING,
                           "mongoq: %s.%s: handing back an interrupted claim_many failed (its "

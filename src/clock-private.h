@@ -49,6 +49,19 @@ mongoq__clock_destroy(mongoq__clock_t *clock);
 int64_t
 mongoq__clock_server_now_ms(mongoq__clock_t *clock);
 
+/*
+ * The fastest measured server's clock: the estimate plus the spread between the servers that
+ * run $$NOW (mongos routers, a primary). The index-friendly bound of a time filter starts from
+ * it, so no server's $$NOW can find a message due that the bound hides. Equal to
+ * mongoq__clock_server_now_ms with one server.
+ */
+int64_t
+mongoq__clock_server_latest_ms(mongoq__clock_t *clock);
+
+/* The spread between the servers' clocks as last measured, ms (0 with one server). */
+int64_t
+mongoq__clock_spread_ms(mongoq__clock_t *clock);
+
 /* Converts a server time to the local monotonic clock (for timed waits). */
 int64_t
 mongoq__clock_server_to_mono_ms(mongoq__clock_t *clock, int64_t server_ms);

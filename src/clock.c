@@ -13,6 +13,7 @@
 #include "clock-private.h"
 
 #include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 #include "mongoq/error.h"
@@ -20,6 +21,10 @@
 
 /* Re-measure this often: bounds how long a jump of the server's own clock goes unnoticed. */
 #define REFRESH_MS 10000
+/* Look at the driver's list of servers this often (no I/O): a changed one is measured at once. */
+#define CHECK_MS 1000
+/* The most servers one measurement sends hello to. */
+#define MAX_SERVERS 16
 
 int64_t
 mongoq__now_mono_ms(void)
@@ -60,62 +65,153 @@ mono_us(void)
 struct mongoq__clock_t {
     mongoc_client_pool_t *pool;
     pthread_mutex_t mu;
-    int64_t offset_us;     /* server time - local monotonic time, microseconds */
+    int64_t offset_us;     /* server time - local monotonic time, microseconds: the slowest */
+    int64_t spread_us;     /* the fastest server's offset - the slowest's (0 with one server) */
+    uint32_t servers;      /* the servers measured (servers_signature) */
     int64_t measured_mono; /* when offset_us was measured (ms) */
+    int64_t checked_mono;  /* when the servers were last compared with `servers` (ms) */
     bool measuring;        /* one thread re-measures; the others use the old estimate */
 };
 
-/*
- * Runs hello; offset = localTime - the local time its reply arrived (a lower bound). `wait`:
- * take a client from the pool as a claim would; otherwise only a free one (a refresh never
- * makes its caller wait for the pool: the old estimate serves meanwhile).
- */
+/* The servers whose clock a command's $$NOW can be: mongos routers (each runs $$NOW for the
+ * commands it routes), a replica set's primary, a standalone, a load balancer. */
 static bool
-measure(mongoc_client_pool_t *pool, bool wait, int64_t *offset_out, bson_error_t *error)
+runs_now(const mongoc_server_description_t *sd)
 {
-    bool ok = false;
-    bson_t cmd = BSON_INITIALIZER;
-    bson_t reply = BSON_INITIALIZER;
+    static const char *const types[] = {"Mongos", "RSPrimary", "Standalone", "LoadBalancer"};
+    const char *type = mongoc_server_description_type(sd);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        if (strcmp(type, types[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A number that changes when the set of such servers does (a new primary, a mongos added). */
+static uint32_t
+servers_signature(mongoc_server_description_t **sds, size_t n)
+{
+    uint32_t sig = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        if (runs_now(sds[i])) {
+            sig += (mongoc_server_description_id(sds[i]) + 1u) * 2654435761u;
+        }
+    }
+    return sig;
+}
+
+/* One hello on server_id (0: any server, chosen by the driver); offset as measure's. */
+static bool
+hello_offset(mongoc_client_t *client, uint32_t server_id, int64_t *offset_out, bson_error_t *error)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
     bson_iter_t iter;
-    mongoc_client_t *client = wait ? mongoq__pool_pop(pool, error) : mongoc_client_pool_try_pop(pool);
-    if (!client) {
-        goto done;
-    }
-    bson_destroy(&reply);
     BSON_APPEND_INT32(&cmd, "hello", 1);
-    bool sent = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, error);
+    bool ok = server_id ? mongoc_client_command_simple_with_server_id(client, "admin", &cmd, NULL,
+                                                                      server_id, &reply, error)
+                        : mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, error);
     int64_t received = mono_us();
-    if (!sent) {
-        goto done;
-    }
-    if (!bson_iter_init_find(&iter, &reply, "localTime") || !BSON_ITER_HOLDS_DATE_TIME(&iter)) {
+    if (ok && (!bson_iter_init_find(&iter, &reply, "localTime") ||
+               !BSON_ITER_HOLDS_DATE_TIME(&iter))) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_SERVER,
                        "hello reply has no localTime date: cannot read the server clock");
-        goto done;
+        ok = false;
     }
-    *offset_out = bson_iter_date_time(&iter) * 1000 - received;
-    ok = true;
-done:
+    if (ok) {
+        *offset_out = bson_iter_date_time(&iter) * 1000 - received;
+    }
     bson_destroy(&reply);
     bson_destroy(&cmd);
-    if (client) {
-        mongoc_client_pool_push(pool, client);
+    return ok;
+}
+
+typedef struct {
+    int64_t offset_us, spread_us;
+    uint32_t servers;
+} measurement_t;
+
+/*
+ * Measures every server a command's $$NOW may come from (at most MAX_SERVERS): the estimate is
+ * the slowest one's clock, a lower bound of every one, and the spread says how far ahead the
+ * fastest runs. Before the driver has discovered any server, one hello on whichever it selects.
+ */
+static bool
+measure_all(mongoc_client_t *client, measurement_t *m, bson_error_t *error)
+{
+    size_t n = 0, measured = 0;
+    mongoc_server_description_t **sds = mongoc_client_get_server_descriptions(client, &n);
+    int64_t lo = INT64_MAX, hi = INT64_MIN, offset;
+    bool ok = true;
+    m->servers = servers_signature(sds, n);
+    for (size_t i = 0; ok && i < n && measured < MAX_SERVERS; i++) {
+        if (runs_now(sds[i])) {
+            ok = hello_offset(client, mongoc_server_description_id(sds[i]), &offset, error);
+            lo = ok && offset < lo ? offset : lo;
+            hi = ok && offset > hi ? offset : hi;
+            measured++;
+        }
+    }
+    mongoc_server_descriptions_destroy_all(sds, n);
+    if (ok && measured == 0) {
+        ok = hello_offset(client, 0, &offset, error);
+        lo = hi = offset;
+        m->servers = 0; /* not known yet: the next check measures again */
+    }
+    if (ok) {
+        m->offset_us = lo;
+        m->spread_us = hi - lo;
     }
     return ok;
+}
+
+/*
+ * Measures the server clocks. `wait`: take a client from the pool as a claim would; otherwise
+ * only a free one (a refresh never makes its caller wait for the pool: the old estimate serves
+ * meanwhile).
+ */
+static bool
+measure(mongoc_client_pool_t *pool, bool wait, measurement_t *m, bson_error_t *error)
+{
+    mongoc_client_t *client = wait ? mongoq__pool_pop(pool, error) : mongoc_client_pool_try_pop(pool);
+    if (!client) {
+        return false;
+    }
+    bool ok = measure_all(client, m, error);
+    mongoc_client_pool_push(pool, client);
+    return ok;
+}
+
+/* The signature of the servers the pool knows now (no I/O); `known` when no client is free. */
+static uint32_t
+current_servers(mongoc_client_pool_t *pool, uint32_t known)
+{
+    size_t n = 0;
+    mongoc_client_t *client = mongoc_client_pool_try_pop(pool);
+    if (!client) {
+        return known;
+    }
+    mongoc_server_description_t **sds = mongoc_client_get_server_descriptions(client, &n);
+    uint32_t sig = servers_signature(sds, n);
+    mongoc_server_descriptions_destroy_all(sds, n);
+    mongoc_client_pool_push(pool, client);
+    return sig;
 }
 
 mongoq__clock_t *
 mongoq__clock_new(mongoc_client_pool_t *pool, bson_error_t *error)
 {
-    int64_t offset;
+    measurement_t m;
     BSON_ASSERT_PARAM(pool);
-    if (!measure(pool, true, &offset, error)) {
+    if (!measure(pool, true, &m, error)) {
         return NULL;
     }
     mongoq__clock_t *clock = bson_malloc0(sizeof *clock);
     clock->pool = pool;
-    clock->offset_us = offset;
-    clock->measured_mono = mongoq__now_mono_ms();
+    clock->offset_us = m.offset_us;
+    clock->spread_us = m.spread_us;
+    clock->servers = m.servers;
+    clock->measured_mono = clock->checked_mono = mongoq__now_mono_ms();
     pthread_mutex_init(&clock->mu, NULL);
     return clock;
 }
@@ -130,27 +226,40 @@ mongoq__clock_destroy(mongoq__clock_t *clock)
     bson_free(clock);
 }
 
-/* Re-measures outside the lock; a failed measurement keeps the old estimate. */
+/*
+ * Re-measures outside the lock when the estimate is REFRESH_MS old, or sooner when the servers
+ * changed (looked at every CHECK_MS: a failover's new primary, a mongos added or gone); a failed
+ * measurement keeps the old estimate.
+ */
 static void
 refresh_if_stale(mongoq__clock_t *clock)
 {
     int64_t now = mongoq__now_mono_ms();
     pthread_mutex_lock(&clock->mu);
-    bool mine = !clock->measuring && now - clock->measured_mono >= REFRESH_MS;
+    bool stale = now - clock->measured_mono >= REFRESH_MS;
+    bool check = !stale && now - clock->checked_mono >= CHECK_MS;
+    bool mine = !clock->measuring && (stale || check);
+    uint32_t known = clock->servers;
     if (mine) {
         clock->measuring = true;
+        clock->checked_mono = now;
     }
     pthread_mutex_unlock(&clock->mu);
     if (!mine) {
         return;
     }
-    int64_t offset;
-    bool ok = measure(clock->pool, false, &offset, NULL);
+    measurement_t m;
+    bool measure_now = stale || current_servers(clock->pool, known) != known;
+    bool ok = measure_now && measure(clock->pool, false, &m, NULL);
     pthread_mutex_lock(&clock->mu);
     if (ok) {
-        clock->offset_us = offset;
+        clock->offset_us = m.offset_us;
+        clock->spread_us = m.spread_us;
+        clock->servers = m.servers;
     }
-    clock->measured_mono = mongoq__now_mono_ms();
+    if (measure_now) {
+        clock->measured_mono = mongoq__now_mono_ms();
+    }
     clock->measuring = false;
     pthread_mutex_unlock(&clock->mu);
 }
@@ -180,4 +289,25 @@ mongoq__clock_server_to_mono_ms(mongoq__clock_t *clock, int64_t server_ms)
     /* Rounded up: a timer set from it fires once the estimate has reached server_ms. */
     int64_t mono = server_ms * 1000 - offset_of(clock);
     return mono >= 0 ? (mono + 999) / 1000 : -(-mono / 1000);
+}
+
+int64_t
+mongoq__clock_server_latest_ms(mongoq__clock_t *clock)
+{
+    BSON_ASSERT_PARAM(clock);
+    int64_t now = mongoq__clock_server_now_ms(clock);
+    pthread_mutex_lock(&clock->mu);
+    int64_t spread_ms = (clock->spread_us + 999) / 1000;
+    pthread_mutex_unlock(&clock->mu);
+    return now + spread_ms;
+}
+
+int64_t
+mongoq__clock_spread_ms(mongoq__clock_t *clock)
+{
+    BSON_ASSERT_PARAM(clock);
+    pthread_mutex_lock(&clock->mu);
+    int64_t spread_ms = (clock->spread_us + 999) / 1000;
+    pthread_mutex_unlock(&clock->mu);
+    return spread_ms;
 }

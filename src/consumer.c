@@ -8,6 +8,7 @@
 
 #include "claim-private.h"
 #include "hooks-private.h"
+#include "partition-private.h"
 #include "pause-private.h"
 #include "error-private.h"
 #include "mongoq/limits.h"
@@ -55,6 +56,7 @@ mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts, b
     consumer->queue = queue;
     consumer->name = opts && opts->name ? bson_strdup(opts->name) : default_name();
     consumer->lease_ms = opts && opts->lease_ms > 0 ? opts->lease_ms : queue->opts.lease_ms;
+    mongoq__partition_consumer_init(consumer);
     return consumer;
 }
 
@@ -65,6 +67,7 @@ mongoq_consumer_destroy(mongoq_consumer_t *consumer)
         return;
     }
     bson_destroy(consumer->skipped);
+    mongoq__partition_consumer_destroy(consumer);
     bson_free(consumer->name);
     bson_free(consumer);
 }
@@ -130,7 +133,9 @@ mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_messa
         mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG, "claim: wait_ms is negative");
         return false;
     }
-    return claim_loop(consumer, wait_ms, mongoq__claim_one, 1, msg_out, &got, error);
+    return claim_loop(consumer, wait_ms,
+                      consumer->marks ? mongoq__partition_claim_one : mongoq__claim_one, 1, msg_out,
+                      &got, error);
 }
 
 bool
@@ -148,5 +153,7 @@ mongoq_consumer_claim_many(mongoq_consumer_t *consumer, size_t max, int64_t wait
                           MONGOQ_MAX_BATCH);
         return false;
     }
-    return claim_loop(consumer, wait_ms, mongoq__claim_many, max, msgs_out, n_out, error);
+    return claim_loop(consumer, wait_ms,
+                      consumer->marks ? mongoq__partition_claim_many : mongoq__claim_many, max,
+                      msgs_out, n_out, error);
 }

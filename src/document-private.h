@@ -98,7 +98,10 @@ void mongoq__document_append_projection(bson_t *opts, const char *const *fields,
  * Appends a find's options that read the earliest run_at of the messages a filter on status (and
  * a range on run_at) selects: {projection: {_id: 0, run_at: 1}, sort: {run_at: 1}, limit: 1}.
  * The due index {status, run_at} answers it with one seek and no document read (covered).
+ * with_partition: a partitioned queue's ({partition: {$in: all}} in the filter, the due index
+ * {partition, status, run_at}): the partition is projected too (still covered), and the server
+ * merges one seek per partition.
  */
-void mongoq__document_append_earliest_opts(bson_t *opts);
+void mongoq__document_append_earliest_opts(bson_t *opts, bool with_partition);
 
 #endif

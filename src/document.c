@@ -428,12 +428,15 @@ mongoq__document_append_projection(bson_t *opts, const char *const *fields, size
 }
 
 void
-mongoq__document_append_earliest_opts(bson_t *opts)
+mongoq__document_append_earliest_opts(bson_t *opts, bool with_partition)
 {
     bson_t doc;
     BSON_APPEND_DOCUMENT_BEGIN(opts, "projection", &doc);
     BSON_APPEND_INT32(&doc, MONGOQ__F_ID, 0);
     BSON_APPEND_INT32(&doc, MONGOQ__F_RUN_AT, 1);
+    if (with_partition) {
+        BSON_APPEND_INT32(&doc, MONGOQ__F_PARTITION, 1);
+    }
     bson_append_document_end(opts, &doc);
     BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &doc);
     BSON_APPEND_INT32(&doc, MONGOQ__F_RUN_AT, 1);

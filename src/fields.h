@@ -15,6 +15,9 @@
  *     compatibility version, and other MongoDB-compatible servers not at all.
  *   - done_at: set only on done messages (ack mode KEEP); the TTL index removes them.
  *   - errors: the last MONGOQ__MAX_ERRORS failures, oldest first, each {at, error}.
+ *   - partition: written at enqueue in queues of more than one partition and never changed (it
+ *     is the shard key of a sharded queue, which a multi-document update may not change);
+ *     absent in queues of one partition.
  */
 #ifndef MONGOQ_FIELDS_H
 #define MONGOQ_FIELDS_H
@@ -35,6 +38,8 @@
 #define MONGOQ__F_LAST_ERROR "last_error"
 #define MONGOQ__F_ERRORS "errors"
 #define MONGOQ__F_DEDUP_KEY "dedup_key"
+/* int32 0 .. partitions-1; only in queues of more than one partition (partition-private.h). */
+#define MONGOQ__F_PARTITION "partition"
 
 /* Fields of one entry of `errors`. */
 #define MONGOQ__F_ERROR_AT "at"

@@ -18,6 +18,7 @@
 #include "hooks-private.h"
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
+#include "partition-private.h"
 
 /* ---- construction ------------------------------------------------------------------------- */
 
@@ -138,6 +139,14 @@ mongoq_message_claimed_by(const mongoq_message_t *msg)
     return msg->parsed.claimed_by;
 }
 
+int32_t
+mongoq_message_partition(const mongoq_message_t *msg)
+{
+    BSON_ASSERT_PARAM(msg);
+    int32_t p = mongoq__partition_read(msg->doc);
+    return p >= 0 ? p : 0;
+}
+
 bool
 mongoq_message_lease_lost(const mongoq_message_t *msg)
 {
@@ -181,6 +190,9 @@ mongoq__message_mark_lease_lost(mongoq_message_t *msg)
 void
 mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter)
 {
+    /* In a partitioned queue the partition too: the shard key of a sharded one, which every
+     * single-document write must name to reach one shard (partition-private.h). */
+    mongoq__partition_append(filter, msg->queue->opts.partitions, mongoq__partition_read(msg->doc));
     BSON_APPEND_OID(filter, MONGOQ__F_ID, &msg->parsed.id);
     BSON_APPEND_OID(filter, MONGOQ__F_LEASE_TOKEN, &msg->parsed.lease_token);
     BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
@@ -320,12 +332,15 @@ build_dead_minimal(bson_t *update)
     bson_append_document_end(update, &unset);
 }
 
-/* {_id: <as it is>, lease_token: <as it is, if any>, status} */
+/* {[partition,] _id: <as it is>, lease_token: <as it is, if any>, status} */
 static void
 build_bury_filter(const bson_t *doc, const char *status, bson_t *filter)
 {
     bson_iter_t it;
     /* _id may be of any type in a damaged document; match it as it is. */
+    if (bson_iter_init_find(&it, doc, MONGOQ__F_PARTITION)) {
+        bson_append_value(filter, MONGOQ__F_PARTITION, -1, bson_iter_value(&it));
+    }
     if (bson_iter_init_find(&it, doc, MONGOQ__F_ID)) {
         bson_append_value(filter, MONGOQ__F_ID, -1, bson_iter_value(&it));
     }
@@ -418,10 +433,11 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
         mongoq__counter_add(&msg->queue->counters.retried, 1);
         mongoq__hook_message(msg->queue, MONGOQ_EVENT_RETRIED, msg, reason);
         int64_t due = mongoq__clock_server_now_ms(msg->queue->clock) + delay_ms;
+        int32_t partition = mongoq__partition_read(msg->doc);
         if (delay_ms > 0) {
-            mongoq__waker_schedule(msg->queue->waker, due);
+            mongoq__waker_schedule_partition(msg->queue->waker, due, partition);
         } else {
-            mongoq__waker_notify(msg->queue->waker);
+            mongoq__waker_notify_partition(msg->queue->waker, partition);
         }
     }
     return ok;
@@ -438,7 +454,7 @@ mongoq__message_release(mongoq_message_t *msg, bson_error_t *error)
     bool ok = update_held(msg, "release", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
-        mongoq__waker_notify(msg->queue->waker);
+        mongoq__waker_notify_partition(msg->queue->waker, mongoq__partition_read(msg->doc));
     }
     return ok;
 }

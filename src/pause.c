@@ -7,6 +7,7 @@
 #include "clock-private.h"
 #include "fields.h"
 #include "mongoq/error.h"
+#include "partition-private.h"
 #include "queue-private.h"
 
 #define F_PAUSED "paused"
@@ -15,6 +16,18 @@ static void
 append_control_filter(bson_t *filter)
 {
     BSON_APPEND_UTF8(filter, MONGOQ__F_ID, MONGOQ__CONTROL_ID);
+}
+
+/*
+ * The write's filter: in a partitioned queue the control document lives in partition 0, named
+ * so that its upsert targets one shard of a sharded queue (an upsert must name the whole shard
+ * key); reads find it by _id alone.
+ */
+static void
+append_control_write_filter(const mongoq_queue_t *queue, bson_t *filter)
+{
+    mongoq__partition_append(filter, queue->opts.partitions, 0);
+    append_control_filter(filter);
 }
 
 bool
@@ -143,7 +156,7 @@ write_state(mongoq_queue_t *queue, bool paused, bson_error_t *error)
     bson_t reply = BSON_INITIALIZER;
     mongoc_client_t *client;
     bool ok = false;
-    append_control_filter(&filter);
+    append_control_write_filter(queue, &filter);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &doc);
     BSON_APPEND_BOOL(&doc, F_PAUSED, paused);
     bson_append_document_end(&update, &doc);

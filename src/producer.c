@@ -20,6 +20,7 @@
 #include "hooks-private.h"
 #include "mongoq/limits.h"
 #include "mongoq/producer.h"
+#include "partition-private.h"
 #include "queue-private.h"
 
 /* A bounded number of insert attempts when the dedup holder finishes between insert and look-up. */
@@ -39,14 +40,15 @@ normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
     }
 }
 
-/* After a successful enqueue: wake local consumers now, or when the message becomes due. */
+/* After a successful enqueue: wake local consumers of partition (MONGOQ__ALL_PARTITIONS:
+ * every one) now, or when the message becomes due. */
 static void
-wake_for(mongoq_queue_t *queue, int64_t run_at, int64_t now)
+wake_for(mongoq_queue_t *queue, int64_t run_at, int64_t now, int32_t partition)
 {
     if (run_at > now) {
-        mongoq__waker_schedule(queue->waker, run_at);
+        mongoq__waker_schedule_partition(queue->waker, run_at, partition);
     } else {
-        mongoq__waker_notify(queue->waker);
+        mongoq__waker_notify_partition(queue->waker, partition);
     }
 }
 
@@ -118,6 +120,9 @@ find_holder(mongoq_queue_t *queue, mongoc_client_session_t *session, const char 
 {
     bson_t filter = BSON_INITIALIZER, *doc = NULL;
     bson_iter_t it;
+    /* The key's partition: the dedup index {partition, dedup_key} answers with one seek. */
+    mongoq__partition_append(&filter, queue->opts.partitions,
+                             mongoq__partition_of(queue->opts.partitions, NULL, key));
     BSON_APPEND_UTF8(&filter, MONGOQ__F_DEDUP_KEY, key);
     bool ok = find_one(queue, session, &filter, &doc, error);
     *found = doc && bson_iter_init_find(&it, doc, MONGOQ__F_ID) && BSON_ITER_HOLDS_OID(&it);
@@ -347,11 +352,13 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
         bson_destroy(&doc);
         return false;
     }
+    int32_t partition = mongoq__partition_of(queue->opts.partitions, &id, opts.dedup_key);
+    mongoq__partition_append(&doc, queue->opts.partitions, partition);
     bool ok = insert_dedup(queue, &doc, &opts, &id, &holder, &duplicate, error);
     bson_destroy(&doc);
     if (ok) {
         mongoq__counter_add(&queue->counters.enqueued, 1);
-        wake_for(queue, mongoq__document_run_at(&opts, now), now);
+        wake_for(queue, mongoq__document_run_at(&opts, now), now, partition);
         if (!duplicate) {
             mongoq__hook_enqueued(queue, &id, now, mongoq__document_run_at(&opts, now));
         }
@@ -374,8 +381,12 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
         if (!opts->caller_ids) {
             bson_oid_init(&ids[i], NULL);
         }
-        if (!mongoq__document_build(payloads[i], opts, queue->opts.max_attempts, now, &ids[i],
-                                    &docs[i], error)) {
+        bool built = mongoq__document_build(payloads[i], opts, queue->opts.max_attempts, now,
+                                            &ids[i], &docs[i], error);
+        if (built) {
+            mongoq__partition_append(&docs[i], queue->opts.partitions,
+                                     mongoq__partition_of(queue->opts.partitions, &ids[i], NULL));
+        } else {
             for (size_t j = 0; j <= i; j++) {
                 bson_destroy(&docs[j]);
             }
@@ -567,7 +578,7 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
     }
     if (stored > 0) {
         mongoq__counter_add(&queue->counters.enqueued, stored);
-        wake_for(queue, mongoq__document_run_at(&opts, now), now);
+        wake_for(queue, mongoq__document_run_at(&opts, now), now, MONGOQ__ALL_PARTITIONS);
     }
     for (size_t i = 0; ok && i < n; i++) {
         mongoq__hook_enqueued(queue, &ids[i], now, mongoq__document_run_at(&opts, now));

@@ -67,6 +67,12 @@ check_ranges(const mongoq_queue_opts_t *o, bson_error_t *error)
     if (o->ack_mode != MONGOQ_ACK_DELETE && o->ack_mode != MONGOQ_ACK_KEEP) {
         return invalid(error, "queue opts: unknown ack_mode");
     }
+    if (o->partitions < 0 || o->partitions > MONGOQ_MAX_PARTITIONS) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: partitions must be 0 or 1 (one partition) to %d, not %" PRId32,
+                       MONGOQ_MAX_PARTITIONS, o->partitions);
+        return false;
+    }
     return true;
 }
 
@@ -78,10 +84,13 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
     if (opts && (opts->version == 0 || opts->version > MONGOQ_QUEUE_OPTS_VERSION)) {
         return invalid(error, "queue opts: unknown version (use MONGOQ_QUEUE_OPTS_INIT)");
     }
-    /* A version 1 caller's struct ends where hook begins: read no further. */
+    /* An older caller's struct ends where the next version's fields begin: read no further. */
     *out = defaults;
     if (opts) {
-        memcpy(out, opts, opts->version == 1 ? offsetof(mongoq_queue_opts_t, hook) : sizeof *out);
+        size_t size = opts->version == 1   ? offsetof(mongoq_queue_opts_t, hook)
+                      : opts->version == 2 ? offsetof(mongoq_queue_opts_t, partitions)
+                                           : sizeof *out;
+        memcpy(out, opts, size);
     }
     if (!check_ranges(out, error)) {
         return false;
@@ -98,6 +107,7 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
     DEFAULT_(retention_s, MONGOQ__DEFAULT_RETENTION_S)
     DEFAULT_(poll_interval_ms, MONGOQ__DEFAULT_POLL_INTERVAL_MS)
     DEFAULT_(reap_interval_ms, out->lease_ms / 2 > 0 ? out->lease_ms / 2 : 1)
+    DEFAULT_(partitions, 1)
 #undef DEFAULT_
     return true;
 }
@@ -208,12 +218,19 @@ mongoq__queue_next_serial(void)
 
 /* ---- indexes ------------------------------------------------------------------------------ */
 
-/* One index: its name, key fields with directions, and a function appending its options. */
+/*
+ * One index: its name, key fields with directions, a function appending its options, and
+ * whether a partitioned queue (partitions > 1) puts `partition` first in its keys. Every index
+ * but the TTL one does (mongod's TTL indexes are single-field): so each query that names a
+ * partition seeks within it, the unique dedup index is prefixed by the shard key {partition}
+ * as a sharded collection requires, and queries over every partition name them all with $in.
+ */
 typedef struct {
     const char *name;
     const char *fields[4];
     int32_t directions[4];
     void (*options)(const mongoq_queue_t *queue, bson_t *index);
+    bool partitioned;
 } index_spec_t;
 
 /* Only unfinished messages carry dedup_key (see fields.h for why not a status filter). */
@@ -245,13 +262,14 @@ static const index_spec_t INDEXES[] = {
     {INDEX_CLAIM,
      {MONGOQ__F_STATUS, MONGOQ__F_PRIORITY, MONGOQ__F_RUN_AT, MONGOQ__F_ID},
      {1, -1, 1, 1},
-     NULL},
-    {INDEX_LEASE, {MONGOQ__F_STATUS, MONGOQ__F_LEASE_EXPIRES_AT}, {1, 1}, NULL},
+     NULL,
+     true},
+    {INDEX_LEASE, {MONGOQ__F_STATUS, MONGOQ__F_LEASE_EXPIRES_AT}, {1, 1}, NULL, true},
     /* The earliest run_at (the waker's timer, stats) and the delayed count, in one seek each. */
-    {INDEX_DUE, {MONGOQ__F_STATUS, MONGOQ__F_RUN_AT}, {1, 1}, NULL},
-    {INDEX_DEDUP, {MONGOQ__F_DEDUP_KEY}, {1}, dedup_options},
+    {INDEX_DUE, {MONGOQ__F_STATUS, MONGOQ__F_RUN_AT}, {1, 1}, NULL, true},
+    {INDEX_DEDUP, {MONGOQ__F_DEDUP_KEY}, {1}, dedup_options, true},
     /* Last: only with MONGOQ_ACK_KEEP. */
-    {INDEX_DONE_TTL, {MONGOQ__F_DONE_AT}, {1}, done_ttl_options},
+    {INDEX_DONE_TTL, {MONGOQ__F_DONE_AT}, {1}, done_ttl_options, false},
 };
 
 static void
@@ -263,6 +281,9 @@ append_index(const mongoq_queue_t *queue, bson_t *indexes, uint32_t i, const ind
     bson_uint32_to_string(i, &k, key, sizeof key);
     BSON_APPEND_DOCUMENT_BEGIN(indexes, k, &index);
     BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &keys);
+    if (spec->partitioned && queue->opts.partitions > 1) {
+        BSON_APPEND_INT32(&keys, MONGOQ__F_PARTITION, 1);
+    }
     for (size_t f = 0; f < 4 && spec->fields[f]; f++) {
         BSON_APPEND_INT32(&keys, spec->fields[f], spec->directions[f]);
     }
@@ -371,6 +392,7 @@ start_waker(mongoq_queue_t *queue)
         .log_user_data = queue->opts.log_user_data,
         .counters = &queue->counters,
         .clock = queue->clock,
+        .partitions = queue->opts.partitions,
     };
     queue->waker = mongoq__waker_new(&config);
 }

@@ -15,6 +15,7 @@
 #include "error-private.h"
 #include "fields.h"
 #include "hooks-private.h"
+#include "partition-private.h"
 #include "queue-private.h"
 #include "service-private.h"
 
@@ -22,13 +23,14 @@
 #define REAPER_SOCKET_TIMEOUT_MS 1500
 
 /*
- * {status: processing, lease_expires_at: {$lt: estimate + slack},
+ * {[partition: {$in: all},] status: processing, lease_expires_at: {$lt: estimate + slack},
  *  $expr: {$and: [{$lt: ["$lease_expires_at", "$$NOW"]}, {<cmp>: ["$attempts", "$max_attempts"]}]}}
  */
 static void
-build_expired_filter(int64_t server_now, const char *cmp, bson_t *filter)
+build_expired_filter(int32_t partitions, int64_t server_now, const char *cmp, bson_t *filter)
 {
     bson_t range, expr, and, clause, args;
+    mongoq__partition_append_all(filter, partitions); /* a seek per partition on the lease index */
     BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_LEASE_EXPIRES_AT, &range);
     BSON_APPEND_DATE_TIME(&range, "$lt", server_now + MONGOQ__CLOCK_SLACK_MS);
@@ -74,7 +76,7 @@ reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_n
               int64_t *n, bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
-    build_expired_filter(server_now, dead ? "$gte" : "$lt", &filter);
+    build_expired_filter(queue->opts.partitions, server_now, dead ? "$gte" : "$lt", &filter);
     build_reaped_update(dead, &update);
     mongoq__queue_append_write_concern(queue, &opts);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
@@ -95,7 +97,7 @@ reap_on(mongoq_queue_t *queue, mongoc_collection_t *coll, bool background, int64
         bson_error_t *error)
 {
     int64_t returned = 0, buried = 0;
-    int64_t now = mongoq__clock_server_now_ms(queue->clock);
+    int64_t now = mongoq__clock_server_latest_ms(queue->clock);
     bool ok = reap_one_kind(queue, coll, now, false, &returned, error) &&
               reap_one_kind(queue, coll, now, true, &buried, error);
     mongoq__counter_add(&queue->counters.reaped, returned + buried);

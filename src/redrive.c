@@ -8,6 +8,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "partition-private.h"
 #include "pause-private.h"
 #include "queue-private.h"
 
@@ -40,7 +41,10 @@ mongoq_queue_redrive(mongoq_queue_t *queue, const bson_oid_t *id, int64_t *moved
     }
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
     if (id) {
+        /* An updateMany: by _id it needs no partition (mongos sends it to every shard). */
         BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
+    } else {
+        mongoq__partition_append_all(&filter, queue->opts.partitions);
     }
     build_redrive_update(&update);
     bool ok = mongoq__queue_write_many(queue, "redrive", &filter, &update, &moved, error);
@@ -86,6 +90,7 @@ mongoq_queue_purge(mongoq_queue_t *queue, const char *status, int64_t *deleted_o
         return false;
     }
     if (status) {
+        mongoq__partition_append_all(&filter, queue->opts.partitions);
         BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, status);
     } else {
         bson_t ne;

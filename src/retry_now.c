@@ -9,13 +9,15 @@
 #include "error-private.h"
 #include "fields.h"
 #include "mongoq/admin.h"
+#include "partition-private.h"
 #include "queue-private.h"
 
-/* {_id, status: {$in: [ready, dead]}} */
+/* {[partition,] _id, status: {$in: [ready, dead]}} */
 static void
-build_filter(const bson_oid_t *id, bson_t *filter)
+build_filter(const mongoq_queue_t *queue, const bson_oid_t *id, int32_t partition, bson_t *filter)
 {
     bson_t cond, in;
+    mongoq__partition_append(filter, queue->opts.partitions, partition);
     BSON_APPEND_OID(filter, MONGOQ__F_ID, id);
     BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_STATUS, &cond);
     BSON_APPEND_ARRAY_BEGIN(&cond, "$in", &in);
@@ -118,6 +120,38 @@ not_found(mongoq_queue_t *queue, const bson_oid_t *id, bson_error_t *error)
     return false;
 }
 
+/*
+ * A partitioned queue's updateOne names the partition (the shard key of a sharded queue), which
+ * an id alone does not tell (a deduplicated message's partition comes from its key): one read by
+ * _id first (sent to every shard). *found false: no such message.
+ */
+static bool
+read_partition(mongoq_queue_t *queue, mongoc_collection_t *coll, const bson_oid_t *id,
+               int32_t *partition, bool *found, bson_error_t *error)
+{
+    static const char *const fields[] = {MONGOQ__F_PARTITION};
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    const bson_t *doc;
+    *partition = MONGOQ__ALL_PARTITIONS;
+    *found = queue->opts.partitions <= 1; /* nothing to read: the update itself tells */
+    if (*found) {
+        return true;
+    }
+    BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
+    mongoq__document_append_projection(&opts, fields, 1);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    if (mongoc_cursor_next(cursor, &doc)) {
+        *partition = mongoq__partition_read(doc);
+        *found = true;
+    }
+    bool ok = !mongoc_cursor_error(cursor, error);
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return ok;
+}
+
 bool
 mongoq_queue_retry_now(mongoq_queue_t *queue, const bson_oid_t *id, bson_error_t *error)
 {
@@ -127,10 +161,12 @@ mongoq_queue_retry_now(mongoq_queue_t *queue, const bson_oid_t *id, bson_error_t
     bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     mongoc_client_t *client;
     int64_t matched = 0;
-    bool ok = false;
+    bool ok = false, found = false;
+    int32_t partition = MONGOQ__ALL_PARTITIONS;
     mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
-    if (coll) {
-        build_filter(id, &filter);
+    bool read = coll && read_partition(queue, coll, id, &partition, &found, error);
+    if (read && found) {
+        build_filter(queue, id, partition, &filter);
         build_update(&update);
         mongoq__queue_append_write_concern(queue, &opts);
         bson_destroy(&reply);
@@ -139,6 +175,8 @@ mongoq_queue_retry_now(mongoq_queue_t *queue, const bson_oid_t *id, bson_error_t
         if (!ok) {
             mongoq__error_classify_write("retry_now", &reply, error);
         }
+    } else {
+        ok = read; /* not found: matched stays 0 and not_found says why */
     }
     mongoq__queue_release(queue, client, coll);
     bson_destroy(&reply);
@@ -149,7 +187,7 @@ mongoq_queue_retry_now(mongoq_queue_t *queue, const bson_oid_t *id, bson_error_t
         return not_found(queue, id, error);
     }
     if (ok) {
-        mongoq__waker_notify(queue->waker);
+        mongoq__waker_notify_partition(queue->waker, partition);
     }
     return ok;
 }

@@ -13,16 +13,19 @@
 #include "error-private.h"
 #include "fields.h"
 #include "mongoq/error.h"
+#include "partition-private.h"
 #include "pause-private.h"
 #include "queue-private.h"
 
-/* {status: status[, run_at: {$gt: after}]}: the count's filter. */
+/* {[partition: {$in: all},] status: status[, run_at: {$gt: after}]}: the count's filter. */
 static void
 build_count(const mongoq_queue_t *queue, const char *status, int64_t delayed_after, bson_t *cmd)
 {
     bson_t query, range;
     BSON_APPEND_UTF8(cmd, "count", queue->name);
     BSON_APPEND_DOCUMENT_BEGIN(cmd, "query", &query);
+    /* Every partition by name: summed over the collection, still counted from the index. */
+    mongoq__partition_append_all(&query, queue->opts.partitions);
     BSON_APPEND_UTF8(&query, MONGOQ__F_STATUS, status);
     if (delayed_after >= 0) {
         BSON_APPEND_DOCUMENT_BEGIN(&query, MONGOQ__F_RUN_AT, &range);
@@ -54,13 +57,15 @@ count(mongoc_collection_t *coll, const mongoq_queue_t *queue, const char *status
 
 /* The earliest run_at among ready messages, or -1: find {status: ready} sort {run_at: 1}. */
 static bool
-earliest_run_at(mongoc_collection_t *coll, int64_t *run_at, bson_error_t *error)
+earliest_run_at(const mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t *run_at,
+                bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     const bson_t *found;
     bson_iter_t it;
+    mongoq__partition_append_all(&filter, queue->opts.partitions);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
-    mongoq__document_append_earliest_opts(&opts);
+    mongoq__document_append_earliest_opts(&opts, queue->opts.partitions > 1);
     mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
     *run_at = -1;
     if (mongoc_cursor_next(cursor, &found) && bson_iter_init_find(&it, found, MONGOQ__F_RUN_AT) &&
@@ -84,7 +89,7 @@ read_stats(mongoq_queue_t *queue, mongoc_collection_t *coll, mongoq_stats_t *sta
         !count(coll, queue, MONGOQ__S_PROCESSING, -1, &stats->processing, error) ||
         !count(coll, queue, MONGOQ__S_DONE, -1, &stats->done, error) ||
         !count(coll, queue, MONGOQ__S_DEAD, -1, &stats->dead, error) ||
-        !earliest_run_at(coll, &earliest, error) ||
+        !earliest_run_at(queue, coll, &earliest, error) ||
         !mongoq__pause_read(coll, &stats->paused, error)) {
         return false;
     }

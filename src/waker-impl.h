@@ -9,6 +9,7 @@
 #define MONGOQ_WAKER_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@
 typedef struct {
     int64_t due_mono_ms;
     bool recheck;
+    int32_t partition; /* whose run_at; MONGOQ__ALL_PARTITIONS (-1): unknown or several */
 } mongoq__due_entry_t;
 
 struct mongoq__waker_t {
@@ -44,6 +46,9 @@ struct mongoq__waker_t {
      * O(1) however many events arrive.
      */
     int64_t settle_mono[2];
+    int32_t settle_partition[2]; /* as a timer's partition */
+    /* Wake-up epochs (waker-private.h): [0] every partition, [1 + k] partition k. */
+    atomic_uint_least64_t epochs[MONGOQ_MAX_PARTITIONS + 1];
     int nwaiters;
     bool thread_started;
     pthread_t thread;
@@ -56,19 +61,29 @@ struct mongoq__waker_t {
 int64_t
 mongoq__waker_server_now_ms(mongoq__waker_t *w);
 
+/* The clock of the fastest server the queue talks to (clock-private.h), for a filter's bound. */
+int64_t
+mongoq__waker_server_latest_ms(mongoq__waker_t *w);
+
 
 /* Logs through the queue's log callback. Never called with w->mu held. */
 void
 mongoq__waker_log(mongoq__waker_t *w, mongoq_log_level_t level, const char *fmt, ...)
     BSON_GNUC_PRINTF(3, 4);
 
-/* Moves the generation (why: reason) and wakes every waiter; takes w->mu. */
+/* Moves the generation (why: reason) and wakes every waiter; takes w->mu. About every
+ * partition. */
 void
 mongoq__waker_bump(mongoq__waker_t *w, mongoq__wake_t reason);
 
-/* The latest event's message (run_at on the server clock) may not be due yet: look again. */
+/* The same about one partition (MONGOQ__ALL_PARTITIONS: every one). */
 void
-mongoq__waker_settle_after(mongoq__waker_t *w, int64_t run_at_ms);
+mongoq__waker_bump_partition(mongoq__waker_t *w, mongoq__wake_t reason, int32_t partition);
+
+/* The latest event's message (run_at on the server clock, in partition, which may be
+ * MONGOQ__ALL_PARTITIONS) may not be due yet: look again. */
+void
+mongoq__waker_settle_after(mongoq__waker_t *w, int64_t run_at_ms, int32_t partition);
 
 /* ---- in waker_thread.c ------------------------------------------------------------------ */
 

@@ -29,6 +29,9 @@
 
 typedef struct mongoq__waker_t mongoq__waker_t;
 
+/* "Every partition" (or an unknown one) where a partition is expected (partition-private.h). */
+#define MONGOQ__ALL_PARTITIONS (-1)
+
 typedef struct {
     mongoc_client_pool_t *pool; /* borrowed */
     const char *db;             /* copied */
@@ -39,6 +42,7 @@ typedef struct {
     void *log_user_data;
     mongoq__counters_t *counters; /* borrowed, outlives the waker */
     mongoq__clock_t *clock;       /* borrowed, outlives the waker */
+    int32_t partitions;           /* the queue's (1: no partition field) */
 } mongoq__waker_config_t;
 
 typedef enum {
@@ -93,15 +97,36 @@ mongoq__waker_count(mongoq__counters_t *counters, mongoq__wake_t why);
 void
 mongoq__waker_start(mongoq__waker_t *w);
 
-/* Wakes every waiter now (reason MONGOQ__WAKE_LOCAL). Thread-safe. */
+/* Wakes every waiter now (reason MONGOQ__WAKE_LOCAL), about every partition. Thread-safe. */
 void
 mongoq__waker_notify(mongoq__waker_t *w);
 
 /*
  * Tells the waker a ready message becomes due at run_at_ms (server clock, ms since the epoch);
- * it wakes waiters then (MONGOQ__WAKE_TIMER). Thread-safe.
+ * it wakes waiters then (MONGOQ__WAKE_TIMER), about every partition. Thread-safe.
  */
 void
 mongoq__waker_schedule(mongoq__waker_t *w, int64_t run_at_ms);
+
+/*
+ * Wake-up epochs of a partitioned queue (partition.c). Every partition has one, and so does
+ * "every partition"; whatever may make a message of partition k claimable moves k's (a change
+ * event naming k, a local enqueue, retry or hand-back in k, a timer for a run_at in k), and
+ * whatever cannot name a partition moves the common one (a rescan, a poll that found work, a
+ * resume, a reaping, a redrive, any wake-up of mongoq__waker_notify or _schedule). A consumer
+ * that found k empty trusts that while mongoq__waker_partition_epoch(k) stays the same.
+ */
+
+/* As mongoq__waker_notify, about partition k only (MONGOQ__ALL_PARTITIONS: every one). */
+void
+mongoq__waker_notify_partition(mongoq__waker_t *w, int32_t partition);
+
+/* As mongoq__waker_schedule, about partition k only (MONGOQ__ALL_PARTITIONS: every one). */
+void
+mongoq__waker_schedule_partition(mongoq__waker_t *w, int64_t run_at_ms, int32_t partition);
+
+/* Partition k's epoch plus the common one: it changes whenever either moves. Lock-free. */
+uint64_t
+mongoq__waker_partition_epoch(mongoq__waker_t *w, int32_t partition);
 
 #endif

@@ -41,6 +41,12 @@ mongoq__waker_server_now_ms(mongoq__waker_t *w)
     return w->config.clock ? mongoq__clock_server_now_ms(w->config.clock) : now_real_ms();
 }
 
+int64_t
+mongoq__waker_server_latest_ms(mongoq__waker_t *w)
+{
+    return w->config.clock ? mongoq__clock_server_latest_ms(w->config.clock) : now_real_ms();
+}
+
 static int64_t
 server_to_mono_ms(mongoq__waker_t *w, int64_t server_ms)
 {
@@ -67,32 +73,73 @@ mongoq__waker_log(mongoq__waker_t *w, mongoq_log_level_t level, const char *fmt,
 
 /* ---- generation and timers (w->mu held) --------------------------------------------------- */
 
+/* Moves partition's epoch (or the common one): released before the generation moves, so a
+ * waiter that sees the new generation also sees the new epoch. */
 static void
-bump_locked(mongoq__waker_t *w, mongoq__wake_t reason)
+move_epoch(mongoq__waker_t *w, int32_t partition)
 {
+    size_t i = partition >= 0 && partition < w->config.partitions ? (size_t)partition + 1 : 0;
+    atomic_fetch_add(&w->epochs[i], 1);
+}
+
+static void
+bump_partition_locked(mongoq__waker_t *w, mongoq__wake_t reason, int32_t partition)
+{
+    move_epoch(w, partition);
     w->generation++;
     w->last_reason = reason;
     pthread_cond_broadcast(&w->cond);
 }
 
+static void
+bump_locked(mongoq__waker_t *w, mongoq__wake_t reason)
+{
+    bump_partition_locked(w, reason, MONGOQ__ALL_PARTITIONS);
+}
+
 void
 mongoq__waker_bump(mongoq__waker_t *w, mongoq__wake_t reason)
 {
+    mongoq__waker_bump_partition(w, reason, MONGOQ__ALL_PARTITIONS);
+}
+
+void
+mongoq__waker_bump_partition(mongoq__waker_t *w, mongoq__wake_t reason, int32_t partition)
+{
     pthread_mutex_lock(&w->mu);
-    bump_locked(w, reason);
+    bump_partition_locked(w, reason, partition);
     pthread_mutex_unlock(&w->mu);
 }
 
+uint64_t
+mongoq__waker_partition_epoch(mongoq__waker_t *w, int32_t partition)
+{
+    size_t i = partition >= 0 && partition < w->config.partitions ? (size_t)partition + 1 : 0;
+    /* Both only grow, so the sum stays the same only while neither moved. */
+    return atomic_load(&w->epochs[0]) + (i > 0 ? atomic_load(&w->epochs[i]) : 0);
+}
+
+/* Two wake-ups merged into one are about both partitions: every one, unless the same. */
+static int32_t
+merge_partition(int32_t a, int32_t b)
+{
+    return a == b ? a : MONGOQ__ALL_PARTITIONS;
+}
+
 static void
-insert_timer_locked(mongoq__waker_t *w, int64_t due, bool recheck)
+insert_timer_locked(mongoq__waker_t *w, int64_t due, bool recheck, int32_t partition)
 {
     size_t i = 0;
     while (i < w->n_timers && w->timers[i].due_mono_ms < due) {
         i++;
     }
     /* Messages due within a millisecond of each other share one wake-up. */
-    if ((i < w->n_timers && w->timers[i].due_mono_ms - due <= 1) ||
-        (i > 0 && due - w->timers[i - 1].due_mono_ms <= 1)) {
+    if (i < w->n_timers && w->timers[i].due_mono_ms - due <= 1) {
+        w->timers[i].partition = merge_partition(w->timers[i].partition, partition);
+        return;
+    }
+    if (i > 0 && due - w->timers[i - 1].due_mono_ms <= 1) {
+        w->timers[i - 1].partition = merge_partition(w->timers[i - 1].partition, partition);
         return;
     }
     if (w->n_timers == MONGOQ__WAKER_MAX_TIMERS) {
@@ -105,46 +152,57 @@ insert_timer_locked(mongoq__waker_t *w, int64_t due, bool recheck)
     memmove(&w->timers[i + 1], &w->timers[i], (w->n_timers - i) * sizeof w->timers[0]);
     w->timers[i].due_mono_ms = due;
     w->timers[i].recheck = recheck;
+    w->timers[i].partition = partition;
     w->n_timers++;
 }
 
-/* Pops every timer due at now and wakes everyone. */
+/* Pops every timer due at now, moves the epochs of their partitions and wakes everyone. */
 static void
 fire_timers_locked(mongoq__waker_t *w, int64_t now)
 {
     size_t n = 0;
     bool recheck_at = false;
     int64_t recheck_due = 0;
+    int32_t recheck_partition = 0;
     while (n < w->n_timers && w->timers[n].due_mono_ms <= now) {
+        int32_t partition = w->timers[n].partition;
         if (!w->timers[n].recheck) {
+            recheck_partition = recheck_at ? merge_partition(recheck_partition, partition)
+                                           : partition;
             recheck_at = true;
             recheck_due = w->timers[n].due_mono_ms + RECHECK_MS;
         }
+        move_epoch(w, partition);
         n++;
     }
     memmove(&w->timers[0], &w->timers[n], (w->n_timers - n) * sizeof w->timers[0]);
     w->n_timers -= n;
     if (recheck_at) {
-        insert_timer_locked(w, recheck_due, true);
+        insert_timer_locked(w, recheck_due, true, recheck_partition);
     }
     if (w->n_timers == 0 && w->timers_dropped) {
         w->need_next_run_at = true;
         pthread_cond_signal(&w->thread_cond);
     }
-    bump_locked(w, MONGOQ__WAKE_TIMER);
+    w->generation++;
+    w->last_reason = MONGOQ__WAKE_TIMER;
+    pthread_cond_broadcast(&w->cond);
 }
 
 /* The latest event's message (run_at on the server clock) may not be due yet: look again. */
 void
-mongoq__waker_settle_after(mongoq__waker_t *w, int64_t run_at_ms)
+mongoq__waker_settle_after(mongoq__waker_t *w, int64_t run_at_ms, int32_t partition)
 {
     int64_t due = server_to_mono_ms(w, run_at_ms);
+    const int64_t at[2] = {due + TIMER_MARGIN_MS, due + RECHECK_MS};
     pthread_mutex_lock(&w->mu);
-    if (due + TIMER_MARGIN_MS > w->settle_mono[0]) {
-        w->settle_mono[0] = due + TIMER_MARGIN_MS;
-    }
-    if (due + RECHECK_MS > w->settle_mono[1]) {
-        w->settle_mono[1] = due + RECHECK_MS;
+    for (int i = 0; i < 2; i++) {
+        w->settle_partition[i] = w->settle_mono[i] == 0
+                                     ? partition
+                                     : merge_partition(w->settle_partition[i], partition);
+        if (at[i] > w->settle_mono[i]) {
+            w->settle_mono[i] = at[i];
+        }
     }
     pthread_mutex_unlock(&w->mu);
 }
@@ -156,7 +214,7 @@ fire_settle_locked(mongoq__waker_t *w, int64_t now)
     for (int i = 0; i < 2; i++) {
         if (w->settle_mono[i] != 0 && w->settle_mono[i] <= now) {
             w->settle_mono[i] = 0;
-            bump_locked(w, MONGOQ__WAKE_CHANGE_STREAM);
+            bump_partition_locked(w, MONGOQ__WAKE_CHANGE_STREAM, w->settle_partition[i]);
             return true;
         }
     }
@@ -176,6 +234,12 @@ mongoq__waker_new(const mongoq__waker_config_t *config)
     w->config.coll = w->coll;
     if (w->config.poll_interval_ms <= 0) {
         w->config.poll_interval_ms = 1000;
+    }
+    if (w->config.partitions < 1 || w->config.partitions > MONGOQ_MAX_PARTITIONS) {
+        w->config.partitions = 1;
+    }
+    for (size_t i = 0; i < sizeof w->epochs / sizeof w->epochs[0]; i++) {
+        atomic_init(&w->epochs[i], 0);
     }
     pthread_mutex_init(&w->mu, NULL);
     mongoq__cond_init_monotonic(&w->cond);
@@ -328,11 +392,23 @@ mongoq__waker_notify(mongoq__waker_t *w)
 }
 
 void
+mongoq__waker_notify_partition(mongoq__waker_t *w, int32_t partition)
+{
+    mongoq__waker_bump_partition(w, MONGOQ__WAKE_LOCAL, partition);
+}
+
+void
 mongoq__waker_schedule(mongoq__waker_t *w, int64_t run_at_ms)
+{
+    mongoq__waker_schedule_partition(w, run_at_ms, MONGOQ__ALL_PARTITIONS);
+}
+
+void
+mongoq__waker_schedule_partition(mongoq__waker_t *w, int64_t run_at_ms, int32_t partition)
 {
     int64_t due = server_to_mono_ms(w, run_at_ms) + TIMER_MARGIN_MS;
     pthread_mutex_lock(&w->mu);
-    insert_timer_locked(w, due, false);
+    insert_timer_locked(w, due, false, partition);
     pthread_cond_broadcast(&w->cond); /* waiters recompute their timeout */
     pthread_mutex_unlock(&w->mu);
 }

@@ -15,6 +15,7 @@
 
 #include "document-private.h"
 #include "fields.h"
+#include "partition-private.h"
 #include "pause-private.h"
 #include "service-private.h"
 
@@ -79,15 +80,17 @@ refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll)
 
     filter = bson_new();
     opts = bson_new();
+    mongoq__partition_append_all(filter, w->config.partitions);
     BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
     BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &sub);
     BSON_APPEND_DATE_TIME(&sub, "$gt", mongoq__waker_server_now_ms(w));
     bson_append_document_end(filter, &sub);
-    mongoq__document_append_earliest_opts(opts);
+    mongoq__document_append_earliest_opts(opts, w->config.partitions > 1);
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     if (mongoc_cursor_next(cursor, &doc)) {
         if (bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-            mongoq__waker_schedule(w, bson_iter_date_time(&it));
+            mongoq__waker_schedule_partition(w, bson_iter_date_time(&it),
+                                             mongoq__partition_read(doc));
         }
     } else if (mongoc_cursor_error(cursor, &error)) {
         mongoq__waker_log(w, MONGOQ_LOG_DEBUG, "mongoq waker: next run_at of %s.%s: %s", w->db,
@@ -121,7 +124,8 @@ poll_once(mongoq__waker_t *w, mongoc_collection_t *coll, bool *failed)
     /* The claim's own filter: an index bound from the clock estimate, the exact test on $$NOW. */
     filter = bson_new();
     opts = bson_new();
-    mongoq__document_append_due(filter, mongoq__waker_server_now_ms(w));
+    mongoq__partition_append_all(filter, w->config.partitions);
+    mongoq__document_append_due(filter, mongoq__waker_server_latest_ms(w));
     mongoq__document_append_projection(opts, id_only, 1);
     BSON_APPEND_INT64(opts, "limit", 1);
     cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
@@ -344,12 +348,34 @@ watch_pipeline(void)
     BSON_APPEND_INT32(&project, "operationType", 1);
     BSON_APPEND_INT32(&project, "wallTime", 1);
     BSON_APPEND_INT32(&project, "fullDocument." MONGOQ__F_RUN_AT, 1);
+    BSON_APPEND_INT32(&project, "fullDocument." MONGOQ__F_PARTITION, 1);
     BSON_APPEND_INT32(&project, "updateDescription.updatedFields." MONGOQ__F_RUN_AT, 1);
     mongoq__pause_append_stream_projection(&project);
     bson_append_document_end(&stage, &project);
     bson_append_document_end(&pipeline, &stage);
     bson_append_array_end(doc, &pipeline);
     return doc;
+}
+
+/*
+ * The partition an event is about: an insert's or a replacement's fullDocument has it; an
+ * update's does not (its updatedFields never hold the partition, which no update changes), but
+ * on a sharded collection its documentKey holds the shard key. MONGOQ__ALL_PARTITIONS when
+ * neither tells: then the event is about every partition.
+ */
+static int32_t
+event_partition(const bson_t *event)
+{
+    bson_iter_t it, found;
+    static const char *const paths[] = {"fullDocument." MONGOQ__F_PARTITION,
+                                        "documentKey." MONGOQ__F_PARTITION};
+    for (size_t i = 0; i < 2; i++) {
+        if (bson_iter_init(&it, event) && bson_iter_find_descendant(&it, paths[i], &found) &&
+            BSON_ITER_HOLDS_INT32(&found) && bson_iter_int32(&found) >= 0) {
+            return bson_iter_int32(&found);
+        }
+    }
+    return MONGOQ__ALL_PARTITIONS;
 }
 
 /* Reacts to one event; false when the stream must be reopened from scratch. */
@@ -374,10 +400,11 @@ handle_event(mongoq__waker_t *w, const bson_t *event)
     }
     const char *path = strcmp(op, "update") ? "fullDocument." MONGOQ__F_RUN_AT
                                             : "updateDescription.updatedFields." MONGOQ__F_RUN_AT;
+    int32_t partition = event_partition(event);
     bson_iter_t run_at;
     if (!bson_iter_init(&it, event) || !bson_iter_find_descendant(&it, path, &run_at) ||
         !BSON_ITER_HOLDS_DATE_TIME(&run_at)) {
-        mongoq__waker_bump(w, MONGOQ__WAKE_CHANGE_STREAM);
+        mongoq__waker_bump_partition(w, MONGOQ__WAKE_CHANGE_STREAM, partition);
         return true;
     }
     int64_t due = bson_iter_date_time(&run_at);
@@ -389,13 +416,13 @@ handle_event(mongoq__waker_t *w, const bson_t *event)
         now = bson_iter_date_time(&it);
     }
     if (due > now) {
-        mongoq__waker_schedule(w, due); /* ready, but not yet due */
+        mongoq__waker_schedule_partition(w, due, partition); /* ready, but not yet due */
         return true;
     }
     if (due > now - SETTLE_WINDOW_MS) {
-        mongoq__waker_settle_after(w, due);
+        mongoq__waker_settle_after(w, due, partition);
     }
-    mongoq__waker_bump(w, MONGOQ__WAKE_CHANGE_STREAM);
+    mongoq__waker_bump_partition(w, MONGOQ__WAKE_CHANGE_STREAM, partition);
     return true;
 }
 

@@ -62,6 +62,13 @@ MONGOQ_EXPORT const char *
 mongoq_message_claimed_by(const mongoq_message_t *msg);
 
 /*
+ * The message's partition (0 .. partitions-1, see mongoq_queue_opts_t.partitions); 0 in a queue
+ * of one partition, whose documents carry no partition field. Thread-safe.
+ */
+MONGOQ_EXPORT int32_t
+mongoq_message_partition(const mongoq_message_t *msg);
+
+/*
  * True once mongoq learnt that the lease is lost (an operation returned LEASE_LOST, or a
  * worker's heartbeat did). A handler may poll it to stop early. Thread-safe.
  */

@@ -19,6 +19,7 @@
 #include "worker.h"
 #include "browse.h"
 #include "admin.h"
+#include "shard.h"
 #include "check.h"
 #include "metrics.h"
 

@@ -64,8 +64,11 @@ typedef enum {
  */
 typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, void *user_data);
 
-/* 2 added hook and hook_user_data. */
-#define MONGOQ_QUEUE_OPTS_VERSION 2
+/* 2 added hook and hook_user_data, 3 partitions. */
+#define MONGOQ_QUEUE_OPTS_VERSION 3
+
+/* The most partitions a queue may have (mongoq_queue_opts_t.partitions). */
+#define MONGOQ_MAX_PARTITIONS 128
 
 /*
  * Queue options. Zero means "the default" for every field. Durations are 0 to
@@ -105,6 +108,23 @@ typedef struct {
 
     mongoq_hook_fn hook;  /* NULL: none; lifecycle events (mongoq/hooks.h) */
     void *hook_user_data; /* passed to hook */
+
+    /* ---- version 3 ---- */
+
+    /*
+     * Partitions (docs/scaling.md): 0 or 1 (the default) is one partition, the layout of every
+     * earlier version (no partition field, the same indexes and commands). P = 2 to
+     * MONGOQ_MAX_PARTITIONS spreads messages over P partitions held in each document's
+     * `partition` field (int32 0 .. P-1), and every index begins with it, so the collection can
+     * be sharded on {partition: 1} (mongoq_queue_shard) with every single-message write aimed
+     * at one shard. A message's partition is a hash of its dedup_key when it has one (so dedup
+     * stays global) and of its _id otherwise (FNV-1a, stable across processes and versions).
+     * Consumers take partitions in turn from a random start; priorities hold within a
+     * partition, not across partitions. Every process of a queue must use the same value: a
+     * queue's partitions cannot be changed in place (its indexes differ; opening a queue built
+     * with P = 1 with P > 1, or back, fails with IndexKeySpecsConflict, 86).
+     */
+    int32_t partitions;
 } mongoq_queue_opts_t;
 
 #define MONGOQ_QUEUE_OPTS_INIT {.version = MONGOQ_QUEUE_OPTS_VERSION}
