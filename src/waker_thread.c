@@ -493,7 +493,6 @@ watch_once(mongoq__waker_t *w, mongoc_collection_t *coll, watch_state_t *st, int
     st->token_failures = 0;
     *backoff = 0;
     save_token(st, stream);
-    atomic_store(&w->config.counters->change_stream_active, true);
     if (!resumed) {
         /* Anything written before the stream opened was not seen: everyone rescans. */
         mongoq__counter_add(&w->config.counters->stream_rescans, 1);
@@ -501,6 +500,8 @@ watch_once(mongoq__waker_t *w, mongoc_collection_t *coll, watch_state_t *st, int
         mongoq__waker_bump(w, MONGOQ__WAKE_LOCAL);
         refresh_next_run_at(w, coll);
     }
+    /* Active once the rescan it asked for is under way: from here on, events tell. */
+    atomic_store(&w->config.counters->change_stream_active, true);
     result = read_stream(w, coll, stream, st);
     atomic_store(&w->config.counters->change_stream_active, false);
 done:

@@ -440,15 +440,16 @@ Test(partitions, empty_partitions_are_skipped_without_a_round_trip)
     /* The first claim starts the waker; its stream's opening makes everyone look again. */
     cr_assert_null(claim(c, 0));
     cr_assert(mtest_wait_until(world_stream_active, w.queue, 10000), "change stream open");
-    /* A look asks every partition once. */
+    /* A look asks each partition once at most (those found empty before the rescan). */
     mtest_counter_reset(w.counter);
     cr_assert_null(claim(c, 0));
-    cr_assert_eq(mtest_counter_get(w.counter, "findAndModify"), P);
+    int64_t looked = mtest_counter_get(w.counter, "findAndModify");
+    cr_assert_leq(looked, P);
     /* Known empty now: no command at all. */
     for (int i = 0; i < 5; i++) {
         cr_assert_null(claim(c, 0));
     }
-    cr_assert_eq(mtest_counter_get(w.counter, "findAndModify"), P);
+    cr_assert_eq(mtest_counter_get(w.counter, "findAndModify"), looked);
     /* An enqueue here wakes its own partition only: one findAndModify finds it. */
     bson_oid_t id;
     world_enqueue(w.queue, 1, NULL, &id);
