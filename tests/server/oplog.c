@@ -33,6 +33,7 @@ static uint64_t history_bytes; /* at most this many bytes of records */
 static ms__oplog_state_t state;
 static bool journaled; /* --dbpath given: every commit must reach the journal */
 static bool shut_down; /* no getMore waits any more */
+static ms_pos_t clock_floor; /* the newest $clusterTime gossiped to the server */
 
 int64_t
 ms__mono_ms(void)
@@ -217,7 +218,7 @@ record_build(const ms_op_t *op, ms_optime_t ts, int64_t wall_ms)
 static ms_optime_t
 next_optime(ms_pos_t after)
 {
-    ms_optime_t last = ms__optime(after);
+    ms_optime_t last = ms__optime(after > clock_floor ? after : clock_floor);
     ms_optime_t ts;
     uint32_t now = (uint32_t)(ms_cluster_clock_ms() / 1000);
     if (now > last.t) {
@@ -415,8 +416,8 @@ void
 ms_oplog_advance_cluster_time(ms_optime_t seen)
 {
     pthread_mutex_lock(&oplog_mu);
-    if (ms__pos(seen) > state.latest) {
-        state.latest = ms__pos(seen);
+    if (ms__pos(seen) > clock_floor) {
+        clock_floor = ms__pos(seen); /* the clock, not the history: streams' marks stay put */
     }
     pthread_mutex_unlock(&oplog_mu);
 }

@@ -108,9 +108,10 @@ bool
 ms_oplog_noop_if_idle(uint64_t *seen_gen);
 
 /*
- * A $clusterTime gossiped by a client (a router) moves the newest cluster time up to it, as
- * mongod's logical clock advances on every $clusterTime it receives: writes after it get later
- * cluster times, so writes made one after another through a router order across its shards.
+ * A $clusterTime gossiped by a client (a router) moves the server's clock up to it, as mongod's
+ * logical clock advances on every $clusterTime it receives: writes (and no-ops) after it get
+ * later cluster times, so writes made one after another through a router order across its
+ * shards. The history's newest position, and so change streams' high-water marks, do not move.
  */
 void
 ms_oplog_advance_cluster_time(ms_optime_t seen);
