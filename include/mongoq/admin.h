@@ -20,7 +20,8 @@ extern "C" {
  * ready one whose run_at is still ahead (delayed, or waiting for a retry's backoff) becomes due
  * at once, keeping its attempts; a ready one already due is left as it is (it keeps its place).
  * last_error and errors stay as history; a dedup_key released when the message died is not
- * restored. Idle consumers of this process are woken. One updateOne, a retryable write.
+ * restored. Idle consumers of this process are woken. One updateOne, a retryable write; in a
+ * partitioned queue one find by _id first, to name the message's partition in the update.
  *
  * Errors: MONGOQ_ERROR_NOT_FOUND when no message has this id, or it is "processing" (its
  * claimer holds it: only it, or its lease expiring, can give it back) or "done" (the message
