@@ -476,45 +476,82 @@ config_docs(const char *name, ms_docvec_t *out)
     }
 }
 
-bool
-mr_catalog_config_find(mr_cmd_t *c, bson_error_t *error)
+/* {cursor: {firstBatch: docs, id: 0, ns: "config.<coll>"}} */
+static void
+reply_all(mr_cmd_t *c, const ms_docvec_t *docs)
 {
-    bson_iter_t it;
-    bson_t filter = BSON_INITIALIZER;
     bson_t cursor, batch;
-    ms_docvec_t docs;
     char key[24];
-    uint32_t n = 0;
-    if (bson_iter_init_find(&it, c->cmd, "filter") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        uint32_t len;
-        const uint8_t *data;
-        bson_iter_document(&it, &len, &data);
-        bson_destroy(&filter);
-        bson_init_static(&filter, data, len);
-    }
-    ms_matcher_t *m = ms_matcher_new(&filter, error);
-    if (!m) {
-        return false;
-    }
-    ms_docvec_init(&docs);
-    mr_catalog_lock();
-    config_docs(c->coll, &docs);
-    mr_catalog_unlock();
     char *ns = bson_strdup_printf("config.%s", c->coll);
     BSON_APPEND_DOCUMENT_BEGIN(c->reply, "cursor", &cursor);
     BSON_APPEND_ARRAY_BEGIN(&cursor, "firstBatch", &batch);
-    for (size_t k = 0; k < docs.len; k++) {
-        if (ms_matcher_matches(m, docs.docs[k], NULL)) {
-            snprintf(key, sizeof key, "%u", n++);
-            BSON_APPEND_DOCUMENT(&batch, key, docs.docs[k]);
-        }
+    for (size_t k = 0; k < docs->len; k++) {
+        snprintf(key, sizeof key, "%zu", k);
+        BSON_APPEND_DOCUMENT(&batch, key, docs->docs[k]);
     }
     bson_append_array_end(&cursor, &batch);
     BSON_APPEND_INT64(&cursor, "id", 0);
     BSON_APPEND_UTF8(&cursor, "ns", ns);
     bson_append_document_end(c->reply, &cursor);
     bson_free(ns);
+}
+
+static bool
+sub_doc(const bson_t *doc, const char *key, bson_t *out)
+{
+    bson_iter_t it;
+    uint32_t len;
+    const uint8_t *data;
+    if (!bson_iter_init_find(&it, doc, key) ||
+        !(BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it))) {
+        return false;
+    }
+    if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        bson_iter_document(&it, &len, &data);
+    } else {
+        bson_iter_array(&it, &len, &data);
+    }
+    return bson_init_static(out, data, len);
+}
+
+/* find (filter only) or aggregate (the whole pipeline, run here) on a config collection. */
+bool
+mr_catalog_config_find(mr_cmd_t *c, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, pipeline = BSON_INITIALIZER;
+    ms_docvec_t docs, out;
+    bool aggregate = strcmp(c->name, "aggregate") == 0;
+    bool ok = false;
+    ms_matcher_t *m = NULL;
+    ms_docvec_init(&docs);
+    ms_docvec_init(&out);
+    if (aggregate ? (sub_doc(c->cmd, "pipeline", &pipeline),
+                     !ms_pipeline_validate(&pipeline, error))
+                  : (sub_doc(c->cmd, "filter", &filter),
+                     !(m = ms_matcher_new(&filter, error)))) {
+        goto done;
+    }
+    mr_catalog_lock();
+    config_docs(c->coll, &docs);
+    mr_catalog_unlock();
+    ms_ctx_t ctx = {.now_ms = mr_now_ms()};
+    if (aggregate) {
+        ms_docvec_destroy(&out);
+        if (!ms_pipeline_run(&pipeline, &docs, &ctx, &out, error)) {
+            goto done;
+        }
+    } else {
+        for (size_t k = 0; k < docs.len; k++) {
+            if (ms_matcher_matches(m, docs.docs[k], &ctx)) {
+                ms_docvec_push_copy(&out, docs.docs[k]);
+            }
+        }
+    }
+    reply_all(c, &out);
+    ok = true;
+done:
     ms_docvec_destroy(&docs);
+    ms_docvec_destroy(&out);
     ms_matcher_destroy(m);
-    return true;
+    return ok;
 }

@@ -260,6 +260,9 @@ mr_cmd_aggregate(mr_cmd_t *c, bson_error_t *error)
     if (mr_is_change_stream(c->cmd)) {
         return mr_changestream_open(c, error);
     }
+    if (is_config_read(c)) {
+        return mr_catalog_config_find(c, error);
+    }
     if (!c->coll) {
         return mr_cmd_cursor_on_primary(c, error); /* {aggregate: 1} */
     }

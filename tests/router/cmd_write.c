@@ -240,9 +240,9 @@ run_write(mr_cmd_t *c, mr_write_kind_t kind, const char *array, bson_error_t *er
     if (!ok) {
         goto done;
     }
-    BSON_APPEND_INT64(c->reply, "n", m.n);
+    BSON_APPEND_INT32(c->reply, "n", (int32_t)m.n);
     if (kind == MR_W_UPDATE) {
-        BSON_APPEND_INT64(c->reply, "nModified", m.n_modified);
+        BSON_APPEND_INT32(c->reply, "nModified", (int32_t)m.n_modified);
     }
     append_list(c->reply, "upserted", &m.upserted);
     append_list(c->reply, "writeErrors", &m.write_errors);
