@@ -76,15 +76,15 @@ static void
 coll_free(mr_coll_t *coll)
 {
     for (size_t k = 0; k < coll->nchunks; k++) {
-        bson_destroy(&coll->chunks[k].min);
-        bson_destroy(&coll->chunks[k].max);
+        bson_destroy(coll->chunks[k].min);
+        bson_destroy(coll->chunks[k].max);
     }
     for (int k = 0; k < coll->nfields; k++) {
         bson_free(coll->fields[k]);
     }
     bson_free(coll->fields);
     bson_free(coll->chunks);
-    bson_destroy(&coll->key);
+    bson_destroy(coll->key);
     bson_free(coll->ns);
     bson_free(coll);
 }
@@ -202,15 +202,15 @@ parse_key(const bson_t *key, mr_coll_t *coll, bson_error_t *error)
     if (coll->nfields == 0) {
         return ms_set_error(error, 2, "Shard key cannot be empty");
     }
-    bson_copy_to(key, &coll->key);
+    coll->key = bson_copy(key);
     return true;
 }
 
 /* A bound {f1: v, f2: MinKey, ...}: v for the hashed first field, MinKey/MaxKey elsewhere. */
-static void
-bound_doc(const mr_coll_t *coll, bson_t *out, int end, const int64_t *hash)
+static bson_t *
+bound_doc(const mr_coll_t *coll, int end, const int64_t *hash)
 {
-    bson_init(out);
+    bson_t *out = bson_new();
     for (int k = 0; k < coll->nfields; k++) {
         if (k == 0 && hash) {
             BSON_APPEND_INT64(out, coll->fields[k], *hash);
@@ -220,6 +220,7 @@ bound_doc(const mr_coll_t *coll, bson_t *out, int end, const int64_t *hash)
             BSON_APPEND_MAXKEY(out, coll->fields[k]);
         }
     }
+    return out;
 }
 
 /*
@@ -240,8 +241,8 @@ initial_chunks(mr_coll_t *coll, int64_t nchunks, int primary)
         mr_chunk_t *ch = &coll->chunks[k];
         int64_t lo = (int64_t)((uint64_t)INT64_MIN + step * (uint64_t)k);
         int64_t hi = (int64_t)((uint64_t)INT64_MIN + step * (uint64_t)(k + 1));
-        bound_doc(coll, &ch->min, -1, k == 0 || nchunks == 1 ? NULL : &lo);
-        bound_doc(coll, &ch->max, 1, k == nchunks - 1 || nchunks == 1 ? NULL : &hi);
+        ch->min = bound_doc(coll, -1, k == 0 || nchunks == 1 ? NULL : &lo);
+        ch->max = bound_doc(coll, 1, k == nchunks - 1 || nchunks == 1 ? NULL : &hi);
         ch->shard = nchunks == 1 ? primary : (int)(k * mr_config.nshards / nchunks);
     }
 }
@@ -270,7 +271,7 @@ create_on_shards(mr_cmd_t *c, const char *db, const char *coll_name, const mr_co
         BSON_APPEND_UTF8(&cmd, "createIndexes", coll_name);
         BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
         BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
-        BSON_APPEND_DOCUMENT(&index, "key", &coll->key);
+        BSON_APPEND_DOCUMENT(&index, "key", coll->key);
         BSON_APPEND_UTF8(&index, "name", "shardkey");
         bson_append_document_end(&indexes, &index);
         bson_append_array_end(&cmd, &indexes);
@@ -348,7 +349,7 @@ mr_cmd_shard_collection(mr_cmd_t *c, bson_error_t *error)
     coll->created_ms = mr_now_ms();
     mr_catalog_lock();
     mr_coll_t *existing = mr_catalog_coll(c->coll);
-    bool same = existing && bson_equal(&existing->key, &coll->key);
+    bool same = existing && bson_equal(existing->key, coll->key);
     int primary = db_entry(db)->primary;
     db_entry(db)->partitioned = true;
     mr_catalog_unlock();
@@ -428,7 +429,7 @@ collection_doc(const mr_coll_t *coll, bson_t *out)
     BSON_APPEND_DATE_TIME(out, "lastmod", coll->created_ms);
     BSON_APPEND_TIMESTAMP(out, "timestamp", (uint32_t)(coll->created_ms / 1000), 1);
     BSON_APPEND_BINARY(out, "uuid", BSON_SUBTYPE_UUID, coll->uuid, 16);
-    BSON_APPEND_DOCUMENT(out, "key", &coll->key);
+    BSON_APPEND_DOCUMENT(out, "key", coll->key);
     BSON_APPEND_BOOL(out, "unique", coll->unique);
     BSON_APPEND_BOOL(out, "noBalance", false);
 }
@@ -440,8 +441,8 @@ chunk_doc(const mr_coll_t *coll, size_t k, bson_t *out)
     bson_oid_init(&id, NULL);
     BSON_APPEND_OID(out, "_id", &id);
     BSON_APPEND_BINARY(out, "uuid", BSON_SUBTYPE_UUID, coll->uuid, 16);
-    BSON_APPEND_DOCUMENT(out, "min", &coll->chunks[k].min);
-    BSON_APPEND_DOCUMENT(out, "max", &coll->chunks[k].max);
+    BSON_APPEND_DOCUMENT(out, "min", coll->chunks[k].min);
+    BSON_APPEND_DOCUMENT(out, "max", coll->chunks[k].max);
     BSON_APPEND_UTF8(out, "shard", mr_config.shard_set[coll->chunks[k].shard]);
     BSON_APPEND_TIMESTAMP(out, "lastmod", 1, (uint32_t)k);
 }

@@ -134,7 +134,7 @@ check_unique(const mr_coll_t *coll, const bson_t *indexes, bson_error_t *error)
         bool unique = bson_iter_init_find(&u, &spec, "unique") && bson_iter_as_bool(&u);
         if (unique && mr__get_doc(&spec, "key", &key) && !unique_compatible(coll, &key)) {
             char *k = bson_as_relaxed_extended_json(&key, NULL);
-            char *sk = bson_as_relaxed_extended_json(&coll->key, NULL);
+            char *sk = bson_as_relaxed_extended_json(coll->key, NULL);
             ms_set_error(error, 67, "cannot create unique index over %s with shard key pattern %s",
                          k, sk);
             bson_free(k);

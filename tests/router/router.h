@@ -139,14 +139,15 @@ void mr_cluster_time_append(bson_t *reply);
 /* ---- routing table (catalog.c) ---------------------------------------------------------- */
 
 typedef struct {
-    bson_t min; /* {field: value, ...}; MinKey/MaxKey for the ends; hashed fields as int64 */
-    bson_t max;
+    /* Pointers, never embedded: bson_t wants 128-byte alignment that bson_malloc'd arrays lack. */
+    bson_t *min; /* {field: value, ...}; MinKey/MaxKey for the ends; hashed fields as int64 */
+    bson_t *max;
     int shard;
 } mr_chunk_t;
 
 typedef struct {
     char *ns;
-    bson_t key; /* the shard key pattern */
+    bson_t *key; /* the shard key pattern */
     int nfields;
     char **fields;
     int hashed_field; /* index of the hashed field, -1: ranged */

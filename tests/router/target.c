@@ -96,7 +96,7 @@ static size_t
 chunk_for_key(const mr_coll_t *coll, const bson_t *key)
 {
     for (size_t k = 0; k + 1 < coll->nchunks; k++) {
-        if (key_cmp(key, &coll->chunks[k].max) < 0) {
+        if (key_cmp(key, coll->chunks[k].max) < 0) {
             return k;
         }
     }
@@ -296,8 +296,8 @@ shards_in_range(const mr_coll_t *coll, const bson_value_t *lo, const bson_value_
 {
     uint32_t mask = 0;
     for (size_t k = 0; k < coll->nchunks; k++) {
-        bson_value_t min = first_of(&coll->chunks[k].min);
-        bson_value_t max = first_of(&coll->chunks[k].max);
+        bson_value_t min = first_of(coll->chunks[k].min);
+        bson_value_t max = first_of(coll->chunks[k].max);
         bool single = coll->nfields == 1;
         bool below = hi->value_type != BSON_TYPE_EOD && ms_value_cmp(hi, &min) < 0;
         bool above = lo->value_type != BSON_TYPE_EOD &&
@@ -410,7 +410,7 @@ mr_cmd_split(mr_cmd_t *c, bson_error_t *error)
     bool ok = coll && (int)bson_count_keys(&middle) == coll->nfields;
     if (ok) {
         size_t k = chunk_for_key(coll, &middle);
-        ok = key_cmp(&middle, &coll->chunks[k].min) != 0;
+        ok = key_cmp(&middle, coll->chunks[k].min) != 0;
         if (ok) {
             coll->chunks = bson_realloc(coll->chunks, (coll->nchunks + 1) * sizeof *coll->chunks);
             memmove(&coll->chunks[k + 2], &coll->chunks[k + 1],
@@ -419,10 +419,9 @@ mr_cmd_split(mr_cmd_t *c, bson_error_t *error)
             mr_chunk_t *lo = &coll->chunks[k];
             mr_chunk_t *hi = &coll->chunks[k + 1];
             hi->shard = lo->shard;
-            bson_copy_to(&middle, &hi->min);
-            bson_copy_to(&lo->max, &hi->max);
-            bson_destroy(&lo->max);
-            bson_copy_to(&middle, &lo->max);
+            hi->min = bson_copy(&middle);
+            hi->max = lo->max;
+            lo->max = bson_copy(&middle);
         }
     }
     mr_catalog_unlock();

@@ -193,7 +193,7 @@ plan_sharded(mr_cmd_t *c, mr_write_t *w, size_t k, const mr_coll_t *coll, bool *
     bool full = mr_query_has_full_key(coll, &q);
     w->masks[k] = mr_target_query(coll, &q);
     bool one = __builtin_popcount(w->masks[k]) == 1;
-    char *pattern = json_of(&coll->key);
+    char *pattern = json_of(coll->key);
     char *stmt_json = json_of(s);
     char msg[1024];
     (void)c;
@@ -292,10 +292,6 @@ mr__write_plan(mr_cmd_t *c, mr_write_t *w, bson_error_t *error)
         }
     }
     mr_coll_t copy = coll ? *coll : (mr_coll_t){0};
-    bson_t key = BSON_INITIALIZER;
-    if (coll) {
-        bson_copy_to(&coll->key, &key);
-    }
     mr_catalog_unlock();
     bool ok = true;
     for (size_t k = 0; ok && k < w->n; k++) {
@@ -316,7 +312,6 @@ mr__write_plan(mr_cmd_t *c, mr_write_t *w, bson_error_t *error)
             }
         }
     }
-    bson_destroy(&key);
     bson_free(keyless);
     bson_free(check);
     return ok;
