@@ -22,5 +22,6 @@
 #include "shard.h"
 #include "check.h"
 #include "metrics.h"
+#include "schedule.h"
 
 #endif /* MONGOQ_H */
