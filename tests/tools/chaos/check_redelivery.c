@@ -62,15 +62,17 @@ stop_timed_out(const driver_t *d, int proc, int64_t from, int64_t to)
 /*
  * Why claim p's process lost the message before `to` (the next claim); NULL: nothing says.
  * The cause lies between p's claim (less a lease: a heartbeat may have moved the lease_exp p
- * saw) and, once p's handler returned, one lease after that: heartbeats stop there.
+ * saw) and one lease after the process stopped holding it: heartbeats go on after the handler
+ * returned while its ack waits for the batch's ack_many, until the outcome's write.
  */
 static const char *
 lost_by(const facts_t *f, const delivery_t *p, int64_t to)
 {
     const driver_t *d = f->d;
     int64_t from = p->claim_real - p->lease_ms;
-    if (p->end_real > 0 && p->end_real + p->lease_ms < to) {
-        to = p->end_real + p->lease_ms;
+    int64_t held_until = p->outcome_real > p->end_real ? p->outcome_real : p->end_real;
+    if (held_until > 0 && held_until + p->lease_ms < to) {
+        to = held_until + p->lease_ms;
     }
     if (check_proc_event(d, EV_WORKER_KILL, p->proc, from, to)) {
         return "consumer killed (SIGKILL)";

@@ -280,6 +280,7 @@ load_outcome(facts_t *f, size_t from, int proc, const char *line)
                  : strcmp(action, "HANDED_BACK") == 0 ? 'H'
                                                       : action[0];
     dl->ok = ok != 0;
+    dl->outcome_real = driver_real_of_mono(f->d, mono);
     dl->error_domain = domain;
     dl->error_code = code;
     set_lease(f, dl, lease_exp, lease_ms);

@@ -17,6 +17,7 @@ typedef struct {
     char token[25];
     char claimed_by[48];
     int64_t lease_exp, lease_ms, claim_real, begin_real, end_real; /* end_real 0: no E */
+    int64_t outcome_real; /* when on_outcome was told (after the write); 0: no O record */
     bool handled;   /* the handler ran */
     char result;    /* its answer: 'A', 'R', or 0 (no E record: the process died first) */
     char action;    /* on_outcome: 'A'CKED 'R'ETRIED 'B'URIED 'F'AILED 'L'EASE_LOST
