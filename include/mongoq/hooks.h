@@ -48,7 +48,10 @@ typedef struct {
  * mongoq's own threads never call it: reapings of the background reaper are told, as one
  * REAPED event with their count, on the thread of the next claim in this process, so a slow
  * hook can stall neither the waker nor the reaper. It must be thread-safe (claimers run in
- * parallel). An outcome whose write ended in MONGOQ_ERROR_UNKNOWN_OUTCOME is not told.
+ * parallel). An outcome whose write ended in MONGOQ_ERROR_UNKNOWN_OUTCOME is not told. An
+ * enqueue inside the caller's transaction (mongoq_enqueue_opts_t.session) is told when its insert
+ * succeeds, before the transaction commits: if the caller aborts, the message was told but never
+ * stored.
  */
 typedef void (*mongoq_hook_fn)(const mongoq_event_t *event, void *user_data);
 
