@@ -42,6 +42,8 @@ static const command_row_t commands[] = {
     {"listshards", mr_cmd_list_shards},
     {"balancerStatus", mr_cmd_balancer_status},
     {"split", mr_cmd_split},
+    {"moveChunk", mr_cmd_move_chunk},
+    {"movechunk", mr_cmd_move_chunk},
     {"insert", mr_cmd_insert},
     {"update", mr_cmd_update},
     {"delete", mr_cmd_delete},
@@ -78,6 +80,10 @@ mr_code_name(int code)
         return "ShardKeyNotFound";
     case 6:
         return "HostUnreachable";
+    case 70:
+        return "ShardNotFound";
+    case 118:
+        return "NamespaceNotSharded";
     default:
         return ms_code_name(code);
     }

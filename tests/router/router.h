@@ -172,6 +172,10 @@ void mr_catalog_drop_db(const char *db);
 /* Shards that own chunks of coll, as a bit mask. */
 uint32_t mr_coll_shards(const mr_coll_t *coll);
 
+/* Creates on shard `to` the indexes db.coll_name has on shard `from` (moveChunk, shardCollection). */
+bool mr_copy_indexes(mr_client_t *client, const char *db, const char *coll_name, int from, int to,
+                     bson_error_t *error);
+
 /* A find on a config collection (databases, collections, chunks, shards), answered here. */
 bool mr_catalog_config_find(mr_cmd_t *c, bson_error_t *error);
 
@@ -263,6 +267,7 @@ bool mr_cmd_shard_collection(mr_cmd_t *c, bson_error_t *error);
 bool mr_cmd_list_shards(mr_cmd_t *c, bson_error_t *error);
 bool mr_cmd_balancer_status(mr_cmd_t *c, bson_error_t *error);
 bool mr_cmd_split(mr_cmd_t *c, bson_error_t *error);
+bool mr_cmd_move_chunk(mr_cmd_t *c, bson_error_t *error);
 
 bool mr_cmd_insert(mr_cmd_t *c, bson_error_t *error);
 bool mr_cmd_update(mr_cmd_t *c, bson_error_t *error);
