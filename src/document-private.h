@@ -57,6 +57,10 @@ typedef struct {
 bool mongoq__document_parse(const bson_t *doc, mongoq__parsed_t *out, char *reason,
                             size_t reason_len);
 
+/* A static view of doc's sub-document (array: an array) `field` in *out; false when absent or of
+ * another type. */
+bool mongoq__document_subdoc(const bson_t *doc, const char *field, bool array, bson_t *out);
+
 /*
  * Appends to `set` (the body of a pipeline $set stage) the `errors` field of a message that
  * fails now: the last MONGOQ__MAX_ERRORS - 1 entries of `old` (may be NULL) followed by

@@ -202,8 +202,8 @@ get_opt_utf8(const bson_t *doc, const char *field, const char **out)
     return true;
 }
 
-static bool
-get_subdoc(const bson_t *doc, const char *field, bool array, bson_t *out)
+bool
+mongoq__document_subdoc(const bson_t *doc, const char *field, bool array, bson_t *out)
 {
     bson_iter_t it;
     uint32_t len;
@@ -228,7 +228,7 @@ parse_fields(const bson_t *doc, mongoq__parsed_t *out, char *reason, size_t reas
     if (!get_oid(doc, MONGOQ__F_ID, &out->id)) {
         return damaged(reason, reason_len, MONGOQ__F_ID, "is not an ObjectId");
     }
-    if (!get_subdoc(doc, MONGOQ__F_PAYLOAD, false, &out->payload)) {
+    if (!mongoq__document_subdoc(doc, MONGOQ__F_PAYLOAD, false, &out->payload)) {
         return damaged(reason, reason_len, MONGOQ__F_PAYLOAD, "is missing or not a document");
     }
     if (!get_int32(doc, MONGOQ__F_ATTEMPTS, &out->attempts) || out->attempts < 1) {
@@ -265,7 +265,7 @@ parse_lease(const bson_t *doc, mongoq__parsed_t *out, char *reason, size_t reaso
         out->claimed_by = NULL; /* history only: not worth burying a message for */
     }
     /* A damaged history is dropped rather than held against the message. */
-    out->has_errors = get_subdoc(doc, MONGOQ__F_ERRORS, true, &out->errors);
+    out->has_errors = mongoq__document_subdoc(doc, MONGOQ__F_ERRORS, true, &out->errors);
     return true;
 }
 

@@ -41,25 +41,6 @@ utf8_or_null(const bson_t *doc, const char *field)
                : NULL;
 }
 
-/* A view of the embedded document or array `field` into out; false when absent or another type. */
-static bool
-subdoc(const bson_t *doc, const char *field, bool array, bson_t *out)
-{
-    bson_iter_t it;
-    uint32_t len;
-    const uint8_t *data;
-    if (!bson_iter_init_find(&it, doc, field) ||
-        !(array ? BSON_ITER_HOLDS_ARRAY(&it) : BSON_ITER_HOLDS_DOCUMENT(&it))) {
-        return false;
-    }
-    if (array) {
-        bson_iter_array(&it, &len, &data);
-    } else {
-        bson_iter_document(&it, &len, &data);
-    }
-    return bson_init_static(out, data, len);
-}
-
 /* Lenient: only _id (ObjectId) and payload (document) are required. */
 static bool
 parse_view(const bson_t *doc, mongoq__parsed_t *p)
@@ -69,7 +50,7 @@ parse_view(const bson_t *doc, mongoq__parsed_t *p)
         return false;
     }
     bson_oid_copy(bson_iter_oid(&it), &p->id);
-    if (!subdoc(doc, MONGOQ__F_PAYLOAD, false, &p->payload)) {
+    if (!mongoq__document_subdoc(doc, MONGOQ__F_PAYLOAD, false, &p->payload)) {
         return false;
     }
     p->attempts = int32_or_zero(doc, MONGOQ__F_ATTEMPTS);
@@ -83,7 +64,7 @@ parse_view(const bson_t *doc, mongoq__parsed_t *p)
     }
     p->dedup_key = utf8_or_null(doc, MONGOQ__F_DEDUP_KEY);
     p->claimed_by = utf8_or_null(doc, MONGOQ__F_CLAIMED_BY);
-    p->has_errors = subdoc(doc, MONGOQ__F_ERRORS, true, &p->errors);
+    p->has_errors = mongoq__document_subdoc(doc, MONGOQ__F_ERRORS, true, &p->errors);
     return true;
 }
 
