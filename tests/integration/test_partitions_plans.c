@@ -14,7 +14,6 @@
 #define P 4
 #define CROWD 5000 /* messages of each other kind in each partition */
 #define DUE 40
-#define MAX_CMDS 16
 
 TestSuite(partition_plans, .timeout = 300);
 
@@ -65,89 +64,6 @@ plans_open(world_t *w)
     mtest_counter_keep_commands(w->counter);
 }
 
-static bool
-explainable(const char *name)
-{
-    static const char *const names[] = {"find", "findAndModify", "update", "delete", "count", NULL};
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* explain {cmd without generic fields} with executionStats: keys and documents examined. */
-static void
-explain_cost(world_t *w, const bson_t *cmd, int64_t *keys, int64_t *docs)
-{
-    static const char *const generic[] = {"lsid", "txnNumber", "readConcern", "writeConcern",
-                                          "maxTimeMS", NULL};
-    bson_t inner = BSON_INITIALIZER, explain = BSON_INITIALIZER, reply;
-    bson_iter_t it, v;
-    bson_error_t error;
-    bson_iter_init(&it, cmd);
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        bool skip = k[0] == '$';
-        for (int i = 0; !skip && generic[i]; i++) {
-            skip = strcmp(k, generic[i]) == 0;
-        }
-        if (!skip) {
-            bson_append_value(&inner, k, -1, bson_iter_value(&it));
-        }
-    }
-    BSON_APPEND_DOCUMENT(&explain, "explain", &inner);
-    BSON_APPEND_UTF8(&explain, "verbosity", "executionStats");
-    mongoc_database_t *db = mongoc_client_get_database(w->client, w->db);
-    cr_assert(mongoc_database_command_simple(db, &explain, NULL, &reply, &error), "explain: %s",
-              error.message);
-    cr_assert(bson_iter_init(&it, &reply) &&
-              bson_iter_find_descendant(&it, "executionStats.totalKeysExamined", &v));
-    *keys = bson_iter_as_int64(&v);
-    cr_assert(bson_iter_init(&it, &reply) &&
-              bson_iter_find_descendant(&it, "executionStats.totalDocsExamined", &v));
-    *docs = bson_iter_as_int64(&v);
-    bson_destroy(&reply);
-    mongoc_database_destroy(db);
-    bson_destroy(&explain);
-    bson_destroy(&inner);
-}
-
-/* Explains what the pool sent since the last reset; each within the bounds. Returns how many. */
-static int
-assert_sent_within(world_t *w, const char *op, int64_t max_keys, int64_t max_docs)
-{
-    bson_t *cmds[MAX_CMDS];
-    size_t n = mtest_counter_commands(w->counter, NULL, cmds, MAX_CMDS);
-    int explained = 0;
-    for (size_t i = 0; i < n; i++) {
-        bson_iter_t it;
-        bson_iter_init(&it, cmds[i]);
-        bson_iter_next(&it);
-        const char *name = bson_iter_key(&it);
-        bson_iter_t id;
-        bool control = bson_iter_init(&id, cmds[i]) &&
-                       bson_iter_find_descendant(&id, "filter._id", &id) &&
-                       BSON_ITER_HOLDS_UTF8(&id); /* the pause state, by _id */
-        if (explainable(name) && !control) {
-            int64_t keys, docs;
-            explain_cost(w, cmds[i], &keys, &docs);
-            cr_log_info("%s: %s examined %lld keys, %lld documents", op, name, (long long)keys,
-                        (long long)docs);
-            cr_assert_leq(keys, max_keys, "%s: %s examined %lld keys (at most %lld)", op, name,
-                          (long long)keys, (long long)max_keys);
-            cr_assert_leq(docs, max_docs, "%s: %s examined %lld documents (at most %lld)", op,
-                          name, (long long)docs, (long long)max_docs);
-            explained++;
-        }
-        bson_destroy(cmds[i]);
-    }
-    mtest_counter_reset(w->counter);
-    return explained;
-}
-
-/* Within one partition: two priorities (the due ones, the delayed crowd). */
 #define CLAIM_KEYS(batch) (2 * 2 + (batch) + 2)
 
 Test(partition_plans, claims_and_message_writes_stay_bounded)
@@ -159,25 +75,25 @@ Test(partition_plans, claims_and_message_writes_stay_bounded)
     mtest_counter_reset(w.counter);
     mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg, "a due message past %d delayed ones in its partition", CROWD);
-    cr_assert_geq(assert_sent_within(&w, "claim", CLAIM_KEYS(1), 2), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "claim", CLAIM_KEYS(1), 2), 1);
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
-    cr_assert_eq(assert_sent_within(&w, "ack", 1, 1), 1);
+    cr_assert_eq(world_assert_sent_within(&w, "ack", 1, 1), 1);
     mongoq_message_destroy(msg);
 
     mongoq_message_t *batch[5];
     size_t got = 0;
     cr_assert(mongoq_consumer_claim_many(c, 5, 0, batch, &got, &error), "%s", error.message);
     cr_assert_gt(got, 0);
-    cr_assert_geq(assert_sent_within(&w, "claim_many(5)", CLAIM_KEYS(5), 5 + 1), 3);
+    cr_assert_geq(world_assert_sent_within(&w, "claim_many(5)", CLAIM_KEYS(5), 5 + 1), 3);
     cr_assert(mongoq_message_ack_many(batch, got, &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "ack_many(5)", 2 * 5, 2 * 5), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "ack_many(5)", 2 * 5, 2 * 5), 1);
     for (size_t i = 0; i < got; i++) {
         mongoq_message_destroy(batch[i]);
     }
     msg = world_claim(c, 0);
     mtest_counter_reset(w.counter);
     cr_assert(mongoq_message_retry(msg, 0, "again", &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "retry", 1, 1), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "retry", 1, 1), 1);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
     world_close(&w);
@@ -192,7 +108,7 @@ Test(partition_plans, commands_over_every_partition_seek_each)
     int64_t reaped = -1;
     cr_assert(mongoq_queue_reap(w.queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 0);
-    cr_assert_eq(assert_sent_within(&w, "reap", 2 * P + 2, 1), 2);
+    cr_assert_eq(world_assert_sent_within(&w, "reap", 2 * P + 2, 1), 2);
 
     mongoq_stats_t stats = MONGOQ_STATS_INIT;
     cr_assert(mongoq_queue_stats(w.queue, &stats, &error), "%s", error.message);
@@ -201,15 +117,15 @@ Test(partition_plans, commands_over_every_partition_seek_each)
     cr_assert_eq(stats.processing, P * CROWD);
     cr_assert_leq(stats.next_run_at_ms, world_server_now(&w), "the earliest run_at is a due one");
     /* Counts read index keys only; the earliest run_at is a seek per partition, merged. */
-    cr_assert_eq(assert_sent_within(&w, "stats", P * CROWD + DUE + 2 * P, 0), 6);
+    cr_assert_eq(world_assert_sent_within(&w, "stats", P * CROWD + DUE + 2 * P, 0), 6);
 
     int64_t moved = 0;
     cr_assert(mongoq_queue_redrive(w.queue, NULL, &moved, &error), "%s", error.message);
     cr_assert_eq(moved, P * CROWD);
-    cr_assert_eq(assert_sent_within(&w, "redrive all (none left)", 2 * P + 2, 0), 1);
+    cr_assert_eq(world_assert_sent_within(&w, "redrive all (none left)", 2 * P + 2, 0), 1);
     int64_t deleted = 0;
     cr_assert(mongoq_queue_purge(w.queue, "dead", &deleted, &error), "%s", error.message);
     cr_assert_eq(deleted, 0);
-    cr_assert_eq(assert_sent_within(&w, "purge dead (none left)", 2 * P + 2, 0), 1);
+    cr_assert_eq(world_assert_sent_within(&w, "purge dead (none left)", 2 * P + 2, 0), 1);
     world_close(&w);
 }

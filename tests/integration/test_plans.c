@@ -21,7 +21,7 @@
 #define PLAN_N 100000   /* messages of each other kind */
 #define PLAN_DUE 40     /* due messages at priority 0 */
 #define PLAN_PRIORITIES 2 /* 0 (the due ones) and 5 (the delayed ones) */
-#define PLAN_MAX_CMDS 16
+#define PLAN_MAX_CMDS 16 /* the commands of one stats call, and room to spare */
 
 TestSuite(plans, .timeout = 300);
 
@@ -106,117 +106,6 @@ plans_open(world_t *w)
     mtest_counter_keep_commands(w->counter);
 }
 
-/* ---- explain -------------------------------------------------------------------------------- */
-
-typedef struct {
-    char name[32];
-    int64_t keys, docs, returned;
-} plan_cost_t;
-
-/* Whether explain takes this command (the rest, e.g. hello, is not a query). */
-static bool
-explainable(const char *name)
-{
-    static const char *const names[] = {"find", "findAndModify", "update", "delete", "count",
-                                        "aggregate", "distinct", NULL};
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The command without the fields libmongoc adds around it (session, $db, concerns...). */
-static void
-inner_command(const bson_t *cmd, bson_t *inner)
-{
-    static const char *const generic[] = {"lsid", "txnNumber", "readConcern", "writeConcern",
-                                          "autocommit", "startTransaction", "apiVersion",
-                                          "apiStrict", "apiDeprecationErrors", "maxTimeMS",
-                                          NULL};
-    bson_iter_t it;
-    bson_init(inner);
-    bson_iter_init(&it, cmd);
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        bool skip = k[0] == '$';
-        for (int i = 0; !skip && generic[i]; i++) {
-            skip = strcmp(k, generic[i]) == 0;
-        }
-        if (!skip) {
-            bson_append_value(inner, k, -1, bson_iter_value(&it));
-        }
-    }
-}
-
-static int64_t
-stat_of(const bson_t *reply, const char *path)
-{
-    bson_iter_t it, v;
-    cr_assert(bson_iter_init(&it, reply) && bson_iter_find_descendant(&it, path, &v) &&
-                  BSON_ITER_HOLDS_NUMBER(&v),
-              "explain has no %s", path);
-    return bson_iter_as_int64(&v);
-}
-
-/* Explains cmd with executionStats on the world's database. */
-static plan_cost_t
-explain_cost(world_t *w, const bson_t *cmd)
-{
-    bson_t inner, explain = BSON_INITIALIZER, reply;
-    bson_error_t error;
-    bson_iter_t it;
-    plan_cost_t cost = {0};
-    bson_iter_init(&it, cmd);
-    bson_iter_next(&it);
-    bson_strncpy(cost.name, bson_iter_key(&it), sizeof cost.name);
-    inner_command(cmd, &inner);
-    BSON_APPEND_DOCUMENT(&explain, "explain", &inner);
-    BSON_APPEND_UTF8(&explain, "verbosity", "executionStats");
-    mongoc_database_t *db = mongoc_client_get_database(w->client, w->db);
-    cr_assert(mongoc_database_command_simple(db, &explain, NULL, &reply, &error),
-              "explain of %s: %s", cost.name, error.message);
-    cost.keys = stat_of(&reply, "executionStats.totalKeysExamined");
-    cost.docs = stat_of(&reply, "executionStats.totalDocsExamined");
-    cost.returned = stat_of(&reply, "executionStats.nReturned");
-    bson_destroy(&reply);
-    mongoc_database_destroy(db);
-    bson_destroy(&explain);
-    bson_destroy(&inner);
-    return cost;
-}
-
-/*
- * Explains every query command the pool sent since the last reset; asserts each within
- * max_keys and max_docs; returns how many were explained (names into names_out when not NULL).
- */
-static int
-assert_sent_within(world_t *w, const char *op, int64_t max_keys, int64_t max_docs)
-{
-    bson_t *cmds[PLAN_MAX_CMDS];
-    size_t n = mtest_counter_commands(w->counter, NULL, cmds, PLAN_MAX_CMDS);
-    int explained = 0;
-    for (size_t i = 0; i < n; i++) {
-        bson_iter_t it;
-        bson_iter_init(&it, cmds[i]);
-        bson_iter_next(&it);
-        if (explainable(bson_iter_key(&it))) {
-            plan_cost_t c = explain_cost(w, cmds[i]);
-            cr_log_info("%s: %s examined %lld keys, %lld documents", op, c.name,
-                        (long long)c.keys, (long long)c.docs);
-            cr_assert_leq(c.keys, max_keys, "%s: %s examined %lld keys (at most %lld)", op, c.name,
-                          (long long)c.keys, (long long)max_keys);
-            cr_assert_leq(c.docs, max_docs, "%s: %s examined %lld documents (at most %lld)", op,
-                          c.name, (long long)c.docs, (long long)max_docs);
-            explained++;
-        }
-        bson_destroy(cmds[i]);
-    }
-    mtest_counter_reset(w->counter);
-    return explained;
-}
-
 #define CLAIM_KEYS(batch) (2 * PLAN_PRIORITIES + (batch) + 2)
 
 /* ---- the operations ------------------------------------------------------------------------- */
@@ -232,9 +121,9 @@ Test(plans, claims_acks_and_message_writes_stay_bounded)
     mongoq_message_t *msg = world_claim(c, 0);
     cr_assert(msg, "a due message is claimed past %d delayed ones", PLAN_N);
     cr_assert_eq(mongoq_message_priority(msg), 0);
-    cr_assert_geq(assert_sent_within(&w, "claim", CLAIM_KEYS(1), 2), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "claim", CLAIM_KEYS(1), 2), 1);
     cr_assert(mongoq_message_ack(msg, &error), "%s", error.message);
-    cr_assert_eq(assert_sent_within(&w, "ack", 1, 1), 1);
+    cr_assert_eq(world_assert_sent_within(&w, "ack", 1, 1), 1);
     mongoq_message_destroy(msg);
 
     mongoq_message_t *batch[10];
@@ -242,9 +131,9 @@ Test(plans, claims_acks_and_message_writes_stay_bounded)
     cr_assert(mongoq_consumer_claim_many(c, 10, 0, batch, &got, &error), "%s", error.message);
     cr_assert_eq(got, 10);
     /* find the candidates, claim them (update by _id), read them back by _id */
-    cr_assert_geq(assert_sent_within(&w, "claim_many(10)", CLAIM_KEYS(10), 10 + 1), 3);
+    cr_assert_geq(world_assert_sent_within(&w, "claim_many(10)", CLAIM_KEYS(10), 10 + 1), 3);
     cr_assert(mongoq_message_ack_many(batch, got, &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "ack_many(10)", 2 * 10, 2 * 10), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "ack_many(10)", 2 * 10, 2 * 10), 1);
     for (size_t i = 0; i < got; i++) {
         mongoq_message_destroy(batch[i]);
     }
@@ -252,14 +141,14 @@ Test(plans, claims_acks_and_message_writes_stay_bounded)
     msg = world_claim(c, 0);
     mtest_counter_reset(w.counter);
     cr_assert(mongoq_message_extend(msg, 60000, &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "extend", 1, 1), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "extend", 1, 1), 1);
     cr_assert(mongoq_message_retry(msg, 0, "again", &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "retry", 1, 1), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "retry", 1, 1), 1);
     mongoq_message_destroy(msg);
     msg = world_claim(c, 0);
     mtest_counter_reset(w.counter);
     cr_assert(mongoq_message_fail(msg, "broken", &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "fail", 1, 1), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "fail", 1, 1), 1);
     mongoq_message_destroy(msg);
     mongoq_consumer_destroy(c);
     world_close(&w);
@@ -276,7 +165,7 @@ Test(plans, reap_redrive_purge_and_stats_stay_bounded)
     int64_t reaped = -1;
     cr_assert(mongoq_queue_reap(w.queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 0);
-    cr_assert_eq(assert_sent_within(&w, "reap", 2, 1), 2);
+    cr_assert_eq(world_assert_sent_within(&w, "reap", 2, 1), 2);
 
     /* One dead message among PLAN_N, by _id. */
     bson_t doc;
@@ -294,7 +183,7 @@ Test(plans, reap_redrive_purge_and_stats_stay_bounded)
     cr_assert(mongoq_queue_redrive(w.queue, bson_iter_oid(&it), &moved, &error), "%s",
               error.message);
     cr_assert_eq(moved, 1);
-    cr_assert_eq(assert_sent_within(&w, "redrive one", 1, 1), 1);
+    cr_assert_eq(world_assert_sent_within(&w, "redrive one", 1, 1), 1);
     bson_destroy(&doc);
 
     /* Counts from the index alone; the earliest run_at from one covered seek. */
@@ -315,9 +204,8 @@ Test(plans, reap_redrive_purge_and_stats_stay_bounded)
     size_t n = mtest_counter_commands(w.counter, NULL, cmds, PLAN_MAX_CMDS);
     int counts = 0, seeks = 0, controls = 0;
     for (size_t i = 0; i < n; i++) {
-        plan_cost_t cost = explain_cost(&w, cmds[i]);
-        bson_iter_t f;
-        if (bson_iter_init(&f, cmds[i]) && bson_iter_find_descendant(&f, "filter._id", &f)) {
+        world_cost_t cost = world_explain(&w, cmds[i]);
+        if (world_is_control_read(cmds[i])) {
             /* the pause state: the control document by _id */
             cr_assert_leq(cost.keys, 1);
             cr_assert_leq(cost.docs, 1);
@@ -345,7 +233,7 @@ Test(plans, reap_redrive_purge_and_stats_stay_bounded)
     int64_t deleted = 0;
     cr_assert(mongoq_queue_purge(w.queue, "dead", &deleted, &error), "%s", error.message);
     cr_assert_eq(deleted, PLAN_N - 1);
-    cr_assert_eq(assert_sent_within(&w, "purge dead", 1, 0), 1);
+    cr_assert_eq(world_assert_sent_within(&w, "purge dead", 1, 0), 1);
     world_close(&w);
 }
 

@@ -47,7 +47,26 @@ typedef struct {
     bool fail_point_set;        /* world_close turns it off */
 } world_t;
 
-/* mongoc_init, a fresh database on mtest_uri() and the queue (opts may be NULL). */
+/* ---- partitioned mode (the ctest variant queue-tests-sharded) ------------------------------ */
+
+/* MONGOQ_TEST_PARTITIONS (default 1): the partitions of every queue the world opens whose
+ * options leave partitions at 0 (MONGOQ_QUEUE_OPTS_INIT, or NULL options). */
+int32_t world_partitions(void);
+
+/* Whether the server at uri answers hello as a mongos (msg "isdbgrid"); asked once per process. */
+bool world_uri_is_mongos(const char *uri);
+
+/* Skips the test (cr_skip_test, with the reason) in partitioned mode or on a mongos: for tests
+ * of what the router leaves out or of one partition's commands (tests/router/README.md lists
+ * them). Call it first, before world_open. */
+void world_skip_sharded(const char *reason);
+
+/*
+ * mongoc_init, a fresh database on mtest_uri() and the queue (opts may be NULL). With
+ * MONGOQ_TEST_PARTITIONS > 1 the queue (and world_open_producer's) gets that many partitions
+ * unless opts sets its own; a queue of P > 1 on a mongos is sharded first (mongoq_queue_shard,
+ * through a pool of its own).
+ */
 void world_open(world_t *w, const mongoq_queue_opts_t *opts, unsigned flags);
 
 /* The same on another server (a private test server started by the test). */
@@ -97,6 +116,30 @@ bool world_wait_server_past(world_t *w, int64_t server_ms, int64_t timeout_ms);
 
 /* Asserts the queue holds nothing: stats all zero and no document left. */
 void world_assert_empty(world_t *w);
+
+/* ---- plans (world_explain.c) ------------------------------------------------------------------ */
+
+/* What explain with executionStats says a command examined. */
+typedef struct {
+    char name[32]; /* the command's name */
+    int64_t keys, docs, returned;
+} world_cost_t;
+
+/* Whether cmd is a query explain takes (find, findAndModify, update, delete, count, ...). */
+bool world_explainable(const bson_t *cmd);
+
+/* Runs cmd (a command the pool sent, generic fields dropped) through explain on w's database. */
+world_cost_t world_explain(world_t *w, const bson_t *cmd);
+
+/* Whether cmd reads the queue's control document (the pause state) by its string _id. */
+bool world_is_control_read(const bson_t *cmd);
+
+/*
+ * Explains every query the pool sent since the last counter reset (WORLD_COUNTER, with
+ * mtest_counter_keep_commands), but the pause-state reads; asserts each examined at most
+ * max_keys keys and max_docs documents; resets the counter; returns how many were explained.
+ */
+int world_assert_sent_within(world_t *w, const char *op, int64_t max_keys, int64_t max_docs);
 
 /* ---- faults ---------------------------------------------------------------------------------- */
 
