@@ -303,28 +303,6 @@ Test(api_claim, damaged_documents_are_buried_not_handed_out)
 
 /* ---- concurrent claim_many calls of one process search disjoint stretches ------------------- */
 
-typedef struct {
-    mongoq_consumer_t *consumer;
-    mongoq_message_t *msgs[2];
-    size_t n;
-    bool ok;
-    bson_error_t error;
-} lane_claimer_t;
-
-static void *
-lane_claim_two(void *arg)
-{
-    lane_claimer_t *c = arg;
-    c->ok = mongoq_consumer_claim_many(c->consumer, 2, 0, c->msgs, &c->n, &c->error);
-    return NULL;
-}
-
-static bool
-lane_update_sent(void *counter)
-{
-    return mtest_counter_get(counter, "update") >= 1;
-}
-
 /*
  * A's claim_many found messages 0 and 1 and its updateMany is held on the server; B's, under
  * way at the same time in the same process, starts one batch further down (2 and 3) instead of
@@ -339,13 +317,12 @@ Test(api_claim, concurrent_claim_many_calls_search_disjoint_stretches, .timeout 
     int64_t fired = world_fail_point(&w, "{\"times\": 1}",
                                      "\"failCommands\": [\"update\"], \"blockConnection\": true, "
                                      "\"blockTimeMS\": 2000");
-    lane_claimer_t a = {.consumer = world_consumer(&w, "a", 0)};
-    lane_claimer_t b = {.consumer = world_consumer(&w, "b", 0)};
-    pthread_t thread;
-    cr_assert_eq(pthread_create(&thread, NULL, lane_claim_two, &a), 0);
-    cr_assert(mtest_wait_until(lane_update_sent, w.counter, 10000), "A's updateMany left");
-    lane_claim_two(&b);
-    pthread_join(thread, NULL);
+    world_claimer_t a = {.consumer = world_consumer(&w, "a", 0)};
+    world_claimer_t b = {.consumer = world_consumer(&w, "b", 0)};
+    world_claimer_start(&a);
+    cr_assert(mtest_wait_until(world_update_sent, w.counter, 10000), "A's updateMany left");
+    world_claim_two(&b);
+    world_claimer_join(&a);
     cr_assert_eq(world_fail_point_off(&w, fired), 1, "A's updateMany was held");
     cr_assert(a.ok && b.ok, "%s / %s", a.error.message, b.error.message);
     cr_assert_eq(a.n, 2);

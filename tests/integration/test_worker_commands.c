@@ -288,28 +288,6 @@ Test(worker_commands, a_slow_handler_is_acked_as_it_returns, .timeout = 120)
 
 /* ---- a claim_many that lost its candidates takes the next message due ------------------------- */
 
-typedef struct {
-    mongoq_consumer_t *consumer;
-    mongoq_message_t *msgs[2];
-    size_t n;
-    bool ok;
-    bson_error_t error;
-} wc_claimer_t;
-
-static void *
-wc_claim_two(void *arg)
-{
-    wc_claimer_t *b = arg;
-    b->ok = mongoq_consumer_claim_many(b->consumer, 2, 0, b->msgs, &b->n, &b->error);
-    return NULL;
-}
-
-static bool
-wc_update_sent(void *arg)
-{
-    return mtest_counter_get(arg, "update") >= 1;
-}
-
 /*
  * A claimer finds messages 0 and 1; another takes both before its updateMany runs (held on the
  * server by a fail point). Message 2 is due: the claim answers it, not "none".
@@ -324,10 +302,9 @@ Test(worker_commands, a_claim_many_that_lost_its_candidates_claims_the_next_due,
     int64_t fired = world_fail_point(&w, "{\"times\": 1}",
                                      "\"failCommands\": [\"update\"], \"blockConnection\": true, "
                                      "\"blockTimeMS\": 3000");
-    wc_claimer_t b = {.consumer = world_consumer(&w, NULL, 0)};
-    pthread_t thread;
-    cr_assert_eq(pthread_create(&thread, NULL, wc_claim_two, &b), 0);
-    cr_assert(mtest_wait_until(wc_update_sent, w.counter, 10000), "the claim's updateMany left");
+    world_claimer_t b = {.consumer = world_consumer(&w, NULL, 0)};
+    world_claimer_start(&b);
+    cr_assert(mtest_wait_until(world_update_sent, w.counter, 10000), "the claim's updateMany left");
     /* The other claimer (straight to the server, not held): both candidates become its. */
     bson_oid_t other;
     bson_oid_init(&other, NULL);
@@ -341,7 +318,7 @@ Test(worker_commands, a_claim_many_that_lost_its_candidates_claims_the_next_due,
     bson_destroy(&reply);
     bson_destroy(update);
     bson_destroy(filter);
-    pthread_join(thread, NULL);
+    world_claimer_join(&b);
     cr_assert_eq(world_fail_point_off(&w, fired), 1, "the claiming updateMany was held");
     cr_assert(b.ok, "claim_many: %s", b.error.message);
     cr_assert_eq(b.n, 1, "the message still due, not none");

@@ -4,6 +4,7 @@
 #include "fp_util.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,10 +25,84 @@ open_pool(world_t *w, const char *uri, bool through_proxy)
     return pool;
 }
 
+/* ---- partitioned mode -------------------------------------------------------------------- */
+
+int32_t
+world_partitions(void)
+{
+    const char *v = getenv("MONGOQ_TEST_PARTITIONS");
+    long p = v && *v ? strtol(v, NULL, 10) : 1;
+    return p > 1 && p <= MONGOQ_MAX_PARTITIONS ? (int32_t)p : 1;
+}
+
+bool
+world_uri_is_mongos(const char *uri)
+{
+    static int cached = -1; /* per test process: one server under test */
+    if (cached < 0) {
+        bson_t reply;
+        bson_iter_t it;
+        mongoc_init();
+        mongoc_client_t *client = mtest_client_for(uri, NULL);
+        cached = mtest_command(client, "admin", "{\"hello\": 1}", &reply, NULL) &&
+                 bson_iter_init_find(&it, &reply, "msg") && BSON_ITER_HOLDS_UTF8(&it) &&
+                 strcmp(bson_iter_utf8(&it, NULL), "isdbgrid") == 0;
+        bson_destroy(&reply);
+        mongoc_client_destroy(client);
+    }
+    return cached == 1;
+}
+
+void
+world_skip_sharded(const char *reason)
+{
+    if (world_partitions() > 1) {
+        cr_skip_test("partitioned mode (MONGOQ_TEST_PARTITIONS=%d): %s", world_partitions(),
+                     reason);
+    }
+    if (world_uri_is_mongos(mtest_uri())) {
+        cr_skip_test("the server under test is a mongos: %s", reason);
+    }
+}
+
+/* The test's options with MONGOQ_TEST_PARTITIONS where the test chose no partitions itself. */
+static mongoq_queue_opts_t
+effective_opts(const mongoq_queue_opts_t *opts)
+{
+    mongoq_queue_opts_t o = MONGOQ_QUEUE_OPTS_INIT;
+    if (opts) {
+        o = *opts;
+    }
+    if (o.version == MONGOQ_QUEUE_OPTS_VERSION && o.partitions == 0) {
+        o.partitions = world_partitions();
+    }
+    return o;
+}
+
+/* On a mongos, shards db.jobs of a partitioned queue through a pool of its own (so a command
+ * counter on the world's pool sees none of it), as an operator does once before use. */
+static void
+shard_on_mongos(world_t *w, const mongoq_queue_opts_t *opts)
+{
+    bson_error_t error;
+    if (opts->partitions <= 1 || !world_uri_is_mongos(w->uri)) {
+        return;
+    }
+    char *appname = bson_strdup_printf("%s-shard", w->db);
+    mongoc_client_pool_t *pool = mtest_pool_for(w->uri, appname);
+    mongoq_queue_t *queue = mongoq_queue_new(pool, w->db, "jobs", opts, &error);
+    cr_assert(queue, "mongoq_queue_new (to shard it): %s", error.message);
+    cr_assert(mongoq_queue_shard(queue, NULL, &error), "mongoq_queue_shard: %s", error.message);
+    mongoq_queue_destroy(queue);
+    mongoc_client_pool_destroy(pool);
+    bson_free(appname);
+}
+
 void
 world_open_on(world_t *w, const char *uri, const mongoq_queue_opts_t *opts, unsigned flags)
 {
     bson_error_t error;
+    mongoq_queue_opts_t o = effective_opts(opts);
     mongoc_init();
     memset(w, 0, sizeof *w);
     w->uri = uri;
@@ -40,7 +115,8 @@ world_open_on(world_t *w, const char *uri, const mongoq_queue_opts_t *opts, unsi
     w->client = mtest_client_for(uri, NULL);
     w->coll = mongoc_client_get_collection(w->client, w->db, "jobs");
     if (!(flags & WORLD_NO_QUEUE)) {
-        w->queue = mongoq_queue_new(w->pool, w->db, "jobs", opts, &error);
+        shard_on_mongos(w, &o);
+        w->queue = mongoq_queue_new(w->pool, w->db, "jobs", &o, &error);
         cr_assert(w->queue, "mongoq_queue_new: %s", error.message);
     }
 }
@@ -58,7 +134,8 @@ world_open_producer(world_t *w, const mongoq_queue_opts_t *opts)
     char *appname = bson_strdup_printf("%s-producer", w->db);
     w->producer_pool = mtest_pool_for(w->uri, appname);
     bson_free(appname);
-    w->producer = mongoq_queue_new(w->producer_pool, w->db, "jobs", opts, &error);
+    mongoq_queue_opts_t o = effective_opts(opts);
+    w->producer = mongoq_queue_new(w->producer_pool, w->db, "jobs", &o, &error);
     cr_assert(w->producer, "mongoq_queue_new (producer): %s", error.message);
 }
 
@@ -282,4 +359,32 @@ world_reap_until(world_t *w, int64_t expected, int64_t timeout_ms)
         struct timespec pause = {0, 50 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+}
+
+/* ---- claimers on threads of their own ------------------------------------------------------ */
+
+void *
+world_claim_two(void *arg)
+{
+    world_claimer_t *c = arg;
+    c->ok = mongoq_consumer_claim_many(c->consumer, 2, 0, c->msgs, &c->n, &c->error);
+    return NULL;
+}
+
+void
+world_claimer_start(world_claimer_t *c)
+{
+    cr_assert_eq(pthread_create(&c->thread, NULL, world_claim_two, c), 0);
+}
+
+void
+world_claimer_join(world_claimer_t *c)
+{
+    pthread_join(c->thread, NULL);
+}
+
+bool
+world_update_sent(void *counter)
+{
+    return mtest_counter_get(counter, "update") >= 1;
 }

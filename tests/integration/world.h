@@ -100,6 +100,27 @@ mongoq_consumer_t *world_consumer(world_t *w, const char *name, int64_t lease_ms
 /* Claims with wait_ms; asserts the call succeeds (the message may be NULL). */
 mongoq_message_t *world_claim(mongoq_consumer_t *consumer, int64_t wait_ms);
 
+/* A claim_many of up to two messages (no wait), run on a thread of its own or on the caller's:
+ * for tests that hold one claimer's command on the server while another goes. */
+typedef struct {
+    mongoq_consumer_t *consumer;
+    mongoq_message_t *msgs[2];
+    size_t n;
+    bool ok;
+    bson_error_t error;
+    pthread_t thread;
+} world_claimer_t;
+
+/* The claim itself (a pthread start routine; arg: a world_claimer_t). */
+void *world_claim_two(void *claimer);
+
+/* Starts world_claim_two on a thread; world_claimer_join waits for it. */
+void world_claimer_start(world_claimer_t *c);
+void world_claimer_join(world_claimer_t *c);
+
+/* For mtest_wait_until (ctx: an mtest_counter_t): an update command has been sent. */
+bool world_update_sent(void *counter);
+
 /* ---- checks, straight to the server --------------------------------------------------------- */
 
 /* Documents of db.jobs matching the JSON filter. */
