@@ -80,6 +80,9 @@ struct mongoq_worker_t {
     int keeper_running;  /* 1 until the keeper's loop has ended */
 
     mongoq__counters_t counters; /* this worker's claimed, acked, ... */
+
+    /* opts.scheduler: started and stopped with the threads; request_stop reaches it at once. */
+    mongoq_scheduler_t *scheduler;
 };
 
 /* Logs through the queue's log callback. Never called with a lock held. */

@@ -114,14 +114,22 @@ mongoq_worker_new(mongoq_queue_t *queue, const mongoq_worker_opts_t *opts, bson_
     if (!check_opts(opts, error)) {
         return NULL;
     }
+    /* A struct of version 1 ends before on_outcome, of version 2 before scheduler: never read
+     * past the fields of its version. */
+    const mongoq_scheduler_opts_t *sched_opts = opts->version >= 3 ? opts->scheduler : NULL;
+    mongoq_scheduler_t *scheduler = NULL;
+    if (sched_opts && !(scheduler = mongoq_scheduler_new(queue, sched_opts, error))) {
+        return NULL;
+    }
     mongoq_worker_t *w = bson_malloc0(sizeof *w);
     if (!open_pipe(w->pipe_fds, error)) {
+        mongoq_scheduler_destroy(scheduler);
         bson_free(w);
         return NULL;
     }
     w->queue = queue;
+    w->scheduler = scheduler;
     w->handler = opts->handler;
-    /* A version 1 struct ends before on_outcome: never read past it. */
     w->on_outcome = opts->version >= 2 ? opts->on_outcome : NULL;
     w->user_data = opts->user_data;
     w->threads = opts->threads ? opts->threads : 1;
@@ -277,7 +285,8 @@ mongoq_worker_start(mongoq_worker_t *worker, bson_error_t *error)
         return false;
     }
     w->started = true;
-    if (!start_handlers(w, error)) {
+    if (!start_handlers(w, error) ||
+        (w->scheduler && !mongoq_scheduler_start(w->scheduler, error))) {
         mongoq_worker_request_stop(w);
         return false; /* the started threads wind down; stop or destroy joins them */
     }
@@ -293,6 +302,7 @@ mongoq_worker_request_stop(mongoq_worker_t *worker)
     atomic_store(&worker->stop_requested, true);
     ssize_t r = write(worker->pipe_fds[1], "s", 1);
     (void)r; /* a full pipe already holds a wake-up */
+    mongoq_scheduler_request_stop(worker->scheduler); /* the same: a store and a write(2) */
     errno = saved;
 }
 
@@ -327,8 +337,30 @@ join_handlers(mongoq_worker_t *w)
 }
 
 /*
+ * Waits for the scheduler (asked to stop with the handler threads) until deadline_mono or,
+ * past it, KEEPER_GRACE_MS from now, as for the keeper; < 0: as long as it takes (its calls
+ * end within a few seconds whatever the server does).
+ */
+static bool
+stop_scheduler(mongoq_worker_t *w, int64_t deadline_mono, bson_error_t *error)
+{
+    if (!w->scheduler) {
+        return true;
+    }
+    if (deadline_mono < 0) {
+        while (!mongoq_scheduler_stop(w->scheduler, 1000, NULL)) {
+        }
+        return true;
+    }
+    int64_t now = mongoq__now_mono_ms();
+    int64_t until = BSON_MAX(deadline_mono, now + KEEPER_GRACE_MS);
+    return mongoq_scheduler_stop(w->scheduler, until - now, error);
+}
+
+/*
  * timeout_ms < 0: wait without limit. The calling thread sends nothing and holds no lock while
- * a network call runs: it only signals and waits, so its bound is its own timeout.
+ * a network call runs: it only signals and waits, so its bound is its own timeout. The keeper
+ * is joined last, so a call that returned false for the keeper or the scheduler can be repeated.
  */
 static bool
 stop_worker(mongoq_worker_t *w, int64_t timeout_ms, bson_error_t *error)
@@ -356,6 +388,9 @@ stop_worker(mongoq_worker_t *w, int64_t timeout_ms, bson_error_t *error)
                        "hand-back) after %" PRId64 " ms", timeout_ms);
         return false;
     }
+    if (!stop_scheduler(w, deadline, error)) {
+        return false;
+    }
     pthread_join(w->keeper, NULL);
     w->joined = true;
     return true;
@@ -381,6 +416,9 @@ mongoq_worker_destroy(mongoq_worker_t *worker)
             pthread_mutex_destroy(&worker->handlers[i].holding.mu);
         }
     }
+    mongoq_scheduler_t *scheduler = worker->scheduler;
+    worker->scheduler = NULL; /* stopped above */
+    mongoq_scheduler_destroy(scheduler);
     close(worker->pipe_fds[0]);
     close(worker->pipe_fds[1]);
     pthread_cond_destroy(&worker->cond);

@@ -5,6 +5,8 @@
  * change stream, a timer or polling), runs the handler while a heartbeat extends the lease, and
  * acks, retries or fails the message according to the handler's answer, then reports what
  * became of it (on_outcome). One more thread, the keeper, extends leases and acts on stop.
+ * With opts.scheduler, one more runs a scheduler (mongoq/schedule.h) that enqueues the queue's
+ * periodic messages: one process then both schedules and handles them.
  *
  * Round trips: with batch 1, a findAndModify per message and its ack (2 per message); with
  * batch B, claim_many's 3 and one ack_many per batch (4 / B per message; a claim_many that
@@ -28,6 +30,7 @@
 
 #include "message.h"
 #include "queue.h"
+#include "schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -106,8 +109,11 @@ typedef struct {
 typedef void (*mongoq_outcome_fn)(const mongoq_message_t *msg, const mongoq_outcome_t *outcome,
                                   void *user_data);
 
-/* 2 added on_outcome. Version 1 structs (without it) are still accepted. */
-#define MONGOQ_WORKER_OPTS_VERSION 2
+/*
+ * 2 added on_outcome, 3 added scheduler. Structs of an earlier version (without the fields
+ * added later) are still accepted: nothing past their version's fields is read.
+ */
+#define MONGOQ_WORKER_OPTS_VERSION 3
 
 /* Worker options. Zero means "the default". */
 typedef struct {
@@ -128,6 +134,18 @@ typedef struct {
                                   "<host>:<pid>". Copied. */
     /* version 2 */
     mongoq_outcome_fn on_outcome; /* NULL: none */
+    /* version 3 */
+    /*
+     * NULL: none. Otherwise the worker runs a scheduler (mongoq/schedule.h) on its queue with
+     * these options (copied; point at a MONGOQ_SCHEDULER_OPTS_INIT struct for the defaults),
+     * alongside its threads: mongoq_worker_new creates it (bad scheduler options fail it with
+     * MONGOQ_ERROR_INVALID_ARG), mongoq_worker_start starts its thread, a stop request reaches
+     * it at once, mongoq_worker_stop waits for it within its bound (below) and
+     * mongoq_worker_destroy frees it. It enqueues the slots of every schedule of the queue;
+     * any number of workers may run one (each slot is enqueued once). It keeps enqueueing
+     * while the queue is paused (a pause stops claims, not enqueues).
+     */
+    const mongoq_scheduler_opts_t *scheduler;
 } mongoq_worker_opts_t;
 
 #define MONGOQ_WORKER_OPTS_INIT {.version = MONGOQ_WORKER_OPTS_VERSION}
@@ -163,10 +181,12 @@ mongoq_worker_request_stop(mongoq_worker_t *worker);
  * once (ready again, attempts restored; one updateMany per batch, sent by the keeper or by the
  * handler thread ending its batch, never by the calling thread), and waits for the threads.
  *
- * What it waits for: every handler thread to finish its running handler and its write, and
- * the keeper to leave whatever network call it is in (a heartbeat, a hand-back). It waits up
- * to timeout_ms (negative counts as 0) for the handler threads and up to 500 ms more for the
- * keeper, so it returns within timeout_ms + 1 s whatever the server does: the calling thread
+ * What it waits for: every handler thread to finish its running handler and its write, the
+ * keeper to leave whatever network call it is in (a heartbeat, a hand-back), and the
+ * scheduler (opts.scheduler) to leave the pass it is in (asked to stop at the same time as the
+ * handler threads). It waits up to timeout_ms (negative counts as 0) for the handler threads
+ * and up to 500 ms more for the keeper and the scheduler, so it returns within
+ * timeout_ms + 1 s whatever the server does: the calling thread
  * itself sends nothing and holds no lock across a network call. When something is still
  * running it returns false with MONGOQ_ERROR_STOPPED: running handlers keep running (and
  * their leases keep being extended), messages not yet handed back keep their leases and
@@ -177,11 +197,12 @@ MONGOQ_EXPORT bool
 mongoq_worker_stop(mongoq_worker_t *worker, int64_t timeout_ms, bson_error_t *error);
 
 /*
- * Stops as mongoq_worker_stop without a time limit, then frees the worker. NULL is a no-op.
- * Its bound: the longest running handler, plus the network calls in flight when it was
- * called (a thread blocked inside libmongoc can only be waited for: up to the pool's
- * socketTimeoutMS, or serverSelectionTimeoutMS while no server is reachable), plus one
- * updateMany per batch for the hand-back. Stop first with a timeout to bound shutdown.
+ * Stops as mongoq_worker_stop without a time limit, then frees the worker (and its
+ * scheduler). NULL is a no-op. Its bound: the longest running handler, plus the network calls
+ * in flight when it was called (a thread blocked inside libmongoc can only be waited for: up
+ * to the pool's socketTimeoutMS, or serverSelectionTimeoutMS while no server is reachable; the
+ * scheduler's calls end within a few seconds), plus one updateMany per batch for the
+ * hand-back. Stop first with a timeout to bound shutdown.
  */
 MONGOQ_EXPORT void
 mongoq_worker_destroy(mongoq_worker_t *worker);

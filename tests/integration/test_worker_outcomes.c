@@ -335,7 +335,7 @@ Test(worker_hardening, options_version_1_is_accepted_and_its_struct_never_read_p
     wh_open_quiet(&e);
     wh_ctx_init(&c, &e);
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
-    cr_assert_eq(opts.version, 2);
+    cr_assert_eq(opts.version, 3);
     opts.handler = wh_by_i;
     opts.user_data = &c;
     opts.version = 0;
