@@ -94,6 +94,14 @@ static const cli_command_t COMMANDS[] = {
      "or with --listen HOST:PORT serves GET /metrics (HTTP/1.0) until interrupted or --count\n"
      "N requests were answered. Port 0 picks a free port; the first line printed names it.",
      true, cli_cmd_metrics},
+    {"schedules", "periodic schedules: cron, zone, next run, catch-up, counts", "", "json",
+     "Lists the queue's schedules (mongoq/schedule.h, mongoq_schedule_list) by name: the cron\n"
+     "expression and its time zone, the next run in ISO 8601 in UTC and in the schedule's zone\n"
+     "(with its UTC offset: the wall-clock time the slot names), the catch-up policy after\n"
+     "downtime (latest; skip:GRACE, slots later than GRACE are skipped; all:LIMIT, at most\n"
+     "LIMIT missed slots), the slots enqueued and skipped so far, and the latest slot enqueued.\n"
+     "Read-only: schedules are set with the library, and enqueued by a scheduler.",
+     true, cli_cmd_schedules},
     {"queues", "the queues of a database (collections with mongoq's claim index)", "", "json",
      "Lists the collections of --db that carry the index mongoq_claim, with their counts.", false,
      cli_cmd_queues},
@@ -249,7 +257,7 @@ usage(FILE *out)
     fprintf(out, "usage: mongoq [--uri URI] [--db DB] --queue NAME COMMAND [ARGS] [--json]\n\n"
                  "Inspect and steer a mongoq queue (a MongoDB collection).\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
-        fprintf(out, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+        fprintf(out, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     }
     fprintf(out,
             "\nglobal options:\n"

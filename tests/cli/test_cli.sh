@@ -4,9 +4,11 @@
 # the doctor against a healthy queue, a missing index, a paused queue, a standalone server and
 # an unreachable one; the metrics text through the exposition checker, once and served over
 # HTTP; pause and resume seen by a consumer in another process (mongoq-child-consumer); purge
-# and redrive in batches, stopped part way by a fail point and run again.
+# and redrive in batches, stopped part way by a fail point and run again; schedules set through
+# the library (mongoq-set-schedule) listed with their next run in UTC and in their zone.
 #
-#   tests/cli/test_cli.sh MONGOQ_BIN PROMCHECK_BIN TEST_SERVER_BIN RUN_COMMAND_BIN CHILD_BIN
+#   tests/cli/test_cli.sh MONGOQ_BIN PROMCHECK_BIN TEST_SERVER_BIN RUN_COMMAND_BIN CHILD_BIN \
+#       SET_SCHEDULE_BIN
 #
 # Each run uses a database of its own, dropped at the end. Private servers (standalone) are
 # started only without MONGOQ_TEST_NO_SPAWN, and stopped by PID on every exit path.
@@ -16,6 +18,7 @@ PROMCHECK=$2
 SERVER_BIN=$3
 RUN_COMMAND=$4
 CHILD_BIN=$5
+SET_SCHEDULE=${6:-}
 : "${MONGOQ_TEST_URI:?set MONGOQ_TEST_URI}"
 export MONGOQ_URI=$MONGOQ_TEST_URI
 DB="cli_$$_$RANDOM"
@@ -285,8 +288,63 @@ if command -v script >/dev/null; then
     grep -q 'deleted 2500 messages' "$TMP/tty" && ok "purge on a terminal: final line" || bad "purge on a terminal: final line"
 fi
 
+# ---- schedules -------------------------------------------------------------------------------------
+if [ -n "$SET_SCHEDULE" ]; then
+    S=(--db "$DB" --queue sched)
+    expect_rc "schedules: none yet" 0 "$M" "${S[@]}" schedules --json
+    check "schedules: empty list" "$(json 'd["schedules"]' <"$TMP/out")" "[]"
+    expect_rc "schedules: none (text)" 0 "$M" "${S[@]}" schedules
+    grep -q "^$DB.sched: no schedules$" "$TMP/out" && ok "schedules: none line" || bad "schedules: none line: $(cat "$TMP/out")"
+    "$SET_SCHEDULE" "$MONGOQ_TEST_URI" "$DB" sched weekly "0 8 * * MON" Europe/Berlin \
+        && ok "set a weekly schedule in Berlin" || bad "set a weekly schedule"
+    "$SET_SCHEDULE" "$MONGOQ_TEST_URI" "$DB" sched hourly @hourly UTC all 3 \
+        && ok "set an hourly schedule" || bad "set an hourly schedule"
+    "$SET_SCHEDULE" "$MONGOQ_TEST_URI" "$DB" sched nightly "30 2 * * *" America/New_York skip 90000 \
+        && ok "set a nightly schedule in New York" || bad "set a nightly schedule"
+    expect_rc "schedules --json" 0 "$M" "${S[@]}" schedules --json
+    check "schedules: by name" "$(json '[s["name"] for s in d["schedules"]]' <"$TMP/out")" \
+        "['hourly', 'nightly', 'weekly']"
+    check "schedules: policies" "$(json '[s["catch_up"] for s in d["schedules"]]' <"$TMP/out")" \
+        "['all', 'skip', 'latest']"
+    check "schedules: limit and grace" \
+        "$(json 'd["schedules"][0]["catch_up_limit"], d["schedules"][1]["grace_ms"]' <"$TMP/out")" "3 90000"
+    check "schedules: counts start at 0" \
+        "$(json 'sorted({s["enqueued"] + s["skipped"] for s in d["schedules"]})' <"$TMP/out")" "[0]"
+    # The next run: the same instant in UTC, in the zone and as a date; the wall-clock time the
+    # cron expression names in the schedule's zone (checked with python's own tz database reader).
+    cat >"$TMP/next.py" <<'PY'
+import json, sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
+out = []
+for s in json.load(sys.stdin)["schedules"]:
+    utc = datetime.fromisoformat(s["next_run_utc"])
+    local = datetime.fromisoformat(s["next_run_local"])
+    date = datetime.fromisoformat(s["next_run"]["$date"])
+    zoned = utc.astimezone(ZoneInfo(s["tz"]))
+    same = utc == local == date and zoned.utcoffset() == local.utcoffset()
+    later = date > datetime.fromisoformat(s["updated_at"]["$date"])
+    out.append("%s %s %s %s" % (s["name"], same, local.strftime("%a %H:%M"), later))
+print(";".join(out))
+PY
+    got=$(python3 "$TMP/next.py" <"$TMP/out")
+    case "$got" in
+    "hourly True "*":00 True;nightly True "*" 02:30 True;weekly True Mon 08:00 True") ok "schedules: next runs in UTC and in the zone" ;;
+    *) bad "schedules: next runs: $got" ;;
+    esac
+    check "schedules: the hourly one is in UTC" "$(json 'd["schedules"][0]["next_run_local"][-6:]' <"$TMP/out")" "+00:00"
+    expect_rc "schedules (table)" 0 "$M" "${S[@]}" schedules
+    head -1 "$TMP/out" | grep -q '^NAME  *CRON  *TZ  *NEXT_UTC  *NEXT_LOCAL  *CATCH_UP  *ENQUEUED  *SKIPPED  *LAST_SLOT$' \
+        && ok "schedules: header" || bad "schedules: header: $(head -1 "$TMP/out")"
+    grep -Eq '^weekly +0 8 \* \* MON +Europe/Berlin +[0-9-]{10}T0[67]:00:00Z +[0-9-]{10}T08:00:00\+0[12]:00 +latest +0 +0 +-$' "$TMP/out" \
+        && ok "schedules: the weekly row" || bad "schedules: the weekly row: $(cat "$TMP/out")"
+    grep -Eq '^nightly .* skip:1m30s ' "$TMP/out" && ok "schedules: skip with its grace" || bad "schedules: skip row"
+    grep -Eq '^hourly .* all:3 ' "$TMP/out" && ok "schedules: all with its limit" || bad "schedules: all row"
+    expect_rc "schedules takes no arguments" 64 "$M" "${S[@]}" schedules weekly
+fi
+
 # ---- help and purge ------------------------------------------------------------------------------
-for c in stats ls show enqueue redrive retry purge pause resume watch doctor metrics queues; do
+for c in stats ls show enqueue redrive retry purge pause resume watch doctor metrics queues schedules; do
     "$M" "$c" --help | grep -q "^usage: mongoq" || bad "$c --help"
 done
 ok "--help of every command"
