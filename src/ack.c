@@ -19,6 +19,7 @@
 
 #include "error-private.h"
 #include "fields.h"
+#include "group-private.h"
 #include "hooks-private.h"
 #include "message-private.h"
 #include "mongoq/limits.h"
@@ -44,15 +45,28 @@ build_done(bson_t *pipeline)
 /*
  * One acknowledging write over filter; *n_out = how many it acknowledged. `single` uses the
  * one-document commands, which libmongoc retries once after a network error or a failover.
+ * `group` (one message of a group): the write and the release of its place in one transaction.
  */
 static bool
-ack_write(mongoq_queue_t *queue, const bson_t *filter, bool single, int64_t *n_out,
-          bson_error_t *error)
+ack_write(mongoq_queue_t *queue, const bson_t *filter, bool single, const char *group,
+          int64_t *n_out, bson_error_t *error)
 {
     bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER, pipeline = BSON_INITIALIZER;
-    mongoc_client_t *client;
+    mongoc_client_t *client = NULL;
     bool ok = false;
     *n_out = 0;
+    if (group) {
+        bool keep = queue->opts.ack_mode == MONGOQ_ACK_KEEP;
+        if (keep) {
+            build_done(&pipeline);
+        }
+        ok = mongoq__group_finish(queue, NULL, group, filter, keep ? &pipeline : NULL, n_out,
+                                  error);
+        bson_destroy(&pipeline);
+        bson_destroy(&reply);
+        bson_destroy(&opts);
+        return ok;
+    }
     mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
     if (!coll) {
         goto done;
@@ -195,7 +209,8 @@ settle(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bool rese
     size_t held = build_held_filter(msgs, n, states, ACK_HELD, &filter);
     bool ok = true;
     if (resend && held > 0) {
-        ok = ack_write(queue, &filter, n == 1, &acked, error) &&
+        ok = ack_write(queue, &filter, n == 1, n == 1 ? msgs[0]->parsed.group : NULL, &acked,
+                       error) &&
              read_states(queue, msgs, n, states, error);
     }
     bson_destroy(&filter);
@@ -294,7 +309,8 @@ ack_batch(mongoq_queue_t *queue, mongoq_message_t *const *msgs, size_t n, bson_e
     } else {
         build_held_filter(msgs, n, NULL, ACK_HELD, &filter);
     }
-    bool ok = ack_write(queue, &filter, n == 1, &acked, &first);
+    bool ok = ack_write(queue, &filter, n == 1, n == 1 ? msgs[0]->parsed.group : NULL, &acked,
+                        &first);
     bson_destroy(&filter);
     if (ok && (size_t)acked == n) {
         mongoq__counter_add(&queue->counters.acked, acked);
@@ -371,6 +387,48 @@ check_batch(mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
     return true;
 }
 
+/*
+ * Grouped messages are acknowledged one by one (each releases its place in its own transaction),
+ * the others in one write as before. The first error is returned; LEASE_LOST wins over nothing.
+ */
+static bool
+ack_split(mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
+{
+    mongoq_queue_t *queue = msgs[0]->queue;
+    size_t grouped = 0;
+    for (size_t i = 0; i < n; i++) {
+        grouped += msgs[i]->parsed.group != NULL;
+    }
+    if (grouped == 0) {
+        return ack_batch(queue, msgs, n, error);
+    }
+    mongoq_message_t **plain = bson_malloc(n * sizeof *plain);
+    size_t n_plain = 0;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        bson_error_t e;
+        if (!msgs[i]->parsed.group) {
+            plain[n_plain++] = msgs[i];
+        } else if (!ack_batch(queue, &msgs[i], 1, &e)) {
+            if (ok && error) {
+                *error = e;
+            }
+            ok = false;
+        }
+    }
+    if (n_plain > 0) {
+        bson_error_t e;
+        if (!ack_batch(queue, plain, n_plain, &e)) {
+            if (ok && error) {
+                *error = e;
+            }
+            ok = false;
+        }
+    }
+    bson_free(plain);
+    return ok;
+}
+
 bool
 mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *error)
 {
@@ -381,5 +439,5 @@ mongoq_message_ack_many(mongoq_message_t *const *msgs, size_t n, bson_error_t *e
     if (!check_batch(msgs, n, error)) {
         return false;
     }
-    return ack_batch(msgs[0]->queue, msgs, n, error);
+    return ack_split(msgs, n, error);
 }

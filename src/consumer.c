@@ -13,6 +13,7 @@
 #include "error-private.h"
 #include "mongoq/limits.h"
 #include "queue-private.h"
+#include "rate-private.h"
 
 #define MAX_WAIT_MS ((int64_t)1 << 40)
 
@@ -83,9 +84,40 @@ mongoq_consumer_name(const mongoq_consumer_t *consumer)
 
 
 /*
+ * One attempt under the rate limit: tokens first (one round trip), then a claim of at most as
+ * many messages, and the unused tokens given back. *retry_at_mono: when no token was granted,
+ * the monotonic time the next one is due (0 otherwise).
+ */
+static bool
+limited_attempt(mongoq_consumer_t *consumer, mongoq__attempt_fn attempt, size_t max,
+                mongoq_message_t **msgs, size_t *got, int64_t *retry_at_mono, bson_error_t *error)
+{
+    mongoq_queue_t *queue = consumer->queue;
+    int64_t granted = 0, wait_ms = 0;
+    *retry_at_mono = 0;
+    *got = 0;
+    if (queue->opts.rate_limit <= 0) {
+        return attempt(consumer, max, msgs, got, error);
+    }
+    if (!mongoq__rate_take(queue, (int64_t)max, &granted, &wait_ms, error)) {
+        return false;
+    }
+    if (granted == 0) {
+        *retry_at_mono = mongoq__now_mono_ms() + wait_ms;
+        return true;
+    }
+    bool ok = attempt(consumer, (size_t)granted, msgs, got, error);
+    if ((int64_t)*got < granted) {
+        mongoq__rate_give_back(queue, granted - (int64_t)*got);
+    }
+    return ok;
+}
+
+/*
  * Tries, then sleeps on the waker until something may have changed or the deadline passes. The
  * generation is read before each attempt, so a wake-up between attempt and wait is not lost.
- * A wake-up that led to a successful claim is counted by its cause.
+ * A wake-up that led to a successful claim is counted by its cause. Throttled by the rate
+ * limit, it sleeps until the next token is due (or a wake-up) instead.
  */
 static bool
 claim_loop(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq__attempt_fn attempt, size_t max,
@@ -98,8 +130,10 @@ claim_loop(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq__attempt_fn atte
     uint64_t seen = mongoq__waker_generation(queue->waker);
     mongoq__wake_t why = MONGOQ__WAKE_TIMEOUT;
     for (;;) {
+        int64_t retry_at = 0;
         /* Paused: no attempt (and no round trip) until a resume wakes us. */
-        if (!mongoq__pause_blocks(queue) && !attempt(consumer, max, msgs, got, error)) {
+        if (!mongoq__pause_blocks(queue) &&
+            !limited_attempt(consumer, attempt, max, msgs, got, &retry_at, error)) {
             return false;
         }
         if (*got > 0) {
@@ -114,7 +148,16 @@ claim_loop(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq__attempt_fn atte
         if (mongoq__now_mono_ms() >= deadline) {
             return true;
         }
-        why = mongoq__waker_wait(queue->waker, &seen, deadline);
+        if (retry_at > 0) {
+            /* Throttled: no token before retry_at whatever is enqueued meanwhile; only a stop
+             * ends the wait early. */
+            int64_t until = retry_at < deadline ? retry_at : deadline;
+            do {
+                why = mongoq__waker_wait(queue->waker, &seen, until);
+            } while (why != MONGOQ__WAKE_STOP && mongoq__now_mono_ms() < until);
+        } else {
+            why = mongoq__waker_wait(queue->waker, &seen, deadline);
+        }
         if (why == MONGOQ__WAKE_STOP) {
             return true;
         }

@@ -55,6 +55,8 @@ mongoq__stats_size(uint32_t version)
     switch (version) {
     case 1:
         return offsetof(mongoq_stats_t, paused);
+    case 2:
+        return offsetof(mongoq_stats_t, waiting);
     case MONGOQ_STATS_VERSION:
         return sizeof(mongoq_stats_t);
     default:

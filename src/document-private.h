@@ -44,6 +44,7 @@ typedef struct {
     int64_t lease_expires_at;
     bson_oid_t lease_token;
     const char *dedup_key;  /* NULL when absent */
+    const char *group;      /* NULL when absent (an ungrouped message) */
     const char *claimed_by; /* NULL when absent */
     bool has_errors;
     bson_t errors; /* static view of the errors array when has_errors */

@@ -70,6 +70,16 @@ mongoq__enqueue_opts_check(const mongoq_enqueue_opts_t *opts, bool many, bson_er
                        MONGOQ_MAX_DEDUP_KEY_BYTES);
         return false;
     }
+    /* The caller's struct has a group only from version 3 on. */
+    const char *group = opts->version >= 3 ? opts->group : NULL;
+    if (group && (!*group || strlen(group) > MONGOQ_MAX_GROUP_BYTES ||
+                  !bson_utf8_validate(group, strlen(group), false))) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "enqueue opts: group must be valid UTF-8 of 1 to MONGOQ_MAX_GROUP_BYTES "
+                       "(%d) bytes",
+                       MONGOQ_MAX_GROUP_BYTES);
+        return false;
+    }
     return true;
 }
 
@@ -260,6 +270,9 @@ parse_lease(const bson_t *doc, mongoq__parsed_t *out, char *reason, size_t reaso
     }
     if (!get_opt_utf8(doc, MONGOQ__F_DEDUP_KEY, &out->dedup_key)) {
         return damaged(reason, reason_len, MONGOQ__F_DEDUP_KEY, "is not a string");
+    }
+    if (!get_opt_utf8(doc, MONGOQ__F_GROUP, &out->group)) {
+        return damaged(reason, reason_len, MONGOQ__F_GROUP, "is not a string");
     }
     if (!get_opt_utf8(doc, MONGOQ__F_CLAIMED_BY, &out->claimed_by)) {
         out->claimed_by = NULL; /* history only: not worth burying a message for */

@@ -41,6 +41,35 @@
 /* int32 0 .. partitions-1; only in queues of more than one partition (partition-private.h). */
 #define MONGOQ__F_PARTITION "partition"
 
+/*
+ * Message groups (group.c, docs/design.md Groups): present only on grouped messages. group is
+ * the caller's group name; group_seq the message's place in its group (1, 2, ... from the
+ * group document's seq at enqueue); group_blocking (true) marks a dead message that keeps its
+ * group's place (MONGOQ_GROUP_DEAD_BLOCK), absent otherwise.
+ */
+#define MONGOQ__F_GROUP "group"
+#define MONGOQ__F_GROUP_SEQ "group_seq"
+#define MONGOQ__F_GROUP_BLOCKING "group_blocking"
+
+/*
+ * The group document: one per group with a message admitted or waiting, in the queue's own
+ * collection (so it shares its messages' partition, and a transaction over both touches one
+ * shard), _id MONGOQ__GROUP_ID_PREFIX + the group's name. It has no status, so no message
+ * query, index scan on status or change-stream filter of mongoq ever meets it.
+ *   active: messages of the group holding a place (ready or processing, and dead ones with
+ *           group_blocking), at most limit; waiting: messages of status waiting; seq: the last
+ *           group_seq given; limit: the group_concurrency of its last enqueue.
+ */
+#define MONGOQ__GROUP_ID_PREFIX "mongoq.group:"
+#define MONGOQ__F_G_ACTIVE "active"
+#define MONGOQ__F_G_WAITING "waiting"
+#define MONGOQ__F_G_SEQ "seq"
+#define MONGOQ__F_G_LIMIT "limit"
+#define MONGOQ__F_G_NAME "name"
+
+/* The rate limit's token bucket (rate.c): one document, _id MONGOQ__RATE_ID. */
+#define MONGOQ__RATE_ID "mongoq.rate"
+
 /* Fields of one entry of `errors`. */
 #define MONGOQ__F_ERROR_AT "at"
 #define MONGOQ__F_ERROR_TEXT "error"
@@ -58,6 +87,8 @@
 #define MONGOQ__S_PROCESSING "processing"
 #define MONGOQ__S_DONE "done"
 #define MONGOQ__S_DEAD "dead"
+/* A grouped message not yet admitted by its group (never claimed; group.c promotes it). */
+#define MONGOQ__S_WAITING "waiting"
 
 /* How many failures `errors` keeps. */
 #define MONGOQ__MAX_ERRORS 5

@@ -15,6 +15,7 @@
 #include "backoff-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "group-private.h"
 #include "hooks-private.h"
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
@@ -137,6 +138,13 @@ mongoq_message_claimed_by(const mongoq_message_t *msg)
 {
     BSON_ASSERT_PARAM(msg);
     return msg->parsed.claimed_by;
+}
+
+const char *
+mongoq_message_group(const mongoq_message_t *msg)
+{
+    BSON_ASSERT_PARAM(msg);
+    return msg->parsed.group;
 }
 
 int32_t
@@ -275,9 +283,12 @@ update_held(mongoq_message_t *msg, const char *what, const bson_t *pipeline, bso
 
 /* ---- dead ---------------------------------------------------------------------------------- */
 
-/* The pipeline that makes a message dead now with reason, its history extended. */
+/*
+ * The pipeline that makes a message dead now with reason, its history extended; `blocking`: a
+ * grouped message that keeps its group's place (group_blocking: true).
+ */
 static void
-build_dead(const bson_t *old_errors, const char *reason, bson_t *pipeline)
+build_dead(const bson_t *old_errors, const char *reason, bool blocking, bson_t *pipeline)
 {
     static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT,
                                         MONGOQ__F_DEDUP_KEY};
@@ -288,17 +299,38 @@ build_dead(const bson_t *old_errors, const char *reason, bson_t *pipeline)
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     mongoq__document_append_reason(&set, MONGOQ__F_LAST_ERROR, reason);
     mongoq__document_append_errors(&set, old_errors, reason);
+    if (blocking) {
+        BSON_APPEND_BOOL(&set, MONGOQ__F_GROUP_BLOCKING, true);
+    }
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
     mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
 }
 
+/*
+ * A grouped message that dies gives its place to its group's next message in the same
+ * transaction (MONGOQ_GROUP_DEAD_RELEASE), or keeps it (BLOCK: one fenced update, marked).
+ */
 static bool
 make_dead(mongoq_message_t *msg, const char *reason, bson_error_t *error)
 {
-    bson_t pipeline = BSON_INITIALIZER;
-    build_dead(msg->parsed.has_errors ? &msg->parsed.errors : NULL, reason, &pipeline);
-    bool ok = update_held(msg, "fail", &pipeline, error);
+    bson_t pipeline = BSON_INITIALIZER, filter = BSON_INITIALIZER;
+    const char *group = msg->parsed.group;
+    bool release = group && msg->queue->opts.group_dead == MONGOQ_GROUP_DEAD_RELEASE;
+    int64_t matched = 0;
+    bool ok;
+    build_dead(msg->parsed.has_errors ? &msg->parsed.errors : NULL, reason, group && !release,
+               &pipeline);
+    if (release) {
+        mongoq__message_held_filter(msg, &filter);
+        ok = mongoq__group_finish(msg->queue, NULL, group, &filter, &pipeline, &matched, error);
+        if (ok && matched == 0) {
+            ok = lease_lost(msg, error);
+        }
+    } else {
+        ok = update_held(msg, "fail", &pipeline, error);
+    }
+    bson_destroy(&filter);
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.failed, 1);
@@ -358,7 +390,9 @@ mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *statu
     bson_t bypass = BSON_INITIALIZER;
     int64_t matched = 0;
     build_bury_filter(doc, status, &filter);
-    build_dead(NULL, reason, &full);
+    bson_iter_t git;
+    /* A grouped message buried keeps its place (redrive or purge gives it back). */
+    build_dead(NULL, reason, bson_iter_init_find(&git, doc, MONGOQ__F_GROUP), &full);
     build_dead_minimal(&minimal);
     BSON_APPEND_BOOL(&bypass, "bypassDocumentValidation", true);
     /* The document itself may refuse the full update (too large to grow, a validator): then

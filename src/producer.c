@@ -17,6 +17,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "group-private.h"
 #include "hooks-private.h"
 #include "mongoq/limits.h"
 #include "mongoq/producer.h"
@@ -35,7 +36,9 @@ normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
     mongoq_enqueue_opts_t defaults = MONGOQ_ENQUEUE_OPTS_INIT;
     *out = defaults;
     if (opts && opts->version > 0 && opts->version <= MONGOQ_ENQUEUE_OPTS_VERSION) {
-        size_t size = opts->version >= 2 ? sizeof *out : offsetof(mongoq_enqueue_opts_t, caller_ids);
+        size_t size = opts->version >= 3   ? sizeof *out
+                      : opts->version == 2 ? offsetof(mongoq_enqueue_opts_t, group)
+                                           : offsetof(mongoq_enqueue_opts_t, caller_ids);
         memcpy(out, opts, size);
     }
 }
@@ -339,7 +342,7 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     if (!mongoq__enqueue_opts_check(opts_in, false, error)) {
         return false;
     }
-    if (!check_ids_given(&opts, id_out, error)) {
+    if (!check_ids_given(&opts, id_out, error) || !mongoq__group_check_opts(queue, &opts, error)) {
         return false;
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
@@ -352,9 +355,17 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
         bson_destroy(&doc);
         return false;
     }
-    int32_t partition = mongoq__partition_of(queue->opts.partitions, &id, opts.dedup_key);
-    mongoq__partition_append(&doc, queue->opts.partitions, partition);
-    bool ok = insert_dedup(queue, &doc, &opts, &id, &holder, &duplicate, error);
+    int32_t partition;
+    bool ok;
+    if (opts.group) {
+        size_t stored = 0;
+        partition = mongoq__group_partition(queue, opts.group);
+        ok = mongoq__group_enqueue(queue, &doc, 1, &opts, &stored, &duplicate, &holder, error);
+    } else {
+        partition = mongoq__partition_of(queue->opts.partitions, &id, opts.dedup_key);
+        mongoq__partition_append(&doc, queue->opts.partitions, partition);
+        ok = insert_dedup(queue, &doc, &opts, &id, &holder, &duplicate, error);
+    }
     bson_destroy(&doc);
     if (ok) {
         mongoq__counter_add(&queue->counters.enqueued, 1);
@@ -383,10 +394,10 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
         }
         bool built = mongoq__document_build(payloads[i], opts, queue->opts.max_attempts, now,
                                             &ids[i], &docs[i], error);
-        if (built) {
+        if (built && !opts->group) { /* a grouped one's partition is its group's (group.c) */
             mongoq__partition_append(&docs[i], queue->opts.partitions,
                                      mongoq__partition_of(queue->opts.partitions, &ids[i], NULL));
-        } else {
+        } else if (!built) {
             for (size_t j = 0; j <= i; j++) {
                 bson_destroy(&docs[j]);
             }
@@ -527,14 +538,15 @@ check_distinct(const bson_oid_t *ids, size_t n, bson_error_t *error)
 }
 
 static bool
-check_many(const bson_t *const *payloads, size_t n, const mongoq_enqueue_opts_t *opts_in,
+check_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n, const mongoq_enqueue_opts_t *opts_in,
            const mongoq_enqueue_opts_t *opts, const bson_oid_t *ids, bson_error_t *error)
 {
     if (!payloads) {
         mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG, "enqueue_many: payloads is NULL");
         return false;
     }
-    if (!mongoq__enqueue_opts_check(opts_in, true, error) || !check_ids_given(opts, ids, error)) {
+    if (!mongoq__enqueue_opts_check(opts_in, true, error) || !check_ids_given(opts, ids, error) ||
+        !mongoq__group_check_opts(queue, opts, error)) {
         return false;
     }
     return !opts->caller_ids || check_distinct(ids, n, error);
@@ -557,7 +569,7 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
     if (n == 0) {
         return true;
     }
-    if (!check_many(payloads, n, opts_in, &opts, ids_out, error)) {
+    if (!check_many(queue, payloads, n, opts_in, &opts, ids_out, error)) {
         return false;
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
@@ -571,14 +583,23 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
         for (size_t i = 0; i < n; i++) {
             ptrs[i] = &docs[i];
         }
-        ok = insert_all(queue, ptrs, n, &opts, &stored, error);
+        if (opts.group) {
+            size_t in = 0;
+            bool dup = false;
+            bson_oid_t unused;
+            ok = mongoq__group_enqueue(queue, docs, n, &opts, &in, &dup, &unused, error);
+            stored = (int64_t)in;
+        } else {
+            ok = insert_all(queue, ptrs, n, &opts, &stored, error);
+        }
         for (size_t i = 0; i < n; i++) {
             bson_destroy(&docs[i]);
         }
     }
     if (stored > 0) {
         mongoq__counter_add(&queue->counters.enqueued, stored);
-        wake_for(queue, mongoq__document_run_at(&opts, now), now, MONGOQ__ALL_PARTITIONS);
+        wake_for(queue, mongoq__document_run_at(&opts, now), now,
+                 opts.group ? mongoq__group_partition(queue, opts.group) : MONGOQ__ALL_PARTITIONS);
     }
     for (size_t i = 0; ok && i < n; i++) {
         mongoq__hook_enqueued(queue, &ids[i], now, mongoq__document_run_at(&opts, now));

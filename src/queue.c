@@ -20,6 +20,7 @@
 #define INDEX_DUE "mongoq_due"
 #define INDEX_DEDUP "mongoq_dedup"
 #define INDEX_DONE_TTL "mongoq_done_ttl"
+#define INDEX_GROUP "mongoq_group"
 
 /* mongod's IndexOptionsConflict: an index of these keys exists with other options. */
 #define INDEX_OPTIONS_CONFLICT 85
@@ -42,6 +43,31 @@ check_duration(const char *name, int64_t value, int64_t max, bson_error_t *error
                        "queue opts: %s must be 0 (the default) to %" PRId64 ", not %" PRId64, name,
                        max, value);
         return false;
+    }
+    return true;
+}
+
+/* Version 4: groups and rate limits. */
+static bool
+check_flow(const mongoq_queue_opts_t *o, bson_error_t *error)
+{
+    if (o->group_concurrency < 0 || o->group_concurrency > MONGOQ_MAX_GROUP_CONCURRENCY) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: group_concurrency must be 0 (no groups) to %d, not %" PRId32,
+                       MONGOQ_MAX_GROUP_CONCURRENCY, o->group_concurrency);
+        return false;
+    }
+    if (o->group_dead != MONGOQ_GROUP_DEAD_RELEASE && o->group_dead != MONGOQ_GROUP_DEAD_BLOCK) {
+        return invalid(error, "queue opts: unknown group_dead");
+    }
+    if (isnan(o->rate_limit) || o->rate_limit < 0 || o->rate_limit > MONGOQ_MAX_RATE_LIMIT) {
+        return invalid(error, "queue opts: rate_limit must be 0 (none) to MONGOQ_MAX_RATE_LIMIT "
+                              "claims per second");
+    }
+    if (o->rate_burst < 0 || o->rate_burst > MONGOQ_MAX_BATCH * 1000 ||
+        (o->rate_burst > 0 && o->rate_limit == 0)) {
+        return invalid(error, "queue opts: rate_burst must be 0 (one second's worth) to "
+                              "MONGOQ_MAX_BATCH * 1000, and needs a rate_limit");
     }
     return true;
 }
@@ -73,7 +99,7 @@ check_ranges(const mongoq_queue_opts_t *o, bson_error_t *error)
                        MONGOQ_MAX_PARTITIONS, o->partitions);
         return false;
     }
-    return true;
+    return check_flow(o, error);
 }
 
 bool
@@ -89,6 +115,7 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
     if (opts) {
         size_t size = opts->version == 1   ? offsetof(mongoq_queue_opts_t, hook)
                       : opts->version == 2 ? offsetof(mongoq_queue_opts_t, partitions)
+                      : opts->version == 3 ? offsetof(mongoq_queue_opts_t, group_concurrency)
                                            : sizeof *out;
         memcpy(out, opts, size);
     }
@@ -108,7 +135,15 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
     DEFAULT_(poll_interval_ms, MONGOQ__DEFAULT_POLL_INTERVAL_MS)
     DEFAULT_(reap_interval_ms, out->lease_ms / 2 > 0 ? out->lease_ms / 2 : 1)
     DEFAULT_(partitions, 1)
+    /* One second's worth, rounded up, at least 1 (no ceil: no libm for one rounding). */
+    DEFAULT_(rate_burst, out->rate_limit > 1 ? (int32_t)out->rate_limit +
+                                                   ((double)(int32_t)out->rate_limit <
+                                                    out->rate_limit)
+                                             : 1)
 #undef DEFAULT_
+    if (out->rate_limit == 0) {
+        out->rate_burst = 0;
+    }
     return true;
 }
 
@@ -268,6 +303,12 @@ static const index_spec_t INDEXES[] = {
     /* The earliest run_at (the waker's timer, stats) and the delayed count, in one seek each. */
     {INDEX_DUE, {MONGOQ__F_STATUS, MONGOQ__F_RUN_AT}, {1, 1}, NULL, true},
     {INDEX_DEDUP, {MONGOQ__F_DEDUP_KEY}, {1}, dedup_options, true},
+    /* Only with groups: a group's head among its waiting messages, and its counts, by seek. */
+    {INDEX_GROUP,
+     {MONGOQ__F_GROUP, MONGOQ__F_STATUS, MONGOQ__F_GROUP_SEQ},
+     {1, 1, 1},
+     NULL,
+     true},
     /* Last: only with MONGOQ_ACK_KEEP. */
     {INDEX_DONE_TTL, {MONGOQ__F_DONE_AT}, {1}, done_ttl_options, false},
 };
@@ -299,11 +340,15 @@ void
 mongoq__queue_index_specs(const mongoq_queue_t *queue, bson_t *indexes)
 {
     size_t n = sizeof INDEXES / sizeof INDEXES[0];
-    if (queue->opts.ack_mode != MONGOQ_ACK_KEEP) {
-        n--; /* no done messages are kept: no TTL index */
-    }
+    uint32_t used = 0;
     for (size_t i = 0; i < n; i++) {
-        append_index(queue, indexes, (uint32_t)i, &INDEXES[i]);
+        bool group = strcmp(INDEXES[i].name, INDEX_GROUP) == 0;
+        bool ttl = strcmp(INDEXES[i].name, INDEX_DONE_TTL) == 0;
+        if ((group && queue->opts.group_concurrency == 0) ||
+            (ttl && queue->opts.ack_mode != MONGOQ_ACK_KEEP)) {
+            continue; /* no groups: no group index; no done messages kept: no TTL index */
+        }
+        append_index(queue, indexes, used++, &INDEXES[i]);
     }
 }
 

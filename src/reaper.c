@@ -14,6 +14,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "group-private.h"
 #include "hooks-private.h"
 #include "partition-private.h"
 #include "queue-private.h"
@@ -27,10 +28,18 @@
  *  $expr: {$and: [{$lt: ["$lease_expires_at", "$$NOW"]}, {<cmp>: ["$attempts", "$max_attempts"]}]}}
  */
 static void
-build_expired_filter(int32_t partitions, int64_t server_now, const char *cmp, bson_t *filter)
+build_expired_filter(int32_t partitions, int64_t server_now, const char *cmp, bool ungrouped,
+                     bson_t *filter)
 {
     bson_t range, expr, and, clause, args;
     mongoq__partition_append_all(filter, partitions); /* a seek per partition on the lease index */
+    if (ungrouped) {
+        /* Grouped messages with no attempt left die one by one, each with its group's
+         * document in a transaction (group_admin.c). */
+        BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_GROUP, &range);
+        BSON_APPEND_BOOL(&range, "$exists", false);
+        bson_append_document_end(filter, &range);
+    }
     BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_LEASE_EXPIRES_AT, &range);
     BSON_APPEND_DATE_TIME(&range, "$lt", server_now + MONGOQ__CLOCK_SLACK_MS);
@@ -76,7 +85,8 @@ reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_n
               int64_t *n, bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
-    build_expired_filter(queue->opts.partitions, server_now, dead ? "$gte" : "$lt", &filter);
+    build_expired_filter(queue->opts.partitions, server_now, dead ? "$gte" : "$lt",
+                         dead && queue->opts.group_concurrency > 0, &filter);
     build_reaped_update(dead, &update);
     mongoq__queue_append_write_concern(queue, &opts);
     bool ok = mongoc_collection_update_many(coll, &filter, &update, &opts, &reply, error);
@@ -91,15 +101,20 @@ reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_n
     return ok;
 }
 
-/* One pass on coll; counts and wakes as mongoq_queue_reap documents. */
+/* One pass on client; counts and wakes as mongoq_queue_reap documents. */
 static bool
-reap_on(mongoq_queue_t *queue, mongoc_collection_t *coll, bool background, int64_t *reclaimed_out,
+reap_on(mongoq_queue_t *queue, mongoc_client_t *client, bool background, int64_t *reclaimed_out,
         bson_error_t *error)
 {
-    int64_t returned = 0, buried = 0;
+    int64_t returned = 0, buried = 0, grouped = 0;
     int64_t now = mongoq__clock_server_latest_ms(queue->clock);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, queue->db, queue->name);
     bool ok = reap_one_kind(queue, coll, now, false, &returned, error) &&
-              reap_one_kind(queue, coll, now, true, &buried, error);
+              reap_one_kind(queue, coll, now, true, &buried, error) &&
+              (queue->opts.group_concurrency == 0 ||
+               mongoq__group_reap_exhausted(queue, client, now, &grouped, error));
+    mongoc_collection_destroy(coll);
+    buried += grouped;
     mongoq__counter_add(&queue->counters.reaped, returned + buried);
     mongoq__counter_add(&queue->counters.failed, buried);
     mongoq__hook_reaped(queue, returned + buried, background);
@@ -121,13 +136,12 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
     }
     /* Estimate the clock before taking a client: a refresh may need one of its own. */
     (void)mongoq__clock_server_now_ms(queue->clock);
-    mongoc_client_t *client;
-    mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
-    if (!coll) {
+    mongoc_client_t *client = mongoq__pool_pop(queue->pool, error);
+    if (!client) {
         return false;
     }
-    bool ok = reap_on(queue, coll, false, reclaimed_out, error);
-    mongoq__queue_release(queue, client, coll);
+    bool ok = reap_on(queue, client, false, reclaimed_out, error);
+    mongoc_client_pool_push(queue->pool, client);
     return ok;
 }
 
@@ -170,9 +184,7 @@ reap_in_background(mongoq_queue_t *queue, mongoc_client_t **client)
                                              &error);
     }
     if (*client) {
-        mongoc_collection_t *coll = mongoc_client_get_collection(*client, queue->db, queue->name);
-        ok = reap_on(queue, coll, true, NULL, &error);
-        mongoc_collection_destroy(coll);
+        ok = reap_on(queue, *client, true, NULL, &error);
     }
     if (!ok) {
         mongoq__queue_log(queue, MONGOQ_LOG_WARNING, "mongoq: reaping %s.%s failed: %s", queue->db,

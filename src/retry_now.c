@@ -8,6 +8,7 @@
 #include "document-private.h"
 #include "error-private.h"
 #include "fields.h"
+#include "group-private.h"
 #include "mongoq/admin.h"
 #include "partition-private.h"
 #include "queue-private.h"
@@ -163,6 +164,16 @@ mongoq_queue_retry_now(mongoq_queue_t *queue, const bson_oid_t *id, bson_error_t
     int64_t matched = 0;
     bool ok = false, found = false;
     int32_t partition = MONGOQ__ALL_PARTITIONS;
+    if (queue->opts.group_concurrency > 0) {
+        /* A dead message goes back through its group, as mongoq_queue_redrive sends it. */
+        if (!mongoq__group_redrive_one(queue, id, &matched, error)) {
+            return false;
+        }
+        if (matched > 0) {
+            mongoq__waker_notify(queue->waker);
+            return true;
+        }
+    }
     mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
     bool read = coll && read_partition(queue, coll, id, &partition, &found, error);
     if (read && found) {

@@ -89,6 +89,8 @@ read_stats(mongoq_queue_t *queue, mongoc_collection_t *coll, mongoq_stats_t *sta
         !count(coll, queue, MONGOQ__S_PROCESSING, -1, &stats->processing, error) ||
         !count(coll, queue, MONGOQ__S_DONE, -1, &stats->done, error) ||
         !count(coll, queue, MONGOQ__S_DEAD, -1, &stats->dead, error) ||
+        (queue->opts.group_concurrency > 0 &&
+         !count(coll, queue, MONGOQ__S_WAITING, -1, &stats->waiting, error)) ||
         !earliest_run_at(queue, coll, &earliest, error) ||
         !mongoq__pause_read(coll, &stats->paused, error)) {
         return false;

@@ -24,6 +24,9 @@
 /* The longest dedup_key, in bytes of UTF-8. */
 #define MONGOQ_MAX_DEDUP_KEY_BYTES 1024
 
+/* The longest message group name (mongoq_enqueue_opts_t.group), in bytes of UTF-8. */
+#define MONGOQ_MAX_GROUP_BYTES 256
+
 /* The longest consumer or worker name, in bytes of UTF-8. */
 #define MONGOQ_MAX_NAME_BYTES 256
 

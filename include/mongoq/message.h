@@ -68,6 +68,10 @@ mongoq_message_claimed_by(const mongoq_message_t *msg);
 MONGOQ_EXPORT int32_t
 mongoq_message_partition(const mongoq_message_t *msg);
 
+/* The message's group (mongoq_enqueue_opts_t.group) or NULL. Borrowed from the message. */
+MONGOQ_EXPORT const char *
+mongoq_message_group(const mongoq_message_t *msg);
+
 /*
  * True once mongoq learnt that the lease is lost (an operation returned LEASE_LOST, or a
  * worker's heartbeat did). A handler may poll it to stop early. Thread-safe.
@@ -93,6 +97,13 @@ mongoq_message_lease_lost(const mongoq_message_t *msg);
  * recognised and returns true; in DELETE mode it leaves no trace, so the repeat reports
  * LEASE_LOST although the message is done. MONGOQ_ERROR_NO_CLIENT; driver errors for a write known not to have been sent (a retry
  * does the whole ack again).
+ *
+ * A grouped message (mongoq_message_group() not NULL) is acknowledged in a transaction that
+ * also releases its place in the group and admits the group's next waiting message, so the
+ * group is never left held by a finished message nor released before it finished; the
+ * settling above applies unchanged (the transaction applied wholly or not at all). The same
+ * holds for retry and fail when they make a grouped message dead (with
+ * MONGOQ_GROUP_DEAD_BLOCK the dead message keeps its place instead, with no transaction).
  */
 MONGOQ_EXPORT bool
 mongoq_message_ack(mongoq_message_t *msg, bson_error_t *error);

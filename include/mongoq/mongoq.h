@@ -23,5 +23,6 @@
 #include "check.h"
 #include "metrics.h"
 #include "schedule.h"
+#include "group.h"
 
 #endif /* MONGOQ_H */

@@ -13,7 +13,8 @@
 extern "C" {
 #endif
 
-#define MONGOQ_ENQUEUE_OPTS_VERSION 2
+/* 2 added caller_ids and reply, 3 group. */
+#define MONGOQ_ENQUEUE_OPTS_VERSION 3
 
 /*
  * Options of one enqueue. Zero means "the default" for every field. Version 1 callers (without
@@ -56,6 +57,21 @@ typedef struct {
      * The caller destroys it.
      */
     bson_t *reply;
+
+    /* ---- version 3 ---- */
+
+    /*
+     * NULL: none. The message's group (an account id, say): valid UTF-8 of 1 to
+     * MONGOQ_MAX_GROUP_BYTES bytes, copied. Needs a queue with group_concurrency > 0
+     * (INVALID_ARG otherwise): at most that many messages of one group are in flight at once,
+     * taken in enqueue order. A grouped enqueue is a transaction (the group's document and the
+     * message); with opts.session it runs in the caller's transaction, which must be started
+     * (INVALID_ARG otherwise). In a partitioned queue the group decides the partition (every
+     * message of a group in one), and a dedup_key with a group is INVALID_ARG there (the key
+     * could not be checked in its own partition). enqueue_many with a group enqueues the n
+     * messages into that group in order.
+     */
+    const char *group;
 } mongoq_enqueue_opts_t;
 
 #define MONGOQ_ENQUEUE_OPTS_INIT {.version = MONGOQ_ENQUEUE_OPTS_VERSION}
@@ -70,7 +86,11 @@ typedef struct {
  *
  * Errors, and what a retry does:
  *  - MONGOQ_ERROR_INVALID_ARG (NULL payload, a payload over MONGOQ_MAX_PAYLOAD_BYTES, an option
- *    out of range): nothing written; a retry fails the same way.
+ *    out of range, a group on a queue without groups): nothing written; a retry fails the
+ *    same way.
+ *  - Grouped messages (opts->group): the group's document and the message are written in one
+ *    transaction, so a failure at any point stores neither; errors and retries are those
+ *    below (UNKNOWN_OUTCOME when the commit's reply was lost even after libmongoc retried it).
  *  - MONGOQ_ERROR_DUPLICATE: an unfinished message holds opts->dedup_key; nothing written.
  *    Inside a transaction the key is looked up in the transaction first, so a holder the
  *    transaction can see never reaches the server's unique index; when the insert still meets

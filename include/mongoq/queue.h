@@ -64,8 +64,27 @@ typedef enum {
  */
 typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, void *user_data);
 
-/* 2 added hook and hook_user_data, 3 partitions. */
-#define MONGOQ_QUEUE_OPTS_VERSION 3
+/* 2 added hook and hook_user_data, 3 partitions, 4 groups and rate limits. */
+#define MONGOQ_QUEUE_OPTS_VERSION 4
+
+/* The highest per-group concurrency limit (mongoq_queue_opts_t.group_concurrency). */
+#define MONGOQ_MAX_GROUP_CONCURRENCY 10000
+
+/* The highest rate limit, in claims per second (mongoq_queue_opts_t.rate_limit). */
+#define MONGOQ_MAX_RATE_LIMIT 1000000.0
+
+/*
+ * What a grouped message that dies (fail, retries or leases used up) does to its group
+ * (docs/design.md, Groups).
+ */
+typedef enum {
+    /* The default: the dead message gives up its place; the group's next message is released.
+     * Redriving it puts it back in line ahead of the messages enqueued after it. */
+    MONGOQ_GROUP_DEAD_RELEASE = 0,
+    /* The dead message keeps its place: the group is blocked (with group_concurrency 1, no
+     * later message of the group is delivered) until it is redriven or purged. */
+    MONGOQ_GROUP_DEAD_BLOCK = 1
+} mongoq_group_dead_t;
 
 /* The most partitions a queue may have (mongoq_queue_opts_t.partitions). */
 #define MONGOQ_MAX_PARTITIONS 128
@@ -125,6 +144,36 @@ typedef struct {
      * with P = 1 with P > 1, or back, fails with IndexKeySpecsConflict, 86).
      */
     int32_t partitions;
+
+    /* ---- version 4 ---- */
+
+    /*
+     * Message groups (docs/design.md, Groups). 0 (the default): the queue has no groups, an
+     * enqueue with a group is INVALID_ARG, and every command is the one of earlier versions.
+     * N = 1 to MONGOQ_MAX_GROUP_CONCURRENCY: messages enqueued with a group (opts.group) are
+     * delivered at most N at a time per group; N = 1 is strict FIFO per group (one message in
+     * flight, in enqueue order; a retried or reaped message keeps its place and holds its group
+     * until it is done or dead). Messages of other groups, and messages without a group, are
+     * never held back by a busy group. A group is held by its message from its admission to its
+     * acknowledgement or death, across crashes: a consumer killed mid-message holds it until
+     * the lease expires and the message is reaped and delivered again. Grouped enqueues, acks
+     * and deaths are transactions (a replica set or a sharded cluster is needed; a standalone
+     * server refuses them). Every process of a queue must use the same value.
+     */
+    int32_t group_concurrency;
+    /* What a grouped message that dies does to its group (default: release it). */
+    mongoq_group_dead_t group_dead;
+    /*
+     * Rate limit: at most rate_limit claims per second across every process of the queue (0:
+     * no limit and no round trip; up to MONGOQ_MAX_RATE_LIMIT), with bursts of up to rate_burst
+     * claims (0: one second's worth, at least 1; up to MONGOQ_MAX_BATCH * 1000). A token bucket
+     * kept in the queue's collection and updated on the server's clock: one findAndModify per
+     * claim call while a limit is set. A throttled claim waits (within its wait_ms) until the
+     * next token is due, woken by a timer, without spinning. Every process should use the same
+     * values (each enforces its own against the one bucket).
+     */
+    double rate_limit;
+    int32_t rate_burst;
 } mongoq_queue_opts_t;
 
 #define MONGOQ_QUEUE_OPTS_INIT {.version = MONGOQ_QUEUE_OPTS_VERSION}
@@ -200,8 +249,8 @@ mongoq_queue_reap(mongoq_queue_t *queue, int64_t *reclaimed_out, bson_error_t *e
  * call. A program built against an older header passes an older version and gets exactly the
  * fields it knows; fields are only ever added at the end.
  */
-/* 2 added paused. */
-#define MONGOQ_STATS_VERSION 2
+/* 2 added paused, 3 waiting. */
+#define MONGOQ_STATS_VERSION 3
 
 /* A snapshot of the queue read from the server (mongoq_queue_stats). */
 typedef struct {
@@ -220,6 +269,10 @@ typedef struct {
 
     /* ---- version 2 ---- */
     bool paused; /* the queue is paused (mongoq_queue_pause) */
+
+    /* ---- version 3 ---- */
+    int64_t waiting; /* grouped messages waiting for their group (status "waiting"); counted
+                        only when the queue has groups (group_concurrency > 0), else 0 */
 } mongoq_stats_t;
 
 #define MONGOQ_STATS_INIT {.version = MONGOQ_STATS_VERSION}

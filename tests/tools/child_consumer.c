@@ -1,5 +1,6 @@
 /*
- * mongoq-child-consumer URI DB COLL [--lease-ms N] [--no-reaper]
+ * mongoq-child-consumer URI DB COLL [--lease-ms N] [--no-reaper] [--group-concurrency N]
+ *                       [--rate-limit R]
  *
  * A consumer in a process of its own, driven line by line by a scenario test
  * (tests/integration/test_scenario_*.c) or the tool's tests (tests/cli/test_cli.sh): killed with SIGKILL while it holds leases, or run
@@ -256,7 +257,10 @@ int
 main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s URI DB COLL [--lease-ms N] [--no-reaper]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s URI DB COLL [--lease-ms N] [--no-reaper] [--group-concurrency N] "
+                "[--rate-limit R]\n",
+                argv[0]);
         return 2;
     }
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
@@ -265,6 +269,10 @@ main(int argc, char **argv)
             opts.lease_ms = atoll(argv[++i]);
         } else if (strcmp(argv[i], "--no-reaper") == 0) {
             opts.no_reaper = true;
+        } else if (strcmp(argv[i], "--group-concurrency") == 0 && i + 1 < argc) {
+            opts.group_concurrency = atoi(argv[++i]); /* a queue with groups (test_groups.c) */
+        } else if (strcmp(argv[i], "--rate-limit") == 0 && i + 1 < argc) {
+            opts.rate_limit = atof(argv[++i]);
         } else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;

@@ -1,0 +1,587 @@
+/*
+ * Message groups: the transaction helper, admission at enqueue, and the release of a place when
+ * a message finishes (acknowledged, or dead with MONGOQ_GROUP_DEAD_RELEASE). See
+ * group-private.h and docs/design.md (Groups) for the invariant and why it holds.
+ */
+#include "group-private.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "error-private.h"
+#include "fields.h"
+#include "partition-private.h"
+#include "service-private.h"
+
+#define DUPLICATE_KEY 11000
+
+/* ---- transactions ------------------------------------------------------------------------- */
+
+typedef struct {
+    mongoq__txn_t txn;
+    mongoq__txn_body_fn body;
+    void *ctx;
+} txn_call_t;
+
+static bool
+txn_callback(mongoc_client_session_t *session, void *ctx, bson_t **reply, bson_error_t *error)
+{
+    txn_call_t *call = ctx;
+    call->txn.session = session;
+    bson_destroy(call->txn.reply);
+    call->txn.reply = NULL;
+    bool ok = call->body(&call->txn, call->ctx, error);
+    if (!ok && call->txn.reply) {
+        *reply = bson_copy(call->txn.reply); /* its labels decide whether to run it again */
+    }
+    return ok;
+}
+
+bool
+mongoq__txn_run(mongoq_queue_t *queue, mongoc_client_t *client, mongoq__txn_body_fn body,
+                void *ctx, bson_error_t *error)
+{
+    bson_t reply;
+    bool from_pool = client == NULL, ok = false;
+    if (from_pool && !(client = mongoq__pool_pop(queue->pool, error))) {
+        return false;
+    }
+    txn_call_t call = {.txn = {.queue = queue}, .body = body, .ctx = ctx};
+    call.txn.coll = mongoc_client_get_collection(client, queue->db, queue->name);
+    mongoc_client_session_t *session = mongoc_client_start_session(client, NULL, error);
+    if (session) {
+        mongoc_transaction_opt_t *topts = mongoc_transaction_opts_new();
+        mongoc_transaction_opts_set_write_concern(topts, queue->wc);
+        ok = mongoc_client_session_with_transaction(session, txn_callback, topts, &call, &reply,
+                                                    error);
+        if (!ok && mongoc_error_has_label(&reply, "UnknownTransactionCommitResult")) {
+            mongoq__error_set(error, MONGOQ_ERROR_UNKNOWN_OUTCOME,
+                              "group transaction: the commit's outcome is unknown: %s",
+                              error->message);
+        }
+        bson_destroy(&reply);
+        mongoc_transaction_opts_destroy(topts);
+        mongoc_client_session_destroy(session);
+    }
+    bson_destroy(call.txn.reply);
+    mongoc_collection_destroy(call.txn.coll);
+    if (from_pool) {
+        mongoc_client_pool_push(queue->pool, client);
+    }
+    return ok;
+}
+
+/* The session's options for one command of the transaction. */
+bool
+mongoq__txn_opts(mongoq__txn_t *txn, bson_t *opts, bson_error_t *error)
+{
+    return mongoc_client_session_append(txn->session, opts, error);
+}
+
+void
+mongoq__txn_keep_reply(mongoq__txn_t *txn, const bson_t *reply)
+{
+    bson_destroy(txn->reply);
+    txn->reply = bson_copy(reply);
+}
+
+/*
+ * findAndModify in the transaction; *value_out (when not NULL) gets a copy of the document it
+ * returned, or NULL when there was none.
+ */
+bool
+mongoq__txn_fam(mongoq__txn_t *txn, const bson_t *filter, const bson_t *sort, const bson_t *update,
+        mongoc_find_and_modify_flags_t flags, bson_t **value_out, bson_error_t *error)
+{
+    bson_t extra = BSON_INITIALIZER, reply;
+    bson_iter_t it;
+    bool ok = false;
+    mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
+    if (value_out) {
+        *value_out = NULL;
+    }
+    if (mongoq__txn_opts(txn, &extra, error)) {
+        if (sort) {
+            mongoc_find_and_modify_opts_set_sort(fam, sort);
+        }
+        mongoc_find_and_modify_opts_set_update(fam, update);
+        mongoc_find_and_modify_opts_set_flags(fam, flags);
+        mongoc_find_and_modify_opts_append(fam, &extra);
+        ok = mongoc_collection_find_and_modify_with_opts(txn->coll, filter, fam, &reply, error);
+        if (!ok) {
+            mongoq__txn_keep_reply(txn, &reply);
+        } else if (value_out && bson_iter_init_find(&it, &reply, "value") &&
+                   BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_iter_document(&it, &len, &data);
+            *value_out = bson_new_from_data(data, len);
+        }
+        bson_destroy(&reply);
+    }
+    mongoc_find_and_modify_opts_destroy(fam);
+    bson_destroy(&extra);
+    return ok;
+}
+
+/* updateOne (update not NULL) or deleteOne in the transaction; *n: matched or deleted. */
+bool
+mongoq__txn_write_one(mongoq__txn_t *txn, const bson_t *filter, const bson_t *update, int64_t *n,
+              bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER, reply;
+    bool ok = false;
+    *n = 0;
+    if (mongoq__txn_opts(txn, &opts, error)) {
+        ok = update ? mongoc_collection_update_one(txn->coll, filter, update, &opts, &reply, error)
+                    : mongoc_collection_delete_one(txn->coll, filter, &opts, &reply, error);
+        if (ok) {
+            *n = mongoq__reply_count(&reply, update ? "matchedCount" : "deletedCount");
+        } else {
+            mongoq__txn_keep_reply(txn, &reply);
+        }
+        bson_destroy(&reply);
+    }
+    bson_destroy(&opts);
+    return ok;
+}
+
+int64_t
+mongoq__int_field(const bson_t *doc, const char *field)
+{
+    bson_iter_t it;
+    return doc && bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_NUMBER(&it)
+               ? bson_iter_as_int64(&it)
+               : 0;
+}
+
+/* ---- the group document ------------------------------------------------------------------- */
+
+char *
+mongoq__group_doc_id(const char *group)
+{
+    return bson_strdup_printf("%s%s", MONGOQ__GROUP_ID_PREFIX, group);
+}
+
+int32_t
+mongoq__group_partition(const mongoq_queue_t *queue, const char *group)
+{
+    /* As a dedup key is placed: every message of a group, and its document, in one partition. */
+    return mongoq__partition_of(queue->opts.partitions, NULL, group);
+}
+
+void
+mongoq__group_doc_filter(const mongoq_queue_t *queue, const char *group, bson_t *filter)
+{
+    char *id = mongoq__group_doc_id(group);
+    mongoq__partition_append(filter, queue->opts.partitions, mongoq__group_partition(queue, group));
+    BSON_APPEND_UTF8(filter, MONGOQ__F_ID, id);
+    bson_free(id);
+}
+
+/* {$ifNull: ["$field", 0]} */
+static void
+append_or_zero(bson_t *parent, const char *key, const char *path)
+{
+    bson_t doc, args;
+    BSON_APPEND_DOCUMENT_BEGIN(parent, key, &doc);
+    BSON_APPEND_ARRAY_BEGIN(&doc, "$ifNull", &args);
+    BSON_APPEND_UTF8(&args, "0", path);
+    BSON_APPEND_INT64(&args, "1", 0);
+    bson_append_array_end(&doc, &args);
+    bson_append_document_end(parent, &doc);
+}
+
+/*
+ * How many of n new messages the group admits: none while any waits (they are ahead in line),
+ * else as many as its free places: waiting > 0 ? 0 : max(0, min(n, limit - active)). The same
+ * rule as the pipeline below, applied on the client to the document as it was.
+ */
+static int64_t
+admitted(int64_t active, int64_t waiting, int64_t limit, int64_t n)
+{
+    int64_t free = limit - active;
+    return waiting > 0 || free <= 0 ? 0 : (n < free ? n : free);
+}
+
+/* {$cond: [{$gt: [W, 0]}, 0, {$max: [0, {$min: [n, {$subtract: [limit, A]}]}]}]} */
+static void
+append_admit(bson_t *parent, const char *key, int64_t limit, int64_t n)
+{
+    bson_t cond, args, gt, gt_args, max, max_args, min, min_args, sub, sub_args;
+    BSON_APPEND_DOCUMENT_BEGIN(parent, key, &cond);
+    BSON_APPEND_ARRAY_BEGIN(&cond, "$cond", &args);
+    BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &gt);
+    BSON_APPEND_ARRAY_BEGIN(&gt, "$gt", &gt_args);
+    append_or_zero(&gt_args, "0", "$" MONGOQ__F_G_WAITING);
+    BSON_APPEND_INT64(&gt_args, "1", 0);
+    bson_append_array_end(&gt, &gt_args);
+    bson_append_document_end(&args, &gt);
+    BSON_APPEND_INT64(&args, "1", 0);
+    BSON_APPEND_DOCUMENT_BEGIN(&args, "2", &max);
+    BSON_APPEND_ARRAY_BEGIN(&max, "$max", &max_args);
+    BSON_APPEND_INT64(&max_args, "0", 0);
+    BSON_APPEND_DOCUMENT_BEGIN(&max_args, "1", &min);
+    BSON_APPEND_ARRAY_BEGIN(&min, "$min", &min_args);
+    BSON_APPEND_INT64(&min_args, "0", n);
+    BSON_APPEND_DOCUMENT_BEGIN(&min_args, "1", &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &sub_args);
+    BSON_APPEND_INT64(&sub_args, "0", limit);
+    append_or_zero(&sub_args, "1", "$" MONGOQ__F_G_ACTIVE);
+    bson_append_array_end(&sub, &sub_args);
+    bson_append_document_end(&min_args, &sub);
+    bson_append_array_end(&min, &min_args);
+    bson_append_document_end(&max_args, &min);
+    bson_append_array_end(&max, &max_args);
+    bson_append_document_end(&args, &max);
+    bson_append_array_end(&cond, &args);
+    bson_append_document_end(parent, &cond);
+}
+
+/* {$add: [{$ifNull: ["$field", 0]}, <expr appended by fn or the number add>]} */
+static void
+append_field_plus(bson_t *set, const char *field, int64_t add, int64_t limit, int64_t n,
+                  int admit_sign)
+{
+    bson_t doc, args, sub, sub_args;
+    char path[32];
+    bson_snprintf(path, sizeof path, "$%s", field);
+    BSON_APPEND_DOCUMENT_BEGIN(set, field, &doc);
+    BSON_APPEND_ARRAY_BEGIN(&doc, "$add", &args);
+    append_or_zero(&args, "0", path);
+    if (admit_sign > 0) {
+        append_admit(&args, "1", limit, n);
+    } else if (admit_sign < 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(&args, "1", &sub);
+        BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &sub_args);
+        BSON_APPEND_INT64(&sub_args, "0", n);
+        append_admit(&sub_args, "1", limit, n);
+        bson_append_array_end(&sub, &sub_args);
+        bson_append_document_end(&args, &sub);
+    } else {
+        BSON_APPEND_INT64(&args, "1", add);
+    }
+    bson_append_array_end(&doc, &args);
+    bson_append_document_end(set, &doc);
+}
+
+/* The enqueue's group update: seq += n, active += admitted, waiting += n - admitted. */
+static void
+build_take_places(const char *group, int64_t limit, int64_t n, bson_t *pipeline)
+{
+    bson_t stage, set, lit;
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_G_NAME, &lit);
+    BSON_APPEND_UTF8(&lit, "$literal", group);
+    bson_append_document_end(&set, &lit);
+    BSON_APPEND_INT64(&set, MONGOQ__F_G_LIMIT, limit);
+    append_field_plus(&set, MONGOQ__F_G_SEQ, n, limit, n, 0);
+    append_field_plus(&set, MONGOQ__F_G_ACTIVE, 0, limit, n, 1);
+    append_field_plus(&set, MONGOQ__F_G_WAITING, 0, limit, n, -1);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(pipeline, &stage);
+}
+
+/* ---- enqueue ------------------------------------------------------------------------------ */
+
+bool
+mongoq__group_check_opts(const mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
+                         bson_error_t *error)
+{
+    if (!opts->group) {
+        return true;
+    }
+    if (queue->opts.group_concurrency == 0) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "enqueue opts: a group needs a queue with groups (queue opts "
+                          "group_concurrency > 0)");
+        return false;
+    }
+    if (opts->dedup_key && queue->opts.partitions > 1) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "enqueue opts: a partitioned queue takes a group or a dedup_key, not "
+                          "both (the group places the message, the key could not be checked)");
+        return false;
+    }
+    if (opts->session && !mongoc_client_session_in_transaction(opts->session)) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "enqueue opts: a grouped enqueue with a session needs the session's "
+                          "transaction started");
+        return false;
+    }
+    return true;
+}
+
+typedef struct {
+    const bson_t *docs;
+    size_t n;
+    const mongoq_enqueue_opts_t *opts;
+    bool duplicate;
+    bson_oid_t holder;
+    size_t stored;
+} enqueue_ctx_t;
+
+/* The dedup key's holder, looked up in the transaction (its unique index must never see a key
+ * the transaction can see: mongod aborts the transaction on 11000). */
+static bool
+find_holder(mongoq__txn_t *txn, const char *key, bool *found, bson_oid_t *holder,
+            bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    const bson_t *doc;
+    bson_iter_t it;
+    bool ok = false;
+    *found = false;
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_DEDUP_KEY, key);
+    BSON_APPEND_INT64(&opts, "limit", 1);
+    if (mongoq__txn_opts(txn, &opts, error)) {
+        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(txn->coll, &filter, &opts, NULL);
+        if (mongoc_cursor_next(cursor, &doc) && bson_iter_init_find(&it, doc, MONGOQ__F_ID) &&
+            BSON_ITER_HOLDS_OID(&it)) {
+            *found = true;
+            bson_oid_copy(bson_iter_oid(&it), holder);
+        }
+        const bson_t *err_doc = NULL;
+        ok = !mongoc_cursor_error_document(cursor, error, &err_doc);
+        if (!ok && err_doc) {
+            mongoq__txn_keep_reply(txn, err_doc);
+        }
+        mongoc_cursor_destroy(cursor);
+    }
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/* docs[i] as stored: status ready (the first `admit`) or waiting, group_seq, partition. */
+static void
+build_stored(const mongoq_queue_t *queue, const bson_t *doc, const char *group, bool admit,
+             int64_t seq, bson_t *out)
+{
+    bson_init(out);
+    bson_copy_to_excluding_noinit(doc, out, MONGOQ__F_STATUS, NULL);
+    BSON_APPEND_UTF8(out, MONGOQ__F_STATUS, admit ? MONGOQ__S_READY : MONGOQ__S_WAITING);
+    BSON_APPEND_UTF8(out, MONGOQ__F_GROUP, group);
+    BSON_APPEND_INT64(out, MONGOQ__F_GROUP_SEQ, seq);
+    mongoq__partition_append(out, queue->opts.partitions, mongoq__group_partition(queue, group));
+}
+
+static bool
+insert_stored(mongoq__txn_t *txn, bson_t *stored, size_t n, bson_error_t *error)
+{
+    bson_t opts = BSON_INITIALIZER, reply;
+    const bson_t **ptrs = bson_malloc(n * sizeof *ptrs);
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = &stored[i];
+    }
+    bool ok = mongoq__txn_opts(txn, &opts, error);
+    if (ok) {
+        ok = mongoc_collection_insert_many(txn->coll, ptrs, n, &opts, &reply, error);
+        if (!ok) {
+            mongoq__txn_keep_reply(txn, &reply);
+        }
+        bson_destroy(&reply);
+    }
+    bson_free(ptrs);
+    bson_destroy(&opts);
+    return ok;
+}
+
+static bool
+enqueue_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
+{
+    enqueue_ctx_t *c = arg;
+    const char *group = c->opts->group;
+    int64_t limit = txn->queue->opts.group_concurrency, n = (int64_t)c->n;
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, *old = NULL;
+    c->duplicate = false;
+    c->stored = 0;
+    if (c->opts->dedup_key &&
+        !find_holder(txn, c->opts->dedup_key, &c->duplicate, &c->holder, error)) {
+        return false;
+    }
+    if (c->duplicate) {
+        return true; /* nothing written: the commit is empty */
+    }
+    mongoq__group_doc_filter(txn->queue, group, &filter);
+    build_take_places(group, limit, n, &update);
+    bool ok = mongoq__txn_fam(txn, &filter, NULL, &update, MONGOC_FIND_AND_MODIFY_UPSERT, &old, error);
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    if (!ok) {
+        return false;
+    }
+    int64_t admit = admitted(mongoq__int_field(old, MONGOQ__F_G_ACTIVE), mongoq__int_field(old, MONGOQ__F_G_WAITING),
+                             limit, n);
+    int64_t seq = mongoq__int_field(old, MONGOQ__F_G_SEQ);
+    bson_destroy(old);
+    bson_t *stored = bson_aligned_alloc(BSON_ALIGNOF(bson_t), c->n * sizeof *stored);
+    for (size_t i = 0; i < c->n; i++) {
+        build_stored(txn->queue, &c->docs[i], group, (int64_t)i < admit, seq + 1 + (int64_t)i,
+                     &stored[i]);
+    }
+    ok = insert_stored(txn, stored, c->n, error);
+    for (size_t i = 0; i < c->n; i++) {
+        bson_destroy(&stored[i]);
+    }
+    bson_free(stored);
+    c->stored = ok ? c->n : 0;
+    return ok;
+}
+
+bool
+mongoq__group_enqueue(mongoq_queue_t *queue, const bson_t *docs, size_t n,
+                      const mongoq_enqueue_opts_t *opts, size_t *stored, bool *duplicate,
+                      bson_oid_t *holder, bson_error_t *error)
+{
+    enqueue_ctx_t c = {.docs = docs, .n = n, .opts = opts};
+    bool ok;
+    if (opts->session) {
+        /* The caller's transaction: its commit is the caller's, and so is a retry. */
+        mongoq__txn_t txn = {.queue = queue, .session = opts->session};
+        txn.coll = mongoc_client_get_collection(mongoc_client_session_get_client(opts->session),
+                                                queue->db, queue->name);
+        ok = enqueue_body(&txn, &c, error);
+        if (opts->reply && txn.reply) {
+            bson_destroy(opts->reply);
+            bson_copy_to(txn.reply, opts->reply);
+        }
+        bson_destroy(txn.reply);
+        mongoc_collection_destroy(txn.coll);
+    } else {
+        ok = mongoq__txn_run(queue, NULL, enqueue_body, &c, error);
+    }
+    *stored = ok ? c.stored : 0;
+    *duplicate = c.duplicate;
+    if (c.duplicate) {
+        bson_oid_copy(&c.holder, holder);
+        mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
+                          "an unfinished message already holds dedup_key \"%s\"", opts->dedup_key);
+        return false;
+    }
+    if (!ok && mongoq__error_is_server(error, DUPLICATE_KEY)) {
+        mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
+                          "a message with one of these _ids is already stored (nothing of this "
+                          "enqueue was written)");
+    }
+    return ok;
+}
+
+/* ---- leaving a place ---------------------------------------------------------------------- */
+
+typedef struct {
+    const char *group;
+    const bson_t *filter;
+    const bson_t *update;
+    int64_t matched;
+    bool promoted;
+    int64_t promoted_run_at;
+} finish_ctx_t;
+
+/*
+ * Admits the group's head: its waiting message of the lowest group_seq becomes ready. One seek
+ * on the group index {[partition,] group, status, group_seq}.
+ */
+bool
+mongoq__group_promote_head(mongoq__txn_t *txn, const char *group, bool *promoted, int64_t *run_at,
+             bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, sort = BSON_INITIALIZER, update = BSON_INITIALIZER;
+    bson_t stage, set, *doc = NULL;
+    bson_iter_t it;
+    mongoq__partition_append(&filter, txn->queue->opts.partitions,
+                             mongoq__group_partition(txn->queue, group));
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_GROUP, group);
+    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_WAITING);
+    BSON_APPEND_INT32(&sort, MONGOQ__F_GROUP_SEQ, 1);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
+    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(&update, &stage);
+    bool ok = mongoq__txn_fam(txn, &filter, &sort, &update, MONGOC_FIND_AND_MODIFY_RETURN_NEW, &doc, error);
+    *promoted = ok && doc != NULL;
+    if (*promoted && bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) &&
+        BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        *run_at = bson_iter_date_time(&it);
+    }
+    bson_destroy(doc);
+    bson_destroy(&update);
+    bson_destroy(&sort);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/*
+ * The group document after a message left its place: its successor took the place (waiting - 1),
+ * or the place is given up (active - 1), and a group left with nothing is deleted (its seq
+ * restarts; no message of it is ready, processing or waiting, so no order is lost).
+ */
+static bool
+release_place(mongoq__txn_t *txn, const char *group, bool promoted, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, inc, cond;
+    int64_t n = 0;
+    bool ok = true;
+    mongoq__group_doc_filter(txn->queue, group, &filter);
+    if (!promoted) {
+        bson_t last = BSON_INITIALIZER;
+        bson_concat(&last, &filter);
+        BSON_APPEND_DOCUMENT_BEGIN(&last, MONGOQ__F_G_ACTIVE, &cond);
+        BSON_APPEND_INT64(&cond, "$lte", 1);
+        bson_append_document_end(&last, &cond);
+        BSON_APPEND_DOCUMENT_BEGIN(&last, MONGOQ__F_G_WAITING, &cond);
+        BSON_APPEND_INT64(&cond, "$lte", 0);
+        bson_append_document_end(&last, &cond);
+        ok = mongoq__txn_write_one(txn, &last, NULL, &n, error);
+        bson_destroy(&last);
+    }
+    if (ok && n == 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
+        BSON_APPEND_INT64(&inc, promoted ? MONGOQ__F_G_WAITING : MONGOQ__F_G_ACTIVE, -1);
+        bson_append_document_end(&update, &inc);
+        ok = mongoq__txn_write_one(txn, &filter, &update, &n, error);
+    }
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    return ok;
+}
+
+static bool
+finish_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
+{
+    finish_ctx_t *c = arg;
+    c->matched = 0;
+    c->promoted = false;
+    if (!mongoq__txn_write_one(txn, c->filter, c->update, &c->matched, error)) {
+        return false;
+    }
+    if (c->matched == 0) {
+        return true; /* not held any more: its place is someone else's business */
+    }
+    return mongoq__group_promote_head(txn, c->group, &c->promoted, &c->promoted_run_at, error) &&
+           release_place(txn, c->group, c->promoted, error);
+}
+
+bool
+mongoq__group_finish(mongoq_queue_t *queue, mongoc_client_t *client, const char *group,
+                     const bson_t *filter, const bson_t *update, int64_t *matched,
+                     bson_error_t *error)
+{
+    finish_ctx_t c = {.group = group, .filter = filter, .update = update};
+    bool ok = mongoq__txn_run(queue, client, finish_body, &c, error);
+    *matched = ok ? c.matched : 0;
+    if (ok && c.promoted) {
+        int32_t partition = mongoq__group_partition(queue, group);
+        int64_t now = mongoq__clock_server_now_ms(queue->clock);
+        if (c.promoted_run_at > now) {
+            mongoq__waker_schedule_partition(queue->waker, c.promoted_run_at, partition);
+        } else {
+            mongoq__waker_notify_partition(queue->waker, partition);
+        }
+    }
+    return ok;
+}
