@@ -33,16 +33,26 @@ append_group_range(bson_t *filter, const char *after)
     bson_free(from);
 }
 
+/* A `count` command (counted from the group index's keys, as stats' counts are); -1 on error. */
 static int64_t
 count_processing(mongoc_collection_t *coll, const mongoq_queue_t *queue, const char *group,
                  bson_error_t *error)
 {
-    bson_t filter = BSON_INITIALIZER;
+    bson_t cmd = BSON_INITIALIZER, filter, reply;
+    bson_iter_t it;
+    int64_t n = -1;
+    BSON_APPEND_UTF8(&cmd, "count", queue->name);
+    BSON_APPEND_DOCUMENT_BEGIN(&cmd, "query", &filter);
     mongoq__partition_append(&filter, queue->opts.partitions, mongoq__group_partition(queue, group));
     BSON_APPEND_UTF8(&filter, MONGOQ__F_GROUP, group);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
-    int64_t n = mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, error);
-    bson_destroy(&filter);
+    bson_append_document_end(&cmd, &filter);
+    if (mongoc_collection_read_command_with_opts(coll, &cmd, NULL, NULL, &reply, error) &&
+        bson_iter_init_find(&it, &reply, "n") && BSON_ITER_HOLDS_NUMBER(&it)) {
+        n = bson_iter_as_int64(&it);
+    }
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
     return n;
 }
 
