@@ -5,11 +5,13 @@
  *
  *   t       = min(burst, ifNull(tokens, burst) + rate_per_ms * max(0, $$NOW - ifNull(at, $$NOW)))
  *   granted = max(0, min(want, floor(t)))
- *   tokens  = t - granted,  at = $$NOW
+ *   tokens  = t - granted,  at = max(at, $$NOW)
  *
  * One document update is atomic, so claims granted by all processes together over any
  * interval [a, b] of the server's clock are at most burst + rate * (b - a): the bucket holds at
- * most burst, and refills at rate. A claim that takes tokens and claims fewer messages gives
+ * most burst, and refills at rate for the time `at` moved on, which never goes back (concurrent
+ * commands take $$NOW when they start and may write in another order: with at = $$NOW a late
+ * writer would move it back and the same milliseconds would be credited twice). A claim that takes tokens and claims fewer messages gives
  * the rest back ($inc, capped at burst), so idle consumers do not burn the budget. Consumers
  * that get none wait for (1 - tokens) / rate, the next token's time, on the waker.
  */
@@ -120,7 +122,20 @@ append_take(int64_t want, bson_t *pipeline)
     BSON_APPEND_UTF8(&sub_args, "1", "$" F_GRANTED);
     bson_append_array_end(&sub, &sub_args);
     bson_append_document_end(&set, &sub);
-    BSON_APPEND_UTF8(&set, F_AT, "$$NOW");
+    /* at never moves back: concurrent commands take $$NOW when they start, not in the order
+     * they write, so "at = $$NOW" could go back and credit the same time twice. */
+    bson_t at, at_args, if_null, if_args;
+    BSON_APPEND_DOCUMENT_BEGIN(&set, F_AT, &at);
+    BSON_APPEND_ARRAY_BEGIN(&at, "$max", &at_args);
+    BSON_APPEND_DOCUMENT_BEGIN(&at_args, "0", &if_null);
+    BSON_APPEND_ARRAY_BEGIN(&if_null, "$ifNull", &if_args);
+    BSON_APPEND_UTF8(&if_args, "0", "$" F_AT);
+    BSON_APPEND_UTF8(&if_args, "1", "$$NOW");
+    bson_append_array_end(&if_null, &if_args);
+    bson_append_document_end(&at_args, &if_null);
+    BSON_APPEND_UTF8(&at_args, "1", "$$NOW");
+    bson_append_array_end(&at, &at_args);
+    bson_append_document_end(&set, &at);
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "3", &stage);
