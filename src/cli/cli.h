@@ -146,6 +146,7 @@ int cli_cmd_watch(cli_t *cli);
 int cli_cmd_doctor(cli_t *cli);
 int cli_cmd_metrics(cli_t *cli);
 int cli_cmd_schedules(cli_t *cli);
+int cli_cmd_groups(cli_t *cli);
 
 /* http.c: serves GET /metrics on addr ("HOST:PORT", IPv4) until stopped or max requests
  * (0: no limit) were answered. Prints "listening on http://HOST:PORT/metrics" once bound. */

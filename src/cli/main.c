@@ -102,6 +102,15 @@ static const cli_command_t COMMANDS[] = {
      "LIMIT missed slots), the slots enqueued and skipped so far, and the latest slot enqueued.\n"
      "Read-only: schedules are set with the library, and enqueued by a scheduler.",
      true, cli_cmd_schedules},
+    {"groups", "message groups: places held, in flight and waiting per group", "",
+     "json limit page",
+     "Lists the queue's message groups (mongoq/group.h, mongoq_queue_groups) in name order: the\n"
+     "messages holding a place (ACTIVE: admitted, claimed, or dead and blocking the group), those\n"
+     "claimed now (IN_FLIGHT), those waiting for a place in enqueue order (WAITING), the group's\n"
+     "concurrency limit and its partition. A group exists while it has such messages.\n"
+     "  --limit N       groups to show, 1 to 1000 (default 100)\n"
+     "  --page NAME     continue after the group NAME (the last line of a page names it)",
+     true, cli_cmd_groups},
     {"queues", "the queues of a database (collections with mongoq's claim index)", "", "json",
      "Lists the collections of --db that carry the index mongoq_claim, with their counts.", false,
      cli_cmd_queues},

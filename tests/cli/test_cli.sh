@@ -5,7 +5,8 @@
 # an unreachable one; the metrics text through the exposition checker, once and served over
 # HTTP; pause and resume seen by a consumer in another process (mongoq-child-consumer); purge
 # and redrive in batches, stopped part way by a fail point and run again; schedules set through
-# the library (mongoq-set-schedule) listed with their next run in UTC and in their zone.
+# the library (mongoq-set-schedule) listed with their next run in UTC and in their zone; message
+# groups enqueued and claimed by a consumer process, listed with their counts and paged.
 #
 #   tests/cli/test_cli.sh MONGOQ_BIN PROMCHECK_BIN TEST_SERVER_BIN RUN_COMMAND_BIN CHILD_BIN \
 #       SET_SCHEDULE_BIN
@@ -343,8 +344,43 @@ PY
     expect_rc "schedules takes no arguments" 64 "$M" "${S[@]}" schedules weekly
 fi
 
+# ---- groups --------------------------------------------------------------------------------------
+# Grouped messages enqueued and one claimed by a consumer in another process (FIFO groups).
+G=(--db "$DB" --queue grp)
+coproc GCHILD { exec "$CHILD_BIN" "$MONGOQ_TEST_URI" "$DB" grp --group-concurrency 1; }
+PIDS+=("$GCHILD_PID")
+gask() {
+    echo "$1" >&"${GCHILD[1]}"
+    read -t 60 -r ANSWER <&"${GCHILD[0]}" || ANSWER="(no answer)"
+}
+read -t 60 -r ANSWER <&"${GCHILD[0]}" || ANSWER="(no answer)"
+check "groups: consumer started" "${ANSWER%% *}" ready
+expect_rc "groups: none yet" 0 "$M" "${G[@]}" groups
+grep -q "^$DB.grp: no groups$" "$TMP/out" && ok "groups: none line" || bad "groups: none line: $(cat "$TMP/out")"
+for line in "enqueue 1 alpha" "enqueue 2 alpha" "enqueue 3 alpha" "enqueue 4 beta"; do gask "$line"; done
+check "groups: enqueued" "$ANSWER" ok
+gask "claim 5000"
+check "groups: one claimed" "${ANSWER%% *}" msg
+expect_rc "groups --json" 0 "$M" "${G[@]}" groups --json
+check "groups: by name" "$(json '[g["name"] for g in d["groups"]]' <"$TMP/out")" "['alpha', 'beta']"
+check "groups: alpha holds one place, two wait" \
+    "$(json 'd["groups"][0]["active"], d["groups"][0]["waiting"], d["groups"][0]["limit"]' <"$TMP/out")" "1 2 1"
+check "groups: one in flight in all" "$(json 'sum(g["in_flight"] for g in d["groups"])' <"$TMP/out")" 1
+check "groups: one page" "$(json 'd["next_page"]' <"$TMP/out")" None
+expect_rc "groups --limit 1" 0 "$M" "${G[@]}" groups --limit 1 --json
+check "groups: next page" "$(json '[g["name"] for g in d["groups"]], d["next_page"]' <"$TMP/out")" "['alpha'] alpha"
+expect_rc "groups --page alpha" 0 "$M" "${G[@]}" groups --page alpha --json
+check "groups: the page after alpha" "$(json '[g["name"] for g in d["groups"]]' <"$TMP/out")" "['beta']"
+expect_rc "groups (table)" 0 "$M" "${G[@]}" groups
+grep -Eq '^GROUP +ACTIVE +IN_FLIGHT +WAITING +LIMIT +PARTITION$' "$TMP/out" \
+    && ok "groups: header" || bad "groups: header: $(head -1 "$TMP/out")"
+grep -Eq '^alpha +1 +[01] +2 +1 +0$' "$TMP/out" && ok "groups: alpha's row" || bad "groups: alpha's row: $(cat "$TMP/out")"
+expect_rc "groups --limit 0 is refused" 64 "$M" "${G[@]}" groups --limit 0
+expect_rc "groups takes no arguments" 64 "$M" "${G[@]}" groups alpha
+echo quit >&"${GCHILD[1]}"
+
 # ---- help and purge ------------------------------------------------------------------------------
-for c in stats ls show enqueue redrive retry purge pause resume watch doctor metrics queues schedules; do
+for c in stats ls show enqueue redrive retry purge pause resume watch doctor metrics queues schedules groups; do
     "$M" "$c" --help | grep -q "^usage: mongoq" || bad "$c --help"
 done
 ok "--help of every command"

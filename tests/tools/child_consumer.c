@@ -1,6 +1,9 @@
 /*
  * mongoq-child-consumer URI DB COLL [--lease-ms N] [--no-reaper] [--group-concurrency N]
- *                       [--rate-limit R]
+ *                       [--rate-limit R] [--partitions N]
+ *
+ * The queue's partitions: --partitions, else MONGOQ_TEST_PARTITIONS (the integration tests'
+ * partitioned mode, inherited from the test), else 1.
  *
  * A consumer in a process of its own, driven line by line by a scenario test
  * (tests/integration/test_scenario_*.c) or the tool's tests (tests/cli/test_cli.sh): killed with SIGKILL while it holds leases, or run
@@ -14,6 +17,8 @@
  *   fail OID              -> ok (the message goes to dead, reason "failed by the child")
  *   extend OID MS         -> ok
  *   reap                  -> reaped <n>
+ *   enqueue SEQ [GROUP]   -> ok (payload {seq: SEQ}, in GROUP when given: needs
+ *                            --group-concurrency)
  *   quit                  -> (exits 0)
  *
  * Any failure answers: err <domain> <code> <message>. Claimed messages are kept until acked,
@@ -181,6 +186,21 @@ cmd_reap(child_t *c)
     }
 }
 
+static void
+cmd_enqueue(child_t *c, long long seq, const char *group)
+{
+    bson_error_t error;
+    mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
+    bson_t *payload = BCON_NEW("seq", BCON_INT64(seq));
+    opts.group = group;
+    if (mongoq_enqueue(c->queue, payload, &opts, NULL, &error)) {
+        printf("ok\n");
+    } else {
+        reply_error(&error);
+    }
+    bson_destroy(payload);
+}
+
 /* Runs one command line; false on "quit". */
 static bool
 run_line(child_t *c, const char *line)
@@ -205,6 +225,10 @@ run_line(child_t *c, const char *line)
         cmd_on_message(c, hex, false, a);
     } else if (strcmp(word, "reap") == 0) {
         cmd_reap(c);
+    } else if (strcmp(word, "enqueue") == 0 && sscanf(line, "%*s %lld %63s", &a, hex) == 2) {
+        cmd_enqueue(c, a, hex);
+    } else if (strcmp(word, "enqueue") == 0 && sscanf(line, "%*s %lld", &a) == 1) {
+        cmd_enqueue(c, a, NULL);
     } else {
         printf("err 0 0 unknown command: %s\n", line);
     }
@@ -259,14 +283,18 @@ main(int argc, char **argv)
     if (argc < 4) {
         fprintf(stderr,
                 "usage: %s URI DB COLL [--lease-ms N] [--no-reaper] [--group-concurrency N] "
-                "[--rate-limit R]\n",
+                "[--rate-limit R] [--partitions N]\n",
                 argv[0]);
         return 2;
     }
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    const char *partitions = getenv("MONGOQ_TEST_PARTITIONS");
+    opts.partitions = partitions ? atoi(partitions) : 0;
     for (int i = 4; i < argc; i++) {
         if (strcmp(argv[i], "--lease-ms") == 0 && i + 1 < argc) {
             opts.lease_ms = atoll(argv[++i]);
+        } else if (strcmp(argv[i], "--partitions") == 0 && i + 1 < argc) {
+            opts.partitions = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--no-reaper") == 0) {
             opts.no_reaper = true;
         } else if (strcmp(argv[i], "--group-concurrency") == 0 && i + 1 < argc) {
