@@ -38,6 +38,7 @@ typedef struct {
 /* The checks of the queue's collection (check_queue.c); each fills its item. */
 void mongoq__check_indexes(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item);
 void mongoq__check_claim_plan(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item);
+void mongoq__check_partitions(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item);
 void mongoq__check_write_concern(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item);
 void mongoq__check_paused(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item);
 void mongoq__check_backlog(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item);

@@ -90,10 +90,15 @@ check_topology(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
     } else if (bson_iter_init_find(&it, &ctx->hello, "msg") && BSON_ITER_HOLDS_UTF8(&it) &&
                strcmp(bson_iter_utf8(&it, NULL), "isdbgrid") == 0) {
         BSON_APPEND_UTF8(&item->details, "topology", "sharded");
-        mongoq__check_item_set(item, MONGOQ_CHECK_WARNING,
-                               "keep the queue's collection unsharded (claims by findAndModify "
-                               "need the shard key before 7.1)",
-                               "mongos: a sharded cluster");
+        if (ctx->queue->opts.partitions > 1) {
+            mongoq__check_item_set(item, MONGOQ_CHECK_OK, NULL,
+                                   "mongos: a sharded cluster, a partitioned queue");
+        } else {
+            mongoq__check_item_set(item, MONGOQ_CHECK_WARNING,
+                                   "keep the queue's collection unsharded, or open it with "
+                                   "partitions > 1 and shard it (docs/scaling.md)",
+                                   "mongos: a sharded cluster, a queue of one partition");
+        }
     } else {
         BSON_APPEND_UTF8(&item->details, "topology", "standalone");
         mongoq__check_item_set(item, MONGOQ_CHECK_WARNING,
@@ -290,6 +295,7 @@ static const struct {
     {"clock_skew", check_clock_skew, false},
     {"indexes", mongoq__check_indexes, false},
     {"claim_plan", mongoq__check_claim_plan, false},
+    {"partitions", mongoq__check_partitions, false},
     {"write_concern", mongoq__check_write_concern, false},
     {"paused", mongoq__check_paused, true},
     {"backlog", mongoq__check_backlog, true},

@@ -1,6 +1,7 @@
 /*
  * The doctor's checks of the queue's collection: its indexes against the table
- * mongoq_queue_ensure_indexes creates from (queue.c), the claim's plan, the write concern, and
+ * mongoq_queue_ensure_indexes creates from (queue.c), the claim's plan, the partitions and the
+ * shard key, the write concern, and
  * the pause state, the backlog and dead letters from mongoq_queue_stats.
  */
 #include <inttypes.h>
@@ -211,7 +212,8 @@ walk_plan(bson_iter_t *it, plan_t *plan, int depth)
     }
 }
 
-/* {explain: {find, filter: the claim's, sort: the claim's, limit: 1}, verbosity}. */
+/* {explain: {find, filter: the claim's (partition 0's when partitioned), sort: the claim's,
+ * limit: 1}, verbosity}. */
 static void
 build_explain(mongoq__check_ctx_t *ctx, bson_t *cmd)
 {
@@ -219,6 +221,11 @@ build_explain(mongoq__check_ctx_t *ctx, bson_t *cmd)
     BSON_APPEND_DOCUMENT_BEGIN(cmd, "explain", &find);
     BSON_APPEND_UTF8(&find, "find", ctx->queue->name);
     BSON_APPEND_DOCUMENT_BEGIN(&find, "filter", &filter);
+    if (ctx->queue->opts.partitions > 1) {
+        /* A partitioned claim names its partition first (the claim index's first key, and the
+         * shard key: through mongos the explain then reaches the shard holding partition 0). */
+        BSON_APPEND_INT32(&filter, MONGOQ__F_PARTITION, 0);
+    }
     mongoq__document_append_due(&filter, mongoq__clock_server_now_ms(ctx->queue->clock));
     bson_append_document_end(&find, &filter);
     BSON_APPEND_DOCUMENT_BEGIN(&find, "sort", &sort);
@@ -279,6 +286,103 @@ mongoq__check_claim_plan(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
     }
     bson_destroy(&reply);
     bson_destroy(&cmd);
+}
+
+/* ---- partitions ----------------------------------------------------------------------------- */
+
+/* Whether ctx's server is a mongos (hello's msg "isdbgrid"). */
+static bool
+on_mongos(const mongoq__check_ctx_t *ctx)
+{
+    bson_iter_t it;
+    return bson_iter_init_find(&it, &ctx->hello, "msg") && BSON_ITER_HOLDS_UTF8(&it) &&
+           strcmp(bson_iter_utf8(&it, NULL), "isdbgrid") == 0;
+}
+
+/* config.collections' entry for the queue's collection (not dropped) into *key (a copy, or NULL
+ * when the collection is not sharded). */
+static bool
+shard_key_of(mongoq__check_ctx_t *ctx, bson_t **key, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, found_key;
+    const bson_t *doc;
+    char *ns = bson_strdup_printf("%s.%s", ctx->queue->db, ctx->queue->name);
+    BSON_APPEND_UTF8(&filter, "_id", ns);
+    mongoc_collection_t *coll = mongoc_client_get_collection(ctx->client, "config", "collections");
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    *key = NULL;
+    if (mongoc_cursor_next(cursor, &doc) && !get_bool(doc, "dropped") &&
+        get_doc(doc, "key", &found_key)) {
+        *key = bson_copy(&found_key);
+    }
+    bool ok = !mongoc_cursor_error(cursor, error);
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&filter);
+    bson_free(ns);
+    return ok;
+}
+
+/* {partition: 1} or {partition: "hashed"}: the keys mongoq_queue_shard shards on. */
+static bool
+expected_key(const bson_t *key)
+{
+    bson_iter_t it;
+    return bson_iter_init(&it, key) && bson_iter_next(&it) &&
+           strcmp(bson_iter_key(&it), MONGOQ__F_PARTITION) == 0 &&
+           ((BSON_ITER_HOLDS_NUMBER(&it) && bson_iter_as_int64(&it) == 1) ||
+            (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), "hashed") == 0)) &&
+           !bson_iter_next(&it);
+}
+
+void
+mongoq__check_partitions(mongoq__check_ctx_t *ctx, mongoq__check_item_t *item)
+{
+    int32_t p = ctx->queue->opts.partitions;
+    bson_error_t error;
+    bson_t *key = NULL;
+    BSON_APPEND_INT32(&item->details, "partitions", p);
+    if (!on_mongos(ctx)) {
+        mongoq__check_item_set(item, MONGOQ_CHECK_OK, NULL,
+                               p > 1 ? "%" PRId32 " partitions (not sharded: not a mongos)"
+                                     : "%" PRId32 " partition",
+                               p);
+        return;
+    }
+    if (!shard_key_of(ctx, &key, &error)) {
+        mongoq__check_item_set(item, MONGOQ_CHECK_WARNING, "grant find on config.collections",
+                               "reading config.collections failed: %s", error.message);
+        return;
+    }
+    bool expected = key && expected_key(key);
+    BSON_APPEND_BOOL(&item->details, "sharded", key != NULL);
+    if (key) {
+        BSON_APPEND_DOCUMENT(&item->details, "shard_key", key);
+    }
+    if (key && (p <= 1 || !expected)) {
+        char *json = bson_as_relaxed_extended_json(key, NULL);
+        mongoq__check_item_set(item, MONGOQ_CHECK_ERROR,
+                               p <= 1 ? "open the queue with partitions > 1 (a new collection) "
+                                        "and shard it with mongoq_queue_shard"
+                                      : "reshard on {partition: 1} (docs/scaling.md)",
+                               "%" PRId32 " partition(s), sharded on %s: claims and acks need "
+                               "{partition: 1} (mongos refuses them without the shard key)",
+                               p, json);
+        bson_free(json);
+    } else if (key) {
+        mongoq__check_item_set(item, MONGOQ_CHECK_OK, NULL,
+                               "%" PRId32 " partitions, sharded on the partition", p);
+    } else if (p > 1) {
+        mongoq__check_item_set(item, MONGOQ_CHECK_WARNING,
+                               "shard it with mongoq_queue_shard (once, through mongos)",
+                               "%" PRId32 " partitions, the collection is not sharded: every "
+                               "message on the database's primary shard",
+                               p);
+    } else {
+        mongoq__check_item_set(item, MONGOQ_CHECK_OK, NULL,
+                               "1 partition, not sharded (on the database's primary shard)");
+    }
+    bson_destroy(key);
 }
 
 /* ---- write concern ------------------------------------------------------------------------ */

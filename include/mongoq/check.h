@@ -7,9 +7,10 @@
  *
  *   server          the server's version (buildInfo): error below 4.2 (no pipeline updates,
  *                   no $$NOW), warning below 6.0 (mongoq is tested on 6.0+)
- *   topology        hello: setName = replica set (ok); msg "isdbgrid" = mongos (warning:
- *                   claims on a sharded queue need the shard key); else standalone (warning:
- *                   no change streams, no transactions)
+ *   topology        hello: setName = replica set (ok); msg "isdbgrid" = mongos (ok for a
+ *                   partitioned queue; warning for one partition: claims on a sharded
+ *                   collection need the shard key); else standalone (warning: no change
+ *                   streams, no transactions)
  *   change_streams  opens a change stream on the queue (maxAwaitTimeMS 1) and closes it; a
  *                   refusal is a warning (consumers fall back to polling)
  *   pipeline_update an updateOne with a pipeline using $$NOW whose filter matches no document
@@ -25,7 +26,14 @@
  *                   keys, unique, partial filter, TTL): a missing or different one is an error
  *   claim_plan      explain (executionStats) of the claim's find (ready and due, sorted by
  *                   priority, run_at, _id, limit 1): error when it does not use the claim index,
- *                   warning when it examines more than keys_warn keys
+ *                   warning when it examines more than keys_warn keys; a partitioned queue's
+ *                   claim names partition 0 (as every claim names its partition)
+ *   partitions      the queue's partitions (details: partitions); on a mongos also whether
+ *                   config.collections shards the collection (details: sharded, shard_key):
+ *                   ok on {partition: 1} or {partition: "hashed"} with partitions > 1, or
+ *                   unsharded with one; warning when a partitioned queue is not sharded
+ *                   (mongoq_queue_shard); error when sharded on another key or with one
+ *                   partition (claims would fail: mongos needs the shard key)
  *   write_concern   the queue's write concern: warning for w: 0, or w: 1 without j
  *   paused          the pause state (mongoq_queue_stats): warning while the queue is paused
  *                   (mongoq_queue_pause), with the resume command as the advice

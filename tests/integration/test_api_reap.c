@@ -187,6 +187,7 @@ Test(api_reap, purge_by_status)
 
 Test(api_reap, concurrent_reapers_reclaim_each_message_once)
 {
+    world_skip_sharded("claim_many takes from one partition per call; the test expects one batch over the whole queue");
     world_t t;
     mongoq_queue_opts_t opts = manual_reaping();
     world_open(&t, &opts, 0);

@@ -60,7 +60,8 @@ Test(check, a_healthy_queue_is_ok)
     mongoq_report_t *r = check(t.queue);
     static const char *const names[] = {"server", "topology", "change_streams", "pipeline_update",
                                         "now", "clock_skew", "indexes", "claim_plan",
-                                        "write_concern", "paused", "backlog", "dead_letters"};
+                                        "partitions", "write_concern", "paused", "backlog",
+                                        "dead_letters"};
     cr_assert_eq(mongoq_report_count(r), sizeof names / sizeof names[0]);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         cr_assert_str_eq(mongoq_report_name(r, i), names[i]);
@@ -137,7 +138,9 @@ Test(check, a_paused_queue_is_a_warning_until_resumed)
     world_open(&t, NULL, 0);
     world_enqueue_n(&t, 2, NULL, NULL);
     /* Paused by another handle, as an operator's tool would: the report reads the database. */
-    mongoq_queue_t *other = mongoq_queue_new(t.pool, t.db, "jobs", NULL, &error);
+    mongoq_queue_opts_t other_opts = MONGOQ_QUEUE_OPTS_INIT;
+    other_opts.partitions = world_partitions(); /* the same queue */
+    mongoq_queue_t *other = mongoq_queue_new(t.pool, t.db, "jobs", &other_opts, &error);
     cr_assert(other, "%s", error.message);
     cr_assert(mongoq_queue_pause(other, &error), "%s", error.message);
     mongoq_report_t *r = check(t.queue);
@@ -151,7 +154,7 @@ Test(check, a_paused_queue_is_a_warning_until_resumed)
     bson_t doc;
     mongoq_report_to_bson(r, &doc);
     bson_iter_t it;
-    cr_assert(bson_iter_init(&it, &doc) && bson_iter_find_descendant(&it, "items.9.details.paused",
+    cr_assert(bson_iter_init(&it, &doc) && bson_iter_find_descendant(&it, "items.10.details.paused",
                                                                       &it));
     cr_assert(bson_iter_as_bool(&it));
     bson_destroy(&doc);
@@ -205,4 +208,78 @@ Test(check, standalone_and_unreachable_servers)
     bson_free(t.db);
     mongoc_uri_destroy(uri);
     mongoc_cleanup();
+}
+
+/* The details' integer or boolean field name of the item named item (-1 when absent). */
+static int64_t
+detail_of(const mongoq_report_t *r, const char *item, const char *name)
+{
+    bson_iter_t it;
+    for (size_t i = 0; i < mongoq_report_count(r); i++) {
+        if (strcmp(mongoq_report_name(r, i), item) == 0 &&
+            bson_iter_init_find(&it, mongoq_report_details(r, i), name)) {
+            return BSON_ITER_HOLDS_BOOL(&it) ? bson_iter_bool(&it) : bson_iter_as_int64(&it);
+        }
+    }
+    return -1;
+}
+
+/* A partitioned queue: the claim's explain names partition 0 and uses the claim index; the
+ * partitions item gives P and, on a mongos, that the collection is sharded on the partition. */
+Test(check, a_partitioned_queue_is_checked_in_partition_zero)
+{
+    world_t t;
+    mongoq_queue_opts_t o = MONGOQ_QUEUE_OPTS_INIT;
+    o.partitions = 4;
+    world_open(&t, &o, 0); /* sharded first on a mongos */
+    for (int i = 0; i < 12; i++) {
+        world_enqueue(t.queue, i, NULL, NULL);
+    }
+    mongoq_report_t *r = check(t.queue);
+    cr_assert_eq(level_of(r, "claim_plan"), MONGOQ_CHECK_OK, "%s", message_of(r, "claim_plan"));
+    cr_assert(strstr(message_of(r, "claim_plan"), "mongoq_claim"), "%s",
+              message_of(r, "claim_plan"));
+    cr_assert_eq(level_of(r, "partitions"), MONGOQ_CHECK_OK, "%s", message_of(r, "partitions"));
+    cr_assert_eq(detail_of(r, "partitions", "partitions"), 4);
+    bool mongos = world_uri_is_mongos(t.uri);
+    cr_assert_eq(detail_of(r, "partitions", "sharded"), mongos ? 1 : -1,
+                 "sharded is reported on a mongos only: %s", message_of(r, "partitions"));
+    cr_assert_eq(level_of(r, "topology"), mongos ? MONGOQ_CHECK_OK : level_of(r, "topology"));
+    mongoq_report_destroy(r);
+    world_close(&t);
+}
+
+/* On a mongos: a partitioned queue whose collection is not sharded is a warning (every message
+ * on one shard), and one sharded on another key an error (claims need {partition}). */
+Test(check, on_a_mongos_the_shard_key_is_checked)
+{
+    world_t t;
+    mongoq_queue_opts_t o = MONGOQ_QUEUE_OPTS_INIT;
+    world_open(&t, NULL, WORLD_NO_QUEUE);
+    if (!world_uri_is_mongos(t.uri)) {
+        world_close(&t);
+        cr_skip_test("needs a mongos (queue-tests-sharded, or MONGOQ_TEST_URI naming one)");
+    }
+    bson_error_t error;
+    o.partitions = 4;
+    mongoq_queue_t *q = mongoq_queue_new(t.pool, t.db, "unsharded", &o, &error);
+    cr_assert(q, "%s", error.message);
+    mongoq_report_t *r = check(q);
+    cr_assert_eq(level_of(r, "partitions"), MONGOQ_CHECK_WARNING, "%s",
+                 message_of(r, "partitions"));
+    cr_assert(strstr(advice_of(r, "partitions"), "mongoq_queue_shard"), "%s",
+              advice_of(r, "partitions"));
+    mongoq_report_destroy(r);
+    mongoq_queue_destroy(q);
+    q = mongoq_queue_new(t.pool, t.db, "other_key", &o, &error);
+    cr_assert(q, "%s", error.message);
+    char *cmd = bson_strdup_printf("{\"shardCollection\": \"%s.other_key\", \"key\": {\"_id\": 1}}",
+                                   t.db);
+    cr_assert(mtest_command(t.client, "admin", cmd, NULL, &error), "%s", error.message);
+    bson_free(cmd);
+    r = check(q);
+    cr_assert_eq(level_of(r, "partitions"), MONGOQ_CHECK_ERROR, "%s", message_of(r, "partitions"));
+    mongoq_report_destroy(r);
+    mongoq_queue_destroy(q);
+    world_close(&t);
 }

@@ -14,7 +14,9 @@ static mongoc_client_pool_t *
 pool_with(const char *db, const char *options)
 {
     const char *base = mtest_uri();
-    char *uri = bson_strdup_printf("%s%s%s", base, strchr(base, '?') ? "&" : "/?", options);
+    size_t len = strlen(base);
+    const char *sep = strchr(base, '?') ? "&" : len && base[len - 1] == '/' ? "?" : "/?";
+    char *uri = bson_strdup_printf("%s%s%s", base, sep, options);
     mongoc_client_pool_t *pool = mtest_pool_for(uri, db);
     bson_free(uri);
     return pool;

@@ -90,6 +90,7 @@ Test(scenario_proxy, enqueue_many_retried_with_its_ids_after_a_lost_reply_stores
 /* claim_many's updateMany applied, its reply lost: the messages come back to the caller. */
 Test(scenario_proxy, claim_many_returns_what_its_interrupted_update_leased, .timeout = 60)
 {
+    world_skip_sharded("a fault proxy cuts the router's connection, and claim_many takes from one partition per call; the test expects one batch over the whole queue");
     world_t p;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.no_reaper = true;

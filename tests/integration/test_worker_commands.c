@@ -201,11 +201,13 @@ wc_batch_of_one(int threads)
 Test(worker_commands, a_batch_of_one_costs_a_find_and_modify_and_an_ack_per_message,
      .timeout = 120)
 {
+    world_skip_sharded("counts the commands of one partition (a partitioned consumer probes every partition)");
     wc_batch_of_one(1);
 }
 
 Test(worker_commands, four_threads_at_batch_one_cost_the_same_per_message, .timeout = 120)
 {
+    world_skip_sharded("counts the commands of one partition (a partitioned consumer probes every partition)");
     wc_batch_of_one(4);
 }
 
@@ -213,6 +215,7 @@ Test(worker_commands, four_threads_at_batch_one_cost_the_same_per_message, .time
 
 Test(worker_commands, a_batch_of_100_is_acked_in_one_ack_many, .timeout = 120)
 {
+    world_skip_sharded("counts the commands of one partition (a partitioned consumer probes every partition)");
     enum { N = 300, BATCHES = 3 };
     world_t w;
     wc_ctx_t c;
@@ -241,6 +244,7 @@ Test(worker_commands, a_batch_of_100_is_acked_in_one_ack_many, .timeout = 120)
 
 Test(worker_commands, the_acks_before_a_retry_are_sent_before_it, .timeout = 120)
 {
+    world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
     enum { N = 10, RETRIED = 4 };
     world_t w;
     wc_ctx_t c;
@@ -270,6 +274,7 @@ Test(worker_commands, the_acks_before_a_retry_are_sent_before_it, .timeout = 120
 
 Test(worker_commands, a_slow_handler_is_acked_as_it_returns, .timeout = 120)
 {
+    world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
     enum { N = 4 };
     world_t w;
     wc_ctx_t c;
@@ -294,6 +299,7 @@ Test(worker_commands, a_slow_handler_is_acked_as_it_returns, .timeout = 120)
  */
 Test(worker_commands, a_claim_many_that_lost_its_candidates_claims_the_next_due, .timeout = 120)
 {
+    world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
     world_t w;
     bson_oid_t ids[3];
     wc_open(&w, 0);

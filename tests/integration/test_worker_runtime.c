@@ -169,6 +169,7 @@ wr_count_is(void *ctx)
 
 Test(worker, stop_hands_unstarted_messages_back_at_once)
 {
+    world_skip_sharded("claim_many takes from one partition per call; the test expects one batch over the whole queue");
     world_t e;
     bson_error_t error;
     world_open(&e, NULL, 0); /* 30 s leases: only a hand-back makes them ready soon */

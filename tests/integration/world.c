@@ -90,7 +90,10 @@ shard_on_mongos(world_t *w, const mongoq_queue_opts_t *opts)
     }
     char *appname = bson_strdup_printf("%s-shard", w->db);
     mongoc_client_pool_t *pool = mtest_pool_for(w->uri, appname);
-    mongoq_queue_t *queue = mongoq_queue_new(pool, w->db, "jobs", opts, &error);
+    mongoq_queue_opts_t shard_opts = MONGOQ_QUEUE_OPTS_INIT; /* the test's write concern aside */
+    shard_opts.partitions = opts->partitions;
+    shard_opts.no_reaper = true;
+    mongoq_queue_t *queue = mongoq_queue_new(pool, w->db, "jobs", &shard_opts, &error);
     cr_assert(queue, "mongoq_queue_new (to shard it): %s", error.message);
     cr_assert(mongoq_queue_shard(queue, NULL, &error), "mongoq_queue_shard: %s", error.message);
     mongoq_queue_destroy(queue);
