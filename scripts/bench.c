@@ -5,7 +5,7 @@
  * docs/benchmarks.md and plots.
  *
  *   mongoq-bench --uri URI --out DIR [--durable-uri URI] [--large] [--reps N] [--quick]
- *                [--only cost,enqueue,wake,depth,burndown,work,durable]
+ *                [--only cost,enqueue,wake,depth,burndown,work,durable,groups]
  *
  * --durable-uri names a server that waits for its journal (scripts/bench starts a test server
  * with --dbpath) for the durable burn-downs. Writes DIR/results.md (tables) and DIR/burndown.dat,
@@ -174,7 +174,8 @@ main(int argc, char **argv)
                      {"depth", bench_depth},
                      {"burndown", bench_burndown},
                      {"work", bench_server_work},
-                     {"durable", bench_durable}};
+                     {"durable", bench_durable},
+                     {"groups", bench_groups}};
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
         if (!bench_cfg.only || listed(bench_cfg.only, workloads[i].name)) {
             workloads[i].run();

@@ -154,5 +154,7 @@ void
 bench_server_work(void);
 void
 bench_durable(void);
+void
+bench_groups(void); /* bench_groups.c: message groups */
 
 #endif

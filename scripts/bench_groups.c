@@ -1,0 +1,154 @@
+/*
+ * mongoq-bench --only groups: message groups (docs/design.md, Groups).
+ *
+ *  1. Claim + ack one at a time, with groups against without: a FIFO queue of 1,000 groups of
+ *     100 messages (group_concurrency 1) and a plain queue of as many messages, the same
+ *     consumers (1 and 8 threads) taking the same number of messages from each. A grouped ack
+ *     is a transaction (the delete, the admission of the group's next message, the group
+ *     document), so the ratio is the price of the guarantee.
+ *  2. The throughput of a FIFO queue with 10,000 groups and 8 consumers.
+ *
+ * Each figure is the median of --reps runs, each on a fresh queue.
+ */
+#include "bench.h"
+
+#define GROUPS_A 1000
+#define PER_GROUP_A 100
+#define GROUPS_B 10000
+#define PER_GROUP_B 5
+
+typedef struct {
+    mongoq_queue_t *queue;
+    int64_t limit; /* stop after this many in all threads */
+    atomic_int_least64_t *taken;
+    int64_t done;
+} loop_arg_t;
+
+static void *
+claim_ack_loop(void *p)
+{
+    loop_arg_t *a = p;
+    bson_error_t error;
+    mongoq_consumer_t *c = mongoq_consumer_new(a->queue, NULL, &error);
+    if (!c) {
+        bench_die("consumer", &error);
+    }
+    for (int idle = 0; idle < 20;) {
+        if (atomic_fetch_add(a->taken, 1) >= a->limit) {
+            break;
+        }
+        mongoq_message_t *msg = NULL;
+        if (!mongoq_consumer_claim(c, 50, &msg, &error)) {
+            bench_die("claim", &error);
+        }
+        if (!msg) {
+            atomic_fetch_sub(a->taken, 1);
+            idle++; /* a FIFO queue's last heads are all held by others: a short wait */
+            continue;
+        }
+        if (!mongoq_message_ack(msg, &error)) {
+            bench_die("ack", &error);
+        }
+        mongoq_message_destroy(msg);
+        a->done++;
+    }
+    mongoq_consumer_destroy(c);
+    return NULL;
+}
+
+/* msgs/s of `threads` consumers taking `limit` messages from q. */
+static double
+run_loop(mongoq_queue_t *q, int threads, int64_t limit)
+{
+    pthread_t tids[MAX_THREADS];
+    loop_arg_t args[MAX_THREADS];
+    atomic_int_least64_t taken = 0;
+    double t0 = bench_now_s();
+    for (int i = 0; i < threads; i++) {
+        args[i] = (loop_arg_t){.queue = q, .limit = limit, .taken = &taken};
+        pthread_create(&tids[i], NULL, claim_ack_loop, &args[i]);
+    }
+    int64_t total = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(tids[i], NULL);
+        total += args[i].done;
+    }
+    return (double)total / (bench_now_s() - t0);
+}
+
+/* A fresh queue: groups of per_group messages each (groups = 0: as many ungrouped). */
+static mongoq_queue_t *
+fill_queue(int groups, int per_group, bool grouped)
+{
+    bson_error_t error;
+    bench_drop_db();
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.no_reaper = true;
+    opts.group_concurrency = grouped ? 1 : 0;
+    mongoq_queue_t *q = mongoq_queue_new(bench_pool, bench_db_name, QUEUE_NAME, &opts, &error);
+    if (!q) {
+        bench_die("mongoq_queue_new", &error);
+    }
+    if (!grouped) {
+        bench_fill(q, (int64_t)groups * per_group, 100);
+        return q;
+    }
+    bson_t payloads[PER_GROUP_A];
+    const bson_t *ptrs[PER_GROUP_A];
+    for (int i = 0; i < per_group; i++) {
+        bench_make_payload(&payloads[i], i, 100);
+        ptrs[i] = &payloads[i];
+    }
+    for (int g = 0; g < groups; g++) {
+        char name[32];
+        mongoq_enqueue_opts_t eopts = MONGOQ_ENQUEUE_OPTS_INIT;
+        snprintf(name, sizeof name, "account-%05d", g);
+        eopts.group = name;
+        if (!mongoq_enqueue_many(q, ptrs, (size_t)per_group, &eopts, NULL, NULL, &error)) {
+            bench_die("grouped fill", &error);
+        }
+    }
+    for (int i = 0; i < per_group; i++) {
+        bson_destroy(&payloads[i]);
+    }
+    return q;
+}
+
+static summary_t
+measure(int groups, int per_group, bool grouped, int threads, int64_t limit)
+{
+    double v[MAX_REPS];
+    for (int r = 0; r < bench_cfg.reps; r++) {
+        mongoq_queue_t *q = fill_queue(groups, per_group, grouped);
+        v[r] = run_loop(q, threads, limit);
+        mongoq_queue_destroy(q);
+    }
+    summary_t s = bench_summarize(v, bench_cfg.reps);
+    fprintf(stderr, "groups: %d x %d %s, %d threads: %.0f msg/s\n", groups, per_group,
+            grouped ? "grouped" : "plain", threads, s.median);
+    return s;
+}
+
+void
+bench_groups(void)
+{
+    static const int threads[] = {1, 8};
+    int64_t sample = bench_cfg.quick ? 2000 : 10000;
+    fprintf(bench_md, "\n## Message groups\n\n"
+                      "Claim + ack one at a time from a FIFO queue of %d groups of %d messages "
+                      "(group_concurrency 1) and from a plain queue of as many messages; %lld "
+                      "messages taken per run, median (min-max) of %d runs, msg/s.\n\n"
+                      "| threads | plain | groups | groups / plain |\n|---|---|---|---|\n",
+            GROUPS_A, PER_GROUP_A, (long long)sample, bench_cfg.reps);
+    for (size_t t = 0; t < 2; t++) {
+        summary_t plain = measure(GROUPS_A, PER_GROUP_A, false, threads[t], sample);
+        summary_t grouped = measure(GROUPS_A, PER_GROUP_A, true, threads[t], sample);
+        fprintf(bench_md, "| %d | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f |\n", threads[t],
+                plain.median, plain.min, plain.max, grouped.median, grouped.min, grouped.max,
+                grouped.median / plain.median);
+    }
+    summary_t wide = measure(GROUPS_B, PER_GROUP_B, true, 8, sample);
+    fprintf(bench_md, "\nA FIFO queue of %d groups of %d messages, 8 consumer threads: %.0f "
+                      "(%.0f-%.0f) msg/s.\n",
+            GROUPS_B, PER_GROUP_B, wide.median, wide.min, wide.max);
+}
