@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -197,13 +198,17 @@ mongoq_scheduler_new(mongoq_queue_t *queue, const mongoq_scheduler_opts_t *opts,
     return s;
 }
 
-/* Waits up to ms for a stop request (the pipe). */
+/*
+ * Waits up to ms (at most poll_ms) for a stop request (the pipe). poll(2) takes an int: a
+ * longer wait (poll_ms may be years) is cut to INT_MAX ms, after which a pass finds nothing due
+ * and idles again, rather than turning negative (wait forever) or wrapping.
+ */
 static void
 idle(mongoq_scheduler_t *s, int64_t ms)
 {
     struct pollfd pfd = {.fd = s->pipe_fds[0], .events = POLLIN};
     if (ms > 0 && !atomic_load(&s->stop_requested)) {
-        (void)poll(&pfd, 1, ms > s->opts.poll_ms ? (int)s->opts.poll_ms : (int)ms);
+        (void)poll(&pfd, 1, (int)BSON_MIN(BSON_MIN(ms, s->opts.poll_ms), (int64_t)INT_MAX));
     }
 }
 
@@ -293,7 +298,9 @@ mongoq_scheduler_stop(mongoq_scheduler_t *s, int64_t timeout_ms, bson_error_t *e
     if (!s->started || s->joined) {
         return true;
     }
-    int64_t deadline = mongoq__now_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    /* No timeout longer than MONGOQ_MAX_DURATION_MS: the deadline cannot overflow. */
+    int64_t wait_ms = timeout_ms > 0 ? BSON_MIN(timeout_ms, MONGOQ_MAX_DURATION_MS) : 0;
+    int64_t deadline = mongoq__now_mono_ms() + wait_ms;
     struct timespec ts;
     mongoq__mono_timespec(deadline, &ts);
     pthread_mutex_lock(&s->mu);

@@ -370,7 +370,9 @@ stop_worker(mongoq_worker_t *w, int64_t timeout_ms, bson_error_t *error)
     }
     mongoq_worker_request_stop(w);
     mongoq__worker_spread_stop(w); /* at once, without waiting for the keeper */
-    int64_t deadline = timeout_ms < 0 ? -1 : mongoq__now_mono_ms() + timeout_ms;
+    /* A timeout past MONGOQ_MAX_DURATION_MS waits that long: the deadline cannot overflow. */
+    int64_t deadline =
+        timeout_ms < 0 ? -1 : mongoq__now_mono_ms() + BSON_MIN(timeout_ms, MONGOQ_MAX_DURATION_MS);
     if (!await_zero(w, &w->running, deadline)) {
         bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_STOPPED,
                        "worker: handlers still running after %" PRId64 " ms; their messages "

@@ -249,11 +249,11 @@ MONGOQ_EXPORT void
 mongoq_scheduler_request_stop(mongoq_scheduler_t *scheduler);
 
 /*
- * Stops the thread: waits up to timeout_ms (negative counts as 0) for it to leave the pass it
- * is in (a pass's calls end within a few seconds whatever the server does). false with
- * MONGOQ_ERROR_STOPPED when it is still running: call again or destroy. A transaction cut
- * short by a stop is aborted by the server, never half applied. The calling thread sends
- * nothing. true when it was not started.
+ * Stops the thread: waits up to timeout_ms (negative counts as 0, more than
+ * MONGOQ_MAX_DURATION_MS as that) for it to leave the pass it is in (a pass's calls end within
+ * a few seconds whatever the server does). false with MONGOQ_ERROR_STOPPED when it is still
+ * running: call again or destroy. A transaction cut short by a stop is aborted by the server,
+ * never half applied. The calling thread sends nothing. true when it was not started.
  */
 MONGOQ_EXPORT bool
 mongoq_scheduler_stop(mongoq_scheduler_t *scheduler, int64_t timeout_ms, bson_error_t *error);

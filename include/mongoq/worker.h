@@ -184,13 +184,14 @@ mongoq_worker_request_stop(mongoq_worker_t *worker);
  * What it waits for: every handler thread to finish its running handler and its write, the
  * keeper to leave whatever network call it is in (a heartbeat, a hand-back), and the
  * scheduler (opts.scheduler) to leave the pass it is in (asked to stop at the same time as the
- * handler threads). It waits up to timeout_ms (negative counts as 0) for the handler threads
- * and up to 500 ms more for the keeper and the scheduler, so it returns within
- * timeout_ms + 1 s whatever the server does: the calling thread
- * itself sends nothing and holds no lock across a network call. When something is still
- * running it returns false with MONGOQ_ERROR_STOPPED: running handlers keep running (and
- * their leases keep being extended), messages not yet handed back keep their leases and
- * return through the reaper, nothing is lost; call it again or destroy, which waits.
+ * handler threads). It waits up to timeout_ms (negative counts as 0, more than
+ * MONGOQ_MAX_DURATION_MS as that) for the handler threads and up to 500 ms more for the
+ * keeper and the scheduler, so it returns within timeout_ms + 1 s whatever the server does:
+ * the calling thread itself sends nothing and holds no lock across a network call. When
+ * something is still running it returns false with MONGOQ_ERROR_STOPPED: running handlers keep
+ * running (and their leases keep being extended), messages not yet handed back keep their
+ * leases and return through the reaper, nothing is lost; call it again or destroy, which
+ * waits.
  * Blocks; call it from a normal thread (not a signal handler nor a handler).
  */
 MONGOQ_EXPORT bool

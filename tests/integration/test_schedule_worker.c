@@ -94,3 +94,30 @@ Test(schedule_worker, bad_scheduler_options_fail_worker_new)
     world_rec_destroy(&rec);
     world_close(&w);
 }
+
+Test(schedule_worker, stop_takes_any_timeout)
+{
+    world_t w;
+    world_open(&w, NULL, 0);
+    bson_error_t error;
+    world_rec_t rec;
+    world_rec_init(&rec);
+    mongoq_scheduler_opts_t sopts = MONGOQ_SCHEDULER_OPTS_INIT;
+    sopts.poll_ms = MONGOQ_MAX_DURATION_MS; /* idles longer than poll(2) can be asked to wait */
+    mongoq_scheduler_t *s = mongoq_scheduler_new(w.queue, &sopts, &error);
+    cr_assert_not_null(s, "%s", error.message);
+    cr_assert(mongoq_scheduler_start(s, &error), "%s", error.message);
+    mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
+    opts.handler = world_record;
+    opts.user_data = &rec;
+    opts.scheduler = &sopts;
+    mongoq_worker_t *worker = world_worker_run(w.queue, &opts);
+    int64_t t0 = mtest_now_ms();
+    cr_assert(mongoq_scheduler_stop(s, INT64_MAX, &error), "%s", error.message);
+    cr_assert(mongoq_worker_stop(worker, INT64_MAX, &error), "%s", error.message);
+    cr_assert_lt(mtest_now_ms() - t0, 10000, "a stop does not wait out the timeout");
+    mongoq_worker_destroy(worker);
+    mongoq_scheduler_destroy(s);
+    world_rec_destroy(&rec);
+    world_close(&w);
+}

@@ -6,6 +6,7 @@
  * database (TZ + localtime_r, fine here: each Criterion test runs in a process of its own).
  */
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,9 +214,10 @@ Test(cron, past_the_last_transition_the_posix_rule_decides)
 
 Test(cron, offsets_agree_with_the_c_library)
 {
-    static const char *const zones[] = {"Europe/Berlin",    "America/New_York", "Australia/Sydney",
-                                        "Europe/Dublin",    "Pacific/Chatham",  "Asia/Kolkata",
-                                        "America/Sao_Paulo", "Africa/Casablanca", "UTC"};
+    static const char *const zones[] = {
+        "Europe/Berlin",     "America/New_York",  "Australia/Sydney",
+        "Europe/Dublin",     "Pacific/Chatham",   "Asia/Kolkata",
+        "America/Sao_Paulo", "Africa/Casablanca", "UTC"};
     for (size_t z = 0; z < sizeof zones / sizeof zones[0]; z++) {
         mongoq__tz_t *tz = zone(zones[z]);
         setenv("TZ", zones[z], 1);
@@ -236,8 +238,9 @@ Test(cron, offsets_agree_with_the_c_library)
 
 Test(cron, bad_zones_are_invalid_arguments)
 {
-    static const char *const bad[] = {"Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime",
-                                      "Europe/Berlin;", "", "zone.tab"};
+    static const char *const bad[] = {
+        "Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime", "Europe/Berlin;", "",
+        "zone.tab"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         bson_error_t error;
         cr_assert_null(mongoq__tz_load(bad[i], NULL, &error), "\"%s\" was accepted", bad[i]);
@@ -250,4 +253,219 @@ Test(cron, bad_zones_are_invalid_arguments)
     cr_assert(tz);
     cr_assert_eq(mongoq__tz_offset_s(tz, iso("2024-06-01T00:00")), 0);
     mongoq__tz_destroy(tz);
+}
+
+/* ---- damaged input: refused or read within bounds (run under ASan/UBSan to mean much) ----------
+ */
+
+static uint64_t
+next_random(uint64_t *seed)
+{
+    *seed ^= *seed << 13, *seed ^= *seed >> 7, *seed ^= *seed << 17;
+    return *seed;
+}
+
+/* A zone that parsed from damaged bytes still answers every instant within +-26 h. */
+static void
+assert_sane_zone(mongoq__tz_t *tz, uint64_t *seed)
+{
+    mongoq__cron_t every5 = cron("*/5 * * * *");
+    for (int i = 0; i < 8; i++) {
+        int64_t at = (int64_t)(next_random(seed) % (uint64_t)MONGOQ__SLOT_MAX_MS);
+        int32_t off = mongoq__tz_offset_s(tz, at);
+        cr_assert(off >= -26 * 3600 && off <= 26 * 3600, "offset %d at %lld", off, (long long)at);
+        int64_t slot = -1;
+        if (mongoq__cron_next(&every5, tz, at, &slot)) {
+            cr_assert_gt(slot, at);
+        }
+    }
+}
+
+Test(cron, damaged_tzif_files_are_refused_or_read_within_bounds)
+{
+    FILE *f = fopen("/usr/share/zoneinfo/Europe/Berlin", "rb");
+    cr_assert(f, "no tz database");
+    static uint8_t good[MAX_FILE_BYTES];
+    size_t len = fread(good, 1, sizeof good, f);
+    fclose(f);
+    cr_assert_gt(len, 44);
+    uint8_t *data = bson_malloc(len);
+    uint64_t seed = 0x9E3779B97F4A7C15ULL;
+    int parsed = 0;
+    for (int round = 0; round < 20000; round++) {
+        size_t n = len;
+        memcpy(data, good, len);
+        switch (next_random(&seed) % 4) {
+        case 0: /* a few random bytes */
+            for (int k = 1 + (int)(next_random(&seed) % 8); k > 0; k--) {
+                data[next_random(&seed) % len] = (uint8_t)next_random(&seed);
+            }
+            break;
+        case 1: /* cut short */
+            n = (size_t)(next_random(&seed) % len);
+            break;
+        case 2: /* a count of the first or second header made up */
+        {
+            size_t second = 44 + 5 * 1 + 6 * 1; /* anywhere near; the byte may miss a header */
+            size_t at = (next_random(&seed) % 2 ? 20 : second) + 4 * (next_random(&seed) % 6);
+            uint32_t v = (uint32_t)next_random(&seed) >> (next_random(&seed) % 32);
+            for (int b = 0; b < 4 && at + (size_t)b < len; b++) {
+                data[at + (size_t)b] = (uint8_t)(v >> (24 - 8 * b));
+            }
+            break;
+        }
+        default: /* the footer's text */
+            for (int k = 1 + (int)(next_random(&seed) % 4); k > 0; k--) {
+                size_t tail = 1 + (size_t)(next_random(&seed) % 40);
+                data[len - BSON_MIN(tail, len)] =
+                    (uint8_t) " ,./:<>+-0123456789MJCESTA\n"[next_random(&seed) % 27];
+            }
+        }
+        /* The bytes in a buffer of their own size, so a read past them is ASan's to see. */
+        uint8_t *exact = bson_malloc(n ? n : 1);
+        memcpy(exact, data, n);
+        mongoq__tz_t *tz = bson_malloc0(sizeof *tz);
+        if (parse_tzif(exact, n, tz)) {
+            parsed++;
+            assert_sane_zone(tz, &seed);
+        }
+        mongoq__tz_destroy(tz);
+        bson_free(exact);
+    }
+    bson_free(data);
+    cr_log_info("damaged Berlin files: %d of 20000 still parsed", parsed);
+}
+
+/* Appends to buf (of size 128) the printf-formatted text. */
+static void append(char *buf, const char *fmt, ...) BSON_GNUC_PRINTF(2, 3);
+
+static void
+append(char *buf, const char *fmt, ...)
+{
+    va_list ap;
+    size_t used = strlen(buf);
+    va_start(ap, fmt);
+    vsnprintf(buf + used, 128 - used, fmt, ap);
+    va_end(ap);
+}
+
+/* A POSIX TZ string made of plausible parts with numbers in and out of range. */
+static void
+random_footer(uint64_t *seed, char *buf)
+{
+    static const char *const names[] = {"CET", "<+0330>", "EST", "AB", "<-03>", "<x", ""};
+    static const char *const kinds[] = {"M", "J", "", "M1", "Q"};
+    buf[0] = '\0';
+    append(buf, "%s%s%d", names[next_random(seed) % 7], next_random(seed) % 3 ? "" : "-",
+           (int)(next_random(seed) % 30));
+    if (next_random(seed) % 2) {
+        append(buf, ":%d", (int)(next_random(seed) % 70));
+    }
+    if (next_random(seed) % 4 == 0) {
+        return;
+    }
+    append(buf, "%s", names[next_random(seed) % 7]);
+    if (next_random(seed) % 3 == 0) {
+        append(buf, "%d", (int)(next_random(seed) % 30) - 5);
+    }
+    for (int r = 0; r < 2 && next_random(seed) % 8; r++) {
+        append(buf, ",%s%d", kinds[next_random(seed) % 5], (int)(next_random(seed) % 400));
+        if (next_random(seed) % 2) {
+            append(buf, ".%d.%d", (int)(next_random(seed) % 7), (int)(next_random(seed) % 8));
+        }
+        if (next_random(seed) % 2) {
+            append(buf, "/%s%d", next_random(seed) % 4 ? "" : "-", (int)(next_random(seed) % 200));
+        }
+    }
+}
+
+/* A cron expression made of plausible items with values in and out of range. */
+static void
+random_expression(uint64_t *seed, char *buf)
+{
+    static const char *const names[] = {"JAN", "dec", "MON", "sun", "Fri", "XYZ"};
+    buf[0] = '\0';
+    if (next_random(seed) % 20 == 0) {
+        append(buf, "%s",
+               (const char *[]){"@daily", "@hourly", "@weekly", "@bogus"}[next_random(seed) % 4]);
+        return;
+    }
+    int n_fields = 5 + (next_random(seed) % 10 == 0 ? (int)(next_random(seed) % 3) - 1 : 0);
+    for (int f = 0; f < n_fields; f++) {
+        int items = 1 + (int)(next_random(seed) % 3);
+        append(buf, "%s", f ? (next_random(seed) % 5 ? " " : " \t ") : "");
+        for (int i = 0; i < items; i++) {
+            int lo = (int)(next_random(seed) % 64), hi = (int)(next_random(seed) % 64);
+            append(buf, "%s", i ? "," : "");
+            switch (next_random(seed) % 6) {
+            case 0:
+                append(buf, "*");
+                break;
+            case 1:
+                append(buf, "%d", lo);
+                break;
+            case 2:
+                append(buf, "%d-%d", lo, hi);
+                break;
+            case 3:
+                append(buf, "%s", names[next_random(seed) % 6]);
+                break;
+            case 4:
+                append(buf, "%s-%s", names[next_random(seed) % 6], names[next_random(seed) % 6]);
+                break;
+            default:
+                append(buf, "%d/", lo);
+                break;
+            }
+            if (next_random(seed) % 3 == 0) {
+                append(buf, "/%d", (int)(next_random(seed) % 70));
+            }
+        }
+    }
+}
+
+/* Overwrites one character with a random one, now and then. */
+static void
+maybe_mutate(uint64_t *seed, char *buf)
+{
+    size_t n = strlen(buf);
+    if (n && next_random(seed) % 4 == 0) {
+        buf[next_random(seed) % n] = " ,-/*:<>.0123456789MJ@"[next_random(seed) % 22];
+    }
+}
+
+Test(cron, random_posix_footers_and_expressions_are_refused_or_sane)
+{
+    uint64_t seed = 0xD1B54A32D192ED03ULL;
+    int footers = 0, crons = 0, slots = 0;
+    mongoq__tz_t *utc = zone("UTC"), *berlin = zone("Europe/Berlin");
+    for (int round = 0; round < 20000; round++) {
+        char text[128];
+        posix_tz_t p;
+        random_footer(&seed, text);
+        maybe_mutate(&seed, text);
+        if (parse_posix(text, &p)) {
+            footers++;
+            int64_t t = (int64_t)(next_random(&seed) % 4102444800ULL);
+            int32_t off = posix_offset(&p, t);
+            cr_assert(off >= -26 * 3600 && off <= 26 * 3600, "\"%s\": %d", text, off);
+        }
+        mongoq__cron_t c;
+        random_expression(&seed, text);
+        maybe_mutate(&seed, text);
+        if (!mongoq__cron_parse(text, &c, NULL)) {
+            continue;
+        }
+        crons++;
+        int64_t after = (int64_t)(next_random(&seed) % 4102444800ULL) * 1000, slot = -1;
+        if (mongoq__cron_next(&c, round % 2 ? utc : berlin, after, &slot)) {
+            slots++;
+            cr_assert_gt(slot, after, "\"%s\"", text);
+            cr_assert_eq(slot % 60000, 0, "\"%s\"", text);
+        }
+    }
+    mongoq__tz_destroy(berlin);
+    mongoq__tz_destroy(utc);
+    cr_log_info("random text: %d footers and %d expressions parsed, %d slots", footers, crons,
+                slots);
 }

@@ -17,7 +17,12 @@
  *   signal    - mongoq_worker_request_stop from a SIGUSR1 handler (pthread_kill from another
  *               thread), then mongoq_worker_stop;
  *   destroy   - mongoq_queue_destroy while the waker's thread waits (change stream or polling),
- *               idle or busy: it returns promptly.
+ *               idle or busy: it returns promptly;
+ *   schedules - two scheduler threads on separate pools and a worker's own scheduler racing
+ *               over a yearly schedule wound back to 1990 and a minutely one in Berlin, while
+ *               passes run on another thread, a definition is replaced, schedules are listed
+ *               and cron slots computed in several zones on several threads: the worker
+ *               handles every yearly slot exactly once, and all of it stops within a bound.
  * Each part uses its own database stress_<pid>_<part> and drops it. Every loop is bounded.
  *
  * Under ThreadSanitizer (libmongoc/libbson are not instrumented; see the suppression file):
@@ -27,7 +32,7 @@
  *
  * This file: the list of parts and main. support.c holds the helpers, stress.h the shared
  * declarations, and each part has a file of its own (producers.c, worker.c, waker.c, signal.c,
- * destroy.c).
+ * destroy.c, schedules.c).
  */
 
 #include "stress.h"
@@ -42,6 +47,7 @@ typedef struct {
 static const part_def_t parts[] = {
     {"producers", stress_part_producers}, {"worker", stress_part_worker},   {"waker", stress_part_waker},
     {"signal", stress_part_signal},       {"destroy", stress_part_destroy},
+    {"schedules", stress_part_schedules},
 };
 #define N_PARTS (sizeof parts / sizeof parts[0])
 

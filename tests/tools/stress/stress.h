@@ -75,5 +75,7 @@ void
 stress_part_signal(part_t *part); /* signal.c */
 void
 stress_part_destroy(part_t *part); /* destroy.c */
+void
+stress_part_schedules(part_t *part); /* schedules.c */
 
 #endif
