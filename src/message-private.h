@@ -54,6 +54,23 @@ mongoq_message_t *mongoq__message_new(mongoq_queue_t *queue, bson_t *doc, char *
 bool mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *status,
                           const char *reason, bson_error_t *error);
 
+/*
+ * The fenced single-document writes of message.c, shared with message_dead.c: update_one runs
+ * updateOne(filter, pipeline) with the queue's write concern and extra options (may be NULL),
+ * *matched from the reply (a retryable write; `what` names the call in UNKNOWN_OUTCOME);
+ * update_held matches msg's held filter and fails with LEASE_LOST when nothing matched, as
+ * lease_lost_error does (marking the message).
+ */
+bool mongoq__message_update_one(mongoq_queue_t *queue, const char *what, const bson_t *filter,
+                                const bson_t *pipeline, const bson_t *extra, int64_t *matched,
+                                bson_error_t *error);
+bool mongoq__message_update_held(mongoq_message_t *msg, const char *what, const bson_t *pipeline,
+                                 bson_error_t *error);
+bool mongoq__message_lease_lost_error(mongoq_message_t *msg, bson_error_t *error);
+
+/* Makes the claimed msg dead with reason (message_dead.c): counted, told to the hook. */
+bool mongoq__message_make_dead(mongoq_message_t *msg, const char *reason, bson_error_t *error);
+
 /* Records that the lease is lost (thread-safe; counted once). */
 void mongoq__message_mark_lease_lost(mongoq_message_t *msg);
 

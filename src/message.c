@@ -15,7 +15,6 @@
 #include "backoff-private.h"
 #include "error-private.h"
 #include "fields.h"
-#include "group-private.h"
 #include "hooks-private.h"
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
@@ -222,8 +221,8 @@ mongoq__message_ids_filter(mongoq_message_t *const *msgs, size_t n, bson_t *filt
     bson_append_document_end(filter, &ids);
 }
 
-static bool
-lease_lost(mongoq_message_t *msg, bson_error_t *error)
+bool
+mongoq__message_lease_lost_error(mongoq_message_t *msg, bson_error_t *error)
 {
     char id[25];
     bson_oid_to_string(&msg->parsed.id, id);
@@ -238,8 +237,8 @@ lease_lost(mongoq_message_t *msg, bson_error_t *error)
  * NULL); *matched from the reply. A retryable write: libmongoc sends it once more after a
  * network error or a failover. `what` names the call in an UNKNOWN_OUTCOME error.
  */
-static bool
-update_one(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *pipeline,
+bool
+mongoq__message_update_one(mongoq_queue_t *queue, const char *what, const bson_t *filter, const bson_t *pipeline,
            const bson_t *extra, int64_t *matched, bson_error_t *error)
 {
     mongoc_client_t *client;
@@ -267,152 +266,17 @@ update_one(mongoq_queue_t *queue, const char *what, const bson_t *filter, const 
 
 
 /* Runs a fenced pipeline update on msg; LEASE_LOST when the lease is gone. */
-static bool
-update_held(mongoq_message_t *msg, const char *what, const bson_t *pipeline, bson_error_t *error)
+bool
+mongoq__message_update_held(mongoq_message_t *msg, const char *what, const bson_t *pipeline, bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER;
     int64_t matched = 0;
     mongoq__message_held_filter(msg, &filter);
-    bool ok = update_one(msg->queue, what, &filter, pipeline, NULL, &matched, error);
+    bool ok = mongoq__message_update_one(msg->queue, what, &filter, pipeline, NULL, &matched, error);
     bson_destroy(&filter);
     if (ok && matched == 0) {
-        return lease_lost(msg, error);
+        return mongoq__message_lease_lost_error(msg, error);
     }
-    return ok;
-}
-
-/* ---- dead ---------------------------------------------------------------------------------- */
-
-/*
- * The pipeline that makes a message dead now with reason, its history extended; `blocking`: a
- * grouped message that keeps its group's place (group_blocking: true).
- */
-static void
-build_dead(const bson_t *old_errors, const char *reason, bool blocking, bson_t *pipeline)
-{
-    static const char *const unset[] = {MONGOQ__F_LEASE_TOKEN, MONGOQ__F_LEASE_EXPIRES_AT,
-                                        MONGOQ__F_DEDUP_KEY};
-    bson_t stage, set;
-    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
-    mongoq__document_append_reason(&set, MONGOQ__F_LAST_ERROR, reason);
-    mongoq__document_append_errors(&set, old_errors, reason);
-    if (blocking) {
-        BSON_APPEND_BOOL(&set, MONGOQ__F_GROUP_BLOCKING, true);
-    }
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(pipeline, &stage);
-    mongoq__document_append_unset(pipeline, "1", unset, sizeof unset / sizeof unset[0]);
-}
-
-/*
- * A grouped message that dies gives its place to its group's next message in the same
- * transaction (MONGOQ_GROUP_DEAD_RELEASE), or keeps it (BLOCK: one fenced update, marked).
- */
-static bool
-make_dead(mongoq_message_t *msg, const char *reason, bson_error_t *error)
-{
-    bson_t pipeline = BSON_INITIALIZER, filter = BSON_INITIALIZER;
-    const char *group = msg->parsed.group;
-    bool release = group && msg->queue->opts.group_dead == MONGOQ_GROUP_DEAD_RELEASE;
-    int64_t matched = 0;
-    bool ok;
-    build_dead(msg->parsed.has_errors ? &msg->parsed.errors : NULL, reason, group && !release,
-               &pipeline);
-    if (release) {
-        mongoq__message_held_filter(msg, &filter);
-        ok = mongoq__group_finish(msg->queue, NULL, group, &filter, &pipeline, &matched, error);
-        if (ok && matched == 0) {
-            ok = lease_lost(msg, error);
-        }
-    } else {
-        ok = update_held(msg, "fail", &pipeline, error);
-    }
-    bson_destroy(&filter);
-    bson_destroy(&pipeline);
-    if (ok) {
-        mongoq__counter_add(&msg->queue->counters.failed, 1);
-        mongoq__hook_message(msg->queue, MONGOQ_EVENT_FAILED, msg, reason);
-    }
-    return ok;
-}
-
-bool
-mongoq_message_fail(mongoq_message_t *msg, const char *reason, bson_error_t *error)
-{
-    BSON_ASSERT_PARAM(msg);
-    if (!mongoq__message_check_claimed(msg, "fail", error)) {
-        return false;
-    }
-    return make_dead(msg, reason, error);
-}
-
-/* {$set: {status: dead}, $unset: {dedup_key, lease_token, lease_expires_at}}: never grows a document. */
-static void
-build_dead_minimal(bson_t *update)
-{
-    bson_t set, unset;
-    BSON_APPEND_DOCUMENT_BEGIN(update, "$set", &set);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
-    bson_append_document_end(update, &set);
-    BSON_APPEND_DOCUMENT_BEGIN(update, "$unset", &unset);
-    BSON_APPEND_UTF8(&unset, MONGOQ__F_DEDUP_KEY, "");
-    BSON_APPEND_UTF8(&unset, MONGOQ__F_LEASE_TOKEN, "");
-    BSON_APPEND_UTF8(&unset, MONGOQ__F_LEASE_EXPIRES_AT, "");
-    bson_append_document_end(update, &unset);
-}
-
-/* {[partition,] _id: <as it is>, lease_token: <as it is, if any>, status} */
-static void
-build_bury_filter(const bson_t *doc, const char *status, bson_t *filter)
-{
-    bson_iter_t it;
-    /* _id may be of any type in a damaged document; match it as it is. */
-    if (bson_iter_init_find(&it, doc, MONGOQ__F_PARTITION)) {
-        bson_append_value(filter, MONGOQ__F_PARTITION, -1, bson_iter_value(&it));
-    }
-    if (bson_iter_init_find(&it, doc, MONGOQ__F_ID)) {
-        bson_append_value(filter, MONGOQ__F_ID, -1, bson_iter_value(&it));
-    }
-    if (bson_iter_init_find(&it, doc, MONGOQ__F_LEASE_TOKEN)) {
-        bson_append_value(filter, MONGOQ__F_LEASE_TOKEN, -1, bson_iter_value(&it));
-    }
-    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, status);
-}
-
-bool
-mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *status,
-                     const char *reason, bson_error_t *error)
-{
-    bson_t filter = BSON_INITIALIZER, full = BSON_INITIALIZER, minimal = BSON_INITIALIZER;
-    bson_t bypass = BSON_INITIALIZER;
-    int64_t matched = 0;
-    build_bury_filter(doc, status, &filter);
-    bson_iter_t git;
-    /* A grouped message buried keeps its place (redrive or purge gives it back). */
-    build_dead(NULL, reason, bson_iter_init_find(&git, doc, MONGOQ__F_GROUP), &full);
-    build_dead_minimal(&minimal);
-    BSON_APPEND_BOOL(&bypass, "bypassDocumentValidation", true);
-    /* The document itself may refuse the full update (too large to grow, a validator): then
-     * status alone, then status alone past validation (needs the bypassDocumentValidation
-     * privilege; without it the last error is returned). */
-    bool ok = update_one(queue, "bury", &filter, &full, NULL, &matched, error);
-    if (!ok && mongoq__error_document_dependent(error)) {
-        ok = update_one(queue, "bury", &filter, &minimal, NULL, &matched, error);
-    }
-    if (!ok && mongoq__error_document_dependent(error)) {
-        ok = update_one(queue, "bury", &filter, &minimal, &bypass, &matched, error);
-    }
-    if (ok && matched > 0) {
-        mongoq__counter_add(&queue->counters.failed, matched);
-        mongoq__hook_buried(queue, doc, reason);
-    }
-    bson_destroy(&bypass);
-    bson_destroy(&minimal);
-    bson_destroy(&full);
-    bson_destroy(&filter);
     return ok;
 }
 
@@ -453,7 +317,7 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
         return false;
     }
     if (msg->parsed.attempts >= msg->parsed.max_attempts) {
-        return make_dead(msg, reason, error);
+        return mongoq__message_make_dead(msg, reason, error);
     }
     if (delay_ms < 0) {
         delay_ms = mongoq__backoff_ms(msg->parsed.attempts, o->backoff_base_ms, o->backoff_cap_ms,
@@ -461,7 +325,7 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
     }
     bson_t pipeline = BSON_INITIALIZER;
     build_retry(msg, delay_ms, reason, &pipeline);
-    bool ok = update_held(msg, "retry", &pipeline, error);
+    bool ok = mongoq__message_update_held(msg, "retry", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.retried, 1);
@@ -485,7 +349,7 @@ mongoq__message_release(mongoq_message_t *msg, bson_error_t *error)
     BSON_ASSERT_PARAM(msg);
     bson_t pipeline = BSON_INITIALIZER;
     mongoq__message_release_update(&pipeline);
-    bool ok = update_held(msg, "release", &pipeline, error);
+    bool ok = mongoq__message_update_held(msg, "release", &pipeline, error);
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__waker_notify_partition(msg->queue->waker, mongoq__partition_read(msg->doc));
@@ -566,7 +430,7 @@ mongoq_message_extend(mongoq_message_t *msg, int64_t lease_ms, bson_error_t *err
     bson_destroy(&pipeline);
     bson_destroy(&filter);
     if (ok && !matched) {
-        return lease_lost(msg, error);
+        return mongoq__message_lease_lost_error(msg, error);
     }
     if (ok) {
         atomic_store(&msg->lease_expires_at, until);
