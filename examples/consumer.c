@@ -4,12 +4,17 @@
  * handler.
  *
  *   mongoq-consumer URI [--expect N] [--idle-ms MS] [--threads N] [--db NAME] [--queue NAME]
+ *                       [--partitions P [--shard]]
  *
  * A worker (mongoq_worker_*) runs the handler on --threads threads; the handler's answer
  * decides what happens to the message (ack, retry with backoff, or dead). SIGINT and SIGTERM
  * stop it cleanly: nothing new is claimed, running handlers finish, claimed but unstarted
  * messages go straight back to the queue. --expect N stops after N emails; --idle-ms stops after
  * that long without one.
+ *
+ * --partitions P opens a partitioned queue (docs/scaling.md; the producer must use the same P);
+ * --shard then shards its collection through mongos (mongoq_queue_shard) before the worker
+ * starts, so the worker's change stream covers every shard from its first event.
  *
  * The wait is measured on the server's clock: enqueued_at is stamped by the server's time, and
  * this program estimates the offset between its own clock and the server's once, with hello.
@@ -38,6 +43,8 @@ typedef struct {
     long expect;  /* 0: run until a signal or idle */
     long idle_ms; /* 0: never idle out */
     int threads;
+    int partitions; /* 0: one partition, the default layout */
+    bool shard;     /* shard the queue through mongos before starting */
 } options_t;
 
 /* Shared by the handler threads and the controlling thread. */
@@ -216,9 +223,14 @@ run(const options_t *opts)
     }
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
     qopts.log_fn = log_to_stderr;
+    qopts.partitions = opts->partitions;
     queue = mongoq_queue_new(pool, opts->db, opts->queue, &qopts, &error);
     if (!queue) {
         fprintf(stderr, "cannot open queue %s.%s: %s\n", opts->db, opts->queue, error.message);
+        goto done;
+    }
+    if (opts->shard && !mongoq_queue_shard(queue, NULL, &error)) {
+        fprintf(stderr, "cannot shard queue %s.%s: %s\n", opts->db, opts->queue, error.message);
         goto done;
     }
     if (!start_worker(queue, &mailer, &error)) {
@@ -281,11 +293,16 @@ parse_options(int argc, char **argv, options_t *opts)
             opts->db = argv[++i];
         } else if (strcmp(argv[i], "--queue") == 0 && has_value) {
             opts->queue = argv[++i];
+        } else if (strcmp(argv[i], "--partitions") == 0 && has_value) {
+            opts->partitions = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--shard") == 0) {
+            opts->shard = true;
         } else {
             return false;
         }
     }
-    return opts->expect >= 0 && opts->idle_ms >= 0 && opts->threads >= 1 && opts->threads <= 64;
+    return opts->expect >= 0 && opts->idle_ms >= 0 && opts->threads >= 1 && opts->threads <= 64 &&
+           opts->partitions >= 0 && opts->partitions <= MONGOQ_MAX_PARTITIONS;
 }
 
 int
@@ -295,7 +312,7 @@ main(int argc, char **argv)
     if (!parse_options(argc, argv, &opts)) {
         fprintf(stderr,
                 "usage: %s URI [--expect N] [--idle-ms MS] [--threads N] [--db NAME] "
-                "[--queue NAME]\n",
+                "[--queue NAME] [--partitions P [--shard]]\n",
                 argv[0]);
         return 2;
     }

@@ -1,7 +1,7 @@
 /*
  * mongoq-producer: a SaaS application queues this week's summary email for each account.
  *
- *   mongoq-producer URI [--count N] [--db NAME] [--queue NAME]
+ *   mongoq-producer URI [--count N] [--db NAME] [--queue NAME] [--partitions P]
  *
  * Each message carries the account, the address and the ISO week. The dedup key
  * "weekly-summary:<account>:<week>" makes the job idempotent: running it twice in a week queues
@@ -23,12 +23,13 @@ typedef struct {
     const char *db;
     const char *queue;
     long count;
+    int partitions; /* 0: one partition; else the consumers' P (docs/scaling.md) */
 } options_t;
 
 static int
 usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s URI [--count N] [--db NAME] [--queue NAME]\n", prog);
+    fprintf(stderr, "usage: %s URI [--count N] [--db NAME] [--queue NAME] [--partitions P]\n", prog);
     return 2;
 }
 
@@ -48,11 +49,14 @@ parse_options(int argc, char **argv, options_t *opts)
             opts->db = argv[++i];
         } else if (strcmp(argv[i], "--queue") == 0 && has_value) {
             opts->queue = argv[++i];
+        } else if (strcmp(argv[i], "--partitions") == 0 && has_value) {
+            opts->partitions = (int)strtol(argv[++i], NULL, 10);
         } else {
             return false;
         }
     }
-    return opts->count > 0 && opts->count <= 1000000;
+    return opts->count > 0 && opts->count <= 1000000 && opts->partitions >= 0 &&
+           opts->partitions <= MONGOQ_MAX_PARTITIONS;
 }
 
 /* Wall-clock milliseconds: only a label in the payload; mongoq itself uses the server's clock. */
@@ -116,7 +120,9 @@ run(const options_t *opts)
     mongoc_uri_set_appname(uri, "mongoq-producer");
     pool = mongoc_client_pool_new(uri);
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-    queue = mongoq_queue_new(pool, opts->db, opts->queue, NULL, &error);
+    mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
+    qopts.partitions = opts->partitions;
+    queue = mongoq_queue_new(pool, opts->db, opts->queue, &qopts, &error);
     if (!queue) {
         fprintf(stderr, "cannot open queue %s.%s: %s\n", opts->db, opts->queue, error.message);
         goto done;

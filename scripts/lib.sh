@@ -74,3 +74,43 @@ mongoq_stop_server() {
         MONGOQ_SERVER_PID=""
     fi
 }
+
+# Starts $1/tests/router/mongoq-test-router (a mongos) with $2 test-server shards on free loopback
+# ports, the shards' idle no-op every second (docs/scaling.md, wake-ups); sets MONGOQ_ROUTER_URI
+# and MONGOQ_ROUTER_PID. The router starts its shards and stops them whenever it stops. The caller
+# traps mongoq_stop_router.
+MONGOQ_ROUTER_PID=""
+MONGOQ_ROUTER_URI=""
+mongoq_start_router() {
+    local dir=$1 shards=${2:-2}
+    local out
+    out=$(mktemp)
+    "$dir/tests/router/mongoq-test-router" --shards "$shards" --bind 127.0.0.1 \
+        --server-bin "$dir/tests/server/mongoq-test-server" --noop-interval 1 \
+        >"$out" 2>"$dir/test-router.log" &
+    MONGOQ_ROUTER_PID=$!
+    local i
+    for i in $(seq 1 200); do
+        [ -s "$out" ] && break
+        kill -0 "$MONGOQ_ROUTER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    MONGOQ_ROUTER_URI=$(head -n 1 "$out")
+    rm -f "$out"
+    if [ -z "$MONGOQ_ROUTER_URI" ]; then
+        cat "$dir/test-router.log" >&2
+        mongoq_log "the test router did not start"
+        return 1
+    fi
+    "$dir/tests/mongoq-wait-hello" "$MONGOQ_ROUTER_URI" 10000 || return 1
+    mongoq_log "test router $MONGOQ_ROUTER_URI with $shards shards (pid $MONGOQ_ROUTER_PID)"
+}
+
+# Stops the router, which stops its shards (SIGTERM; it waits for them before exiting).
+mongoq_stop_router() {
+    if [ -n "$MONGOQ_ROUTER_PID" ]; then
+        kill "$MONGOQ_ROUTER_PID" 2>/dev/null || true
+        wait "$MONGOQ_ROUTER_PID" 2>/dev/null || true
+        MONGOQ_ROUTER_PID=""
+    fi
+}
