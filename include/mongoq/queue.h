@@ -22,7 +22,11 @@
  * document), status ("ready" | "processing" | "done" | "dead"), priority (int32, higher first),
  * run_at (date), attempts, max_attempts, lease_expires_at, lease_token (fencing token written by
  * every claim), claimed_by, enqueued_at, updated_at, last_error, errors (the last few failures
- * with their times), dedup_key (optional).
+ * with their times), dedup_key (optional); grouped messages also group, group_seq and, dead
+ * and keeping their group's place, group_blocking, and status may be "waiting" (not yet
+ * admitted by the group). The collection also holds a few documents that are not messages, all
+ * with string _ids beginning "mongoq." and no status: the pause control document, one document
+ * per message group, the rate limit's bucket.
  *
  * Time: every time that decides delivery (lease expiry, run_at) is taken from the server's
  * clock ($$NOW, or hello.localTime), never the client's.
