@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <mongoq/mongoq.h>
@@ -107,4 +108,46 @@ Test(queue_opts, valid_options_reach_the_server)
     mongoq_queue_t *queue = mongoq_queue_new(pool, "db", "jobs", &opts, &error);
     cr_assert_null(queue);
     cr_assert_neq(error.domain, MONGOQ_ERROR_DOMAIN, "%s", error.message);
+}
+
+/* Version 4: groups and rate limits, each refused out of range with its name. */
+Test(queue_opts, group_and_rate_options)
+{
+    mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
+    opts.group_concurrency = -1;
+    assert_refused("db", "jobs", &opts, "group_concurrency");
+    opts.group_concurrency = MONGOQ_MAX_GROUP_CONCURRENCY + 1;
+    assert_refused("db", "jobs", &opts, "group_concurrency");
+    opts = (mongoq_queue_opts_t)MONGOQ_QUEUE_OPTS_INIT;
+    opts.group_dead = (mongoq_group_dead_t)9;
+    assert_refused("db", "jobs", &opts, "group_dead");
+    opts = (mongoq_queue_opts_t)MONGOQ_QUEUE_OPTS_INIT;
+    opts.rate_limit = NAN;
+    assert_refused("db", "jobs", &opts, "rate_limit");
+    opts.rate_limit = -1;
+    assert_refused("db", "jobs", &opts, "rate_limit");
+    opts.rate_limit = 0;
+    opts.rate_burst = 10;
+    assert_refused("db", "jobs", &opts, "rate_burst");
+}
+
+/*
+ * A version 3 caller's struct ends before group_concurrency: it is never read past (an
+ * allocation of exactly that size, so ASan sees any read beyond; and garbage there would be
+ * refused if it were read).
+ */
+Test(queue_opts, a_version_3_struct_is_not_read_past_partitions)
+{
+    size_t size = offsetof(mongoq_queue_opts_t, group_concurrency);
+    mongoq_queue_opts_t full = MONGOQ_QUEUE_OPTS_INIT;
+    full.version = 3;
+    full.partitions = 2;
+    full.group_concurrency = -7; /* would be refused if read */
+    mongoq_queue_opts_t *v3 = bson_malloc(size);
+    memcpy(v3, &full, size);
+    bson_error_t error;
+    mongoq_queue_t *queue = mongoq_queue_new(pool, "db", "jobs", v3, &error);
+    cr_assert_null(queue, "no server listens");
+    cr_assert_neq(error.code, MONGOQ_ERROR_INVALID_ARG, "got past validation: %s", error.message);
+    bson_free(v3);
 }
