@@ -4,18 +4,20 @@
  * repetitions (at least 3) with its spread. Driven by scripts/bench, which turns the output into
  * docs/benchmarks.md and plots.
  *
- *   mongoq-bench --uri URI --out DIR [--durable-uri URI] [--large] [--reps N] [--quick]
- *                [--only cost,enqueue,wake,depth,burndown,work,durable,groups]
+ *   mongoq-bench --uri URI --out DIR [--durable-uri URI] [--mongos-uri URI] [--large]
+ *                [--reps N] [--quick]
+ *                [--only cost,enqueue,wake,depth,burndown,work,durable,groups,partitions]
  *
  * --durable-uri names a server that waits for its journal (scripts/bench starts a test server
- * with --dbpath) for the durable burn-downs. Writes DIR/results.md (tables) and DIR/burndown.dat,
+ * with --dbpath) for the durable burn-downs; --mongos-uri a mongos in front of shards (scripts/bench
+ * starts the test router with two) for the sharded partitions comparison. Writes DIR/results.md (tables) and DIR/burndown.dat,
  * wake.dat, depth.dat (gnuplot data). Loopback servers only.
  *
  * This file: the shared state, the targets table and main. The workloads are in
  * bench_throughput.c (burn-downs, enqueue), bench_wake.c, bench_depth.c, bench_cost.c,
- * bench_server.c (server work per message, the command-shape check) and bench_durable.c; the
- * baselines in bench_raw.c (the naive loop) and bench_same.c (mongoq's own commands); helpers in
- * bench_util.c; the declarations in bench.h.
+ * bench_server.c (server work per message, the command-shape check), bench_durable.c,
+ * bench_groups.c and bench_partitions.c; the baselines in bench_raw.c (the naive loop) and
+ * bench_same.c (mongoq's own commands); helpers in bench_util.c; the declarations in bench.h.
  */
 #include "bench.h"
 
@@ -107,9 +109,11 @@ parse_args(int argc, char **argv)
             bench_cfg.quick = true;
         } else if (!strcmp(argv[i], "--durable-uri") && i + 1 < argc) {
             bench_cfg.durable_uri = argv[++i];
+        } else if (!strcmp(argv[i], "--mongos-uri") && i + 1 < argc) {
+            bench_cfg.mongos_uri = argv[++i];
         } else {
             fprintf(stderr,
-                    "usage: %s --uri URI --out DIR [--durable-uri URI] [--large] [--quick] "
+                    "usage: %s --uri URI --out DIR [--durable-uri URI] [--mongos-uri URI] [--large] [--quick] "
                     "[--reps N] [--only WORKLOAD,...]\n",
                     argv[0]);
             exit(2);
@@ -175,7 +179,8 @@ main(int argc, char **argv)
                      {"burndown", bench_burndown},
                      {"work", bench_server_work},
                      {"durable", bench_durable},
-                     {"groups", bench_groups}};
+                     {"groups", bench_groups},
+                     {"partitions", bench_partitions}};
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++) {
         if (!bench_cfg.only || listed(bench_cfg.only, workloads[i].name)) {
             workloads[i].run();

@@ -35,6 +35,7 @@ typedef struct {
     int64_t depth_sample;     /* claims + acks timed per depth cell */
     int depth_calls;          /* reap passes, redrives timed per depth cell */
     int depth_stats_calls;    /* stats calls timed per depth cell */
+    const char *mongos_uri;   /* a mongos in front of shards (NULL: no sharded partitions run) */
 } config_t;
 
 typedef struct {
@@ -156,5 +157,7 @@ void
 bench_durable(void);
 void
 bench_groups(void); /* bench_groups.c: message groups */
+void
+bench_partitions(void); /* bench_partitions.c: partitioned queues, one server and --mongos-uri */
 
 #endif
