@@ -284,6 +284,49 @@ skip_insert(ms_index_t *ix, ms_rec_t *rec, const bson_value_t *keys)
     ix->len++;
 }
 
+/* Appends an entry after every other (its keys sort last): a copy in order needs no comparison. */
+static void
+skip_append(ms_index_t *ix, ms_ientry_t **tails, ms_rec_t *rec, const bson_value_t *keys)
+{
+    int level = random_level(ix);
+    if (level > ix->level) {
+        ix->level = level;
+    }
+    ms_ientry_t *e = bson_malloc(sizeof *e + sizeof(ms_ientry_t *) * (size_t)level +
+                                 sizeof(bson_value_t) * ix->nfields);
+    e->rec = rec;
+    e->level = level;
+    e->keys = (bson_value_t *)(void *)((char *)e + sizeof *e + sizeof(ms_ientry_t *) *
+                                                                   (size_t)level);
+    memcpy(e->keys, keys, sizeof *keys * ix->nfields);
+    e->prev = tails[0] == ix->head ? NULL : tails[0];
+    for (int i = 0; i < level; i++) {
+        e->next[i] = NULL;
+        tails[i]->next[i] = e;
+        tails[i] = e;
+    }
+    ix->len++;
+}
+
+ms_index_t *
+ms_index_clone(const ms_index_t *src, ms_rec_t *(*map)(ms_rec_t *rec))
+{
+    ms_index_t *ix = ms_index_new(src->spec, NULL);
+    BSON_ASSERT(ix);
+    ms_ientry_t *tails[MAX_LEVEL];
+    ix->unique = src->unique;
+    ix->multikey = src->multikey;
+    for (int i = 0; i < MAX_LEVEL; i++) {
+        tails[i] = ix->head;
+    }
+    /* The same entries in the same order; keys are borrowed from the documents, which the
+     * clone shares. */
+    for (ms_ientry_t *e = src->head->next[0]; e; e = e->next[0]) {
+        skip_append(ix, tails, map(e->rec), e->keys);
+    }
+    return ix;
+}
+
 static void
 skip_remove(ms_index_t *ix, ms_rec_t *rec, const bson_value_t *keys)
 {

@@ -34,6 +34,7 @@ typedef struct ms_rec_t {
     int64_t recid;
     uint64_t seq; /* global commit sequence of the last write (transaction conflicts) */
     struct ms_rec_t *prev, *next;
+    struct ms_rec_t *clone; /* scratch of ms_coll_clone (under the storage lock): its copy */
 } ms_rec_t;
 
 typedef struct ms_ientry_t ms_ientry_t;
@@ -127,6 +128,13 @@ ms_coll_destroy(ms_coll_t *c);
 /* A private copy sharing the documents, with the same indexes (a transaction's snapshot). */
 ms_coll_t *
 ms_coll_clone(const ms_coll_t *c);
+
+/*
+ * A copy of src whose entries point at map(rec) for each of src's records, in src's order
+ * (index.c): linear, without comparing keys, where adding every record again is n log n.
+ */
+ms_index_t *
+ms_index_clone(const ms_index_t *src, ms_rec_t *(*map)(ms_rec_t *rec));
 /* Inserts doc (a reference is taken); unique violations fail with 11000 and leave c as it was. */
 bool
 ms_coll_insert(ms_coll_t *c, ms_doc_t *doc, ms_rec_t **out, bson_error_t *error);

@@ -193,6 +193,12 @@ append_rec(ms_coll_t *c, ms_doc_t *doc, int64_t recid, uint64_t seq)
     return r;
 }
 
+static ms_rec_t *
+clone_of(ms_rec_t *rec)
+{
+    return rec->clone;
+}
+
 ms_coll_t *
 ms_coll_clone(const ms_coll_t *src)
 {
@@ -200,19 +206,15 @@ ms_coll_clone(const ms_coll_t *src)
     memcpy(c->uuid, src->uuid, sizeof c->uuid);
     c->next_recid = src->next_recid;
     c->indexes = bson_malloc(sizeof *c->indexes * (src->nindexes ? src->nindexes : 1));
+    for (ms_rec_t *r = src->head; r; r = r->next) {
+        r->clone = append_rec(c, ms_doc_ref(r->doc), r->recid, r->seq);
+    }
+    /* Each index copied entry by entry in its order (a transaction's snapshot takes one of
+     * every collection it touches: adding every record again cost n log n key comparisons). */
     for (size_t i = 0; i < src->nindexes; i++) {
-        c->indexes[i] = ms_index_new(src->indexes[i]->spec, NULL);
-        BSON_ASSERT(c->indexes[i]);
-        c->indexes[i]->unique = src->indexes[i]->unique;
+        c->indexes[i] = ms_index_clone(src->indexes[i], clone_of);
     }
     c->nindexes = src->nindexes;
-    for (ms_rec_t *r = src->head; r; r = r->next) {
-        ms_rec_t *copy = append_rec(c, ms_doc_ref(r->doc), r->recid, r->seq);
-        for (size_t i = 0; i < c->nindexes; i++) {
-            bool ok = ms_index_add(c->indexes[i], copy, NULL);
-            BSON_ASSERT(ok);
-        }
-    }
     return c;
 }
 
