@@ -329,7 +329,7 @@ bool
 mr_cmd_end_txn(mr_cmd_t *c, bson_error_t *error)
 {
     uint8_t lsid[16];
-    int64_t number;
+    int64_t number = 0;
     int shard = -1;
     if (txn_key(c->cmd, lsid, &number)) {
         pthread_mutex_lock(&txn_mu);
