@@ -2,7 +2,8 @@
 # shellcheck shell=bash
 
 MONGOQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MONGOQ_PACKAGES=(build-essential cmake pkg-config libmongoc-dev libbson-dev libcriterion-dev python3-pymongo)
+MONGOQ_PACKAGES=(build-essential cmake pkg-config libmongoc-dev libbson-dev libcriterion-dev python3-pymongo
+    libmicrohttpd-dev)
 
 mongoq_log() { printf '==> %s\n' "$*" >&2; }
 

@@ -33,6 +33,8 @@ static const struct {
     FLAG_("yes", yes, false),
     FLAG_("due", due, false),
     FLAG_("not-due", not_due, false),
+    FLAG_("allow-actions", allow_actions, false),
+    FLAG_("listen-any", listen_any, false),
     INT_("limit", limit, has_limit),
     INT_("priority", priority, has_priority),
     INT_("delay", delay_ms, has_delay),
@@ -47,6 +49,7 @@ static const struct {
     STR_("claimed-by", claimed_by, false),
     STR_("error", error_text, false),
     STR_("listen", listen, false),
+    STR_("token", token, false),
 #undef STR_
 #undef FLAG_
 #undef INT_

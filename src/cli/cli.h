@@ -31,10 +31,10 @@ typedef struct {
     int64_t timeout_ms;
     bool help;
     /* per command */
-    bool json, all, dry_run, yes, due, not_due;
+    bool json, all, dry_run, yes, due, not_due, allow_actions, listen_any;
     int64_t limit, priority, delay_ms, count, interval_ms, batch;
     bool has_priority, has_delay, has_count, has_interval, has_limit, has_batch;
-    const char *status, *sort, *page, *dedup, *id, *claimed_by, *error_text, *listen;
+    const char *status, *sort, *page, *dedup, *id, *claimed_by, *error_text, *listen, *token;
     const char *positional[CLI_MAX_POSITIONAL];
     int npositional;
 } cli_args_t;
@@ -147,6 +147,7 @@ int cli_cmd_doctor(cli_t *cli);
 int cli_cmd_metrics(cli_t *cli);
 int cli_cmd_schedules(cli_t *cli);
 int cli_cmd_groups(cli_t *cli);
+int cli_cmd_serve(cli_t *cli);
 
 /* http.c: serves GET /metrics on addr ("HOST:PORT", IPv4) until stopped or max requests
  * (0: no limit) were answered. Prints "listening on http://HOST:PORT/metrics" once bound. */

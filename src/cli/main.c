@@ -111,6 +111,16 @@ static const cli_command_t COMMANDS[] = {
      "  --limit N       groups to show, 1 to 1000 (default 100)\n"
      "  --page NAME     continue after the group NAME (the last line of a page names it)",
      true, cli_cmd_groups},
+    {"serve", "a web dashboard of the database's queues, with a JSON API", "",
+     "listen listen-any allow-actions token count",
+     "Serves a dashboard (one page, polled every 2 s) and its JSON API (/api/...) on --listen\n"
+     "HOST:PORT (default 127.0.0.1:8080) until interrupted, or until --count N requests were\n"
+     "answered. Port 0 picks a free port; the first line printed names the address.\n"
+     "  --listen-any     allow an address that is not loopback (the dashboard shows payloads)\n"
+     "  --allow-actions  allow redrive, retry, delete, purge, pause and resume (POST); each needs\n"
+     "                   --token T in the header X-Mongoq-Token and no foreign Origin, and is\n"
+     "                   logged on stderr. Without it the dashboard is read-only.",
+     false, cli_cmd_serve},
     {"queues", "the queues of a database (collections with mongoq's claim index)", "", "json",
      "Lists the collections of --db that carry the index mongoq_claim, with their counts.", false,
      cli_cmd_queues},
