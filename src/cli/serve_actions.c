@@ -80,13 +80,15 @@ act(serve_t *srv, mongoq_queue_t *q, const char *action, arg_fn arg, void *ctx,
     } else if (strcmp(action, "resume") == 0) {
         done(reply, mongoq_queue_resume(q, &error), &error, NULL, 0);
     } else if (strcmp(action, "redrive") == 0 && (has_id || (all && strcmp(all, "1") == 0))) {
-        done(reply, mongoq_queue_redrive(q, has_id ? &id : NULL, &n, &error), &error, "moved", n);
+        bool ok = mongoq_queue_redrive(q, has_id ? &id : NULL, &n, &error); /* n set first */
+        done(reply, ok, &error, "moved", n);
     } else if (strcmp(action, "retry") == 0 && has_id) {
         done(reply, mongoq_queue_retry_now(q, &id, &error), &error, NULL, 0);
     } else if (strcmp(action, "delete") == 0 && has_id) {
         done(reply, delete_one(srv, q, &id, &error), &error, "deleted", 1);
     } else if (strcmp(action, "purge") == 0 && status && cli_known_status(status, false)) {
-        done(reply, mongoq_queue_purge(q, status, &n, &error), &error, "deleted", n);
+        bool ok = mongoq_queue_purge(q, status, &n, &error);
+        done(reply, ok, &error, "deleted", n);
     } else {
         serve__error(reply, 400,
                      "actions: pause, resume, redrive?id=ID|all=1, retry?id=ID, delete?id=ID, "

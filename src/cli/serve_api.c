@@ -391,8 +391,7 @@ get_queue(serve_t *srv, mongoq_queue_t *q, serve_reply_t *reply)
     bool has = false;
     mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
-    bool ok = cli_has_claim_index(coll, &has, &error) && (has || (error.code = 0)) &&
-              mongoq_queue_stats(q, &st, &error);
+    bool ok = cli_has_claim_index(coll, &has, &error) && (!has || mongoq_queue_stats(q, &st, &error));
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(srv->cli->pool, client);
     if (ok && !has) {
