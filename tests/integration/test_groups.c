@@ -331,22 +331,31 @@ Test(groups, partitioned_queue_places_a_group_in_one_partition)
     world_close(&w);
 }
 
-/* Bad options: INVALID_ARG, nothing written. */
-Test(groups, bad_options_are_refused_and_nothing_is_written)
+/* Bad options: INVALID_ARG, nothing written (one world per test: mongoc_cleanup ends each). */
+Test(groups, a_group_needs_a_queue_with_groups)
 {
     world_t w;
     bson_error_t error;
     bson_t payload;
     world_payload(&payload, 1);
-    mongoq_queue_opts_t bad = MONGOQ_QUEUE_OPTS_INIT;
     world_open(&w, NULL, 0);
     mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.group = "a";
     cr_assert_not(mongoq_enqueue(w.queue, &payload, &opts, NULL, &error), "no groups here");
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG);
+    cr_assert_eq(world_count(&w, "{}"), 0, "nothing written");
+    bson_destroy(&payload);
     world_close(&w);
+}
 
+Test(groups, bad_group_names_and_sessions_are_refused)
+{
+    world_t w;
+    bson_error_t error;
+    bson_t payload;
+    world_payload(&payload, 1);
     open_groups(&w, 2, MONGOQ_GROUP_DEAD_RELEASE, 0);
+    mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     char long_name[MONGOQ_MAX_GROUP_BYTES + 2];
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
@@ -364,17 +373,31 @@ Test(groups, bad_options_are_refused_and_nothing_is_written)
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG, "a session outside a transaction");
     mongoc_client_session_destroy(session);
     cr_assert_eq(world_count(&w, "{}"), 0, "nothing written");
+    bson_destroy(&payload);
     world_close(&w);
+}
 
+Test(groups, a_group_and_a_dedup_key_are_refused_in_a_partitioned_queue)
+{
+    world_t w;
+    bson_error_t error;
+    bson_t payload;
+    world_payload(&payload, 1);
     open_groups(&w, 1, MONGOQ_GROUP_DEAD_RELEASE, 4);
-    opts = (mongoq_enqueue_opts_t)MONGOQ_ENQUEUE_OPTS_INIT;
+    mongoq_enqueue_opts_t opts = MONGOQ_ENQUEUE_OPTS_INIT;
     opts.group = "a";
     opts.dedup_key = "k";
     cr_assert_not(mongoq_enqueue(w.queue, &payload, &opts, NULL, &error));
     cr_assert_eq(error.code, MONGOQ_ERROR_INVALID_ARG, "group and dedup_key with partitions");
     cr_assert_eq(world_count(&w, "{}"), 0, "nothing written");
+    bson_destroy(&payload);
     world_close(&w);
+}
 
+Test(groups, bad_queue_options_are_refused_and_nothing_is_created)
+{
+    world_t w;
+    bson_error_t error;
     world_open(&w, NULL, WORLD_NO_QUEUE);
     struct {
         int32_t concurrency;
@@ -385,7 +408,7 @@ Test(groups, bad_options_are_refused_and_nothing_is_written)
                  {0, 0, -1, 0},  {0, 0, MONGOQ_MAX_RATE_LIMIT * 2, 0},       {0, 0, 0, 5},
                  {0, 0, 10, -1}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        bad = (mongoq_queue_opts_t)MONGOQ_QUEUE_OPTS_INIT;
+        mongoq_queue_opts_t bad = MONGOQ_QUEUE_OPTS_INIT;
         bad.group_concurrency = cases[i].concurrency;
         bad.group_dead = (mongoq_group_dead_t)cases[i].dead;
         bad.rate_limit = cases[i].rate;
@@ -399,6 +422,5 @@ Test(groups, bad_options_are_refused_and_nothing_is_written)
     cr_assert_null(colls[0], "no collection created");
     bson_strfreev(colls);
     mongoc_database_destroy(db);
-    bson_destroy(&payload);
     world_close(&w);
 }
