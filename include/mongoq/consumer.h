@@ -64,6 +64,17 @@ mongoq_consumer_destroy(mongoq_consumer_t *consumer);
  * MONGOQ_ERROR_UNKNOWN_OUTCOME (no reply even then) a message may have been leased to this
  * consumer without it knowing: it returns to the queue when that lease expires (attempts counts
  * the lost delivery). Claiming again is safe. MONGOQ_ERROR_NO_CLIENT: the pool gave no client.
+ *
+ * Rate limits (mongoq_queue_opts_t.rate_limit): each try first takes a token from the queue's
+ * bucket (one findAndModify on the server's clock; claim_many takes up to max and claims at
+ * most what it got, giving unused ones back). Without a token the call sleeps until the next
+ * one is due (within wait_ms; 0: it answers none at once), so a throttled consumer costs one
+ * round trip per token interval. An error taking the token is returned as the claim's error
+ * (nothing was claimed; retrying is safe).
+ *
+ * Groups (mongoq_queue_opts_t.group_concurrency): only messages their group admitted are
+ * claimed; a claimed message holds its group's place until it is acknowledged or dead, or, if
+ * its consumer disappears, until its lease expires and it is delivered again.
  */
 MONGOQ_EXPORT bool
 mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_message_t **msg_out,
