@@ -314,20 +314,26 @@ append_in(bson_t *filter, const char *field, const bson_t *values)
 
 /*
  * Lanes: concurrent claim_many calls of one process search disjoint stretches of the queue
- * (lane k skips k batches), so they do not all find, and then fight over, the same head.
+ * (lane k skips k batches, at most CLAIM_SKIP_MAX messages), so they do not all find, and then
+ * fight over, the same head.
  */
 #define CLAIM_LANES 16
+/* A skipped message costs the server a document read (the due test is a $expr): lanes skip at
+ * most this many, so a batch of max uses 1 + CLAIM_SKIP_MAX / max lanes (none at 512 and up). */
+#define CLAIM_SKIP_MAX 512
 
 static unsigned
-take_lane(mongoq_queue_t *queue)
+take_lane(mongoq_queue_t *queue, size_t max)
 {
+    size_t usable = max >= CLAIM_SKIP_MAX ? 1 : 1 + CLAIM_SKIP_MAX / max;
+    unsigned lanes = usable < CLAIM_LANES ? (unsigned)usable : CLAIM_LANES;
     unsigned cur = atomic_load(&queue->claim_lanes);
     for (int tries = 0; tries < 64; tries++) {
         unsigned lane = 0;
-        while (lane < CLAIM_LANES && (cur & (1u << lane))) {
+        while (lane < lanes && (cur & (1u << lane))) {
             lane++;
         }
-        if (lane == CLAIM_LANES) {
+        if (lane == lanes) {
             return CLAIM_LANES; /* all taken: search from the head, holding no lane */
         }
         if (atomic_compare_exchange_weak(&queue->claim_lanes, &cur, cur | (1u << lane))) {
@@ -527,7 +533,7 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
     bool ok, retried = false;
     *got = 0;
     bson_oid_init(&token, NULL);
-    unsigned lane = take_lane(consumer->queue);
+    unsigned lane = take_lane(consumer->queue, max);
     size_t skip = lane < CLAIM_LANES ? lane * max : 0;
     ok = find_candidates(consumer, max, skip, &ids, &n_ids, error);
     if (ok && n_ids == 0 && skip > 0) {

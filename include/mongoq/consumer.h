@@ -87,11 +87,11 @@ mongoq_consumer_claim(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq_messa
  * a findAndModify instead (two round trips wasted, one spent): it answers none only when none
  * was due. Concurrent calls in one process (a worker's threads, say) do not race for the same
  * messages: the k-th call under way starts its search k batches further down the queue (up to
- * 15), and looks from the head again when it finds nothing there, so order across concurrent
- * calls is approximate, as it always is between concurrent claimers. msgs_out has room for max
- * pointers; *n_out receives how many were claimed
- * (0 when none in time). Each message is owned by the caller. All messages of one call share a
- * lease_token (still fenced per message by _id).
+ * 15, and never more than 512 messages down: none for batches of 512 and more), and looks from
+ * the head again when it finds nothing there, so order across concurrent calls is approximate,
+ * as it always is between concurrent claimers. msgs_out has room for max pointers; *n_out
+ * receives how many were claimed (0 when none in time). Each message is owned by the caller.
+ * All messages of one call share a lease_token (still fenced per message by _id).
  *
  * The claiming updateMany is not retried by libmongoc; claim_many retries it itself once after a
  * network error or a failover (safe: a message the first attempt claimed is no longer ready),
