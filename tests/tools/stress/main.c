@@ -47,7 +47,7 @@ typedef struct {
 static const part_def_t parts[] = {
     {"producers", stress_part_producers}, {"worker", stress_part_worker},   {"waker", stress_part_waker},
     {"signal", stress_part_signal},       {"destroy", stress_part_destroy},
-    {"schedules", stress_part_schedules},
+    {"schedules", stress_part_schedules}, {"groups", stress_part_groups},
 };
 #define N_PARTS (sizeof parts / sizeof parts[0])
 

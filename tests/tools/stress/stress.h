@@ -77,5 +77,7 @@ void
 stress_part_destroy(part_t *part); /* destroy.c */
 void
 stress_part_schedules(part_t *part); /* schedules.c */
+void
+stress_part_groups(part_t *part); /* groups.c */
 
 #endif
