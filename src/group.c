@@ -463,8 +463,9 @@ mongoq__group_enqueue(mongoq_queue_t *queue, const bson_t *docs, size_t n,
     }
     if (!ok && mongoq__error_is_server(error, DUPLICATE_KEY)) {
         mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
-                          "a message with one of these _ids is already stored (nothing of this "
-                          "enqueue was written)");
+                          "a unique key of this enqueue is already held (its dedup_key, taken "
+                          "meanwhile by another message, or a caller-chosen _id already stored); "
+                          "nothing of this enqueue was written");
     }
     return ok;
 }
