@@ -69,7 +69,9 @@ typedef struct {
      * (INVALID_ARG otherwise). In a partitioned queue the group decides the partition (every
      * message of a group in one), and a dedup_key with a group is INVALID_ARG there (the key
      * could not be checked in its own partition). enqueue_many with a group enqueues the n
-     * messages into that group in order.
+     * messages into that group in order. With caller_ids, an _id already stored fails the whole
+     * grouped enqueue with MONGOQ_ERROR_DUPLICATE (nothing written) rather than counting as
+     * queued: after UNKNOWN_OUTCOME, look the id up before enqueueing again.
      */
     const char *group;
 } mongoq_enqueue_opts_t;
