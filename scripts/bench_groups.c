@@ -142,11 +142,12 @@ bench_groups(void)
     int64_t sample = bench_cfg.quick ? 2000 : 10000;
     int groups_a = bench_cfg.quick ? GROUPS_A / QUICK_DIVISOR : GROUPS_A;
     int groups_b = bench_cfg.quick ? GROUPS_B / QUICK_DIVISOR : GROUPS_B;
-    fprintf(bench_md, "\n## Message groups\n\n"
-                      "Claim + ack one at a time from a FIFO queue of %d groups of %d messages "
-                      "(group_concurrency 1) and from a plain queue of as many messages; %lld "
-                      "messages taken per run, median (min-max) of %d runs, msg/s.\n\n"
-                      "| threads | plain | groups | groups / plain |\n|---|---|---|---|\n",
+    fprintf(bench_md,
+            "\n## Message groups\n\n"
+            "Claim + ack one at a time from a FIFO queue of %d groups of %d messages "
+            "(group_concurrency 1) and from a plain queue of as many messages; %lld "
+            "messages taken per run, median (min-max) of %d runs, msg/s.\n\n"
+            "| threads | plain | groups | groups / plain |\n|---|---|---|---|\n",
             groups_a, PER_GROUP_A, (long long)sample, bench_cfg.reps);
     for (size_t t = 0; t < 2; t++) {
         summary_t plain = measure(groups_a, PER_GROUP_A, false, threads[t], sample);
@@ -155,9 +156,11 @@ bench_groups(void)
                 plain.median, plain.min, plain.max, grouped.median, grouped.min, grouped.max,
                 grouped.median / plain.median);
     }
-    int64_t wide_sample = (int64_t)groups_b * PER_GROUP_B < sample ? groups_b * PER_GROUP_B : sample;
+    int64_t wide_sample =
+        (int64_t)groups_b * PER_GROUP_B < sample ? groups_b * PER_GROUP_B : sample;
     summary_t wide = measure(groups_b, PER_GROUP_B, true, 8, wide_sample);
-    fprintf(bench_md, "\nA FIFO queue of %d groups of %d messages, 8 consumer threads: %.0f "
-                      "(%.0f-%.0f) msg/s.\n",
+    fprintf(bench_md,
+            "\nA FIFO queue of %d groups of %d messages, 8 consumer threads: %.0f "
+            "(%.0f-%.0f) msg/s.\n",
             groups_b, PER_GROUP_B, wide.median, wide.min, wide.max);
 }

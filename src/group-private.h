@@ -98,8 +98,8 @@ void mongoq__txn_keep_reply(mongoq__txn_t *txn, const bson_t *reply);
 
 /* findAndModify; *value_out (may be NULL) a copy of the document returned, or NULL. */
 bool mongoq__txn_fam(mongoq__txn_t *txn, const bson_t *filter, const bson_t *sort,
-                     const bson_t *update, mongoc_find_and_modify_flags_t flags,
-                     bson_t **value_out, bson_error_t *error);
+                     const bson_t *update, mongoc_find_and_modify_flags_t flags, bson_t **value_out,
+                     bson_error_t *error);
 
 /* updateOne (update not NULL) or deleteOne; *n: matched or deleted. */
 bool mongoq__txn_write_one(mongoq__txn_t *txn, const bson_t *filter, const bson_t *update,

@@ -38,8 +38,8 @@ txn_callback(mongoc_client_session_t *session, void *ctx, bson_t **reply, bson_e
 }
 
 bool
-mongoq__txn_run(mongoq_queue_t *queue, mongoc_client_t *client, mongoq__txn_body_fn body,
-                void *ctx, bson_error_t *error)
+mongoq__txn_run(mongoq_queue_t *queue, mongoc_client_t *client, mongoq__txn_body_fn body, void *ctx,
+                bson_error_t *error)
 {
     bson_t reply;
     bool from_pool = client == NULL, ok = false;
@@ -91,7 +91,7 @@ mongoq__txn_keep_reply(mongoq__txn_t *txn, const bson_t *reply)
  */
 bool
 mongoq__txn_fam(mongoq__txn_t *txn, const bson_t *filter, const bson_t *sort, const bson_t *update,
-        mongoc_find_and_modify_flags_t flags, bson_t **value_out, bson_error_t *error)
+                mongoc_find_and_modify_flags_t flags, bson_t **value_out, bson_error_t *error)
 {
     bson_t extra = BSON_INITIALIZER, reply;
     bson_iter_t it;
@@ -127,7 +127,7 @@ mongoq__txn_fam(mongoq__txn_t *txn, const bson_t *filter, const bson_t *sort, co
 /* updateOne (update not NULL) or deleteOne in the transaction; *n: matched or deleted. */
 bool
 mongoq__txn_write_one(mongoq__txn_t *txn, const bson_t *filter, const bson_t *update, int64_t *n,
-              bson_error_t *error)
+                      bson_error_t *error)
 {
     bson_t opts = BSON_INITIALIZER, reply;
     bool ok = false;
@@ -407,14 +407,15 @@ enqueue_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
     }
     mongoq__group_doc_filter(txn->queue, group, &filter);
     build_take_places(group, limit, n, &update);
-    bool ok = mongoq__txn_fam(txn, &filter, NULL, &update, MONGOC_FIND_AND_MODIFY_UPSERT, &old, error);
+    bool ok =
+        mongoq__txn_fam(txn, &filter, NULL, &update, MONGOC_FIND_AND_MODIFY_UPSERT, &old, error);
     bson_destroy(&update);
     bson_destroy(&filter);
     if (!ok) {
         return false;
     }
-    int64_t admit = admitted(mongoq__int_field(old, MONGOQ__F_G_ACTIVE), mongoq__int_field(old, MONGOQ__F_G_WAITING),
-                             limit, n);
+    int64_t admit = admitted(mongoq__int_field(old, MONGOQ__F_G_ACTIVE),
+                             mongoq__int_field(old, MONGOQ__F_G_WAITING), limit, n);
     int64_t seq = mongoq__int_field(old, MONGOQ__F_G_SEQ);
     bson_destroy(old);
     bson_t *stored = bson_aligned_alloc(BSON_ALIGNOF(bson_t), c->n * sizeof *stored);
@@ -487,7 +488,7 @@ typedef struct {
  */
 bool
 mongoq__group_promote_head(mongoq__txn_t *txn, const char *group, bool *promoted, int64_t *run_at,
-             bson_error_t *error)
+                           bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER, sort = BSON_INITIALIZER, update = BSON_INITIALIZER;
     bson_t stage, set, *doc = NULL;
@@ -503,7 +504,8 @@ mongoq__group_promote_head(mongoq__txn_t *txn, const char *group, bool *promoted
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(&update, &stage);
-    bool ok = mongoq__txn_fam(txn, &filter, &sort, &update, MONGOC_FIND_AND_MODIFY_RETURN_NEW, &doc, error);
+    bool ok = mongoq__txn_fam(txn, &filter, &sort, &update, MONGOC_FIND_AND_MODIFY_RETURN_NEW, &doc,
+                              error);
     *promoted = ok && doc != NULL;
     if (*promoted && bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) &&
         BSON_ITER_HOLDS_DATE_TIME(&it)) {

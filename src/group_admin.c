@@ -362,7 +362,8 @@ redrive_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
     mongoq__group_doc_filter(txn->queue, c->group, &gfilter);
     ok = mongoq__txn_opts(txn, &opts, error);
     if (ok) {
-        mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(txn->coll, &gfilter, &opts, NULL);
+        mongoc_cursor_t *cursor =
+            mongoc_collection_find_with_opts(txn->coll, &gfilter, &opts, NULL);
         if (mongoc_cursor_next(cursor, &doc)) {
             old = bson_copy(doc);
         }

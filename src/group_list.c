@@ -43,7 +43,8 @@ count_processing(mongoc_collection_t *coll, const mongoq_queue_t *queue, const c
     int64_t n = -1;
     BSON_APPEND_UTF8(&cmd, "count", queue->name);
     BSON_APPEND_DOCUMENT_BEGIN(&cmd, "query", &filter);
-    mongoq__partition_append(&filter, queue->opts.partitions, mongoq__group_partition(queue, group));
+    mongoq__partition_append(&filter, queue->opts.partitions,
+                             mongoq__group_partition(queue, group));
     BSON_APPEND_UTF8(&filter, MONGOQ__F_GROUP, group);
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
     bson_append_document_end(&cmd, &filter);
@@ -73,8 +74,8 @@ fill_info(const bson_t *doc, mongoq_group_info_t *info)
 }
 
 bool
-mongoq_queue_groups(mongoq_queue_t *queue, const char *after, mongoq_group_info_t *out,
-                    size_t max, size_t *n_out, bson_error_t *error)
+mongoq_queue_groups(mongoq_queue_t *queue, const char *after, mongoq_group_info_t *out, size_t max,
+                    size_t *n_out, bson_error_t *error)
 {
     BSON_ASSERT_PARAM(queue);
     BSON_ASSERT_PARAM(out);
@@ -88,7 +89,8 @@ mongoq_queue_groups(mongoq_queue_t *queue, const char *after, mongoq_group_info_
     for (size_t i = 0; i < max; i++) {
         if (out[i].version == 0 || out[i].version > MONGOQ_GROUP_INFO_VERSION) {
             mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
-                              "groups: out[%zu] has an unknown version (MONGOQ_GROUP_INFO_INIT)", i);
+                              "groups: out[%zu] has an unknown version (MONGOQ_GROUP_INFO_INIT)",
+                              i);
             return false;
         }
     }

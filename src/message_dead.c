@@ -102,7 +102,8 @@ mongoq_message_fail(mongoq_message_t *msg, const char *reason, bson_error_t *err
     return mongoq__message_make_dead(msg, reason, error);
 }
 
-/* {$set: {status: dead}, $unset: {dedup_key, lease_token, lease_expires_at}}: never grows a document. */
+/* {$set: {status: dead}, $unset: {dedup_key, lease_token, lease_expires_at}}: never grows a
+ * document. */
 static void
 build_dead_minimal(bson_t *update)
 {
@@ -173,4 +174,3 @@ mongoq__message_bury(mongoq_queue_t *queue, const bson_t *doc, const char *statu
     bson_destroy(&filter);
     return ok;
 }
-

@@ -11,9 +11,10 @@
  * interval [a, b] of the server's clock are at most burst + rate * (b - a): the bucket holds at
  * most burst, and refills at rate for the time `at` moved on, which never goes back (concurrent
  * commands take $$NOW when they start and may write in another order: with at = $$NOW a late
- * writer would move it back and the same milliseconds would be credited twice). A claim that takes tokens and claims fewer messages gives
- * the rest back ($inc, capped at burst), so idle consumers do not burn the budget. Consumers
- * that get none wait for (1 - tokens) / rate, the next token's time, on the waker.
+ * writer would move it back and the same milliseconds would be credited twice). A claim that takes
+ * tokens and claims fewer messages gives the rest back ($inc, capped at burst), so idle consumers
+ * do not burn the budget. Consumers that get none wait for (1 - tokens) / rate, the next token's
+ * time, on the waker.
  */
 #include "rate-private.h"
 
@@ -168,8 +169,8 @@ mongoq__rate_take(mongoq_queue_t *queue, int64_t want, int64_t *granted, int64_t
     mongoq__queue_append_write_concern(queue, &extra);
     mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
     mongoc_find_and_modify_opts_set_update(fam, &update);
-    mongoc_find_and_modify_opts_set_flags(
-        fam, MONGOC_FIND_AND_MODIFY_UPSERT | MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_UPSERT |
+                                                   MONGOC_FIND_AND_MODIFY_RETURN_NEW);
     mongoc_find_and_modify_opts_append(fam, &extra);
     mongoc_collection_t *coll = mongoq__queue_checkout(queue, &client, error);
     if (coll) {
@@ -225,8 +226,9 @@ mongoq__rate_give_back(mongoq_queue_t *queue, int64_t n)
     /* Best effort: a token not given back is a claim not made, never one too many. */
     if (!mongoq__queue_write_many(queue, "rate limit give-back", &filter, &update, &matched,
                                   &error)) {
-        mongoq__queue_log(queue, MONGOQ_LOG_DEBUG, "mongoq: %s.%s: giving back %" PRId64
-                          " rate tokens failed: %s", queue->db, queue->name, n, error.message);
+        mongoq__queue_log(queue, MONGOQ_LOG_DEBUG,
+                          "mongoq: %s.%s: giving back %" PRId64 " rate tokens failed: %s",
+                          queue->db, queue->name, n, error.message);
     }
     bson_destroy(&update);
     bson_destroy(&filter);

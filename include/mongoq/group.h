@@ -21,17 +21,20 @@ extern "C" {
 
 /* One group as mongoq_queue_groups reads it. */
 typedef struct {
-    uint32_t version;                        /* MONGOQ_GROUP_INFO_VERSION */
-    char name[MONGOQ_MAX_GROUP_BYTES + 1];   /* the group, NUL-terminated */
-    int64_t active;     /* messages holding a place: ready (admitted), in flight, and dead ones
-                           that keep it (MONGOQ_GROUP_DEAD_BLOCK); at most limit */
-    int64_t in_flight;  /* of those, claimed now (status processing) */
-    int64_t waiting;    /* messages waiting for a place, in enqueue order */
-    int32_t limit;      /* the group_concurrency of its last enqueue */
-    int32_t partition;  /* the partition of its messages (0 with one partition) */
+    uint32_t version;                      /* MONGOQ_GROUP_INFO_VERSION */
+    char name[MONGOQ_MAX_GROUP_BYTES + 1]; /* the group, NUL-terminated */
+    int64_t active;    /* messages holding a place: ready (admitted), in flight, and dead ones
+                          that keep it (MONGOQ_GROUP_DEAD_BLOCK); at most limit */
+    int64_t in_flight; /* of those, claimed now (status processing) */
+    int64_t waiting;   /* messages waiting for a place, in enqueue order */
+    int32_t limit;     /* the group_concurrency of its last enqueue */
+    int32_t partition; /* the partition of its messages (0 with one partition) */
 } mongoq_group_info_t;
 
-#define MONGOQ_GROUP_INFO_INIT {.version = MONGOQ_GROUP_INFO_VERSION}
+#define MONGOQ_GROUP_INFO_INIT                                                                     \
+    {                                                                                              \
+        .version = MONGOQ_GROUP_INFO_VERSION                                                       \
+    }
 
 /*
  * Reads up to max groups (1 to MONGOQ_MAX_BATCH) in name order (bytewise), starting after the
@@ -42,9 +45,9 @@ typedef struct {
  * INVALID_ARG for max out of range, an unknown version or `after` longer than a group name;
  * driver errors.
  */
-MONGOQ_EXPORT bool
-mongoq_queue_groups(mongoq_queue_t *queue, const char *after, mongoq_group_info_t *out,
-                    size_t max, size_t *n_out, bson_error_t *error);
+MONGOQ_EXPORT bool mongoq_queue_groups(mongoq_queue_t *queue, const char *after,
+                                       mongoq_group_info_t *out, size_t max, size_t *n_out,
+                                       bson_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -63,7 +63,8 @@ print_table(cli_t *cli, mongoq_queue_t *queue, const mongoq_group_info_t *groups
             "WAITING", "LIMIT", "PARTITION");
     for (size_t i = 0; i < n; i++) {
         const mongoq_group_info_t *g = &groups[i];
-        fprintf(cli->out, "%-*.40s  %8" PRId64 "  %9" PRId64 "  %8" PRId64 "  %6" PRId32 "  %9" PRId32 "\n",
+        fprintf(cli->out,
+                "%-*.40s  %8" PRId64 "  %9" PRId64 "  %8" PRId64 "  %6" PRId32 "  %9" PRId32 "\n",
                 width, g->name, g->active, g->in_flight, g->waiting, g->limit, g->partition);
     }
     if (next) {

@@ -405,7 +405,7 @@ Test(groups, bad_queue_options_are_refused_and_nothing_is_created)
         double rate;
         int32_t burst;
     } cases[] = {{-1, 0, 0, 0}, {MONGOQ_MAX_GROUP_CONCURRENCY + 1, 0, 0, 0}, {1, 7, 0, 0},
-                 {0, 0, -1, 0},  {0, 0, MONGOQ_MAX_RATE_LIMIT * 2, 0},       {0, 0, 0, 5},
+                 {0, 0, -1, 0}, {0, 0, MONGOQ_MAX_RATE_LIMIT * 2, 0},        {0, 0, 0, 5},
                  {0, 0, 10, -1}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mongoq_queue_opts_t bad = MONGOQ_QUEUE_OPTS_INIT;

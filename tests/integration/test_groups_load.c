@@ -151,9 +151,9 @@ consume(void *arg)
     while (!atomic_load(&l->stop) && mtest_now_ms() < deadline) {
         mongoq_message_t *msgs[3];
         size_t got = 0;
-        bool ok = a->index % 2 == 0
-                      ? mongoq_consumer_claim(c, 200, &msgs[0], &error) && (got = msgs[0] ? 1 : 0, true)
-                      : mongoq_consumer_claim_many(c, 3, 200, msgs, &got, &error);
+        bool ok = a->index % 2 == 0 ? mongoq_consumer_claim(c, 200, &msgs[0], &error) &&
+                                          (got = msgs[0] ? 1 : 0, true)
+                                    : mongoq_consumer_claim_many(c, 3, 200, msgs, &got, &error);
         if (!ok) {
             fail(l, error.message);
             break;
@@ -364,8 +364,8 @@ Test(groups_load, rate_limit_holds_across_processes_by_counts_on_the_server_cloc
     }
     int n = atomic_load(&claimed);
     double bound = RATE + RATE * (double)(t1 - t0) / 1000.0; /* burst (one second's) + rate */
-    cr_log_info("rate limit %.0f/s: %d claims in %lld ms of server time (%.1f/s; bound %.0f)",
-                RATE, n, (long long)(t1 - t0), n * 1000.0 / (double)(t1 - t0), bound);
+    cr_log_info("rate limit %.0f/s: %d claims in %lld ms of server time (%.1f/s; bound %.0f)", RATE,
+                n, (long long)(t1 - t0), n * 1000.0 / (double)(t1 - t0), bound);
     cr_assert_eq(n, RATE_MESSAGES, "every message claimed");
     cr_assert_leq((double)n, bound + 1, "claims over [T0, T1] <= burst + rate * (T1 - T0)");
     world_close(&w);

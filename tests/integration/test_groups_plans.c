@@ -26,12 +26,12 @@ append_message(mongoc_bulk_operation_t *bulk, const char *group, int64_t seq, co
     bson_oid_t id, token;
     bson_oid_init(&id, NULL);
     bson_oid_init(&token, NULL);
-    bson_t *doc = BCON_NEW("_id", BCON_OID(&id), "payload", "{", "seq", BCON_INT64(seq), "}",
-                           "status", BCON_UTF8(status), "priority", BCON_INT32(0), "run_at",
-                           BCON_DATE_TIME(now - 60000), "attempts", BCON_INT32(1), "max_attempts",
-                           BCON_INT32(5), "enqueued_at", BCON_DATE_TIME(now), "updated_at",
-                           BCON_DATE_TIME(now), "group", BCON_UTF8(group), "group_seq",
-                           BCON_INT64(seq));
+    bson_t *doc =
+        BCON_NEW("_id", BCON_OID(&id), "payload", "{", "seq", BCON_INT64(seq), "}", "status",
+                 BCON_UTF8(status), "priority", BCON_INT32(0), "run_at",
+                 BCON_DATE_TIME(now - 60000), "attempts", BCON_INT32(1), "max_attempts",
+                 BCON_INT32(5), "enqueued_at", BCON_DATE_TIME(now), "updated_at",
+                 BCON_DATE_TIME(now), "group", BCON_UTF8(group), "group_seq", BCON_INT64(seq));
     if (strcmp(status, "processing") == 0) {
         BSON_APPEND_OID(doc, "lease_token", &token);
         BSON_APPEND_DATE_TIME(doc, "lease_expires_at", now + 86400000);
@@ -47,14 +47,15 @@ crowd_groups(world_t *w)
 {
     int64_t now = world_server_now(w);
     bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(w->coll, opts);
+    mongoc_bulk_operation_t *bulk =
+        mongoc_collection_create_bulk_operation_with_opts(w->coll, opts);
     for (int g = 0; g < BUSY_GROUPS; g++) {
         char name[32], id[64];
         bson_snprintf(name, sizeof name, "busy-%05d", g);
         bson_snprintf(id, sizeof id, "mongoq.group:%s", name);
-        bson_t *gdoc = BCON_NEW("_id", BCON_UTF8(id), "name", BCON_UTF8(name), "active",
-                                BCON_INT64(1), "waiting", BCON_INT64(1), "seq", BCON_INT64(2),
-                                "limit", BCON_INT64(1));
+        bson_t *gdoc =
+            BCON_NEW("_id", BCON_UTF8(id), "name", BCON_UTF8(name), "active", BCON_INT64(1),
+                     "waiting", BCON_INT64(1), "seq", BCON_INT64(2), "limit", BCON_INT64(1));
         mongoc_bulk_operation_insert(bulk, gdoc);
         bson_destroy(gdoc);
         append_message(bulk, name, 1, "processing", now);
@@ -71,8 +72,8 @@ crowd_groups(world_t *w)
 static bool
 explainable(const char *name)
 {
-    static const char *const names[] = {"find", "findAndModify", "update", "delete", "count",
-                                        "aggregate", NULL};
+    static const char *const names[] = {"find",  "findAndModify", "update", "delete",
+                                        "count", "aggregate",     NULL};
     for (int i = 0; names[i]; i++) {
         if (strcmp(name, names[i]) == 0) {
             return true;
@@ -85,9 +86,10 @@ explainable(const char *name)
 static void
 inner_command(const bson_t *cmd, bson_t *inner)
 {
-    static const char *const generic[] = {"lsid", "txnNumber", "readConcern", "writeConcern",
-                                          "autocommit", "startTransaction", "apiVersion",
-                                          "apiStrict", "apiDeprecationErrors", "maxTimeMS", NULL};
+    static const char *const generic[] = {"lsid",         "txnNumber",  "readConcern",
+                                          "writeConcern", "autocommit", "startTransaction",
+                                          "apiVersion",   "apiStrict",  "apiDeprecationErrors",
+                                          "maxTimeMS",    NULL};
     bson_iter_t it;
     bson_init(inner);
     bson_iter_init(&it, cmd);

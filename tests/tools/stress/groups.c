@@ -52,12 +52,12 @@ p7_produce(void *arg)
                 ptrs[k] = &payloads[k];
             }
             size_t stored = 0;
-            bool ok = i % 8 == 0 ? mongoq_enqueue_many(p->producer, ptrs, 4, &opts, NULL, &stored,
-                                                       &error)
-                                 : (mongoq_enqueue(p->producer, ptrs[0], &opts, NULL, &error) &&
-                                    mongoq_enqueue(p->producer, ptrs[1], &opts, NULL, &error) &&
-                                    mongoq_enqueue(p->producer, ptrs[2], &opts, NULL, &error) &&
-                                    mongoq_enqueue(p->producer, ptrs[3], &opts, NULL, &error));
+            bool ok = i % 8 == 0
+                          ? mongoq_enqueue_many(p->producer, ptrs, 4, &opts, NULL, &stored, &error)
+                          : (mongoq_enqueue(p->producer, ptrs[0], &opts, NULL, &error) &&
+                             mongoq_enqueue(p->producer, ptrs[1], &opts, NULL, &error) &&
+                             mongoq_enqueue(p->producer, ptrs[2], &opts, NULL, &error) &&
+                             mongoq_enqueue(p->producer, ptrs[3], &opts, NULL, &error));
             CHECK(p->part, ok, "grouped enqueue: %s", error.message);
             for (int k = 0; k < 4; k++) {
                 bson_destroy(&payloads[k]);
@@ -149,7 +149,9 @@ stress_part_groups(part_t *part)
     }
     CHECK(part, atomic_load(&p.finished) == P7_N, "%d of %d messages finished",
           atomic_load(&p.finished), P7_N);
-    CHECK(part, stress_count_docs(&e, "{\"group\": {\"$exists\": true}, \"status\": {\"$ne\": \"dead\"}}") == 0,
+    CHECK(part,
+          stress_count_docs(
+              &e, "{\"group\": {\"$exists\": true}, \"status\": {\"$ne\": \"dead\"}}") == 0,
           "grouped messages left unfinished");
     mongoq_queue_destroy(p.producer);
     mongoq_queue_destroy(p.consumer);
