@@ -15,7 +15,6 @@
 #include "world.h"
 
 #define BUSY_GROUPS 10000
-#define MAX_CMDS 32
 
 TestSuite(groups_plans, .timeout = 300);
 
@@ -69,91 +68,6 @@ crowd_groups(world_t *w)
     bson_destroy(opts);
 }
 
-static bool
-explainable(const char *name)
-{
-    static const char *const names[] = {"find",  "findAndModify", "update", "delete",
-                                        "count", "aggregate",     NULL};
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The command without what libmongoc adds (session, transaction, concerns, $db). */
-static void
-inner_command(const bson_t *cmd, bson_t *inner)
-{
-    static const char *const generic[] = {"lsid",         "txnNumber",  "readConcern",
-                                          "writeConcern", "autocommit", "startTransaction",
-                                          "apiVersion",   "apiStrict",  "apiDeprecationErrors",
-                                          "maxTimeMS",    NULL};
-    bson_iter_t it;
-    bson_init(inner);
-    bson_iter_init(&it, cmd);
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        bool skip = k[0] == '$';
-        for (int i = 0; !skip && generic[i]; i++) {
-            skip = strcmp(k, generic[i]) == 0;
-        }
-        if (!skip) {
-            bson_append_value(inner, k, -1, bson_iter_value(&it));
-        }
-    }
-}
-
-static int64_t
-stat_of(const bson_t *reply, const char *path)
-{
-    bson_iter_t it, v;
-    cr_assert(bson_iter_init(&it, reply) && bson_iter_find_descendant(&it, path, &v),
-              "explain has no %s", path);
-    return bson_iter_as_int64(&v);
-}
-
-/* Explains every query command sent since the last reset; each within the bounds. */
-static int
-assert_sent_within(world_t *w, const char *op, int64_t max_keys, int64_t max_docs)
-{
-    bson_t *cmds[MAX_CMDS];
-    size_t n = mtest_counter_commands(w->counter, NULL, cmds, MAX_CMDS);
-    int explained = 0;
-    for (size_t i = 0; i < n; i++) {
-        bson_iter_t it;
-        bson_iter_init(&it, cmds[i]);
-        bson_iter_next(&it);
-        const char *name = bson_iter_key(&it);
-        if (explainable(name)) {
-            bson_t inner, explain = BSON_INITIALIZER, reply;
-            bson_error_t error;
-            inner_command(cmds[i], &inner);
-            BSON_APPEND_DOCUMENT(&explain, "explain", &inner);
-            BSON_APPEND_UTF8(&explain, "verbosity", "executionStats");
-            mongoc_database_t *db = mongoc_client_get_database(w->client, w->db);
-            cr_assert(mongoc_database_command_simple(db, &explain, NULL, &reply, &error),
-                      "explain of %s: %s", name, error.message);
-            int64_t keys = stat_of(&reply, "executionStats.totalKeysExamined");
-            int64_t docs = stat_of(&reply, "executionStats.totalDocsExamined");
-            cr_log_info("%s: %s examined %lld keys, %lld documents", op, name, (long long)keys,
-                        (long long)docs);
-            cr_assert_leq(keys, max_keys, "%s: %s examined %lld keys", op, name, (long long)keys);
-            cr_assert_leq(docs, max_docs, "%s: %s examined %lld documents", op, name,
-                          (long long)docs);
-            bson_destroy(&reply);
-            mongoc_database_destroy(db);
-            bson_destroy(&explain);
-            bson_destroy(&inner);
-            explained++;
-        }
-        bson_destroy(cmds[i]);
-    }
-    mtest_counter_reset(w->counter);
-    return explained;
-}
-
 Test(groups_plans, ten_thousand_busy_groups_slow_no_other_group)
 {
     world_t w;
@@ -168,7 +82,7 @@ Test(groups_plans, ten_thousand_busy_groups_slow_no_other_group)
     mtest_counter_keep_commands(w.counter);
     mtest_counter_reset(w.counter);
     world_enqueue(w.queue, 1, &eopts, NULL);
-    cr_assert_geq(assert_sent_within(&w, "grouped enqueue", 2, 1), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "grouped enqueue", 2, 1), 1);
     world_enqueue(w.queue, 2, &eopts, NULL);
     world_enqueue(w.queue, 3, NULL, NULL);
     mtest_counter_reset(w.counter);
@@ -179,24 +93,24 @@ Test(groups_plans, ten_thousand_busy_groups_slow_no_other_group)
     cr_assert(mongoq_consumer_claim_many(c, 8, 0, msgs, &got, &error), "%s", error.message);
     cr_assert_eq(got, 2, "the free group's head and the ungrouped message");
     /* the claim index holds only admitted messages: 2 ready keys, no waiting one */
-    cr_assert_geq(assert_sent_within(&w, "claim_many", 6, 3), 3);
+    cr_assert_geq(world_assert_sent_within(&w, "claim_many", 6, 3), 3);
     cr_assert(mongoq_message_ack_many(msgs, got, &error), "%s", error.message);
     /* the grouped ack: delete by _id, admit the head (one seek), the group document by _id */
-    cr_assert_geq(assert_sent_within(&w, "ack with groups", 2, 2), 3);
+    cr_assert_geq(world_assert_sent_within(&w, "ack with groups", 2, 2), 3);
     for (size_t i = 0; i < got; i++) {
         mongoq_message_destroy(msgs[i]);
     }
     mongoq_message_t *msg = world_claim(c, 0);
     cr_assert_eq(world_seq(msg), 2, "the free group's next message was admitted");
-    cr_assert_geq(assert_sent_within(&w, "claim", 4, 2), 1);
+    cr_assert_geq(world_assert_sent_within(&w, "claim", 4, 2), 1);
     cr_assert(mongoq_message_fail(msg, "broken", &error), "%s", error.message);
-    cr_assert_geq(assert_sent_within(&w, "fail with groups", 2, 2), 3);
+    cr_assert_geq(world_assert_sent_within(&w, "fail with groups", 2, 2), 3);
     mongoq_message_destroy(msg);
 
     int64_t reaped = -1;
     cr_assert(mongoq_queue_reap(w.queue, &reaped, &error), "%s", error.message);
     cr_assert_eq(reaped, 0);
-    cr_assert_eq(assert_sent_within(&w, "reap", 2, 1), 3, "two updates and the grouped find");
+    cr_assert_eq(world_assert_sent_within(&w, "reap", 2, 1), 3, "two updates and the grouped find");
 
     mongoq_group_info_t info[20];
     for (int i = 0; i < 20; i++) {
@@ -208,7 +122,7 @@ Test(groups_plans, ten_thousand_busy_groups_slow_no_other_group)
     cr_assert_str_eq(info[0].name, "busy-00000");
     cr_assert_eq(info[0].in_flight, 1);
     cr_assert_eq(info[0].waiting, 1);
-    cr_assert_eq(assert_sent_within(&w, "groups page", 21, 20), 21);
+    cr_assert_eq(world_assert_sent_within(&w, "groups page", 21, 20), 21);
     mongoq_consumer_destroy(c);
     world_close(&w);
 }

@@ -152,7 +152,7 @@ bool world_explainable(const bson_t *cmd);
 /* Runs cmd (a command the pool sent, generic fields dropped) through explain on w's database. */
 world_cost_t world_explain(world_t *w, const bson_t *cmd);
 
-/* Whether cmd reads the queue's control document (the pause state) by its string _id. */
+/* Whether cmd reads the queue's control document (the pause state) by its _id. */
 bool world_is_control_read(const bson_t *cmd);
 
 /*

@@ -93,7 +93,7 @@ world_is_control_read(const bson_t *cmd)
 {
     bson_iter_t id;
     return bson_iter_init(&id, cmd) && bson_iter_find_descendant(&id, "filter._id", &id) &&
-           BSON_ITER_HOLDS_UTF8(&id);
+           BSON_ITER_HOLDS_UTF8(&id) && strcmp(bson_iter_utf8(&id, NULL), "mongoq.control") == 0;
 }
 
 int
