@@ -149,6 +149,11 @@ int cli_cmd_schedules(cli_t *cli);
 int cli_cmd_groups(cli_t *cli);
 int cli_cmd_serve(cli_t *cli);
 
+/* http.c: "HOST:PORT" (an IPv4 literal) into *addr for --listen (metrics, serve); false after
+ * printing a usage error. */
+struct sockaddr_in;
+bool cli_parse_listen(cli_t *cli, const char *text, struct sockaddr_in *addr);
+
 /* http.c: serves GET /metrics on addr ("HOST:PORT", IPv4) until stopped or max requests
  * (0: no limit) were answered. Prints "listening on http://HOST:PORT/metrics" once bound. */
 int cli_serve_metrics(cli_t *cli, const char *addr, int64_t max_requests);

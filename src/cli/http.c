@@ -19,9 +19,8 @@
 #define REQUEST_MAX 8192
 #define CLIENT_TIMEOUT_S 2
 
-/* "HOST:PORT" (IPv4 literal) into addr; false after printing a usage error. */
-static bool
-parse_addr(cli_t *cli, const char *text, struct sockaddr_in *addr)
+bool
+cli_parse_listen(cli_t *cli, const char *text, struct sockaddr_in *addr)
 {
     const char *colon = strrchr(text, ':');
     char host[64];
@@ -145,7 +144,7 @@ int
 cli_serve_metrics(cli_t *cli, const char *text, int64_t max_requests)
 {
     struct sockaddr_in addr;
-    if (!parse_addr(cli, text, &addr)) {
+    if (!cli_parse_listen(cli, text, &addr)) {
         return CLI_USAGE;
     }
     int fd = listen_on(cli, &addr);

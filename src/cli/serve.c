@@ -24,30 +24,6 @@ typedef struct {
     volatile int64_t answered, max;
 } serve_run_t;
 
-/* "HOST:PORT" (IPv4) into addr; false after printing a usage error. */
-static bool
-parse_listen(cli_t *cli, const char *text, struct sockaddr_in *addr)
-{
-    const char *colon = strrchr(text, ':');
-    char host[64], *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    if (!colon || (size_t)(colon - text) >= sizeof host || !end || *end || colon[1] == '\0' ||
-        port < 0 || port > 65535) {
-        cli_fail(cli, CLI_USAGE, "--listen wants HOST:PORT (e.g. 127.0.0.1:8080), not \"%s\"", text);
-        return false;
-    }
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1) {
-        cli_fail(cli, CLI_USAGE, "--listen: \"%s\" is not an IPv4 address", host);
-        return false;
-    }
-    addr->sin_port = htons((uint16_t)port);
-    return true;
-}
-
 /* Compares without an early exit, so the time taken says nothing about the token. */
 static bool
 same_secret(const char *a, const char *b)
@@ -234,7 +210,7 @@ cli_cmd_serve(cli_t *cli)
     if (a->token && !a->allow_actions) {
         return cli_fail(cli, CLI_USAGE, "--token is only used with --allow-actions");
     }
-    if (!parse_listen(cli, a->listen ? a->listen : DEFAULT_LISTEN, &addr)) {
+    if (!cli_parse_listen(cli, a->listen ? a->listen : DEFAULT_LISTEN, &addr)) {
         return CLI_USAGE;
     }
     if (!is_loopback(&addr) && !a->listen_any) {
