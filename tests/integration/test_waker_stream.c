@@ -119,7 +119,11 @@ Test(waker_stream, delayed_message_starts_at_run_at)
     ws_enqueue_delayed(&w, 1500);
     int64_t t1 = mtest_now_ms();
     ws_assert_on_time(&rec, t0, t1, 1500);
-    cr_assert_geq(ws_counters(w.queue).wakeups_timer, 1);
+    /* Through a mongos the insert event may be held back (an idle shard's no-op) and a
+     * partition's wake-up may come first: the cause is only asserted on a replica set. */
+    if (world_partitions() == 1 && !world_uri_is_mongos(mtest_uri())) {
+        cr_assert_geq(ws_counters(w.queue).wakeups_timer, 1);
+    }
     ws_close(&w, &rec, worker);
 }
 
