@@ -46,9 +46,8 @@ static enum MHD_Result
 send_reply(struct MHD_Connection *conn, serve_reply_t *reply)
 {
     size_t len = reply->body ? strlen(reply->body) : 0;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, reply->body ? reply->body : (char *)"",
-                                        MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, reply->body ? reply->body : (char *)"", MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type",
                             reply->type ? reply->type : "application/json; charset=utf-8");
     MHD_add_response_header(r, "Cache-Control", "no-store");
@@ -229,6 +228,7 @@ cli_cmd_serve(cli_t *cli)
     srv->allow_actions = a->allow_actions;
     srv->token = a->token ? a->token : "";
     srv->any_host = a->listen_any;
+    srv->started_ms = serve__now_ms();
     pthread_mutex_init(&srv->mu, NULL);
     int rc = serve_until_stopped(cli, srv, &addr);
     pthread_mutex_destroy(&srv->mu);
@@ -241,8 +241,9 @@ cli_cmd_serve(cli_t *cli)
 int
 cli_cmd_serve(cli_t *cli)
 {
-    return cli_fail(cli, CLI_FAILED, "serve is unavailable: this mongoq was built without "
-                                     "libmicrohttpd (Debian: libmicrohttpd-dev)");
+    return cli_fail(cli, CLI_FAILED,
+                    "serve is unavailable: this mongoq was built without "
+                    "libmicrohttpd (Debian: libmicrohttpd-dev)");
 }
 
 #endif

@@ -8,8 +8,6 @@
 #include "fields.h"
 #include "serve.h"
 
-typedef const char *(*arg_fn)(void *, const char *);
-
 static bool
 parse_id(const char *hex, bson_oid_t *id)
 {
@@ -21,11 +19,11 @@ parse_id(const char *hex, bson_oid_t *id)
 }
 
 static void
-done(serve_reply_t *reply, bool ok, const bson_error_t *error, const char *count_key,
-     int64_t count)
+done(serve_reply_t *reply, bool ok, const bson_error_t *error, const char *count_key, int64_t count)
 {
     if (!ok) {
-        bool not_found = error->domain == MONGOQ_ERROR_DOMAIN && error->code == MONGOQ_ERROR_NOT_FOUND;
+        bool not_found =
+            error->domain == MONGOQ_ERROR_DOMAIN && error->code == MONGOQ_ERROR_NOT_FOUND;
         bool bad = error->domain == MONGOQ_ERROR_DOMAIN && error->code == MONGOQ_ERROR_INVALID_ARG;
         serve__error(reply, not_found ? 404 : bad ? 400 : 503, error->message);
         return;
@@ -67,7 +65,7 @@ delete_one(serve_t *srv, mongoq_queue_t *q, const bson_oid_t *id, bson_error_t *
 }
 
 static void
-act(serve_t *srv, mongoq_queue_t *q, const char *action, arg_fn arg, void *ctx,
+act(serve_t *srv, mongoq_queue_t *q, const char *action, serve_arg_fn arg, void *ctx,
     serve_reply_t *reply)
 {
     bson_error_t error;
@@ -97,7 +95,7 @@ act(serve_t *srv, mongoq_queue_t *q, const char *action, arg_fn arg, void *ctx,
 }
 
 void
-serve__api_post(serve_t *srv, const char *path, arg_fn arg, void *ctx, serve_reply_t *reply)
+serve__api_post(serve_t *srv, const char *path, serve_arg_fn arg, void *ctx, serve_reply_t *reply)
 {
     char name[SERVE_NAME_MAX];
     bson_error_t error;
