@@ -2,8 +2,9 @@
 # shellcheck shell=bash
 
 MONGOQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# chromium and chromium-driver: the dashboard's browser test (tests/cli/test_serve_browser.sh).
 MONGOQ_PACKAGES=(build-essential cmake pkg-config libmongoc-dev libbson-dev libcriterion-dev python3-pymongo
-    libmicrohttpd-dev)
+    libmicrohttpd-dev chromium chromium-driver)
 
 mongoq_log() { printf '==> %s\n' "$*" >&2; }
 
