@@ -25,6 +25,7 @@ mr_cursor_new(const char *db, const char *ns)
     cur->db = bson_strdup(db);
     cur->ns = bson_strdup(ns);
     cur->limit = -1;
+    cur->mongos = mr_mongos_current();
     ms_docvec_init(&cur->local);
     /* 53 random bits, never 0: drivers keep ids as int64 */
     int64_t id = 0;
@@ -181,7 +182,8 @@ registry_take(int64_t id)
     mr_cursor_t *found = NULL;
     pthread_mutex_lock(&cursors_mu);
     for (size_t k = 0; k < ncursors; k++) {
-        if (cursors[k]->id == id) {
+        /* A cursor lives on the mongos that opened it: another one does not know its id. */
+        if (cursors[k]->id == id && cursors[k]->mongos == mr_mongos_current()) {
             found = cursors[k];
             cursors[k] = cursors[--ncursors];
             break;

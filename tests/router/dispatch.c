@@ -7,6 +7,7 @@
 #include "router.h"
 
 #include <string.h>
+#include <strings.h>
 
 static pthread_mutex_t clock_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t cluster_t;
@@ -274,6 +275,39 @@ copy_body(const bson_t *body, bson_t *reply)
     bson_destroy(&tmp);
 }
 
+/*
+ * mongos evaluates $$NOW and $$CLUSTER_TIME of a findAndModify and an update itself and sends
+ * them to the shards as runtimeConstants {localNow, clusterTime}, which the shard adopts: so
+ * these commands run on the clock of the mongos that routes them. A client may not send its own
+ * (51196, 51195). s/commands/cluster_find_and_modify_cmd.cpp,
+ * appendLegacyRuntimeConstantsToCommandObject; s/commands/cluster_write_cmd.h,
+ * ClusterUpdateCmdBase::parse; db/pipeline/variables.cpp, generateRuntimeConstants (Date_t::now()
+ * of the process). Deletes, finds and aggregates are forwarded without them: their $$NOW is the
+ * shard's. Returns the code of a refusal, 0 when stamped (or not one of these commands).
+ */
+static int
+stamp_runtime_constants(const char *name, const bson_t *cmd, bson_t *out)
+{
+    bool fam = strcasecmp(name, "findAndModify") == 0;
+    bson_t rc;
+    if (!fam && strcmp(name, "update") != 0) {
+        return 0;
+    }
+    if (bson_has_field(cmd, "runtimeConstants")) {
+        return fam ? 51196 : 51195;
+    }
+    pthread_mutex_lock(&clock_mu);
+    uint32_t t = cluster_t;
+    uint32_t i = cluster_i;
+    pthread_mutex_unlock(&clock_mu);
+    bson_copy_to(cmd, out);
+    BSON_APPEND_DOCUMENT_BEGIN(out, "runtimeConstants", &rc);
+    BSON_APPEND_DATE_TIME(&rc, "localNow", mr_now_ms());
+    BSON_APPEND_TIMESTAMP(&rc, "clusterTime", t ? t : (uint32_t)(mr_now_ms() / 1000), t ? i : 0);
+    bson_append_document_end(out, &rc);
+    return 0;
+}
+
 void
 mr_dispatch(mr_client_t *client, const bson_t *cmd, bson_t *reply)
 {
@@ -289,9 +323,16 @@ mr_dispatch(mr_client_t *client, const bson_t *cmd, bson_t *reply)
     if (bson_iter_init_find(&it, cmd, "$db") && BSON_ITER_HOLDS_UTF8(&it)) {
         c.db = bson_iter_utf8(&it, NULL);
     }
+    bson_t stamped = BSON_INITIALIZER;
+    int refused = stamp_runtime_constants(c.name, cmd, &stamped);
+    if (!bson_empty(&stamped)) {
+        c.cmd = &stamped;
+    }
     mr_handler_t handler = lookup(c.name);
-    bool ok = handler ? handler(&c, &error)
-                      : ms_set_error(&error, 59, "no such command: '%s'", c.name);
+    bool ok = refused ? ms_set_error(&error, refused,
+                                     "Cannot specify runtime constants option to a mongos")
+              : handler ? handler(&c, &error)
+                        : ms_set_error(&error, 59, "no such command: '%s'", c.name);
     if (ok && c.reply_done) {
         copy_body(&body, reply);
     } else if (ok) {
@@ -302,4 +343,5 @@ mr_dispatch(mr_client_t *client, const bson_t *cmd, bson_t *reply)
     }
     mr_cluster_time_append(reply);
     bson_destroy(&body);
+    bson_destroy(&stamped);
 }

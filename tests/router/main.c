@@ -3,12 +3,15 @@
  *
  *   mongoq-test-router --shards N --server-bin PATH [--noop-interval SECS]
  *                      [--shard-clock-offset-ms K=MS]... | --shard URI...
- *                      [--port N] [--bind ADDR] [--clock-offset-ms MS] [--shardkeyless-writes]
+ *                      [--port N] [--bind ADDR] [--clock-offset-ms MS]... [--shardkeyless-writes]
  *
- * Prints its URI ("mongodb://127.0.0.1:PORT/") as the first line on stdout once it listens;
- * SIGTERM/SIGINT stop it, and it stops the shards it started on every way out.
+ * Each --clock-offset-ms is one mongos endpoint (its own port and clock) over the same shards
+ * and routing table; without one, a single endpoint on the host's clock. Prints its URI ("mongodb://127.0.0.1:PORT[,127.0.0.1:PORT2...]/")
+ * as the first line on stdout once it listens; SIGTERM/SIGINT stop it, and it stops the shards
+ * it started on every way out.
  */
 #include "router.h"
+#include "wire_frame.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -18,12 +21,27 @@
 
 mr_config_t mr_config;
 
+static _Thread_local int current_mongos;
+
+int
+mr_mongos_current(void)
+{
+    return current_mongos;
+}
+
+void
+mr_mongos_set_current(int mongos)
+{
+    current_mongos = mongos;
+}
+
 int64_t
 mr_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + mr_config.clock_offset_ms;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+           mr_config.mongos_clock_offset_ms[current_mongos];
 }
 
 static void
@@ -31,7 +49,7 @@ usage(void)
 {
     fprintf(stderr,
             "usage: mongoq-test-router (--shards N --server-bin PATH | --shard URI...)\n"
-            "  [--port N] [--bind ADDR] [--noop-interval SECS] [--clock-offset-ms MS]\n"
+            "  [--port N] [--bind ADDR] [--noop-interval SECS] [--clock-offset-ms MS]...\n"
             "  [--shard-clock-offset-ms K=MS] [--shardkeyless-writes]\n");
 }
 
@@ -117,8 +135,9 @@ parse_args(int argc, char **argv, int *spawn)
             snprintf(mr_config.bind, sizeof mr_config.bind, "%s", v);
         } else if (strcmp(a, "--noop-interval") == 0 && parse_ll(v, 0, 86400, &n)) {
             mr_config.noop_interval_secs = (int)n;
-        } else if (strcmp(a, "--clock-offset-ms") == 0 && parse_ll(v, -86400000, 86400000, &n)) {
-            mr_config.clock_offset_ms = n;
+        } else if (strcmp(a, "--clock-offset-ms") == 0 && mr_config.nmongos < MR_MAX_MONGOS &&
+                   parse_ll(v, -86400000, 86400000, &n)) {
+            mr_config.mongos_clock_offset_ms[mr_config.nmongos++] = n;
         } else if (strcmp(a, "--shard-clock-offset-ms") == 0 && parse_shard_offset(v)) {
         } else {
             return false;
@@ -126,6 +145,9 @@ parse_args(int argc, char **argv, int *spawn)
     }
     if (*spawn && (mr_config.nshards || !mr_config.server_bin)) {
         return false;
+    }
+    if (mr_config.nmongos == 0) {
+        mr_config.nmongos = 1;
     }
     return *spawn || mr_config.nshards > 0;
 }
@@ -174,8 +196,7 @@ main(int argc, char **argv)
         fprintf(stderr, "mongoq-test-router: %s\n", error.message);
         return 1;
     }
-    printf("mongodb://%s/\n", mr_config.host_port);
-    fflush(stdout);
+    mtw_announce_uri(mr_config.host_port, NULL);
     mr_net_serve();
     mr_net_close_clients();
     mr_shards_stop();

@@ -1,9 +1,10 @@
 /*
- * Connections: a listening socket on loopback, a thread per client connection reading requests
- * and answering them through the command table (dispatch.c). Stopping shuts every connection
- * down and waits (bounded) for the threads to go.
+ * Connections: a listening socket per mongos endpoint on loopback, a thread per client
+ * connection reading requests and answering them through the command table (dispatch.c), on its
+ * endpoint's clock. Stopping shuts every connection down and waits (bounded) for the threads.
  */
 #include "router.h"
+#include "wire_frame.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,7 +20,7 @@
 
 #define MAX_CLIENTS 1024
 
-static int listen_fd = -1;
+static int listen_fds[MR_MAX_MONGOS];
 static volatile sig_atomic_t stop_requested;
 static pthread_mutex_t clients_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t clients_cv = PTHREAD_COND_INITIALIZER;
@@ -39,25 +40,24 @@ mr_net_request_stop(void)
     stop_requested = 1;
 }
 
+/* One listening socket per mongos endpoint: the first on --port, the others on free ports. */
 bool
 mr_net_listen(bson_error_t *error)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mr_config.port)};
-    socklen_t sl = sizeof sa;
-    int one = 1;
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd < 0 || inet_pton(AF_INET, mr_config.bind, &sa.sin_addr) != 1) {
-        return ms_set_error(error, 2, "cannot listen on %s", mr_config.bind);
+    char reason[128];
+    size_t used = 0;
+    for (int m = 0; m < mr_config.nmongos; m++) {
+        int want = m == 0 ? mr_config.port : 0;
+        if (!mtw_listen(mr_config.bind, want, &listen_fds[m], &mr_config.mongos_port[m], reason,
+                        sizeof reason)) {
+            return ms_set_error(error, 2, "cannot listen on %s:%d: %s", mr_config.bind, want,
+                                reason);
+        }
+        used += (size_t)snprintf(mr_config.host_port + used, sizeof mr_config.host_port - used,
+                                 "%s%s:%d", m ? "," : "", mr_config.bind,
+                                 mr_config.mongos_port[m]);
     }
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(listen_fd, 128) != 0 ||
-        getsockname(listen_fd, (struct sockaddr *)&sa, &sl) != 0) {
-        return ms_set_error(error, 2, "cannot listen on %s:%d: %s", mr_config.bind,
-                            mr_config.port, strerror(errno));
-    }
-    mr_config.port = ntohs(sa.sin_port);
-    snprintf(mr_config.host_port, sizeof mr_config.host_port, "%s:%d", mr_config.bind,
-             mr_config.port);
+    mr_config.port = mr_config.mongos_port[0];
     return true;
 }
 
@@ -79,6 +79,7 @@ static void *
 client_main(void *arg)
 {
     mr_client_t *client = arg;
+    mr_mongos_set_current(client->mongos);
     /* Bounded by the connection: each pass reads one request, EOF or a stop ends it. */
     while (!mr_net_stopping()) {
         mr_request_t req;
@@ -105,9 +106,9 @@ client_main(void *arg)
 }
 
 static void
-accept_one(void)
+accept_one(int mongos)
 {
-    int fd = accept(listen_fd, NULL, NULL);
+    int fd = accept(listen_fds[mongos], NULL, NULL);
     if (fd < 0) {
         return;
     }
@@ -124,6 +125,7 @@ accept_one(void)
     mr_client_t *client = bson_malloc0(sizeof *client);
     client->fd = fd;
     client->id = next_client_id++;
+    client->mongos = mongos;
     pthread_mutex_unlock(&clients_mu);
     for (int s = 0; s < MR_MAX_SHARDS; s++) {
         client->shards[s].fd = -1;
@@ -143,15 +145,25 @@ accept_one(void)
 void
 mr_net_serve(void)
 {
-    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+    struct pollfd p[MR_MAX_MONGOS];
+    for (int m = 0; m < mr_config.nmongos; m++) {
+        p[m] = (struct pollfd){.fd = listen_fds[m], .events = POLLIN};
+    }
     /* Bounded by the stop flag, checked every 200 ms. */
     while (!mr_net_stopping()) {
-        if (poll(&p, 1, 200) > 0) {
-            accept_one();
+        if (poll(p, (nfds_t)mr_config.nmongos, 200) <= 0) {
+            continue;
+        }
+        for (int m = 0; m < mr_config.nmongos; m++) {
+            if (p[m].revents & POLLIN) {
+                accept_one(m);
+            }
         }
     }
-    close(listen_fd);
-    listen_fd = -1;
+    for (int m = 0; m < mr_config.nmongos; m++) {
+        close(listen_fds[m]);
+        listen_fds[m] = -1;
+    }
 }
 
 void

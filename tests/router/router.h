@@ -22,6 +22,8 @@
 #include <stdint.h>
 
 #define MR_MAX_SHARDS 16
+/* mongos endpoints one router process serves (--clock-offset-ms given several times). */
+#define MR_MAX_MONGOS 8
 
 /* ---- configuration (main.c) ------------------------------------------------------------- */
 
@@ -34,14 +36,23 @@ typedef struct {
     int64_t shard_clock_offset_ms[MR_MAX_SHARDS];
     const char *server_bin; /* --server-bin: spawn shards from here */
     int noop_interval_secs; /* given to spawned shards */
-    int64_t clock_offset_ms; /* the router's own clock (localTime) */
+    /* Each --clock-offset-ms is one mongos endpoint (a port) with its own clock; none: one
+     * endpoint on the host's clock. The endpoints share the routing table, as mongos routers
+     * share the config servers. */
+    int nmongos;
+    int64_t mongos_clock_offset_ms[MR_MAX_MONGOS];
+    int mongos_port[MR_MAX_MONGOS];
     bool shardkeyless_writes; /* 7.1's findAndModify/updateOne/deleteOne without shard key */
-    char host_port[96];
+    char host_port[MR_MAX_MONGOS * 32]; /* "127.0.0.1:p1,127.0.0.1:p2" */
 } mr_config_t;
 
 extern mr_config_t mr_config;
 
-/* The router's clock: the host's plus --clock-offset-ms. */
+/* The mongos endpoint the calling thread serves (0 outside a client connection's thread). */
+int mr_mongos_current(void);
+void mr_mongos_set_current(int mongos);
+
+/* The clock of the calling thread's mongos: the host's plus its --clock-offset-ms. */
 int64_t mr_now_ms(void);
 
 /* ---- shard processes (shards.c) --------------------------------------------------------- */
@@ -91,6 +102,7 @@ void mr_net_close_clients(void);
 typedef struct {
     int fd;
     int64_t id;
+    int mongos; /* the endpoint it connected to */
     mr_conn_t shards[MR_MAX_SHARDS];
 } mr_client_t;
 
@@ -221,6 +233,7 @@ struct mr_cursor {
     mr_cstream_t *cs;    /* a change stream */
     bool busy;
     int64_t last_used_ms;
+    int mongos; /* a cursor lives on the mongos that opened it */
 };
 
 /* A new cursor (id assigned, not yet registered). */

@@ -5,6 +5,7 @@
  * the connection.
  */
 #include "router.h"
+#include "wire_frame.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,82 +15,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define OP_REPLY 1
-#define OP_QUERY 2004
-#define OP_MSG 2013
-#define HEADER_LEN 16
 #define MAX_MESSAGE (48 * 1000 * 1000)
-#define FLAG_CHECKSUM 1u
-#define FLAG_MORE_TO_COME 2u
-
-static int32_t
-get_i32(const uint8_t *p)
-{
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    int32_t out;
-    memcpy(&out, &v, sizeof out);
-    return out;
-}
-
-static void
-put_i32(uint8_t *p, int32_t v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    for (int k = 0; k < 4; k++) {
-        p[k] = (uint8_t)(u >> (8 * k));
-    }
-}
-
-static bool
-read_full(int fd, uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = recv(fd, buf + got, len - got, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        got += (size_t)n;
-    }
-    return true;
-}
-
-static bool
-write_full(int fd, const uint8_t *buf, size_t len)
-{
-    size_t sent = 0;
-    while (sent < len) {
-        ssize_t n = send(fd, buf + sent, len - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        sent += (size_t)n;
-    }
-    return true;
-}
 
 /* Reads a whole message: *msg (bson_malloc) holds it from the header on. */
 static bool
 read_message(int fd, uint8_t **msg, int32_t *len)
 {
-    uint8_t header[HEADER_LEN];
-    if (!read_full(fd, header, sizeof header)) {
+    uint8_t header[MTW_HEADER_LEN];
+    if (!mtw_read_full(fd, header, sizeof header)) {
         return false;
     }
-    *len = get_i32(header);
-    if (*len < HEADER_LEN + 5 || *len > MAX_MESSAGE) {
+    *len = mtw_get_i32(header);
+    if (*len < MTW_HEADER_LEN + 5 || *len > MAX_MESSAGE) {
         return false;
     }
     *msg = bson_malloc((size_t)*len);
     memcpy(*msg, header, sizeof header);
-    if (!read_full(fd, *msg + HEADER_LEN, (size_t)*len - HEADER_LEN)) {
+    if (!mtw_read_full(fd, *msg + MTW_HEADER_LEN, (size_t)*len - MTW_HEADER_LEN)) {
         bson_free(*msg);
         *msg = NULL;
         return false;
@@ -104,7 +46,7 @@ doc_at(const uint8_t *p, const uint8_t *end)
     if (end - p < 5) {
         return 0;
     }
-    int32_t n = get_i32(p);
+    int32_t n = mtw_get_i32(p);
     return n >= 5 && n <= end - p ? (uint32_t)n : 0;
 }
 
@@ -138,13 +80,13 @@ fold_sequence(const uint8_t *p, const uint8_t *end, bson_t *seqs)
 static bool
 parse_op_msg(const uint8_t *msg, int32_t len, mr_request_t *req)
 {
-    uint32_t flags = (uint32_t)get_i32(msg + HEADER_LEN);
-    const uint8_t *p = msg + HEADER_LEN + 4;
-    const uint8_t *end = msg + len - ((flags & FLAG_CHECKSUM) ? 4 : 0);
+    uint32_t flags = (uint32_t)mtw_get_i32(msg + MTW_HEADER_LEN);
+    const uint8_t *p = msg + MTW_HEADER_LEN + 4;
+    const uint8_t *end = msg + len - ((flags & MTW_FLAG_CHECKSUM) ? 4 : 0);
     bson_t seqs = BSON_INITIALIZER;
     bool have_body = false;
     bool ok = true;
-    req->more_to_come = (flags & FLAG_MORE_TO_COME) != 0;
+    req->more_to_come = (flags & MTW_FLAG_MORE_TO_COME) != 0;
     while (ok && p < end) {
         uint8_t kind = *p++;
         uint32_t n = doc_at(p, end);
@@ -177,7 +119,7 @@ static bool
 parse_op_query(const uint8_t *msg, int32_t len, mr_request_t *req)
 {
     const uint8_t *end = msg + len;
-    const char *name = (const char *)msg + HEADER_LEN + 4;
+    const char *name = (const char *)msg + MTW_HEADER_LEN + 4;
     const uint8_t *q = memchr(name, 0, (size_t)(end - (const uint8_t *)name));
     if (!q || end - q < 9) {
         return false;
@@ -220,10 +162,10 @@ mr_wire_read_request(int fd, mr_request_t *req)
         return false;
     }
     bson_destroy(&req->cmd);
-    req->request_id = get_i32(msg + 4);
-    int32_t opcode = get_i32(msg + 12);
-    bool ok = opcode == OP_MSG    ? parse_op_msg(msg, len, req)
-              : opcode == OP_QUERY ? parse_op_query(msg, len, req)
+    req->request_id = mtw_get_i32(msg + 4);
+    int32_t opcode = mtw_get_i32(msg + 12);
+    bool ok = opcode == MTW_OP_MSG    ? parse_op_msg(msg, len, req)
+              : opcode == MTW_OP_QUERY ? parse_op_query(msg, len, req)
                                    : (bson_init(&req->cmd), false);
     bson_free(msg);
     return ok;
@@ -235,43 +177,12 @@ mr_request_destroy(mr_request_t *req)
     bson_destroy(&req->cmd);
 }
 
-static bool
-send_op_msg(int fd, int32_t request_id, int32_t response_to, const bson_t *doc)
-{
-    size_t len = HEADER_LEN + 4 + 1 + doc->len;
-    uint8_t *buf = bson_malloc(len);
-    put_i32(buf, (int32_t)len);
-    put_i32(buf + 4, request_id);
-    put_i32(buf + 8, response_to);
-    put_i32(buf + 12, OP_MSG);
-    put_i32(buf + 16, 0);
-    buf[20] = 0;
-    memcpy(buf + 21, bson_get_data(doc), doc->len);
-    bool ok = write_full(fd, buf, len);
-    bson_free(buf);
-    return ok;
-}
-
 bool
 mr_wire_send_reply(int fd, const mr_request_t *req, const bson_t *reply)
 {
     static int32_t next_id = 1;
     int32_t id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
-    if (!req->legacy) {
-        return send_op_msg(fd, id, req->request_id, reply);
-    }
-    /* OP_REPLY: flags, cursorID, startingFrom, numberReturned, one document. */
-    size_t len = HEADER_LEN + 20 + reply->len;
-    uint8_t *buf = bson_malloc0(len);
-    put_i32(buf, (int32_t)len);
-    put_i32(buf + 4, id);
-    put_i32(buf + 8, req->request_id);
-    put_i32(buf + 12, OP_REPLY);
-    put_i32(buf + 32, 1);
-    memcpy(buf + 36, bson_get_data(reply), reply->len);
-    bool ok = write_full(fd, buf, len);
-    bson_free(buf);
-    return ok;
+    return mtw_send_doc(fd, id, req->request_id, req->legacy, reply);
 }
 
 /* ---- to the shards ------------------------------------------------------------------------ */
@@ -313,8 +224,8 @@ mr_conn_run(mr_conn_t *conn, const char *host_port, const bson_t *cmd, bson_t *r
         return false;
     }
     int32_t id = ++conn->next_id;
-    if (!send_op_msg(conn->fd, id, 0, cmd) || !read_message(conn->fd, &msg, &len) ||
-        get_i32(msg + 12) != OP_MSG || get_i32(msg + 8) != id) {
+    if (!mtw_send_doc(conn->fd, id, 0, false, cmd) || !read_message(conn->fd, &msg, &len) ||
+        mtw_get_i32(msg + 12) != MTW_OP_MSG || mtw_get_i32(msg + 8) != id) {
         bson_free(msg);
         mr_conn_close(conn);
         return ms_set_error(error, 6, "lost the connection to the shard at %s", host_port);

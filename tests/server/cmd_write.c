@@ -224,7 +224,7 @@ static bool
 update_body(ms_cmd_t *c, bson_t *reply, bson_error_t *error)
 {
     static const char *const allowed[] = {"updates", "ordered", "bypassDocumentValidation",
-                                          "let", "stmtIds", NULL};
+                                          "let", "stmtIds", "runtimeConstants", NULL};
     bson_iter_t stmts;
     ms_wctx_t w;
     bson_t errors = BSON_INITIALIZER, upserted = BSON_INITIALIZER;
@@ -316,7 +316,7 @@ fam_parse(ms_cmd_t *c, fam_args_t *a, bson_error_t *error)
 {
     static const char *const allowed[] = {"query", "sort", "remove", "update", "new", "fields",
                                           "upsert", "bypassDocumentValidation", "arrayFilters",
-                                          "hint", "collation", "let", NULL};
+                                          "hint", "collation", "let", "runtimeConstants", NULL};
     bson_iter_t it;
     memset(a, 0, sizeof *a);
     if (!(a->coll = ms_crud_coll_name(c, error)) || !ms_check_fields(c, allowed, error) ||

@@ -278,12 +278,52 @@ ms_crud_let(ms_cmd_t *c, bson_t *vars, bson_error_t *error)
     return true;
 }
 
+/*
+ * runtimeConstants {localNow, clusterTime}: the values of $$NOW and $$CLUSTER_TIME a mongos
+ * chose for the command (s/commands/cluster_find_and_modify_cmd.cpp,
+ * appendLegacyRuntimeConstantsToCommandObject; s/commands/cluster_write_cmd.h, the update
+ * command's parse). mongod adopts them instead of its own clock
+ * (db/commands/find_and_modify.cpp makeUpdateRequest: getLegacyRuntimeConstants().value_or(
+ * Variables::generateRuntimeConstants(opCtx)); db/ops/write_ops_exec.cpp performUpdates).
+ */
+static bool
+adopt_runtime_constants(ms_cmd_t *c, bson_error_t *error)
+{
+    bson_iter_t it, now, ct;
+    if (!bson_iter_init_find(&it, c->cmd, "runtimeConstants")) {
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'runtimeConstants' is the wrong type '%s', expected type "
+                            "'object'",
+                            ms_crud_type_name(bson_iter_type(&it)));
+    }
+    bson_iter_recurse(&it, &now);
+    bson_iter_recurse(&it, &ct);
+    bool has_now = bson_iter_find(&now, "localNow");
+    if (!has_now || !bson_iter_find(&ct, "clusterTime")) {
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'runtimeConstants.%s' is missing but a required field",
+                            has_now ? "clusterTime" : "localNow");
+    }
+    if (!BSON_ITER_HOLDS_DATE_TIME(&now) || !BSON_ITER_HOLDS_TIMESTAMP(&ct)) {
+        return ms_set_error(error, MS_ERR_TYPE_MISMATCH,
+                            "BSON field 'runtimeConstants.%s' is the wrong type",
+                            BSON_ITER_HOLDS_DATE_TIME(&now) ? "clusterTime" : "localNow");
+    }
+    c->lang.now_ms = bson_iter_date_time(&now);
+    bson_iter_timestamp(&ct, &c->lang.cluster_time_t, &c->lang.cluster_time_i);
+    return true;
+}
+
 bool
 ms_crud_with_let(ms_cmd_t *c, bson_t *reply, bson_error_t *error,
                  bool (*run)(ms_cmd_t *c, bson_t *reply, bson_error_t *error))
 {
     bson_t vars;
-    bool ok = ms_crud_let(c, &vars, error) && run(c, reply, error);
+    bool ok = adopt_runtime_constants(c, error) && ms_crud_let(c, &vars, error) &&
+              run(c, reply, error);
     c->lang.let = NULL;
     bson_destroy(&vars);
     return ok;

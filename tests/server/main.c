@@ -22,6 +22,7 @@
  * SIGTERM/SIGINT shut it down cleanly.
  */
 #include "server-private.h"
+#include "wire_frame.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -241,12 +242,7 @@ main(int argc, char **argv)
     }
     snprintf(ms_config.host_port, sizeof ms_config.host_port, "%s:%d", ms_config.bind,
              ms_config.port);
-    if (ms_config.standalone) {
-        printf("mongodb://%s/\n", ms_host_and_port());
-    } else {
-        printf("mongodb://%s/?replicaSet=%s\n", ms_host_and_port(), ms_config.set_name);
-    }
-    fflush(stdout);
+    mtw_announce_uri(ms_host_and_port(), ms_config.standalone ? NULL : ms_config.set_name);
     ms_log("listening on %s%s", ms_host_and_port(), ms_config.standalone ? " (standalone)" : "");
     ms_ttl_start();
     ms_noop_start(ms_config.noop_interval_secs);

@@ -3,6 +3,7 @@
  * is closed and logged; the others are not disturbed.
  */
 #include "server-private.h"
+#include "wire_frame.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,28 +25,15 @@ static atomic_int live_connections;
 bool
 ms_net_listen(bson_error_t *error)
 {
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)ms_config.port);
-    if (inet_pton(AF_INET, ms_config.bind, &addr.sin_addr) != 1) {
-        return ms_set_error(error, MS_ERR_BAD_VALUE, "invalid --bind address '%s' (IPv4 only)",
-                            ms_config.bind);
-    }
+    char reason[128];
     if (pipe(wake_pipe) != 0) {
         return ms_set_error(error, MS_ERR_BAD_VALUE, "pipe: %s", strerror(errno));
     }
-    listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
-        listen(listen_fd, 128) != 0) {
+    if (!mtw_listen(ms_config.bind, ms_config.port, &listen_fd, &ms_config.port, reason,
+                    sizeof reason)) {
         return ms_set_error(error, MS_ERR_BAD_VALUE, "cannot listen on %s:%d: %s", ms_config.bind,
-                            ms_config.port, strerror(errno));
+                            ms_config.port, reason);
     }
-    socklen_t alen = sizeof addr;
-    getsockname(listen_fd, (struct sockaddr *)&addr, &alen);
-    ms_config.port = ntohs(addr.sin_port);
     return true;
 }
 

@@ -4,17 +4,12 @@
  * connection (the caller logs the reason); nothing here trusts a length it has not checked.
  */
 #include "server-private.h"
+#include "wire_frame.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#define OP_REPLY 1
-#define OP_QUERY 2004
-#define OP_MSG 2013
-#define HEADER_LEN 16
-#define FLAG_CHECKSUM 1u
-#define FLAG_MORE_TO_COME 2u
 #define FLAG_EXHAUST 0x10000u
 
 static uint32_t crc_table[256];
@@ -43,61 +38,6 @@ ms_crc32c(const uint8_t *data, size_t len)
     return c ^ 0xFFFFFFFFu;
 }
 
-static int32_t
-read_i32(const uint8_t *p)
-{
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    int32_t out;
-    memcpy(&out, &v, sizeof out);
-    return out;
-}
-
-static void
-write_i32(uint8_t *p, int32_t v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
-/* Reads exactly len bytes; false on EOF or error. */
-static bool
-read_full(int fd, uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = recv(fd, buf + got, len - got, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        got += (size_t)n;
-    }
-    return true;
-}
-
-static bool
-write_full(int fd, const uint8_t *buf, size_t len)
-{
-    size_t put = 0;
-    while (put < len) {
-        ssize_t n = send(fd, buf + put, len - put, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        put += (size_t)n;
-    }
-    return true;
-}
-
 /* A BSON document at p with at most avail bytes: its checked length, or 0 when invalid. */
 static uint32_t
 doc_at(const uint8_t *p, size_t avail, bson_t *out)
@@ -105,7 +45,7 @@ doc_at(const uint8_t *p, size_t avail, bson_t *out)
     if (avail < 5) {
         return 0;
     }
-    int32_t len = read_i32(p);
+    int32_t len = mtw_get_i32(p);
     if (len < 5 || (size_t)len > avail || len > MS_MAX_BSON_BYTES + 16 * 1024) {
         return 0;
     }
@@ -176,7 +116,7 @@ merge_sections(const bson_t *body, const bson_t *seqs, bson_t *cmd, const char *
 static bool
 parse_msg(const uint8_t *msg, size_t len, ms_request_t *req, const char **reason)
 {
-    uint32_t flags = (uint32_t)read_i32(msg + HEADER_LEN);
+    uint32_t flags = (uint32_t)mtw_get_i32(msg + MTW_HEADER_LEN);
     size_t end = len;
     bool ok = false;
     bool have_body = false;
@@ -187,19 +127,19 @@ parse_msg(const uint8_t *msg, size_t len, ms_request_t *req, const char **reason
         *reason = "OP_MSG has an unknown required flag bit";
         goto done;
     }
-    if (flags & FLAG_CHECKSUM) {
-        if (len < HEADER_LEN + 4 + 4) {
+    if (flags & MTW_FLAG_CHECKSUM) {
+        if (len < MTW_HEADER_LEN + 4 + 4) {
             *reason = "OP_MSG too short for its checksum";
             goto done;
         }
         end = len - 4;
-        if ((uint32_t)read_i32(msg + end) != ms_crc32c(msg, end)) {
+        if ((uint32_t)mtw_get_i32(msg + end) != ms_crc32c(msg, end)) {
             *reason = "OP_MSG checksum mismatch";
             goto done;
         }
     }
-    req->more_to_come = (flags & FLAG_MORE_TO_COME) != 0;
-    for (size_t pos = HEADER_LEN + 4; pos < end;) {
+    req->more_to_come = (flags & MTW_FLAG_MORE_TO_COME) != 0;
+    for (size_t pos = MTW_HEADER_LEN + 4; pos < end;) {
         uint8_t kind = msg[pos++];
         if (kind == 0) {
             uint32_t dlen = have_body ? 0 : doc_at(msg + pos, end - pos, &body);
@@ -210,7 +150,7 @@ parse_msg(const uint8_t *msg, size_t len, ms_request_t *req, const char **reason
             have_body = true;
             pos += dlen;
         } else if (kind == 1) {
-            int32_t size = end - pos >= 4 ? read_i32(msg + pos) : -1;
+            int32_t size = end - pos >= 4 ? mtw_get_i32(msg + pos) : -1;
             if (size < 5 || (size_t)size > end - pos) {
                 *reason = "bad document sequence size";
                 goto done;
@@ -237,7 +177,7 @@ done:
 static bool
 parse_query(const uint8_t *msg, size_t len, ms_request_t *req, const char **reason)
 {
-    size_t pos = HEADER_LEN + 4; /* flags */
+    size_t pos = MTW_HEADER_LEN + 4; /* flags */
     const uint8_t *nul = pos < len ? memchr(msg + pos, 0, len - pos) : NULL;
     if (!nul) {
         *reason = "OP_QUERY collection name is not terminated";
@@ -280,32 +220,32 @@ parse_query(const uint8_t *msg, size_t len, ms_request_t *req, const char **reas
 bool
 ms_wire_read(int fd, ms_request_t *req, const char **reason)
 {
-    uint8_t header[HEADER_LEN];
+    uint8_t header[MTW_HEADER_LEN];
     uint8_t *msg = NULL;
     bool ok = false;
     memset(req, 0, sizeof *req);
     *reason = "connection closed by the client";
-    if (!read_full(fd, header, sizeof header)) {
+    if (!mtw_read_full(fd, header, sizeof header)) {
         goto done;
     }
-    int32_t len = read_i32(header);
-    req->request_id = read_i32(header + 4);
-    req->opcode = read_i32(header + 12);
-    if (len < HEADER_LEN + 5 || len > MS_MAX_MESSAGE_BYTES) {
+    int32_t len = mtw_get_i32(header);
+    req->request_id = mtw_get_i32(header + 4);
+    req->opcode = mtw_get_i32(header + 12);
+    if (len < MTW_HEADER_LEN + 5 || len > MS_MAX_MESSAGE_BYTES) {
         *reason = "message length out of range";
         goto done;
     }
-    if (req->opcode != OP_MSG && req->opcode != OP_QUERY) {
+    if (req->opcode != MTW_OP_MSG && req->opcode != MTW_OP_QUERY) {
         *reason = "unsupported opcode";
         goto done;
     }
     msg = bson_malloc((size_t)len);
     memcpy(msg, header, sizeof header);
-    if (!read_full(fd, msg + HEADER_LEN, (size_t)len - HEADER_LEN)) {
+    if (!mtw_read_full(fd, msg + MTW_HEADER_LEN, (size_t)len - MTW_HEADER_LEN)) {
         *reason = "truncated message";
         goto done;
     }
-    if (req->opcode == OP_MSG) {
+    if (req->opcode == MTW_OP_MSG) {
         ok = parse_msg(msg, (size_t)len, req, reason);
     } else {
         ok = parse_query(msg, (size_t)len, req, reason);
@@ -329,23 +269,5 @@ next_request_id(void)
 bool
 ms_wire_reply(int fd, const ms_request_t *req, const bson_t *reply)
 {
-    bool is_msg = req->opcode == OP_MSG;
-    size_t head = is_msg ? HEADER_LEN + 4 + 1 : HEADER_LEN + 20;
-    size_t total = head + reply->len;
-    uint8_t *buf = bson_malloc(total);
-    write_i32(buf, (int32_t)total);
-    write_i32(buf + 4, next_request_id());
-    write_i32(buf + 8, req->request_id);
-    write_i32(buf + 12, is_msg ? OP_MSG : OP_REPLY);
-    if (is_msg) {
-        write_i32(buf + 16, 0); /* flagBits */
-        buf[20] = 0;            /* kind 0 */
-    } else {
-        memset(buf + 16, 0, 20); /* responseFlags, cursorID, startingFrom */
-        write_i32(buf + 32, 1);  /* numberReturned */
-    }
-    memcpy(buf + head, bson_get_data(reply), reply->len);
-    bool ok = write_full(fd, buf, total);
-    bson_free(buf);
-    return ok;
+    return mtw_send_doc(fd, next_request_id(), req->request_id, req->opcode != MTW_OP_MSG, reply);
 }
