@@ -77,19 +77,21 @@ mongoq_stop_server() {
     fi
 }
 
-# Starts $1/tests/router/mongoq-test-router (a mongos) with $2 test-server shards on free loopback
-# ports, the shards' idle no-op every second (docs/scaling.md, wake-ups); sets MONGOQ_ROUTER_URI
-# and MONGOQ_ROUTER_PID. The router starts its shards and stops them whenever it stops. The caller
-# traps mongoq_stop_router.
+# Starts the router $1 (a mongos) with $3 shards of the test server $2 on free loopback ports,
+# the shards' idle no-op every second (docs/scaling.md, wake-ups), and any further router flags
+# (e.g. --clock-offset-ms MS per mongos endpoint); sets MONGOQ_ROUTER_URI (every endpoint) and
+# MONGOQ_ROUTER_PID. The router starts its shards and stops them whenever it stops. The caller
+# traps mongoq_stop_router. Used by the ctest launchers, which are given the binaries.
 MONGOQ_ROUTER_PID=""
 MONGOQ_ROUTER_URI=""
-mongoq_start_router() {
-    local dir=$1 shards=${2:-2}
-    local out
+mongoq_start_router_bins() {
+    local router=$1 server=$2 shards=$3
+    shift 3
+    local out log
     out=$(mktemp)
-    "$dir/tests/router/mongoq-test-router" --shards "$shards" --bind 127.0.0.1 \
-        --server-bin "$dir/tests/server/mongoq-test-server" --noop-interval 1 \
-        >"$out" 2>"$dir/test-router.log" &
+    log=${MONGOQ_ROUTER_LOG:-$out.log}
+    "$router" --shards "$shards" --bind 127.0.0.1 --server-bin "$server" --noop-interval 1 "$@" \
+        >"$out" 2>"$log" &
     MONGOQ_ROUTER_PID=$!
     local i
     for i in $(seq 1 200); do
@@ -100,12 +102,21 @@ mongoq_start_router() {
     MONGOQ_ROUTER_URI=$(head -n 1 "$out")
     rm -f "$out"
     if [ -z "$MONGOQ_ROUTER_URI" ]; then
-        cat "$dir/test-router.log" >&2
+        cat "$log" >&2
         mongoq_log "the test router did not start"
         return 1
     fi
-    "$dir/tests/mongoq-wait-hello" "$MONGOQ_ROUTER_URI" 10000 || return 1
+    [ "$log" = "$out.log" ] && rm -f "$log"
     mongoq_log "test router $MONGOQ_ROUTER_URI with $shards shards (pid $MONGOQ_ROUTER_PID)"
+}
+
+# The same from a build directory $1 with $2 shards (scripts/demo, scripts/bench); waits for hello.
+mongoq_start_router() {
+    local dir=$1 shards=${2:-2}
+    MONGOQ_ROUTER_LOG="$dir/test-router.log" mongoq_start_router_bins \
+        "$dir/tests/router/mongoq-test-router" "$dir/tests/server/mongoq-test-server" "$shards" ||
+        return 1
+    "$dir/tests/mongoq-wait-hello" "$MONGOQ_ROUTER_URI" 10000 || return 1
 }
 
 # Stops the router, which stops its shards (SIGTERM; it waits for them before exiting).

@@ -28,6 +28,9 @@ wind_back(world_t *w, const char *name, int64_t slot_ms)
 
 Test(schedule_worker, the_workers_scheduler_enqueues_a_due_slot_and_the_worker_handles_it)
 {
+    /* Its scheduler's pass is a transaction over two collections (test_schedule.c). */
+    world_skip_sharded("a schedule pass is a transaction over two collections that a cluster may "
+                       "place on two shards; the test router runs one-shard transactions only");
     world_skip_sharded("a scheduler's pass is a transaction over the schedules and the queue's "
                        "collections, which the test router runs on one shard only");
     world_t w;
