@@ -66,6 +66,18 @@
 #define MONGOQ__F_G_SEQ "seq"
 #define MONGOQ__F_G_LIMIT "limit"
 #define MONGOQ__F_G_NAME "name"
+/*
+ * admitted: how many messages the group's last write admitted (set by the pipelines of
+ * group.c and group_finish.c, read back from the document they return). With a per-group rate
+ * limit (group_rate.c), the bucket as a virtual schedule on the server's clock, in ms since the
+ * epoch (doubles): rate_tat, when the next admission's token is due ("theoretical arrival
+ * time"); rate_base and rate_now, max(previous rate_tat, $$NOW) and $$NOW of the last write that
+ * took tokens, from which the due time of each message it admitted is computed.
+ */
+#define MONGOQ__F_G_ADMITTED "admitted"
+#define MONGOQ__F_G_RATE_TAT "rate_tat"
+#define MONGOQ__F_G_RATE_BASE "rate_base"
+#define MONGOQ__F_G_RATE_NOW "rate_now"
 
 /* The rate limit's token bucket (rate.c): one document, _id MONGOQ__RATE_ID. */
 #define MONGOQ__RATE_ID "mongoq.rate"

@@ -105,9 +105,45 @@ bool mongoq__txn_fam(mongoq__txn_t *txn, const bson_t *filter, const bson_t *sor
 bool mongoq__txn_write_one(mongoq__txn_t *txn, const bson_t *filter, const bson_t *update,
                            int64_t *n, bson_error_t *error);
 
-/* Admits the group's head (its waiting message of the lowest group_seq: ready now). */
-bool mongoq__group_promote_head(mongoq__txn_t *txn, const char *group, bool *promoted,
-                                int64_t *run_at, bson_error_t *error);
+/*
+ * Admits the group's head (its waiting message of the lowest group_seq: ready now), its run_at
+ * raised to due_ms when due_ms > 0 (its token's due time, group_rate.c). *run_at: the head's.
+ */
+bool mongoq__group_promote_head(mongoq__txn_t *txn, const char *group, int64_t due_ms,
+                                bool *promoted, int64_t *run_at, bson_error_t *error);
+
+/* {$cond: [{$gt: [waiting, 0]}, 0, {$max: [0, {$min: [n, limit - active]}]}]} (group.c) */
+void mongoq__group_append_admit(bson_t *parent, const char *key, int64_t limit, int64_t n);
+
+/* {$ifNull: [path, 0]} (group.c) */
+void mongoq__group_append_or_zero(bson_t *parent, const char *key, const char *path);
+
+/* ---- the per-group rate limit (group_rate.c) --------------------------------------------- */
+
+/* Whether the queue has a per-group rate limit (queue opts group_rate_limit > 0). */
+bool mongoq__group_rate_on(const mongoq_queue_t *queue);
+
+/*
+ * Appends two pipeline stages (keys first, first + 1) that take `admitted` tokens from the
+ * group document's bucket on $$NOW; the stages before must have set the document's `admitted`.
+ */
+void mongoq__group_rate_append(const mongoq_queue_t *queue, bson_t *pipeline, uint32_t first);
+
+/* The due time (server clock, ms) of the i-th (from 0) message admitted by the write that
+ * returned the group document doc; 0 without a per-group rate limit. */
+int64_t mongoq__group_rate_due(const mongoq_queue_t *queue, const bson_t *doc, int64_t i);
+
+/* Takes k tokens for k admissions made outside the pipelines above (filling a group's places
+ * after redrive or purge): *doc_out, the group document after (bson_destroy it). */
+bool mongoq__group_rate_take(mongoq__txn_t *txn, const char *group, int64_t k, bson_t **doc_out,
+                             bson_error_t *error);
+
+/* Appends {$expr: rate_tat <= $$NOW} to a filter: the group's bucket has refilled. */
+void mongoq__group_rate_append_refilled(bson_t *filter);
+
+/* The reaper's pass: deletes emptied group documents whose bucket has refilled (*n of them). */
+bool mongoq__group_rate_sweep(mongoq_queue_t *queue, mongoc_client_t *client, int64_t *n,
+                              bson_error_t *error);
 
 /* A number field of doc (may be NULL) as int64, 0 when absent. */
 int64_t mongoq__int_field(const bson_t *doc, const char *field);

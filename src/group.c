@@ -1,7 +1,7 @@
 /*
- * Message groups: the transaction helper, admission at enqueue, and the release of a place when
- * a message finishes (acknowledged, or dead with MONGOQ_GROUP_DEAD_RELEASE). See
- * group-private.h and docs/design.md (Groups) for the invariant and why it holds.
+ * Message groups: the transaction helper and admission at enqueue (the release of a place when a
+ * message finishes is group_finish.c's). See group-private.h and docs/design.md (Groups) for
+ * the invariant and why it holds.
  */
 #include "group-private.h"
 
@@ -180,8 +180,8 @@ mongoq__group_doc_filter(const mongoq_queue_t *queue, const char *group, bson_t 
 }
 
 /* {$ifNull: ["$field", 0]} */
-static void
-append_or_zero(bson_t *parent, const char *key, const char *path)
+void
+mongoq__group_append_or_zero(bson_t *parent, const char *key, const char *path)
 {
     bson_t doc, args;
     BSON_APPEND_DOCUMENT_BEGIN(parent, key, &doc);
@@ -194,26 +194,18 @@ append_or_zero(bson_t *parent, const char *key, const char *path)
 
 /*
  * How many of n new messages the group admits: none while any waits (they are ahead in line),
- * else as many as its free places: waiting > 0 ? 0 : max(0, min(n, limit - active)). The same
- * rule as the pipeline below, applied on the client to the document as it was.
+ * else as many as its free places:
+ * {$cond: [{$gt: [W, 0]}, 0, {$max: [0, {$min: [n, {$subtract: [limit, A]}]}]}]}
  */
-static int64_t
-admitted(int64_t active, int64_t waiting, int64_t limit, int64_t n)
-{
-    int64_t free = limit - active;
-    return waiting > 0 || free <= 0 ? 0 : (n < free ? n : free);
-}
-
-/* {$cond: [{$gt: [W, 0]}, 0, {$max: [0, {$min: [n, {$subtract: [limit, A]}]}]}]} */
-static void
-append_admit(bson_t *parent, const char *key, int64_t limit, int64_t n)
+void
+mongoq__group_append_admit(bson_t *parent, const char *key, int64_t limit, int64_t n)
 {
     bson_t cond, args, gt, gt_args, max, max_args, min, min_args, sub, sub_args;
     BSON_APPEND_DOCUMENT_BEGIN(parent, key, &cond);
     BSON_APPEND_ARRAY_BEGIN(&cond, "$cond", &args);
     BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &gt);
     BSON_APPEND_ARRAY_BEGIN(&gt, "$gt", &gt_args);
-    append_or_zero(&gt_args, "0", "$" MONGOQ__F_G_WAITING);
+    mongoq__group_append_or_zero(&gt_args, "0", "$" MONGOQ__F_G_WAITING);
     BSON_APPEND_INT64(&gt_args, "1", 0);
     bson_append_array_end(&gt, &gt_args);
     bson_append_document_end(&args, &gt);
@@ -227,7 +219,7 @@ append_admit(bson_t *parent, const char *key, int64_t limit, int64_t n)
     BSON_APPEND_DOCUMENT_BEGIN(&min_args, "1", &sub);
     BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &sub_args);
     BSON_APPEND_INT64(&sub_args, "0", limit);
-    append_or_zero(&sub_args, "1", "$" MONGOQ__F_G_ACTIVE);
+    mongoq__group_append_or_zero(&sub_args, "1", "$" MONGOQ__F_G_ACTIVE);
     bson_append_array_end(&sub, &sub_args);
     bson_append_document_end(&min_args, &sub);
     bson_append_array_end(&min, &min_args);
@@ -238,36 +230,39 @@ append_admit(bson_t *parent, const char *key, int64_t limit, int64_t n)
     bson_append_document_end(parent, &cond);
 }
 
-/* {$add: [{$ifNull: ["$field", 0]}, <expr appended by fn or the number add>]} */
+/* {$add: [{$ifNull: ["$field", 0]}, add, <"$admitted" times sign, when sign != 0>]} */
 static void
-append_field_plus(bson_t *set, const char *field, int64_t add, int64_t limit, int64_t n,
-                  int admit_sign)
+append_count(bson_t *set, const char *field, int64_t add, int sign)
 {
-    bson_t doc, args, sub, sub_args;
+    bson_t doc, args, mul, mul_args;
     char path[32];
     bson_snprintf(path, sizeof path, "$%s", field);
     BSON_APPEND_DOCUMENT_BEGIN(set, field, &doc);
     BSON_APPEND_ARRAY_BEGIN(&doc, "$add", &args);
-    append_or_zero(&args, "0", path);
-    if (admit_sign > 0) {
-        append_admit(&args, "1", limit, n);
-    } else if (admit_sign < 0) {
-        BSON_APPEND_DOCUMENT_BEGIN(&args, "1", &sub);
-        BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &sub_args);
-        BSON_APPEND_INT64(&sub_args, "0", n);
-        append_admit(&sub_args, "1", limit, n);
-        bson_append_array_end(&sub, &sub_args);
-        bson_append_document_end(&args, &sub);
-    } else {
-        BSON_APPEND_INT64(&args, "1", add);
+    mongoq__group_append_or_zero(&args, "0", path);
+    BSON_APPEND_INT64(&args, "1", add);
+    if (sign != 0) {
+        BSON_APPEND_DOCUMENT_BEGIN(&args, "2", &mul);
+        BSON_APPEND_ARRAY_BEGIN(&mul, "$multiply", &mul_args);
+        BSON_APPEND_UTF8(&mul_args, "0", "$" MONGOQ__F_G_ADMITTED);
+        BSON_APPEND_INT64(&mul_args, "1", sign);
+        bson_append_array_end(&mul, &mul_args);
+        bson_append_document_end(&args, &mul);
     }
     bson_append_array_end(&doc, &args);
     bson_append_document_end(set, &doc);
 }
 
-/* The enqueue's group update: seq += n, active += admitted, waiting += n - admitted. */
+/*
+ * The enqueue's group update, computed on the server from the document as it is:
+ *   stage 0: admitted = (the rule above), name, limit
+ *   stage 1: seq += n, active += admitted, waiting += n - admitted
+ *   stages 2-3 (per-group rate limit): admitted tokens from the group's bucket
+ * The document is returned as updated: admitted and seq - n tell the caller what it got.
+ */
 static void
-build_take_places(const char *group, int64_t limit, int64_t n, bson_t *pipeline)
+build_take_places(const mongoq_queue_t *queue, const char *group, int64_t limit, int64_t n,
+                  bson_t *pipeline)
 {
     bson_t stage, set, lit;
     BSON_APPEND_DOCUMENT_BEGIN(pipeline, "0", &stage);
@@ -276,12 +271,20 @@ build_take_places(const char *group, int64_t limit, int64_t n, bson_t *pipeline)
     BSON_APPEND_UTF8(&lit, "$literal", group);
     bson_append_document_end(&set, &lit);
     BSON_APPEND_INT64(&set, MONGOQ__F_G_LIMIT, limit);
-    append_field_plus(&set, MONGOQ__F_G_SEQ, n, limit, n, 0);
-    append_field_plus(&set, MONGOQ__F_G_ACTIVE, 0, limit, n, 1);
-    append_field_plus(&set, MONGOQ__F_G_WAITING, 0, limit, n, -1);
+    mongoq__group_append_admit(&set, MONGOQ__F_G_ADMITTED, limit, n);
     BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
     bson_append_document_end(&stage, &set);
     bson_append_document_end(pipeline, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(pipeline, "1", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
+    append_count(&set, MONGOQ__F_G_SEQ, n, 0);
+    append_count(&set, MONGOQ__F_G_ACTIVE, 0, 1);
+    append_count(&set, MONGOQ__F_G_WAITING, n, -1);
+    bson_append_document_end(&stage, &set);
+    bson_append_document_end(pipeline, &stage);
+    if (mongoq__group_rate_on(queue)) {
+        mongoq__group_rate_append(queue, pipeline, 2);
+    }
 }
 
 /* ---- enqueue ------------------------------------------------------------------------------ */
@@ -355,13 +358,22 @@ find_holder(mongoq__txn_t *txn, const char *key, bool *found, bson_oid_t *holder
     return ok;
 }
 
-/* docs[i] as stored: status ready (the first `admit`) or waiting, group_seq, partition. */
+/*
+ * docs[i] as stored: status ready (the first `admit`) or waiting, group_seq, partition; an
+ * admitted message's run_at raised to due_ms (its token's due time; 0: none).
+ */
 static void
 build_stored(const mongoq_queue_t *queue, const bson_t *doc, const char *group, bool admit,
-             int64_t seq, bson_t *out)
+             int64_t seq, int64_t due_ms, bson_t *out)
 {
+    bson_iter_t it;
     bson_init(out);
-    bson_copy_to_excluding_noinit(doc, out, MONGOQ__F_STATUS, NULL);
+    bson_copy_to_excluding_noinit(doc, out, MONGOQ__F_STATUS, MONGOQ__F_RUN_AT, NULL);
+    int64_t run_at =
+        bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)
+            ? bson_iter_date_time(&it)
+            : due_ms;
+    BSON_APPEND_DATE_TIME(out, MONGOQ__F_RUN_AT, admit && due_ms > run_at ? due_ms : run_at);
     BSON_APPEND_UTF8(out, MONGOQ__F_STATUS, admit ? MONGOQ__S_READY : MONGOQ__S_WAITING);
     BSON_APPEND_UTF8(out, MONGOQ__F_GROUP, group);
     BSON_APPEND_INT64(out, MONGOQ__F_GROUP_SEQ, seq);
@@ -395,7 +407,7 @@ enqueue_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
     enqueue_ctx_t *c = arg;
     const char *group = c->opts->group;
     int64_t limit = txn->queue->opts.group_concurrency, n = (int64_t)c->n;
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, *old = NULL;
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, *doc = NULL;
     c->duplicate = false;
     c->stored = 0;
     if (c->opts->dedup_key &&
@@ -406,23 +418,24 @@ enqueue_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
         return true; /* nothing written: the commit is empty */
     }
     mongoq__group_doc_filter(txn->queue, group, &filter);
-    build_take_places(group, limit, n, &update);
-    bool ok =
-        mongoq__txn_fam(txn, &filter, NULL, &update, MONGOC_FIND_AND_MODIFY_UPSERT, &old, error);
+    build_take_places(txn->queue, group, limit, n, &update);
+    bool ok = mongoq__txn_fam(txn, &filter, NULL, &update,
+                              MONGOC_FIND_AND_MODIFY_UPSERT | MONGOC_FIND_AND_MODIFY_RETURN_NEW,
+                              &doc, error);
     bson_destroy(&update);
     bson_destroy(&filter);
     if (!ok) {
         return false;
     }
-    int64_t admit = admitted(mongoq__int_field(old, MONGOQ__F_G_ACTIVE),
-                             mongoq__int_field(old, MONGOQ__F_G_WAITING), limit, n);
-    int64_t seq = mongoq__int_field(old, MONGOQ__F_G_SEQ);
-    bson_destroy(old);
+    int64_t admit = mongoq__int_field(doc, MONGOQ__F_G_ADMITTED);
+    int64_t seq = mongoq__int_field(doc, MONGOQ__F_G_SEQ) - n;
     bson_t *stored = bson_aligned_alloc(BSON_ALIGNOF(bson_t), c->n * sizeof *stored);
     for (size_t i = 0; i < c->n; i++) {
-        build_stored(txn->queue, &c->docs[i], group, (int64_t)i < admit, seq + 1 + (int64_t)i,
-                     &stored[i]);
+        bool in = (int64_t)i < admit;
+        build_stored(txn->queue, &c->docs[i], group, in, seq + 1 + (int64_t)i,
+                     in ? mongoq__group_rate_due(txn->queue, doc, (int64_t)i) : 0, &stored[i]);
     }
+    bson_destroy(doc);
     ok = insert_stored(txn, stored, c->n, error);
     for (size_t i = 0; i < c->n; i++) {
         bson_destroy(&stored[i]);
@@ -467,124 +480,6 @@ mongoq__group_enqueue(mongoq_queue_t *queue, const bson_t *docs, size_t n,
                           "a unique key of this enqueue is already held (its dedup_key, taken "
                           "meanwhile by another message, or a caller-chosen _id already stored); "
                           "nothing of this enqueue was written");
-    }
-    return ok;
-}
-
-/* ---- leaving a place ---------------------------------------------------------------------- */
-
-typedef struct {
-    const char *group;
-    const bson_t *filter;
-    const bson_t *update;
-    int64_t matched;
-    bool promoted;
-    int64_t promoted_run_at;
-} finish_ctx_t;
-
-/*
- * Admits the group's head: its waiting message of the lowest group_seq becomes ready. One seek
- * on the group index {[partition,] group, status, group_seq}.
- */
-bool
-mongoq__group_promote_head(mongoq__txn_t *txn, const char *group, bool *promoted, int64_t *run_at,
-                           bson_error_t *error)
-{
-    bson_t filter = BSON_INITIALIZER, sort = BSON_INITIALIZER, update = BSON_INITIALIZER;
-    bson_t stage, set, *doc = NULL;
-    bson_iter_t it;
-    mongoq__partition_append(&filter, txn->queue->opts.partitions,
-                             mongoq__group_partition(txn->queue, group));
-    BSON_APPEND_UTF8(&filter, MONGOQ__F_GROUP, group);
-    BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_WAITING);
-    BSON_APPEND_INT32(&sort, MONGOQ__F_GROUP_SEQ, 1);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "0", &stage);
-    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_STATUS, MONGOQ__S_READY);
-    BSON_APPEND_UTF8(&set, MONGOQ__F_UPDATED_AT, "$$NOW");
-    bson_append_document_end(&stage, &set);
-    bson_append_document_end(&update, &stage);
-    bool ok = mongoq__txn_fam(txn, &filter, &sort, &update, MONGOC_FIND_AND_MODIFY_RETURN_NEW, &doc,
-                              error);
-    *promoted = ok && doc != NULL;
-    if (*promoted && bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) &&
-        BSON_ITER_HOLDS_DATE_TIME(&it)) {
-        *run_at = bson_iter_date_time(&it);
-    }
-    bson_destroy(doc);
-    bson_destroy(&update);
-    bson_destroy(&sort);
-    bson_destroy(&filter);
-    return ok;
-}
-
-/*
- * The group document after a message left its place: its successor took the place (waiting - 1),
- * or the place is given up (active - 1), and a group left with nothing is deleted (its seq
- * restarts; no message of it is ready, processing or waiting, so no order is lost).
- */
-static bool
-release_place(mongoq__txn_t *txn, const char *group, bool promoted, bson_error_t *error)
-{
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, inc, cond;
-    int64_t n = 0;
-    bool ok = true;
-    mongoq__group_doc_filter(txn->queue, group, &filter);
-    if (!promoted) {
-        bson_t last = BSON_INITIALIZER;
-        bson_concat(&last, &filter);
-        BSON_APPEND_DOCUMENT_BEGIN(&last, MONGOQ__F_G_ACTIVE, &cond);
-        BSON_APPEND_INT64(&cond, "$lte", 1);
-        bson_append_document_end(&last, &cond);
-        BSON_APPEND_DOCUMENT_BEGIN(&last, MONGOQ__F_G_WAITING, &cond);
-        BSON_APPEND_INT64(&cond, "$lte", 0);
-        bson_append_document_end(&last, &cond);
-        ok = mongoq__txn_write_one(txn, &last, NULL, &n, error);
-        bson_destroy(&last);
-    }
-    if (ok && n == 0) {
-        BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &inc);
-        BSON_APPEND_INT64(&inc, promoted ? MONGOQ__F_G_WAITING : MONGOQ__F_G_ACTIVE, -1);
-        bson_append_document_end(&update, &inc);
-        ok = mongoq__txn_write_one(txn, &filter, &update, &n, error);
-    }
-    bson_destroy(&update);
-    bson_destroy(&filter);
-    return ok;
-}
-
-static bool
-finish_body(mongoq__txn_t *txn, void *arg, bson_error_t *error)
-{
-    finish_ctx_t *c = arg;
-    c->matched = 0;
-    c->promoted = false;
-    if (!mongoq__txn_write_one(txn, c->filter, c->update, &c->matched, error)) {
-        return false;
-    }
-    if (c->matched == 0) {
-        return true; /* not held any more: its place is someone else's business */
-    }
-    return mongoq__group_promote_head(txn, c->group, &c->promoted, &c->promoted_run_at, error) &&
-           release_place(txn, c->group, c->promoted, error);
-}
-
-bool
-mongoq__group_finish(mongoq_queue_t *queue, mongoc_client_t *client, const char *group,
-                     const bson_t *filter, const bson_t *update, int64_t *matched,
-                     bson_error_t *error)
-{
-    finish_ctx_t c = {.group = group, .filter = filter, .update = update};
-    bool ok = mongoq__txn_run(queue, client, finish_body, &c, error);
-    *matched = ok ? c.matched : 0;
-    if (ok && c.promoted) {
-        int32_t partition = mongoq__group_partition(queue, group);
-        int64_t now = mongoq__clock_server_now_ms(queue->clock);
-        if (c.promoted_run_at > now) {
-            mongoq__waker_schedule_partition(queue->waker, c.promoted_run_at, partition);
-        } else {
-            mongoq__waker_notify_partition(queue->waker, partition);
-        }
     }
     return ok;
 }

@@ -169,6 +169,8 @@ mongoq__group_reap_exhausted(mongoq_queue_t *queue, mongoc_client_t *client, int
             ok = reap_one(queue, client, coll, &doc, n, error);
         }
     }
+    int64_t swept = 0; /* emptied groups' documents: not counted as reaped messages */
+    ok = ok && mongoq__group_rate_sweep(queue, client, &swept, error);
     mongoc_collection_destroy(coll);
     bson_destroy(&found);
     return ok;
@@ -186,17 +188,31 @@ fill(mongoq__txn_t *txn, const char *group, int64_t active, int64_t waiting, int
      int64_t *promoted_out, bson_error_t *error)
 {
     int64_t limit = txn->queue->opts.group_concurrency, promoted = 0, n = 0;
+    int64_t free = limit - active < waiting ? limit - active : waiting;
     bool ok = true, more = true;
-    while (ok && more && active + promoted < limit && promoted < waiting) {
-        int64_t run_at = 0;
-        ok = mongoq__group_promote_head(txn, group, &more, &run_at, error);
+    bson_t *bucket = NULL;
+    if (free > 0 && mongoq__group_rate_on(txn->queue)) {
+        ok = mongoq__group_rate_take(txn, group, free, &bucket, error); /* a token each */
+    }
+    while (ok && more && promoted < free) {
+        int64_t run_at = 0, due = mongoq__group_rate_due(txn->queue, bucket, promoted);
+        ok = mongoq__group_promote_head(txn, group, due, &more, &run_at, error);
         promoted += ok && more;
     }
+    bson_destroy(bucket);
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set, max, lit;
     mongoq__group_doc_filter(txn->queue, group, &filter);
     if (ok && active + waiting == 0) {
-        ok = mongoq__txn_write_one(txn, &filter, NULL, &n, error);
-    } else if (ok) {
+        /* a bucket still refilling keeps the document (the reaper deletes it later) */
+        bson_t last = BSON_INITIALIZER;
+        bson_concat(&last, &filter);
+        if (mongoq__group_rate_on(txn->queue)) {
+            mongoq__group_rate_append_refilled(&last);
+        }
+        ok = mongoq__txn_write_one(txn, &last, NULL, &n, error);
+        bson_destroy(&last);
+    }
+    if (ok && (active + waiting > 0 || n == 0)) {
         bson_t stage, args;
         BSON_APPEND_DOCUMENT_BEGIN(&update, "0", &stage);
         BSON_APPEND_DOCUMENT_BEGIN(&stage, "$set", &set);

@@ -47,6 +47,27 @@ check_duration(const char *name, int64_t value, int64_t max, bson_error_t *error
     return true;
 }
 
+/* Version 5: the per-group rate limit. */
+static bool
+check_group_rate(const mongoq_queue_opts_t *o, bson_error_t *error)
+{
+    if (isnan(o->group_rate_limit) || o->group_rate_limit < 0 ||
+        o->group_rate_limit > MONGOQ_MAX_GROUP_RATE_LIMIT) {
+        return invalid(error, "queue opts: group_rate_limit must be 0 (none) to "
+                              "MONGOQ_MAX_GROUP_RATE_LIMIT messages per second per group");
+    }
+    if (o->group_rate_limit > 0 && o->group_concurrency == 0) {
+        return invalid(error, "queue opts: group_rate_limit needs a queue with groups "
+                              "(group_concurrency > 0)");
+    }
+    if (o->group_rate_burst < 0 || o->group_rate_burst > MONGOQ_MAX_GROUP_RATE_BURST ||
+        (o->group_rate_burst > 0 && o->group_rate_limit == 0)) {
+        return invalid(error, "queue opts: group_rate_burst must be 0 (one second's worth) to "
+                              "MONGOQ_MAX_GROUP_RATE_BURST, and needs a group_rate_limit");
+    }
+    return true;
+}
+
 /* Version 4: groups and rate limits. */
 static bool
 check_flow(const mongoq_queue_opts_t *o, bson_error_t *error)
@@ -69,7 +90,7 @@ check_flow(const mongoq_queue_opts_t *o, bson_error_t *error)
         return invalid(error, "queue opts: rate_burst must be 0 (one second's worth) to "
                               "MONGOQ_MAX_BATCH * 1000, and needs a rate_limit");
     }
-    return true;
+    return check_group_rate(o, error);
 }
 
 static bool
@@ -116,6 +137,7 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
         size_t size = opts->version == 1   ? offsetof(mongoq_queue_opts_t, hook)
                       : opts->version == 2 ? offsetof(mongoq_queue_opts_t, partitions)
                       : opts->version == 3 ? offsetof(mongoq_queue_opts_t, group_concurrency)
+                      : opts->version == 4 ? offsetof(mongoq_queue_opts_t, group_rate_limit)
                                            : sizeof *out;
         memcpy(out, opts, size);
     }
@@ -140,9 +162,17 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
                                                    ((double)(int32_t)out->rate_limit <
                                                     out->rate_limit)
                                              : 1)
+    DEFAULT_(group_rate_burst, out->group_rate_limit > 1
+                                   ? (int32_t)out->group_rate_limit +
+                                         ((double)(int32_t)out->group_rate_limit <
+                                          out->group_rate_limit)
+                                   : 1)
 #undef DEFAULT_
     if (out->rate_limit == 0) {
         out->rate_burst = 0;
+    }
+    if (out->group_rate_limit == 0) {
+        out->group_rate_burst = 0;
     }
     return true;
 }

@@ -68,14 +68,20 @@ typedef enum {
  */
 typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, void *user_data);
 
-/* 2 added hook and hook_user_data, 3 partitions, 4 groups and rate limits. */
-#define MONGOQ_QUEUE_OPTS_VERSION 4
+/* 2 added hook and hook_user_data, 3 partitions, 4 groups and rate limits, 5 per-group rate
+ * limits. */
+#define MONGOQ_QUEUE_OPTS_VERSION 5
 
 /* The highest per-group concurrency limit (mongoq_queue_opts_t.group_concurrency). */
 #define MONGOQ_MAX_GROUP_CONCURRENCY 10000
 
 /* The highest rate limit, in claims per second (mongoq_queue_opts_t.rate_limit). */
 #define MONGOQ_MAX_RATE_LIMIT 1000000.0
+
+/* The highest per-group rate limit, in admissions per second per group
+ * (mongoq_queue_opts_t.group_rate_limit), and the highest per-group burst. */
+#define MONGOQ_MAX_GROUP_RATE_LIMIT 100000.0
+#define MONGOQ_MAX_GROUP_RATE_BURST 100000
 
 /*
  * What a grouped message that dies (fail, retries or leases used up) does to its group
@@ -178,6 +184,32 @@ typedef struct {
      */
     double rate_limit;
     int32_t rate_burst;
+
+    /* ---- version 5 ---- */
+
+    /*
+     * Per-group rate limit (docs/design.md, Per-group rate limits): at most group_rate_limit
+     * messages of one group per second fall due (0: none, the default; up to
+     * MONGOQ_MAX_GROUP_RATE_LIMIT; needs group_concurrency > 0), with bursts of up to
+     * group_rate_burst (0: one second's worth, at least 1; up to MONGOQ_MAX_GROUP_RATE_BURST;
+     * needs a group_rate_limit). Every group gets a bucket of its own, kept in its group
+     * document and updated on the server's clock in the transaction that admits the group's
+     * messages (a grouped enqueue, the ack or death that admits the next, redrive, purge): an
+     * admitted message's run_at is raised to the time its token is due, so a throttled group
+     * costs no extra round trip and no consumer waits on it (the claim passes it over until it
+     * is due, and the waker's timer wakes consumers then). What counts: each admission, i.e.
+     * each message's first delivery (and once more after a redrive of a message whose death
+     * released its place). Retries, deliveries after an expired lease and retry_now of an
+     * admitted message are not counted and not delayed (they keep their place; backoff paces
+     * them). The bound, by the server's clock: the first deliveries of one group over any
+     * interval [a, b] are at most group_rate_burst + group_rate_limit * (b - a) +
+     * group_concurrency (a backlog of admitted, due, unclaimed messages may be claimed
+     * together). Other groups, and messages without a group, are never slowed by a throttled
+     * group. An emptied group's document is kept until its bucket has refilled (the reaper
+     * deletes it then). Every process of a queue should use the same values.
+     */
+    double group_rate_limit;
+    int32_t group_rate_burst;
 } mongoq_queue_opts_t;
 
 #define MONGOQ_QUEUE_OPTS_INIT {.version = MONGOQ_QUEUE_OPTS_VERSION}
