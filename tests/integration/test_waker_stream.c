@@ -17,13 +17,23 @@ TestSuite(waker_stream, .timeout = 120);
  * wake-ups within that are events.
  */
 static void
-ws_open(world_t *w, world_rec_t *rec)
+ws_open_logged(world_t *w, world_rec_t *rec, world_log_t *log)
 {
     mongoq_queue_opts_t opts = MONGOQ_QUEUE_OPTS_INIT;
     opts.poll_interval_ms = 10000;
+    if (log) {
+        opts.log_fn = world_log_fn;
+        opts.log_user_data = log;
+    }
     world_open(w, &opts, 0);
     world_open_producer(w, &opts);
     world_rec_init(rec);
+}
+
+static void
+ws_open(world_t *w, world_rec_t *rec)
+{
+    ws_open_logged(w, rec, NULL);
 }
 
 /* W's worker; waits until the change stream is open. */
@@ -178,14 +188,17 @@ ws_enqueue_and_await(world_t *w, world_rec_t *rec, int n)
 /*
  * The stream meets `what` on a getMore and goes on without missing a message. rescans: how many
  * more times it must open without a resume token (every idle consumer rescans then): 0 when it
- * resumes after the fault, 1 when it must start over.
+ * resumes after the fault, 1 when it must start over. seen: whether the waker met the error
+ * (it logs "change stream on ..." and reopens the stream itself) or libmongoc resumed the stream
+ * inside mongoc_change_stream_next without the waker knowing (a closed connection).
  */
 static void
-ws_getmore_fault(const char *what, int64_t rescans)
+ws_getmore_fault(const char *what, int64_t rescans, bool seen)
 {
     world_t w;
     world_rec_t rec;
-    ws_open(&w, &rec);
+    world_log_t log = {.needle = "mongoq waker: change stream on"};
+    ws_open_logged(&w, &rec, &log);
     mongoq_worker_t *worker = ws_start_worker(&w, &rec);
     cr_assert(mtest_wait_until(world_stream_active, w.queue, 5000), "the stream opens");
     int64_t opened = ws_counters(w.queue).stream_rescans;
@@ -197,23 +210,27 @@ ws_getmore_fault(const char *what, int64_t rescans)
     cr_assert_eq(ws_counters(w.queue).stream_rescans - opened, rescans,
                  "rescans after the fault: %lld, expected %lld",
                  (long long)(ws_counters(w.queue).stream_rescans - opened), (long long)rescans);
+    cr_assert_eq(atomic_load(&log.matches), seen ? 1 : 0,
+                 "the waker met the error %d times, expected %d", atomic_load(&log.matches),
+                 seen ? 1 : 0);
     ws_close(&w, &rec, worker);
 }
 
 Test(waker_stream, closed_connection_on_getmore_resumes_without_missing_anything)
 {
     world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
-    ws_getmore_fault("\"closeConnection\": true", 0); /* resumed after its token */
+    ws_getmore_fault("\"closeConnection\": true", 0, false); /* libmongoc resumed it */
 }
 
 Test(waker_stream, history_lost_on_getmore_makes_everyone_rescan)
 {
     world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
-    ws_getmore_fault("\"errorCode\": 286", 1); /* ChangeStreamHistoryLost: starts over */
+    ws_getmore_fault("\"errorCode\": 286", 1, true); /* ChangeStreamHistoryLost: starts over */
 }
 
 Test(waker_stream, other_errors_on_getmore_reopen_the_stream)
 {
     world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
-    ws_getmore_fault("\"errorCode\": 2", 0); /* reopened, resuming after its token */
+    /* Not resumable for libmongoc: the waker itself reopens the stream after its token. */
+    ws_getmore_fault("\"errorCode\": 2", 0, true);
 }
