@@ -269,11 +269,12 @@ report(const run_t *r, claim_t *c, size_t n)
             low_ratio = achieved / limit;
         }
         if (!per_group || g < 3 || g == groups - 1) {
-            printf("  %s%s: %" PRId64 " claims, %.2f/s (%+.1f%% of the limit); worst 10 s "
+            char name[16];
+            snprintf(name, sizeof name, per_group ? "group g%03d" : "all", g);
+            printf("  %s: %" PRId64 " claims, %.2f/s (%+.1f%% of the limit); worst 10 s "
                    "window %" PRId64 " claims = %.1f/s (%+.1f%%; bound burst + 10 s x limit = "
                    "%.0f)\n",
-                   per_group ? "group " : "all", per_group ? "" : "", count, achieved,
-                   (achieved / limit - 1) * 100, worst, window_rate,
+                   name, count, achieved, (achieved / limit - 1) * 100, worst, window_rate,
                    (window_rate / limit - 1) * 100, r->burst + limit * WINDOW_MS / 1000.0);
         }
     }
