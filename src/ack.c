@@ -20,7 +20,6 @@
 #include "error-private.h"
 #include "fields.h"
 #include "group-private.h"
-#include "hooks-private.h"
 #include "message-private.h"
 #include "mongoq/limits.h"
 
@@ -227,7 +226,7 @@ observe_handling(mongoq_message_t *const *msgs, size_t n, const ack_state_t *sta
         if (!states || states[i] == ACK_APPLIED) {
             mongoq__histogram_observe(&msgs[i]->queue->timings.handling,
                                       now - msgs[i]->claimed_mono_ms);
-            mongoq__hook_message(msgs[i]->queue, MONGOQ_EVENT_ACKED, msgs[i], NULL);
+            mongoq__message_hook(msgs[i]->queue, MONGOQ_EVENT_ACKED, msgs[i], NULL);
         }
     }
 }

@@ -10,7 +10,7 @@
 /* Ready messages a consumer skips because the server refuses to claim or bury them. */
 #define MONGOQ__MAX_SKIPPED 32
 
-/* What a consumer of a partitioned queue remembers of one partition (partition.c). */
+/* What a consumer of a partitioned queue remembers of one partition (partition_claim.c). */
 typedef struct {
     bool empty;         /* the last claim there found nothing due ... */
     uint64_t epoch;     /* ... while the partition's wake-up epoch was this ... */
@@ -29,7 +29,7 @@ struct mongoq_consumer_t {
     bson_t *skipped;
     uint32_t n_skipped;
     /*
-     * Partitioned queues (partition.c): the partition the claim commands aim at now
+     * Partitioned queues (partition_claim.c): the partition the claim commands aim at now
      * (MONGOQ__ALL_PARTITIONS: the queue has one partition and no field), where the next try
      * begins, and what this consumer knows of each partition (partitions entries; NULL when
      * the queue has one partition).

@@ -25,7 +25,7 @@
 
 /* ---- the claim query ---------------------------------------------------------------------- */
 
-/* {partition: k} while a partitioned queue's claim aims at partition k (partition.c). */
+/* {partition: k} while a partitioned queue's claim aims at partition k (partition_claim.c). */
 static void
 append_partition(const mongoq_consumer_t *consumer, bson_t *filter)
 {

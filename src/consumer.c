@@ -8,7 +8,7 @@
 
 #include "claim-private.h"
 #include "hooks-private.h"
-#include "partition-private.h"
+#include "partition_claim-private.h"
 #include "pause-private.h"
 #include "error-private.h"
 #include "mongoq/limits.h"
@@ -139,7 +139,7 @@ claim_loop(mongoq_consumer_t *consumer, int64_t wait_ms, mongoq__attempt_fn atte
         if (*got > 0) {
             mongoq__waker_count(&queue->counters, why);
             for (size_t i = 0; i < *got; i++) {
-                mongoq__hook_message(queue, MONGOQ_EVENT_CLAIMED, msgs[i], NULL);
+                mongoq__message_hook(queue, MONGOQ_EVENT_CLAIMED, msgs[i], NULL);
             }
             mongoq__hook_flush(queue);
             return true;

@@ -4,12 +4,16 @@
 #define MONGOQ_HOOKS_PRIVATE_H
 
 #include "mongoq/hooks.h"
-#include "mongoq/message.h"
 #include "queue-private.h"
 
-/* CLAIMED, ACKED, RETRIED, FAILED, LEASE_LOST of a claimed message; reason may be NULL. */
-void mongoq__hook_message(mongoq_queue_t *queue, mongoq_event_kind_t kind,
-                          const mongoq_message_t *msg, const char *reason);
+/*
+ * An event of `kind` with every field unknown (-1) or empty, count 1, for the caller to fill and
+ * pass to mongoq__hook_tell; message events are built by mongoq__message_hook (message.c).
+ */
+mongoq_event_t mongoq__hook_event(mongoq_event_kind_t kind);
+
+/* Calls the queue's hook with event (version and queue name filled in). The hook must be set. */
+void mongoq__hook_tell(mongoq_queue_t *queue, mongoq_event_t *event);
 
 /* ENQUEUED: a message stored with that _id, enqueued_at and run_at. */
 void mongoq__hook_enqueued(mongoq_queue_t *queue, const bson_oid_t *id, int64_t enqueued_at,

@@ -1,19 +1,16 @@
 /* The lifecycle hook's events (see hooks-private.h and mongoq/hooks.h). */
 #include "hooks-private.h"
 
-#include "clock-private.h"
-#include "message-private.h"
-
-static void
-tell(mongoq_queue_t *queue, mongoq_event_t *event)
+void
+mongoq__hook_tell(mongoq_queue_t *queue, mongoq_event_t *event)
 {
     event->version = MONGOQ_EVENT_VERSION;
     event->queue = queue->name;
     queue->opts.hook(event, queue->opts.hook_user_data);
 }
 
-static mongoq_event_t
-blank(mongoq_event_kind_t kind)
+mongoq_event_t
+mongoq__hook_event(mongoq_event_kind_t kind)
 {
     mongoq_event_t e = {.kind = kind,
                         .enqueued_at_ms = -1,
@@ -25,37 +22,17 @@ blank(mongoq_event_kind_t kind)
 }
 
 void
-mongoq__hook_message(mongoq_queue_t *queue, mongoq_event_kind_t kind, const mongoq_message_t *msg,
-                     const char *reason)
-{
-    if (!queue->opts.hook) {
-        return;
-    }
-    mongoq_event_t e = blank(kind);
-    e.id = &msg->parsed.id;
-    e.attempt = msg->parsed.attempts;
-    e.enqueued_at_ms = msg->parsed.enqueued_at;
-    e.run_at_ms = msg->parsed.run_at;
-    e.waited_ms = msg->waited_ms;
-    if (kind != MONGOQ_EVENT_CLAIMED) {
-        e.handled_ms = mongoq__now_mono_ms() - msg->claimed_mono_ms;
-    }
-    e.reason = reason;
-    tell(queue, &e);
-}
-
-void
 mongoq__hook_enqueued(mongoq_queue_t *queue, const bson_oid_t *id, int64_t enqueued_at,
                       int64_t run_at)
 {
     if (!queue->opts.hook) {
         return;
     }
-    mongoq_event_t e = blank(MONGOQ_EVENT_ENQUEUED);
+    mongoq_event_t e = mongoq__hook_event(MONGOQ_EVENT_ENQUEUED);
     e.id = id;
     e.enqueued_at_ms = enqueued_at;
     e.run_at_ms = run_at;
-    tell(queue, &e);
+    mongoq__hook_tell(queue, &e);
 }
 
 void
@@ -65,10 +42,10 @@ mongoq__hook_buried(mongoq_queue_t *queue, const bson_t *doc, const char *reason
     if (!queue->opts.hook || !bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it)) {
         return; /* an _id that is no ObjectId cannot be told as one */
     }
-    mongoq_event_t e = blank(MONGOQ_EVENT_FAILED);
+    mongoq_event_t e = mongoq__hook_event(MONGOQ_EVENT_FAILED);
     e.id = bson_iter_oid(&it);
     e.reason = reason;
-    tell(queue, &e);
+    mongoq__hook_tell(queue, &e);
 }
 
 void
@@ -81,9 +58,9 @@ mongoq__hook_reaped(mongoq_queue_t *queue, int64_t n, bool background)
         atomic_fetch_add(&queue->hook_reaped_pending, n);
         return;
     }
-    mongoq_event_t e = blank(MONGOQ_EVENT_REAPED);
+    mongoq_event_t e = mongoq__hook_event(MONGOQ_EVENT_REAPED);
     e.count = n;
-    tell(queue, &e);
+    mongoq__hook_tell(queue, &e);
 }
 
 void

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "document-private.h"
+#include "mongoq/hooks.h"
 #include "mongoq/message.h"
 #include "queue-private.h"
 
@@ -70,6 +71,13 @@ bool mongoq__message_lease_lost_error(mongoq_message_t *msg, bson_error_t *error
 
 /* Makes the claimed msg dead with reason (message_dead.c): counted, told to the hook. */
 bool mongoq__message_make_dead(mongoq_message_t *msg, const char *reason, bson_error_t *error);
+
+/*
+ * Tells the queue's hook (a no-op without one) CLAIMED, ACKED, RETRIED, FAILED or LEASE_LOST of
+ * the claimed msg; reason may be NULL. After the server confirmed it, with no lock held.
+ */
+void mongoq__message_hook(mongoq_queue_t *queue, mongoq_event_kind_t kind,
+                          const mongoq_message_t *msg, const char *reason);
 
 /* Records that the lease is lost (thread-safe; counted once). */
 void mongoq__message_mark_lease_lost(mongoq_message_t *msg);

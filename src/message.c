@@ -169,6 +169,26 @@ mongoq_message_set_reason(mongoq_message_t *msg, const char *reason)
     msg->reason = reason ? bson_strdup(reason) : NULL;
 }
 
+void
+mongoq__message_hook(mongoq_queue_t *queue, mongoq_event_kind_t kind, const mongoq_message_t *msg,
+                     const char *reason)
+{
+    if (!queue->opts.hook) {
+        return;
+    }
+    mongoq_event_t e = mongoq__hook_event(kind);
+    e.id = &msg->parsed.id;
+    e.attempt = msg->parsed.attempts;
+    e.enqueued_at_ms = msg->parsed.enqueued_at;
+    e.run_at_ms = msg->parsed.run_at;
+    e.waited_ms = msg->waited_ms;
+    if (kind != MONGOQ_EVENT_CLAIMED) {
+        e.handled_ms = mongoq__now_mono_ms() - msg->claimed_mono_ms;
+    }
+    e.reason = reason;
+    mongoq__hook_tell(queue, &e);
+}
+
 const char *
 mongoq__message_reason(const mongoq_message_t *msg)
 {
@@ -188,7 +208,7 @@ mongoq__message_mark_lease_lost(mongoq_message_t *msg)
 {
     if (!atomic_exchange(&msg->lease_lost, true)) {
         mongoq__counter_add(&msg->queue->counters.lease_lost, 1);
-        mongoq__hook_message(msg->queue, MONGOQ_EVENT_LEASE_LOST, msg, NULL);
+        mongoq__message_hook(msg->queue, MONGOQ_EVENT_LEASE_LOST, msg, NULL);
     }
 }
 
@@ -329,7 +349,7 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.retried, 1);
-        mongoq__hook_message(msg->queue, MONGOQ_EVENT_RETRIED, msg, reason);
+        mongoq__message_hook(msg->queue, MONGOQ_EVENT_RETRIED, msg, reason);
         int64_t due = mongoq__clock_server_now_ms(msg->queue->clock) + delay_ms;
         int32_t partition = mongoq__partition_read(msg->doc);
         if (delay_ms > 0) {

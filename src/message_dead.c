@@ -87,7 +87,7 @@ mongoq__message_make_dead(mongoq_message_t *msg, const char *reason, bson_error_
     bson_destroy(&pipeline);
     if (ok) {
         mongoq__counter_add(&msg->queue->counters.failed, 1);
-        mongoq__hook_message(msg->queue, MONGOQ_EVENT_FAILED, msg, reason);
+        mongoq__message_hook(msg->queue, MONGOQ_EVENT_FAILED, msg, reason);
     }
     return ok;
 }

@@ -24,8 +24,6 @@
 
 #include <bson/bson.h>
 
-#include "claim-private.h"
-
 /* MONGOQ__ALL_PARTITIONS ("every partition", or unknown) is defined in waker-private.h. */
 
 /* 32-bit FNV-1a of data[0 .. len). */
@@ -49,22 +47,5 @@ void mongoq__partition_append_all(bson_t *filter, int32_t partitions);
 
 /* The partition field of a message document, or MONGOQ__ALL_PARTITIONS when absent. */
 int32_t mongoq__partition_read(const bson_t *doc);
-
-/*
- * The claim attempts of a consumer of a partitioned queue (mongoq__attempt_fn): one partition
- * per try, in turn from where the last claim took messages, skipping without a round trip each
- * partition this consumer found empty until its wake-up epoch moves (a change event or a
- * notification for it, a timer for its next run_at, anything about every partition) or
- * poll_interval_ms passes. claim_many takes from one partition per call (its three commands all
- * name it).
- */
-bool mongoq__partition_claim_one(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **msgs,
-                                 size_t *got, bson_error_t *error);
-bool mongoq__partition_claim_many(mongoq_consumer_t *consumer, size_t max,
-                                  mongoq_message_t **msgs, size_t *got, bson_error_t *error);
-
-/* Sets up a new consumer's partition state (a random first partition); frees it. */
-void mongoq__partition_consumer_init(mongoq_consumer_t *consumer);
-void mongoq__partition_consumer_destroy(mongoq_consumer_t *consumer);
 
 #endif

@@ -29,8 +29,7 @@ bool mongoq__pause_record(mongoq__counters_t *counters, bool paused);
 /* Records a state this process read or wrote, waking its waiters on a resume. */
 void mongoq__pause_seen(mongoq_queue_t *queue, bool paused);
 
-/* Reads the state once (mongoq_queue_new); on failure it stays unknown for a claim to read. */
-void mongoq__pause_load(mongoq_queue_t *queue);
+/* mongoq__pause_load, which mongoq_queue_new calls, is declared in queue-private.h. */
 
 /* Whether claims must wait: the state last seen, read from the server once while unknown. */
 bool mongoq__pause_blocks(mongoq_queue_t *queue);

@@ -96,6 +96,12 @@ void mongoq__reaper_stop(mongoq_queue_t *queue);
 void mongoq__reaper_destroy(mongoq_queue_t *queue);
 
 /*
+ * Reads the pause state once (pause.c; mongoq_queue_new calls it after the indexes); on failure
+ * it stays unknown for a claim to read.
+ */
+void mongoq__pause_load(mongoq_queue_t *queue);
+
+/*
  * Appends to `indexes` (an array being built) the index documents mongoq_queue_ensure_indexes
  * creates for this queue, {key, name, options...} as createIndexes takes them: the table the
  * doctor (check.c) compares listIndexes with.

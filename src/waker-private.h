@@ -109,7 +109,7 @@ void
 mongoq__waker_schedule(mongoq__waker_t *w, int64_t run_at_ms);
 
 /*
- * Wake-up epochs of a partitioned queue (partition.c). Every partition has one, and so does
+ * Wake-up epochs of a partitioned queue (partition_claim.c). Every partition has one, and so does
  * "every partition"; whatever may make a message of partition k claimable moves k's (a change
  * event naming k, a local enqueue, retry or hand-back in k, a timer for a run_at in k), and
  * whatever cannot name a partition moves the common one (a rescan, a poll that found work, a
