@@ -51,11 +51,18 @@ mongoq__schedules_ensure_index(const mongoq_queue_t *queue, mongoc_client_t *cli
                                bson_error_t *error)
 {
     char *name = bson_strdup_printf("%s" MONGOQ__SCHEDULES_SUFFIX, queue->name);
-    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(name), "indexes", "[", "{", "key", "{",
-                           "next_slot", BCON_INT32(1), "}", "name", BCON_UTF8("next_slot"), "}",
-                           "]");
-    bool ok = mongoc_client_write_command_with_opts(client, queue->db, cmd, NULL, NULL, error);
-    bson_destroy(cmd);
+    bson_t cmd = BSON_INITIALIZER, indexes, index, key;
+    BSON_APPEND_UTF8(&cmd, "createIndexes", name);
+    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
+    BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
+    BSON_APPEND_INT32(&key, "next_slot", 1);
+    bson_append_document_end(&index, &key);
+    BSON_APPEND_UTF8(&index, "name", "next_slot");
+    bson_append_document_end(&indexes, &index);
+    bson_append_array_end(&cmd, &indexes);
+    bool ok = mongoc_client_write_command_with_opts(client, queue->db, &cmd, NULL, NULL, error);
+    bson_destroy(&cmd);
     bson_free(name);
     return ok;
 }
@@ -506,11 +513,14 @@ mongoq_schedule_list(mongoq_queue_t *queue, mongoq_schedule_info_t ***infos_out,
     if (!client) {
         return false;
     }
-    bson_t filter = BSON_INITIALIZER, *opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "_id", 1);
+    bson_append_document_end(&opts, &sort);
     const bson_t *doc;
     size_t cap = 0;
     mongoc_collection_t *coll = mongoq__schedules_collection(queue, client);
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
     while (mongoc_cursor_next(cursor, &doc)) {
         bson_error_t bad;
         mongoq_schedule_info_t *info = info_new(doc, &bad);
@@ -533,7 +543,7 @@ mongoq_schedule_list(mongoq_queue_t *queue, mongoq_schedule_info_t ***infos_out,
     mongoc_cursor_destroy(cursor);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(queue->pool, client);
-    bson_destroy(opts);
+    bson_destroy(&opts);
     bson_destroy(&filter);
     return ok;
 }

@@ -97,6 +97,26 @@ visit(mongoq_queue_t *queue, mongoc_client_t *client, const bson_t *stored, int6
     return ok;
 }
 
+/*
+ * A pass's query: {next_slot: {$gte: -MONGOQ__SLOT_MAX_MS}} (every schedule with a next slot;
+ * a finished one has null), sorted by next_slot, PASS_BATCH at a time. Both for the caller to
+ * destroy.
+ */
+static void
+pass_query(bson_t *filter, bson_t *fopts)
+{
+    bson_t cond, sort;
+    bson_init(filter);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, "next_slot", &cond);
+    BSON_APPEND_DATE_TIME(&cond, "$gte", -MONGOQ__SLOT_MAX_MS);
+    bson_append_document_end(filter, &cond);
+    bson_init(fopts);
+    BSON_APPEND_DOCUMENT_BEGIN(fopts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "next_slot", 1);
+    bson_append_document_end(fopts, &sort);
+    BSON_APPEND_INT64(fopts, "limit", PASS_BATCH);
+}
+
 /* One pass with client; stops early (between schedules) when *stop becomes true. */
 static bool
 run_pass(mongoq_queue_t *queue, mongoc_client_t *client, const mongoq_scheduler_opts_t *opts,
@@ -106,11 +126,10 @@ run_pass(mongoq_queue_t *queue, mongoc_client_t *client, const mongoq_scheduler_
     int64_t next = -1, seen = 0;
     bson_error_t first = {0}, one;
     bool ok = true;
-    bson_t *filter = BCON_NEW("next_slot", "{", "$gte", BCON_DATE_TIME(-MONGOQ__SLOT_MAX_MS), "}");
-    bson_t *fopts = BCON_NEW("sort", "{", "next_slot", BCON_INT32(1), "}", "limit",
-                             BCON_INT64(PASS_BATCH));
+    bson_t filter, fopts;
+    pass_query(&filter, &fopts);
     mongoc_collection_t *coll = mongoq__schedules_collection(queue, client);
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, filter, fopts, NULL);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &fopts, NULL);
     const bson_t *doc;
     while (next < 0 && !(stop && atomic_load(stop)) && mongoc_cursor_next(cursor, &doc)) {
         seen++;
@@ -125,8 +144,8 @@ run_pass(mongoq_queue_t *queue, mongoc_client_t *client, const mongoq_scheduler_
     }
     mongoc_cursor_destroy(cursor);
     mongoc_collection_destroy(coll);
-    bson_destroy(fopts);
-    bson_destroy(filter);
+    bson_destroy(&fopts);
+    bson_destroy(&filter);
     int64_t due = next >= 0 ? next - opts->lookahead_ms : now + opts->poll_ms;
     if (next < 0 && seen == PASS_BATCH) {
         due = now; /* a full batch was due: go on at once */
