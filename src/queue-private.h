@@ -17,7 +17,6 @@
 #define MONGOQ__DEFAULT_BACKOFF_CAP_MS 300000
 #define MONGOQ__DEFAULT_BACKOFF_JITTER 0.2
 #define MONGOQ__DEFAULT_RETENTION_S 86400
-#define MONGOQ__DEFAULT_POLL_INTERVAL_MS 1000
 
 /* The longest "db.collection" namespace mongod accepts. */
 #define MONGOQ__MAX_NAMESPACE_BYTES 255

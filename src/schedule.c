@@ -7,6 +7,8 @@
  * of the two match nothing (the scheduler then aborts its transaction; set retries from a
  * fresh read), so a claim never commits against a definition it did not read.
  */
+#include <inttypes.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "cron-private.h"
@@ -86,9 +88,14 @@ mongoq__schedule_slot_id(const char *name, int64_t slot_ms, bson_oid_t *id)
 
 /* ---- checking ------------------------------------------------------------------------------- */
 
-static bool
-invalid(bson_error_t *error, const char *why)
+static bool BSON_GNUC_PRINTF(2, 3)
+invalid(bson_error_t *error, const char *format, ...)
 {
+    char why[256];
+    va_list ap;
+    va_start(ap, format);
+    bson_vsnprintf(why, sizeof why, format, ap);
+    va_end(ap);
     mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG, "schedule: %s", why);
     return false;
 }
@@ -98,7 +105,8 @@ check_name(const char *name, bson_error_t *error)
 {
     if (!name || !*name || strlen(name) > MONGOQ_MAX_NAME_BYTES ||
         !bson_utf8_validate(name, strlen(name), false)) {
-        return invalid(error, "name must be valid UTF-8 of 1 to MONGOQ_MAX_NAME_BYTES bytes");
+        return invalid(error, "name must be valid UTF-8 of 1 to MONGOQ_MAX_NAME_BYTES (%d) bytes",
+                       MONGOQ_MAX_NAME_BYTES);
     }
     return true;
 }
@@ -110,10 +118,13 @@ check_policy(const mongoq_schedule_opts_t *opts, bson_error_t *error)
         return invalid(error, "catch_up must be MONGOQ_CATCH_UP_LATEST, _SKIP or _ALL");
     }
     if (opts->catch_up_limit < 0 || opts->catch_up_limit > MONGOQ_MAX_CATCH_UP) {
-        return invalid(error, "catch_up_limit must be 0 (default 10) to MONGOQ_MAX_CATCH_UP");
+        return invalid(error, "catch_up_limit must be 0 (default %d) to MONGOQ_MAX_CATCH_UP (%d)",
+                       MONGOQ__DEFAULT_CATCH_UP_LIMIT, MONGOQ_MAX_CATCH_UP);
     }
     if (opts->grace_ms < 0 || opts->grace_ms > MONGOQ_MAX_DURATION_MS) {
-        return invalid(error, "grace_ms must be 0 (default 60000) to MONGOQ_MAX_DURATION_MS");
+        return invalid(error,
+                       "grace_ms must be 0 (default %d) to MONGOQ_MAX_DURATION_MS (%" PRId64 ")",
+                       MONGOQ__DEFAULT_GRACE_MS, MONGOQ_MAX_DURATION_MS);
     }
     return true;
 }
@@ -136,7 +147,9 @@ check_opts(const mongoq_schedule_opts_t *opts, bson_error_t *error)
     mongoq__tz_destroy(tz);
     if (opts->payload && opts->payload->len > MONGOQ_MAX_PAYLOAD_BYTES -
                                                   MONGOQ__SCHEDULE_PAYLOAD_ROOM) {
-        return invalid(error, "payload is larger than MONGOQ_MAX_PAYLOAD_BYTES - 1024");
+        return invalid(error, "payload is larger than MONGOQ_MAX_PAYLOAD_BYTES - %d (%d bytes)",
+                       MONGOQ__SCHEDULE_PAYLOAD_ROOM,
+                       MONGOQ_MAX_PAYLOAD_BYTES - MONGOQ__SCHEDULE_PAYLOAD_ROOM);
     }
     mongoq_enqueue_opts_t eopts = MONGOQ_ENQUEUE_OPTS_INIT;
     eopts.priority = opts->priority;

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -62,13 +63,15 @@ resolve_opts(const mongoq_scheduler_opts_t *opts, mongoq_scheduler_opts_t *out, 
     }
     if (out->lookahead_ms < 0 || out->lookahead_ms > MAX_LOOKAHEAD_MS) {
         mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
-                          "scheduler: lookahead_ms must be 0 (default 1000) to 3600000");
+                          "scheduler: lookahead_ms must be 0 (default %d) to %d",
+                          DEFAULT_LOOKAHEAD_MS, MAX_LOOKAHEAD_MS);
         return false;
     }
     if (out->poll_ms != 0 && (out->poll_ms < MIN_POLL_MS || out->poll_ms > MONGOQ_MAX_DURATION_MS)) {
         mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
-                          "scheduler: poll_ms must be 0 (default 1000) or 10 to "
-                          "MONGOQ_MAX_DURATION_MS");
+                          "scheduler: poll_ms must be 0 (default %d) or %d to "
+                          "MONGOQ_MAX_DURATION_MS (%" PRId64 ")",
+                          DEFAULT_POLL_MS, MIN_POLL_MS, MONGOQ_MAX_DURATION_MS);
         return false;
     }
     out->lookahead_ms = out->lookahead_ms ? out->lookahead_ms : DEFAULT_LOOKAHEAD_MS;

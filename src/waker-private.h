@@ -32,12 +32,15 @@ typedef struct mongoq__waker_t mongoq__waker_t;
 /* "Every partition" (or an unknown one) where a partition is expected (partition-private.h). */
 #define MONGOQ__ALL_PARTITIONS (-1)
 
+/* The longest pause between polls when the queue options leave poll_interval_ms 0. */
+#define MONGOQ__DEFAULT_POLL_INTERVAL_MS 1000
+
 typedef struct {
     mongoc_client_pool_t *pool; /* borrowed */
     const char *db;             /* copied */
     const char *coll;           /* copied */
     bool no_change_stream;
-    int64_t poll_interval_ms;   /* > 0 */
+    int64_t poll_interval_ms;   /* <= 0: MONGOQ__DEFAULT_POLL_INTERVAL_MS */
     mongoq_log_fn log_fn;
     void *log_user_data;
     mongoq__counters_t *counters; /* borrowed, outlives the waker */

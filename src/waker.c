@@ -233,7 +233,7 @@ mongoq__waker_new(const mongoq__waker_config_t *config)
     w->config.db = w->db;
     w->config.coll = w->coll;
     if (w->config.poll_interval_ms <= 0) {
-        w->config.poll_interval_ms = 1000;
+        w->config.poll_interval_ms = MONGOQ__DEFAULT_POLL_INTERVAL_MS;
     }
     if (w->config.partitions < 1 || w->config.partitions > MONGOQ_MAX_PARTITIONS) {
         w->config.partitions = 1;

@@ -25,6 +25,7 @@
 #define MAX_REOPEN_BACKOFF_MS 2000
 #define MAX_TOKEN_FAILURES 3   /* resuming failed this often: give the token up and rescan */
 #define SETTLE_WINDOW_MS 1000  /* an event's run_at this recent may not be due on $$NOW yet */
+#define MAX_WAITS_PER_TURN 1000 /* wake-ups one await_poll_turn absorbs before the loop looks again */
 
 /* The thread's connection (a single-threaded service client) and the queue's collection on it. */
 typedef struct {
@@ -172,7 +173,7 @@ await_poll_turn(mongoq__waker_t *w, int64_t next_poll, int64_t next_sync, bool *
     bool go_on;
     *poll_due = false;
     pthread_mutex_lock(&w->mu);
-    for (int i = 0; i < 1000 && !w->stopping && !w->need_next_run_at; i++) {
+    for (int i = 0; i < MAX_WAITS_PER_TURN && !w->stopping && !w->need_next_run_at; i++) {
         int64_t now = mongoq__now_mono_ms();
         if (w->nwaiters > 0 && now >= next_poll) {
             *poll_due = true;

@@ -42,6 +42,7 @@
 /* A thread's consumer name is "<name>:<thread>": room for the suffix within the name limit. */
 #define MAX_NAME_PREFIX_BYTES (MONGOQ_MAX_NAME_BYTES - 8)
 #define KEEPER_GRACE_MS 500 /* stop waits this long past its timeout for the keeper */
+#define SCHEDULER_STOP_SLICE_MS 1000 /* an unbounded stop waits for the scheduler in these */
 
 void
 mongoq__worker_log(mongoq_worker_t *w, mongoq_log_level_t level, const char *fmt, ...)
@@ -348,7 +349,7 @@ stop_scheduler(mongoq_worker_t *w, int64_t deadline_mono, bson_error_t *error)
         return true;
     }
     if (deadline_mono < 0) {
-        while (!mongoq_scheduler_stop(w->scheduler, 1000, NULL)) {
+        while (!mongoq_scheduler_stop(w->scheduler, SCHEDULER_STOP_SLICE_MS, NULL)) {
         }
         return true;
     }
