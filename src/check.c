@@ -22,14 +22,6 @@
 #define DEFAULT_SKEW_WARN_MS 1000
 #define DEFAULT_KEYS_WARN 1000
 
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- server ------------------------------------------------------------------------------- */
 
 /* Major and minor of a version string ("6.0.3"); 0.0 when unreadable. */
@@ -327,14 +319,14 @@ hello(mongoq__check_ctx_t *ctx, mongoq_report_t *report)
     bson_t cmd = BSON_INITIALIZER;
     bson_error_t error;
     BSON_APPEND_INT32(&cmd, "hello", 1);
-    ctx->hello_sent_ms = wall_ms();
+    ctx->hello_sent_ms = mongoq__now_real_ms();
     bool ok = false;
     if (ctx->client) {
         ok = mongoc_client_command_simple(ctx->client, "admin", &cmd, NULL, &ctx->hello, &error);
     } else {
         bson_init(&ctx->hello);
     }
-    ctx->hello_received_ms = wall_ms();
+    ctx->hello_received_ms = mongoq__now_real_ms();
     bson_destroy(&cmd);
     if (!ok) {
         mongoq__check_item_t *item = mongoq__report_add(report, "server");

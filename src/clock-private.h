@@ -21,6 +21,13 @@
 int64_t
 mongoq__now_mono_ms(void);
 
+/*
+ * The local wall clock in milliseconds since the epoch: only to compare with a server's time
+ * (the doctor's skew check, the waker's timer when it has no server clock), never for a wait.
+ */
+int64_t
+mongoq__now_real_ms(void);
+
 /* A mongoq__now_mono_ms() time as the deadline of a timed wait on a monotonic condition. */
 void
 mongoq__mono_timespec(int64_t mono_ms, struct timespec *ts);

@@ -26,12 +26,24 @@
 /* The most servers one measurement sends hello to. */
 #define MAX_SERVERS 16
 
+static int64_t
+now_ms(clockid_t which)
+{
+    struct timespec ts;
+    clock_gettime(which, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t
 mongoq__now_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return now_ms(CLOCK_MONOTONIC);
+}
+
+int64_t
+mongoq__now_real_ms(void)
+{
+    return now_ms(CLOCK_REALTIME);
 }
 
 void

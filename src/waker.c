@@ -27,24 +27,17 @@
 
 /* ---- clocks and logging ------------------------------------------------------------------ */
 
-static int64_t
-now_real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t
 mongoq__waker_server_now_ms(mongoq__waker_t *w)
 {
-    return w->config.clock ? mongoq__clock_server_now_ms(w->config.clock) : now_real_ms();
+    return w->config.clock ? mongoq__clock_server_now_ms(w->config.clock) : mongoq__now_real_ms();
 }
 
 int64_t
 mongoq__waker_server_latest_ms(mongoq__waker_t *w)
 {
-    return w->config.clock ? mongoq__clock_server_latest_ms(w->config.clock) : now_real_ms();
+    return w->config.clock ? mongoq__clock_server_latest_ms(w->config.clock)
+                           : mongoq__now_real_ms();
 }
 
 static int64_t
@@ -53,7 +46,7 @@ server_to_mono_ms(mongoq__waker_t *w, int64_t server_ms)
     if (w->config.clock) {
         return mongoq__clock_server_to_mono_ms(w->config.clock, server_ms);
     }
-    return mongoq__now_mono_ms() + (server_ms - now_real_ms());
+    return mongoq__now_mono_ms() + (server_ms - mongoq__now_real_ms());
 }
 
 /* Never called with w->mu held: the callback may call back into mongoq. */
