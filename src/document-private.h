@@ -84,6 +84,12 @@ void mongoq__document_append_reason(bson_t *doc, const char *key, const char *re
  * runs. Leases and retry times are computed this way only, never from a client clock.
  */
 void mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms);
+/*
+ * key: "$$NOW", or {$subtract: ["$$NOW", ms]} when ms > 0: the server's clock held back by the
+ * measured spread between the clocks of the servers the queue talks to (several mongos), so an
+ * expiry test passes only once every one of those clocks is past the expiry (docs/scaling.md).
+ */
+void mongoq__document_append_now_less(bson_t *doc, const char *key, int64_t ms);
 
 /* Appends {$unset: [fields[0 .. n)]} to an update pipeline as stage `index` ("0", "1", ...). */
 void mongoq__document_append_unset(bson_t *pipeline, const char *index, const char *const *fields,

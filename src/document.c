@@ -353,6 +353,22 @@ mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms)
     bson_append_document_end(doc, &add);
 }
 
+void
+mongoq__document_append_now_less(bson_t *doc, const char *key, int64_t ms)
+{
+    if (ms <= 0) {
+        BSON_APPEND_UTF8(doc, key, "$$NOW");
+        return;
+    }
+    bson_t sub, args;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &args);
+    BSON_APPEND_UTF8(&args, "0", "$$NOW");
+    BSON_APPEND_INT64(&args, "1", ms);
+    bson_append_array_end(&sub, &args);
+    bson_append_document_end(doc, &sub);
+}
+
 static uint32_t
 count_entries(const bson_t *array)
 {

@@ -25,15 +25,15 @@ append_unset(bson_t *pipeline, const char *key, bool with_dedup)
     mongoq__document_append_unset(pipeline, key, fields, with_dedup ? 4 : 3);
 }
 
-/* {$expr: {$lt: ["$lease_expires_at", "$$NOW"]}} */
+/* {$expr: {$lt: ["$lease_expires_at", $$NOW less hold_ms]}} (reaper.c: why hold_ms) */
 static void
-append_expired(bson_t *filter)
+append_expired(bson_t *filter, int64_t hold_ms)
 {
     bson_t expr, args;
     BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
     BSON_APPEND_ARRAY_BEGIN(&expr, "$lt", &args);
     BSON_APPEND_UTF8(&args, "0", MONGOQ__P_LEASE_EXPIRES_AT);
-    BSON_APPEND_UTF8(&args, "1", "$$NOW");
+    mongoq__document_append_now_less(&args, "1", hold_ms);
     bson_append_array_end(&expr, &args);
     bson_append_document_end(filter, &expr);
 }
@@ -63,7 +63,7 @@ find_exhausted(mongoc_collection_t *coll, const mongoq_queue_t *queue, int64_t s
     BSON_APPEND_DOCUMENT_BEGIN(&and, "0", &c);
     BSON_APPEND_ARRAY_BEGIN(&c, "$lt", &a);
     BSON_APPEND_UTF8(&a, "0", MONGOQ__P_LEASE_EXPIRES_AT);
-    BSON_APPEND_UTF8(&a, "1", "$$NOW");
+    mongoq__document_append_now_less(&a, "1", mongoq__clock_spread_ms(queue->clock));
     bson_append_array_end(&c, &a);
     bson_append_document_end(&and, &c);
     BSON_APPEND_DOCUMENT_BEGIN(&and, "1", &c);
@@ -132,7 +132,8 @@ reap_one(mongoq_queue_t *queue, mongoc_client_t *client, mongoc_collection_t *co
         bson_append_value(&filter, MONGOQ__F_LEASE_TOKEN, -1, bson_iter_value(&it));
     }
     BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
-    append_expired(&filter); /* a heartbeat since the find keeps it alive */
+    /* A heartbeat since the find keeps it alive. */
+    append_expired(&filter, mongoq__clock_spread_ms(queue->clock));
     build_reaped_dead(!release || !group, &update);
     if (release && group) {
         ok = mongoq__group_finish(queue, client, group, &filter, &update, &matched, error);

@@ -25,11 +25,14 @@
 
 /*
  * {[partition: {$in: all},] status: processing, lease_expires_at: {$lt: estimate + slack},
- *  $expr: {$and: [{$lt: ["$lease_expires_at", "$$NOW"]}, {<cmp>: ["$attempts", "$max_attempts"]}]}}
+ *  $expr: {$and: [{$lt: ["$lease_expires_at", NOW]}, {<cmp>: ["$attempts", "$max_attempts"]}]}}
+ * where NOW is $$NOW less hold_ms, the spread between the clocks of the mongos routers the queue
+ * talks to (0 on a replica set): a lease stamped by the slowest router's clock is then reaped only
+ * once that clock, too, is past it, whichever router runs the reap (docs/scaling.md).
  */
 static void
-build_expired_filter(int32_t partitions, int64_t server_now, const char *cmp, bool ungrouped,
-                     bson_t *filter)
+build_expired_filter(int32_t partitions, int64_t server_now, int64_t hold_ms, const char *cmp,
+                     bool ungrouped, bson_t *filter)
 {
     bson_t range, expr, and, clause, args;
     mongoq__partition_append_all(filter, partitions); /* a seek per partition on the lease index */
@@ -49,7 +52,7 @@ build_expired_filter(int32_t partitions, int64_t server_now, const char *cmp, bo
     BSON_APPEND_DOCUMENT_BEGIN(&and, "0", &clause);
     BSON_APPEND_ARRAY_BEGIN(&clause, "$lt", &args);
     BSON_APPEND_UTF8(&args, "0", MONGOQ__P_LEASE_EXPIRES_AT);
-    BSON_APPEND_UTF8(&args, "1", "$$NOW");
+    mongoq__document_append_now_less(&args, "1", hold_ms);
     bson_append_array_end(&clause, &args);
     bson_append_document_end(&and, &clause);
     BSON_APPEND_DOCUMENT_BEGIN(&and, "1", &clause);
@@ -81,11 +84,11 @@ build_reaped_update(bool dead, bson_t *pipeline)
 }
 
 static bool
-reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_now, bool dead,
-              int64_t *n, bson_error_t *error)
+reap_one_kind(mongoq_queue_t *queue, mongoc_collection_t *coll, int64_t server_now,
+              int64_t hold_ms, bool dead, int64_t *n, bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, opts = BSON_INITIALIZER, reply;
-    build_expired_filter(queue->opts.partitions, server_now, dead ? "$gte" : "$lt",
+    build_expired_filter(queue->opts.partitions, server_now, hold_ms, dead ? "$gte" : "$lt",
                          dead && queue->opts.group_concurrency > 0, &filter);
     build_reaped_update(dead, &update);
     mongoq__queue_append_write_concern(queue, &opts);
@@ -108,9 +111,10 @@ reap_on(mongoq_queue_t *queue, mongoc_client_t *client, bool background, int64_t
 {
     int64_t returned = 0, buried = 0, grouped = 0;
     int64_t now = mongoq__clock_server_latest_ms(queue->clock);
+    int64_t hold = mongoq__clock_spread_ms(queue->clock);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, queue->db, queue->name);
-    bool ok = reap_one_kind(queue, coll, now, false, &returned, error) &&
-              reap_one_kind(queue, coll, now, true, &buried, error) &&
+    bool ok = reap_one_kind(queue, coll, now, hold, false, &returned, error) &&
+              reap_one_kind(queue, coll, now, hold, true, &buried, error) &&
               (queue->opts.group_concurrency == 0 ||
                mongoq__group_reap_exhausted(queue, client, now, &grouped, error));
     mongoc_collection_destroy(coll);

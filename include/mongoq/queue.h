@@ -271,7 +271,10 @@ mongoq_queue_db(const mongoq_queue_t *queue);
 /*
  * One reaping pass: every "processing" message whose lease has expired on the server's clock
  * goes back to "ready" keeping its run_at (or to "dead" when its attempts are used up; both
- * get last_error "lease expired"), in two updateMany round trips. Safe to run from many threads and processes at once.
+ * get last_error "lease expired"), in two updateMany round trips. Through several mongos, a
+ * lease counts as expired only once it is past on every clock the queue measured (the server's
+ * clock less the spread between them: docs/scaling.md). Safe to run from many threads and
+ * processes at once.
  * *reclaimed_out (may be NULL) receives how many messages were returned or buried.
  * Safe to repeat: after MONGOQ_ERROR_UNKNOWN_OUTCOME a second pass reclaims what the first did
  * not. MONGOQ_ERROR_NO_CLIENT when the pool gives no client.

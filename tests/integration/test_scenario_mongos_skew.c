@@ -18,13 +18,16 @@
  *  - a lease taken through the slow router is not reaped through the slow router before it
  *    expires on that clock; through the fast router it is reaped only once the fast clock is past
  *    lease_expires_at, so it lasted at least lease_ms - spread (the stated bound), and the late
- *    ack is refused (LEASE_LOST: fencing).
+ *    ack is refused (LEASE_LOST: fencing);
+ *  - a client of both routers (the world's queue) reaps that lease only once the slow clock is
+ *    past it too: it measures the spread and holds its reaper's $$NOW back by it.
  * No sleeps synchronise: each step polls for its condition within a bounded deadline.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "world.h"
 
@@ -288,6 +291,56 @@ Test(scenario_mongos_skew, a_lease_lasts_its_length_less_the_spread_at_most)
               LEASE_MS, r.spread_ms);
     cr_log_info("lease of %d ms reaped through the fast router after %" PRId64 " ms (spread %"
                 PRId64 " ms)", LEASE_MS, lasted, r.spread_ms);
+    cr_expect(!mongoq_message_ack(m, &error) && error.code == MONGOQ_ERROR_LEASE_LOST,
+              "the late ack is refused: %s", error.message);
+    mongoq_message_destroy(m);
+    mongoq_consumer_destroy(slow_c);
+    routers_close(&r);
+    world_close(&w);
+}
+
+/*
+ * A client whose URI lists both routers measures the spread between their clocks and holds its
+ * reaper's $$NOW back by it (src/reaper.c), so a lease stamped by the slow router is reaped only
+ * once the slow clock, too, is past it, whichever router libmongoc picks for each pass (it picks
+ * among the mongos within localThresholdMS at random, so the passes reach the fast one).
+ */
+Test(scenario_mongos_skew, a_client_of_both_routers_reaps_only_after_every_clock)
+{
+    world_t w;
+    routers_t r;
+    bson_t doc;
+    bson_error_t error;
+    int64_t reaped = 0, slow_after = 0;
+    open_world(&w, &r);
+    world_enqueue(w.queue, 1, NULL, NULL);
+    mongoq_consumer_t *slow_c = mongoq_consumer_new(r.queue[SLOW], NULL, NULL);
+    cr_assert(slow_c);
+    mongoq_message_t *m = claim_until(slow_c, wall_ms() + 5000);
+    cr_assert(m, "claimed through the slow router");
+    int64_t claimed_wall = wall_ms();
+    cr_assert(world_find(&w, mongoq_message_id(m), &doc));
+    int64_t expires = mtest_doc_date(&doc, "lease_expires_at");
+    bson_destroy(&doc);
+
+    int64_t deadline = claimed_wall + LEASE_MS + r.spread_ms + 5000;
+    int passes = 0;
+    /* Bounded by the deadline; a pass every 20 ms (three commands, each on any router). */
+    while (reaped == 0 && wall_ms() < deadline) {
+        cr_assert(mongoq_queue_reap(w.queue, &reaped, &error), "%s", error.message);
+        slow_after = mtest_server_now_ms(r.client[SLOW]);
+        passes++;
+        if (reaped == 0) {
+            usleep(20 * 1000);
+        }
+    }
+    int64_t lasted = wall_ms() - claimed_wall;
+    cr_assert_eq(reaped, 1, "reaped within the deadline (%d passes)", passes);
+    cr_expect(slow_after >= expires, "reaped %" PRId64 " ms before the slow router's clock "
+              "reached the expiry it stamped", expires - slow_after);
+    cr_expect(lasted >= LEASE_MS - 100, "the lease lasted %" PRId64 " ms of %d", lasted, LEASE_MS);
+    cr_log_info("lease of %d ms reaped through both routers after %" PRId64 " ms (%d passes, "
+                "spread %" PRId64 " ms)", LEASE_MS, lasted, passes, r.spread_ms);
     cr_expect(!mongoq_message_ack(m, &error) && error.code == MONGOQ_ERROR_LEASE_LOST,
               "the late ack is refused: %s", error.message);
     mongoq_message_destroy(m);
