@@ -88,13 +88,6 @@ const bson_oid_t *mongoq__message_lease_token(const mongoq_message_t *msg);
 /* The reason set with mongoq_message_set_reason, or NULL. Borrowed. */
 const char *mongoq__message_reason(const mongoq_message_t *msg);
 
-/*
- * Hands a claimed message back untouched: "ready" again with the attempt this claim used
- * given back, lease fields removed (a worker stopping before it ran the handler).
- * LEASE_LOST when the lease is gone.
- */
-bool mongoq__message_release(mongoq_message_t *msg, bson_error_t *error);
-
 /* The filter that matches msg only while its lease holds: {_id, lease_token, status}. */
 void mongoq__message_held_filter(const mongoq_message_t *msg, bson_t *filter);
 
@@ -113,7 +106,10 @@ void mongoq__message_extend_update(int64_t lease_ms, bson_t *pipeline);
 void mongoq__message_held_ids_filter(const bson_oid_t *ids, size_t n, const bson_oid_t *token,
                                      bson_t *filter);
 
-/* The update pipeline of mongoq__message_release for an updateMany (attempts - 1 on the server). */
+/*
+ * The hand-back's update (worker stop, claim_many's recovery): "ready" again with the attempt
+ * the claim used given back (attempts - 1 on the server), lease fields removed.
+ */
 void mongoq__message_release_update(bson_t *pipeline);
 
 /*

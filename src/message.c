@@ -361,22 +361,6 @@ mongoq_message_retry(mongoq_message_t *msg, int64_t delay_ms, const char *reason
     return ok;
 }
 
-/* ---- release (worker stop) ------------------------------------------------------------------ */
-
-bool
-mongoq__message_release(mongoq_message_t *msg, bson_error_t *error)
-{
-    BSON_ASSERT_PARAM(msg);
-    bson_t pipeline = BSON_INITIALIZER;
-    mongoq__message_release_update(&pipeline);
-    bool ok = mongoq__message_update_held(msg, "release", &pipeline, error);
-    bson_destroy(&pipeline);
-    if (ok) {
-        mongoq__waker_notify_partition(msg->queue->waker, mongoq__partition_read(msg->doc));
-    }
-    return ok;
-}
-
 /* ---- extend -------------------------------------------------------------------------------- */
 
 void
@@ -481,8 +465,8 @@ mongoq__message_held_ids_filter(const bson_oid_t *ids, size_t n, const bson_oid_
 }
 
 /*
- * mongoq__message_release's update for many messages at once: the attempt is given back on the
- * server (attempts - 1), which is the claimed copy's value minus one while the lease holds.
+ * The hand-back's update: the attempt is given back on the server (attempts - 1), which is the
+ * claimed copy's value minus one while the lease holds (the filter is fenced by the token).
  */
 void
 mongoq__message_release_update(bson_t *pipeline)

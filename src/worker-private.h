@@ -102,15 +102,20 @@ bool
 mongoq__worker_update_many(mongoq_worker_t *w, const char *what, const bson_t *filter,
                            const bson_t *update, int64_t *matched, bson_error_t *error);
 
-/* Copies the _ids of msgs[from .. to) not known lost into ids; returns how many. */
+/* Copies the _ids of msgs[from .. to) not known lost into ids; returns how many. *partition:
+ * the first copied one's (MONGOQ__ALL_PARTITIONS when none). */
 size_t
 mongoq__worker_copy_unlost_ids(mongoq_message_t *const *msgs, size_t from, size_t to,
-                               bson_oid_t *ids);
+                               bson_oid_t *ids, int32_t *partition);
 
-/* Gives back the n messages ids (of one claim: token) in one updateMany; fills *back. */
+/*
+ * Gives back the n messages ids (of one claim: token; in partition) and fills *back: one
+ * retryable updateOne for one message, else one updateMany sent once more after a retryable
+ * error (the token makes resending safe).
+ */
 void
 mongoq__worker_release_ids(mongoq_worker_t *w, const bson_oid_t *ids, size_t n,
-                           const bson_oid_t *token, mongoq__hand_back_t *back);
+                           const bson_oid_t *token, int32_t partition, mongoq__hand_back_t *back);
 
 /* ---- the threads --------------------------------------------------------------------------- */
 

@@ -34,9 +34,12 @@
 #include <unistd.h>
 
 #include "error-private.h"
+#include "fields.h"
 #include "message-private.h"
 #include "mongoq/error.h"
+#include "partition-private.h"
 #include "queue-private.h"
+#include "waker-private.h"
 
 #define MAX_THREADS 256
 /* A thread's consumer name is "<name>:<thread>": room for the suffix within the name limit. */
@@ -178,14 +181,22 @@ done:
     return ok;
 }
 
-/* Copies the _ids of msgs[from .. to) not known lost into ids; returns how many. */
+/*
+ * Copies the _ids of msgs[from .. to) not known lost into ids; returns how many. *partition:
+ * the partition of the first one copied (a batch comes from one partition), or
+ * MONGOQ__ALL_PARTITIONS when none was.
+ */
 size_t
 mongoq__worker_copy_unlost_ids(mongoq_message_t *const *msgs, size_t from, size_t to,
-                               bson_oid_t *ids)
+                               bson_oid_t *ids, int32_t *partition)
 {
     size_t n = 0;
+    *partition = MONGOQ__ALL_PARTITIONS;
     for (size_t i = from; i < to; i++) {
         if (!mongoq_message_lease_lost(msgs[i])) {
+            if (n == 0) {
+                *partition = mongoq__partition_read(msgs[i]->doc);
+            }
             bson_oid_copy(mongoq_message_id(msgs[i]), &ids[n++]);
         }
     }
@@ -193,31 +204,66 @@ mongoq__worker_copy_unlost_ids(mongoq_message_t *const *msgs, size_t from, size_
 }
 
 /*
- * Gives back the n messages ids (of one claim: token) in one updateMany, as
- * mongoq__message_release does one: ready, attempt restored, lease fields removed. Fewer
- * matched than sent means some leases were lost meanwhile; which ones would take another round
- * trip, which a stopping worker does not spend: those keep to the reaper.
+ * The hand-back's write. One message: an updateOne naming it (and its partition, the shard
+ * key), a retryable write libmongoc sends again after a network error or a failover. Several:
+ * an updateMany, which libmongoc never retries, so it is sent once more here after an error
+ * that may be transient. Resending is safe because the filter is fenced by the batch's token
+ * and status: a message the first send handed back no longer matches, so none is handed back
+ * (its attempt given back) twice. After a resend, matched counts only what the resend moved:
+ * *resent tells the caller not to read a shortfall as lost leases.
+ */
+static bool
+release_write(mongoq_worker_t *w, const bson_oid_t *ids, size_t n, const bson_oid_t *token,
+              int32_t partition, int64_t *matched, bool *resent, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
+    bool ok;
+    *resent = false;
+    mongoq__message_release_update(&update);
+    if (n == 1) {
+        mongoq__partition_append(&filter, w->queue->opts.partitions, partition);
+        BSON_APPEND_OID(&filter, MONGOQ__F_ID, &ids[0]);
+        BSON_APPEND_OID(&filter, MONGOQ__F_LEASE_TOKEN, token);
+        BSON_APPEND_UTF8(&filter, MONGOQ__F_STATUS, MONGOQ__S_PROCESSING);
+        ok = mongoq__message_update_one(w->queue, "hand-back", &filter, &update, NULL, matched,
+                                        error);
+    } else {
+        mongoq__message_held_ids_filter(ids, n, token, &filter);
+        ok = mongoq__worker_update_many(w, "hand-back", &filter, &update, matched, error);
+        if (!ok && mongoq__error_retryable(error)) {
+            *resent = true;
+            ok = mongoq__worker_update_many(w, "hand-back", &filter, &update, matched, error);
+        }
+    }
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    return ok;
+}
+
+/*
+ * Gives back the n messages ids (of one claim: token; in partition): ready, attempt restored,
+ * lease fields removed (release_write says with which command).
+ * Fewer matched than sent means some leases were lost meanwhile; which ones would take another
+ * round trip, which a stopping worker does not spend: those keep to the reaper.
  */
 void
 mongoq__worker_release_ids(mongoq_worker_t *w, const bson_oid_t *ids, size_t n,
-                           const bson_oid_t *token, mongoq__hand_back_t *back)
+                           const bson_oid_t *token, int32_t partition, mongoq__hand_back_t *back)
 {
-    bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
     int64_t matched = 0;
+    bool resent = false;
     back->ok = true;
     if (n == 0) {
         return;
     }
-    mongoq__message_held_ids_filter(ids, n, token, &filter);
-    mongoq__message_release_update(&update);
-    back->ok = mongoq__worker_update_many(w, "hand-back", &filter, &update, &matched, &back->error);
-    if (back->ok && matched < (int64_t)n) {
+    back->ok = release_write(w, ids, n, token, partition, &matched, &resent, &back->error);
+    if (back->ok && matched < (int64_t)n && !resent) {
         back->ok = false;
         bson_set_error(&back->error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_LEASE_LOST,
                        "worker: handed back %" PRId64 " of %zu messages; the other leases were "
                        "lost (which ones is not known)", matched, n);
     }
-    if (matched > 0) {
+    if (back->ok || matched > 0) {
         mongoq__waker_notify(w->queue->waker);
     }
     if (!back->ok) {
@@ -225,8 +271,6 @@ mongoq__worker_release_ids(mongoq_worker_t *w, const bson_oid_t *ids, size_t n,
                            "incomplete (the rest return when their leases expire): %s", n,
                            back->error.message);
     }
-    bson_destroy(&update);
-    bson_destroy(&filter);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */

@@ -356,8 +356,10 @@ run_batch(mongoq__handler_thread_t *t, mongoq_message_t **msgs, size_t n, bson_o
     flush_acks(t, msgs, &pending, pending.to);
     unhold(t, &own, &keepers);
     if (own.from < own.to) {
-        size_t k = mongoq__worker_copy_unlost_ids(msgs, own.from, own.to, ids);
-        mongoq__worker_release_ids(w, ids, k, mongoq__message_lease_token(msgs[own.from]), &own);
+        int32_t partition;
+        size_t k = mongoq__worker_copy_unlost_ids(msgs, own.from, own.to, ids, &partition);
+        mongoq__worker_release_ids(w, ids, k, mongoq__message_lease_token(msgs[own.from]),
+                                   partition, &own);
     }
     report_hand_back(w, msgs, &own);
     report_hand_back(w, msgs, &keepers);

@@ -191,14 +191,15 @@ mongoq__worker_spread_stop(mongoq_worker_t *w)
 }
 
 /*
- * On stop: takes what a handler thread holds but has not started and hands it back in one
- * updateMany, outside the lock; the thread reports the outcomes when it ends its batch. A
+ * On stop: takes what a handler thread holds but has not started and hands it back
+ * (mongoq__worker_release_ids), outside the lock; the thread reports the outcomes when it ends its batch. A
  * thread already ending its batch has set end = next: there is nothing to take then.
  */
 static void
 take_and_hand_back(mongoq_worker_t *w, mongoq__holding_t *h, beat_t *b)
 {
     mongoq__hand_back_t back = {0};
+    int32_t partition;
     size_t n;
     pthread_mutex_lock(&h->mu);
     if (!h->msgs || h->next >= h->end) {
@@ -209,11 +210,11 @@ take_and_hand_back(mongoq_worker_t *w, mongoq__holding_t *h, beat_t *b)
     back.to = h->end;
     h->end = h->next;
     h->back_in_flight = true;
-    n = mongoq__worker_copy_unlost_ids(h->msgs, back.from, back.to, b->ids);
+    n = mongoq__worker_copy_unlost_ids(h->msgs, back.from, back.to, b->ids, &partition);
     bson_oid_copy(mongoq__message_lease_token(h->msgs[back.from]), &b->token);
     pthread_mutex_unlock(&h->mu);
 
-    mongoq__worker_release_ids(w, b->ids, n, &b->token, &back);
+    mongoq__worker_release_ids(w, b->ids, n, &b->token, partition, &back);
 
     pthread_mutex_lock(&h->mu);
     h->back = back;

@@ -178,8 +178,13 @@ mongoq_worker_request_stop(mongoq_worker_t *worker);
 
 /*
  * Stops the worker: claims nothing new, hands messages it claimed but has not started back at
- * once (ready again, attempts restored; one updateMany per batch, sent by the keeper or by the
+ * once (ready again, attempts restored; one write per batch, sent by the keeper or by the
  * handler thread ending its batch, never by the calling thread), and waits for the threads.
+ * The hand-back of one message is an updateOne, a retryable write (libmongoc sends it once
+ * more after a network error or a failover); of several, an updateMany fenced by the batch's
+ * lease token, which the worker sends once more itself after such an error (the token makes
+ * that safe: nothing is handed back twice). A hand-back that still fails leaves the messages
+ * leased; they return through the reaper when the lease expires.
  *
  * What it waits for: every handler thread to finish its running handler and its write, the
  * keeper to leave whatever network call it is in (a heartbeat, a hand-back), and the
@@ -202,8 +207,8 @@ mongoq_worker_stop(mongoq_worker_t *worker, int64_t timeout_ms, bson_error_t *er
  * scheduler). NULL is a no-op. Its bound: the longest running handler, plus the network calls
  * in flight when it was called (a thread blocked inside libmongoc can only be waited for: up
  * to the pool's socketTimeoutMS, or serverSelectionTimeoutMS while no server is reachable; the
- * scheduler's calls end within a few seconds), plus one updateMany per batch for the
- * hand-back. Stop first with a timeout to bound shutdown.
+ * scheduler's calls end within a few seconds), plus the hand-back's write per batch (two
+ * round trips at most). Stop first with a timeout to bound shutdown.
  */
 MONGOQ_EXPORT void
 mongoq_worker_destroy(mongoq_worker_t *worker);
