@@ -114,6 +114,15 @@ typedef struct {
 #define MONGOQ_BROWSE_OPTS_INIT {.version = MONGOQ_BROWSE_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_BROWSE_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. Returns false, writing
+ * nothing, for a version this library does not know (0 or newer than MONGOQ_BROWSE_OPTS_VERSION).
+ * Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_browse_opts_init(mongoq_browse_opts_t *opts, uint32_t version);
+
+/*
  * A listing of queue's messages (queue borrowed: it must outlive the listing). opts may be NULL
  * (every message in claim order). Nothing is read until the first mongoq_browse_next.
  *

@@ -78,6 +78,15 @@ typedef struct {
 
 #define MONGOQ_CHECK_OPTS_INIT {.version = MONGOQ_CHECK_OPTS_VERSION}
 
+/*
+ * Initialises opts as MONGOQ_CHECK_OPTS_INIT does, for the given version (bindings that cannot use
+ * the macro): every field zero (its default) and the version set. Returns false, writing nothing,
+ * for a version this library does not know (0 or newer than MONGOQ_CHECK_OPTS_VERSION). Thread-
+ * safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_check_opts_init(mongoq_check_opts_t *opts, uint32_t version);
+
 typedef struct mongoq_report_t mongoq_report_t;
 
 /*

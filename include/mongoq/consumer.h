@@ -32,6 +32,15 @@ typedef struct {
 
 #define MONGOQ_CONSUMER_OPTS_INIT {.version = MONGOQ_CONSUMER_OPTS_VERSION}
 
+/*
+ * Initialises opts as MONGOQ_CONSUMER_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. Returns false, writing
+ * nothing, for a version this library does not know (0 or newer than
+ * MONGOQ_CONSUMER_OPTS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_consumer_opts_init(mongoq_consumer_opts_t *opts, uint32_t version);
+
 /* A consumer on queue (borrowed; must outlive it). opts may be NULL. NULL + error on failure. */
 MONGOQ_EXPORT mongoq_consumer_t *
 mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts,

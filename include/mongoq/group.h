@@ -37,6 +37,15 @@ typedef struct {
     }
 
 /*
+ * Initialises info as MONGOQ_GROUP_INFO_INIT does, for the given version (bindings that cannot use
+ * the macro): every field zero (its default) and the version set. Returns false, writing nothing,
+ * for a version this library does not know (0 or newer than MONGOQ_GROUP_INFO_VERSION). Thread-
+ * safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_group_info_init(mongoq_group_info_t *info, uint32_t version);
+
+/*
  * Reads up to max groups (1 to MONGOQ_MAX_BATCH) in name order (bytewise), starting after the
  * group named `after` (NULL: from the first), into out[0 .. *n_out). Every out[i].version must
  * be set (MONGOQ_GROUP_INFO_INIT). One find of the group documents (an _id range: the _id

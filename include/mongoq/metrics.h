@@ -59,6 +59,15 @@ typedef struct {
 #define MONGOQ_METRICS_OPTS_INIT {.version = MONGOQ_METRICS_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_METRICS_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. Returns false, writing
+ * nothing, for a version this library does not know (0 or newer than MONGOQ_METRICS_OPTS_VERSION).
+ * Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_metrics_opts_init(mongoq_metrics_opts_t *opts, uint32_t version);
+
+/*
  * Renders the metrics of queues[0 .. n) (1 to 64 queues of distinct collections, which may be
  * of different databases; two handles on one collection would give duplicate series) into *text_out: a NUL-terminated string owned by the caller (bson_free), one
  * # HELP and # TYPE per metric, then its series for every queue. opts may be NULL. Reads

@@ -79,6 +79,16 @@ typedef struct {
 #define MONGOQ_ENQUEUE_OPTS_INIT {.version = MONGOQ_ENQUEUE_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_ENQUEUE_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. An older version gets only
+ * that version's fields written (the struct of a program built against an older header is
+ * shorter). Returns false, writing nothing, for a version this library does not know (0 or newer
+ * than MONGOQ_ENQUEUE_OPTS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_enqueue_opts_init(mongoq_enqueue_opts_t *opts, uint32_t version);
+
+/*
  * Enqueues one message whose payload is a copy of `payload` (borrowed for the call; at most
  * MONGOQ_MAX_PAYLOAD_BYTES). opts may be NULL. id_out may be NULL unless opts->caller_ids.
  *

@@ -215,6 +215,16 @@ typedef struct {
 #define MONGOQ_QUEUE_OPTS_INIT {.version = MONGOQ_QUEUE_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_QUEUE_OPTS_INIT does, for the given version (bindings that cannot use
+ * the macro): every field zero (its default) and the version set. An older version gets only that
+ * version's fields written (the struct of a program built against an older header is shorter).
+ * Returns false, writing nothing, for a version this library does not know (0 or newer than
+ * MONGOQ_QUEUE_OPTS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_queue_opts_init(mongoq_queue_opts_t *opts, uint32_t version);
+
+/*
  * Opens the queue stored in collection `name` of database `db`. The pool is borrowed and must
  * outlive the queue; db and name are copied; opts may be NULL (defaults) and is copied.
  * Unless opts->skip_ensure_indexes, creates the queue's indexes (mongoq_queue_ensure_indexes).

@@ -96,6 +96,15 @@ typedef struct {
 #define MONGOQ_SCHEDULE_OPTS_INIT {.version = MONGOQ_SCHEDULE_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_SCHEDULE_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. Returns false, writing
+ * nothing, for a version this library does not know (0 or newer than
+ * MONGOQ_SCHEDULE_OPTS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_schedule_opts_init(mongoq_schedule_opts_t *opts, uint32_t version);
+
+/*
  * Creates schedule `name` (valid UTF-8 of 1 to MONGOQ_MAX_NAME_BYTES, borrowed) on queue, or
  * replaces the definition of the one of that name. A new schedule (or one whose cron or tz
  * changed) gets as next slot the first slot after now (server clock); a replaced one with the
@@ -198,6 +207,15 @@ typedef struct {
 
 #define MONGOQ_SCHEDULER_OPTS_INIT {.version = MONGOQ_SCHEDULER_OPTS_VERSION}
 
+/*
+ * Initialises opts as MONGOQ_SCHEDULER_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. Returns false, writing
+ * nothing, for a version this library does not know (0 or newer than
+ * MONGOQ_SCHEDULER_OPTS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_scheduler_opts_init(mongoq_scheduler_opts_t *opts, uint32_t version);
+
 #define MONGOQ_SCHEDULER_PASS_VERSION 1
 
 /* What one pass did (mongoq_scheduler_run_pass). The caller sets version. */
@@ -211,6 +229,15 @@ typedef struct {
 } mongoq_scheduler_pass_t;
 
 #define MONGOQ_SCHEDULER_PASS_INIT {.version = MONGOQ_SCHEDULER_PASS_VERSION}
+
+/*
+ * Initialises pass as MONGOQ_SCHEDULER_PASS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. Returns false, writing
+ * nothing, for a version this library does not know (0 or newer than
+ * MONGOQ_SCHEDULER_PASS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_scheduler_pass_init(mongoq_scheduler_pass_t *pass, uint32_t version);
 
 /*
  * One pass, on the calling thread: every schedule of queue whose next slot is due within

@@ -38,6 +38,15 @@ typedef struct {
 #define MONGOQ_SHARD_OPTS_INIT {.version = MONGOQ_SHARD_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_SHARD_OPTS_INIT does, for the given version (bindings that cannot use
+ * the macro): every field zero (its default) and the version set. Returns false, writing nothing,
+ * for a version this library does not know (0 or newer than MONGOQ_SHARD_OPTS_VERSION). Thread-
+ * safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_shard_opts_init(mongoq_shard_opts_t *opts, uint32_t version);
+
+/*
  * Shards the queue's collection through the mongos the queue's pool talks to: creates the
  * queue's indexes (mongoq_queue_ensure_indexes; with opts->hashed also {partition: "hashed"}),
  * then enableSharding on the database (needed before 6.0, accepted after), shardCollection with

@@ -151,6 +151,16 @@ typedef struct {
 #define MONGOQ_WORKER_OPTS_INIT {.version = MONGOQ_WORKER_OPTS_VERSION}
 
 /*
+ * Initialises opts as MONGOQ_WORKER_OPTS_INIT does, for the given version (bindings that cannot
+ * use the macro): every field zero (its default) and the version set. An older version gets only
+ * that version's fields written (the struct of a program built against an older header is
+ * shorter). Returns false, writing nothing, for a version this library does not know (0 or newer
+ * than MONGOQ_WORKER_OPTS_VERSION). Thread-safe.
+ */
+MONGOQ_EXPORT bool
+mongoq_worker_opts_init(mongoq_worker_opts_t *opts, uint32_t version);
+
+/*
  * A stopped worker on queue (borrowed; must outlive it). NULL + error on invalid options,
  * including a version outside 1 .. MONGOQ_WORKER_OPTS_VERSION.
  *
