@@ -1,8 +1,8 @@
 /*
  * Conformance: the aggregation stages that write, $out and $merge (manual:
  * reference/operator/aggregation/out and merge). Either is the last stage and the aggregate
- * answers an empty cursor; it takes a writeConcern (an aggregate without one refuses it,
- * InvalidOptions 72). $out replaces the target's documents and keeps its indexes, all or
+ * answers an empty cursor; it takes a writeConcern (so does a read-only aggregate, which does
+ * not wait for it). $out replaces the target's documents and keeps its indexes, all or
  * nothing, and may name another database (4.4+). $merge's whenMatched / whenNotMatched / on /
  * let. mongod 6.0's errors (src/mongo/db/pipeline/document_source_out.cpp,
  * document_source_merge.cpp, pipeline.cpp): not last 40601; in a transaction
@@ -123,16 +123,31 @@ Test(agg_out, merge_modes)
                  13113);
 }
 
+/* A read-only aggregate accepts a writeConcern too and does not wait for it (mongod's
+ * jstests/core/aggregation_accepts_write_concern.js and replsets/aggregation_write_concern.js),
+ * with no writeConcernError in its reply. */
+Test(agg_out, a_read_only_aggregate_accepts_a_write_concern)
+{
+    bson_t reply;
+    cf_run_ok_reply(client, dbname,
+                    "{\"aggregate\": \"src\", \"cursor\": {}, \"pipeline\": [{\"$match\": "
+                    "{\"_id\": 1}}], \"writeConcern\": {\"w\": \"majority\"}}",
+                    &reply);
+    cr_assert_eq(cf_int_at(&reply, "cursor.firstBatch.0._id"), 1);
+    cr_assert_not(cf_has_at(&reply, "writeConcernError"));
+    bson_destroy(&reply);
+    cf_run_ok_reply(client, dbname,
+                    "{\"aggregate\": \"src\", \"cursor\": {}, \"pipeline\": [], "
+                    "\"writeConcern\": {\"w\": 1}}",
+                    &reply);
+    bson_destroy(&reply);
+}
+
 Test(agg_out, mongods_errors)
 {
     cr_assert_eq(aggregate_fails("[{\"$out\": \"t\"}, {\"$match\": {}}]"), 40601);
     cr_assert_eq(aggregate_fails("[{\"$merge\": \"t\"}, {\"$match\": {}}]"), 40601);
     cr_assert_eq(aggregate_fails("[{\"$merge\": {\"into\": \"src\", \"on\": \"x\"}}]"), 51183);
-    cr_assert_eq(cf_run_fail(client, dbname,
-                             "{\"aggregate\": \"src\", \"cursor\": {}, \"pipeline\": [], "
-                             "\"writeConcern\": {\"w\": 1}}",
-                             NULL, NULL),
-                 72, "writeConcern without $out or $merge");
     cr_assert_eq(cf_run_fail(client, dbname,
                              "{\"aggregate\": \"src\", \"cursor\": {}, \"pipeline\": [{\"$out\": "
                              "\"t\"}], \"readConcern\": {\"level\": \"linearizable\"}}",

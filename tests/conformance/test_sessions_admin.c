@@ -10,7 +10,8 @@
  *   users kills theirs (no authentication here: no session has one).
  * - getParameter (src/mongo/db/commands/parameters.cpp): admin only (Unauthorized 13); an
  *   unknown parameter is InvalidOptions 72 "no option found to get".
- * killAllSessions: [] is not run here: it would abort the transactions of parallel tests.
+ * killAllSessions: [] aborts every open transaction, so it runs on a private server only (on the
+ * shared one it would abort parallel tests' transactions; skipped where none can be spawned).
  */
 #include "cf_util.h"
 
@@ -127,6 +128,47 @@ Test(sessions_admin, kill_all_sessions_of_a_user_leaves_unauthenticated_sessions
     mongoc_client_session_destroy(s);
     mongoc_collection_destroy(coll);
     cr_assert_eq(cf_run_fail(client, "admin", "{\"killAllSessions\": 1}", NULL, NULL), 14);
+}
+
+/* {killAllSessions: []} kills every session (manual: reference/command/killAllSessions, "To
+ * kill all sessions, specify an empty array"): the open transactions of two sessions are
+ * aborted, their commits fail with NoSuchTransaction 251, nothing they wrote is left. */
+Test(sessions_admin, kill_all_sessions_with_an_empty_list_aborts_every_transaction)
+{
+    if (!mtest_can_spawn()) {
+        cr_skip("cannot spawn a private test server");
+    }
+    mtest_server_t srv;
+    cr_assert(mtest_server_start(&srv, NULL, 0), "start");
+    mongoc_client_t *shared = client;
+    client = mtest_client_for(srv.uri, "kill_all_sessions");
+    cf_run_ok(client, "ks", "{\"create\": \"c\"}");
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, "ks", "c");
+    mongoc_client_session_t *a = open_transaction(coll);
+    mongoc_client_session_t *b = mongoc_client_start_session(client, NULL, NULL);
+    bson_error_t error;
+    cr_assert(mongoc_client_session_start_transaction(b, NULL, &error), "%s", error.message);
+    bson_t opts = BSON_INITIALIZER, reply;
+    cr_assert(mongoc_client_session_append(b, &opts, &error), "%s", error.message);
+    bson_t *doc = BCON_NEW("_id", BCON_INT32(2));
+    cr_assert(mongoc_collection_insert_one(coll, doc, &opts, NULL, &error), "%s", error.message);
+    cf_run_ok(client, "admin", "{\"killAllSessions\": []}");
+    cr_assert_not(mongoc_client_session_commit_transaction(a, &reply, &error));
+    cr_assert_eq(error.code, 251, "%d %s", error.code, error.message);
+    bson_destroy(&reply);
+    cr_assert_not(mongoc_client_session_commit_transaction(b, &reply, &error));
+    cr_assert_eq(error.code, 251, "%d %s", error.code, error.message);
+    bson_destroy(&reply);
+    bson_t empty = BSON_INITIALIZER;
+    cr_assert_eq(mongoc_collection_count_documents(coll, &empty, NULL, NULL, NULL, &error), 0);
+    bson_destroy(doc);
+    bson_destroy(&opts);
+    mongoc_client_session_destroy(b);
+    mongoc_client_session_destroy(a);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+    client = shared;
+    mtest_server_stop(&srv, false);
 }
 
 Test(sessions_admin, get_parameter)

@@ -4,6 +4,7 @@
  * ({viewOn, pipeline}, view.c). Options this server does not implement are refused (BadValue
  * "... is not supported by mongoq-test-server").
  */
+#include "crud-private.h"
 #include "store-private.h"
 
 #include <string.h>
@@ -28,6 +29,12 @@ refuse_unsupported(const ms_cmd_t *c, bson_error_t *error)
             strcmp(k, "changeStreamPreAndPostImages") == 0 || strcmp(k, "viewOn") == 0 ||
             strcmp(k, "pipeline") == 0 || (strcmp(k, "capped") == 0 && !bson_iter_as_bool(&it))) {
             continue;
+        }
+        if (strcmp(k, "collation") == 0) {
+            if (!ms_crud_refuse_unsupported(c->cmd, "create", error)) {
+                return false;
+            }
+            continue; /* {locale: "simple"}: the default */
         }
         return ms_set_error(error, MS_ERR_BAD_VALUE,
                             "create option '%s' is not supported by "

@@ -34,6 +34,7 @@ static const ms_command_t commands[] = {
     {"collMod", {NULL}, ms_cmd_coll_mod, DDL},
     {"renameCollection", {NULL}, ms_cmd_rename_collection, DDL | MS_CMD_ADMIN},
     {"configureFailPoint", {NULL}, ms_cmd_configure_fail_point, MS_CMD_ADMIN},
+    {"waitForFailPoint", {NULL}, ms_cmd_wait_for_fail_point, MS_CMD_ADMIN},
     {"getMore", {NULL}, ms_cmd_get_more, MS_CMD_IN_TXN},
     {"killCursors", {NULL}, ms_cmd_kill_cursors, MS_CMD_IN_TXN},
     {"insert", {NULL}, ms_cmd_insert, WRITE},

@@ -99,5 +99,6 @@ MS_HANDLER(abort_transaction);
 
 /* failpoint.c */
 MS_HANDLER(configure_fail_point);
+MS_HANDLER(wait_for_fail_point);
 
 #endif

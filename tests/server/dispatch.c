@@ -4,6 +4,7 @@
  * transactions under the storage lock, and shapes the reply ({ok, errmsg, code, codeName,
  * errorLabels, writeConcernError, $clusterTime, operationTime}).
  */
+#include "crud-private.h"
 #include "store-private.h"
 
 #include <stdio.h>
@@ -416,7 +417,8 @@ ms_dispatch(ms_conn_t *conn, ms_request_t *req, bson_t *reply, bool *close_conn)
         goto reply;
     }
     if (prepared) {
-        ok = run_handler(&c, st.def, &body, &error);
+        ok = ms_deadline_begin(&c, &error) && run_handler(&c, st.def, &body, &error);
+        ms_deadline_end();
         wait_for_journal(&c);
     }
     if (c.close_connection) {
@@ -426,7 +428,8 @@ reply:
     if (ok) {
         bson_concat(reply, &body);
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
-        if (st.def->flags & MS_CMD_WC) {
+        if ((st.def->flags & MS_CMD_WC) ||
+            (st.def->fn == ms_cmd_aggregate && ms_agg_writes(c.cmd))) {
             append_wce(reply, &c, &st);
         }
         if (st.has_wce_code || (st.fp && st.hit.has_labels)) {

@@ -14,6 +14,10 @@
  * it because failCommand fires before the command runs: no cursor is touched and no
  * ResumableChangeStreamError label is computed.
  *
+ * maxTimeAlwaysTimeOut: a command with maxTimeMS fails with MaxTimeMSExpired (deadline.c).
+ * hangDuringBatchInsert: an insert statement pauses while it is set (write.c). waitForFailPoint
+ * waits until a fail point has been entered a number of times (failpoint_test_cmds.cpp).
+ *
  * onPrimaryTransactionalWrite: fired by write.c for each document a retryable write (outside a
  * transaction) writes on the primary, as mongod's TransactionParticipant fires it once the write
  * is logged and before it commits. data.closeConnection (default true) closes the connection
@@ -24,6 +28,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 typedef enum { MODE_OFF, MODE_ALWAYS, MODE_TIMES, MODE_SKIP } mode_t_;
 
@@ -47,6 +52,8 @@ static void
 fill_error_code(const bson_t *data, ms_failpoint_hit_t *hit);
 static void
 fill_transactional_write(const bson_t *data, ms_failpoint_hit_t *hit);
+static void
+fill_nothing(const bson_t *data, ms_failpoint_hit_t *hit);
 
 static pthread_mutex_t fp_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -67,6 +74,18 @@ static failpoint_t failpoints[MS_FP_COUNT] = {
                                               .command = "",
                                               .fill = fill_transactional_write,
                                               .data = BSON_INITIALIZER},
+    /* operation_context.cpp: an operation with a deadline fails its interrupt checks with
+     * MaxTimeMSExpired (deadline.c) */
+    [MS_FP_MAX_TIME_ALWAYS_TIME_OUT] = {.name = "maxTimeAlwaysTimeOut",
+                                        .command = "",
+                                        .fill = fill_nothing,
+                                        .data = BSON_INITIALIZER},
+    /* write_ops_exec.cpp: an insert pauses while it is set (write.c), its session checked out
+     * (here: holding the storage lock, so every other locked command waits too) */
+    [MS_FP_HANG_DURING_BATCH_INSERT] = {.name = "hangDuringBatchInsert",
+                                        .command = "",
+                                        .fill = fill_nothing,
+                                        .data = BSON_INITIALIZER},
 };
 
 /* data.failCommands names cmd by its name or an alias (mongod's Command::hasAlias). */
@@ -185,6 +204,14 @@ fill_transactional_write(const bson_t *data, ms_failpoint_hit_t *hit)
     }
 }
 
+/* A fail point whose firing is the whole effect (maxTimeAlwaysTimeOut, the hangs). */
+static void
+fill_nothing(const bson_t *data, ms_failpoint_hit_t *hit)
+{
+    (void)data;
+    (void)hit;
+}
+
 /* Counts an activation that applies (caller holds fp_mu); false while still skipping. */
 static bool
 activate(failpoint_t *fp)
@@ -214,6 +241,15 @@ ms_failpoint_check(ms_failpoint_id_t id, const ms_command_t *cmd, const ms_conn_
     }
     pthread_mutex_unlock(&fp_mu);
     return fire;
+}
+
+bool
+ms_failpoint_is_on(ms_failpoint_id_t id)
+{
+    pthread_mutex_lock(&fp_mu);
+    bool on = failpoints[id].mode != MODE_OFF;
+    pthread_mutex_unlock(&fp_mu);
+    return on;
 }
 
 void
@@ -348,4 +384,68 @@ MS_HANDLER(configure_fail_point)
     BSON_APPEND_DOCUMENT(reply, "data", &fp->data);
     pthread_mutex_unlock(&fp_mu);
     return true;
+}
+
+/* Sleeps ms milliseconds (short waits of the bounded polls below). */
+static void
+nap_ms(long ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* hangDuringBatchInsert: pauses while the fail point is set, as mongod's pauseWhileSet (entered
+ * once); bounded at 10 minutes so a forgotten fail point cannot hang the server for good. */
+void
+ms_failpoint_pause_while_set(ms_failpoint_id_t id, const ms_command_t *cmd, const ms_conn_t *conn)
+{
+    ms_failpoint_hit_t hit;
+    if (!ms_failpoint_check(id, cmd, conn, NULL, &hit)) {
+        return;
+    }
+    ms_failpoint_hit_destroy(&hit);
+    for (int i = 0; i < 60000 && ms_failpoint_is_on(id); i++) {
+        nap_ms(10);
+    }
+}
+
+/* {waitForFailPoint: name, timesEntered: n, maxTimeMS: ms} (mongod 4.4+): waits until the fail
+ * point has been entered n times in all, or fails with MaxTimeMSExpired. */
+MS_HANDLER(wait_for_fail_point)
+{
+    static const char *const allowed[] = {"timesEntered", "maxTimeMS", NULL};
+    bson_iter_t it;
+    (void)reply;
+    if (!ms_check_fields(c, allowed, error)) {
+        return false;
+    }
+    bson_iter_init(&it, c->cmd);
+    bson_iter_next(&it);
+    failpoint_t *fp = BSON_ITER_HOLDS_UTF8(&it) ? find_failpoint(bson_iter_utf8(&it, NULL)) : NULL;
+    if (!fp) {
+        return ms_set_error(error, MS_ERR_BAD_VALUE, "Failpoint not found");
+    }
+    if (!bson_iter_init_find(&it, c->cmd, "timesEntered") || !BSON_ITER_HOLDS_NUMBER(&it)) {
+        return ms_set_error(error, MS_ERR_LOCATION40414,
+                            "BSON field 'waitForFailPoint.timesEntered' is missing but a "
+                            "required field");
+    }
+    int64_t want = bson_iter_as_int64(&it);
+    if (!bson_iter_init_find(&it, c->cmd, "maxTimeMS") || !BSON_ITER_HOLDS_NUMBER(&it)) {
+        return ms_set_error(error, MS_ERR_BAD_VALUE,
+                            "maxTimeMS must be specified for waitForFailPoint");
+    }
+    int64_t deadline = ms_mono_ms() + bson_iter_as_int64(&it);
+    for (;;) {
+        pthread_mutex_lock(&fp_mu);
+        bool reached = fp->count >= want;
+        pthread_mutex_unlock(&fp_mu);
+        if (reached) {
+            return true;
+        }
+        if (ms_mono_ms() >= deadline) {
+            return ms_set_error(error, MS_ERR_MAX_TIME_MS_EXPIRED, "operation exceeded time limit");
+        }
+        nap_ms(5);
+    }
 }

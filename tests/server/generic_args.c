@@ -136,7 +136,9 @@ read_write_concern(ms_cmd_t *c, unsigned flags, wc_seen_t *seen, bson_error_t *e
     if (!bson_iter_init_find(&it, c->cmd, "writeConcern")) {
         return true;
     }
-    if (!(flags & MS_CMD_WC) && !ms_agg_writes(c->cmd)) { /* aggregate with $out or $merge */
+    /* aggregate takes one whether or not it writes (a read-only pipeline does not wait for it:
+     * jstests/core/aggregation_accepts_write_concern.js, replsets/aggregation_write_concern.js) */
+    if (!(flags & MS_CMD_WC) && c->command->fn != ms_cmd_aggregate) {
         return ms_set_error(error, MS_ERR_INVALID_OPTIONS, "Command does not support writeConcern");
     }
     if (c->in_txn && !(flags & MS_CMD_TXN_END)) {

@@ -5,6 +5,7 @@
  * src/mongo/db/catalog/index_catalog_impl.cpp and IndexDescriptor::compareIndexOptions in
  * src/mongo/db/index/index_descriptor.cpp).
  */
+#include "crud-private.h"
 #include "store-private.h"
 
 #include <math.h>
@@ -12,7 +13,7 @@
 
 static const char *const spec_fields[] = {
     "v", "key", "name", "unique", "sparse", "partialFilterExpression", "expireAfterSeconds",
-    "background", "ns", "hidden", NULL};
+    "background", "ns", "hidden", "collation", NULL};
 
 static bool
 known_spec_field(const char *f)
@@ -127,6 +128,9 @@ parse_options(ms_index_t *ix, const bson_t *spec, spec_extra_t *extra, bson_erro
                                 "specification.",
                                 f);
         }
+        if (strcmp(f, "collation") == 0 && !ms_crud_refuse_unsupported(spec, "index", error)) {
+            return false;
+        }
         if (strcmp(f, "unique") == 0) {
             ix->unique = ix->unique || bson_iter_as_bool(&it);
         } else if (strcmp(f, "sparse") == 0) {
@@ -203,7 +207,8 @@ is_id_pattern(const bson_t *key)
 
 /*
  * The spec as mongod stores and lists it (IndexCatalogImpl::_fixIndexSpec): v, unique (only
- * when true), key, name, then the other options as given, without ns and dropDups.
+ * when true), key, name, then the other options as given, without ns and dropDups, nor the
+ * simple collation (the only one taken here; mongod lists no collation for it).
  */
 static void
 build_listed_spec(ms_index_t *ix, const bson_t *spec)
@@ -220,7 +225,8 @@ build_listed_spec(ms_index_t *ix, const bson_t *spec)
     while (bson_iter_next(&it)) {
         const char *f = bson_iter_key(&it);
         if (strcmp(f, "v") && strcmp(f, "key") && strcmp(f, "name") && strcmp(f, "ns") &&
-            strcmp(f, "background") && strcmp(f, "unique") && strcmp(f, "dropDups")) {
+            strcmp(f, "background") && strcmp(f, "unique") && strcmp(f, "dropDups") &&
+            strcmp(f, "collation")) {
             bson_append_iter(ix->spec, NULL, 0, &it);
         }
     }

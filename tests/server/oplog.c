@@ -267,8 +267,9 @@ cond_init(void)
     pthread_condattr_destroy(&attr);
 }
 
-/* mongod's default oplog size (repl/replication_coordinator_external_state_impl.cpp,
- * getOplogSizeBytes): 5% of the free disk space, at least 990 MB, at most 50 GB. */
+/* mongod's default oplog size (src/mongo/db/repl/oplog.cpp, getNewOplogSizeBytes; manual:
+ * core/replica-set-oplog, "Oplog Size"): 5% of the free disk space, at least 990 MB, at most
+ * 50 GB. */
 static uint64_t
 default_history_bytes(const char *dbpath)
 {

@@ -82,8 +82,12 @@ typedef struct {
     ms_recvec_t to_sort;
     recset_t seen;
     bson_error_t *error;
-    bool failed; /* a filter's $expr failed on a document: the run stops */
+    bool failed;       /* a filter's $expr failed on a document, or maxTimeMS: the run stops */
+    unsigned examined; /* documents since the start, for the deadline's check */
 } run_t;
+
+/* How often a scan checks maxTimeMS (deadline.c), in documents examined. */
+#define CHECK_EVERY 128
 
 /* Applies m to rec (NULL: everything matches); false when the filter failed (r->failed). */
 static bool
@@ -91,6 +95,10 @@ passes(run_t *r, const ms_matcher_t *m, const ms_rec_t *rec, bool *yes)
 {
     bson_t view;
     *yes = true;
+    if (++r->examined % CHECK_EVERY == 0 && !ms_deadline_check(r->error)) {
+        r->failed = true;
+        return false;
+    }
     if (!m) {
         return true;
     }

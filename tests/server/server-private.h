@@ -260,6 +260,8 @@ typedef enum {
     MS_FP_FAIL_COMMAND,
     MS_FP_FAIL_GET_MORE_AFTER_CURSOR_CHECKOUT,
     MS_FP_ON_PRIMARY_TRANSACTIONAL_WRITE,
+    MS_FP_MAX_TIME_ALWAYS_TIME_OUT,
+    MS_FP_HANG_DURING_BATCH_INSERT,
     MS_FP_COUNT
 } ms_failpoint_id_t;
 
@@ -272,6 +274,29 @@ ms_failpoint_check(ms_failpoint_id_t id, const ms_command_t *cmd, const ms_conn_
                    const char *ns, ms_failpoint_hit_t *hit);
 void
 ms_failpoint_hit_destroy(ms_failpoint_hit_t *hit);
+/* Pauses the calling command while fail point id (a hang) is set, when it fires for cmd. */
+void
+ms_failpoint_pause_while_set(ms_failpoint_id_t id, const ms_command_t *cmd,
+                             const ms_conn_t *conn);
+/* Whether fail point id is on (any mode but off), without counting an activation. */
+bool
+ms_failpoint_is_on(ms_failpoint_id_t id);
+
+/* ---- maxTimeMS (deadline.c) --------------------------------------------------------------- */
+
+/* Starts the running thread's operation deadline from c's maxTimeMS (none for 0, for a command
+ * without one, and for getMore, whose maxTimeMS is an await time); false (MaxTimeMSExpired)
+ * when the maxTimeAlwaysTimeOut fail point fires for it. */
+bool
+ms_deadline_begin(const ms_cmd_t *c, bson_error_t *error);
+void
+ms_deadline_end(void);
+/* A scan's periodic interrupt check: false (MaxTimeMSExpired) once the deadline has passed. */
+bool
+ms_deadline_check(bson_error_t *error);
+/* The monotonic clock in milliseconds (deadlines and waits). */
+int64_t
+ms_mono_ms(void);
 
 /* ---- TTL monitor (ttl.c) ----------------------------------------------------------------- */
 

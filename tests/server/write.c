@@ -203,6 +203,10 @@ ms_wctx_insert(ms_wctx_t *w, ms_coll_t *c, const bson_t *doc, bson_error_t *erro
     if (!w->bypass_validation && !ms_validation_check(c, NULL, doc, error)) {
         goto done;
     }
+    if (w->cmd && strcmp(w->cmd->name, "insert") == 0) {
+        ms_failpoint_pause_while_set(MS_FP_HANG_DURING_BATCH_INSERT, w->cmd->command,
+                                     w->cmd->conn);
+    }
     if (!primary_write_fail_point(w, error)) {
         goto done;
     }
@@ -245,6 +249,10 @@ ms_wctx_replace(ms_wctx_t *w, ms_coll_t *c, ms_rec_t *rec, const bson_t *doc,
     id_key(&before, &key, &id);
     if (!w->bypass_validation && !ms_validation_check(c, &before, doc, error)) {
         goto done;
+    }
+    if (w->cmd && strcmp(w->cmd->name, "insert") == 0) {
+        ms_failpoint_pause_while_set(MS_FP_HANG_DURING_BATCH_INSERT, w->cmd->command,
+                                     w->cmd->conn);
     }
     if (!primary_write_fail_point(w, error)) {
         goto done;
