@@ -1,7 +1,8 @@
 /*
  * insert and the reads (find, count, distinct), with find's argument parsing and run that
- * explain shares (crud-private.h). update, delete and findAndModify are in cmd_write.c,
- * aggregate and explain in cmd_agg.c, the helpers every document command shares in crud.c. All
+ * explain shares (crud-private.h). update and findAndModify are in cmd_write.c, delete in
+ * cmd_delete.c, aggregate in cmd_agg.c, explain in cmd_explain.c, the helpers every document
+ * command shares in crud.c. All
  * run under the storage lock, on the live store or on the transaction's snapshot.
  */
 #include "crud-private.h"

@@ -152,7 +152,8 @@ bool
 ms_set_error(bson_error_t *error, int code, const char *fmt, ...) BSON_GNUC_PRINTF(3, 4);
 
 /* Milliseconds since the Unix epoch on the server's (wall) clock: the host's clock plus
- * ms_clock_offset_ms (--clock-offset-ms, clock.c), as $$NOW, localTime and wallTime see it. */
+ * ms_clock_offset_ms (--clock-offset-ms, set by main.c), as $$NOW, localTime and wallTime see
+ * it. */
 int64_t
 ms_now_ms(void);
 

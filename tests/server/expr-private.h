@@ -128,6 +128,15 @@ ms__expr_args(const bson_value_t *arg, bson_value_t *items, size_t max);
 /* Field name of an operator's spec document ({if, then, else}), borrowed. */
 bool
 ms__expr_spec_field(const bson_value_t *spec, const char *name, bson_value_t *out);
+/* The row of ops[] named name, or NULL. */
+const ms_expr_op_t *
+ms__expr_find_op(const char *name);
+/* Location16020 when n arguments are outside op's min_args .. max_args (eager operators). */
+bool
+ms__expr_check_arg_count(const ms_expr_op_t *op, size_t n, bson_error_t *error);
+/* The first key and value of doc (borrowed) and how many keys it has; false when empty. */
+bool
+ms__expr_first_key(const bson_value_t *doc, const char **key, bson_value_t *value, int *nkeys);
 
 /* ---- operators, by the file that defines them (rows of expr.c's ops[]) ------------------- */
 

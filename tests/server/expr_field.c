@@ -16,10 +16,28 @@ typedef struct {
     int field_path, not_constant, not_string, input_not_object;
 } field_op_codes_t;
 
-static const field_op_codes_t get_codes = {"$getField", 3041701, 3041702, 3041703, 0,
-                                           5654600,     5654601, 5654602, 3041705};
-static const field_op_codes_t set_codes = {"$setField", 4161101, 4161102, 4161109, 4161103,
-                                           4161108,     4161106, 4161107, 4161105};
+static const field_op_codes_t get_codes = {
+    .name = "$getField",
+    .unknown_arg = MS_ERR_LOCATION3041701,
+    .no_field = MS_ERR_LOCATION3041702,
+    .no_input = MS_ERR_LOCATION3041703,
+    .no_value = 0, /* $getField takes no value */
+    .field_path = MS_ERR_LOCATION5654600,
+    .not_constant = MS_ERR_LOCATION5654601,
+    .not_string = MS_ERR_LOCATION5654602,
+    .input_not_object = MS_ERR_LOCATION3041705,
+};
+static const field_op_codes_t set_codes = {
+    .name = "$setField",
+    .unknown_arg = MS_ERR_LOCATION4161101,
+    .no_field = MS_ERR_LOCATION4161102,
+    .no_input = MS_ERR_LOCATION4161109,
+    .no_value = MS_ERR_LOCATION4161103,
+    .field_path = MS_ERR_LOCATION4161108,
+    .not_constant = MS_ERR_LOCATION4161106,
+    .not_string = MS_ERR_LOCATION4161107,
+    .input_not_object = MS_ERR_LOCATION4161105,
+};
 
 typedef struct {
     bool has_field, has_input, has_value;

@@ -178,13 +178,53 @@ bool
 ms__add_fields_apply(const bson_t *spec, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
                      bson_error_t *error);
 
-/* ---- $group (group.c), a row of pipeline.c's stage table ------------------------------- */
+/* ---- stages in files of their own, rows of pipeline.c's stage table ---------------------- */
+
+/* A stage's argument as a document (a static view of it); false when it is not a document. */
+bool
+ms__stage_arg_doc(const bson_value_t *arg, bson_t *doc);
+
+/* Per-document stages share one loop: fn maps one document to zero (*keep false) or one. */
+typedef bool (*ms_stage_doc_fn)(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx,
+                                bson_t *out, bool *keep, bson_error_t *error);
+bool
+ms__stage_map_docs(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
+                   ms_docvec_t *out, ms_stage_doc_fn fn, bson_error_t *error);
+
+/* $group (group.c) */
 
 bool
 ms__group_validate(const bson_value_t *arg, bson_error_t *error);
 bool
 ms__group_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
               bson_error_t *error);
+
+/* The stages that reshape each document (pipeline_reshape.c) */
+bool
+ms__stage_project_validate(const bson_value_t *arg, bson_error_t *error);
+bool
+ms__stage_project_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
+                      ms_docvec_t *out, bson_error_t *error);
+bool
+ms__stage_unset_validate(const bson_value_t *arg, bson_error_t *error);
+bool
+ms__stage_unset_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
+                    ms_docvec_t *out, bson_error_t *error);
+bool
+ms__stage_add_fields_validate(const bson_value_t *arg, bson_error_t *error);
+bool
+ms__stage_add_fields_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
+                         ms_docvec_t *out, bson_error_t *error);
+bool
+ms__stage_replace_root_validate(const bson_value_t *arg, bson_error_t *error);
+bool
+ms__stage_replace_root_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
+                           ms_docvec_t *out, bson_error_t *error);
+bool
+ms__stage_replace_with_validate(const bson_value_t *arg, bson_error_t *error);
+bool
+ms__stage_replace_with_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
+                           ms_docvec_t *out, bson_error_t *error);
 
 /* ---- single-document stages (pipeline.c), used by pipeline updates ---------------------- */
 

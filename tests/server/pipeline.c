@@ -2,7 +2,8 @@
  * mongoq-test-server: aggregation pipelines over an in-memory vector of documents, and the
  * single-document stages that pipeline-style updates run. Stages are a table, stages[]: a row
  * per stage with its validation, its run over the documents and whether updates may use it;
- * $group's functions are in group.c.
+ * $group's functions are in group.c, the stages that reshape each document ($project, $unset,
+ * $addFields/$set, $replaceRoot/$replaceWith) in pipeline_reshape.c.
  */
 #include "lang-private.h"
 
@@ -58,20 +59,16 @@ typedef struct {
     stage_run_fn run;
 } stage_def_t;
 
-static bool
-arg_doc(const bson_value_t *arg, bson_t *doc)
+bool
+ms__stage_arg_doc(const bson_value_t *arg, bson_t *doc)
 {
     return arg->value_type == BSON_TYPE_DOCUMENT &&
            bson_init_static(doc, arg->value.v_doc.data, arg->value.v_doc.data_len);
 }
 
-/* Per-document stages share this loop: fn maps one document to zero or one. */
-typedef bool (*doc_fn)(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx,
-                       bson_t *out, bool *keep, bson_error_t *error);
-
-static bool
-map_docs(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
-         doc_fn fn, bson_error_t *error)
+bool
+ms__stage_map_docs(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
+                   ms_stage_doc_fn fn, bson_error_t *error)
 {
     for (size_t i = 0; i < in->len; i++) {
         bson_t result; /* initialised by fn on every path */
@@ -94,7 +91,7 @@ static bool
 match_validate(const bson_value_t *arg, bson_error_t *error)
 {
     bson_t q;
-    if (!arg_doc(arg, &q)) {
+    if (!ms__stage_arg_doc(arg, &q)) {
         return ms_set_error(error, MS_ERR_LOCATION15959,
                             "the match filter must be an expression in an object");
     }
@@ -108,7 +105,7 @@ match_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docv
           bson_error_t *error)
 {
     bson_t q;
-    arg_doc(arg, &q);
+    ms__stage_arg_doc(arg, &q);
     ms_matcher_t *m = ms_matcher_new(&q, error);
     if (!m) {
         return false;
@@ -132,7 +129,7 @@ static bool
 sort_validate(const bson_value_t *arg, bson_error_t *error)
 {
     bson_t spec;
-    if (!arg_doc(arg, &spec)) {
+    if (!ms__stage_arg_doc(arg, &spec)) {
         return ms_set_error(error, MS_ERR_LOCATION15973,
                             "the $sort key specification must be an object");
     }
@@ -156,7 +153,7 @@ sort_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docve
     bson_t spec;
     (void)ctx;
     (void)error;
-    arg_doc(arg, &spec);
+    ms__stage_arg_doc(arg, &spec);
     ms__stable_sort((void **)in->docs, in->len, sort_docs_cmp, &spec);
     *out = *in;
     ms_docvec_init(in);
@@ -230,217 +227,6 @@ skip_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docve
     return slice_run(arg, in, out, true);
 }
 
-/* $project */
-
-static bool
-project_validate(const bson_value_t *arg, bson_error_t *error)
-{
-    bson_t spec;
-    if (!arg_doc(arg, &spec)) {
-        return ms_set_error(error, MS_ERR_LOCATION15969,
-                            "$project specification must be an object");
-    }
-    return ms__project_validate(&spec, MS_PROJ_STAGE_PROJECT, error);
-}
-
-static bool
-project_doc(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
-            bool *keep, bson_error_t *error)
-{
-    bson_t spec;
-    (void)keep;
-    arg_doc(arg, &spec);
-    return ms__project_apply(&spec, MS_PROJ_STAGE_PROJECT, doc, ctx, out, error);
-}
-
-static bool
-project_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
-            bson_error_t *error)
-{
-    return map_docs(arg, in, ctx, out, project_doc, error);
-}
-
-/* $unset: a field name or an array of them, as an exclusion projection */
-
-static bool
-unset_spec(const bson_value_t *arg, bson_t *spec, bson_error_t *error)
-{
-    bson_init(spec);
-    if (arg->value_type == BSON_TYPE_UTF8) {
-        bson_append_int32(spec, arg->value.v_utf8.str, -1, 0);
-        return true;
-    }
-    if (arg->value_type != BSON_TYPE_ARRAY || arg->value.v_doc.data_len <= 5) {
-        return ms_set_error(error, MS_ERR_LOCATION31002,
-                            "$unset specification must be a string or an array");
-    }
-    bson_iter_t it;
-    bson_iter_init_from_data(&it, arg->value.v_doc.data, arg->value.v_doc.data_len);
-    while (bson_iter_next(&it)) {
-        if (!BSON_ITER_HOLDS_UTF8(&it)) {
-            return ms_set_error(error, MS_ERR_LOCATION31120,
-                                "$unset specification must be a string or an array containing "
-                                "only string values");
-        }
-        bson_append_int32(spec, bson_iter_utf8(&it, NULL), -1, 0);
-    }
-    return true;
-}
-
-static bool
-unset_validate(const bson_value_t *arg, bson_error_t *error)
-{
-    bson_t spec;
-    bool ok = unset_spec(arg, &spec, error) &&
-              ms__project_validate(&spec, MS_PROJ_STAGE_UNSET, error);
-    bson_destroy(&spec);
-    return ok;
-}
-
-static bool
-unset_doc(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
-          bool *keep, bson_error_t *error)
-{
-    bson_t spec;
-    bool ok;
-    (void)keep;
-    unset_spec(arg, &spec, NULL);
-    ok = ms__project_apply(&spec, MS_PROJ_STAGE_UNSET, doc, ctx, out, error);
-    bson_destroy(&spec);
-    return ok;
-}
-
-static bool
-unset_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
-          bson_error_t *error)
-{
-    return map_docs(arg, in, ctx, out, unset_doc, error);
-}
-
-/* $addFields / $set */
-
-static bool
-add_fields_validate(const bson_value_t *arg, bson_error_t *error)
-{
-    bson_t spec;
-    if (!arg_doc(arg, &spec)) {
-        return ms_set_error(error, MS_ERR_LOCATION40272,
-                            "$addFields specification stage must be an object, got %s",
-                            ms__type_name(arg->value_type));
-    }
-    return ms__add_fields_validate(&spec, error);
-}
-
-static bool
-add_fields_doc(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
-               bool *keep, bson_error_t *error)
-{
-    bson_t spec;
-    (void)keep;
-    arg_doc(arg, &spec);
-    return ms__add_fields_apply(&spec, doc, ctx, out, error);
-}
-
-static bool
-add_fields_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx, ms_docvec_t *out,
-               bson_error_t *error)
-{
-    return map_docs(arg, in, ctx, out, add_fields_doc, error);
-}
-
-/* $replaceRoot {newRoot: expr} and $replaceWith expr */
-
-static bool
-new_root_expr(const bson_value_t *arg, bool replace_with, bson_value_t *expr, bson_error_t *error)
-{
-    if (replace_with) {
-        *expr = *arg;
-        return true;
-    }
-    if (arg->value_type != BSON_TYPE_DOCUMENT) {
-        return ms_set_error(error, MS_ERR_LOCATION40228,
-                            "expected an object as specification for $replaceRoot stage, got %s",
-                            ms__type_name(arg->value_type));
-    }
-    if (!ms__find_field(arg->value.v_doc.data, arg->value.v_doc.data_len, "newRoot", 7, expr)) {
-        return ms_set_error(error, MS_ERR_LOCATION40231,
-                            "no newRoot specified for the $replaceRoot stage");
-    }
-    return true;
-}
-
-static bool
-replace_root_validate(const bson_value_t *arg, bson_error_t *error)
-{
-    bson_value_t expr;
-    return new_root_expr(arg, false, &expr, error) && ms__expr_validate(&expr, error);
-}
-
-static bool
-replace_with_validate(const bson_value_t *arg, bson_error_t *error)
-{
-    return ms__expr_validate(arg, error);
-}
-
-static bool
-replace_doc(const bson_value_t *expr, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
-            bson_error_t *error)
-{
-    bson_value_t v;
-    bson_init(out);
-    if (!ms__expr_eval(expr, doc, doc, ctx, &v, error)) {
-        return false;
-    }
-    if (v.value_type != BSON_TYPE_DOCUMENT) {
-        char *json = ms__value_json(&v);
-        ms_set_error(error, MS_ERR_LOCATION40228,
-                     "'newRoot' expression must evaluate to an object, but resulting value was: "
-                     "%s. Type of resulting value: '%s'.",
-                     json, ms__type_name(v.value_type));
-        bson_free(json);
-        bson_value_destroy(&v);
-        return false;
-    }
-    bson_t tmp;
-    bson_init_static(&tmp, v.value.v_doc.data, v.value.v_doc.data_len);
-    bson_destroy(out);
-    bson_copy_to(&tmp, out);
-    bson_value_destroy(&v);
-    return true;
-}
-
-static bool
-replace_root_doc(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
-                 bool *keep, bson_error_t *error)
-{
-    bson_value_t expr;
-    (void)keep;
-    new_root_expr(arg, false, &expr, NULL);
-    return replace_doc(&expr, doc, ctx, out, error);
-}
-
-static bool
-replace_with_doc(const bson_value_t *arg, const bson_t *doc, const ms_ctx_t *ctx, bson_t *out,
-                 bool *keep, bson_error_t *error)
-{
-    (void)keep;
-    return replace_doc(arg, doc, ctx, out, error);
-}
-
-static bool
-replace_root_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
-                 ms_docvec_t *out, bson_error_t *error)
-{
-    return map_docs(arg, in, ctx, out, replace_root_doc, error);
-}
-
-static bool
-replace_with_run(const bson_value_t *arg, ms_docvec_t *in, const ms_ctx_t *ctx,
-                 ms_docvec_t *out, bson_error_t *error)
-{
-    return map_docs(arg, in, ctx, out, replace_with_doc, error);
-}
-
 /* $count */
 
 static bool
@@ -484,14 +270,14 @@ static const stage_def_t stages[] = {
     {"$sort", false, sort_validate, sort_run},
     {"$limit", false, limit_validate, limit_run},
     {"$skip", false, skip_validate, skip_run},
-    {"$project", true, project_validate, project_run},
-    {"$addFields", true, add_fields_validate, add_fields_run},
-    {"$set", true, add_fields_validate, add_fields_run},
-    {"$unset", true, unset_validate, unset_run},
+    {"$project", true, ms__stage_project_validate, ms__stage_project_run},
+    {"$addFields", true, ms__stage_add_fields_validate, ms__stage_add_fields_run},
+    {"$set", true, ms__stage_add_fields_validate, ms__stage_add_fields_run},
+    {"$unset", true, ms__stage_unset_validate, ms__stage_unset_run},
     {"$group", false, ms__group_validate, ms__group_run},
     {"$count", false, count_validate, count_run},
-    {"$replaceRoot", true, replace_root_validate, replace_root_run},
-    {"$replaceWith", true, replace_with_validate, replace_with_run},
+    {"$replaceRoot", true, ms__stage_replace_root_validate, ms__stage_replace_root_run},
+    {"$replaceWith", true, ms__stage_replace_with_validate, ms__stage_replace_with_run},
 };
 
 /* ---- pipelines ------------------------------------------------------------------------- */
@@ -570,7 +356,7 @@ ms_pipeline_check_vars(const bson_t *pipeline, const ms_ctx_t *ctx, bson_error_t
         if (!st) {
             return false;
         }
-        if (st->run != match_run || !arg_doc(&arg, &q)) {
+        if (st->run != match_run || !ms__stage_arg_doc(&arg, &q)) {
             continue;
         }
         ms_matcher_t *m = ms_matcher_new(&q, error);
