@@ -9,6 +9,8 @@
  * (the result would pass 16 MiB, a validator refuses it, arithmetic on its values overflows),
  * the claim pins the head of the line by _id and tries again; refused again, that one document
  * is buried as "dead" with the server's error as its reason and the claim goes on to the next.
+ * A code not known to be the document's (mongoq__error_maybe_document) needs proof: the same
+ * claim without the head succeeds; else the error is returned and nothing buried.
  * A document the server will not even let us bury is skipped by this consumer from then on.
  */
 #include <inttypes.h>
@@ -34,22 +36,28 @@ append_partition(const mongoq_consumer_t *consumer, bson_t *filter)
 
 /*
  * {[partition: k,] status: ready, run_at: {$lte: estimate + slack}, $expr: {$lte: ["$run_at", "$$NOW"]}}, plus
- * _id: pin when pinned, or _id: {$nin: skipped} when this consumer skips poison documents.
- * The range lets the claim index serve the filter; the $expr decides on the server's clock.
+ * _id: pin when pinned (without: _id: {$ne: pin} too), and _id: {$nin: skipped} when this
+ * consumer skips poison documents. The range lets the claim index serve the filter; the $expr
+ * decides on the server's clock.
  */
 static void
 build_due_filter(const mongoq_consumer_t *consumer, int64_t server_now, const bson_value_t *pin,
-                 bson_t *filter)
+                 bool without, bson_t *filter)
 {
-    bson_t nin;
+    bson_t cond;
     append_partition(consumer, filter);
     mongoq__document_append_due(filter, server_now);
-    if (pin) {
+    if (pin && !without) {
         BSON_APPEND_VALUE(filter, MONGOQ__F_ID, pin);
-    } else if (consumer->n_skipped > 0) {
-        BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_ID, &nin);
-        BSON_APPEND_ARRAY(&nin, "$nin", consumer->skipped);
-        bson_append_document_end(filter, &nin);
+    } else if (consumer->n_skipped > 0 || pin) {
+        BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_ID, &cond);
+        if (consumer->n_skipped > 0) {
+            BSON_APPEND_ARRAY(&cond, "$nin", consumer->skipped);
+        }
+        if (pin) {
+            BSON_APPEND_VALUE(&cond, "$ne", pin);
+        }
+        bson_append_document_end(filter, &cond);
     }
 }
 
@@ -204,10 +212,10 @@ poison(mongoq_consumer_t *consumer, const bson_value_t *id, const bson_error_t *
 
 /* ---- claim one ---------------------------------------------------------------------------- */
 
-/* One findAndModify (pinned to _id pin, or not). *doc_out: the claimed document or NULL. */
+/* One findAndModify (pinned to _id pin, without it, or neither). *doc_out: claimed or NULL. */
 static bool
-find_and_claim(mongoq_consumer_t *consumer, const bson_value_t *pin, bson_t **doc_out,
-               bson_error_t *error)
+find_and_claim(mongoq_consumer_t *consumer, const bson_value_t *pin, bool without,
+               bson_t **doc_out, bson_error_t *error)
 {
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, sort = BSON_INITIALIZER, update = BSON_INITIALIZER;
@@ -218,7 +226,7 @@ find_and_claim(mongoq_consumer_t *consumer, const bson_value_t *pin, bson_t **do
     bool ok = false;
     *doc_out = NULL;
     bson_oid_init(&token, NULL);
-    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), pin, &filter);
+    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), pin, without, &filter);
     build_claim_sort(&sort);
     build_claim_update(consumer, &token, &update);
     mongoq__queue_append_write_concern(queue, &extra);
@@ -251,6 +259,15 @@ find_and_claim(mongoq_consumer_t *consumer, const bson_value_t *pin, bson_t **do
     return ok;
 }
 
+/* Proof that a refusal of a code not on the list is the pinned head's: the claim without the
+ * head takes another message (*doc). None due, or refused too: no proof. */
+static bool
+others_claimable(mongoq_consumer_t *consumer, const bson_value_t *pin, bson_t **doc)
+{
+    bson_error_t ignored;
+    return find_and_claim(consumer, pin, true, doc, &ignored) && *doc;
+}
+
 /*
  * Claims at most one message; buries damaged and poison ones on the way. *got = 0 or 1. A claim
  * the server refuses because of a document pins the head by _id: refused again, the head is
@@ -267,16 +284,22 @@ mongoq__claim_one(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **ms
     for (int i = 0; ok && *got == 0 && i < MAX_BURIALS; i++) {
         bson_t *doc = NULL;
         bson_error_t refusal;
-        if (!find_and_claim(consumer, pinned ? &pin : NULL, &doc, &refusal)) {
-            if (!mongoq__error_document_dependent(&refusal)) {
+        if (!find_and_claim(consumer, pinned ? &pin : NULL, false, &doc, &refusal)) {
+            if (!mongoq__error_maybe_document(&refusal) ||
+                (pinned && !mongoq__error_document_dependent(&refusal) &&
+                 !others_claimable(consumer, &pin, &doc))) {
                 if (error) {
-                    *error = refusal;
+                    *error = refusal; /* not proved to be the document's: bury nothing */
                 }
                 ok = false;
             } else if (pinned) {
                 poison(consumer, &pin, &refusal);
                 bson_value_destroy(&pin);
                 pinned = false;
+                if (doc) {
+                    ok = adopt(consumer, doc, &msgs[0], error); /* the proof's claim */
+                    *got = ok && msgs[0] ? 1 : 0;
+                }
             } else {
                 ok = find_head(consumer, &pin, &pinned, error);
                 if (ok && !pinned) {
@@ -366,7 +389,7 @@ find_candidates(mongoq_consumer_t *consumer, size_t max, size_t skip, bson_t *id
     mongoc_client_t *client;
     bool ok = false;
     *n_ids = 0;
-    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), NULL, &filter);
+    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), NULL, false, &filter);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &doc);
     build_claim_sort(&doc);
     bson_append_document_end(&opts, &doc);
@@ -405,7 +428,7 @@ claim_candidates(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_
     mongoq_queue_t *queue = consumer->queue;
     bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER;
     append_in(&filter, MONGOQ__F_ID, ids);
-    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), NULL, &filter);
+    build_due_filter(consumer, mongoq__clock_server_latest_ms(queue->clock), NULL, false, &filter);
     build_claim_update(consumer, token, &update);
     bool ok = mongoq__queue_write_many(queue, "claim_many", &filter, &update, claimed, error);
     bson_destroy(&update);
@@ -509,7 +532,7 @@ recover(mongoq_consumer_t *consumer, const bson_t *ids, const bson_oid_t *token,
         }
         return false;
     }
-    if (mongoq__error_document_dependent(failure) && *got < max) {
+    if (mongoq__error_maybe_document(failure) && *got < max) {
         size_t one = 0;
         if (!mongoq__claim_one(consumer, 1, &msgs[*got], &one, error)) {
             free_msgs(msgs, got);
@@ -539,17 +562,15 @@ mongoq__claim_many(mongoq_consumer_t *consumer, size_t max, mongoq_message_t **m
     if (ok && n_ids == 0 && skip > 0) {
         ok = find_candidates(consumer, max, 0, &ids, &n_ids, error); /* little is due: the head */
     }
-    if (!ok) {
-        ok = false;
-    } else if (n_ids == 0) {
-        ok = true;
+    if (!ok || n_ids == 0) {
+        /* the search failed, or nothing is due */
     } else if (!claim_candidates(consumer, &ids, &token, &claimed, &failure) &&
                !(mongoq__error_retryable(&failure) && (retried = true) &&
                  claim_candidates(consumer, &ids, &token, &claimed, &failure))) {
         /* Sending the same updateMany again is safe: a message the first one claimed is no
          * longer ready, so it is never claimed twice, and both carry this call's token. */
         bool recoverable =
-            mongoq__error_retryable(&failure) || mongoq__error_document_dependent(&failure);
+            mongoq__error_retryable(&failure) || mongoq__error_maybe_document(&failure);
         if (recoverable) {
             ok = recover(consumer, &ids, &token, max, msgs, got, &failure, error);
         } else {

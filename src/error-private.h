@@ -28,6 +28,16 @@ bool mongoq__error_outcome_unknown(const bson_error_t *error, const bson_t *repl
 bool mongoq__error_document_dependent(const bson_error_t *error);
 
 /*
+ * Whether a claim's refusal may be the document's doing: a code of the list above, or any other
+ * server error that is none of a network, server selection, client or write-concern error, an
+ * UNKNOWN_OUTCOME, a retryable state (NotWritablePrimary class, shutdown, interrupted at a step
+ * down), an interruption, a time limit, a write conflict, auth or routing. For a code not on the
+ * list the claim proves it before burying (claim.c: the same claim succeeds on another document
+ * while it keeps failing on this one).
+ */
+bool mongoq__error_maybe_document(const bson_error_t *error);
+
+/*
  * Whether a failed write is worth one more try: its outcome is unknown, or the server refused it
  * for a passing state (a failover, a shutdown, a network error on its side: the codes of the
  * retryable writes specification). libmongoc retries only single-document writes; the

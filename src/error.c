@@ -92,6 +92,42 @@ mongoq__error_document_dependent(const bson_error_t *error)
     }
 }
 
+/* Server codes that say nothing about a document: auth, time limits, interruptions, write
+ * conflicts, routing (not retryable in the sense of mongoq__error_retryable, never poison). */
+static bool
+never_document(uint32_t code)
+{
+    static const uint32_t codes[] = {
+        11,    /* UserNotFound */          13,    /* Unauthorized */
+        18,    /* AuthenticationFailed */  24,    /* LockTimeout */
+        46,    /* LockBusy */              50,    /* MaxTimeMSExpired */
+        63,    /* StaleShardVersion */     112,   /* WriteConflict */
+        150,   /* StaleEpoch */            251,   /* NoSuchTransaction */
+        279,   /* ClientDisconnect */      11601, /* Interrupted */
+        13388, /* StaleConfig */
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (codes[i] == code) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+mongoq__error_maybe_document(const bson_error_t *error)
+{
+    if (mongoq__error_document_dependent(error)) {
+        return true;
+    }
+    if (!error || error->code == 0 ||
+        (error->domain != MONGOC_ERROR_SERVER && error->domain != MONGOC_ERROR_QUERY &&
+         error->domain != MONGOC_ERROR_COLLECTION && error->domain != MONGOC_ERROR_COMMAND)) {
+        return false; /* network, server selection, client, write concern, our own (UNKNOWN_OUTCOME) */
+    }
+    return !mongoq__error_retryable(error) && !never_document(error->code);
+}
+
 bool
 mongoq__error_retryable(const bson_error_t *error)
 {

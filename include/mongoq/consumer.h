@@ -66,7 +66,14 @@ mongoq_consumer_destroy(mongoq_consumer_t *consumer);
  * that one message is moved to "dead" with the server's error as its reason (or, when even that
  * is refused, with status alone; past document validation as a last resort) and the claim goes
  * on to the next. A document the server refuses to touch at all is logged and skipped by this
- * consumer from then on.
+ * consumer from then on. The rule: the claim is tried again pinned to the head's _id; refused
+ * again with a code known to be the document's (document too large, validation, overflow,
+ * invalid path or name), the head is buried. Refused with any other server error code (say a
+ * DuplicateKey from an index of yours that the claim's fields break), it is buried only if the
+ * same claim without the head then claims another message (that message is returned); if
+ * nothing else is due, or that claim is refused too, the error is returned and nothing is
+ * buried. Never buried on a network, server selection, write concern, auth, NotWritablePrimary
+ * class, shutdown, interrupted, time limit, write conflict or UNKNOWN_OUTCOME error.
  *
  * The claim is one findAndModify, a retryable write: libmongoc sends it once more after a
  * network error or a failover, and the server answers with the first attempt's result. After

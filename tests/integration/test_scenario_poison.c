@@ -193,3 +193,122 @@ Test(scenario_poison, a_document_no_update_may_touch_is_buried_past_validation, 
     mongoq_consumer_destroy(c);
     world_close(&t);
 }
+
+/* ---- a refusal whose code is not on the list (error.c): proved before anything is buried ---- */
+
+/*
+ * A user's unique index the claim's $set breaks for one document: {claimed_by: 1}, unique over
+ * the documents with a tag. A finished document tagged and claimed by "c1" stands in the way of
+ * any other tagged document that "c1" claims: DuplicateKey 11000, a code not on the list.
+ */
+static void
+block_tagged_claims_by_c1(world_t *t, bson_oid_t *poison)
+{
+    bson_error_t error;
+    cr_assert(mtest_command(t->client, t->db,
+                            "{\"createIndexes\": \"jobs\", \"indexes\": [{\"key\": {\"claimed_by\": 1}, "
+                            "\"name\": \"user_unique\", \"unique\": true, \"partialFilterExpression\": "
+                            "{\"tag\": {\"$exists\": true}}}]}",
+                            NULL, &error),
+              "createIndexes: %s", error.message);
+    bson_t *done = BCON_NEW("tag", "t", "claimed_by", "c1", "status", "done", "payload", "{", "}");
+    cr_assert(mongoc_collection_insert_one(t->coll, done, NULL, NULL, &error), "%s", error.message);
+    bson_destroy(done);
+    insert_raw(t, 5, 0, "poison", poison);
+    bson_t *filter = BCON_NEW("_id", BCON_OID(poison));
+    bson_t *update = BCON_NEW("$set", "{", "tag", "t", "}");
+    cr_assert(mongoc_collection_update_one(t->coll, filter, update, NULL, NULL, &error), "%s",
+              error.message);
+    bson_destroy(update);
+    bson_destroy(filter);
+}
+
+Test(scenario_poison, a_refusal_off_the_list_buries_only_once_another_message_is_claimable,
+     .timeout = 60)
+{
+    world_skip_sharded("expects claims to meet messages in one partition's order (a partitioned consumer moves to the next partition after each claim)");
+    world_t t;
+    bson_error_t error;
+    world_open(&t, NULL, 0);
+    bson_oid_t poison, good;
+    block_tagged_claims_by_c1(&t, &poison);
+    mongoq_consumer_t *c = world_consumer(&t, "c1", 0);
+    mongoq_message_t *msg = NULL;
+    /* Alone: nothing proves the refusal is the document's, so nothing is buried. */
+    cr_assert_not(mongoq_consumer_claim(c, 0, &msg, &error), "the head is refused");
+    cr_assert_eq(error.code, 11000, "the server's error comes back: %s", error.message);
+    cr_assert_eq(world_count(&t, "{\"status\": \"ready\", \"attempts\": 0}"), 1, "not buried");
+    /* With a message behind it, the claim without the head succeeds: the head alone is refused,
+     * it is buried with the server's error and the other message is claimed. */
+    insert_raw(&t, 0, 0, "good", &good);
+    msg = world_claim(c, 0);
+    cr_assert(msg, "the message behind the poison one is claimed");
+    cr_assert(bson_oid_equal(mongoq_message_id(msg), &good));
+    assert_buried(&t, &poison, "11000");
+    mongoq_message_destroy(msg);
+    mongoq_consumer_destroy(c);
+    world_close(&t);
+}
+
+Test(scenario_poison, claim_many_proves_a_refusal_off_the_list_too, .timeout = 60)
+{
+    world_skip_sharded("claim_many takes from one partition per call; the test expects one batch over the whole queue");
+    world_t t;
+    bson_error_t error;
+    world_open(&t, NULL, 0);
+    bson_oid_t poison, good[2];
+    block_tagged_claims_by_c1(&t, &poison);
+    insert_raw(&t, 0, 0, "good", &good[0]);
+    insert_raw(&t, 0, 0, "good", &good[1]);
+    mongoq_consumer_t *c = world_consumer(&t, "c1", 0);
+    mongoq_message_t *msgs[3] = {NULL, NULL, NULL};
+    size_t n = 0, total = 0;
+    for (int round = 0; round < 3 && total < 2; round++) {
+        cr_assert(mongoq_consumer_claim_many(c, 3, 0, msgs, &n, &error), "%s", error.message);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_neq(bson_oid_equal(mongoq_message_id(msgs[i]), &poison), true);
+            mongoq_message_destroy(msgs[i]);
+        }
+        total += n;
+    }
+    cr_assert_eq(total, 2, "both good messages delivered");
+    assert_buried(&t, &poison, "11000");
+    mongoq_consumer_destroy(c);
+    world_close(&t);
+}
+
+/*
+ * Errors that are never the document's, or that the proof shows are not: every claim fails the
+ * same way (failCommand on every findAndModify), nothing is buried, the error comes back.
+ * 2 BadValue is a code off the list that the proof rejects (the claim without the head fails
+ * too); 10107, 11600 and 13 are never candidates.
+ */
+Test(scenario_poison, a_refusal_of_every_claim_buries_nothing, .timeout = 60)
+{
+    world_skip_sharded("failCommand fail points: configureFailPoint is broadcast and fires on the shards a command reaches, not on the router");
+    static const int codes[] = {2, 10107, 11600, 13};
+    world_t t;
+    bson_error_t error;
+    world_open(&t, NULL, 0);
+    bson_oid_t ids[2];
+    insert_raw(&t, 5, 0, "first", &ids[0]);
+    insert_raw(&t, 0, 0, "second", &ids[1]);
+    mongoq_consumer_t *c = world_consumer(&t, NULL, 0);
+    for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+        char data[128];
+        bson_snprintf(data, sizeof data, "\"failCommands\": [\"findAndModify\"], \"errorCode\": %d",
+                      codes[k]);
+        int64_t before = world_fail_point(&t, "\"alwaysOn\"", data);
+        mongoq_message_t *msg = NULL;
+        bool ok = mongoq_consumer_claim(c, 0, &msg, &error);
+        cr_assert_geq(world_fail_point_off(&t, before), 1, "the fault fired");
+        cr_assert_not(ok, "code %d: the claim fails", codes[k]);
+        cr_assert(error.code == (uint32_t)codes[k] || error.code == MONGOQ_ERROR_UNKNOWN_OUTCOME,
+                  "code %d: the server's error (or UNKNOWN_OUTCOME) comes back: %s", codes[k],
+                  error.message);
+        cr_assert_eq(world_count(&t, "{\"status\": \"ready\", \"attempts\": 0}"), 2,
+                     "code %d: nothing buried", codes[k]);
+    }
+    mongoq_consumer_destroy(c);
+    world_close(&t);
+}
