@@ -154,7 +154,9 @@ Test(api_edges, claim_errors_pass_through)
     world_t t;
     world_open(&t, NULL, 0);
     world_enqueue_n(&t, 1, NULL, NULL);
-    world_fail_point(&t, "{\"times\": 1}",
+    /* Three: BadValue might be the document's (mongoq__error_maybe_document), so the claim
+     * tries the head pinned, then without it, before it gives the server's error back. */
+    world_fail_point(&t, "{\"times\": 3}",
                      "\"failCommands\": [\"findAndModify\"], \"errorCode\": 2");
     bson_error_t error;
     mongoq_consumer_t *c = mongoq_consumer_new(t.queue, NULL, &error);
