@@ -156,6 +156,44 @@ cf_fail_points_unlock(int token)
     mtest_fail_point_release();
 }
 
+/*
+ * What a suite of failCommand tests shares: the fail-point turn (held from setup to teardown), an
+ * admin client that sets the fail point, a victim client whose appName (unique per test) the
+ * fail point names, so other tests' commands are never hit, and a database of its own.
+ */
+typedef struct {
+    mongoc_client_t *admin;
+    mongoc_client_t *victim;
+    char *dbname;
+    char appname[64];
+} cf_fail_point_suite_t;
+
+/* app_prefix and db_prefix name the victim's appName and the database; admin_app the admin's. */
+static inline void
+cf_fail_point_suite_setup(cf_fail_point_suite_t *s, const char *app_prefix, const char *admin_app,
+                          const char *db_prefix)
+{
+    mtest_fail_point_hold();
+    char *name = mtest_db_name(app_prefix);
+    snprintf(s->appname, sizeof s->appname, "%s", name);
+    bson_free(name);
+    s->admin = mtest_client_new(admin_app);
+    s->victim = mtest_client_new(s->appname);
+    s->dbname = mtest_db_name(db_prefix);
+}
+
+/* Turns the fail point off, drops the database, and gives the turn to the next suite. */
+static inline void
+cf_fail_point_suite_teardown(cf_fail_point_suite_t *s)
+{
+    mtest_fail_point(s->admin, "\"off\"", NULL);
+    mtest_db_drop(s->admin, s->dbname);
+    bson_free(s->dbname);
+    mongoc_client_destroy(s->victim);
+    mongoc_client_destroy(s->admin);
+    mtest_fail_point_release();
+}
+
 /* ---- change streams ------------------------------------------------------------------------- */
 
 /* A change stream on coll (no pipeline) waiting at most 300 ms per getMore; resume_after may be
@@ -210,6 +248,42 @@ cf_next_event(mongoc_change_stream_t *cs)
     bson_t *ev = cf_next_event_within(cs, 10000);
     cr_assert(ev != NULL, "no change event within 10 s");
     return ev;
+}
+
+/*
+ * The first event of a change stream cursor opened by a raw aggregate, for $changeStream options
+ * libmongoc's watch cannot pass (showExpandedEvents in libmongoc 1.23): getMores on coll of db
+ * until one returns an event, at most 10 s. A copy; the caller destroys it.
+ */
+static inline bson_t *
+cf_next_event_raw(mongoc_client_t *cl, const char *db, const char *coll, int64_t cursor_id)
+{
+    int64_t deadline = mtest_now_ms() + 10000;
+    while (mtest_now_ms() < deadline) {
+        bson_t reply;
+        bson_error_t error;
+        bson_iter_t it, batch;
+        bson_t *cmd = BCON_NEW("getMore", BCON_INT64(cursor_id), "collection", BCON_UTF8(coll),
+                               "maxTimeMS", BCON_INT64(500));
+        cr_assert(mongoc_client_command_simple(cl, db, cmd, NULL, &reply, &error), "getMore: %s",
+                  error.message);
+        bson_destroy(cmd);
+        bson_t *ev = NULL;
+        if (bson_iter_init(&it, &reply) &&
+            bson_iter_find_descendant(&it, "cursor.nextBatch", &batch) &&
+            bson_iter_recurse(&batch, &it) && bson_iter_next(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_iter_document(&it, &len, &data);
+            ev = bson_new_from_data(data, len);
+        }
+        bson_destroy(&reply);
+        if (ev) {
+            return ev;
+        }
+    }
+    cr_assert_fail("no change event within 10 s");
+    return NULL;
 }
 
 /* ---- the wire protocol's little-endian integers ---------------------------------------------- */

@@ -166,38 +166,6 @@ Test(collmod, validator_is_applied)
     mongoc_collection_destroy(coll);
 }
 
-/* The first event from a change stream cursor (raw getMores, at most 10 s); a copy. */
-static bson_t *
-next_event(mongoc_client_t *cl, int64_t cursor_id)
-{
-    int64_t deadline = mtest_now_ms() + 10000;
-    while (mtest_now_ms() < deadline) {
-        bson_t reply;
-        bson_error_t error;
-        bson_iter_t it, batch;
-        bson_t *cmd = BCON_NEW("getMore", BCON_INT64(cursor_id), "collection", BCON_UTF8("c"),
-                               "maxTimeMS", BCON_INT64(500));
-        cr_assert(mongoc_client_command_simple(cl, dbname, cmd, NULL, &reply, &error),
-                  "getMore: %s", error.message);
-        bson_destroy(cmd);
-        bson_t *ev = NULL;
-        if (bson_iter_init(&it, &reply) &&
-            bson_iter_find_descendant(&it, "cursor.nextBatch", &batch) &&
-            bson_iter_recurse(&batch, &it) && bson_iter_next(&it)) {
-            uint32_t len;
-            const uint8_t *data;
-            bson_iter_document(&it, &len, &data);
-            ev = bson_new_from_data(data, len);
-        }
-        bson_destroy(&reply);
-        if (ev) {
-            return ev;
-        }
-    }
-    cr_assert_fail("no change event within 10 s");
-    return NULL;
-}
-
 /* The modify event (showExpandedEvents, mongod 6.0) carries the index option as given. */
 Test(collmod, change_stream_reports_modify)
 {
@@ -214,7 +182,7 @@ Test(collmod, change_stream_reports_modify)
     bson_destroy(&reply);
     cf_run_ok(client, dbname,
               "{\"collMod\": \"c\", \"index\": {\"name\": \"t_1\", \"expireAfterSeconds\": 30}}");
-    bson_t *ev = next_event(client, id);
+    bson_t *ev = cf_next_event_raw(client, dbname, "c", id);
     bson_iter_t it;
     char *json = bson_as_relaxed_extended_json(ev, NULL);
     cr_assert(bson_iter_init_find(&it, ev, "operationType") &&

@@ -14,37 +14,22 @@
 #include <stdio.h>
 #include <unistd.h>
 
-static mongoc_client_t *admin;
-static mongoc_client_t *victim;
+static cf_fail_point_suite_t fp;
 static mongoc_collection_t *coll;
-static char *dbname;
-static char appname[64];
-static int lock_fd = -1;
 
 /* One failCommand per server: the fail point suites take turns (parallel jobs). */
 static void
 setup(void)
 {
-    lock_fd = cf_fail_points_lock();
-    char *name = mtest_db_name("rc");
-    snprintf(appname, sizeof appname, "%s", name);
-    bson_free(name);
-    admin = mtest_client_new("retryable-codes-admin");
-    victim = mtest_client_new(appname);
-    dbname = mtest_db_name("retryable_codes");
-    coll = mongoc_client_get_collection(victim, dbname, "c");
+    cf_fail_point_suite_setup(&fp, "rc", "retryable-codes-admin", "retryable_codes");
+    coll = mongoc_client_get_collection(fp.victim, fp.dbname, "c");
 }
 
 static void
 teardown(void)
 {
-    mtest_fail_point(admin, "\"off\"", NULL);
     mongoc_collection_destroy(coll);
-    mtest_db_drop(admin, dbname);
-    bson_free(dbname);
-    mongoc_client_destroy(victim);
-    mongoc_client_destroy(admin);
-    cf_fail_points_unlock(lock_fd);
+    cf_fail_point_suite_teardown(&fp);
 }
 
 TestSuite(retryable_codes, .init = setup, .fini = teardown, .timeout = 120);
@@ -55,7 +40,7 @@ static void
 fail_once(const char *command, const char *how)
 {
     char *fields = bson_strdup_printf("\"failCommands\": [\"%s\"], %s", command, how);
-    mtest_fail_point_app(admin, appname, "{\"times\": 1}", fields);
+    mtest_fail_point_app(fp.admin, fp.appname, "{\"times\": 1}", fields);
     bson_free(fields);
 }
 
@@ -72,7 +57,7 @@ field_of(const char *id, const char *field)
     bson_t reply;
     bson_error_t error;
     char *cmd = bson_strdup_printf("{\"find\": \"c\", \"filter\": {\"_id\": \"%s\"}}", id);
-    cr_assert(cf_run(admin, dbname, cmd, &reply, &error), "%s", error.message);
+    cr_assert(cf_run(fp.admin, fp.dbname, cmd, &reply, &error), "%s", error.message);
     char *path = bson_strdup_printf("cursor.firstBatch.0.%s", field);
     int64_t v = cf_int_at(&reply, path);
     bson_free(path);
@@ -130,7 +115,7 @@ do_find_and_modify(bson_error_t *error)
 static void
 seed(void)
 {
-    cf_run_ok(admin, dbname,
+    cf_run_ok(fp.admin, fp.dbname,
               "{\"insert\": \"c\", \"documents\": [{\"_id\": \"u\", \"n\": 0}, {\"_id\": \"f\", "
               "\"n\": 0}]}");
 }
@@ -142,7 +127,7 @@ seed_delete(int round)
     char *cmd = bson_strdup_printf("{\"insert\": \"c\", \"documents\": [{\"_id\": \"d%d-a\", "
                                    "\"g\": \"d\"}, {\"_id\": \"d%d-b\", \"g\": \"d\"}]}",
                                    round, round);
-    cf_run_ok(admin, dbname, cmd);
+    cf_run_ok(fp.admin, fp.dbname, cmd);
     bson_free(cmd);
 }
 
@@ -202,7 +187,7 @@ Test(retryable_codes, the_server_labels_retryable_codes_on_retryable_writes_only
             "{\"base64\": \"cmV0cnlhYmxlLWNvZGVzMQ==\", \"subType\": \"04\"}}}, \"txnNumber\": "
             "{\"$numberLong\": \"%zu\"}}",
             i, i + 1);
-        uint32_t code = cf_run_fail(victim, dbname, cmd, &reply, &error);
+        uint32_t code = cf_run_fail(fp.victim, fp.dbname, cmd, &reply, &error);
         cr_assert_eq(code, (uint32_t)retryable[i]);
         cr_assert(cf_has_label(&reply, "RetryableWriteError"), "code %d: %s", retryable[i],
                   bson_as_relaxed_extended_json(&reply, NULL));
@@ -211,8 +196,8 @@ Test(retryable_codes, the_server_labels_retryable_codes_on_retryable_writes_only
     }
     /* Without txnNumber it is not a retryable write: no label. */
     fail_once("insert", "\"errorCode\": 189");
-    cr_assert_eq(cf_run_fail(victim, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 99}]}",
-                             &reply, &error),
+    cr_assert_eq(cf_run_fail(fp.victim, fp.dbname,
+                             "{\"insert\": \"c\", \"documents\": [{\"_id\": 99}]}", &reply, &error),
                  189u);
     cr_assert_not(cf_has_label(&reply, "RetryableWriteError"));
     bson_destroy(&reply);
@@ -223,12 +208,13 @@ Test(retryable_codes, legacy_not_primary_is_not_retryable)
     bson_t reply;
     bson_error_t error;
     fail_once("insert", "\"errorCode\": 10058");
-    cr_assert_eq(cf_run_fail(victim, dbname,
-                             "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], \"lsid\": {\"id\": "
-                             "{\"$binary\": {\"base64\": \"bGVnYWN5LW5vdHByaW1hcg==\", \"subType\": "
-                             "\"04\"}}}, \"txnNumber\": {\"$numberLong\": \"1\"}}",
-                             &reply, &error),
-                 10058u);
+    cr_assert_eq(
+        cf_run_fail(fp.victim, fp.dbname,
+                    "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], \"lsid\": {\"id\": "
+                    "{\"$binary\": {\"base64\": \"bGVnYWN5LW5vdHByaW1hcg==\", \"subType\": "
+                    "\"04\"}}}, \"txnNumber\": {\"$numberLong\": \"1\"}}",
+                    &reply, &error),
+        10058u);
     cr_assert_not(cf_has_label(&reply, "RetryableWriteError"), "%s",
                   bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);
