@@ -33,9 +33,11 @@ teardown(void)
 
 TestSuite(failpoint_txn_write, .init = setup, .fini = teardown);
 
-#define LSID                                                                                    \
-    "\"lsid\": {\"id\": {\"$binary\": {\"base64\": \"q83vASNFZ4mrze8BI0VniQ==\", "          \
-    "\"subType\": \"04\"}}}"
+/* One session per test, so the tests' txnNumbers never meet on one session whatever their order. */
+#define LSID(id) "\"lsid\": {\"id\": {\"$binary\": {\"base64\": \"" id "\", \"subType\": \"04\"}}}"
+#define LSID_1 LSID("q83vASNFZ4mrze8BI0VniQ==")
+#define LSID_2 LSID("q83vASNFZ4mrze8BI0Vnig==")
+#define LSID_3 LSID("q83vASNFZ4mrze8BI0Vniw==")
 
 static int64_t
 count_docs(void)
@@ -51,7 +53,7 @@ count_docs(void)
 
 Test(failpoint_txn_write, close_connection_after_the_write_then_the_retry_gets_its_result)
 {
-    const char *insert = "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], " LSID
+    const char *insert = "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], " LSID_1
                          ", \"txnNumber\": {\"$numberLong\": \"11\"}}";
     cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
                                "\"mode\": {\"times\": 1}}");
@@ -75,7 +77,7 @@ Test(failpoint_txn_write, close_connection_after_the_write_then_the_retry_gets_i
 Test(failpoint_txn_write, fail_before_commit_fails_the_statement_and_a_retry_runs_it)
 {
     const char *update = "{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 2}, \"u\": {\"$inc\": "
-                         "{\"x\": 1}}}], " LSID ", \"txnNumber\": {\"$numberLong\": \"12\"}}";
+                         "{\"x\": 1}}}], " LSID_2 ", \"txnNumber\": {\"$numberLong\": \"12\"}}";
     cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}, {\"_id\": 2}]}");
     cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
                                "\"mode\": {\"times\": 1}, \"data\": {\"closeConnection\": false, "
@@ -110,7 +112,7 @@ Test(failpoint_txn_write, writes_outside_a_retryable_write_do_not_fire_it)
     cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 3}]}");
     bson_t reply;
     cf_run_ok_reply(client, dbname,
-                    "{\"insert\": \"c\", \"documents\": [{\"_id\": 4}], " LSID
+                    "{\"insert\": \"c\", \"documents\": [{\"_id\": 4}], " LSID_3
                     ", \"txnNumber\": {\"$numberLong\": \"13\"}}",
                     &reply);
     cr_assert_eq(cf_int_at(&reply, "writeErrors.0.code"), 1, "%s",
