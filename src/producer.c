@@ -249,10 +249,10 @@ duplicate_error(const mongoq_enqueue_opts_t *opts, bool aborted, bson_error_t *e
     return false;
 }
 
-/* An insert that met the _id taken: "already queued" when it is this message. */
+/* An insert that met the _id taken: "already queued" (*already) when it is this message. */
 static bool
 settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bson_oid_t *id,
-              const bson_t *doc, bson_error_t *error)
+              const bson_t *doc, bool *already, bson_error_t *error)
 {
     char hex[25];
     bool same = false;
@@ -272,19 +272,21 @@ settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bs
         mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
                           "another message (a different payload) already has _id %s", hex);
     }
+    *already = same;
     return same;
 }
 
 /*
  * Inserts doc. A taken dedup_key fails with DUPLICATE and fills *holder (*duplicate set); a
- * taken _id (caller's ids) is settled by settle_dup_id.
+ * taken _id (caller's ids) is settled by settle_dup_id (*already: it was this message).
  */
 static bool
 insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t *opts,
-             const bson_oid_t *id, bson_oid_t *holder, bool *duplicate, bson_error_t *error)
+             const bson_oid_t *id, bson_oid_t *holder, bool *duplicate, bool *already,
+             bson_error_t *error)
 {
     bool txn = in_transaction(opts->session);
-    *duplicate = false;
+    *duplicate = *already = false;
     for (int i = 0; i < DEDUP_TRIES; i++) {
         bool found = false;
         /* In a transaction the unique index must never see a key the transaction can see:
@@ -302,7 +304,7 @@ insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts
             return true;
         }
         if (r == DUP_ID && opts->caller_ids) {
-            return settle_dup_id(queue, opts, id, doc, error);
+            return settle_dup_id(queue, opts, id, doc, already, error);
         }
         if (r != DUP_KEY || !opts->dedup_key) {
             return false;
@@ -334,7 +336,7 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     mongoq_enqueue_opts_t opts;
     bson_t doc;
     bson_oid_t id, holder;
-    bool duplicate = false;
+    bool duplicate = false, already = false;
     normalize_opts(opts_in, &opts);
     if (opts.reply) {
         bson_init(opts.reply); /* on every path, as libmongoc does with its replies */
@@ -364,15 +366,13 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     } else {
         partition = mongoq__partition_of(queue->opts.partitions, &id, opts.dedup_key);
         mongoq__partition_append(&doc, queue->opts.partitions, partition);
-        ok = insert_dedup(queue, &doc, &opts, &id, &holder, &duplicate, error);
+        ok = insert_dedup(queue, &doc, &opts, &id, &holder, &duplicate, &already, error);
     }
     bson_destroy(&doc);
-    if (ok) {
+    if (ok && !already) { /* "already queued" was counted and told by the call that stored it */
         mongoq__counter_add(&queue->counters.enqueued, 1);
         wake_for(queue, mongoq__document_run_at(&opts, now), now, partition);
-        if (!duplicate) {
-            mongoq__hook_enqueued(queue, &id, now, mongoq__document_run_at(&opts, now));
-        }
+        mongoq__hook_enqueued(queue, &id, now, mongoq__document_run_at(&opts, now));
     }
     if (id_out) {
         bson_oid_copy(duplicate ? &holder : &id, id_out);
@@ -420,7 +420,8 @@ build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
  */
 static int64_t
 count_already_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
-                     const bson_t **docs, size_t n_docs, const bson_t *reply, bson_error_t *error)
+                     const bson_t **docs, size_t n_docs, const bson_t *reply, bool *already,
+                     bson_error_t *error)
 {
     bson_iter_t it, errs;
     int64_t n = 0;
@@ -460,6 +461,7 @@ count_already_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
                               hex);
             return -2;
         }
+        already[bson_iter_as_int64(&index)] = true;
         n++;
     }
     return n;
@@ -477,9 +479,10 @@ note_partial(bson_error_t *error, int64_t stored, size_t n)
     }
 }
 
+/* *stored: inserted plus already stored (caller ids; marked in already[], n entries). */
 static bool
 insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, const mongoq_enqueue_opts_t *opts,
-           int64_t *stored, bson_error_t *error)
+           int64_t *stored, bool *already_at, bson_error_t *error)
 {
     bson_t cmd_opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     mongoc_client_t *client;
@@ -492,7 +495,9 @@ insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, const mongoq_en
         ok = mongoc_collection_insert_many(coll, docs, n, &cmd_opts, &reply, error);
         *stored = mongoq__reply_count(&reply, "insertedCount");
         int64_t already =
-            ok || !opts->caller_ids ? 0 : count_already_stored(queue, opts, docs, n, &reply, error);
+            ok || !opts->caller_ids
+                ? 0
+                : count_already_stored(queue, opts, docs, n, &reply, already_at, error);
         if (already > 0 && *stored + already == (int64_t)n) {
             ok = true;
         }
@@ -541,8 +546,10 @@ static bool
 check_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n, const mongoq_enqueue_opts_t *opts_in,
            const mongoq_enqueue_opts_t *opts, const bson_oid_t *ids, bson_error_t *error)
 {
-    if (!payloads) {
-        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG, "enqueue_many: payloads is NULL");
+    if (!payloads || n > MONGOQ_MAX_ENQUEUE_MANY) {
+        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
+                          "enqueue_many: payloads is NULL, or n %zu is over "
+                          "MONGOQ_MAX_ENQUEUE_MANY (%d)", n, MONGOQ_MAX_ENQUEUE_MANY);
         return false;
     }
     if (!mongoq__enqueue_opts_check(opts_in, true, error) || !check_ids_given(opts, ids, error) ||
@@ -573,7 +580,8 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
         return false;
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
-    int64_t stored = 0;
+    int64_t stored = 0, earlier = 0;
+    bool *already = bson_malloc0(n * sizeof *already); /* stored by an earlier call */
     /* bson_t asks for 128-byte alignment, which plain bson_malloc does not give. */
     bson_t *docs = bson_aligned_alloc(BSON_ALIGNOF(bson_t), n * sizeof *docs);
     const bson_t **ptrs = bson_malloc(n * sizeof *ptrs);
@@ -590,19 +598,23 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
             ok = mongoq__group_enqueue(queue, docs, n, &opts, &in, &dup, &unused, error);
             stored = (int64_t)in;
         } else {
-            ok = insert_all(queue, ptrs, n, &opts, &stored, error);
+            ok = insert_all(queue, ptrs, n, &opts, &stored, already, error);
         }
         for (size_t i = 0; i < n; i++) {
             bson_destroy(&docs[i]);
         }
     }
-    if (stored > 0) {
-        mongoq__counter_add(&queue->counters.enqueued, stored);
+    /* One stored by an earlier call (caller ids) was counted and told by that call. */
+    for (size_t i = 0; i < n; i++) {
+        earlier += already[i] ? 1 : 0;
+        if (ok && !already[i]) {
+            mongoq__hook_enqueued(queue, &ids[i], now, mongoq__document_run_at(&opts, now));
+        }
+    }
+    if (stored - earlier > 0) {
+        mongoq__counter_add(&queue->counters.enqueued, stored - earlier);
         wake_for(queue, mongoq__document_run_at(&opts, now), now,
                  opts.group ? mongoq__group_partition(queue, opts.group) : MONGOQ__ALL_PARTITIONS);
-    }
-    for (size_t i = 0; ok && i < n; i++) {
-        mongoq__hook_enqueued(queue, &ids[i], now, mongoq__document_run_at(&opts, now));
     }
     if (enqueued_out) {
         *enqueued_out = (size_t)stored;
@@ -610,6 +622,7 @@ mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t
     if (ids != ids_out) {
         bson_free(ids);
     }
+    bson_free(already);
     bson_free(ptrs);
     bson_free(docs);
     return ok;

@@ -26,8 +26,10 @@ typedef struct mongoq_consumer_t mongoq_consumer_t;
 
 typedef struct {
     uint32_t version; /* MONGOQ_CONSUMER_OPTS_VERSION */
-    const char *name; /* written to claimed_by; default "<host>:<pid>:<n>". Copied. */
-    int64_t lease_ms; /* lease of each claim; default: the queue's; negative: error */
+    const char *name; /* written to claimed_by; default "<host>:<pid>:<n>". Copied. Valid
+                         UTF-8 of 1 to MONGOQ_MAX_NAME_BYTES bytes, else INVALID_ARG */
+    int64_t lease_ms; /* lease of each claim; 0: the queue's; 1 to MONGOQ_MAX_DURATION_MS,
+                         else (negative, larger) INVALID_ARG */
 } mongoq_consumer_opts_t;
 
 #define MONGOQ_CONSUMER_OPTS_INIT {.version = MONGOQ_CONSUMER_OPTS_VERSION}
@@ -41,7 +43,9 @@ typedef struct {
 MONGOQ_EXPORT bool
 mongoq_consumer_opts_init(mongoq_consumer_opts_t *opts, uint32_t version);
 
-/* A consumer on queue (borrowed; must outlive it). opts may be NULL. NULL + error on failure. */
+/* A consumer on queue (borrowed; must outlive it). opts may be NULL. NULL + error on failure:
+ * MONGOQ_ERROR_INVALID_ARG for an unknown opts version or an option out of the bounds above
+ * (nothing is sent; a retry with the same options fails the same way). */
 MONGOQ_EXPORT mongoq_consumer_t *
 mongoq_consumer_new(mongoq_queue_t *queue, const mongoq_consumer_opts_t *opts,
                     bson_error_t *error);

@@ -49,6 +49,10 @@
 /* The most messages one claim_many, ack_many or worker batch handles. */
 #define MONGOQ_MAX_BATCH 1000
 
+/* The most messages one mongoq_enqueue_many takes: the server's maxWriteBatchSize, so that the
+ * call stays one insert command (more is MONGOQ_ERROR_INVALID_ARG, nothing written). */
+#define MONGOQ_MAX_ENQUEUE_MANY 100000
+
 /* The most attempts a message may be given (queue and enqueue max_attempts). */
 #define MONGOQ_MAX_ATTEMPTS 1000000
 

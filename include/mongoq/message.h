@@ -92,8 +92,10 @@ mongoq_message_lease_lost(const mongoq_message_t *msg);
  * is done either way) and as lost otherwise; anything else is MONGOQ_ERROR_LEASE_LOST.
  *
  * Errors: MONGOQ_ERROR_LEASE_LOST (nothing changed; another consumer may hold or have finished
- * the message); MONGOQ_ERROR_UNKNOWN_OUTCOME when neither the write's reply nor the message
- * could be read. Calling ack again is then safe: in KEEP mode an ack that had applied is
+ * the message); MONGOQ_ERROR_UNKNOWN_OUTCOME when the outcome is still unknown after settling:
+ * the write's reply was lost and the message could not be read back, or it was read back still
+ * held and the ack sent once more failed too (its reply lost again). Calling ack again is then
+ * safe: in KEEP mode an ack that had applied is
  * recognised and returns true; in DELETE mode it leaves no trace, so the repeat reports
  * LEASE_LOST although the message is done. MONGOQ_ERROR_NO_CLIENT; driver errors for a write known not to have been sent (a retry
  * does the whole ack again).

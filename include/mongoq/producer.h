@@ -92,9 +92,13 @@ mongoq_enqueue_opts_init(mongoq_enqueue_opts_t *opts, uint32_t version);
  * Enqueues one message whose payload is a copy of `payload` (borrowed for the call; at most
  * MONGOQ_MAX_PAYLOAD_BYTES). opts may be NULL. id_out may be NULL unless opts->caller_ids.
  *
- * *id_out: untouched when the arguments are refused (INVALID_ARG); otherwise it holds the _id
- * this call gave the message (chosen before anything is sent, so also after a failure), or, on
- * MONGOQ_ERROR_DUPLICATE outside a transaction, the _id of the message holding the key.
+ * *id_out, the one rule for ids after a failure (ids_out of enqueue_many follows it too):
+ * untouched when the arguments are refused (INVALID_ARG); on every other path it holds the _id
+ * this call gave the message (chosen before anything is sent, so also after a failure and when
+ * nothing was stored), except on MONGOQ_ERROR_DUPLICATE when the call found the message
+ * holding the key (its lookup, in the caller's transaction or outside one): then the holder's
+ * _id. A duplicate met only by the insert inside a transaction (the server aborted it; the
+ * holder is not visible to the transaction) leaves the _id this call gave the message.
  *
  * Errors, and what a retry does:
  *  - MONGOQ_ERROR_INVALID_ARG (NULL payload, a payload over MONGOQ_MAX_PAYLOAD_BYTES, an option
@@ -106,8 +110,8 @@ mongoq_enqueue_opts_init(mongoq_enqueue_opts_t *opts, uint32_t version);
  *  - MONGOQ_ERROR_DUPLICATE: an unfinished message holds opts->dedup_key; nothing written.
  *    Inside a transaction the key is looked up in the transaction first, so a holder the
  *    transaction can see never reaches the server's unique index; when the insert still meets
- *    one (a holder committed meanwhile), the server has aborted the transaction: *id_out is
- *    untouched and opts->reply carries the server's error labels.
+ *    one (a holder committed meanwhile), the server has aborted the transaction: *id_out holds
+ *    this call's unused _id (above) and opts->reply carries the server's error labels.
  *  - MONGOQ_ERROR_UNKNOWN_OUTCOME: the insert was sent but its reply was lost (after libmongoc's
  *    own retry): the message may be stored. Retry with opts->caller_ids and the same *id_out
  *    (as returned), or with the same dedup_key, to store it at most once; a plain retry may
@@ -119,15 +123,18 @@ mongoq_enqueue_opts_init(mongoq_enqueue_opts_t *opts, uint32_t version);
  * "already queued" and returns true; a different payload is MONGOQ_ERROR_DUPLICATE. A message
  * that was finished and removed (ack in DELETE mode, or the done retention ran out) before the
  * retry cannot be told from one never stored only in that window: the retry then stores it
- * again, so retry promptly.
+ * again, so retry promptly. "Already queued" is not stored again, so it is not counted in
+ * counters.enqueued nor told to the ENQUEUED hook a second time (the call that stored it was).
  */
 MONGOQ_EXPORT bool
 mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueue_opts_t *opts,
                bson_oid_t *id_out, bson_error_t *error);
 
 /*
- * Enqueues n messages (1 to any number) in one round trip (one insert command; libmongoc splits
- * only past the server's batch limits). payloads[i] are borrowed. ids_out (may be NULL unless
+ * Enqueues n messages (0 to MONGOQ_MAX_ENQUEUE_MANY; more is INVALID_ARG, nothing written) in
+ * one round trip (one insert command; libmongoc splits it only past the server's 48 MB message
+ * limit). n = 0 sends nothing and returns true (*enqueued_out 0, ids_out untouched).
+ * payloads[i] are borrowed. ids_out (may be NULL unless
  * opts->caller_ids) has room for n ids and, on every path past argument checks, holds the _id of
  * each message (chosen before anything is sent). *enqueued_out (may be NULL) receives how many
  * of the n messages are stored, on success and on failure.
@@ -140,7 +147,8 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
  *
  * MONGOQ_ERROR_UNKNOWN_OUTCOME: the reply was lost; any of the messages may be stored and
  * *enqueued_out is 0. Retrying the same call with caller_ids and the same ids stores each at
- * most once; without caller_ids a retry may store some twice.
+ * most once; without caller_ids a retry may store some twice. Messages a retry finds already
+ * queued count in *enqueued_out but not again in counters.enqueued or the ENQUEUED hook.
  */
 MONGOQ_EXPORT bool
 mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,

@@ -10,7 +10,9 @@
  * Connections of its own: the queue's background threads (the change-stream waker and the
  * reaper) do not take clients from the pool. Each opens one single-threaded connection from the
  * pool's URI, with its connect, server-selection and socket timeouts capped at a few seconds, so
- * a queue uses at most two connections besides the pool's, and mongoq_queue_destroy returns
+ * a queue uses at most two connections besides the pool's (a mongoq_worker started with
+ * opts.scheduler opens a third, its scheduler's, for as long as it runs), and
+ * mongoq_queue_destroy returns
  * within MONGOQ_QUEUE_DESTROY_BOUND_MS even while the server is down or a socket hangs. TLS and credentials for them come from the URI: settings made only through
  * mongoc_client_pool_set_ssl_opts are not seen by these connections.
  *
