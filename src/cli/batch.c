@@ -78,15 +78,20 @@ delete_ids(batch_t *b, const char *status, int n, bson_error_t *error)
     mongoc_write_concern_set_w(wc, MONGOC_WRITE_CONCERN_W_MAJORITY);
     mongoc_write_concern_set_journal(wc, true);
     BSON_ASSERT(mongoc_write_concern_append(wc, &opts));
-    mongoc_client_t *client = mongoc_client_pool_pop(b->cli->pool);
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, mongoq_queue_db(b->queue),
-                                                             mongoq_queue_name(b->queue));
-    bool ok = mongoc_collection_delete_many(coll, &filter, &opts, &reply, error);
-    if (ok && bson_iter_init_find(&it, &reply, "deletedCount")) {
-        b->written += bson_iter_as_int64(&it);
+    bool ok = false;
+    bson_init(&reply);
+    mongoc_client_t *client = cli_pop(b->cli, error);
+    if (client) {
+        mongoc_collection_t *coll = mongoc_client_get_collection(
+            client, mongoq_queue_db(b->queue), mongoq_queue_name(b->queue));
+        bson_destroy(&reply);
+        ok = mongoc_collection_delete_many(coll, &filter, &opts, &reply, error);
+        if (ok && bson_iter_init_find(&it, &reply, "deletedCount")) {
+            b->written += bson_iter_as_int64(&it);
+        }
+        mongoc_collection_destroy(coll);
+        mongoc_client_pool_push(b->cli->pool, client);
     }
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(b->cli->pool, client);
     mongoc_write_concern_destroy(wc);
     bson_destroy(&reply);
     bson_destroy(&opts);

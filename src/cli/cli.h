@@ -74,6 +74,17 @@ int cli_code_of(const bson_error_t *error);
 /* Opens the pool (first call only). false after printing the error. */
 bool cli_connect(cli_t *cli);
 
+/*
+ * A client from the pool, or NULL with error set (MONGOQ_ERROR_NO_CLIENT, exit code CLI_FAILED)
+ * when the pool gave none: every connection in use and none came back within the URI's
+ * waitQueueTimeoutMS. Push it back with mongoc_client_pool_push.
+ */
+mongoc_client_t *cli_pop(const cli_t *cli, bson_error_t *error);
+
+/* A client of its own (not the pool's) on the URI, for a change stream held for a whole run so
+ * that it takes no connection from the pool; NULL with error set. mongoc_client_destroy it. */
+mongoc_client_t *cli_own_client(const cli_t *cli, bson_error_t *error);
+
 /* Opens the queue named by --queue (first call only): no index creation, no background thread. */
 mongoq_queue_t *cli_queue(cli_t *cli);
 

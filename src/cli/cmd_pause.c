@@ -11,14 +11,17 @@ is_a_queue(cli_t *cli, mongoq_queue_t *queue, int *rc)
 {
     bson_error_t error;
     bool has = false;
-    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
-    mongoc_collection_t *coll =
-        mongoc_client_get_collection(client, mongoq_queue_db(queue), mongoq_queue_name(queue));
-    bool ok = cli_has_claim_index(coll, &has, &error);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(cli->pool, client);
+    mongoc_client_t *client = cli_pop(cli, &error);
+    bool ok = false;
+    if (client) {
+        mongoc_collection_t *coll =
+            mongoc_client_get_collection(client, mongoq_queue_db(queue), mongoq_queue_name(queue));
+        ok = cli_has_claim_index(coll, &has, &error);
+        mongoc_collection_destroy(coll);
+        mongoc_client_pool_push(cli->pool, client);
+    }
     if (!ok) {
-        *rc = cli_fail_error(cli, "listIndexes", &error);
+        *rc = cli_fail_error(cli, client ? "listIndexes" : "pool", &error);
     } else if (!has) {
         *rc = cli_fail(cli, CLI_NOT_FOUND, "%s.%s is not a queue (no index mongoq_claim)",
                        mongoq_queue_db(queue), mongoq_queue_name(queue));

@@ -180,7 +180,11 @@ cli_cmd_queues(cli_t *cli)
     if (!db || !*db) {
         db = "mongoq";
     }
-    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    bson_error_t error;
+    mongoc_client_t *client = cli_pop(cli, &error);
+    if (!client) {
+        return cli_fail_error(cli, "pool", &error);
+    }
     char **names = NULL;
     size_t n = 0;
     bool listed = list_queues(cli, client, db, &names, &n);

@@ -19,7 +19,11 @@ count(cli_t *cli, mongoq_queue_t *queue, const bson_t *filter)
     bson_error_t error;
     bson_iter_t it;
     int64_t n = -1;
-    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    mongoc_client_t *client = cli_pop(cli, &error);
+    if (!client) {
+        cli_fail_error(cli, "pool", &error);
+        return -1;
+    }
     BSON_APPEND_UTF8(&cmd, "count", mongoq_queue_name(queue));
     BSON_APPEND_DOCUMENT(&cmd, "query", filter);
     if (mongoc_client_read_command_with_opts(client, mongoq_queue_db(queue), &cmd, NULL, NULL,

@@ -104,7 +104,10 @@ consumers(cli_t *cli, mongoq_queue_t *queue)
     bson_t cmd = BSON_INITIALIZER, query, reply;
     bson_iter_t it, sub;
     int64_t n = -1;
-    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    mongoc_client_t *client = cli_pop(cli, NULL);
+    if (!client) {
+        return -1; /* shown as unknown; the pool is busy */
+    }
     BSON_APPEND_UTF8(&cmd, "distinct", mongoq_queue_name(queue));
     BSON_APPEND_UTF8(&cmd, "key", MONGOQ__F_CLAIMED_BY);
     BSON_APPEND_DOCUMENT_BEGIN(&cmd, "query", &query);
@@ -175,7 +178,12 @@ recent_consumers(cli_t *cli, mongoq_queue_t *queue)
     bson_append_document_end(&stage, &group);
     bson_append_document_end(&pipeline, &stage);
     BSON_APPEND_INT32(&opts, "maxTimeMS", RECENT_MAX_TIME_MS);
-    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    mongoc_client_t *client = cli_pop(cli, NULL);
+    if (!client) {
+        bson_destroy(&opts);
+        bson_destroy(&pipeline);
+        return -1; /* shown as unknown; the pool is busy */
+    }
     mongoc_collection_t *coll =
         mongoc_client_get_collection(client, mongoq_queue_db(queue), mongoq_queue_name(queue));
     mongoc_cursor_t *cursor =
@@ -303,7 +311,15 @@ open_stream(cli_t *cli, mongoq_queue_t *queue, mongoc_client_t **client,
 {
     bson_t pipeline = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     bson_error_t error;
-    *client = mongoc_client_pool_pop(cli->pool);
+    /* A client of its own: the stream is held for the whole run, and a pool of one connection
+     * must stay free for the queue's own calls. */
+    *client = cli_own_client(cli, &error);
+    if (!*client) {
+        *coll = NULL;
+        bson_destroy(&opts);
+        bson_destroy(&pipeline);
+        return NULL;
+    }
     *coll = mongoc_client_get_collection(*client, mongoq_queue_db(queue), mongoq_queue_name(queue));
     BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", await_ms);
     mongoc_change_stream_t *stream = mongoc_collection_watch(*coll, &pipeline, &opts);
@@ -364,6 +380,6 @@ cli_cmd_watch(cli_t *cli)
     }
     mongoc_change_stream_destroy(stream);
     mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(cli->pool, client);
+    mongoc_client_destroy(client); /* NULL when it could not be made */
     return rc;
 }

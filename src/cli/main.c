@@ -237,6 +237,28 @@ cli_connect(cli_t *cli)
     return true;
 }
 
+mongoc_client_t *
+cli_pop(const cli_t *cli, bson_error_t *error)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(cli->pool);
+    if (!client) {
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_NO_CLIENT,
+                       "no connection from the pool: all maxPoolSize connections are in use and "
+                       "none came back within waitQueueTimeoutMS (raise them in the URI)");
+    }
+    return client;
+}
+
+mongoc_client_t *
+cli_own_client(const cli_t *cli, bson_error_t *error)
+{
+    mongoc_client_t *client = mongoc_client_new_from_uri_with_error(cli->uri, error);
+    if (client) {
+        mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+    }
+    return client;
+}
+
 static const char *
 db_name(cli_t *cli)
 {

@@ -49,7 +49,11 @@ delete_one(serve_t *srv, mongoq_queue_t *q, const bson_oid_t *id, bson_error_t *
                               MONGOQ__F_GROUP, "{", "$exists", BCON_BOOL(false), "}");
     bson_t reply;
     bson_iter_t it;
-    mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
+    mongoc_client_t *client = cli_pop(srv->cli, error);
+    if (!client) {
+        bson_destroy(filter);
+        return false;
+    }
     mongoc_collection_t *coll = mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
     bool ok = mongoc_collection_delete_one(coll, filter, NULL, &reply, error);
     if (ok && (!bson_iter_init_find(&it, &reply, "deletedCount") || bson_iter_as_int64(&it) != 1)) {

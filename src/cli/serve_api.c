@@ -109,9 +109,11 @@ static void
 get_queues(serve_t *srv, serve_reply_t *reply)
 {
     bson_error_t error;
-    mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
-    char **names = serve__queue_names(srv, client, &error);
-    mongoc_client_pool_push(srv->cli->pool, client);
+    mongoc_client_t *client = cli_pop(srv->cli, &error);
+    char **names = client ? serve__queue_names(srv, client, &error) : NULL;
+    if (client) {
+        mongoc_client_pool_push(srv->cli->pool, client);
+    }
     if (!names) {
         serve__fail(reply, &error);
         return;
@@ -152,12 +154,16 @@ get_queue(serve_t *srv, mongoq_queue_t *q, serve_reply_t *reply)
     mongoq_stats_t st = MONGOQ_STATS_INIT;
     bson_t doc = BSON_INITIALIZER;
     bool has = false;
-    mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
-    bool ok =
-        cli_has_claim_index(coll, &has, &error) && (!has || mongoq_queue_stats(q, &st, &error));
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(srv->cli->pool, client);
+    mongoc_client_t *client = cli_pop(srv->cli, &error);
+    bool ok = false;
+    if (client) {
+        mongoc_collection_t *coll =
+            mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
+        ok = cli_has_claim_index(coll, &has, &error);
+        mongoc_collection_destroy(coll);
+        mongoc_client_pool_push(srv->cli->pool, client); /* before stats, which pops its own */
+        ok = ok && (!has || mongoq_queue_stats(q, &st, &error));
+    }
     if (ok && !has) {
         serve__error(reply, 404, "no such queue");
     } else if (!ok) {
@@ -228,14 +234,19 @@ get_dead(serve_t *srv, mongoq_queue_t *q, serve_reply_t *reply)
                  "last_at", "{", "$max", BCON_UTF8("$" MONGOQ__F_UPDATED_AT), "}", "}", "}", "{",
                  "$sort", "{", "count", BCON_INT32(-1), "_id", BCON_INT32(1), "}", "}", "{",
                  "$limit", BCON_INT32(DEAD_REASONS), "}", "]");
-    mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
+    bson_error_t error;
+    mongoc_client_t *client = cli_pop(srv->cli, &error);
+    if (!client) {
+        serve__fail(reply, &error);
+        bson_destroy(pipeline);
+        return;
+    }
     mongoc_collection_t *coll = mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
     mongoc_cursor_t *cursor =
         mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
     bson_t doc = BSON_INITIALIZER, arr, item;
     const bson_t *row;
     bson_iter_t it;
-    bson_error_t error;
     int64_t sampled = 0;
     uint32_t i = 0;
     BSON_APPEND_ARRAY_BEGIN(&doc, "reasons", &arr);

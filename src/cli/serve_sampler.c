@@ -181,7 +181,15 @@ static void *
 sampler_main(void *arg)
 {
     serve_t *srv = arg;
-    mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
+    bson_error_t error;
+    /* A client of its own, not the pool's: the sampler holds its change stream for the whole
+     * run, and the pool (maxPoolSize=1 included) stays free for the API's requests. */
+    mongoc_client_t *client = cli_own_client(srv->cli, &error);
+    if (!client) {
+        fprintf(stderr, "mongoq: serve: no sampler (rates and history stay empty): %s\n",
+                error.message);
+        return NULL;
+    }
     mongoc_change_stream_t *stream = NULL;
     tally_t tally[SERVE_MAX_QUEUES];
     while (!srv->stop) {
@@ -200,7 +208,6 @@ sampler_main(void *arg)
         int64_t deadline = bson_get_monotonic_time() / 1000 + 1000;
         while (!srv->stop && bson_get_monotonic_time() / 1000 < deadline) {
             const bson_t *event;
-            bson_error_t error;
             if (!stream) {
                 struct timespec ts = {0, 100 * 1000000L};
                 nanosleep(&ts, NULL);
@@ -215,7 +222,7 @@ sampler_main(void *arg)
         take_samples(srv, client, tally, n, rates);
     }
     mongoc_change_stream_destroy(stream);
-    mongoc_client_pool_push(srv->cli->pool, client);
+    mongoc_client_destroy(client);
     return NULL;
 }
 

@@ -305,13 +305,17 @@ serve__get_consumers(serve_t *srv, mongoq_queue_t *q, serve_reply_t *reply)
     consumers_t c = {.rows = bson_malloc0(CONSUMERS_MAX * sizeof *c.rows)};
     bson_error_t error;
     bson_t doc = BSON_INITIALIZER;
-    mongoc_client_t *client = mongoc_client_pool_pop(srv->cli->pool);
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
-    bool ok = scan_status(coll, 0, MONGOQ__S_PROCESSING, MONGOQ__F_LEASE_EXPIRES_AT, &c, &error) &&
-              scan_status(coll, 1, MONGOQ__S_DONE, MONGOQ__F_RUN_AT, &c, &error) &&
-              scan_status(coll, 2, MONGOQ__S_DEAD, MONGOQ__F_RUN_AT, &c, &error);
-    mongoc_collection_destroy(coll);
-    mongoc_client_pool_push(srv->cli->pool, client);
+    mongoc_client_t *client = cli_pop(srv->cli, &error);
+    bool ok = false;
+    if (client) {
+        mongoc_collection_t *coll =
+            mongoc_client_get_collection(client, srv->db, mongoq_queue_name(q));
+        ok = scan_status(coll, 0, MONGOQ__S_PROCESSING, MONGOQ__F_LEASE_EXPIRES_AT, &c, &error) &&
+             scan_status(coll, 1, MONGOQ__S_DONE, MONGOQ__F_RUN_AT, &c, &error) &&
+             scan_status(coll, 2, MONGOQ__S_DEAD, MONGOQ__F_RUN_AT, &c, &error);
+        mongoc_collection_destroy(coll);
+        mongoc_client_pool_push(srv->cli->pool, client);
+    }
     if (ok) {
         add_claimers(srv, mongoq_queue_name(q), &c);
         qsort(c.rows, c.n, sizeof *c.rows, by_activity);

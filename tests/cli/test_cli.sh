@@ -379,6 +379,45 @@ expect_rc "groups --limit 0 is refused" 64 "$M" "${G[@]}" groups --limit 0
 expect_rc "groups takes no arguments" 64 "$M" "${G[@]}" groups alpha
 echo quit >&"${GCHILD[1]}"
 
+# ---- a pool of one connection ------------------------------------------------------------------
+# maxPoolSize=1 with waitQueueTimeoutMS=200: every command works with one connection (no abort
+# on a pool that gives none, no hang on one held for a whole run: watch's and serve's change
+# streams use a client of their own). `timeout` turns a hang into a failure.
+case "$MONGOQ_TEST_URI" in *\?*) SMALL="$MONGOQ_TEST_URI&" ;; *) SMALL="$MONGOQ_TEST_URI/?" ;; esac
+SMALL="${SMALL}maxPoolSize=1&waitQueueTimeoutMS=200"
+SQ=(--uri "$SMALL" --db "$DB" --queue jobs)
+expect_rc "pool of one: stats" 0 timeout 30 "$M" "${SQ[@]}" stats --json
+expect_rc "pool of one: queues" 0 timeout 30 "$M" --uri "$SMALL" --db "$DB" queues
+expect_rc "pool of one: ls" 0 timeout 30 "$M" "${SQ[@]}" ls --status ready --json
+expect_rc "pool of one: pause" 0 timeout 30 "$M" "${SQ[@]}" pause
+expect_rc "pool of one: resume" 0 timeout 30 "$M" "${SQ[@]}" resume
+expect_rc "pool of one: watch" 0 timeout 30 "$M" "${SQ[@]}" watch --count 3 --interval 100
+if ! "$M" serve --listen 1.2.3.4:0 2>&1 | grep -q unavailable; then
+    "$M" --uri "$SMALL" --db "$DB" serve --listen 127.0.0.1:0 >"$TMP/serve" 2>"$TMP/serve.err" &
+    SERVE_PID=$!
+    PIDS+=("$SERVE_PID")
+    for _ in $(seq 1 100); do
+        [ -s "$TMP/serve" ] && break
+        sleep 0.05
+    done
+    SURL=$(sed -nE 's#^listening on (http://[^/]+)/.*#\1#p' "$TMP/serve" | head -1)
+    got=$(python3 - "$SURL" <<'PY'
+import sys, urllib.request
+out = []
+for path in ("/api/queues", "/api/queues/jobs", "/api/queues/jobs/dead", "/api/queues/jobs/consumers"):
+    try:
+        with urllib.request.urlopen(sys.argv[1] + path, timeout=10) as r:
+            out.append(str(r.status))
+    except Exception as e:
+        out.append(getattr(e, "code", "none") and str(getattr(e, "code", "none")))
+print(" ".join(out))
+PY
+)
+    check "pool of one: serve answers while its sampler watches" "$got" "200 200 200 200"
+    kill "$SERVE_PID" 2>/dev/null || true
+    wait "$SERVE_PID" 2>/dev/null || true
+fi
+
 # ---- help and purge ------------------------------------------------------------------------------
 for c in stats ls show enqueue redrive retry purge pause resume watch doctor metrics queues schedules groups; do
     "$M" "$c" --help | grep -q "^usage: mongoq" || bad "$c --help"
