@@ -9,42 +9,20 @@
  *   then (field 0 after k0),
  * read in that order, one query each, each an equality prefix plus one range over an index
  * whose keys begin with those fields, sorted as the index is. So each page is at most n + 1
- * index range scans that start where the last page ended, whatever the page's depth.
+ * index range scans that start where the last page ended, whatever the page's depth. That holds
+ * for the CLAIM order, whose index ends in _id; the RUN_AT and LEASE orders' indexes do not, and
+ * their pages are read as browse_range.c explains.
  */
 #include <inttypes.h>
 #include <string.h>
 
+#include "browse-private.h"
 #include "clock-private.h"
 #include "error-private.h"
 #include "fields.h"
 #include "message-private.h"
-#include "mongoq/browse.h"
-#include "mongoq/limits.h"
 #include "partition-private.h"
 #include "queue-private.h"
-
-#define MAX_KEYS 4
-
-typedef struct {
-    const char *field;
-    int32_t direction;
-    bson_type_t type; /* what the field holds in a message */
-} sort_key_t;
-
-struct mongoq_browse_t {
-    mongoq_queue_t *queue; /* borrowed */
-    mongoq_browse_opts_t opts; /* strings point into the copies below */
-    char *status, *dedup_key, *claimed_by, *error_contains;
-    sort_key_t keys[MAX_KEYS];
-    size_t nkeys;
-    bson_t last;        /* the sort key of the last document read ("0", "1", ...); empty: start */
-    bool has_last;
-    bson_t *page[MONGOQ_MAX_BATCH]; /* documents read and not yet returned */
-    size_t page_len, page_pos;
-    bool ended;
-    char *token;          /* of the last message returned */
-    bson_t returned_last; /* its sort key */
-};
 
 /* ---- get ---------------------------------------------------------------------------------- */
 
@@ -140,8 +118,8 @@ check_opts(const mongoq_browse_opts_t *o, bson_error_t *error)
 static void
 set_keys(mongoq_browse_t *b)
 {
-    static const sort_key_t status = {MONGOQ__F_STATUS, 1, BSON_TYPE_UTF8};
-    static const sort_key_t orders[][3] = {
+    static const mongoq__sort_key_t status = {MONGOQ__F_STATUS, 1, BSON_TYPE_UTF8};
+    static const mongoq__sort_key_t orders[][3] = {
         {{MONGOQ__F_PRIORITY, -1, BSON_TYPE_INT32},
          {MONGOQ__F_RUN_AT, 1, BSON_TYPE_DATE_TIME},
          {MONGOQ__F_ID, 1, BSON_TYPE_OID}},
@@ -327,9 +305,8 @@ append_literal_regex(bson_t *filter, const char *field, const char *text)
     bson_string_free(re, true);
 }
 
-/* The filters that do not depend on the position: status, dedup_key, claimed_by, last_error. */
-static void
-append_base_filter(const mongoq_browse_t *b, bson_t *filter)
+void
+mongoq__browse_base_filter(const mongoq_browse_t *b, bson_t *filter)
 {
     /* A partitioned queue's indexes begin with partition: name every one, and the server merges
      * one index scan per partition in the listing's order. */
@@ -348,9 +325,8 @@ append_base_filter(const mongoq_browse_t *b, bson_t *filter)
     }
 }
 
-/* The last key's value for sort field i. */
-static bool
-last_value(const mongoq_browse_t *b, size_t i, bson_iter_t *it)
+bool
+mongoq__browse_last_value(const mongoq_browse_t *b, size_t i, bson_iter_t *it)
 {
     char key[16];
     const char *k;
@@ -369,14 +345,14 @@ build_filter(const mongoq_browse_t *b, size_t level, int64_t now, bson_t *filter
     bson_iter_t it;
     bool run_at_eq = false, run_at_range = false;
     bson_t range;
-    append_base_filter(b, filter);
-    for (size_t i = 0; i < level && last_value(b, i, &it); i++) {
+    mongoq__browse_base_filter(b, filter);
+    for (size_t i = 0; i < level && mongoq__browse_last_value(b, i, &it); i++) {
         bson_append_value(filter, b->keys[i].field, -1, bson_iter_value(&it));
         run_at_eq = run_at_eq || strcmp(b->keys[i].field, MONGOQ__F_RUN_AT) == 0;
     }
     bool due = b->opts.due != MONGOQ_BROWSE_DUE_ANY && !run_at_eq;
-    if (level < b->nkeys && last_value(b, level, &it)) {
-        const sort_key_t *key = &b->keys[level];
+    if (level < b->nkeys && mongoq__browse_last_value(b, level, &it)) {
+        const mongoq__sort_key_t *key = &b->keys[level];
         run_at_range = strcmp(key->field, MONGOQ__F_RUN_AT) == 0;
         BSON_APPEND_DOCUMENT_BEGIN(filter, key->field, &range);
         bson_append_value(&range, key->direction > 0 ? "$gt" : "$lt", -1, bson_iter_value(&it));
@@ -393,13 +369,13 @@ build_filter(const mongoq_browse_t *b, size_t level, int64_t now, bson_t *filter
     }
 }
 
-/* {sort: {fields level .. }, limit} (level == nkeys: every field). */
+/* {sort: {fields from .. }, limit}. */
 static void
-build_find_opts(const mongoq_browse_t *b, size_t level, int64_t limit, bson_t *opts)
+build_find_opts(const mongoq_browse_t *b, size_t from, int64_t limit, bson_t *opts)
 {
     bson_t sort;
     BSON_APPEND_DOCUMENT_BEGIN(opts, "sort", &sort);
-    for (size_t i = level < b->nkeys ? level : 0; i < b->nkeys; i++) {
+    for (size_t i = from; i < b->nkeys; i++) {
         BSON_APPEND_INT32(&sort, b->keys[i].field, b->keys[i].direction);
     }
     bson_append_document_end(opts, &sort);
@@ -423,24 +399,54 @@ key_of(const mongoq_browse_t *b, const bson_t *doc, bson_t *key)
     }
 }
 
-/* Runs one query of a page, appending what it finds to the page. */
-static bool
-read_level(mongoq_browse_t *b, mongoc_collection_t *coll, size_t level, int64_t now,
-           bson_error_t *error)
+bool
+mongoq__browse_find(mongoq_browse_t *b, mongoc_collection_t *coll, const bson_t *filter,
+                    const bson_t *opts, bson_error_t *error)
 {
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     const bson_t *doc;
-    int64_t want = b->opts.page_size - (int64_t)b->page_len;
-    build_filter(b, level, now, &filter);
-    build_find_opts(b, level, want, &opts);
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     while (b->page_len < (size_t)b->opts.page_size && mongoc_cursor_next(cursor, &doc)) {
         b->page[b->page_len++] = bson_copy(doc);
     }
     bool ok = !mongoc_cursor_error(cursor, error);
     mongoc_cursor_destroy(cursor);
+    return ok;
+}
+
+/*
+ * Sorted from field `level` (level == nkeys: every field). The ties of the last value in the
+ * orders whose index has no _id (level nkeys - 1, _id after the last _id) sort by {value, _id}:
+ * by _id alone, the _id index would give that sort and the server might walk it from the last
+ * _id to the end; {value, _id} no index gives, so the server reads the tied entries and sorts.
+ */
+bool
+mongoq__browse_read_level(mongoq_browse_t *b, mongoc_collection_t *coll, size_t level,
+                          int64_t now, bson_error_t *error)
+{
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    size_t from = level < b->nkeys ? level : 0;
+    if (b->opts.order != MONGOQ_BROWSE_ORDER_CLAIM && level == b->nkeys - 1) {
+        from = level - 1;
+    }
+    build_filter(b, level, now, &filter);
+    build_find_opts(b, from, b->opts.page_size - (int64_t)b->page_len, &opts);
+    bool ok = mongoq__browse_find(b, coll, &filter, &opts, error);
     bson_destroy(&opts);
     bson_destroy(&filter);
+    return ok;
+}
+
+/* A page of the CLAIM order: the queries of the top comment, deepest level first. */
+static bool
+read_levels(mongoq_browse_t *b, mongoc_collection_t *coll, int64_t now, bson_error_t *error)
+{
+    if (!b->has_last) {
+        return mongoq__browse_read_level(b, coll, b->nkeys, now, error);
+    }
+    bool ok = true;
+    for (size_t level = b->nkeys; ok && level-- > 0 && b->page_len < (size_t)b->opts.page_size;) {
+        ok = mongoq__browse_read_level(b, coll, level, now, error);
+    }
     return ok;
 }
 
@@ -453,12 +459,10 @@ read_page(mongoq_browse_t *b, bson_error_t *error)
     mongoc_collection_t *coll = mongoq__queue_checkout(b->queue, &client, error);
     bool ok = coll != NULL;
     int64_t now = mongoq__clock_server_now_ms(b->queue->clock);
-    if (ok && !b->has_last) {
-        ok = read_level(b, coll, b->nkeys, now, error);
-    }
-    for (size_t level = b->nkeys; ok && b->has_last && level-- > 0 &&
-                                  b->page_len < (size_t)b->opts.page_size;) {
-        ok = read_level(b, coll, level, now, error);
+    if (ok) {
+        ok = b->opts.order == MONGOQ_BROWSE_ORDER_CLAIM
+                 ? read_levels(b, coll, now, error)
+                 : mongoq__browse_read_by_value(b, coll, now, error);
     }
     mongoq__queue_release(b->queue, client, coll);
     if (!ok) {

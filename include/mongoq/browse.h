@@ -76,7 +76,10 @@ typedef enum {
  *  - RUN_AT: run_at, then _id (the due index {status, run_at}); messages sharing one run_at
  *    (an enqueue_many) are ordered by _id in the server's memory.
  *  - LEASE: lease_expires_at, then _id (the lease index {status, lease_expires_at}); status
- *    "processing" only, since other messages hold no lease.
+ *    "processing" only, since other messages hold no lease. A claim_many leases its messages
+ *    until one lease_expires_at: they too are ordered by _id in the server's memory.
+ * RUN_AT and LEASE list the messages whose run_at (lease_expires_at) is a date: every message
+ * mongoq wrote.
  */
 typedef enum {
     MONGOQ_BROWSE_ORDER_CLAIM = 0,
@@ -126,13 +129,17 @@ mongoq_browse_opts_init(mongoq_browse_opts_t *opts, uint32_t version);
  * A listing of queue's messages (queue borrowed: it must outlive the listing). opts may be NULL
  * (every message in claim order). Nothing is read until the first mongoq_browse_next.
  *
- * Paging never skips: each page is read from the last message's sort key onwards, as at most
- * one index range scan per sort field (three for CLAIM: the rest of the last priority and
- * run_at, the rest of its priority, the lower priorities), so a page costs the same on the
- * first page and the millionth. claimed_by and error_contains are tested on the documents the
- * range holds: a page reads past the messages that do not match, so a rare match in a long
- * range costs a long scan. A listing is not a snapshot: messages that change status while it
- * runs may be missed or shown twice.
+ * Paging never skips: each page is read from the last message's sort key onwards, so a page
+ * costs the same on the first page and the millionth. CLAIM: at most one index range scan per
+ * sort field (three: the rest of the last priority and run_at, the rest of its priority, the
+ * lower priorities). RUN_AT and LEASE, whose indexes hold no _id: the rest of the messages tied
+ * on the last run_at (lease_expires_at), then the next page's last value read from the index
+ * alone, then the messages up to that value; the server sorts at most the page plus the
+ * messages tied on one value (a page of 100 at an enqueue_many of 500 reads about 600), one
+ * status at a time when the listing spans every status. claimed_by and error_contains are
+ * tested on the documents the range holds: a page reads past the messages that do not match,
+ * so a rare match in a long range costs a long scan. A listing is not a snapshot: messages that
+ * change status while it runs may be missed or shown twice.
  *
  * Returns NULL and fills error: MONGOQ_ERROR_INVALID_ARG for an unknown status, order, due or
  * version, ORDER_LEASE without status "processing", a page_size out of range, strings that are
