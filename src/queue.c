@@ -12,7 +12,6 @@
 #include "mongoq/error.h"
 #include "mongoq/limits.h"
 #include "error-private.h"
-#include "pause-private.h"
 #include "service-private.h"
 
 #define INDEX_CLAIM "mongoq_claim"
@@ -53,8 +52,10 @@ check_group_rate(const mongoq_queue_opts_t *o, bson_error_t *error)
 {
     if (isnan(o->group_rate_limit) || o->group_rate_limit < 0 ||
         o->group_rate_limit > MONGOQ_MAX_GROUP_RATE_LIMIT) {
-        return invalid(error, "queue opts: group_rate_limit must be 0 (none) to "
-                              "MONGOQ_MAX_GROUP_RATE_LIMIT messages per second per group");
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: group_rate_limit must be 0 (none) to %.0f messages per "
+                       "second per group", MONGOQ_MAX_GROUP_RATE_LIMIT);
+        return false;
     }
     if (o->group_rate_limit > 0 && o->group_concurrency == 0) {
         return invalid(error, "queue opts: group_rate_limit needs a queue with groups "
@@ -62,8 +63,11 @@ check_group_rate(const mongoq_queue_opts_t *o, bson_error_t *error)
     }
     if (o->group_rate_burst < 0 || o->group_rate_burst > MONGOQ_MAX_GROUP_RATE_BURST ||
         (o->group_rate_burst > 0 && o->group_rate_limit == 0)) {
-        return invalid(error, "queue opts: group_rate_burst must be 0 (one second's worth) to "
-                              "MONGOQ_MAX_GROUP_RATE_BURST, and needs a group_rate_limit");
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: group_rate_burst must be 0 (one second's worth) to %d, and "
+                       "needs a group_rate_limit; not %" PRId32, MONGOQ_MAX_GROUP_RATE_BURST,
+                       o->group_rate_burst);
+        return false;
     }
     return true;
 }
@@ -82,13 +86,17 @@ check_flow(const mongoq_queue_opts_t *o, bson_error_t *error)
         return invalid(error, "queue opts: unknown group_dead");
     }
     if (isnan(o->rate_limit) || o->rate_limit < 0 || o->rate_limit > MONGOQ_MAX_RATE_LIMIT) {
-        return invalid(error, "queue opts: rate_limit must be 0 (none) to MONGOQ_MAX_RATE_LIMIT "
-                              "claims per second");
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: rate_limit must be 0 (none) to %.0f claims per second",
+                       MONGOQ_MAX_RATE_LIMIT);
+        return false;
     }
-    if (o->rate_burst < 0 || o->rate_burst > MONGOQ_MAX_BATCH * 1000 ||
+    if (o->rate_burst < 0 || o->rate_burst > MONGOQ_MAX_RATE_BURST ||
         (o->rate_burst > 0 && o->rate_limit == 0)) {
-        return invalid(error, "queue opts: rate_burst must be 0 (one second's worth) to "
-                              "MONGOQ_MAX_BATCH * 1000, and needs a rate_limit");
+        bson_set_error(error, MONGOQ_ERROR_DOMAIN, MONGOQ_ERROR_INVALID_ARG,
+                       "queue opts: rate_burst must be 0 (one second's worth) to %d, and needs "
+                       "a rate_limit; not %" PRId32, MONGOQ_MAX_RATE_BURST, o->rate_burst);
+        return false;
     }
     return check_group_rate(o, error);
 }

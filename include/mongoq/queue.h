@@ -77,8 +77,10 @@ typedef void (*mongoq_log_fn)(mongoq_log_level_t level, const char *message, voi
 /* The highest per-group concurrency limit (mongoq_queue_opts_t.group_concurrency). */
 #define MONGOQ_MAX_GROUP_CONCURRENCY 10000
 
-/* The highest rate limit, in claims per second (mongoq_queue_opts_t.rate_limit). */
+/* The highest rate limit, in claims per second (mongoq_queue_opts_t.rate_limit), and the
+ * highest burst (mongoq_queue_opts_t.rate_burst). */
 #define MONGOQ_MAX_RATE_LIMIT 1000000.0
+#define MONGOQ_MAX_RATE_BURST (MONGOQ_MAX_BATCH * 1000)
 
 /* The highest per-group rate limit, in admissions per second per group
  * (mongoq_queue_opts_t.group_rate_limit), and the highest per-group burst. */
@@ -178,7 +180,7 @@ typedef struct {
     /*
      * Rate limit: at most rate_limit claims per second across every process of the queue (0:
      * no limit and no round trip; up to MONGOQ_MAX_RATE_LIMIT), with bursts of up to rate_burst
-     * claims (0: one second's worth, at least 1; up to MONGOQ_MAX_BATCH * 1000). A token bucket
+     * claims (0: one second's worth, at least 1; up to MONGOQ_MAX_RATE_BURST). A token bucket
      * kept in the queue's collection and updated on the server's clock: one findAndModify per
      * claim call while a limit is set. A throttled claim waits (within its wait_ms) until the
      * next token is due, woken by a timer, without spinning. Every process should use the same
