@@ -23,6 +23,7 @@
 #include "mongoq/producer.h"
 #include "partition-private.h"
 #include "queue-private.h"
+#include "struct_init-private.h"
 
 /* A bounded number of insert attempts when the dedup holder finishes between insert and look-up. */
 #define DEDUP_TRIES 3
@@ -36,10 +37,7 @@ normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
     mongoq_enqueue_opts_t defaults = MONGOQ_ENQUEUE_OPTS_INIT;
     *out = defaults;
     if (opts && opts->version > 0 && opts->version <= MONGOQ_ENQUEUE_OPTS_VERSION) {
-        size_t size = opts->version >= 3   ? sizeof *out
-                      : opts->version == 2 ? offsetof(mongoq_enqueue_opts_t, group)
-                                           : offsetof(mongoq_enqueue_opts_t, caller_ids);
-        memcpy(out, opts, size);
+        memcpy(out, opts, mongoq__enqueue_opts_size(opts->version));
     }
 }
 

@@ -13,6 +13,7 @@
 #include "mongoq/limits.h"
 #include "error-private.h"
 #include "service-private.h"
+#include "struct_init-private.h"
 
 #define INDEX_CLAIM "mongoq_claim"
 #define INDEX_LEASE "mongoq_lease"
@@ -142,12 +143,7 @@ mongoq__queue_opts_resolve(const mongoq_queue_opts_t *opts, mongoq_queue_opts_t 
     /* An older caller's struct ends where the next version's fields begin: read no further. */
     *out = defaults;
     if (opts) {
-        size_t size = opts->version == 1   ? offsetof(mongoq_queue_opts_t, hook)
-                      : opts->version == 2 ? offsetof(mongoq_queue_opts_t, partitions)
-                      : opts->version == 3 ? offsetof(mongoq_queue_opts_t, group_concurrency)
-                      : opts->version == 4 ? offsetof(mongoq_queue_opts_t, group_rate_limit)
-                                           : sizeof *out;
-        memcpy(out, opts, size);
+        memcpy(out, opts, mongoq__queue_opts_size(opts->version));
     }
     if (!check_ranges(out, error)) {
         return false;

@@ -14,6 +14,7 @@
 #include <bson/bson.h>
 
 #include "mongoq/mongoq.h"
+#include "struct_init-private.h"
 
 /*
  * How many bytes a struct of `version` has: all of it (size) at `current`; for an older
@@ -85,30 +86,47 @@ mongoq_metrics_opts_init(mongoq_metrics_opts_t *opts, uint32_t version)
     return INIT_ONE_VERSION(opts, version, MONGOQ_METRICS_OPTS_VERSION);
 }
 
+/*
+ * Where each older version ends: 2 added hook, 3 partitions, 4 groups and rate limits, 5
+ * per-group rate limits. MONGOQ_QUEUE_OPTS_VERSION is the whole struct whatever its number; a
+ * new version adds its predecessor's end here.
+ */
+static const size_t queue_opts_ends[] = {offsetof(mongoq_queue_opts_t, hook),
+                                         offsetof(mongoq_queue_opts_t, partitions),
+                                         offsetof(mongoq_queue_opts_t, group_concurrency),
+                                         offsetof(mongoq_queue_opts_t, group_rate_limit)};
+
+size_t
+mongoq__queue_opts_size(uint32_t version)
+{
+    return size_of_version(version, MONGOQ_QUEUE_OPTS_VERSION, sizeof(mongoq_queue_opts_t),
+                           queue_opts_ends, sizeof queue_opts_ends / sizeof queue_opts_ends[0]);
+}
+
 bool
 mongoq_queue_opts_init(mongoq_queue_opts_t *opts, uint32_t version)
 {
-    /*
-     * Where each older version ends, as mongoq__queue_opts_resolve reads it: 2 added hook, 3
-     * partitions, 4 groups and rate limits, 5 per-group rate limits. MONGOQ_QUEUE_OPTS_VERSION
-     * is the whole struct whatever its number; a new version adds its predecessor's end here.
-     */
-    static const size_t ends[] = {offsetof(mongoq_queue_opts_t, hook),
-                                  offsetof(mongoq_queue_opts_t, partitions),
-                                  offsetof(mongoq_queue_opts_t, group_concurrency),
-                                  offsetof(mongoq_queue_opts_t, group_rate_limit)};
     BSON_ASSERT_PARAM(opts);
-    return INIT_VERSIONS(opts, version, MONGOQ_QUEUE_OPTS_VERSION, ends);
+    return init_fields(opts, &opts->version, version, mongoq__queue_opts_size(version));
+}
+
+/* 2 added caller_ids, 3 group. */
+static const size_t enqueue_opts_ends[] = {offsetof(mongoq_enqueue_opts_t, caller_ids),
+                                           offsetof(mongoq_enqueue_opts_t, group)};
+
+size_t
+mongoq__enqueue_opts_size(uint32_t version)
+{
+    return size_of_version(version, MONGOQ_ENQUEUE_OPTS_VERSION, sizeof(mongoq_enqueue_opts_t),
+                           enqueue_opts_ends,
+                           sizeof enqueue_opts_ends / sizeof enqueue_opts_ends[0]);
 }
 
 bool
 mongoq_enqueue_opts_init(mongoq_enqueue_opts_t *opts, uint32_t version)
 {
-    /* 2 added caller_ids, 3 group. */
-    static const size_t ends[] = {offsetof(mongoq_enqueue_opts_t, caller_ids),
-                                  offsetof(mongoq_enqueue_opts_t, group)};
     BSON_ASSERT_PARAM(opts);
-    return INIT_VERSIONS(opts, version, MONGOQ_ENQUEUE_OPTS_VERSION, ends);
+    return init_fields(opts, &opts->version, version, mongoq__enqueue_opts_size(version));
 }
 
 bool
