@@ -80,15 +80,41 @@ free_at(const facts_t *f, int proc, int64_t t)
     return first;
 }
 
+/*
+ * Whether something other than restart r kept proc from claiming in [from, to]: a later server
+ * kill, a fail point, a proxy fault (proxied workers), or a signal to proc. A worker freed from
+ * a long handler late in r's quiet window can meet the faults that resume after it; its
+ * recovery is then not r's to judge (the next restart's check sees it).
+ */
+static bool
+disturbed_between(const driver_t *d, int proc, const restart_t *r, int64_t from, int64_t to)
+{
+    bool proxied = d->children[proc].via_proxy;
+    for (int i = 0; i < d->n_events; i++) {
+        const event_t *e = &d->events[i];
+        bool applies = (e->kind == EV_SERVER_DOWN && e->from_real > r->kill_real) ||
+                       e->kind == EV_FAIL_COMMAND || (e->kind == EV_PROXY && proxied) ||
+                       ((e->kind == EV_WORKER_STOP || e->kind == EV_WORKER_KILL ||
+                         e->kind == EV_WORKER_TERM) && e->child == proc);
+        if (applies && e->from_real <= to && e->until_real > from) {
+            return true;
+        }
+    }
+    return false;
+}
+
 typedef struct {
     int proc;
     int64_t took;
+    int64_t from_ms;  /* when it could claim, after the restart's ready time */
+    int64_t first_ms; /* its first claim after that, after the ready time (-1: none) */
 } late_t;
 
 /* The slowest undisturbed worker's first claim after restart r (*worst_proc: which); late ones
- * go to late[]. */
+ * go to late[]; late ones that met another fault before they could claim are only counted. */
 static int64_t
-recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late, int *worst_proc)
+recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late, int *worst_proc,
+            int64_t *n_disturbed)
 {
     const driver_t *d = f->d;
     int64_t until = r->ready_real + d->recovery_bound_ms, worst = -1;
@@ -102,12 +128,18 @@ recovery_of(const facts_t *f, const restart_t *r, late_t *late, int *n_late, int
         }
         int64_t first = first_claim_after(f, i, from);
         int64_t took = first == INT64_MAX ? INT64_MAX : first - from;
+        if (took > d->recovery_bound_ms &&
+            disturbed_between(d, i, r, from, from + d->recovery_bound_ms)) {
+            (*n_disturbed)++;
+            continue;
+        }
         if (took > worst) {
             worst = took;
             *worst_proc = i;
         }
         if (took > d->recovery_bound_ms && *n_late < MAX_CHILDREN) {
-            late[(*n_late)++] = (late_t){i, took};
+            late[(*n_late)++] = (late_t){i, took, from - r->ready_real,
+                                         first == INT64_MAX ? -1 : first - r->ready_real};
         }
     }
     return worst;
@@ -117,7 +149,7 @@ bool
 check_recovery(facts_t *f)
 {
     const driver_t *d = f->d;
-    int64_t checked = 0, slow = 0, worst_any = -1, worst_each = -1, shown = 0;
+    int64_t checked = 0, slow = 0, worst_any = -1, worst_each = -1, shown = 0, disturbed = 0;
     static late_t late[MAX_CHILDREN];
     printf("       server restarts: %d\n", d->n_restarts);
     for (int k = 0; k < d->n_restarts; k++) {
@@ -132,7 +164,7 @@ check_recovery(facts_t *f)
         checked++;
         worst_any = any > worst_any ? any : worst_any;
         int n_late = 0, worst_proc = -1;
-        int64_t worst = recovery_of(f, r, late, &n_late, &worst_proc);
+        int64_t worst = recovery_of(f, r, late, &n_late, &worst_proc, &disturbed);
         worst_each = worst > worst_each ? worst : worst_each;
         printf(", slowest worker %" PRId64 " ms (%s)\n", worst,
                worst_proc >= 0 ? d->children[worst_proc].name : "-");
@@ -141,15 +173,20 @@ check_recovery(facts_t *f)
             const char *clock = d->workers[c->slot].faketime;
             slow++;
             check_violation(&shown, "after restart %d, %s (clock %s, %s) claimed nothing for %s%" PRId64
-                      " ms", k + 1, c->name, clock && d->faketime_lib ? clock : "real",
+                      " ms (free %+" PRId64 " ms after the ready time, first claim %+" PRId64
+                      " ms; down %" PRId64 " ms)", k + 1, c->name,
+                      clock && d->faketime_lib ? clock : "real",
                       c->via_proxy ? "via the proxy" : "direct",
                       late[i].took == INT64_MAX ? "more than " : "",
-                      late[i].took == INT64_MAX ? d->recovery_bound_ms : late[i].took);
+                      late[i].took == INT64_MAX ? d->recovery_bound_ms : late[i].took,
+                      late[i].from_ms, late[i].first_ms, r->ready_mono - r->kill_mono);
         }
     }
     return check_verdict(slow == 0, "6. every consumer claims again within %" PRId64
                    " ms of a server restart (or of its handler's end): restarts checked %" PRId64
                    " of %d, late %" PRId64 "; slowest first claim by anyone %" PRId64
-                   " ms, by each undisturbed worker %" PRId64 " ms",
-                   d->recovery_bound_ms, checked, d->n_restarts, slow, worst_any, worst_each);
+                   " ms, by each undisturbed worker %" PRId64 " ms; not judged (freed late, then"
+                   " met the next fault) %" PRId64,
+                   d->recovery_bound_ms, checked, d->n_restarts, slow, worst_any, worst_each,
+                   disturbed);
 }

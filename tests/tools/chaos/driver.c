@@ -99,6 +99,20 @@ driver_event(driver_t *d, event_kind_t kind, int child, int64_t until_real)
     return d->n_events++;
 }
 
+/* The latest event of kind on child ends now, if it was planned to end earlier. */
+void
+driver_event_end(driver_t *d, event_kind_t kind, int child)
+{
+    int64_t now = chaos_real_ms();
+    for (int i = d->n_events - 1; i >= 0; i--) {
+        event_t *e = &d->events[i];
+        if (e->kind == kind && e->child == child) {
+            e->until_real = e->until_real < now ? now : e->until_real;
+            return;
+        }
+    }
+}
+
 void
 driver_schedule(driver_t *d, action_kind_t kind, int64_t in_ms, int arg)
 {

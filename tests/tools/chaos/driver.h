@@ -46,7 +46,8 @@ typedef struct {
     int64_t term_mono;
     bool exited;
     int status;
-    int64_t exit_mono;
+    int64_t exit_mono; /* when waitpid collected it: promptly, also while awaiting a line */
+    bool exit_told;    /* procs_reap's on_exit has been called for it */
     bool never_ready; /* killed because it did not become ready in time */
 } child_t;
 
@@ -168,6 +169,8 @@ void
 driver_count(driver_t *d, const char *name, int64_t n);
 int
 driver_event(driver_t *d, event_kind_t kind, int child, int64_t until_real);
+void
+driver_event_end(driver_t *d, event_kind_t kind, int child);
 void
 driver_end_fail_command(driver_t *d);
 void

@@ -220,9 +220,50 @@ set_lease(facts_t *f, delivery_t *dl, long long lease_exp, long long lease_ms)
     f->min_lease_ms = lease_ms < f->min_lease_ms ? lease_ms : f->min_lease_ms;
 }
 
+/* A worker's K records (its claims), while its log is read. */
+typedef struct {
+    char oid[25];
+    int attempt;
+    int64_t real;
+} claim_record_t;
+
+typedef struct {
+    claim_record_t *v;
+    size_t n, cap;
+} claims_t;
+
+/* K oid attempt mono */
+static bool
+load_claim(facts_t *f, claims_t *k, const char *line)
+{
+    claim_record_t r;
+    long long mono;
+    if (sscanf(line, "K %24s %d %lld", r.oid, &r.attempt, &mono) != 3) {
+        return false;
+    }
+    r.real = driver_real_of_mono(f->d, mono);
+    grow((void **)&k->v, &k->cap, k->n, sizeof r);
+    k->v[k->n++] = r;
+    return true;
+}
+
+/* When (oid, attempt) was last claimed by this worker before its B record; 0 if unknown. Looks
+ * back a bounded way: the B of a claim comes within the batch's records after its K. */
+static int64_t
+claim_time(const claims_t *k, const char *oid, int attempt)
+{
+    for (size_t i = k->n, looked = 0; i > 0 && looked < 100000; i--, looked++) {
+        const claim_record_t *r = &k->v[i - 1];
+        if (r->attempt == attempt && strcmp(r->oid, oid) == 0) {
+            return r->real;
+        }
+    }
+    return 0;
+}
+
 /* B seq attempt oid token claimed_by lease_exp lease_ms mono sum_ok lease_lost */
 static bool
-load_begin(facts_t *f, size_t from, int proc, const char *line)
+load_begin(facts_t *f, size_t from, int proc, const claims_t *k, const char *line)
 {
     long long seq, lease_exp, lease_ms, mono;
     int attempt, sum_ok, lost;
@@ -237,6 +278,10 @@ load_begin(facts_t *f, size_t from, int proc, const char *line)
     dl->sum_ok = sum_ok != 0;
     snprintf(dl->claimed_by, sizeof dl->claimed_by, "%s", by);
     set_lease(f, dl, lease_exp, lease_ms);
+    int64_t claimed = claim_time(k, oid, attempt);
+    if (claimed != 0) {
+        dl->claim_real = claimed; /* the claim's own time, not lease_expires_at - lease_ms */
+    }
     return true;
 }
 
@@ -293,12 +338,15 @@ load_worker(facts_t *f, int proc)
     FILE *fp = open_log(f->d, proc);
     char line[1200];
     size_t from = f->n_deliveries;
+    claims_t claims = {0};
     long long mono;
     while (fp && fgets(line, sizeof line, fp)) {
         proc_record_t r = {.proc = proc};
         bool parsed = true;
-        if (strncmp(line, "B ", 2) == 0) {
-            parsed = load_begin(f, from, proc, line);
+        if (strncmp(line, "K ", 2) == 0) {
+            parsed = load_claim(f, &claims, line);
+        } else if (strncmp(line, "B ", 2) == 0) {
+            parsed = load_begin(f, from, proc, &claims, line);
         } else if (strncmp(line, "E ", 2) == 0) {
             parsed = load_end(f, from, line);
         } else if (strncmp(line, "O ", 2) == 0) {
@@ -315,6 +363,7 @@ load_worker(facts_t *f, int proc)
     if (fp) {
         fclose(fp);
     }
+    bson_free(claims.v);
 }
 
 static int

@@ -114,6 +114,8 @@ close_out(child_t *c)
     }
 }
 
+static int collect_exits(driver_t *d);
+
 /* Waits (poll, bounded) for lines from the child; returns the first line, keeps the rest. */
 bool
 procs_await_line(driver_t *d, int child, int64_t timeout_ms, char *line, size_t line_len)
@@ -132,9 +134,17 @@ procs_await_line(driver_t *d, int child, int64_t timeout_ms, char *line, size_t 
         if (left <= 0) {
             break;
         }
-        struct pollfd pfd = {.fd = c->out_fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)(left < 500 ? left : 500)) > 0 && (pfd.revents & POLLHUP) &&
-            !(pfd.revents & POLLIN)) {
+        /* SIGCHLD wakes this too: other children's exits are collected (timed) meanwhile. */
+        struct pollfd pfd[2] = {{.fd = c->out_fd, .events = POLLIN},
+                                {.fd = d->sig_fd, .events = POLLIN}};
+        int ready = poll(pfd, 2, (int)(left < 500 ? left : 500));
+        if (ready > 0 && pfd[1].revents) {
+            char buf[64];
+            while (read(d->sig_fd, buf, sizeof buf) > 0) {
+            }
+        }
+        collect_exits(d);
+        if (ready > 0 && (pfd[0].revents & POLLHUP) && !(pfd[0].revents & POLLIN)) {
             break; /* the child closed its stdout (exited) without a line */
         }
     }
@@ -194,9 +204,13 @@ find_pid(const driver_t *d, pid_t pid)
     return -1;
 }
 
-/* Reaps every child that ended; on_exit is called for each. Returns how many. */
-int
-procs_reap(driver_t *d, void (*on_exit)(driver_t *d, int child))
+/*
+ * Collects every child that ended (waitpid, WNOHANG): its status, and its exit time taken now,
+ * so a stop is measured to the exit even while the driver waits for something else (the
+ * server's restart line). Returns how many.
+ */
+static int
+collect_exits(driver_t *d)
 {
     int n = 0;
     for (int i = 0; i < MAX_CHILDREN; i++) {
@@ -216,8 +230,23 @@ procs_reap(driver_t *d, void (*on_exit)(driver_t *d, int child))
         c->stopped = false;
         close_out(c);
         n++;
-        if (on_exit) {
-            on_exit(d, child);
+    }
+    return n;
+}
+
+/*
+ * Reaps every child that ended; on_exit (when not NULL) is called once for each, also for
+ * those collected earlier without one. Returns how many were collected by this call.
+ */
+int
+procs_reap(driver_t *d, void (*on_exit)(driver_t *d, int child))
+{
+    int n = collect_exits(d);
+    for (int i = 0; on_exit && i < d->n_children; i++) {
+        child_t *c = &d->children[i];
+        if (c->exited && !c->exit_told) {
+            c->exit_told = true;
+            on_exit(d, i);
         }
     }
     return n;

@@ -70,6 +70,7 @@ run_action(driver_t *d, const action_t *a)
         break;
     case ACT_WORKER_CONT:
         procs_signal(d, a->arg, SIGCONT);
+        driver_event_end(d, EV_WORKER_STOP, a->arg); /* late when a restart held the driver */
         break;
     case ACT_WORKER_START:
         driver_start_worker(d, a->arg);

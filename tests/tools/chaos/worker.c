@@ -122,6 +122,23 @@ on_outcome(const mongoq_message_t *msg, const mongoq_outcome_t *outcome, void *u
                    outcome->ok ? 0 : outcome->error.code, outcome->ok ? "" : outcome->error.message);
 }
 
+/*
+ * K oid attempt mono: the claim itself, told by the queue's CLAIMED hook on the claiming thread
+ * right after the server confirmed it. The checker's claim time: a message's lease_expires_at
+ * follows the heartbeats, so in a batch it says when the lease was last extended, not claimed.
+ */
+static void
+on_event(const mongoq_event_t *event, void *user_data)
+{
+    worker_ctx_t *ctx = user_data;
+    char oid[25];
+    if (event->kind != MONGOQ_EVENT_CLAIMED || !event->id) {
+        return;
+    }
+    bson_oid_to_string(event->id, oid);
+    chaos_log_line(&ctx->log, "K %s %d %" PRId64, oid, (int)event->attempt, chaos_mono_ms());
+}
+
 /* The library's warnings, sorted into records. */
 static void
 on_log(mongoq_log_level_t level, const char *message, void *user_data)
@@ -257,6 +274,8 @@ chaos_worker_main(int argc, char **argv)
     chaos_queue_opts(&qopts, ctx.cfg.lease_ms);
     qopts.log_fn = on_log;
     qopts.log_user_data = &ctx;
+    qopts.hook = on_event;
+    qopts.hook_user_data = &ctx;
     if (!(pool = chaos_pool_new(ctx.cfg.uri, ctx.cfg.name)) ||
         !(queue = chaos_queue_open(pool, ctx.cfg.db, ctx.cfg.coll, &qopts, 30000, &error)) ||
         !(worker = worker_open(&ctx, queue, &error))) {
