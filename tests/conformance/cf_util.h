@@ -1,8 +1,9 @@
 /*
  * The helpers every conformance file shares: running commands written as relaxed extended JSON,
  * reading replies by dotted path, taking turns on the server's one failCommand, change streams
- * and the little-endian integers of the wire protocol. Header-only (static inline) so each test
- * file stays one concern and uses only what it needs.
+ * (and the fixture of the change-stream tests) and the little-endian integers of the wire
+ * protocol. Header-only (static inline) so each test file stays one concern and uses only what
+ * it needs.
  */
 #ifndef MONGOQ_CF_UTIL_H
 #define MONGOQ_CF_UTIL_H
@@ -284,6 +285,103 @@ cf_next_event_raw(mongoc_client_t *cl, const char *db, const char *coll, int64_t
     }
     cr_assert_fail("no change event within 10 s");
     return NULL;
+}
+
+/* ---- the change-stream tests' fixture (test_changestream.c, test_changestream_cursor.c) ---- */
+
+/* JSON with single quotes for readability; asserts it parses. Caller destroys. */
+static inline bson_t *
+cs_json(const char *json)
+{
+    char *s = bson_strdup(json);
+    for (char *p = s; *p; p++) {
+        if (*p == '\'') {
+            *p = '"';
+        }
+    }
+    bson_error_t error;
+    bson_t *b = bson_new_from_json((const uint8_t *)s, -1, &error);
+    cr_assert(b != NULL, "bad JSON %s: %s", s, error.message);
+    bson_free(s);
+    return b;
+}
+
+typedef struct {
+    mongoc_client_t *client;
+    char *dbname;
+    mongoc_database_t *db;
+    mongoc_collection_t *coll;
+} cs_fixture_t;
+
+static inline void
+cs_setup(cs_fixture_t *f)
+{
+    f->client = mtest_client_new("changestream-tests");
+    /* Majority writes: a real replica set reports only majority-committed writes. */
+    mongoc_write_concern_t *wc = mongoc_write_concern_new();
+    mongoc_write_concern_set_w(wc, MONGOC_WRITE_CONCERN_W_MAJORITY);
+    mongoc_client_set_write_concern(f->client, wc);
+    mongoc_write_concern_destroy(wc);
+    f->dbname = mtest_db_name("cs");
+    f->db = mongoc_client_get_database(f->client, f->dbname);
+    f->coll = mongoc_client_get_collection(f->client, f->dbname, "events");
+    /* Create the collection first: a stream on a missing collection works, but be explicit. */
+    bson_error_t error;
+    mongoc_collection_t *c = mongoc_database_create_collection(f->db, "events", NULL, &error);
+    cr_assert(c != NULL, "create: %s", error.message);
+    mongoc_collection_destroy(c);
+}
+
+static inline void
+cs_teardown(cs_fixture_t *f)
+{
+    mtest_db_drop(f->client, f->dbname);
+    mongoc_collection_destroy(f->coll);
+    mongoc_database_destroy(f->db);
+    bson_free(f->dbname);
+    mongoc_client_destroy(f->client);
+}
+
+static inline mongoc_change_stream_t *
+cs_watch(mongoc_collection_t *coll, const char *pipeline_json, const char *opts_json)
+{
+    bson_t *pipeline = cs_json(pipeline_json ? pipeline_json : "{'pipeline': []}");
+    bson_t *opts = cs_json(opts_json ? opts_json : "{}");
+    if (!bson_has_field(opts, "maxAwaitTimeMS")) {
+        BSON_APPEND_INT64(opts, "maxAwaitTimeMS", 300);
+    }
+    mongoc_change_stream_t *cs = mongoc_collection_watch(coll, pipeline, opts);
+    bson_destroy(pipeline);
+    bson_destroy(opts);
+    return cs;
+}
+
+static inline void
+cs_sub(const bson_t *doc, const char *path, bson_t *out)
+{
+    bson_iter_t it;
+    bson_iter_t found;
+    uint32_t len;
+    const uint8_t *data;
+    cr_assert(bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &found) &&
+                  (BSON_ITER_HOLDS_DOCUMENT(&found) || BSON_ITER_HOLDS_ARRAY(&found)),
+              "no document at %s", path);
+    if (BSON_ITER_HOLDS_DOCUMENT(&found)) {
+        bson_iter_document(&found, &len, &data);
+    } else {
+        bson_iter_array(&found, &len, &data);
+    }
+    cr_assert(bson_init_static(out, data, len));
+}
+
+static inline void
+cs_insert(mongoc_collection_t *coll, const char *json)
+{
+    bson_error_t error;
+    bson_t *doc = cs_json(json);
+    cr_assert(mongoc_collection_insert_one(coll, doc, NULL, NULL, &error), "insert: %s",
+              error.message);
+    bson_destroy(doc);
 }
 
 /* ---- the wire protocol's little-endian integers ---------------------------------------------- */
