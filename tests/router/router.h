@@ -3,8 +3,9 @@
  *
  * Files: main.c (flags, start, stop), shards.c (shard processes), wire.c (OP_MSG/OP_QUERY both
  * ways), net.c (connections), dispatch.c (the command table, errors, forwarding), catalog.c (the
- * routing table and config reads), target.c (shard keys, hashing, which shards a filter or a
- * document goes to), cmd_write.c (insert, update, delete, findAndModify), cmd_read.c (find,
+ * routing table and config reads), shard_indexes.c (a sharded collection and its indexes on the
+ * shards), target.c (shard keys, hashing, which shards a filter or a document goes to, split,
+ * moveChunk), cmd_write.c (insert, update, delete, findAndModify), cmd_read.c (find,
  * aggregate, count, distinct), cursor.c (router cursors, merging), changestream.c (merged change
  * streams), cmd_admin.c (indexes, collections, sessions, transactions, broadcasts).
  *
@@ -184,12 +185,17 @@ void mr_catalog_drop_db(const char *db);
 /* Shards that own chunks of coll, as a bit mask. */
 uint32_t mr_coll_shards(const mr_coll_t *coll);
 
+/* A find on a config collection (databases, collections, chunks, shards), answered here. */
+bool mr_catalog_config_find(mr_cmd_t *c, bson_error_t *error);
+
+/* ---- a sharded collection on the shards (shard_indexes.c) -------------------------------- */
+
 /* Creates on shard `to` the indexes db.coll_name has on shard `from` (moveChunk, shardCollection). */
 bool mr_copy_indexes(mr_client_t *client, const char *db, const char *coll_name, int from, int to,
                      bson_error_t *error);
-
-/* A find on a config collection (databases, collections, chunks, shards), answered here. */
-bool mr_catalog_config_find(mr_cmd_t *c, bson_error_t *error);
+/* Creates coll on every shard, with its shard key's index and the primary shard's indexes. */
+bool mr_create_on_shards(mr_cmd_t *c, const char *db, const char *coll_name, const mr_coll_t *coll,
+                         int primary, bson_error_t *error);
 
 /* ---- targeting (target.c) --------------------------------------------------------------- */
 
