@@ -3,7 +3,7 @@
  * another), sharded collections (shard key, chunks), and the commands that change or read it:
  * enableSharding, shardCollection, listShards, balancerStatus, and finds on
  * config.databases / collections / chunks / shards. shardCollection puts the collection and its
- * indexes on every shard through shard_indexes.c; split and moveChunk are in target.c. The
+ * indexes on every shard through shard_indexes.c; split and moveChunk are in chunks.c. The
  * balancer is off: a chunk stays on the shard shardCollection gave it until a moveChunk (empty
  * chunks only) names another.
  */

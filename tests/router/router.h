@@ -4,8 +4,8 @@
  * Files: main.c (flags, start, stop), shards.c (shard processes), wire.c (OP_MSG/OP_QUERY both
  * ways), net.c (connections), dispatch.c (the command table, errors, forwarding), catalog.c (the
  * routing table and config reads), shard_indexes.c (a sharded collection and its indexes on the
- * shards), target.c (shard keys, hashing, which shards a filter or a document goes to, split,
- * moveChunk), cmd_write.c (insert, update, delete, findAndModify), cmd_read.c (find,
+ * shards), target.c (shard keys, hashing, which shards a filter or a document goes to), chunks.c
+ * (split, moveChunk), cmd_write.c (insert, update, delete, findAndModify), cmd_read.c (find,
  * aggregate, count, distinct), cursor.c (router cursors, merging), changestream.c (merged change
  * streams), cmd_admin.c (indexes, collections, sessions, transactions, broadcasts).
  *
@@ -211,6 +211,12 @@ bool mr_query_has_full_key(const mr_coll_t *coll, const bson_t *filter);
 bool mr_query_is_exact_id(const bson_t *filter);
 /* The shard key values of doc, as {field: value} (null where missing). */
 void mr_extract_key(const mr_coll_t *coll, const bson_t *doc, bson_t *out);
+/* Compares two shard key documents field by field (same fields, same order). */
+int mr_key_cmp(const bson_t *a, const bson_t *b);
+/* The index of the chunk of coll holding the shard key value key. */
+size_t mr_chunk_for_key(const mr_coll_t *coll, const bson_t *key);
+/* Finds an equality on field at the top level of filter or inside its $and. */
+bool mr_find_equality(const bson_t *filter, const char *field, bson_value_t *out);
 
 /* ---- cursors (cursor.c) ----------------------------------------------------------------- */
 

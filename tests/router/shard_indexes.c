@@ -3,7 +3,7 @@
  * key's index and the indexes it has on the primary shard, and moveChunk first gives the
  * recipient the donor's indexes, as a chunk migration's recipient clones them before the first
  * document (db/s/migration_destination_manager.cpp, cloneCollectionIndexesAndOptions). The
- * routing table itself is in catalog.c, the chunk commands in target.c.
+ * routing table itself is in catalog.c, the chunk commands in chunks.c.
  */
 #include "router.h"
 
