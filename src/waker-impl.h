@@ -1,9 +1,10 @@
 /*
- * The waker's internals, shared only by its own two files: waker.c (the waiting side: the
- * generation, timers, second chances, waiting and notifying) and waker_thread.c (the thread
- * that watches the change stream or polls). A header of its own rather than more lines in
- * waker-private.h: that one is the interface the rest of the library includes (through
- * queue-private.h), where mongoq__waker_t stays opaque; only the waker's files include this.
+ * The waker's internals, shared only by its own three files: waker.c (the waiting side: the
+ * generation, timers, second chances, waiting and notifying), waker_thread.c (the thread that
+ * watches the change stream) and waker_poll.c (the thread's server queries and its polling
+ * mode). A header of its own rather than more lines in waker-private.h: that one is the
+ * interface the rest of the library includes (through queue-private.h), where mongoq__waker_t
+ * stays opaque; only the waker's files include this.
  */
 #ifndef MONGOQ_WAKER_IMPL_H
 #define MONGOQ_WAKER_IMPL_H
@@ -87,8 +88,39 @@ mongoq__waker_settle_after(mongoq__waker_t *w, int64_t run_at_ms, int32_t partit
 
 /* ---- in waker_thread.c ------------------------------------------------------------------ */
 
+/* The first pause between polls, and between attempts to connect or reopen the stream. */
+#define MONGOQ__WAKER_MIN_POLL_MS 10
+
+/* The thread's connection (a single-threaded service client) and the queue's collection on it. */
+typedef struct {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+} mongoq__waker_service_t;
+
 /* Starts the thread if it is not running and the waker is not stopping (w->mu held). */
 void
 mongoq__waker_ensure_thread_locked(mongoq__waker_t *w);
+
+/* After a failed call: a new connection; false when the waker stopped first. */
+bool
+mongoq__waker_service_renew(mongoq__waker_t *w, mongoq__waker_service_t *svc);
+
+/* ---- in waker_poll.c, for the thread ---------------------------------------------------- */
+
+/* Schedules the earliest future run_at among ready messages (one seek on the due index). */
+void
+mongoq__waker_refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll);
+
+/* Whether the waiters asked for the next run_at (read under w->mu; the refresh clears it). */
+bool
+mongoq__waker_take_need_next_run_at(mongoq__waker_t *w);
+
+/* Reads the pause state (pause-private.h); true when paused. A resume wakes every waiter. */
+bool
+mongoq__waker_sync_pause(mongoq__waker_t *w, mongoc_collection_t *coll);
+
+/* Polling mode: polls while someone waits, until the waker stops or no connection is left. */
+void
+mongoq__waker_poll_loop(mongoq__waker_t *w, mongoq__waker_service_t *svc);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * The waker: one per queue, shared by all its consumers (see waker-private.h). This file is its
- * waiting side; its thread is in waker_thread.c, the internals both share in waker-impl.h.
+ * waiting side; its thread is in waker_thread.c (polling mode in waker_poll.c), the internals
+ * they share in waker-impl.h.
  *
  * Waiters sleep on one condition variable and return when the generation moves. Three things
  * move it:

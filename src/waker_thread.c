@@ -2,8 +2,8 @@
  * The waker's thread (see waker.c for the design). It owns one change stream per queue, on its
  * own service connection (never a client of the caller's pool), and bumps the generation on
  * every event that may make a message ready; where the server cannot open change streams, it
- * polls instead, with a pause that starts at MIN_POLL_MS and doubles up to poll_interval_ms.
- * It also asks the server for the next run_at when the waiters' timer list overflowed.
+ * polls instead (waker_poll.c, with the server queries both modes share: the pause state, and
+ * the next run_at, which it asks for when the waiters' timer list overflowed).
  */
 #include "waker-impl.h"
 
@@ -13,27 +13,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "document-private.h"
 #include "fields.h"
-#include "partition-private.h"
 #include "pause-private.h"
 #include "service-private.h"
 
-#define MIN_POLL_MS 10
 #define MAX_AWAIT_MS 300       /* bounds how long destroy waits for the stream thread */
 #define SOCKET_TIMEOUT_MS 1000 /* its connection's: a getMore answers within MAX_AWAIT_MS */
 #define MAX_REOPEN_BACKOFF_MS 2000
 #define MAX_TOKEN_FAILURES 3   /* resuming failed this often: give the token up and rescan */
 #define SETTLE_WINDOW_MS 1000  /* an event's run_at this recent may not be due on $$NOW yet */
-#define MAX_WAITS_PER_TURN 1000 /* wake-ups one await_poll_turn absorbs before the loop looks again */
-
-/* The thread's connection (a single-threaded service client) and the queue's collection on it. */
-typedef struct {
-    mongoc_client_t *client;
-    mongoc_collection_t *coll;
-} service_t;
-
-static bool service_renew(mongoq__waker_t *w, service_t *svc);
 
 /* ---- the thread's pauses --------------------------------------------------------------------- */
 
@@ -60,172 +48,6 @@ pause_thread(mongoq__waker_t *w, int64_t ms)
     go_on = !w->stopping;
     pthread_mutex_unlock(&w->mu);
     return go_on;
-}
-
-/* ---- server queries shared by both modes ------------------------------------------------- */
-
-/* Schedules the earliest future run_at among ready messages (one seek on the due index). */
-static void
-refresh_next_run_at(mongoq__waker_t *w, mongoc_collection_t *coll)
-{
-    bson_t *filter, *opts, sub;
-    const bson_t *doc;
-    bson_iter_t it;
-    bson_error_t error;
-    mongoc_cursor_t *cursor;
-
-    pthread_mutex_lock(&w->mu);
-    w->timers_dropped = false;
-    w->need_next_run_at = false;
-    pthread_mutex_unlock(&w->mu);
-
-    filter = bson_new();
-    opts = bson_new();
-    mongoq__partition_append_all(filter, w->config.partitions);
-    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_READY);
-    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_RUN_AT, &sub);
-    BSON_APPEND_DATE_TIME(&sub, "$gt", mongoq__waker_server_now_ms(w));
-    bson_append_document_end(filter, &sub);
-    mongoq__document_append_earliest_opts(opts, w->config.partitions > 1);
-    cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-    if (mongoc_cursor_next(cursor, &doc)) {
-        if (bson_iter_init_find(&it, doc, MONGOQ__F_RUN_AT) && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-            mongoq__waker_schedule_partition(w, bson_iter_date_time(&it),
-                                             mongoq__partition_read(doc));
-        }
-    } else if (mongoc_cursor_error(cursor, &error)) {
-        mongoq__waker_log(w, MONGOQ_LOG_DEBUG, "mongoq waker: next run_at of %s.%s: %s", w->db,
-                          w->coll, error.message);
-    }
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(filter);
-    bson_destroy(opts);
-}
-
-static bool
-take_need_next_run_at(mongoq__waker_t *w)
-{
-    pthread_mutex_lock(&w->mu);
-    bool need = w->need_next_run_at;
-    pthread_mutex_unlock(&w->mu);
-    return need;
-}
-
-/* One poll: is a ready message due? */
-static bool
-poll_once(mongoq__waker_t *w, mongoc_collection_t *coll, bool *failed)
-{
-    static const char *const id_only[] = {MONGOQ__F_ID};
-    bson_t *filter, *opts;
-    const bson_t *doc;
-    bson_error_t error;
-    mongoc_cursor_t *cursor;
-    bool found;
-
-    /* The claim's own filter: an index bound from the clock estimate, the exact test on $$NOW. */
-    filter = bson_new();
-    opts = bson_new();
-    mongoq__partition_append_all(filter, w->config.partitions);
-    mongoq__document_append_due(filter, mongoq__waker_server_latest_ms(w));
-    mongoq__document_append_projection(opts, id_only, 1);
-    BSON_APPEND_INT64(opts, "limit", 1);
-    cursor = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-    found = mongoc_cursor_next(cursor, &doc);
-    *failed = !found && mongoc_cursor_error(cursor, &error);
-    if (*failed) {
-        mongoq__waker_log(w, MONGOQ_LOG_DEBUG, "mongoq waker: poll of %s.%s: %s", w->db, w->coll,
-                          error.message);
-    }
-    mongoc_cursor_destroy(cursor);
-    bson_destroy(filter);
-    bson_destroy(opts);
-    return found;
-}
-
-/* Reads the pause state (pause-private.h); true when paused. A resume wakes every waiter. */
-static bool
-sync_pause(mongoq__waker_t *w, mongoc_collection_t *coll)
-{
-    bool paused;
-    bson_error_t error;
-    if (!mongoq__pause_read(coll, &paused, &error)) {
-        mongoq__waker_log(w, MONGOQ_LOG_DEBUG, "mongoq waker: pause state of %s.%s: %s", w->db,
-                          w->coll, error.message);
-        return atomic_load(&w->config.counters->pause_state) == MONGOQ__PAUSE_PAUSED;
-    }
-    if (mongoq__pause_record(w->config.counters, paused)) {
-        mongoq__waker_bump(w, MONGOQ__WAKE_LOCAL);
-    }
-    return paused;
-}
-
-/* ---- polling mode -------------------------------------------------------------------------- */
-
-/*
- * Waits until a poll is due (someone waits and the pause between polls has passed) or the pause
- * state is due for a read (every poll interval, waiters or not); false when stopping.
- * *poll_due: whether to poll.
- */
-static bool
-await_poll_turn(mongoq__waker_t *w, int64_t next_poll, int64_t next_sync, bool *poll_due)
-{
-    struct timespec ts;
-    bool go_on;
-    *poll_due = false;
-    pthread_mutex_lock(&w->mu);
-    for (int i = 0; i < MAX_WAITS_PER_TURN && !w->stopping && !w->need_next_run_at; i++) {
-        int64_t now = mongoq__now_mono_ms();
-        if (w->nwaiters > 0 && now >= next_poll) {
-            *poll_due = true;
-            break;
-        }
-        if (now >= next_sync) {
-            break;
-        }
-        int64_t until = w->nwaiters > 0 && next_poll < next_sync ? next_poll : next_sync;
-        mongoq__mono_timespec(until, &ts);
-        pthread_cond_timedwait(&w->thread_cond, &w->mu, &ts);
-    }
-    go_on = !w->stopping;
-    pthread_mutex_unlock(&w->mu);
-    return go_on;
-}
-
-static void
-poll_loop(mongoq__waker_t *w, service_t *svc)
-{
-    int64_t pause = MIN_POLL_MS;
-    int64_t next_poll = mongoq__now_mono_ms() + pause;
-    int64_t next_sync = mongoq__now_mono_ms(); /* the pause state, read at once */
-    bool poll_due;
-    while (await_poll_turn(w, next_poll, next_sync, &poll_due)) {
-        bool failed = false;
-        if (take_need_next_run_at(w)) {
-            refresh_next_run_at(w, svc->coll);
-            continue;
-        }
-        int64_t now = mongoq__now_mono_ms();
-        if (!poll_due && now < next_sync) {
-            continue;
-        }
-        /* The pause state before every poll, and every poll interval when nobody polls. */
-        bool paused = sync_pause(w, svc->coll);
-        next_sync = now + w->config.poll_interval_ms;
-        if (!poll_due) {
-            continue;
-        }
-        /* Paused: nothing is due for anyone. */
-        if (!paused && poll_once(w, svc->coll, &failed)) {
-            mongoq__waker_bump(w, MONGOQ__WAKE_POLL);
-            pause = MIN_POLL_MS;
-        } else {
-            pause = pause * 2 < w->config.poll_interval_ms ? pause * 2 : w->config.poll_interval_ms;
-        }
-        if (failed && !service_renew(w, svc)) {
-            break;
-        }
-        next_poll = mongoq__now_mono_ms() + pause;
-    }
 }
 
 /* ---- change-stream mode ------------------------------------------------------------------ */
@@ -470,8 +292,8 @@ read_stream(mongoq__waker_t *w, mongoc_collection_t *coll, mongoc_change_stream_
         if (is_stopping(w)) {
             return WATCH_STOPPED;
         }
-        if (take_need_next_run_at(w)) {
-            refresh_next_run_at(w, coll);
+        if (mongoq__waker_take_need_next_run_at(w)) {
+            mongoq__waker_refresh_next_run_at(w, coll);
         }
     }
 }
@@ -497,9 +319,9 @@ watch_once(mongoq__waker_t *w, mongoc_collection_t *coll, watch_state_t *st, int
     if (!resumed) {
         /* Anything written before the stream opened was not seen: everyone rescans. */
         mongoq__counter_add(&w->config.counters->stream_rescans, 1);
-        (void)sync_pause(w, coll);
+        (void)mongoq__waker_sync_pause(w, coll);
         mongoq__waker_bump(w, MONGOQ__WAKE_LOCAL);
-        refresh_next_run_at(w, coll);
+        mongoq__waker_refresh_next_run_at(w, coll);
     }
     /* Active once the rescan it asked for is under way: from here on, events tell. */
     atomic_store(&w->config.counters->change_stream_active, true);
@@ -512,7 +334,7 @@ done:
 
 /* Returns true when the waker should fall back to polling. */
 static bool
-watch_loop(mongoq__waker_t *w, service_t *svc)
+watch_loop(mongoq__waker_t *w, mongoq__waker_service_t *svc)
 {
     watch_state_t st = {.have_token = false};
     int64_t backoff = 0;
@@ -533,11 +355,11 @@ watch_loop(mongoq__waker_t *w, service_t *svc)
             st.have_token = false;
             st.token_failures = 0;
         }
-        backoff = backoff == 0 ? MIN_POLL_MS : backoff * 2;
+        backoff = backoff == 0 ? MONGOQ__WAKER_MIN_POLL_MS : backoff * 2;
         if (backoff > MAX_REOPEN_BACKOFF_MS) {
             backoff = MAX_REOPEN_BACKOFF_MS;
         }
-        if (!pause_thread(w, backoff) || !service_renew(w, svc)) {
+        if (!pause_thread(w, backoff) || !mongoq__waker_service_renew(w, svc)) {
             break;
         }
     }
@@ -555,7 +377,7 @@ watch_loop(mongoq__waker_t *w, service_t *svc)
 static mongoc_client_t *
 connect_service(mongoq__waker_t *w)
 {
-    int64_t pause = MIN_POLL_MS;
+    int64_t pause = MONGOQ__WAKER_MIN_POLL_MS;
     for (;;) {
         bson_error_t error;
         mongoc_client_t *client =
@@ -573,7 +395,7 @@ connect_service(mongoq__waker_t *w)
 }
 
 static void
-service_close(service_t *svc)
+service_close(mongoq__waker_service_t *svc)
 {
     mongoc_collection_destroy(svc->coll);
     mongoc_client_destroy(svc->client);
@@ -583,7 +405,7 @@ service_close(service_t *svc)
 
 /* The thread's connection and its collection; false when the waker stopped first. */
 static bool
-service_open(mongoq__waker_t *w, service_t *svc)
+service_open(mongoq__waker_t *w, mongoq__waker_service_t *svc)
 {
     svc->client = connect_service(w);
     if (!svc->client) {
@@ -598,8 +420,8 @@ service_open(mongoq__waker_t *w, service_t *svc)
  * keeps it out of selection for five seconds ("No servers yet eligible for rescan"), which held
  * the stream closed long after a restarted server was back; a new client tries at once.
  */
-static bool
-service_renew(mongoq__waker_t *w, service_t *svc)
+bool
+mongoq__waker_service_renew(mongoq__waker_t *w, mongoq__waker_service_t *svc)
 {
     service_close(svc);
     return service_open(w, svc);
@@ -609,21 +431,21 @@ static void *
 waker_thread(void *arg)
 {
     mongoq__waker_t *w = arg;
-    service_t svc = {NULL, NULL};
+    mongoq__waker_service_t svc = {NULL, NULL};
     if (!service_open(w, &svc)) {
         return NULL;
     }
     if (w->config.no_change_stream) {
-        refresh_next_run_at(w, svc.coll);
-        poll_loop(w, &svc);
+        mongoq__waker_refresh_next_run_at(w, svc.coll);
+        mongoq__waker_poll_loop(w, &svc);
     } else if (watch_loop(w, &svc)) {
         atomic_store(&w->config.counters->polling_fallback, true);
         mongoq__waker_log(w, MONGOQ_LOG_WARNING,
                           "mongoq: the server cannot open a change stream on %s.%s; idle "
                           "consumers poll (every %" PRId64 " ms at most)",
                           w->db, w->coll, w->config.poll_interval_ms);
-        refresh_next_run_at(w, svc.coll);
-        poll_loop(w, &svc);
+        mongoq__waker_refresh_next_run_at(w, svc.coll);
+        mongoq__waker_poll_loop(w, &svc);
     }
     service_close(&svc);
     return NULL;
