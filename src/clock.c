@@ -23,6 +23,11 @@
 #define REFRESH_MS 10000
 /* Look at the driver's list of servers this often (no I/O): a changed one is measured at once. */
 #define CHECK_MS 1000
+/* How long opening a clock waits for the driver to discover every server it was given, so the
+ * first estimate is not taken from whichever mongos answered first. */
+#define DISCOVERY_MS 1000
+/* How often it looks meanwhile (the driver's monitors do the work). */
+#define DISCOVERY_POLL_MS 5
 /* The most servers one measurement sends hello to. */
 #define MAX_SERVERS 16
 
@@ -177,6 +182,38 @@ measure_all(mongoc_client_t *client, measurement_t *m, bson_error_t *error)
     return ok;
 }
 
+/* Whether the driver knows servers it has not reached yet (type Unknown). */
+static bool
+some_undiscovered(mongoc_client_t *client)
+{
+    size_t n = 0;
+    bool unknown = false;
+    mongoc_server_description_t **sds = mongoc_client_get_server_descriptions(client, &n);
+    for (size_t i = 0; i < n; i++) {
+        unknown = unknown || strcmp(mongoc_server_description_type(sds[i]), "Unknown") == 0;
+    }
+    mongoc_server_descriptions_destroy_all(sds, n);
+    return unknown || n == 0;
+}
+
+/*
+ * Waits (at most DISCOVERY_MS) until the driver has reached every server it knows: right after a
+ * pool starts, the servers of the URI are still Unknown, and measuring only those discovered so
+ * far could take the estimate from the fastest of several mongos, putting a message enqueued
+ * "now" up to the spread in the future on the others. A server still Unknown after the wait (one
+ * that is down) is measured when it comes up: the servers' signature changes then.
+ */
+static void
+await_discovery(mongoc_client_t *client)
+{
+    int64_t deadline = mongoq__now_mono_ms() + DISCOVERY_MS;
+    /* Bounded by the deadline. */
+    while (some_undiscovered(client) && mongoq__now_mono_ms() < deadline) {
+        struct timespec pause = {0, DISCOVERY_POLL_MS * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /*
  * Measures the server clocks. `wait`: take a client from the pool as a claim would; otherwise
  * only a free one (a refresh never makes its caller wait for the pool: the old estimate serves
@@ -188,6 +225,9 @@ measure(mongoc_client_pool_t *pool, bool wait, measurement_t *m, bson_error_t *e
     mongoc_client_t *client = wait ? mongoq__pool_pop(pool, error) : mongoc_client_pool_try_pop(pool);
     if (!client) {
         return false;
+    }
+    if (wait) {
+        await_discovery(client);
     }
     bool ok = measure_all(client, m, error);
     mongoc_client_pool_push(pool, client);

@@ -239,7 +239,8 @@ mongoq_queue_opts_init(mongoq_queue_opts_t *opts, uint32_t version);
  * name (empty, '$' in it, "system." prefix, namespace "db.name" over 255 bytes), an invalid
  * database name (empty, over 63 bytes, any of / \ . space " $ in it) or an invalid option;
  * driver and server errors as libmongoc reports them (_new reads the server's clock once, so the
- * server must be reachable).
+ * server must be reachable; it first waits, at most a second, until the driver has reached
+ * every server of the URI, so that with several mongos the estimate is the slowest clock).
  */
 MONGOQ_EXPORT mongoq_queue_t *
 mongoq_queue_new(mongoc_client_pool_t *pool, const char *db, const char *name,
