@@ -77,7 +77,7 @@ routers_open(routers_t *r, world_t *w)
     snprintf(hosts[1], sizeof hosts[1], "%.*s", (int)b, p + a + 1);
     int64_t off[2];
     for (int k = 0; k < 2; k++) {
-        snprintf(r->uri[k], sizeof r->uri[k], "mongodb://%s/", hosts[k]);
+        snprintf(r->uri[k], sizeof r->uri[k], "mongodb://%.95s/", hosts[k]);
         r->client[k] = mtest_client_for(r->uri[k], NULL);
         off[k] = offset_of(r->client[k]);
     }
