@@ -61,6 +61,9 @@ read_stdin(cli_t *cli, payloads_t *p)
         while ((c = getchar()) != EOF && c != '\n' && line->len < MAX_LINE_BYTES) {
             bson_string_append_c(line, (char)c);
         }
+        if (c == EOF && line->len == 0) {
+            break; /* the end of input after the last newline is not a line */
+        }
         number++;
         if (line->len >= MAX_LINE_BYTES || number > MAX_LINES) {
             ok = false;
