@@ -1,7 +1,7 @@
 /*
- * Groups and rate limits under load: consumer threads (claim and claim_many) and consumers in
- * processes of their own (mongoq-child-consumer), one of them killed with SIGKILL while it holds
- * a message, random handler times and retries. From a log of handler starts and ends per group:
+ * Groups and rate limits under load: 8 consumers in 3 processes (six threads here, claiming one
+ * at a time and with claim_many, and two mongoq-child-consumer processes, one of them killed with
+ * SIGKILL while it holds a message), random handler times and retries. From a log of handler starts and ends per group:
  * a FIFO group never has two messages in flight (checked on the server at every start too, so
  * the killed process's lease counts) and its messages start in enqueue order; with N = 3 no
  * group ever has more than three in flight. The rate limit is checked by counts on the server's
@@ -19,7 +19,8 @@ TestSuite(groups_load, .timeout = 240);
 
 #define GROUPS 6
 #define PER_GROUP 20
-#define THREADS 4
+/* 8 consumers in 3 processes: these threads, the child killed early, the child kept busy. */
+#define THREADS 6
 #define MAX_EVENTS 4096
 
 typedef struct {
@@ -245,8 +246,12 @@ run_load(int32_t limit)
         targs[i] = (thread_arg_t){l, i};
         cr_assert_eq(pthread_create(&threads[i], NULL, consume, &targs[i]), 0);
     }
+    /* The second child claims alongside the threads until everything is acknowledged (bounded by
+     * the message count and a deadline; a round that finds nothing waits up to 5 s). */
     int rounds = 0;
-    for (int r = 0; r < 5 && !all_acked(l); r++) {
+    int64_t child_deadline = mtest_now_ms() + 60000;
+    for (int r = 0; r < GROUPS * PER_GROUP && !all_acked(l) && mtest_now_ms() < child_deadline;
+         r++) {
         rounds += child_round(l, &other, false);
     }
     cr_log_info("the second child handled %d messages", rounds);
