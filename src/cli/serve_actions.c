@@ -45,8 +45,12 @@ done(serve_reply_t *reply, bool ok, const bson_error_t *error, const char *count
 static bool
 delete_one(serve_t *srv, mongoq_queue_t *q, const bson_oid_t *id, bson_error_t *error)
 {
-    bson_t *filter = BCON_NEW("_id", BCON_OID(id), MONGOQ__F_STATUS, BCON_UTF8(MONGOQ__S_DEAD),
-                              MONGOQ__F_GROUP, "{", "$exists", BCON_BOOL(false), "}");
+    bson_t *filter = bson_new(), exists;
+    BSON_APPEND_OID(filter, "_id", id);
+    BSON_APPEND_UTF8(filter, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
+    BSON_APPEND_DOCUMENT_BEGIN(filter, MONGOQ__F_GROUP, &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", false);
+    bson_append_document_end(filter, &exists);
     bson_t reply;
     bson_iter_t it;
     mongoc_client_t *client = cli_pop(srv->cli, error);

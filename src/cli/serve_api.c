@@ -227,13 +227,40 @@ get_message(mongoq_queue_t *q, const char *hex, serve_reply_t *reply)
 static void
 get_dead(serve_t *srv, mongoq_queue_t *q, serve_reply_t *reply)
 {
-    bson_t *pipeline =
-        BCON_NEW("pipeline", "[", "{", "$match", "{", MONGOQ__F_STATUS, BCON_UTF8(MONGOQ__S_DEAD),
-                 "}", "}", "{", "$limit", BCON_INT32(DEAD_SAMPLE), "}", "{", "$group", "{", "_id",
-                 BCON_UTF8("$" MONGOQ__F_LAST_ERROR), "count", "{", "$sum", BCON_INT32(1), "}",
-                 "last_at", "{", "$max", BCON_UTF8("$" MONGOQ__F_UPDATED_AT), "}", "}", "}", "{",
-                 "$sort", "{", "count", BCON_INT32(-1), "_id", BCON_INT32(1), "}", "}", "{",
-                 "$limit", BCON_INT32(DEAD_REASONS), "}", "]");
+    /* [{$match: {status: dead}}, {$limit: DEAD_SAMPLE}, {$group: {_id: "$last_error", count:
+     *  {$sum: 1}, last_at: {$max: "$updated_at"}}}, {$sort: {count: -1, _id: 1}},
+     *  {$limit: DEAD_REASONS}] */
+    bson_t *pipeline = bson_new(), stages, stage, body, op;
+    BSON_APPEND_ARRAY_BEGIN(pipeline, "pipeline", &stages);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$match", &body);
+    BSON_APPEND_UTF8(&body, MONGOQ__F_STATUS, MONGOQ__S_DEAD);
+    bson_append_document_end(&stage, &body);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "1", &stage);
+    BSON_APPEND_INT32(&stage, "$limit", DEAD_SAMPLE);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "2", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &body);
+    BSON_APPEND_UTF8(&body, "_id", "$" MONGOQ__F_LAST_ERROR);
+    BSON_APPEND_DOCUMENT_BEGIN(&body, "count", &op);
+    BSON_APPEND_INT32(&op, "$sum", 1);
+    bson_append_document_end(&body, &op);
+    BSON_APPEND_DOCUMENT_BEGIN(&body, "last_at", &op);
+    BSON_APPEND_UTF8(&op, "$max", "$" MONGOQ__F_UPDATED_AT);
+    bson_append_document_end(&body, &op);
+    bson_append_document_end(&stage, &body);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "3", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$sort", &body);
+    BSON_APPEND_INT32(&body, "count", -1);
+    BSON_APPEND_INT32(&body, "_id", 1);
+    bson_append_document_end(&stage, &body);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "4", &stage);
+    BSON_APPEND_INT32(&stage, "$limit", DEAD_REASONS);
+    bson_append_document_end(&stages, &stage);
+    bson_append_array_end(pipeline, &stages);
     bson_error_t error;
     mongoc_client_t *client = cli_pop(srv->cli, &error);
     if (!client) {

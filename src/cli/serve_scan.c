@@ -196,12 +196,39 @@ static bool
 scan_status(mongoc_collection_t *coll, int which, const char *status, const char *by_field,
             consumers_t *c, bson_error_t *error)
 {
-    bson_t *pipeline = BCON_NEW(
-        "pipeline", "[", "{", "$match", "{", MONGOQ__F_STATUS, BCON_UTF8(status), "}", "}", "{",
-        "$sort", "{", by_field, BCON_INT32(-1), "}", "}", "{", "$limit", BCON_INT32(CONSUMER_SCAN),
-        "}", "{", "$group", "{", "_id", BCON_UTF8("$" MONGOQ__F_CLAIMED_BY), "n", "{", "$sum",
-        BCON_INT32(1), "}", "last_seen", "{", "$max", BCON_UTF8("$" MONGOQ__F_UPDATED_AT), "}",
-        "lease_until", "{", "$max", BCON_UTF8("$" MONGOQ__F_LEASE_EXPIRES_AT), "}", "}", "}", "]");
+    /* [{$match: {status}}, {$sort: {by_field: -1}}, {$limit: CONSUMER_SCAN}, {$group: {_id:
+     *  "$claimed_by", n: {$sum: 1}, last_seen: {$max: "$updated_at"}, lease_until: {$max:
+     *  "$lease_expires_at"}}}] */
+    bson_t *pipeline = bson_new(), stages, stage, body, op;
+    BSON_APPEND_ARRAY_BEGIN(pipeline, "pipeline", &stages);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "0", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$match", &body);
+    BSON_APPEND_UTF8(&body, MONGOQ__F_STATUS, status);
+    bson_append_document_end(&stage, &body);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "1", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$sort", &body);
+    BSON_APPEND_INT32(&body, by_field, -1);
+    bson_append_document_end(&stage, &body);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "2", &stage);
+    BSON_APPEND_INT32(&stage, "$limit", CONSUMER_SCAN);
+    bson_append_document_end(&stages, &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stages, "3", &stage);
+    BSON_APPEND_DOCUMENT_BEGIN(&stage, "$group", &body);
+    BSON_APPEND_UTF8(&body, "_id", "$" MONGOQ__F_CLAIMED_BY);
+    BSON_APPEND_DOCUMENT_BEGIN(&body, "n", &op);
+    BSON_APPEND_INT32(&op, "$sum", 1);
+    bson_append_document_end(&body, &op);
+    BSON_APPEND_DOCUMENT_BEGIN(&body, "last_seen", &op);
+    BSON_APPEND_UTF8(&op, "$max", "$" MONGOQ__F_UPDATED_AT);
+    bson_append_document_end(&body, &op);
+    BSON_APPEND_DOCUMENT_BEGIN(&body, "lease_until", &op);
+    BSON_APPEND_UTF8(&op, "$max", "$" MONGOQ__F_LEASE_EXPIRES_AT);
+    bson_append_document_end(&body, &op);
+    bson_append_document_end(&stage, &body);
+    bson_append_document_end(&stages, &stage);
+    bson_append_array_end(pipeline, &stages);
     mongoc_cursor_t *cursor =
         mongoc_collection_aggregate(coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
     const bson_t *doc;
