@@ -71,6 +71,13 @@ lost_by(const facts_t *f, const delivery_t *p, int64_t to)
     const driver_t *d = f->d;
     int64_t from = p->claim_real - p->lease_ms;
     int64_t held_until = p->outcome_real > p->end_real ? p->outcome_real : p->end_real;
+    const child_t *c = &d->children[p->proc];
+    if (p->action == 0 && c->exited) {
+        /* No outcome: the process ended first, its ack (or retry) still waiting for the batch's
+         * write while the keeper's heartbeats held the lease: held until the exit. */
+        int64_t exit_real = driver_real_of_mono(d, c->exit_mono);
+        held_until = exit_real > held_until ? exit_real : held_until;
+    }
     if (held_until > 0 && held_until + p->lease_ms < to) {
         to = held_until + p->lease_ms;
     }

@@ -226,10 +226,28 @@ faults_off(driver_t *d)
     proxy_heal(d, true);
 }
 
+/* Whether every live child of kind said "ready" (its signal handlers are in place by then). */
+static bool
+all_ready(driver_t *d, child_kind_t kind)
+{
+    for (int i = 0; i < d->n_children; i++) {
+        if (d->children[i].kind == kind && procs_alive(d, i) && !d->children[i].ready) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 stop_producers(driver_t *d)
 {
     d->producers_stopping = true;
+    /* One restarted by faults_off may be starting: a SIGTERM before its handler is installed
+     * would kill it (seen once as "died on its own: signal 15"). */
+    int64_t deadline = chaos_mono_ms() + 30000;
+    for (int i = 0; i < 1000 && !all_ready(d, CHILD_PRODUCER) && chaos_mono_ms() < deadline; i++) {
+        wait_events(d, 100);
+    }
     for (int i = 0; i < d->n_children; i++) {
         if (d->children[i].kind == CHILD_PRODUCER && procs_alive(d, i)) {
             procs_signal(d, i, SIGTERM);
@@ -270,23 +288,12 @@ driver_drain(driver_t *d)
     return left;
 }
 
-static bool
-all_workers_ready(driver_t *d)
-{
-    for (int i = 0; i < d->n_children; i++) {
-        if (d->children[i].kind == CHILD_WORKER && procs_alive(d, i) && !d->children[i].ready) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* SIGTERM to every worker at once; each must be gone within its bound (check.c judges). */
 void
 driver_stop_workers(driver_t *d)
 {
     int64_t deadline = chaos_mono_ms() + 30000;
-    for (int i = 0; i < 1000 && !all_workers_ready(d) && chaos_mono_ms() < deadline; i++) {
+    for (int i = 0; i < 1000 && !all_ready(d, CHILD_WORKER) && chaos_mono_ms() < deadline; i++) {
         wait_events(d, 100); /* a worker starting now must say ready before it can stop */
     }
     d->final_stop = true;
