@@ -77,6 +77,9 @@ extern bench_key_t bench_key;
 /* ---- bench_util.c: clocks, statistics, payloads, the database and the queue ---- */
 double
 bench_now_s(void);
+/* ms since the epoch (CLOCK_REALTIME), for dates near the server's clock */
+int64_t
+bench_wall_ms(void);
 double
 bench_cpu_s(void);
 void

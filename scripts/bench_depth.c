@@ -31,14 +31,6 @@ static const char *const op_names[OP_COUNT] = {"claim + ack", "reap pass", "stat
 #define DAY_MS (24 * 3600 * 1000LL)
 #define FILL_BATCH 1000
 
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One document of mongoq's shape in state kind; probes carry payload.probe: true. */
 static void
 kind_doc(bson_t *doc, kind_t kind, int64_t seq, int64_t now, bool probe, bson_oid_t *id)
@@ -96,7 +88,7 @@ insert_kind(const char *coll_name, kind_t kind, int64_t n, bool probe, bson_oid_
     bson_t *opts = BCON_NEW("writeConcern", "{", "w", BCON_INT32(1), "}");
     mongoc_client_t *client = mongoc_client_pool_pop(bench_pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, bench_db_name, coll_name);
-    int64_t now = wall_ms();
+    int64_t now = bench_wall_ms();
     for (int64_t done = 0; done < n;) {
         size_t k = (size_t)(n - done < FILL_BATCH ? n - done : FILL_BATCH);
         for (size_t i = 0; i < k; i++) {

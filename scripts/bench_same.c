@@ -23,14 +23,6 @@
 #define SAME_SLACK_MS 2000  /* MONGOQ__CLOCK_SLACK_MS: the index range's margin over "now" */
 #define SAME_NAME "bench-same"
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* {status: ready, run_at: {$lte: now + slack}, $expr: {$lte: ["$run_at", "$$NOW"]}} */
 static void
 append_due(bson_t *filter)
@@ -38,7 +30,7 @@ append_due(bson_t *filter)
     bson_t range, expr, args;
     BSON_APPEND_UTF8(filter, "status", "ready");
     BSON_APPEND_DOCUMENT_BEGIN(filter, "run_at", &range);
-    BSON_APPEND_DATE_TIME(&range, "$lte", now_ms() + SAME_SLACK_MS);
+    BSON_APPEND_DATE_TIME(&range, "$lte", bench_wall_ms() + SAME_SLACK_MS);
     bson_append_document_end(filter, &range);
     BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
     BSON_APPEND_ARRAY_BEGIN(&expr, "$lte", &args);

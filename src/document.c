@@ -341,16 +341,23 @@ mongoq__document_append_reason(bson_t *doc, const char *key, const char *reason)
     bson_append_document_end(doc, &lit);
 }
 
+/* key: {op: ["$$NOW", ms]} */
+static void
+append_now_op(bson_t *doc, const char *key, const char *op, int64_t ms)
+{
+    bson_t expr, args;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &expr);
+    BSON_APPEND_ARRAY_BEGIN(&expr, op, &args);
+    BSON_APPEND_UTF8(&args, "0", "$$NOW");
+    BSON_APPEND_INT64(&args, "1", ms);
+    bson_append_array_end(&expr, &args);
+    bson_append_document_end(doc, &expr);
+}
+
 void
 mongoq__document_append_now_plus(bson_t *doc, const char *key, int64_t ms)
 {
-    bson_t add, args;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &add);
-    BSON_APPEND_ARRAY_BEGIN(&add, "$add", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", ms);
-    bson_append_array_end(&add, &args);
-    bson_append_document_end(doc, &add);
+    append_now_op(doc, key, "$add", ms);
 }
 
 void
@@ -360,13 +367,7 @@ mongoq__document_append_now_less(bson_t *doc, const char *key, int64_t ms)
         BSON_APPEND_UTF8(doc, key, "$$NOW");
         return;
     }
-    bson_t sub, args;
-    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &sub);
-    BSON_APPEND_ARRAY_BEGIN(&sub, "$subtract", &args);
-    BSON_APPEND_UTF8(&args, "0", "$$NOW");
-    BSON_APPEND_INT64(&args, "1", ms);
-    bson_append_array_end(&sub, &args);
-    bson_append_document_end(doc, &sub);
+    append_now_op(doc, key, "$subtract", ms);
 }
 
 static uint32_t

@@ -49,10 +49,24 @@ append_now_ms(bson_t *parent, const char *key)
     bson_append_document_end(parent, &doc);
 }
 
+/* The pair [{$ifNull: ["$rate_tat", 0]}, now ms] into args: the bucket's TAT against now. */
+static void
+append_tat_and_now(bson_t *args)
+{
+    bson_t if_null, if_args;
+    BSON_APPEND_DOCUMENT_BEGIN(args, "0", &if_null);
+    BSON_APPEND_ARRAY_BEGIN(&if_null, "$ifNull", &if_args);
+    BSON_APPEND_UTF8(&if_args, "0", P_RATE_TAT);
+    BSON_APPEND_DOUBLE(&if_args, "1", 0.0);
+    bson_append_array_end(&if_null, &if_args);
+    bson_append_document_end(args, &if_null);
+    append_now_ms(args, "1");
+}
+
 void
 mongoq__group_rate_append(const mongoq_queue_t *queue, bson_t *pipeline, uint32_t first)
 {
-    bson_t stage, set, max, args, if_null, if_args, add, add_args, mul, mul_args;
+    bson_t stage, set, max, args, add, add_args, mul, mul_args;
     char key[16];
     const char *k;
     bson_uint32_to_string(first, &k, key, sizeof key);
@@ -61,13 +75,7 @@ mongoq__group_rate_append(const mongoq_queue_t *queue, bson_t *pipeline, uint32_
     append_now_ms(&set, MONGOQ__F_G_RATE_NOW);
     BSON_APPEND_DOCUMENT_BEGIN(&set, MONGOQ__F_G_RATE_BASE, &max);
     BSON_APPEND_ARRAY_BEGIN(&max, "$max", &args);
-    BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &if_null);
-    BSON_APPEND_ARRAY_BEGIN(&if_null, "$ifNull", &if_args);
-    BSON_APPEND_UTF8(&if_args, "0", P_RATE_TAT);
-    BSON_APPEND_DOUBLE(&if_args, "1", 0.0);
-    bson_append_array_end(&if_null, &if_args);
-    bson_append_document_end(&args, &if_null);
-    append_now_ms(&args, "1");
+    append_tat_and_now(&args);
     bson_append_array_end(&max, &args);
     bson_append_document_end(&set, &max);
     bson_append_document_end(&stage, &set);
@@ -140,16 +148,10 @@ mongoq__group_rate_take(mongoq__txn_t *txn, const char *group, int64_t k, bson_t
 void
 mongoq__group_rate_append_refilled(bson_t *filter)
 {
-    bson_t expr, args, if_null, if_args;
+    bson_t expr, args;
     BSON_APPEND_DOCUMENT_BEGIN(filter, "$expr", &expr);
     BSON_APPEND_ARRAY_BEGIN(&expr, "$lte", &args);
-    BSON_APPEND_DOCUMENT_BEGIN(&args, "0", &if_null);
-    BSON_APPEND_ARRAY_BEGIN(&if_null, "$ifNull", &if_args);
-    BSON_APPEND_UTF8(&if_args, "0", P_RATE_TAT);
-    BSON_APPEND_DOUBLE(&if_args, "1", 0.0);
-    bson_append_array_end(&if_null, &if_args);
-    bson_append_document_end(&args, &if_null);
-    append_now_ms(&args, "1");
+    append_tat_and_now(&args);
     bson_append_array_end(&expr, &args);
     bson_append_document_end(filter, &expr);
 }

@@ -84,12 +84,24 @@ mtest_db_drop(mongoc_client_t *client, const char *db)
     cr_assert(ok, "dropDatabase %s: %s", db, error.message);
 }
 
+static int64_t
+clock_ms(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t
 mtest_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t
+mtest_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
 }
 
 void

@@ -45,6 +45,11 @@ mtest_db_drop(mongoc_client_t *client, const char *db);
 int64_t
 mtest_now_ms(void);
 
+/* Milliseconds since the epoch on this host's wall clock (CLOCK_REALTIME): for comparing with a
+ * server's clock, never for timing a wait (mtest_now_ms). */
+int64_t
+mtest_wall_ms(void);
+
 /*
  * Timed waits on the monotonic clock (as the library's own, src/worker.c): a condition variable
  * made by mtest_cond_init takes the deadline mtest_deadline computes, so a wall-clock step

@@ -158,6 +158,29 @@ cf_fail_points_unlock(int token)
 }
 
 /*
+ * A suite that arms one server-wide fail point on its own connection: the fail-point turn held
+ * from setup to teardown around cf_open's client and database. cf_fail_point_close turns
+ * fail_point off, then closes and gives the turn to the next suite.
+ */
+static inline void
+cf_fail_point_open(mongoc_client_t **client, char **dbname, const char *name)
+{
+    mtest_fail_point_hold();
+    cf_open(client, dbname, name);
+}
+
+static inline void
+cf_fail_point_close(mongoc_client_t **client, char **dbname, const char *fail_point)
+{
+    char *json =
+        bson_strdup_printf("{\"configureFailPoint\": \"%s\", \"mode\": \"off\"}", fail_point);
+    cf_run_ok(*client, "admin", json);
+    bson_free(json);
+    cf_close(client, dbname);
+    mtest_fail_point_release();
+}
+
+/*
  * What a suite of failCommand tests shares: the fail-point turn (held from setup to teardown), an
  * admin client that sets the fail point, a victim client whose appName (unique per test) the
  * fail point names, so other tests' commands are never hit, and a database of its own.

@@ -13,22 +13,17 @@
 
 static mongoc_client_t *client;
 static char *dbname;
-static int lock_fd = -1;
 
 static void
 setup(void)
 {
-    lock_fd = cf_fail_points_lock();
-    cf_open(&client, &dbname, "fp_txn_write");
+    cf_fail_point_open(&client, &dbname, "fp_txn_write");
 }
 
 static void
 teardown(void)
 {
-    cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
-                               "\"mode\": \"off\"}");
-    cf_close(&client, &dbname);
-    cf_fail_points_unlock(lock_fd);
+    cf_fail_point_close(&client, &dbname, "onPrimaryTransactionalWrite");
 }
 
 TestSuite(failpoint_txn_write, .init = setup, .fini = teardown);

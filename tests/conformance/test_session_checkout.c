@@ -20,23 +20,17 @@
 
 static mongoc_client_t *client;
 static char *dbname;
-static int lock_fd = -1;
 
 static void
 setup(void)
 {
-    lock_fd = cf_fail_points_lock();
-    cf_open(&client, &dbname, "session_checkout");
+    cf_fail_point_open(&client, &dbname, "session_checkout");
 }
 
 static void
 teardown(void)
 {
-    cf_run_ok(client, "admin",
-              "{\"configureFailPoint\": \"hangDuringBatchInsert\", "
-              "\"mode\": \"off\"}");
-    cf_close(&client, &dbname);
-    cf_fail_points_unlock(lock_fd);
+    cf_fail_point_close(&client, &dbname, "hangDuringBatchInsert");
 }
 
 TestSuite(session_checkout, .init = setup, .fini = teardown);

@@ -91,39 +91,28 @@ Test(browse, a_dead_message_shows_its_history)
     world_close(&t);
 }
 
+/* The payload seqs read so far (at most max). */
+typedef struct {
+    int64_t *seqs;
+    int n, max;
+} seqs_t;
+
+static void
+take_seq(const mongoq_message_t *msg, bool opens_page, void *ctx)
+{
+    seqs_t *s = ctx;
+    (void)opens_page;
+    cr_assert(s->n < s->max);
+    s->seqs[s->n++] = world_seq(msg);
+}
+
 /* Reads the whole listing in pages of `page`, each page by a new browse from the last token. */
 static int
 read_by_pages(world_t *t, mongoq_browse_opts_t *o, int page, int64_t *seqs, int max)
 {
-    bson_error_t error;
-    char *token = NULL;
-    int n = 0;
-    for (int rounds = 0; rounds < 100; rounds++) {
-        o->page_size = page;
-        o->page_token = token;
-        mongoq_browse_t *b = mongoq_browse_new(t->queue, o, &error);
-        cr_assert(b, "browse_new: %s", error.message);
-        int got = 0;
-        mongoq_message_t *msg;
-        while (got < page) {
-            cr_assert(mongoq_browse_next(b, &msg, &error), "next: %s", error.message);
-            if (!msg) {
-                break;
-            }
-            cr_assert(n < max);
-            seqs[n++] = world_seq(msg);
-            got++;
-            mongoq_message_destroy(msg);
-        }
-        bson_free(token);
-        token = mongoq_browse_token(b) ? bson_strdup(mongoq_browse_token(b)) : NULL;
-        mongoq_browse_destroy(b);
-        if (got < page) {
-            break;
-        }
-    }
-    bson_free(token);
-    return n;
+    seqs_t s = {seqs, 0, max};
+    world_browse_pages(t, *o, page, 100, take_seq, &s);
+    return s.n;
 }
 
 Test(browse, pages_follow_the_claim_order_without_gaps_or_repeats)

@@ -94,6 +94,32 @@ expected(const table_t *t, const mongoq_browse_opts_t *o, int64_t now, row_t *ou
     return n;
 }
 
+/* What check_next checks a listing against, and the page boundaries it counts. */
+typedef struct {
+    const mongoq_browse_opts_t *o;
+    int page;
+    const row_t *want;
+    size_t n, seen;
+    int splits;
+} paging_t;
+
+static void
+check_next(const mongoq_message_t *msg, bool opens_page, void *ctx)
+{
+    paging_t *p = ctx;
+    const row_t *want = p->want;
+    size_t seen = p->seen;
+    cr_assert_lt(seen, p->n, "page %d: more messages than the %zu expected", p->page, p->n);
+    cr_assert(bson_oid_equal(mongoq_message_id(msg), &want[seen].id),
+              "page size %d, order %d, status %s: position %zu holds another message", p->page,
+              (int)p->o->order, p->o->status ? p->o->status : "all", seen);
+    if (opens_page && seen > 0 && strcmp(want[seen - 1].status, want[seen].status) == 0 &&
+        row_value(&want[seen - 1]) == row_value(&want[seen])) {
+        p->splits++;
+    }
+    p->seen++;
+}
+
 /*
  * Pages through listing o, `page` at a time, each page by a new browse from the last page's
  * token, and checks it against the table: every message once, in order. Returns how many page
@@ -103,44 +129,11 @@ static int
 page_through(world_t *w, const table_t *t, mongoq_browse_opts_t o, int page, int64_t now)
 {
     static row_t want[MAX_ROWS];
-    bson_error_t error;
-    size_t n = expected(t, &o, now, want), seen = 0;
-    char *token = NULL;
-    int splits = 0;
-    for (size_t rounds = 0; rounds <= MAX_ROWS; rounds++) {
-        o.page_size = page;
-        o.page_token = token;
-        mongoq_browse_t *b = mongoq_browse_new(w->queue, &o, &error);
-        cr_assert(b, "browse_new: %s", error.message);
-        int got = 0;
-        mongoq_message_t *msg = NULL;
-        for (; got < page; got++) {
-            cr_assert(mongoq_browse_next(b, &msg, &error), "next: %s", error.message);
-            if (!msg) {
-                break;
-            }
-            cr_assert_lt(seen, n, "page %d: more messages than the %zu expected", page, n);
-            cr_assert(bson_oid_equal(mongoq_message_id(msg), &want[seen].id),
-                      "page size %d, order %d, status %s: position %zu holds another message", page,
-                      (int)o.order, o.status ? o.status : "all", seen);
-            if (got == 0 && seen > 0 && strcmp(want[seen - 1].status, want[seen].status) == 0 &&
-                row_value(&want[seen - 1]) == row_value(&want[seen])) {
-                splits++;
-            }
-            seen++;
-            mongoq_message_destroy(msg);
-        }
-        bson_free(token);
-        token = mongoq_browse_token(b) ? bson_strdup(mongoq_browse_token(b)) : NULL;
-        mongoq_browse_destroy(b);
-        if (got < page) {
-            break;
-        }
-    }
-    bson_free(token);
-    cr_assert_eq(seen, n, "page size %d, order %d, status %s: %zu of %zu messages listed", page,
-                 (int)o.order, o.status ? o.status : "all", seen, n);
-    return splits;
+    paging_t p = {&o, page, want, expected(t, &o, now, want), 0, 0};
+    world_browse_pages(w, o, page, MAX_ROWS + 1, check_next, &p);
+    cr_assert_eq(p.seen, p.n, "page size %d, order %d, status %s: %zu of %zu messages listed", page,
+                 (int)o.order, o.status ? o.status : "all", p.seen, p.n);
+    return p.splits;
 }
 
 /* Ready messages in enqueue_many groups (ties on run_at), some delayed; three claim_manys

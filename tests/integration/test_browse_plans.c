@@ -31,6 +31,7 @@ typedef struct {
     int64_t n, seq0;      /* messages, and the payload seq of the first */
     int64_t tie_at, ties; /* messages tie_at .. tie_at + ties - 1 share one value */
     int32_t partitions;   /* 0: no partition field */
+    int64_t now;          /* the server's clock when inserted */
     int64_t base;         /* message i's value: base + i * STEP_MS (tie block: of tie_at) */
     bson_oid_t *ids;      /* of message i */
 } crowd_t;
@@ -42,14 +43,16 @@ crowd_value(const crowd_t *c, int64_t i)
     return c->base + (tied ? c->tie_at : i) * STEP_MS;
 }
 
-/* Message i of the crowd, in the shape mongoq writes (src/fields.h). */
-static bson_t *
-crowd_doc(const crowd_t *c, int64_t i, int64_t now)
+/* Message i of the crowd *ctx, in the shape mongoq writes (src/fields.h). */
+static void
+crowd_doc(bson_t *doc, int64_t i, void *ctx)
 {
-    bson_t *doc = BCON_NEW("_id", BCON_OID(&c->ids[i]), "payload", "{", "seq",
-                           BCON_INT64(c->seq0 + i), "}", "status", BCON_UTF8(c->status), "priority",
-                           BCON_INT32(0), "attempts", BCON_INT32(0), "max_attempts", BCON_INT32(5),
-                           "enqueued_at", BCON_DATE_TIME(now), "updated_at", BCON_DATE_TIME(now));
+    const crowd_t *c = ctx;
+    int64_t now = c->now;
+    BCON_APPEND(doc, "_id", BCON_OID(&c->ids[i]), "payload", "{", "seq", BCON_INT64(c->seq0 + i),
+                "}", "status", BCON_UTF8(c->status), "priority", BCON_INT32(0), "attempts",
+                BCON_INT32(0), "max_attempts", BCON_INT32(5), "enqueued_at", BCON_DATE_TIME(now),
+                "updated_at", BCON_DATE_TIME(now));
     if (c->partitions > 0) {
         BSON_APPEND_INT32(doc, "partition", (int32_t)(i % c->partitions));
     }
@@ -63,38 +66,19 @@ crowd_doc(const crowd_t *c, int64_t i, int64_t now)
         BSON_APPEND_OID(doc, "lease_token", &token);
         BSON_APPEND_UTF8(doc, "claimed_by", "crowd");
     }
-    return doc;
 }
 
-/* Inserts the crowd in unordered batches, its values from a day ahead of the server's clock. */
+/* Inserts the crowd straight to the server, its values from a day ahead of the server's clock. */
 static void
 crowd_insert(world_t *w, crowd_t *c)
 {
-    int64_t now = world_server_now(w);
-    c->base = now + 86400000;
+    c->now = world_server_now(w);
+    c->base = c->now + 86400000;
     c->ids = bson_malloc(sizeof *c->ids * (size_t)c->n);
     for (int64_t i = 0; i < c->n; i++) {
         bson_oid_init(&c->ids[i], NULL);
     }
-    for (int64_t done = 0; done < c->n;) {
-        bson_t opts = BSON_INITIALIZER;
-        BSON_APPEND_BOOL(&opts, "ordered", false);
-        mongoc_bulk_operation_t *bulk =
-            mongoc_collection_create_bulk_operation_with_opts(w->coll, &opts);
-        int64_t batch = c->n - done < 10000 ? c->n - done : 10000;
-        for (int64_t i = done; i < done + batch; i++) {
-            bson_t *doc = crowd_doc(c, i, now);
-            mongoc_bulk_operation_insert(bulk, doc);
-            bson_destroy(doc);
-        }
-        bson_t reply;
-        bson_error_t error;
-        cr_assert(mongoc_bulk_operation_execute(bulk, &reply, &error), "%s", error.message);
-        bson_destroy(&reply);
-        mongoc_bulk_operation_destroy(bulk);
-        bson_destroy(&opts);
-        done += batch;
-    }
+    world_insert_many(w, c->n, crowd_doc, c);
 }
 
 /* The token resuming right after crowd message i: hex of {o, s, k: [(status), value, _id]}. */

@@ -17,36 +17,38 @@
 
 TestSuite(partition_plans, .timeout = 300);
 
+/* The documents of one kind crowd_insert writes. */
+typedef struct {
+    const char *status;
+    int32_t priority;
+    int64_t run_at, now;
+} kind_t;
+
+/* Message i of kind *ctx, in partition i % P. */
+static void
+crowd_doc(bson_t *doc, int64_t i, void *ctx)
+{
+    const kind_t *k = ctx;
+    bson_oid_t id, token;
+    bson_oid_init(&id, NULL);
+    bson_oid_init(&token, NULL);
+    BCON_APPEND(doc, "_id", BCON_OID(&id), "partition", BCON_INT32((int32_t)(i % P)), "payload",
+                "{", "seq", BCON_INT64(i), "}", "status", BCON_UTF8(k->status), "priority",
+                BCON_INT32(k->priority), "run_at", BCON_DATE_TIME(k->run_at), "attempts",
+                BCON_INT32(1), "max_attempts", BCON_INT32(5), "enqueued_at",
+                BCON_DATE_TIME(k->now), "updated_at", BCON_DATE_TIME(k->now));
+    if (strcmp(k->status, "processing") == 0) {
+        BSON_APPEND_OID(doc, "lease_token", &token);
+        BSON_APPEND_DATE_TIME(doc, "lease_expires_at", k->now + 86400000);
+    }
+}
+
+/* CROWD documents of one kind in each partition, inserted straight to the server. */
 static void
 crowd_insert(world_t *w, const char *status, int32_t priority, int64_t run_at)
 {
-    int64_t now = world_server_now(w);
-    bson_t opts = BSON_INITIALIZER;
-    BSON_APPEND_BOOL(&opts, "ordered", false);
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(w->coll, &opts);
-    for (int32_t i = 0; i < P * CROWD; i++) {
-        bson_oid_t id, token;
-        bson_oid_init(&id, NULL);
-        bson_oid_init(&token, NULL);
-        bson_t *doc = BCON_NEW("_id", BCON_OID(&id), "partition", BCON_INT32(i % P), "payload",
-                               "{", "seq", BCON_INT64(i), "}", "status", BCON_UTF8(status),
-                               "priority", BCON_INT32(priority), "run_at", BCON_DATE_TIME(run_at),
-                               "attempts", BCON_INT32(1), "max_attempts", BCON_INT32(5),
-                               "enqueued_at", BCON_DATE_TIME(now), "updated_at",
-                               BCON_DATE_TIME(now));
-        if (strcmp(status, "processing") == 0) {
-            BSON_APPEND_OID(doc, "lease_token", &token);
-            BSON_APPEND_DATE_TIME(doc, "lease_expires_at", now + 86400000);
-        }
-        mongoc_bulk_operation_insert(bulk, doc);
-        bson_destroy(doc);
-    }
-    bson_t reply;
-    bson_error_t error;
-    cr_assert(mongoc_bulk_operation_execute(bulk, &reply, &error), "%s", error.message);
-    bson_destroy(&reply);
-    mongoc_bulk_operation_destroy(bulk);
-    bson_destroy(&opts);
+    kind_t k = {status, priority, run_at, world_server_now(w)};
+    world_insert_many(w, P * CROWD, crowd_doc, &k);
 }
 
 static void

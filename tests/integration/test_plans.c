@@ -27,22 +27,30 @@ TestSuite(plans, .timeout = 300);
 
 /* ---- the crowd ------------------------------------------------------------------------------ */
 
-/* One message document in the shape mongoq writes (src/fields.h, src/document.c). */
+/* The documents of one kind crowd_insert writes. */
+typedef struct {
+    const char *status;
+    int32_t priority;
+    int64_t run_at, now;
+} kind_t;
+
+/* Message seq of kind *ctx in the shape mongoq writes (src/fields.h, src/document.c). */
 static void
-crowd_doc(bson_t *doc, int64_t seq, const char *status, int32_t priority, int64_t run_at,
-          int64_t now)
+crowd_doc(bson_t *doc, int64_t seq, void *ctx)
 {
+    const kind_t *k = ctx;
+    const char *status = k->status;
+    int64_t now = k->now;
     bson_t payload;
     bson_oid_t id;
     bson_oid_init(&id, NULL);
-    bson_init(doc);
     BSON_APPEND_OID(doc, "_id", &id);
     BSON_APPEND_DOCUMENT_BEGIN(doc, "payload", &payload);
     BSON_APPEND_INT64(&payload, "seq", seq);
     bson_append_document_end(doc, &payload);
     BSON_APPEND_UTF8(doc, "status", status);
-    BSON_APPEND_INT32(doc, "priority", priority);
-    BSON_APPEND_DATE_TIME(doc, "run_at", run_at);
+    BSON_APPEND_INT32(doc, "priority", k->priority);
+    BSON_APPEND_DATE_TIME(doc, "run_at", k->run_at);
     BSON_APPEND_INT32(doc, "attempts", strcmp(status, "ready") == 0 ? 0 : 1);
     BSON_APPEND_INT32(doc, "max_attempts", strcmp(status, "dead") == 0 ? 1 : 5);
     BSON_APPEND_DATE_TIME(doc, "enqueued_at", now);
@@ -62,30 +70,12 @@ crowd_doc(bson_t *doc, int64_t seq, const char *status, int32_t priority, int64_
     }
 }
 
-/* n documents of one kind, inserted in unordered batches straight to the server. */
+/* n documents of one kind, inserted straight to the server. */
 static void
 crowd_insert(world_t *w, int64_t n, const char *status, int32_t priority, int64_t run_at)
 {
-    int64_t now = world_server_now(w);
-    for (int64_t done = 0; done < n;) {
-        bson_t opts = BSON_INITIALIZER;
-        BSON_APPEND_BOOL(&opts, "ordered", false);
-        mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(w->coll, &opts);
-        int64_t batch = n - done < 10000 ? n - done : 10000;
-        for (int64_t i = 0; i < batch; i++) {
-            bson_t doc;
-            crowd_doc(&doc, done + i, status, priority, run_at, now);
-            mongoc_bulk_operation_insert(bulk, &doc);
-            bson_destroy(&doc);
-        }
-        bson_t reply;
-        bson_error_t error;
-        cr_assert(mongoc_bulk_operation_execute(bulk, &reply, &error), "%s", error.message);
-        bson_destroy(&reply);
-        mongoc_bulk_operation_destroy(bulk);
-        bson_destroy(&opts);
-        done += batch;
-    }
+    kind_t k = {status, priority, run_at, world_server_now(w)};
+    world_insert_many(w, n, crowd_doc, &k);
 }
 
 /* The world with a KEEP queue (done messages stay), its indexes, and the crowd around

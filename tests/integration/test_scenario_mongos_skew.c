@@ -26,7 +26,6 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "world.h"
@@ -45,21 +44,13 @@ typedef struct {
 
 enum { SLOW = 0, FAST = 1 };
 
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The router's clock minus the host's, from its hello (within a loopback round trip). */
 static int64_t
 offset_of(mongoc_client_t *client)
 {
-    int64_t before = wall_ms();
+    int64_t before = mtest_wall_ms();
     int64_t now = mtest_server_now_ms(client);
-    return now - (before + wall_ms()) / 2;
+    return now - (before + mtest_wall_ms()) / 2;
 }
 
 /* Splits MONGOQ_TEST_SKEW_URI's two hosts and orders them slow, fast. */
@@ -166,10 +157,57 @@ claim_until(mongoq_consumer_t *c, int64_t deadline_ms)
 {
     mongoq_message_t *msg = NULL;
     /* Bounded by the deadline: each claim waits at most 200 ms. */
-    while (!msg && wall_ms() < deadline_ms) {
+    while (!msg && mtest_wall_ms() < deadline_ms) {
         msg = world_claim(c, 200);
     }
     return msg;
+}
+
+/* Enqueues message seq through w's queue with opts; returns the run_at it was given. */
+static int64_t
+enqueue_run_at(world_t *w, int64_t seq, const mongoq_enqueue_opts_t *opts)
+{
+    bson_oid_t id;
+    bson_t doc;
+    world_enqueue(w->queue, seq, opts, &id);
+    cr_assert(world_find(w, &id, &doc));
+    int64_t run_at = mtest_doc_date(&doc, "run_at");
+    bson_destroy(&doc);
+    return run_at;
+}
+
+/* A lease taken through the slow router on the one message enqueued, and its expiry. */
+typedef struct {
+    mongoq_consumer_t *consumer; /* through the slow router */
+    mongoq_message_t *msg;
+    int64_t claimed_wall; /* mtest_wall_ms() once claimed */
+    int64_t expires;      /* lease_expires_at, stamped by the slow router */
+} slow_lease_t;
+
+static void
+slow_lease_take(world_t *w, routers_t *r, slow_lease_t *l)
+{
+    bson_t doc;
+    world_enqueue(w->queue, 1, NULL, NULL);
+    l->consumer = mongoq_consumer_new(r->queue[SLOW], NULL, NULL);
+    cr_assert(l->consumer);
+    l->msg = claim_until(l->consumer, mtest_wall_ms() + 5000);
+    cr_assert(l->msg, "claimed through the slow router");
+    l->claimed_wall = mtest_wall_ms();
+    cr_assert(world_find(w, mongoq_message_id(l->msg), &doc));
+    l->expires = mtest_doc_date(&doc, "lease_expires_at");
+    bson_destroy(&doc);
+}
+
+/* Once the lease was reaped: the late ack is refused (fencing); frees the lease. */
+static void
+slow_lease_lost(slow_lease_t *l)
+{
+    bson_error_t error;
+    cr_expect(!mongoq_message_ack(l->msg, &error) && error.code == MONGOQ_ERROR_LEASE_LOST,
+              "the late ack is refused: %s", error.message);
+    mongoq_message_destroy(l->msg);
+    mongoq_consumer_destroy(l->consumer);
 }
 
 Test(scenario_mongos_skew, each_router_stamps_now_with_its_own_clock)
@@ -211,18 +249,15 @@ Test(scenario_mongos_skew, the_estimate_is_the_slowest_clock_and_delays_hold_on_
     mongoq_consumer_t *slow_c = mongoq_consumer_new(r.queue[SLOW], NULL, NULL);
     mongoq_consumer_t *fast_c = mongoq_consumer_new(r.queue[FAST], NULL, NULL);
     cr_assert(slow_c && fast_c);
-    mongoq_message_t *m = claim_until(slow_c, wall_ms() + r.spread_ms / 2);
+    mongoq_message_t *m = claim_until(slow_c, mtest_wall_ms() + r.spread_ms / 2);
     cr_assert(m, "a message enqueued now is due at once on the slow router");
     mongoq_message_destroy(m); /* (its lease runs out; nothing else here claims it) */
 
     /* A delayed message through the slow router: never before run_at on its clock. */
     mongoq_enqueue_opts_t eo = MONGOQ_ENQUEUE_OPTS_INIT;
     eo.delay_ms = DELAY_MS;
-    world_enqueue(w.queue, 2, &eo, &id);
-    cr_assert(world_find(&w, &id, &doc));
-    run_at = mtest_doc_date(&doc, "run_at");
-    bson_destroy(&doc);
-    m = claim_until(slow_c, wall_ms() + DELAY_MS + r.spread_ms + 5000);
+    run_at = enqueue_run_at(&w, 2, &eo);
+    m = claim_until(slow_c, mtest_wall_ms() + DELAY_MS + r.spread_ms + 5000);
     int64_t slow_after = mtest_server_now_ms(r.client[SLOW]);
     cr_assert(m && world_seq(m) == 2, "the delayed message through the slow router");
     cr_expect(slow_after >= run_at, "claimed through the slow router %" PRId64 " ms before "
@@ -230,11 +265,8 @@ Test(scenario_mongos_skew, the_estimate_is_the_slowest_clock_and_delays_hold_on_
     mongoq_message_destroy(m);
 
     /* Through the fast router: due on its clock, so early by at most the spread on the slow. */
-    world_enqueue(w.queue, 3, &eo, &id);
-    cr_assert(world_find(&w, &id, &doc));
-    run_at = mtest_doc_date(&doc, "run_at");
-    bson_destroy(&doc);
-    m = claim_until(fast_c, wall_ms() + DELAY_MS + r.spread_ms + 5000);
+    run_at = enqueue_run_at(&w, 3, &eo);
+    m = claim_until(fast_c, mtest_wall_ms() + DELAY_MS + r.spread_ms + 5000);
     int64_t fast_after = mtest_server_now_ms(r.client[FAST]);
     slow_after = mtest_server_now_ms(r.client[SLOW]);
     cr_assert(m && world_seq(m) == 3, "the delayed message through the fast router");
@@ -252,49 +284,38 @@ Test(scenario_mongos_skew, a_lease_lasts_its_length_less_the_spread_at_most)
 {
     world_t w;
     routers_t r;
-    bson_t doc;
+    slow_lease_t l;
     bson_error_t error;
     int64_t reaped = 0;
     open_world(&w, &r);
-    world_enqueue(w.queue, 1, NULL, NULL);
-    mongoq_consumer_t *slow_c = mongoq_consumer_new(r.queue[SLOW], NULL, NULL);
-    cr_assert(slow_c);
-    mongoq_message_t *m = claim_until(slow_c, wall_ms() + 5000);
-    cr_assert(m, "claimed through the slow router");
-    int64_t claimed_wall = wall_ms();
-    cr_assert(world_find(&w, mongoq_message_id(m), &doc));
-    int64_t expires = mtest_doc_date(&doc, "lease_expires_at");
-    bson_destroy(&doc);
+    slow_lease_take(&w, &r, &l);
     int64_t slow_now = mtest_server_now_ms(r.client[SLOW]);
-    cr_assert(llabs(expires - (slow_now + LEASE_MS)) < 1000,
+    cr_assert(llabs(l.expires - (slow_now + LEASE_MS)) < 1000,
               "the lease is stamped by the slow router: expires %" PRId64 ", its clock %" PRId64,
-              expires, slow_now);
+              l.expires, slow_now);
 
     /* Through the slow router, nothing is reaped while its clock is before the expiry. */
     cr_assert(mongoq_queue_reap(r.queue[SLOW], &reaped, &error), "%s", error.message);
-    cr_expect(reaped == 0 || mtest_server_now_ms(r.client[SLOW]) >= expires,
+    cr_expect(reaped == 0 || mtest_server_now_ms(r.client[SLOW]) >= l.expires,
               "reaped through the slow router before the lease expired on its clock");
 
     /* Through the fast router: reaped once its clock passes the expiry, never before. */
-    int64_t deadline = claimed_wall + LEASE_MS + 5000;
+    int64_t deadline = l.claimed_wall + LEASE_MS + 5000;
     int64_t fast_after = 0;
     /* Bounded by the deadline; each pass is one reap (two updateMany). */
-    while (reaped == 0 && wall_ms() < deadline) {
+    while (reaped == 0 && mtest_wall_ms() < deadline) {
         cr_assert(mongoq_queue_reap(r.queue[FAST], &reaped, &error), "%s", error.message);
         fast_after = mtest_server_now_ms(r.client[FAST]);
     }
-    int64_t lasted = wall_ms() - claimed_wall;
+    int64_t lasted = mtest_wall_ms() - l.claimed_wall;
     cr_assert_eq(reaped, 1, "reaped through the fast router within the deadline");
-    cr_expect(fast_after >= expires, "reaped before the fast router's clock reached the expiry");
+    cr_expect(fast_after >= l.expires, "reaped before the fast router's clock reached the expiry");
     cr_expect(lasted >= LEASE_MS - r.spread_ms - 250,
               "the lease lasted %" PRId64 " ms of %d with routers %" PRId64 " ms apart", lasted,
               LEASE_MS, r.spread_ms);
     cr_log_info("lease of %d ms reaped through the fast router after %" PRId64 " ms (spread %"
                 PRId64 " ms)", LEASE_MS, lasted, r.spread_ms);
-    cr_expect(!mongoq_message_ack(m, &error) && error.code == MONGOQ_ERROR_LEASE_LOST,
-              "the late ack is refused: %s", error.message);
-    mongoq_message_destroy(m);
-    mongoq_consumer_destroy(slow_c);
+    slow_lease_lost(&l);
     routers_close(&r);
     world_close(&w);
 }
@@ -309,24 +330,16 @@ Test(scenario_mongos_skew, a_client_of_both_routers_reaps_only_after_every_clock
 {
     world_t w;
     routers_t r;
-    bson_t doc;
+    slow_lease_t l;
     bson_error_t error;
     int64_t reaped = 0, slow_after = 0;
     open_world(&w, &r);
-    world_enqueue(w.queue, 1, NULL, NULL);
-    mongoq_consumer_t *slow_c = mongoq_consumer_new(r.queue[SLOW], NULL, NULL);
-    cr_assert(slow_c);
-    mongoq_message_t *m = claim_until(slow_c, wall_ms() + 5000);
-    cr_assert(m, "claimed through the slow router");
-    int64_t claimed_wall = wall_ms();
-    cr_assert(world_find(&w, mongoq_message_id(m), &doc));
-    int64_t expires = mtest_doc_date(&doc, "lease_expires_at");
-    bson_destroy(&doc);
+    slow_lease_take(&w, &r, &l);
 
-    int64_t deadline = claimed_wall + LEASE_MS + r.spread_ms + 5000;
+    int64_t deadline = l.claimed_wall + LEASE_MS + r.spread_ms + 5000;
     int passes = 0;
     /* Bounded by the deadline; a pass every 20 ms (three commands, each on any router). */
-    while (reaped == 0 && wall_ms() < deadline) {
+    while (reaped == 0 && mtest_wall_ms() < deadline) {
         cr_assert(mongoq_queue_reap(w.queue, &reaped, &error), "%s", error.message);
         slow_after = mtest_server_now_ms(r.client[SLOW]);
         passes++;
@@ -334,17 +347,14 @@ Test(scenario_mongos_skew, a_client_of_both_routers_reaps_only_after_every_clock
             usleep(20 * 1000);
         }
     }
-    int64_t lasted = wall_ms() - claimed_wall;
+    int64_t lasted = mtest_wall_ms() - l.claimed_wall;
     cr_assert_eq(reaped, 1, "reaped within the deadline (%d passes)", passes);
-    cr_expect(slow_after >= expires, "reaped %" PRId64 " ms before the slow router's clock "
-              "reached the expiry it stamped", expires - slow_after);
+    cr_expect(slow_after >= l.expires, "reaped %" PRId64 " ms before the slow router's clock "
+              "reached the expiry it stamped", l.expires - slow_after);
     cr_expect(lasted >= LEASE_MS - 100, "the lease lasted %" PRId64 " ms of %d", lasted, LEASE_MS);
     cr_log_info("lease of %d ms reaped through both routers after %" PRId64 " ms (%d passes, "
                 "spread %" PRId64 " ms)", LEASE_MS, lasted, passes, r.spread_ms);
-    cr_expect(!mongoq_message_ack(m, &error) && error.code == MONGOQ_ERROR_LEASE_LOST,
-              "the late ack is refused: %s", error.message);
-    mongoq_message_destroy(m);
-    mongoq_consumer_destroy(slow_c);
+    slow_lease_lost(&l);
     routers_close(&r);
     world_close(&w);
 }

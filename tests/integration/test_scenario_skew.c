@@ -16,7 +16,6 @@
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "world.h"
 
@@ -38,14 +37,6 @@ faketime_library(void)
     return found;
 }
 
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 start_skewed(world_child_t *child, world_t *s, int skew_s)
 {
@@ -61,7 +52,7 @@ start_skewed(world_child_t *child, world_t *s, int skew_s)
     world_child_start(child, s, args, env);
 
     /* Make sure the clock really is off, or the test proves nothing. */
-    int64_t before = wall_ms();
+    int64_t before = mtest_wall_ms();
     const char *line = world_child_cmd(child, "clock", 10000);
     long long child_now = 0;
     cr_assert(sscanf(line, "clock %lld", &child_now) == 1, "clock answered: %s", line);

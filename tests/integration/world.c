@@ -229,6 +229,42 @@ world_claim(mongoq_consumer_t *consumer, int64_t wait_ms)
     return msg;
 }
 
+int64_t
+world_browse_pages(world_t *w, mongoq_browse_opts_t o, int page, int max_pages,
+                   void (*each)(const mongoq_message_t *msg, bool opens_page, void *ctx),
+                   void *ctx)
+{
+    bson_error_t error;
+    char *token = NULL;
+    int64_t listed = 0;
+    for (int pages = 0; pages < max_pages; pages++) {
+        o.page_size = page;
+        o.page_token = token;
+        mongoq_browse_t *b = mongoq_browse_new(w->queue, &o, &error);
+        cr_assert(b, "browse_new: %s", error.message);
+        int got = 0;
+        mongoq_message_t *msg;
+        while (got < page) {
+            cr_assert(mongoq_browse_next(b, &msg, &error), "next: %s", error.message);
+            if (!msg) {
+                break;
+            }
+            each(msg, got == 0, ctx);
+            got++;
+            listed++;
+            mongoq_message_destroy(msg);
+        }
+        bson_free(token);
+        token = mongoq_browse_token(b) ? bson_strdup(mongoq_browse_token(b)) : NULL;
+        mongoq_browse_destroy(b);
+        if (got < page) {
+            break;
+        }
+    }
+    bson_free(token);
+    return listed;
+}
+
 /* ---- checks, straight to the server --------------------------------------------------------- */
 
 int64_t

@@ -121,6 +121,16 @@ void world_claimer_join(world_claimer_t *c);
 /* For mtest_wait_until (ctx: an mtest_counter_t): an update command has been sent. */
 bool world_update_sent(void *counter);
 
+/*
+ * Lists o page by page: each page a new browse of `page` messages resumed from the previous
+ * page's token, until a page comes back short, at most max_pages pages. each(msg, opens_page,
+ * ctx) sees every message in listing order (msg borrowed for the call; opens_page: the first of
+ * its page). Returns how many were listed.
+ */
+int64_t world_browse_pages(world_t *w, mongoq_browse_opts_t o, int page, int max_pages,
+                           void (*each)(const mongoq_message_t *msg, bool opens_page, void *ctx),
+                           void *ctx);
+
 /* ---- checks, straight to the server --------------------------------------------------------- */
 
 /* Documents of db.jobs matching the JSON filter. */
@@ -154,6 +164,14 @@ world_cost_t world_explain(world_t *w, const bson_t *cmd);
 
 /* Whether cmd reads the queue's control document (the pause state) by its _id. */
 bool world_is_control_read(const bson_t *cmd);
+
+/*
+ * Inserts n documents straight to the server (no library), in unordered batches of 10,000:
+ * fill(doc, i, ctx) writes document i into doc (initialised and destroyed here). For the crowds
+ * the plan tests measure against.
+ */
+void world_insert_many(world_t *w, int64_t n, void (*fill)(bson_t *doc, int64_t i, void *ctx),
+                       void *ctx);
 
 /*
  * Explains every query the pool sent since the last counter reset (WORLD_COUNTER, with

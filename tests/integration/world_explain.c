@@ -1,7 +1,8 @@
 /*
  * Plans, not times (world.h): the commands the pool sent, run again through explain with
  * executionStats (https://www.mongodb.com/docs/manual/reference/explain-results/), so a test can
- * bound the keys and documents each examined. Used by test_plans.c and test_partitions_plans.c.
+ * bound the keys and documents each examined, and the crowds they are measured against. Used by
+ * test_plans.c, test_partitions_plans.c and test_browse_plans.c.
  */
 #include "world.h"
 
@@ -117,4 +118,30 @@ world_assert_sent_within(world_t *w, const char *op, int64_t max_keys, int64_t m
     }
     mtest_counter_reset(w->counter);
     return explained;
+}
+
+void
+world_insert_many(world_t *w, int64_t n, void (*fill)(bson_t *doc, int64_t i, void *ctx),
+                  void *ctx)
+{
+    for (int64_t done = 0; done < n;) {
+        bson_t opts = BSON_INITIALIZER;
+        BSON_APPEND_BOOL(&opts, "ordered", false);
+        mongoc_bulk_operation_t *bulk =
+            mongoc_collection_create_bulk_operation_with_opts(w->coll, &opts);
+        int64_t batch = n - done < 10000 ? n - done : 10000;
+        for (int64_t i = done; i < done + batch; i++) {
+            bson_t doc = BSON_INITIALIZER;
+            fill(&doc, i, ctx);
+            mongoc_bulk_operation_insert(bulk, &doc);
+            bson_destroy(&doc);
+        }
+        bson_t reply;
+        bson_error_t error;
+        cr_assert(mongoc_bulk_operation_execute(bulk, &reply, &error), "%s", error.message);
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+        bson_destroy(&opts);
+        done += batch;
+    }
 }

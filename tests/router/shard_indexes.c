@@ -83,6 +83,17 @@ mr_copy_indexes(mr_client_t *client, const char *db, const char *coll_name, int 
     return ok;
 }
 
+/* Runs cmd (destroyed here) on shard s; only a network error fails, not the shard's reply. */
+static bool
+run_on_shard(mr_client_t *client, int s, bson_t *cmd, bson_error_t *error)
+{
+    bson_t reply;
+    bool ok = mr_shard_run(client, s, cmd, &reply, error);
+    bson_destroy(cmd);
+    bson_destroy(&reply);
+    return ok;
+}
+
 /*
  * Creates the collection (and the index a ranged key needs) on every shard, with the indexes it
  * has on the primary shard: mongod's shards get them with their first chunk (a presplit hashed
@@ -98,15 +109,11 @@ mr_create_on_shards(mr_cmd_t *c, const char *db, const char *coll_name, const mr
         }
     }
     for (int s = 0; s < mr_config.nshards; s++) {
-        bson_t cmd, reply, indexes, index;
-        bool ok;
+        bson_t cmd, indexes, index;
         bson_init(&cmd);
         BSON_APPEND_UTF8(&cmd, "create", coll_name);
         BSON_APPEND_UTF8(&cmd, "$db", db);
-        ok = mr_shard_run(c->client, s, &cmd, &reply, error);
-        bson_destroy(&cmd);
-        bson_destroy(&reply);
-        if (!ok) {
+        if (!run_on_shard(c->client, s, &cmd, error)) {
             return false;
         }
         if (coll->hashed_field >= 0 || (coll->nfields == 1 && !strcmp(coll->fields[0], "_id"))) {
@@ -121,10 +128,7 @@ mr_create_on_shards(mr_cmd_t *c, const char *db, const char *coll_name, const mr
         bson_append_document_end(&indexes, &index);
         bson_append_array_end(&cmd, &indexes);
         BSON_APPEND_UTF8(&cmd, "$db", db);
-        ok = mr_shard_run(c->client, s, &cmd, &reply, error);
-        bson_destroy(&cmd);
-        bson_destroy(&reply);
-        if (!ok) {
+        if (!run_on_shard(c->client, s, &cmd, error)) {
             return false;
         }
     }
