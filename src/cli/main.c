@@ -379,9 +379,24 @@ run(cli_t *cli, int argc, char **argv)
     return cmd->run(cli);
 }
 
+/*
+ * libmongoc's own log lines (warnings such as "Falling back to malloc for counters" or a failed
+ * endSessions at exit) would break the tool's one-line errors on stderr: only its errors pass,
+ * unless MONGOQ_DRIVER_LOG is set, which passes everything to libmongoc's default handler.
+ */
+static void
+driver_log(mongoc_log_level_t level, const char *domain, const char *message, void *user_data)
+{
+    bool all = *(const bool *)user_data;
+    if (all || level <= MONGOC_LOG_LEVEL_ERROR) {
+        mongoc_log_default_handler(level, domain, message, NULL);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
+    static bool all_driver_logs;
     cli_t cli = {.out = stdout};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -389,6 +404,8 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    all_driver_logs = getenv("MONGOQ_DRIVER_LOG") != NULL;
+    mongoc_log_set_handler(driver_log, &all_driver_logs);
     mongoc_init();
     int rc = run(&cli, argc, argv);
     mongoq_queue_destroy(cli.queue);

@@ -53,6 +53,7 @@ check() { # check NAME ACTUAL EXPECTED
 }
 one_line_error() { # the last command wrote exactly one line on stderr
     check "$1: one line on stderr" "$(wc -l <"$TMP/err")" 1
+    [ "$(wc -l <"$TMP/err")" = 1 ] || sed 's/^/     stderr: /' "$TMP/err"
 }
 
 # ---- enqueue and stats ---------------------------------------------------------------------------
