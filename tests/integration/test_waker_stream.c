@@ -107,7 +107,13 @@ ws_enqueue_delayed(world_t *w, int64_t delay_ms)
     world_enqueue(w->producer, 0, &opts, NULL);
 }
 
-/* Starts within [run_at, run_at + 300 ms] (plus the enqueue's own round trip). */
+/*
+ * Starts within [run_at, run_at + LATE_MS] (plus the enqueue's own round trip). The bound tells
+ * the waker's timer from the 10 s poll, not a latency target: loose enough that a loaded machine
+ * or a router's extra hop cannot fail it (396 ms was seen through the test router under load).
+ */
+#define LATE_MS 2000
+
 static void
 ws_assert_on_time(world_rec_t *rec, int64_t t0, int64_t t1, int64_t delay_ms)
 {
@@ -115,8 +121,8 @@ ws_assert_on_time(world_rec_t *rec, int64_t t0, int64_t t1, int64_t delay_ms)
     int64_t started = rec->started_at[0];
     cr_assert_geq(started - t0, delay_ms, "not before run_at (started %lld ms after enqueue)",
                   (long long)(started - t0));
-    cr_assert_leq(started - t1, delay_ms + 300, "at most 300 ms late (%lld ms after enqueue)",
-                  (long long)(started - t1));
+    cr_assert_leq(started - t1, delay_ms + LATE_MS, "at most %d ms late (%lld ms after enqueue)",
+                  LATE_MS, (long long)(started - t1));
 }
 
 Test(waker_stream, delayed_message_starts_at_run_at)
