@@ -24,15 +24,14 @@
 #include "partition-private.h"
 #include "queue-private.h"
 #include "struct_init-private.h"
+#include "producer-private.h"
 
 /* A bounded number of insert attempts when the dedup holder finishes between insert and look-up. */
 #define DEDUP_TRIES 3
 
-#define DUPLICATE_KEY 11000
-
 /* Options with every field of the current version; a version 1 caller's struct is shorter. */
-static void
-normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
+void
+mongoq__enqueue_normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
 {
     mongoq_enqueue_opts_t defaults = MONGOQ_ENQUEUE_OPTS_INIT;
     *out = defaults;
@@ -43,8 +42,8 @@ normalize_opts(const mongoq_enqueue_opts_t *opts, mongoq_enqueue_opts_t *out)
 
 /* After a successful enqueue: wake local consumers of partition (MONGOQ__ALL_PARTITIONS:
  * every one) now, or when the message becomes due. */
-static void
-wake_for(mongoq_queue_t *queue, int64_t run_at, int64_t now, int32_t partition)
+void
+mongoq__enqueue_wake_for(mongoq_queue_t *queue, int64_t run_at, int64_t now, int32_t partition)
 {
     if (run_at > now) {
         mongoq__waker_schedule_partition(queue->waker, run_at, partition);
@@ -63,9 +62,9 @@ in_transaction(mongoc_client_session_t *session)
  * The collection to use. With a session, the session's client (libmongoc refuses a session on
  * another client); otherwise one taken from the pool (*client_out, to push back).
  */
-static mongoc_collection_t *
-collection_for(mongoq_queue_t *queue, mongoc_client_session_t *session,
-               mongoc_client_t **client_out, bson_error_t *error)
+mongoc_collection_t *
+mongoq__enqueue_collection(mongoq_queue_t *queue, mongoc_client_session_t *session,
+                           mongoc_client_t **client_out, bson_error_t *error)
 {
     if (session) {
         *client_out = NULL;
@@ -76,9 +75,9 @@ collection_for(mongoq_queue_t *queue, mongoc_client_session_t *session,
 }
 
 /* Command options: the session, and the write concern unless inside a transaction. */
-static bool
-command_opts(mongoq_queue_t *queue, mongoc_client_session_t *session, bool write, bson_t *opts,
-             bson_error_t *error)
+bool
+mongoq__enqueue_command_opts(mongoq_queue_t *queue, mongoc_client_session_t *session, bool write,
+                             bson_t *opts, bson_error_t *error)
 {
     if (session && !mongoc_client_session_append(session, opts, error)) {
         return false;
@@ -99,8 +98,8 @@ find_one(mongoq_queue_t *queue, mongoc_client_session_t *session, const bson_t *
     mongoc_client_t *client;
     bool ok = false;
     *doc_out = NULL;
-    mongoc_collection_t *coll = collection_for(queue, session, &client, error);
-    if (coll && command_opts(queue, session, false, &opts, error)) {
+    mongoc_collection_t *coll = mongoq__enqueue_collection(queue, session, &client, error);
+    if (coll && mongoq__enqueue_command_opts(queue, session, false, &opts, error)) {
         BSON_APPEND_INT64(&opts, "limit", 1);
         mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, filter, &opts, NULL);
         if (mongoc_cursor_next(cursor, &doc)) {
@@ -136,8 +135,8 @@ find_holder(mongoq_queue_t *queue, mongoc_client_session_t *session, const char 
 }
 
 /* Whether a duplicate-key write error names the _id index (keyPattern, or the message). */
-static bool
-duplicate_on_id(const bson_t *write_error)
+bool
+mongoq__enqueue_duplicate_on_id(const bson_t *write_error)
 {
     bson_iter_t it, key;
     if (bson_iter_init_find(&it, write_error, "keyPattern") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
@@ -149,9 +148,10 @@ duplicate_on_id(const bson_t *write_error)
 }
 
 /* After an insert: the reply goes to opts->reply when the caller asked; everything is released. */
-static void
-end_insert(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, mongoc_client_t *client,
-           mongoc_collection_t *coll, bson_t *reply, bson_t *cmd_opts)
+void
+mongoq__enqueue_end_insert(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
+                           mongoc_client_t *client, mongoc_collection_t *coll, bson_t *reply,
+                           bson_t *cmd_opts)
 {
     if (opts->reply) {
         bson_destroy(opts->reply);
@@ -166,8 +166,8 @@ end_insert(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, mongoc_clie
 
 typedef enum {
     INSERTED,
-    DUP_ID,   /* the _id is taken */
-    DUP_KEY,  /* the dedup_key (or another unique index) is taken */
+    DUP_ID,  /* the _id is taken */
+    DUP_KEY, /* the dedup_key (or another unique index) is taken */
     FAILED
 } insert_result_t;
 
@@ -176,17 +176,18 @@ static insert_result_t
 failed_insert(const bson_t *reply, const bson_error_t *error)
 {
     bson_iter_t it, errs, first;
-    if (!mongoq__error_is_server(error, DUPLICATE_KEY)) {
+    if (!mongoq__error_is_server(error, MONGOQ__DUPLICATE_KEY)) {
         return FAILED;
     }
     if (bson_iter_init_find(&it, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
-        bson_iter_recurse(&it, &errs) && bson_iter_next(&errs) &&
-        BSON_ITER_HOLDS_DOCUMENT(&errs) && bson_iter_recurse(&errs, &first)) {
+        bson_iter_recurse(&it, &errs) && bson_iter_next(&errs) && BSON_ITER_HOLDS_DOCUMENT(&errs) &&
+        bson_iter_recurse(&errs, &first)) {
         uint32_t len;
         const uint8_t *data;
         bson_t write_error;
         bson_iter_document(&errs, &len, &data);
-        if (bson_init_static(&write_error, data, len) && duplicate_on_id(&write_error)) {
+        if (bson_init_static(&write_error, data, len) &&
+            mongoq__enqueue_duplicate_on_id(&write_error)) {
             return DUP_ID;
         }
     }
@@ -201,8 +202,8 @@ insert_one(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t
     bson_t cmd_opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     mongoc_client_t *client;
     insert_result_t result = FAILED;
-    mongoc_collection_t *coll = collection_for(queue, opts->session, &client, error);
-    if (coll && command_opts(queue, opts->session, true, &cmd_opts, error)) {
+    mongoc_collection_t *coll = mongoq__enqueue_collection(queue, opts->session, &client, error);
+    if (coll && mongoq__enqueue_command_opts(queue, opts->session, true, &cmd_opts, error)) {
         bson_destroy(&reply);
         result = mongoc_collection_insert_one(coll, doc, &cmd_opts, &reply, error)
                      ? INSERTED
@@ -211,28 +212,30 @@ insert_one(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t
             mongoq__error_classify_write("enqueue", &reply, error);
         }
     }
-    end_insert(queue, opts, client, coll, &reply, &cmd_opts);
+    mongoq__enqueue_end_insert(queue, opts, client, coll, &reply, &cmd_opts);
     return result;
 }
 
 /* Whether the message stored under _id `id` is this one (same payload), or gone since. */
-static bool
-same_message_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bson_oid_t *id,
-                    const bson_t *doc, bool *same, bson_error_t *error)
+bool
+mongoq__enqueue_same_message_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
+                                    const bson_oid_t *id, const bson_t *doc, bool *same,
+                                    bson_error_t *error)
 {
     bson_t filter = BSON_INITIALIZER, *stored = NULL;
     bson_iter_t a, b;
     BSON_APPEND_OID(&filter, MONGOQ__F_ID, id);
     bool ok = find_one(queue, opts->session, &filter, &stored, error);
     /* Gone: it was stored (the server just said so) and has been finished since. */
-    *same = ok && (!stored || (bson_iter_init_find(&a, stored, MONGOQ__F_PAYLOAD) &&
-                               bson_iter_init_find(&b, doc, MONGOQ__F_PAYLOAD) &&
-                               bson_iter_value(&a)->value_type == bson_iter_value(&b)->value_type &&
-                               bson_iter_value(&a)->value.v_doc.data_len ==
-                                   bson_iter_value(&b)->value.v_doc.data_len &&
-                               memcmp(bson_iter_value(&a)->value.v_doc.data,
-                                      bson_iter_value(&b)->value.v_doc.data,
-                                      bson_iter_value(&a)->value.v_doc.data_len) == 0));
+    *same =
+        ok &&
+        (!stored ||
+         (bson_iter_init_find(&a, stored, MONGOQ__F_PAYLOAD) &&
+          bson_iter_init_find(&b, doc, MONGOQ__F_PAYLOAD) &&
+          bson_iter_value(&a)->value_type == bson_iter_value(&b)->value_type &&
+          bson_iter_value(&a)->value.v_doc.data_len == bson_iter_value(&b)->value.v_doc.data_len &&
+          memcmp(bson_iter_value(&a)->value.v_doc.data, bson_iter_value(&b)->value.v_doc.data,
+                 bson_iter_value(&a)->value.v_doc.data_len) == 0));
     bson_destroy(stored);
     bson_destroy(&filter);
     return ok;
@@ -248,9 +251,10 @@ duplicate_error(const mongoq_enqueue_opts_t *opts, bool aborted, bson_error_t *e
 }
 
 /* An insert that met the _id taken: "already queued" (*already) when it is this message. */
-static bool
-settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bson_oid_t *id,
-              const bson_t *doc, bool *already, bson_error_t *error)
+bool
+mongoq__enqueue_settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
+                              const bson_oid_t *id, const bson_t *doc, bool *already,
+                              bson_error_t *error)
 {
     char hex[25];
     bool same = false;
@@ -262,7 +266,7 @@ settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bs
                           hex);
         return false;
     }
-    if (!same_message_stored(queue, opts, id, doc, &same, error)) {
+    if (!mongoq__enqueue_same_message_stored(queue, opts, id, doc, &same, error)) {
         return false;
     }
     if (!same) {
@@ -276,7 +280,8 @@ settle_dup_id(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts, const bs
 
 /*
  * Inserts doc. A taken dedup_key fails with DUPLICATE and fills *holder (*duplicate set); a
- * taken _id (caller's ids) is settled by settle_dup_id (*already: it was this message).
+ * taken _id (caller's ids) is settled by mongoq__enqueue_settle_dup_id (*already: it was this
+ * message).
  */
 static bool
 insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts_t *opts,
@@ -302,7 +307,7 @@ insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts
             return true;
         }
         if (r == DUP_ID && opts->caller_ids) {
-            return settle_dup_id(queue, opts, id, doc, already, error);
+            return mongoq__enqueue_settle_dup_id(queue, opts, id, doc, already, error);
         }
         if (r != DUP_KEY || !opts->dedup_key) {
             return false;
@@ -315,8 +320,9 @@ insert_dedup(mongoq_queue_t *queue, const bson_t *doc, const mongoq_enqueue_opts
     return false;
 }
 
-static bool
-check_ids_given(const mongoq_enqueue_opts_t *opts, const void *ids, bson_error_t *error)
+bool
+mongoq__enqueue_check_ids_given(const mongoq_enqueue_opts_t *opts, const void *ids,
+                                bson_error_t *error)
 {
     if (opts->caller_ids && !ids) {
         mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
@@ -335,14 +341,15 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     bson_t doc;
     bson_oid_t id, holder;
     bool duplicate = false, already = false;
-    normalize_opts(opts_in, &opts);
+    mongoq__enqueue_normalize_opts(opts_in, &opts);
     if (opts.reply) {
         bson_init(opts.reply); /* on every path, as libmongoc does with its replies */
     }
     if (!mongoq__enqueue_opts_check(opts_in, false, error)) {
         return false;
     }
-    if (!check_ids_given(&opts, id_out, error) || !mongoq__group_check_opts(queue, &opts, error)) {
+    if (!mongoq__enqueue_check_ids_given(&opts, id_out, error) ||
+        !mongoq__group_check_opts(queue, &opts, error)) {
         return false;
     }
     int64_t now = mongoq__clock_server_now_ms(queue->clock);
@@ -369,259 +376,11 @@ mongoq_enqueue(mongoq_queue_t *queue, const bson_t *payload, const mongoq_enqueu
     bson_destroy(&doc);
     if (ok && !already) { /* "already queued" was counted and told by the call that stored it */
         mongoq__counter_add(&queue->counters.enqueued, 1);
-        wake_for(queue, mongoq__document_run_at(&opts, now), now, partition);
+        mongoq__enqueue_wake_for(queue, mongoq__document_run_at(&opts, now), now, partition);
         mongoq__hook_enqueued(queue, &id, now, mongoq__document_run_at(&opts, now));
     }
     if (id_out) {
         bson_oid_copy(duplicate ? &holder : &id, id_out);
     }
-    return ok;
-}
-
-/* ---- many messages ------------------------------------------------------------------------ */
-
-/* Builds all n documents first, so that nothing is written when one is invalid. */
-static bool
-build_all(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
-          const mongoq_enqueue_opts_t *opts, int64_t now, bson_t *docs, bson_oid_t *ids,
-          bson_error_t *error)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!opts->caller_ids) {
-            bson_oid_init(&ids[i], NULL);
-        }
-        bool built = mongoq__document_build(payloads[i], opts, queue->opts.max_attempts, now,
-                                            &ids[i], &docs[i], error);
-        if (built && !opts->group) { /* a grouped one's partition is its group's (group.c) */
-            mongoq__partition_append(&docs[i], queue->opts.partitions,
-                                     mongoq__partition_of(queue->opts.partitions, &ids[i], NULL));
-        } else if (!built) {
-            for (size_t j = 0; j <= i; j++) {
-                bson_destroy(&docs[j]);
-            }
-            char msg[sizeof error->message];
-            if (error) {
-                bson_snprintf(msg, sizeof msg, "enqueue_many: message %zu: %s", i, error->message);
-                bson_strncpy(error->message, msg, sizeof error->message);
-            }
-            return false;
-        }
-    }
-    return true;
-}
-
-/*
- * With caller ids (an unordered insert): write errors that only say "this _id is stored" count
- * as stored when the stored message is this one (the same payload; see settle_dup_id). Returns
- * how many, or -1 when another error is among them (the call fails with the driver's error) or
- * -2 when a taken _id holds another message (*error is then DUPLICATE).
- */
-static int64_t
-count_already_stored(mongoq_queue_t *queue, const mongoq_enqueue_opts_t *opts,
-                     const bson_t **docs, size_t n_docs, const bson_t *reply, bool *already,
-                     bson_error_t *error)
-{
-    bson_iter_t it, errs;
-    int64_t n = 0;
-    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-        !bson_iter_recurse(&it, &errs)) {
-        return -1;
-    }
-    while (bson_iter_next(&errs)) {
-        bson_t write_error;
-        bson_iter_t code, index, id;
-        uint32_t len;
-        const uint8_t *data;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&errs)) {
-            return -1;
-        }
-        bson_iter_document(&errs, &len, &data);
-        if (!bson_init_static(&write_error, data, len) ||
-            !bson_iter_init_find(&code, &write_error, "code") ||
-            bson_iter_as_int64(&code) != DUPLICATE_KEY || !duplicate_on_id(&write_error) ||
-            !bson_iter_init_find(&index, &write_error, "index") ||
-            bson_iter_as_int64(&index) < 0 || (size_t)bson_iter_as_int64(&index) >= n_docs) {
-            return -1;
-        }
-        const bson_t *doc = docs[bson_iter_as_int64(&index)];
-        bson_error_t look;
-        bool same = false;
-        if (!bson_iter_init_find(&id, doc, MONGOQ__F_ID) || !BSON_ITER_HOLDS_OID(&id) ||
-            !same_message_stored(queue, opts, bson_iter_oid(&id), doc, &same, &look)) {
-            return -1;
-        }
-        if (!same) {
-            char hex[25];
-            bson_oid_to_string(bson_iter_oid(&id), hex);
-            mongoq__error_set(error, MONGOQ_ERROR_DUPLICATE,
-                              "enqueue_many: another message (a different payload) already has "
-                              "_id %s",
-                              hex);
-            return -2;
-        }
-        already[bson_iter_as_int64(&index)] = true;
-        n++;
-    }
-    return n;
-}
-
-/* Says how many went in before a failing insert; domain and code stay the driver's. */
-static void
-note_partial(bson_error_t *error, int64_t stored, size_t n)
-{
-    if (error) {
-        char msg[sizeof error->message];
-        bson_snprintf(msg, sizeof msg, "enqueue_many: %" PRId64 " of %zu enqueued, then: %s",
-                      stored, n, error->message);
-        bson_strncpy(error->message, msg, sizeof error->message);
-    }
-}
-
-/* *stored: inserted plus already stored (caller ids; marked in already[], n entries). */
-static bool
-insert_all(mongoq_queue_t *queue, const bson_t **docs, size_t n, const mongoq_enqueue_opts_t *opts,
-           int64_t *stored, bool *already_at, bson_error_t *error)
-{
-    bson_t cmd_opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
-    mongoc_client_t *client;
-    bool ok = false;
-    *stored = 0;
-    mongoc_collection_t *coll = collection_for(queue, opts->session, &client, error);
-    if (coll && command_opts(queue, opts->session, true, &cmd_opts, error)) {
-        BSON_APPEND_BOOL(&cmd_opts, "ordered", !opts->caller_ids);
-        bson_destroy(&reply);
-        ok = mongoc_collection_insert_many(coll, docs, n, &cmd_opts, &reply, error);
-        *stored = mongoq__reply_count(&reply, "insertedCount");
-        int64_t already =
-            ok || !opts->caller_ids
-                ? 0
-                : count_already_stored(queue, opts, docs, n, &reply, already_at, error);
-        if (already > 0 && *stored + already == (int64_t)n) {
-            ok = true;
-        }
-        *stored += already > 0 ? already : 0;
-        if (!ok && already != -2) {
-            mongoq__error_classify_write("enqueue_many", &reply, error);
-            if (mongoq__error_is(error, MONGOQ_ERROR_UNKNOWN_OUTCOME)) {
-                *stored = 0;
-            } else {
-                note_partial(error, *stored, n);
-            }
-        }
-    }
-    end_insert(queue, opts, client, coll, &reply, &cmd_opts);
-    return ok;
-}
-
-static int
-compare_oids(const void *a, const void *b)
-{
-    return bson_oid_compare(a, b);
-}
-
-/* Caller ids must be distinct: a repeated one would read as "already stored". */
-static bool
-check_distinct(const bson_oid_t *ids, size_t n, bson_error_t *error)
-{
-    bson_oid_t *sorted = bson_malloc(n * sizeof *sorted);
-    bool ok = true;
-    memcpy(sorted, ids, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, compare_oids);
-    for (size_t i = 1; ok && i < n; i++) {
-        if (bson_oid_equal(&sorted[i - 1], &sorted[i])) {
-            char hex[25];
-            bson_oid_to_string(&sorted[i], hex);
-            mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
-                              "enqueue_many: caller_ids: _id %s is given twice", hex);
-            ok = false;
-        }
-    }
-    bson_free(sorted);
-    return ok;
-}
-
-static bool
-check_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n, const mongoq_enqueue_opts_t *opts_in,
-           const mongoq_enqueue_opts_t *opts, const bson_oid_t *ids, bson_error_t *error)
-{
-    if (!payloads || n > MONGOQ_MAX_ENQUEUE_MANY) {
-        mongoq__error_set(error, MONGOQ_ERROR_INVALID_ARG,
-                          "enqueue_many: payloads is NULL, or n %zu is over "
-                          "MONGOQ_MAX_ENQUEUE_MANY (%d)", n, MONGOQ_MAX_ENQUEUE_MANY);
-        return false;
-    }
-    if (!mongoq__enqueue_opts_check(opts_in, true, error) || !check_ids_given(opts, ids, error) ||
-        !mongoq__group_check_opts(queue, opts, error)) {
-        return false;
-    }
-    return !opts->caller_ids || check_distinct(ids, n, error);
-}
-
-bool
-mongoq_enqueue_many(mongoq_queue_t *queue, const bson_t *const *payloads, size_t n,
-                    const mongoq_enqueue_opts_t *opts_in, bson_oid_t *ids_out,
-                    size_t *enqueued_out, bson_error_t *error)
-{
-    BSON_ASSERT_PARAM(queue);
-    mongoq_enqueue_opts_t opts;
-    normalize_opts(opts_in, &opts);
-    if (opts.reply) {
-        bson_init(opts.reply);
-    }
-    if (enqueued_out) {
-        *enqueued_out = 0;
-    }
-    if (n == 0) {
-        return true;
-    }
-    if (!check_many(queue, payloads, n, opts_in, &opts, ids_out, error)) {
-        return false;
-    }
-    int64_t now = mongoq__clock_server_now_ms(queue->clock);
-    int64_t stored = 0, earlier = 0;
-    bool *already = bson_malloc0(n * sizeof *already); /* stored by an earlier call */
-    /* bson_t asks for 128-byte alignment, which plain bson_malloc does not give. */
-    bson_t *docs = bson_aligned_alloc(BSON_ALIGNOF(bson_t), n * sizeof *docs);
-    const bson_t **ptrs = bson_malloc(n * sizeof *ptrs);
-    bson_oid_t *ids = ids_out ? ids_out : bson_malloc(n * sizeof *ids);
-    bool ok = false;
-    if (build_all(queue, payloads, n, &opts, now, docs, ids, error)) {
-        for (size_t i = 0; i < n; i++) {
-            ptrs[i] = &docs[i];
-        }
-        if (opts.group) {
-            size_t in = 0;
-            bool dup = false;
-            bson_oid_t unused;
-            ok = mongoq__group_enqueue(queue, docs, n, &opts, &in, &dup, &unused, error);
-            stored = (int64_t)in;
-        } else {
-            ok = insert_all(queue, ptrs, n, &opts, &stored, already, error);
-        }
-        for (size_t i = 0; i < n; i++) {
-            bson_destroy(&docs[i]);
-        }
-    }
-    /* One stored by an earlier call (caller ids) was counted and told by that call. */
-    for (size_t i = 0; i < n; i++) {
-        earlier += already[i] ? 1 : 0;
-        if (ok && !already[i]) {
-            mongoq__hook_enqueued(queue, &ids[i], now, mongoq__document_run_at(&opts, now));
-        }
-    }
-    if (stored - earlier > 0) {
-        mongoq__counter_add(&queue->counters.enqueued, stored - earlier);
-        wake_for(queue, mongoq__document_run_at(&opts, now), now,
-                 opts.group ? mongoq__group_partition(queue, opts.group) : MONGOQ__ALL_PARTITIONS);
-    }
-    if (enqueued_out) {
-        *enqueued_out = (size_t)stored;
-    }
-    if (ids != ids_out) {
-        bson_free(ids);
-    }
-    bson_free(already);
-    bson_free(ptrs);
-    bson_free(docs);
     return ok;
 }
