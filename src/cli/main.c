@@ -380,9 +380,11 @@ run(cli_t *cli, int argc, char **argv)
 }
 
 /*
- * libmongoc's own log lines (warnings such as "Falling back to malloc for counters" or a failed
- * endSessions at exit) would break the tool's one-line errors on stderr: only its errors pass,
- * unless MONGOQ_DRIVER_LOG is set, which passes everything to libmongoc's default handler.
+ * libmongoc's own log lines (warnings such as a failed endSessions at exit) would break the
+ * tool's one-line errors on stderr: only its errors pass, unless MONGOQ_DRIVER_LOG is set, which
+ * passes everything to libmongoc's default handler. (A warning libmongoc prints while it loads,
+ * before main, such as "Falling back to malloc for counters" when /dev/shm/mongoc-PID is left
+ * from a killed process of the same pid, is out of reach; MONGOC_DISABLE_SHM=1 avoids it.)
  */
 static void
 driver_log(mongoc_log_level_t level, const char *domain, const char *message, void *user_data)
