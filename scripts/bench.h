@@ -141,6 +141,15 @@ bench_server_status(mongoc_client_pool_t *pool, bson_t *status);
 void
 bench_shapes(void);
 
+/*
+ * Msgs/s of `threads` consumers claiming and acking one at a time until `limit` messages are
+ * taken in all (a thread gives up after 20 empty 50 ms claims); adds the claims per partition
+ * to per_partition and the number taken to *total_out (both may be NULL). bench_util.c.
+ */
+double
+bench_claim_ack(mongoq_queue_t *q, int threads, int64_t limit, int64_t *per_partition,
+                int64_t *total_out);
+
 /* ---- the workloads ---- */
 double
 bench_burn(mongoq_queue_t *q, burn_mode_t mode, int threads, int64_t limit, int64_t *total_out);

@@ -23,63 +23,11 @@
 #define PER_GROUP_B 5
 #define QUICK_DIVISOR 10
 
-typedef struct {
-    mongoq_queue_t *queue;
-    int64_t limit; /* stop after this many in all threads */
-    atomic_int_least64_t *taken;
-    int64_t done;
-} loop_arg_t;
-
-static void *
-claim_ack_loop(void *p)
-{
-    loop_arg_t *a = p;
-    bson_error_t error;
-    mongoq_consumer_t *c = mongoq_consumer_new(a->queue, NULL, &error);
-    if (!c) {
-        bench_die("consumer", &error);
-    }
-    for (int idle = 0; idle < 20;) {
-        if (atomic_fetch_add(a->taken, 1) >= a->limit) {
-            break;
-        }
-        mongoq_message_t *msg = NULL;
-        if (!mongoq_consumer_claim(c, 50, &msg, &error)) {
-            bench_die("claim", &error);
-        }
-        if (!msg) {
-            atomic_fetch_sub(a->taken, 1);
-            idle++; /* a FIFO queue's last heads are all held by others: a short wait */
-            continue;
-        }
-        if (!mongoq_message_ack(msg, &error)) {
-            bench_die("ack", &error);
-        }
-        mongoq_message_destroy(msg);
-        a->done++;
-    }
-    mongoq_consumer_destroy(c);
-    return NULL;
-}
-
 /* msgs/s of `threads` consumers taking `limit` messages from q. */
 static double
 run_loop(mongoq_queue_t *q, int threads, int64_t limit)
 {
-    pthread_t tids[MAX_THREADS];
-    loop_arg_t args[MAX_THREADS];
-    atomic_int_least64_t taken = 0;
-    double t0 = bench_now_s();
-    for (int i = 0; i < threads; i++) {
-        args[i] = (loop_arg_t){.queue = q, .limit = limit, .taken = &taken};
-        pthread_create(&tids[i], NULL, claim_ack_loop, &args[i]);
-    }
-    int64_t total = 0;
-    for (int i = 0; i < threads; i++) {
-        pthread_join(tids[i], NULL);
-        total += args[i].done;
-    }
-    return (double)total / (bench_now_s() - t0);
+    return bench_claim_ack(q, threads, limit, NULL, NULL);
 }
 
 /* A fresh queue: groups of per_group messages each (groups = 0: as many ungrouped). */

@@ -20,74 +20,13 @@
 #define MAX_SHARDS 8
 #define MIN_REPS_PER_MESSAGE 5
 
-typedef struct {
-    mongoq_queue_t *queue;
-    int64_t limit; /* stop after this many in all threads */
-    atomic_int_least64_t *taken;
-    int64_t done;
-    int64_t per_partition[MONGOQ_MAX_PARTITIONS];
-} loop_arg_t;
-
-static void *
-claim_ack_loop(void *p)
-{
-    loop_arg_t *a = p;
-    bson_error_t error;
-    mongoq_consumer_t *c = mongoq_consumer_new(a->queue, NULL, &error);
-    if (!c) {
-        bench_die("consumer", &error);
-    }
-    for (int idle = 0; idle < 20;) {
-        if (atomic_fetch_add(a->taken, 1) >= a->limit) {
-            break;
-        }
-        mongoq_message_t *msg = NULL;
-        if (!mongoq_consumer_claim(c, 50, &msg, &error)) {
-            bench_die("claim", &error);
-        }
-        if (!msg) {
-            atomic_fetch_sub(a->taken, 1);
-            idle++; /* the last messages are in other threads' hands */
-            continue;
-        }
-        a->per_partition[mongoq_message_partition(msg)]++;
-        if (!mongoq_message_ack(msg, &error)) {
-            bench_die("ack", &error);
-        }
-        mongoq_message_destroy(msg);
-        a->done++;
-    }
-    mongoq_consumer_destroy(c);
-    return NULL;
-}
-
 /* msgs/s of `threads` consumers taking `limit` messages from q; adds the claims per partition
  * to per_partition (may be NULL). */
 static double
 run_loop(mongoq_queue_t *q, int threads, int64_t limit, int64_t *per_partition)
 {
-    pthread_t tids[MAX_THREADS];
-    static loop_arg_t args[MAX_THREADS];
-    atomic_int_least64_t taken = 0;
-    double t0 = bench_now_s();
-    for (int i = 0; i < threads; i++) {
-        memset(&args[i], 0, sizeof args[i]);
-        args[i].queue = q;
-        args[i].limit = limit;
-        args[i].taken = &taken;
-        pthread_create(&tids[i], NULL, claim_ack_loop, &args[i]);
-    }
     int64_t total = 0;
-    for (int i = 0; i < threads; i++) {
-        pthread_join(tids[i], NULL);
-        total += args[i].done;
-    }
-    double rate = (double)total / (bench_now_s() - t0);
-    for (int i = 0; i < threads && per_partition; i++) {
-        for (int k = 0; k < MONGOQ_MAX_PARTITIONS; k++) {
-            per_partition[k] += args[i].per_partition[k];
-        }
-    }
+    double rate = bench_claim_ack(q, threads, limit, per_partition, &total);
     if (total != limit) {
         fprintf(stderr, "partitions: took %lld of %lld messages\n", (long long)total,
                 (long long)limit);
