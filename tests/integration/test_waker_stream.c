@@ -53,15 +53,6 @@ ws_close(world_t *w, world_rec_t *rec, mongoq_worker_t *worker)
     world_rec_destroy(rec);
 }
 
-/* The worker's thread is back waiting on the waker (not merely done with its last message). */
-static bool
-ws_worker_waiting(void *ctx)
-{
-    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
-    mongoq_queue_counters(ctx, &c);
-    return c.idle_consumers >= 1;
-}
-
 static mongoq_counters_t
 ws_counters(mongoq_queue_t *q)
 {
@@ -85,7 +76,8 @@ Test(waker_stream, enqueue_wakes_idle_worker_through_the_change_stream)
         cr_assert(world_await_started(&rec, i, 8000), "message %d started before any poll", i);
         world_acked_t idle = {worker, i + 1};
         cr_assert(mtest_wait_until(world_acked_reached, &idle, 5000), "the worker acked it");
-        cr_assert(mtest_wait_until(ws_worker_waiting, w.queue, 5000), "the worker waits again");
+        world_idle_t waiting = {w.queue, 1};
+        cr_assert(mtest_wait_until(world_idle_reached, &waiting, 5000), "the worker waits again");
     }
     mongoq_counters_t c = ws_counters(w.queue);
     /* Every message met a waiting worker, so each was found after a wake-up; none by a poll. */

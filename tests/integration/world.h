@@ -266,6 +266,18 @@ bool world_acked_reached(void *acked);
 /* For mtest_wait_until: the queue's (ctx) change stream is open. */
 bool world_stream_active(void *queue);
 
+/*
+ * For mtest_wait_until: at least `waiting` consumers of the queue wait on its waker (a worker's
+ * threads back waiting, not merely done with their last message). A message enqueued then can
+ * only be found after a wake-up, so the wake-up counters name its cause.
+ */
+typedef struct {
+    mongoq_queue_t *queue;
+    int64_t waiting;
+} world_idle_t;
+
+bool world_idle_reached(void *idle);
+
 /* A log_fn counting the lines that contain `needle` (thread-safe). */
 typedef struct {
     atomic_int matches;

@@ -109,6 +109,15 @@ world_stream_active(void *queue)
     return c.change_stream_active;
 }
 
+bool
+world_idle_reached(void *idle)
+{
+    world_idle_t *i = idle;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
+    mongoq_queue_counters(i->queue, &c);
+    return c.idle_consumers >= i->waiting;
+}
+
 void
 world_log_fn(mongoq_log_level_t level, const char *message, void *user_data)
 {
