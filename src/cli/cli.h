@@ -116,6 +116,13 @@ const char *cli_time(int64_t ms, char *buf, size_t size);
 /* A duration: "850ms", "12.3s", "4m05s", "2h03m", "3d04h"; "-" when negative. */
 const char *cli_duration(int64_t ms, char *buf, size_t size);
 
+/*
+ * Appends a queue's counts to doc, the one shape of every --json and API output that shows them:
+ * ready, delayed, processing, done, dead, waiting, oldest_due_age_ms, next_run_at (a date, or
+ * null when nothing is delayed) and paused.
+ */
+void cli_stats_doc(const mongoq_stats_t *s, bson_t *doc);
+
 /* The message as a document for --json: id as hex, times as dates, payload, history. */
 void cli_message_doc(const mongoq_message_t *msg, bool full, bson_t *out);
 

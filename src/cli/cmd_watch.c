@@ -238,19 +238,13 @@ print_json(cli_t *cli, const tick_t *t)
     bson_t doc = BSON_INITIALIZER;
     double secs = t->elapsed_ms > 0 ? (double)t->elapsed_ms / 1000.0 : 1.0;
     BSON_APPEND_DATE_TIME(&doc, "at", cli_wall_ms());
-    BSON_APPEND_INT64(&doc, "ready", t->stats.ready);
-    BSON_APPEND_INT64(&doc, "delayed", t->stats.delayed);
-    BSON_APPEND_INT64(&doc, "processing", t->stats.processing);
-    BSON_APPEND_INT64(&doc, "done", t->stats.done);
-    BSON_APPEND_INT64(&doc, "dead", t->stats.dead);
-    BSON_APPEND_INT64(&doc, "oldest_due_age_ms", t->stats.oldest_ready_age_ms);
+    cli_stats_doc(&t->stats, &doc);
     BSON_APPEND_INT64(&doc, "consumers", t->consumers);
     if (t->seen >= 0) {
         BSON_APPEND_INT64(&doc, "consumers_seen_1m", t->seen);
     } else {
         BSON_APPEND_NULL(&doc, "consumers_seen_1m");
     }
-    BSON_APPEND_BOOL(&doc, "paused", t->stats.paused);
     if (t->rates) {
         BSON_APPEND_DOUBLE(&doc, "enqueued_per_s", (double)t->ev.enqueued / secs);
         BSON_APPEND_DOUBLE(&doc, "acked_per_s", (double)t->ev.acked / secs);

@@ -70,6 +70,24 @@ append_opt_utf8(bson_t *doc, const char *key, const char *value)
 }
 
 void
+cli_stats_doc(const mongoq_stats_t *s, bson_t *doc)
+{
+    BSON_APPEND_INT64(doc, "ready", s->ready);
+    BSON_APPEND_INT64(doc, "delayed", s->delayed);
+    BSON_APPEND_INT64(doc, "processing", s->processing);
+    BSON_APPEND_INT64(doc, "done", s->done);
+    BSON_APPEND_INT64(doc, "dead", s->dead);
+    BSON_APPEND_INT64(doc, "waiting", s->waiting);
+    BSON_APPEND_INT64(doc, "oldest_due_age_ms", s->oldest_ready_age_ms);
+    if (s->next_run_at_ms >= 0) {
+        BSON_APPEND_DATE_TIME(doc, "next_run_at", s->next_run_at_ms);
+    } else {
+        BSON_APPEND_NULL(doc, "next_run_at");
+    }
+    BSON_APPEND_BOOL(doc, "paused", s->paused);
+}
+
+void
 cli_message_doc(const mongoq_message_t *msg, bool full, bson_t *out)
 {
     char hex[25];

@@ -89,19 +89,6 @@ serve__queue_names(serve_t *srv, mongoc_client_t *client, bson_error_t *error)
     return names;
 }
 
-static void
-stats_doc(const mongoq_stats_t *s, bson_t *doc)
-{
-    BSON_APPEND_INT64(doc, "ready", s->ready);
-    BSON_APPEND_INT64(doc, "delayed", s->delayed);
-    BSON_APPEND_INT64(doc, "processing", s->processing);
-    BSON_APPEND_INT64(doc, "done", s->done);
-    BSON_APPEND_INT64(doc, "dead", s->dead);
-    BSON_APPEND_INT64(doc, "waiting", s->waiting);
-    BSON_APPEND_INT64(doc, "oldest_due_age_ms", s->oldest_ready_age_ms);
-    BSON_APPEND_BOOL(doc, "paused", s->paused);
-}
-
 /* ---- GET --------------------------------------------------------------------------------------
  */
 
@@ -132,7 +119,7 @@ get_queues(serve_t *srv, serve_reply_t *reply)
         bson_uint32_to_string((uint32_t)i, &kp, key, sizeof key);
         BSON_APPEND_DOCUMENT_BEGIN(&arr, kp, &item);
         BSON_APPEND_UTF8(&item, "name", names[i]);
-        stats_doc(&st, &item);
+        cli_stats_doc(&st, &item);
         serve__append_rates(srv, names[i], &item);
         serve__append_samples(srv, names[i], 120, &item);
         bson_append_document_end(&arr, &item);
@@ -170,7 +157,7 @@ get_queue(serve_t *srv, mongoq_queue_t *q, serve_reply_t *reply)
         serve__fail(reply, &error);
     } else {
         BSON_APPEND_UTF8(&doc, "name", mongoq_queue_name(q));
-        stats_doc(&st, &doc);
+        cli_stats_doc(&st, &doc);
         serve__append_rates(srv, mongoq_queue_name(q), &doc);
         serve__append_samples(srv, mongoq_queue_name(q), SERVE_RING, &doc);
         serve__ok_json(reply, &doc);

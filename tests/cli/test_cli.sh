@@ -131,8 +131,13 @@ expect_rc "watch --count 2 (not a terminal)" 0 "$M" "${Q[@]}" watch --count 2 --
 check "watch: two lines" "$(wc -l <"$TMP/out")" 2
 grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z ready=5 delayed=0 processing=0 done=0 dead=0 oldest_due=[^ ]+ enqueued/s=[^ ]+ acked/s=[^ ]+ failed/s=[^ ]+ consumers=0 seen_1m=0 paused=no$' \
     "$TMP/out" && ok "watch: line format" || bad "watch: line format: $(head -1 "$TMP/out")"
+"$M" "${Q[@]}" stats --json >"$TMP/stats"
 expect_rc "watch --json" 0 "$M" "${Q[@]}" watch --count 1 --json
 check "watch --json: ready" "$(json 'd["ready"]' <"$TMP/out")" 5
+# One shape of the counts everywhere (cli_stats_doc): watch has every key stats has but db/queue.
+check "watch --json: the counts stats --json shows" \
+    "$(json 'sorted(set(d) & {"ready","delayed","processing","done","dead","waiting","oldest_due_age_ms","next_run_at","paused"})' <"$TMP/out")" \
+    "$(json 'sorted(set(d) - {"db","queue"})' <"$TMP/stats")"
 expect_rc "metrics" 0 "$M" "${Q[@]}" metrics
 "$PROMCHECK" <"$TMP/out" && ok "metrics: valid exposition" || bad "metrics: valid exposition"
 grep -q "^mongoq_messages{queue=\"$DB.jobs\",status=\"ready\"} 5$" "$TMP/out" && ok "metrics: ready gauge" || bad "metrics: ready gauge"
