@@ -37,6 +37,34 @@ mongoq_build() {
     fi
 }
 
+# Waits until file $1, written by a program started in the background (pid $2), has a line
+# matching the extended regex $3, for at most $4 x 50 ms (default 200: 10 s) and less if the
+# program exits first; fails when no such line came.
+mongoq_await_output() {
+    local file=$1 pid=$2 regex=$3 tries=${4:-200} i
+    for i in $(seq 1 "$tries"); do
+        grep -Eq "$regex" "$file" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05 # nothing to wait on but the file
+    done
+    grep -Eq "$regex" "$file" 2>/dev/null
+}
+
+# Prints the first line (its address) a program started in the background (pid $2) writes to
+# file $1, waiting as mongoq_await_output does; prints nothing when none came.
+mongoq_first_line() {
+    mongoq_await_output "$1" "$2" . || true
+    head -n 1 "$1"
+}
+
+# Stops process $1 (one this script started; none when empty) with SIGTERM and waits for it.
+mongoq_stop_pid() {
+    if [ -n "$1" ]; then
+        kill "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+    fi
+}
+
 # Starts $1/tests/server/mongoq-test-server on a free loopback port unless MONGOQ_TEST_URI is set;
 # exports MONGOQ_TEST_URI and MONGOQ_SERVER_PID. The caller traps mongoq_stop_server.
 MONGOQ_SERVER_PID=""
@@ -51,13 +79,7 @@ mongoq_start_server() {
     out=$(mktemp)
     "$dir/tests/server/mongoq-test-server" --port 0 "$@" >"$out" 2>"$dir/test-server.log" &
     MONGOQ_SERVER_PID=$!
-    local i
-    for i in $(seq 1 100); do
-        [ -s "$out" ] && break
-        kill -0 "$MONGOQ_SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    MONGOQ_TEST_URI=$(head -n 1 "$out")
+    MONGOQ_TEST_URI=$(mongoq_first_line "$out" "$MONGOQ_SERVER_PID")
     rm -f "$out"
     if [ -z "$MONGOQ_TEST_URI" ]; then
         cat "$dir/test-server.log" >&2
@@ -70,11 +92,8 @@ mongoq_start_server() {
 }
 
 mongoq_stop_server() {
-    if [ -n "$MONGOQ_SERVER_PID" ]; then
-        kill "$MONGOQ_SERVER_PID" 2>/dev/null || true
-        wait "$MONGOQ_SERVER_PID" 2>/dev/null || true
-        MONGOQ_SERVER_PID=""
-    fi
+    mongoq_stop_pid "$MONGOQ_SERVER_PID"
+    MONGOQ_SERVER_PID=""
 }
 
 # Starts the router $1 (a mongos) with $3 shards of the test server $2 on free loopback ports,
@@ -93,13 +112,7 @@ mongoq_start_router_bins() {
     "$router" --shards "$shards" --bind 127.0.0.1 --server-bin "$server" --noop-interval 1 "$@" \
         >"$out" 2>"$log" &
     MONGOQ_ROUTER_PID=$!
-    local i
-    for i in $(seq 1 200); do
-        [ -s "$out" ] && break
-        kill -0 "$MONGOQ_ROUTER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    MONGOQ_ROUTER_URI=$(head -n 1 "$out")
+    MONGOQ_ROUTER_URI=$(mongoq_first_line "$out" "$MONGOQ_ROUTER_PID")
     rm -f "$out"
     if [ -z "$MONGOQ_ROUTER_URI" ]; then
         cat "$log" >&2
@@ -121,9 +134,6 @@ mongoq_start_router() {
 
 # Stops the router, which stops its shards (SIGTERM; it waits for them before exiting).
 mongoq_stop_router() {
-    if [ -n "$MONGOQ_ROUTER_PID" ]; then
-        kill "$MONGOQ_ROUTER_PID" 2>/dev/null || true
-        wait "$MONGOQ_ROUTER_PID" 2>/dev/null || true
-        MONGOQ_ROUTER_PID=""
-    fi
+    mongoq_stop_pid "$MONGOQ_ROUTER_PID"
+    MONGOQ_ROUTER_PID=""
 }

@@ -14,6 +14,8 @@
 # Each run uses a database of its own, dropped at the end. Private servers (standalone) are
 # started only without MONGOQ_TEST_NO_SPAWN, and stopped by PID on every exit path.
 set -euo pipefail
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "$0")/../../scripts/lib.sh" # mongoq_await_output, mongoq_first_line
 M=$1
 PROMCHECK=$2
 SERVER_BIN=$3
@@ -143,7 +145,7 @@ expect_rc "metrics" 0 "$M" "${Q[@]}" metrics
 grep -q "^mongoq_messages{queue=\"$DB.jobs\",status=\"ready\"} 5$" "$TMP/out" && ok "metrics: ready gauge" || bad "metrics: ready gauge"
 "$M" "${Q[@]}" metrics --listen 127.0.0.1:0 --count 2 >"$TMP/listen" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do [ -s "$TMP/listen" ] && break; sleep 0.05; done
+mongoq_await_output "$TMP/listen" "$!" '^listening on ' || true
 URL=$(sed -n 's/^listening on //p' "$TMP/listen")
 PORT=$(sed -E 's|.*:([0-9]+)/metrics|\1|' <<<"$URL")
 exec 3<>"/dev/tcp/127.0.0.1/$PORT"
@@ -185,8 +187,7 @@ expect_rc "enqueue on an unreachable server" 3 "$M" --uri mongodb://127.0.0.1:1 
 if [ -z "${MONGOQ_TEST_NO_SPAWN:-}" ]; then
     "$SERVER_BIN" --port 0 --standalone >"$TMP/standalone" 2>/dev/null &
     PIDS+=($!)
-    for _ in $(seq 1 100); do [ -s "$TMP/standalone" ] && break; sleep 0.05; done
-    SURI=$(head -1 "$TMP/standalone")
+    SURI=$(mongoq_first_line "$TMP/standalone" "$!")
     "$M" --uri "$SURI" --db "$DB" --queue jobs enqueue '{"a":1}' >/dev/null
     expect_rc "doctor on a standalone server exits 1" 1 "$M" --uri "$SURI" --db "$DB" --queue jobs doctor --json
     check "standalone: topology warning" "$(json '[i["level"] for i in d["items"] if i["name"]=="topology"][0]' <"$TMP/out")" warning
@@ -402,10 +403,7 @@ if ! "$M" serve --listen 1.2.3.4:0 2>&1 | grep -q unavailable; then
     "$M" --uri "$SMALL" --db "$DB" serve --listen 127.0.0.1:0 >"$TMP/serve" 2>"$TMP/serve.err" &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
-    for _ in $(seq 1 100); do
-        [ -s "$TMP/serve" ] && break
-        sleep 0.05
-    done
+    mongoq_await_output "$TMP/serve" "$SERVE_PID" '^listening on ' || true
     SURL=$(sed -nE 's#^listening on (http://[^/]+)/.*#\1#p' "$TMP/serve" | head -1)
     got=$(python3 - "$SURL" <<'PY'
 import sys, urllib.request

@@ -7,6 +7,8 @@
 #
 #   tests/cli/test_serve.sh MONGOQ_BIN TEST_SERVER_BIN RUN_COMMAND_BIN
 set -euo pipefail
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "$0")/../../scripts/lib.sh" # mongoq_await_output, mongoq_first_line
 M=$1
 SERVER_BIN=$2
 RUN_COMMAND=$3
@@ -59,10 +61,7 @@ start_serve() {
     shift
     "$M" --db "$DB" serve --listen 127.0.0.1:0 "$@" >"$out" 2>"$out.err" &
     PIDS+=($!)
-    for _ in $(seq 1 100); do
-        [ -s "$out" ] && break
-        sleep 0.05
-    done
+    mongoq_await_output "$out" "$!" '^listening on ' || true
     URL=$(sed -nE 's#^listening on (http://[^/]+)/.*#\1#p' "$out" | head -1)
     [ -n "$URL" ] || { cat "$out.err" >&2; bad "serve did not start"; exit 1; }
 }
@@ -160,8 +159,7 @@ if [ -z "${MONGOQ_TEST_NO_SPAWN:-}" ]; then
     "$SERVER_BIN" --port 0 >"$TMP/private.uri" 2>/dev/null &
     SPID=$!
     PIDS+=($SPID)
-    for _ in $(seq 1 100); do [ -s "$TMP/private.uri" ] && break; sleep 0.05; done
-    PRIVATE=$(head -1 "$TMP/private.uri")
+    PRIVATE=$(mongoq_first_line "$TMP/private.uri" "$SPID")
     "$M" --uri "$PRIVATE" --db "$DB" --queue jobs enqueue '{"a":1}' >/dev/null
     MONGOQ_URI=$PRIVATE start_serve "$TMP/down.out" --timeout-ms 300
     check "private: up" "$(req GET "$URL/api/queues")" 200
