@@ -117,7 +117,13 @@ transient(fire_t *f, const bson_t *reply)
     return f->conflict;
 }
 
-/* Whether the slot's message exists, read in the transaction. */
+/*
+ * Whether the slot's message exists, read in the transaction. By _id alone, without the
+ * partition the enqueue would choose: that partition follows the schedule's dedup_key, which an
+ * update may have changed since the slot's message went in, and a message with this _id in
+ * another partition (another shard, where _id is unique per shard only) must still be found.
+ * On a cluster it asks every shard, once per slot.
+ */
 static bool
 stored(fire_t *f, const bson_oid_t *id, bool *exists, bson_error_t *error)
 {

@@ -18,9 +18,13 @@
 /* Consumers remembered from the claims the change stream showed (serve_sampler.c). */
 #define SERVE_MAX_CLAIMERS 256
 
-/* One second of one queue: depth per status, and the change events counted in it. */
+/*
+ * One sample of one queue: depth per status, and the change events counted since the one before
+ * (span_ms: a second, or longer when the sampler slowed down, serve_sampler.c).
+ */
 typedef struct {
     int64_t at_ms; /* wall clock */
+    int64_t span_ms;
     int64_t ready, delayed, processing, done, dead;
     int64_t enqueued, acked, failed; /* -1: no change stream, no rates */
 } serve_sample_t;
@@ -108,7 +112,8 @@ bool serve__sampler_start(serve_t *srv);
 void serve__sampler_stop(serve_t *srv);
 
 /* Appends "rates" ({enqueued, acked, failed} per second over the last 10 s, or null) and
- * "samples" (the last `seconds` samples as parallel arrays) of queue name to doc. */
+ * "samples" (those of the last `seconds`, as parallel arrays: t, depths, and the events as
+ * per-second rates over each sample's span) of queue name to doc. */
 void serve__append_rates(serve_t *srv, const char *name, bson_t *doc);
 void serve__append_samples(serve_t *srv, const char *name, size_t seconds, bson_t *doc);
 

@@ -19,6 +19,10 @@ TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    if [ -n "${FP_HELD:-}" ]; then # stopped while the slow-server fail point is on
+        "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin \
+            '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null 2>&1 || true
+    fi
     "$RUN_COMMAND" "$MONGOQ_TEST_URI" "$DB" '{"dropDatabase": 1}' >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }
@@ -153,6 +157,32 @@ check "purge ready" "$(req POST "$URL/api/queues/jobs/purge?status=ready" X-Mong
 10"
 check "purge a bad status: 400" "$(req POST "$URL/api/queues/jobs/purge?status=nope" X-Mongoq-Token="$TOKEN")" 400
 check "each action logged" "$(grep -c '^mongoq serve: action ' "$TMP/rw.out.err")" 12
+
+# ---- a slow server slows the sampler down -------------------------------------------------------
+# Every count this serve sends waits 100 ms (failCommand, its own appName only), so one pass over
+# the queue's stats (six counts) takes at least 600 ms, and the sampler waits 4 passes before the
+# next (serve_sampler.c): samples at least 3 s apart where they were 1 s apart. A lower bound, so
+# a slow machine cannot fail it.
+if [[ $MONGOQ_TEST_URI == *\?* ]]; then
+    SLOW_URI="$MONGOQ_TEST_URI&appName=mongoq-slow-serve"
+else
+    SLOW_URI="${MONGOQ_TEST_URI%/}/?appName=mongoq-slow-serve"
+fi
+FP_HELD=1
+"$RUN_COMMAND" "$MONGOQ_TEST_URI" admin '{"configureFailPoint": "failCommand", "mode": "alwaysOn",
+  "data": {"failCommands": ["count"], "blockConnection": true, "blockTimeMS": 100,
+           "appName": "mongoq-slow-serve"}}' >/dev/null
+MONGOQ_URI=$SLOW_URI start_serve "$TMP/slow.out"
+n=0
+for _ in $(seq 1 30); do # bounded: each request takes a pass of its own (>= 600 ms)
+    [ "$(req GET "$URL/api/queues/jobs")" = 200 ] && n=$(json 'len(d["samples"]["t"])')
+    [ "$n" -ge 2 ] && break
+done
+check "slow server: two samples" "$([ "$n" -ge 2 ] && echo yes)" yes
+check "slow server: samples at least 2.4 s apart" \
+    "$(json 'min(b - a for a, b in zip(d["samples"]["t"], d["samples"]["t"][1:])) >= 2400')" True
+"$RUN_COMMAND" "$MONGOQ_TEST_URI" admin '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null
+FP_HELD=""
 
 # ---- 503 while the server is down ----------------------------------------------------------------
 if [ -z "${MONGOQ_TEST_NO_SPAWN:-}" ]; then
