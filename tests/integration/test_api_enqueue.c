@@ -20,8 +20,10 @@ Test(api_enqueue, writes_a_ready_message)
     cr_assert_eq(mtest_doc_int(&doc, "priority"), 0);
     cr_assert_eq(mtest_doc_int(&doc, "attempts"), 0);
     cr_assert_eq(mtest_doc_int(&doc, "max_attempts"), 5);
-    /* Times come from the server clock estimate: within the round trips around the call. */
-    cr_assert_geq(mtest_doc_date(&doc, "enqueued_at"), before - 50);
+    /* Times come from the server clock estimate: within the round trips around the call. The
+     * estimate may lag the server by a stall between hello's reply and the clock read when the
+     * queue was opened (as test_api_hooks.c allows); it is never ahead of it. */
+    cr_assert_geq(mtest_doc_date(&doc, "enqueued_at"), before - 1000);
     cr_assert_leq(mtest_doc_date(&doc, "enqueued_at"), after + 50);
     cr_assert_eq(mtest_doc_date(&doc, "run_at"), mtest_doc_date(&doc, "enqueued_at"));
     cr_assert_not(bson_has_field(&doc, "dedup_key"));

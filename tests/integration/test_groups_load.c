@@ -235,10 +235,13 @@ run_load(int32_t limit)
     enqueue_groups(&w);
     char n_arg[16];
     bson_snprintf(n_arg, sizeof n_arg, "%d", limit);
-    const char *args[] = {"--group-concurrency", n_arg, "--lease-ms", "300", NULL};
+    /* Only the killed child's lease must run out (soon); the other acks what it claims, and the
+     * test thread's round trips between its claim and its ack must not outlast its lease. */
+    const char *killed_args[] = {"--group-concurrency", n_arg, "--lease-ms", "300", NULL};
+    const char *other_args[] = {"--group-concurrency", n_arg, "--lease-ms", "60000", NULL};
     world_child_t killed, other;
-    world_child_start(&killed, &w, args, NULL);
-    world_child_start(&other, &w, args, NULL);
+    world_child_start(&killed, &w, killed_args, NULL);
+    world_child_start(&other, &w, other_args, NULL);
     cr_assert(child_round(l, &killed, true), "before the threads it surely gets a message");
     pthread_t threads[THREADS];
     thread_arg_t targs[THREADS];

@@ -163,6 +163,32 @@ destroy_within_bound(world_t *p)
     cr_assert_lt(took, MONGOQ_QUEUE_DESTROY_BOUND_MS, "destroy took %" PRId64 " ms", took);
 }
 
+/* Adds a rule that holds every request for commands until cleared; returns its id. */
+static int32_t
+hang_rule(world_t *p, const char *commands)
+{
+    mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
+    rule.kind = MONGOQ_FAULT_HANG;
+    rule.commands = commands;
+    rule.times = 1000;
+    bson_error_t error;
+    int32_t id = mongoq_faultproxy_add_rule(p->proxy, &rule, &error);
+    cr_assert(id > 0, "%s", error.message);
+    return id;
+}
+
+typedef struct {
+    world_t *p;
+    int32_t rule;
+} proxy_hang_t;
+
+static bool
+proxy_hang_hit(void *arg)
+{
+    proxy_hang_t *h = arg;
+    return mongoq_faultproxy_rule_hits(h->p->proxy, h->rule) > 0;
+}
+
 Test(scenario_proxy, destroy_is_bounded_while_every_socket_hangs, .timeout = 60)
 {
     world_t p;
@@ -170,18 +196,13 @@ Test(scenario_proxy, destroy_is_bounded_while_every_socket_hangs, .timeout = 60)
     qopts.lease_ms = 400; /* the reaper runs every 200 ms */
     world_open(&p, &qopts, WORLD_PROXY);
     start_background(&p);
-    mongoq_fault_rule_t rule = MONGOQ_FAULT_RULE_INIT;
-    rule.kind = MONGOQ_FAULT_HANG;
-    rule.commands = "*";
-    rule.times = 1000;
-    bson_error_t error;
-    int32_t id = mongoq_faultproxy_add_rule(p.proxy, &rule, &error);
-    cr_assert(id > 0, "%s", error.message);
-    /* Wait until a background command (a getMore, a reap) is held by the hang. */
-    for (int i = 0; i < 200 && mongoq_faultproxy_rule_hits(p.proxy, id) == 0; i++) {
-        usleep(10 * 1000);
-    }
-    cr_assert_gt(mongoq_faultproxy_rule_hits(p.proxy, id), 0, "a background call hangs");
+    /* The waker's getMore is held first, then every other command: caught while renewing its
+     * connection instead, the waker's chain of timeouts is another (longer) one, and which one a
+     * single "*" rule met would depend on timing. */
+    proxy_hang_t getmore = {&p, hang_rule(&p, "getMore")};
+    cr_assert(mtest_wait_until(proxy_hang_hit, &getmore, 10000), "the waker's getMore hangs");
+    proxy_hang_t every = {&p, hang_rule(&p, "*")};
+    cr_assert(mtest_wait_until(proxy_hang_hit, &every, 10000), "a background call hangs");
     destroy_within_bound(&p);
     world_close(&p);
 }

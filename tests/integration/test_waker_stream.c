@@ -105,14 +105,21 @@ ws_enqueue_delayed(world_t *w, int64_t delay_ms)
  * or a router's extra hop cannot fail it (396 ms was seen through the test router under load).
  */
 #define LATE_MS 2000
+/*
+ * run_at is the producer's estimate of the server's clock plus the delay; the estimate lags the
+ * server by however long the producer's thread was held up between hello's reply and its clock
+ * read, so the message may fall due that much before t0 + delay (test_scenario_skew.c allows the
+ * same). That the server never hands it out before run_at is api_claim's to check.
+ */
+#define ESTIMATE_SLACK_MS 250
 
 static void
 ws_assert_on_time(world_rec_t *rec, int64_t t0, int64_t t1, int64_t delay_ms)
 {
     cr_assert(world_await_started(rec, 0, delay_ms + 3000), "the delayed message started");
     int64_t started = rec->started_at[0];
-    cr_assert_geq(started - t0, delay_ms, "not before run_at (started %lld ms after enqueue)",
-                  (long long)(started - t0));
+    cr_assert_geq(started - t0, delay_ms - ESTIMATE_SLACK_MS,
+                  "not before run_at (started %lld ms after enqueue)", (long long)(started - t0));
     cr_assert_leq(started - t1, delay_ms + LATE_MS, "at most %d ms late (%lld ms after enqueue)",
                   LATE_MS, (long long)(started - t1));
 }
@@ -141,12 +148,20 @@ Test(waker_stream, delayed_message_enqueued_before_the_waker_started)
     world_rec_t rec;
     ws_open(&w, &rec);
     int64_t t0 = mtest_now_ms();
-    ws_enqueue_delayed(&w, 2000);
+    ws_enqueue_delayed(&w, 5000);
     int64_t t1 = mtest_now_ms();
     /* no insert event reaches it: the waker asks for the next run_at */
     mongoq_worker_t *worker = ws_start_worker(&w, &rec);
-    ws_assert_on_time(&rec, t0, t1, 2000);
-    cr_assert_geq(ws_counters(w.queue).wakeups_timer, 1);
+    int64_t opened = mtest_now_ms(); /* the timer was set by then (active after the refresh) */
+    ws_assert_on_time(&rec, t0, t1, 5000);
+    /* The timer is the cause only if the stream opened before run_at; opening later, its rescan
+     * finds the message due and no wake-up is counted (a machine too slow for the premise). */
+    if (opened + ESTIMATE_SLACK_MS < t0 + 5000) {
+        cr_assert_geq(ws_counters(w.queue).wakeups_timer, 1, "woken by the timer at run_at");
+    } else {
+        cr_log_warn("the stream opened %lld ms after the enqueue, past run_at: cause unchecked",
+                    (long long)(opened - t0));
+    }
     ws_close(&w, &rec, worker);
 }
 

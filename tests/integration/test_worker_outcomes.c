@@ -89,7 +89,9 @@ Test(worker_hardening, a_lease_that_ran_out_while_the_batch_waited_is_not_starte
     wh_open_quiet(&e); /* no reaper: nothing redelivers the three, so they never run */
     wh_ctx_init(&c, &e);
     world_enqueue_n(&e, 4, NULL, NULL);
-    mongoq_worker_t *w = wh_worker(&c, wh_outlive_lease, 4, 300, -1);
+    /* 1.5 s: the first message's own check before its handler has that long (the batch's
+     * read-back and a round trip or two under load); the handler then outlives it anyway. */
+    mongoq_worker_t *w = wh_worker(&c, wh_outlive_lease, 4, 1500, -1);
     wh_outcomes_t all = {&c, 4};
     cr_assert(mtest_wait_until(wh_outcomes_reached, &all, 15000), "4 outcomes");
     cr_assert(mongoq_worker_stop(w, 5000, NULL));

@@ -238,7 +238,9 @@ Test(worker, stop_timeout_leaves_running_messages_to_their_leases)
     cr_assert(mtest_wait_until(wr_gate_entered, &gate, 10000), "the handler runs");
     cr_assert_not(mongoq_worker_stop(w, 100, &error));
 
-    mongoq_consumer_t *other = mongoq_consumer_new(e.queue, NULL, &error);
+    /* Only the worker's lease is short; the redelivery's must outlast the round trips to the
+     * ack below while the reaper runs every 100 ms. */
+    mongoq_consumer_t *other = world_consumer(&e, NULL, 30000);
     mongoq_message_t *msg = NULL;
     cr_assert(mongoq_consumer_claim(other, 10000, &msg, &error), "%s", error.message);
     cr_assert(msg != NULL, "redelivered after the lease");
@@ -279,11 +281,14 @@ wr_leave(wr_gate_t *g, mongoq_message_t *msg)
     return MONGOQ_ACK;
 }
 
+#define WR_SLOW_LEASE_MS 2000
+#define WR_SLOW_WORK_MS 6500 /* past three leases */
+
 /* Runs longer than the lease; records whether its lease was reported lost. */
 static mongoq_result_t
 wr_slow(mongoq_message_t *msg, void *user_data)
 {
-    wr_work(msg, 2000);
+    wr_work(msg, WR_SLOW_WORK_MS);
     return wr_leave(user_data, msg);
 }
 
@@ -292,7 +297,7 @@ Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
     world_t e;
     bson_error_t error;
     mongoq_queue_opts_t qopts = MONGOQ_QUEUE_OPTS_INIT;
-    qopts.lease_ms = 600;
+    qopts.lease_ms = WR_SLOW_LEASE_MS;
     qopts.reap_interval_ms = 100;
     world_open(&e, &qopts, 0);
     wr_gate_t gate;
@@ -300,6 +305,9 @@ Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
     mongoq_worker_opts_t opts = MONGOQ_WORKER_OPTS_INIT;
     opts.handler = wr_slow;
     opts.user_data = &gate;
+    /* Twenty heartbeats per lease: only a stall of most of a lease (1.9 s), not a slow round
+     * trip, may let it run out; with no heartbeat it runs out three times over. */
+    opts.heartbeat_ms = 100;
     mongoq_worker_t *w = world_worker_run(e.queue, &opts);
     world_enqueue(e.queue, 0, NULL, NULL);
     wr_count_t running = {&e, "{\"status\": \"processing\"}", 1};
@@ -308,12 +316,13 @@ Test(worker, heartbeat_keeps_the_lease_of_a_long_handler)
     /* Another consumer finds nothing while the handler runs past three leases. */
     mongoq_consumer_t *other = mongoq_consumer_new(e.queue, NULL, &error);
     mongoq_message_t *msg = NULL;
-    cr_assert(mongoq_consumer_claim(other, 1500, &msg, &error), "%s", error.message);
+    cr_assert(mongoq_consumer_claim(other, WR_SLOW_WORK_MS - 500, &msg, &error), "%s",
+              error.message);
     cr_assert_null(msg, "the lease held");
     mongoq_consumer_destroy(other);
 
     world_acked_t a = {w, 1};
-    cr_assert(mtest_wait_until(world_acked_reached, &a, 5000), "acked after 2 s of work");
+    cr_assert(mtest_wait_until(world_acked_reached, &a, 10000), "acked after the work");
     cr_assert_not(gate.lease_lost_seen);
     mongoq_worker_destroy(w);
     wr_gate_destroy(&gate);
