@@ -264,7 +264,7 @@ expect_rc "--batch out of range" 64 "$M" "${O[@]}" purge ready --yes --batch 100
 expect_rc "--batch with one id" 64 "$M" "${O[@]}" redrive "$HELD" --batch 5
 # The third deleteMany fails (a fail point for this command's appName alone): two batches are
 # gone, counted, and a second run deletes the rest, no message twice. The server has one
-# failCommand: take its turn as the Criterion suites do (tests/common/testutil.c, an flock on
+# failCommand: take its turn as the Criterion suites do (tests/common/turns.c, an flock on
 # /tmp/mongoq-failcommand-<FNV-1a of the URI>.lock) until it is off again.
 FP_LOCK=/tmp/mongoq-failcommand-$(python3 -c 'import sys
 h = 2166136261

@@ -8,17 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
-#include <sys/file.h>
-
-const char *
-mtest_uri(void)
-{
-    const char *uri = getenv("MONGOQ_TEST_URI");
-    if (!uri || !*uri) {
-        cr_assert_fail("MONGOQ_TEST_URI is not set: run scripts/test, or point it at a replica set");
-    }
-    return uri;
-}
 
 /* uri_str with appname (may be NULL) set; asserts it parses. */
 static mongoc_uri_t *
@@ -152,96 +141,6 @@ mtest_command(mongoc_client_t *client, const char *db, const char *cmd_json, bso
     bool ok = mongoc_client_command_simple(client, db, cmd, NULL, reply, error);
     bson_destroy(cmd);
     return ok;
-}
-
-/* configureFailPoint's "count": the times failCommand was entered so far (mongod: cumulative). */
-static int64_t
-entered_count(const bson_t *reply)
-{
-    bson_iter_t it;
-    return bson_iter_init_find(&it, reply, "count") && BSON_ITER_HOLDS_NUMBER(&it)
-               ? bson_iter_as_int64(&it)
-               : -1;
-}
-
-/*
- * The server has one failCommand: a test that sets it holds it until it turns it off (or its
- * process ends: Criterion runs each test in a process of its own), so fault tests that run in
- * parallel take turns instead of switching each other's faults. An flock on a file named after
- * the server's URI, so suites run against different servers do not wait for each other.
- */
-static int fail_point_lock_fd = -1;
-static bool fail_point_pinned; /* held from mtest_fail_point_hold to mtest_fail_point_release */
-
-static void
-hold_fail_point(bool hold)
-{
-    if (!hold) {
-        if (fail_point_lock_fd >= 0 && !fail_point_pinned) {
-            close(fail_point_lock_fd); /* releases the lock */
-            fail_point_lock_fd = -1;
-        }
-        return;
-    }
-    if (fail_point_lock_fd >= 0) {
-        return;
-    }
-    uint32_t hash = 2166136261u;
-    for (const char *c = mtest_uri(); *c; c++) {
-        hash = (hash ^ (uint8_t)*c) * 16777619u;
-    }
-    char path[64];
-    bson_snprintf(path, sizeof path, "/tmp/mongoq-failcommand-%08x.lock", hash);
-    fail_point_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    cr_assert(fail_point_lock_fd >= 0, "cannot open %s", path);
-    cr_assert(flock(fail_point_lock_fd, LOCK_EX) == 0, "cannot lock %s", path);
-}
-
-void
-mtest_fail_point_hold(void)
-{
-    hold_fail_point(true);
-    fail_point_pinned = true;
-}
-
-void
-mtest_fail_point_release(void)
-{
-    fail_point_pinned = false;
-    hold_fail_point(false);
-}
-
-int64_t
-mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *data_json)
-{
-    bool off = strcmp(mode_json, "\"off\"") == 0;
-    if (!off) {
-        hold_fail_point(true);
-    }
-    char *json = bson_strdup_printf("{\"configureFailPoint\": \"failCommand\", \"mode\": %s%s%s}",
-                                    mode_json, data_json ? ", \"data\": " : "",
-                                    data_json ? data_json : "");
-    bson_error_t error;
-    bson_t reply;
-    bool ok = mtest_command(client, "admin", json, &reply, &error);
-    cr_assert(ok, "configureFailPoint %s: %s", json, error.message);
-    int64_t count = entered_count(&reply);
-    bson_destroy(&reply);
-    bson_free(json);
-    if (off) {
-        hold_fail_point(false);
-    }
-    return count;
-}
-
-int64_t
-mtest_fail_point_app(mongoc_client_t *client, const char *appname, const char *mode_json,
-                     const char *data_fields_json)
-{
-    char *data = bson_strdup_printf("{\"appName\": \"%s\", %s}", appname, data_fields_json);
-    int64_t count = mtest_fail_point(client, mode_json, data);
-    bson_free(data);
-    return count;
 }
 
 int64_t

@@ -13,9 +13,21 @@
 #include <sys/types.h>
 #include <time.h>
 
-/* The server under test: $MONGOQ_TEST_URI. Aborts the test with a clear message when unset. */
+/*
+ * The server under test: $MONGOQ_TEST_URI. Aborts the test with a clear message when unset.
+ * The first call takes the server's turn, shared, for the rest of the test's process: tests run
+ * at once share the server, except with a test that holds it exclusively (turns.c).
+ */
 const char *
 mtest_uri(void);
+
+/*
+ * Holds the server's turn exclusively for the rest of the test's process, waiting until no other
+ * test talks to the server: for a test that arms a fail point mongod cannot confine to its own
+ * commands (no appName or namespace filter). Call it before any fail point turn.
+ */
+void
+mtest_server_exclusive(void);
 
 /* A new client pool on mtest_uri() with the given appname (may be NULL). Caller destroys it. */
 mongoc_client_pool_t *
@@ -79,12 +91,6 @@ int64_t
 mtest_fail_point(mongoc_client_t *client, const char *mode_json, const char *data_json);
 
 
-
-/*
- * The same for one appname's connections only (so tests running at once are not hit):
- * data_fields_json holds the fields of "data" other than appName, e.g.
- * "\"failCommands\": [\"insert\"], \"errorCode\": 2". Asserts success.
- */
 /*
  * The fail points' turn, held across a whole test rather than from setting a fault to turning it
  * off (mtest_fail_point takes and gives it that way): for suites whose every test sets faults.
@@ -94,6 +100,11 @@ mtest_fail_point_hold(void);
 void
 mtest_fail_point_release(void);
 
+/*
+ * The same for one appname's connections only (so tests running at once are not hit):
+ * data_fields_json holds the fields of "data" other than appName, e.g.
+ * "\"failCommands\": [\"insert\"], \"errorCode\": 2". Asserts success.
+ */
 int64_t
 mtest_fail_point_app(mongoc_client_t *client, const char *appname, const char *mode_json,
                      const char *data_fields_json);

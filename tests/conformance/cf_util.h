@@ -158,13 +158,16 @@ cf_fail_points_unlock(int token)
 }
 
 /*
- * A suite that arms one server-wide fail point on its own connection: the fail-point turn held
- * from setup to teardown around cf_open's client and database. cf_fail_point_close turns
- * fail_point off, then closes and gives the turn to the next suite.
+ * A suite that arms one server-wide fail point mongod cannot confine to its own commands (no
+ * appName or namespace filter): each test holds the server exclusively, so no other test's
+ * command meets the fault or uses it up, and the fail-point turn, from setup to teardown around
+ * cf_open's client and database. cf_fail_point_close turns fail_point off, then closes and gives
+ * the fail-point turn back; the server's comes back when the test's process ends.
  */
 static inline void
 cf_fail_point_open(mongoc_client_t **client, char **dbname, const char *name)
 {
+    mtest_server_exclusive();
     mtest_fail_point_hold();
     cf_open(client, dbname, name);
 }

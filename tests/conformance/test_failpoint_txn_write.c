@@ -7,17 +7,27 @@
  * data.failBeforeCommitExceptionCode throws that code, "the write must not be reflected", and
  * a retry runs the statement again. The drivers' retryable-writes tests are built on it
  * (specifications: source/retryable-writes/tests/unified). The fail point has no appName or
- * failCommands filter: the fail point suites take turns, and each test arms it for one write.
+ * failCommands filter, so each test holds the server exclusively (cf_fail_point_open): no other
+ * test's retryable write can meet the fault armed for this one's write.
  */
 #include "cf_util.h"
 
+#include <inttypes.h>
+
 static mongoc_client_t *client;
 static char *dbname;
+/*
+ * The txnNumbers of this run: above any an earlier run against the same server used on these
+ * sessions (wall clock ms), or the server would answer this run's writes from that run's
+ * record (a retry of a write it already made).
+ */
+static int64_t txn_base;
 
 static void
 setup(void)
 {
     cf_fail_point_open(&client, &dbname, "fp_txn_write");
+    txn_base = mtest_wall_ms() * 10;
 }
 
 static void
@@ -33,6 +43,7 @@ TestSuite(failpoint_txn_write, .init = setup, .fini = teardown);
 #define LSID_1 LSID("q83vASNFZ4mrze8BI0VniQ==")
 #define LSID_2 LSID("q83vASNFZ4mrze8BI0Vnig==")
 #define LSID_3 LSID("q83vASNFZ4mrze8BI0Vniw==")
+#define TXN ", \"txnNumber\": {\"$numberLong\": \"%" PRId64 "\"}}"
 
 static int64_t
 count_docs(void)
@@ -48,8 +59,8 @@ count_docs(void)
 
 Test(failpoint_txn_write, close_connection_after_the_write_then_the_retry_gets_its_result)
 {
-    const char *insert = "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], " LSID_1
-                         ", \"txnNumber\": {\"$numberLong\": \"11\"}}";
+    char *insert = bson_strdup_printf(
+        "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}], " LSID_1 TXN, txn_base + 1);
     cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
                                "\"mode\": {\"times\": 1}}");
     bson_t reply;
@@ -67,12 +78,14 @@ Test(failpoint_txn_write, close_connection_after_the_write_then_the_retry_gets_i
                   bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);
     cr_assert_eq(count_docs(), 1);
+    bson_free(insert);
 }
 
 Test(failpoint_txn_write, fail_before_commit_fails_the_statement_and_a_retry_runs_it)
 {
-    const char *update = "{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 2}, \"u\": {\"$inc\": "
-                         "{\"x\": 1}}}], " LSID_2 ", \"txnNumber\": {\"$numberLong\": \"12\"}}";
+    char *update = bson_strdup_printf("{\"update\": \"c\", \"updates\": [{\"q\": {\"_id\": 2}, \"u\": "
+                                      "{\"$inc\": {\"x\": 1}}}], " LSID_2 TXN,
+                                      txn_base + 2);
     cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 1}, {\"_id\": 2}]}");
     cf_run_ok(client, "admin", "{\"configureFailPoint\": \"onPrimaryTransactionalWrite\", "
                                "\"mode\": {\"times\": 1}, \"data\": {\"closeConnection\": false, "
@@ -96,6 +109,7 @@ Test(failpoint_txn_write, fail_before_commit_fails_the_statement_and_a_retry_run
                  "applied once, by the retry");
     bson_destroy(two);
     mongoc_collection_destroy(coll);
+    bson_free(update);
 }
 
 Test(failpoint_txn_write, writes_outside_a_retryable_write_do_not_fire_it)
@@ -106,10 +120,10 @@ Test(failpoint_txn_write, writes_outside_a_retryable_write_do_not_fire_it)
     /* No txnNumber: not a retryable write. */
     cf_run_ok(client, dbname, "{\"insert\": \"c\", \"documents\": [{\"_id\": 3}]}");
     bson_t reply;
-    cf_run_ok_reply(client, dbname,
-                    "{\"insert\": \"c\", \"documents\": [{\"_id\": 4}], " LSID_3
-                    ", \"txnNumber\": {\"$numberLong\": \"13\"}}",
-                    &reply);
+    char *insert = bson_strdup_printf(
+        "{\"insert\": \"c\", \"documents\": [{\"_id\": 4}], " LSID_3 TXN, txn_base + 3);
+    cf_run_ok_reply(client, dbname, insert, &reply);
+    bson_free(insert);
     cr_assert_eq(cf_int_at(&reply, "writeErrors.0.code"), 1, "%s",
                  bson_as_relaxed_extended_json(&reply, NULL));
     bson_destroy(&reply);

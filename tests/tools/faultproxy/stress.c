@@ -6,10 +6,13 @@
  *
  * Four threads insert and read through one proxy (a libmongoc pool with retryable writes) while
  * a chaos thread drives the control protocol from its table: lost replies, lost requests,
- * hangs, resets, partitions, clears, stats. At the end every acknowledged insert must be stored
- * (exactly once: _id is unique and no insert may fail as a duplicate, which would mean a retry
- * applied twice) and the counters must show that every kind of fault fired. Prints
- * "faultproxy-stress: ... N failed" and exits 1 on any failure. Every loop is bounded.
+ * hangs, resets, partitions, clears, stats. The threads run for SECONDS and on until every kind
+ * of fault has fired (the proxy's counters), at most FIRE_BOUND_MS in all: how far a slow run
+ * (ThreadSanitizer) gets through the table in a fixed time decides nothing. At the end every
+ * acknowledged insert must be stored (exactly once: _id is unique and no insert may fail as a
+ * duplicate, which would mean a retry applied twice) and the counters must show that every kind
+ * of fault fired. Prints "faultproxy-stress: ... N failed" and exits 1 on any failure. Every
+ * loop is bounded.
  *
  *   TSAN_OPTIONS="suppressions=$PWD/tests/tools/tsan-libmongoc.supp halt_on_error=1" \
  *     build/h2-tsan/tests/tools/faultproxy/mongoq-fault-proxy-stress
@@ -28,6 +31,7 @@
 #define WORKERS 4
 #define MAX_OPS 5000 /* per worker */
 #define CHAOS_PAUSE_MS 40
+#define FIRE_BOUND_MS 30000 /* the longest run waiting for every fault kind to fire */
 
 static atomic_int failures;
 
@@ -43,17 +47,26 @@ static atomic_int failures;
         }                                                                                          \
     } while (0)
 
+/* When the workers stop: past min_ms once every fault kind fired (the chaos thread tells), and
+ * past max_ms in any case. */
+typedef struct {
+    int64_t min_ms;
+    int64_t max_ms;
+    atomic_bool all_fired;
+} run_end_t;
+
 typedef struct {
     mongoc_client_pool_t *pool;
     const char *db;
     int index;
-    int64_t deadline_ms;
+    run_end_t *end;
     bool acknowledged[MAX_OPS];
     int n_ops;
 } worker_t;
 
 typedef struct {
     mongoq_faultproxy_t *proxy;
+    run_end_t *end;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     bool stop;
@@ -112,13 +125,20 @@ one_op(worker_t *w, mongoc_collection_t *coll, int op)
     bson_destroy(&doc);
 }
 
+static bool
+run_over(run_end_t *end)
+{
+    int64_t now = now_ms();
+    return now >= end->max_ms || (now >= end->min_ms && atomic_load(&end->all_fired));
+}
+
 static void *
 worker_main(void *arg)
 {
     worker_t *w = arg;
     mongoc_client_t *client = mongoc_client_pool_pop(w->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, w->db, "c");
-    for (w->n_ops = 0; w->n_ops < MAX_OPS && now_ms() < w->deadline_ms; w->n_ops++) {
+    for (w->n_ops = 0; w->n_ops < MAX_OPS && !run_over(w->end); w->n_ops++) {
         one_op(w, coll, w->n_ops);
     }
     mongoc_collection_destroy(coll);
@@ -167,6 +187,26 @@ await_hit(chaos_t *chaos, const char *reply)
     return false;
 }
 
+/* Whether the counters show every kind of fault check_faults_fired asks for (keep the two in
+ * step). */
+static bool
+every_kind_fired(const mongoq_faultproxy_stats_t *s)
+{
+    return s->replies_dropped > 0 && s->requests_dropped > 0 && s->requests_held > 0 &&
+           s->connections_closed > 0;
+}
+
+/* Tells the workers once every kind of fault has fired. */
+static void
+note_fired(chaos_t *chaos)
+{
+    mongoq_faultproxy_stats_t s = MONGOQ_FAULTPROXY_STATS_INIT;
+    if (!atomic_load(&chaos->end->all_fired) && mongoq_faultproxy_stats(chaos->proxy, &s, NULL) &&
+        every_kind_fired(&s)) {
+        atomic_store(&chaos->end->all_fired, true);
+    }
+}
+
 static void *
 chaos_main(void *arg)
 {
@@ -179,6 +219,7 @@ chaos_main(void *arg)
         bool stopped = await_hit(chaos, reply);
         bson_free(reply);
         chaos->actions++;
+        note_fired(chaos);
         if (stopped) {
             break;
         }
@@ -288,14 +329,18 @@ static void
 run(const char *server_uri, int seconds, mongoq_faultproxy_t *proxy, const char *db)
 {
     static worker_t workers[WORKERS];
-    chaos_t chaos = {.proxy = proxy};
+    int64_t start = now_ms();
+    run_end_t end = {.min_ms = start + seconds * 1000,
+                     .max_ms =
+                         start + (seconds * 1000 > FIRE_BOUND_MS ? seconds * 1000 : FIRE_BOUND_MS)};
+    chaos_t chaos = {.proxy = proxy, .end = &end};
     pthread_t worker_threads[WORKERS], chaos_thread;
     mongoc_client_pool_t *pool = proxied_pool(proxy, server_uri);
     int acked = 0, ops = 0;
+    atomic_init(&end.all_fired, false);
     chaos_start(&chaos, &chaos_thread);
     for (int i = 0; i < WORKERS; i++) {
-        workers[i] = (worker_t){
-            .pool = pool, .db = db, .index = i, .deadline_ms = now_ms() + seconds * 1000};
+        workers[i] = (worker_t){.pool = pool, .db = db, .index = i, .end = &end};
         pthread_create(&worker_threads[i], NULL, worker_main, &workers[i]);
     }
     for (int i = 0; i < WORKERS; i++) {
@@ -305,8 +350,9 @@ run(const char *server_uri, int seconds, mongoq_faultproxy_t *proxy, const char 
     chaos_stop(&chaos, chaos_thread);
     mongoc_client_pool_destroy(pool);
     verify(server_uri, db, proxy, workers, &acked);
-    printf("faultproxy-stress: %d operations, %d inserts acknowledged, %d chaos actions\n", ops,
-           acked, chaos.actions);
+    printf("faultproxy-stress: %d operations, %d inserts acknowledged, %d chaos actions in "
+           "%lld ms\n",
+           ops, acked, chaos.actions, (long long)(now_ms() - start));
 }
 
 int
@@ -315,7 +361,8 @@ main(int argc, char **argv)
     const char *server_uri = getenv("MONGOQ_TEST_URI");
     int seconds = argc > 1 ? atoi(argv[1]) : 3;
     bson_error_t error;
-    /* At most 60 s: the chaos table adds about 10 rules a second, the proxy keeps 1024. */
+    /* At most 60 s (also the longest run, FIRE_BOUND_MS being less): the chaos table adds about
+     * 10 rules a second, the proxy keeps 1024. */
     if (!server_uri || !*server_uri || seconds < 1 || seconds > 60) {
         fprintf(stderr, "usage: MONGOQ_TEST_URI=mongodb://... %s [SECONDS (1-60)]\n", argv[0]);
         return 2;

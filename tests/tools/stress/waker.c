@@ -6,10 +6,13 @@
 
 #define P3_N 24
 #define P3_CONSUMERS 4 /* the last one abandons what it claims first */
-#define P3_LEASE_MS 600
+/* Every consumer also acks (the abandoner a message's later attempts): a lease long enough for
+ * claim -> ack on a starved ThreadSanitizer run; an abandoned message is back 3 s later. */
+#define P3_LEASE_MS 3000
 #define P3_REAP_MS 100
 #define P3_POLL_MS 10000     /* so only the change stream can wake idle consumers quickly */
 #define P3_CLAIM_WAIT_MS 4000
+#define P3_READY_WAIT_MS 10000 /* for every consumer to wait on the open stream */
 #define P3_MAX_LATENCY_MS 2000
 #define P3_DEADLINE_MS 40000
 
@@ -17,7 +20,6 @@ typedef struct {
     part_t *part;
     mongoq_queue_t *queue;    /* the consumers' handle */
     mongoq_queue_t *producer; /* another handle on another pool: wakes nobody in-process */
-    atomic_int in_claim;
     atomic_int *claims, *acked, *abandoned;
     atomic_int_least64_t enqueued_at[P3_N];
     atomic_int_least64_t max_latency_ms; /* enqueue -> first claim */
@@ -85,11 +87,9 @@ p3_consumer(void *arg)
         mongoq_message_t *msgs[3];
         size_t n = 0;
         bson_error_t error;
-        atomic_fetch_add(&p->in_claim, 1);
         bool ok = abandoner
                       ? mongoq_consumer_claim_many(c, 3, P3_CLAIM_WAIT_MS, msgs, &n, &error)
                       : mongoq_consumer_claim(c, P3_CLAIM_WAIT_MS, &msgs[0], &error);
-        atomic_fetch_sub(&p->in_claim, 1);
         if (!CHECK(p->part, ok, "claim: %s", error.message)) {
             break;
         }
@@ -102,21 +102,40 @@ p3_consumer(void *arg)
     return NULL;
 }
 
+typedef struct {
+    p3_t *p;
+    int seq;
+} p3_next_t;
+
+/*
+ * Message seq may go: the one before it was claimed, the change stream is open, and every
+ * consumer waits for work (idle_consumers: the waker's own count of its waiters), so only the
+ * stream's event can wake them in time.
+ */
 static bool
-p3_all_in_claim(void *arg)
+p3_ready_for(void *arg)
 {
-    p3_t *p = arg;
-    return atomic_load(&p->in_claim) == P3_CONSUMERS;
+    p3_next_t *next = arg;
+    mongoq_counters_t c = MONGOQ_COUNTERS_INIT;
+    if (next->seq > 0 && atomic_load(&next->p->claims[next->seq - 1]) == 0) {
+        return false;
+    }
+    mongoq_queue_counters(next->p->queue, &c);
+    return c.change_stream_active && c.idle_consumers == P3_CONSUMERS;
 }
 
-/* One message at a time, each once every consumer is (back) in claim. */
+/* One message at a time, each once every consumer waits on the open change stream. */
 static void *
 p3_producer(void *arg)
 {
     p3_t *p = arg;
-    for (int seq = 0; seq < P3_N; seq++) {
-        stress_wait_until(p3_all_in_claim, p, 5000);
-        stress_sleep_ms(20); /* from inside claim to the wait: no condition to await here */
+    for (int seq = 0; seq < P3_N && stress_now_ms() < p->deadline; seq++) {
+        p3_next_t next = {.p = p, .seq = seq};
+        if (!CHECK(p->part, stress_wait_until(p3_ready_for, &next, P3_READY_WAIT_MS),
+                   "message %d: consumers not all waiting on the open stream in %d ms", seq,
+                   P3_READY_WAIT_MS)) {
+            break;
+        }
         atomic_store(&p->enqueued_at[seq], stress_now_ms());
         if (!stress_enqueue_seqs(p->part, p->producer, seq, 1)) {
             break;
