@@ -93,6 +93,9 @@ lost_by(const facts_t *f, const delivery_t *p, int64_t to)
     if (cut_off(f, p->proc, from, to)) {
         return "lease expired while cut off from the server";
     }
+    if (driver_clock_jumped(d, from, to)) {
+        return "lease expired as the wall clock stepped forward (machine paused)";
+    }
     return NULL;
 }
 
@@ -138,6 +141,9 @@ explain_unlogged(const facts_t *f, int64_t from, const delivery_t *next)
     }
     if (cut_off(f, -1, from, to)) {
         return "unrecorded claim: its answer was lost, lease expired";
+    }
+    if (driver_clock_jumped(d, from, to)) {
+        return "unrecorded claim: lease expired as the wall clock stepped forward";
     }
     return NULL;
 }

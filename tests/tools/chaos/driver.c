@@ -137,10 +137,47 @@ driver_end_fail_command(driver_t *d)
     }
 }
 
+void
+driver_clock_sample(driver_t *d)
+{
+    int64_t mono = chaos_mono_ms();
+    int64_t offset = chaos_real_ms() - mono;
+    int64_t last = d->n_clock > 0 ? d->clock_offset[d->n_clock - 1] : 0;
+    bool moved = d->n_clock == 0 || offset - last >= CLOCK_STEP_MS || last - offset >= CLOCK_STEP_MS;
+    if (moved && d->n_clock < MAX_CLOCK_STEPS) {
+        d->clock_mono[d->n_clock] = mono;
+        d->clock_offset[d->n_clock] = offset;
+        d->n_clock++;
+    }
+}
+
+bool
+driver_clock_jumped(const driver_t *d, int64_t from, int64_t to)
+{
+    for (int i = 1; i < d->n_clock; i++) {
+        int64_t at = d->clock_mono[i] + d->clock_offset[i];
+        if (d->clock_offset[i] - d->clock_offset[i - 1] >= CLOCK_JUMP_MS && at >= from &&
+            at <= to) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int64_t
 driver_real_of_mono(const driver_t *d, int64_t mono)
 {
-    return mono + d->real_minus_mono;
+    /* The last note at or before mono (the first one for earlier times). */
+    int lo = 0, hi = d->n_clock - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (d->clock_mono[mid] <= mono) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return mono + (d->n_clock > 0 ? d->clock_offset[lo] : chaos_real_ms() - chaos_mono_ms());
 }
 
 /* How long a worker's graceful stop may take: its stop timeout + 1 s + --stop-margin-ms. */
@@ -390,7 +427,7 @@ chaos_driver_main(int argc, char **argv)
     find_faketime(d);
     chaos_mongoc_init();
     d->start_mono = chaos_mono_ms();
-    d->real_minus_mono = chaos_real_ms() - d->start_mono;
+    driver_clock_sample(d);
     d->chaos_end_mono = d->start_mono + d->seconds * 1000;
     configure(d);
     if (start_all(d)) {

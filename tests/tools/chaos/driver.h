@@ -20,6 +20,9 @@
 #define MAX_EVENTS 8192
 #define MAX_RESTARTS 256
 #define MAX_COUNTERS 64
+#define MAX_CLOCK_STEPS 4096 /* moves of real - mono kept (at least CLOCK_STEP_MS each) */
+#define CLOCK_STEP_MS 5
+#define CLOCK_JUMP_MS 250 /* a forward step this large expires leases: a cause of its own */
 
 #define CHAOS_DB "chaos"
 #define CHAOS_COLL "q"
@@ -156,7 +159,11 @@ typedef struct {
     int64_t next_seq_base;
 
     int64_t start_mono, chaos_end_mono, quiet_until_mono;
-    int64_t real_minus_mono; /* real = mono + this, for records that carry monotonic times */
+    /* real - mono as it moved during the run (driver_clock_sample): the machine's wall clock
+     * can step against the monotonic one (a virtual machine paused and resynced), so records
+     * that carry monotonic times are mapped with the offset of their own moment. */
+    int64_t clock_mono[MAX_CLOCK_STEPS], clock_offset[MAX_CLOCK_STEPS];
+    int n_clock;
     bool chaos_on;           /* faults are injected (off in the drain) */
     bool producers_stopping; /* the drain stopped them: no restarts */
     bool final_stop;         /* the last SIGTERMs went out: no restarts at all */
@@ -175,6 +182,13 @@ void
 driver_end_fail_command(driver_t *d);
 void
 driver_schedule(driver_t *d, action_kind_t kind, int64_t in_ms, int arg);
+/* Notes real - mono now when it moved by CLOCK_STEP_MS or more since the last note. */
+void
+driver_clock_sample(driver_t *d);
+/* Whether the wall clock stepped forward by CLOCK_JUMP_MS or more within [from, to] (real). */
+bool
+driver_clock_jumped(const driver_t *d, int64_t from, int64_t to);
+/* The wall-clock time of a monotonic one, with the offset noted last at or before it. */
 int64_t
 driver_real_of_mono(const driver_t *d, int64_t mono);
 int64_t

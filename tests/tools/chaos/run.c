@@ -146,6 +146,7 @@ wait_events(driver_t *d, int64_t timeout_ms)
     }
     procs_reap(d, on_child_exit);
     enforce_ready_deadlines(d);
+    driver_clock_sample(d); /* at least twice a second: no wait is longer than 500 ms */
     d->interrupted = driver_sig_interrupted != 0;
 }
 
