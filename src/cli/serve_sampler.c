@@ -5,11 +5,11 @@
  * rates and a plot without the API reading history. Claims seen in the stream name their
  * consumer: a table of those feeds the consumers view (serve_scan.c).
  *
- * A pass over every queue's stats costs the server time in proportion to the queues (0.6-4 s at
- * a million messages on the test server). The sampler waits SLOWDOWN times its last pass before
- * the next one, at least a second and at most MAX_PERIOD_MS, so it never keeps the server busy
- * more than a fifth of the time; each sample's span_ms says what its counts cover, and rates
- * divide by it.
+ * A pass over every queue's stats costs the server time that grows with the queues (seconds at
+ * a million messages where counts scan the index). The sampler waits SLOWDOWN times its last
+ * pass before the next one, at least a second and at most MAX_PERIOD_MS, so it never keeps the
+ * server busy more than a fifth of the time; each sample's span_ms says what its counts cover,
+ * and rates divide by it.
  */
 #include <string.h>
 #include <time.h>
