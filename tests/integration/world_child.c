@@ -1,6 +1,8 @@
 /* A consumer in a process of its own, driven line by line through pipes (world.h). */
 #include "world.h"
 
+#include "faketime_shm.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
@@ -84,6 +86,7 @@ world_child_start(world_child_t *child, world_t *w, const char *const *args, con
         close(in[1]);
         close(out[0]);
         close(out[1]);
+        mtest_clear_faketime_shm(getpid()); /* a skewed child runs under libfaketime */
         execve(prog, (char *const *)argv, envp);
         _exit(127);
     }
@@ -163,6 +166,7 @@ world_child_stop(world_child_t *child, bool hard)
     if (child->pid > 0) {
         kill(child->pid, SIGKILL);
         waitpid(child->pid, NULL, 0);
+        mtest_clear_faketime_shm(child->pid); /* killed: libfaketime could not clean up */
         child->pid = 0;
     }
     if (child->to_child >= 0) {

@@ -4,6 +4,7 @@
  * reaped it (so a recycled PID is never hit), reaped with waitpid.
  */
 #include "driver.h"
+#include "faketime_shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,7 @@ exec_child(const driver_t *d, const char *name, int out_fd, pid_t parent, char *
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGCHLD, SIG_DFL);
+    mtest_clear_faketime_shm(getpid()); /* skewed workers run under libfaketime */
     execv(argv[0], argv);
     _exit(127);
 }
@@ -224,6 +226,9 @@ collect_exits(driver_t *d)
             continue;
         }
         child_t *c = &d->children[child];
+        if (WIFSIGNALED(status)) {
+            mtest_clear_faketime_shm(pid); /* killed: libfaketime could not clean up */
+        }
         c->exited = true;
         c->status = status;
         c->exit_mono = chaos_mono_ms();
