@@ -16,6 +16,8 @@
 set -euo pipefail
 # shellcheck source=../../scripts/lib.sh
 . "$(dirname "$0")/../../scripts/lib.sh" # mongoq_await_output, mongoq_first_line
+# shellcheck source=fail_point.sh
+. "$(dirname "$0")/fail_point.sh" # fp_uri, fp_take, fp_give, fp_cleanup
 M=$1
 PROMCHECK=$2
 SERVER_BIN=$3
@@ -30,10 +32,7 @@ TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    if [ -n "${FP_HELD:-}" ]; then # stopped while holding the fail point's turn: turn it off
-        "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin \
-            '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null 2>&1 || true
-    fi
+    fp_cleanup
     "$RUN_COMMAND" "$MONGOQ_TEST_URI" "$DB" '{"dropDatabase": 1}' >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }
@@ -264,24 +263,15 @@ expect_rc "--batch out of range" 64 "$M" "${O[@]}" purge ready --yes --batch 100
 expect_rc "--batch with one id" 64 "$M" "${O[@]}" redrive "$HELD" --batch 5
 # The third deleteMany fails (a fail point for this command's appName alone): two batches are
 # gone, counted, and a second run deletes the rest, no message twice. The server has one
-# failCommand: take its turn as the Criterion suites do (tests/common/turns.c, an flock on
-# /tmp/mongoq-failcommand-<FNV-1a of the URI>.lock) until it is off again.
-FP_LOCK=/tmp/mongoq-failcommand-$(python3 -c 'import sys
-h = 2166136261
-for b in sys.argv[1].encode(): h = ((h ^ b) * 16777619) & 0xffffffff
-print("%08x" % h)' "$MONGOQ_TEST_URI").lock
-exec 4<>"$FP_LOCK"
-flock 4
-FP_HELD=1
-case $MONGOQ_TEST_URI in *\?*) FP_URI="$MONGOQ_TEST_URI&appname=cli-fp-$$" ;; *) FP_URI="$MONGOQ_TEST_URI/?appname=cli-fp-$$" ;; esac
+# failCommand: its turn is held until it is off again (fail_point.sh).
+fp_take
+FP_URI=$(fp_uri "cli-fp-$$")
 expect_rc "fail point on the third delete" 0 "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin \
     "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"skip\": 2}, \"data\": {\"failCommands\": [\"delete\"], \"errorCode\": 2, \"appName\": \"cli-fp-$$\"}}"
 expect_rc "purge stopped part way exits 3" 3 "$M" --uri "$FP_URI" "${O[@]}" purge ready --yes --batch 7
 one_line_error "purge stopped part way"
 grep -q 'after 14 of 29 (run it again for the rest)' "$TMP/err" && ok "purge stopped: counted" || bad "purge stopped: $(cat "$TMP/err")"
-"$RUN_COMMAND" "$MONGOQ_TEST_URI" admin '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null
-exec 4>&- # the fail point's turn goes back
-FP_HELD=
+fp_give
 "$M" "${O[@]}" stats --json >"$TMP/out"
 check "purge stopped: 15 left" "$(json 'd["ready"]' <"$TMP/out")" 15
 expect_rc "purge again in batches" 0 "$M" "${O[@]}" purge ready --yes --batch 7 --json

@@ -9,6 +9,8 @@
 set -euo pipefail
 # shellcheck source=../../scripts/lib.sh
 . "$(dirname "$0")/../../scripts/lib.sh" # mongoq_await_output, mongoq_first_line
+# shellcheck source=fail_point.sh
+. "$(dirname "$0")/fail_point.sh" # fp_uri, fp_take, fp_give, fp_cleanup
 M=$1
 SERVER_BIN=$2
 RUN_COMMAND=$3
@@ -19,10 +21,7 @@ TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    if [ -n "${FP_HELD:-}" ]; then # stopped while the slow-server fail point is on
-        "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin \
-            '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null 2>&1 || true
-    fi
+    fp_cleanup
     "$RUN_COMMAND" "$MONGOQ_TEST_URI" "$DB" '{"dropDatabase": 1}' >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }
@@ -163,12 +162,8 @@ check "each action logged" "$(grep -c '^mongoq serve: action ' "$TMP/rw.out.err"
 # the queue's stats (six counts) takes at least 600 ms, and the sampler waits 4 passes before the
 # next (serve_sampler.c): samples at least 3 s apart where they were 1 s apart. A lower bound, so
 # a slow machine cannot fail it.
-if [[ $MONGOQ_TEST_URI == *\?* ]]; then
-    SLOW_URI="$MONGOQ_TEST_URI&appName=mongoq-slow-serve"
-else
-    SLOW_URI="${MONGOQ_TEST_URI%/}/?appName=mongoq-slow-serve"
-fi
-FP_HELD=1
+SLOW_URI=$(fp_uri mongoq-slow-serve)
+fp_take
 "$RUN_COMMAND" "$MONGOQ_TEST_URI" admin '{"configureFailPoint": "failCommand", "mode": "alwaysOn",
   "data": {"failCommands": ["count"], "blockConnection": true, "blockTimeMS": 100,
            "appName": "mongoq-slow-serve"}}' >/dev/null
@@ -181,8 +176,7 @@ done
 check "slow server: two samples" "$([ "$n" -ge 2 ] && echo yes)" yes
 check "slow server: samples at least 2.4 s apart" \
     "$(json 'min(b - a for a, b in zip(d["samples"]["t"], d["samples"]["t"][1:])) >= 2400')" True
-"$RUN_COMMAND" "$MONGOQ_TEST_URI" admin '{"configureFailPoint": "failCommand", "mode": "off"}' >/dev/null
-FP_HELD=""
+fp_give
 
 # ---- 503 while the server is down ----------------------------------------------------------------
 if [ -z "${MONGOQ_TEST_NO_SPAWN:-}" ]; then

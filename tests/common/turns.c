@@ -2,7 +2,7 @@
  * Taking turns on the one server under test, between tests that run at once (Criterion's
  * --jobs=2, programs run side by side). Criterion runs each test in a process of its own, so a
  * turn is an flock that the test's process holds until it gives it back or exits. The lock files
- * are named after the server's URI (FNV-1a; tests/cli/test_cli.sh computes the same name), so
+ * are named after the server's URI (FNV-1a; tests/cli/fail_point.sh computes the same name), so
  * suites run against different servers never wait for each other.
  *
  * Two turns, always taken in this order, so two tests never each hold what the other waits for:
